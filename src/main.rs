@@ -1,0 +1,5 @@
+//! `an1256`: osquery extension mode and standalone subcommands.
+
+fn main() {
+    std::process::exit(2);
+}

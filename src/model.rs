@@ -1,0 +1,214 @@
+//! Plain row types shared by every layer. No OS code lives here: the platform
+//! backends fill these structs, the classifier and the tables read them.
+
+use serde::Serialize;
+
+/// A process id as the kernel reports it.
+pub type Pid = i32;
+
+/// What the backend could read about one running process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    pub pid: Pid,
+    pub parent: Pid,
+    /// Executable path (Linux: `/proc/<pid>/exe` target, " (deleted)" suffix removed).
+    /// Empty for kernel threads or when unreadable (see `error`).
+    pub path: String,
+    /// argv as the process set it (Linux: `/proc/<pid>/cmdline`).
+    pub argv: Vec<String>,
+    /// Real uid.
+    pub uid: i64,
+    /// Current working directory, used to resolve relative script paths. Empty if unreadable.
+    pub cwd: String,
+    /// Start time, seconds since the Unix epoch (0 if unknown).
+    pub start_time: i64,
+    /// Linux network namespace inode as text; empty on macOS.
+    pub net_namespace: String,
+    /// True when the executable was deleted or replaced after exec.
+    pub exe_deleted: bool,
+    /// Why a field could not be filled (permission, vanished…); empty when all is well.
+    pub error: String,
+}
+
+/// The kernel's socket type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum SocketType {
+    Dgram,
+    Raw,
+    Stream,
+}
+
+impl SocketType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketType::Dgram => "dgram",
+            SocketType::Raw => "raw",
+            SocketType::Stream => "stream",
+        }
+    }
+}
+
+/// IPv4 / IPv6 as osquery reports them (Linux numbering, also on macOS).
+pub const FAMILY_INET: i32 = 2;
+pub const FAMILY_INET6: i32 = 10;
+
+/// One inet socket held by one process (a socket shared after fork gives one
+/// `SocketInfo` per holder).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SocketInfo {
+    pub pid: Pid,
+    pub fd: i64,
+    /// Kernel socket id: inode on Linux, `soi_so` on macOS.
+    pub socket: u64,
+    /// `FAMILY_INET` or `FAMILY_INET6`.
+    pub family: i32,
+    /// IP protocol number (1, 58, 17, 136, 255, 0, 6…). For raw sockets the
+    /// protocol given to socket(2).
+    pub protocol: i32,
+    pub socket_type: SocketType,
+    /// Addresses in textual form (`0.0.0.0`, `::`, `127.0.0.1`, `fe80::1`); v4-mapped
+    /// IPv6 addresses are unmapped by the backend.
+    pub local_address: String,
+    pub local_port: i32,
+    pub remote_address: String,
+    pub remote_port: i32,
+    /// TCP state name (`ESTABLISHED`, `LISTEN`…) for stream sockets; empty otherwise.
+    pub tcp_state: String,
+    /// Linux network namespace inode as text; empty on macOS.
+    pub net_namespace: String,
+}
+
+/// Which kinds of socket a scan must look at. `protocol_name =` constraints are
+/// turned into this before any fd is walked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolSet {
+    pub icmp: bool,
+    pub udp: bool,
+    pub udplite: bool,
+    pub raw: bool,
+    /// TCP sockets, needed only by the SOCKS classifier.
+    pub tcp: bool,
+}
+
+impl ProtocolSet {
+    pub const ALL: ProtocolSet = ProtocolSet {
+        icmp: true,
+        udp: true,
+        udplite: true,
+        raw: true,
+        tcp: true,
+    };
+    pub const NONE: ProtocolSet = ProtocolSet {
+        icmp: false,
+        udp: false,
+        udplite: false,
+        raw: false,
+        tcp: false,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        *self == ProtocolSet::NONE
+    }
+}
+
+/// What a socket scan should cover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketQuery {
+    /// Only these processes; `None` means every process.
+    pub pids: Option<Vec<Pid>>,
+    pub protocols: ProtocolSet,
+}
+
+/// The result of a socket scan: what was found and what could not be read.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SocketScan {
+    pub sockets: Vec<SocketInfo>,
+    /// Processes skipped because they vanished or could not be read.
+    pub skipped_processes: usize,
+    /// Human-readable notes on what went wrong (bounded; for logs, not rows).
+    pub errors: Vec<String>,
+}
+
+/// Code-trust verdict, as `process_code_signature.trust` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum Trust {
+    /// Platform binary / Apple anchor.
+    Apple,
+    AppStore,
+    DeveloperId,
+    /// Linux: owned by an installed dpkg/rpm package and its digest matches.
+    Package,
+    Adhoc,
+    Unsigned,
+    /// Signature or package digest fails.
+    Invalid,
+    /// Could not evaluate (see the `error` column).
+    #[default]
+    Unknown,
+}
+
+impl Trust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Apple => "apple",
+            Trust::AppStore => "app_store",
+            Trust::DeveloperId => "developer_id",
+            Trust::Package => "package",
+            Trust::Adhoc => "adhoc",
+            Trust::Unsigned => "unsigned",
+            Trust::Invalid => "invalid",
+            Trust::Unknown => "unknown",
+        }
+    }
+
+    /// `trusted = 1` iff apple, app_store, developer_id or package.
+    pub fn is_trusted(self) -> bool {
+        matches!(
+            self,
+            Trust::Apple | Trust::AppStore | Trust::DeveloperId | Trust::Package
+        )
+    }
+}
+
+/// Code identity of one executable or script file (or of running code on macOS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CodeIdentity {
+    pub trust: Trust,
+    /// Carries any signature or package provenance (ad-hoc included).
+    pub signed: bool,
+    /// Signing identifier (Linux: package name).
+    pub identifier: String,
+    /// Team identifier (empty on Linux).
+    pub team_identifier: String,
+    /// Leaf certificate CN (Linux: `dpkg` or `rpm`).
+    pub authority: String,
+    /// macOS cdhash, hex; empty on Linux.
+    pub cdhash: String,
+    /// 1/0 on macOS, -1 where unknown or not applicable.
+    pub notarized: i32,
+    /// 1/0 on macOS, -1 on Linux.
+    pub platform_binary: i32,
+    /// macOS code-signing flags as `0x…`; empty on Linux.
+    pub flags: String,
+    /// SHA-256 of the file, hex; filled at least whenever the verdict is not trusted
+    /// (empty when the file was too large or unreadable: see `error`).
+    pub sha256: String,
+    /// macOS `com.apple.quarantine` present.
+    pub quarantined: bool,
+    /// Quarantine agent (the app that downloaded the file), macOS only.
+    pub quarantine_agent: String,
+    pub error: String,
+}
+
+impl CodeIdentity {
+    /// An identity for a file or process that could not be evaluated.
+    pub fn unknown(error: impl Into<String>) -> Self {
+        CodeIdentity {
+            trust: Trust::Unknown,
+            notarized: -1,
+            platform_binary: -1,
+            error: error.into(),
+            ..Default::default()
+        }
+    }
+}

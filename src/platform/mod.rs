@@ -1,0 +1,169 @@
+//! The `Host` trait: everything an1256 asks of the operating system, behind one
+//! interface. `linux/` and `macos/` implement it; `FakeHost` serves the tests.
+
+use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(target_os = "macos")]
+pub mod macos;
+
+/// Why a per-process read failed. Vanished and permission errors are normal on a
+/// live host: callers skip and count them.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum HostError {
+    #[error("process {0} has exited")]
+    Vanished(Pid),
+    #[error("permission denied reading process {0} (run as root to see every process)")]
+    PermissionDenied(Pid),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Settings every backend honours.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Files larger than this are not hashed (the `error` column says so).
+    pub max_hash_bytes: u64,
+    /// Root of the dpkg database (`/var/lib/dpkg`); tests point it at a fixture.
+    pub dpkg_root: std::path::PathBuf,
+    /// Root of the rpm database (`/var/lib/rpm`), consulted when it exists.
+    pub rpm_root: std::path::PathBuf,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            max_hash_bytes: 256 * 1024 * 1024,
+            dpkg_root: "/var/lib/dpkg".into(),
+            rpm_root: "/var/lib/rpm".into(),
+        }
+    }
+}
+
+/// Everything the tables need from the operating system.
+pub trait Host: Send + Sync {
+    /// `linux` or `darwin`, as osquery names platforms.
+    fn platform(&self) -> &'static str;
+    /// Every pid alive now.
+    fn pids(&self) -> Result<Vec<Pid>, HostError>;
+    /// One process. `Err(Vanished)` when it exited.
+    fn process(&self, pid: Pid) -> Result<ProcessInfo, HostError>;
+    /// Just the executable path of a process (cheaper than `process`).
+    fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
+        self.process(pid).map(|p| p.path)
+    }
+    /// Inet sockets of the processes and protocols the query names.
+    fn sockets(&self, query: &SocketQuery) -> SocketScan;
+    /// Code identity of what the process runs (macOS: the live process's
+    /// signature; Linux: its executable file). Cached by file identity.
+    fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity;
+    /// Code identity of a file on disk (a script). Cached by file identity.
+    fn file_identity(&self, path: &str) -> CodeIdentity;
+    /// The process's environment as `KEY=value` strings (for SOCKS proxy variables).
+    fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        Err(HostError::Other(format!(
+            "environment of {pid} not available on this platform"
+        )))
+    }
+    /// Shared libraries mapped into the process (Linux `/proc/<pid>/maps`).
+    fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        Err(HostError::Other(format!(
+            "mapped libraries of {pid} not available on this platform"
+        )))
+    }
+}
+
+/// The backend for the OS this binary was built for.
+#[cfg(target_os = "linux")]
+pub fn native(config: HostConfig) -> Box<dyn Host> {
+    Box::new(linux::LinuxHost::new(config))
+}
+
+/// The backend for the OS this binary was built for.
+#[cfg(target_os = "macos")]
+pub fn native(config: HostConfig) -> Box<dyn Host> {
+    Box::new(macos::MacHost::new(config))
+}
+
+/// An in-memory host for tests: processes, sockets and identities are whatever the
+/// test puts in. Records which pids were asked for so push-down can be asserted.
+#[derive(Default)]
+pub struct FakeHost {
+    pub processes: Vec<ProcessInfo>,
+    pub sockets: Vec<crate::model::SocketInfo>,
+    /// Identity by executable or script path; missing paths are `unsigned`.
+    pub identities: HashMap<String, CodeIdentity>,
+    pub environments: HashMap<Pid, Vec<String>>,
+    /// Every pid passed to `process()`, in order.
+    pub process_calls: Mutex<Vec<Pid>>,
+    /// Every query passed to `sockets()`, in order.
+    pub socket_queries: Mutex<Vec<SocketQuery>>,
+}
+
+impl FakeHost {
+    fn identity_of(&self, path: &str) -> CodeIdentity {
+        self.identities
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| CodeIdentity {
+                trust: crate::model::Trust::Unsigned,
+                notarized: -1,
+                platform_binary: -1,
+                sha256: format!("{:064x}", path.len()),
+                ..Default::default()
+            })
+    }
+}
+
+impl Host for FakeHost {
+    fn platform(&self) -> &'static str {
+        "fake"
+    }
+
+    fn pids(&self) -> Result<Vec<Pid>, HostError> {
+        Ok(self.processes.iter().map(|p| p.pid).collect())
+    }
+
+    fn process(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
+        if let Ok(mut calls) = self.process_calls.lock() {
+            calls.push(pid);
+        }
+        self.processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .cloned()
+            .ok_or(HostError::Vanished(pid))
+    }
+
+    fn sockets(&self, query: &SocketQuery) -> SocketScan {
+        if let Ok(mut calls) = self.socket_queries.lock() {
+            calls.push(query.clone());
+        }
+        let sockets = self
+            .sockets
+            .iter()
+            .filter(|s| query.pids.as_ref().is_none_or(|p| p.contains(&s.pid)))
+            .filter(|s| crate::classify::wanted_by(s, &query.protocols))
+            .cloned()
+            .collect();
+        SocketScan {
+            sockets,
+            ..Default::default()
+        }
+    }
+
+    fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity {
+        self.identity_of(&process.path)
+    }
+
+    fn file_identity(&self, path: &str) -> CodeIdentity {
+        self.identity_of(path)
+    }
+
+    fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        Ok(self.environments.get(&pid).cloned().unwrap_or_default())
+    }
+}

@@ -1,0 +1,2 @@
+//! The embedded SQLite engine: the same tables as rusqlite virtual tables.
+//! (Being written.)

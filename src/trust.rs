@@ -1,0 +1,244 @@
+//! Trust verdicts and the cache that makes them cheap: a verdict is computed once per
+//! file identity (device, inode, size, mtime, ctime) and reused until the file
+//! changes. Hashing is bounded by a size cap.
+
+use crate::model::CodeIdentity;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+
+/// What identifies one version of a file: if any of these change, the verdict is
+/// recomputed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileId {
+    /// From `std::fs::Metadata` (Unix).
+    pub fn from_metadata(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Entries kept before the cache starts over; a host runs far fewer distinct
+/// executables and scripts than this.
+pub const DEFAULT_CACHE_ENTRIES: usize = 16_384;
+
+/// A bounded, thread-safe verdict cache keyed by file identity (or any other key).
+pub struct TrustCache<K = FileId> {
+    entries: Mutex<HashMap<K, CodeIdentity>>,
+    capacity: usize,
+    stats: Mutex<CacheStats>,
+}
+
+/// Hit and miss counts, to prove that a second query evaluates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> TrustCache<K> {
+    pub fn new(capacity: usize) -> Self {
+        TrustCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            stats: Mutex::new(CacheStats::default()),
+        }
+    }
+
+    /// The cached verdict, or `compute()`'s, stored for next time. `compute` runs
+    /// without the lock held, so slow hashing never blocks other lookups.
+    pub fn get_or_insert_with(
+        &self,
+        key: K,
+        compute: impl FnOnce() -> CodeIdentity,
+    ) -> CodeIdentity {
+        if let Some(found) = self.lock_entries().get(&key).cloned() {
+            self.count(true);
+            return found;
+        }
+        self.count(false);
+        let value = compute();
+        let mut entries = self.lock_entries();
+        if entries.len() >= self.capacity {
+            // Simple and bounded: a full cache starts over rather than tracking LRU.
+            entries.clear();
+        }
+        entries.insert(key, value.clone());
+        value
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock_entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock_entries(&self) -> std::sync::MutexGuard<'_, HashMap<K, CodeIdentity>> {
+        // A panic while holding the lock leaves a usable map: recover it.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count(&self, hit: bool) {
+        if let Ok(mut s) = self.stats.lock() {
+            if hit {
+                s.hits += 1;
+            } else {
+                s.misses += 1;
+            }
+        }
+    }
+}
+
+/// Digests of one read pass over a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileDigests {
+    pub sha256: String,
+    /// Only when asked for (dpkg records MD5).
+    pub md5: Option<String>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("not hashed: file is {size} bytes, over the {limit}-byte cap (raise max_hash_bytes)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("not hashed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Hashes an open file in one pass: SHA-256 always, MD5 when `with_md5`. Refuses
+/// files whose size (as stat says, and as read) exceeds `limit`.
+pub fn hash_reader(
+    reader: &mut impl Read,
+    size_hint: u64,
+    limit: u64,
+    with_md5: bool,
+) -> Result<FileDigests, HashError> {
+    if size_hint > limit {
+        return Err(HashError::TooLarge {
+            size: size_hint,
+            limit,
+        });
+    }
+    let mut sha = Sha256::new();
+    let mut md5 = with_md5.then(md5::Md5::new);
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        total += n as u64;
+        if total > limit {
+            // The file grew after stat: still bounded.
+            return Err(HashError::TooLarge { size: total, limit });
+        }
+        let chunk = buffer.get(..n).unwrap_or_default();
+        sha.update(chunk);
+        if let Some(m) = md5.as_mut() {
+            md5::Digest::update(m, chunk);
+        }
+    }
+    Ok(FileDigests {
+        sha256: hex(&sha.finalize()),
+        md5: md5.map(|m| hex(&md5::Digest::finalize(m))),
+        bytes: total,
+    })
+}
+
+/// SHA-256 of a byte string, hex (inline code, test fixtures).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Trust;
+
+    #[test]
+    fn hashes_match_known_vectors() {
+        let d = hash_reader(&mut &b"abc"[..], 3, 10, true).unwrap();
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.md5.as_deref(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(d.bytes, 3);
+        assert_eq!(sha256_hex(b"abc"), d.sha256);
+    }
+
+    #[test]
+    fn hashing_is_capped_by_stat_and_by_read() {
+        assert!(matches!(
+            hash_reader(&mut &b"abcdef"[..], 6, 5, false),
+            Err(HashError::TooLarge { size: 6, limit: 5 })
+        ));
+        // stat said small, the file said more: still refused
+        assert!(matches!(
+            hash_reader(&mut &b"abcdef"[..], 1, 5, false),
+            Err(HashError::TooLarge { .. })
+        ));
+        let msg = hash_reader(&mut &b"abcdef"[..], 6, 5, false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("max_hash_bytes"), "{msg}");
+    }
+
+    #[test]
+    fn cache_computes_once_per_identity_and_stays_bounded() {
+        let cache: TrustCache<u32> = TrustCache::new(2);
+        let mut computed = 0;
+        for _ in 0..3 {
+            let v = cache.get_or_insert_with(1, || {
+                computed += 1;
+                CodeIdentity {
+                    trust: Trust::Package,
+                    ..Default::default()
+                }
+            });
+            assert_eq!(v.trust, Trust::Package);
+        }
+        assert_eq!(computed, 1);
+        assert_eq!(cache.stats(), CacheStats { hits: 2, misses: 1 });
+        cache.get_or_insert_with(2, CodeIdentity::default);
+        cache.get_or_insert_with(3, CodeIdentity::default);
+        assert!(cache.len() <= 2);
+    }
+}
