@@ -16,6 +16,7 @@ pub mod classify;
 pub mod extension;
 pub mod model;
 pub mod platform;
+pub mod scan;
 pub mod script;
 pub mod sql;
 pub mod subject;

@@ -1,5 +1,94 @@
-//! `an1256`: osquery extension mode and standalone subcommands.
+//! `an1256`: osquery extension mode (osquery's own argv) and standalone subcommands.
 
-fn main() {
-    std::process::exit(2);
+use an1256::platform::{self, HostConfig};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// AN1256: unsigned binaries or scripts opening ICMP, UDP, raw or SOCKS traffic
+/// outside the host's baseline.
+///
+/// With --socket it runs as an osquery extension (osquery passes --socket,
+/// --timeout, --interval and --verbose itself). Otherwise use a subcommand.
+#[derive(Parser, Debug)]
+#[command(name = "an1256", version, about, long_about = None)]
+struct Cli {
+    /// osquery extension manager socket (extension mode).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Seconds to wait for the manager socket to appear (extension mode).
+    #[arg(long, default_value_t = 3)]
+    timeout: u64,
+    /// Seconds between osquery health checks (extension mode).
+    #[arg(long, default_value_t = 3)]
+    interval: u64,
+    /// Log more (osquery passes this when it runs verbose).
+    #[arg(long)]
+    verbose: bool,
+    /// dpkg database root (tests point this at a fixture).
+    #[arg(long, value_name = "DIR", global = true, env = "AN1256_DPKG_ROOT")]
+    dpkg_root: Option<PathBuf>,
+    /// Files larger than this many bytes are not hashed.
+    #[arg(long, value_name = "BYTES", global = true, default_value_t = 256 * 1024 * 1024)]
+    max_hash_bytes: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the AN1256 hit query on this host (no osquery needed) and print the hits.
+    Scan(an1256::scan::ScanArgs),
+    /// Run any SQL over the tables through the embedded SQLite engine.
+    Query(an1256::scan::QueryArgs),
+    /// Print the table reference (markdown), generated from the registered columns.
+    Tables,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = HostConfig {
+        max_hash_bytes: cli.max_hash_bytes,
+        ..HostConfig::default()
+    };
+    if let Some(root) = &cli.dpkg_root {
+        config.dpkg_root = root.clone();
+    }
+    let host: Arc<dyn platform::Host> = Arc::from(platform::native(config));
+    let tables = an1256::all_tables(host);
+    match (&cli.socket, cli.command) {
+        (Some(socket), None) => {
+            let args = an1256::extension::ExtensionArgs {
+                socket: socket.clone(),
+                timeout: cli.timeout,
+                interval: cli.interval,
+                verbose: cli.verbose,
+            };
+            match an1256::extension::run(&args, tables) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("an1256: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            eprintln!("an1256: --socket starts extension mode and takes no subcommand");
+            ExitCode::from(2)
+        }
+        (None, Some(Command::Scan(args))) => an1256::scan::scan(&args, tables),
+        (None, Some(Command::Query(args))) => an1256::scan::query(&args, tables),
+        (None, Some(Command::Tables)) => {
+            print!("{}", an1256::tables::reference_markdown(&tables));
+            ExitCode::SUCCESS
+        }
+        (None, None) => {
+            eprintln!(
+                "an1256: nothing to do. Try `an1256 scan` (hits on this host), `an1256 query \"SQL\"`, \
+                 `an1256 tables`, or run it from osquery with --socket."
+            );
+            ExitCode::from(2)
+        }
+    }
 }
