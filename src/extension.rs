@@ -768,4 +768,18 @@ mod tests {
         assert!(err.contains("did not appear within"), "{err}");
         assert!(err.contains("--extensions_socket"), "{err}");
     }
+
+    #[test]
+    fn stale_manager_socket_fails_with_the_connect_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("stale.em");
+        // A socket file nobody listens on any more: connect() is refused.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        assert!(socket.exists());
+        let err = connect_to_manager(socket.to_str().unwrap(), Duration::from_millis(200))
+            .err()
+            .unwrap();
+        assert!(err.contains("did not accept connections within"), "{err}");
+        assert!(err.contains("refused"), "{err}");
+    }
 }
