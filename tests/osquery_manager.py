@@ -14,6 +14,7 @@ Scenarios:
   roundtrip  register, columns, generate (pid constraint), malformed context,
              then the manager goes away: the extension must exit by itself.
   sigterm    register, then SIGTERM: the extension must deregister and exit 0.
+  shutdown_rpc  register, then osquery's Extension.shutdown() call: same.
 """
 
 import argparse
@@ -299,11 +300,26 @@ def sigterm(args, handler, server, process, result):
     server.stop()
 
 
+def shutdown_rpc(args, handler, server, process, result):
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    extension_call(ext, "shutdown")
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_shutdown_rpc"] = {"code": code, "seconds": waited}
+    with handler.lock:
+        result["deregistered"] = [u == uuid for u in handler.deregistered]
+    result["extension_socket_removed"] = not os.path.exists(ext)
+    server.stop()
+
+
+SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc}
+
+
 def main():
     # thrift logs each refused connect while the extension's socket comes up.
     logging.getLogger("thrift").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["roundtrip", "sigterm"])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--extension", required=True, help="path of the an1256 binary")
     parser.add_argument("--work", required=True, help="private directory for the sockets")
     parser.add_argument("--pid", type=int, default=0, help="pid to constrain generate to")
@@ -319,7 +335,7 @@ def main():
         if not handler.registered.wait(REGISTER_TIMEOUT):
             raise RuntimeError("the extension did not register within %ss" % REGISTER_TIMEOUT)
         result["registration_seconds"] = round(time.monotonic() - started, 3)
-        {"roundtrip": roundtrip, "sigterm": sigterm}[args.scenario](
+        SCENARIOS[args.scenario](
             args, handler, server, process, result)
         result["ok"] = True
     except Exception as e:  # reported in the JSON; the Rust test shows it

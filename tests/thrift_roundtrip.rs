@@ -350,3 +350,13 @@ fn missing_manager_socket_exits_nonzero_with_a_clear_message_after_timeout() {
     );
     assert!(stderr.contains(&expected), "stderr: {stderr}");
 }
+
+#[test]
+fn shutdown_rpc_deregisters_and_exits_cleanly() {
+    let report = run_scenario("shutdown_rpc", std::process::id());
+    let exit = &report["exit_after_shutdown_rpc"];
+    assert_eq!(exit["code"], 0, "{exit}\n{}", report["extension_stderr"]);
+    assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
+    assert_eq!(report["deregistered"], serde_json::json!([true]));
+    assert_eq!(report["extension_socket_removed"], true);
+}
