@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Plays osquery's extension manager for tests/thrift_roundtrip.rs.
+
+Serves osquery's ExtensionManager Thrift interface on a Unix socket the way
+osqueryd does (TBufferedTransport + TBinaryProtocol, one thread per connection),
+launches the extension with osquery's argv and environment, then talks to it as
+osquery would: a new connection to `<socket>.<uuid>` per call. It records what
+it saw and prints one JSON object on stdout; the Rust test asserts on it.
+
+Uses osquery's generated Python Thrift code from the PyPI `osquery` package
+(run `scripts/setup-test-venv`, then `.venv/bin/python tests/osquery_manager.py`).
+
+Scenarios:
+  roundtrip  register, columns, generate (pid constraint), malformed context,
+             then the manager goes away: the extension must exit by itself.
+  sigterm    register, then SIGTERM: the extension must deregister and exit 0.
+  shutdown_rpc  register, then osquery's Extension.shutdown() call: same.
+"""
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from osquery.extensions import Extension, ExtensionManager
+from osquery.extensions.ttypes import (
+    ExtensionResponse,
+    ExtensionStatus,
+    InternalExtensionInfo,
+)
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import TSocket, TTransport
+
+# Every wait below is bounded; the Rust test also bounds the whole script.
+REGISTER_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 5.0
+EXIT_TIMEOUT = 10.0
+
+
+class ManagerHandler(ExtensionManager.Iface):
+    """osquery's side of the protocol, recording what the extension does."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.registered = threading.Event()
+        self.extensions_by_uuid = {}
+        self.registries = {}
+        self.deregistered = []
+        self.pings = 0
+
+    # Extension interface (osquery's manager is also an extension).
+    def ping(self):
+        with self.lock:
+            self.pings += 1
+        return ExtensionStatus(code=0, message="OK")
+
+    def call(self, registry, item, request):
+        return ExtensionResponse(
+            status=ExtensionStatus(code=1, message="test manager serves no plugins"),
+            response=[],
+        )
+
+    def shutdown(self):
+        pass
+
+    # ExtensionManager interface.
+    def extensions(self):
+        with self.lock:
+            return dict(self.extensions_by_uuid)
+
+    def options(self):
+        return {}
+
+    def registerExtension(self, info, registry):
+        uuid = random.randint(1000, 2**31 - 1)
+        with self.lock:
+            self.extensions_by_uuid[uuid] = info
+            self.registries[uuid] = registry
+        self.registered.set()
+        return ExtensionStatus(code=0, message="OK", uuid=uuid)
+
+    def deregisterExtension(self, uuid):
+        with self.lock:
+            known = uuid in self.extensions_by_uuid
+            self.deregistered.append(uuid)
+            self.extensions_by_uuid.pop(uuid, None)
+        if not known:
+            return ExtensionStatus(code=1, message="no extension with uuid %d" % uuid)
+        return ExtensionStatus(code=0, message="OK")
+
+    def query(self, sql):
+        return ExtensionResponse(
+            status=ExtensionStatus(code=1, message="test manager runs no SQL"),
+            response=[],
+        )
+
+    def getQueryColumns(self, sql):
+        return self.query(sql)
+
+
+class ManagerServer:
+    """A Unix-socket Thrift server whose connections can all be dropped at once,
+    as they are when osqueryd exits."""
+
+    def __init__(self, path, handler):
+        self.path = path
+        self.processor = ExtensionManager.Processor(handler)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.connections = []
+        self.lock = threading.Lock()
+        self.stopped = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.stopped:
+                    conn.close()
+                    return
+                self.connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        handle = TSocket.TSocket()
+        handle.setHandle(conn)
+        transport = TTransport.TBufferedTransport(handle)
+        protocol = TBinaryProtocol.TBinaryProtocol(transport)
+        try:
+            while True:
+                self.processor.process(protocol, protocol)
+        except (TTransport.TTransportException, OSError, EOFError):
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        """Stops answering: no listener, every open connection shut down."""
+        with self.lock:
+            self.stopped = True
+            connections = list(self.connections)
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def extension_call(path, method, *args):
+    """One call on a fresh connection to the extension, as osquery does."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        handle = TSocket.TSocket(unix_socket=path)
+        handle.setTimeout(30_000)
+        transport = TTransport.TBufferedTransport(handle)
+        try:
+            transport.open()
+            break
+        except TTransport.TTransportException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        client = Extension.Client(TBinaryProtocol.TBinaryProtocol(transport))
+        return getattr(client, method)(*args)
+    finally:
+        transport.close()
+
+
+def response_json(reply):
+    status = reply.status
+    return {
+        "code": None if status is None else status.code,
+        "message": None if status is None else status.message,
+        "rows": reply.response or [],
+    }
+
+
+def launch(binary, manager_socket, work, timeout, verbose):
+    argv = [binary]
+    if verbose:
+        argv.append("--verbose")
+    argv += ["--socket", manager_socket, "--timeout", str(timeout), "--interval", "1"]
+    env = dict(os.environ, OSQUERY_EXTENSION=str(os.getpid()))
+    stderr = open(os.path.join(work, "extension.stderr"), "wb")
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def wait_exit(process, timeout):
+    """(exit code or None if still running, seconds waited)."""
+    started = time.monotonic()
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    return code, round(time.monotonic() - started, 3)
+
+
+def registration(handler):
+    with handler.lock:
+        (uuid, info), = handler.extensions_by_uuid.items()
+        registry = handler.registries[uuid]
+    tables = {
+        name: [
+            {"name": r.get("name"), "type": r.get("type"), "op": r.get("op"), "id": r.get("id")}
+            for r in routes
+        ]
+        for name, routes in (registry.get("table") or {}).items()
+    }
+    return uuid, {
+        "uuid": uuid,
+        "name": info.name,
+        "version": info.version,
+        "registries": sorted(registry.keys()),
+        "tables": tables,
+    }
+
+
+def context_for_pid(pid):
+    return json.dumps({"constraints": [
+        {"name": "pid", "affinity": "INTEGER", "list": [{"op": 2, "expr": str(pid)}]},
+        {"name": "fd", "affinity": "INTEGER", "list": ""},
+    ]})
+
+
+def roundtrip(args, handler, server, process, result):
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    result["ping"] = response_json(ExtensionResponse(status=extension_call(ext, "ping")))
+    result["extension_socket_existed"] = os.path.exists(ext)
+    result["columns"] = response_json(extension_call(
+        ext, "call", "table", "process_code_signature", {"action": "columns"}))
+    started = time.monotonic()
+    result["generate_sockets"] = response_json(extension_call(
+        ext, "call", "table", "nonstandard_protocol_sockets",
+        {"action": "generate", "context": context_for_pid(args.pid)}))
+    result["generate_sockets_seconds"] = round(time.monotonic() - started, 3)
+    result["generate_signature"] = response_json(extension_call(
+        ext, "call", "table", "process_code_signature",
+        {"action": "generate", "context": context_for_pid(args.pid)}))
+    result["malformed_context"] = response_json(extension_call(
+        ext, "call", "table", "nonstandard_protocol_sockets",
+        {"action": "generate", "context": '{"constraints": [{"name": "pid", "list": [{"op": 2'}))
+    result["insert_readonly"] = response_json(extension_call(
+        ext, "call", "table", "nonstandard_protocol_sockets",
+        {"action": "insert", "auto_rowid": "true", "json_value_array": "[]"}))
+    # Several osquery workers at once: the extension serves calls concurrently.
+    replies = []
+    def generate():
+        replies.append(extension_call(ext, "call", "table", "nonstandard_protocol_sockets",
+                                      {"action": "generate", "context": context_for_pid(args.pid)}))
+    threads = [threading.Thread(target=generate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    result["concurrent_generate_codes"] = sorted(r.status.code for r in replies)
+
+    time.sleep(1.2)  # let the extension's 500 ms ping loop reach the manager
+    with handler.lock:
+        result["manager_pings_received"] = handler.pings
+    server.stop()
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+    result["extension_socket_removed"] = not os.path.exists(ext)
+
+
+def sigterm(args, handler, server, process, result):
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    result["ping"] = response_json(ExtensionResponse(status=extension_call(ext, "ping")))
+    process.send_signal(signal.SIGTERM)
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_sigterm"] = {"code": code, "seconds": waited}
+    with handler.lock:
+        result["deregistered"] = [u == uuid for u in handler.deregistered]
+    result["extension_socket_removed"] = not os.path.exists(ext)
+    server.stop()
+
+
+def shutdown_rpc(args, handler, server, process, result):
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    extension_call(ext, "shutdown")
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_shutdown_rpc"] = {"code": code, "seconds": waited}
+    with handler.lock:
+        result["deregistered"] = [u == uuid for u in handler.deregistered]
+    result["extension_socket_removed"] = not os.path.exists(ext)
+    server.stop()
+
+
+SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc}
+
+
+def main():
+    # thrift logs each refused connect while the extension's socket comes up.
+    logging.getLogger("thrift").setLevel(logging.CRITICAL)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--extension", required=True, help="path of the an1256 binary")
+    parser.add_argument("--work", required=True, help="private directory for the sockets")
+    parser.add_argument("--pid", type=int, default=0, help="pid to constrain generate to")
+    args = parser.parse_args()
+    args.socket = os.path.join(args.work, "osquery.em")
+
+    handler = ManagerHandler()
+    server = ManagerServer(args.socket, handler)
+    process = launch(args.extension, args.socket, args.work, timeout=5, verbose=True)
+    result = {"scenario": args.scenario, "ok": False}
+    try:
+        started = time.monotonic()
+        if not handler.registered.wait(REGISTER_TIMEOUT):
+            raise RuntimeError("the extension did not register within %ss" % REGISTER_TIMEOUT)
+        result["registration_seconds"] = round(time.monotonic() - started, 3)
+        SCENARIOS[args.scenario](
+            args, handler, server, process, result)
+        result["ok"] = True
+    except Exception as e:  # reported in the JSON; the Rust test shows it
+        result["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        server.stop()
+        with open(os.path.join(args.work, "extension.stderr"), "rb") as f:
+            result["extension_stderr"] = f.read()[-8000:].decode("utf-8", "replace")
+    json.dump(result, sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+//! A real Thrift round trip: `tests/osquery_manager.py` plays osquery's extension
+//! manager with osquery's own generated Thrift code (PyPI `osquery`), launches the
+//! real `an1256` binary with osquery's argv, and talks to it over Unix sockets the
+//! way osqueryd does. These tests drive it and assert on the JSON it prints.
+//!
+//! Needs `.venv` (run `scripts/setup-test-venv`; CI does).
+
+use serde_json::Value as Json;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const EXTENSION: &str = env!("CARGO_BIN_EXE_an1256");
+/// Bound on one manager scenario (it bounds each of its own waits too).
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn venv_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-test-venv first (it installs osquery's Python \
+         Thrift bindings, which these tests use to play osquery's extension manager)",
+        python.display()
+    );
+    python
+}
+
+fn manager_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/osquery_manager.py")
+}
+
+/// Waits for `child` at most `limit`; kills it past that.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real process holding a UDP socket bound to 127.0.0.1 until dropped.
+struct UdpHolder {
+    child: Child,
+    port: u16,
+}
+
+impl UdpHolder {
+    fn start() -> UdpHolder {
+        let mut child = Command::new(venv_python())
+            .args([
+                "-c",
+                "import socket, sys\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('127.0.0.1', 0))\n\
+                 print(s.getsockname()[1], flush=True)\n\
+                 sys.stdin.read()\n",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the UDP holder");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the UDP port");
+        let port = line.trim().parse().expect("UDP port");
+        UdpHolder { child, port }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for UdpHolder {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if wait_bounded(&mut self.child, Duration::from_secs(5)).is_none() {
+            eprintln!("UDP holder {} had to be killed", self.child.id());
+        }
+    }
+}
+
+/// Runs one manager scenario and returns its JSON report; panics with the
+/// report (and the extension's stderr) when the scenario itself failed.
+fn run_scenario(scenario: &str, pid: u32) -> Json {
+    let work = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let mut child = Command::new(venv_python())
+        .arg(manager_script())
+        .arg(scenario)
+        .arg("--extension")
+        .arg(EXTENSION)
+        .arg("--work")
+        .arg(work.path())
+        .arg("--pid")
+        .arg(pid.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tests/osquery_manager.py");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let mut err = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = stderr.read_to_string(&mut err);
+        (out, err)
+    });
+    let status = wait_bounded(&mut child, SCENARIO_TIMEOUT);
+    let (out, err) = reader.join().expect("reader thread");
+    eprintln!(
+        "scenario {scenario}: {:.2} s, status {status:?}",
+        started.elapsed().as_secs_f64()
+    );
+    let report: Json = serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!("manager script printed no JSON ({e}); status {status:?}\nstdout:\n{out}\nstderr:\n{err}")
+    });
+    assert_eq!(
+        report["ok"],
+        true,
+        "scenario {scenario} failed: {}\nextension stderr:\n{}\nscript stderr:\n{err}",
+        report["error"],
+        report["extension_stderr"].as_str().unwrap_or("")
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "manager script status {status:?}"
+    );
+    assert!(
+        !report["extension_stderr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("panicked"),
+        "the extension panicked:\n{}",
+        report["extension_stderr"]
+    );
+    report
+}
+
+fn code(reply: &Json) -> i64 {
+    reply["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("reply without a status code: {reply}"))
+}
+
+/// The column list osquery received, as (name, type, op).
+fn columns_of(routes: &Json) -> Vec<(String, String, String)> {
+    routes
+        .as_array()
+        .expect("column routes")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["id"], "column");
+            (
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["type"].as_str().unwrap_or_default().to_owned(),
+                r["op"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn expected_columns(columns: &[an1256::tables::Column]) -> Vec<(String, String, String)> {
+    columns
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_owned(),
+                c.ty.as_str().to_owned(),
+                if c.index { "1" } else { "0" }.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn registers_serves_and_exits_when_osquery_goes_away() {
+    let report = run_scenario("roundtrip", std::process::id());
+
+    let registration = &report["registration"];
+    assert_eq!(registration["name"], "an1256");
+    let tables = registration["tables"].as_object().expect("tables");
+    let mut names: Vec<&String> = tables.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["nonstandard_protocol_sockets", "process_code_signature"]
+    );
+    use an1256::tables::{nonstandard_protocol_sockets as sockets, process_code_signature as pcs};
+    assert_eq!(
+        columns_of(&tables["process_code_signature"]),
+        expected_columns(pcs::COLUMNS)
+    );
+    assert_eq!(
+        columns_of(&tables["nonstandard_protocol_sockets"]),
+        expected_columns(sockets::COLUMNS)
+    );
+
+    // osquery-rust-ng answers ping itself with an unset code, which osquery's
+    // C++ client reads as 0 (healthy).
+    assert!(
+        report["ping"]["code"].is_null() || report["ping"]["code"] == 0,
+        "{}",
+        report["ping"]
+    );
+    assert_eq!(report["extension_socket_existed"], true);
+
+    let columns = &report["columns"];
+    assert_eq!(code(columns), 0);
+    assert_eq!(columns["message"], "OK");
+    assert_eq!(columns_of(&columns["rows"]), expected_columns(pcs::COLUMNS));
+
+    for reply in [&report["generate_sockets"], &report["generate_signature"]] {
+        assert_eq!(code(reply), 0, "{reply}");
+        assert_eq!(reply["message"], "OK");
+    }
+    assert_eq!(
+        report["concurrent_generate_codes"],
+        serde_json::json!([0, 0, 0, 0])
+    );
+
+    let malformed = &report["malformed_context"];
+    assert_eq!(code(malformed), 1);
+    let message = malformed["message"].as_str().expect("message");
+    assert!(message.contains("bad query context"), "{message}");
+    assert_eq!(malformed["rows"], serde_json::json!([]));
+
+    let insert = &report["insert_readonly"];
+    assert_eq!(code(insert), 1);
+    assert_eq!(insert["rows"][0]["status"], "readonly");
+
+    assert!(
+        report["manager_pings_received"].as_i64().unwrap_or(0) >= 1,
+        "the extension never pinged the manager"
+    );
+    let exit = &report["exit_after_manager_loss"];
+    assert_eq!(
+        exit["code"], 0,
+        "the extension did not exit cleanly within the script's bound once the manager went away: {exit}\n{}",
+        report["extension_stderr"]
+    );
+    assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
+    assert_eq!(report["extension_socket_removed"], true);
+}
+
+#[test]
+fn generate_over_thrift_returns_a_real_processes_udp_socket() {
+    let holder = UdpHolder::start();
+    let report = run_scenario("roundtrip", holder.pid());
+    let pid = holder.pid().to_string();
+    let port = holder.port.to_string();
+
+    let sockets = &report["generate_sockets"];
+    assert_eq!(code(sockets), 0, "{sockets}");
+    let rows = sockets["rows"].as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        1,
+        "expected exactly the holder's UDP socket for pid {pid} (port {port}), got {sockets}"
+    );
+    let row = &rows[0];
+    assert_eq!(row["pid"], pid.as_str());
+    assert_eq!(row["protocol_name"], "udp");
+    assert_eq!(row["socket_type"], "dgram");
+    assert_eq!(row["local_address"], "127.0.0.1");
+    assert_eq!(row["local_port"], port.as_str());
+    assert_eq!(row["family"], "2");
+    assert_eq!(row["protocol"], "17");
+    assert_eq!(row["remote_scope"], "unspecified");
+    assert_eq!(row["state"], "bound");
+    assert!(
+        row["path"].as_str().is_some_and(|p| p.contains("python")),
+        "{row}"
+    );
+    // Every column travels, as text.
+    assert_eq!(
+        row.as_object().map(|o| o.len()),
+        Some(an1256::tables::nonstandard_protocol_sockets::COLUMNS.len())
+    );
+
+    let signature = &report["generate_signature"];
+    assert_eq!(code(signature), 0, "{signature}");
+    let rows = signature["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{signature}");
+    assert_eq!(rows[0]["pid"], pid.as_str());
+    // Every holder query answered the same from four concurrent connections.
+    assert_eq!(
+        report["concurrent_generate_codes"],
+        serde_json::json!([0, 0, 0, 0])
+    );
+}
+
+#[test]
+fn sigterm_deregisters_and_exits_cleanly() {
+    let report = run_scenario("sigterm", std::process::id());
+    assert_eq!(report["registration"]["name"], "an1256");
+    let exit = &report["exit_after_sigterm"];
+    assert_eq!(exit["code"], 0, "{exit}\n{}", report["extension_stderr"]);
+    assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
+    assert_eq!(
+        report["deregistered"],
+        serde_json::json!([true]),
+        "the extension must deregister its own uuid once"
+    );
+    assert_eq!(report["extension_socket_removed"], true);
+}
+
+#[test]
+fn missing_manager_socket_exits_nonzero_with_a_clear_message_after_timeout() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let socket = work.path().join("osquery.em");
+    let started = Instant::now();
+    let mut child = Command::new(EXTENSION)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--timeout", "2", "--interval", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start an1256");
+    let status = wait_bounded(&mut child, Duration::from_secs(2 + 8))
+        .expect("an1256 kept waiting for the socket well past --timeout");
+    let elapsed = started.elapsed();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "gave up after {elapsed:?}"
+    );
+    let expected = format!(
+        "osquery's extension socket {} did not appear within 2 s; is osqueryd running with --extensions_socket?",
+        socket.display()
+    );
+    assert!(stderr.contains(&expected), "stderr: {stderr}");
+}
+
+#[test]
+fn shutdown_rpc_deregisters_and_exits_cleanly() {
+    let report = run_scenario("shutdown_rpc", std::process::id());
+    let exit = &report["exit_after_shutdown_rpc"];
+    assert_eq!(exit["code"], 0, "{exit}\n{}", report["extension_stderr"]);
+    assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
+    assert_eq!(report["deregistered"], serde_json::json!([true]));
+    assert_eq!(report["extension_socket_removed"], true);
+}
