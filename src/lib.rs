@@ -12,6 +12,7 @@
 //! - [`extension`] (osquery's Thrift protocol) and [`sql`] (embedded SQLite) serve
 //!   the same tables.
 
+pub mod baseline;
 pub mod classify;
 pub mod extension;
 pub mod model;
@@ -34,4 +35,21 @@ pub fn all_tables(host: Arc<dyn platform::Host>) -> Vec<Arc<dyn TableDef>> {
         )),
         Arc::new(tables::nonstandard_protocol_sockets::NonstandardProtocolSockets::new(host)),
     ]
+}
+
+/// Every table, including the baseline tables (`an1256_baseline`,
+/// `an1256_observations`, `an1256_info`) over one baseline context.
+pub fn all_tables_with(
+    host: Arc<dyn platform::Host>,
+    baseline: Arc<baseline::Baseline>,
+) -> Vec<Arc<dyn TableDef>> {
+    let mut tables = all_tables(host);
+    tables.push(Arc::new(tables::an1256_baseline::An1256Baseline::new(
+        baseline.clone(),
+    )));
+    tables.push(Arc::new(
+        tables::an1256_observations::An1256Observations::new(baseline.clone()),
+    ));
+    tables.push(Arc::new(tables::an1256_info::An1256Info::new(baseline)));
+    tables
 }

@@ -32,6 +32,14 @@ struct Cli {
     /// Files larger than this many bytes are not hashed.
     #[arg(long, value_name = "BYTES", global = true, default_value_t = 256 * 1024 * 1024)]
     max_hash_bytes: u64,
+    /// Baseline store (SQLite file). Default: /var/lib/an1256/an1256.db (Linux root),
+    /// /var/db/an1256/an1256.db (macOS root), else $XDG_STATE_HOME/an1256/an1256.db.
+    #[arg(long, value_name = "PATH", global = true, env = "AN1256_DB")]
+    db: Option<PathBuf>,
+    /// an1256 config file (JSON: db_path, policy_path, sample_interval_secs,
+    /// learning, observation_max_age_days, observation_max_rows).
+    #[arg(long, value_name = "PATH", global = true, env = "AN1256_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,6 +52,8 @@ enum Command {
     Query(an1256::scan::QueryArgs),
     /// Print the table reference (markdown), generated from the registered columns.
     Tables,
+    /// Manage the host baseline: list, approve, revoke, import, export, learn.
+    Baseline(an1256::baseline::cli::BaselineArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,7 +66,21 @@ fn main() -> ExitCode {
         config.dpkg_root = root.clone();
     }
     let host: Arc<dyn platform::Host> = Arc::from(platform::native(config));
-    let tables = an1256::all_tables(host);
+    let baseline_config = match an1256::baseline::config::BaselineConfig::resolve(
+        cli.db.as_deref(),
+        cli.config.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("an1256: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let baseline = Arc::new(an1256::baseline::Baseline::new(
+        baseline_config,
+        host.clone(),
+    ));
+    let tables = an1256::all_tables_with(host, baseline.clone());
     match (&cli.socket, cli.command) {
         (Some(socket), None) => {
             let args = an1256::extension::ExtensionArgs {
@@ -65,7 +89,18 @@ fn main() -> ExitCode {
                 interval: cli.interval,
                 verbose: cli.verbose,
             };
-            match an1256::extension::run(&args, tables) {
+            let mut sampler = match an1256::baseline::sampler::start(baseline) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    eprintln!("an1256: cannot start the baseline sampler: {e}");
+                    None
+                }
+            };
+            let result = an1256::extension::run(&args, tables);
+            if let Some(handle) = sampler.as_mut() {
+                handle.stop();
+            }
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("an1256: {e}");
@@ -79,6 +114,7 @@ fn main() -> ExitCode {
         }
         (None, Some(Command::Scan(args))) => an1256::scan::scan(&args, tables),
         (None, Some(Command::Query(args))) => an1256::scan::query(&args, tables),
+        (None, Some(Command::Baseline(args))) => an1256::baseline::cli::run(&args, &baseline),
         (None, Some(Command::Tables)) => {
             print!("{}", an1256::tables::reference_markdown(&tables));
             ExitCode::SUCCESS

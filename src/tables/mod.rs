@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+pub mod an1256_baseline;
+pub mod an1256_info;
+pub mod an1256_observations;
 pub mod constraints;
 pub mod nonstandard_protocol_sockets;
 pub mod process_code_signature;

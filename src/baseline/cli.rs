@@ -1,0 +1,496 @@
+//! `an1256 baseline list | approve | revoke | import | export | learn | sample`.
+//! Exit codes: 0 done, 1 nothing matched (revoke), 2 error (the message says
+//! what to do).
+
+use super::config::parse_until;
+use super::identity::validate_entry;
+use super::store::{unix_now, Entry, Source};
+use super::Baseline;
+use crate::classify;
+use crate::model::{Pid, ProtocolSet, SocketQuery};
+use crate::subject;
+use crate::tables::process_code_signature::read_processes;
+use clap::{Args, Subcommand};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Largest import file read.
+const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
+/// Export document format tag.
+pub const EXPORT_FORMAT: &str = "an1256-baseline";
+
+#[derive(Args, Debug)]
+pub struct BaselineArgs {
+    #[command(subcommand)]
+    pub command: BaselineCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BaselineCommand {
+    /// List stored entries (learned and approved) and the policy status.
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only entries from this source (learned or approved).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Approve a subject identity for some protocols (and optionally a port), or
+    /// everything a running process does now (--pid).
+    Approve {
+        /// Identity as in process_code_signature.subject_identity.
+        identity: Option<String>,
+        /// Approve the subject of this running process, for the protocols its
+        /// sockets use now (unless --protocol is given).
+        #[arg(long, conflicts_with = "identity")]
+        pid: Option<i32>,
+        /// Protocol name (icmp, icmpv6, udp, udplite, raw, socks); repeatable.
+        #[arg(long = "protocol", value_name = "NAME")]
+        protocols: Vec<String>,
+        /// Remote port; -1 (default) allows any port.
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        port: i64,
+        /// Why this is approved (shown in an1256_baseline.note).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Revoke an entry by id, or the entries of an identity.
+    Revoke {
+        /// Entry id (an1256_baseline.entry_id).
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        identity: Option<String>,
+        #[arg(long = "protocol", requires = "identity")]
+        protocol: Option<String>,
+        #[arg(long, requires = "identity", allow_negative_numbers = true)]
+        port: Option<i64>,
+    },
+    /// Import entries from a JSON export (all or nothing). `-` reads stdin.
+    Import { file: PathBuf },
+    /// Export stored entries as JSON (to stdout, or a file created 0600).
+    Export {
+        file: Option<PathBuf>,
+        /// Only this source (learned or approved).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Show, extend or stop the learning window.
+    Learn {
+        /// End of learning: a Unix time or a duration from now (3d, 12h, 3600).
+        #[arg(long, conflicts_with = "stop")]
+        until: Option<String>,
+        /// Stop learning now.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Run one sampler pass now and print what it recorded.
+    Sample,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("an1256 baseline: {message}");
+    ExitCode::from(2)
+}
+
+fn parse_source(text: Option<&str>) -> Result<Option<Source>, String> {
+    match text {
+        None => Ok(None),
+        Some(t) => match Source::parse(t) {
+            Some(Source::Policy) | None => Err(format!(
+                "--source {t:?}: stored entries are `learned` or `approved`"
+            )),
+            some => Ok(some),
+        },
+    }
+}
+
+/// Runs one `an1256 baseline` command.
+pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
+    let store = match baseline.store() {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(format!(
+                "{e}\n(choose another store with --db or AN1256_DB)"
+            ))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match &args.command {
+        BaselineCommand::List { json, source } => {
+            let source = match parse_source(source.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let entries = match store.entries(None) {
+                Ok(e) => e,
+                Err(e) => return fail(e),
+            };
+            let entries = entries
+                .into_iter()
+                .filter(|e| source.is_none_or(|s| e.source == s));
+            if *json {
+                for e in entries {
+                    let mut v = serde_json::to_value(&e).unwrap_or_default();
+                    v["entry_id"] = e.id.into();
+                    let _ = writeln!(out, "{v}");
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{:>6}  {:<8}  {:<8}  {:>5}  {:>6}  {:<}",
+                    "id", "source", "protocol", "port", "seen", "identity  (note)"
+                );
+                for e in entries {
+                    let note = if e.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", e.note)
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{:>6}  {:<8}  {:<8}  {:>5}  {:>6}  {}{note}",
+                        e.id,
+                        e.source.as_str(),
+                        e.protocol_name,
+                        e.remote_port,
+                        e.seen_count,
+                        e.identity
+                    );
+                }
+                let status = baseline.policy.status();
+                let _ = writeln!(
+                    out,
+                    "policy: {} rules from {}{}",
+                    status.rules,
+                    status.path,
+                    if status.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (error: {})", status.error)
+                    }
+                );
+                if let Ok(until) = store.learning_until() {
+                    let _ = writeln!(out, "{}", learning_line(until));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        BaselineCommand::Approve {
+            identity,
+            pid,
+            protocols,
+            port,
+            note,
+        } => {
+            let targets: Vec<(String, String, i64)> = match (identity, pid) {
+                (Some(identity), None) => {
+                    if protocols.is_empty() {
+                        return fail(
+                            "give at least one --protocol (icmp, icmpv6, udp, udplite, raw, socks)",
+                        );
+                    }
+                    protocols
+                        .iter()
+                        .map(|p| (identity.clone(), p.clone(), *port))
+                        .collect()
+                }
+                (None, Some(pid)) => {
+                    match approve_targets_for_pid(baseline, *pid, protocols, *port) {
+                        Ok(t) => t,
+                        Err(e) => return fail(e),
+                    }
+                }
+                _ => return fail("give an identity or --pid <pid>"),
+            };
+            // Validate everything before writing anything.
+            for (identity, protocol, port) in &targets {
+                if let Err(e) = validate_entry(identity, protocol, *port) {
+                    return fail(e);
+                }
+            }
+            let entries: Vec<Entry> = targets
+                .iter()
+                .map(|(identity, protocol, port)| Entry {
+                    id: 0,
+                    identity: identity.clone(),
+                    protocol_name: protocol.clone(),
+                    remote_port: *port,
+                    source: Source::Approved,
+                    first_seen: 0,
+                    last_seen: 0,
+                    seen_count: 0,
+                    note: note.clone(),
+                })
+                .collect();
+            match store.import(&entries) {
+                Ok(n) => {
+                    for (identity, protocol, port) in &targets {
+                        let _ = writeln!(out, "approved {identity} {protocol} port {port}");
+                    }
+                    let _ = n;
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        BaselineCommand::Revoke {
+            id,
+            identity,
+            protocol,
+            port,
+        } => {
+            let removed = match (id, identity) {
+                (Some(id), None) => store.revoke(*id).map(usize::from),
+                (None, Some(identity)) => {
+                    store.revoke_matching(identity, protocol.as_deref(), *port)
+                }
+                _ => return fail("give an entry id or --identity <identity>"),
+            };
+            match removed {
+                Ok(0) => {
+                    eprintln!("an1256 baseline: no stored entry matched (policy rows are edited in the policy file; `an1256 baseline list` shows ids)");
+                    ExitCode::from(1)
+                }
+                Ok(n) => {
+                    let _ = writeln!(out, "revoked {n} entr{}", if n == 1 { "y" } else { "ies" });
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        BaselineCommand::Import { file } => {
+            let text = match read_input(file) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let entries = match parse_export(&text) {
+                Ok(e) => e,
+                Err(e) => return fail(format!("{}: {e}", file.display())),
+            };
+            match store.import(&entries) {
+                Ok(n) => {
+                    let _ = writeln!(out, "imported {n} entries into {}", store.path().display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("{e}; nothing was imported")),
+            }
+        }
+        BaselineCommand::Export { file, source } => {
+            let source = match parse_source(source.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let entries: Vec<Entry> = match store.entries(None) {
+                Ok(e) => e
+                    .into_iter()
+                    .filter(|e| source.is_none_or(|s| e.source == s))
+                    .collect(),
+                Err(e) => return fail(e),
+            };
+            let doc = export_document(&entries);
+            let text = match serde_json::to_string_pretty(&doc) {
+                Ok(t) => t + "\n",
+                Err(e) => return fail(e),
+            };
+            match file {
+                None => {
+                    let _ = out.write_all(text.as_bytes());
+                    ExitCode::SUCCESS
+                }
+                Some(path) => match write_private(path, text.as_bytes()) {
+                    Ok(()) => {
+                        eprintln!("exported {} entries to {}", entries.len(), path.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                },
+            }
+        }
+        BaselineCommand::Learn { until, stop } => {
+            let now = unix_now();
+            let new_until = match (until, stop) {
+                (_, true) => Some(0),
+                (Some(text), false) => match parse_until(text, now) {
+                    Ok(t) => Some(t),
+                    Err(e) => return fail(e),
+                },
+                (None, false) => None,
+            };
+            if let Some(t) = new_until {
+                if let Err(e) = store.set_learning_until(t) {
+                    return fail(e);
+                }
+            }
+            match store.learning_until() {
+                Ok(t) => {
+                    let _ = writeln!(out, "{}", learning_line(t));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        BaselineCommand::Sample => match baseline.sample() {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "sampled {} sockets of {} processes: {} observations, {} learned, {} pruned, {} skipped; {} ms wall, {} ms cpu{}",
+                    r.sockets,
+                    r.processes,
+                    r.write.observations,
+                    r.write.learned,
+                    r.write.pruned,
+                    r.skipped,
+                    r.wall_ms,
+                    r.cpu_ms,
+                    if r.errors.is_empty() { String::new() } else { format!("; errors: {}", r.errors.join("; ")) }
+                );
+                ExitCode::SUCCESS
+            }
+            None => fail("the store is unavailable"),
+        },
+    }
+}
+
+fn learning_line(until: i64) -> String {
+    let now = unix_now();
+    if until > now {
+        format!(
+            "learning: on until {until} ({} h from now)",
+            (until - now + 1799) / 3600
+        )
+    } else {
+        "learning: off (start again with `an1256 baseline learn --until 3d`)".into()
+    }
+}
+
+/// The subject of a running process and the protocols its sockets use now.
+fn approve_targets_for_pid(
+    baseline: &Baseline,
+    pid: Pid,
+    protocols: &[String],
+    port: i64,
+) -> Result<Vec<(String, String, i64)>, String> {
+    let host = baseline.host().as_ref();
+    let process = read_processes(host, Some(&[i64::from(pid)]))
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or_else(|| format!("process {pid} is not running (or cannot be read; try as root)"))?;
+    let verdict = subject::evaluate(host, process);
+    let identity = verdict.subject.identity;
+    let names: BTreeSet<String> = if protocols.is_empty() {
+        let scan = host.sockets(&SocketQuery {
+            pids: Some(vec![pid]),
+            protocols: ProtocolSet {
+                tcp: false,
+                ..ProtocolSet::ALL
+            },
+        });
+        scan.sockets
+            .iter()
+            .filter_map(|s| classify::classify(s, &[]))
+            .map(|c| c.protocol_name.to_owned())
+            .collect()
+    } else {
+        protocols.iter().cloned().collect()
+    };
+    if names.is_empty() {
+        return Err(format!(
+            "process {pid} ({identity}) holds no ICMP/UDP/raw socket now; give --protocol"
+        ));
+    }
+    Ok(names
+        .into_iter()
+        .map(|p| (identity.clone(), p, port))
+        .collect())
+}
+
+/// The export document.
+pub fn export_document(entries: &[Entry]) -> serde_json::Value {
+    serde_json::json!({
+        "format": EXPORT_FORMAT,
+        "version": 1,
+        "exported_at": unix_now(),
+        "entries": entries,
+    })
+}
+
+/// Entries of an export document (or a bare array of entries).
+pub fn parse_export(text: &str) -> Result<Vec<Entry>, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
+    let list = match &json {
+        serde_json::Value::Array(_) => json.clone(),
+        serde_json::Value::Object(o) => {
+            if let Some(f) = o.get("format").and_then(|f| f.as_str()) {
+                if f != EXPORT_FORMAT {
+                    return Err(format!("format {f:?} is not {EXPORT_FORMAT:?}"));
+                }
+            }
+            o.get("entries")
+                .cloned()
+                .ok_or("no `entries` list (expected the output of `an1256 baseline export`)")?
+        }
+        _ => return Err("expected an export object or a list of entries".into()),
+    };
+    serde_json::from_value(list).map_err(|e| format!("bad entry: {e}"))
+}
+
+fn read_input(file: &PathBuf) -> Result<String, String> {
+    let mut text = String::new();
+    let result = if file.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_IMPORT_BYTES)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(MAX_IMPORT_BYTES).read_to_string(&mut text))
+    };
+    result.map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    Ok(text)
+}
+
+/// Writes a new file 0600 without following a symlink at its path.
+fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_parses_back() {
+        let e = Entry {
+            id: 5,
+            identity: format!("sha256:{}", "b".repeat(64)),
+            protocol_name: "udp".into(),
+            remote_port: 53,
+            source: Source::Learned,
+            first_seen: 10,
+            last_seen: 20,
+            seen_count: 3,
+            note: "n".into(),
+        };
+        let doc = export_document(std::slice::from_ref(&e));
+        let back = parse_export(&doc.to_string()).unwrap();
+        assert_eq!(back, vec![Entry { id: 0, ..e }]);
+        assert!(parse_export(r#"{"format":"other","entries":[]}"#).is_err());
+        assert!(parse_export("[{\"identity\": 1}]").is_err());
+        // Minimal hand-written entries default to approved / any port.
+        let min = parse_export(r#"[{"identity":"apple:x","protocol_name":"icmp"}]"#).unwrap();
+        assert_eq!((min[0].source, min[0].remote_port), (Source::Approved, -1));
+    }
+}

@@ -1,0 +1,195 @@
+//! Validation of baseline keys: an identity in one of the formats
+//! `subject::baseline_key` / `subject::subject_of` produce, a `protocol_name` the
+//! socket table can produce, and a port (-1 = any).
+
+use crate::classify::PROTOCOL_NAMES;
+
+/// Longest identity accepted (paths included).
+pub const MAX_IDENTITY_LEN: usize = 4096;
+
+/// The key of a baseline entry, validated and normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EntryKey {
+    pub identity: String,
+    pub protocol_name: String,
+    pub remote_port: i64,
+}
+
+fn is_hex64(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Validates an identity; returns it normalised (hex digests lower-cased).
+pub fn validate_identity(identity: &str) -> Result<String, String> {
+    validate_identity_depth(identity, 0)
+}
+
+fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> {
+    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, stdin:<interpreter>:<interpreter identity>";
+    if identity.is_empty() {
+        return Err(format!("identity is empty; expected one of {FORMATS}"));
+    }
+    if identity.len() > MAX_IDENTITY_LEN {
+        return Err(format!("identity is longer than {MAX_IDENTITY_LEN} bytes"));
+    }
+    if identity.chars().any(char::is_control) {
+        return Err("identity contains control characters".into());
+    }
+    let bad = |why: &str| {
+        Err(format!(
+            "identity {identity:?}: {why}; expected one of {FORMATS}"
+        ))
+    };
+    let Some((kind, rest)) = identity.split_once(':') else {
+        return bad("no `kind:` prefix");
+    };
+    match kind {
+        "team" => match rest.split_once(':') {
+            Some((team, id))
+                if !team.is_empty()
+                    && team.bytes().all(|b| b.is_ascii_alphanumeric())
+                    && !id.is_empty() =>
+            {
+                Ok(identity.to_owned())
+            }
+            _ => bad("team identities are team:<alphanumeric team id>:<signing id>"),
+        },
+        "apple" if !rest.is_empty() => Ok(identity.to_owned()),
+        "apple" => bad("apple identities need a signing id"),
+        "package" => match rest.split_once(':') {
+            Some((pkg, path)) if !pkg.is_empty() && path.starts_with('/') => {
+                Ok(identity.to_owned())
+            }
+            _ => bad("package identities are package:<package>:</absolute/path>"),
+        },
+        "sha256" if is_hex64(rest) => Ok(format!("sha256:{}", rest.to_ascii_lowercase())),
+        "sha256" => bad("sha256 identities carry exactly 64 hex digits"),
+        "inline" => match rest.rsplit_once(':') {
+            Some((interpreter, digest)) if !interpreter.is_empty() && is_hex64(digest) => Ok(
+                format!("inline:{interpreter}:{}", digest.to_ascii_lowercase()),
+            ),
+            _ => bad("inline identities are inline:<interpreter>:<64 hex>"),
+        },
+        "path" if rest.starts_with('/') => Ok(identity.to_owned()),
+        "path" => bad("path identities carry an absolute path"),
+        "module" | "stdin" if depth == 0 => match rest.split_once(':') {
+            Some((name, inner)) if !name.is_empty() => {
+                let inner = validate_identity_depth(inner, 1).map_err(|e| {
+                    format!("identity {identity:?}: its interpreter part is invalid: {e}")
+                })?;
+                Ok(format!("{kind}:{name}:{inner}"))
+            }
+            _ => bad("module/stdin identities are <kind>:<name>:<interpreter identity>"),
+        },
+        _ => bad("unknown kind"),
+    }
+}
+
+/// Validates a `protocol_name`.
+pub fn validate_protocol(name: &str) -> Result<(), String> {
+    if PROTOCOL_NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "protocol_name {name:?} is not one of {}",
+            PROTOCOL_NAMES.join(", ")
+        ))
+    }
+}
+
+/// Validates a port: -1 (any) to 65535.
+pub fn validate_port(port: i64) -> Result<(), String> {
+    if (-1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(format!(
+            "remote_port {port} is out of range; use -1 (any port) or 0..65535"
+        ))
+    }
+}
+
+/// Validates a whole key; returns it normalised.
+pub fn validate_entry(identity: &str, protocol_name: &str, port: i64) -> Result<EntryKey, String> {
+    let identity = validate_identity(identity)?;
+    validate_protocol(protocol_name)?;
+    validate_port(port)?;
+    Ok(EntryKey {
+        identity,
+        protocol_name: protocol_name.to_owned(),
+        remote_port: port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CodeIdentity, Trust};
+    use crate::subject::baseline_key;
+
+    const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn accepts_every_format_subject_produces() {
+        let mut id = CodeIdentity {
+            trust: Trust::Package,
+            identifier: "chrony".into(),
+            sha256: HEX.into(),
+            ..Default::default()
+        };
+        for trust in [
+            Trust::Package,
+            Trust::Apple,
+            Trust::DeveloperId,
+            Trust::Unsigned,
+        ] {
+            id.trust = trust;
+            id.team_identifier = "ABCDE12345".into();
+            let key = baseline_key(&id, "/usr/sbin/chronyd");
+            assert_eq!(
+                validate_identity(&key).as_deref(),
+                Ok(key.as_str()),
+                "{key}"
+            );
+        }
+        id.sha256.clear();
+        id.trust = Trust::Unsigned;
+        let key = baseline_key(&id, "/tmp/x");
+        assert_eq!(key, "path:/tmp/x");
+        assert!(validate_identity(&key).is_ok());
+        for ok in [
+            format!("inline:python3:{HEX}"),
+            format!("module:http.server:sha256:{HEX}"),
+            "stdin:bash:package:bash:/usr/bin/bash".to_owned(),
+        ] {
+            assert!(validate_identity(&ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            validate_identity(&format!("sha256:{}", HEX.to_uppercase())).unwrap(),
+            format!("sha256:{HEX}")
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_identities_with_reasons() {
+        for bad in [
+            "",
+            "nocolon",
+            "sha256:abc",
+            "team::id",
+            "team:ABC",
+            "package:pkg:relative",
+            "path:relative",
+            "inline:python:xyz",
+            "module:m:module:n:sha256:00",
+            "bogus:thing",
+            "apple:",
+            "apple:a\nb",
+        ] {
+            let err = validate_identity(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+        assert!(validate_protocol("tcp").unwrap_err().contains("udp"));
+        assert!(validate_port(65536).is_err() && validate_port(-2).is_err());
+        assert!(validate_port(-1).is_ok() && validate_port(65535).is_ok());
+    }
+}

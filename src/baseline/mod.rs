@@ -1,0 +1,237 @@
+//! The per-host baseline: what is normal for this host, and what was seen.
+//!
+//! - [`store`]: the SQLite file (entries, observations, meta, recoveries);
+//! - [`identity`]: validation of baseline keys;
+//! - [`policy`]: organisation-wide allowlist rules, hot-reloaded;
+//! - [`sampler`]: the pass that turns live sockets into observations and, while
+//!   learning, into `learned` entries;
+//! - [`config`]: where things live and how often the sampler runs;
+//! - [`packs`]: the shipped query packs (the hit query `an1256 scan` runs);
+//! - [`cli`]: `an1256 baseline list|approve|revoke|import|export|learn`.
+//!
+//! [`Baseline`] ties them together for the tables: it never fails to build (a
+//! store that cannot be opened is reported in `an1256_info` and retried), so the
+//! socket and process tables keep serving whatever happens to the store.
+
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod packs;
+pub mod policy;
+pub mod sampler;
+pub mod store;
+
+use crate::platform::Host;
+use config::BaselineConfig;
+use policy::{Policy, PolicyRow, SubjectFacts};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::{ObservationLimits, Store};
+
+/// How often a store that failed to open is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(30);
+/// How often a policy lookup may trigger a sampler pass to learn a subject's path.
+const SIGHTING_REFRESH: Duration = Duration::from_secs(2);
+/// Subjects remembered from sampler passes (for path/interpreter policy rules).
+const MAX_SIGHTINGS: usize = 10_000;
+
+enum StoreSlot {
+    Open(Arc<Store>),
+    Failed { error: String, at: Instant },
+}
+
+/// The baseline context shared by the tables, the sampler and the CLI.
+pub struct Baseline {
+    pub config: BaselineConfig,
+    host: Arc<dyn Host>,
+    store: Mutex<StoreSlot>,
+    pub policy: Policy,
+    sightings: Mutex<HashMap<String, SubjectFacts>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl Baseline {
+    /// Opens the store (errors are kept and reported, not returned) and loads the
+    /// policy.
+    pub fn new(config: BaselineConfig, host: Arc<dyn Host>) -> Baseline {
+        let store = match Store::open(&config.db_path, config.learning_secs) {
+            Ok(s) => StoreSlot::Open(Arc::new(s)),
+            Err(e) => {
+                log::error!("{e}");
+                StoreSlot::Failed {
+                    error: e.to_string(),
+                    at: Instant::now(),
+                }
+            }
+        };
+        let policy = Policy::new(
+            config.policy_path.clone(),
+            config.policy_path_explicit,
+            config.builtin_policy,
+            platform_name(host.as_ref()),
+        );
+        Baseline {
+            config,
+            host,
+            store: Mutex::new(store),
+            policy,
+            sightings: Mutex::new(HashMap::new()),
+            last_refresh: Mutex::new(None),
+        }
+    }
+
+    /// The store, or why it is unavailable (re-opened at most every 30 s).
+    pub fn store(&self) -> Result<Arc<Store>, String> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            StoreSlot::Open(s) => Ok(s.clone()),
+            StoreSlot::Failed { error, at } if at.elapsed() < STORE_RETRY => Err(error.clone()),
+            StoreSlot::Failed { .. } => {
+                match Store::open(&self.config.db_path, self.config.learning_secs) {
+                    Ok(s) => {
+                        let s = Arc::new(s);
+                        *slot = StoreSlot::Open(s.clone());
+                        Ok(s)
+                    }
+                    Err(e) => {
+                        let error = e.to_string();
+                        *slot = StoreSlot::Failed {
+                            error: error.clone(),
+                            at: Instant::now(),
+                        };
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
+    }
+
+    pub fn limits(&self) -> ObservationLimits {
+        ObservationLimits {
+            max_age_secs: self.config.observation_max_age_secs,
+            max_rows: self.config.observation_max_rows,
+        }
+    }
+
+    /// Runs one sampler pass; `None` when the store is unavailable.
+    pub fn sample(&self) -> Option<sampler::PassReport> {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("sampler skipped: {e}");
+                return None;
+            }
+        };
+        let report = sampler::sample_once(self.host.as_ref(), &store, self.limits());
+        let mut sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
+        if sightings.len() > MAX_SIGHTINGS {
+            sightings.clear();
+        }
+        for o in &report.observations {
+            sightings
+                .entry(o.identity.clone())
+                .or_insert_with(|| SubjectFacts::from_identity(&o.identity))
+                .add(&o.subject_kind, &o.path, &o.interpreter);
+        }
+        drop(sightings);
+        Some(report)
+    }
+
+    /// What is known of an identity: the identity itself, plus, when some rule
+    /// needs a path or interpreter, what sampler passes and observations saw.
+    fn facts_for(&self, identity: &str, allow_refresh: bool) -> SubjectFacts {
+        let mut facts = SubjectFacts::from_identity(identity);
+        let known = |facts: &mut SubjectFacts| {
+            let sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(seen) = sightings.get(identity) {
+                facts.add(&seen.kind, "", "");
+                for p in &seen.paths {
+                    facts.add("", p, "");
+                }
+                for i in &seen.interpreters {
+                    facts.add("", "", i);
+                }
+                return true;
+            }
+            false
+        };
+        if known(&mut facts) {
+            return facts;
+        }
+        if let Ok(store) = self.store() {
+            if let Ok(rows) = store.observations(Some(&[identity.to_owned()])) {
+                for row in rows.iter().take(32) {
+                    let o = &row.observation;
+                    facts.add(&o.subject_kind, &o.path, &o.interpreter);
+                }
+                if !rows.is_empty() {
+                    return facts;
+                }
+            }
+        }
+        if allow_refresh {
+            let mut last = self.last_refresh.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= SIGHTING_REFRESH);
+            if due {
+                *last = Some(Instant::now());
+                drop(last);
+                // A subject that opened its socket after the last pass: one pass
+                // (rate-limited) tells us its path.
+                self.sample();
+                known(&mut facts);
+            }
+        }
+        facts
+    }
+
+    /// Policy rows for an identity (what `an1256_baseline` shows with
+    /// `source = policy` when a query asks about that identity).
+    pub fn policy_rows(&self, identity: &str) -> Vec<PolicyRow> {
+        let rules = self.policy.rules();
+        if rules.rules.is_empty() {
+            return Vec::new();
+        }
+        let facts = if rules.needs_sightings() {
+            self.facts_for(identity, true)
+        } else {
+            SubjectFacts::from_identity(identity)
+        };
+        rules.rows_for(&facts)
+    }
+
+    /// Policy rows for every identity observed (full scans of `an1256_baseline`).
+    pub fn policy_rows_for_observed(&self) -> Vec<PolicyRow> {
+        let rules = self.policy.rules();
+        if rules.rules.is_empty() {
+            return Vec::new();
+        }
+        let mut identities: Vec<String> = Vec::new();
+        if let Ok(store) = self.store() {
+            if let Ok(rows) = store.observations(None) {
+                identities.extend(rows.into_iter().map(|r| r.observation.identity));
+            }
+        }
+        identities.sort();
+        identities.dedup();
+        identities
+            .iter()
+            .flat_map(|id| rules.rows_for(&self.facts_for(id, false)))
+            .collect()
+    }
+}
+
+/// `linux` / `darwin` for policy platform filters (the fake host counts as the
+/// OS the tests run on).
+fn platform_name(host: &dyn Host) -> &'static str {
+    match host.platform() {
+        "darwin" => "darwin",
+        "linux" => "linux",
+        _ if cfg!(target_os = "macos") => "darwin",
+        _ => "linux",
+    }
+}

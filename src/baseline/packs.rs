@@ -1,0 +1,94 @@
+//! The shipped osquery pack (`packs/an1256.conf`), compiled in so `an1256 scan`
+//! runs exactly the query osquery schedules.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The pack file, as shipped.
+pub const PACK_TEXT: &str = include_str!("../../packs/an1256.conf");
+/// The Fleet copy of the pack queries.
+pub const FLEET_QUERIES_TEXT: &str = include_str!("../../packs/fleet/an1256-queries.yml");
+
+/// Name of the hit query in the pack.
+pub const HIT_QUERY: &str = "an1256_hits";
+
+/// One scheduled query of the pack.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PackQuery {
+    pub query: String,
+    pub interval: u64,
+    pub platform: String,
+    pub version: String,
+    pub description: String,
+    #[serde(default)]
+    pub snapshot: bool,
+    #[serde(default)]
+    pub removed: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Pack {
+    queries: BTreeMap<String, PackQuery>,
+}
+
+/// Every query of the pack, by name.
+pub fn pack_queries() -> Result<BTreeMap<String, PackQuery>, String> {
+    serde_json::from_str::<Pack>(PACK_TEXT)
+        .map(|p| p.queries)
+        .map_err(|e| format!("packs/an1256.conf does not parse: {e}"))
+}
+
+/// The `an1256_hits` SQL, as shipped in the pack.
+pub fn hit_query() -> Result<String, String> {
+    pack_queries()?
+        .remove(HIT_QUERY)
+        .map(|q| q.query)
+        .ok_or_else(|| format!("packs/an1256.conf has no {HIT_QUERY} query"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_query_is_the_design_join() {
+        let sql = hit_query().unwrap();
+        for part in [
+            "FROM nonstandard_protocol_sockets s",
+            "JOIN process_code_signature c ON c.pid = s.pid",
+            "LEFT JOIN an1256_baseline b ON b.identity = c.subject_identity AND b.protocol_name = s.protocol_name AND b.remote_port IN (-1, s.remote_port)",
+            "WHERE c.subject_trusted = 0 AND b.identity IS NULL",
+        ] {
+            assert!(sql.contains(part), "{part}");
+        }
+    }
+
+    #[test]
+    fn every_query_is_documented_and_in_the_fleet_file() {
+        let queries = pack_queries().unwrap();
+        assert_eq!(queries.len(), 5);
+        // The Fleet YAML carries each query as a block scalar; compare line by line
+        // with indentation removed.
+        let fleet: Vec<&str> = FLEET_QUERIES_TEXT
+            .lines()
+            .map(|l| l.trim().trim_start_matches("- "))
+            .collect();
+        for (name, q) in &queries {
+            assert!(q.interval > 0 && !q.description.is_empty(), "{name}");
+            assert_eq!(q.platform, "darwin,linux", "{name}");
+            assert!(!q.version.is_empty(), "{name}");
+            assert!(
+                fleet.contains(&format!("name: {name}").as_str()),
+                "{name} missing in fleet"
+            );
+            assert!(
+                fleet.contains(&q.query.as_str()),
+                "{name}: fleet SQL differs from the pack"
+            );
+            assert!(
+                fleet.contains(&format!("interval: {}", q.interval).as_str()),
+                "{name}: interval"
+            );
+        }
+    }
+}

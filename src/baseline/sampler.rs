@@ -1,0 +1,251 @@
+//! The sampler: one pass reads the sockets of every process, classifies them,
+//! judges each owner once, and records observations (and, while learning,
+//! `learned` entries) in one store transaction. In extension mode a thread runs a
+//! pass every `sample_interval` and stops as soon as it is told to (a channel
+//! with a timeout, not a sleep).
+
+use super::store::{unix_now, Observation, ObservationLimits, PassWrite, Store};
+use crate::classify;
+use crate::model::{Pid, ProtocolSet, SocketQuery};
+use crate::platform::Host;
+use crate::subject;
+use crate::tables::process_code_signature::read_processes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The cost and outcome of one pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub time: i64,
+    pub sockets: usize,
+    pub processes: usize,
+    /// Owners that exited or could not be read during the pass.
+    pub skipped: usize,
+    pub write: PassWrite,
+    pub learning: bool,
+    pub wall_ms: i64,
+    pub cpu_ms: i64,
+    pub errors: Vec<String>,
+    /// What was seen, for policy matching of path-less identities.
+    pub observations: Vec<Observation>,
+}
+
+/// CPU time of the calling thread, in microseconds (`CLOCK_THREAD_CPUTIME_ID`
+/// exists on Linux and macOS).
+// time_t / c_long are i64 on the 64-bit targets, narrower elsewhere.
+#[allow(clippy::useless_conversion)]
+pub fn thread_cpu_micros() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    i64::from(ts.tv_sec)
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(ts.tv_nsec) / 1000)
+}
+
+/// Runs one pass and records it (stats included) in the store.
+pub fn sample_once(host: &dyn Host, store: &Store, limits: ObservationLimits) -> PassReport {
+    let started = Instant::now();
+    let cpu_start = thread_cpu_micros();
+    let now = unix_now();
+    let mut report = PassReport {
+        time: now,
+        ..Default::default()
+    };
+    let query = SocketQuery {
+        pids: None,
+        // Same coverage as `nonstandard_protocol_sockets` unconstrained.
+        protocols: ProtocolSet {
+            tcp: false,
+            ..ProtocolSet::ALL
+        },
+    };
+    let scan = host.sockets(&query);
+    report.sockets = scan.sockets.len();
+    report.skipped = scan.skipped_processes;
+    report.errors.extend(scan.errors.iter().take(5).cloned());
+
+    // Judge each owner once per pass.
+    let mut verdicts: HashMap<Pid, Option<subject::ProcessVerdict>> = HashMap::new();
+    // One observation per key per pass (the last socket seen wins the details).
+    let mut observations: BTreeMap<(String, String, i64, String), Observation> = BTreeMap::new();
+    for socket in &scan.sockets {
+        let Some(class) = classify::classify(socket, &[]) else {
+            continue;
+        };
+        let verdict = verdicts.entry(socket.pid).or_insert_with(|| {
+            match read_processes(host, Some(&[i64::from(socket.pid)])) {
+                Ok(mut list) => list.pop().map(|p| subject::evaluate(host, p)),
+                Err(_) => None,
+            }
+        });
+        let Some(v) = verdict.as_ref() else {
+            continue;
+        };
+        let interpreter = v.script.as_ref().map_or("", |s| s.interpreter).to_owned();
+        let o = Observation {
+            identity: v.subject.identity.clone(),
+            protocol_name: class.protocol_name.to_owned(),
+            remote_port: i64::from(socket.remote_port),
+            remote_scope: class.remote_scope.to_owned(),
+            remote_address: socket.remote_address.clone(),
+            pid: i64::from(socket.pid),
+            path: v.subject.path.clone(),
+            exe_path: v.process.path.clone(),
+            interpreter,
+            subject_kind: v.subject.kind.to_owned(),
+            subject_trusted: v.subject.trusted,
+        };
+        observations.insert(
+            (
+                o.identity.clone(),
+                o.protocol_name.clone(),
+                o.remote_port,
+                o.remote_scope.clone(),
+            ),
+            o,
+        );
+    }
+    report.processes = verdicts.values().filter(|v| v.is_some()).count();
+    report.skipped += verdicts.values().filter(|v| v.is_none()).count();
+    report.observations = observations.into_values().collect();
+
+    let learning = match store.learning_until() {
+        Ok(until) => now < until,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            false
+        }
+    };
+    report.learning = learning;
+    match store.record_pass(&report.observations, learning, now, limits) {
+        Ok(write) => report.write = write,
+        Err(e) => report.errors.push(e.to_string()),
+    }
+    report.wall_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    report.cpu_ms = (thread_cpu_micros() - cpu_start) / 1000;
+    let error_text = report.errors.join("; ");
+    if let Err(e) = store.record_sample_stats(
+        now,
+        report.wall_ms,
+        report.cpu_ms,
+        i64::try_from(report.errors.len()).unwrap_or(i64::MAX),
+        &error_text,
+    ) {
+        log::warn!("cannot record sampler stats: {e}");
+    }
+    log::debug!(
+        "sampler pass: {} sockets, {} processes, {} observations, {} learned, {} pruned, {} ms wall, {} ms cpu",
+        report.sockets,
+        report.processes,
+        report.write.observations,
+        report.write.learned,
+        report.write.pruned,
+        report.wall_ms,
+        report.cpu_ms
+    );
+    report
+}
+
+/// A running sampler thread. `stop` (or drop) ends it promptly.
+pub struct SamplerHandle {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SamplerHandle {
+    /// Starts a thread running `pass` now and then every `interval`.
+    pub fn spawn(
+        interval: Duration,
+        pass: impl Fn() + Send + 'static,
+    ) -> std::io::Result<SamplerHandle> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("an1256-sampler".into())
+            .spawn(move || loop {
+                pass();
+                match rx.recv_timeout(interval) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    // A stop message, or the handle was dropped.
+                    _ => break,
+                }
+            })?;
+        Ok(SamplerHandle {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Signals the thread and waits for the pass in progress (if any) to finish.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("the sampler thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for SamplerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the sampler over a baseline context.
+pub fn start(baseline: Arc<super::Baseline>) -> std::io::Result<SamplerHandle> {
+    let interval = baseline.config.sample_interval;
+    SamplerHandle::spawn(interval, move || {
+        baseline.sample();
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn thread_stops_promptly_without_waiting_for_the_interval() {
+        let passes = Arc::new(AtomicUsize::new(0));
+        let counter = passes.clone();
+        let mut handle = SamplerHandle::spawn(Duration::from_secs(3600), move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while passes.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        handle.stop();
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "stop waited for the interval"
+        );
+        assert_eq!(passes.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn cpu_clock_advances() {
+        let a = thread_cpu_micros();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_micros() > a);
+    }
+}

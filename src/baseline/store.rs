@@ -1,0 +1,1215 @@
+//! The baseline store: one SQLite file (WAL, `busy_timeout`, `user_version`
+//! migrations) holding baseline entries, observations, meta values and recovery
+//! events. Created 0600 in a 0700 directory without following symlinks; a corrupt
+//! file is renamed aside (never deleted) and a fresh store starts. Every write is
+//! one `BEGIN IMMEDIATE` transaction, so concurrent writers (threads or processes,
+//! each with its own connection) serialise instead of losing updates.
+
+use super::identity::{validate_entry, EntryKey};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a writer waits for another writer before answering `Locked`.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema this build writes. Each step of `MIGRATIONS` moves `user_version`
+/// up by one; a store with a newer version is refused, never downgraded.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        identity TEXT NOT NULL,
+        protocol_name TEXT NOT NULL,
+        remote_port INTEGER NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('learned', 'approved')),
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        seen_count INTEGER NOT NULL DEFAULT 0,
+        note TEXT NOT NULL DEFAULT '',
+        UNIQUE (identity, protocol_name, remote_port)
+    );
+    CREATE TABLE observations (
+        id INTEGER PRIMARY KEY,
+        identity TEXT NOT NULL,
+        protocol_name TEXT NOT NULL,
+        remote_port INTEGER NOT NULL,
+        remote_scope TEXT NOT NULL,
+        remote_address TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL DEFAULT '',
+        exe_path TEXT NOT NULL DEFAULT '',
+        interpreter TEXT NOT NULL DEFAULT '',
+        subject_kind TEXT NOT NULL DEFAULT '',
+        subject_trusted INTEGER NOT NULL DEFAULT 0,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (identity, protocol_name, remote_port, remote_scope)
+    );
+    CREATE INDEX observations_last_seen ON observations (last_seen);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE recoveries (
+        id INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        moved_to TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );",
+];
+
+/// Why a store call failed. `Display` tells the user what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the baseline store {path} is locked by another writer (waited {} s); retry in a moment, or look for a stuck an1256 process", BUSY_TIMEOUT.as_secs())]
+    Locked { path: String },
+    #[error("refusing the baseline store path {path}: {why}")]
+    UnsafePath { path: String, why: String },
+    #[error("the baseline store {path} has schema version {found}, newer than this an1256 understands ({known}); upgrade an1256 or point --db elsewhere")]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no baseline entry with id {0}")]
+    NotFound(i64),
+    #[error("baseline store {path}: {message}")]
+    Sqlite { path: String, message: String },
+    #[error("baseline store {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// Where a baseline entry comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Learned,
+    Approved,
+    Policy,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Learned => "learned",
+            Source::Approved => "approved",
+            Source::Policy => "policy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Source> {
+        match text {
+            "learned" => Some(Source::Learned),
+            "approved" => Some(Source::Approved),
+            "policy" => Some(Source::Policy),
+            _ => None,
+        }
+    }
+}
+
+/// One stored baseline entry (also the export/import format).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(default, skip_serializing)]
+    pub id: i64,
+    pub identity: String,
+    pub protocol_name: String,
+    #[serde(default = "any_port")]
+    pub remote_port: i64,
+    #[serde(default = "approved")]
+    pub source: Source,
+    #[serde(default)]
+    pub first_seen: i64,
+    #[serde(default)]
+    pub last_seen: i64,
+    #[serde(default)]
+    pub seen_count: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn any_port() -> i64 {
+    -1
+}
+fn approved() -> Source {
+    Source::Approved
+}
+
+/// What the sampler saw for one (identity, protocol, port, scope) in one pass.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    pub identity: String,
+    pub protocol_name: String,
+    pub remote_port: i64,
+    pub remote_scope: String,
+    pub remote_address: String,
+    pub pid: i64,
+    /// The subject's path (script path for scripts).
+    pub path: String,
+    pub exe_path: String,
+    pub interpreter: String,
+    pub subject_kind: String,
+    pub subject_trusted: bool,
+}
+
+/// A stored observation row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservationRow {
+    pub id: i64,
+    #[serde(flatten)]
+    pub observation: Observation,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+}
+
+/// Bounds on the observation table, applied on every pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObservationLimits {
+    pub max_age_secs: i64,
+    pub max_rows: i64,
+}
+
+impl Default for ObservationLimits {
+    fn default() -> Self {
+        ObservationLimits {
+            max_age_secs: 30 * 86_400,
+            max_rows: 100_000,
+        }
+    }
+}
+
+/// What one recorded pass changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassWrite {
+    pub observations: usize,
+    pub learned: usize,
+    pub pruned: usize,
+}
+
+/// A corrupt store that was moved aside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecoveryEvent {
+    pub time: i64,
+    pub moved_to: String,
+    pub reason: String,
+}
+
+/// Counts and meta values for `an1256_info`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreSummary {
+    pub created_at: i64,
+    pub learning_until: i64,
+    pub entries: i64,
+    pub learned_entries: i64,
+    pub approved_entries: i64,
+    pub observations: i64,
+    pub last_sample_time: i64,
+    pub last_sample_duration_ms: i64,
+    pub last_sample_cpu_ms: i64,
+    pub last_sample_errors: i64,
+    pub sampler_errors: i64,
+    pub last_sample_error: String,
+    pub recoveries: Vec<RecoveryEvent>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// An open store. One connection behind a mutex: the tables, the sampler and the
+/// CLI of one process share it; other processes open their own.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`. A corrupt or non-SQLite
+    /// file is renamed to `<name>.corrupt-<unixtime>` and a fresh store starts;
+    /// the event is logged and kept in the new store's `recoveries`.
+    /// `default_learning_secs` sets `learning_until` for a new store.
+    pub fn open(path: &Path, default_learning_secs: i64) -> Result<Store, StoreError> {
+        let file_id = prepare_file(path)?;
+        let conn = match open_checked(path) {
+            Ok(conn) => conn,
+            Err(OpenFailure::Corrupt(reason)) => {
+                let moved_to = move_aside(path, file_id)?;
+                log::error!(
+                    "baseline store {} is corrupt ({reason}); moved it to {} and started a fresh store",
+                    path.display(),
+                    moved_to.display()
+                );
+                prepare_file(path)?;
+                let conn = open_checked(path).map_err(|e| match e {
+                    OpenFailure::Corrupt(r) => sqlite_error(path, r),
+                    OpenFailure::Other(e) => e,
+                })?;
+                let store = Store::from_conn(conn, path, default_learning_secs)?;
+                store.write(|tx| {
+                    tx.execute(
+                        "INSERT INTO recoveries (time, moved_to, reason) VALUES (?1, ?2, ?3)",
+                        params![unix_now(), moved_to.display().to_string(), reason],
+                    )
+                    .map_err(|e| map_sqlite(path, e))?;
+                    Ok(())
+                })?;
+                return Ok(store);
+            }
+            Err(OpenFailure::Other(e)) => return Err(e),
+        };
+        Store::from_conn(conn, path, default_learning_secs)
+    }
+
+    fn from_conn(
+        mut conn: Connection,
+        path: &Path,
+        default_learning_secs: i64,
+    ) -> Result<Store, StoreError> {
+        migrate(&mut conn, path)?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        };
+        store.write(|tx| {
+            let now = unix_now();
+            let created = tx
+                .execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?1)",
+                    params![now.to_string()],
+                )
+                .map_err(|e| map_sqlite(path, e))?;
+            if created > 0 {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('learning_until', ?1)",
+                    params![now.saturating_add(default_learning_secs).to_string()],
+                )
+                .map_err(|e| map_sqlite(path, e))?;
+            }
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        map_sqlite(&self.path, e)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction (commit on Ok).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| map_sqlite(&self.path, e))?;
+        let value = f(&tx)?;
+        tx.commit().map_err(|e| map_sqlite(&self.path, e))?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|e| self.err(e))
+    }
+
+    /// Entries, all or those with one of `identities`.
+    pub fn entries(&self, identities: Option<&[String]>) -> Result<Vec<Entry>, StoreError> {
+        self.read(|conn| {
+            let mut out = Vec::new();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, identity, protocol_name, remote_port, source, first_seen, last_seen, seen_count, note
+                 FROM entries WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
+            )?;
+            let mut run = |identity: Option<&str>| -> rusqlite::Result<()> {
+                let rows = stmt.query_map(params![identity], entry_from_row)?;
+                for row in rows {
+                    out.push(row?);
+                }
+                Ok(())
+            };
+            match identities {
+                None => run(None)?,
+                Some(list) => {
+                    for identity in list {
+                        run(Some(identity))?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT id, identity, protocol_name, remote_port, source, first_seen, last_seen, seen_count, note
+                 FROM entries WHERE id = ?1",
+                params![id],
+                entry_from_row,
+            )
+            .optional()
+        })
+    }
+
+    /// Adds (or turns into `approved`) the entry for a key; returns its id.
+    pub fn approve(&self, key: &EntryKey, note: &str) -> Result<i64, StoreError> {
+        let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
+            .map_err(StoreError::Invalid)?;
+        self.write(|tx| upsert_entry(tx, &key, Source::Approved, note, unix_now(), 0))
+    }
+
+    /// Deletes one entry by id; `Ok(false)` when there was none.
+    pub fn revoke(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM entries WHERE id = ?1", params![id])
+                .map_err(|e| self.err(e))?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Deletes entries of an identity, optionally only one protocol / port.
+    pub fn revoke_matching(
+        &self,
+        identity: &str,
+        protocol_name: Option<&str>,
+        remote_port: Option<i64>,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM entries WHERE identity = ?1
+                   AND (?2 IS NULL OR protocol_name = ?2)
+                   AND (?3 IS NULL OR remote_port = ?3)",
+                params![identity, protocol_name, remote_port],
+            )
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    /// Rewrites one entry's key, source and note.
+    pub fn update(
+        &self,
+        id: i64,
+        key: &EntryKey,
+        source: Source,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
+            .map_err(StoreError::Invalid)?;
+        if source == Source::Policy {
+            return Err(StoreError::Invalid(
+                "source `policy` belongs to the policy file; stored entries are `approved` or `learned`".into(),
+            ));
+        }
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE entries SET identity = ?2, protocol_name = ?3, remote_port = ?4, source = ?5, note = ?6
+                     WHERE id = ?1",
+                    params![id, key.identity, key.protocol_name, key.remote_port, source.as_str(), note],
+                )
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(format!(
+                        "another entry already has identity {}, protocol {}, port {}",
+                        key.identity, key.protocol_name, key.remote_port
+                    )),
+                    _ => self.err(e),
+                })?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Imports entries all-or-nothing: every entry is validated first, then all
+    /// are upserted in one transaction. Returns how many were written.
+    pub fn import(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        let mut checked = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let key =
+                validate_entry(&e.identity, &e.protocol_name, e.remote_port).map_err(|why| {
+                    StoreError::Invalid(format!("entry {} ({}): {why}", i + 1, e.identity))
+                })?;
+            if e.source == Source::Policy {
+                return Err(StoreError::Invalid(format!(
+                    "entry {} ({}): source `policy` cannot be imported; policy rules live in the policy file",
+                    i + 1,
+                    e.identity
+                )));
+            }
+            checked.push((key, e));
+        }
+        let now = unix_now();
+        self.write(|tx| {
+            for (key, e) in &checked {
+                let first = if e.first_seen > 0 { e.first_seen } else { now };
+                upsert_entry(tx, key, e.source, &e.note, first, e.seen_count)?;
+            }
+            Ok(checked.len())
+        })
+    }
+
+    /// Records one sampler pass in one transaction: upserts observations, turns
+    /// untrusted ones into `learned` entries when `learn`, counts sightings of
+    /// existing entries, prunes observations beyond `limits`.
+    pub fn record_pass(
+        &self,
+        observations: &[Observation],
+        learn: bool,
+        now: i64,
+        limits: ObservationLimits,
+    ) -> Result<PassWrite, StoreError> {
+        self.write(|tx| {
+            let mut result = PassWrite::default();
+            let wrap = |e| map_sqlite(&self.path, e);
+            {
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO observations (identity, protocol_name, remote_port, remote_scope, remote_address,
+                             pid, path, exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1)
+                         ON CONFLICT (identity, protocol_name, remote_port, remote_scope) DO UPDATE SET
+                             remote_address = excluded.remote_address, pid = excluded.pid, path = excluded.path,
+                             exe_path = excluded.exe_path, interpreter = excluded.interpreter,
+                             subject_kind = excluded.subject_kind, subject_trusted = excluded.subject_trusted,
+                             last_seen = excluded.last_seen, count = count + 1",
+                    )
+                    .map_err(wrap)?;
+                let mut touch = tx
+                    .prepare_cached(
+                        "UPDATE entries SET last_seen = ?4, seen_count = seen_count + 1
+                         WHERE identity = ?1 AND protocol_name = ?2 AND remote_port IN (-1, ?3)",
+                    )
+                    .map_err(wrap)?;
+                for o in observations {
+                    upsert
+                        .execute(params![
+                            o.identity,
+                            o.protocol_name,
+                            o.remote_port,
+                            o.remote_scope,
+                            o.remote_address,
+                            o.pid,
+                            o.path,
+                            o.exe_path,
+                            o.interpreter,
+                            o.subject_kind,
+                            o.subject_trusted,
+                            now
+                        ])
+                        .map_err(wrap)?;
+                    result.observations += 1;
+                    if o.subject_trusted {
+                        continue;
+                    }
+                    let touched = touch
+                        .execute(params![o.identity, o.protocol_name, o.remote_port, now])
+                        .map_err(wrap)?;
+                    if learn && touched == 0 {
+                        // Sampler identities come from `subject`; validate anyway so a
+                        // malformed one never enters the baseline.
+                        if let Ok(key) =
+                            validate_entry(&o.identity, &o.protocol_name, o.remote_port)
+                        {
+                            upsert_entry(tx, &key, Source::Learned, "", now, 1)?;
+                            result.learned += 1;
+                        }
+                    }
+                }
+            }
+            let aged = tx
+                .execute(
+                    "DELETE FROM observations WHERE last_seen < ?1",
+                    params![now.saturating_sub(limits.max_age_secs)],
+                )
+                .map_err(wrap)?;
+            let excess = tx
+                .execute(
+                    "DELETE FROM observations WHERE id IN
+                       (SELECT id FROM observations ORDER BY last_seen DESC, id DESC LIMIT -1 OFFSET ?1)",
+                    params![limits.max_rows.max(0)],
+                )
+                .map_err(wrap)?;
+            result.pruned = aged + excess;
+            Ok(result)
+        })
+    }
+
+    /// Observations, all or those of some identities.
+    pub fn observations(
+        &self,
+        identities: Option<&[String]>,
+    ) -> Result<Vec<ObservationRow>, StoreError> {
+        self.read(|conn| {
+            let mut out = Vec::new();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, identity, protocol_name, remote_port, remote_scope, remote_address, pid, path,
+                        exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count
+                 FROM observations WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
+            )?;
+            let mut run = |identity: Option<&str>| -> rusqlite::Result<()> {
+                let rows = stmt.query_map(params![identity], |r| {
+                    Ok(ObservationRow {
+                        id: r.get(0)?,
+                        observation: Observation {
+                            identity: r.get(1)?,
+                            protocol_name: r.get(2)?,
+                            remote_port: r.get(3)?,
+                            remote_scope: r.get(4)?,
+                            remote_address: r.get(5)?,
+                            pid: r.get(6)?,
+                            path: r.get(7)?,
+                            exe_path: r.get(8)?,
+                            interpreter: r.get(9)?,
+                            subject_kind: r.get(10)?,
+                            subject_trusted: r.get(11)?,
+                        },
+                        first_seen: r.get(12)?,
+                        last_seen: r.get(13)?,
+                        count: r.get(14)?,
+                    })
+                })?;
+                for row in rows {
+                    out.push(row?);
+                }
+                Ok(())
+            };
+            match identities {
+                None => run(None)?,
+                Some(list) => {
+                    for identity in list {
+                        run(Some(identity))?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Sets the end of the learning window (0 stops learning now).
+    pub fn set_learning_until(&self, until: i64) -> Result<(), StoreError> {
+        self.set_meta(&[("learning_until", until.to_string())])
+    }
+
+    pub fn learning_until(&self) -> Result<i64, StoreError> {
+        Ok(self.meta_int("learning_until")?.unwrap_or(0))
+    }
+
+    /// Records the cost and outcome of one sampler pass.
+    pub fn record_sample_stats(
+        &self,
+        time: i64,
+        duration_ms: i64,
+        cpu_ms: i64,
+        errors: i64,
+        error_text: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut set = tx
+                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+                .map_err(|e| self.err(e))?;
+            for (key, value) in [
+                ("last_sample_time", time.to_string()),
+                ("last_sample_duration_ms", duration_ms.to_string()),
+                ("last_sample_cpu_ms", cpu_ms.to_string()),
+                ("last_sample_errors", errors.to_string()),
+                ("last_sample_error", error_text.to_owned()),
+            ] {
+                set.execute(params![key, value]).map_err(|e| self.err(e))?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('sampler_errors', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + ?1",
+                params![errors],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn set_meta(&self, values: &[(&str, String)]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for (key, value) in values {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn meta_int(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let text: Option<String> = self.read(|conn| {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        Ok(text.and_then(|t| t.trim().parse().ok()))
+    }
+
+    /// Counts and meta values for `an1256_info`.
+    pub fn summary(&self) -> Result<StoreSummary, StoreError> {
+        self.read(|conn| {
+            let meta = |key: &str| -> rusqlite::Result<String> {
+                Ok(conn
+                    .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .optional()?
+                    .unwrap_or_default())
+            };
+            let int =
+                |key: &str| -> rusqlite::Result<i64> { Ok(meta(key)?.trim().parse().unwrap_or(0)) };
+            let count =
+                |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
+            let mut stmt =
+                conn.prepare_cached("SELECT time, moved_to, reason FROM recoveries ORDER BY id")?;
+            let recoveries = stmt
+                .query_map([], |r| {
+                    Ok(RecoveryEvent {
+                        time: r.get(0)?,
+                        moved_to: r.get(1)?,
+                        reason: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(StoreSummary {
+                created_at: int("created_at")?,
+                learning_until: int("learning_until")?,
+                entries: count("SELECT count(*) FROM entries")?,
+                learned_entries: count("SELECT count(*) FROM entries WHERE source = 'learned'")?,
+                approved_entries: count("SELECT count(*) FROM entries WHERE source = 'approved'")?,
+                observations: count("SELECT count(*) FROM observations")?,
+                last_sample_time: int("last_sample_time")?,
+                last_sample_duration_ms: int("last_sample_duration_ms")?,
+                last_sample_cpu_ms: int("last_sample_cpu_ms")?,
+                last_sample_errors: int("last_sample_errors")?,
+                sampler_errors: int("sampler_errors")?,
+                last_sample_error: meta("last_sample_error")?,
+                recoveries,
+            })
+        })
+    }
+}
+
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let source: String = r.get(4)?;
+    Ok(Entry {
+        id: r.get(0)?,
+        identity: r.get(1)?,
+        protocol_name: r.get(2)?,
+        remote_port: r.get(3)?,
+        source: Source::parse(&source).unwrap_or(Source::Learned),
+        first_seen: r.get(5)?,
+        last_seen: r.get(6)?,
+        seen_count: r.get(7)?,
+        note: r.get(8)?,
+    })
+}
+
+/// Inserts an entry or updates the existing one with the same key. An approval
+/// turns a learned entry into an approved one; learning never demotes one.
+fn upsert_entry(
+    tx: &rusqlite::Transaction<'_>,
+    key: &EntryKey,
+    source: Source,
+    note: &str,
+    now: i64,
+    seen_count: i64,
+) -> Result<i64, StoreError> {
+    let path = tx.path().map(str::to_owned).unwrap_or_default();
+    let wrap = |e| map_sqlite(Path::new(&path), e);
+    tx.prepare_cached(
+        "INSERT INTO entries (identity, protocol_name, remote_port, source, first_seen, last_seen, seen_count, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)
+         ON CONFLICT (identity, protocol_name, remote_port) DO UPDATE SET
+             source = CASE WHEN excluded.source = 'approved' THEN 'approved' ELSE source END,
+             note = CASE WHEN excluded.note <> '' THEN excluded.note ELSE note END,
+             last_seen = max(last_seen, excluded.last_seen)",
+    )
+    .map_err(wrap)?
+    .execute(params![
+        key.identity,
+        key.protocol_name,
+        key.remote_port,
+        source.as_str(),
+        now,
+        seen_count,
+        note
+    ])
+    .map_err(wrap)?;
+    tx.query_row(
+        "SELECT id FROM entries WHERE identity = ?1 AND protocol_name = ?2 AND remote_port = ?3",
+        params![key.identity, key.protocol_name, key.remote_port],
+        |r| r.get(0),
+    )
+    .map_err(wrap)
+}
+
+fn map_sqlite(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+            path: path.display().to_string(),
+        },
+        _ => sqlite_error(path, e.to_string()),
+    }
+}
+
+fn sqlite_error(path: &Path, message: String) -> StoreError {
+    StoreError::Sqlite {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn unsafe_path(path: &Path, why: impl Into<String>) -> StoreError {
+    StoreError::UnsafePath {
+        path: path.display().to_string(),
+        why: why.into(),
+    }
+}
+
+enum OpenFailure {
+    Corrupt(String),
+    Other(StoreError),
+}
+
+/// Opens with SQLite's own no-symlink flag, sets WAL and the busy timeout, and
+/// runs `PRAGMA quick_check`.
+fn open_checked(path: &Path) -> Result<Connection, OpenFailure> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            OpenFailure::Corrupt(e.to_string())
+        }
+        _ => OpenFailure::Other(map_sqlite(path, e)),
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(classify)?;
+    if check != "ok" {
+        return Err(OpenFailure::Corrupt(format!("quick_check: {check}")));
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(classify)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!(
+            "baseline store {} is in journal mode {mode}, not WAL",
+            path.display()
+        );
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(classify)?;
+    Ok(conn)
+}
+
+/// Applies the forward migrations `user_version` has not seen, each in its own
+/// transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| map_sqlite(path, e))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| map_sqlite(path, e))?;
+        if version > known {
+            return Err(StoreError::NewerSchema {
+                path: path.display().to_string(),
+                found: version,
+                known,
+            });
+        }
+        let Some(step) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            return Ok(());
+        };
+        tx.execute_batch(step).map_err(|e| map_sqlite(path, e))?;
+        // PRAGMA takes no bound parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+            .map_err(|e| map_sqlite(path, e))?;
+        tx.commit().map_err(|e| map_sqlite(path, e))?;
+    }
+}
+
+/// Device and inode of the store file, to rename aside only the file we checked.
+type FileId = (u64, u64);
+
+/// Creates the directory (0700) and the file (0600) without following a symlink
+/// at the file, and checks ownership. Returns the file's identity.
+fn prepare_file(path: &Path) -> Result<FileId, StoreError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if path.file_name().is_none() {
+        return Err(unsafe_path(path, "the path names no file"));
+    }
+    let euid = unsafe { libc::geteuid() };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_error(&dir, "cannot create the store directory", e))?;
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| io_error(&dir, "cannot inspect the store directory", e))?;
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_path(
+            path,
+            format!("its directory {} is a symlink", dir.display()),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_path(
+            path,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(unsafe_path(
+            path,
+            format!(
+                "its directory {} is owned by uid {}, not by us ({euid}) or root",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(unsafe_path(
+            path,
+            format!(
+                "its directory {} is writable by others (mode {:o}); use a 0700 directory",
+                dir.display(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| unsafe_path(path, "the path contains a NUL byte"))?;
+    // SAFETY: c_path is a valid NUL-terminated string; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return Err(unsafe_path(path, "it is a symlink"));
+        }
+        return Err(io_error(path, "cannot open the store file", e));
+    }
+    // SAFETY: fd is a file descriptor we own from here on.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(path, "cannot inspect the store file", e))?;
+    if !meta.is_file() {
+        return Err(unsafe_path(path, "it is not a regular file"));
+    }
+    if meta.uid() != euid {
+        return Err(unsafe_path(
+            path,
+            format!("it is owned by uid {}, not by us ({euid})", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_error(path, "cannot set the store file to mode 0600", e))?;
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Renames a corrupt store (and its WAL/SHM files) to `<name>.corrupt-<unixtime>`.
+fn move_aside(path: &Path, checked: FileId) -> Result<PathBuf, StoreError> {
+    let now = unix_now();
+    let with_suffix = |p: &Path, n: u32| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(format!(".corrupt-{now}"));
+        if n > 0 {
+            name.push(format!(".{n}"));
+        }
+        PathBuf::from(name)
+    };
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| io_error(path, "cannot inspect the corrupt store", e))?;
+    if (meta.dev(), meta.ino()) != checked {
+        // Another process already moved it aside and started a fresh store.
+        return Err(sqlite_error(
+            path,
+            "the store was replaced while it was being checked; retry".into(),
+        ));
+    }
+    let mut n = 0;
+    let target = loop {
+        let candidate = with_suffix(path, n);
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+        if n > 100 {
+            return Err(sqlite_error(
+                path,
+                "too many corrupt copies beside it".into(),
+            ));
+        }
+    };
+    std::fs::rename(path, &target)
+        .map_err(|e| io_error(path, "cannot move the corrupt store aside", e))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if side.exists() {
+            let mut to = target.as_os_str().to_owned();
+            to.push(suffix);
+            if let Err(e) = std::fs::rename(&side, PathBuf::from(to)) {
+                log::warn!("cannot move {} aside: {e}", side.display());
+            }
+        }
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(identity: &str, proto: &str, port: i64) -> EntryKey {
+        EntryKey {
+            identity: identity.into(),
+            protocol_name: proto.into(),
+            remote_port: port,
+        }
+    }
+
+    const SHA: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn creates_private_files_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/an1256.db");
+        let store = Store::open(&path, 3600).unwrap();
+        let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
+        let file_mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!((dir_mode, file_mode), (0o700, 0o600));
+        let s = store.summary().unwrap();
+        assert!(s.created_at > 0 && s.learning_until >= s.created_at + 3600);
+        let version: i64 = store
+            .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = store
+            .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn refuses_symlinked_store_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.db");
+        std::fs::write(&target, b"").unwrap();
+        let link = dir.path().join("an1256.db");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = Store::open(&link, 0).unwrap_err();
+        assert!(matches!(err, StoreError::UnsafePath { .. }), "{err}");
+        assert!(err.to_string().contains("symlink"));
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("an1256.db");
+        drop(Store::open(&path, 0).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        let err = Store::open(&path, 0).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn approve_upserts_and_learning_never_demotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let obs = Observation {
+            identity: SHA.into(),
+            protocol_name: "udp".into(),
+            remote_port: 53,
+            remote_scope: "public".into(),
+            remote_address: "8.8.8.8".into(),
+            pid: 10,
+            path: "/tmp/x".into(),
+            exe_path: "/tmp/x".into(),
+            interpreter: String::new(),
+            subject_kind: "binary".into(),
+            subject_trusted: false,
+        };
+        let w = store
+            .record_pass(
+                std::slice::from_ref(&obs),
+                true,
+                100,
+                ObservationLimits::default(),
+            )
+            .unwrap();
+        assert_eq!((w.observations, w.learned), (1, 1));
+        let entries = store.entries(None).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].source, Source::Learned);
+        let id = store.approve(&key(SHA, "udp", 53), "ok").unwrap();
+        assert_eq!(id, entries[0].id);
+        let w = store
+            .record_pass(
+                std::slice::from_ref(&obs),
+                true,
+                200,
+                ObservationLimits::default(),
+            )
+            .unwrap();
+        assert_eq!(w.learned, 0, "an entry already covers it");
+        let e = store.entry(id).unwrap().unwrap();
+        assert_eq!(
+            (e.source, e.note.as_str(), e.last_seen),
+            (Source::Approved, "ok", 200)
+        );
+        assert_eq!(e.seen_count, 2);
+        let o = store.observations(None).unwrap();
+        assert_eq!(
+            (o.len(), o[0].count, o[0].first_seen, o[0].last_seen),
+            (1, 2, 100, 200)
+        );
+    }
+
+    #[test]
+    fn prunes_by_age_and_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let make = |port: i64| Observation {
+            identity: SHA.into(),
+            protocol_name: "udp".into(),
+            remote_port: port,
+            remote_scope: "public".into(),
+            remote_address: String::new(),
+            pid: 1,
+            path: String::new(),
+            exe_path: String::new(),
+            interpreter: String::new(),
+            subject_kind: "binary".into(),
+            subject_trusted: true,
+        };
+        let limits = ObservationLimits {
+            max_age_secs: 1000,
+            max_rows: 3,
+        };
+        store.record_pass(&[make(1)], false, 10, limits).unwrap();
+        let batch: Vec<_> = (2..6).map(make).collect();
+        let w = store.record_pass(&batch, false, 5000, limits).unwrap();
+        // port 1 aged out, then one more beyond 3 rows.
+        assert_eq!(w.pruned, 2);
+        let ports: Vec<i64> = store
+            .observations(None)
+            .unwrap()
+            .iter()
+            .map(|o| o.observation.remote_port)
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert!(!ports.contains(&1));
+    }
+
+    #[test]
+    fn import_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let good = Entry {
+            id: 0,
+            identity: SHA.into(),
+            protocol_name: "icmp".into(),
+            remote_port: -1,
+            source: Source::Approved,
+            first_seen: 0,
+            last_seen: 0,
+            seen_count: 0,
+            note: "ping".into(),
+        };
+        let bad = Entry {
+            protocol_name: "tcp".into(),
+            ..good.clone()
+        };
+        let err = store.import(&[good.clone(), bad]).unwrap_err();
+        assert!(err.to_string().contains("entry 2"), "{err}");
+        assert!(store.entries(None).unwrap().is_empty());
+        assert_eq!(store.import(&[good]).unwrap(), 1);
+        assert_eq!(store.entries(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn update_conflict_is_a_validation_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let a = store.approve(&key(SHA, "udp", 53), "").unwrap();
+        store.approve(&key(SHA, "udp", 123), "").unwrap();
+        let err = store
+            .update(a, &key(SHA, "udp", 123), Source::Approved, "")
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        assert!(matches!(
+            store.update(999, &key(SHA, "udp", 1), Source::Approved, ""),
+            Err(StoreError::NotFound(999))
+        ));
+        assert!(store.revoke(a).unwrap());
+        assert!(!store.revoke(a).unwrap());
+    }
+}

@@ -1,0 +1,86 @@
+//! `an1256_observations`: what the sampler saw (one row per subject identity,
+//! protocol, remote port and scope), so sockets that opened and closed between
+//! two scheduled queries are still caught (`an1256_hits_recent`).
+
+use super::{bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError};
+use crate::baseline::Baseline;
+use std::sync::Arc;
+
+pub const NAME: &str = "an1256_observations";
+
+pub static COLUMNS: &[Column] = &[
+    indexed(text(
+        "identity",
+        "Subject identity (process_code_signature.subject_identity)",
+    )),
+    text("protocol_name", "icmp, icmpv6, udp, udplite, raw or socks"),
+    integer("remote_port", "Remote port (0 when not connected)"),
+    text(
+        "remote_scope",
+        "loopback, private, link_local, multicast, public or unspecified",
+    ),
+    text("remote_address", "Last remote address seen"),
+    bigint("pid", "Last process seen holding such a socket"),
+    text("path", "Subject path (the script for interpreters)"),
+    text("exe_path", "Executable path of the last process"),
+    text("interpreter", "Interpreter name for script subjects"),
+    text("subject_kind", "binary or script"),
+    integer("subject_trusted", "1 if the subject was trusted when seen"),
+    bigint("first_seen", "Unix time first seen"),
+    bigint("last_seen", "Unix time last seen"),
+    bigint("count", "Sampler passes that saw it"),
+];
+
+pub struct An1256Observations {
+    baseline: Arc<Baseline>,
+}
+
+impl An1256Observations {
+    pub fn new(baseline: Arc<Baseline>) -> Self {
+        An1256Observations { baseline }
+    }
+}
+
+impl TableDef for An1256Observations {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn description(&self) -> &'static str {
+        "What the an1256 sampler saw: non-standard sockets by subject identity, protocol, remote port and scope, with first/last seen (bounded by age and row count)."
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+        let store = self.baseline.store().map_err(TableError::Failed)?;
+        let identities = ctx.equal_texts("identity");
+        let rows = store
+            .observations(identities.as_deref())
+            .map_err(|e| TableError::Failed(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let o = r.observation;
+                vec![
+                    o.identity.into(),
+                    o.protocol_name.into(),
+                    o.remote_port.into(),
+                    o.remote_scope.into(),
+                    o.remote_address.into(),
+                    o.pid.into(),
+                    o.path.into(),
+                    o.exe_path.into(),
+                    o.interpreter.into(),
+                    o.subject_kind.into(),
+                    o.subject_trusted.into(),
+                    r.first_seen.into(),
+                    r.last_seen.into(),
+                    r.count.into(),
+                ]
+            })
+            .collect())
+    }
+}
