@@ -1,0 +1,374 @@
+//! Per-process reads under `/proc/<pid>`, all made through one held directory fd so
+//! that a pid reused mid-read can never mix two processes (after the process exits,
+//! every `openat`/`readlinkat` on the old dirfd fails with ESRCH/ENOENT).
+//! Also the pure parsers for `stat`, `status` and `/proc/stat`'s boot time.
+
+use crate::model::Pid;
+use crate::platform::HostError;
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Upper bound for `cmdline` and `environ` reads.
+pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
+/// Upper bound for `maps` reads (a very large process has a few MiB of maps).
+pub const MAX_MAPS_BYTES: usize = 16 * 1024 * 1024;
+/// Upper bound for small text files (`stat`, `status`).
+pub const MAX_SMALL_BYTES: usize = 64 * 1024;
+
+/// `PF_KTHREAD` in the stat `flags` field: kernel threads have no executable.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// An open `/proc/<pid>` directory.
+pub struct ProcDir {
+    fd: OwnedFd,
+    pid: Pid,
+}
+
+/// Maps an errno from a whole-process operation to the host error a caller skips on.
+pub fn process_error(pid: Pid, err: &io::Error) -> HostError {
+    match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ESRCH) => HostError::Vanished(pid),
+        Some(libc::EACCES) | Some(libc::EPERM) => HostError::PermissionDenied(pid),
+        _ => HostError::Other(format!("process {pid}: {err}")),
+    }
+}
+
+/// True for the errors that mean "the process is gone".
+pub fn is_vanished(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH))
+}
+
+fn cstring(text: &str) -> io::Result<CString> {
+    CString::new(text).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `openat(dirfd, name, flags | O_CLOEXEC)`.
+pub fn open_at(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: name is a valid NUL-terminated string; the returned fd is owned here.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by openat and is not owned by anything else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `readlinkat` into a caller buffer; returns the length. A target longer than the
+/// buffer is reported as ENAMETOOLONG rather than silently truncated.
+pub fn read_link_into(dirfd: RawFd, name: &CStr, buffer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buffer is valid for buffer.len() bytes; name is NUL-terminated.
+    let n = unsafe {
+        libc::readlinkat(
+            dirfd,
+            name.as_ptr(),
+            buffer.as_mut_ptr().cast::<libc::c_char>(),
+            buffer.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n >= buffer.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    Ok(n)
+}
+
+/// Reads at most `limit` bytes of an open file.
+pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(limit.min(16 * 1024));
+    File::from(file).take(limit as u64).read_to_end(&mut data)?;
+    Ok(data)
+}
+
+impl ProcDir {
+    /// Opens `/proc/<pid>`; ENOENT -> `Vanished`, EACCES -> `PermissionDenied`.
+    pub fn open(pid: Pid) -> Result<ProcDir, HostError> {
+        let path = cstring(&format!("/proc/{pid}")).map_err(|e| process_error(pid, &e))?;
+        open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map(|fd| ProcDir { fd, pid })
+            .map_err(|e| process_error(pid, &e))
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Opens an entry relative to the process directory.
+    pub fn open_entry(&self, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+        open_at(self.raw_fd(), name, flags)
+    }
+
+    /// Reads an entry, at most `limit` bytes.
+    pub fn read(&self, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {
+        read_bounded(self.open_entry(name, libc::O_RDONLY)?, limit)
+    }
+
+    /// Reads a symlink entry (`exe`, `cwd`, `ns/net`) as text (lossy UTF-8).
+    pub fn read_link(&self, name: &CStr) -> io::Result<String> {
+        let mut buffer = [0u8; 4096];
+        let n = read_link_into(self.raw_fd(), name, &mut buffer)?;
+        Ok(String::from_utf8_lossy(buffer.get(..n).unwrap_or_default()).into_owned())
+    }
+
+    /// The network namespace inode from the `ns/net` link (`net:[4026531840]`).
+    pub fn net_namespace(&self) -> io::Result<u64> {
+        let mut buffer = [0u8; 64];
+        let n = read_link_into(self.raw_fd(), c"ns/net", &mut buffer)?;
+        parse_bracketed_inode(buffer.get(..n).unwrap_or_default(), b"net:[")
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// The executable path with " (deleted)" removed, and whether it was there.
+    pub fn executable(&self) -> io::Result<(String, bool)> {
+        self.read_link(c"exe").map(|target| strip_deleted(&target))
+    }
+
+    /// NUL-separated strings of `cmdline` or `environ`, bounded.
+    pub fn nul_separated(&self, name: &CStr) -> io::Result<Vec<String>> {
+        Ok(split_nul(&self.read(name, MAX_ARGS_BYTES)?))
+    }
+}
+
+/// `/usr/bin/x (deleted)` -> (`/usr/bin/x`, true).
+pub fn strip_deleted(target: &str) -> (String, bool) {
+    match target.strip_suffix(" (deleted)") {
+        Some(path) => (path.to_owned(), true),
+        None => (target.to_owned(), false),
+    }
+}
+
+/// The number inside `prefix<digits>]`, e.g. `socket:[123]` or `net:[4026531840]`.
+pub fn parse_bracketed_inode(text: &[u8], prefix: &[u8]) -> Option<u64> {
+    let digits = text.strip_prefix(prefix)?.strip_suffix(b"]")?;
+    parse_decimal(digits)
+}
+
+/// Decimal digits to u64 without allocating; `None` on anything else or overflow.
+pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(value)
+}
+
+/// Splits NUL-separated data into strings; a trailing NUL ends the last string.
+pub fn split_nul(data: &[u8]) -> Vec<String> {
+    let data = data.strip_suffix(b"\0").unwrap_or(data);
+    if data.is_empty() {
+        return Vec::new();
+    }
+    data.split(|&b| b == 0)
+        .map(|part| String::from_utf8_lossy(part).into_owned())
+        .collect()
+}
+
+/// The fields of `/proc/<pid>/stat` this crate uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub state: char,
+    pub parent: Pid,
+    pub flags: u64,
+    /// Field 22: clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+impl Stat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// Parses `pid (comm) state ppid …`. `comm` may contain spaces and parentheses, so
+/// it ends at the LAST `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    // Fields after comm start at field 3 (state).
+    let rest: Vec<&str> = text.get(close + 1..)?.split_ascii_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).copied();
+    Some(Stat {
+        comm,
+        state: field(3)?.chars().next()?,
+        parent: field(4)?.parse().ok()?,
+        flags: field(9)?.parse().ok()?,
+        start_ticks: field(22)?.parse().ok()?,
+    })
+}
+
+/// The real uid from `/proc/<pid>/status` (`Uid:\treal\teffective\tsaved\tfs`).
+pub fn parse_status_uid(text: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_ascii_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+}
+
+/// Boot time (`btime` line of `/proc/stat`), seconds since the epoch.
+pub fn parse_boot_time(text: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Reads the boot time once from `/proc/stat`.
+pub fn boot_time() -> Option<i64> {
+    let fd = open_at(libc::AT_FDCWD, c"/proc/stat", libc::O_RDONLY).ok()?;
+    let data = read_bounded(fd, 1024 * 1024).ok()?;
+    parse_boot_time(&String::from_utf8_lossy(&data))
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 nearly everywhere).
+pub fn clock_ticks() -> i64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        i64::from(ticks as i32)
+    } else {
+        100
+    }
+}
+
+/// Unique file paths of a `maps` listing, in first-seen order (" (deleted)" removed).
+pub fn parse_maps_paths(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut paths = Vec::new();
+    for line in text.lines() {
+        // address perms offset dev inode pathname — pathname may contain spaces.
+        let mut rest = line;
+        for _ in 0..5 {
+            rest = rest.trim_start();
+            match rest.find(' ') {
+                Some(i) => rest = rest.get(i..).unwrap_or_default(),
+                None => {
+                    rest = "";
+                    break;
+                }
+            }
+        }
+        let path = rest.trim_start();
+        if !path.starts_with('/') {
+            continue;
+        }
+        let (path, _) = strip_deleted(path);
+        if seen.insert(path.clone()) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// Every numeric entry of `/proc` (thread-group leaders).
+pub fn list_pids() -> io::Result<Vec<Pid>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        if let Some(pid) =
+            parse_decimal(name.as_encoded_bytes()).and_then(|p| Pid::try_from(p).ok())
+        {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_and_parentheses_in_comm() {
+        let line = "4242 (my (evil) proc) S 1 4242 4242 0 -1 4194560 300 0 0 0 5 3 0 0 20 0 1 0 123456 10000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.comm, "my (evil) proc");
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.parent, 1);
+        assert_eq!(stat.flags, 4194560);
+        assert_eq!(stat.start_ticks, 123456);
+        assert!(!stat.is_kernel_thread());
+
+        let kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 7 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 0 1 0 0 0 0 0";
+        let stat = parse_stat(kthread).unwrap();
+        assert!(stat.is_kernel_thread());
+        assert_eq!((stat.parent, stat.start_ticks), (0, 7));
+
+        assert_eq!(parse_stat("12 (x) S"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn status_uid_and_boot_time() {
+        let status = "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(parse_status_uid(status), Some(1000));
+        assert_eq!(parse_status_uid("Name:\tx\n"), None);
+        let stat = "cpu  1 2 3\nintr 5\nctxt 99\nbtime 1700000000\nprocesses 10\n";
+        assert_eq!(parse_boot_time(stat), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn small_helpers() {
+        assert_eq!(
+            strip_deleted("/tmp/x (deleted)"),
+            ("/tmp/x".to_string(), true)
+        );
+        assert_eq!(
+            strip_deleted("/usr/bin/ls"),
+            ("/usr/bin/ls".to_string(), false)
+        );
+        assert_eq!(
+            parse_bracketed_inode(b"socket:[12345]", b"socket:["),
+            Some(12345)
+        );
+        assert_eq!(
+            parse_bracketed_inode(b"net:[4026531840]", b"net:["),
+            Some(4026531840)
+        );
+        assert_eq!(parse_bracketed_inode(b"pipe:[5]", b"socket:["), None);
+        assert_eq!(parse_bracketed_inode(b"socket:[12a]", b"socket:["), None);
+        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
+        assert_eq!(
+            split_nul(b"python3\0-c\0print(1)\0"),
+            ["python3", "-c", "print(1)"]
+        );
+        assert_eq!(split_nul(b"a\0\0b"), ["a", "", "b"]);
+        assert!(split_nul(b"").is_empty());
+    }
+
+    #[test]
+    fn maps_paths_are_unique_and_keep_spaces() {
+        let maps = "\
+55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1048602                    /usr/bin/cat
+55d0c0a02000-55d0c0a07000 r-xp 00002000 fd:01 1048602                    /usr/bin/cat
+7f1c2a000000-7f1c2a022000 r--p 00000000 fd:01 1050001                    /usr/lib/x86_64-linux-gnu/libproxychains.so.4
+7f1c2b000000-7f1c2b001000 r--p 00000000 fd:01 1050002                    /tmp/my lib.so (deleted)
+7ffd1d9e0000-7ffd1da01000 rw-p 00000000 00:00 0                          [stack]
+7f1c2c000000-7f1c2c001000 rw-p 00000000 00:00 0 
+";
+        assert_eq!(
+            parse_maps_paths(maps),
+            [
+                "/usr/bin/cat",
+                "/usr/lib/x86_64-linux-gnu/libproxychains.so.4",
+                "/tmp/my lib.so"
+            ]
+        );
+    }
+}

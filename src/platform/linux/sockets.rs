@@ -1,0 +1,844 @@
+//! Inet sockets per process: the `/proc/<pid>/net/*` tables of each network
+//! namespace (read once per scan, only the tables the protocol set needs), joined to
+//! owners by walking `/proc/<pid>/fd` (`socket:[inode]` links). Sockets found in no
+//! table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
+
+use super::procfs::{self, ProcDir};
+use crate::classify::{
+    wanted_by, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+};
+use crate::model::{
+    Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
+};
+use crate::platform::HostError;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// At most this many error notes per scan (they are for logs, not rows).
+pub const MAX_ERRORS: usize = 20;
+/// Upper bound on one socket table read (a table line is ~150 bytes).
+const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
+/// Threads for a full scan: the walk is syscall-bound and the target host has 2 cores.
+const SCAN_THREADS: usize = 2;
+/// Pid lists up to this size are walked on the calling thread.
+const SEQUENTIAL_PIDS: usize = 8;
+
+/// One `/proc/<pid>/net/<name>` socket table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    Tcp,
+    Tcp6,
+    Udp,
+    Udp6,
+    UdpLite,
+    UdpLite6,
+    Raw,
+    Raw6,
+    Icmp,
+    Icmp6,
+}
+
+impl TableKind {
+    pub fn file(self) -> &'static CStr {
+        match self {
+            TableKind::Tcp => c"net/tcp",
+            TableKind::Tcp6 => c"net/tcp6",
+            TableKind::Udp => c"net/udp",
+            TableKind::Udp6 => c"net/udp6",
+            TableKind::UdpLite => c"net/udplite",
+            TableKind::UdpLite6 => c"net/udplite6",
+            TableKind::Raw => c"net/raw",
+            TableKind::Raw6 => c"net/raw6",
+            TableKind::Icmp => c"net/icmp",
+            TableKind::Icmp6 => c"net/icmp6",
+        }
+    }
+
+    pub fn is_ipv6(self) -> bool {
+        matches!(
+            self,
+            TableKind::Tcp6
+                | TableKind::Udp6
+                | TableKind::UdpLite6
+                | TableKind::Raw6
+                | TableKind::Icmp6
+        )
+    }
+
+    pub fn family(self) -> i32 {
+        if self.is_ipv6() {
+            FAMILY_INET6
+        } else {
+            FAMILY_INET
+        }
+    }
+
+    /// The IP protocol of every socket in the table; `None` for raw tables, whose
+    /// protocol is in the local "port" field.
+    pub fn protocol(self) -> Option<i32> {
+        match self {
+            TableKind::Tcp | TableKind::Tcp6 => Some(IPPROTO_TCP),
+            TableKind::Udp | TableKind::Udp6 => Some(IPPROTO_UDP),
+            TableKind::UdpLite | TableKind::UdpLite6 => Some(IPPROTO_UDPLITE),
+            TableKind::Icmp => Some(IPPROTO_ICMP),
+            TableKind::Icmp6 => Some(IPPROTO_ICMPV6),
+            TableKind::Raw | TableKind::Raw6 => None,
+        }
+    }
+
+    pub fn socket_type(self) -> SocketType {
+        match self {
+            TableKind::Tcp | TableKind::Tcp6 => SocketType::Stream,
+            TableKind::Raw | TableKind::Raw6 => SocketType::Raw,
+            _ => SocketType::Dgram,
+        }
+    }
+}
+
+/// The tables a protocol set needs, in reading order (icmp before icmp6 so the
+/// first-seen duplicate of a ping socket is the IPv4 one). Raw tables are needed by
+/// every datagram protocol because a raw socket may carry any of them.
+pub fn tables_for(set: &ProtocolSet) -> Vec<TableKind> {
+    let mut kinds = Vec::new();
+    if set.icmp {
+        kinds.extend([TableKind::Icmp, TableKind::Icmp6]);
+    }
+    if set.udp {
+        kinds.extend([TableKind::Udp, TableKind::Udp6]);
+    }
+    if set.udplite {
+        kinds.extend([TableKind::UdpLite, TableKind::UdpLite6]);
+    }
+    if set.icmp || set.udp || set.udplite || set.raw {
+        kinds.extend([TableKind::Raw, TableKind::Raw6]);
+    }
+    if set.tcp {
+        kinds.extend([TableKind::Tcp, TableKind::Tcp6]);
+    }
+    kinds
+}
+
+/// One parsed table line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableEntry {
+    pub inode: u64,
+    pub family: i32,
+    pub protocol: i32,
+    pub socket_type: SocketType,
+    pub local: IpAddr,
+    pub local_port: i32,
+    pub remote: IpAddr,
+    pub remote_port: i32,
+    /// TCP state name; empty for other protocols.
+    pub tcp_state: &'static str,
+}
+
+impl TableEntry {
+    fn is_ping(&self) -> bool {
+        self.socket_type == SocketType::Dgram
+            && (self.protocol == IPPROTO_ICMP || self.protocol == IPPROTO_ICMPV6)
+    }
+
+    /// The row for one holder of this socket.
+    pub fn to_socket_info(&self, pid: Pid, fd: i64, net_namespace: &str) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd,
+            socket: self.inode,
+            family: self.family,
+            protocol: self.protocol,
+            socket_type: self.socket_type,
+            local_address: self.local.to_string(),
+            local_port: self.local_port,
+            remote_address: self.remote.to_string(),
+            remote_port: self.remote_port,
+            tcp_state: self.tcp_state.to_owned(),
+            net_namespace: net_namespace.to_owned(),
+        }
+    }
+}
+
+/// TCP state names as `ss`/osquery print them (include/net/tcp_states.h).
+pub fn tcp_state_name(code: u8) -> &'static str {
+    match code {
+        0x01 => "ESTABLISHED",
+        0x02 => "SYN_SENT",
+        0x03 => "SYN_RECV",
+        0x04 => "FIN_WAIT1",
+        0x05 => "FIN_WAIT2",
+        0x06 => "TIME_WAIT",
+        0x07 => "CLOSE",
+        0x08 => "CLOSE_WAIT",
+        0x09 => "LAST_ACK",
+        0x0A => "LISTEN",
+        0x0B => "CLOSING",
+        0x0C => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A table address: IPv4 is one `%08X` of the address as a host-order u32; IPv6 is
+/// four such words. v4-mapped IPv6 addresses are unmapped.
+pub fn parse_address(hex: &str, ipv6: bool) -> Option<IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let text = hex.get(i * 8..i * 8 + 8)?;
+        u32::from_str_radix(text, 16).ok().map(u32::to_ne_bytes)
+    };
+    if !ipv6 {
+        if hex.len() != 8 {
+            return None;
+        }
+        return Some(IpAddr::V4(Ipv4Addr::from(word(0)?)));
+    }
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut octets = [0u8; 16];
+    for (i, chunk) in octets.chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&word(i)?);
+    }
+    let v6 = Ipv6Addr::from(octets);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    })
+}
+
+fn parse_endpoint(text: &str, ipv6: bool) -> Option<(IpAddr, i32)> {
+    let (address, port) = text.split_once(':')?;
+    let port = i32::from_str_radix(port, 16).ok()?;
+    Some((parse_address(address, ipv6)?, port))
+}
+
+/// Parses one data line of a table (`sl local rem st tx:rx tr:when retrnsmt uid
+/// timeout inode …`); `None` for the header and malformed lines.
+pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
+    let mut fields = line.split_ascii_whitespace();
+    let slot = fields.next()?;
+    if !slot.ends_with(':') {
+        return None;
+    }
+    let ipv6 = kind.is_ipv6();
+    let (local, local_port) = parse_endpoint(fields.next()?, ipv6)?;
+    let (remote, remote_port) = parse_endpoint(fields.next()?, ipv6)?;
+    let state = u8::from_str_radix(fields.next()?, 16).ok()?;
+    // tx:rx, tr:when, retrnsmt, uid, timeout, then the inode.
+    let inode: u64 = fields.nth(5)?.parse().ok()?;
+    let (protocol, local_port) = match kind.protocol() {
+        Some(protocol) => (protocol, local_port),
+        // Raw sockets: the local "port" is the IP protocol given to socket(2).
+        None => (local_port, 0),
+    };
+    let tcp_state = if kind.socket_type() == SocketType::Stream {
+        tcp_state_name(state)
+    } else {
+        ""
+    };
+    Some(TableEntry {
+        inode,
+        family: kind.family(),
+        protocol,
+        socket_type: kind.socket_type(),
+        local,
+        local_port,
+        remote,
+        remote_port,
+        tcp_state,
+    })
+}
+
+/// What `system.sockprotoname` says about a socket fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockProtoName {
+    Ping,
+    Ping6,
+    Raw,
+    Raw6,
+    /// UNIX, NETLINK, TCP, UDP… — nothing the fallback reports.
+    Other,
+}
+
+pub fn parse_sockprotoname(value: &[u8]) -> SockProtoName {
+    let value = value.strip_suffix(b"\0").unwrap_or(value);
+    match value {
+        b"PING" => SockProtoName::Ping,
+        b"PINGv6" => SockProtoName::Ping6,
+        b"RAW" => SockProtoName::Raw,
+        b"RAWv6" => SockProtoName::Raw6,
+        _ => SockProtoName::Other,
+    }
+}
+
+impl SockProtoName {
+    /// The entry reported for a socket found in no table: unbound ping sockets (and
+    /// raw sockets created after the tables were read).
+    pub fn unlisted_entry(self, inode: u64) -> Option<TableEntry> {
+        let (family, protocol, socket_type) = match self {
+            SockProtoName::Ping => (FAMILY_INET, IPPROTO_ICMP, SocketType::Dgram),
+            SockProtoName::Ping6 => (FAMILY_INET6, IPPROTO_ICMPV6, SocketType::Dgram),
+            SockProtoName::Raw => (FAMILY_INET, 0, SocketType::Raw),
+            SockProtoName::Raw6 => (FAMILY_INET6, 0, SocketType::Raw),
+            SockProtoName::Other => return None,
+        };
+        let unspecified = if family == FAMILY_INET6 {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        Some(TableEntry {
+            inode,
+            family,
+            protocol,
+            socket_type,
+            local: unspecified,
+            local_port: 0,
+            remote: unspecified,
+            remote_port: 0,
+            tcp_state: "",
+        })
+    }
+}
+
+/// The sockets of one network namespace, by inode.
+#[derive(Debug, Default)]
+pub struct NetTables {
+    /// The namespace inode as text (copied into every row).
+    pub namespace: String,
+    entries: HashMap<u64, TableEntry>,
+    /// A ping socket listed in both icmp and icmp6: the second listing, kept until
+    /// the socket's own family (PING vs PINGv6) decides.
+    ping_alternates: HashMap<u64, TableEntry>,
+}
+
+impl NetTables {
+    pub fn new(namespace: String) -> Self {
+        NetTables {
+            namespace,
+            ..Default::default()
+        }
+    }
+
+    /// Adds one entry; a repeated inode keeps the first listing, except that a ping
+    /// socket listed under both families remembers the other for `resolve`.
+    pub fn insert(&mut self, entry: TableEntry) {
+        match self.entries.get(&entry.inode) {
+            None => {
+                self.entries.insert(entry.inode, entry);
+            }
+            Some(first) if first.is_ping() && entry.is_ping() && first.family != entry.family => {
+                self.ping_alternates.insert(entry.inode, entry);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Parses a whole table file into this set.
+    pub fn add_table(&mut self, kind: TableKind, text: &str) {
+        for line in text.lines().skip(1) {
+            if let Some(entry) = parse_line(kind, line) {
+                self.insert(entry);
+            }
+        }
+    }
+
+    /// The entry of a socket inode. `protoname` is asked only for a ping socket
+    /// listed under both families.
+    pub fn resolve(
+        &self,
+        inode: u64,
+        protoname: impl FnOnce() -> Option<SockProtoName>,
+    ) -> Option<TableEntry> {
+        let first = *self.entries.get(&inode)?;
+        let Some(other) = self.ping_alternates.get(&inode) else {
+            return Some(first);
+        };
+        let wanted_family = match protoname() {
+            Some(SockProtoName::Ping6) => FAMILY_INET6,
+            Some(SockProtoName::Ping) => FAMILY_INET,
+            _ => return Some(first),
+        };
+        Some(if other.family == wanted_family {
+            *other
+        } else {
+            first
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Reads the wanted tables of the namespace `dir`'s process lives in. A table
+    /// the kernel lacks (no IPv6, no UDP-Lite) is skipped.
+    fn read(dir: &ProcDir, namespace: u64, kinds: &[TableKind]) -> Result<NetTables, HostError> {
+        let mut tables = NetTables::new(namespace.to_string());
+        for &kind in kinds {
+            match dir.read(kind.file(), MAX_TABLE_BYTES) {
+                Ok(data) => tables.add_table(kind, &String::from_utf8_lossy(&data)),
+                Err(e) if procfs::is_vanished(&e) => continue,
+                Err(e) => return Err(procfs::process_error(dir.pid(), &e)),
+            }
+        }
+        // A process that exited mid-read gives empty tables: make sure it is alive.
+        match dir.net_namespace() {
+            Ok(now) if now == namespace => Ok(tables),
+            Ok(_) => Err(HostError::Other(format!(
+                "process {} changed network namespace during the scan",
+                dir.pid()
+            ))),
+            Err(e) => Err(procfs::process_error(dir.pid(), &e)),
+        }
+    }
+}
+
+/// `getxattr(path, "system.sockprotoname")` of one fd of a process, through the held
+/// `/proc/<pid>/fd` directory (`/proc/self/fd/<dirfd>/<n>`) so pid reuse cannot
+/// redirect it.
+fn sockprotoname(fd_dir: RawFd, fd_name: &CStr) -> Option<SockProtoName> {
+    let path = format!("/proc/self/fd/{fd_dir}/{}", fd_name.to_string_lossy());
+    let path = std::ffi::CString::new(path).ok()?;
+    let mut value = [0u8; 32];
+    // SAFETY: path and the attribute name are NUL-terminated; value is valid for its length.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"system.sockprotoname".as_ptr(),
+            value.as_mut_ptr().cast::<libc::c_void>(),
+            value.len(),
+        )
+    };
+    if n < 0 {
+        return None;
+    }
+    Some(parse_sockprotoname(value.get(..n as usize)?))
+}
+
+/// A `DIR*` over `/proc/<pid>/fd`, closed on drop.
+struct FdDir(*mut libc::DIR);
+
+impl FdDir {
+    fn open(dir: &ProcDir) -> io::Result<FdDir> {
+        let fd = dir.open_entry(c"fd", libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let raw = fd.into_raw_fd();
+        // SAFETY: raw is an open directory fd; on success DIR* owns it.
+        let stream = unsafe { libc::fdopendir(raw) };
+        if stream.is_null() {
+            let err = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so raw is still ours to close.
+            unsafe { libc::close(raw) };
+            return Err(err);
+        }
+        Ok(FdDir(stream))
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        // SAFETY: self.0 is a valid DIR* until drop.
+        unsafe { libc::dirfd(self.0) }
+    }
+
+    /// Calls `each(fd_number, entry_name)` for every fd; stops with the error that
+    /// ended the listing, if any.
+    fn for_each(&self, mut each: impl FnMut(i64, &CStr)) -> io::Result<()> {
+        loop {
+            // SAFETY: errno is thread-local; resetting it tells end-of-dir from errors.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: self.0 is a valid DIR*, used by this thread only.
+            let entry = unsafe { libc::readdir(self.0) };
+            if entry.is_null() {
+                let err = io::Error::last_os_error();
+                return match err.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    _ => Err(err),
+                };
+            }
+            // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            if let Some(fd) = procfs::parse_decimal(name.to_bytes()) {
+                each(i64::try_from(fd).unwrap_or(i64::MAX), name);
+            }
+        }
+    }
+}
+
+impl Drop for FdDir {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from fdopendir and is closed exactly once.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// What one worker found.
+#[derive(Default)]
+struct Partial {
+    sockets: Vec<SocketInfo>,
+    skipped: usize,
+    errors: Vec<String>,
+}
+
+impl Partial {
+    fn note(&mut self, error: String) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(error);
+        }
+    }
+
+    fn skip(&mut self, error: &HostError) {
+        self.skipped += 1;
+        if !matches!(error, HostError::Vanished(_)) {
+            self.note(error.to_string());
+        }
+    }
+}
+
+/// One socket scan: the query, and each namespace's tables read at most once.
+pub struct Scan<'q> {
+    protocols: &'q ProtocolSet,
+    kinds: Vec<TableKind>,
+    /// Sockets in no table are named by xattr only when ping or raw sockets are
+    /// wanted (the only kinds that can be missing from a table).
+    name_unlisted: bool,
+    tables: Mutex<HashMap<u64, Arc<NetTables>>>,
+}
+
+impl<'q> Scan<'q> {
+    pub fn new(protocols: &'q ProtocolSet) -> Self {
+        Scan {
+            protocols,
+            kinds: tables_for(protocols),
+            name_unlisted: protocols.icmp || protocols.raw,
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The namespace's tables, read through `dir` the first time it is seen.
+    fn tables_of(&self, dir: &ProcDir, namespace: u64) -> Result<Arc<NetTables>, HostError> {
+        // Held while reading so two workers never read the same namespace twice.
+        let mut cache = self
+            .tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = cache.get(&namespace) {
+            return Ok(found.clone());
+        }
+        let read = Arc::new(NetTables::read(dir, namespace, &self.kinds)?);
+        cache.insert(namespace, read.clone());
+        Ok(read)
+    }
+
+    /// Walks one process's fds; its sockets are appended to `out`.
+    fn scan_process(&self, pid: Pid, out: &mut Partial) {
+        let dir = match ProcDir::open(pid) {
+            Ok(dir) => dir,
+            Err(e) => return out.skip(&e),
+        };
+        let fds = match FdDir::open(&dir) {
+            Ok(fds) => fds,
+            Err(e) => return out.skip(&procfs::process_error(pid, &e)),
+        };
+        let fd_dir = fds.raw_fd();
+        let mut tables: Option<Arc<NetTables>> = None;
+        let mut failure: Option<HostError> = None;
+        let mut found = Vec::new();
+        let mut link = [0u8; 64];
+        let walked = fds.for_each(|fd, name| {
+            if failure.is_some() {
+                return;
+            }
+            let Ok(n) = procfs::read_link_into(fd_dir, name, &mut link) else {
+                return; // closed since listed, or not a short link: not a socket
+            };
+            let Some(inode) =
+                procfs::parse_bracketed_inode(link.get(..n).unwrap_or_default(), b"socket:[")
+            else {
+                return;
+            };
+            if tables.is_none() {
+                let got = dir
+                    .net_namespace()
+                    .map_err(|e| procfs::process_error(pid, &e))
+                    .and_then(|ns| self.tables_of(&dir, ns));
+                match got {
+                    Ok(t) => tables = Some(t),
+                    Err(e) => {
+                        failure = Some(e);
+                        return;
+                    }
+                }
+            }
+            let Some(net) = tables.as_deref() else { return };
+            let entry = net
+                .resolve(inode, || sockprotoname(fd_dir, name))
+                .or_else(|| {
+                    if self.name_unlisted {
+                        sockprotoname(fd_dir, name)?.unlisted_entry(inode)
+                    } else {
+                        None
+                    }
+                });
+            if let Some(entry) = entry {
+                let info = entry.to_socket_info(pid, fd, &net.namespace);
+                if wanted_by(&info, self.protocols) {
+                    found.push(info);
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return out.skip(&e);
+        }
+        if let Err(e) = walked {
+            return out.skip(&procfs::process_error(pid, &e));
+        }
+        out.sockets.append(&mut found);
+    }
+
+    /// Scans the given pids (every process when `None`).
+    pub fn run(&self, pids: &[Pid]) -> SocketScan {
+        let mut total = Partial::default();
+        if pids.len() <= SEQUENTIAL_PIDS {
+            for &pid in pids {
+                self.scan_process(pid, &mut total);
+            }
+        } else {
+            let next = AtomicUsize::new(0);
+            let parts: Vec<Partial> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..SCAN_THREADS)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut part = Partial::default();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(&pid) = pids.get(i) else { break };
+                                self.scan_process(pid, &mut part);
+                            }
+                            part
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join().unwrap_or_else(|_| Partial {
+                            errors: vec!["socket scan worker panicked".into()],
+                            ..Default::default()
+                        })
+                    })
+                    .collect()
+            });
+            for mut part in parts {
+                total.sockets.append(&mut part.sockets);
+                total.skipped += part.skipped;
+                for e in part.errors {
+                    total.note(e);
+                }
+            }
+        }
+        total.sockets.sort_by_key(|s| (s.pid, s.fd));
+        SocketScan {
+            sockets: total.sockets,
+            skipped_processes: total.skipped,
+            errors: total.errors,
+        }
+    }
+}
+
+/// Runs a socket query against the live host.
+pub fn scan(query: &SocketQuery) -> SocketScan {
+    if query.protocols.is_empty() {
+        return SocketScan::default();
+    }
+    let pids = match &query.pids {
+        Some(list) => {
+            let mut list = list.clone();
+            list.sort_unstable();
+            list.dedup();
+            list
+        }
+        None => match procfs::list_pids() {
+            Ok(list) => list,
+            Err(e) => {
+                return SocketScan {
+                    errors: vec![format!("cannot list /proc: {e}")],
+                    ..Default::default()
+                }
+            }
+        },
+    };
+    Scan::new(&query.protocols).run(&pids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UDP_HEADER: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops";
+
+    #[test]
+    fn ipv4_udp_lines_are_little_endian_hex() {
+        let line = "  123: 0100007F:0035 0800A8C0:1F90 01 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 0";
+        let e = parse_line(TableKind::Udp, line).unwrap();
+        assert_eq!(e.local, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(e.local_port, 53);
+        assert_eq!(e.remote, "192.168.0.8".parse::<IpAddr>().unwrap());
+        assert_eq!(e.remote_port, 8080);
+        assert_eq!((e.inode, e.protocol, e.family), (12345, 17, 2));
+        assert_eq!((e.socket_type, e.tcp_state), (SocketType::Dgram, ""));
+        assert_eq!(parse_line(TableKind::Udp, UDP_HEADER), None);
+    }
+
+    #[test]
+    fn ipv6_words_are_each_in_host_order() {
+        // ::1 port 5353; fe80::1:2 prints as words 000080FE 00000000 02000100?
+        let line = "  5: 00000000000000000000000001000000:14E9 0000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 777 2 0000000000000000 0";
+        // the remote has 31 hex digits: malformed, so the line is rejected
+        assert_eq!(parse_line(TableKind::Udp6, line), None);
+        let line = "  5: 00000000000000000000000001000000:14E9 000080FE00000000020000000A000000:0035 07 00000000:00000000 00:00000000 00000000  1000        0 777 2 0000000000000000 0";
+        let e = parse_line(TableKind::Udp6, line).unwrap();
+        assert_eq!(e.local.to_string(), "::1");
+        assert_eq!(e.local_port, 5353);
+        assert_eq!(e.remote.to_string(), "fe80::2:0:a");
+        assert_eq!(e.remote_port, 53);
+        assert_eq!(e.family, 10);
+        let word_check = parse_address("B80D0120000000000000000001000000", true).unwrap();
+        assert_eq!(word_check.to_string(), "2001:db8::1");
+    }
+
+    #[test]
+    fn v4_mapped_addresses_are_unmapped() {
+        // ::ffff:127.0.0.1 -> words 00000000 00000000 FFFF0000 0100007F
+        let line = "  9: 0000000000000000FFFF00000100007F:1F40 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0";
+        let e = parse_line(TableKind::Udp6, line).unwrap();
+        assert_eq!(e.local.to_string(), "127.0.0.1");
+        assert_eq!(e.remote.to_string(), "::");
+        assert_eq!(e.family, 10, "the socket is still AF_INET6");
+    }
+
+    #[test]
+    fn raw_sockets_carry_the_protocol_in_the_port_field() {
+        let icmp = "   1: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 9001 2 0000000000000000 0";
+        let e = parse_line(TableKind::Raw, icmp).unwrap();
+        assert_eq!(
+            (e.protocol, e.local_port, e.socket_type),
+            (1, 0, SocketType::Raw)
+        );
+        let any = "   2: 00000000:00FF 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 9002 2 0000000000000000 0";
+        assert_eq!(parse_line(TableKind::Raw, any).unwrap().protocol, 255);
+        let v6 = "  58: 00000000000000000000000000000000:003A 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 9003 2 0000000000000000 0";
+        let e = parse_line(TableKind::Raw6, v6).unwrap();
+        assert_eq!((e.protocol, e.family, e.local_port), (58, 10, 0));
+    }
+
+    #[test]
+    fn tcp_states_are_named() {
+        let listen = "   0: 00000000:0438 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0000000000000000 100 0 0 10 0";
+        let e = parse_line(TableKind::Tcp, listen).unwrap();
+        assert_eq!((e.tcp_state, e.local_port, e.protocol), ("LISTEN", 1080, 6));
+        assert_eq!(e.socket_type, SocketType::Stream);
+        assert_eq!(tcp_state_name(1), "ESTABLISHED");
+        assert_eq!(tcp_state_name(6), "TIME_WAIT");
+        assert_eq!(tcp_state_name(0x0B), "CLOSING");
+        assert_eq!(tcp_state_name(0x63), "UNKNOWN");
+    }
+
+    #[test]
+    fn ping_sockets_listed_in_both_tables_are_deduplicated() {
+        let v4 = "  10: 0100007F:0000 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 555 2 0000000000000000 0";
+        let v6_garbage = "  10: 0000000000000000DEADBEEF00000000:0000 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 555 2 0000000000000000 0";
+        let mut net = NetTables::new("4026531840".into());
+        net.add_table(TableKind::Icmp, &format!("{UDP_HEADER}\n{v4}\n"));
+        net.add_table(TableKind::Icmp6, &format!("{UDP_HEADER}\n{v6_garbage}\n"));
+        assert_eq!(net.len(), 1);
+        let chosen = net.resolve(555, || Some(SockProtoName::Ping)).unwrap();
+        assert_eq!((chosen.family, chosen.protocol), (2, 1));
+        assert_eq!(chosen.local.to_string(), "127.0.0.1");
+        let chosen = net.resolve(555, || Some(SockProtoName::Ping6)).unwrap();
+        assert_eq!((chosen.family, chosen.protocol), (10, 58));
+        // No xattr: the first (IPv4) listing wins.
+        assert_eq!(net.resolve(555, || None).unwrap().family, 2);
+        // A socket listed once never asks for its name.
+        let mut asked = false;
+        net.add_table(
+            TableKind::Udp,
+            &format!("{UDP_HEADER}\n  1: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 556 2 0000000000000000 0\n"),
+        );
+        assert_eq!(
+            net.resolve(556, || {
+                asked = true;
+                None
+            })
+            .unwrap()
+            .protocol,
+            17
+        );
+        assert!(!asked);
+        assert_eq!(net.resolve(1, || None), None);
+    }
+
+    #[test]
+    fn sockprotoname_fallback_entries() {
+        assert_eq!(parse_sockprotoname(b"PING\0"), SockProtoName::Ping);
+        assert_eq!(parse_sockprotoname(b"PINGv6\0"), SockProtoName::Ping6);
+        assert_eq!(parse_sockprotoname(b"RAWv6\0"), SockProtoName::Raw6);
+        assert_eq!(parse_sockprotoname(b"UNIX\0"), SockProtoName::Other);
+        let e = SockProtoName::Ping.unlisted_entry(7).unwrap();
+        let info = e.to_socket_info(10, 4, "1");
+        assert_eq!(
+            (
+                info.protocol,
+                info.family,
+                info.socket_type,
+                info.local_address.as_str(),
+                info.local_port
+            ),
+            (1, 2, SocketType::Dgram, "0.0.0.0", 0)
+        );
+        let e = SockProtoName::Ping6.unlisted_entry(8).unwrap();
+        assert_eq!((e.protocol, e.local.to_string()), (58, "::".to_string()));
+        assert_eq!(SockProtoName::Other.unlisted_entry(9), None);
+    }
+
+    #[test]
+    fn only_needed_tables_are_read() {
+        let icmp = tables_for(&ProtocolSet {
+            icmp: true,
+            ..ProtocolSet::NONE
+        });
+        assert_eq!(
+            icmp,
+            [
+                TableKind::Icmp,
+                TableKind::Icmp6,
+                TableKind::Raw,
+                TableKind::Raw6
+            ]
+        );
+        let udp = tables_for(&ProtocolSet {
+            udp: true,
+            ..ProtocolSet::NONE
+        });
+        assert_eq!(
+            udp,
+            [
+                TableKind::Udp,
+                TableKind::Udp6,
+                TableKind::Raw,
+                TableKind::Raw6
+            ]
+        );
+        let raw = tables_for(&ProtocolSet {
+            raw: true,
+            ..ProtocolSet::NONE
+        });
+        assert_eq!(raw, [TableKind::Raw, TableKind::Raw6]);
+        assert_eq!(tables_for(&ProtocolSet::ALL).len(), 10);
+        assert!(tables_for(&ProtocolSet::NONE).is_empty());
+    }
+}
