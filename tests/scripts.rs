@@ -319,11 +319,13 @@ fn env_python_shebang_script_run_directly() {
         true,
     );
     let child = spawn(&script, &["--flag"], &dir);
-    // env execs python3 a moment later: wait for the interpreter to be the exe.
+    // env execs python3 a moment later: wait for the interpreter to be the exe and
+    // for its argv to be in place (mid-exec, /proc shows the new exe with no argv).
     let process = wait_for(host.as_ref(), &child, |p| {
         Path::new(&p.path)
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+            && p.argv.iter().any(|a| a == &script)
     });
     assert_eq!(process.argv.first().map(String::as_str), Some("python3"));
     let identity = format!("sha256:{}", file_sha(&script));
