@@ -9,9 +9,10 @@
 //!   shells with no script are reported `interactive` (the common case for a live
 //!   process); perl, ruby, php and osascript read their program from stdin when given no
 //!   script, so they are reported `stdin`.
-//! - An interpreter whose argv is empty (unreadable, or wiped by the process) is
-//!   reported `stdin`: the code cannot be seen, so it must not pass as the trusted
-//!   interpreter binary.
+//! - An interpreter whose argv is empty (unreadable, or caught mid-exec) or was
+//!   rewritten into a title (`setproctitle("worker")`, node `process.title`: a lone
+//!   argv[0] naming no interpreter, NUL padding aside) is reported `stdin`: the code
+//!   cannot be seen, so it must not pass as the trusted interpreter binary.
 //! - A required option value that is missing (`python3 -c`, `bash -c`) makes the
 //!   interpreter exit with a usage error; it is reported as empty inline code, which is
 //!   never trusted.
@@ -171,7 +172,7 @@ fn version_suffix_ok(family: &str, suffix: &str) -> bool {
 pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvocation> {
     let (interpreter, first_arg) = resolve_interpreter(exe_path, argv)?;
     let args = argv.get(first_arg..).unwrap_or(&[]);
-    let source = if argv.is_empty() {
+    let source = if argv.is_empty() || argv_rewritten(argv, first_arg) {
         Source::Stdin
     } else {
         match interpreter {
@@ -189,6 +190,18 @@ pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvoc
         }
     };
     Some(source.into_invocation(interpreter, cwd))
+}
+
+/// True when the process has overwritten its argv with a title (`setproctitle`,
+/// node's `process.title`, perl's `$0`): a lone argv[0] (NUL padding aside) that names
+/// no interpreter. The real command line, and so the code's source, is gone.
+fn argv_rewritten(argv: &[String], first_arg: usize) -> bool {
+    if first_arg != 1 || argv.iter().skip(1).any(|a| !a.is_empty()) {
+        return false;
+    }
+    let argv0 = argv.first().map(String::as_str).unwrap_or("");
+    let name = basename(argv0.trim_start_matches('-'));
+    canonical_interpreter(name).is_none()
 }
 
 /// Python `-m module`: python puts the cwd first on `sys.path`, so these files, in
@@ -2251,6 +2264,40 @@ mod tests {
             let inv = analyze(exe, &[], "/w").unwrap_or_else(|| panic!("{exe}"));
             assert_eq!(inv.kind, ScriptKind::Stdin, "{exe}");
         }
+        // A title written over argv (setproctitle, process.title): code unseen.
+        for args in [
+            &["gunicorn: master [app]"][..],
+            &["worker", "", "", ""],
+            &["python3 /tmp/x.py --flag"],
+        ] {
+            assert_eq!(
+                run("/usr/bin/python3", args, "/w").kind,
+                ScriptKind::Stdin,
+                "{args:?}"
+            );
+            assert_eq!(
+                run("/usr/bin/node", args, "/w").kind,
+                ScriptKind::Stdin,
+                "{args:?}"
+            );
+        }
+        // …but a real REPL or login shell keeps its interpreter name.
+        assert_eq!(
+            run("/usr/bin/python3", &["/usr/bin/python3"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/bash", &["-bash"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/dash", &["-sh"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/python3", &["python3", ""], "/w").kind,
+            ScriptKind::File
+        );
         // argv[0] only follows each interpreter's no-script rule.
         assert_eq!(
             run("/usr/bin/python3", &["python3"], "/w").kind,

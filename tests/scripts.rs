@@ -561,3 +561,66 @@ fn package_owned_python_script_is_trusted() {
     );
     assert_eq!(*key, verdict.subject.identity);
 }
+
+/// node's `process.title` overwrites argv: the code's source is gone, so the process
+/// must not pass as the trusted node binary.
+#[test]
+fn rewritten_argv_is_not_the_trusted_interpreter() {
+    if !have("/usr/bin/node") {
+        return;
+    }
+    let host = host();
+    let (_guard, dir) = temp_dir();
+    let code = "process.title = 'an1256worker'; setTimeout(() => {}, 60000)";
+    let child = spawn("/usr/bin/node", &["-e", code], &dir);
+    let process = wait_for(host.as_ref(), &child, |p| {
+        p.argv.first().map(String::as_str) == Some("an1256worker")
+    });
+    let verdict = subject::evaluate(host.as_ref(), process);
+    assert_eq!(
+        verdict.script.as_ref().map(|s| s.kind.as_str()),
+        Some("stdin")
+    );
+    assert_eq!(verdict.subject.kind, "script");
+    assert!(!verdict.subject.trusted);
+    let row = table_row(host, child.pid());
+    assert_eq!(row["script_kind"], "stdin");
+    assert_eq!(row["subject_trusted"], "0");
+    assert_eq!(row["subject_identity"], verdict.subject.identity);
+}
+
+/// Any process can write `python3` into its own argv[0]: a non-interpreter stays a
+/// binary subject, judged by its own executable.
+#[test]
+fn spoofed_argv0_does_not_make_an_interpreter() {
+    use std::os::unix::process::CommandExt;
+    let decoy = "/usr/lib/python3.11/code.py";
+    if !have("/usr/bin/tail") || !have(decoy) {
+        return;
+    }
+    let host = host();
+    let (_guard, dir) = temp_dir();
+    // Read as python's argv this would be "run the trusted package script `decoy`".
+    let child = Command::new("/usr/bin/tail")
+        .arg0("python3")
+        .args(["-f", decoy])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map(Running)
+        .expect("spawn sleep");
+    let process = wait_for(host.as_ref(), &child, |p| {
+        p.argv.first().map(String::as_str) == Some("python3")
+    });
+    let exe = process.path.clone();
+    let verdict = subject::evaluate(host.as_ref(), process);
+    assert!(verdict.script.is_none(), "{:?}", verdict.script);
+    assert_eq!(verdict.subject.kind, "binary");
+    assert_eq!(verdict.subject.path, exe);
+    let row = table_row(host, child.pid());
+    assert_eq!(row["interpreter"], "");
+    assert_eq!(row["script_kind"], "");
+    assert_eq!(row["subject_kind"], "binary");
+    assert_eq!(row["subject_path"], exe);
+}
