@@ -624,3 +624,90 @@ fn spoofed_argv0_does_not_make_an_interpreter() {
     assert_eq!(row["subject_kind"], "binary");
     assert_eq!(row["subject_path"], exe);
 }
+
+#[test]
+fn bash_inline_command() {
+    if !have("/bin/bash") {
+        return;
+    }
+    let host = host();
+    let (_guard, dir) = temp_dir();
+    // Two commands, so bash cannot exec `sleep` in its own place.
+    let code = "sleep 60; true";
+    let child = spawn("/bin/bash", &["-e", "-c", code, "name"], &dir);
+    let process = wait_for(host.as_ref(), &child, |p| p.argv.iter().any(|a| a == code));
+    let identity = format!("inline:bash:{}", sha256_hex(code.as_bytes()));
+    judge(
+        host,
+        process,
+        &Expect {
+            interpreter: "bash",
+            script_kind: "inline",
+            script_path: "",
+            subject_path: "",
+            subject_trusted: false,
+            subject_identity: &identity,
+        },
+    );
+}
+
+#[test]
+fn shell_reading_stdin_is_untrusted() {
+    if !have("/bin/sh") {
+        return;
+    }
+    let host = host();
+    let (_guard, dir) = temp_dir();
+    // `sh -s` blocks reading the idle stdin pipe.
+    let child = spawn("/bin/sh", &["-s", "an1256arg"], &dir);
+    let process = wait_for(host.as_ref(), &child, |p| {
+        p.argv.iter().any(|a| a == "an1256arg")
+    });
+    let verdict = subject::evaluate(host.as_ref(), process);
+    assert_eq!(
+        verdict.script.as_ref().map(|s| s.kind.as_str()),
+        Some("stdin")
+    );
+    assert!(!verdict.subject.trusted);
+    let row = table_row(host, child.pid());
+    assert_eq!(row["script_kind"], "stdin");
+    assert_eq!(row["script_trust"], "unknown");
+    assert_eq!(row["subject_trusted"], "0");
+    assert!(
+        row["subject_identity"].starts_with("stdin:"),
+        "{}",
+        row["subject_identity"]
+    );
+    assert_eq!(row["subject_identity"], verdict.subject.identity);
+}
+
+#[test]
+fn tclsh_script_file() {
+    let Some(tclsh) = ["/usr/bin/tclsh", "/usr/bin/tclsh8.6"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        println!("SKIP: tclsh is not installed");
+        return;
+    };
+    let host = host();
+    let (_guard, dir) = temp_dir();
+    let script = write_script(&dir.join("x.tcl"), "after 60000\n", false);
+    let child = spawn(tclsh, &[&script], &dir);
+    let process = wait_for(host.as_ref(), &child, |p| {
+        p.argv.iter().any(|a| a == &script)
+    });
+    let identity = format!("sha256:{}", file_sha(&script));
+    judge(
+        host,
+        process,
+        &Expect {
+            interpreter: "tclsh",
+            script_kind: "file",
+            script_path: &script,
+            subject_path: &script,
+            subject_trusted: false,
+            subject_identity: &identity,
+        },
+    );
+}
