@@ -11,7 +11,7 @@ use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
 };
 use crate::platform::HostError;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -252,6 +252,15 @@ pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
     })
 }
 
+/// The inode of a `net/unix` line (`Num RefCount Protocol Flags Type St Inode Path`).
+pub fn parse_unix_inode(line: &str) -> Option<u64> {
+    let mut fields = line.split_ascii_whitespace();
+    if !fields.next()?.ends_with(':') {
+        return None;
+    }
+    fields.nth(5)?.parse().ok()
+}
+
 /// What `system.sockprotoname` says about a socket fd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SockProtoName {
@@ -313,6 +322,9 @@ pub struct NetTables {
     /// A ping socket listed in both icmp and icmp6: the second listing, kept until
     /// the socket's own family (PING vs PINGv6) decides.
     ping_alternates: HashMap<u64, TableEntry>,
+    /// UNIX socket inodes (read for full scans only): known not to be inet, so the
+    /// fd walk spends no xattr call on them.
+    unix: HashSet<u64>,
 }
 
 impl NetTables {
@@ -373,14 +385,37 @@ impl NetTables {
         self.entries.len()
     }
 
+    /// Adds the inodes of a `net/unix` listing.
+    pub fn add_unix_table(&mut self, text: &str) {
+        self.unix
+            .extend(text.lines().skip(1).filter_map(parse_unix_inode));
+    }
+
+    /// True for a socket known to be a UNIX socket.
+    pub fn is_unix(&self, inode: u64) -> bool {
+        self.unix.contains(&inode)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Reads the wanted tables of the namespace `dir`'s process lives in. A table
     /// the kernel lacks (no IPv6, no UDP-Lite) is skipped.
-    fn read(dir: &ProcDir, namespace: u64, kinds: &[TableKind]) -> Result<NetTables, HostError> {
+    fn read(
+        dir: &ProcDir,
+        namespace: u64,
+        kinds: &[TableKind],
+        with_unix: bool,
+    ) -> Result<NetTables, HostError> {
         let mut tables = NetTables::new(namespace.to_string());
+        if with_unix {
+            match dir.read(c"net/unix", MAX_TABLE_BYTES) {
+                Ok(data) => tables.add_unix_table(&String::from_utf8_lossy(&data)),
+                Err(e) if procfs::is_vanished(&e) => {}
+                Err(e) => return Err(procfs::process_error(dir.pid(), &e)),
+            }
+        }
         for &kind in kinds {
             match dir.read(kind.file(), MAX_TABLE_BYTES) {
                 Ok(data) => tables.add_table(kind, &String::from_utf8_lossy(&data)),
@@ -506,15 +541,20 @@ pub struct Scan<'q> {
     /// Sockets in no table are named by xattr only when ping or raw sockets are
     /// wanted (the only kinds that can be missing from a table).
     name_unlisted: bool,
+    /// Full scans meet many UNIX sockets: one `net/unix` read per namespace is
+    /// cheaper than an xattr call for each of them.
+    read_unix: bool,
     tables: Mutex<HashMap<u64, Arc<NetTables>>>,
 }
 
 impl<'q> Scan<'q> {
-    pub fn new(protocols: &'q ProtocolSet) -> Self {
+    pub fn new(protocols: &'q ProtocolSet, full: bool) -> Self {
+        let name_unlisted = protocols.icmp || protocols.raw;
         Scan {
             protocols,
             kinds: tables_for(protocols),
-            name_unlisted: protocols.icmp || protocols.raw,
+            name_unlisted,
+            read_unix: name_unlisted && full,
             tables: Mutex::new(HashMap::new()),
         }
     }
@@ -529,7 +569,12 @@ impl<'q> Scan<'q> {
         if let Some(found) = cache.get(&namespace) {
             return Ok(found.clone());
         }
-        let read = Arc::new(NetTables::read(dir, namespace, &self.kinds)?);
+        let read = Arc::new(NetTables::read(
+            dir,
+            namespace,
+            &self.kinds,
+            self.read_unix,
+        )?);
         cache.insert(namespace, read.clone());
         Ok(read)
     }
@@ -578,7 +623,7 @@ impl<'q> Scan<'q> {
             let entry = net
                 .resolve(inode, || sockprotoname(fd_dir, name))
                 .or_else(|| {
-                    if self.name_unlisted {
+                    if self.name_unlisted && !net.is_unix(inode) {
                         sockprotoname(fd_dir, name)?.unlisted_entry(inode)
                     } else {
                         None
@@ -672,7 +717,7 @@ pub fn scan(query: &SocketQuery) -> SocketScan {
             }
         },
     };
-    Scan::new(&query.protocols).run(&pids)
+    Scan::new(&query.protocols, query.pids.is_none()).run(&pids)
 }
 
 #[cfg(test)]
@@ -780,6 +825,21 @@ mod tests {
         );
         assert!(!asked);
         assert_eq!(net.resolve(1, || None), None);
+    }
+
+    #[test]
+    fn unix_table_inodes() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/systemd/notify\n\
+0000000000000000: 00000003 00000000 00000000 0001 03 23457\n";
+        let mut net = NetTables::new("1".into());
+        net.add_unix_table(text);
+        assert!(net.is_unix(23456) && net.is_unix(23457));
+        assert!(!net.is_unix(1));
+        assert_eq!(
+            parse_unix_inode("Num RefCount Protocol Flags Type St Inode Path"),
+            None
+        );
     }
 
     #[test]
