@@ -64,13 +64,19 @@ fn main() {
     let all = QueryContext::new();
     let by_pid = QueryContext::new().with_equals("pid", one.to_string());
     let rows = sockets.generate(&all).map(|r| r.len()).unwrap_or(0);
-    println!("fixture: {} processes; full scan sees {rows} rows", pids.len());
+    println!(
+        "fixture: {} processes; full scan sees {rows} rows",
+        pids.len()
+    );
 
     let full = median_ms(31, || {
         let _ = sockets.generate(&all);
     });
     let ss = median_ms(31, || {
-        let _ = Command::new("ss").arg("-uapn").stdout(Stdio::null()).status();
+        let _ = Command::new("ss")
+            .arg("-uapn")
+            .stdout(Stdio::null())
+            .status();
     });
     let pid = median_ms(101, || {
         let _ = sockets.generate(&by_pid);
@@ -94,7 +100,10 @@ fn main() {
         Err(_) => f64::NAN,
     };
     println!("nonstandard_protocol_sockets full scan   {full:8.2} ms (median of 31)");
-    println!("ss -uapn (same run)                      {ss:8.2} ms  -> ratio {:.2} (target <= 0.6)", full / ss);
+    println!(
+        "ss -uapn (same run)                      {ss:8.2} ms  -> ratio {:.2} (target <= 0.6)",
+        full / ss
+    );
     println!("nonstandard_protocol_sockets pid =       {pid:8.3} ms (target < 10)");
     println!("process_code_signature all, cold cache   {cold:8.2} ms");
     println!("process_code_signature all, warm cache   {warm:8.2} ms (target < 50)");

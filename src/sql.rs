@@ -176,8 +176,9 @@ unsafe impl<'vtab> VTab<'vtab> for TableVTab {
         Ok(TableCursor {
             base: ffi::sqlite3_vtab_cursor::default(),
             table: self.table.clone(),
-            rows: Vec::new(),
+            rows: Arc::new(Vec::new()),
             position: 0,
+            memo: std::collections::HashMap::new(),
         })
     }
 }
@@ -252,14 +253,20 @@ impl UpdateVTab<'_> for TableVTab {
     }
 }
 
+/// Distinct filter results a cursor remembers (bounds memory on huge joins).
+const MAX_MEMOIZED_FILTERS: usize = 4096;
+
 /// A cursor holds one generate call's rows.
 #[repr(C)]
 struct TableCursor {
     /// Base class; must be first.
     base: ffi::sqlite3_vtab_cursor,
     table: Arc<dyn TableDef>,
-    rows: Vec<Row>,
+    rows: Arc<Vec<Row>>,
     position: usize,
+    /// Results of earlier filter calls in this statement, by pushed-down values: a
+    /// JOIN calls filter once per outer row, often with the same pid again.
+    memo: std::collections::HashMap<String, Arc<Vec<Row>>>,
 }
 
 /// Builds the query context from the pushed-down `=` values.
@@ -293,16 +300,25 @@ unsafe impl VTabCursor for TableCursor {
         args: &Filters<'_>,
     ) -> rusqlite::Result<()> {
         self.position = 0;
-        self.rows = Vec::new();
+        self.rows = Arc::new(Vec::new());
         let Some(ctx) = context_from(idx_str, args) else {
             return Ok(());
         };
+        let key = format!("{:?}", ctx.constraints);
+        if let Some(rows) = self.memo.get(&key) {
+            self.rows = rows.clone();
+            return Ok(());
+        }
         let table = self.table.clone();
-        self.rows = contained(table.name(), || {
+        let rows = contained(table.name(), || {
             table
                 .generate(&ctx)
                 .map_err(|e| module_error(format!("{}: {e}", table.name())))
         })?;
+        self.rows = Arc::new(rows);
+        if self.memo.len() < MAX_MEMOIZED_FILTERS {
+            self.memo.insert(key, self.rows.clone());
+        }
         Ok(())
     }
 
@@ -446,6 +462,34 @@ mod tests {
             !calls.contains(&30),
             "process 30 has no socket and must not be read: {calls:?}"
         );
+    }
+
+    #[test]
+    fn a_join_evaluates_each_pid_once_per_statement() {
+        let base = fake();
+        let mut sockets = base.sockets.clone();
+        for fd in 4..8 {
+            let mut s = base.sockets[0].clone();
+            s.fd = fd;
+            sockets.push(s);
+        }
+        let host = Arc::new(FakeHost {
+            processes: base.processes.clone(),
+            sockets,
+            ..Default::default()
+        });
+        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let (_, rows) = engine
+            .query(
+                "SELECT s.fd FROM nonstandard_protocol_sockets s \
+                 JOIN process_code_signature c ON c.pid = s.pid WHERE s.pid = 10",
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 5);
+        let calls = host.process_calls.lock().unwrap().clone();
+        // One read for the socket owner's path, one for its signature row: not one
+        // per socket.
+        assert_eq!(calls.iter().filter(|p| **p == 10).count(), 2, "{calls:?}");
     }
 
     #[test]
