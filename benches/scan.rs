@@ -1,1 +1,122 @@
-fn main() {}
+//! `cargo bench`: in-process figures on a busy host (starts bench/fixture.py):
+//! full socket scan, `pid =` lookups, process_code_signature cold and warm, the hit
+//! query through the embedded engine, and `ss -uapn` timed in the same run for a
+//! ratio. Prints medians; asserts nothing about time (figures go in the README).
+
+use an1256::platform::{native, HostConfig};
+use an1256::tables::QueryContext;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let mut fixture = match Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/fixture.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: cannot start bench/fixture.py ({e}); is python3 installed?");
+            return;
+        }
+    };
+    let mut line = String::new();
+    if let Some(out) = fixture.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let pids: Vec<i64> = line
+        .trim()
+        .trim_start_matches("ready ")
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let Some(&one) = pids.first() else {
+        eprintln!("bench: fixture did not start");
+        stop(&mut fixture);
+        return;
+    };
+
+    let host: Arc<dyn an1256::platform::Host> = Arc::from(native(HostConfig::default()));
+    let tables = an1256::all_tables(host);
+    let find = |name: &str| tables.iter().find(|t| t.name() == name).cloned();
+    let (Some(sockets), Some(signatures)) = (
+        find("nonstandard_protocol_sockets"),
+        find("process_code_signature"),
+    ) else {
+        eprintln!("bench: tables missing");
+        stop(&mut fixture);
+        return;
+    };
+    let all = QueryContext::new();
+    let by_pid = QueryContext::new().with_equals("pid", one.to_string());
+    let rows = sockets.generate(&all).map(|r| r.len()).unwrap_or(0);
+    println!(
+        "fixture: {} processes; full scan sees {rows} rows",
+        pids.len()
+    );
+
+    let full = median_ms(31, || {
+        let _ = sockets.generate(&all);
+    });
+    let ss = median_ms(31, || {
+        let _ = Command::new("ss")
+            .arg("-uapn")
+            .stdout(Stdio::null())
+            .status();
+    });
+    let pid = median_ms(101, || {
+        let _ = sockets.generate(&by_pid);
+    });
+    let cold = {
+        let t = Instant::now();
+        let _ = signatures.generate(&all);
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    let warm = median_ms(11, || {
+        let _ = signatures.generate(&all);
+    });
+    let sig_pid = median_ms(101, || {
+        let _ = signatures.generate(&by_pid);
+    });
+    let engine = an1256::sql::Engine::new(tables.clone());
+    let hits = match &engine {
+        Ok(e) => median_ms(11, || {
+            let _ = e.query(an1256::scan::HIT_QUERY);
+        }),
+        Err(_) => f64::NAN,
+    };
+    println!("nonstandard_protocol_sockets full scan   {full:8.2} ms (median of 31)");
+    println!(
+        "ss -uapn (same run)                      {ss:8.2} ms  -> ratio {:.2} (target <= 0.6)",
+        full / ss
+    );
+    println!("nonstandard_protocol_sockets pid =       {pid:8.3} ms (target < 10)");
+    println!("process_code_signature all, cold cache   {cold:8.2} ms");
+    println!("process_code_signature all, warm cache   {warm:8.2} ms (target < 50)");
+    println!("process_code_signature pid =, warm       {sig_pid:8.3} ms");
+    println!("hit query through the embedded engine    {hits:8.2} ms");
+    stop(&mut fixture);
+}
+
+/// SIGTERM lets the fixture kill its children (SIGKILL would orphan them).
+fn stop(fixture: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(fixture.id()) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let _ = fixture.wait();
+}

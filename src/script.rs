@@ -1,8 +1,32 @@
 //! Interpreter argv -> the script it runs. Pure and portable: no file is opened here.
-//! (Being written: see the interface below.)
+//!
+//! Each interpreter's real option grammar is followed far enough to find where its
+//! code comes from: a file, the command line, standard input, a module, or nowhere
+//! (a REPL). Options after the script belong to the script, not the interpreter.
+//!
+//! Choices worth knowing:
+//! - argv alone cannot tell a REPL from a pipe. `python3`, `node`, `tclsh`, `swift` and
+//!   shells with no script are reported `interactive` (the common case for a live
+//!   process); perl, ruby, php and osascript read their program from stdin when given no
+//!   script, so they are reported `stdin`.
+//! - An interpreter whose argv is empty (unreadable, or caught mid-exec) or was
+//!   rewritten into a title (`setproctitle("worker")`, node `process.title`: a lone
+//!   argv[0] naming no interpreter, NUL padding aside) is reported `stdin`: the code
+//!   cannot be seen, so it must not pass as the trusted interpreter binary.
+//! - A required option value that is missing (`python3 -c`, `bash -c`) makes the
+//!   interpreter exit with a usage error; it is reported as empty inline code, which is
+//!   never trusted.
+//! - Relative script paths are resolved lexically against the process's cwd (ruby:
+//!   against cwd plus every `-C dir`). With an empty cwd a relative path is kept
+//!   relative; a `script_path` not starting with `/` was not resolved.
+//! - Interpreters that search `PATH` for the script (`perl -S`, `ruby -S`, bash when the
+//!   file is not in cwd) cannot be followed without the environment: the name is resolved
+//!   against cwd like any other.
+
+use crate::trust::sha256_hex;
 
 /// How the interpreter gets its code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ScriptKind {
     /// A script file (`python3 x.py`, `#!` scripts, `bash x.sh`).
     File,
@@ -13,6 +37,7 @@ pub enum ScriptKind {
     /// A module run by name (`python3 -m http.server`).
     Module,
     /// A REPL or interactive shell: no script.
+    #[default]
     Interactive,
 }
 
@@ -29,28 +54,2268 @@ impl ScriptKind {
 }
 
 /// What an interpreter process runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScriptInvocation {
     /// Canonical interpreter name: python, perl, ruby, sh, bash, dash, zsh, ksh, node,
     /// php, tclsh, osascript, pwsh, swift.
     pub interpreter: &'static str,
     pub kind: ScriptKind,
-    /// Absolute path of the script (kind File); relative paths are resolved against
-    /// the process's cwd. Empty otherwise.
+    /// Path of the script (kind File), lexically normalized; relative paths are
+    /// resolved against the process's cwd. Relative only when the cwd was unknown.
+    /// Empty otherwise.
     pub script_path: String,
     /// SHA-256 (hex) of the inline code text (kind Inline); empty otherwise.
     pub inline_sha256: String,
-    /// Module name (kind Module); empty otherwise.
+    /// Module name (kind Module, or kind File when the module was found as a file in
+    /// the cwd); empty otherwise.
     pub module: String,
+    /// Python `-m`: whether the cwd is first on `sys.path` (false under `-I` / `-P`),
+    /// i.e. whether `module_candidates` can name the file that runs.
+    pub module_from_cwd: bool,
 }
+
+/// Executables that are many programs at once and pick one from `argv[0]`.
+const MULTICALL_LAUNCHERS: &[&str] = &["busybox", "toybox"];
 
 /// The canonical interpreter name for an executable, if it is one we know.
-pub fn interpreter_of(_exe_path: &str, _argv: &[String]) -> Option<&'static str> {
-    None
+///
+/// The name comes from the executable's basename; `argv[0]` is consulted only when the
+/// executable is a multi-call launcher (busybox), because any process can write
+/// anything into its own `argv[0]`.
+pub fn interpreter_of(exe_path: &str, argv: &[String]) -> Option<&'static str> {
+    resolve_interpreter(exe_path, argv).map(|(name, _)| name)
 }
 
-/// What the interpreter process runs; `None` when the executable is no interpreter.
-pub fn analyze(exe_path: &str, argv: &[String], _cwd: &str) -> Option<ScriptInvocation> {
-    let _ = interpreter_of(exe_path, argv)?;
-    None
+/// The interpreter and the index in argv of its first argument.
+fn resolve_interpreter(exe_path: &str, argv: &[String]) -> Option<(&'static str, usize)> {
+    let exe_base = basename(exe_path);
+    if !MULTICALL_LAUNCHERS.contains(&exe_base) {
+        return canonical_interpreter(exe_base).map(|name| (name, 1));
+    }
+    let argv0 = basename(argv.first()?);
+    let argv0 = argv0.strip_prefix('-').unwrap_or(argv0);
+    if MULTICALL_LAUNCHERS.contains(&argv0) {
+        // `busybox sh script.sh`: the applet is argv[1].
+        let applet = basename(argv.get(1)?);
+        return canonical_interpreter(applet).map(|name| (name, 2));
+    }
+    canonical_interpreter(argv0).map(|name| (name, 1))
+}
+
+fn basename(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    trimmed.rsplit('/').next().unwrap_or(trimmed)
+}
+
+/// Maps an executable name (`python3.11`, `perl5.36.0`, `php8.2-cli`, `ksh93`…) to its
+/// family. Versions are recognized by shape (digits, dots, ABI letters, a few known
+/// build tags), not listed.
+fn canonical_interpreter(base: &str) -> Option<&'static str> {
+    let lower = base.to_ascii_lowercase();
+    let name = lower.strip_suffix(".exe").unwrap_or(&lower);
+    let stem_len = name
+        .find(|c: char| !c.is_ascii_lowercase())
+        .unwrap_or(name.len());
+    let (stem, suffix) = name.split_at(stem_len);
+    let family = match stem {
+        "python" | "pythonw" | "pypy" => "python",
+        "perl" => "perl",
+        "ruby" => "ruby",
+        "node" | "nodejs" => "node",
+        "php" => "php",
+        "tclsh" | "wish" => "tclsh",
+        "sh" | "ash" | "hush" => "sh",
+        "bash" => "bash",
+        "dash" => "dash",
+        "zsh" => "zsh",
+        "ksh" | "mksh" | "pdksh" | "oksh" | "lksh" => "ksh",
+        "osascript" => "osascript",
+        "pwsh" | "powershell" => "pwsh",
+        "swift" => "swift",
+        _ => return None,
+    };
+    version_suffix_ok(family, suffix).then_some(family)
+}
+
+/// `""`, `3`, `3.11`, `3.6m`, `3.13t`, `-5.9`, `8.2-cli`, `3.11-dbg`, `-frontend` (swift).
+fn version_suffix_ok(family: &str, suffix: &str) -> bool {
+    let tags: &[&str] = match family {
+        "php" => &["-cli", "-cgi"],
+        "python" => &["-dbg", "-debug"],
+        "swift" => &["-frontend"],
+        _ => &[],
+    };
+    let mut rest = suffix;
+    for tag in tags {
+        if let Some(stripped) = rest.strip_suffix(tag) {
+            rest = stripped;
+            break;
+        }
+    }
+    let rest = rest.strip_prefix(['-', '_']).unwrap_or(rest);
+    let digits_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (version, abi) = rest.split_at(digits_end);
+    if version.is_empty() {
+        return abi.is_empty();
+    }
+    version.starts_with(|c: char| c.is_ascii_digit())
+        && abi.len() <= 3
+        && abi
+            .chars()
+            .all(|c| matches!(c, 'd' | 'm' | 't' | 'u' | 'w'))
+}
+
+/// What an interpreter process runs; `None` when the executable is no interpreter
+/// (or, for `swift`, when it runs a package-manager subcommand rather than code).
+pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvocation> {
+    let (interpreter, first_arg) = resolve_interpreter(exe_path, argv)?;
+    let args = argv.get(first_arg..).unwrap_or(&[]);
+    let source = if argv.is_empty() || argv_rewritten(argv, first_arg) {
+        Source::Stdin
+    } else {
+        match interpreter {
+            "python" => python(args),
+            "perl" => perl(args),
+            "ruby" => ruby(args),
+            "node" => node(args),
+            "php" => php(args),
+            "tclsh" => tcl(args),
+            "sh" | "bash" | "dash" | "zsh" | "ksh" => shell(interpreter, args),
+            "osascript" => osascript(args),
+            "pwsh" => pwsh(args),
+            "swift" => swift(exe_path, args)?,
+            _ => return None,
+        }
+    };
+    Some(source.into_invocation(interpreter, cwd))
+}
+
+/// True when the process has overwritten its argv with a title (`setproctitle`,
+/// node's `process.title`, perl's `$0`): a lone argv[0] (NUL padding aside) that names
+/// no interpreter. The real command line, and so the code's source, is gone.
+fn argv_rewritten(argv: &[String], first_arg: usize) -> bool {
+    if first_arg != 1 || argv.iter().skip(1).any(|a| !a.is_empty()) {
+        return false;
+    }
+    let argv0 = argv.first().map(String::as_str).unwrap_or("");
+    let name = basename(argv0.trim_start_matches('-'));
+    canonical_interpreter(name).is_none()
+}
+
+/// Python `-m module`: python puts the cwd first on `sys.path`, so these files, in
+/// this order, are what runs when one of them exists: `<cwd>/a/b.py`, then the package
+/// entry point `<cwd>/a/b/__main__.py`. Empty when the cwd is unknown or relative, or
+/// the module name is not a dotted identifier path.
+///
+/// (Python prefers a regular package `b/__init__.py` over `b.py` when both sit in the
+/// same directory; both candidates are in the cwd, so the subject's location is right
+/// even then.)
+pub fn module_candidates(cwd: &str, module: &str) -> Vec<String> {
+    if !cwd.starts_with('/') || module.is_empty() {
+        return Vec::new();
+    }
+    let parts: Vec<&str> = module.split('.').collect();
+    let valid_part =
+        |p: &&str| !p.is_empty() && !p.contains(['/', '\\', '\0']) && !p.starts_with('-');
+    if !parts.iter().all(valid_part) {
+        return Vec::new();
+    }
+    let relative = parts.join("/");
+    let base = join_normalized(cwd, &relative);
+    vec![format!("{base}.py"), format!("{base}/__main__.py")]
+}
+
+/// Where the code comes from, before paths are resolved and code is hashed.
+#[derive(Debug, PartialEq, Eq)]
+enum Source {
+    /// A script path as written, plus directories it is relative to (ruby `-C`).
+    File {
+        path: String,
+        chdirs: Vec<String>,
+    },
+    Inline(String),
+    Stdin,
+    Module {
+        name: String,
+        from_cwd: bool,
+    },
+    Interactive,
+}
+
+fn file(path: &str) -> Source {
+    Source::File {
+        path: path.to_owned(),
+        chdirs: Vec::new(),
+    }
+}
+
+impl Source {
+    fn into_invocation(self, interpreter: &'static str, cwd: &str) -> ScriptInvocation {
+        let mut inv = ScriptInvocation {
+            interpreter,
+            ..ScriptInvocation::default()
+        };
+        match self {
+            Source::File { path, chdirs } => {
+                inv.kind = ScriptKind::File;
+                inv.script_path = resolve_path(cwd, &chdirs, &path);
+            }
+            Source::Inline(code) => {
+                inv.kind = ScriptKind::Inline;
+                inv.inline_sha256 = sha256_hex(code.as_bytes());
+            }
+            Source::Stdin => inv.kind = ScriptKind::Stdin,
+            Source::Module { name, from_cwd } => {
+                inv.kind = ScriptKind::Module;
+                inv.module = name;
+                inv.module_from_cwd = from_cwd;
+            }
+            Source::Interactive => inv.kind = ScriptKind::Interactive,
+        }
+        inv
+    }
+}
+
+/// `path` resolved against `cwd` and then each of `chdirs` in turn, lexically. An
+/// empty path stays empty (there is no file to name).
+fn resolve_path(cwd: &str, chdirs: &[String], path: &str) -> String {
+    if path.is_empty() {
+        return String::new();
+    }
+    let mut dir = cwd.to_owned();
+    for d in chdirs {
+        dir = join_normalized(&dir, d);
+    }
+    join_normalized(&dir, path)
+}
+
+/// `base/path` (or `path` alone when absolute or `base` is empty) with `.`, `..` and
+/// repeated slashes removed. Relative results keep their leading `..`.
+fn join_normalized(base: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') || base.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{base}/{path}")
+    };
+    let absolute = joined.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(".."),
+            },
+            other => parts.push(other),
+        }
+    }
+    let body = parts.join("/");
+    match (absolute, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => body,
+    }
+}
+
+/// The value of an option that takes one: the rest of the cluster when non-empty, else
+/// the next argument (advancing `i`). `None` when missing.
+fn option_value(rest: &str, args: &[String], i: &mut usize) -> Option<String> {
+    if !rest.is_empty() {
+        return Some(rest.to_owned());
+    }
+    *i += 1;
+    args.get(*i).cloned()
+}
+
+/// The text after the option letter at byte offset `pos` in `cluster`.
+fn after(cluster: &str, pos: usize, c: char) -> &str {
+    cluster.get(pos + c.len_utf8()..).unwrap_or("")
+}
+
+/// CPython: `python [-bBdEhiIOPqsSuvVWx?] [-c cmd | -m mod | file | -] [args]`.
+fn python(args: &[String]) -> Source {
+    let mut safe_path = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "-" {
+            return Source::Stdin;
+        }
+        if arg == "--" {
+            return match args.get(i + 1).map(String::as_str) {
+                Some("-") => Source::Stdin,
+                Some(path) => file(path),
+                None => Source::Interactive,
+            };
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            match long {
+                "check-hash-based-pycs" => i += 1,
+                "help" | "help-env" | "help-xoptions" | "help-all" | "version" => {
+                    return Source::Interactive
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-') else {
+            return file(arg);
+        };
+        for (pos, c) in cluster.char_indices() {
+            match c {
+                // Options taking a value end the cluster; -c and -m end the options.
+                'c' | 'm' | 'W' | 'X' | 'Q' => {
+                    let value = option_value(after(cluster, pos, c), args, &mut i);
+                    match c {
+                        'c' => return Source::Inline(value.unwrap_or_default()),
+                        'm' => {
+                            return Source::Module {
+                                name: value.unwrap_or_default(),
+                                from_cwd: !safe_path,
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                'I' | 'P' => safe_path = true,
+                'h' | '?' | 'V' if cluster.len() == 1 => return Source::Interactive,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    Source::Interactive
+}
+
+/// Perl (perlrun): switches until a non-switch, `-` or `--`; `-e`/`-E` build the
+/// program line by line; with no `-e` the first argument is the program file, and with
+/// none the program comes from stdin.
+fn perl(args: &[String]) -> Source {
+    let mut lines: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            i += 1;
+            break;
+        }
+        let cluster = match arg.strip_prefix('-') {
+            Some(c) if !c.is_empty() => c,
+            _ => break,
+        };
+        let mut chars = cluster.char_indices().peekable();
+        while let Some((pos, c)) = chars.next() {
+            match c {
+                'e' | 'E' => {
+                    lines.push(
+                        option_value(after(cluster, pos, c), args, &mut i).unwrap_or_default(),
+                    );
+                    break;
+                }
+                'I' => {
+                    let _ = option_value(after(cluster, pos, c), args, &mut i);
+                    break;
+                }
+                // These consume the rest of the cluster (-Mmod, -xdir, -d:Mod, -i.bak,
+                // -F:, -V:name, -Dflags); -M needs its value attached.
+                'M' | 'm' | 'x' | 'd' | 'D' | 'i' | 'F' | 'V' => break,
+                'l' => while chars.next_if(|&(_, d)| ('0'..='7').contains(&d)).is_some() {},
+                '0' => {
+                    if chars.next_if(|&(_, d)| d == 'x' || d == 'X').is_some() {
+                        // Measured (perl 5.36): `-0x…` swallows the rest of the cluster.
+                        break;
+                    } else {
+                        while chars.next_if(|&(_, d)| ('0'..='7').contains(&d)).is_some() {}
+                    }
+                }
+                'C' => {
+                    while chars
+                        .next_if(|&(_, d)| d.is_ascii_digit() || "IOEiSoDALa".contains(d))
+                        .is_some()
+                    {}
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if !lines.is_empty() {
+        return Source::Inline(lines.join("\n"));
+    }
+    match args.get(i).map(String::as_str) {
+        Some("-") | None => Source::Stdin,
+        Some(path) => file(path),
+    }
+}
+
+/// Ruby: like perl, plus `-C dir`/`-X dir` (chdir before the script is opened),
+/// `-r lib`, `-I dir`, `-E enc` and long options.
+fn ruby(args: &[String]) -> Source {
+    let mut lines: Vec<String> = Vec::new();
+    let mut chdirs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            i += 1;
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let takes_value = matches!(
+                long,
+                "enable"
+                    | "disable"
+                    | "encoding"
+                    | "external-encoding"
+                    | "internal-encoding"
+                    | "dump"
+                    | "backtrace-limit"
+                    | "crash-report"
+                    | "parser"
+            );
+            if takes_value {
+                i += 1;
+            }
+            if matches!(long, "version" | "help" | "copyright") {
+                return Source::Interactive;
+            }
+            i += 1;
+            continue;
+        }
+        let cluster = match arg.strip_prefix('-') {
+            Some(c) if !c.is_empty() => c,
+            _ => break,
+        };
+        let mut chars = cluster.char_indices().peekable();
+        while let Some((pos, c)) = chars.next() {
+            match c {
+                'e' => {
+                    lines.push(
+                        option_value(after(cluster, pos, c), args, &mut i).unwrap_or_default(),
+                    );
+                    break;
+                }
+                'C' | 'X' => {
+                    if let Some(dir) = option_value(after(cluster, pos, c), args, &mut i) {
+                        chdirs.push(dir);
+                    }
+                    break;
+                }
+                'r' | 'I' | 'E' => {
+                    let _ = option_value(after(cluster, pos, c), args, &mut i);
+                    break;
+                }
+                'x' | 'F' => break,
+                'K' => {
+                    let _ = chars.next();
+                }
+                'W' => {
+                    if chars.next_if(|&(_, d)| d == ':').is_some() {
+                        break;
+                    }
+                    while chars.next_if(|&(_, d)| d.is_ascii_digit()).is_some() {}
+                }
+                '0' | 'T' => while chars.next_if(|&(_, d)| d.is_ascii_digit()).is_some() {},
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if !lines.is_empty() {
+        return Source::Inline(lines.join("\n"));
+    }
+    match args.get(i).map(String::as_str) {
+        Some("-") | None => Source::Stdin,
+        Some(path) => Source::File {
+            path: path.to_owned(),
+            chdirs,
+        },
+    }
+}
+
+/// Node options that take a value (as `--opt value` or `--opt=value`).
+const NODE_VALUE_OPTIONS: &[&str] = &[
+    "-r",
+    "--require",
+    "--import",
+    "--loader",
+    "--experimental-loader",
+    "-C",
+    "--conditions",
+    "--input-type",
+    "--title",
+    "--env-file",
+    "--env-file-if-exists",
+    "--redirect-warnings",
+    "--diagnostic-dir",
+    "--report-dir",
+    "--report-directory",
+    "--report-filename",
+    "--report-signal",
+    "--icu-data-dir",
+    "--openssl-config",
+    "--tls-cipher-list",
+    "--tls-keylog",
+    "--unhandled-rejections",
+    "--dns-result-order",
+    "--heapsnapshot-signal",
+    "--heap-prof-dir",
+    "--heap-prof-name",
+    "--cpu-prof-dir",
+    "--cpu-prof-name",
+    "--secure-heap",
+    "--secure-heap-min",
+    "--experimental-policy",
+    "--policy-integrity",
+    "--disable-proto",
+    "--watch-path",
+    "--test-reporter",
+    "--test-reporter-destination",
+    "--test-name-pattern",
+    "--experimental-default-type",
+    "--snapshot-blob",
+    "--max-http-header-size",
+    "--localstorage-file",
+    "--experimental-sea-config",
+    "--run",
+];
+
+/// Node: options until the first positional (the script); `-e`/`--eval` and
+/// `-p`/`--print` take the code; `--` ends options.
+fn node(args: &[String]) -> Source {
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "-" {
+            return Source::Stdin;
+        }
+        if arg == "--" {
+            return match args.get(i + 1).map(String::as_str) {
+                Some("-") => Source::Stdin,
+                Some(path) => file(path),
+                None => Source::Interactive,
+            };
+        }
+        if !arg.starts_with('-') {
+            // `node inspect script.js`: the built-in debugger runs the next argument.
+            if arg == "inspect" {
+                if let Some(path) = args.get(i + 1) {
+                    return file(path);
+                }
+            }
+            return file(arg);
+        }
+        let (name, inline_value) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (arg, None),
+        };
+        match name {
+            "-e" | "--eval" | "-pe" => {
+                let code = inline_value.or_else(|| {
+                    i += 1;
+                    args.get(i).cloned()
+                });
+                return Source::Inline(code.unwrap_or_default());
+            }
+            // `--print <arg>` is `-pe <arg>`; a bare `-p` followed by an option is a flag.
+            "-p" | "--print" => {
+                if let Some(code) = inline_value {
+                    return Source::Inline(code);
+                }
+                if let Some(next) = args.get(i + 1).filter(|n| !n.starts_with('-')) {
+                    return Source::Inline(next.clone());
+                }
+            }
+            "-v" | "--version" | "-h" | "--help" | "--v8-options" => return Source::Interactive,
+            _ if inline_value.is_none() && NODE_VALUE_OPTIONS.contains(&name) => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    Source::Interactive
+}
+
+/// PHP CLI: `php [opts] [-f] file [--] [args]`, `php [opts] -r code [--] [args]`,
+/// `php [opts] -- [args]` (stdin), `php -a` (interactive).
+fn php(args: &[String]) -> Source {
+    let mut code: Option<String> = None;
+    let mut script: Option<String> = None;
+    let mut interactive = false;
+    let mut i = 0;
+    let mut operands_allowed = true;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            operands_allowed = false;
+            break;
+        }
+        if arg == "-" {
+            operands_allowed = false;
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, attached) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let short = match name {
+                "run" => 'r',
+                "file" => 'f',
+                "define" => 'd',
+                "php-ini" => 'c',
+                "zend-extension" => 'z',
+                "process-begin" => 'B',
+                "process-code" => 'R',
+                "process-file" => 'F',
+                "process-end" => 'E',
+                "docroot" => 't',
+                "server" => 'S',
+                "rf" | "rc" | "re" | "rz" | "ri" => 'd',
+                "interactive" => 'a',
+                "info" | "modules" | "version" | "help" | "ini" => 'h',
+                _ => ' ',
+            };
+            if php_takes_value(short) {
+                let value = option_value(attached.unwrap_or(""), args, &mut i);
+                php_apply(short, value, &mut code, &mut script);
+            } else if short == 'a' {
+                interactive = true;
+            } else if short == 'h' {
+                return Source::Interactive;
+            }
+            i += 1;
+            continue;
+        }
+        let cluster = match arg.strip_prefix('-') {
+            Some(c) if !c.is_empty() => c,
+            _ => break,
+        };
+        for (pos, c) in cluster.char_indices() {
+            if php_takes_value(c) {
+                let rest = after(cluster, pos, c);
+                let rest = rest.strip_prefix('=').unwrap_or(rest);
+                let value = option_value(rest, args, &mut i);
+                php_apply(c, value, &mut code, &mut script);
+                break;
+            }
+            match c {
+                'a' => interactive = true,
+                'h' | 'v' | 'i' | 'm' => return Source::Interactive,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if let Some(code) = code {
+        return Source::Inline(code);
+    }
+    if let Some(path) = script {
+        return file(&path);
+    }
+    if operands_allowed {
+        if let Some(path) = args.get(i) {
+            return file(path);
+        }
+    }
+    if interactive {
+        Source::Interactive
+    } else {
+        Source::Stdin
+    }
+}
+
+fn php_takes_value(c: char) -> bool {
+    matches!(
+        c,
+        'r' | 'f' | 'd' | 'c' | 'z' | 'B' | 'R' | 'F' | 'E' | 't' | 'S'
+    )
+}
+
+fn php_apply(
+    c: char,
+    value: Option<String>,
+    code: &mut Option<String>,
+    script: &mut Option<String>,
+) {
+    match c {
+        'r' | 'R' => *code = Some(value.unwrap_or_default()),
+        'f' | 'F' => *script = value,
+        _ => {}
+    }
+}
+
+/// tclsh / wish: `tclsh ?-encoding name? ?fileName arg …?`; a first argument starting
+/// with `-` is not a script.
+fn tcl(args: &[String]) -> Source {
+    let start = if args.first().map(String::as_str) == Some("-encoding") {
+        2
+    } else {
+        0
+    };
+    match args.get(start) {
+        Some(path) if !path.starts_with('-') => file(path),
+        _ => Source::Interactive,
+    }
+}
+
+/// POSIX sh, bash, dash, zsh, ksh: `sh [-abCefhimnuvx] [-o opt] [-c cmd [name [args]]
+/// | -s [args] | file [args]]`; `-c` is a flag and the command is the first operand.
+fn shell(interpreter: &str, args: &[String]) -> Source {
+    let mut command = false;
+    let mut stdin = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" || arg == "-" {
+            i += 1;
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            match long {
+                "rcfile" | "init-file" | "emulate" => i += 1,
+                "help" | "version" => return Source::Interactive,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let (minus, cluster) = match (arg.strip_prefix('-'), arg.strip_prefix('+')) {
+            (Some(c), _) => (true, c),
+            (None, Some(c)) if !c.is_empty() => (false, c),
+            _ => break,
+        };
+        let mut values = 0;
+        let mut ends_options = false;
+        for c in cluster.chars() {
+            match c {
+                'c' if minus => command = true,
+                's' if minus => stdin = true,
+                'o' | 'O' => values += 1,
+                'R' | 'T' if interpreter == "ksh" => values += 1,
+                'b' if interpreter == "zsh" => ends_options = true,
+                _ => {}
+            }
+        }
+        i += 1 + values;
+        if ends_options {
+            break;
+        }
+    }
+    let operand = args.get(i);
+    if command {
+        return Source::Inline(operand.cloned().unwrap_or_default());
+    }
+    if stdin {
+        return Source::Stdin;
+    }
+    match operand {
+        Some(path) => file(path),
+        None => Source::Interactive,
+    }
+}
+
+/// osascript: `osascript [-l lang] [-i] [-s flags] [-e statement | programfile] [args]`.
+fn osascript(args: &[String]) -> Source {
+    let mut lines: Vec<String> = Vec::new();
+    let mut interactive = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            i += 1;
+            break;
+        }
+        let cluster = match arg.strip_prefix('-') {
+            Some(c) if !c.is_empty() => c,
+            _ => break,
+        };
+        for (pos, c) in cluster.char_indices() {
+            match c {
+                'e' => {
+                    lines.push(
+                        option_value(after(cluster, pos, c), args, &mut i).unwrap_or_default(),
+                    );
+                    break;
+                }
+                'l' | 's' => {
+                    let _ = option_value(after(cluster, pos, c), args, &mut i);
+                    break;
+                }
+                'i' => interactive = true,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if !lines.is_empty() {
+        return Source::Inline(lines.join("\n"));
+    }
+    match args.get(i).map(String::as_str) {
+        Some("-") => Source::Stdin,
+        Some(path) => file(path),
+        None if interactive => Source::Interactive,
+        None => Source::Stdin,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PwshParam {
+    Command,
+    CommandWithArgs,
+    File,
+    EncodedCommand,
+    /// A parameter followed by a value (`-ExecutionPolicy Bypass`).
+    Valued,
+    /// A switch (`-NoProfile`).
+    Switch,
+    /// `-Version`, `-Help`: prints and exits.
+    Exits,
+}
+
+/// pwsh parameters: full name, shortest accepted prefix, extra aliases, kind. A
+/// parameter matches when the argument is a prefix of the full name at least as long
+/// as the shortest prefix, or equals an alias (as PowerShell's own parser does).
+const PWSH_PARAMS: &[(&str, &str, &[&str], PwshParam)] = &[
+    ("command", "c", &[], PwshParam::Command),
+    (
+        "commandwithargs",
+        "commandwithargs",
+        &["cwa"],
+        PwshParam::CommandWithArgs,
+    ),
+    ("configurationname", "config", &[], PwshParam::Valued),
+    ("custompipename", "cus", &[], PwshParam::Valued),
+    ("file", "f", &[], PwshParam::File),
+    ("encodedcommand", "e", &["ec"], PwshParam::EncodedCommand),
+    ("encodedarguments", "encodeda", &["ea"], PwshParam::Valued),
+    ("executionpolicy", "ex", &["ep"], PwshParam::Valued),
+    ("inputformat", "inp", &["if"], PwshParam::Valued),
+    ("outputformat", "o", &["of"], PwshParam::Valued),
+    ("windowstyle", "w", &[], PwshParam::Valued),
+    ("workingdirectory", "wo", &["wd"], PwshParam::Valued),
+    ("settingsfile", "settings", &[], PwshParam::Valued),
+    ("noprofile", "nop", &[], PwshParam::Switch),
+    (
+        "noprofileloadtime",
+        "noprofileloadtime",
+        &[],
+        PwshParam::Switch,
+    ),
+    ("noninteractive", "noni", &[], PwshParam::Switch),
+    ("nologo", "nol", &[], PwshParam::Switch),
+    ("noexit", "noe", &[], PwshParam::Switch),
+    ("interactive", "i", &[], PwshParam::Switch),
+    ("login", "l", &[], PwshParam::Switch),
+    ("mta", "mta", &[], PwshParam::Switch),
+    ("sta", "sta", &[], PwshParam::Switch),
+    ("servermode", "s", &[], PwshParam::Switch),
+    ("sshservermode", "sshs", &[], PwshParam::Switch),
+    ("socketservermode", "so", &[], PwshParam::Switch),
+    ("namedpipeservermode", "nam", &[], PwshParam::Switch),
+    (
+        "removeworkingdirectorytrailingcharacter",
+        "removeworkingdirectorytrailingcharacter",
+        &[],
+        PwshParam::Switch,
+    ),
+    ("version", "v", &[], PwshParam::Exits),
+    ("help", "h", &["?"], PwshParam::Exits),
+];
+
+fn pwsh_param(arg: &str) -> Option<PwshParam> {
+    let key = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+    if key.is_empty() {
+        return None;
+    }
+    let key = key.to_lowercase();
+    PWSH_PARAMS
+        .iter()
+        .find(|(full, shortest, aliases, _)| {
+            aliases.contains(&key.as_str())
+                || (full.starts_with(key.as_str()) && key.len() >= shortest.len())
+        })
+        .map(|&(_, _, _, kind)| kind)
+}
+
+/// PowerShell 7: `-Command` takes the rest of the line as code, `-File` a script, a
+/// bare first argument is a script, `-EncodedCommand` base64 UTF-16LE code.
+fn pwsh(args: &[String]) -> Source {
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        let Some(param) = pwsh_param(arg) else {
+            if arg.starts_with('-') {
+                i += 1;
+                continue;
+            }
+            return file(arg);
+        };
+        match param {
+            PwshParam::Command => {
+                let rest = args.get(i + 1..).unwrap_or(&[]);
+                if rest.first().map(String::as_str) == Some("-") {
+                    return Source::Stdin;
+                }
+                return Source::Inline(rest.join(" "));
+            }
+            PwshParam::CommandWithArgs => {
+                return Source::Inline(args.get(i + 1).cloned().unwrap_or_default())
+            }
+            PwshParam::File => {
+                return match args.get(i + 1).map(String::as_str) {
+                    Some("-") => Source::Stdin,
+                    Some(path) => file(path),
+                    None => Source::Interactive,
+                }
+            }
+            PwshParam::EncodedCommand => {
+                let encoded = args.get(i + 1).map(String::as_str).unwrap_or("");
+                return Source::Inline(decode_pwsh_encoded(encoded));
+            }
+            PwshParam::Valued => i += 2,
+            PwshParam::Switch => i += 1,
+            PwshParam::Exits => return Source::Interactive,
+        }
+    }
+    Source::Interactive
+}
+
+/// `-EncodedCommand` text: base64 of UTF-16LE. Undecodable input is kept as written, so
+/// the code is still keyed by what the command line carried.
+fn decode_pwsh_encoded(encoded: &str) -> String {
+    match base64_decode(encoded) {
+        Some(bytes) => {
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        None => encoded.to_owned(),
+    }
+}
+
+/// Standard base64 (RFC 4648 alphabet); padding optional, ASCII whitespace ignored.
+/// `None` on any other character or an impossible length.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let symbols: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let unpadded = {
+        let end = symbols
+            .iter()
+            .rposition(|&c| c != b'=')
+            .map_or(0, |p| p + 1);
+        if symbols.len() - end > 2 {
+            return None;
+        }
+        &symbols[..end]
+    };
+    if unpadded.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
+    for chunk in unpadded.chunks(4) {
+        let mut acc: u32 = 0;
+        for &c in chunk {
+            acc = (acc << 6) | sextet(c)?;
+        }
+        acc <<= 6 * (4 - chunk.len() as u32);
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// Swift driver options followed by a value.
+const SWIFT_VALUE_OPTIONS: &[&str] = &[
+    "-I",
+    "-L",
+    "-F",
+    "-D",
+    "-module-name",
+    "-sdk",
+    "-target",
+    "-j",
+    "-Xcc",
+    "-Xlinker",
+    "-Xfrontend",
+    "-Xswiftc",
+    "-framework",
+    "-resource-dir",
+    "-swift-version",
+    "-module-cache-path",
+];
+
+/// swift: `swift file.swift [args]` interprets a file, bare `swift` (or `swift repl`)
+/// is the REPL, `swift build|run|package|test…` is the package manager (no script:
+/// `None`). `swift-frontend -interpret file.swift` is what the driver runs.
+fn swift(exe_path: &str, args: &[String]) -> Option<Source> {
+    if basename(exe_path).to_ascii_lowercase().contains("frontend")
+        || args.first().map(String::as_str) == Some("-frontend")
+    {
+        if !args.iter().any(|a| a == "-interpret") {
+            return None;
+        }
+        return args
+            .iter()
+            .find(|a| a.ends_with(".swift") && !a.starts_with('-'))
+            .map(|p| file(p));
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "-" {
+            return Some(Source::Stdin);
+        }
+        if arg == "--" {
+            return Some(args.get(i + 1).map_or(Source::Interactive, |p| file(p)));
+        }
+        if arg.starts_with('-') {
+            if SWIFT_VALUE_OPTIONS.contains(&arg) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if arg == "repl" {
+            return Some(Source::Interactive);
+        }
+        if arg.ends_with(".swift") || arg.contains('/') {
+            return Some(file(arg));
+        }
+        return None;
+    }
+    Some(Source::Interactive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(exe: &str, args: &[&str], cwd: &str) -> ScriptInvocation {
+        analyze(exe, &argv(args), cwd).unwrap_or_else(|| panic!("{exe} {args:?}: not analyzed"))
+    }
+
+    /// Expected outcome: kind plus its detail (path, code or module).
+    #[derive(Debug)]
+    enum Want {
+        File(&'static str),
+        Inline(&'static str),
+        Stdin,
+        Module(&'static str),
+        Interactive,
+    }
+
+    fn check_table(cases: &[(&str, &[&str], &str, Want)]) {
+        for (exe, args, cwd, want) in cases {
+            let got = run(exe, args, cwd);
+            let ok = match want {
+                Want::File(p) => got.kind == ScriptKind::File && got.script_path == *p,
+                Want::Inline(code) => {
+                    got.kind == ScriptKind::Inline
+                        && got.inline_sha256 == sha256_hex(code.as_bytes())
+                        && got.script_path.is_empty()
+                }
+                Want::Stdin => got.kind == ScriptKind::Stdin && got.script_path.is_empty(),
+                Want::Module(m) => got.kind == ScriptKind::Module && got.module == *m,
+                Want::Interactive => got.kind == ScriptKind::Interactive,
+            };
+            assert!(
+                ok,
+                "{exe} {args:?} (cwd {cwd:?}): want {want:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn interpreter_names_are_canonical_and_version_agnostic() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/usr/bin/python", Some("python")),
+            ("/usr/bin/python2", Some("python")),
+            ("/usr/bin/python3", Some("python")),
+            ("/usr/bin/python3.11", Some("python")),
+            ("/usr/bin/python3.13t", Some("python")),
+            ("/usr/bin/python3.6m", Some("python")),
+            ("/usr/bin/python3.11-dbg", Some("python")),
+            ("/opt/x/pythonw", Some("python")),
+            ("/usr/bin/pypy3", Some("python")),
+            ("/usr/bin/pypy3.10", Some("python")),
+            ("/Library/Frameworks/Python.framework/Versions/3.12/Resources/Python.app/Contents/MacOS/Python", Some("python")),
+            ("/usr/bin/perl", Some("perl")),
+            ("/usr/bin/perl5.36.0", Some("perl")),
+            ("/usr/bin/ruby", Some("ruby")),
+            ("/usr/bin/ruby3.1", Some("ruby")),
+            ("/usr/bin/node", Some("node")),
+            ("/usr/bin/nodejs", Some("node")),
+            ("/usr/bin/php", Some("php")),
+            ("/usr/bin/php8.2", Some("php")),
+            ("/usr/bin/php-cli", Some("php")),
+            ("/usr/bin/php8.2-cgi", Some("php")),
+            ("/usr/bin/tclsh", Some("tclsh")),
+            ("/usr/bin/tclsh8.6", Some("tclsh")),
+            ("/usr/bin/wish", Some("tclsh")),
+            ("/usr/bin/wish8.6", Some("tclsh")),
+            ("/bin/sh", Some("sh")),
+            ("/usr/bin/bash", Some("bash")),
+            ("/bin/bash5", Some("bash")),
+            ("/usr/bin/dash", Some("dash")),
+            ("/bin/zsh", Some("zsh")),
+            ("/usr/local/bin/zsh-5.9", Some("zsh")),
+            ("/bin/ksh", Some("ksh")),
+            ("/bin/ksh93", Some("ksh")),
+            ("/bin/mksh", Some("ksh")),
+            ("/usr/bin/osascript", Some("osascript")),
+            ("/usr/local/bin/pwsh", Some("pwsh")),
+            ("/usr/local/bin/powershell", Some("pwsh")),
+            ("/usr/bin/swift", Some("swift")),
+            ("/usr/bin/swift-frontend", Some("swift")),
+            // Not interpreters.
+            ("/usr/bin/env", None),
+            ("/usr/bin/python3-config", None),
+            ("/usr/bin/python3.11-config", None),
+            ("/usr/bin/perldoc", None),
+            ("/usr/bin/bashbug", None),
+            ("/usr/sbin/php-fpm8.2", None),
+            ("/usr/bin/shred", None),
+            ("/usr/bin/ls", None),
+            ("/usr/bin/nodemon", None),
+            ("", None),
+            ("/", None),
+            ("/usr/bin/python3.11abcd", None),
+            ("/usr/bin/sh\u{e9}", None),
+        ];
+        for (exe, want) in cases {
+            assert_eq!(interpreter_of(exe, &argv(&["x"])), *want, "{exe}");
+        }
+    }
+
+    #[test]
+    fn argv0_counts_only_for_multicall_launchers() {
+        // A process can write anything into argv[0]: a non-interpreter stays one.
+        assert_eq!(
+            interpreter_of("/tmp/evil", &argv(&["python3", "/usr/bin/x.py"])),
+            None
+        );
+        assert_eq!(
+            analyze("/tmp/evil", &argv(&["python3", "/usr/bin/x.py"]), "/"),
+            None
+        );
+        // The executable decides even when argv[0] names another interpreter.
+        assert_eq!(
+            interpreter_of("/usr/bin/dash", &argv(&["/bin/sh"])),
+            Some("dash")
+        );
+        assert_eq!(
+            interpreter_of("/usr/bin/bash", &argv(&["sh"])),
+            Some("bash")
+        );
+        // busybox picks its applet from argv[0] (login shells start with '-').
+        assert_eq!(
+            interpreter_of("/bin/busybox", &argv(&["sh", "-c", "x"])),
+            Some("sh")
+        );
+        assert_eq!(interpreter_of("/bin/busybox", &argv(&["-sh"])), Some("sh"));
+        assert_eq!(
+            interpreter_of("/bin/busybox", &argv(&["/bin/ash"])),
+            Some("sh")
+        );
+        assert_eq!(interpreter_of("/bin/busybox", &argv(&["ls", "-l"])), None);
+        assert_eq!(interpreter_of("/bin/busybox", &argv(&[])), None);
+        let inv = run(
+            "/bin/busybox",
+            &["busybox", "sh", "/tmp/a.sh", "-c", "x"],
+            "/",
+        );
+        assert_eq!((inv.interpreter, inv.kind), ("sh", ScriptKind::File));
+        assert_eq!(inv.script_path, "/tmp/a.sh");
+        assert_eq!(interpreter_of("/bin/busybox", &argv(&["busybox"])), None);
+    }
+
+    #[test]
+    fn python_grammar() {
+        use Want::*;
+        let py = "/usr/bin/python3.11";
+        check_table(&[
+            (py, &["python3", "x.py"], "/home/u", File("/home/u/x.py")),
+            (py, &["python3", "./x.py"], "/home/u/", File("/home/u/x.py")),
+            (
+                py,
+                &["python3", "../t/x.py", "-c", "a"],
+                "/home/u",
+                File("/home/t/x.py"),
+            ),
+            (py, &["python3", "/tmp/x.py"], "/home/u", File("/tmp/x.py")),
+            (
+                py,
+                &["python3", "-u", "-O", "-B", "x.py"],
+                "/w",
+                File("/w/x.py"),
+            ),
+            (
+                py,
+                &["python3", "-W", "ignore", "x.py"],
+                "/w",
+                File("/w/x.py"),
+            ),
+            (py, &["python3", "-Wignore", "x.py"], "/w", File("/w/x.py")),
+            (py, &["python3", "-X", "dev", "x.py"], "/w", File("/w/x.py")),
+            (py, &["python3", "-Xutf8", "x.py"], "/w", File("/w/x.py")),
+            (
+                py,
+                &["python3", "-uX", "dev", "x.py"],
+                "/w",
+                File("/w/x.py"),
+            ),
+            (
+                py,
+                &["python3", "--check-hash-based-pycs", "always", "x.py"],
+                "/w",
+                File("/w/x.py"),
+            ),
+            (py, &["python3", "-i", "x.py"], "/w", File("/w/x.py")),
+            (py, &["python3", "--", "-x.py"], "/w", File("/w/-x.py")),
+            (py, &["python3", "--", "-"], "/w", Stdin),
+            (py, &["python3", "--"], "/w", Interactive),
+            (py, &["python3", "x.py", "-m", "mod"], "/w", File("/w/x.py")),
+            (py, &["python3", "-c", "print(1)"], "/w", Inline("print(1)")),
+            (
+                py,
+                &["python3", "-uc", "print(1)", "x.py"],
+                "/w",
+                Inline("print(1)"),
+            ),
+            (py, &["python3", "-ccode"], "/w", Inline("code")),
+            (py, &["python3", "-c", "-m"], "/w", Inline("-m")),
+            (
+                py,
+                &["python3", "-Ic", "import os"],
+                "/w",
+                Inline("import os"),
+            ),
+            (py, &["python3", "-c"], "/w", Inline("")),
+            (
+                py,
+                &["python3", "-m", "http.server", "8000"],
+                "/w",
+                Module("http.server"),
+            ),
+            (
+                py,
+                &["python3", "-mhttp.server"],
+                "/w",
+                Module("http.server"),
+            ),
+            (
+                py,
+                &["python3", "-Em", "venv", "-c", "x"],
+                "/w",
+                Module("venv"),
+            ),
+            (py, &["python3", "-m"], "/w", Module("")),
+            (py, &["python3", "-"], "/w", Stdin),
+            (py, &["python3", "-u", "-", "x.py"], "/w", Stdin),
+            (py, &["python3"], "/w", Interactive),
+            (py, &["python3", "-i"], "/w", Interactive),
+            (
+                py,
+                &["python3", "-q", "-X", "importtime"],
+                "/w",
+                Interactive,
+            ),
+            (py, &["python3", "--version"], "/w", Interactive),
+            (py, &["python3", "-V"], "/w", Interactive),
+            // `#!/usr/bin/env python3`: env execs python3 with argv [python3, script].
+            (
+                py,
+                &["python3", "/home/u/bin/tool", "--flag"],
+                "/",
+                File("/home/u/bin/tool"),
+            ),
+            // `#!/usr/bin/python3 -u`: the one #! argument precedes the script.
+            (
+                py,
+                &["/usr/bin/python3", "-u", "/opt/t/run"],
+                "/",
+                File("/opt/t/run"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn python_module_search_follows_safe_path_flags() {
+        let py = "/usr/bin/python3";
+        assert!(run(py, &["python3", "-m", "x"], "/w").module_from_cwd);
+        assert!(!run(py, &["python3", "-I", "-m", "x"], "/w").module_from_cwd);
+        assert!(!run(py, &["python3", "-Pm", "x"], "/w").module_from_cwd);
+        assert!(run(py, &["python3", "-m", "x", "-I"], "/w").module_from_cwd);
+    }
+
+    #[test]
+    fn module_candidates_name_the_files_python_would_run() {
+        assert_eq!(
+            module_candidates("/srv/app", "tool"),
+            vec!["/srv/app/tool.py", "/srv/app/tool/__main__.py"]
+        );
+        assert_eq!(
+            module_candidates("/srv/app/", "http.server"),
+            vec![
+                "/srv/app/http/server.py",
+                "/srv/app/http/server/__main__.py"
+            ]
+        );
+        assert_eq!(module_candidates("/", "a"), vec!["/a.py", "/a/__main__.py"]);
+        for (cwd, module) in [
+            ("", "tool"),
+            ("relative", "tool"),
+            ("/srv", ""),
+            ("/srv", "a..b"),
+            ("/srv", ".a"),
+            ("/srv", "a."),
+            ("/srv", "../etc/x"),
+            ("/srv", "a/b"),
+            ("/srv", "a\0b"),
+        ] {
+            assert!(
+                module_candidates(cwd, module).is_empty(),
+                "{cwd:?} {module:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn perl_grammar() {
+        use Want::*;
+        let pl = "/usr/bin/perl";
+        check_table(&[
+            (pl, &["perl", "x.pl"], "/w", File("/w/x.pl")),
+            (
+                pl,
+                &["perl", "-w", "x.pl", "-e", "1"],
+                "/w",
+                File("/w/x.pl"),
+            ),
+            (pl, &["perl", "-e", "print 1"], "/w", Inline("print 1")),
+            (
+                pl,
+                &["perl", "-e", "print 1;", "-e", "print 2;"],
+                "/w",
+                Inline("print 1;\nprint 2;"),
+            ),
+            (
+                pl,
+                &["perl", "-E", "say 1", "-e", "say 2"],
+                "/w",
+                Inline("say 1\nsay 2"),
+            ),
+            (pl, &["perl", "-le", "print 4"], "/w", Inline("print 4")),
+            (pl, &["perl", "-l012e", "print 4"], "/w", Inline("print 4")),
+            (pl, &["perl", "-0777ne", "print"], "/w", Inline("print")),
+            (pl, &["perl", "-0x1Fe", "print 1"], "/w", File("/w/print 1")),
+            (pl, &["perl", "-eprint 5"], "/w", Inline("print 5")),
+            (
+                pl,
+                &["perl", "-F:", "-lane", "print $F[0]", "/etc/passwd"],
+                "/w",
+                Inline("print $F[0]"),
+            ),
+            (
+                pl,
+                &["perl", "-pi.bak", "-e", "s/a/b/", "f.txt"],
+                "/w",
+                Inline("s/a/b/"),
+            ),
+            (
+                pl,
+                &["perl", "-I", "/lib", "-Mstrict", "x.pl"],
+                "/w",
+                File("/w/x.pl"),
+            ),
+            (
+                pl,
+                &[
+                    "perl",
+                    "-I/lib",
+                    "-mstrict",
+                    "-MData::Dumper=Dumper",
+                    "x.pl",
+                ],
+                "/w",
+                File("/w/x.pl"),
+            ),
+            (pl, &["perl", "-Me", "x.pl"], "/w", File("/w/x.pl")),
+            (pl, &["perl", "-CSDe", "print 1"], "/w", Inline("print 1")),
+            (pl, &["perl", "-CE", "x.pl"], "/w", File("/w/x.pl")),
+            (pl, &["perl", "-d:Trace", "x.pl"], "/w", File("/w/x.pl")),
+            (pl, &["perl", "-x", "x.sh"], "/w", File("/w/x.sh")),
+            (pl, &["perl", "-x/tmp", "x.sh"], "/w", File("/w/x.sh")),
+            (pl, &["perl", "-S", "tool"], "/w", File("/w/tool")),
+            (
+                pl,
+                &["perl", "-n", "-p", "-a", "-s", "x.pl", "-e", "1"],
+                "/w",
+                File("/w/x.pl"),
+            ),
+            (pl, &["perl", "--", "-x.pl"], "/w", File("/w/-x.pl")),
+            (pl, &["perl", "-w", "--"], "/w", Stdin),
+            (pl, &["perl", "-"], "/w", Stdin),
+            (pl, &["perl", "-w", "-", "arg"], "/w", Stdin),
+            (pl, &["perl"], "/w", Stdin),
+            (pl, &["perl", "-e"], "/w", Inline("")),
+            (pl, &["perl", "-e", "1", "--", "x.pl"], "/w", Inline("1")),
+            (
+                pl,
+                &["/usr/bin/perl", "-w", "/usr/sbin/tool", "--x"],
+                "/",
+                File("/usr/sbin/tool"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn ruby_grammar() {
+        use Want::*;
+        let rb = "/usr/bin/ruby3.1";
+        check_table(&[
+            (rb, &["ruby", "x.rb"], "/w", File("/w/x.rb")),
+            (
+                rb,
+                &["ruby", "-w", "x.rb", "-e", "1"],
+                "/w",
+                File("/w/x.rb"),
+            ),
+            (rb, &["ruby", "-e", "puts 1"], "/w", Inline("puts 1")),
+            (
+                rb,
+                &["ruby", "-e", "a=1", "-e", "p a"],
+                "/w",
+                Inline("a=1\np a"),
+            ),
+            (rb, &["ruby", "-ne", "print"], "/w", Inline("print")),
+            (
+                rb,
+                &["ruby", "-I", "lib", "-r", "json", "x.rb"],
+                "/w",
+                File("/w/x.rb"),
+            ),
+            (
+                rb,
+                &["ruby", "-Ilib", "-rjson", "x.rb"],
+                "/w",
+                File("/w/x.rb"),
+            ),
+            (
+                rb,
+                &["ruby", "-C", "sub", "x.rb"],
+                "/w",
+                File("/w/sub/x.rb"),
+            ),
+            (rb, &["ruby", "-Csub", "../x.rb"], "/w", File("/w/x.rb")),
+            (
+                rb,
+                &["ruby", "-C", "/opt", "-C", "a", "x.rb"],
+                "/w",
+                File("/opt/a/x.rb"),
+            ),
+            (
+                rb,
+                &["ruby", "-X", "sub", "x.rb"],
+                "/w",
+                File("/w/sub/x.rb"),
+            ),
+            (
+                rb,
+                &["ruby", "-C", "sub", "/abs/x.rb"],
+                "/w",
+                File("/abs/x.rb"),
+            ),
+            (rb, &["ruby", "-E", "UTF-8", "x.rb"], "/w", File("/w/x.rb")),
+            (
+                rb,
+                &["ruby", "-Ku", "-W2", "-W:no-deprecated", "x.rb"],
+                "/w",
+                File("/w/x.rb"),
+            ),
+            (rb, &["ruby", "-x", "x.sh"], "/w", File("/w/x.sh")),
+            (
+                rb,
+                &["ruby", "--enable", "frozen-string-literal", "x.rb"],
+                "/w",
+                File("/w/x.rb"),
+            ),
+            (
+                rb,
+                &["ruby", "--disable=gems", "x.rb"],
+                "/w",
+                File("/w/x.rb"),
+            ),
+            (rb, &["ruby", "--yjit", "x.rb"], "/w", File("/w/x.rb")),
+            (rb, &["ruby", "--", "-x.rb"], "/w", File("/w/-x.rb")),
+            (rb, &["ruby", "-"], "/w", Stdin),
+            (rb, &["ruby"], "/w", Stdin),
+            (rb, &["ruby", "-w"], "/w", Stdin),
+            (rb, &["ruby", "-e"], "/w", Inline("")),
+            (rb, &["ruby", "--version"], "/w", Interactive),
+        ]);
+    }
+
+    #[test]
+    fn node_grammar() {
+        use Want::*;
+        let js = "/usr/bin/node";
+        check_table(&[
+            (js, &["node", "app.js"], "/w", File("/w/app.js")),
+            (js, &["node", "app.js", "-e", "1"], "/w", File("/w/app.js")),
+            (
+                js,
+                &["node", "-e", "console.log(1)"],
+                "/w",
+                Inline("console.log(1)"),
+            ),
+            (js, &["node", "--eval", "1+1"], "/w", Inline("1+1")),
+            (js, &["node", "--eval=1+1"], "/w", Inline("1+1")),
+            (js, &["node", "-p", "1+2"], "/w", Inline("1+2")),
+            (js, &["node", "--print", "1+2"], "/w", Inline("1+2")),
+            (js, &["node", "-pe", "1+3"], "/w", Inline("1+3")),
+            (js, &["node", "-p", "-e", "1+4"], "/w", Inline("1+4")),
+            (
+                js,
+                &["node", "-r", "ts-node/register", "app.ts"],
+                "/w",
+                File("/w/app.ts"),
+            ),
+            (
+                js,
+                &["node", "--require", "dotenv/config", "app.js"],
+                "/w",
+                File("/w/app.js"),
+            ),
+            (
+                js,
+                &["node", "--require=x", "app.js"],
+                "/w",
+                File("/w/app.js"),
+            ),
+            (
+                js,
+                &["node", "--import", "tsx", "app.ts"],
+                "/w",
+                File("/w/app.ts"),
+            ),
+            (
+                js,
+                &["node", "--inspect", "app.js"],
+                "/w",
+                File("/w/app.js"),
+            ),
+            (
+                js,
+                &["node", "--inspect=0.0.0.0:9229", "app.js"],
+                "/w",
+                File("/w/app.js"),
+            ),
+            (
+                js,
+                &["node", "--inspect-brk", "app.js"],
+                "/w",
+                File("/w/app.js"),
+            ),
+            (
+                js,
+                &[
+                    "node",
+                    "--max-old-space-size=4096",
+                    "--no-warnings",
+                    "app.js",
+                ],
+                "/w",
+                File("/w/app.js"),
+            ),
+            (js, &["node", "--", "-app.js"], "/w", File("/w/-app.js")),
+            (js, &["node", "inspect", "app.js"], "/w", File("/w/app.js")),
+            (js, &["node", "-"], "/w", Stdin),
+            (js, &["node"], "/w", Interactive),
+            (js, &["node", "-i"], "/w", Interactive),
+            (js, &["node", "--version"], "/w", Interactive),
+            (js, &["node", "-e"], "/w", Inline("")),
+        ]);
+    }
+
+    #[test]
+    fn php_grammar() {
+        use Want::*;
+        let php = "/usr/bin/php8.2";
+        check_table(&[
+            (php, &["php", "x.php"], "/w", File("/w/x.php")),
+            (php, &["php", "x.php", "-r", "1"], "/w", File("/w/x.php")),
+            (php, &["php", "-f", "x.php"], "/w", File("/w/x.php")),
+            (
+                php,
+                &["php", "-f", "x.php", "--", "-a"],
+                "/w",
+                File("/w/x.php"),
+            ),
+            (php, &["php", "--file=x.php"], "/w", File("/w/x.php")),
+            (
+                php,
+                &[
+                    "php",
+                    "-d",
+                    "memory_limit=1G",
+                    "-c",
+                    "/etc/php.ini",
+                    "x.php",
+                ],
+                "/w",
+                File("/w/x.php"),
+            ),
+            (
+                php,
+                &["php", "-dmemory_limit=1G", "x.php"],
+                "/w",
+                File("/w/x.php"),
+            ),
+            (php, &["php", "-n", "-q", "x.php"], "/w", File("/w/x.php")),
+            (php, &["php", "-r", "echo 1;"], "/w", Inline("echo 1;")),
+            (php, &["php", "-recho 2;"], "/w", Inline("echo 2;")),
+            (
+                php,
+                &["php", "-nr", "echo 3;", "arg"],
+                "/w",
+                Inline("echo 3;"),
+            ),
+            (php, &["php", "--run", "echo 4;"], "/w", Inline("echo 4;")),
+            (
+                php,
+                &["php", "-r", "echo 5;", "--", "x.php"],
+                "/w",
+                Inline("echo 5;"),
+            ),
+            (
+                php,
+                &["php", "-R", "echo $argn;"],
+                "/w",
+                Inline("echo $argn;"),
+            ),
+            (php, &["php", "-a"], "/w", Interactive),
+            (php, &["php"], "/w", Stdin),
+            (php, &["php", "--", "a", "b"], "/w", Stdin),
+            (php, &["php", "-"], "/w", Stdin),
+            (php, &["php", "-n"], "/w", Stdin),
+            (php, &["php", "-r"], "/w", Inline("")),
+            (php, &["php", "-v"], "/w", Interactive),
+            (
+                php,
+                &["php", "-S", "0.0.0.0:8000", "router.php"],
+                "/w",
+                File("/w/router.php"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn tcl_grammar() {
+        use Want::*;
+        check_table(&[
+            (
+                "/usr/bin/tclsh8.6",
+                &["tclsh", "x.tcl", "-a"],
+                "/w",
+                File("/w/x.tcl"),
+            ),
+            (
+                "/usr/bin/tclsh8.6",
+                &["tclsh", "-encoding", "utf-8", "x.tcl"],
+                "/w",
+                File("/w/x.tcl"),
+            ),
+            ("/usr/bin/tclsh8.6", &["tclsh"], "/w", Interactive),
+            ("/usr/bin/tclsh8.6", &["tclsh", "-x"], "/w", Interactive),
+            (
+                "/usr/bin/wish8.6",
+                &["wish", "ui.tcl"],
+                "/w",
+                File("/w/ui.tcl"),
+            ),
+            (
+                "/usr/bin/wish8.6",
+                &["wish", "-encoding"],
+                "/w",
+                Interactive,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn shell_grammar() {
+        use Want::*;
+        for exe in [
+            "/usr/bin/bash",
+            "/bin/sh",
+            "/usr/bin/dash",
+            "/bin/zsh",
+            "/bin/ksh93",
+        ] {
+            check_table(&[
+                (exe, &["sh", "x.sh"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "x.sh", "-c", "echo"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "-e", "-x", "x.sh", "a"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "-ex", "x.sh"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "-o", "errexit", "x.sh"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "+o", "posix", "x.sh"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "+x", "x.sh"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "--", "-x.sh"], "/w", File("/w/-x.sh")),
+                (exe, &["sh", "-", "x.sh"], "/w", File("/w/x.sh")),
+                (exe, &["sh", "-c", "echo hi"], "/w", Inline("echo hi")),
+                (
+                    exe,
+                    &["sh", "-c", "echo $0", "name", "arg"],
+                    "/w",
+                    Inline("echo $0"),
+                ),
+                (exe, &["sh", "-ec", "echo hi"], "/w", Inline("echo hi")),
+                (exe, &["sh", "-c", "-e", "echo hi"], "/w", Inline("echo hi")),
+                (
+                    exe,
+                    &["sh", "-c", "-o", "errexit", "echo hi"],
+                    "/w",
+                    Inline("echo hi"),
+                ),
+                (exe, &["sh", "-c", "--", "-echo"], "/w", Inline("-echo")),
+                (exe, &["sh", "-c"], "/w", Inline("")),
+                (exe, &["sh", "-s"], "/w", Stdin),
+                (exe, &["sh", "-s", "a", "b"], "/w", Stdin),
+                (exe, &["sh", "-es"], "/w", Stdin),
+                (exe, &["sh"], "/w", Interactive),
+                (exe, &["-sh"], "/w", Interactive),
+                (exe, &["sh", "-i"], "/w", Interactive),
+                (exe, &["sh", "-l"], "/w", Interactive),
+                (exe, &["sh", "-"], "/w", Interactive),
+            ]);
+        }
+        let bash = "/usr/bin/bash";
+        check_table(&[
+            (
+                bash,
+                &["bash", "--norc", "--noprofile", "x.sh"],
+                "/w",
+                File("/w/x.sh"),
+            ),
+            (
+                bash,
+                &["bash", "--rcfile", "/etc/rc", "x.sh"],
+                "/w",
+                File("/w/x.sh"),
+            ),
+            (
+                bash,
+                &["bash", "--init-file", "rc", "-c", "echo"],
+                "/w",
+                Inline("echo"),
+            ),
+            (bash, &["bash", "--login", "-i"], "/w", Interactive),
+            (
+                bash,
+                &["bash", "-O", "extglob", "-c", "echo"],
+                "/w",
+                Inline("echo"),
+            ),
+            (
+                bash,
+                &["bash", "+O", "extglob", "x.sh"],
+                "/w",
+                File("/w/x.sh"),
+            ),
+            (bash, &["bash", "-i", "x.sh"], "/w", File("/w/x.sh")),
+            ("/bin/zsh", &["zsh", "-b", "-x.sh"], "/w", File("/w/-x.sh")),
+            (
+                "/bin/zsh",
+                &["zsh", "--emulate", "sh", "x.sh"],
+                "/w",
+                File("/w/x.sh"),
+            ),
+            // `#!/bin/sh`: the kernel runs [/bin/sh, /path/script, args…].
+            (
+                "/usr/bin/dash",
+                &["/bin/sh", "/opt/job.sh", "-c", "x"],
+                "/",
+                File("/opt/job.sh"),
+            ),
+            (
+                "/usr/bin/bash",
+                &["/bin/bash", "-e", "/opt/job.sh"],
+                "/",
+                File("/opt/job.sh"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn osascript_grammar() {
+        use Want::*;
+        let osa = "/usr/bin/osascript";
+        check_table(&[
+            (osa, &["osascript", "x.scpt"], "/w", File("/w/x.scpt")),
+            (
+                osa,
+                &["osascript", "x.scpt", "-e", "1"],
+                "/w",
+                File("/w/x.scpt"),
+            ),
+            (osa, &["osascript", "-e", "beep"], "/w", Inline("beep")),
+            (
+                osa,
+                &["osascript", "-e", "tell app \"Finder\"", "-e", "end tell"],
+                "/w",
+                Inline("tell app \"Finder\"\nend tell"),
+            ),
+            (
+                osa,
+                &["osascript", "-l", "JavaScript", "-e", "1+1"],
+                "/w",
+                Inline("1+1"),
+            ),
+            (
+                osa,
+                &["osascript", "-lJavaScript", "x.js"],
+                "/w",
+                File("/w/x.js"),
+            ),
+            (
+                osa,
+                &["osascript", "-l", "AppleScript", "-s", "h", "x.scpt"],
+                "/w",
+                File("/w/x.scpt"),
+            ),
+            (osa, &["osascript", "-ss", "-ebeep"], "/w", Inline("beep")),
+            (osa, &["osascript", "-i"], "/w", Interactive),
+            (osa, &["osascript", "-i", "x.scpt"], "/w", File("/w/x.scpt")),
+            (osa, &["osascript"], "/w", Stdin),
+            (osa, &["osascript", "-"], "/w", Stdin),
+            (osa, &["osascript", "-l", "JavaScript"], "/w", Stdin),
+            (osa, &["osascript", "-e"], "/w", Inline("")),
+            (
+                osa,
+                &["osascript", "--", "-x.scpt"],
+                "/w",
+                File("/w/-x.scpt"),
+            ),
+        ]);
+    }
+
+    fn utf16le_base64(text: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let mut n = 0u32;
+            for (k, b) in chunk.iter().enumerate() {
+                n |= u32::from(*b) << (16 - 8 * k);
+            }
+            for k in 0..4 {
+                if k <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn base64_decoder_matches_rfc4648_vectors() {
+        for (encoded, plain) in [
+            ("", ""),
+            ("Zg==", "f"),
+            ("Zm8=", "fo"),
+            ("Zm9v", "foo"),
+            ("Zm9vYg==", "foob"),
+            ("Zm9vYmE=", "fooba"),
+            ("Zm9vYmFy", "foobar"),
+            ("Zm9vYg", "foob"),
+            ("Zm9v\nYmFy", "foobar"),
+        ] {
+            assert_eq!(
+                base64_decode(encoded).as_deref(),
+                Some(plain.as_bytes()),
+                "{encoded}"
+            );
+        }
+        for bad in ["Z", "Zm9v!", "Zg===", "Zm9vY"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+        // Real `pwsh -EncodedCommand` text: "Write-Output 'hi'" as UTF-16LE.
+        assert_eq!(
+            decode_pwsh_encoded("VwByAGkAdABlAC0ATwB1AHQAcAB1AHQAIAAnAGgAaQAnAA=="),
+            "Write-Output 'hi'"
+        );
+        assert_eq!(
+            utf16le_base64("Write-Output 'hi'"),
+            "VwByAGkAdABlAC0ATwB1AHQAcAB1AHQAIAAnAGgAaQAnAA=="
+        );
+    }
+
+    #[test]
+    fn pwsh_grammar() {
+        use Want::*;
+        let ps = "/usr/local/bin/pwsh";
+        let encoded = utf16le_base64("Invoke-WebRequest https://x -UseBasicParsing");
+        let encoded_unicode = utf16le_base64("Write-Host 'h\u{e9}llo \u{1F600}'");
+        check_table(&[
+            (ps, &["pwsh", "x.ps1"], "/w", File("/w/x.ps1")),
+            (
+                ps,
+                &["pwsh", "x.ps1", "-Command", "1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-NoProfile", "-File", "x.ps1", "-a"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (ps, &["pwsh", "-f", "x.ps1"], "/w", File("/w/x.ps1")),
+            (ps, &["pwsh", "-FILE", "x.ps1"], "/w", File("/w/x.ps1")),
+            (ps, &["pwsh", "--file", "x.ps1"], "/w", File("/w/x.ps1")),
+            (
+                ps,
+                &["pwsh", "-ExecutionPolicy", "Bypass", "-File", "x.ps1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-ep", "Bypass", "x.ps1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-ex", "Bypass", "x.ps1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-nop", "-noni", "-nol", "x.ps1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-WorkingDirectory", "/tmp", "x.ps1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-WindowStyle", "Hidden", "x.ps1"],
+                "/w",
+                File("/w/x.ps1"),
+            ),
+            (
+                ps,
+                &["pwsh", "-Command", "Get-Date"],
+                "/w",
+                Inline("Get-Date"),
+            ),
+            (
+                ps,
+                &["pwsh", "-c", "Get-Date", "-Format", "o"],
+                "/w",
+                Inline("Get-Date -Format o"),
+            ),
+            (
+                ps,
+                &["pwsh", "-NoProfile", "-com", "Write-Host", "x.ps1"],
+                "/w",
+                Inline("Write-Host x.ps1"),
+            ),
+            (ps, &["pwsh", "-COMMAND", "1"], "/w", Inline("1")),
+            (ps, &["pwsh", "-Command", "-"], "/w", Stdin),
+            (ps, &["pwsh", "-File", "-"], "/w", Stdin),
+            (ps, &["pwsh", "-Command"], "/w", Inline("")),
+            (ps, &["pwsh", "-cwa", "$args", "a"], "/w", Inline("$args")),
+            (
+                ps,
+                &["pwsh", "-EncodedCommand", &encoded],
+                "/w",
+                Inline("Invoke-WebRequest https://x -UseBasicParsing"),
+            ),
+            (
+                ps,
+                &["pwsh", "-e", &encoded],
+                "/w",
+                Inline("Invoke-WebRequest https://x -UseBasicParsing"),
+            ),
+            (
+                ps,
+                &["pwsh", "-ec", &encoded],
+                "/w",
+                Inline("Invoke-WebRequest https://x -UseBasicParsing"),
+            ),
+            (
+                ps,
+                &["pwsh", "-enc", &encoded],
+                "/w",
+                Inline("Invoke-WebRequest https://x -UseBasicParsing"),
+            ),
+            (
+                ps,
+                &["pwsh", "-ENCODEDCOMMAND", &encoded_unicode],
+                "/w",
+                Inline("Write-Host 'h\u{e9}llo \u{1F600}'"),
+            ),
+            (
+                ps,
+                &["pwsh", "-e", "not*base64"],
+                "/w",
+                Inline("not*base64"),
+            ),
+            (ps, &["pwsh"], "/w", Interactive),
+            (ps, &["pwsh", "-NoExit", "-Login"], "/w", Interactive),
+            (ps, &["pwsh", "-Version"], "/w", Interactive),
+            (ps, &["pwsh", "-Bogus", "x.ps1"], "/w", File("/w/x.ps1")),
+        ]);
+    }
+
+    #[test]
+    fn swift_grammar() {
+        use Want::*;
+        check_table(&[
+            (
+                "/usr/bin/swift",
+                &["swift", "x.swift", "a"],
+                "/w",
+                File("/w/x.swift"),
+            ),
+            (
+                "/usr/bin/swift",
+                &["swift", "-I", "inc", "x.swift"],
+                "/w",
+                File("/w/x.swift"),
+            ),
+            (
+                "/usr/bin/swift",
+                &["swift", "./tool"],
+                "/w",
+                File("/w/tool"),
+            ),
+            ("/usr/bin/swift", &["swift"], "/w", Interactive),
+            ("/usr/bin/swift", &["swift", "repl"], "/w", Interactive),
+            ("/usr/bin/swift", &["swift", "-"], "/w", Stdin),
+            (
+                "/usr/bin/swift-frontend",
+                &[
+                    "swift-frontend",
+                    "-frontend",
+                    "-interpret",
+                    "x.swift",
+                    "-module-name",
+                    "x",
+                ],
+                "/w",
+                File("/w/x.swift"),
+            ),
+        ]);
+        for args in [
+            &["swift", "build"][..],
+            &["swift", "package", "init"],
+            &["swift", "-v", "test"],
+        ] {
+            assert_eq!(
+                analyze("/usr/bin/swift", &argv(args), "/w"),
+                None,
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            analyze(
+                "/usr/bin/swift-frontend",
+                &argv(&["swift-frontend", "-frontend", "-c", "a.swift"]),
+                "/w"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn paths_resolve_lexically_against_cwd() {
+        let cases = [
+            ("/home/u", "x.py", "/home/u/x.py"),
+            ("/home/u/", "./a/./b/../x.py", "/home/u/a/x.py"),
+            ("/", "../../x.py", "/x.py"),
+            ("/home/u", "/abs//dir/./x.py", "/abs/dir/x.py"),
+            ("/home/u", "/../x.py", "/x.py"),
+            // Unknown cwd: the path stays relative (normalized), so callers can tell.
+            ("", "x.py", "x.py"),
+            ("", "./x.py", "x.py"),
+            ("", "../x.py", "../x.py"),
+            ("", "a/../../x.py", "../x.py"),
+            ("", "/abs/x.py", "/abs/x.py"),
+        ];
+        for (cwd, path, want) in cases {
+            let got = run("/usr/bin/python3", &["python3", path], cwd);
+            assert_eq!(got.script_path, want, "cwd {cwd:?} path {path:?}");
+        }
+        // An empty script name names no file.
+        assert_eq!(
+            run("/usr/bin/python3", &["python3", ""], "/w").script_path,
+            ""
+        );
+        // ruby -C with an unknown cwd keeps the relative chain.
+        assert_eq!(
+            run("/usr/bin/ruby", &["ruby", "-C", "d", "x.rb"], "").script_path,
+            "d/x.rb"
+        );
+    }
+
+    #[test]
+    fn inline_hash_is_of_exactly_the_code_text() {
+        let inv = run(
+            "/usr/bin/python3",
+            &["python3", "-c", "print('hi')\n"],
+            "/w",
+        );
+        assert_eq!(inv.inline_sha256, sha256_hex(b"print('hi')\n"));
+        assert_eq!(inv.interpreter, "python");
+        assert!(inv.script_path.is_empty() && inv.module.is_empty());
+        // sha256("abc"), independently known.
+        let inv = run("/usr/bin/bash", &["bash", "-c", "abc"], "/w");
+        assert_eq!(
+            inv.inline_sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn adversarial_argv_never_panics_and_stays_conservative() {
+        let interpreters = [
+            "/usr/bin/python3",
+            "/usr/bin/perl",
+            "/usr/bin/ruby",
+            "/usr/bin/node",
+            "/usr/bin/php",
+            "/usr/bin/tclsh",
+            "/bin/sh",
+            "/bin/bash",
+            "/bin/dash",
+            "/bin/zsh",
+            "/bin/ksh",
+            "/usr/bin/osascript",
+            "/usr/bin/pwsh",
+            "/usr/bin/swift",
+        ];
+        let long_arg = "-".repeat(10_000) + "c";
+        let many: Vec<String> = (0..20_000).map(|n| format!("-{}", n % 7)).collect();
+        let odd: &[&[&str]] = &[
+            &[],
+            &["x"],
+            &[""],
+            &["x", ""],
+            &["x", "-"],
+            &["x", "--"],
+            &["x", "---"],
+            &["x", "-\u{e9}\u{1F600}c", "code"],
+            &["x", "\u{FFFD}\u{FFFD}", "a"],
+            &["x", "-\u{0}"],
+            &["x", "-o"],
+            &["x", "-W"],
+            &["x", "-I"],
+            &["x", "-C"],
+            &["x", "-encoding"],
+            &["x", "-ExecutionPolicy"],
+            &["x", "-e", "", "-e"],
+            &["x", "=", "-="],
+            &["x", &long_arg],
+        ];
+        for exe in interpreters {
+            for args in odd {
+                // Must not panic; the result is whatever the grammar says.
+                let _ = analyze(exe, &argv(args), "/w");
+                let _ = analyze(exe, &argv(args), "");
+            }
+            let mut big = vec!["x".to_owned()];
+            big.extend(many.iter().cloned());
+            let _ = analyze(exe, &big, "/w");
+        }
+        // Empty argv: the code cannot be seen, so it is not the trusted interpreter.
+        for exe in interpreters {
+            let inv = analyze(exe, &[], "/w").unwrap_or_else(|| panic!("{exe}"));
+            assert_eq!(inv.kind, ScriptKind::Stdin, "{exe}");
+        }
+        // A title written over argv (setproctitle, process.title): code unseen.
+        for args in [
+            &["gunicorn: master [app]"][..],
+            &["worker", "", "", ""],
+            &["python3 /tmp/x.py --flag"],
+        ] {
+            assert_eq!(
+                run("/usr/bin/python3", args, "/w").kind,
+                ScriptKind::Stdin,
+                "{args:?}"
+            );
+            assert_eq!(
+                run("/usr/bin/node", args, "/w").kind,
+                ScriptKind::Stdin,
+                "{args:?}"
+            );
+        }
+        // …but a real REPL or login shell keeps its interpreter name.
+        assert_eq!(
+            run("/usr/bin/python3", &["/usr/bin/python3"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/bash", &["-bash"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/dash", &["-sh"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/python3", &["python3", ""], "/w").kind,
+            ScriptKind::File
+        );
+        // argv[0] only follows each interpreter's no-script rule.
+        assert_eq!(
+            run("/usr/bin/python3", &["python3"], "/w").kind,
+            ScriptKind::Interactive
+        );
+        assert_eq!(
+            run("/usr/bin/perl", &["perl"], "/w").kind,
+            ScriptKind::Stdin
+        );
+        // Non-UTF-8 argv arrives lossily decoded (U+FFFD); it is still a path.
+        let inv = run("/usr/bin/python3", &["python3", "\u{FFFD}.py"], "/w");
+        assert_eq!(inv.script_path, "/w/\u{FFFD}.py");
+        // A very long `-c` cluster of unknown flags ends in -c and takes the code.
+        let inv = run(
+            "/usr/bin/python3",
+            &["python3", "-uuuuuuuuuuuuuuuuuuuuuuuuc", "1"],
+            "/w",
+        );
+        assert_eq!(inv.kind, ScriptKind::Inline);
+    }
 }

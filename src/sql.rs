@@ -1,2 +1,535 @@
-//! The embedded SQLite engine: the same tables as rusqlite virtual tables.
-//! (Being written.)
+//! The embedded SQLite engine: every `TableDef` as an eponymous rusqlite virtual
+//! table, so `an1256 scan` and `an1256 query` run the same SQL osqueryi would,
+//! with the same constraint push-down (`=` and `IN` reach `QueryContext`).
+
+use crate::tables::{Op, QueryContext, Row, TableDef, Value, WriteOutcome};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::vtab::{
+    update_module, Context, CreateVTab, Filters, IndexConstraintOp, IndexInfo, Inserts, UpdateVTab,
+    Updates, VTab, VTabConnection, VTabCursor, VTabKind,
+};
+use rusqlite::{ffi, Connection};
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Column names and rows of one statement's result.
+pub type QueryResult = (Vec<String>, Vec<Vec<SqlValue>>);
+
+/// An in-memory SQLite connection with the tables registered.
+pub struct Engine {
+    conn: Connection,
+    time_limit: Option<Duration>,
+}
+
+impl Engine {
+    /// Registers every table (as a module of the same name, so `FROM name` works
+    /// with no CREATE VIRTUAL TABLE).
+    pub fn new(tables: Vec<Arc<dyn TableDef>>) -> rusqlite::Result<Engine> {
+        let conn = Connection::open_in_memory()?;
+        for table in tables {
+            let name = table.name();
+            conn.create_module(name, update_module::<TableVTab>(), Some(table))?;
+        }
+        Ok(Engine {
+            conn,
+            time_limit: None,
+        })
+    }
+
+    /// Interrupts any statement that runs longer than `limit` (bounded cost per
+    /// query); the clock restarts for each `query`.
+    pub fn set_time_limit(&mut self, limit: Duration) {
+        self.time_limit = Some(limit);
+    }
+
+    /// Runs one SQL statement and collects its result.
+    pub fn query(&self, sql: &str) -> rusqlite::Result<QueryResult> {
+        if let Some(limit) = self.time_limit {
+            let deadline = Instant::now() + limit;
+            self.conn
+                .progress_handler(10_000, Some(move || Instant::now() > deadline));
+        }
+        let mut stmt = self.conn.prepare(sql)?;
+        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let count = columns.len();
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(count);
+            for i in 0..count {
+                values.push(row.get::<_, SqlValue>(i)?);
+            }
+            out.push(values);
+        }
+        Ok((columns, out))
+    }
+
+    /// The underlying connection (for tests and the baseline CLI).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// One virtual table over one `TableDef`.
+#[repr(C)]
+struct TableVTab {
+    /// Base class; must be first (rusqlite's contract).
+    base: ffi::sqlite3_vtab,
+    table: Arc<dyn TableDef>,
+}
+
+/// Quotes an identifier for the declared schema (names come from our own column
+/// definitions, never from user input; quoting is still the right thing).
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The CREATE TABLE statement SQLite needs to learn the columns.
+fn declared_schema(table: &dyn TableDef) -> String {
+    let columns: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| format!("{} {}", quote_identifier(c.name), c.ty.as_str()))
+        .collect();
+    format!("CREATE TABLE x({})", columns.join(", "))
+}
+
+fn module_error(message: impl Into<String>) -> rusqlite::Error {
+    rusqlite::Error::ModuleError(message.into())
+}
+
+/// Runs table code so that a panic becomes an SQL error instead of unwinding into C.
+fn contained<T>(table: &str, f: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(_) => Err(module_error(format!(
+            "internal error in table {table} (a bug: please report it); the query was abandoned"
+        ))),
+    }
+}
+
+unsafe impl<'vtab> VTab<'vtab> for TableVTab {
+    type Aux = Arc<dyn TableDef>;
+    type Cursor = TableCursor;
+
+    fn connect(
+        _db: &mut VTabConnection,
+        aux: Option<&Arc<dyn TableDef>>,
+        _args: &[&[u8]],
+    ) -> rusqlite::Result<(String, Self)> {
+        let table = aux
+            .cloned()
+            .ok_or_else(|| module_error("virtual table registered without its definition"))?;
+        Ok((
+            declared_schema(table.as_ref()),
+            TableVTab {
+                base: ffi::sqlite3_vtab::default(),
+                table,
+            },
+        ))
+    }
+
+    /// Pushes every usable `=` down (SQLite turns `IN (…)` into one filter call per
+    /// value). `=` on an INDEX column makes the plan cheap, so a JOIN drives this
+    /// table by that column, exactly as osquery's planner does.
+    fn best_index(&self, info: &mut IndexInfo) -> rusqlite::Result<()> {
+        let columns = self.table.columns();
+        let mut pushed: Vec<(usize, usize)> = Vec::new();
+        for (i, constraint) in info.constraints().enumerate() {
+            if !constraint.is_usable()
+                || constraint.operator() != IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ
+            {
+                continue;
+            }
+            let Ok(column) = usize::try_from(constraint.column()) else {
+                continue; // rowid
+            };
+            if column < columns.len() {
+                pushed.push((i, column));
+            }
+        }
+        let mut names = Vec::with_capacity(pushed.len());
+        for (argv, (constraint, column)) in pushed.iter().enumerate() {
+            let mut usage = info.constraint_usage(*constraint);
+            usage.set_argv_index(c_int::try_from(argv + 1).unwrap_or(c_int::MAX));
+            // SQLite re-checks: our push-down may return a superset.
+            usage.set_omit(false);
+            names.push(columns.get(*column).map(|c| c.name).unwrap_or_default());
+        }
+        let indexed = pushed
+            .iter()
+            .any(|(_, column)| columns.get(*column).is_some_and(|c| c.index));
+        if indexed {
+            info.set_estimated_cost(10.0);
+            info.set_estimated_rows(10);
+        } else {
+            info.set_estimated_cost(1_000_000.0);
+            info.set_estimated_rows(10_000);
+        }
+        info.set_idx_str(&names.join(","));
+        Ok(())
+    }
+
+    fn open(&'vtab mut self) -> rusqlite::Result<TableCursor> {
+        Ok(TableCursor {
+            base: ffi::sqlite3_vtab_cursor::default(),
+            table: self.table.clone(),
+            rows: Arc::new(Vec::new()),
+            position: 0,
+            memo: std::collections::HashMap::new(),
+        })
+    }
+}
+
+impl CreateVTab<'_> for TableVTab {
+    const KIND: VTabKind = VTabKind::Eponymous;
+}
+
+/// Values of an INSERT/UPDATE in column order (`None` = NULL).
+fn row_values(args: &rusqlite::vtab::Values<'_>, skip: usize) -> Vec<Option<Value>> {
+    args.iter()
+        .skip(skip)
+        .map(|v| match v {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(Value::Int(i)),
+            ValueRef::Real(f) => Some(Value::Text(f.to_string())),
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                Some(Value::Text(String::from_utf8_lossy(t).into_owned()))
+            }
+        })
+        .collect()
+}
+
+fn write_result(outcome: WriteOutcome) -> rusqlite::Result<Option<i64>> {
+    match outcome {
+        WriteOutcome::Success(rowid) => Ok(rowid),
+        WriteOutcome::Constraint(msg) => Err(module_error(format!("constraint failed: {msg}"))),
+        WriteOutcome::Failure(msg) => Err(module_error(msg)),
+    }
+}
+
+fn writable(table: &dyn TableDef) -> rusqlite::Result<()> {
+    if table.is_writable() {
+        Ok(())
+    } else {
+        Err(module_error(format!("table {} is read-only", table.name())))
+    }
+}
+
+impl UpdateVTab<'_> for TableVTab {
+    fn delete(&mut self, rowid: ValueRef<'_>) -> rusqlite::Result<()> {
+        let table = self.table.clone();
+        contained(table.name(), || {
+            writable(table.as_ref())?;
+            let rowid = rowid
+                .as_i64()
+                .map_err(|_| module_error("DELETE needs an integer rowid"))?;
+            write_result(table.delete(rowid)).map(|_| ())
+        })
+    }
+
+    fn insert(&mut self, args: &Inserts<'_>) -> rusqlite::Result<i64> {
+        let table = self.table.clone();
+        contained(table.name(), || {
+            writable(table.as_ref())?;
+            // args: [old rowid (NULL), new rowid, column values…]
+            let values = row_values(args, 2);
+            Ok(write_result(table.insert(&values))?.unwrap_or(0))
+        })
+    }
+
+    fn update(&mut self, args: &Updates<'_>) -> rusqlite::Result<()> {
+        let table = self.table.clone();
+        contained(table.name(), || {
+            writable(table.as_ref())?;
+            let rowid: i64 = args
+                .get(0)
+                .map_err(|_| module_error("UPDATE needs an integer rowid"))?;
+            let values = row_values(args, 2);
+            write_result(table.update(rowid, &values)).map(|_| ())
+        })
+    }
+}
+
+/// Distinct filter results a cursor remembers (bounds memory on huge joins).
+const MAX_MEMOIZED_FILTERS: usize = 4096;
+
+/// A cursor holds one generate call's rows.
+#[repr(C)]
+struct TableCursor {
+    /// Base class; must be first.
+    base: ffi::sqlite3_vtab_cursor,
+    table: Arc<dyn TableDef>,
+    rows: Arc<Vec<Row>>,
+    position: usize,
+    /// Results of earlier filter calls in this statement, by pushed-down values: a
+    /// JOIN calls filter once per outer row, often with the same pid again.
+    memo: std::collections::HashMap<String, Arc<Vec<Row>>>,
+}
+
+/// Builds the query context from the pushed-down `=` values.
+fn context_from(idx_str: Option<&str>, args: &Filters<'_>) -> Option<QueryContext> {
+    let mut ctx = QueryContext::new();
+    let names = idx_str.unwrap_or_default();
+    let names = names.split(',').filter(|n| !n.is_empty());
+    for (name, value) in names.zip(args.iter()) {
+        let expr = match value {
+            // `col = NULL` matches nothing.
+            ValueRef::Null => return None,
+            ValueRef::Integer(i) => i.to_string(),
+            ValueRef::Real(f) => f.to_string(),
+            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        };
+        ctx.constraints
+            .push(crate::tables::constraints::Constraint {
+                column: name.to_owned(),
+                op: Op::Equals,
+                expr,
+            });
+    }
+    Some(ctx)
+}
+
+unsafe impl VTabCursor for TableCursor {
+    fn filter(
+        &mut self,
+        _idx_num: c_int,
+        idx_str: Option<&str>,
+        args: &Filters<'_>,
+    ) -> rusqlite::Result<()> {
+        self.position = 0;
+        self.rows = Arc::new(Vec::new());
+        let Some(ctx) = context_from(idx_str, args) else {
+            return Ok(());
+        };
+        let key = format!("{:?}", ctx.constraints);
+        if let Some(rows) = self.memo.get(&key) {
+            self.rows = rows.clone();
+            return Ok(());
+        }
+        let table = self.table.clone();
+        let rows = contained(table.name(), || {
+            table
+                .generate(&ctx)
+                .map_err(|e| module_error(format!("{}: {e}", table.name())))
+        })?;
+        self.rows = Arc::new(rows);
+        if self.memo.len() < MAX_MEMOIZED_FILTERS {
+            self.memo.insert(key, self.rows.clone());
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> rusqlite::Result<()> {
+        self.position += 1;
+        Ok(())
+    }
+
+    fn eof(&self) -> bool {
+        self.position >= self.rows.len()
+    }
+
+    fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
+        let value = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.rows.get(self.position).and_then(|row| row.get(i)));
+        match value {
+            Some(Value::Int(v)) => ctx.set_result(v),
+            Some(Value::Text(v)) => ctx.set_result(v),
+            None => ctx.set_result(&SqlValue::Null),
+        }
+    }
+
+    fn rowid(&self) -> rusqlite::Result<i64> {
+        if let Some(name) = self.table.rowid_column() {
+            let index = crate::tables::column_index(self.table.columns(), name);
+            if let Some(Value::Int(id)) = index.and_then(|i| self.rows.get(self.position)?.get(i)) {
+                return Ok(*id);
+            }
+        }
+        Ok(i64::try_from(self.position).unwrap_or(i64::MAX))
+    }
+}
+
+/// Renders a SQL value as text for table output.
+pub fn display_value(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Null => String::new(),
+        SqlValue::Integer(i) => i.to_string(),
+        SqlValue::Real(f) => f.to_string(),
+        SqlValue::Text(t) => t.clone(),
+        SqlValue::Blob(b) => crate::trust::hex(b),
+    }
+}
+
+/// A SQL value as JSON (integers stay numbers).
+pub fn json_value(value: &SqlValue) -> serde_json::Value {
+    match value {
+        SqlValue::Null => serde_json::Value::Null,
+        SqlValue::Integer(i) => (*i).into(),
+        SqlValue::Real(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        SqlValue::Text(t) => t.clone().into(),
+        SqlValue::Blob(b) => crate::trust::hex(b).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProcessInfo, SocketInfo, SocketType};
+    use crate::platform::FakeHost;
+
+    fn fake() -> Arc<FakeHost> {
+        let process = |pid: i32, path: &str| ProcessInfo {
+            pid,
+            parent: 1,
+            path: path.into(),
+            argv: vec![path.into()],
+            ..Default::default()
+        };
+        let udp = |pid: i32, port: i32| SocketInfo {
+            pid,
+            fd: 3,
+            socket: 1000 + pid as u64,
+            family: 2,
+            protocol: 17,
+            socket_type: SocketType::Dgram,
+            local_address: "127.0.0.1".into(),
+            local_port: port,
+            remote_address: "0.0.0.0".into(),
+            remote_port: 0,
+            tcp_state: String::new(),
+            net_namespace: String::new(),
+        };
+        Arc::new(FakeHost {
+            processes: vec![
+                process(1, "/sbin/init"),
+                process(10, "/tmp/a"),
+                process(20, "/tmp/b"),
+                process(30, "/tmp/c"),
+            ],
+            sockets: vec![udp(10, 5000), udp(20, 6000)],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn pid_equality_and_in_are_pushed_down() {
+        let host = fake();
+        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let (_, rows) = engine
+            .query("SELECT pid, path FROM process_code_signature WHERE pid IN (10, 30)")
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        let calls = host.process_calls.lock().unwrap().clone();
+        // Only the two asked-for processes (and their parent) were read.
+        assert!(calls.iter().all(|p| [10, 30, 1].contains(p)), "{calls:?}");
+        assert!(calls.contains(&10) && calls.contains(&30));
+    }
+
+    #[test]
+    fn join_drives_the_signature_table_by_pid() {
+        let host = fake();
+        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let (columns, rows) = engine
+            .query(
+                "SELECT s.pid, s.local_port, c.subject_path FROM nonstandard_protocol_sockets s \
+                 JOIN process_code_signature c ON c.pid = s.pid WHERE c.subject_trusted = 0 ORDER BY s.pid",
+            )
+            .unwrap();
+        assert_eq!(columns, ["pid", "local_port", "subject_path"]);
+        assert_eq!(
+            rows,
+            vec![
+                vec![
+                    SqlValue::Integer(10),
+                    SqlValue::Integer(5000),
+                    SqlValue::Text("/tmp/a".into())
+                ],
+                vec![
+                    SqlValue::Integer(20),
+                    SqlValue::Integer(6000),
+                    SqlValue::Text("/tmp/b".into())
+                ],
+            ]
+        );
+        let calls = host.process_calls.lock().unwrap().clone();
+        assert!(
+            !calls.contains(&30),
+            "process 30 has no socket and must not be read: {calls:?}"
+        );
+    }
+
+    #[test]
+    fn a_join_evaluates_each_pid_once_per_statement() {
+        let base = fake();
+        let mut sockets = base.sockets.clone();
+        for fd in 4..8 {
+            let mut s = base.sockets[0].clone();
+            s.fd = fd;
+            sockets.push(s);
+        }
+        let host = Arc::new(FakeHost {
+            processes: base.processes.clone(),
+            sockets,
+            ..Default::default()
+        });
+        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let (_, rows) = engine
+            .query(
+                "SELECT s.fd FROM nonstandard_protocol_sockets s \
+                 JOIN process_code_signature c ON c.pid = s.pid WHERE s.pid = 10",
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 5);
+        let calls = host.process_calls.lock().unwrap().clone();
+        // One read for the socket owner's path, one for its signature row: not one
+        // per socket.
+        assert_eq!(calls.iter().filter(|p| **p == 10).count(), 2, "{calls:?}");
+    }
+
+    #[test]
+    fn protocol_name_is_pushed_to_the_socket_scan() {
+        let host = fake();
+        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let (_, rows) = engine
+            .query("SELECT * FROM nonstandard_protocol_sockets WHERE protocol_name = 'icmp'")
+            .unwrap();
+        assert!(rows.is_empty());
+        let queries = host.socket_queries.lock().unwrap().clone();
+        let last = queries.last().unwrap();
+        assert!(last.protocols.icmp && !last.protocols.udp, "{last:?}");
+    }
+
+    #[test]
+    fn bad_sql_and_writes_to_read_only_tables_are_errors() {
+        let engine = Engine::new(crate::all_tables(fake())).unwrap();
+        let err = engine.query("SELEC 1").unwrap_err().to_string();
+        assert!(err.contains("syntax error"), "{err}");
+        let err = engine
+            .query("SELECT nope FROM process_code_signature")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such column"), "{err}");
+        let err = engine
+            .query("INSERT INTO process_code_signature (pid) VALUES (1)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read-only"), "{err}");
+    }
+
+    #[test]
+    fn time_limit_interrupts_runaway_queries() {
+        let mut engine = Engine::new(crate::all_tables(fake())).unwrap();
+        engine.set_time_limit(Duration::from_millis(50));
+        let err = engine
+            .query("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("interrupt"), "{err}");
+    }
+}

@@ -52,10 +52,15 @@ pub fn baseline_key(identity: &CodeIdentity, path: &str) -> String {
 /// Judges one process: its executable, the script it runs, and the subject.
 pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
     let identity = host.process_identity(&process);
-    let script = script::analyze(&process.path, &process.argv, &process.cwd);
+    let mut script = script::analyze(&process.path, &process.argv, &process.cwd);
+    if let Some(s) = script.as_mut() {
+        resolve_module_file(s, &process.cwd);
+    }
+    // Only absolute paths are looked at: a relative one (cwd unknown) would name a
+    // file relative to this extension's own cwd.
     let script_identity = script
         .as_ref()
-        .filter(|s| s.kind == ScriptKind::File && !s.script_path.is_empty())
+        .filter(|s| s.kind == ScriptKind::File && s.script_path.starts_with('/'))
         .map(|s| host.file_identity(&s.script_path));
     let subject = subject_of(
         &process,
@@ -69,6 +74,22 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         script,
         script_identity,
         subject,
+    }
+}
+
+/// Python `-m mod` runs `<cwd>/mod.py` (or `<cwd>/mod/__main__.py`) when it exists,
+/// because the cwd comes first on `sys.path`: such a module is a script file in the
+/// cwd and is judged as one (the module name is kept).
+fn resolve_module_file(script: &mut ScriptInvocation, cwd: &str) {
+    if script.kind != ScriptKind::Module || !script.module_from_cwd {
+        return;
+    }
+    let found = script::module_candidates(cwd, &script.module)
+        .into_iter()
+        .find(|candidate| std::fs::metadata(candidate).is_ok_and(|m| m.is_file()));
+    if let Some(path) = found {
+        script.kind = ScriptKind::File;
+        script.script_path = path;
     }
 }
 
