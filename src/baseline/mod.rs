@@ -118,8 +118,13 @@ impl Baseline {
         }
     }
 
-    /// Runs one sampler pass; `None` when the store is unavailable.
+    /// Runs one sampler pass (learning while the window is open); `None` when
+    /// the store is unavailable.
     pub fn sample(&self) -> Option<sampler::PassReport> {
+        self.sample_with(true)
+    }
+
+    fn sample_with(&self, may_learn: bool) -> Option<sampler::PassReport> {
         let store = match self.store() {
             Ok(s) => s,
             Err(e) => {
@@ -127,7 +132,7 @@ impl Baseline {
                 return None;
             }
         };
-        let report = sampler::sample_once(self.host.as_ref(), &store, self.limits());
+        let report = sampler::sample_once(self.host.as_ref(), &store, self.limits(), may_learn);
         let mut sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
         if sightings.len() > MAX_SIGHTINGS {
             sightings.clear();
@@ -181,8 +186,9 @@ impl Baseline {
                 *last = Some(Instant::now());
                 drop(last);
                 // A subject that opened its socket after the last pass: one pass
-                // (rate-limited) tells us its path.
-                self.sample();
+                // (rate-limited) tells us its path. It records observations but
+                // never learns: a query must not change what it is judging.
+                self.sample_with(false);
                 known(&mut facts);
             }
         }

@@ -52,8 +52,16 @@ pub fn thread_cpu_micros() -> i64 {
         .saturating_add(i64::from(ts.tv_nsec) / 1000)
 }
 
-/// Runs one pass and records it (stats included) in the store.
-pub fn sample_once(host: &dyn Host, store: &Store, limits: ObservationLimits) -> PassReport {
+/// Runs one pass and records it (stats included) in the store. `may_learn`:
+/// whether this pass may turn observations into `learned` entries while the
+/// learning window is open (the extension's sampler and `an1256 baseline sample`
+/// may; a pass a policy lookup triggers to learn a subject's path may not).
+pub fn sample_once(
+    host: &dyn Host,
+    store: &Store,
+    limits: ObservationLimits,
+    may_learn: bool,
+) -> PassReport {
     let started = Instant::now();
     let cpu_start = thread_cpu_micros();
     let now = unix_now();
@@ -120,7 +128,7 @@ pub fn sample_once(host: &dyn Host, store: &Store, limits: ObservationLimits) ->
     report.observations = observations.into_values().collect();
 
     let learning = match store.learning_until() {
-        Ok(until) => now < until,
+        Ok(until) => may_learn && now < until,
         Err(e) => {
             report.errors.push(e.to_string());
             false
