@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             };
             let result = an1256::extension::run(&args, tables);
             if let Some(handle) = sampler.as_mut() {
-                handle.stop();
+                handle.stop_within(std::time::Duration::from_secs(1));
             }
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -655,11 +655,21 @@ fn every_pack_query_runs_on_this_host() {
     // Something for the socket and observation queries to find.
     let child = udp_python_child("pack");
     let report = baseline.sample().expect("sampler pass");
+    eprintln!(
+        "first sampler pass (cold trust cache): {} sockets, {} processes, {} ms wall, {} ms cpu",
+        report.sockets, report.processes, report.wall_ms, report.cpu_ms
+    );
+    let report = baseline.sample().expect("second sampler pass");
+    eprintln!(
+        "second sampler pass (warm cache): {} sockets, {} processes, {} ms wall, {} ms cpu",
+        report.sockets, report.processes, report.wall_ms, report.cpu_ms
+    );
     let queries = pack_queries().expect("pack parses");
     assert_eq!(queries.len(), 5);
     for (name, q) in &queries {
+        let started = std::time::Instant::now();
         let rows = run(&engine, &q.query);
-        eprintln!("{name}: {} rows", rows.len());
+        eprintln!("{name}: {} rows in {:?}", rows.len(), started.elapsed());
         match name.as_str() {
             "an1256_health" => {
                 assert_eq!(rows.len(), 1);

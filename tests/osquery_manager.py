@@ -312,7 +312,55 @@ def shutdown_rpc(args, handler, server, process, result):
     server.stop()
 
 
-SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc}
+def baseline_write(args, handler, server, process, result):
+    """osquery's side of INSERT / DELETE on the writable an1256_baseline table:
+    osquery sends every column in order in json_value_array (NULL for those the
+    statement left out) and reads `status` / `id` from the one reply row."""
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    columns = response_json(extension_call(
+        ext, "call", "table", "an1256_baseline", {"action": "columns"}))
+    names = [r["name"] for r in columns["rows"]]
+    result["baseline_columns"] = names
+
+    def values(**given):
+        return json.dumps([given.get(n) for n in names])
+
+    def lookup():
+        context = json.dumps({"constraints": [
+            {"name": "identity", "affinity": "TEXT",
+             "list": [{"op": 2, "expr": args.identity}]}]})
+        return response_json(extension_call(
+            ext, "call", "table", "an1256_baseline",
+            {"action": "generate", "context": context}))
+
+    result["insert"] = response_json(extension_call(
+        ext, "call", "table", "an1256_baseline",
+        {"action": "insert", "auto_rowid": "true",
+         "json_value_array": values(identity=args.identity, protocol_name="udp",
+                                    remote_port=-1, note="approved through osquery")}))
+    result["after_insert"] = lookup()
+    result["insert_bad_port"] = response_json(extension_call(
+        ext, "call", "table", "an1256_baseline",
+        {"action": "insert", "auto_rowid": "true",
+         "json_value_array": values(identity=args.identity, protocol_name="udp",
+                                    remote_port=70000)}))
+    rows = result["after_insert"]["rows"]
+    rowid = rows[0].get("rowid") if rows else None
+    result["delete"] = response_json(extension_call(
+        ext, "call", "table", "an1256_baseline",
+        {"action": "delete", "id": str(rowid)}))
+    result["after_delete"] = lookup()
+    result["info"] = response_json(extension_call(
+        ext, "call", "table", "an1256_info", {"action": "generate", "context": "{}"}))
+    process.send_signal(signal.SIGTERM)
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_sigterm"] = {"code": code, "seconds": waited}
+    server.stop()
+
+
+SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
+             "baseline_write": baseline_write}
 
 
 def main():
@@ -323,6 +371,7 @@ def main():
     parser.add_argument("--extension", required=True, help="path of the an1256 binary")
     parser.add_argument("--work", required=True, help="private directory for the sockets")
     parser.add_argument("--pid", type=int, default=0, help="pid to constrain generate to")
+    parser.add_argument("--identity", default="", help="baseline identity to write")
     args = parser.parse_args()
     args.socket = os.path.join(args.work, "osquery.em")
 

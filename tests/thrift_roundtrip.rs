@@ -92,7 +92,16 @@ impl Drop for UdpHolder {
 /// Runs one manager scenario and returns its JSON report; panics with the
 /// report (and the extension's stderr) when the scenario itself failed.
 fn run_scenario(scenario: &str, pid: u32) -> Json {
+    run_scenario_with(scenario, pid, &[])
+}
+
+/// `run_scenario` with extra manager arguments. The extension's baseline store
+/// lives in the scenario's private directory (never the system default).
+fn run_scenario_with(scenario: &str, pid: u32, extra: &[&str]) -> Json {
     let work = tempfile::tempdir().expect("tempdir");
+    // An empty config file: the host's /etc/an1256 must not steer the test.
+    let config = work.path().join("config.json");
+    std::fs::write(&config, "{}").expect("write the test config");
     let started = Instant::now();
     let mut child = Command::new(venv_python())
         .arg(manager_script())
@@ -103,6 +112,9 @@ fn run_scenario(scenario: &str, pid: u32) -> Json {
         .arg(work.path())
         .arg("--pid")
         .arg(pid.to_string())
+        .args(extra)
+        .env("AN1256_DB", work.path().join("store/an1256.db"))
+        .env("AN1256_CONFIG", &config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -194,7 +206,13 @@ fn registers_serves_and_exits_when_osquery_goes_away() {
     names.sort();
     assert_eq!(
         names,
-        ["nonstandard_protocol_sockets", "process_code_signature"]
+        [
+            "an1256_baseline",
+            "an1256_info",
+            "an1256_observations",
+            "nonstandard_protocol_sockets",
+            "process_code_signature"
+        ]
     );
     use an1256::tables::{nonstandard_protocol_sockets as sockets, process_code_signature as pcs};
     assert_eq!(
@@ -324,6 +342,7 @@ fn missing_manager_socket_exits_nonzero_with_a_clear_message_after_timeout() {
         .arg("--socket")
         .arg(&socket)
         .args(["--timeout", "2", "--interval", "1"])
+        .env("AN1256_DB", socket.with_file_name("store/an1256.db"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -359,4 +378,71 @@ fn shutdown_rpc_deregisters_and_exits_cleanly() {
     assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
     assert_eq!(report["deregistered"], serde_json::json!([true]));
     assert_eq!(report["extension_socket_removed"], true);
+}
+
+#[test]
+fn osquery_side_insert_and_delete_on_the_baseline_table() {
+    let identity = format!("sha256:{}", "c".repeat(64));
+    let report = run_scenario_with("baseline_write", 0, &["--identity", &identity]);
+    let names: Vec<&str> = report["baseline_columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    let expected: Vec<&str> = an1256::tables::an1256_baseline::COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, expected);
+
+    let insert = &report["insert"];
+    assert_eq!(code(insert), 0, "{insert}");
+    assert_eq!(insert["rows"][0]["status"], "success", "{insert}");
+    let new_id = insert["rows"][0]["id"]
+        .as_str()
+        .expect("new row id")
+        .to_owned();
+
+    let rows = report["after_insert"]["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["identity"], identity.as_str());
+    assert_eq!(rows[0]["source"], "approved");
+    assert_eq!(rows[0]["remote_port"], "-1");
+    assert_eq!(rows[0]["note"], "approved through osquery");
+    assert_eq!(
+        rows[0]["rowid"],
+        new_id.as_str(),
+        "osquery reads row ids from `rowid`"
+    );
+
+    let bad = &report["insert_bad_port"];
+    assert_eq!(bad["rows"][0]["status"], "constraint", "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("out of range")
+            || bad["rows"][0]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("out of range"),
+        "{bad}"
+    );
+
+    assert_eq!(
+        report["delete"]["rows"][0]["status"], "success",
+        "{}",
+        report["delete"]
+    );
+    assert_eq!(report["after_delete"]["rows"], serde_json::json!([]));
+    let info = &report["info"]["rows"][0];
+    assert!(
+        info["db_path"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("store/an1256.db"),
+        "{info}"
+    );
+    assert_eq!(report["exit_after_sigterm"]["code"], 0);
 }

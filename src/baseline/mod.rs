@@ -37,8 +37,14 @@ const SIGHTING_REFRESH: Duration = Duration::from_secs(2);
 const MAX_SIGHTINGS: usize = 10_000;
 
 enum StoreSlot {
+    /// Not opened yet: nothing touches the disk until a table or the sampler
+    /// needs the store (`an1256 tables`, a failed start).
+    Unopened,
     Open(Arc<Store>),
-    Failed { error: String, at: Instant },
+    Failed {
+        error: String,
+        at: Instant,
+    },
 }
 
 /// The baseline context shared by the tables, the sampler and the CLI.
@@ -52,19 +58,10 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Opens the store (errors are kept and reported, not returned) and loads the
-    /// policy.
+    /// Loads the policy; the store is opened on first use (its errors are kept
+    /// and reported in `an1256_info`, not returned).
     pub fn new(config: BaselineConfig, host: Arc<dyn Host>) -> Baseline {
-        let store = match Store::open(&config.db_path, config.learning_secs) {
-            Ok(s) => StoreSlot::Open(Arc::new(s)),
-            Err(e) => {
-                log::error!("{e}");
-                StoreSlot::Failed {
-                    error: e.to_string(),
-                    at: Instant::now(),
-                }
-            }
-        };
+        let store = StoreSlot::Unopened;
         let policy = Policy::new(
             config.policy_path.clone(),
             config.policy_path_explicit,
@@ -87,7 +84,7 @@ impl Baseline {
         match &*slot {
             StoreSlot::Open(s) => Ok(s.clone()),
             StoreSlot::Failed { error, at } if at.elapsed() < STORE_RETRY => Err(error.clone()),
-            StoreSlot::Failed { .. } => {
+            StoreSlot::Failed { .. } | StoreSlot::Unopened => {
                 match Store::open(&self.config.db_path, self.config.learning_secs) {
                     Ok(s) => {
                         let s = Arc::new(s);
@@ -95,6 +92,7 @@ impl Baseline {
                         Ok(s)
                     }
                     Err(e) => {
+                        log::error!("{e}");
                         let error = e.to_string();
                         *slot = StoreSlot::Failed {
                             error: error.clone(),

@@ -195,14 +195,34 @@ impl SamplerHandle {
 
     /// Signals the thread and waits for the pass in progress (if any) to finish.
     pub fn stop(&mut self) {
+        self.stop_within(Duration::MAX);
+    }
+
+    /// Signals the thread and waits at most `limit` for a pass in progress: an
+    /// extension that osquery asked to exit must not linger. A pass still running
+    /// is left to the process exit (its transaction never commits, so the store
+    /// stays consistent). Returns whether the thread finished.
+    pub fn stop_within(&mut self, limit: Duration) -> bool {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("the sampler thread panicked");
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let started = Instant::now();
+        while !thread.is_finished() {
+            if started.elapsed() >= limit {
+                log::warn!(
+                    "the sampler pass in progress did not finish within {limit:?}; not waiting"
+                );
+                return false;
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        if thread.join().is_err() {
+            log::error!("the sampler thread panicked");
+        }
+        true
     }
 }
 
