@@ -552,7 +552,7 @@ fn two_writers_lose_nothing() {
     // 2 x 300 imported + 2 x 150 approved (icmp) + 2 x 150 learned (udp).
     assert_eq!(entries.len(), 600 + 300 + 300);
     assert_eq!(store.observations(None).unwrap().len(), 300);
-    let _ = identity;
+    assert!(entries.iter().any(|e| e.identity == identity(1, 299)));
 }
 
 #[test]

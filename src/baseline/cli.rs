@@ -226,11 +226,10 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
                 })
                 .collect();
             match store.import(&entries) {
-                Ok(n) => {
+                Ok(_) => {
                     for (identity, protocol, port) in &targets {
                         let _ = writeln!(out, "approved {identity} {protocol} port {port}");
                     }
-                    let _ = n;
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

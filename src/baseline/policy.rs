@@ -164,7 +164,7 @@ impl SubjectFacts {
 }
 
 impl Rule {
-    fn check(&self, platform: &str) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
             return Err("a rule has no name".into());
         }
@@ -217,7 +217,6 @@ impl Rule {
                 ));
             }
         }
-        let _ = platform;
         Ok(())
     }
 
@@ -312,7 +311,9 @@ impl Rule {
 }
 
 /// Parses and checks a policy document; `source` names it in errors.
-pub fn parse_policy(text: &str, source: &str, platform: &str) -> Result<Vec<Rule>, String> {
+/// Rules for other platforms are parsed and checked too (one file serves a mixed
+/// fleet); `Policy` keeps only those for `platform`.
+pub fn parse_policy(text: &str, source: &str) -> Result<Vec<Rule>, String> {
     let file: PolicyFile =
         serde_json::from_str(text).map_err(|e| format!("policy {source}: {e}"))?;
     if file.version != 1 {
@@ -322,8 +323,7 @@ pub fn parse_policy(text: &str, source: &str, platform: &str) -> Result<Vec<Rule
         ));
     }
     for rule in &file.rules {
-        rule.check(platform)
-            .map_err(|e| format!("policy {source}: {e}"))?;
+        rule.check().map_err(|e| format!("policy {source}: {e}"))?;
     }
     Ok(file.rules)
 }
@@ -383,7 +383,7 @@ impl Policy {
     pub fn new(path: PathBuf, explicit: bool, builtin: bool, platform: &'static str) -> Policy {
         let builtin = if builtin {
             // The shipped file is checked by a test; a failure here would be a build defect.
-            parse_policy(BUILTIN_POLICY, BUILTIN_NAME, platform).unwrap_or_else(|e| {
+            parse_policy(BUILTIN_POLICY, BUILTIN_NAME).unwrap_or_else(|e| {
                 log::error!("{e}");
                 Vec::new()
             })
@@ -451,9 +451,8 @@ impl Policy {
                 self.path.display()
             )),
             None => Ok(Vec::new()),
-            Some(_) => read_bounded(&self.path).and_then(|text| {
-                parse_policy(&text, &self.path.display().to_string(), self.platform)
-            }),
+            Some(_) => read_bounded(&self.path)
+                .and_then(|text| parse_policy(&text, &self.path.display().to_string())),
         };
         match file_rules {
             Ok(rules) => {
@@ -522,7 +521,7 @@ mod tests {
 
     #[test]
     fn builtin_policy_parses_and_every_rule_has_a_reason() {
-        let rules = parse_policy(BUILTIN_POLICY, BUILTIN_NAME, "linux").unwrap();
+        let rules = parse_policy(BUILTIN_POLICY, BUILTIN_NAME).unwrap();
         assert!(rules.len() >= 10);
         assert!(rules.iter().all(|r| r.reason.len() > 10));
     }

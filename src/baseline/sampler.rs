@@ -266,6 +266,69 @@ mod tests {
         assert_eq!(passes.load(Ordering::SeqCst), 1);
     }
 
+    use crate::model::{ProcessInfo, SocketInfo, SocketType};
+    use crate::platform::FakeHost;
+
+    fn udp(pid: i32, fd: i64, port: i32) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd,
+            socket: 100 + fd as u64,
+            family: 2,
+            protocol: 17,
+            socket_type: SocketType::Dgram,
+            local_address: "10.0.0.2".into(),
+            local_port: 40000,
+            remote_address: "192.0.2.7".into(),
+            remote_port: port,
+            tcp_state: String::new(),
+            net_namespace: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_pass_judges_each_owner_once_and_learns_only_untrusted_subjects() {
+        let host = FakeHost {
+            processes: vec![ProcessInfo {
+                pid: 42,
+                path: "/tmp/beacon".into(),
+                argv: vec!["/tmp/beacon".into()],
+                ..Default::default()
+            }],
+            // Two sockets of pid 42 (same key twice, one other port) and one of a
+            // process that exits before it is judged.
+            sockets: vec![
+                udp(42, 3, 53),
+                udp(42, 4, 53),
+                udp(42, 5, 123),
+                udp(77, 3, 53),
+            ],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), 3600).unwrap();
+        let report = sample_once(&host, &store, ObservationLimits::default(), true);
+        assert_eq!(host.process_calls.lock().unwrap().as_slice(), &[42, 77]);
+        assert_eq!(
+            (report.sockets, report.processes, report.skipped),
+            (4, 1, 1)
+        );
+        assert_eq!(report.observations.len(), 2, "one per key per pass");
+        assert_eq!(report.write.learned, 2);
+        let entries = store.entries(None).unwrap();
+        let ports: Vec<i64> = entries.iter().map(|e| e.remote_port).collect();
+        assert_eq!(ports, vec![53, 123]);
+        assert!(entries.iter().all(|e| e.identity.starts_with("sha256:")));
+        // A pass that may not learn records observations only.
+        let store2 = Store::open(&dir.path().join("t.db"), 3600).unwrap();
+        let report = sample_once(&host, &store2, ObservationLimits::default(), false);
+        assert!(!report.learning && report.write.learned == 0);
+        assert!(store2.entries(None).unwrap().is_empty());
+        assert_eq!(store2.observations(None).unwrap().len(), 2);
+        let summary = store.summary().unwrap();
+        assert!(summary.last_sample_time > 0);
+    }
+
     #[test]
     fn cpu_clock_advances() {
         let a = thread_cpu_micros();

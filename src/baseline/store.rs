@@ -311,6 +311,11 @@ impl Store {
         &self.path
     }
 
+    /// Changes how long a write waits for another writer (default `BUSY_TIMEOUT`).
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.read(|conn| conn.busy_timeout(timeout))
+    }
+
     fn err(&self, e: rusqlite::Error) -> StoreError {
         map_sqlite(&self.path, e)
     }
@@ -773,6 +778,7 @@ fn upsert_entry(
 }
 
 fn map_sqlite(path: &Path, e: rusqlite::Error) -> StoreError {
+    // The message names the default wait; `set_busy_timeout` only shortens tests.
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
             path: path.display().to_string(),
@@ -1193,6 +1199,27 @@ mod tests {
         assert!(store.entries(None).unwrap().is_empty());
         assert_eq!(store.import(&[good]).unwrap(), 1);
         assert_eq!(store.entries(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_locked_store_answers_a_clear_error_after_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = Store::open(&path, 0).unwrap();
+        store.set_busy_timeout(Duration::from_millis(300)).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let started = std::time::Instant::now();
+        let err = store.approve(&key(SHA, "udp", 1), "").unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("locked by another writer"));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        other.execute_batch("COMMIT").unwrap();
+        store.approve(&key(SHA, "udp", 1), "").unwrap();
     }
 
     #[test]
