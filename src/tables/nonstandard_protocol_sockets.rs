@@ -5,6 +5,7 @@ use super::{bigint, indexed, integer, text, Column, QueryContext, Row, TableDef,
 use crate::classify;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::platform::Host;
+use crate::socks::{self, SocksConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -31,11 +32,18 @@ pub static COLUMNS: &[Column] = &[
 
 pub struct NonstandardProtocolSockets {
     host: Arc<dyn Host>,
+    socks: SocksConfig,
 }
 
 impl NonstandardProtocolSockets {
+    /// The table with the default SOCKS settings (default port list, no probe).
     pub fn new(host: Arc<dyn Host>) -> Self {
-        NonstandardProtocolSockets { host }
+        Self::with_socks_config(host, SocksConfig::default())
+    }
+
+    /// The table with explicit SOCKS settings (port list, handshake probe).
+    pub fn with_socks_config(host: Arc<dyn Host>, socks: SocksConfig) -> Self {
+        NonstandardProtocolSockets { host, socks }
     }
 }
 
@@ -49,11 +57,9 @@ pub fn socket_query(ctx: &QueryContext) -> SocketQuery {
     });
     let protocols = match ctx.equal_texts("protocol_name") {
         Some(names) => classify::protocols_for_names(&names),
-        None => ProtocolSet {
-            // SOCKS needs TCP; without the SOCKS classifier TCP sockets give no rows.
-            tcp: false,
-            ..ProtocolSet::ALL
-        },
+        // Every kind, TCP included: the SOCKS classifier turns TCP sockets with
+        // SOCKS evidence into rows.
+        None => ProtocolSet::ALL,
     };
     SocketQuery { pids, protocols }
 }
@@ -80,10 +86,37 @@ impl TableDef for NonstandardProtocolSockets {
         if scan.skipped_processes > 0 {
             log::debug!("socket scan skipped {} processes", scan.skipped_processes);
         }
+        let socks_reasons = if query.protocols.tcp {
+            // A client's proxy may belong to a process outside a `pid =` scan.
+            let whole_host = || {
+                self.host
+                    .sockets(&SocketQuery {
+                        pids: None,
+                        protocols: ProtocolSet {
+                            tcp: true,
+                            ..ProtocolSet::NONE
+                        },
+                    })
+                    .sockets
+            };
+            let whole_host: Option<&dyn Fn() -> Vec<crate::model::SocketInfo>> =
+                if query.pids.is_some() {
+                    Some(&whole_host)
+                } else {
+                    None
+                };
+            socks::socks_reasons(self.host.as_ref(), &self.socks, &scan.sockets, whole_host)
+        } else {
+            HashMap::new()
+        };
         let mut paths: HashMap<Pid, String> = HashMap::new();
         let mut rows = Vec::with_capacity(scan.sockets.len());
         for socket in &scan.sockets {
-            let Some(class) = classify::classify(socket, &[]) else {
+            let reasons = socks_reasons
+                .get(&socks::socket_key(socket))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let Some(class) = classify::classify(socket, reasons) else {
                 continue;
             };
             let path = paths
