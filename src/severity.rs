@@ -32,6 +32,50 @@ pub struct Factors {
     pub protocol_name: String,
 }
 
+/// The hit columns the factors are derived from (names as in the tables).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HitColumns<'a> {
+    /// `process_code_signature.subject_trusted`.
+    pub subject_trusted: bool,
+    /// `process_code_signature.subject_kind` (`binary` / `script`).
+    pub subject_kind: &'a str,
+    /// `process_code_signature.script_kind` (`file`, `inline`, …).
+    pub script_kind: &'a str,
+    /// `process_code_signature.subject_path`.
+    pub subject_path: &'a str,
+    /// `process_code_signature.script_quarantined`.
+    pub quarantined: bool,
+    /// `nonstandard_protocol_sockets.socket_type`.
+    pub socket_type: &'a str,
+    /// `nonstandard_protocol_sockets.remote_scope`.
+    pub remote_scope: &'a str,
+    /// `nonstandard_protocol_sockets.reason` (comma list).
+    pub reason: &'a str,
+    /// `nonstandard_protocol_sockets.protocol_name`.
+    pub protocol_name: &'a str,
+    /// No baseline observation of identity + protocol + port before this one.
+    pub never_seen_before: bool,
+}
+
+impl Factors {
+    /// The factors of a hit, from its columns.
+    pub fn from_columns(hit: &HitColumns<'_>) -> Factors {
+        let inline_code = hit.script_kind == "inline";
+        Factors {
+            untrusted_subject: !hit.subject_trusted,
+            script: hit.subject_kind == "script" || inline_code,
+            writable_or_temp_location: is_user_writable_or_temp(hit.subject_path),
+            quarantined: hit.quarantined,
+            inline_code,
+            raw_socket: hit.socket_type == "raw",
+            public_destination: hit.remote_scope == "public",
+            never_seen_before: hit.never_seen_before,
+            socks_server: hit.reason.split(',').any(|r| r == "socks_server"),
+            protocol_name: hit.protocol_name.to_owned(),
+        }
+    }
+}
+
 /// Weight of each factor, as documented in [`SEVERITY_TABLE_MARKDOWN`].
 pub const WEIGHT_UNTRUSTED_SUBJECT: u8 = 30;
 pub const WEIGHT_WRITABLE_OR_TEMP: u8 = 15;
@@ -247,6 +291,61 @@ mod tests {
         ] {
             assert!(!is_user_writable_or_temp(path), "{path}");
         }
+    }
+
+    #[test]
+    fn factors_from_hit_columns() {
+        let hit = HitColumns {
+            subject_trusted: false,
+            subject_kind: "script",
+            script_kind: "file",
+            subject_path: "/tmp/beacon.py",
+            socket_type: "dgram",
+            remote_scope: "public",
+            reason: "udp_socket",
+            protocol_name: "udp",
+            never_seen_before: true,
+            ..Default::default()
+        };
+        let f = Factors::from_columns(&hit);
+        assert!(f.untrusted_subject && f.script && f.writable_or_temp_location);
+        assert!(!f.inline_code && !f.raw_socket && !f.socks_server && !f.quarantined);
+        assert_eq!(severity(&f), 30 + 15 + 10 + 10);
+        assert_eq!(attack_techniques(&f), "T1095,T1059");
+
+        let pivot = HitColumns {
+            subject_trusted: false,
+            subject_kind: "binary",
+            subject_path: "/usr/local/bin/microsocks",
+            socket_type: "stream",
+            remote_scope: "unspecified",
+            reason: "socks_handshake,socks_server",
+            protocol_name: "socks",
+            ..Default::default()
+        };
+        let f = Factors::from_columns(&pivot);
+        assert!(f.socks_server && !f.script);
+        assert_eq!(severity(&f), 50);
+        assert_eq!(attack_techniques(&f), "T1090");
+
+        let inline = HitColumns {
+            subject_trusted: true,
+            subject_kind: "script",
+            script_kind: "inline",
+            socket_type: "raw",
+            protocol_name: "icmp",
+            ..Default::default()
+        };
+        let f = Factors::from_columns(&inline);
+        assert_eq!(severity(&f), 10 + 15);
+        assert_eq!(attack_techniques(&f), "T1095,T1059,T1027");
+        // "socks_server" must be a whole reason, not a substring.
+        let f = Factors::from_columns(&HitColumns {
+            reason: "socks_serverish",
+            subject_trusted: true,
+            ..Default::default()
+        });
+        assert!(!f.socks_server);
     }
 
     #[test]

@@ -44,6 +44,19 @@ pub const DEFAULT_SOCKS_PORTS: [u16; 11] = [
     1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080,
 ];
 
+/// The SOCKS signals, as markdown, for the README (same content as this module's doc).
+pub const SIGNALS_TABLE_MARKDOWN: &str = "\
+| reason | evidence |
+|---|---|
+| `socks_port` | the remote port is in the SOCKS port list (default 1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080; configurable) |
+| `socks_env_proxy` | the owner's environment sets `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY` to `socks4://`, `socks4a://`, `socks5://` or `socks5h://[user@]host:port` and the connection goes to that endpoint. IP literals are compared as addresses, `localhost` means any loopback address, other names are never resolved and match by port |
+| `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy (network settings) |
+| `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by executable name and argv, never by running anything |
+| `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
+| `socks_handshake` | opt-in: the loopback listener answered the SOCKS5 greeting `05 01 00` with `05 xx`. Sent only to loopback listeners in the scanner's network namespace that are already candidates, at most 16 per scan, each step bounded (300 ms by default); never to another address |
+| `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, or the listener answered the handshake probe |
+";
+
 pub const REASON_PORT: &str = "socks_port";
 pub const REASON_ENV_PROXY: &str = "socks_env_proxy";
 pub const REASON_SYSTEM_PROXY: &str = "socks_system_proxy";
@@ -466,6 +479,27 @@ mod tests {
         map.get(&socket_key(socket))
             .map(|r| r.join(","))
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn signals_table_names_every_reason() {
+        for reason in [
+            REASON_PORT,
+            REASON_ENV_PROXY,
+            REASON_SYSTEM_PROXY,
+            REASON_LOCAL_PROXY,
+            REASON_PRELOAD,
+            REASON_HANDSHAKE,
+            REASON_SERVER,
+        ] {
+            assert!(
+                SIGNALS_TABLE_MARKDOWN.contains(&format!("| `{reason}` |")),
+                "{reason}"
+            );
+        }
+        for port in DEFAULT_SOCKS_PORTS {
+            assert!(SIGNALS_TABLE_MARKDOWN.contains(&port.to_string()), "{port}");
+        }
     }
 
     #[test]

@@ -145,3 +145,101 @@ impl TableDef for NonstandardProtocolSockets {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProcessInfo, SocketInfo, SocketType};
+    use crate::platform::FakeHost;
+
+    fn tcp(pid: Pid, fd: i64, local: (&str, i32), remote: (&str, i32), state: &str) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd,
+            socket: 1000 + fd as u64,
+            family: 2,
+            protocol: 6,
+            socket_type: SocketType::Stream,
+            local_address: local.0.into(),
+            local_port: local.1,
+            remote_address: remote.0.into(),
+            remote_port: remote.1,
+            tcp_state: state.into(),
+            net_namespace: "ns".into(),
+        }
+    }
+
+    fn fake() -> Arc<FakeHost> {
+        let process = |pid: Pid, path: &str| ProcessInfo {
+            pid,
+            path: path.into(),
+            argv: vec![path.into()],
+            net_namespace: "ns".into(),
+            ..Default::default()
+        };
+        Arc::new(FakeHost {
+            processes: vec![
+                process(1, "/usr/bin/microsocks"),
+                process(2, "/usr/bin/curl"),
+            ],
+            sockets: vec![
+                tcp(1, 3, ("127.0.0.1", 40000), ("0.0.0.0", 0), "LISTEN"),
+                tcp(
+                    2,
+                    3,
+                    ("127.0.0.1", 50000),
+                    ("127.0.0.1", 40000),
+                    "ESTABLISHED",
+                ),
+                tcp(
+                    2,
+                    4,
+                    ("127.0.0.1", 50001),
+                    ("93.184.216.34", 443),
+                    "ESTABLISHED",
+                ),
+            ],
+            ..Default::default()
+        })
+    }
+
+    fn reasons(rows: &[Row]) -> Vec<(i64, String)> {
+        let fd = COLUMNS.iter().position(|c| c.name == "fd").unwrap();
+        let reason = COLUMNS.iter().position(|c| c.name == "reason").unwrap();
+        rows.iter()
+            .map(|r| match (&r[fd], &r[reason]) {
+                (crate::tables::Value::Int(fd), crate::tables::Value::Text(reason)) => {
+                    (*fd, reason.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tcp_sockets_are_rows_only_with_socks_evidence() {
+        let host = fake();
+        let table = NonstandardProtocolSockets::new(host.clone());
+        let all = table.generate(&QueryContext::new()).unwrap();
+        assert_eq!(
+            reasons(&all),
+            [
+                (3, "socks_server".to_string()),
+                (3, "socks_local_proxy".to_string())
+            ]
+        );
+        // `pid =` on the client still finds the proxy owned by another process.
+        let client = table
+            .generate(&QueryContext::new().with_equals("pid", "2"))
+            .unwrap();
+        assert_eq!(reasons(&client), [(3, "socks_local_proxy".to_string())]);
+        // Datagram-only queries never scan TCP.
+        host.socket_queries.lock().unwrap().clear();
+        let udp = table
+            .generate(&QueryContext::new().with_equals("protocol_name", "udp"))
+            .unwrap();
+        assert!(udp.is_empty());
+        let queries = host.socket_queries.lock().unwrap();
+        assert!(queries.iter().all(|q| !q.protocols.tcp), "{queries:?}");
+    }
+}
