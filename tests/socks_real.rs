@@ -652,3 +652,54 @@ fn handshake_probe_confirms_microsocks_and_gives_up_on_a_silent_listener() {
     });
     assert_eq!(row["reason"], "socks_local_proxy,socks_handshake");
 }
+
+#[test]
+fn full_scan_without_constraints_finds_server_and_client() {
+    let Some(microsocks) = microsocks_or_skip("full_scan") else {
+        return;
+    };
+    let host = host();
+    let hold = HoldServer::start();
+    let port = free_port();
+    let server = start_microsocks(&microsocks, port).expect("microsocks");
+    let client = curl(&["--socks5", &format!("127.0.0.1:{port}")], &[], &hold);
+    let table = NonstandardProtocolSockets::new(host.clone());
+    let deadline = Instant::now() + SETTLE;
+    for context in [
+        QueryContext::new(),
+        QueryContext::new().with_equals("protocol_name", "socks"),
+    ] {
+        loop {
+            let rows: Vec<NamedRow> = table
+                .generate(&context)
+                .expect("generate")
+                .into_iter()
+                .map(|row| {
+                    COLUMNS
+                        .iter()
+                        .zip(row.iter())
+                        .map(|(c, v)| (c.name, v.to_osquery_string()))
+                        .collect()
+                })
+                .collect();
+            let server_row = rows
+                .iter()
+                .any(|r| r["pid"] == server.pid().to_string() && r["reason"] == "socks_server");
+            let client_row = rows.iter().any(|r| {
+                r["pid"] == client.pid().to_string()
+                    && is_client_to(r, port)
+                    && r["reason"] == "socks_local_proxy"
+            });
+            if server_row && client_row {
+                // Plain TCP never becomes a row: every TCP row has a SOCKS reason.
+                for row in rows.iter().filter(|r| r["protocol"] == "6") {
+                    assert_eq!(row["protocol_name"], "socks", "{row:?}");
+                    assert!(row["reason"].starts_with("socks_"), "{row:?}");
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "rows never appeared: {rows:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
