@@ -325,9 +325,15 @@ pub fn socks_reasons(
         .copied()
         .filter(|s| !is_listener(s) && s.remote_port != 0)
         .collect();
-    let needs_whole_host = clients
-        .iter()
-        .any(|c| parse_ip(&c.remote_address).is_some_and(|ip| !ip.is_unspecified()));
+    // Only a connection to this host can end at another process's listener: to
+    // loopback, or to the address the connection itself uses locally. (A
+    // `pid =` scan of a client talking to another of the host's addresses misses
+    // `socks_local_proxy`; a full scan does not.)
+    let needs_whole_host = clients.iter().any(|c| {
+        parse_ip(&c.remote_address).is_some_and(|remote| {
+            remote.is_loopback() || parse_ip(&c.local_address) == Some(remote)
+        })
+    });
     let universe: Vec<SocketInfo> = match whole_host_tcp {
         Some(all) if needs_whole_host => all().into_iter().filter(is_tcp).collect(),
         _ => tcp.iter().map(|s| (*s).clone()).collect(),
@@ -657,6 +663,22 @@ mod tests {
         let map = socks_reasons(&host, &SocksConfig::default(), &only_curl, Some(&whole));
         assert_eq!(reasons_of(&map, &curl), "socks_local_proxy");
         assert_eq!(map.len(), 1);
+        // A process talking only to other hosts needs no whole-host scan.
+        let calls = std::cell::Cell::new(0);
+        let counted = || {
+            calls.set(calls.get() + 1);
+            Vec::new()
+        };
+        let only_plain = vec![plain.clone()];
+        let map = socks_reasons(&host, &SocksConfig::default(), &only_plain, Some(&counted));
+        assert!(map.is_empty());
+        assert_eq!(calls.get(), 0);
+        let map = socks_reasons(&host, &SocksConfig::default(), &only_curl, Some(&counted));
+        assert_eq!(calls.get(), 1);
+        assert!(
+            map.is_empty(),
+            "the (empty) whole-host view has no listener"
+        );
     }
 
     #[test]
