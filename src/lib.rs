@@ -18,6 +18,8 @@ pub mod model;
 pub mod platform;
 pub mod scan;
 pub mod script;
+pub mod severity;
+pub mod socks;
 pub mod sql;
 pub mod subject;
 pub mod tables;

@@ -74,6 +74,37 @@ pub trait Host: Send + Sync {
             "mapped libraries of {pid} not available on this platform"
         )))
     }
+    /// The system-wide SOCKS proxy (macOS network settings: SOCKSProxy/SOCKSPort
+    /// when SOCKSEnable), as host and port. `None` where there is no such setting.
+    fn system_socks_proxy(&self) -> Option<(String, u16)> {
+        None
+    }
+    /// Home directory of a user (to find `~/.ssh/config`). The default reads
+    /// `/etc/passwd` (bounded); backends with a directory service may do better.
+    fn home_directory(&self, uid: i64) -> Option<String> {
+        home_from_passwd_file("/etc/passwd", uid)
+    }
+}
+
+/// Largest passwd file read when looking up a home directory.
+const MAX_PASSWD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Home directory of `uid` in a passwd-format file (`name:pw:uid:gid:gecos:home:shell`).
+pub fn home_from_passwd_file(path: &str, uid: i64) -> Option<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWD_BYTES).read_to_end(&mut bytes).ok()?;
+    home_from_passwd(&String::from_utf8_lossy(&bytes), uid)
+}
+
+/// Home directory of `uid` in passwd-format text.
+pub fn home_from_passwd(text: &str, uid: i64) -> Option<String> {
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[2].parse::<i64>().ok() == Some(uid) && !fields[5].is_empty())
+            .then(|| fields[5].to_owned())
+    })
 }
 
 /// The backend for the OS this binary was built for.
@@ -97,6 +128,10 @@ pub struct FakeHost {
     /// Identity by executable or script path; missing paths are `unsigned`.
     pub identities: HashMap<String, CodeIdentity>,
     pub environments: HashMap<Pid, Vec<String>>,
+    /// Mapped libraries by pid (`mapped_libraries`).
+    pub libraries: HashMap<Pid, Vec<String>>,
+    /// What `system_socks_proxy` returns.
+    pub system_proxy: Option<(String, u16)>,
     /// Every pid passed to `process()`, in order.
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
@@ -165,5 +200,13 @@ impl Host for FakeHost {
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         Ok(self.environments.get(&pid).cloned().unwrap_or_default())
+    }
+
+    fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        Ok(self.libraries.get(&pid).cloned().unwrap_or_default())
+    }
+
+    fn system_socks_proxy(&self) -> Option<(String, u16)> {
+        self.system_proxy.clone()
     }
 }
