@@ -84,27 +84,52 @@ pub trait Host: Send + Sync {
     fn home_directory(&self, uid: i64) -> Option<String> {
         home_from_passwd_file("/etc/passwd", uid)
     }
+    /// User name of a uid. The default reads `/etc/passwd` (bounded); backends with
+    /// a directory service (macOS) may do better.
+    fn user_name(&self, uid: i64) -> Option<String> {
+        user_from_passwd(&read_passwd_file("/etc/passwd"), uid)
+    }
 }
 
-/// Largest passwd file read when looking up a home directory.
+/// Largest passwd file read when looking up a user.
 const MAX_PASSWD_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Home directory of `uid` in a passwd-format file (`name:pw:uid:gid:gecos:home:shell`).
-pub fn home_from_passwd_file(path: &str, uid: i64) -> Option<String> {
+/// The passwd-format file, read bounded (empty when unreadable).
+fn read_passwd_file(path: &str) -> String {
     use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
+    let Ok(file) = std::fs::File::open(path) else {
+        return String::new();
+    };
     let mut bytes = Vec::new();
-    file.take(MAX_PASSWD_BYTES).read_to_end(&mut bytes).ok()?;
-    home_from_passwd(&String::from_utf8_lossy(&bytes), uid)
+    let _ = file.take(MAX_PASSWD_BYTES).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Field `index` of `uid`'s line in passwd-format text
+/// (`name:pw:uid:gid:gecos:home:shell`); `None` when absent or empty.
+fn passwd_field(text: &str, uid: i64, index: usize) -> Option<String> {
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[2].parse::<i64>().ok() == Some(uid))
+            .then(|| fields.get(index).copied().unwrap_or_default())
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+/// Home directory of `uid` in a passwd-format file.
+pub fn home_from_passwd_file(path: &str, uid: i64) -> Option<String> {
+    home_from_passwd(&read_passwd_file(path), uid)
 }
 
 /// Home directory of `uid` in passwd-format text.
 pub fn home_from_passwd(text: &str, uid: i64) -> Option<String> {
-    text.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 7 && fields[2].parse::<i64>().ok() == Some(uid) && !fields[5].is_empty())
-            .then(|| fields[5].to_owned())
-    })
+    passwd_field(text, uid, 5)
+}
+
+/// User name of `uid` in passwd-format text.
+pub fn user_from_passwd(text: &str, uid: i64) -> Option<String> {
+    passwd_field(text, uid, 0)
 }
 
 /// The backend for the OS this binary was built for.
