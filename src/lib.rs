@@ -13,6 +13,7 @@
 //!   the same tables.
 
 pub mod classify;
+pub mod ecs;
 pub mod extension;
 pub mod model;
 pub mod platform;
