@@ -14,11 +14,14 @@
 
 pub mod baseline;
 pub mod classify;
+pub mod ecs;
 pub mod extension;
 pub mod model;
 pub mod platform;
 pub mod scan;
 pub mod script;
+pub mod severity;
+pub mod socks;
 pub mod sql;
 pub mod subject;
 pub mod tables;

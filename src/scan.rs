@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The AN1256 hit query: untrusted subjects holding non-standard sockets.
 pub const HIT_QUERY: &str = "SELECT s.pid, c.path, c.cmdline, c.uid, c.parent_path, \
- c.trust, c.interpreter, c.script_kind, c.subject_kind, c.subject_path, c.subject_identity, \
+ c.trust, c.interpreter, c.script_kind, c.script_trust, c.subject_kind, c.subject_path, c.subject_identity, \
  c.sha256, c.script_sha256, s.protocol_name, s.socket_type, s.local_address, s.local_port, \
  s.remote_address, s.remote_port, s.state, s.remote_scope, s.reason, s.fd, s.socket, s.net_namespace \
  FROM nonstandard_protocol_sockets s \
@@ -216,12 +216,21 @@ fn write_hits_table(out: &mut impl Write, (columns, rows): &QueryResult) -> std:
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
-            let subject = format!("{} {}", get(row, "subject_kind"), get(row, "subject_path"));
+            let is_script = get(row, "subject_kind") == "script";
+            let subject = match get(row, "subject_path") {
+                path if !path.is_empty() => format!("{} {path}", get(row, "subject_kind")),
+                _ => format!("{} {}", get(row, "interpreter"), get(row, "script_kind")),
+            };
+            let trust = if is_script {
+                get(row, "script_trust")
+            } else {
+                get(row, "trust")
+            };
             vec![
                 get(row, "pid"),
                 get(row, "path"),
                 subject,
-                get(row, "trust"),
+                trust,
                 format!("{}/{}", get(row, "protocol_name"), get(row, "socket_type")),
                 format!("{}:{}", get(row, "local_address"), get(row, "local_port")),
                 format!(

@@ -74,6 +74,62 @@ pub trait Host: Send + Sync {
             "mapped libraries of {pid} not available on this platform"
         )))
     }
+    /// The system-wide SOCKS proxy (macOS network settings: SOCKSProxy/SOCKSPort
+    /// when SOCKSEnable), as host and port. `None` where there is no such setting.
+    fn system_socks_proxy(&self) -> Option<(String, u16)> {
+        None
+    }
+    /// Home directory of a user (to find `~/.ssh/config`). The default reads
+    /// `/etc/passwd` (bounded); backends with a directory service may do better.
+    fn home_directory(&self, uid: i64) -> Option<String> {
+        home_from_passwd_file("/etc/passwd", uid)
+    }
+    /// User name of a uid. The default reads `/etc/passwd` (bounded); backends with
+    /// a directory service (macOS) may do better.
+    fn user_name(&self, uid: i64) -> Option<String> {
+        user_from_passwd(&read_passwd_file("/etc/passwd"), uid)
+    }
+}
+
+/// Largest passwd file read when looking up a user.
+const MAX_PASSWD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The passwd-format file, read bounded (empty when unreadable).
+fn read_passwd_file(path: &str) -> String {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let mut bytes = Vec::new();
+    let _ = file.take(MAX_PASSWD_BYTES).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Field `index` of `uid`'s line in passwd-format text
+/// (`name:pw:uid:gid:gecos:home:shell`); `None` when absent or empty.
+fn passwd_field(text: &str, uid: i64, index: usize) -> Option<String> {
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 7 && fields[2].parse::<i64>().ok() == Some(uid))
+            .then(|| fields.get(index).copied().unwrap_or_default())
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+/// Home directory of `uid` in a passwd-format file.
+pub fn home_from_passwd_file(path: &str, uid: i64) -> Option<String> {
+    home_from_passwd(&read_passwd_file(path), uid)
+}
+
+/// Home directory of `uid` in passwd-format text.
+pub fn home_from_passwd(text: &str, uid: i64) -> Option<String> {
+    passwd_field(text, uid, 5)
+}
+
+/// User name of `uid` in passwd-format text.
+pub fn user_from_passwd(text: &str, uid: i64) -> Option<String> {
+    passwd_field(text, uid, 0)
 }
 
 /// The backend for the OS this binary was built for.
@@ -97,6 +153,10 @@ pub struct FakeHost {
     /// Identity by executable or script path; missing paths are `unsigned`.
     pub identities: HashMap<String, CodeIdentity>,
     pub environments: HashMap<Pid, Vec<String>>,
+    /// Mapped libraries by pid (`mapped_libraries`).
+    pub libraries: HashMap<Pid, Vec<String>>,
+    /// What `system_socks_proxy` returns.
+    pub system_proxy: Option<(String, u16)>,
     /// Every pid passed to `process()`, in order.
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
@@ -165,5 +225,13 @@ impl Host for FakeHost {
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         Ok(self.environments.get(&pid).cloned().unwrap_or_default())
+    }
+
+    fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        Ok(self.libraries.get(&pid).cloned().unwrap_or_default())
+    }
+
+    fn system_socks_proxy(&self) -> Option<(String, u16)> {
+        self.system_proxy.clone()
     }
 }

@@ -5,6 +5,7 @@ use super::{bigint, indexed, integer, text, Column, QueryContext, Row, TableDef,
 use crate::classify;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::platform::Host;
+use crate::socks::{self, SocksConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -31,11 +32,18 @@ pub static COLUMNS: &[Column] = &[
 
 pub struct NonstandardProtocolSockets {
     host: Arc<dyn Host>,
+    socks: SocksConfig,
 }
 
 impl NonstandardProtocolSockets {
+    /// The table with the default SOCKS settings (default port list, no probe).
     pub fn new(host: Arc<dyn Host>) -> Self {
-        NonstandardProtocolSockets { host }
+        Self::with_socks_config(host, SocksConfig::default())
+    }
+
+    /// The table with explicit SOCKS settings (port list, handshake probe).
+    pub fn with_socks_config(host: Arc<dyn Host>, socks: SocksConfig) -> Self {
+        NonstandardProtocolSockets { host, socks }
     }
 }
 
@@ -49,11 +57,9 @@ pub fn socket_query(ctx: &QueryContext) -> SocketQuery {
     });
     let protocols = match ctx.equal_texts("protocol_name") {
         Some(names) => classify::protocols_for_names(&names),
-        None => ProtocolSet {
-            // SOCKS needs TCP; without the SOCKS classifier TCP sockets give no rows.
-            tcp: false,
-            ..ProtocolSet::ALL
-        },
+        // Every kind, TCP included: the SOCKS classifier turns TCP sockets with
+        // SOCKS evidence into rows.
+        None => ProtocolSet::ALL,
     };
     SocketQuery { pids, protocols }
 }
@@ -80,10 +86,37 @@ impl TableDef for NonstandardProtocolSockets {
         if scan.skipped_processes > 0 {
             log::debug!("socket scan skipped {} processes", scan.skipped_processes);
         }
+        let socks_reasons = if query.protocols.tcp {
+            // A client's proxy may belong to a process outside a `pid =` scan.
+            let whole_host = || {
+                self.host
+                    .sockets(&SocketQuery {
+                        pids: None,
+                        protocols: ProtocolSet {
+                            tcp: true,
+                            ..ProtocolSet::NONE
+                        },
+                    })
+                    .sockets
+            };
+            let whole_host: Option<&dyn Fn() -> Vec<crate::model::SocketInfo>> =
+                if query.pids.is_some() {
+                    Some(&whole_host)
+                } else {
+                    None
+                };
+            socks::socks_reasons(self.host.as_ref(), &self.socks, &scan.sockets, whole_host)
+        } else {
+            HashMap::new()
+        };
         let mut paths: HashMap<Pid, String> = HashMap::new();
         let mut rows = Vec::with_capacity(scan.sockets.len());
         for socket in &scan.sockets {
-            let Some(class) = classify::classify(socket, &[]) else {
+            let reasons = socks_reasons
+                .get(&socks::socket_key(socket))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let Some(class) = classify::classify(socket, reasons) else {
                 continue;
             };
             let path = paths
@@ -110,5 +143,103 @@ impl TableDef for NonstandardProtocolSockets {
             ]);
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProcessInfo, SocketInfo, SocketType};
+    use crate::platform::FakeHost;
+
+    fn tcp(pid: Pid, fd: i64, local: (&str, i32), remote: (&str, i32), state: &str) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd,
+            socket: 1000 + fd as u64,
+            family: 2,
+            protocol: 6,
+            socket_type: SocketType::Stream,
+            local_address: local.0.into(),
+            local_port: local.1,
+            remote_address: remote.0.into(),
+            remote_port: remote.1,
+            tcp_state: state.into(),
+            net_namespace: "ns".into(),
+        }
+    }
+
+    fn fake() -> Arc<FakeHost> {
+        let process = |pid: Pid, path: &str| ProcessInfo {
+            pid,
+            path: path.into(),
+            argv: vec![path.into()],
+            net_namespace: "ns".into(),
+            ..Default::default()
+        };
+        Arc::new(FakeHost {
+            processes: vec![
+                process(1, "/usr/bin/microsocks"),
+                process(2, "/usr/bin/curl"),
+            ],
+            sockets: vec![
+                tcp(1, 3, ("127.0.0.1", 40000), ("0.0.0.0", 0), "LISTEN"),
+                tcp(
+                    2,
+                    3,
+                    ("127.0.0.1", 50000),
+                    ("127.0.0.1", 40000),
+                    "ESTABLISHED",
+                ),
+                tcp(
+                    2,
+                    4,
+                    ("127.0.0.1", 50001),
+                    ("93.184.216.34", 443),
+                    "ESTABLISHED",
+                ),
+            ],
+            ..Default::default()
+        })
+    }
+
+    fn reasons(rows: &[Row]) -> Vec<(i64, String)> {
+        let fd = COLUMNS.iter().position(|c| c.name == "fd").unwrap();
+        let reason = COLUMNS.iter().position(|c| c.name == "reason").unwrap();
+        rows.iter()
+            .map(|r| match (&r[fd], &r[reason]) {
+                (crate::tables::Value::Int(fd), crate::tables::Value::Text(reason)) => {
+                    (*fd, reason.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tcp_sockets_are_rows_only_with_socks_evidence() {
+        let host = fake();
+        let table = NonstandardProtocolSockets::new(host.clone());
+        let all = table.generate(&QueryContext::new()).unwrap();
+        assert_eq!(
+            reasons(&all),
+            [
+                (3, "socks_server".to_string()),
+                (3, "socks_local_proxy".to_string())
+            ]
+        );
+        // `pid =` on the client still finds the proxy owned by another process.
+        let client = table
+            .generate(&QueryContext::new().with_equals("pid", "2"))
+            .unwrap();
+        assert_eq!(reasons(&client), [(3, "socks_local_proxy".to_string())]);
+        // Datagram-only queries never scan TCP.
+        host.socket_queries.lock().unwrap().clear();
+        let udp = table
+            .generate(&QueryContext::new().with_equals("protocol_name", "udp"))
+            .unwrap();
+        assert!(udp.is_empty());
+        let queries = host.socket_queries.lock().unwrap();
+        assert!(queries.iter().all(|q| !q.protocols.tcp), "{queries:?}");
     }
 }

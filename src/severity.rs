@@ -1,0 +1,368 @@
+//! Severity (0–100) and ATT&CK technique ids for one hit. Pure: the hit queries
+//! gather the [`Factors`] from `process_code_signature`, `nonstandard_protocol_sockets`
+//! and the baseline, and call [`severity`] and [`attack_techniques`].
+//!
+//! The factor table is [`SEVERITY_TABLE_MARKDOWN`] (the README includes it); the
+//! weights below and that table must agree (a unit test checks).
+
+/// What is known about one hit. Every field defaults to "not present".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Factors {
+    /// The subject (binary, or script for interpreters) is not trusted
+    /// (`subject_trusted = 0`).
+    pub untrusted_subject: bool,
+    /// The subject is a script file.
+    pub script: bool,
+    /// The subject lives in a user-writable or temporary directory
+    /// (see [`is_user_writable_or_temp`]).
+    pub writable_or_temp_location: bool,
+    /// macOS quarantine attribute on the subject (downloaded).
+    pub quarantined: bool,
+    /// Code given inline (`python -c`, `osascript -e`, `bash -c`…).
+    pub inline_code: bool,
+    /// The socket is raw (`socket_type = 'raw'`).
+    pub raw_socket: bool,
+    /// The remote end is public (`remote_scope = 'public'`).
+    pub public_destination: bool,
+    /// No earlier observation of this identity + protocol + port on this host.
+    pub never_seen_before: bool,
+    /// The socket is a SOCKS server (`socks_server` in `reason`).
+    pub socks_server: bool,
+    /// `protocol_name` of the socket (`icmp`, `udp`, `raw`, `socks`…).
+    pub protocol_name: String,
+}
+
+/// The hit columns the factors are derived from (names as in the tables).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HitColumns<'a> {
+    /// `process_code_signature.subject_trusted`.
+    pub subject_trusted: bool,
+    /// `process_code_signature.subject_kind` (`binary` / `script`).
+    pub subject_kind: &'a str,
+    /// `process_code_signature.script_kind` (`file`, `inline`, …).
+    pub script_kind: &'a str,
+    /// `process_code_signature.subject_path`.
+    pub subject_path: &'a str,
+    /// `process_code_signature.script_quarantined`.
+    pub quarantined: bool,
+    /// `nonstandard_protocol_sockets.socket_type`.
+    pub socket_type: &'a str,
+    /// `nonstandard_protocol_sockets.remote_scope`.
+    pub remote_scope: &'a str,
+    /// `nonstandard_protocol_sockets.reason` (comma list).
+    pub reason: &'a str,
+    /// `nonstandard_protocol_sockets.protocol_name`.
+    pub protocol_name: &'a str,
+    /// No baseline observation of identity + protocol + port before this one.
+    pub never_seen_before: bool,
+}
+
+impl Factors {
+    /// The factors of a hit, from its columns.
+    pub fn from_columns(hit: &HitColumns<'_>) -> Factors {
+        let inline_code = hit.script_kind == "inline";
+        Factors {
+            untrusted_subject: !hit.subject_trusted,
+            script: hit.subject_kind == "script" || inline_code,
+            writable_or_temp_location: is_user_writable_or_temp(hit.subject_path),
+            quarantined: hit.quarantined,
+            inline_code,
+            raw_socket: hit.socket_type == "raw",
+            public_destination: hit.remote_scope == "public",
+            never_seen_before: hit.never_seen_before,
+            socks_server: hit.reason.split(',').any(|r| r == "socks_server"),
+            protocol_name: hit.protocol_name.to_owned(),
+        }
+    }
+}
+
+/// Weight of each factor, as documented in [`SEVERITY_TABLE_MARKDOWN`].
+pub const WEIGHT_UNTRUSTED_SUBJECT: u8 = 30;
+pub const WEIGHT_WRITABLE_OR_TEMP: u8 = 15;
+pub const WEIGHT_QUARANTINED: u8 = 10;
+pub const WEIGHT_INLINE_CODE: u8 = 10;
+pub const WEIGHT_RAW_SOCKET: u8 = 15;
+pub const WEIGHT_PUBLIC_DESTINATION: u8 = 10;
+pub const WEIGHT_NEVER_SEEN: u8 = 10;
+pub const WEIGHT_SOCKS_SERVER: u8 = 20;
+
+/// The severity table, as markdown, for the README.
+pub const SEVERITY_TABLE_MARKDOWN: &str = "\
+| factor | points | when |
+|---|---|---|
+| untrusted subject | 30 | `subject_trusted = 0`: unsigned, ad-hoc, invalid or unknown binary, or a script that is not trusted |
+| user-writable or temp location | 15 | the subject is under `/tmp`, `/var/tmp`, `/dev/shm`, `/private/tmp`, `/private/var/tmp`, `/private/var/folders`, `/var/folders`, `/Users/Shared`, `/run/user`, or a home's `Downloads`, `Desktop`, `Library/Caches` |
+| quarantined | 10 | macOS `com.apple.quarantine` on the subject (it was downloaded) |
+| inline code | 10 | `python -c`, `osascript -e`, `bash -c`…: no file on disk to inspect |
+| raw socket | 15 | `socket_type = 'raw'` (crafted packets, needs privilege) |
+| public destination | 10 | `remote_scope = 'public'` |
+| never seen before | 10 | first observation of this identity + protocol + port on this host |
+| SOCKS server | 20 | `socks_server` in `reason`: the process is a pivot |
+
+The severity is the sum, capped at 100. A hit with no factor scores 0.
+";
+
+/// Directories (prefixes) where anyone or the user can drop code.
+const WRITABLE_OR_TEMP_PREFIXES: [&str; 9] = [
+    "/tmp/",
+    "/var/tmp/",
+    "/dev/shm/",
+    "/private/tmp/",
+    "/private/var/tmp/",
+    "/private/var/folders/",
+    "/var/folders/",
+    "/Users/Shared/",
+    "/run/user/",
+];
+
+/// Home subdirectories that hold downloads and throw-away files.
+const HOME_SUBDIRECTORIES: [&str; 3] = ["Downloads", "Desktop", "Library/Caches"];
+
+/// Whether `path` is in a user-writable or temporary directory (see the table).
+pub fn is_user_writable_or_temp(path: &str) -> bool {
+    if WRITABLE_OR_TEMP_PREFIXES
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+    {
+        return true;
+    }
+    // /home/<user>/<dir>/…, /Users/<user>/<dir>/…, /root/<dir>/…
+    let rest = if let Some(r) = path.strip_prefix("/root/") {
+        Some(r)
+    } else {
+        ["/home/", "/Users/"]
+            .iter()
+            .find_map(|home| path.strip_prefix(home))
+            .and_then(|r| r.split_once('/').map(|(_, rest)| rest))
+    };
+    rest.is_some_and(|rest| {
+        HOME_SUBDIRECTORIES
+            .iter()
+            .any(|dir| rest.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+    })
+}
+
+/// Severity 0–100: the sum of the weights of the factors present, capped at 100.
+pub fn severity(factors: &Factors) -> u8 {
+    let weighted = [
+        (factors.untrusted_subject, WEIGHT_UNTRUSTED_SUBJECT),
+        (factors.writable_or_temp_location, WEIGHT_WRITABLE_OR_TEMP),
+        (factors.quarantined, WEIGHT_QUARANTINED),
+        (factors.inline_code, WEIGHT_INLINE_CODE),
+        (factors.raw_socket, WEIGHT_RAW_SOCKET),
+        (factors.public_destination, WEIGHT_PUBLIC_DESTINATION),
+        (factors.never_seen_before, WEIGHT_NEVER_SEEN),
+        (factors.socks_server, WEIGHT_SOCKS_SERVER),
+    ];
+    let total: u32 = weighted
+        .iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, weight)| u32::from(*weight))
+        .sum();
+    u8::try_from(total.min(100)).unwrap_or(100)
+}
+
+/// ATT&CK technique ids for a hit, comma-joined in this order:
+/// - `T1095` (Non-Application Layer Protocol) for ICMP, ICMPv6, UDP, UDP-Lite and raw;
+/// - `T1090` (Proxy) for SOCKS;
+/// - `T1059` (Command and Scripting Interpreter) when the subject is a script or inline code;
+/// - `T1027` (Obfuscated Files or Information) when the code is inline.
+pub fn attack_techniques(factors: &Factors) -> String {
+    let mut ids = Vec::new();
+    match factors.protocol_name.as_str() {
+        "icmp" | "icmpv6" | "udp" | "udplite" | "raw" => ids.push("T1095"),
+        "socks" => ids.push("T1090"),
+        _ if factors.raw_socket => ids.push("T1095"),
+        _ => {}
+    }
+    if factors.script || factors.inline_code {
+        ids.push("T1059");
+    }
+    if factors.inline_code {
+        ids.push("T1027");
+    }
+    ids.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_factor_scores_zero_and_all_cap_at_100() {
+        assert_eq!(severity(&Factors::default()), 0);
+        let all = Factors {
+            untrusted_subject: true,
+            script: true,
+            writable_or_temp_location: true,
+            quarantined: true,
+            inline_code: true,
+            raw_socket: true,
+            public_destination: true,
+            never_seen_before: true,
+            socks_server: true,
+            protocol_name: "raw".into(),
+        };
+        assert_eq!(severity(&all), 100);
+    }
+
+    #[test]
+    fn weights_add_up() {
+        let unsigned_udp = Factors {
+            untrusted_subject: true,
+            public_destination: true,
+            protocol_name: "udp".into(),
+            ..Default::default()
+        };
+        assert_eq!(severity(&unsigned_udp), 40);
+        let tmp_script_new = Factors {
+            untrusted_subject: true,
+            script: true,
+            writable_or_temp_location: true,
+            never_seen_before: true,
+            ..Default::default()
+        };
+        assert_eq!(severity(&tmp_script_new), 55);
+        let socks_pivot = Factors {
+            untrusted_subject: true,
+            socks_server: true,
+            ..Default::default()
+        };
+        assert_eq!(severity(&socks_pivot), 50);
+        // A trusted binary's public UDP is low.
+        let trusted = Factors {
+            public_destination: true,
+            ..Default::default()
+        };
+        assert_eq!(severity(&trusted), 10);
+    }
+
+    #[test]
+    fn table_documents_every_weight() {
+        for (name, weight) in [
+            ("untrusted subject", WEIGHT_UNTRUSTED_SUBJECT),
+            ("user-writable or temp location", WEIGHT_WRITABLE_OR_TEMP),
+            ("quarantined", WEIGHT_QUARANTINED),
+            ("inline code", WEIGHT_INLINE_CODE),
+            ("raw socket", WEIGHT_RAW_SOCKET),
+            ("public destination", WEIGHT_PUBLIC_DESTINATION),
+            ("never seen before", WEIGHT_NEVER_SEEN),
+            ("SOCKS server", WEIGHT_SOCKS_SERVER),
+        ] {
+            let row = format!("| {name} | {weight} |");
+            assert!(SEVERITY_TABLE_MARKDOWN.contains(&row), "{row}");
+        }
+        for prefix in WRITABLE_OR_TEMP_PREFIXES {
+            let dir = prefix.trim_end_matches('/');
+            assert!(
+                SEVERITY_TABLE_MARKDOWN.contains(&format!("`{dir}`")),
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn writable_locations() {
+        for path in [
+            "/tmp/x.py",
+            "/var/tmp/a/b",
+            "/dev/shm/implant",
+            "/private/tmp/x",
+            "/private/var/folders/ab/T/x",
+            "/Users/Shared/x.sh",
+            "/Users/alice/Downloads/tool",
+            "/home/bob/Downloads/x.py",
+            "/home/bob/Desktop/run.sh",
+            "/root/Downloads/x",
+            "/Users/alice/Library/Caches/x",
+            "/run/user/1000/x",
+        ] {
+            assert!(is_user_writable_or_temp(path), "{path}");
+        }
+        for path in [
+            "/usr/bin/python3",
+            "/opt/tool/bin/x",
+            "/home/bob/bin/x",
+            "/home/bob/Downloadsx/y",
+            "/tmpfoo/x",
+            "/Users/alice/Documents/x",
+            "/home/Downloads",
+            "",
+        ] {
+            assert!(!is_user_writable_or_temp(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn factors_from_hit_columns() {
+        let hit = HitColumns {
+            subject_trusted: false,
+            subject_kind: "script",
+            script_kind: "file",
+            subject_path: "/tmp/beacon.py",
+            socket_type: "dgram",
+            remote_scope: "public",
+            reason: "udp_socket",
+            protocol_name: "udp",
+            never_seen_before: true,
+            ..Default::default()
+        };
+        let f = Factors::from_columns(&hit);
+        assert!(f.untrusted_subject && f.script && f.writable_or_temp_location);
+        assert!(!f.inline_code && !f.raw_socket && !f.socks_server && !f.quarantined);
+        assert_eq!(severity(&f), 30 + 15 + 10 + 10);
+        assert_eq!(attack_techniques(&f), "T1095,T1059");
+
+        let pivot = HitColumns {
+            subject_trusted: false,
+            subject_kind: "binary",
+            subject_path: "/usr/local/bin/microsocks",
+            socket_type: "stream",
+            remote_scope: "unspecified",
+            reason: "socks_handshake,socks_server",
+            protocol_name: "socks",
+            ..Default::default()
+        };
+        let f = Factors::from_columns(&pivot);
+        assert!(f.socks_server && !f.script);
+        assert_eq!(severity(&f), 50);
+        assert_eq!(attack_techniques(&f), "T1090");
+
+        let inline = HitColumns {
+            subject_trusted: true,
+            subject_kind: "script",
+            script_kind: "inline",
+            socket_type: "raw",
+            protocol_name: "icmp",
+            ..Default::default()
+        };
+        let f = Factors::from_columns(&inline);
+        assert_eq!(severity(&f), 10 + 15);
+        assert_eq!(attack_techniques(&f), "T1095,T1059,T1027");
+        // "socks_server" must be a whole reason, not a substring.
+        let f = Factors::from_columns(&HitColumns {
+            reason: "socks_serverish",
+            subject_trusted: true,
+            ..Default::default()
+        });
+        assert!(!f.socks_server);
+    }
+
+    #[test]
+    fn techniques() {
+        let f = |protocol: &str, script: bool, inline: bool| {
+            attack_techniques(&Factors {
+                protocol_name: protocol.into(),
+                script,
+                inline_code: inline,
+                ..Default::default()
+            })
+        };
+        assert_eq!(f("icmp", false, false), "T1095");
+        assert_eq!(f("udp", true, false), "T1095,T1059");
+        assert_eq!(f("raw", false, true), "T1095,T1059,T1027");
+        assert_eq!(f("socks", false, false), "T1090");
+        assert_eq!(f("socks", true, true), "T1090,T1059,T1027");
+        assert_eq!(f("", false, false), "");
+    }
+}

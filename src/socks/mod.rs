@@ -1,0 +1,797 @@
+//! The SOCKS classifier. SOCKS is not a socket protocol: it is inferred, per TCP
+//! socket, from evidence gathered without executing anything:
+//!
+//! | reason | evidence |
+//! |---|---|
+//! | `socks_port` | the remote port is in the SOCKS port list ([`DEFAULT_SOCKS_PORTS`], configurable) |
+//! | `socks_env_proxy` | the owner's environment names a `socks4/4a/5/5h://host:port` proxy in `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY`, and the connection goes to that endpoint (names other than `localhost` are never resolved: they match by port, see [`proxy`]) |
+//! | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy |
+//! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks) |
+//! | `socks_preload` | libproxychains / libtorsocks / libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
+//! | `socks_handshake` | (opt-in) the loopback listener at the remote end answered a SOCKS5 greeting |
+//! | `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, or the listener answered the SOCKS5 greeting |
+//!
+//! Reasons are listed in that order. A client socket needs at least one of the
+//! first five (the probe only confirms candidates); a TCP socket without any
+//! reason is not a row. Listening sockets only ever get `socks_handshake` and
+//! `socks_server`; accepted server-side connections get nothing.
+//!
+//! The handshake probe is off by default. When enabled it is sent only to
+//! loopback listeners in the scanner's own network namespace that are already
+//! candidates (known server, SOCKS port, or the target of a client with another
+//! SOCKS reason), at most [`SocksConfig::max_probes`] per scan, each step bounded
+//! by [`SocksConfig::probe_timeout`].
+
+pub mod probe;
+pub mod proxy;
+pub mod servers;
+pub mod ssh;
+
+use crate::classify::IPPROTO_TCP;
+use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType};
+use crate::platform::Host;
+use probe::{probe_socks5, ProbeOutcome};
+use proxy::{endpoint_matches, ProxyEndpoint};
+use servers::{known_server, KnownServer};
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Remote ports that mark a connection as SOCKS: the SOCKS default (1080) and its
+/// neighbours, tor (9050, 9150), Clash (7890, 7891), v2ray (10808, 10809), sing-box (2080).
+pub const DEFAULT_SOCKS_PORTS: [u16; 11] = [
+    1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080,
+];
+
+/// The SOCKS signals, as markdown, for the README (same content as this module's doc).
+pub const SIGNALS_TABLE_MARKDOWN: &str = "\
+| reason | evidence |
+|---|---|
+| `socks_port` | the remote port is in the SOCKS port list (default 1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080; configurable) |
+| `socks_env_proxy` | the owner's environment sets `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY` to `socks4://`, `socks4a://`, `socks5://` or `socks5h://[user@]host:port` and the connection goes to that endpoint. IP literals are compared as addresses, `localhost` means any loopback address, other names are never resolved and match by port |
+| `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy (network settings) |
+| `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by executable name and argv, never by running anything |
+| `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
+| `socks_handshake` | opt-in: the loopback listener answered the SOCKS5 greeting `05 01 00` with `05 xx`. Sent only to loopback listeners in the scanner's network namespace that are already candidates, at most 16 per scan, each step bounded (300 ms by default); never to another address |
+| `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, or the listener answered the handshake probe |
+";
+
+pub const REASON_PORT: &str = "socks_port";
+pub const REASON_ENV_PROXY: &str = "socks_env_proxy";
+pub const REASON_SYSTEM_PROXY: &str = "socks_system_proxy";
+pub const REASON_LOCAL_PROXY: &str = "socks_local_proxy";
+pub const REASON_PRELOAD: &str = "socks_preload";
+pub const REASON_HANDSHAKE: &str = "socks_handshake";
+pub const REASON_SERVER: &str = "socks_server";
+
+/// Largest ssh config file read (bytes); larger files are read up to this much.
+pub const MAX_SSH_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// How the SOCKS classifier behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocksConfig {
+    /// Remote ports that give `socks_port`.
+    pub ports: Vec<u16>,
+    /// Send the SOCKS5 greeting to loopback candidates (off by default).
+    pub handshake_probe: bool,
+    /// Bound on each step (connect, write, read) of one probe.
+    pub probe_timeout: Duration,
+    /// Most probes sent in one scan.
+    pub max_probes: usize,
+}
+
+impl Default for SocksConfig {
+    fn default() -> Self {
+        SocksConfig {
+            ports: DEFAULT_SOCKS_PORTS.to_vec(),
+            handshake_probe: false,
+            probe_timeout: probe::DEFAULT_PROBE_TIMEOUT,
+            max_probes: 16,
+        }
+    }
+}
+
+/// Parses a port list (`1080,9050, 7890`) as a configuration flag would give it.
+pub fn parse_port_list(text: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for word in text.split([',', ' ']).filter(|w| !w.is_empty()) {
+        match word.parse::<u16>() {
+            Ok(port) if port != 0 => {
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
+            }
+            _ => return Err(format!("not a TCP port: {word:?}")),
+        }
+    }
+    Ok(ports)
+}
+
+/// Identifies one socket of one holder.
+pub type SocketKey = (Pid, i64, u64);
+
+/// The key of a socket in the map [`socks_reasons`] returns.
+pub fn socket_key(socket: &SocketInfo) -> SocketKey {
+    (socket.pid, socket.fd, socket.socket)
+}
+
+fn is_tcp(socket: &SocketInfo) -> bool {
+    socket.protocol == IPPROTO_TCP && socket.socket_type == SocketType::Stream
+}
+
+fn is_listener(socket: &SocketInfo) -> bool {
+    socket.tcp_state == "LISTEN"
+}
+
+fn parse_ip(address: &str) -> Option<IpAddr> {
+    address.parse::<IpAddr>().ok().map(proxy::canonical_ip)
+}
+
+/// Reads at most `MAX_SSH_CONFIG_BYTES` of a regular file, without blocking on a
+/// FIFO planted at the path.
+fn read_bounded(path: &str) -> Option<String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SSH_CONFIG_BYTES)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One scan's worth of SOCKS judgement, with per-process caches.
+struct Classifier<'a> {
+    host: &'a dyn Host,
+    config: &'a SocksConfig,
+    processes: HashMap<Pid, Option<ProcessInfo>>,
+    servers: HashMap<Pid, Option<KnownServer>>,
+    environments: HashMap<Pid, Vec<String>>,
+    preloads: HashMap<Pid, bool>,
+    system_proxy: Option<Option<ProxyEndpoint>>,
+    own_namespace: Option<String>,
+    probes: HashMap<SocketAddr, ProbeOutcome>,
+}
+
+impl<'a> Classifier<'a> {
+    fn process(&mut self, pid: Pid) -> Option<&ProcessInfo> {
+        let host = self.host;
+        self.processes
+            .entry(pid)
+            .or_insert_with(|| host.process(pid).ok())
+            .as_ref()
+    }
+
+    fn server(&mut self, pid: Pid) -> Option<KnownServer> {
+        if let Some(known) = self.servers.get(&pid) {
+            return known.clone();
+        }
+        let host = self.host;
+        let known = self.process(pid).cloned().and_then(|process| {
+            known_server(&process, |args| {
+                let home = host.home_directory(process.uid);
+                let destination = args.destination.as_deref();
+                ssh::config_paths(args, home.as_deref(), &process.cwd)
+                    .iter()
+                    .filter_map(|path| read_bounded(path))
+                    .flat_map(|text| ssh::dynamic_forwards_in_config(&text, destination))
+                    .map(|forward| forward.port)
+                    .collect()
+            })
+        });
+        self.servers.insert(pid, known.clone());
+        known
+    }
+
+    fn environment(&mut self, pid: Pid) -> &[String] {
+        let host = self.host;
+        self.environments
+            .entry(pid)
+            .or_insert_with(|| host.environment(pid).unwrap_or_default())
+    }
+
+    fn preloads_socks(&mut self, pid: Pid) -> bool {
+        if let Some(known) = self.preloads.get(&pid) {
+            return *known;
+        }
+        let mapped = self
+            .host
+            .mapped_libraries(pid)
+            .map(|libs| libs.iter().any(|l| proxy::is_socks_preload_library(l)))
+            .unwrap_or(false);
+        let found = mapped || proxy::environment_preloads_socks(self.environment(pid));
+        self.preloads.insert(pid, found);
+        found
+    }
+
+    fn system_proxy(&mut self) -> Option<ProxyEndpoint> {
+        let host = self.host;
+        self.system_proxy
+            .get_or_insert_with(|| {
+                host.system_socks_proxy().and_then(|(h, port)| {
+                    proxy::parse_host_port(&format!(
+                        "{}:{port}",
+                        if h.contains(':') && !h.starts_with('[') {
+                            format!("[{h}]")
+                        } else {
+                            h
+                        }
+                    ))
+                })
+            })
+            .clone()
+    }
+
+    fn own_namespace(&mut self) -> String {
+        let host = self.host;
+        self.own_namespace
+            .get_or_insert_with(|| {
+                i32::try_from(std::process::id())
+                    .ok()
+                    .and_then(|pid| host.process(pid).ok())
+                    .map(|p| p.net_namespace)
+                    .unwrap_or_else(|| "unknown".into())
+            })
+            .clone()
+    }
+
+    /// Probes a loopback address once per scan, within the probe budget.
+    fn probe(&mut self, address: SocketAddr) -> ProbeOutcome {
+        if let Some(outcome) = self.probes.get(&address) {
+            return *outcome;
+        }
+        if !address.ip().is_loopback() {
+            return ProbeOutcome::RefusedNotLoopback;
+        }
+        if self.probes.len() >= self.config.max_probes {
+            return ProbeOutcome::NoAnswer;
+        }
+        let outcome = probe_socks5(address, self.config.probe_timeout);
+        self.probes.insert(address, outcome);
+        outcome
+    }
+
+    /// The loopback address at which this scanner can reach `listener`, if any.
+    fn probe_address(&mut self, listener: &SocketInfo) -> Option<SocketAddr> {
+        if listener.net_namespace != self.own_namespace() {
+            return None;
+        }
+        let port = u16::try_from(listener.local_port).ok()?;
+        let ip = match parse_ip(&listener.local_address)? {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip if ip.is_loopback() => ip,
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+}
+
+/// Every listener in `listeners` that accepts a connection to the remote end of
+/// `client` (same netns, port, and address or wildcard on a local address).
+fn listeners_for<'l>(
+    client: &SocketInfo,
+    listeners: &'l [SocketInfo],
+    local_addresses: &HashSet<(String, IpAddr)>,
+) -> Vec<&'l SocketInfo> {
+    let Some(remote) = parse_ip(&client.remote_address) else {
+        return Vec::new();
+    };
+    let remote_is_local =
+        remote.is_loopback() || local_addresses.contains(&(client.net_namespace.clone(), remote));
+    if !remote_is_local {
+        return Vec::new();
+    }
+    listeners
+        .iter()
+        .filter(|l| l.net_namespace == client.net_namespace && l.local_port == client.remote_port)
+        .filter(|l| match parse_ip(&l.local_address) {
+            Some(ip) if ip.is_unspecified() => {
+                // A v4 wildcard takes only v4; a v6 wildcard usually takes both.
+                !(ip.is_ipv4() && remote.is_ipv6())
+            }
+            Some(ip) => ip == remote,
+            None => false,
+        })
+        .collect()
+}
+
+/// SOCKS reasons for the TCP sockets in `scanned`, keyed by [`socket_key`];
+/// sockets without a reason are absent. `whole_host_tcp` gives every TCP socket
+/// on the host when `scanned` covers only some processes (a client's proxy may
+/// belong to another process); it is called at most once, only when needed.
+pub fn socks_reasons(
+    host: &dyn Host,
+    config: &SocksConfig,
+    scanned: &[SocketInfo],
+    whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
+) -> HashMap<SocketKey, Vec<&'static str>> {
+    let mut out: HashMap<SocketKey, Vec<&'static str>> = HashMap::new();
+    let tcp: Vec<&SocketInfo> = scanned.iter().filter(|s| is_tcp(s)).collect();
+    if tcp.is_empty() {
+        return out;
+    }
+    let clients: Vec<&SocketInfo> = tcp
+        .iter()
+        .copied()
+        .filter(|s| !is_listener(s) && s.remote_port != 0)
+        .collect();
+    // Only a connection to this host can end at another process's listener: to
+    // loopback, or to the address the connection itself uses locally. (A
+    // `pid =` scan of a client talking to another of the host's addresses misses
+    // `socks_local_proxy`; a full scan does not.)
+    let needs_whole_host = clients.iter().any(|c| {
+        parse_ip(&c.remote_address).is_some_and(|remote| {
+            remote.is_loopback() || parse_ip(&c.local_address) == Some(remote)
+        })
+    });
+    let universe: Vec<SocketInfo> = match whole_host_tcp {
+        Some(all) if needs_whole_host => all().into_iter().filter(is_tcp).collect(),
+        _ => tcp.iter().map(|s| (*s).clone()).collect(),
+    };
+    let listeners: Vec<SocketInfo> = universe
+        .iter()
+        .filter(|s| is_listener(s))
+        .cloned()
+        .collect();
+    let local_addresses: HashSet<(String, IpAddr)> = universe
+        .iter()
+        .chain(tcp.iter().copied())
+        .filter_map(|s| Some((s.net_namespace.clone(), parse_ip(&s.local_address)?)))
+        .filter(|(_, ip)| !ip.is_unspecified())
+        .collect();
+
+    let mut c = Classifier {
+        host,
+        config,
+        processes: HashMap::new(),
+        servers: HashMap::new(),
+        environments: HashMap::new(),
+        preloads: HashMap::new(),
+        system_proxy: None,
+        own_namespace: None,
+        probes: HashMap::new(),
+    };
+    // Listeners a client with other evidence points at: probe candidates.
+    let mut targeted: HashSet<(String, String, i32)> = HashSet::new();
+
+    for client in &clients {
+        let mut reasons = Vec::new();
+        if u16::try_from(client.remote_port).is_ok_and(|p| config.ports.contains(&p)) {
+            reasons.push(REASON_PORT);
+        }
+        let proxies = proxy::socks_proxies_in_environment(c.environment(client.pid));
+        if proxies
+            .iter()
+            .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port))
+        {
+            reasons.push(REASON_ENV_PROXY);
+        }
+        if c.system_proxy()
+            .is_some_and(|p| endpoint_matches(&p, &client.remote_address, client.remote_port))
+        {
+            reasons.push(REASON_SYSTEM_PROXY);
+        }
+        let ends = listeners_for(client, &listeners, &local_addresses);
+        if ends.iter().any(|l| {
+            c.server(l.pid)
+                .is_some_and(|server| server.ports.contains(l.local_port))
+        }) {
+            reasons.push(REASON_LOCAL_PROXY);
+        }
+        if c.preloads_socks(client.pid) {
+            reasons.push(REASON_PRELOAD);
+        }
+        if reasons.is_empty() {
+            continue;
+        }
+        for end in &ends {
+            targeted.insert((
+                end.net_namespace.clone(),
+                end.local_address.clone(),
+                end.local_port,
+            ));
+        }
+        if config.handshake_probe {
+            let confirmed = ends.first().is_some_and(|end| {
+                parse_ip(&client.remote_address).is_some_and(|ip| ip.is_loopback())
+                    && c.probe_address(end).is_some()
+                    && u16::try_from(client.remote_port).is_ok_and(|port| {
+                        parse_ip(&client.remote_address).is_some_and(|ip| {
+                            c.probe(SocketAddr::new(ip, port)) == ProbeOutcome::Socks5
+                        })
+                    })
+            });
+            if confirmed {
+                reasons.push(REASON_HANDSHAKE);
+            }
+        }
+        out.insert(socket_key(client), reasons);
+    }
+
+    for listener in tcp.iter().copied().filter(|s| is_listener(s)) {
+        let known = c
+            .server(listener.pid)
+            .is_some_and(|server| server.ports.contains(listener.local_port));
+        let mut reasons = Vec::new();
+        if config.handshake_probe {
+            let candidate = known
+                || u16::try_from(listener.local_port).is_ok_and(|p| config.ports.contains(&p))
+                || targeted.contains(&(
+                    listener.net_namespace.clone(),
+                    listener.local_address.clone(),
+                    listener.local_port,
+                ));
+            if candidate {
+                if let Some(address) = c.probe_address(listener) {
+                    if c.probe(address) == ProbeOutcome::Socks5 {
+                        reasons.push(REASON_HANDSHAKE);
+                    }
+                }
+            }
+        }
+        if known || !reasons.is_empty() {
+            reasons.push(REASON_SERVER);
+            out.insert(socket_key(listener), reasons);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+// The tests fill a fake host step by step, scenario by scenario.
+#[allow(clippy::field_reassign_with_default)]
+mod tests {
+    use super::*;
+    use crate::platform::FakeHost;
+
+    fn process(pid: Pid, path: &str, argv: &[&str]) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            path: path.into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            net_namespace: "ns1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn tcp(pid: Pid, fd: i64, local: (&str, i32), remote: (&str, i32), state: &str) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd,
+            socket: (pid as u64) * 100 + fd as u64,
+            family: if local.0.contains(':') { 10 } else { 2 },
+            protocol: IPPROTO_TCP,
+            socket_type: SocketType::Stream,
+            local_address: local.0.into(),
+            local_port: local.1,
+            remote_address: remote.0.into(),
+            remote_port: remote.1,
+            tcp_state: state.into(),
+            net_namespace: "ns1".into(),
+        }
+    }
+
+    fn reasons_of(map: &HashMap<SocketKey, Vec<&'static str>>, socket: &SocketInfo) -> String {
+        map.get(&socket_key(socket))
+            .map(|r| r.join(","))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn signals_table_names_every_reason() {
+        for reason in [
+            REASON_PORT,
+            REASON_ENV_PROXY,
+            REASON_SYSTEM_PROXY,
+            REASON_LOCAL_PROXY,
+            REASON_PRELOAD,
+            REASON_HANDSHAKE,
+            REASON_SERVER,
+        ] {
+            assert!(
+                SIGNALS_TABLE_MARKDOWN.contains(&format!("| `{reason}` |")),
+                "{reason}"
+            );
+        }
+        for port in DEFAULT_SOCKS_PORTS {
+            assert!(SIGNALS_TABLE_MARKDOWN.contains(&port.to_string()), "{port}");
+        }
+    }
+
+    #[test]
+    fn port_lists() {
+        assert_eq!(
+            parse_port_list("1080, 9050,1080 7890"),
+            Ok(vec![1080, 9050, 7890])
+        );
+        assert!(parse_port_list("1080,x").is_err());
+        assert!(parse_port_list("0").is_err());
+        assert_eq!(parse_port_list(""), Ok(vec![]));
+        assert_eq!(SocksConfig::default().ports, DEFAULT_SOCKS_PORTS);
+        assert!(!SocksConfig::default().handshake_probe);
+    }
+
+    #[test]
+    fn passwd_homes() {
+        let text =
+            "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/sh\nbad:line\n";
+        assert_eq!(
+            crate::platform::home_from_passwd(text, 1000).as_deref(),
+            Some("/home/bob")
+        );
+        assert_eq!(
+            crate::platform::home_from_passwd(text, 0).as_deref(),
+            Some("/root")
+        );
+        assert_eq!(crate::platform::home_from_passwd(text, 5), None);
+    }
+
+    /// ssh -D listener, a curl through it, a bait with a proxy variable that
+    /// connects elsewhere, a plain HTTPS connection, and the sshd side.
+    #[test]
+    fn clients_and_servers() {
+        let mut host = FakeHost::default();
+        host.processes = vec![
+            process(
+                10,
+                "/usr/bin/ssh",
+                &["ssh", "-N", "-D", "127.0.0.1:40001", "u@h"],
+            ),
+            process(
+                11,
+                "/usr/bin/curl",
+                &["curl", "--socks5", "127.0.0.1:40001", "http://x"],
+            ),
+            process(12, "/usr/bin/python3", &["python3", "bait.py"]),
+            process(13, "/usr/bin/curl", &["curl", "https://example.org"]),
+            process(14, "/tmp/x/microsocks", &["./microsocks", "-p", "40002"]),
+            process(15, "/usr/bin/wget", &["wget", "x"]),
+            process(16, "/usr/bin/nc", &["nc", "-l", "1080"]),
+            process(17, "/usr/bin/app", &["app"]),
+        ];
+        host.environments
+            .insert(12, vec!["ALL_PROXY=socks5h://127.0.0.1:40002".into()]);
+        host.environments
+            .insert(15, vec!["ALL_PROXY=socks5h://127.0.0.1:40002".into()]);
+        host.libraries.insert(
+            17,
+            vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".into()],
+        );
+        let ssh_listen = tcp(10, 3, ("127.0.0.1", 40001), ("0.0.0.0", 0), "LISTEN");
+        let ssh_other_listen = tcp(10, 4, ("127.0.0.1", 40005), ("0.0.0.0", 0), "LISTEN");
+        let ssh_out = tcp(10, 5, ("10.0.0.2", 50000), ("10.0.0.9", 22), "ESTABLISHED");
+        let curl = tcp(
+            11,
+            3,
+            ("127.0.0.1", 50001),
+            ("127.0.0.1", 40001),
+            "ESTABLISHED",
+        );
+        let ssh_accepted = tcp(
+            10,
+            6,
+            ("127.0.0.1", 40001),
+            ("127.0.0.1", 50001),
+            "ESTABLISHED",
+        );
+        let bait = tcp(
+            12,
+            3,
+            ("10.0.0.2", 50002),
+            ("93.184.216.34", 443),
+            "ESTABLISHED",
+        );
+        let plain = tcp(
+            13,
+            3,
+            ("10.0.0.2", 50003),
+            ("93.184.216.34", 443),
+            "ESTABLISHED",
+        );
+        let microsocks = tcp(14, 3, ("0.0.0.0", 40002), ("0.0.0.0", 0), "LISTEN");
+        let wget = tcp(
+            15,
+            3,
+            ("127.0.0.1", 50004),
+            ("127.0.0.1", 40002),
+            "ESTABLISHED",
+        );
+        let nc_listen = tcp(16, 3, ("0.0.0.0", 1080), ("0.0.0.0", 0), "LISTEN");
+        let to_nc = tcp(
+            13,
+            4,
+            ("10.0.0.2", 50005),
+            ("10.0.0.2", 1080),
+            "ESTABLISHED",
+        );
+        let preloaded = tcp(17, 3, ("10.0.0.2", 50006), ("10.0.0.7", 3128), "SYN_SENT");
+        host.sockets = vec![
+            ssh_listen.clone(),
+            ssh_other_listen.clone(),
+            ssh_out.clone(),
+            curl.clone(),
+            ssh_accepted.clone(),
+            bait.clone(),
+            plain.clone(),
+            microsocks.clone(),
+            wget.clone(),
+            nc_listen.clone(),
+            to_nc.clone(),
+            preloaded.clone(),
+        ];
+        let scanned = host.sockets.clone();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &ssh_listen), "socks_server");
+        assert_eq!(reasons_of(&map, &ssh_other_listen), "", "not a -D port");
+        assert_eq!(reasons_of(&map, &ssh_out), "");
+        assert_eq!(reasons_of(&map, &curl), "socks_local_proxy");
+        assert_eq!(reasons_of(&map, &ssh_accepted), "");
+        assert_eq!(
+            reasons_of(&map, &bait),
+            "",
+            "proxy variable but direct connection"
+        );
+        assert_eq!(reasons_of(&map, &plain), "");
+        assert_eq!(reasons_of(&map, &microsocks), "socks_server");
+        assert_eq!(reasons_of(&map, &wget), "socks_env_proxy,socks_local_proxy");
+        assert_eq!(
+            reasons_of(&map, &nc_listen),
+            "",
+            "a SOCKS port alone does not make a server"
+        );
+        assert_eq!(
+            reasons_of(&map, &to_nc),
+            "socks_port",
+            "local address, port in list"
+        );
+        assert_eq!(reasons_of(&map, &preloaded), "socks_preload");
+
+        // A `pid =` scan of the client still finds the proxy's owner.
+        let only_curl = vec![curl.clone()];
+        let all = host.sockets.clone();
+        let whole = move || all.clone();
+        let map = socks_reasons(&host, &SocksConfig::default(), &only_curl, Some(&whole));
+        assert_eq!(reasons_of(&map, &curl), "socks_local_proxy");
+        assert_eq!(map.len(), 1);
+        // A process talking only to other hosts needs no whole-host scan.
+        let calls = std::cell::Cell::new(0);
+        let counted = || {
+            calls.set(calls.get() + 1);
+            Vec::new()
+        };
+        let only_plain = vec![plain.clone()];
+        let map = socks_reasons(&host, &SocksConfig::default(), &only_plain, Some(&counted));
+        assert!(map.is_empty());
+        assert_eq!(calls.get(), 0);
+        let map = socks_reasons(&host, &SocksConfig::default(), &only_curl, Some(&counted));
+        assert_eq!(calls.get(), 1);
+        assert!(
+            map.is_empty(),
+            "the (empty) whole-host view has no listener"
+        );
+    }
+
+    #[test]
+    fn namespaces_and_wildcards() {
+        let mut host = FakeHost::default();
+        host.processes = vec![
+            process(20, "/usr/bin/microsocks", &["microsocks"]),
+            process(21, "/usr/bin/curl", &["curl"]),
+        ];
+        let listen_v4 = tcp(20, 3, ("0.0.0.0", 40010), ("0.0.0.0", 0), "LISTEN");
+        let mut other_ns = tcp(
+            21,
+            3,
+            ("127.0.0.1", 50000),
+            ("127.0.0.1", 40010),
+            "ESTABLISHED",
+        );
+        other_ns.net_namespace = "ns2".into();
+        let v6_client = tcp(21, 4, ("::1", 50001), ("::1", 40010), "ESTABLISHED");
+        let v4_client = tcp(
+            21,
+            5,
+            ("127.0.0.1", 50002),
+            ("127.0.0.1", 40010),
+            "ESTABLISHED",
+        );
+        host.sockets = vec![
+            listen_v4.clone(),
+            other_ns.clone(),
+            v6_client.clone(),
+            v4_client.clone(),
+        ];
+        let scanned = host.sockets.clone();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &other_ns), "", "another netns's loopback");
+        assert_eq!(
+            reasons_of(&map, &v6_client),
+            "",
+            "v4 wildcard does not take v6"
+        );
+        assert_eq!(reasons_of(&map, &v4_client), "socks_local_proxy");
+    }
+
+    #[test]
+    fn system_proxy_and_env_preload() {
+        let mut host = FakeHost::default();
+        host.processes = vec![
+            process(30, "/usr/bin/app", &["app"]),
+            process(31, "/usr/bin/app", &["app"]),
+        ];
+        host.system_proxy = Some(("::1".into(), 4444));
+        host.environments.insert(
+            31,
+            vec!["LD_PRELOAD=/usr/lib/torsocks/libtorsocks.so".into()],
+        );
+        let to_system = tcp(30, 3, ("::1", 50000), ("::1", 4444), "ESTABLISHED");
+        let elsewhere = tcp(30, 4, ("::1", 50001), ("::1", 4445), "ESTABLISHED");
+        let torsocks = tcp(
+            31,
+            3,
+            ("10.0.0.2", 50002),
+            ("10.0.0.3", 9050),
+            "ESTABLISHED",
+        );
+        host.sockets = vec![to_system.clone(), elsewhere.clone(), torsocks.clone()];
+        let scanned = host.sockets.clone();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &to_system), "socks_system_proxy");
+        assert_eq!(reasons_of(&map, &elsewhere), "");
+        assert_eq!(reasons_of(&map, &torsocks), "socks_port,socks_preload");
+        // A custom port list replaces the default.
+        let config = SocksConfig {
+            ports: vec![4445],
+            ..Default::default()
+        };
+        let map = socks_reasons(&host, &config, &scanned, None);
+        assert_eq!(reasons_of(&map, &elsewhere), "socks_port");
+        assert_eq!(reasons_of(&map, &torsocks), "socks_preload");
+    }
+
+    #[test]
+    fn ssh_config_dynamic_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ssh_config");
+        std::fs::write(
+            &config,
+            "Host other\n  DynamicForward 40021\nHost jump\n  DynamicForward 40020\n",
+        )
+        .unwrap();
+        let config = config.to_string_lossy().into_owned();
+        let mut host = FakeHost::default();
+        host.processes = vec![
+            process(40, "/usr/bin/ssh", &["ssh", "-F", &config, "-N", "jump"]),
+            process(41, "/usr/bin/curl", &["curl"]),
+        ];
+        let listen = tcp(40, 3, ("127.0.0.1", 40020), ("0.0.0.0", 0), "LISTEN");
+        let client = tcp(
+            41,
+            3,
+            ("127.0.0.1", 50000),
+            ("127.0.0.1", 40020),
+            "ESTABLISHED",
+        );
+        host.sockets = vec![listen.clone(), client.clone()];
+        let scanned = host.sockets.clone();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &listen), "socks_server");
+        assert_eq!(reasons_of(&map, &client), "socks_local_proxy");
+        // A FIFO at the config path is not read (and does not hang the scan).
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_bounded(&fifo.to_string_lossy()), None);
+    }
+}

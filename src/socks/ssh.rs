@@ -1,0 +1,380 @@
+//! OpenSSH client argv and `ssh_config` parsing: which ports an `ssh` process
+//! serves as a SOCKS proxy (dynamic forwarding). Pure: the caller reads files.
+//!
+//! Forms understood: `-D 1080`, `-D1080`, `-D 127.0.0.1:1080`, `-D [::1]:1080`,
+//! `-D *:1080`, `-o DynamicForward=1080`, `-oDynamicForward=1080`,
+//! `-o "DynamicForward 1080"`, and `DynamicForward` lines in the config files ssh
+//! reads (`-F file`, else `~/.ssh/config` then `/etc/ssh/ssh_config`).
+//!
+//! Limits (documented in the README): in config files only lines outside any block,
+//! `Host` blocks whose patterns match the destination as typed on the command line
+//! (`*`/`?` globs, `!` negation) and `Match all` are honoured; other `Match` blocks
+//! and `Include` are skipped, and `HostName` aliasing is not followed.
+
+/// One dynamic forward: where ssh listens for SOCKS clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicForward {
+    /// Bind address as written (`127.0.0.1`, `::1`, `*`, `localhost`), if any.
+    pub bind: Option<String>,
+    pub port: u16,
+}
+
+/// What an ssh client's argv says about SOCKS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SshArgs {
+    pub dynamic_forwards: Vec<DynamicForward>,
+    /// `-F file` (`none` means no config file at all).
+    pub config_file: Option<String>,
+    /// Destination host as typed (user and port removed, lower-cased).
+    pub destination: Option<String>,
+}
+
+/// Options of ssh(1) that take an argument (OpenSSH 9 getopt string).
+const OPTIONS_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/// Parses `[bind:]port` / `[v6]:port`.
+pub fn parse_dynamic_forward(spec: &str) -> Option<DynamicForward> {
+    let spec = spec.trim();
+    let (bind, port) = if let Some(rest) = spec.strip_prefix('[') {
+        let (bind, after) = rest.split_once(']')?;
+        (Some(bind), after.strip_prefix(':')?)
+    } else {
+        match spec.rsplit_once(':') {
+            Some((bind, port)) => (Some(bind), port),
+            None => (None, spec),
+        }
+    };
+    let port: u16 = port.parse().ok()?;
+    if port == 0 || bind.is_some_and(str::is_empty) {
+        return None;
+    }
+    Some(DynamicForward {
+        bind: bind.map(str::to_owned),
+        port,
+    })
+}
+
+/// Splits a config line or `-o` value into keyword and argument
+/// (`Key Value`, `Key=Value`, `Key = Value`).
+fn keyword_and_value(line: &str) -> Option<(String, &str)> {
+    let line = line.trim();
+    let end = line.find(|c: char| c.is_whitespace() || c == '=')?;
+    let (key, rest) = line.split_at(end);
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest).trim();
+    let rest = rest.trim_matches('"');
+    Some((key.to_ascii_lowercase(), rest))
+}
+
+fn destination_host(arg: &str) -> String {
+    if let Some(uri) = arg.strip_prefix("ssh://") {
+        let authority = uri.split('/').next().unwrap_or(uri);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(v6) = host.strip_prefix('[') {
+            v6.split(']').next().unwrap_or(v6)
+        } else {
+            host.split(':').next().unwrap_or(host)
+        };
+        return host.to_ascii_lowercase();
+    }
+    arg.rsplit_once('@')
+        .map_or(arg, |(_, h)| h)
+        .to_ascii_lowercase()
+}
+
+/// Parses an ssh client's argv (argv[0] included). Options after the destination
+/// are honoured as OpenSSH does; the first word after that starts the remote command.
+pub fn parse_ssh_argv(argv: &[String]) -> SshArgs {
+    let mut out = SshArgs::default();
+    let mut options_done = false;
+    let mut words = argv.iter().skip(1);
+    while let Some(word) = words.next() {
+        if !options_done && word == "--" {
+            options_done = true;
+            continue;
+        }
+        let is_option = !options_done && word.len() > 1 && word.starts_with('-');
+        if !is_option {
+            if out.destination.is_some() {
+                break; // the remote command
+            }
+            out.destination = Some(destination_host(word));
+            continue;
+        }
+        for (i, c) in word[1..].char_indices() {
+            if !OPTIONS_WITH_ARGUMENT.contains(c) {
+                continue;
+            }
+            let attached = &word[1 + i + c.len_utf8()..];
+            let value = if attached.is_empty() {
+                match words.next() {
+                    Some(v) => v.as_str(),
+                    None => "",
+                }
+            } else {
+                attached
+            };
+            match c {
+                'D' => out.dynamic_forwards.extend(parse_dynamic_forward(value)),
+                'F' => out.config_file = Some(value.to_owned()),
+                'o' => {
+                    if let Some((key, v)) = keyword_and_value(value) {
+                        if key == "dynamicforward" {
+                            out.dynamic_forwards.extend(parse_dynamic_forward(v));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// ssh's pattern match: `*` any run, `?` one character; case-insensitive.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some((b'?', rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some((c, rest)) => t.first().is_some_and(|x| x == c) && go(rest, &t[1..]),
+        }
+    }
+    go(
+        pattern.to_ascii_lowercase().as_bytes(),
+        text.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+/// Whether a `Host` line's patterns select `destination` (a negated match wins).
+pub fn host_line_matches(patterns: &str, destination: Option<&str>) -> bool {
+    let mut matched = false;
+    for pattern in patterns.split([' ', '\t', ',']).filter(|p| !p.is_empty()) {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, pattern),
+        };
+        let hit = match destination {
+            Some(d) => glob_matches(pattern, d),
+            // Destination unknown: only a catch-all can be assumed to apply.
+            None => pattern == "*",
+        };
+        if hit && negated {
+            return false;
+        }
+        matched |= hit;
+    }
+    matched
+}
+
+/// `DynamicForward` entries of one config file that apply to `destination`.
+pub fn dynamic_forwards_in_config(text: &str, destination: Option<&str>) -> Vec<DynamicForward> {
+    let mut applies = true;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let Some((key, value)) = keyword_and_value(line) else {
+            continue;
+        };
+        match key.as_str() {
+            "host" => applies = host_line_matches(value, destination),
+            "match" => applies = value.eq_ignore_ascii_case("all"),
+            "dynamicforward" if applies => out.extend(parse_dynamic_forward(value)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Config files ssh would read for these args, in order; `home` is the owner's home.
+pub fn config_paths(args: &SshArgs, home: Option<&str>, cwd: &str) -> Vec<String> {
+    match args.config_file.as_deref() {
+        Some("none") => Vec::new(),
+        Some(file) if file.starts_with('/') => vec![file.to_owned()],
+        Some(file) if file.starts_with("~/") => home
+            .map(|h| vec![format!("{}/{}", h.trim_end_matches('/'), &file[2..])])
+            .unwrap_or_default(),
+        Some(file) if !cwd.is_empty() => vec![format!("{}/{}", cwd.trim_end_matches('/'), file)],
+        Some(_) => Vec::new(),
+        None => {
+            let mut paths = Vec::new();
+            if let Some(home) = home.filter(|h| !h.is_empty()) {
+                paths.push(format!("{}/.ssh/config", home.trim_end_matches('/')));
+            }
+            paths.push("/etc/ssh/ssh_config".to_owned());
+            paths
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    fn ports(args: &SshArgs) -> Vec<u16> {
+        args.dynamic_forwards.iter().map(|f| f.port).collect()
+    }
+
+    #[test]
+    fn dash_d_forms() {
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&["ssh", "-D", "1080", "host"]))),
+            [1080]
+        );
+        let a = parse_ssh_argv(&argv(&["ssh", "-D127.0.0.1:1081", "-N", "me@host"]));
+        assert_eq!(
+            a.dynamic_forwards,
+            [DynamicForward {
+                bind: Some("127.0.0.1".into()),
+                port: 1081
+            }]
+        );
+        assert_eq!(a.destination.as_deref(), Some("host"));
+        let a = parse_ssh_argv(&argv(&["ssh", "-D", "[::1]:1082", "host"]));
+        assert_eq!(
+            a.dynamic_forwards,
+            [DynamicForward {
+                bind: Some("::1".into()),
+                port: 1082
+            }]
+        );
+        // Bundled flags: -ND 1083, -fNqD1084.
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&["ssh", "-ND", "1083", "h"]))),
+            [1083]
+        );
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&["ssh", "-fNqD1084", "h"]))),
+            [1084]
+        );
+        // -o forms.
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&[
+                "ssh",
+                "-oDynamicForward=1085",
+                "h"
+            ]))),
+            [1085]
+        );
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&[
+                "ssh",
+                "-o",
+                "DynamicForward 1086",
+                "h"
+            ]))),
+            [1086]
+        );
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&[
+                "ssh",
+                "-o",
+                "dynamicforward = *:1087",
+                "h"
+            ]))),
+            [1087]
+        );
+        // Options after the destination count; the remote command does not.
+        assert_eq!(
+            ports(&parse_ssh_argv(&argv(&["ssh", "host", "-D", "1088"]))),
+            [1088]
+        );
+        assert!(parse_ssh_argv(&argv(&["ssh", "host", "ls", "-D", "1089"]))
+            .dynamic_forwards
+            .is_empty());
+        // -L and -p take arguments that are not SOCKS ports.
+        let a = parse_ssh_argv(&argv(&[
+            "ssh",
+            "-L",
+            "8080:localhost:80",
+            "-p",
+            "2222",
+            "host",
+        ]));
+        assert!(a.dynamic_forwards.is_empty());
+        assert_eq!(a.destination.as_deref(), Some("host"));
+        // Garbage.
+        assert!(parse_ssh_argv(&argv(&["ssh", "-D", "notaport", "h"]))
+            .dynamic_forwards
+            .is_empty());
+        assert!(parse_ssh_argv(&argv(&["ssh", "-D"]))
+            .dynamic_forwards
+            .is_empty());
+        assert!(parse_ssh_argv(&argv(&["ssh", "-D", "0", "h"]))
+            .dynamic_forwards
+            .is_empty());
+        assert!(parse_ssh_argv(&argv(&[])).dynamic_forwards.is_empty());
+    }
+
+    #[test]
+    fn destinations_and_config_file() {
+        let a = parse_ssh_argv(&argv(&[
+            "ssh",
+            "-F",
+            "/tmp/cfg",
+            "ssh://u@Jump.Example:2222",
+        ]));
+        assert_eq!(a.config_file.as_deref(), Some("/tmp/cfg"));
+        assert_eq!(a.destination.as_deref(), Some("jump.example"));
+        let a = parse_ssh_argv(&argv(&["ssh", "-Fcfg", "--", "-weird"]));
+        assert_eq!(a.config_file.as_deref(), Some("cfg"));
+        assert_eq!(a.destination.as_deref(), Some("-weird"));
+        assert_eq!(config_paths(&a, Some("/root"), "/work"), ["/work/cfg"]);
+        let none = parse_ssh_argv(&argv(&["ssh", "-F", "none", "h"]));
+        assert!(config_paths(&none, Some("/root"), "/").is_empty());
+        let plain = parse_ssh_argv(&argv(&["ssh", "h"]));
+        assert_eq!(
+            config_paths(&plain, Some("/home/u/"), "/"),
+            ["/home/u/.ssh/config", "/etc/ssh/ssh_config"]
+        );
+        assert_eq!(config_paths(&plain, None, "/"), ["/etc/ssh/ssh_config"]);
+    }
+
+    #[test]
+    fn config_files() {
+        let text = "\
+# global
+DynamicForward 1080
+Host jump bastion-*
+    DynamicForward=127.0.0.1:1081   # comment
+Host *.internal !secret.internal
+    DynamicForward [::1]:1082
+Host *
+    dynamicforward 1083
+Match host other exec \"true\"
+    DynamicForward 1084
+Match all
+    DynamicForward 1085
+";
+        let ports = |dest: Option<&str>| -> Vec<u16> {
+            dynamic_forwards_in_config(text, dest)
+                .iter()
+                .map(|f| f.port)
+                .collect()
+        };
+        assert_eq!(ports(Some("jump")), [1080, 1081, 1083, 1085]);
+        assert_eq!(ports(Some("bastion-7")), [1080, 1081, 1083, 1085]);
+        assert_eq!(ports(Some("db.internal")), [1080, 1082, 1083, 1085]);
+        assert_eq!(ports(Some("secret.internal")), [1080, 1083, 1085]);
+        assert_eq!(ports(None), [1080, 1083, 1085]);
+        assert!(dynamic_forwards_in_config("Host *\n  Port 22\n", Some("x")).is_empty());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("bastion-?", "BASTION-1"));
+        assert!(!glob_matches("bastion-?", "bastion-12"));
+        assert!(glob_matches("*.corp", "a.b.corp"));
+        assert!(!glob_matches("*.corp", "corp"));
+        assert!(host_line_matches("a b,c", Some("c")));
+        assert!(!host_line_matches("* !c", Some("c")));
+        assert!(!host_line_matches("!c", Some("d")));
+    }
+}

@@ -1,0 +1,705 @@
+//! SOCKS detection against real programs: OpenSSH dynamic forwarding through a
+//! local sshd, microsocks with curl, a client configured by `ALL_PROXY`,
+//! proxychains4, an unsigned copy of a SOCKS server, false-positive baits, and
+//! the handshake probe. Everything listens on 127.0.0.1 only, on ports chosen by
+//! binding port 0. A missing program is a skip (printed), not a pass.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use an1256::model::{ProtocolSet, SocketQuery};
+use an1256::platform::linux::LinuxHost;
+use an1256::platform::{Host, HostConfig};
+use an1256::socks::probe::{probe_socks5, ProbeOutcome};
+use an1256::socks::SocksConfig;
+use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
+use an1256::tables::{QueryContext, TableDef};
+use common::{python, skip, spawn_ready};
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a program may take to connect or start listening.
+const SETTLE: Duration = Duration::from_secs(20);
+
+type NamedRow = HashMap<&'static str, String>;
+
+/// A child process killed and reaped on drop.
+struct Running(Child);
+
+impl Running {
+    fn spawn(mut command: Command) -> std::io::Result<Running> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command.spawn().map(Running)
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).expect("pid fits i32")
+    }
+
+    /// Its stderr so far, when it exited early (for failure messages).
+    fn exited_stderr(&mut self) -> Option<String> {
+        match self.0.try_wait() {
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = self.0.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                Some(format!("{status}: {err}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// A port free on 127.0.0.1 right now (bound to port 0, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A TCP server on 127.0.0.1 that accepts connections and holds them open,
+/// never answering: clients stay connected while the test reads the table.
+struct HoldServer {
+    port: u16,
+}
+
+impl HoldServer {
+    fn start() -> HoldServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hold server");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        HoldServer { port }
+    }
+}
+
+fn host() -> Arc<LinuxHost> {
+    Arc::new(LinuxHost::new(HostConfig::default()))
+}
+
+fn rows(host: &Arc<LinuxHost>, config: &SocksConfig, pid: i32) -> Vec<NamedRow> {
+    let table = NonstandardProtocolSockets::with_socks_config(host.clone(), config.clone());
+    table
+        .generate(&QueryContext::new().with_equals("pid", pid.to_string()))
+        .expect("generate")
+        .into_iter()
+        .map(|row| {
+            COLUMNS
+                .iter()
+                .zip(row.iter())
+                .map(|(c, v)| (c.name, v.to_osquery_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Polls the table for `pid` until `accept` finds a row, or the deadline passes.
+fn wait_for_row(
+    host: &Arc<LinuxHost>,
+    config: &SocksConfig,
+    pid: i32,
+    what: &str,
+    accept: impl Fn(&NamedRow) -> bool,
+) -> NamedRow {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let found = rows(host, config, pid);
+        if let Some(row) = found.iter().find(|r| accept(r)) {
+            return row.clone();
+        }
+        if Instant::now() > deadline {
+            let tcp: Vec<_> = tcp_sockets(host, pid);
+            panic!("no row {what} for pid {pid}; rows {found:#?}; its TCP sockets {tcp:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// TCP sockets the host sees for `pid` (to show a socket exists but is no row).
+fn tcp_sockets(host: &Arc<LinuxHost>, pid: i32) -> Vec<an1256::model::SocketInfo> {
+    host.sockets(&SocketQuery {
+        pids: Some(vec![pid]),
+        protocols: ProtocolSet {
+            tcp: true,
+            ..ProtocolSet::NONE
+        },
+    })
+    .sockets
+}
+
+/// Waits until something accepts connections on 127.0.0.1:port.
+fn wait_listening(port: u16, child: &mut Running) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if let Some(err) = child.exited_stderr() {
+            return Err(err);
+        }
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listening on {port} after {SETTLE:?}"))
+}
+
+fn has_reason(row: &NamedRow, reason: &str) -> bool {
+    row["reason"].split(',').any(|r| r == reason)
+}
+
+fn is_client_to(row: &NamedRow, port: u16) -> bool {
+    row["remote_port"] == port.to_string() && row["state"] == "ESTABLISHED"
+}
+
+fn assert_server_row(row: &NamedRow, port: u16) {
+    assert_eq!(row["protocol_name"], "socks");
+    assert_eq!(row["protocol"], "6");
+    assert_eq!(row["socket_type"], "stream");
+    assert_eq!(row["state"], "LISTEN");
+    assert_eq!(row["local_port"], port.to_string());
+    assert!(has_reason(row, "socks_server"), "{row:?}");
+}
+
+/// Starts microsocks (or a copy of it at `binary`) on 127.0.0.1:`port`.
+fn start_microsocks(binary: &Path, port: u16) -> Result<Running, String> {
+    let mut command = Command::new(binary);
+    command.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+    let mut child = Running::spawn(command).map_err(|e| e.to_string())?;
+    wait_listening(port, &mut child)?;
+    Ok(child)
+}
+
+/// `curl` fetching from the hold server, with extra arguments/environment.
+fn curl(args: &[&str], env: &[(&str, String)], hold: &HoldServer) -> Running {
+    let mut command = Command::new("curl");
+    command
+        .args(["-s", "--max-time", "120"])
+        .args(args)
+        .arg(format!("http://127.0.0.1:{}/", hold.port))
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    Running::spawn(command).expect("spawn curl")
+}
+
+fn microsocks_or_skip(test: &str) -> Option<PathBuf> {
+    let found = which("microsocks");
+    if found.is_none() {
+        skip(
+            test,
+            "microsocks is not installed (apt-get install microsocks)",
+        );
+    }
+    if which("curl").is_none() {
+        skip(test, "curl is not installed");
+        return None;
+    }
+    found
+}
+
+#[test]
+fn microsocks_server_and_curl_client() {
+    let Some(microsocks) = microsocks_or_skip("microsocks_server_and_curl_client") else {
+        return;
+    };
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let port = free_port();
+    let server = start_microsocks(&microsocks, port).expect("microsocks");
+    let client = curl(&["--socks5", &format!("127.0.0.1:{port}")], &[], &hold);
+
+    let row = wait_for_row(&host, &config, client.pid(), "to microsocks", |r| {
+        is_client_to(r, port)
+    });
+    assert_eq!(row["protocol_name"], "socks");
+    assert_eq!(row["reason"], "socks_local_proxy", "{row:?}");
+    assert_eq!(row["remote_scope"], "loopback");
+    assert!(row["path"].ends_with("/curl"), "{row:?}");
+
+    let listener = wait_for_row(&host, &config, server.pid(), "listener", |r| {
+        r["state"] == "LISTEN"
+    });
+    assert_server_row(&listener, port);
+    // The accepted connection and microsocks's own connection to the hold
+    // server carry no SOCKS evidence: no rows beyond the listener.
+    let all = rows(&host, &config, server.pid());
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(tcp_sockets(&host, server.pid()).len() >= 3);
+}
+
+#[test]
+fn all_proxy_environment_client() {
+    let Some(microsocks) = microsocks_or_skip("all_proxy_environment_client") else {
+        return;
+    };
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let port = free_port();
+    let _server = start_microsocks(&microsocks, port).expect("microsocks");
+    let client = curl(
+        &[],
+        &[("ALL_PROXY", format!("socks5h://127.0.0.1:{port}"))],
+        &hold,
+    );
+    let row = wait_for_row(&host, &config, client.pid(), "to the proxy", |r| {
+        is_client_to(r, port)
+    });
+    assert_eq!(
+        row["reason"], "socks_env_proxy,socks_local_proxy",
+        "{row:?}"
+    );
+}
+
+#[test]
+fn bait_with_proxy_variable_connecting_directly_is_no_row() {
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let proxy_port = free_port();
+    let mut command = python(
+        "import socket,sys,time\n\
+         s=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\n\
+         print('ready',flush=True)\n\
+         time.sleep(120)\n",
+    );
+    command
+        .arg(hold.port.to_string())
+        .env("ALL_PROXY", format!("socks5h://127.0.0.1:{proxy_port}"))
+        .env("https_proxy", format!("socks5://localhost:{proxy_port}"));
+    let bait = match spawn_ready(command) {
+        Ok(child) => child,
+        Err(e) => return skip("bait", format!("python3 failed: {e}")),
+    };
+    // The connection is there and seen by the host…
+    let seen = tcp_sockets(&host, bait.pid);
+    assert!(
+        seen.iter()
+            .any(|s| s.remote_port == i32::from(hold.port) && s.tcp_state == "ESTABLISHED"),
+        "{seen:#?}"
+    );
+    // …but it goes elsewhere than the proxy: not SOCKS.
+    let found = rows(&host, &config, bait.pid);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn plain_tcp_to_non_socks_port_is_no_row() {
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let mut command = python(
+        "import socket,sys,time\n\
+         s=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\n\
+         print('ready',flush=True)\n\
+         time.sleep(120)\n",
+    );
+    command.arg(hold.port.to_string());
+    let client = match spawn_ready(command) {
+        Ok(child) => child,
+        Err(e) => return skip("plain", format!("python3 failed: {e}")),
+    };
+    let seen = tcp_sockets(&host, client.pid);
+    assert!(
+        seen.iter().any(|s| s.remote_port == i32::from(hold.port)),
+        "{seen:#?}"
+    );
+    assert!(rows(&host, &config, client.pid).is_empty());
+    // With that port declared a SOCKS port, the same connection is a row.
+    let declared = SocksConfig {
+        ports: vec![hold.port],
+        ..SocksConfig::default()
+    };
+    let found = rows(&host, &declared, client.pid);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["reason"], "socks_port");
+}
+
+#[test]
+fn proxychains_wrapped_client_is_preloaded() {
+    let test = "proxychains_wrapped_client_is_preloaded";
+    let Some(microsocks) = microsocks_or_skip(test) else {
+        return;
+    };
+    let Some(proxychains) = which("proxychains4") else {
+        return skip(test, "proxychains4 is not installed");
+    };
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let port = free_port();
+    let _server = start_microsocks(&microsocks, port).expect("microsocks");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("proxychains.conf");
+    std::fs::write(
+        &conf,
+        format!("strict_chain\nquiet_mode\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 127.0.0.1 {port}\n"),
+    )
+    .expect("write conf");
+    let mut command = Command::new(proxychains);
+    command
+        .arg("-q")
+        .arg("-f")
+        .arg(&conf)
+        .args(["curl", "-s", "--max-time", "120"])
+        .arg(format!("http://127.0.0.1:{}/", hold.port));
+    let client = Running::spawn(command).expect("proxychains4");
+    // proxychains4 execs curl: same pid, libproxychains mapped.
+    let row = wait_for_row(&host, &config, client.pid(), "through proxychains", |r| {
+        is_client_to(r, port)
+    });
+    assert_eq!(row["reason"], "socks_local_proxy,socks_preload", "{row:?}");
+}
+
+#[test]
+fn unsigned_copy_of_a_socks_server_is_a_server_row() {
+    let Some(microsocks) = microsocks_or_skip("unsigned_copy") else {
+        return;
+    };
+    let host = host();
+    let config = SocksConfig::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("microsocks");
+    std::fs::copy(&microsocks, &copy).expect("copy microsocks");
+    let port = free_port();
+    let server = start_microsocks(&copy, port).expect("copied microsocks");
+    let row = wait_for_row(&host, &config, server.pid(), "listener", |r| {
+        r["state"] == "LISTEN"
+    });
+    assert_server_row(&row, port);
+    assert_eq!(row["reason"], "socks_server");
+    assert_eq!(Path::new(&row["path"]), copy.as_path());
+    // Not a package file: the subject is untrusted.
+    let process = host.process(server.pid()).expect("process");
+    assert!(!host.process_identity(&process).trust.is_trusted());
+}
+
+/// A local sshd with its own keys on a free port; `ssh` with -D through it.
+struct SshFixture {
+    dir: tempfile::TempDir,
+    port: u16,
+    _sshd: Running,
+}
+
+fn start_sshd(test: &str) -> Option<SshFixture> {
+    let (Some(sshd), Some(keygen)) = (which("sshd"), which("ssh-keygen")) else {
+        skip(test, "openssh-server is not installed");
+        return None;
+    };
+    if which("ssh").is_none() {
+        skip(test, "openssh-client is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    for key in ["host_key", "id"] {
+        let status = Command::new(&keygen)
+            .args(["-q", "-t", "ed25519", "-N", "", "-f", &path(key)])
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success());
+    }
+    std::fs::copy(path("id.pub"), path("authorized_keys")).expect("authorized_keys");
+    if common::is_root() && !Path::new("/run/sshd").is_dir() {
+        // The privilege-separation directory the Debian package normally creates.
+        if let Err(e) = std::fs::create_dir_all("/run/sshd") {
+            skip(test, format!("cannot create /run/sshd: {e}"));
+            return None;
+        }
+    }
+    let port = free_port();
+    std::fs::write(
+        path("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+             AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
+             AllowTcpForwarding yes\n",
+            path("host_key"),
+            path("sshd.pid"),
+            path("authorized_keys"),
+        ),
+    )
+    .expect("sshd_config");
+    let mut command = Command::new(sshd);
+    command.args(["-D", "-e", "-f", &path("sshd_config")]);
+    let mut child = Running::spawn(command).expect("sshd");
+    if let Err(e) = wait_listening(port, &mut child) {
+        skip(test, format!("sshd did not start: {e}"));
+        return None;
+    }
+    Some(SshFixture {
+        dir,
+        port,
+        _sshd: child,
+    })
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            if common::is_root() {
+                "root".into()
+            } else {
+                "nobody".into()
+            }
+        })
+}
+
+/// `ssh -N` to the fixture's sshd with `extra` options; waits for `socks_port`.
+fn start_ssh(
+    fixture: &SshFixture,
+    extra: &[String],
+    destination: &str,
+    socks_port: u16,
+) -> Running {
+    let id = fixture.dir.path().join("id");
+    let mut command = Command::new("ssh");
+    command
+        .arg("-N")
+        .arg("-i")
+        .arg(&id)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes"])
+        .args(["-p", &fixture.port.to_string()])
+        .args(extra)
+        .arg(destination);
+    let mut child = Running::spawn(command).expect("ssh");
+    wait_listening(socks_port, &mut child).expect("ssh dynamic forward listening");
+    child
+}
+
+fn assert_ssh_socks(fixture: &SshFixture, ssh: &Running, socks_port: u16) {
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let client = curl(
+        &["--socks5", &format!("127.0.0.1:{socks_port}")],
+        &[],
+        &hold,
+    );
+    let row = wait_for_row(&host, &config, client.pid(), "through ssh -D", |r| {
+        is_client_to(r, socks_port)
+    });
+    assert_eq!(row["reason"], "socks_local_proxy", "{row:?}");
+    let listener = wait_for_row(&host, &config, ssh.pid(), "ssh listener", |r| {
+        r["state"] == "LISTEN" && r["local_port"] == socks_port.to_string()
+    });
+    assert_server_row(&listener, socks_port);
+    assert!(listener["path"].ends_with("/ssh"), "{listener:?}");
+    // ssh's own connection to sshd is not SOCKS.
+    let ssh_rows = rows(&host, &config, ssh.pid());
+    assert!(
+        ssh_rows
+            .iter()
+            .all(|r| r["remote_port"] != fixture.port.to_string()),
+        "{ssh_rows:#?}"
+    );
+}
+
+#[test]
+fn ssh_dynamic_forward_on_the_command_line() {
+    let Some(fixture) = start_sshd("ssh_dynamic_forward_on_the_command_line") else {
+        return;
+    };
+    let socks_port = free_port();
+    let ssh = start_ssh(
+        &fixture,
+        &["-D".into(), format!("127.0.0.1:{socks_port}")],
+        &format!("{}@127.0.0.1", user_name()),
+        socks_port,
+    );
+    assert_ssh_socks(&fixture, &ssh, socks_port);
+}
+
+#[test]
+fn ssh_dynamic_forward_from_its_config_file() {
+    let Some(fixture) = start_sshd("ssh_dynamic_forward_from_its_config_file") else {
+        return;
+    };
+    let socks_port = free_port();
+    let config = fixture.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host unrelated\n    DynamicForward 127.0.0.1:{}\nHost pivot\n    HostName 127.0.0.1\n    User {}\n    DynamicForward 127.0.0.1:{socks_port}\n",
+            free_port(),
+            user_name()
+        ),
+    )
+    .expect("ssh_config");
+    let ssh = start_ssh(
+        &fixture,
+        &["-F".into(), config.to_string_lossy().into_owned()],
+        "pivot",
+        socks_port,
+    );
+    assert_ssh_socks(&fixture, &ssh, socks_port);
+}
+
+#[test]
+fn handshake_probe_confirms_microsocks_and_gives_up_on_a_silent_listener() {
+    let Some(microsocks) = microsocks_or_skip("handshake_probe") else {
+        return;
+    };
+    let port = free_port();
+    let server = start_microsocks(&microsocks, port).expect("microsocks");
+    let timeout = Duration::from_millis(300);
+    assert_eq!(
+        probe_socks5(SocketAddr::from(([127, 0, 0, 1], port)), timeout),
+        ProbeOutcome::Socks5
+    );
+
+    // A listener that accepts and never answers: the probe returns, bounded by
+    // its connect/write/read timeouts (generous bound: this is not a benchmark).
+    let mut command = python(
+        "import socket,time\n\
+         s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(8)\n\
+         print('port=%d'%s.getsockname()[1]); print('ready',flush=True)\n\
+         held=[]\n\
+         while True:\n    c,_=s.accept(); held.append(c)\n",
+    );
+    command.env_remove("PYTHONSTARTUP");
+    let silent = spawn_ready(command).expect("silent listener");
+    let silent_port = u16::try_from(silent.int("port")).expect("port");
+    let started = Instant::now();
+    assert_eq!(
+        probe_socks5(SocketAddr::from(([127, 0, 0, 1], silent_port)), timeout),
+        ProbeOutcome::NoAnswer
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Never toward a non-loopback address.
+    assert_eq!(
+        probe_socks5(SocketAddr::from(([192, 0, 2, 1], port)), timeout),
+        ProbeOutcome::RefusedNotLoopback
+    );
+
+    // Through the table: a renamed copy of microsocks (unknown program) on a
+    // port declared SOCKS is confirmed by the probe; the silent listener on a
+    // declared port is not; the known microsocks gets both reasons.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let renamed = dir.path().join("helper");
+    std::fs::copy(&microsocks, &renamed).expect("copy");
+    let renamed_port = free_port();
+    let unknown = start_microsocks(&renamed, renamed_port).expect("renamed microsocks");
+    let host = host();
+    let probing = SocksConfig {
+        ports: vec![renamed_port, silent_port],
+        handshake_probe: true,
+        ..SocksConfig::default()
+    };
+    let row = wait_for_row(&host, &probing, unknown.pid(), "confirmed", |r| {
+        r["state"] == "LISTEN"
+    });
+    assert_eq!(row["reason"], "socks_handshake,socks_server");
+    assert!(rows(&host, &probing, silent.pid).is_empty());
+    let row = wait_for_row(&host, &probing, server.pid(), "known", |r| {
+        r["state"] == "LISTEN"
+    });
+    assert_eq!(row["reason"], "socks_handshake,socks_server");
+    // Without the probe the unknown program is nothing.
+    assert!(rows(&host, &SocksConfig::default(), unknown.pid()).is_empty());
+
+    // A client through the known server gets socks_handshake too.
+    let hold = HoldServer::start();
+    let client = curl(&["--socks5", &format!("127.0.0.1:{port}")], &[], &hold);
+    let row = wait_for_row(&host, &probing, client.pid(), "confirmed client", |r| {
+        is_client_to(r, port)
+    });
+    assert_eq!(row["reason"], "socks_local_proxy,socks_handshake");
+}
+
+#[test]
+fn full_scan_without_constraints_finds_server_and_client() {
+    let Some(microsocks) = microsocks_or_skip("full_scan") else {
+        return;
+    };
+    let host = host();
+    let hold = HoldServer::start();
+    let port = free_port();
+    let server = start_microsocks(&microsocks, port).expect("microsocks");
+    let client = curl(&["--socks5", &format!("127.0.0.1:{port}")], &[], &hold);
+    let table = NonstandardProtocolSockets::new(host.clone());
+    let deadline = Instant::now() + SETTLE;
+    for context in [
+        QueryContext::new(),
+        QueryContext::new().with_equals("protocol_name", "socks"),
+    ] {
+        loop {
+            let rows: Vec<NamedRow> = table
+                .generate(&context)
+                .expect("generate")
+                .into_iter()
+                .map(|row| {
+                    COLUMNS
+                        .iter()
+                        .zip(row.iter())
+                        .map(|(c, v)| (c.name, v.to_osquery_string()))
+                        .collect()
+                })
+                .collect();
+            let server_row = rows
+                .iter()
+                .any(|r| r["pid"] == server.pid().to_string() && r["reason"] == "socks_server");
+            let client_row = rows.iter().any(|r| {
+                r["pid"] == client.pid().to_string()
+                    && is_client_to(r, port)
+                    && r["reason"] == "socks_local_proxy"
+            });
+            if server_row && client_row {
+                // Plain TCP never becomes a row: every TCP row has a SOCKS reason.
+                for row in rows.iter().filter(|r| r["protocol"] == "6") {
+                    assert_eq!(row["protocol_name"], "socks", "{row:?}");
+                    assert!(row["reason"].starts_with("socks_"), "{row:?}");
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "rows never appeared: {rows:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
