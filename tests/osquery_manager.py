@@ -351,8 +351,16 @@ def baseline_write(args, handler, server, process, result):
         ext, "call", "table", "an1256_baseline",
         {"action": "delete", "id": str(rowid)}))
     result["after_delete"] = lookup()
-    result["info"] = response_json(extension_call(
-        ext, "call", "table", "an1256_info", {"action": "generate", "context": "{}"}))
+    # The extension's sampler thread records its first pass (and its cost) soon
+    # after start; wait for it, bounded.
+    deadline = time.monotonic() + 60
+    while True:
+        result["info"] = response_json(extension_call(
+            ext, "call", "table", "an1256_info", {"action": "generate", "context": "{}"}))
+        rows = result["info"]["rows"]
+        if (rows and rows[0].get("last_sample_time", "0") != "0") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     code, waited = wait_exit(process, EXIT_TIMEOUT)
     result["exit_after_sigterm"] = {"code": code, "seconds": waited}

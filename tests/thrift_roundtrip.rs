@@ -444,5 +444,16 @@ fn osquery_side_insert_and_delete_on_the_baseline_table() {
             .ends_with("store/an1256.db"),
         "{info}"
     );
+    // The sampler thread ran in extension mode and recorded its cost.
+    let sampled: i64 = info["last_sample_time"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(sampled > 0, "no sampler pass recorded: {info}");
+    eprintln!(
+        "extension sampler: first pass {} ms wall, {} ms cpu",
+        info["last_sample_duration_ms"], info["last_sample_cpu_ms"]
+    );
     assert_eq!(report["exit_after_sigterm"]["code"], 0);
 }
