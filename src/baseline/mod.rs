@@ -113,6 +113,7 @@ impl Baseline {
         ObservationLimits {
             max_age_secs: self.config.observation_max_age_secs,
             max_rows: self.config.observation_max_rows,
+            ..ObservationLimits::default()
         }
     }
 
@@ -214,14 +215,12 @@ impl Baseline {
         if rules.rules.is_empty() {
             return Vec::new();
         }
-        let mut identities: Vec<String> = Vec::new();
-        if let Ok(store) = self.store() {
-            if let Ok(rows) = store.observations(None) {
-                identities.extend(rows.into_iter().map(|r| r.observation.identity));
-            }
-        }
-        identities.sort();
-        identities.dedup();
+        let identities = match self.store() {
+            Ok(store) => store
+                .observed_identities(MAX_SIGHTINGS as i64)
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
         identities
             .iter()
             .flat_map(|id| rules.rows_for(&self.facts_for(id, false)))

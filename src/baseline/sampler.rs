@@ -136,7 +136,15 @@ pub fn sample_once(
     };
     report.learning = learning;
     match store.record_pass(&report.observations, learning, now, limits) {
-        Ok(write) => report.write = write,
+        Ok(write) => {
+            if write.learning_capped > 0 {
+                report.errors.push(format!(
+                    "learning capped at {} entries: {} observations not learned",
+                    limits.max_learned, write.learning_capped
+                ));
+            }
+            report.write = write;
+        }
         Err(e) => report.errors.push(e.to_string()),
     }
     report.wall_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);

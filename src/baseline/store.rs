@@ -169,11 +169,14 @@ pub struct ObservationRow {
     pub count: i64,
 }
 
-/// Bounds on the observation table, applied on every pass.
+/// Bounds on the observation table, applied on every pass, and on learning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObservationLimits {
     pub max_age_secs: i64,
     pub max_rows: i64,
+    /// Learning stops adding entries beyond this many learned entries (a port
+    /// scanner running during the learning window must not flood the baseline).
+    pub max_learned: i64,
 }
 
 impl Default for ObservationLimits {
@@ -181,6 +184,7 @@ impl Default for ObservationLimits {
         ObservationLimits {
             max_age_secs: 30 * 86_400,
             max_rows: 100_000,
+            max_learned: 10_000,
         }
     }
 }
@@ -190,6 +194,8 @@ impl Default for ObservationLimits {
 pub struct PassWrite {
     pub observations: usize,
     pub learned: usize,
+    /// Not learned because `max_learned` was reached.
+    pub learning_capped: usize,
     pub pruned: usize,
 }
 
@@ -490,6 +496,13 @@ impl Store {
         self.write(|tx| {
             let mut result = PassWrite::default();
             let wrap = |e| map_sqlite(&self.path, e);
+            let mut learned_total: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM entries WHERE source = 'learned'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(wrap)?;
             {
                 let mut upsert = tx
                     .prepare_cached(
@@ -534,6 +547,10 @@ impl Store {
                         .execute(params![o.identity, o.protocol_name, o.remote_port, now])
                         .map_err(wrap)?;
                     if learn && touched == 0 {
+                        if learned_total >= limits.max_learned {
+                            result.learning_capped += 1;
+                            continue;
+                        }
                         // Sampler identities come from `subject`; validate anyway so a
                         // malformed one never enters the baseline.
                         if let Ok(key) =
@@ -541,6 +558,7 @@ impl Store {
                         {
                             upsert_entry(tx, &key, Source::Learned, "", now, 1)?;
                             result.learned += 1;
+                            learned_total += 1;
                         }
                     }
                 }
@@ -611,6 +629,17 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// Distinct identities in the observations (at most `limit`).
+    pub fn observed_identities(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT identity FROM observations ORDER BY identity LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit], |r| r.get(0))?;
+            rows.collect()
         })
     }
 
@@ -1159,6 +1188,7 @@ mod tests {
         let limits = ObservationLimits {
             max_age_secs: 1000,
             max_rows: 3,
+            max_learned: 10,
         };
         store.record_pass(&[make(1)], false, 10, limits).unwrap();
         let batch: Vec<_> = (2..6).map(make).collect();
@@ -1173,6 +1203,35 @@ mod tests {
             .collect();
         assert_eq!(ports.len(), 3);
         assert!(!ports.contains(&1));
+    }
+
+    #[test]
+    fn learning_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let batch: Vec<Observation> = (1..=5)
+            .map(|port| Observation {
+                identity: SHA.into(),
+                protocol_name: "udp".into(),
+                remote_port: port,
+                remote_scope: "public".into(),
+                remote_address: String::new(),
+                pid: 1,
+                path: String::new(),
+                exe_path: String::new(),
+                interpreter: String::new(),
+                subject_kind: "binary".into(),
+                subject_trusted: false,
+            })
+            .collect();
+        let limits = ObservationLimits {
+            max_learned: 3,
+            ..ObservationLimits::default()
+        };
+        let w = store.record_pass(&batch, true, 100, limits).unwrap();
+        assert_eq!((w.learned, w.learning_capped, w.observations), (3, 2, 5));
+        assert_eq!(store.entries(None).unwrap().len(), 3);
+        assert_eq!(store.observed_identities(10).unwrap(), vec![SHA.to_owned()]);
     }
 
     #[test]
