@@ -93,9 +93,10 @@ fn main() {
         let _ = signatures.generate(&by_pid);
     });
     let engine = an1256::sql::Engine::new(tables.clone());
+    let hit_sql = an1256::scan::hit_query().unwrap_or_default();
     let hits = match &engine {
         Ok(e) => median_ms(11, || {
-            let _ = e.query(an1256::scan::HIT_QUERY);
+            let _ = e.query(&hit_sql);
         }),
         Err(_) => f64::NAN,
     };

@@ -8,15 +8,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The AN1256 hit query: untrusted subjects holding non-standard sockets.
-pub const HIT_QUERY: &str = "SELECT s.pid, c.path, c.cmdline, c.uid, c.parent_path, \
- c.trust, c.interpreter, c.script_kind, c.script_trust, c.subject_kind, c.subject_path, c.subject_identity, \
- c.sha256, c.script_sha256, s.protocol_name, s.socket_type, s.local_address, s.local_port, \
- s.remote_address, s.remote_port, s.state, s.remote_scope, s.reason, s.fd, s.socket, s.net_namespace \
- FROM nonstandard_protocol_sockets s \
- JOIN process_code_signature c ON c.pid = s.pid \
- WHERE c.subject_trusted = 0 \
- ORDER BY s.pid, s.fd";
+/// The hit query exactly as the pack ships it (`an1256_hits` in packs/an1256.conf,
+/// compiled in), ordered for people: worst first.
+pub fn hit_query() -> Result<String, String> {
+    let pack = crate::baseline::packs::hit_query()?;
+    let pack = pack.trim().trim_end_matches(';');
+    Ok(format!(
+        "SELECT * FROM ({pack}) ORDER BY severity DESC, pid, fd"
+    ))
+}
 
 /// Output format shared by `scan` and `query`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,11 @@ pub enum Format {
     Table,
     /// One JSON object per row.
     Json,
+    /// osquery's result-log lines (`name`, `hostIdentifier`, `calendarTime`,
+    /// `unixTime`, `columns`, `action`), as osqueryd would log the pack's hits.
+    Osquery,
+    /// Elastic Common Schema documents, one per line.
+    Ecs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,19 +73,25 @@ fn run(sql: &str, tables: Vec<Arc<dyn TableDef>>, time_limit: u64) -> Result<Que
 
 /// Runs the hit query and prints the hits.
 pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
-    let result = match run(HIT_QUERY, tables, args.time_limit) {
+    let result = hit_query().and_then(|sql| run(&sql, tables, args.time_limit));
+    let result = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("an1256: {e}");
             return ExitCode::from(2);
         }
     };
-    let json = args.json || args.format == Format::Json;
+    let format = if args.json { Format::Json } else { args.format };
     let mut out = std::io::stdout().lock();
-    let written = if json {
-        write_json_lines(&mut out, &result)
-    } else {
-        write_hits_table(&mut out, &result)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let written = match format {
+        Format::Json => write_json_lines(&mut out, &result),
+        Format::Table => write_hits_table(&mut out, &result),
+        Format::Osquery => write_osquery_log(&mut out, &result, &host_name(), now),
+        Format::Ecs => write_ecs(&mut out, &result, now),
     };
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -97,6 +108,117 @@ pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// This host's name, as osquery's `hostIdentifier` defaults to it.
+pub fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(buffer.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// osquery's `calendarTime`: `Sat Nov 28 04:21:19 2026 UTC`.
+pub fn calendar_time(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let weekday = WEEKDAYS
+        .get(usize::try_from(days.rem_euclid(7)).unwrap_or(0))
+        .unwrap_or(&"Thu");
+    let month_name = MONTHS
+        .get(usize::try_from(month - 1).unwrap_or(0))
+        .unwrap_or(&"Jan");
+    format!(
+        "{weekday} {month_name} {day:2} {:02}:{:02}:{:02} {year} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// RFC 3339 UTC timestamp (ECS `@timestamp`).
+pub fn rfc3339(unix: u64) -> String {
+    let cal = calendar_time(unix);
+    // Reuse the civil conversion: parse back the pieces we just formatted.
+    let parts: Vec<&str> = cal.split_whitespace().collect();
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| parts.get(1) == Some(m))
+    .unwrap_or(0)
+        + 1;
+    format!(
+        "{}-{month:02}-{:0>2}T{}Z",
+        parts.get(4).unwrap_or(&"1970"),
+        parts.get(2).unwrap_or(&"1"),
+        parts.get(3).unwrap_or(&"00:00:00")
+    )
+}
+
+/// osquery result-log lines, one per hit, as a differential pack query logs them
+/// (`action: added`; every column value a string, as osquery sends them).
+pub fn write_osquery_log(
+    out: &mut impl Write,
+    (columns, rows): &QueryResult,
+    host: &str,
+    now: u64,
+) -> std::io::Result<()> {
+    let calendar = calendar_time(now);
+    for row in rows {
+        let values: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .cloned()
+            .zip(
+                row.iter()
+                    .map(|v| serde_json::Value::String(display_value(v))),
+            )
+            .collect();
+        let line = serde_json::json!({
+            "name": "pack_an1256_an1256_hits",
+            "hostIdentifier": host,
+            "calendarTime": calendar,
+            "unixTime": now,
+            "epoch": 0,
+            "counter": 0,
+            "numerics": false,
+            "columns": values,
+            "action": "added",
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// One ECS document per hit.
+pub fn write_ecs(
+    out: &mut impl Write,
+    (columns, rows): &QueryResult,
+    now: u64,
+) -> std::io::Result<()> {
+    let timestamp = rfc3339(now);
+    for row in rows {
+        writeln!(out, "{}", crate::ecs::hit_to_ecs(columns, row, &timestamp))?;
+    }
+    Ok(())
 }
 
 /// Runs any SQL and prints the result.
@@ -208,7 +330,8 @@ fn write_hits_table(out: &mut impl Write, (columns, rows): &QueryResult) -> std:
             .unwrap_or_default()
     };
     let header: Vec<String> = [
-        "pid", "process", "subject", "trust", "protocol", "local", "remote", "state", "reason",
+        "sev", "pid", "process", "subject", "trust", "protocol", "local", "remote", "state",
+        "reason",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -227,6 +350,7 @@ fn write_hits_table(out: &mut impl Write, (columns, rows): &QueryResult) -> std:
                 get(row, "trust")
             };
             vec![
+                get(row, "severity"),
                 get(row, "pid"),
                 get(row, "path"),
                 subject,
@@ -275,6 +399,32 @@ mod tests {
             text,
             "a           bb\n----------  --\nxyz         1\nq\\u{1b}[2J  22\n"
         );
+    }
+
+    #[test]
+    fn osquery_result_log_lines_have_osquerys_shape() {
+        let mut out = Vec::new();
+        let result = (
+            vec!["pid".to_string(), "protocol_name".to_string()],
+            vec![vec![V::Integer(7), V::Text("udp".into())]],
+        );
+        write_osquery_log(&mut out, &result, "host1", 1_764_303_679).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line["name"], "pack_an1256_an1256_hits");
+        assert_eq!(line["hostIdentifier"], "host1");
+        assert_eq!(line["calendarTime"], "Fri Nov 28 04:21:19 2025 UTC");
+        assert_eq!(line["unixTime"], 1_764_303_679u64);
+        assert_eq!(line["action"], "added");
+        assert_eq!(line["columns"]["pid"], "7");
+        assert_eq!(line["columns"]["protocol_name"], "udp");
+    }
+
+    #[test]
+    fn calendar_and_rfc3339_times() {
+        assert_eq!(calendar_time(0), "Thu Jan  1 00:00:00 1970 UTC");
+        assert_eq!(calendar_time(951_782_400), "Tue Feb 29 00:00:00 2000 UTC");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_764_303_679), "2025-11-28T04:21:19Z");
     }
 
     #[test]

@@ -91,55 +91,116 @@ pub const SEVERITY_TABLE_MARKDOWN: &str = "\
 | factor | points | when |
 |---|---|---|
 | untrusted subject | 30 | `subject_trusted = 0`: unsigned, ad-hoc, invalid or unknown binary, or a script that is not trusted |
-| user-writable or temp location | 15 | the subject is under `/tmp`, `/var/tmp`, `/dev/shm`, `/private/tmp`, `/private/var/tmp`, `/private/var/folders`, `/var/folders`, `/Users/Shared`, `/run/user`, or a home's `Downloads`, `Desktop`, `Library/Caches` |
+| user-writable or temp location | 15 | the subject is under `/tmp`, `/var/tmp`, `/dev/shm`, `/private/tmp`, `/private/var/tmp`, `/private/var/folders`, `/var/folders`, `/Users/Shared`, `/run/user`, `/root/Downloads`, `/root/Desktop`, or a home's `Downloads`, `Desktop`, `Library/Caches` (SQLite GLOB patterns, e.g. `/home/*/Downloads/*`) |
 | quarantined | 10 | macOS `com.apple.quarantine` on the subject (it was downloaded) |
 | inline code | 10 | `python -c`, `osascript -e`, `bash -c`…: no file on disk to inspect |
 | raw socket | 15 | `socket_type = 'raw'` (crafted packets, needs privilege) |
 | public destination | 10 | `remote_scope = 'public'` |
-| never seen before | 10 | first observation of this identity + protocol + port on this host |
+| never seen before | 10 | this identity + protocol + remote port was first observed on this host less than 24 hours ago, or never (`first_seen` from `an1256_observations`) |
 | SOCKS server | 20 | `socks_server` in `reason`: the process is a pivot |
 
 The severity is the sum, capped at 100. A hit with no factor scores 0.
 ";
 
-/// Directories (prefixes) where anyone or the user can drop code.
-const WRITABLE_OR_TEMP_PREFIXES: [&str; 9] = [
-    "/tmp/",
-    "/var/tmp/",
-    "/dev/shm/",
-    "/private/tmp/",
-    "/private/var/tmp/",
-    "/private/var/folders/",
-    "/var/folders/",
-    "/Users/Shared/",
-    "/run/user/",
+/// Where anyone or the user can drop code, as SQLite GLOB patterns (`*` matches
+/// any run of characters, `/` included). The Rust predicate and the SQL the packs
+/// use are both built from this one list.
+pub const WRITABLE_OR_TEMP_GLOBS: [&str; 16] = [
+    "/tmp/*",
+    "/var/tmp/*",
+    "/dev/shm/*",
+    "/private/tmp/*",
+    "/private/var/tmp/*",
+    "/private/var/folders/*",
+    "/var/folders/*",
+    "/Users/Shared/*",
+    "/run/user/*",
+    "/home/*/Downloads/*",
+    "/home/*/Desktop/*",
+    "/root/Downloads/*",
+    "/root/Desktop/*",
+    "/Users/*/Downloads/*",
+    "/Users/*/Desktop/*",
+    "/Users/*/Library/Caches/*",
 ];
 
-/// Home subdirectories that hold downloads and throw-away files.
-const HOME_SUBDIRECTORIES: [&str; 3] = ["Downloads", "Desktop", "Library/Caches"];
+/// SQLite's GLOB restricted to `*` (the only wildcard the list uses).
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return text.is_empty();
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if last {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
 
 /// Whether `path` is in a user-writable or temporary directory (see the table).
 pub fn is_user_writable_or_temp(path: &str) -> bool {
-    if WRITABLE_OR_TEMP_PREFIXES
+    WRITABLE_OR_TEMP_GLOBS
         .iter()
-        .any(|prefix| path.starts_with(prefix))
-    {
-        return true;
-    }
-    // /home/<user>/<dir>/…, /Users/<user>/<dir>/…, /root/<dir>/…
-    let rest = if let Some(r) = path.strip_prefix("/root/") {
-        Some(r)
-    } else {
-        ["/home/", "/Users/"]
-            .iter()
-            .find_map(|home| path.strip_prefix(home))
-            .and_then(|r| r.split_once('/').map(|(_, rest)| rest))
-    };
-    rest.is_some_and(|rest| {
-        HOME_SUBDIRECTORIES
-            .iter()
-            .any(|dir| rest.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
-    })
+        .any(|pattern| glob_matches(pattern, path))
+}
+
+/// `first_seen` of a hit: the earliest observation of the same identity, protocol
+/// and remote port on this host (NULL when the sampler has not seen it yet).
+pub const FIRST_SEEN_SQL: &str = "(SELECT MIN(o.first_seen) FROM an1256_observations o \
+WHERE o.identity = c.subject_identity AND o.protocol_name = s.protocol_name \
+AND o.remote_port = s.remote_port)";
+
+/// Hours within which a first observation still counts as "never seen before".
+pub const NEW_WITHIN_SECONDS: i64 = 24 * 3600;
+
+/// The hit-context columns every hit query selects: `first_seen`, `severity`,
+/// `attack_techniques`.
+pub fn hit_context_sql() -> String {
+    let now = "CAST(strftime('%s','now') AS INTEGER)";
+    let never_seen = format!("COALESCE({FIRST_SEEN_SQL}, {now}) > {now} - {NEW_WITHIN_SECONDS}");
+    format!(
+        "{FIRST_SEEN_SQL} AS first_seen, {}",
+        sql_columns(&never_seen)
+    )
+}
+
+/// SQL for the `severity` and `attack_techniques` hit columns, over the pack join's
+/// aliases `c` (process_code_signature) and `s` (nonstandard_protocol_sockets);
+/// `never_seen` is a boolean SQL expression. Runs unchanged in osquery and in the
+/// embedded engine; a test checks it against [`severity`] and [`attack_techniques`].
+pub fn sql_columns(never_seen: &str) -> String {
+    let writable = WRITABLE_OR_TEMP_GLOBS
+        .iter()
+        .map(|g| format!("c.subject_path GLOB '{g}'"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let severity = format!(
+        "MIN(100, \
+(CASE WHEN c.subject_trusted = 0 THEN {WEIGHT_UNTRUSTED_SUBJECT} ELSE 0 END) + \
+(CASE WHEN {writable} THEN {WEIGHT_WRITABLE_OR_TEMP} ELSE 0 END) + \
+(CASE WHEN c.script_quarantined = 1 THEN {WEIGHT_QUARANTINED} ELSE 0 END) + \
+(CASE WHEN c.script_kind = 'inline' THEN {WEIGHT_INLINE_CODE} ELSE 0 END) + \
+(CASE WHEN s.socket_type = 'raw' THEN {WEIGHT_RAW_SOCKET} ELSE 0 END) + \
+(CASE WHEN s.remote_scope = 'public' THEN {WEIGHT_PUBLIC_DESTINATION} ELSE 0 END) + \
+(CASE WHEN {never_seen} THEN {WEIGHT_NEVER_SEEN} ELSE 0 END) + \
+(CASE WHEN ',' || s.reason || ',' LIKE '%,socks_server,%' THEN {WEIGHT_SOCKS_SERVER} ELSE 0 END))"
+    );
+    let techniques = "TRIM(\
+(CASE WHEN s.protocol_name IN ('icmp','icmpv6','udp','udplite','raw') OR (s.protocol_name <> 'socks' AND s.socket_type = 'raw') THEN 'T1095' \
+WHEN s.protocol_name = 'socks' THEN 'T1090' ELSE '' END) || \
+(CASE WHEN c.subject_kind = 'script' OR c.script_kind = 'inline' THEN ',T1059' ELSE '' END) || \
+(CASE WHEN c.script_kind = 'inline' THEN ',T1027' ELSE '' END), ',')";
+    format!("{severity} AS severity, {techniques} AS attack_techniques")
 }
 
 /// Severity 0–100: the sum of the weights of the factors present, capped at 100.
@@ -252,13 +313,100 @@ mod tests {
             let row = format!("| {name} | {weight} |");
             assert!(SEVERITY_TABLE_MARKDOWN.contains(&row), "{row}");
         }
-        for prefix in WRITABLE_OR_TEMP_PREFIXES {
-            let dir = prefix.trim_end_matches('/');
+        for glob in WRITABLE_OR_TEMP_GLOBS
+            .iter()
+            .filter(|g| g.matches('*').count() == 1)
+        {
+            let dir = glob.trim_end_matches("/*");
             assert!(
                 SEVERITY_TABLE_MARKDOWN.contains(&format!("`{dir}`")),
                 "{dir}"
             );
         }
+    }
+
+    /// The SQL columns and the Rust functions agree on every combination of factors.
+    #[test]
+    fn sql_severity_matches_the_rust_severity() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let sql = format!(
+            "SELECT {} FROM (SELECT ?1 AS subject_trusted, ?2 AS subject_path, ?3 AS script_quarantined, \
+             ?4 AS script_kind, ?5 AS subject_kind) c, (SELECT ?6 AS socket_type, ?7 AS remote_scope, \
+             ?8 AS reason, ?9 AS protocol_name) s",
+            sql_columns("?10")
+        );
+        let paths = [
+            "/tmp/x",
+            "/usr/bin/x",
+            "/home/u/Downloads/a",
+            "/Users/a/Library/Caches/b",
+            "",
+        ];
+        let kinds = [
+            ("binary", ""),
+            ("script", "file"),
+            ("script", "inline"),
+            ("binary", "interactive"),
+        ];
+        let sockets = [
+            ("dgram", "public", "udp_socket", "udp"),
+            ("raw", "private", "icmp_socket,raw_socket", "icmp"),
+            ("raw", "loopback", "raw_socket", "raw"),
+            (
+                "stream",
+                "loopback",
+                "socks_local_proxy,socks_server",
+                "socks",
+            ),
+            ("stream", "public", "socks_port", "socks"),
+        ];
+        let mut checked = 0;
+        for trusted in [false, true] {
+            for path in paths {
+                for quarantined in [false, true] {
+                    for (subject_kind, script_kind) in kinds {
+                        for (socket_type, scope, reason, protocol) in sockets {
+                            for never_seen in [false, true] {
+                                let (sev, techniques): (i64, String) = conn
+                                    .query_row(
+                                        &sql,
+                                        rusqlite::params![
+                                            trusted as i64,
+                                            path,
+                                            quarantined as i64,
+                                            script_kind,
+                                            subject_kind,
+                                            socket_type,
+                                            scope,
+                                            reason,
+                                            protocol,
+                                            never_seen
+                                        ],
+                                        |r| Ok((r.get(0)?, r.get(1)?)),
+                                    )
+                                    .unwrap();
+                                let factors = Factors::from_columns(&HitColumns {
+                                    subject_trusted: trusted,
+                                    subject_kind,
+                                    script_kind,
+                                    subject_path: path,
+                                    quarantined,
+                                    socket_type,
+                                    remote_scope: scope,
+                                    reason,
+                                    protocol_name: protocol,
+                                    never_seen_before: never_seen,
+                                });
+                                assert_eq!(sev, i64::from(severity(&factors)), "{factors:?}");
+                                assert_eq!(techniques, attack_techniques(&factors), "{factors:?}");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 5 * 2 * 4 * 5 * 2);
     }
 
     #[test]
@@ -287,6 +435,7 @@ mod tests {
             "/tmpfoo/x",
             "/Users/alice/Documents/x",
             "/home/Downloads",
+            "/usr/tmp/x",
             "",
         ] {
             assert!(!is_user_writable_or_temp(path), "{path}");

@@ -51,6 +51,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hit_query_selects_the_hit_context_columns() {
+        let sql = hit_query().unwrap();
+        let context = crate::severity::hit_context_sql();
+        assert!(
+            sql.contains(&context),
+            "an1256_hits must select first_seen, severity and attack_techniques exactly as \
+             severity::hit_context_sql() builds them:\n{context}"
+        );
+    }
+
+    #[test]
     fn hit_query_is_the_design_join() {
         let sql = hit_query().unwrap();
         for part in [
