@@ -122,6 +122,12 @@ impl MacHost {
     }
 }
 
+/// Root reads every process's arguments; other users only their own.
+fn may_read_process_of(uid: u32) -> bool {
+    // SAFETY: getuid(2) and geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 || libc::getuid() == uid }
+}
+
 fn append_error(error: &mut String, more: &str) {
     if !error.is_empty() {
         error.push_str("; ");
@@ -256,6 +262,7 @@ impl Host for MacHost {
             .map(|a| a.env)
             .map_err(|e| match sys::bsd_info(pid) {
                 Err(errno) => sys::host_error(pid, errno, "environment"),
+                Ok(bsd) if !may_read_process_of(bsd.ruid) => HostError::PermissionDenied(pid),
                 Ok(_) => HostError::Other(format!("environment of {pid}: {e}")),
             })
     }

@@ -101,7 +101,8 @@ fn failure_from_message(pid: Pid, message: &str, what: &str) -> Failure {
 /// The inet sockets of one process, or why it was skipped.
 fn scan_process(pid: Pid, closed_fds: &mut usize) -> Result<Vec<SocketInfo>, Failure> {
     let before = sys::bsd_info(pid).map_err(|e| failure_from_errno(pid, e, "bsd info"))?;
-    let capacity = (before.nfiles as usize).clamp(64, MAX_FDS_PER_PROCESS);
+    // pbi_nfiles is the fd table's size; the margin covers fds opened since.
+    let capacity = (before.nfiles as usize + 32).clamp(64, MAX_FDS_PER_PROCESS);
     let fds = listpidinfo::<ListFDs>(pid, capacity)
         .map_err(|m| failure_from_message(pid, &m, "fd list"))?;
     let mut sockets = Vec::new();
