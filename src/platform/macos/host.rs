@@ -296,6 +296,12 @@ mod tests {
             host.process(i32::MAX),
             Err(HostError::Vanished(_))
         ));
+        // SAFETY: getuid(2) cannot fail.
+        let home = sys::home_directory(i64::from(unsafe { libc::getuid() }));
+        assert!(
+            home.as_deref().is_some_and(|h| h.starts_with('/')),
+            "{home:?}"
+        );
     }
 
     #[test]

@@ -23,3 +23,5 @@ mod sys;
 #[cfg(target_os = "macos")]
 pub use host::MacHost;
 pub use proxy::{system_socks_proxy, SocksProxy};
+#[cfg(target_os = "macos")]
+pub use sys::home_directory;

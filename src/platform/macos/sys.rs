@@ -225,3 +225,21 @@ pub fn xattr(path: &str, name: &str, max: usize) -> std::io::Result<Option<Vec<u
     buf.truncate(usize::try_from(ret).unwrap_or(0));
     Ok(Some(buf))
 }
+
+/// A user's home directory from Directory Services (`getpwuid_r`): on macOS most
+/// accounts are not in /etc/passwd.
+pub fn home_directory(uid: i64) -> Option<String> {
+    let uid = libc::uid_t::try_from(uid).ok()?;
+    // SAFETY: passwd is plain data; all-zero is a valid initial value.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to live, writable memory of the sizes given.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
+    let dir = unsafe { CStr::from_ptr(entry.pw_dir) };
+    Some(dir.to_string_lossy().into_owned())
+}
