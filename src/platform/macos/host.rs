@@ -9,6 +9,7 @@ use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan, Trus
 use crate::platform::{Host, HostConfig, HostError};
 use crate::trust::{self, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a live process's verdict depends on: the code the kernel runs (cdhash and
 /// flags) and the executable file on disk (replaced or edited -> recomputed).
@@ -23,6 +24,8 @@ pub struct MacHost {
     config: HostConfig,
     process_cache: TrustCache<ProcessCodeKey>,
     file_cache: TrustCache<FileId>,
+    /// Security.framework validation calls made by this host.
+    validation_calls: AtomicU64,
 }
 
 impl MacHost {
@@ -31,7 +34,14 @@ impl MacHost {
             config,
             process_cache: TrustCache::new(DEFAULT_CACHE_ENTRIES),
             file_cache: TrustCache::new(DEFAULT_CACHE_ENTRIES),
+            validation_calls: AtomicU64::new(0),
         }
+    }
+
+    /// Security.framework validation calls made so far (validity and requirement
+    /// checks); unchanged by queries answered from the caches.
+    pub fn validation_calls(&self) -> u64 {
+        self.validation_calls.load(Ordering::Relaxed)
     }
 
     /// SHA-256 of a file, bounded by `max_hash_bytes`; the error text otherwise.
@@ -56,7 +66,11 @@ impl MacHost {
     }
 
     fn evaluate_process(&self, process: &ProcessInfo, kernel_flags: u32) -> CodeIdentity {
-        let mut id = match security::process_evidence(process.pid, Some(kernel_flags)) {
+        let mut id = match security::process_evidence(
+            process.pid,
+            Some(kernel_flags),
+            &self.validation_calls,
+        ) {
             Ok(evidence) => codesign::verdict(&evidence),
             Err(codesign::ERR_SEC_CS_NO_SUCH_CODE) => CodeIdentity::unknown(format!(
                 "process {} vanished before its signature could be checked",
@@ -91,7 +105,7 @@ impl MacHost {
                 ..Default::default()
             }
         } else {
-            match security::file_evidence(path) {
+            match security::file_evidence(path, &self.validation_calls) {
                 Ok(evidence) => codesign::verdict(&evidence),
                 Err(status) if status == codesign::ERR_SEC_CS_UNSIGNED => {
                     codesign::verdict(&codesign::SigningEvidence {
@@ -274,7 +288,6 @@ mod tests {
     //! scripts/check-macos.
     use super::*;
     use crate::model::{ProtocolSet, SocketType};
-    use std::sync::atomic::Ordering;
 
     #[test]
     fn reads_this_process() {
@@ -367,10 +380,11 @@ mod tests {
             "{first:?}"
         );
         assert_eq!(first.sha256.len(), 64, "{first:?}");
-        let before = security::VALIDATION_CALLS.load(Ordering::Relaxed);
+        let before = host.validation_calls();
+        assert!(before > 0, "the first query validated nothing");
         let second = host.process_identity(&me);
         assert_eq!(first, second);
-        assert_eq!(security::VALIDATION_CALLS.load(Ordering::Relaxed), before);
+        assert_eq!(host.validation_calls(), before);
 
         let launchd = host.process(1).map(|p| host.process_identity(&p));
         if let Ok(id) = launchd {

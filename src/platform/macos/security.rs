@@ -48,17 +48,19 @@ const K_SEC_CS_DYNAMIC_INFORMATION: u32 = 1 << 3;
 /// `kSecCSDoNotValidateResources`: what keeps static checks of big bundles fast.
 const K_SEC_CS_DO_NOT_VALIDATE_RESOURCES: u32 = 1 << 2;
 
-/// Security.framework validation calls made (validity + requirement checks), so
-/// tests can prove a cached second query makes none.
-pub static VALIDATION_CALLS: AtomicU64 = AtomicU64::new(0);
-
-fn count_validation() {
-    VALIDATION_CALLS.fetch_add(1, Ordering::Relaxed);
+/// Counts one Security.framework validation call (validity or requirement check)
+/// in the caller's counter, so tests can prove a cached second query makes none.
+fn count_validation(calls: &AtomicU64) {
+    calls.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Evidence for a running process. `Err` carries the OSStatus when the process
 /// could not even be looked up (the caller falls back to kernel flags).
-pub fn process_evidence(pid: Pid, kernel_flags: Option<u32>) -> Result<SigningEvidence, i32> {
+pub fn process_evidence(
+    pid: Pid,
+    kernel_flags: Option<u32>,
+    calls: &AtomicU64,
+) -> Result<SigningEvidence, i32> {
     let mut attributes = GuestAttributes::new();
     attributes.set_pid(pid);
     let code =
@@ -67,7 +69,7 @@ pub fn process_evidence(pid: Pid, kernel_flags: Option<u32>) -> Result<SigningEv
         kernel_flags,
         ..Default::default()
     };
-    count_validation();
+    count_validation(calls);
     // SAFETY: a live SecCodeRef; a null requirement means "validity only".
     evidence.validity =
         unsafe { SecCodeCheckValidity(code.as_concrete_TypeRef(), 0, std::ptr::null_mut()) };
@@ -81,7 +83,7 @@ pub fn process_evidence(pid: Pid, kernel_flags: Option<u32>) -> Result<SigningEv
     while let Some(requirement) = codesign::next_requirement(&evidence) {
         let check = match SecRequirement::from_str(requirement.text()) {
             Ok(compiled) => {
-                count_validation();
+                count_validation(calls);
                 match code.check_validity(Flags::NONE, &compiled) {
                     Ok(()) => Check::Satisfied,
                     Err(e) => Check::from_status(e.code()),
@@ -95,11 +97,11 @@ pub fn process_evidence(pid: Pid, kernel_flags: Option<u32>) -> Result<SigningEv
 }
 
 /// Evidence for a file on disk (scripts: the signature may live in xattrs).
-pub fn file_evidence(path: &str) -> Result<SigningEvidence, i32> {
+pub fn file_evidence(path: &str, calls: &AtomicU64) -> Result<SigningEvidence, i32> {
     let url = CFURL::from_path(path, false).ok_or(codesign::ERR_SEC_CS_STATIC_CODE_NOT_FOUND)?;
     let code = SecStaticCode::from_path(&url, Flags::NONE).map_err(|e| e.code())?;
     let mut evidence = SigningEvidence::default();
-    count_validation();
+    count_validation(calls);
     // SAFETY: a live SecStaticCodeRef; a null requirement means "validity only".
     evidence.validity = unsafe {
         SecStaticCodeCheckValidity(
@@ -116,7 +118,7 @@ pub fn file_evidence(path: &str) -> Result<SigningEvidence, i32> {
     while let Some(requirement) = codesign::next_requirement(&evidence) {
         let check = match SecRequirement::from_str(requirement.text()) {
             Ok(compiled) => {
-                count_validation();
+                count_validation(calls);
                 match code.check_validity(Flags::DO_NOT_VALIDATE_RESOURCES, &compiled) {
                     Ok(()) => Check::Satisfied,
                     Err(e) => Check::from_status(e.code()),
