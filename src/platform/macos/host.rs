@@ -271,6 +271,10 @@ impl Host for MacHost {
             .get_or_insert_with(file_id, || self.evaluate_file(path, &mut file))
     }
 
+    fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
+    }
+
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         sys::procargs(pid)
             .map(|a| a.env)
@@ -309,6 +313,8 @@ mod tests {
             host.process(i32::MAX),
             Err(HostError::Vanished(_))
         ));
+        let mapped = host.mapped_libraries(me).unwrap();
+        assert!(mapped.contains(&p.path), "{mapped:?}");
         // SAFETY: getuid(2) cannot fail.
         let home = sys::home_directory(i64::from(unsafe { libc::getuid() }));
         assert!(

@@ -243,3 +243,93 @@ pub fn home_directory(uid: i64) -> Option<String> {
     let dir = unsafe { CStr::from_ptr(entry.pw_dir) };
     Some(dir.to_string_lossy().into_owned())
 }
+
+/// `struct proc_regioninfo` (`sys/proc_info.h`; libc does not declare it).
+#[repr(C)]
+struct ProcRegionInfo {
+    pri_protection: u32,
+    pri_max_protection: u32,
+    pri_inheritance: u32,
+    pri_flags: u32,
+    pri_offset: u64,
+    pri_behavior: u32,
+    pri_user_wired_count: u32,
+    pri_user_tag: u32,
+    pri_pages_resident: u32,
+    pri_pages_shared_now_private: u32,
+    pri_pages_swapped_out: u32,
+    pri_pages_dirtied: u32,
+    pri_ref_count: u32,
+    pri_shadow_depth: u32,
+    pri_share_mode: u32,
+    pri_private_pages_resident: u32,
+    pri_shared_pages_resident: u32,
+    pri_obj_id: u32,
+    pri_depth: u32,
+    pri_address: u64,
+    pri_size: u64,
+}
+
+/// `struct proc_regionwithpathinfo`.
+#[repr(C)]
+struct ProcRegionWithPathInfo {
+    prp_prinfo: ProcRegionInfo,
+    prp_vip: libc::vnode_info_path,
+}
+
+const PROC_PIDREGIONPATHINFO: c_int = 8;
+/// Most regions walked per process (a bound on time; real processes have a few
+/// thousand).
+const MAX_REGIONS: usize = 100_000;
+
+/// The distinct files mapped into a process (executable, dylibs outside the shared
+/// cache, the shared cache itself, mapped data files), in address order.
+pub fn mapped_files(pid: Pid) -> Result<Vec<String>, i32> {
+    let mut files: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut address: u64 = 0;
+    let size =
+        c_int::try_from(std::mem::size_of::<ProcRegionWithPathInfo>()).map_err(|_| libc::EINVAL)?;
+    for walked in 0..MAX_REGIONS {
+        // SAFETY: plain C data; all-zero is valid.
+        let mut info: ProcRegionWithPathInfo = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer is `size` writable bytes owned by `info`.
+        let ret = unsafe {
+            libc::proc_pidinfo(
+                pid,
+                PROC_PIDREGIONPATHINFO,
+                address,
+                (&mut info as *mut ProcRegionWithPathInfo).cast::<c_void>(),
+                size,
+            )
+        };
+        if ret != size {
+            // Past the last region the call fails: only a failure on the first
+            // region means the process could not be read.
+            if walked == 0 {
+                return Err(match errno() {
+                    0 => libc::ESRCH,
+                    e => e,
+                });
+            }
+            break;
+        }
+        let path = &info.prp_vip.vip_path;
+        // SAFETY: vip_path is MAXPATHLEN contiguous c_chars.
+        let bytes: &[u8] = unsafe {
+            std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), std::mem::size_of_val(path))
+        };
+        if let Ok(name) = CStr::from_bytes_until_nul(bytes) {
+            let name = name.to_string_lossy();
+            if !name.is_empty() && seen.insert(name.to_string()) {
+                files.push(name.into_owned());
+            }
+        }
+        let region = &info.prp_prinfo;
+        match region.pri_address.checked_add(region.pri_size) {
+            Some(next) if next > address => address = next,
+            _ => break,
+        }
+    }
+    Ok(files)
+}
