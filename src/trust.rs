@@ -82,6 +82,11 @@ impl<K: std::hash::Hash + Eq + Clone> TrustCache<K> {
         value
     }
 
+    /// Forgets one entry (a verdict that turned out to be transient).
+    pub fn remove(&self, key: &K) {
+        self.lock_entries().remove(key);
+    }
+
     pub fn stats(&self) -> CacheStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
     }

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 #[cfg(target_os = "linux")]
 pub mod linux;
-#[cfg(target_os = "macos")]
 pub mod macos;
 
 /// Why a per-process read failed. Vanished and permission errors are normal on a

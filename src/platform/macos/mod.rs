@@ -1,37 +1,27 @@
-//! macOS backend: libproc sockets, Security.framework trust of the live process,
-//! procargs, proxies. (Being written.)
+//! macOS backend: libproc sockets with their true protocols, Security.framework
+//! trust of the live process, csops, procargs, quarantine, the system SOCKS proxy.
+//!
+//! The pure parts (procargs, quarantine, signing verdicts, socket-info conversion,
+//! proxy values) compile on every OS and are unit-tested on Linux; the modules that
+//! call into the system are macOS-only and type-checked here by `scripts/check-macos`.
 
-use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
-use crate::platform::{Host, HostConfig, HostError};
+pub mod codesign;
+pub mod procargs;
+pub mod proxy;
+pub mod quarantine;
+pub mod sockinfo;
 
-pub struct MacHost {
-    #[allow(dead_code)]
-    config: HostConfig,
-}
+#[cfg(target_os = "macos")]
+mod host;
+#[cfg(target_os = "macos")]
+pub mod security;
+#[cfg(target_os = "macos")]
+mod sockets;
+#[cfg(target_os = "macos")]
+mod sys;
 
-impl MacHost {
-    pub fn new(config: HostConfig) -> Self {
-        MacHost { config }
-    }
-}
-
-impl Host for MacHost {
-    fn platform(&self) -> &'static str {
-        "darwin"
-    }
-    fn pids(&self) -> Result<Vec<Pid>, HostError> {
-        Err(HostError::Other("not yet implemented".into()))
-    }
-    fn process(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
-        Err(HostError::Vanished(pid))
-    }
-    fn sockets(&self, _query: &SocketQuery) -> SocketScan {
-        SocketScan::default()
-    }
-    fn process_identity(&self, _process: &ProcessInfo) -> CodeIdentity {
-        CodeIdentity::unknown("not yet implemented")
-    }
-    fn file_identity(&self, _path: &str) -> CodeIdentity {
-        CodeIdentity::unknown("not yet implemented")
-    }
-}
+#[cfg(target_os = "macos")]
+pub use host::MacHost;
+pub use proxy::{system_socks_proxy, SocksProxy};
+#[cfg(target_os = "macos")]
+pub use sys::home_directory;

@@ -1,0 +1,431 @@
+//! `MacHost`: the `Host` trait on macOS, over `sys.rs` (libproc, sysctl, csops,
+//! xattr), `sockets.rs` and `security.rs`, with verdicts cached so a second query
+//! over the same processes makes no Security.framework validation call.
+
+use super::codesign::{self, CODE_DIRECTORY_XATTR};
+use super::quarantine::{self, MAX_QUARANTINE_BYTES, QUARANTINE_XATTR};
+use super::{security, sockets, sys};
+use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan, Trust};
+use crate::platform::{Host, HostConfig, HostError};
+use crate::trust::{self, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a live process's verdict depends on: the code the kernel runs (cdhash and
+/// flags) and the executable file on disk (replaced or edited -> recomputed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ProcessCodeKey {
+    cdhash: Option<[u8; sys::CDHASH_LEN]>,
+    kernel_flags: u32,
+    file: Option<FileId>,
+}
+
+pub struct MacHost {
+    config: HostConfig,
+    process_cache: TrustCache<ProcessCodeKey>,
+    file_cache: TrustCache<FileId>,
+    /// Security.framework validation calls made by this host.
+    validation_calls: AtomicU64,
+}
+
+impl MacHost {
+    pub fn new(config: HostConfig) -> Self {
+        MacHost {
+            config,
+            process_cache: TrustCache::new(DEFAULT_CACHE_ENTRIES),
+            file_cache: TrustCache::new(DEFAULT_CACHE_ENTRIES),
+            validation_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Security.framework validation calls made so far (validity and requirement
+    /// checks); unchanged by queries answered from the caches.
+    pub fn validation_calls(&self) -> u64 {
+        self.validation_calls.load(Ordering::Relaxed)
+    }
+
+    /// SHA-256 of a file, bounded by `max_hash_bytes`; the error text otherwise.
+    fn sha256_of(&self, file: &mut std::fs::File) -> Result<String, String> {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        trust::hash_reader(file, size, self.config.max_hash_bytes, false)
+            .map(|d| d.sha256)
+            .map_err(|e| e.to_string())
+    }
+
+    fn fill_sha256(&self, id: &mut CodeIdentity, path: &str) {
+        if id.trust.is_trusted() || !id.sha256.is_empty() {
+            return;
+        }
+        let result = std::fs::File::open(path)
+            .map_err(|e| format!("not hashed: {e}"))
+            .and_then(|mut f| self.sha256_of(&mut f));
+        match result {
+            Ok(sha) => id.sha256 = sha,
+            Err(e) => append_error(&mut id.error, &e),
+        }
+    }
+
+    fn evaluate_process(&self, process: &ProcessInfo, kernel_flags: u32) -> CodeIdentity {
+        let mut id = match security::process_evidence(
+            process.pid,
+            Some(kernel_flags),
+            &self.validation_calls,
+        ) {
+            Ok(evidence) => codesign::verdict(&evidence),
+            Err(codesign::ERR_SEC_CS_NO_SUCH_CODE) => CodeIdentity::unknown(format!(
+                "process {} vanished before its signature could be checked",
+                process.pid
+            )),
+            Err(status) => codesign::verdict_from_kernel_flags(
+                kernel_flags,
+                &format!("Security.framework could not look the process up (OSStatus {status})"),
+            ),
+        };
+        if !process.path.is_empty() {
+            self.fill_sha256(&mut id, &process.path);
+        }
+        id
+    }
+
+    fn evaluate_file(&self, path: &str, file: &mut std::fs::File) -> CodeIdentity {
+        let mut header = [0u8; 4];
+        let header_len = read_prefix(file, &mut header);
+        let has_detached_signature =
+            matches!(sys::xattr(path, CODE_DIRECTORY_XATTR, 1), Ok(Some(_)));
+        let bundle = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
+        let mut id = if !bundle
+            && !has_detached_signature
+            && !codesign::is_mach_o(header.get(..header_len).unwrap_or_default())
+        {
+            // A script with no signature xattr: unsigned, no Security.framework call.
+            CodeIdentity {
+                trust: Trust::Unsigned,
+                notarized: 0,
+                platform_binary: 0,
+                ..Default::default()
+            }
+        } else {
+            match security::file_evidence(path, &self.validation_calls) {
+                Ok(evidence) => codesign::verdict(&evidence),
+                Err(status) if status == codesign::ERR_SEC_CS_UNSIGNED => {
+                    codesign::verdict(&codesign::SigningEvidence {
+                        validity: status,
+                        ..Default::default()
+                    })
+                }
+                Err(status) => {
+                    CodeIdentity::unknown(format!("static code check failed (OSStatus {status})"))
+                }
+            }
+        };
+        match sys::xattr(path, QUARANTINE_XATTR, MAX_QUARANTINE_BYTES) {
+            Ok(Some(value)) => {
+                id.quarantined = true;
+                id.quarantine_agent = quarantine::parse(&value).agent;
+            }
+            Ok(None) => {}
+            Err(e) => append_error(&mut id.error, &format!("quarantine unreadable: {e}")),
+        }
+        if !id.trust.is_trusted() && !bundle {
+            match self.sha256_of(file) {
+                Ok(sha) => id.sha256 = sha,
+                Err(e) => append_error(&mut id.error, &e),
+            }
+        }
+        id
+    }
+}
+
+/// Root reads every process's arguments; other users only their own.
+fn may_read_process_of(uid: u32) -> bool {
+    // SAFETY: getuid(2) and geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 || libc::getuid() == uid }
+}
+
+fn append_error(error: &mut String, more: &str) {
+    if !error.is_empty() {
+        error.push_str("; ");
+    }
+    error.push_str(more);
+}
+
+/// Reads up to `buf.len()` bytes from the start of the file, then rewinds.
+fn read_prefix(file: &mut std::fs::File, buf: &mut [u8]) -> usize {
+    use std::io::Seek;
+    let n = file.read(buf).unwrap_or(0);
+    let _ = file.seek(std::io::SeekFrom::Start(0));
+    n
+}
+
+impl Host for MacHost {
+    fn platform(&self) -> &'static str {
+        "darwin"
+    }
+
+    fn pids(&self) -> Result<Vec<Pid>, HostError> {
+        sockets::all_pids().map_err(|e| HostError::Other(format!("cannot list processes: {e}")))
+    }
+
+    fn process(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
+        let bsd = sys::bsd_info(pid).map_err(|e| sys::host_error(pid, e, "bsd info"))?;
+        let mut error = String::new();
+        let path = self.executable_path(pid).unwrap_or_else(|e| {
+            append_error(&mut error, &format!("path unreadable: {e}"));
+            String::new()
+        });
+        let argv = match sys::procargs(pid) {
+            Ok(args) => {
+                if args.truncated {
+                    append_error(&mut error, "argv truncated");
+                }
+                args.argv
+            }
+            Err(e) => {
+                append_error(&mut error, &e);
+                Vec::new()
+            }
+        };
+        let cwd = sys::cwd(pid).unwrap_or_else(|e| {
+            append_error(
+                &mut error,
+                &format!("cwd unreadable: {}", std::io::Error::from_raw_os_error(e)),
+            );
+            String::new()
+        });
+        if bsd.start.is_none() {
+            append_error(&mut error, "start time needs root (another user's process)");
+        }
+        let exe_deleted = !path.is_empty() && std::fs::symlink_metadata(&path).is_err();
+        Ok(ProcessInfo {
+            pid,
+            parent: bsd.ppid,
+            path,
+            argv,
+            uid: i64::from(bsd.ruid),
+            cwd,
+            start_time: bsd
+                .start
+                .and_then(|(secs, _)| i64::try_from(secs).ok())
+                .unwrap_or(0),
+            net_namespace: String::new(),
+            exe_deleted,
+            error,
+        })
+    }
+
+    fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
+        libproc::libproc::proc_pid::pidpath(pid).map_err(|m| {
+            match super::sockinfo::read_failure(super::sockinfo::errno_in_message(&m)) {
+                super::sockinfo::ReadFailure::Vanished => HostError::Vanished(pid),
+                super::sockinfo::ReadFailure::Permission => HostError::PermissionDenied(pid),
+                _ => HostError::Other(format!("path of process {pid}: {m}")),
+            }
+        })
+    }
+
+    fn sockets(&self, query: &SocketQuery) -> SocketScan {
+        sockets::scan(query)
+    }
+
+    fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity {
+        // csops is the cheapest signal and needs no privilege.
+        let kernel_flags = match sys::kernel_cs_flags(process.pid) {
+            Ok(flags) => flags,
+            Err(libc::ESRCH) => {
+                return CodeIdentity::unknown(format!("process {} has exited", process.pid))
+            }
+            Err(e) => {
+                return CodeIdentity::unknown(format!(
+                    "code-signing status unreadable: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ))
+            }
+        };
+        let key = ProcessCodeKey {
+            cdhash: sys::kernel_cdhash(process.pid).ok(),
+            kernel_flags,
+            file: std::fs::metadata(&process.path)
+                .ok()
+                .map(|m| FileId::from_metadata(&m)),
+        };
+        let id = self
+            .process_cache
+            .get_or_insert_with(key.clone(), || self.evaluate_process(process, kernel_flags));
+        if id.trust == Trust::Unknown && id.error.contains("vanished") {
+            // Transient: the next process with this code must be evaluated afresh.
+            self.process_cache.remove(&key);
+        }
+        id
+    }
+
+    fn file_identity(&self, path: &str) -> CodeIdentity {
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return CodeIdentity::unknown(format!("cannot open {path}: {e}")),
+        };
+        let file_id = match file.metadata() {
+            Ok(m) => FileId::from_metadata(&m),
+            Err(e) => return CodeIdentity::unknown(format!("cannot stat {path}: {e}")),
+        };
+        self.file_cache
+            .get_or_insert_with(file_id, || self.evaluate_file(path, &mut file))
+    }
+
+    fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
+    }
+
+    fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        sys::procargs(pid)
+            .map(|a| a.env)
+            .map_err(|e| match sys::bsd_info(pid) {
+                Err(errno) => sys::host_error(pid, errno, "environment"),
+                Ok(bsd) if !may_read_process_of(bsd.ruid) => HostError::PermissionDenied(pid),
+                Ok(_) => HostError::Other(format!("environment of {pid}: {e}")),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! These run on a Mac only (CI's macOS job); here they are type-checked by
+    //! scripts/check-macos.
+    use super::*;
+    use crate::model::{ProtocolSet, SocketType};
+
+    #[test]
+    fn reads_this_process() {
+        let host = MacHost::new(HostConfig::default());
+        let me = std::process::id() as Pid;
+        let p = host.process(me).unwrap();
+        assert_eq!(p.pid, me);
+        assert_eq!(p.path, std::env::current_exe().unwrap().to_string_lossy());
+        assert_eq!(
+            p.argv.first().map(String::as_str),
+            std::env::args().next().as_deref()
+        );
+        assert_eq!(p.cwd, std::env::current_dir().unwrap().to_string_lossy());
+        assert!(p.start_time > 1_600_000_000);
+        assert!(host.pids().unwrap().contains(&me));
+        let env = host.environment(me).unwrap();
+        assert!(env.iter().any(|v| v.starts_with("PATH=")), "{env:?}");
+        assert!(matches!(
+            host.process(i32::MAX),
+            Err(HostError::Vanished(_))
+        ));
+        let mapped = host.mapped_libraries(me).unwrap();
+        assert!(mapped.contains(&p.path), "{mapped:?}");
+        // SAFETY: getuid(2) cannot fail.
+        let home = sys::home_directory(i64::from(unsafe { libc::getuid() }));
+        assert!(
+            home.as_deref().is_some_and(|h| h.starts_with('/')),
+            "{home:?}"
+        );
+    }
+
+    #[test]
+    fn finds_an_unprivileged_icmp_socket_of_this_process() {
+        // SOCK_DGRAM + IPPROTO_ICMP is how macOS's unprivileged ping works.
+        // SAFETY: plain socket(2); closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP) };
+        if fd < 0 {
+            eprintln!(
+                "skip: cannot open an ICMP datagram socket: {}",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        let host = MacHost::new(HostConfig::default());
+        let me = std::process::id() as Pid;
+        let mut icmp_only = ProtocolSet::NONE;
+        icmp_only.icmp = true;
+        let scan = host.sockets(&SocketQuery {
+            pids: Some(vec![me]),
+            protocols: icmp_only,
+        });
+        // SAFETY: our own fd.
+        unsafe { libc::close(fd) };
+        let found = scan.sockets.iter().find(|s| s.fd == i64::from(fd));
+        let s = found.unwrap_or_else(|| panic!("fd {fd} not in {scan:?}"));
+        assert_eq!(
+            (s.protocol, s.socket_type, s.family),
+            (1, SocketType::Dgram, 2)
+        );
+        assert!(scan
+            .sockets
+            .iter()
+            .all(|s| s.protocol == 1 || s.protocol == 58));
+    }
+
+    #[test]
+    fn udp_socket_has_its_port() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = i32::from(sock.local_addr().unwrap().port());
+        let host = MacHost::new(HostConfig::default());
+        let me = std::process::id() as Pid;
+        let scan = host.sockets(&SocketQuery {
+            pids: Some(vec![me]),
+            protocols: ProtocolSet::ALL,
+        });
+        let s = scan
+            .sockets
+            .iter()
+            .find(|s| s.local_port == port)
+            .expect("udp socket");
+        assert_eq!((s.protocol, s.local_address.as_str()), (17, "127.0.0.1"));
+    }
+
+    #[test]
+    fn identity_is_cached_after_the_first_query() {
+        let host = MacHost::new(HostConfig::default());
+        let me = host.process(std::process::id() as Pid).unwrap();
+        let first = host.process_identity(&me);
+        // The test binary is linker-signed (arm64) or unsigned (x86_64).
+        assert!(
+            matches!(first.trust, Trust::Adhoc | Trust::Unsigned),
+            "{first:?}"
+        );
+        assert_eq!(first.sha256.len(), 64, "{first:?}");
+        let before = host.validation_calls();
+        assert!(before > 0, "the first query validated nothing");
+        let second = host.process_identity(&me);
+        assert_eq!(first, second);
+        assert_eq!(host.validation_calls(), before);
+
+        let launchd = host.process(1).map(|p| host.process_identity(&p));
+        if let Ok(id) = launchd {
+            assert_eq!(id.trust, Trust::Apple, "{id:?}");
+            assert_eq!(id.platform_binary, 1);
+        }
+    }
+
+    #[test]
+    fn scripts_are_unsigned_and_quarantine_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("x.sh");
+        std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+        let path = script.to_string_lossy().into_owned();
+        let value = b"0083;65a1b2c3;Safari;0B3C6E2A-8D1F-4C55-9E0B-2A1C3D4E5F60";
+        let c_path = std::ffi::CString::new(path.clone()).unwrap();
+        // SAFETY: valid strings and buffer.
+        let ret = unsafe {
+            libc::setxattr(
+                c_path.as_ptr(),
+                c"com.apple.quarantine".as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+                0,
+            )
+        };
+        assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
+        let host = MacHost::new(HostConfig::default());
+        let id = host.file_identity(&path);
+        assert_eq!(id.trust, Trust::Unsigned);
+        assert!(id.quarantined);
+        assert_eq!(id.quarantine_agent, "Safari");
+        assert_eq!(id.sha256, trust::sha256_hex(b"#!/bin/sh\necho hi\n"));
+        let ls = host.file_identity("/bin/ls");
+        assert_eq!(ls.trust, Trust::Apple, "{ls:?}");
+    }
+}

@@ -1,0 +1,335 @@
+//! Thin, safe wrappers over the macOS calls the backend makes per process:
+//! `proc_pidinfo` (BSD info, cwd), `sysctl(KERN_PROCARGS2)`, `csops`, `getxattr`.
+//! Each returns the raw errno on failure so callers can skip vanished processes.
+
+use super::procargs::{self, ProcArgs};
+use crate::model::Pid;
+use crate::platform::HostError;
+use libc::{c_int, c_void};
+use std::ffi::{CStr, CString};
+
+/// The errno of the call that just failed.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// ESRCH -> vanished, EPERM/EACCES -> permission, anything else described.
+pub fn host_error(pid: Pid, errno: i32, what: &str) -> HostError {
+    match errno {
+        libc::ESRCH => HostError::Vanished(pid),
+        libc::EPERM | libc::EACCES => HostError::PermissionDenied(pid),
+        e => HostError::Other(format!(
+            "{what} of process {pid}: {}",
+            std::io::Error::from_raw_os_error(e)
+        )),
+    }
+}
+
+/// What `PROC_PIDTBSDINFO` (or, without privilege, the short info) says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BsdInfo {
+    pub ppid: Pid,
+    pub ruid: u32,
+    /// Start time (seconds, microseconds); `None` from the short info.
+    pub start: Option<(u64, u64)>,
+    /// Size of the fd table.
+    pub nfiles: u32,
+}
+
+fn pidinfo<T>(pid: Pid, flavor: c_int) -> Result<T, i32> {
+    // SAFETY: T is a plain C struct of integers and arrays; all-zero is valid.
+    let mut info: T = unsafe { std::mem::zeroed() };
+    let size = c_int::try_from(std::mem::size_of::<T>()).map_err(|_| libc::EINVAL)?;
+    // SAFETY: the buffer is `size` bytes of writable memory owned by `info`.
+    let ret =
+        unsafe { libc::proc_pidinfo(pid, flavor, 0, (&mut info as *mut T).cast::<c_void>(), size) };
+    if ret == size {
+        Ok(info)
+    } else if ret <= 0 {
+        Err(match errno() {
+            0 => libc::ESRCH,
+            e => e,
+        })
+    } else {
+        Err(libc::EIO)
+    }
+}
+
+/// Parent, real uid, start time and fd table size of a process.
+pub fn bsd_info(pid: Pid) -> Result<BsdInfo, i32> {
+    match pidinfo::<libc::proc_bsdinfo>(pid, libc::PROC_PIDTBSDINFO) {
+        Ok(info) => Ok(BsdInfo {
+            ppid: Pid::try_from(info.pbi_ppid).unwrap_or(0),
+            ruid: info.pbi_ruid,
+            start: Some((info.pbi_start_tvsec, info.pbi_start_tvusec)),
+            nfiles: info.pbi_nfiles,
+        }),
+        Err(e) if e == libc::EPERM || e == libc::EACCES => {
+            let short = pidinfo::<libc::proc_bsdshortinfo>(pid, libc::PROC_PIDT_SHORTBSDINFO)?;
+            Ok(BsdInfo {
+                ppid: Pid::try_from(short.pbsi_ppid).unwrap_or(0),
+                ruid: short.pbsi_ruid,
+                start: None,
+                nfiles: 0,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Current working directory (`PROC_PIDVNODEPATHINFO`).
+pub fn cwd(pid: Pid) -> Result<String, i32> {
+    let info = pidinfo::<libc::proc_vnodepathinfo>(pid, libc::PROC_PIDVNODEPATHINFO)?;
+    let path = &info.pvi_cdir.vip_path;
+    // SAFETY: vip_path is MAXPATHLEN contiguous c_chars (an array of arrays).
+    let bytes: &[u8] = unsafe {
+        std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), std::mem::size_of_val(path))
+    };
+    Ok(CStr::from_bytes_until_nul(bytes)
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Largest argument area accepted, whatever `KERN_ARGMAX` says.
+const MAX_PROCARGS_BYTES: usize = 4 * 1024 * 1024;
+
+/// argv, environment and exec path (`sysctl KERN_PROCARGS2`; root for other users).
+pub fn procargs(pid: Pid) -> Result<ProcArgs, String> {
+    let mut argmax: c_int = 0;
+    let mut size = std::mem::size_of::<c_int>();
+    let mut mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
+    // SAFETY: mib has 2 entries; the output is one c_int of `size` bytes.
+    let ret = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            2,
+            (&mut argmax as *mut c_int).cast::<c_void>(),
+            &mut size,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    let capacity = if ret == 0 {
+        usize::try_from(argmax)
+            .unwrap_or(0)
+            .clamp(4096, MAX_PROCARGS_BYTES)
+    } else {
+        1024 * 1024
+    };
+    let mut buf = vec![0u8; capacity];
+    let mut len = buf.len();
+    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
+    // SAFETY: mib has 3 entries; the output buffer is `len` writable bytes.
+    let ret = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            3,
+            buf.as_mut_ptr().cast::<c_void>(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if ret != 0 {
+        let e = errno();
+        // The kernel answers EINVAL both for exited processes and for ones we may
+        // not read; callers know from bsd_info whether the process is alive.
+        return Err(format!(
+            "argv unreadable: {}{}",
+            std::io::Error::from_raw_os_error(e),
+            if e == libc::EINVAL || e == libc::EPERM {
+                " (another user's process: run as root)"
+            } else {
+                ""
+            }
+        ));
+    }
+    buf.truncate(len.min(capacity));
+    procargs::parse(&buf).map_err(|e| e.to_string())
+}
+
+/// `csops` operations (xnu `sys/codesign.h`).
+const CS_OPS_STATUS: u32 = 0;
+const CS_OPS_CDHASH: u32 = 5;
+/// Length of a cdhash as the kernel reports it.
+pub const CDHASH_LEN: usize = 20;
+
+extern "C" {
+    /// Private but stable libSystem call behind `codesign` and `ps`-style tools.
+    fn csops(pid: libc::pid_t, ops: u32, useraddr: *mut c_void, usersize: usize) -> c_int;
+}
+
+/// The kernel's code-signing flags of a running process (no privilege needed).
+pub fn kernel_cs_flags(pid: Pid) -> Result<u32, i32> {
+    let mut flags: u32 = 0;
+    // SAFETY: the output is one u32 of the size given.
+    let ret = unsafe {
+        csops(
+            pid,
+            CS_OPS_STATUS,
+            (&mut flags as *mut u32).cast::<c_void>(),
+            std::mem::size_of::<u32>(),
+        )
+    };
+    if ret == 0 {
+        Ok(flags)
+    } else {
+        Err(errno())
+    }
+}
+
+/// The cdhash the kernel holds for a running process (fails for unsigned code).
+pub fn kernel_cdhash(pid: Pid) -> Result<[u8; CDHASH_LEN], i32> {
+    let mut hash = [0u8; CDHASH_LEN];
+    // SAFETY: the output buffer is CDHASH_LEN writable bytes.
+    let ret = unsafe {
+        csops(
+            pid,
+            CS_OPS_CDHASH,
+            hash.as_mut_ptr().cast::<c_void>(),
+            CDHASH_LEN,
+        )
+    };
+    if ret == 0 {
+        Ok(hash)
+    } else {
+        Err(errno())
+    }
+}
+
+/// An extended attribute's value (at most `max` bytes), `None` when absent.
+pub fn xattr(path: &str, name: &str, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let c_path = CString::new(path).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let c_name = CString::new(name).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let mut buf = vec![0u8; max];
+    // SAFETY: NUL-terminated strings; the buffer is `max` writable bytes.
+    let ret = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast::<c_void>(),
+            buf.len(),
+            0,
+            0,
+        )
+    };
+    if ret < 0 {
+        let err = std::io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOATTR) => Ok(None),
+            // Bigger than we read: present, value cut.
+            Some(libc::ERANGE) => Ok(Some(Vec::new())),
+            _ => Err(err),
+        };
+    }
+    buf.truncate(usize::try_from(ret).unwrap_or(0));
+    Ok(Some(buf))
+}
+
+/// A user's home directory from Directory Services (`getpwuid_r`): on macOS most
+/// accounts are not in /etc/passwd.
+pub fn home_directory(uid: i64) -> Option<String> {
+    let uid = libc::uid_t::try_from(uid).ok()?;
+    // SAFETY: passwd is plain data; all-zero is a valid initial value.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to live, writable memory of the sizes given.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
+    let dir = unsafe { CStr::from_ptr(entry.pw_dir) };
+    Some(dir.to_string_lossy().into_owned())
+}
+
+/// `struct proc_regioninfo` (`sys/proc_info.h`; libc does not declare it).
+#[repr(C)]
+struct ProcRegionInfo {
+    pri_protection: u32,
+    pri_max_protection: u32,
+    pri_inheritance: u32,
+    pri_flags: u32,
+    pri_offset: u64,
+    pri_behavior: u32,
+    pri_user_wired_count: u32,
+    pri_user_tag: u32,
+    pri_pages_resident: u32,
+    pri_pages_shared_now_private: u32,
+    pri_pages_swapped_out: u32,
+    pri_pages_dirtied: u32,
+    pri_ref_count: u32,
+    pri_shadow_depth: u32,
+    pri_share_mode: u32,
+    pri_private_pages_resident: u32,
+    pri_shared_pages_resident: u32,
+    pri_obj_id: u32,
+    pri_depth: u32,
+    pri_address: u64,
+    pri_size: u64,
+}
+
+/// `struct proc_regionwithpathinfo`.
+#[repr(C)]
+struct ProcRegionWithPathInfo {
+    prp_prinfo: ProcRegionInfo,
+    prp_vip: libc::vnode_info_path,
+}
+
+const PROC_PIDREGIONPATHINFO: c_int = 8;
+/// Most regions walked per process (a bound on time; real processes have a few
+/// thousand).
+const MAX_REGIONS: usize = 100_000;
+
+/// The distinct files mapped into a process (executable, dylibs outside the shared
+/// cache, the shared cache itself, mapped data files), in address order.
+pub fn mapped_files(pid: Pid) -> Result<Vec<String>, i32> {
+    let mut files: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut address: u64 = 0;
+    let size =
+        c_int::try_from(std::mem::size_of::<ProcRegionWithPathInfo>()).map_err(|_| libc::EINVAL)?;
+    for walked in 0..MAX_REGIONS {
+        // SAFETY: plain C data; all-zero is valid.
+        let mut info: ProcRegionWithPathInfo = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer is `size` writable bytes owned by `info`.
+        let ret = unsafe {
+            libc::proc_pidinfo(
+                pid,
+                PROC_PIDREGIONPATHINFO,
+                address,
+                (&mut info as *mut ProcRegionWithPathInfo).cast::<c_void>(),
+                size,
+            )
+        };
+        if ret != size {
+            // Past the last region the call fails: only a failure on the first
+            // region means the process could not be read.
+            if walked == 0 {
+                return Err(match errno() {
+                    0 => libc::ESRCH,
+                    e => e,
+                });
+            }
+            break;
+        }
+        let path = &info.prp_vip.vip_path;
+        // SAFETY: vip_path is MAXPATHLEN contiguous c_chars.
+        let bytes: &[u8] = unsafe {
+            std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), std::mem::size_of_val(path))
+        };
+        if let Ok(name) = CStr::from_bytes_until_nul(bytes) {
+            let name = name.to_string_lossy();
+            if !name.is_empty() && seen.insert(name.to_string()) {
+                files.push(name.into_owned());
+            }
+        }
+        let region = &info.prp_prinfo;
+        match region.pri_address.checked_add(region.pri_size) {
+            Some(next) if next > address => address = next,
+            _ => break,
+        }
+    }
+    Ok(files)
+}
