@@ -271,6 +271,18 @@ impl Host for MacHost {
             .get_or_insert_with(file_id, || self.evaluate_file(path, &mut file))
     }
 
+    fn system_socks_proxy(&self) -> Option<(String, u16)> {
+        super::proxy::system_socks_proxy().map(|p| (p.host, p.port))
+    }
+
+    fn home_directory(&self, uid: i64) -> Option<String> {
+        sys::home_directory(uid)
+    }
+
+    fn user_name(&self, uid: i64) -> Option<String> {
+        sys::user_name(uid)
+    }
+
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
     }

@@ -226,9 +226,9 @@ pub fn xattr(path: &str, name: &str, max: usize) -> std::io::Result<Option<Vec<u
     Ok(Some(buf))
 }
 
-/// A user's home directory from Directory Services (`getpwuid_r`): on macOS most
-/// accounts are not in /etc/passwd.
-pub fn home_directory(uid: i64) -> Option<String> {
+/// A user's name and home directory from Directory Services (`getpwuid_r`): on
+/// macOS most accounts are not in /etc/passwd.
+pub fn passwd_entry(uid: i64) -> Option<(String, String)> {
     let uid = libc::uid_t::try_from(uid).ok()?;
     // SAFETY: passwd is plain data; all-zero is a valid initial value.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
@@ -236,12 +236,25 @@ pub fn home_directory(uid: i64) -> Option<String> {
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer refers to live, writable memory of the sizes given.
     let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+    if rc != 0 || found.is_null() || entry.pw_dir.is_null() || entry.pw_name.is_null() {
         return None;
     }
-    // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
-    let dir = unsafe { CStr::from_ptr(entry.pw_dir) };
-    Some(dir.to_string_lossy().into_owned())
+    // SAFETY: pw_name and pw_dir point into `buf`, NUL-terminated by getpwuid_r.
+    let (name, dir) = unsafe { (CStr::from_ptr(entry.pw_name), CStr::from_ptr(entry.pw_dir)) };
+    Some((
+        name.to_string_lossy().into_owned(),
+        dir.to_string_lossy().into_owned(),
+    ))
+}
+
+/// A user's home directory from Directory Services.
+pub fn home_directory(uid: i64) -> Option<String> {
+    passwd_entry(uid).map(|(_, dir)| dir)
+}
+
+/// A user's name from Directory Services.
+pub fn user_name(uid: i64) -> Option<String> {
+    passwd_entry(uid).map(|(name, _)| name)
 }
 
 /// `struct proc_regioninfo` (`sys/proc_info.h`; libc does not declare it).
