@@ -51,7 +51,12 @@ enum Command {
     /// Run any SQL over the tables through the embedded SQLite engine.
     Query(an1256::scan::QueryArgs),
     /// Print the table reference (markdown), generated from the registered columns.
-    Tables,
+    Tables {
+        /// Another generated reference instead: socks (SOCKS signals), severity
+        /// (severity factors), ecs (ECS mapping).
+        #[arg(long, value_parser = ["tables", "socks", "severity", "ecs"], default_value = "tables")]
+        section: String,
+    },
     /// Manage the host baseline: list, approve, revoke, import, export, learn.
     Baseline(an1256::baseline::cli::BaselineArgs),
 }
@@ -115,8 +120,13 @@ fn main() -> ExitCode {
         (None, Some(Command::Scan(args))) => an1256::scan::scan(&args, tables),
         (None, Some(Command::Query(args))) => an1256::scan::query(&args, tables),
         (None, Some(Command::Baseline(args))) => an1256::baseline::cli::run(&args, &baseline),
-        (None, Some(Command::Tables)) => {
-            print!("{}", an1256::tables::reference_markdown(&tables));
+        (None, Some(Command::Tables { section })) => {
+            match section.as_str() {
+                "socks" => print!("{}", an1256::socks::SIGNALS_TABLE_MARKDOWN),
+                "severity" => print!("{}", an1256::severity::SEVERITY_TABLE_MARKDOWN),
+                "ecs" => print!("{}", an1256::ecs::mapping_markdown()),
+                _ => print!("{}", an1256::tables::reference_markdown(&tables)),
+            }
             ExitCode::SUCCESS
         }
         (None, None) => {
