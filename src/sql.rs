@@ -292,6 +292,53 @@ fn context_from(idx_str: Option<&str>, args: &Filters<'_>) -> Option<QueryContex
     Some(ctx)
 }
 
+impl TableCursor {
+    fn generate(&self, ctx: &QueryContext) -> rusqlite::Result<Vec<Row>> {
+        let table = self.table.clone();
+        contained(table.name(), || {
+            table
+                .generate(ctx)
+                .map_err(|e| module_error(format!("{}: {e}", table.name())))
+        })
+    }
+
+    fn remember(&mut self, key: String, rows: Arc<Vec<Row>>) {
+        if self.memo.len() < MAX_MEMOIZED_FILTERS {
+            self.memo.insert(key, rows);
+        }
+    }
+}
+
+/// Rows whose columns equal every constraint's value (a superset check is enough:
+/// SQLite re-checks each row).
+fn filter_rows(
+    rows: &[Row],
+    columns: &[crate::tables::Column],
+    constraints: &[crate::tables::constraints::Constraint],
+) -> Vec<Row> {
+    let wanted: Vec<(Option<usize>, &str)> = constraints
+        .iter()
+        .map(|c| {
+            (
+                crate::tables::column_index(columns, &c.column),
+                c.expr.as_str(),
+            )
+        })
+        .collect();
+    rows.iter()
+        .filter(|row| {
+            wanted
+                .iter()
+                .all(|(index, expr)| match index.and_then(|i| row.get(i)) {
+                    Some(Value::Int(v)) => expr.trim().parse::<i64>().ok() == Some(*v),
+                    Some(Value::Text(v)) => v == expr,
+                    None => true,
+                })
+        })
+        .cloned()
+        .collect()
+}
+
 unsafe impl VTabCursor for TableCursor {
     fn filter(
         &mut self,
@@ -309,16 +356,35 @@ unsafe impl VTabCursor for TableCursor {
             self.rows = rows.clone();
             return Ok(());
         }
-        let table = self.table.clone();
-        let rows = contained(table.name(), || {
-            table
-                .generate(&ctx)
-                .map_err(|e| module_error(format!("{}: {e}", table.name())))
-        })?;
+        // `col IN (a, b, c)` on a non-INDEX column reaches us as one filter call per
+        // value. The first value gets a narrow scan; from the second on, one broad
+        // scan without those constraints serves every value, filtered here.
+        let columns = self.table.columns();
+        let is_index = |name: &str| columns.iter().any(|c| c.name == name && c.index);
+        let (indexed, others): (Vec<_>, Vec<_>) = ctx
+            .constraints
+            .iter()
+            .cloned()
+            .partition(|c| is_index(&c.column));
+        let broad_key = format!("broad {indexed:?}");
+        let seen_key = format!("seen {indexed:?}");
+        let rows = if others.is_empty() {
+            self.generate(&ctx)?
+        } else if let Some(broad) = self.memo.get(&broad_key).cloned() {
+            filter_rows(&broad, columns, &others)
+        } else if self.memo.contains_key(&seen_key) {
+            let broad = Arc::new(self.generate(&QueryContext {
+                constraints: indexed,
+            })?);
+            let rows = filter_rows(&broad, columns, &others);
+            self.remember(broad_key, broad);
+            rows
+        } else {
+            self.remember(seen_key, Arc::new(Vec::new()));
+            self.generate(&ctx)?
+        };
         self.rows = Arc::new(rows);
-        if self.memo.len() < MAX_MEMOIZED_FILTERS {
-            self.memo.insert(key, self.rows.clone());
-        }
+        self.remember(key, self.rows.clone());
         Ok(())
     }
 
@@ -490,6 +556,35 @@ mod tests {
         // One read for the socket owner's path, one for its signature row: not one
         // per socket.
         assert_eq!(calls.iter().filter(|p| **p == 10).count(), 2, "{calls:?}");
+    }
+
+    #[test]
+    fn in_on_a_non_index_column_scans_at_most_twice() {
+        let host = fake();
+        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let (_, rows) = engine
+            .query(
+                "SELECT pid FROM nonstandard_protocol_sockets \
+                 WHERE protocol_name IN ('icmp', 'udp', 'raw', 'udplite', 'icmpv6') ORDER BY pid",
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![SqlValue::Integer(10)], vec![SqlValue::Integer(20)]]
+        );
+        let queries = host.socket_queries.lock().unwrap().clone();
+        assert!(
+            queries.len() <= 2,
+            "{} scans for one IN list",
+            queries.len()
+        );
+        // A single value still narrows the scan itself.
+        let (_, rows) = engine
+            .query("SELECT pid FROM nonstandard_protocol_sockets WHERE protocol_name = 'udp'")
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        let last = host.socket_queries.lock().unwrap().last().cloned().unwrap();
+        assert!(last.protocols.udp && !last.protocols.icmp && !last.protocols.tcp);
     }
 
     #[test]
