@@ -46,6 +46,9 @@ pub const ECS_FIELDS: &[(&str, &str)] = &[
     ("socket", "an1256.socket.id"),
     ("net_namespace", "an1256.net_namespace"),
     ("first_seen", "an1256.first_seen"),
+    ("grandparent_path", "an1256.grandparent.executable"),
+    ("grandparent_cmdline", "an1256.grandparent.command_line"),
+    ("responsible_path", "an1256.responsible.executable"),
 ];
 
 /// ECS `network.transport` for a protocol name (IANA keyword, lower case).

@@ -83,6 +83,11 @@ pub trait Host: Send + Sync {
     fn home_directory(&self, uid: i64) -> Option<String> {
         home_from_passwd_file("/etc/passwd", uid)
     }
+    /// The process the OS holds responsible for `pid` (macOS: the app behind a
+    /// helper or script, as TCC sees it). `None` where the OS has no such notion.
+    fn responsible_pid(&self, _pid: Pid) -> Option<Pid> {
+        None
+    }
     /// User name of a uid. The default reads `/etc/passwd` (bounded); backends with
     /// a directory service (macOS) may do better.
     fn user_name(&self, uid: i64) -> Option<String> {
@@ -156,6 +161,8 @@ pub struct FakeHost {
     pub libraries: HashMap<Pid, Vec<String>>,
     /// What `system_socks_proxy` returns.
     pub system_proxy: Option<(String, u16)>,
+    /// Responsible process by pid (macOS notion), for tests.
+    pub responsible: HashMap<Pid, Pid>,
     /// Every pid passed to `process()`, in order.
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
@@ -232,5 +239,9 @@ impl Host for FakeHost {
 
     fn system_socks_proxy(&self) -> Option<(String, u16)> {
         self.system_proxy.clone()
+    }
+
+    fn responsible_pid(&self, pid: Pid) -> Option<Pid> {
+        self.responsible.get(&pid).copied()
     }
 }

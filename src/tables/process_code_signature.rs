@@ -47,6 +47,8 @@ pub static COLUMNS: &[Column] = &[
     integer("grandparent", "Grandparent process id (0 when unknown)"),
     text("grandparent_path", "Grandparent's executable path"),
     text("grandparent_cmdline", "Grandparent's argv joined by spaces"),
+    integer("responsible_pid", "Process macOS holds responsible (the app behind a helper or script; 0 when itself or not applicable, as on Linux)"),
+    text("responsible_path", "Executable of the responsible process"),
     text("script_origin", "Who downloaded the script: the com.apple.quarantine agent (macOS; empty on Linux)"),
     text("error", "Why a field could not be filled (permission, vanished, too large…)"),
 ];
@@ -92,6 +94,9 @@ pub struct Lineage {
     pub grandparent: Pid,
     pub grandparent_path: String,
     pub grandparent_cmdline: String,
+    /// macOS responsible process (0 when the process is responsible for itself).
+    pub responsible_pid: Pid,
+    pub responsible_path: String,
 }
 
 /// Builds one row from a verdict (no I/O).
@@ -173,6 +178,8 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
         lineage.grandparent.into(),
         lineage.grandparent_path.as_str().into(),
         lineage.grandparent_cmdline.as_str().into(),
+        lineage.responsible_pid.into(),
+        lineage.responsible_path.as_str().into(),
         v.script_identity
             .as_ref()
             .map(|s| s.quarantine_agent.as_str())
@@ -224,12 +231,20 @@ impl TableDef for ProcessCodeSignature {
         for process in processes {
             let (grandparent, parent_path, parent_cmdline) = ancestor(process.parent);
             let (_, grandparent_path, grandparent_cmdline) = ancestor(grandparent);
+            let responsible_pid = self
+                .host
+                .responsible_pid(process.pid)
+                .filter(|r| *r != process.pid)
+                .unwrap_or(0);
+            let (_, responsible_path, _) = ancestor(responsible_pid);
             let lineage = Lineage {
                 parent_path,
                 parent_cmdline,
                 grandparent,
                 grandparent_path,
                 grandparent_cmdline,
+                responsible_pid,
+                responsible_path,
             };
             let username = users
                 .entry(process.uid)
@@ -272,6 +287,7 @@ mod tests {
                 process(20, 10, &["/bin/bash", "-c", "curl x | sh"]),
                 process(30, 20, &["/tmp/implant", "--beacon"]),
             ],
+            responsible: [(30, 10)].into_iter().collect(),
             ..Default::default()
         });
         let table = ProcessCodeSignature::new(host.clone());
@@ -298,6 +314,8 @@ mod tests {
             assert_eq!(cell(row, "cmdline"), Value::from("/tmp/implant --beacon"));
             assert_eq!(cell(row, "trust"), Value::from("unsigned"));
             assert_eq!(cell(row, "subject_kind"), Value::from("binary"));
+            assert_eq!(cell(row, "responsible_pid"), Value::Int(10));
+            assert_eq!(cell(row, "responsible_path"), Value::from("/usr/bin/sshd"));
         }
         // uid 0 is root in every passwd file.
         assert_eq!(cell(&by_pid[0], "username"), Value::from("root"));

@@ -283,6 +283,10 @@ impl Host for MacHost {
         sys::user_name(uid)
     }
 
+    fn responsible_pid(&self, pid: Pid) -> Option<Pid> {
+        sys::responsible_pid(pid)
+    }
+
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
     }

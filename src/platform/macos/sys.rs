@@ -346,3 +346,27 @@ pub fn mapped_files(pid: Pid) -> Result<Vec<String>, i32> {
     }
     Ok(files)
 }
+
+/// The process macOS holds responsible for `pid` (the app behind an XPC helper or a
+/// script it launched, as TCC sees it). The function is private API in libSystem:
+/// it is looked up at run time so a macOS without it still links and runs.
+pub fn responsible_pid(pid: Pid) -> Option<Pid> {
+    type Responsible = unsafe extern "C" fn(libc::pid_t) -> libc::pid_t;
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
+    let symbol = unsafe {
+        libc::dlsym(
+            libc::RTLD_DEFAULT,
+            c"responsibility_get_pid_responsible_for_pid".as_ptr(),
+        )
+    };
+    if symbol.is_null() {
+        return None;
+    }
+    // SAFETY: the symbol has this C signature (pid_t -> pid_t) on every macOS that
+    // exports it.
+    let responsible: Responsible =
+        unsafe { std::mem::transmute::<*mut c_void, Responsible>(symbol) };
+    // SAFETY: plain call with a pid; it returns -1 on error.
+    let found = unsafe { responsible(pid) };
+    (found > 0).then_some(found)
+}
