@@ -804,3 +804,71 @@ fn a_deleted_running_executable_still_gets_a_sha256() {
     let _ = running.kill();
     let _ = running.wait();
 }
+
+/// TCP listeners in this namespace (read through sock_diag netlink) and in another
+/// one (netlink cannot see it: read from that process's /proc tcp tables) are both
+/// reported exactly, in one full scan and in pid scans.
+#[test]
+fn tcp_listeners_in_own_and_another_namespace() {
+    let body = r#"
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("0.0.0.0", 0)); s.listen(1)
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s6.bind(("::", 0)); s6.listen(1)
+out("pid", os.getpid()); out("fd", s.fileno()); out("port", s.getsockname()[1]); out("ino", ino(s))
+out("fd6", s6.fileno()); out("port6", s6.getsockname()[1]); out("ino6", ino(s6))
+ready()
+"#;
+    let mut here = std::process::Command::new("python3");
+    here.arg("-c").arg(script(body));
+    let here = spawn_ready(here).expect("python3 TCP listener");
+    let mut there = std::process::Command::new("unshare");
+    there.arg("-n").arg("python3").arg("-c").arg(script(body));
+    let there = match spawn_ready(there) {
+        Ok(child) => Some(child),
+        Err(e) => {
+            skip("tcp in another netns", format!("unshare -n failed: {e}"));
+            None
+        }
+    };
+    let host = host();
+    let tcp = ProtocolSet {
+        tcp: true,
+        ..ProtocolSet::NONE
+    };
+    let full = host.sockets(&SocketQuery {
+        pids: None,
+        protocols: tcp,
+    });
+    for child in std::iter::once(&here).chain(there.as_ref()) {
+        let namespace = host.process(child.pid).expect("child").net_namespace;
+        let listener = |fd: &str, port: &str, ino: &str, family, address: &str| SocketInfo {
+            pid: child.pid,
+            fd: child.int(fd),
+            socket: child.int(ino) as u64,
+            family,
+            protocol: 6,
+            socket_type: SocketType::Stream,
+            local_address: address.into(),
+            local_port: child.int(port) as i32,
+            remote_address: address.into(),
+            remote_port: 0,
+            tcp_state: "LISTEN".into(),
+            net_namespace: namespace.clone(),
+        };
+        let v4 = listener("fd", "port", "ino", FAMILY_INET, "0.0.0.0");
+        let v6 = listener("fd6", "port6", "ino6", FAMILY_INET6, "::");
+        let alone = host.sockets(&SocketQuery {
+            pids: Some(vec![child.pid]),
+            protocols: tcp,
+        });
+        for expected in [&v4, &v6] {
+            assert_eq!(&by_fd(&full, child.pid, expected.fd), expected);
+            assert_eq!(&by_fd(&alone, child.pid, expected.fd), expected);
+        }
+    }
+    if let Some(there) = &there {
+        let theirs = host.process(there.pid).expect("child").net_namespace;
+        assert_ne!(theirs, own_namespace(&host));
+    }
+}

@@ -4,6 +4,7 @@
 //! with a verdict cache keyed by file identity.
 
 pub mod dpkg;
+pub mod netlink;
 pub mod procfs;
 pub mod provenance;
 pub mod sockets;

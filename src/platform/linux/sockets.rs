@@ -1,8 +1,11 @@
 //! Inet sockets per process: the `/proc/<pid>/net/*` tables of each network
 //! namespace (read once per scan, only the tables the protocol set needs), joined to
-//! owners by walking `/proc/<pid>/fd` (`socket:[inode]` links). Sockets found in no
-//! table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
+//! owners by walking `/proc/<pid>/fd` (`socket:[inode]` links). TCP sockets of the
+//! scanner's own namespace come from sock_diag netlink instead (see `netlink`), with
+//! the /proc tables as the fallback. Sockets found in no table (unbound ping
+//! sockets) are named by the `system.sockprotoname` xattr.
 
+use super::netlink;
 use super::procfs::{self, ProcDir};
 use crate::classify::{
     wanted_by, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
@@ -416,7 +419,25 @@ impl NetTables {
                 Err(e) => return Err(procfs::process_error(dir.pid(), &e)),
             }
         }
+        // Netlink sees the calling thread's namespace only: use it for that one.
+        let mut tcp_from_netlink = false;
         for &kind in kinds {
+            match kind {
+                TableKind::Tcp if netlink::own_net_namespace().ok() == Some(namespace) => {
+                    match netlink::tcp_sockets() {
+                        Ok(entries) => {
+                            for entry in entries {
+                                tables.insert(entry);
+                            }
+                            tcp_from_netlink = true;
+                            continue;
+                        }
+                        Err(e) => log::debug!("sock_diag failed, reading /proc tcp tables: {e}"),
+                    }
+                }
+                TableKind::Tcp6 if tcp_from_netlink => continue,
+                _ => {}
+            }
             match dir.read(kind.file(), MAX_TABLE_BYTES) {
                 Ok(data) => tables.add_table(kind, &String::from_utf8_lossy(&data)),
                 Err(e) if procfs::is_vanished(&e) => continue,
