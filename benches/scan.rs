@@ -51,7 +51,16 @@ fn main() {
     };
 
     let host: Arc<dyn an1256::platform::Host> = Arc::from(native(HostConfig::default()));
-    let tables = an1256::all_tables(host);
+    let Ok(store_dir) = tempfile::tempdir() else {
+        eprintln!("bench: no temp dir");
+        stop(&mut fixture);
+        return;
+    };
+    let baseline = Arc::new(an1256::baseline::Baseline::new(
+        an1256::baseline::config::BaselineConfig::with_db(store_dir.path().join("bench.db")),
+        host.clone(),
+    ));
+    let tables = an1256::all_tables_with(host, baseline);
     let find = |name: &str| tables.iter().find(|t| t.name() == name).cloned();
     let (Some(sockets), Some(signatures)) = (
         find("nonstandard_protocol_sockets"),
@@ -95,9 +104,18 @@ fn main() {
     let engine = an1256::sql::Engine::new(tables.clone());
     let hit_sql = an1256::scan::hit_query().unwrap_or_default();
     let hits = match &engine {
-        Ok(e) => median_ms(11, || {
-            let _ = e.query(&hit_sql);
-        }),
+        Ok(e) => match e.query(&hit_sql) {
+            Ok((_, rows)) => {
+                println!("hit query: {} hits", rows.len());
+                median_ms(11, || {
+                    let _ = e.query(&hit_sql);
+                })
+            }
+            Err(err) => {
+                println!("hit query failed: {err}");
+                f64::NAN
+            }
+        },
         Err(_) => f64::NAN,
     };
     // The extension's sampler, warm (its trust cache filled by the first pass).
