@@ -30,23 +30,33 @@ pub mod trust;
 use std::sync::Arc;
 use tables::TableDef;
 
-/// Every table this build serves, over one host.
+/// The two core tables over one host, with default SOCKS settings.
 pub fn all_tables(host: Arc<dyn platform::Host>) -> Vec<Arc<dyn TableDef>> {
+    core_tables(host, socks::SocksConfig::default())
+}
+
+/// The two core tables over one host.
+fn core_tables(host: Arc<dyn platform::Host>, socks: socks::SocksConfig) -> Vec<Arc<dyn TableDef>> {
     vec![
         Arc::new(tables::process_code_signature::ProcessCodeSignature::new(
             host.clone(),
         )),
-        Arc::new(tables::nonstandard_protocol_sockets::NonstandardProtocolSockets::new(host)),
+        Arc::new(
+            tables::nonstandard_protocol_sockets::NonstandardProtocolSockets::with_socks_config(
+                host, socks,
+            ),
+        ),
     ]
 }
 
 /// Every table, including the baseline tables (`an1256_baseline`,
-/// `an1256_observations`, `an1256_info`) over one baseline context.
+/// `an1256_observations`, `an1256_info`) over one baseline context, with the SOCKS
+/// settings of its config.
 pub fn all_tables_with(
     host: Arc<dyn platform::Host>,
     baseline: Arc<baseline::Baseline>,
 ) -> Vec<Arc<dyn TableDef>> {
-    let mut tables = all_tables(host);
+    let mut tables = core_tables(host, baseline.config.socks.clone());
     tables.push(Arc::new(tables::an1256_baseline::An1256Baseline::new(
         baseline.clone(),
     )));

@@ -32,6 +32,13 @@ struct Cli {
     /// Files larger than this many bytes are not hashed.
     #[arg(long, value_name = "BYTES", global = true, default_value_t = 256 * 1024 * 1024)]
     max_hash_bytes: u64,
+    /// Remote ports that mark a TCP connection as SOCKS (comma list; replaces the
+    /// default 1080,1081,1085,1086,9050,9150,7890,7891,10808,10809,2080).
+    #[arg(long, value_name = "LIST", global = true, env = "AN1256_SOCKS_PORTS")]
+    socks_ports: Option<String>,
+    /// Confirm loopback SOCKS candidates with a SOCKS5 greeting (never sent off-host).
+    #[arg(long, global = true)]
+    socks_handshake_probe: bool,
     /// Baseline store (SQLite file). Default: /var/lib/an1256/an1256.db (Linux root),
     /// /var/db/an1256/an1256.db (macOS root), else $XDG_STATE_HOME/an1256/an1256.db.
     #[arg(long, value_name = "PATH", global = true, env = "AN1256_DB")]
@@ -81,6 +88,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut baseline_config = baseline_config;
+    if let Some(list) = &cli.socks_ports {
+        match an1256::socks::parse_port_list(list) {
+            Ok(ports) => baseline_config.socks.ports = ports,
+            Err(e) => {
+                eprintln!("an1256: --socks-ports: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if cli.socks_handshake_probe {
+        baseline_config.socks.handshake_probe = true;
+    }
     let baseline = Arc::new(an1256::baseline::Baseline::new(
         baseline_config,
         host.clone(),

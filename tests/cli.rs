@@ -28,9 +28,16 @@ fn unsigned_udp_binary(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     (copy, sha)
 }
 
+/// Runs the CLI with a private baseline store, so tests never touch the host's
+/// real one (`/var/lib/an1256` when root).
 fn an1256(args: &[&str]) -> std::process::Output {
+    let store = tempfile::tempdir().expect("tempdir");
+    let config = store.path().join("config.json");
+    std::fs::write(&config, "{}").expect("write config");
     Command::new(env!("CARGO_BIN_EXE_an1256"))
         .args(args)
+        .env("AN1256_DB", store.path().join("an1256.db"))
+        .env("AN1256_CONFIG", &config)
         .output()
         .expect("run an1256")
 }
@@ -140,4 +147,48 @@ fn tables_prints_every_column_with_its_doc() {
             column.name
         );
     }
+}
+
+#[test]
+fn socks_port_list_comes_from_the_command_line() {
+    // A listener and a client connected to it, both in one python process.
+    let child = spawn_ready(common::python(
+        "import socket,time\n\
+         l=socket.socket(); l.bind(('127.0.0.1',0)); l.listen(1)\n\
+         c=socket.create_connection(l.getsockname()); a,_=l.accept()\n\
+         print('port=%d' % l.getsockname()[1]); print('ready', flush=True)\n\
+         time.sleep(60)\n",
+    ))
+    .unwrap_or_else(|e| panic!("child: {e}"));
+    let port = child.int("port").to_string();
+    let sql = format!(
+        "SELECT reason, remote_port FROM nonstandard_protocol_sockets \
+         WHERE pid = {} AND protocol_name = 'socks'",
+        child.pid
+    );
+    let plain = an1256(&["query", "--json", &sql]);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(
+        json_lines(&plain.stdout).is_empty(),
+        "no SOCKS signal, no row"
+    );
+
+    let listed = an1256(&["--socks-ports", &port, "query", "--json", &sql]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows = json_lines(&listed.stdout);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["reason"], "socks_port");
+    assert_eq!(rows[0]["remote_port"].to_string(), port);
+
+    let bad = an1256(&["--socks-ports", "70000", "query", "SELECT 1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--socks-ports"));
 }

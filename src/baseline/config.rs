@@ -32,6 +32,11 @@ pub struct ConfigFile {
     pub learning: Option<String>,
     pub observation_max_age_days: Option<u64>,
     pub observation_max_rows: Option<u64>,
+    /// Remote ports that mark a TCP connection `socks_port` (replaces the default list).
+    pub socks_ports: Option<Vec<u16>>,
+    /// Send the SOCKS5 greeting to loopback listeners that are already SOCKS
+    /// candidates (default false).
+    pub socks_handshake_probe: Option<bool>,
 }
 
 /// Resolved settings.
@@ -48,6 +53,8 @@ pub struct BaselineConfig {
     pub observation_max_rows: i64,
     /// The config file actually read, if any.
     pub config_path: Option<PathBuf>,
+    /// SOCKS classifier settings (port list, handshake probe).
+    pub socks: crate::socks::SocksConfig,
 }
 
 impl BaselineConfig {
@@ -63,6 +70,7 @@ impl BaselineConfig {
             observation_max_age_secs: 30 * 86_400,
             observation_max_rows: 100_000,
             config_path: None,
+            socks: crate::socks::SocksConfig::default(),
         }
     }
 
@@ -113,6 +121,12 @@ impl BaselineConfig {
         }
         if let Some(r) = file.observation_max_rows {
             config.observation_max_rows = i64::try_from(r).unwrap_or(i64::MAX);
+        }
+        if let Some(ports) = file.socks_ports {
+            config.socks.ports = ports;
+        }
+        if let Some(probe) = file.socks_handshake_probe {
+            config.socks.handshake_probe = probe;
         }
         Ok(config)
     }
@@ -224,5 +238,24 @@ mod tests {
         assert!(BaselineConfig::resolve(None, Some(&cfg))
             .unwrap_err()
             .contains("unknown_key"));
+    }
+
+    #[test]
+    fn socks_settings_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.json");
+        std::fs::write(
+            &cfg,
+            r#"{"socks_ports": [1080, 4444], "socks_handshake_probe": true}"#,
+        )
+        .unwrap();
+        let c = BaselineConfig::resolve(Some(Path::new("/flag.db")), Some(&cfg)).unwrap();
+        assert_eq!(c.socks.ports, vec![1080, 4444]);
+        assert!(c.socks.handshake_probe);
+        std::fs::write(&cfg, "{}").unwrap();
+        let c = BaselineConfig::resolve(Some(Path::new("/flag.db")), Some(&cfg)).unwrap();
+        assert_eq!(c.socks, crate::socks::SocksConfig::default());
+        std::fs::write(&cfg, r#"{"socks_ports": [70000]}"#).unwrap();
+        assert!(BaselineConfig::resolve(None, Some(&cfg)).is_err());
     }
 }
