@@ -348,27 +348,13 @@ impl Store {
     /// Entries, all or those with one of `identities`.
     pub fn entries(&self, identities: Option<&[String]>) -> Result<Vec<Entry>, StoreError> {
         self.read(|conn| {
-            let mut out = Vec::new();
-            let mut stmt = conn.prepare_cached(
+            rows_by_identity(
+                conn,
                 "SELECT id, identity, protocol_name, remote_port, source, first_seen, last_seen, seen_count, note
                  FROM entries WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
-            )?;
-            let mut run = |identity: Option<&str>| -> rusqlite::Result<()> {
-                let rows = stmt.query_map(params![identity], entry_from_row)?;
-                for row in rows {
-                    out.push(row?);
-                }
-                Ok(())
-            };
-            match identities {
-                None => run(None)?,
-                Some(list) => {
-                    for identity in list {
-                        run(Some(identity))?;
-                    }
-                }
-            }
-            Ok(out)
+                identities,
+                entry_from_row,
+            )
         })
     }
 
@@ -587,14 +573,13 @@ impl Store {
         identities: Option<&[String]>,
     ) -> Result<Vec<ObservationRow>, StoreError> {
         self.read(|conn| {
-            let mut out = Vec::new();
-            let mut stmt = conn.prepare_cached(
+            rows_by_identity(
+                conn,
                 "SELECT id, identity, protocol_name, remote_port, remote_scope, remote_address, pid, path,
                         exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count
                  FROM observations WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
-            )?;
-            let mut run = |identity: Option<&str>| -> rusqlite::Result<()> {
-                let rows = stmt.query_map(params![identity], |r| {
+                identities,
+                |r| {
                     Ok(ObservationRow {
                         id: r.get(0)?,
                         observation: Observation {
@@ -614,21 +599,8 @@ impl Store {
                         last_seen: r.get(13)?,
                         count: r.get(14)?,
                     })
-                })?;
-                for row in rows {
-                    out.push(row?);
-                }
-                Ok(())
-            };
-            match identities {
-                None => run(None)?,
-                Some(list) => {
-                    for identity in list {
-                        run(Some(identity))?;
-                    }
-                }
-            }
-            Ok(out)
+                },
+            )
         })
     }
 
@@ -1052,6 +1024,29 @@ fn move_aside(path: &Path, checked: FileId) -> Result<PathBuf, StoreError> {
         }
     }
     Ok(target)
+}
+
+/// Runs `sql` (whose `?1` is an identity, or NULL for all rows) once for all rows
+/// or once per identity, collecting the mapped rows.
+fn rows_by_identity<T>(
+    conn: &Connection,
+    sql: &str,
+    identities: Option<&[String]>,
+    map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut out = Vec::new();
+    let all: [Option<&str>; 1] = [None];
+    let keys: Vec<Option<&str>> = match identities {
+        None => all.to_vec(),
+        Some(list) => list.iter().map(|i| Some(i.as_str())).collect(),
+    };
+    for key in keys {
+        for row in stmt.query_map(params![key], &map)? {
+            out.push(row?);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
