@@ -123,11 +123,22 @@ fn main() {
         let store = an1256::baseline::store::Store::open(&dir.path().join("bench.db"), 0).ok()?;
         let host = native(HostConfig::default());
         let limits = an1256::baseline::store::ObservationLimits::default();
-        let _ = an1256::baseline::sampler::sample_once(host.as_ref(), &store, limits, false);
+        let _ = an1256::baseline::sampler::sample_once(
+            host.as_ref(),
+            &store,
+            limits,
+            &Default::default(),
+            false,
+        );
         let mut passes: Vec<(i64, i64)> = (0..5)
             .map(|_| {
-                let r =
-                    an1256::baseline::sampler::sample_once(host.as_ref(), &store, limits, false);
+                let r = an1256::baseline::sampler::sample_once(
+                    host.as_ref(),
+                    &store,
+                    limits,
+                    &Default::default(),
+                    false,
+                );
                 (r.wall_ms, r.cpu_ms)
             })
             .collect();

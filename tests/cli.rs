@@ -192,3 +192,41 @@ fn socks_port_list_comes_from_the_command_line() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--socks-ports"));
 }
+
+#[test]
+fn the_sampler_observes_socks_connections_too() {
+    let child = spawn_ready(common::python(
+        "import socket,time\n\
+         l=socket.socket(); l.bind(('127.0.0.1',0)); l.listen(1)\n\
+         c=socket.create_connection(l.getsockname()); a,_=l.accept()\n\
+         print('port=%d' % l.getsockname()[1]); print('ready', flush=True)\n\
+         time.sleep(60)\n",
+    ))
+    .unwrap_or_else(|e| panic!("child: {e}"));
+    let port = child.int("port");
+    let store = tempfile::tempdir().expect("tempdir");
+    let config = store.path().join("config.json");
+    std::fs::write(&config, format!("{{\"socks_ports\": [{port}]}}")).expect("config");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_an1256"))
+            .args(args)
+            .env("AN1256_DB", store.path().join("an1256.db"))
+            .env("AN1256_CONFIG", &config)
+            .output()
+            .expect("run an1256")
+    };
+    let sample = run(&["baseline", "sample"]);
+    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    let out = run(&[
+        "query",
+        "--json",
+        &format!(
+            "SELECT protocol_name, remote_port, pid FROM an1256_observations \
+             WHERE protocol_name = 'socks' AND remote_port = {port}"
+        ),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = json_lines(&out.stdout);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["pid"], child.pid);
+}

@@ -131,7 +131,13 @@ impl Baseline {
                 return None;
             }
         };
-        let report = sampler::sample_once(self.host.as_ref(), &store, self.limits(), may_learn);
+        let report = sampler::sample_once(
+            self.host.as_ref(),
+            &store,
+            self.limits(),
+            &self.config.socks,
+            may_learn,
+        );
         let mut sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
         if sightings.len() > MAX_SIGHTINGS {
             sightings.clear();

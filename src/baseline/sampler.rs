@@ -60,6 +60,7 @@ pub fn sample_once(
     host: &dyn Host,
     store: &Store,
     limits: ObservationLimits,
+    socks: &crate::socks::SocksConfig,
     may_learn: bool,
 ) -> PassReport {
     let started = Instant::now();
@@ -69,25 +70,28 @@ pub fn sample_once(
         time: now,
         ..Default::default()
     };
+    // Same coverage as `nonstandard_protocol_sockets` unconstrained: TCP too, so
+    // SOCKS use between two scheduled queries is observed as well.
     let query = SocketQuery {
         pids: None,
-        // Same coverage as `nonstandard_protocol_sockets` unconstrained.
-        protocols: ProtocolSet {
-            tcp: false,
-            ..ProtocolSet::ALL
-        },
+        protocols: ProtocolSet::ALL,
     };
     let scan = host.sockets(&query);
     report.sockets = scan.sockets.len();
     report.skipped = scan.skipped_processes;
     report.errors.extend(scan.errors.iter().take(5).cloned());
+    let socks_reasons = crate::socks::socks_reasons(host, socks, &scan.sockets, None);
 
     // Judge each owner once per pass.
     let mut verdicts: HashMap<Pid, Option<subject::ProcessVerdict>> = HashMap::new();
     // One observation per key per pass (the last socket seen wins the details).
     let mut observations: BTreeMap<(String, String, i64, String), Observation> = BTreeMap::new();
     for socket in &scan.sockets {
-        let Some(class) = classify::classify(socket, &[]) else {
+        let reasons = socks_reasons
+            .get(&crate::socks::socket_key(socket))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let Some(class) = classify::classify(socket, reasons) else {
             continue;
         };
         let verdict = verdicts.entry(socket.pid).or_insert_with(|| {
@@ -315,7 +319,13 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db"), 3600).unwrap();
-        let report = sample_once(&host, &store, ObservationLimits::default(), true);
+        let report = sample_once(
+            &host,
+            &store,
+            ObservationLimits::default(),
+            &Default::default(),
+            true,
+        );
         assert_eq!(host.process_calls.lock().unwrap().as_slice(), &[42, 77]);
         assert_eq!(
             (report.sockets, report.processes, report.skipped),
@@ -329,7 +339,13 @@ mod tests {
         assert!(entries.iter().all(|e| e.identity.starts_with("sha256:")));
         // A pass that may not learn records observations only.
         let store2 = Store::open(&dir.path().join("t.db"), 3600).unwrap();
-        let report = sample_once(&host, &store2, ObservationLimits::default(), false);
+        let report = sample_once(
+            &host,
+            &store2,
+            ObservationLimits::default(),
+            &Default::default(),
+            false,
+        );
         assert!(!report.learning && report.write.learned == 0);
         assert!(store2.entries(None).unwrap().is_empty());
         assert_eq!(store2.observations(None).unwrap().len(), 2);
