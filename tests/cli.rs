@@ -216,7 +216,11 @@ fn the_sampler_observes_socks_connections_too() {
             .expect("run an1256")
     };
     let sample = run(&["baseline", "sample"]);
-    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    assert!(
+        sample.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sample.stderr)
+    );
     let out = run(&[
         "query",
         "--json",
@@ -225,7 +229,11 @@ fn the_sampler_observes_socks_connections_too() {
              WHERE protocol_name = 'socks' AND remote_port = {port}"
         ),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = json_lines(&out.stdout);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["pid"], child.pid);
