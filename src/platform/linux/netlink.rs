@@ -1,14 +1,15 @@
-//! TCP sockets of the scanner's own network namespace through NETLINK_SOCK_DIAG
-//! (inet_diag, what `ss` uses) instead of `/proc/net/tcp{,6}`, whose seq_printf walk
-//! of the whole established hash is the slowest part of a full scan. A netlink socket
+//! TCP, UDP and UDP-Lite sockets of the scanner's own network namespace through
+//! NETLINK_SOCK_DIAG (inet_diag, what `ss` uses) instead of `/proc/net/{tcp,udp,…}`,
+//! whose seq_printf walk of the whole hash is the slowest part of a table read (and
+//! of a `pid =` lookup, which reads the tables but few fds). A netlink socket
 //! only sees the namespace of the thread that opened it, so callers use this for that
 //! namespace only and fall back to the /proc tables for any other namespace or on any
 //! error. Byte parsing is pure functions over `&[u8]`; the socket is bounded in time
 //! (SO_RCVTIMEO), messages and bytes.
 
 use super::procfs;
-use super::sockets::{tcp_state_name, TableEntry};
-use crate::classify::IPPROTO_TCP;
+use super::sockets::{tcp_state_name, TableEntry, TableKind};
+use crate::classify::{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE};
 use crate::model::{SocketType, FAMILY_INET, FAMILY_INET6};
 use std::fmt;
 use std::io;
@@ -42,6 +43,49 @@ pub const TCP_STATES: u32 = {
     }
     mask
 };
+
+/// The inet_diag protocols dumped instead of reading their /proc tables. Raw and
+/// ping sockets stay on /proc: raw_diag needs a per-protocol request and ping
+/// sockets have no diag module at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagProtocol {
+    Tcp,
+    Udp,
+    UdpLite,
+}
+
+impl DiagProtocol {
+    /// The protocol and address family whose dump replaces the table `kind`.
+    pub fn for_table(kind: TableKind) -> Option<(DiagProtocol, u8)> {
+        let (v4, v6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
+        Some(match kind {
+            TableKind::Tcp => (DiagProtocol::Tcp, v4),
+            TableKind::Tcp6 => (DiagProtocol::Tcp, v6),
+            TableKind::Udp => (DiagProtocol::Udp, v4),
+            TableKind::Udp6 => (DiagProtocol::Udp, v6),
+            TableKind::UdpLite => (DiagProtocol::UdpLite, v4),
+            TableKind::UdpLite6 => (DiagProtocol::UdpLite, v6),
+            _ => return None,
+        })
+    }
+
+    fn number(self) -> i32 {
+        match self {
+            DiagProtocol::Tcp => IPPROTO_TCP,
+            DiagProtocol::Udp => IPPROTO_UDP,
+            DiagProtocol::UdpLite => IPPROTO_UDPLITE,
+        }
+    }
+
+    /// The `idiag_states` mask: for datagram sockets every state (unconnected ones
+    /// are CLOSE, connected ones ESTABLISHED), as /proc lists them.
+    fn states(self) -> u32 {
+        match self {
+            DiagProtocol::Tcp => TCP_STATES,
+            DiagProtocol::Udp | DiagProtocol::UdpLite => u32::MAX,
+        }
+    }
+}
 
 /// Receive buffer: the kernel sizes dump datagrams to at most 32 KiB.
 const RECV_BUFFER: usize = 64 * 1024;
@@ -81,8 +125,8 @@ impl From<io::Error> for DumpError {
     }
 }
 
-/// The dump request for one address family (`AF_INET` or `AF_INET6`).
-pub fn build_request(family: u8, sequence: u32) -> [u8; REQUEST_LEN] {
+/// The dump request for one protocol and address family (`AF_INET` or `AF_INET6`).
+pub fn build_request(protocol: DiagProtocol, family: u8, sequence: u32) -> [u8; REQUEST_LEN] {
     let mut out = [0u8; REQUEST_LEN];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     out[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
@@ -91,9 +135,9 @@ pub fn build_request(family: u8, sequence: u32) -> [u8; REQUEST_LEN] {
     out[8..12].copy_from_slice(&sequence.to_ne_bytes());
     // nlmsg_pid 0: the kernel fills in our port id.
     out[16] = family;
-    out[17] = IPPROTO_TCP as u8;
+    out[17] = protocol.number() as u8;
     // idiag_ext 0 (no extensions), pad 0.
-    out[20..24].copy_from_slice(&TCP_STATES.to_ne_bytes());
+    out[20..24].copy_from_slice(&protocol.states().to_ne_bytes());
     // The sockid stays zero: no filter on addresses, ports, interface or cookie.
     out
 }
@@ -126,8 +170,8 @@ fn address(bytes: &[u8], at: usize, ipv6: bool) -> Option<IpAddr> {
     })
 }
 
-/// One `struct inet_diag_msg` (attributes after it are ignored).
-pub fn parse_diag_msg(payload: &[u8]) -> Result<TableEntry, DumpError> {
+/// One `struct inet_diag_msg` of a `protocol` dump (attributes after it are ignored).
+pub fn parse_diag_msg(payload: &[u8], protocol: DiagProtocol) -> Result<TableEntry, DumpError> {
     let short = DumpError::Malformed("inet_diag_msg too short");
     if payload.len() < INET_DIAG_MSG_LEN {
         return Err(short);
@@ -138,20 +182,23 @@ pub fn parse_diag_msg(payload: &[u8]) -> Result<TableEntry, DumpError> {
         _ => return Err(DumpError::Malformed("unexpected address family")),
     };
     let ipv6 = family == FAMILY_INET6;
-    let state = payload[1];
+    let (socket_type, tcp_state) = match protocol {
+        DiagProtocol::Tcp => (SocketType::Stream, tcp_state_name(payload[1])),
+        DiagProtocol::Udp | DiagProtocol::UdpLite => (SocketType::Dgram, ""),
+    };
     // id: sport(4) dport(6) src(8..24) dst(24..40) if(40) cookie(44); then expires,
     // rqueue, wqueue, uid, inode at 68.
     let entry = (|| {
         Some(TableEntry {
             inode: u64::from(u32_ne(payload, 68)?),
             family,
-            protocol: IPPROTO_TCP,
-            socket_type: SocketType::Stream,
+            protocol: protocol.number(),
+            socket_type,
             local: address(payload, 8, ipv6)?,
             local_port: port_be(payload, 4)?,
             remote: address(payload, 24, ipv6)?,
             remote_port: port_be(payload, 6)?,
-            tcp_state: tcp_state_name(state),
+            tcp_state,
         })
     })();
     entry.ok_or(short)
@@ -168,10 +215,12 @@ pub enum Datagram {
     Foreign,
 }
 
-/// Parses one received datagram of the dump with sequence number `sequence`,
-/// appending its sockets (inode 0 ones are skipped: no fd holds them) to `out`.
+/// Parses one received datagram of the `protocol` dump with sequence number
+/// `sequence`, appending its sockets (inode 0 ones are skipped: no fd holds them)
+/// to `out`.
 pub fn parse_datagram(
     data: &[u8],
+    protocol: DiagProtocol,
     sequence: u32,
     out: &mut Vec<TableEntry>,
 ) -> Result<Datagram, DumpError> {
@@ -206,7 +255,7 @@ pub fn parse_datagram(
                     return Err(DumpError::Os(if errno < 0 { -errno } else { libc::EIO }));
                 }
                 k if k == i32::from(SOCK_DIAG_BY_FAMILY) => {
-                    let entry = parse_diag_msg(payload)?;
+                    let entry = parse_diag_msg(payload, protocol)?;
                     if entry.inode != 0 {
                         if out.len() >= MAX_ENTRIES {
                             return Err(DumpError::TooLarge);
@@ -325,15 +374,16 @@ impl DiagSocket {
         }
     }
 
-    /// Dumps one address family into `out`.
+    /// Dumps one protocol and address family into `out`.
     fn dump(
         &self,
+        protocol: DiagProtocol,
         family: u8,
         sequence: u32,
         buffer: &mut [u8],
         out: &mut Vec<TableEntry>,
     ) -> Result<(), DumpError> {
-        self.send_to_kernel(&build_request(family, sequence))?;
+        self.send_to_kernel(&build_request(protocol, family, sequence))?;
         let mut bytes = 0usize;
         let mut foreign = 0usize;
         loop {
@@ -345,7 +395,7 @@ impl DiagSocket {
             if bytes > MAX_DUMP_BYTES {
                 return Err(DumpError::TooLarge);
             }
-            match parse_datagram(buffer.get(..n).unwrap_or_default(), sequence, out)? {
+            match parse_datagram(buffer.get(..n).unwrap_or_default(), protocol, sequence, out)? {
                 Datagram::Done => return Ok(()),
                 Datagram::More => {}
                 Datagram::Foreign => {
@@ -359,18 +409,19 @@ impl DiagSocket {
     }
 }
 
-/// Every TCP socket (IPv4 then IPv6) of the calling thread's network namespace.
-pub fn tcp_sockets() -> Result<Vec<TableEntry>, DumpError> {
+/// Every socket of one protocol and address family in the calling thread's
+/// network namespace.
+pub fn sockets(protocol: DiagProtocol, family: u8) -> Result<Vec<TableEntry>, DumpError> {
     let socket = DiagSocket::open()?;
     let mut buffer = vec![0u8; RECV_BUFFER];
     let mut out = Vec::new();
-    socket.dump(libc::AF_INET as u8, 1, &mut buffer, &mut out)?;
-    socket.dump(libc::AF_INET6 as u8, 2, &mut buffer, &mut out)?;
+    socket.dump(protocol, family, 1, &mut buffer, &mut out)?;
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::sockets::NetTables;
     use super::*;
 
     fn header(len: usize, kind: u16, flags: u16, seq: u32) -> Vec<u8> {
@@ -425,7 +476,7 @@ mod tests {
 
     #[test]
     fn request_layout() {
-        let r = build_request(10, 7);
+        let r = build_request(DiagProtocol::Tcp, 10, 7);
         assert_eq!(r.len(), 72);
         assert_eq!(u32_ne(&r, 0), Some(72));
         assert_eq!(u16_ne(&r, 4), Some(20));
@@ -435,6 +486,41 @@ mod tests {
         // states 1..=11 except TIME_WAIT: 0b1111_1011_1110
         assert_eq!(u32_ne(&r, 20), Some(0xFBE));
         assert!(r[24..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn udp_requests_ask_for_every_state() {
+        let r = build_request(DiagProtocol::UdpLite, 2, 1);
+        assert_eq!(&r[16..20], &[2, 136, 0, 0]);
+        assert_eq!(u32_ne(&r, 20), Some(u32::MAX));
+        assert_eq!(build_request(DiagProtocol::Udp, 10, 1)[17], 17);
+        assert_eq!(
+            DiagProtocol::for_table(TableKind::Udp6),
+            Some((DiagProtocol::Udp, 10))
+        );
+        assert_eq!(DiagProtocol::for_table(TableKind::Raw), None);
+        assert_eq!(DiagProtocol::for_table(TableKind::Icmp6), None);
+    }
+
+    #[test]
+    fn udp_messages_are_datagram_sockets_without_tcp_state() {
+        // A connected UDP socket is in state ESTABLISHED (1); that is not a TCP state.
+        let m = diag_msg(
+            2,
+            1,
+            [0xC3, 0x50],
+            [0x00, 0x35],
+            v4([10, 0, 0, 2]),
+            v4([192, 0, 2, 10]),
+            9,
+        );
+        let e = parse_diag_msg(&m, DiagProtocol::Udp).unwrap();
+        assert_eq!(
+            (e.protocol, e.socket_type, e.tcp_state),
+            (17, SocketType::Dgram, "")
+        );
+        assert_eq!((e.local_port, e.remote_port), (50000, 53));
+        assert_eq!(e.remote.to_string(), "192.0.2.10");
     }
 
     #[test]
@@ -448,7 +534,7 @@ mod tests {
             v4([0; 4]),
             31337,
         );
-        let e = parse_diag_msg(&m).unwrap();
+        let e = parse_diag_msg(&m, DiagProtocol::Tcp).unwrap();
         assert_eq!(e.local.to_string(), "127.0.0.1");
         assert_eq!((e.local_port, e.remote_port), (1080, 0));
         assert_eq!(e.remote.to_string(), "0.0.0.0");
@@ -464,16 +550,16 @@ mod tests {
         let mut mapped = [0u8; 16];
         mapped[10..].copy_from_slice(&[0xff, 0xff, 192, 168, 0, 8]);
         let m = diag_msg(10, 1, [0x1F, 0x90], [0x00, 0x35], src, mapped, 77);
-        let e = parse_diag_msg(&m).unwrap();
+        let e = parse_diag_msg(&m, DiagProtocol::Tcp).unwrap();
         assert_eq!(e.local.to_string(), "2001:db8::1");
         assert_eq!(e.remote.to_string(), "192.168.0.8");
         assert_eq!((e.local_port, e.remote_port), (8080, 53));
         assert_eq!((e.family, e.tcp_state), (10, "ESTABLISHED"));
         // Too short, or a family that is not inet.
-        assert!(parse_diag_msg(&m[..71]).is_err());
+        assert!(parse_diag_msg(&m[..71], DiagProtocol::Tcp).is_err());
         let mut bad = m.clone();
         bad[0] = 1;
-        assert!(parse_diag_msg(&bad).is_err());
+        assert!(parse_diag_msg(&bad, DiagProtocol::Tcp).is_err());
     }
 
     #[test]
@@ -499,7 +585,10 @@ mod tests {
         let mut data = message(9, &a, 5); // 5 attribute bytes, padded to 8
         data.extend(message(9, &zero, 0));
         let mut out = Vec::new();
-        assert_eq!(parse_datagram(&data, 9, &mut out), Ok(Datagram::More));
+        assert_eq!(
+            parse_datagram(&data, DiagProtocol::Tcp, 9, &mut out),
+            Ok(Datagram::More)
+        );
         assert_eq!(out.len(), 1, "inode 0 is skipped");
         assert_eq!(
             (out[0].inode, out[0].local_port, out[0].remote_port),
@@ -507,9 +596,15 @@ mod tests {
         );
         let mut done = header(20, libc::NLMSG_DONE as u16, 2, 9);
         done.extend_from_slice(&0i32.to_ne_bytes());
-        assert_eq!(parse_datagram(&done, 9, &mut out), Ok(Datagram::Done));
+        assert_eq!(
+            parse_datagram(&done, DiagProtocol::Tcp, 9, &mut out),
+            Ok(Datagram::Done)
+        );
         // Another request's datagram is ignored.
-        assert_eq!(parse_datagram(&data, 8, &mut out), Ok(Datagram::Foreign));
+        assert_eq!(
+            parse_datagram(&data, DiagProtocol::Tcp, 8, &mut out),
+            Ok(Datagram::Foreign)
+        );
         assert_eq!(out.len(), 1);
     }
 
@@ -520,35 +615,35 @@ mod tests {
         error.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
         error.extend(header(72, SOCK_DIAG_BY_FAMILY, 0x301, 3));
         assert_eq!(
-            parse_datagram(&error, 3, &mut out),
+            parse_datagram(&error, DiagProtocol::Tcp, 3, &mut out),
             Err(DumpError::Os(libc::EPERM))
         );
         let mut failed_done = header(20, libc::NLMSG_DONE as u16, 2, 3);
         failed_done.extend_from_slice(&(-libc::ENOBUFS).to_ne_bytes());
         assert_eq!(
-            parse_datagram(&failed_done, 3, &mut out),
+            parse_datagram(&failed_done, DiagProtocol::Tcp, 3, &mut out),
             Err(DumpError::Os(libc::ENOBUFS))
         );
         // nlmsg_len larger than the datagram, smaller than a header, or a short tail.
         let mut long = header(400, SOCK_DIAG_BY_FAMILY, 2, 3);
         long.extend_from_slice(&[0; 72]);
         assert!(matches!(
-            parse_datagram(&long, 3, &mut out),
+            parse_datagram(&long, DiagProtocol::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         let tiny = header(8, SOCK_DIAG_BY_FAMILY, 2, 3);
         assert!(matches!(
-            parse_datagram(&tiny, 3, &mut out),
+            parse_datagram(&tiny, DiagProtocol::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         assert!(matches!(
-            parse_datagram(&[1, 2, 3], 3, &mut out),
+            parse_datagram(&[1, 2, 3], DiagProtocol::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         // A diag message too short for inet_diag_msg.
         let short = message(3, &[2, 1, 0, 0, 0, 80], 0);
         assert!(matches!(
-            parse_datagram(&short, 3, &mut out),
+            parse_datagram(&short, DiagProtocol::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         assert!(out.is_empty());
@@ -562,11 +657,33 @@ mod tests {
         st.st_ino
     }
 
+    /// Every entry of one protocol's dump, both families, into a table set.
+    fn dumped(protocol: DiagProtocol) -> Result<NetTables, DumpError> {
+        let mut tables = NetTables::new("self".into());
+        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+            for entry in sockets(protocol, family)? {
+                tables.insert(entry);
+            }
+        }
+        Ok(tables)
+    }
+
+    /// The same tables read from this thread's /proc files.
+    fn from_proc(kinds: [TableKind; 2]) -> NetTables {
+        let mut tables = NetTables::new("self".into());
+        for kind in kinds {
+            let path = format!("/proc/thread-self/{}", kind.file().to_str().unwrap());
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                tables.add_table(kind, &text);
+            }
+        }
+        tables
+    }
+
     /// Real sockets of this process, read both ways: netlink and /proc agree entry for
     /// entry (addresses, ports, state, family) on every one of them.
     #[test]
     fn netlink_and_proc_agree_on_own_tcp_sockets() {
-        use super::super::sockets::{NetTables, TableKind};
         use std::net::{TcpListener, TcpStream};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -582,24 +699,14 @@ mod tests {
         if let Some((l6, c, s)) = &v6 {
             held.extend([inode_of(l6), inode_of(c), inode_of(s)]);
         }
-        let entries = match tcp_sockets() {
-            Ok(entries) => entries,
+        let from_netlink = match dumped(DiagProtocol::Tcp) {
+            Ok(tables) => tables,
             Err(e) => {
                 eprintln!("skip: NETLINK_SOCK_DIAG unavailable here: {e}");
                 return;
             }
         };
-        let mut from_netlink = NetTables::new("self".into());
-        for entry in entries {
-            from_netlink.insert(entry);
-        }
-        let mut from_proc = NetTables::new("self".into());
-        for kind in [TableKind::Tcp, TableKind::Tcp6] {
-            let path = format!("/proc/thread-self/{}", kind.file().to_str().unwrap());
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                from_proc.add_table(kind, &text);
-            }
-        }
+        let from_proc = from_proc([TableKind::Tcp, TableKind::Tcp6]);
         for inode in &held {
             let proc_entry = from_proc.resolve(*inode, || None);
             assert!(proc_entry.is_some(), "inode {inode} missing from /proc");
@@ -634,5 +741,50 @@ mod tests {
         }
         assert!(!from_netlink.is_empty() && !from_proc.is_empty());
         drop((client, server, v6));
+    }
+
+    /// Bound, connected and IPv6 UDP sockets: the udp_diag dump and /proc/net/udp{,6}
+    /// give identical entries.
+    #[test]
+    fn netlink_and_proc_agree_on_own_udp_sockets() {
+        use std::net::UdpSocket;
+        let bound = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let connected = UdpSocket::bind("0.0.0.0:0").unwrap();
+        connected.connect("192.0.2.10:53").unwrap();
+        let mut held = vec![inode_of(&bound), inode_of(&connected)];
+        let v6 = UdpSocket::bind("[::1]:0").ok();
+        if let Some(s) = &v6 {
+            held.push(inode_of(s));
+        }
+        let from_netlink = match dumped(DiagProtocol::Udp) {
+            Ok(tables) => tables,
+            Err(e) => {
+                eprintln!("skip: udp_diag unavailable here: {e}");
+                return;
+            }
+        };
+        let from_proc = from_proc([TableKind::Udp, TableKind::Udp6]);
+        for inode in &held {
+            let proc_entry = from_proc.resolve(*inode, || None);
+            assert!(proc_entry.is_some(), "inode {inode} missing from /proc");
+            assert_eq!(
+                from_netlink.resolve(*inode, || None),
+                proc_entry,
+                "inode {inode}"
+            );
+        }
+        let c = from_netlink.resolve(inode_of(&connected), || None).unwrap();
+        assert_eq!(
+            (c.remote.to_string(), c.remote_port),
+            ("192.0.2.10".into(), 53)
+        );
+        assert_eq!((c.protocol, c.socket_type), (17, SocketType::Dgram));
+        if let Some(s) = &v6 {
+            let e = from_netlink.resolve(inode_of(s), || None).unwrap();
+            assert_eq!(
+                (e.family, e.local.to_string()),
+                (FAMILY_INET6, "::1".into())
+            );
+        }
     }
 }

@@ -420,23 +420,20 @@ impl NetTables {
             }
         }
         // Netlink sees the calling thread's namespace only: use it for that one.
-        let mut tcp_from_netlink = false;
+        let own_namespace = netlink::own_net_namespace().ok() == Some(namespace);
         for &kind in kinds {
-            match kind {
-                TableKind::Tcp if netlink::own_net_namespace().ok() == Some(namespace) => {
-                    match netlink::tcp_sockets() {
-                        Ok(entries) => {
-                            for entry in entries {
-                                tables.insert(entry);
-                            }
-                            tcp_from_netlink = true;
-                            continue;
+            if let Some((protocol, family)) =
+                netlink::DiagProtocol::for_table(kind).filter(|_| own_namespace)
+            {
+                match netlink::sockets(protocol, family) {
+                    Ok(entries) => {
+                        for entry in entries {
+                            tables.insert(entry);
                         }
-                        Err(e) => log::debug!("sock_diag failed, reading /proc tcp tables: {e}"),
+                        continue;
                     }
+                    Err(e) => log::debug!("sock_diag failed, reading /proc {kind:?}: {e}"),
                 }
-                TableKind::Tcp6 if tcp_from_netlink => continue,
-                _ => {}
             }
             match dir.read(kind.file(), MAX_TABLE_BYTES) {
                 Ok(data) => tables.add_table(kind, &String::from_utf8_lossy(&data)),
