@@ -558,6 +558,7 @@ fn full_scan_skips_vanished_and_lists_only_wanted_kinds() {
     assert!(scan.sockets.is_empty());
     assert_eq!(scan.skipped_processes, 1);
     assert_eq!(host.process(gone_pid), Err(HostError::Vanished(gone_pid)));
+    assert_eq!(host.command(gone_pid), Err(HostError::Vanished(gone_pid)));
 }
 
 #[test]
@@ -585,6 +586,12 @@ fn process_fields_environment_and_libraries() {
         .argv
         .get(2)
         .is_some_and(|code| code.contains("def ready")));
+    // The cheap read agrees with the full one on what the process runs.
+    let command = host.command(child.pid).expect("command");
+    assert_eq!(
+        (command.pid, &command.path, &command.argv),
+        (child.pid, &info.path, &info.argv)
+    );
     assert_eq!(info.uid, i64::from(unsafe { libc::getuid() }));
     assert_eq!(
         std::path::Path::new(&info.cwd),

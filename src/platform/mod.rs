@@ -54,6 +54,12 @@ pub trait Host: Send + Sync {
     fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
         self.process(pid).map(|p| p.path)
     }
+    /// Just what a process runs: a `ProcessInfo` with only `pid`, `path` and `argv`
+    /// filled (cheaper than `process`; used to pick out the few processes worth a
+    /// full read).
+    fn command(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
+        self.process(pid)
+    }
     /// Inet sockets of the processes and protocols the query names.
     fn sockets(&self, query: &SocketQuery) -> SocketScan;
     /// Code identity of what the process runs (macOS: the live process's

@@ -32,7 +32,7 @@ use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType};
 use crate::platform::Host;
 use probe::{probe_socks5, ProbeOutcome};
 use proxy::{endpoint_matches, ProxyEndpoint};
-use servers::{known_server, KnownServer};
+use servers::{known_server, may_be_known_server, KnownServer};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -176,6 +176,15 @@ impl<'a> Classifier<'a> {
             return known.clone();
         }
         let host = self.host;
+        // Most listeners belong to ordinary daemons: path and argv rule them out
+        // without the full process read.
+        if !host
+            .command(pid)
+            .is_ok_and(|command| may_be_known_server(&command))
+        {
+            self.servers.insert(pid, None);
+            return None;
+        }
         let known = self.process(pid).cloned().and_then(|process| {
             known_server(&process, |args| {
                 let home = host.home_directory(process.uid);

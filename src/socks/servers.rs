@@ -51,6 +51,12 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// True when `process` (only `path` and `argv` are looked at) runs a program
+/// [`known_server`] may recognise: the cheap test before a full process read.
+pub fn may_be_known_server(process: &ProcessInfo) -> bool {
+    program_of(process).is_some()
+}
+
 /// The program name a process is recognised by: its executable's basename, or
 /// argv[0]'s when the executable is unknown to us (e.g. `ssh` via a symlink).
 fn program_of(process: &ProcessInfo) -> Option<&'static str> {

@@ -190,6 +190,25 @@ impl Host for LinuxHost {
         }
     }
 
+    fn command(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
+        let dir = ProcDir::open(pid)?;
+        let mut info = ProcessInfo {
+            pid,
+            ..Default::default()
+        };
+        // Kernel threads and unreadable links leave `path` empty; the cmdline read
+        // below tells a vanished process from them.
+        if let Ok((path, _)) = dir.executable() {
+            info.path = path;
+        }
+        match dir.nul_separated(c"cmdline") {
+            Ok(argv) => info.argv = argv,
+            Err(e) if procfs::is_vanished(&e) => return Err(HostError::Vanished(pid)),
+            Err(e) => return Err(process_error(pid, &e)),
+        }
+        Ok(info)
+    }
+
     fn sockets(&self, query: &SocketQuery) -> SocketScan {
         sockets::scan(query)
     }
