@@ -2,6 +2,7 @@
 //! backends fill these structs, the classifier and the tables read them.
 
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// A process id as the kernel reports it.
 pub type Pid = i32;
@@ -127,6 +128,11 @@ pub struct SocketScan {
     pub skipped_processes: usize,
     /// Human-readable notes on what went wrong (bounded; for logs, not rows).
     pub errors: Vec<String>,
+    /// Executable paths of socket holders, read during the walk where the backend
+    /// can (Linux: through the same held `/proc/<pid>` directory as the fds, so the
+    /// path belongs to the process that held them). A missing pid is looked up
+    /// with `Host::executable_path`.
+    pub executables: HashMap<Pid, String>,
 }
 
 /// Code-trust verdict, as `process_code_signature.trust` reports it.

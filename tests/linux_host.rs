@@ -134,6 +134,10 @@ ready()
     let namespace = own_namespace(&host);
     let scan = pid_scan(&host, child.pid);
     assert_eq!(scan.skipped_processes, 0, "{:?}", scan.errors);
+    // The holder's executable was read during the walk, as the full read gives it.
+    let path = host.process(child.pid).expect("child").path;
+    assert_eq!(scan.executables.get(&child.pid), Some(&path));
+    assert!(path.contains("python3"), "{path}");
 
     let a = by_fd(&scan, child.pid, child.int("a_fd"));
     let expected_a = SocketInfo {

@@ -82,7 +82,7 @@ impl TableDef for NonstandardProtocolSockets {
         if query.protocols.is_empty() || query.pids.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Vec::new());
         }
-        let scan = self.host.sockets(&query);
+        let mut scan = self.host.sockets(&query);
         if scan.skipped_processes > 0 {
             log::debug!("socket scan skipped {} processes", scan.skipped_processes);
         }
@@ -109,7 +109,7 @@ impl TableDef for NonstandardProtocolSockets {
         } else {
             HashMap::new()
         };
-        let mut paths: HashMap<Pid, String> = HashMap::new();
+        let mut paths: HashMap<Pid, String> = std::mem::take(&mut scan.executables);
         let mut rows = Vec::with_capacity(scan.sockets.len());
         for socket in &scan.sockets {
             let reasons = socks_reasons

@@ -535,6 +535,7 @@ struct Partial {
     sockets: Vec<SocketInfo>,
     skipped: usize,
     errors: Vec<String>,
+    executables: HashMap<Pid, String>,
 }
 
 impl Partial {
@@ -660,6 +661,12 @@ impl<'q> Scan<'q> {
         if let Err(e) = walked {
             return out.skip(&procfs::process_error(pid, &e));
         }
+        if !found.is_empty() {
+            // Read here, on the worker, through the dirfd that named the fds.
+            if let Ok((path, _)) = dir.executable() {
+                out.executables.insert(pid, path);
+            }
+        }
         out.sockets.append(&mut found);
     }
 
@@ -699,6 +706,7 @@ impl<'q> Scan<'q> {
             for mut part in parts {
                 total.sockets.append(&mut part.sockets);
                 total.skipped += part.skipped;
+                total.executables.extend(part.executables);
                 for e in part.errors {
                     total.note(e);
                 }
@@ -709,6 +717,7 @@ impl<'q> Scan<'q> {
             sockets: total.sockets,
             skipped_processes: total.skipped,
             errors: total.errors,
+            executables: total.executables,
         }
     }
 }
