@@ -1,9 +1,9 @@
 //! Inet sockets per process: the `/proc/<pid>/net/*` tables of each network
 //! namespace (read once per scan, only the tables the protocol set needs), joined to
-//! owners by walking `/proc/<pid>/fd` (`socket:[inode]` links). TCP sockets of the
-//! scanner's own namespace come from sock_diag netlink instead (see `netlink`), with
-//! the /proc tables as the fallback. Sockets found in no table (unbound ping
-//! sockets) are named by the `system.sockprotoname` xattr.
+//! owners by walking `/proc/<pid>/fd` (`socket:[inode]` links). TCP, UDP and
+//! UDP-Lite sockets of the scanner's own namespace come from sock_diag netlink
+//! instead (see `netlink`), with the /proc tables as the fallback. Sockets found in
+//! no table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
 
 use super::netlink;
 use super::procfs::{self, ProcDir};
