@@ -163,43 +163,108 @@ AND o.remote_port = s.remote_port)";
 /// Hours within which a first observation still counts as "never seen before".
 pub const NEW_WITHIN_SECONDS: i64 = 24 * 3600;
 
-/// The hit-context columns every hit query selects: `first_seen`, `severity`,
+/// Where a hit query's factor columns come from: one SQL expression per
+/// [`HitColumns`] field.
+#[derive(Clone, Copy, Debug)]
+pub struct HitSource {
+    pub subject_trusted: &'static str,
+    pub subject_kind: &'static str,
+    pub script_kind: &'static str,
+    pub subject_path: &'static str,
+    pub script_quarantined: &'static str,
+    pub socket_type: &'static str,
+    pub remote_scope: &'static str,
+    pub reason: &'static str,
+    pub protocol_name: &'static str,
+}
+
+/// `an1256_hits`: the pack join's aliases `c` (process_code_signature) and `s`
+/// (nonstandard_protocol_sockets).
+pub const LIVE_HITS: HitSource = HitSource {
+    subject_trusted: "c.subject_trusted",
+    subject_kind: "c.subject_kind",
+    script_kind: "c.script_kind",
+    subject_path: "c.subject_path",
+    script_quarantined: "c.script_quarantined",
+    socket_type: "s.socket_type",
+    remote_scope: "s.remote_scope",
+    reason: "s.reason",
+    protocol_name: "s.protocol_name",
+};
+
+/// `an1256_hits_recent`: alias `o` (an1256_observations), which records the same
+/// facts per sampler pass.
+pub const RECENT_HITS: HitSource = HitSource {
+    subject_trusted: "o.subject_trusted",
+    subject_kind: "o.subject_kind",
+    script_kind: "o.script_kind",
+    subject_path: "o.path",
+    script_quarantined: "o.script_quarantined",
+    socket_type: "o.socket_type",
+    remote_scope: "o.remote_scope",
+    reason: "o.reason",
+    protocol_name: "o.protocol_name",
+};
+
+const NOW_SQL: &str = "CAST(strftime('%s','now') AS INTEGER)";
+
+/// The hit-context columns `an1256_hits` selects: `first_seen`, `severity`,
 /// `attack_techniques`.
 pub fn hit_context_sql() -> String {
-    let now = "CAST(strftime('%s','now') AS INTEGER)";
-    let never_seen = format!("COALESCE({FIRST_SEEN_SQL}, {now}) > {now} - {NEW_WITHIN_SECONDS}");
+    let never_seen =
+        format!("COALESCE({FIRST_SEEN_SQL}, {NOW_SQL}) > {NOW_SQL} - {NEW_WITHIN_SECONDS}");
     format!(
         "{FIRST_SEEN_SQL} AS first_seen, {}",
-        sql_columns(&never_seen)
+        sql_columns(&LIVE_HITS, &never_seen)
     )
 }
 
-/// SQL for the `severity` and `attack_techniques` hit columns, over the pack join's
-/// aliases `c` (process_code_signature) and `s` (nonstandard_protocol_sockets);
-/// `never_seen` is a boolean SQL expression. Runs unchanged in osquery and in the
-/// embedded engine; a test checks it against [`severity`] and [`attack_techniques`].
-pub fn sql_columns(never_seen: &str) -> String {
+/// The hit-context columns `an1256_hits_recent` selects next to `o.first_seen`:
+/// `severity` and `attack_techniques`, scored exactly as live hits are.
+pub fn recent_hit_context_sql() -> String {
+    let never_seen = format!("o.first_seen > {NOW_SQL} - {NEW_WITHIN_SECONDS}");
+    sql_columns(&RECENT_HITS, &never_seen)
+}
+
+/// SQL for the `severity` and `attack_techniques` hit columns over `source`'s
+/// columns; `never_seen` is a boolean SQL expression. Runs unchanged in osquery and
+/// in the embedded engine; a test checks it against [`severity`] and
+/// [`attack_techniques`].
+pub fn sql_columns(source: &HitSource, never_seen: &str) -> String {
+    let HitSource {
+        subject_trusted,
+        subject_kind,
+        script_kind,
+        subject_path,
+        script_quarantined,
+        socket_type,
+        remote_scope,
+        reason,
+        protocol_name,
+    } = source;
     let writable = WRITABLE_OR_TEMP_GLOBS
         .iter()
-        .map(|g| format!("c.subject_path GLOB '{g}'"))
+        .map(|g| format!("{subject_path} GLOB '{g}'"))
         .collect::<Vec<_>>()
         .join(" OR ");
     let severity = format!(
         "MIN(100, \
-(CASE WHEN c.subject_trusted = 0 THEN {WEIGHT_UNTRUSTED_SUBJECT} ELSE 0 END) + \
+(CASE WHEN {subject_trusted} = 0 THEN {WEIGHT_UNTRUSTED_SUBJECT} ELSE 0 END) + \
 (CASE WHEN {writable} THEN {WEIGHT_WRITABLE_OR_TEMP} ELSE 0 END) + \
-(CASE WHEN c.script_quarantined = 1 THEN {WEIGHT_QUARANTINED} ELSE 0 END) + \
-(CASE WHEN c.script_kind = 'inline' THEN {WEIGHT_INLINE_CODE} ELSE 0 END) + \
-(CASE WHEN s.socket_type = 'raw' THEN {WEIGHT_RAW_SOCKET} ELSE 0 END) + \
-(CASE WHEN s.remote_scope = 'public' THEN {WEIGHT_PUBLIC_DESTINATION} ELSE 0 END) + \
+(CASE WHEN {script_quarantined} = 1 THEN {WEIGHT_QUARANTINED} ELSE 0 END) + \
+(CASE WHEN {script_kind} = 'inline' THEN {WEIGHT_INLINE_CODE} ELSE 0 END) + \
+(CASE WHEN {socket_type} = 'raw' THEN {WEIGHT_RAW_SOCKET} ELSE 0 END) + \
+(CASE WHEN {remote_scope} = 'public' THEN {WEIGHT_PUBLIC_DESTINATION} ELSE 0 END) + \
 (CASE WHEN {never_seen} THEN {WEIGHT_NEVER_SEEN} ELSE 0 END) + \
-(CASE WHEN ',' || s.reason || ',' LIKE '%,socks_server,%' THEN {WEIGHT_SOCKS_SERVER} ELSE 0 END))"
+(CASE WHEN ',' || {reason} || ',' LIKE '%,socks_server,%' THEN {WEIGHT_SOCKS_SERVER} ELSE 0 END))"
     );
-    let techniques = "TRIM(\
-(CASE WHEN s.protocol_name IN ('icmp','icmpv6','udp','udplite','raw') OR (s.protocol_name <> 'socks' AND s.socket_type = 'raw') THEN 'T1095' \
-WHEN s.protocol_name = 'socks' THEN 'T1090' ELSE '' END) || \
-(CASE WHEN c.subject_kind = 'script' OR c.script_kind = 'inline' THEN ',T1059' ELSE '' END) || \
-(CASE WHEN c.script_kind = 'inline' THEN ',T1027' ELSE '' END), ',')";
+    let techniques = format!(
+        "TRIM(\
+(CASE WHEN {protocol_name} IN ('icmp','icmpv6','udp','udplite','raw') OR ({protocol_name} <> 'socks' AND {socket_type} = 'raw') THEN 'T1095' \
+WHEN {protocol_name} = 'socks' THEN 'T1090' ELSE '' END) || \
+(CASE WHEN {subject_kind} = 'script' OR {script_kind} = 'inline' THEN ',T1059' ELSE '' END) || \
+(CASE WHEN {script_kind} = 'inline' THEN ',T1027' ELSE '' END), ',')"
+    );
     format!("{severity} AS severity, {techniques} AS attack_techniques")
 }
 
@@ -329,12 +394,24 @@ mod tests {
     #[test]
     fn sql_severity_matches_the_rust_severity() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let sql = format!(
+        let live = format!(
             "SELECT {} FROM (SELECT ?1 AS subject_trusted, ?2 AS subject_path, ?3 AS script_quarantined, \
              ?4 AS script_kind, ?5 AS subject_kind) c, (SELECT ?6 AS socket_type, ?7 AS remote_scope, \
              ?8 AS reason, ?9 AS protocol_name) s",
-            sql_columns("?10")
+            sql_columns(&LIVE_HITS, "?10")
         );
+        let recent = format!(
+            "SELECT {} FROM (SELECT ?1 AS subject_trusted, ?2 AS path, ?3 AS script_quarantined, \
+             ?4 AS script_kind, ?5 AS subject_kind, ?6 AS socket_type, ?7 AS remote_scope, \
+             ?8 AS reason, ?9 AS protocol_name) o",
+            sql_columns(&RECENT_HITS, "?10")
+        );
+        for sql in [live, recent] {
+            check_every_combination(&conn, &sql);
+        }
+    }
+
+    fn check_every_combination(conn: &rusqlite::Connection, sql: &str) {
         let paths = [
             "/tmp/x",
             "/usr/bin/x",
@@ -369,7 +446,7 @@ mod tests {
                             for never_seen in [false, true] {
                                 let (sev, techniques): (i64, String) = conn
                                     .query_row(
-                                        &sql,
+                                        sql,
                                         rusqlite::params![
                                             trusted as i64,
                                             path,

@@ -281,6 +281,8 @@ fn short_lived_ping_socket_is_caught_by_hits_recent_after_a_sampler_pass() {
     let report = baseline.sample().expect("sampler pass");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.sockets > 0 && report.processes > 0);
+    let live = hits_of(&engine, pid);
+    assert_eq!(live.len(), 1, "{live:?}");
     child.kill(); // the socket is gone before the scheduled query runs
     assert!(
         hits_of(&engine, pid).is_empty(),
@@ -297,6 +299,13 @@ fn short_lived_ping_socket_is_caught_by_hits_recent_after_a_sampler_pass() {
     assert_eq!(text(&rows[0], "protocol_name"), "icmp");
     assert_eq!(int(&rows[0], "pid"), i64::from(pid));
     assert_eq!(text(&rows[0], "subject_kind"), "script");
+    // Scored as the live hit was: untrusted inline code (python3 -c), new.
+    assert_eq!(text(&rows[0], "script_kind"), "inline");
+    for column in ["severity", "attack_techniques", "socket_type", "reason"] {
+        assert_eq!(rows[0].get(column), live[0].get(column), "{column}");
+    }
+    assert!(int(&rows[0], "severity") >= 50, "{rows:?}");
+    assert_eq!(text(&rows[0], "attack_techniques"), "T1095,T1059,T1027");
 
     // The sampler's cost is recorded and shown.
     let info = run(&engine, "SELECT * FROM an1256_info");
@@ -533,6 +542,7 @@ fn two_writers_lose_nothing() {
                         interpreter: String::new(),
                         subject_kind: "binary".into(),
                         subject_trusted: false,
+                        ..Default::default()
                     };
                     store
                         .record_pass(&[obs], true, 1000 + i as i64, ObservationLimits::default())

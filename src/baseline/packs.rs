@@ -62,6 +62,18 @@ mod tests {
     }
 
     #[test]
+    fn recent_hit_query_scores_like_the_live_one() {
+        let queries = pack_queries().unwrap();
+        let recent = &queries["an1256_hits_recent"].query;
+        let context = crate::severity::recent_hit_context_sql();
+        assert!(
+            recent.contains(&context),
+            "an1256_hits_recent must select severity and attack_techniques exactly as \
+             severity::recent_hit_context_sql() builds them:\n{context}"
+        );
+    }
+
+    #[test]
     fn hit_query_is_the_design_join() {
         let sql = hit_query().unwrap();
         for part in [

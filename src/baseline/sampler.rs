@@ -116,6 +116,10 @@ pub fn sample_once(
             interpreter,
             subject_kind: v.subject.kind.to_owned(),
             subject_trusted: v.subject.trusted,
+            socket_type: socket.socket_type.as_str().to_owned(),
+            script_kind: v.script.as_ref().map_or("", |s| s.kind.as_str()).to_owned(),
+            script_quarantined: v.script_identity.as_ref().is_some_and(|s| s.quarantined),
+            reason: class.reason(),
         };
         observations.insert(
             (

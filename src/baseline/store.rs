@@ -60,6 +60,11 @@ const MIGRATIONS: &[&str] = &[
         moved_to TEXT NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 1 -> 2: what an1256_hits_recent needs to score severity like an1256_hits.
+    "ALTER TABLE observations ADD COLUMN socket_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE observations ADD COLUMN script_kind TEXT NOT NULL DEFAULT '';
+    ALTER TABLE observations ADD COLUMN script_quarantined INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE observations ADD COLUMN reason TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Why a store call failed. `Display` tells the user what to do.
@@ -142,7 +147,7 @@ fn approved() -> Source {
 }
 
 /// What the sampler saw for one (identity, protocol, port, scope) in one pass.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Observation {
     pub identity: String,
     pub protocol_name: String,
@@ -156,6 +161,14 @@ pub struct Observation {
     pub interpreter: String,
     pub subject_kind: String,
     pub subject_trusted: bool,
+    /// The socket's type: dgram, raw or stream (severity: raw sockets).
+    pub socket_type: String,
+    /// The script invocation kind of the subject's process (severity: inline code).
+    pub script_kind: String,
+    /// The script carried the macOS quarantine attribute (severity).
+    pub script_quarantined: bool,
+    /// The socket's `reason` list (severity: SOCKS servers).
+    pub reason: String,
 }
 
 /// A stored observation row.
@@ -493,13 +506,16 @@ impl Store {
                 let mut upsert = tx
                     .prepare_cached(
                         "INSERT INTO observations (identity, protocol_name, remote_port, remote_scope, remote_address,
-                             pid, path, exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1)
+                             pid, path, exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count,
+                             socket_type, script_kind, script_quarantined, reason)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1, ?13, ?14, ?15, ?16)
                          ON CONFLICT (identity, protocol_name, remote_port, remote_scope) DO UPDATE SET
                              remote_address = excluded.remote_address, pid = excluded.pid, path = excluded.path,
                              exe_path = excluded.exe_path, interpreter = excluded.interpreter,
                              subject_kind = excluded.subject_kind, subject_trusted = excluded.subject_trusted,
-                             last_seen = excluded.last_seen, count = count + 1",
+                             last_seen = excluded.last_seen, count = count + 1,
+                             socket_type = excluded.socket_type, script_kind = excluded.script_kind,
+                             script_quarantined = excluded.script_quarantined, reason = excluded.reason",
                     )
                     .map_err(wrap)?;
                 let mut touch = tx
@@ -522,7 +538,11 @@ impl Store {
                             o.interpreter,
                             o.subject_kind,
                             o.subject_trusted,
-                            now
+                            now,
+                            o.socket_type,
+                            o.script_kind,
+                            o.script_quarantined,
+                            o.reason
                         ])
                         .map_err(wrap)?;
                     result.observations += 1;
@@ -576,7 +596,8 @@ impl Store {
             rows_by_identity(
                 conn,
                 "SELECT id, identity, protocol_name, remote_port, remote_scope, remote_address, pid, path,
-                        exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count
+                        exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count,
+                        socket_type, script_kind, script_quarantined, reason
                  FROM observations WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
                 identities,
                 |r| {
@@ -594,6 +615,10 @@ impl Store {
                             interpreter: r.get(9)?,
                             subject_kind: r.get(10)?,
                             subject_trusted: r.get(11)?,
+                            socket_type: r.get(15)?,
+                            script_kind: r.get(16)?,
+                            script_quarantined: r.get(17)?,
+                            reason: r.get(18)?,
                         },
                         first_seen: r.get(12)?,
                         last_seen: r.get(13)?,
@@ -1052,6 +1077,7 @@ fn rows_by_identity<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn key(identity: &str, proto: &str, port: i64) -> EntryKey {
         EntryKey {
@@ -1081,6 +1107,43 @@ mod tests {
             .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    /// A store written by the first schema keeps its rows through the migration;
+    /// the new observation columns start empty.
+    #[test]
+    fn version_1_store_migrates_keeping_observations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("an1256.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO observations (identity, protocol_name, remote_port, remote_scope,
+                 first_seen, last_seen) VALUES ('path:/tmp/x', 'udp', 53, 'public', 5, 6);",
+        )
+        .unwrap();
+        drop(conn);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let store = Store::open(&path, 0).unwrap();
+        let rows = store.observations(None).unwrap();
+        assert_eq!(rows.len(), 1);
+        let o = &rows[0].observation;
+        assert_eq!((o.identity.as_str(), o.remote_port), ("path:/tmp/x", 53));
+        assert_eq!((o.socket_type.as_str(), o.script_kind.as_str()), ("", ""));
+        assert!(!o.script_quarantined && o.reason.is_empty());
+        assert_eq!((rows[0].first_seen, rows[0].last_seen), (5, 6));
+        // The new columns are written from then on.
+        let seen = Observation {
+            socket_type: "raw".into(),
+            script_kind: "inline".into(),
+            reason: "icmp_socket,raw_socket".into(),
+            ..o.clone()
+        };
+        store
+            .record_pass(&[seen.clone()], false, 7, ObservationLimits::default())
+            .unwrap();
+        assert_eq!(store.observations(None).unwrap()[0].observation, seen);
     }
 
     #[test]
@@ -1126,6 +1189,7 @@ mod tests {
             interpreter: String::new(),
             subject_kind: "binary".into(),
             subject_trusted: false,
+            ..Default::default()
         };
         let w = store
             .record_pass(
@@ -1179,6 +1243,7 @@ mod tests {
             interpreter: String::new(),
             subject_kind: "binary".into(),
             subject_trusted: true,
+            ..Default::default()
         };
         let limits = ObservationLimits {
             max_age_secs: 1000,
@@ -1217,6 +1282,7 @@ mod tests {
                 interpreter: String::new(),
                 subject_kind: "binary".into(),
                 subject_trusted: false,
+                ..Default::default()
             })
             .collect();
         let limits = ObservationLimits {

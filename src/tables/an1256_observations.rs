@@ -29,6 +29,10 @@ pub static COLUMNS: &[Column] = &[
     bigint("first_seen", "Unix time first seen"),
     bigint("last_seen", "Unix time last seen"),
     bigint("count", "Sampler passes that saw it"),
+    text("socket_type", "dgram, raw or stream (last socket seen)"),
+    text("script_kind", "file, inline, stdin, module or interactive for script subjects' processes; empty otherwise"),
+    integer("script_quarantined", "1 if the script carried com.apple.quarantine (macOS; 0 on Linux)"),
+    text("reason", "Why the socket was non-standard, as nonstandard_protocol_sockets.reason"),
 ];
 
 pub struct An1256Observations {
@@ -79,6 +83,10 @@ impl TableDef for An1256Observations {
                     r.first_seen.into(),
                     r.last_seen.into(),
                     r.count.into(),
+                    o.socket_type.into(),
+                    o.script_kind.into(),
+                    o.script_quarantined.into(),
+                    o.reason.into(),
                 ]
             })
             .collect())
