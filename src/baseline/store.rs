@@ -1141,7 +1141,12 @@ mod tests {
             ..o.clone()
         };
         store
-            .record_pass(&[seen.clone()], false, 7, ObservationLimits::default())
+            .record_pass(
+                std::slice::from_ref(&seen),
+                false,
+                7,
+                ObservationLimits::default(),
+            )
             .unwrap();
         assert_eq!(store.observations(None).unwrap()[0].observation, seen);
     }
