@@ -10,19 +10,27 @@
 //! would poison it). The adapter answers every call with an explicit status code
 //! (0 OK, 1 error) and a message, and never lets a panic cross the Thrift boundary.
 
+mod registered;
+
 use crate::tables::{Column, QueryContext, TableDef, Value, WriteOutcome};
 use osquery_rust_ng::plugin::{ColumnOptions, OsqueryPlugin, Registry};
 use osquery_rust_ng::{
     ExtensionPluginRequest, ExtensionPluginResponse, ExtensionResponse, ExtensionStatus, Server,
+    ServerStopHandle,
 };
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The name osquery lists the extension under (`osquery_extensions.name`).
 pub const EXTENSION_NAME: &str = "an1256";
+
+/// How long osquery has to list the extension after registering it.
+const REGISTRATION_CHECK: Duration = Duration::from_secs(3);
+/// How often the registration check asks.
+const REGISTRATION_POLL: Duration = Duration::from_millis(100);
 
 /// How often to retry while waiting for osquery's manager socket.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
@@ -48,10 +56,13 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
         )
     })?;
     let mut server = connect_to_manager(socket, Duration::from_secs(args.timeout))?;
+    refuse_duplicate(socket)?;
     for table in tables {
         log::debug!("registering table {}", table.name());
         server.register_plugin(TableAdapter::new(table));
     }
+    let refused = Arc::new(Mutex::new(None));
+    let watchdog = spawn_registration_check(socket, server.get_stop_handle(), refused.clone());
     // osquery-rust-ng pings the manager every 500 ms whatever --interval says;
     // osquery's own --interval only paces osquery's pings of us.
     log::info!(
@@ -59,11 +70,77 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
         env!("CARGO_PKG_VERSION"),
         args.interval
     );
-    server
+    let served = server
         .run_with_signal_handling()
-        .map_err(|e| format!("osquery extension protocol error on {socket}: {e}"))?;
+        .map_err(|e| format!("osquery extension protocol error on {socket}: {e}"));
+    let _ = watchdog.join();
+    served?;
+    if let Some(why) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(why);
+    }
     log::info!("{EXTENSION_NAME} stopped");
     Ok(())
+}
+
+/// Refuses to start when osquery already lists an extension of our name: osquery
+/// would refuse the registration anyway, and the running copy keeps serving.
+fn refuse_duplicate(socket: &str) -> Result<(), String> {
+    match registered::registered_extensions(socket) {
+        Ok(list) => match list.iter().find(|e| e.name == EXTENSION_NAME) {
+            Some(other) => Err(format!(
+                "osquery at {socket} already has an {EXTENSION_NAME} extension registered (uuid {}); \
+                 not starting a second copy. Look for it with `SELECT * FROM osquery_extensions`, and \
+                 list an1256.ext once in --extensions_autoload or extensions.load",
+                other.uuid
+            )),
+            None => Ok(()),
+        },
+        // The check is a courtesy: registration itself still decides.
+        Err(e) => {
+            log::debug!("{e}");
+            Ok(())
+        }
+    }
+}
+
+/// After registering, osquery must list us. If it does not within
+/// [`REGISTRATION_CHECK`], it refused the registration (osquery-rust-ng does not
+/// look at the answer): record why in `refused` and stop the server.
+fn spawn_registration_check(
+    socket: &str,
+    stop: ServerStopHandle,
+    refused: Arc<Mutex<Option<String>>>,
+) -> std::thread::JoinHandle<()> {
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + REGISTRATION_CHECK;
+        while stop.is_running() {
+            let asked = registered::registered_extensions(&socket);
+            if asked
+                .as_ref()
+                .is_ok_and(|list| list.iter().any(|e| e.name == EXTENSION_NAME))
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                if let Err(e) = asked {
+                    // Cannot ask: the ping loop decides whether osquery is there.
+                    return log::debug!("registration not confirmed: {e}");
+                }
+                let why = format!(
+                    "osquery at {socket} refused to register {EXTENSION_NAME} (it is not in the \
+                     manager's extension list {} s later); run with --verbose and check \
+                     osquery's log: a table name another extension already registers is the \
+                     usual cause",
+                    REGISTRATION_CHECK.as_secs()
+                );
+                *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                stop.stop();
+                return;
+            }
+            std::thread::sleep(REGISTRATION_POLL);
+        }
+    })
 }
 
 /// Connects to the manager socket, retrying until `timeout`: osquery may start the

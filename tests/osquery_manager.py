@@ -15,6 +15,10 @@ Scenarios:
              then the manager goes away: the extension must exit by itself.
   sigterm    register, then SIGTERM: the extension must deregister and exit 0.
   shutdown_rpc  register, then osquery's Extension.shutdown() call: same.
+  refused    the manager refuses the registration (as osquery does for a table
+             name another extension owns): the extension must exit non-zero.
+  duplicate  an an1256 is already registered: the extension must not register
+             a second copy and must exit non-zero.
 """
 
 import argparse
@@ -54,6 +58,8 @@ class ManagerHandler(ExtensionManager.Iface):
         self.registries = {}
         self.deregistered = []
         self.pings = 0
+        self.refuse = False
+        self.register_calls = 0
 
     # Extension interface (osquery's manager is also an extension).
     def ping(self):
@@ -79,6 +85,13 @@ class ManagerHandler(ExtensionManager.Iface):
         return {}
 
     def registerExtension(self, info, registry):
+        with self.lock:
+            self.register_calls += 1
+        if self.refuse:
+            # osquery's answer when a registry item is already taken: no uuid.
+            self.registered.set()
+            return ExtensionStatus(
+                code=1, message="Duplicate registry item: table nonstandard_protocol_sockets")
         uuid = random.randint(1000, 2**31 - 1)
         with self.lock:
             self.extensions_by_uuid[uuid] = info
@@ -367,8 +380,27 @@ def baseline_write(args, handler, server, process, result):
     server.stop()
 
 
+def refused(args, handler, server, process, result):
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_refusal"] = {"code": code, "seconds": waited}
+    with handler.lock:
+        result["register_calls"] = handler.register_calls
+    result["extension_socket_removed"] = not os.path.exists(args.socket + ".0")
+    server.stop()
+
+
+def duplicate(args, handler, server, process, result):
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_on_duplicate"] = {"code": code, "seconds": waited}
+    with handler.lock:
+        result["register_calls"] = handler.register_calls
+    server.stop()
+
+
 SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
-             "baseline_write": baseline_write}
+             "baseline_write": baseline_write, "refused": refused, "duplicate": duplicate}
+# Scenarios in which the manager does not see a (successful) registration first.
+NO_REGISTRATION = {"refused", "duplicate"}
 
 
 def main():
@@ -384,12 +416,18 @@ def main():
     args.socket = os.path.join(args.work, "osquery.em")
 
     handler = ManagerHandler()
+    handler.refuse = args.scenario == "refused"
+    if args.scenario == "duplicate":
+        handler.extensions_by_uuid[777] = InternalExtensionInfo(
+            name="an1256", version="0.1.0", sdk_version="", min_sdk_version="")
     server = ManagerServer(args.socket, handler)
     process = launch(args.extension, args.socket, args.work, timeout=5, verbose=True)
     result = {"scenario": args.scenario, "ok": False}
     try:
         started = time.monotonic()
-        if not handler.registered.wait(REGISTER_TIMEOUT):
+        if args.scenario in NO_REGISTRATION:
+            pass
+        elif not handler.registered.wait(REGISTER_TIMEOUT):
             raise RuntimeError("the extension did not register within %ss" % REGISTER_TIMEOUT)
         result["registration_seconds"] = round(time.monotonic() - started, 3)
         SCENARIOS[args.scenario](

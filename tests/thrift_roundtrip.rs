@@ -371,6 +371,35 @@ fn missing_manager_socket_exits_nonzero_with_a_clear_message_after_timeout() {
 }
 
 #[test]
+fn a_refused_registration_exits_nonzero_instead_of_lingering() {
+    let report = run_scenario("refused", std::process::id());
+    let exit = &report["exit_after_refusal"];
+    let stderr = report["extension_stderr"].as_str().unwrap_or("");
+    assert_eq!(report["register_calls"], 1);
+    assert_eq!(exit["code"], 1, "{exit}\n{stderr}");
+    assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 8.0, "{exit}");
+    assert!(
+        stderr.contains("refused to register an1256"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(report["extension_socket_removed"], true);
+}
+
+#[test]
+fn a_second_copy_does_not_register_and_says_why() {
+    let report = run_scenario("duplicate", std::process::id());
+    let exit = &report["exit_on_duplicate"];
+    let stderr = report["extension_stderr"].as_str().unwrap_or("");
+    assert_eq!(report["register_calls"], 0, "{stderr}");
+    assert_eq!(exit["code"], 1, "{exit}\n{stderr}");
+    assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
+    assert!(
+        stderr.contains("already has an an1256 extension registered (uuid 777)"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
 fn shutdown_rpc_deregisters_and_exits_cleanly() {
     let report = run_scenario("shutdown_rpc", std::process::id());
     let exit = &report["exit_after_shutdown_rpc"];
