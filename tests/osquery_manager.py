@@ -380,21 +380,21 @@ def baseline_write(args, handler, server, process, result):
     server.stop()
 
 
-def refused(args, handler, server, process, result):
-    code, waited = wait_exit(process, EXIT_TIMEOUT)
-    result["exit_after_refusal"] = {"code": code, "seconds": waited}
-    with handler.lock:
-        result["register_calls"] = handler.register_calls
-    result["extension_socket_removed"] = not os.path.exists(args.socket + ".0")
-    server.stop()
+def exits_unregistered(key):
+    """A scenario in which the extension must exit by itself, unregistered."""
+    def scenario(args, handler, server, process, result):
+        code, waited = wait_exit(process, EXIT_TIMEOUT)
+        result[key] = {"code": code, "seconds": waited}
+        with handler.lock:
+            result["register_calls"] = handler.register_calls
+        # A refused registration has no uuid: osquery-rust-ng listens on <socket>.0.
+        result["extension_socket_removed"] = not os.path.exists(args.socket + ".0")
+        server.stop()
+    return scenario
 
 
-def duplicate(args, handler, server, process, result):
-    code, waited = wait_exit(process, EXIT_TIMEOUT)
-    result["exit_on_duplicate"] = {"code": code, "seconds": waited}
-    with handler.lock:
-        result["register_calls"] = handler.register_calls
-    server.stop()
+refused = exits_unregistered("exit_after_refusal")
+duplicate = exits_unregistered("exit_on_duplicate")
 
 
 SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,

@@ -668,6 +668,36 @@ mod tests {
         Ok(tables)
     }
 
+    /// Dumps `protocol` and reads its /proc tables; every `held` inode must be in
+    /// /proc and give the same entry both ways. The dump, or `None` (with a printed
+    /// reason) where the kernel has no diag module for it.
+    fn agree_both_ways(protocol: DiagProtocol, held: &[u64]) -> Option<NetTables> {
+        let from_netlink = match dumped(protocol) {
+            Ok(tables) => tables,
+            Err(e) => {
+                eprintln!("skip: sock_diag for {protocol:?} unavailable here: {e}");
+                return None;
+            }
+        };
+        let kinds = match protocol {
+            DiagProtocol::Tcp => [TableKind::Tcp, TableKind::Tcp6],
+            DiagProtocol::Udp => [TableKind::Udp, TableKind::Udp6],
+            DiagProtocol::UdpLite => [TableKind::UdpLite, TableKind::UdpLite6],
+        };
+        let from_proc = from_proc(kinds);
+        for inode in held {
+            let proc_entry = from_proc.resolve(*inode, || None);
+            assert!(proc_entry.is_some(), "inode {inode} missing from /proc");
+            assert_eq!(
+                from_netlink.resolve(*inode, || None),
+                proc_entry,
+                "inode {inode}"
+            );
+        }
+        assert!(!from_netlink.is_empty() && !from_proc.is_empty());
+        Some(from_netlink)
+    }
+
     /// The same tables read from this thread's /proc files.
     fn from_proc(kinds: [TableKind; 2]) -> NetTables {
         let mut tables = NetTables::new("self".into());
@@ -699,23 +729,9 @@ mod tests {
         if let Some((l6, c, s)) = &v6 {
             held.extend([inode_of(l6), inode_of(c), inode_of(s)]);
         }
-        let from_netlink = match dumped(DiagProtocol::Tcp) {
-            Ok(tables) => tables,
-            Err(e) => {
-                eprintln!("skip: NETLINK_SOCK_DIAG unavailable here: {e}");
-                return;
-            }
+        let Some(from_netlink) = agree_both_ways(DiagProtocol::Tcp, &held) else {
+            return;
         };
-        let from_proc = from_proc([TableKind::Tcp, TableKind::Tcp6]);
-        for inode in &held {
-            let proc_entry = from_proc.resolve(*inode, || None);
-            assert!(proc_entry.is_some(), "inode {inode} missing from /proc");
-            assert_eq!(
-                from_netlink.resolve(*inode, || None),
-                proc_entry,
-                "inode {inode}"
-            );
-        }
         let listen = from_netlink.resolve(inode_of(&listener), || None).unwrap();
         assert_eq!(
             (listen.tcp_state, listen.local.to_string()),
@@ -739,7 +755,6 @@ mod tests {
                 (FAMILY_INET6, "127.0.0.1".into())
             );
         }
-        assert!(!from_netlink.is_empty() && !from_proc.is_empty());
         drop((client, server, v6));
     }
 
@@ -756,23 +771,9 @@ mod tests {
         if let Some(s) = &v6 {
             held.push(inode_of(s));
         }
-        let from_netlink = match dumped(DiagProtocol::Udp) {
-            Ok(tables) => tables,
-            Err(e) => {
-                eprintln!("skip: udp_diag unavailable here: {e}");
-                return;
-            }
+        let Some(from_netlink) = agree_both_ways(DiagProtocol::Udp, &held) else {
+            return;
         };
-        let from_proc = from_proc([TableKind::Udp, TableKind::Udp6]);
-        for inode in &held {
-            let proc_entry = from_proc.resolve(*inode, || None);
-            assert!(proc_entry.is_some(), "inode {inode} missing from /proc");
-            assert_eq!(
-                from_netlink.resolve(*inode, || None),
-                proc_entry,
-                "inode {inode}"
-            );
-        }
         let c = from_netlink.resolve(inode_of(&connected), || None).unwrap();
         assert_eq!(
             (c.remote.to_string(), c.remote_port),
