@@ -106,9 +106,18 @@ fn host() -> Arc<LinuxHost> {
 }
 
 fn rows(host: &Arc<LinuxHost>, config: &SocksConfig, pid: i32) -> Vec<NamedRow> {
+    rows_in(
+        host,
+        config,
+        &QueryContext::new().with_equals("pid", pid.to_string()),
+    )
+}
+
+/// The table's rows for a query context, by column name.
+fn rows_in(host: &Arc<LinuxHost>, config: &SocksConfig, context: &QueryContext) -> Vec<NamedRow> {
     let table = NonstandardProtocolSockets::with_socks_config(host.clone(), config.clone());
     table
-        .generate(&QueryContext::new().with_equals("pid", pid.to_string()))
+        .generate(context)
         .expect("generate")
         .into_iter()
         .map(|row| {
@@ -348,22 +357,19 @@ fn plain_tcp_to_non_socks_port_is_no_row() {
     assert_eq!(found[0]["reason"], "socks_port");
 }
 
-#[test]
-fn proxychains_wrapped_client_is_preloaded() {
-    let test = "proxychains_wrapped_client_is_preloaded";
-    let Some(microsocks) = microsocks_or_skip(test) else {
-        return;
-    };
+fn microsocks_and_proxychains_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let microsocks = microsocks_or_skip(test)?;
     let Some(proxychains) = which("proxychains4") else {
-        return skip(test, "proxychains4 is not installed");
+        skip(test, "proxychains4 is not installed");
+        return None;
     };
-    let host = host();
-    let config = SocksConfig::default();
-    let hold = HoldServer::start();
-    let port = free_port();
-    let _server = start_microsocks(&microsocks, port).expect("microsocks");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("proxychains.conf");
+    Some((microsocks, proxychains))
+}
+
+/// `proxychains4 -f <dir>/proxychains.conf curl …` through the SOCKS5 proxy on
+/// 127.0.0.1:`port` (the config written first). proxychains4 execs curl: same pid.
+fn proxychains_curl(proxychains: &Path, dir: &Path, port: u16, hold: &HoldServer) -> Running {
+    let conf = dir.join("proxychains.conf");
     std::fs::write(
         &conf,
         format!("strict_chain\nquiet_mode\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 127.0.0.1 {port}\n"),
@@ -376,12 +382,61 @@ fn proxychains_wrapped_client_is_preloaded() {
         .arg(&conf)
         .args(["curl", "-s", "--max-time", "120"])
         .arg(format!("http://127.0.0.1:{}/", hold.port));
-    let client = Running::spawn(command).expect("proxychains4");
-    // proxychains4 execs curl: same pid, libproxychains mapped.
-    let row = wait_for_row(&host, &config, client.pid(), "through proxychains", |r| {
-        is_client_to(r, port)
-    });
-    assert_eq!(row["reason"], "socks_local_proxy,socks_preload", "{row:?}");
+    Running::spawn(command).expect("proxychains4")
+}
+
+/// proxychains4 wrapping curl through a SOCKS5 server: microsocks itself, then an
+/// unknown program (a renamed copy). Either way the wrapped client is
+/// `socks_local_proxy,socks_preload` (known server, or a target its own proxychains
+/// config names) and a full scan labels the listener `socks_server` — for the
+/// renamed copy, a pivot no name list knows, found through its client.
+#[test]
+fn proxychains_wrapped_clients_and_their_targets() {
+    let Some((microsocks, proxychains)) =
+        microsocks_and_proxychains_or_skip("proxychains_wrapped_clients_and_their_targets")
+    else {
+        return;
+    };
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["microsocks", "svc-helper"] {
+        let binary = dir.path().join(name);
+        std::fs::copy(&microsocks, &binary).expect("copy microsocks");
+        let port = free_port();
+        let server = start_microsocks(&binary, port).expect("microsocks copy");
+        if name == "svc-helper" {
+            // Unknown by name: a scan of the server alone finds no SOCKS evidence.
+            let alone = rows(&host, &config, server.pid());
+            assert!(alone.is_empty(), "{alone:?}");
+        }
+        let client = proxychains_curl(&proxychains, dir.path(), port, &hold);
+        let row = wait_for_row(&host, &config, client.pid(), "through proxychains", |r| {
+            is_client_to(r, port)
+        });
+        assert_eq!(
+            row["reason"], "socks_local_proxy,socks_preload",
+            "{name}: {row:?}"
+        );
+
+        let server_pid = server.pid().to_string();
+        let deadline = Instant::now() + SETTLE;
+        let listener = loop {
+            let all = rows_in(&host, &config, &QueryContext::new());
+            if let Some(row) = all
+                .iter()
+                .find(|r| r["pid"] == server_pid && r["state"] == "LISTEN")
+            {
+                break row.clone();
+            }
+            assert!(Instant::now() < deadline, "{name}: no listener row");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_server_row(&listener, port);
+        assert_eq!(listener["reason"], "socks_server", "{name}");
+        assert_eq!(Path::new(&listener["path"]), binary.as_path());
+    }
 }
 
 #[test]
@@ -663,25 +718,14 @@ fn full_scan_without_constraints_finds_server_and_client() {
     let port = free_port();
     let server = start_microsocks(&microsocks, port).expect("microsocks");
     let client = curl(&["--socks5", &format!("127.0.0.1:{port}")], &[], &hold);
-    let table = NonstandardProtocolSockets::new(host.clone());
+    let config = SocksConfig::default();
     let deadline = Instant::now() + SETTLE;
     for context in [
         QueryContext::new(),
         QueryContext::new().with_equals("protocol_name", "socks"),
     ] {
         loop {
-            let rows: Vec<NamedRow> = table
-                .generate(&context)
-                .expect("generate")
-                .into_iter()
-                .map(|row| {
-                    COLUMNS
-                        .iter()
-                        .zip(row.iter())
-                        .map(|(c, v)| (c.name, v.to_osquery_string()))
-                        .collect()
-                })
-                .collect();
+            let rows = rows_in(&host, &config, &context);
             let server_row = rows
                 .iter()
                 .any(|r| r["pid"] == server.pid().to_string() && r["reason"] == "socks_server");

@@ -6,10 +6,10 @@
 //! | `socks_port` | the remote port is in the SOCKS port list ([`DEFAULT_SOCKS_PORTS`], configurable) |
 //! | `socks_env_proxy` | the owner's environment names a `socks4/4a/5/5h://host:port` proxy in `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY`, and the connection goes to that endpoint (names other than `localhost` are never resolved: they match by port, see [`proxy`]) |
 //! | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy |
-//! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks) |
+//! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks), or one of the proxychains-wrapped client's own configured SOCKS proxies ([`proxychains`]) |
 //! | `socks_preload` | libproxychains / libtorsocks / libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
 //! | `socks_handshake` | (opt-in) the loopback listener at the remote end answered a SOCKS5 greeting |
-//! | `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, or the listener answered the SOCKS5 greeting |
+//! | `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, a proxychains-wrapped client reaches it as one of its configured SOCKS proxies (full scans), or the listener answered the SOCKS5 greeting |
 //!
 //! Reasons are listed in that order. A client socket needs at least one of the
 //! first five (the probe only confirms candidates); a TCP socket without any
@@ -24,6 +24,7 @@
 
 pub mod probe;
 pub mod proxy;
+pub mod proxychains;
 pub mod servers;
 pub mod ssh;
 
@@ -51,10 +52,10 @@ pub const SIGNALS_TABLE_MARKDOWN: &str = "\
 | `socks_port` | the remote port is in the SOCKS port list (default 1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080; configurable) |
 | `socks_env_proxy` | the owner's environment sets `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY` to `socks4://`, `socks4a://`, `socks5://` or `socks5h://[user@]host:port` and the connection goes to that endpoint. IP literals are compared as addresses, `localhost` means any loopback address, other names are never resolved and match by port |
 | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy (network settings) |
-| `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by executable name and argv, never by running anything |
+| `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by executable name and argv, never by running anything. Also: a proxychains-wrapped client (`socks_preload`) connected to a local listener that its own proxychains config (`PROXYCHAINS_CONF_FILE`, `./proxychains.conf`, `~/.proxychains/proxychains.conf`, `/etc/proxychains4.conf`, `/etc/proxychains.conf`) lists as a `socks4`/`socks5` proxy, whatever program owns the listener |
 | `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
 | `socks_handshake` | opt-in: the loopback listener answered the SOCKS5 greeting `05 01 00` with `05 xx`. Sent only to loopback listeners in the scanner's network namespace that are already candidates, at most 16 per scan, each step bounded (300 ms by default); never to another address |
-| `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, or the listener answered the handshake probe |
+| `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, a proxychains-wrapped client reaches it as one of its configured SOCKS proxies (seen by full scans: a `pid =` query of the server alone does not look at other processes' clients), or the listener answered the handshake probe |
 ";
 
 pub const REASON_PORT: &str = "socks_port";
@@ -157,6 +158,7 @@ struct Classifier<'a> {
     servers: HashMap<Pid, Option<KnownServer>>,
     environments: HashMap<Pid, Vec<String>>,
     preloads: HashMap<Pid, bool>,
+    proxychains: HashMap<Pid, Vec<ProxyEndpoint>>,
     system_proxy: Option<Option<ProxyEndpoint>>,
     own_namespace: Option<String>,
     probes: HashMap<SocketAddr, ProbeOutcome>,
@@ -222,6 +224,29 @@ impl<'a> Classifier<'a> {
         found
     }
 
+    /// The SOCKS proxies in the proxychains config `pid` uses (first readable
+    /// file in proxychains' search order).
+    fn proxychains_targets(&mut self, pid: Pid) -> &[ProxyEndpoint] {
+        if !self.proxychains.contains_key(&pid) {
+            let (uid, cwd) = match self.process(pid) {
+                Some(p) => (Some(p.uid), p.cwd.clone()),
+                None => (None, String::new()),
+            };
+            let home = uid.and_then(|uid| self.host.home_directory(uid));
+            let environment = self.environment(pid).to_vec();
+            let targets = proxychains::config_paths(&environment, home.as_deref(), &cwd)
+                .iter()
+                .find_map(|path| read_bounded(path))
+                .map(|text| proxychains::socks_proxies_in_config(&text))
+                .unwrap_or_default();
+            self.proxychains.insert(pid, targets);
+        }
+        self.proxychains
+            .get(&pid)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
     fn system_proxy(&mut self) -> Option<ProxyEndpoint> {
         let host = self.host;
         self.system_proxy
@@ -283,6 +308,17 @@ impl<'a> Classifier<'a> {
         };
         Some(SocketAddr::new(ip, port))
     }
+}
+
+/// A listening socket by network namespace, local address and port.
+type ListenerKey = (String, String, i32);
+
+fn listener_key(listener: &SocketInfo) -> ListenerKey {
+    (
+        listener.net_namespace.clone(),
+        listener.local_address.clone(),
+        listener.local_port,
+    )
 }
 
 /// Every listener in `listeners` that accepts a connection to the remote end of
@@ -366,12 +402,15 @@ pub fn socks_reasons(
         servers: HashMap::new(),
         environments: HashMap::new(),
         preloads: HashMap::new(),
+        proxychains: HashMap::new(),
         system_proxy: None,
         own_namespace: None,
         probes: HashMap::new(),
     };
     // Listeners a client with other evidence points at: probe candidates.
-    let mut targeted: HashSet<(String, String, i32)> = HashSet::new();
+    let mut targeted: HashSet<ListenerKey> = HashSet::new();
+    // Listeners proxychains-wrapped clients use as configured SOCKS proxies.
+    let mut proxychains_listeners: HashSet<ListenerKey> = HashSet::new();
 
     for client in &clients {
         let mut reasons = Vec::new();
@@ -391,25 +430,31 @@ pub fn socks_reasons(
             reasons.push(REASON_SYSTEM_PROXY);
         }
         let ends = listeners_for(client, &listeners, &local_addresses);
-        if ends.iter().any(|l| {
-            c.server(l.pid)
-                .is_some_and(|server| server.ports.contains(l.local_port))
-        }) {
+        let preloaded = c.preloads_socks(client.pid);
+        // A local listener the wrapped client's proxychains config names as SOCKS.
+        let to_proxychains_target = preloaded
+            && !ends.is_empty()
+            && c.proxychains_targets(client.pid)
+                .iter()
+                .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port));
+        if to_proxychains_target {
+            proxychains_listeners.extend(ends.iter().map(|l| listener_key(l)));
+        }
+        if to_proxychains_target
+            || ends.iter().any(|l| {
+                c.server(l.pid)
+                    .is_some_and(|server| server.ports.contains(l.local_port))
+            })
+        {
             reasons.push(REASON_LOCAL_PROXY);
         }
-        if c.preloads_socks(client.pid) {
+        if preloaded {
             reasons.push(REASON_PRELOAD);
         }
         if reasons.is_empty() {
             continue;
         }
-        for end in &ends {
-            targeted.insert((
-                end.net_namespace.clone(),
-                end.local_address.clone(),
-                end.local_port,
-            ));
-        }
+        targeted.extend(ends.iter().map(|end| listener_key(end)));
         if config.handshake_probe {
             let confirmed = ends.first().is_some_and(|end| {
                 parse_ip(&client.remote_address).is_some_and(|ip| ip.is_loopback())
@@ -428,18 +473,14 @@ pub fn socks_reasons(
     }
 
     for listener in tcp.iter().copied().filter(|s| is_listener(s)) {
-        let known = c
-            .server(listener.pid)
-            .is_some_and(|server| server.ports.contains(listener.local_port));
+        let known = proxychains_listeners.contains(&listener_key(listener))
+            || c.server(listener.pid)
+                .is_some_and(|server| server.ports.contains(listener.local_port));
         let mut reasons = Vec::new();
         if config.handshake_probe {
             let candidate = known
                 || u16::try_from(listener.local_port).is_ok_and(|p| config.ports.contains(&p))
-                || targeted.contains(&(
-                    listener.net_namespace.clone(),
-                    listener.local_address.clone(),
-                    listener.local_port,
-                ));
+                || targeted.contains(&listener_key(listener));
             if candidate {
                 if let Some(address) = c.probe_address(listener) {
                     if c.probe(address) == ProbeOutcome::Socks5 {
@@ -543,6 +584,66 @@ mod tests {
             Some("/root")
         );
         assert_eq!(crate::platform::home_from_passwd(text, 5), None);
+    }
+
+    /// A proxychains-wrapped client reaching a listener of an unknown program that
+    /// its config names as a SOCKS proxy: the client gets `socks_local_proxy` and
+    /// the listener `socks_server`. A second wrapped client whose config does not
+    /// name the listener it talks to makes nothing of it.
+    #[test]
+    fn proxychains_targets_make_local_proxies_and_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("pc.conf");
+        std::fs::write(&conf, "strict_chain\n[ProxyList]\nsocks5 127.0.0.1 41000\n").unwrap();
+        let mut host = FakeHost::default();
+        host.processes = vec![
+            process(20, "/tmp/.cache/svc-helper", &["svc-helper"]),
+            process(21, "/usr/bin/curl", &["curl", "http://x"]),
+            process(22, "/usr/bin/app", &["app"]),
+            process(23, "/usr/bin/daemon", &["daemon"]),
+        ];
+        let preload = vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".to_string()];
+        host.libraries.insert(21, preload.clone());
+        host.libraries.insert(22, preload);
+        host.environments.insert(
+            21,
+            vec![format!("PROXYCHAINS_CONF_FILE={}", conf.display())],
+        );
+        host.environments.insert(
+            22,
+            vec![format!(
+                "PROXYCHAINS_CONF_FILE={}",
+                dir.path().join("none").display()
+            )],
+        );
+        let implant = tcp(20, 3, ("127.0.0.1", 41000), ("0.0.0.0", 0), "LISTEN");
+        let client = tcp(
+            21,
+            3,
+            ("127.0.0.1", 50010),
+            ("127.0.0.1", 41000),
+            "ESTABLISHED",
+        );
+        let daemon = tcp(23, 3, ("127.0.0.1", 42000), ("0.0.0.0", 0), "LISTEN");
+        let other = tcp(
+            22,
+            3,
+            ("127.0.0.1", 50011),
+            ("127.0.0.1", 42000),
+            "ESTABLISHED",
+        );
+        host.sockets = vec![
+            implant.clone(),
+            client.clone(),
+            daemon.clone(),
+            other.clone(),
+        ];
+        let scanned = host.sockets.clone();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &client), "socks_local_proxy,socks_preload");
+        assert_eq!(reasons_of(&map, &implant), "socks_server");
+        assert_eq!(reasons_of(&map, &other), "socks_preload");
+        assert_eq!(reasons_of(&map, &daemon), "", "not a configured proxy");
     }
 
     /// ssh -D listener, a curl through it, a bait with a proxy variable that
