@@ -614,12 +614,21 @@ fn ssh_dynamic_forward_from_its_config_file() {
     };
     let socks_port = free_port();
     let config = fixture.dir.path().join("ssh_config");
+    // The forward sits in an included file, as under Debian's ssh_config.d.
+    let included = fixture.dir.path().join("conf.d");
+    std::fs::create_dir(&included).expect("conf.d");
+    std::fs::write(
+        included.join("pivot.conf"),
+        format!("DynamicForward 127.0.0.1:{socks_port}\n"),
+    )
+    .expect("included config");
     std::fs::write(
         &config,
         format!(
-            "Host unrelated\n    DynamicForward 127.0.0.1:{}\nHost pivot\n    HostName 127.0.0.1\n    User {}\n    DynamicForward 127.0.0.1:{socks_port}\n",
+            "Host unrelated\n    DynamicForward 127.0.0.1:{}\nHost pivot\n    HostName 127.0.0.1\n    User {}\n    Include {}/*.conf\n",
             free_port(),
-            user_name()
+            user_name(),
+            included.display()
         ),
     )
     .expect("ssh_config");

@@ -129,6 +129,67 @@ fn parse_ip(address: &str) -> Option<IpAddr> {
     address.parse::<IpAddr>().ok().map(proxy::canonical_ip)
 }
 
+/// Most ssh config files read for one ssh process (its configs and their Includes).
+const MAX_SSH_CONFIG_FILES: usize = 64;
+/// Deepest `Include` nesting followed (OpenSSH's own limit).
+const MAX_SSH_INCLUDE_DEPTH: usize = 16;
+/// Most directory entries looked at to expand one `Include` glob.
+const MAX_INCLUDE_DIR_ENTRIES: usize = 4096;
+
+/// Follows an ssh process's config files and their `Include`s, bounded, collecting
+/// the `DynamicForward` ports that apply to its destination.
+struct SshConfigReader<'a> {
+    home: Option<&'a str>,
+    destination: Option<&'a str>,
+    files_left: usize,
+    ports: Vec<u16>,
+}
+
+impl SshConfigReader<'_> {
+    fn read(&mut self, path: &str, user_config: bool, depth: usize) {
+        if depth > MAX_SSH_INCLUDE_DEPTH || self.files_left == 0 {
+            return;
+        }
+        self.files_left -= 1;
+        let Some(text) = read_bounded(path) else {
+            return;
+        };
+        let found = ssh::read_config(&text, self.destination);
+        self.ports.extend(found.forwards.iter().map(|f| f.port));
+        for argument in &found.includes {
+            let Some(pattern) = ssh::include_path(argument, self.home, user_config) else {
+                continue;
+            };
+            for file in expand_file_glob(&pattern) {
+                self.read(&file, user_config, depth + 1);
+            }
+        }
+    }
+}
+
+/// The files a path whose file name may hold `*`/`?` names, sorted as glob(3)
+/// returns them (hidden files only for a pattern starting with `.`).
+fn expand_file_glob(pattern: &str) -> Vec<String> {
+    if !ssh::has_glob(pattern) {
+        return vec![pattern.to_owned()];
+    }
+    let (dir, name_pattern) = pattern.rsplit_once('/').unwrap_or((".", pattern));
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<String> = entries
+        .take(MAX_INCLUDE_DIR_ENTRIES)
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.') || name_pattern.starts_with('.'))
+        .filter(|name| ssh::glob_matches(name_pattern, name))
+        .map(|name| format!("{}/{name}", dir.trim_end_matches('/')))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Reads at most `MAX_SSH_CONFIG_BYTES` of a regular file, without blocking on a
 /// FIFO planted at the path.
 fn read_bounded(path: &str) -> Option<String> {
@@ -190,13 +251,17 @@ impl<'a> Classifier<'a> {
         let known = self.process(pid).cloned().and_then(|process| {
             known_server(&process, |args| {
                 let home = host.home_directory(process.uid);
-                let destination = args.destination.as_deref();
-                ssh::config_paths(args, home.as_deref(), &process.cwd)
-                    .iter()
-                    .filter_map(|path| read_bounded(path))
-                    .flat_map(|text| ssh::dynamic_forwards_in_config(&text, destination))
-                    .map(|forward| forward.port)
-                    .collect()
+                let mut reader = SshConfigReader {
+                    home: home.as_deref(),
+                    destination: args.destination.as_deref(),
+                    files_left: MAX_SSH_CONFIG_FILES,
+                    ports: Vec::new(),
+                };
+                for path in ssh::config_paths(args, home.as_deref(), &process.cwd) {
+                    let user_config = path != ssh::SYSTEM_CONFIG;
+                    reader.read(&path, user_config, 0);
+                }
+                reader.ports
             })
         });
         self.servers.insert(pid, known.clone());
@@ -569,6 +634,50 @@ mod tests {
         assert_eq!(parse_port_list(""), Ok(vec![]));
         assert_eq!(SocksConfig::default().ports, DEFAULT_SOCKS_PORTS);
         assert!(!SocksConfig::default().handshake_probe);
+    }
+
+    /// `Include` globs expand sorted and skip hidden files; nested includes are
+    /// followed; a file that includes itself stops at the bounds.
+    #[test]
+    fn ssh_config_includes_are_followed_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "main",
+            format!("Include {d}/conf.d/*.conf\nHost other\n  Include {d}/never\n"),
+        );
+        write(
+            "conf.d/b.conf",
+            format!("Host pivot\n  DynamicForward 2002\n  Include {d}/nested\n"),
+        );
+        write("conf.d/a.conf", "DynamicForward 2001\n".into());
+        write("conf.d/.hidden.conf", "DynamicForward 2999\n".into());
+        write("conf.d/c.txt", "DynamicForward 2998\n".into());
+        write("nested", "DynamicForward 2003\n".into());
+        write("never", "DynamicForward 2997\n".into());
+        write("loop", format!("DynamicForward 2004\nInclude {d}/loop\n"));
+        assert_eq!(
+            expand_file_glob(&format!("{d}/conf.d/*.conf")),
+            vec![format!("{d}/conf.d/a.conf"), format!("{d}/conf.d/b.conf")]
+        );
+        assert_eq!(
+            expand_file_glob(&format!("{d}/none/*")),
+            Vec::<String>::new()
+        );
+        let mut reader = SshConfigReader {
+            home: None,
+            destination: Some("pivot"),
+            files_left: MAX_SSH_CONFIG_FILES,
+            ports: Vec::new(),
+        };
+        reader.read(&format!("{d}/main"), true, 0);
+        assert_eq!(reader.ports, vec![2001, 2002, 2003]);
+        reader.ports.clear();
+        reader.read(&format!("{d}/loop"), true, 0);
+        assert_eq!(reader.ports.len(), MAX_SSH_INCLUDE_DEPTH + 1);
+        assert!(reader.files_left < MAX_SSH_CONFIG_FILES);
     }
 
     #[test]

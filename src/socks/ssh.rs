@@ -6,10 +6,16 @@
 //! `-o "DynamicForward 1080"`, and `DynamicForward` lines in the config files ssh
 //! reads (`-F file`, else `~/.ssh/config` then `/etc/ssh/ssh_config`).
 //!
+//! `Include` is followed where it applies (top level, or inside a matching block):
+//! relative paths are under `~/.ssh` for user configs (`~/.ssh/config`, `-F file`)
+//! and `/etc/ssh` for the system one, `~` is the owner's home, and `*`/`?` globs in
+//! the file name expand in sorted order (the caller bounds depth and file count).
+//!
 //! Limits (documented in the README): in config files only lines outside any block,
 //! `Host` blocks whose patterns match the destination as typed on the command line
 //! (`*`/`?` globs, `!` negation) and `Match all` are honoured; other `Match` blocks
-//! and `Include` are skipped, and `HostName` aliasing is not followed.
+//! are skipped, globs in `Include` directory components are not expanded, and
+//! `HostName` aliasing is not followed.
 
 /// One dynamic forward: where ssh listens for SOCKS clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,10 +175,19 @@ pub fn host_line_matches(patterns: &str, destination: Option<&str>) -> bool {
     matched
 }
 
-/// `DynamicForward` entries of one config file that apply to `destination`.
-pub fn dynamic_forwards_in_config(text: &str, destination: Option<&str>) -> Vec<DynamicForward> {
+/// What one config file says that applies to a destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigFindings {
+    pub forwards: Vec<DynamicForward>,
+    /// `Include` arguments, as written, in order (each may be a glob).
+    pub includes: Vec<String>,
+}
+
+/// `DynamicForward` entries and `Include`s of one config file that apply to
+/// `destination`.
+pub fn read_config(text: &str, destination: Option<&str>) -> ConfigFindings {
     let mut applies = true;
-    let mut out = Vec::new();
+    let mut found = ConfigFindings::default();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
         let Some((key, value)) = keyword_and_value(line) else {
@@ -181,12 +196,51 @@ pub fn dynamic_forwards_in_config(text: &str, destination: Option<&str>) -> Vec<
         match key.as_str() {
             "host" => applies = host_line_matches(value, destination),
             "match" => applies = value.eq_ignore_ascii_case("all"),
-            "dynamicforward" if applies => out.extend(parse_dynamic_forward(value)),
+            "dynamicforward" if applies => found.forwards.extend(parse_dynamic_forward(value)),
+            "include" if applies => found.includes.extend(
+                value
+                    .split_whitespace()
+                    .map(|word| word.trim_matches('"').to_owned()),
+            ),
             _ => {}
         }
     }
-    out
+    found
 }
+
+/// `DynamicForward` entries of one config file that apply to `destination`
+/// (its `Include`s not followed).
+pub fn dynamic_forwards_in_config(text: &str, destination: Option<&str>) -> Vec<DynamicForward> {
+    read_config(text, destination).forwards
+}
+
+/// The path an `Include` argument names: `~/` is `home`; a relative path is under
+/// `~/.ssh` (user config) or `/etc/ssh` (system config). `None` when `~` is needed
+/// but the home is unknown.
+pub fn include_path(argument: &str, home: Option<&str>, user_config: bool) -> Option<String> {
+    let home = home
+        .filter(|h| !h.is_empty())
+        .map(|h| h.trim_end_matches('/'));
+    if argument.starts_with('/') {
+        Some(argument.to_owned())
+    } else if let Some(rest) = argument.strip_prefix("~/") {
+        Some(format!("{}/{rest}", home?))
+    } else if user_config {
+        Some(format!("{}/.ssh/{argument}", home?))
+    } else {
+        Some(format!("/etc/ssh/{argument}"))
+    }
+}
+
+/// Whether a path's file name is a glob (`*` or `?`).
+pub fn has_glob(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.contains(['*', '?']))
+}
+
+/// The system-wide client config.
+pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
 
 /// Config files ssh would read for these args, in order; `home` is the owner's home.
 pub fn config_paths(args: &SshArgs, home: Option<&str>, cwd: &str) -> Vec<String> {
@@ -203,7 +257,7 @@ pub fn config_paths(args: &SshArgs, home: Option<&str>, cwd: &str) -> Vec<String
             if let Some(home) = home.filter(|h| !h.is_empty()) {
                 paths.push(format!("{}/.ssh/config", home.trim_end_matches('/')));
             }
-            paths.push("/etc/ssh/ssh_config".to_owned());
+            paths.push(SYSTEM_CONFIG.to_owned());
             paths
         }
     }
@@ -364,6 +418,31 @@ Match all
         assert_eq!(ports(Some("secret.internal")), [1080, 1083, 1085]);
         assert_eq!(ports(None), [1080, 1083, 1085]);
         assert!(dynamic_forwards_in_config("Host *\n  Port 22\n", Some("x")).is_empty());
+    }
+
+    #[test]
+    fn includes_where_they_apply() {
+        let text = "Include top.conf\nHost other\n  Include other.conf\nHost pivot\n  Include conf.d/*.conf ~/x\n  DynamicForward 1080\n";
+        let found = read_config(text, Some("pivot"));
+        assert_eq!(found.includes, vec!["top.conf", "conf.d/*.conf", "~/x"]);
+        assert_eq!(found.forwards.len(), 1);
+        assert_eq!(read_config(text, None).includes, vec!["top.conf"]);
+        assert_eq!(
+            include_path("conf.d/*", Some("/home/u/"), true).as_deref(),
+            Some("/home/u/.ssh/conf.d/*")
+        );
+        assert_eq!(
+            include_path("ssh_config.d/*.conf", None, false).as_deref(),
+            Some("/etc/ssh/ssh_config.d/*.conf")
+        );
+        assert_eq!(
+            include_path("~/y", Some("/root"), false).as_deref(),
+            Some("/root/y")
+        );
+        assert_eq!(include_path("/abs", None, true).as_deref(), Some("/abs"));
+        assert_eq!(include_path("rel", None, true), None);
+        assert!(has_glob("/etc/ssh/ssh_config.d/*.conf"));
+        assert!(!has_glob("/etc/ssh/conf?.d/x"));
     }
 
     #[test]
