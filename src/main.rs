@@ -29,6 +29,9 @@ struct Cli {
     /// dpkg database root (tests point this at a fixture).
     #[arg(long, value_name = "DIR", global = true, env = "AN1256_DPKG_ROOT")]
     dpkg_root: Option<PathBuf>,
+    /// rpm database directory, holding rpmdb.sqlite (consulted when it exists).
+    #[arg(long, value_name = "DIR", global = true, env = "AN1256_RPM_ROOT")]
+    rpm_root: Option<PathBuf>,
     /// Files larger than this many bytes are not hashed.
     #[arg(long, value_name = "BYTES", global = true, default_value_t = 256 * 1024 * 1024)]
     max_hash_bytes: u64,
@@ -76,6 +79,9 @@ fn main() -> ExitCode {
     };
     if let Some(root) = &cli.dpkg_root {
         config.dpkg_root = root.clone();
+    }
+    if let Some(root) = &cli.rpm_root {
+        config.rpm_root = root.clone();
     }
     let host: Arc<dyn platform::Host> = Arc::from(platform::native(config));
     let baseline_config = match an1256::baseline::config::BaselineConfig::resolve(

@@ -883,3 +883,115 @@ ready()
         assert_ne!(theirs, own_namespace(&host));
     }
 }
+
+/// A package built by the real `rpmbuild` and installed by the real `rpm` into a
+/// private rpmdb (SQLite backend): its files are `package` with authority `rpm`
+/// (a running binary through /proc/<pid>/exe, a script, a %config file), a
+/// modified file is `invalid`, an unowned neighbour `unsigned`.
+#[test]
+fn rpm_owned_files_through_a_real_rpm_database() {
+    let test = "rpm_owned_files_through_a_real_rpm_database";
+    let (Some(rpm), Some(rpmbuild)) = (common::which("rpm"), common::which("rpmbuild")) else {
+        return skip(
+            test,
+            "rpm and rpmbuild are not installed (apt-get install rpm)",
+        );
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let prefix = tempfile::tempdir().expect("install prefix");
+    let prefix_path = prefix.path().canonicalize().unwrap();
+    let pfx = prefix_path.display().to_string();
+    let top = work.path().join("top");
+    std::fs::create_dir_all(top.join("SPECS")).unwrap();
+    let spec = top.join("SPECS/demo.spec");
+    std::fs::write(
+        &spec,
+        format!(
+            "Name: an1256-rpm-demo\nVersion: 1.0\nRelease: 1\nSummary: an1256 test package\n\
+             License: MIT\n%global debug_package %{{nil}}\n%global __os_install_post %{{nil}}\n\
+             %description\nTest package.\n%install\n\
+             mkdir -p %{{buildroot}}{pfx}/bin %{{buildroot}}{pfx}/etc\n\
+             cp /bin/sleep %{{buildroot}}{pfx}/bin/pinger\n\
+             printf '#!/bin/sh\\necho hi\\n' > %{{buildroot}}{pfx}/bin/helper.sh\n\
+             echo setting > %{{buildroot}}{pfx}/etc/demo.conf\n\
+             %files\n{pfx}/bin/pinger\n{pfx}/bin/helper.sh\n%config {pfx}/etc/demo.conf\n"
+        ),
+    )
+    .unwrap();
+    let built = std::process::Command::new(&rpmbuild)
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg("-bb")
+        .arg(&spec)
+        .output()
+        .expect("rpmbuild");
+    assert!(
+        built.status.success(),
+        "rpmbuild failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let package = std::fs::read_dir(top.join("RPMS"))
+        .unwrap()
+        .flat_map(|arch| std::fs::read_dir(arch.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rpm"))
+        .expect("built rpm");
+    let db = work.path().join("rpmdb");
+    let installed = std::process::Command::new(&rpm)
+        .arg("--dbpath")
+        .arg(&db)
+        .args(["-i", "--nodeps", "--noscripts", "--replacefiles"])
+        .arg(&package)
+        .output()
+        .expect("rpm -i");
+    if !installed.status.success() {
+        return skip(
+            test,
+            format!(
+                "rpm -i refused here: {}",
+                String::from_utf8_lossy(&installed.stderr)
+            ),
+        );
+    }
+    assert!(db.join("rpmdb.sqlite").exists(), "rpm used another backend");
+    let host = LinuxHost::new(HostConfig {
+        rpm_root: db.clone(),
+        ..HostConfig::default()
+    });
+
+    // The running binary, judged through /proc/<pid>/exe.
+    let pinger = prefix_path.join("bin/pinger");
+    let mut child = std::process::Command::new(&pinger)
+        .arg("30")
+        .spawn()
+        .expect("run the packaged binary");
+    let process = host.process(child.id() as i32).expect("process");
+    let id = host.process_identity(&process);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (id.trust, id.authority.as_str(), id.identifier.as_str()),
+        (Trust::Package, "rpm", "an1256-rpm-demo"),
+        "{id:?}"
+    );
+    assert_eq!(id.sha256, sha256_of(&pinger));
+    for file in ["bin/helper.sh", "etc/demo.conf"] {
+        let id = host.file_identity(prefix_path.join(file).to_str().unwrap());
+        assert_eq!(
+            (id.trust, id.authority.as_str()),
+            (Trust::Package, "rpm"),
+            "{file}: {id:?}"
+        );
+    }
+    // Tampered after install: the header's SHA-256 no longer matches.
+    let helper = prefix_path.join("bin/helper.sh");
+    std::fs::write(&helper, "#!/bin/sh\necho tampered\n").unwrap();
+    let id = host.file_identity(helper.to_str().unwrap());
+    assert_eq!(id.trust, Trust::Invalid, "{id:?}");
+    assert!(id.error.contains("an1256-rpm-demo"), "{}", id.error);
+    // Not in the package: unsigned.
+    let stranger = prefix_path.join("bin/stranger");
+    std::fs::copy(&pinger, &stranger).unwrap();
+    let id = host.file_identity(stranger.to_str().unwrap());
+    assert_eq!(id.trust, Trust::Unsigned, "{id:?}");
+}

@@ -14,7 +14,7 @@ use an1256::socks::probe::{probe_socks5, ProbeOutcome};
 use an1256::socks::SocksConfig;
 use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
 use an1256::tables::{QueryContext, TableDef};
-use common::{python, skip, spawn_ready};
+use common::{python, skip, spawn_ready, which};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,13 +64,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
 }
 
 /// A port free on 127.0.0.1 right now (bound to port 0, then released).

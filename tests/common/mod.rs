@@ -130,6 +130,14 @@ pub fn python(code: &str) -> Command {
     command
 }
 
+/// A program in the system directories (tests skip what is not installed).
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
 /// Prints why a test returns early (the kernel or the sandbox forbids something).
 pub fn skip(test: &str, reason: impl std::fmt::Display) {
     eprintln!("SKIP {test}: {reason}");

@@ -1,12 +1,13 @@
 //! Linux backend: processes from /proc (every read through a held `/proc/<pid>`
 //! dirfd), inet sockets from each network namespace's `/proc/<pid>/net/*` tables
-//! joined to owners by an fd walk, and code trust from package provenance (dpkg)
-//! with a verdict cache keyed by file identity.
+//! joined to owners by an fd walk, and code trust from package provenance (dpkg,
+//! then rpm where `/var/lib/rpm` exists) with a verdict cache keyed by file identity.
 
 pub mod dpkg;
 pub mod netlink;
 pub mod procfs;
 pub mod provenance;
+pub mod rpm;
 pub mod sockets;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
@@ -20,8 +21,8 @@ use std::sync::OnceLock;
 
 pub struct LinuxHost {
     config: HostConfig,
-    /// Consulted in order; the first source with a claim decides. dpkg today; an
-    /// RPM source goes here when `config.rpm_root` exists.
+    /// Consulted in order; the first source with a claim decides: dpkg, then rpm
+    /// when `config.rpm_root` holds an rpmdb.sqlite.
     provenance: Vec<Box<dyn ProvenanceSource>>,
     cache: TrustCache<FileId>,
     boot_time: OnceLock<Option<i64>>,
@@ -30,13 +31,10 @@ pub struct LinuxHost {
 
 impl LinuxHost {
     pub fn new(config: HostConfig) -> Self {
-        let provenance: Vec<Box<dyn ProvenanceSource>> =
+        let mut provenance: Vec<Box<dyn ProvenanceSource>> =
             vec![Box::new(dpkg::DpkgDatabase::new(config.dpkg_root.clone()))];
-        if config.rpm_root.exists() {
-            log::info!(
-                "rpm database at {} is not consulted yet: rpm-owned files are judged unsigned",
-                config.rpm_root.display()
-            );
+        if let Some(rpm) = rpm::RpmDatabase::at(&config.rpm_root) {
+            provenance.push(Box::new(rpm));
         }
         LinuxHost {
             config,

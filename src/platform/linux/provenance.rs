@@ -1,7 +1,7 @@
 //! Package provenance: which installed package claims a file and what digest it
-//! recorded, and the verdict that follows from hashing the file. dpkg is the one
-//! implementation today; an RPM source (signed SHA-256 digests in the rpmdb headers)
-//! slots in as a second `ProvenanceSource`.
+//! recorded, and the verdict that follows from hashing the file. Two sources
+//! implement it: dpkg (`dpkg.rs`, MD5) and rpm (`rpm.rs`, SHA-256 from the rpmdb's
+//! headers).
 
 use crate::model::{CodeIdentity, Trust};
 use crate::trust::{FileDigests, HashError};
@@ -9,8 +9,10 @@ use crate::trust::{FileDigests, HashError};
 /// A digest a package database recorded for a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectedDigest {
-    /// dpkg `md5sums` and `Conffiles:`.
+    /// dpkg `md5sums` and `Conffiles:`; rpm headers without `FILEDIGESTALGO`.
     Md5([u8; 16]),
+    /// rpm `FILEDIGESTS` with `FILEDIGESTALGO` 8.
+    Sha256([u8; 32]),
 }
 
 impl ExpectedDigest {
@@ -20,6 +22,7 @@ impl ExpectedDigest {
                 .md5
                 .as_deref()
                 .is_some_and(|md5| md5 == crate::trust::hex(expected)),
+            ExpectedDigest::Sha256(expected) => digests.sha256 == crate::trust::hex(expected),
         }
     }
 
