@@ -21,6 +21,7 @@ use osquery_rust_ng::{
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,8 +30,12 @@ pub const EXTENSION_NAME: &str = "an1256";
 
 /// How long osquery has to list the extension after registering it.
 const REGISTRATION_CHECK: Duration = Duration::from_secs(3);
-/// How often the registration check asks.
+/// How often the registration check asks (and the watch wakes up).
 const REGISTRATION_POLL: Duration = Duration::from_millis(100);
+/// The shortest time an unanswering manager is given before it counts as hung.
+const MIN_HANG_LIMIT: Duration = Duration::from_secs(10);
+/// How long a stopped server loop may take to return before the process exits.
+const HUNG_GRACE: Duration = Duration::from_secs(3);
 
 /// How often to retry while waiting for osquery's manager socket.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
@@ -61,8 +66,15 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
         log::debug!("registering table {}", table.name());
         server.register_plugin(TableAdapter::new(table));
     }
-    let refused = Arc::new(Mutex::new(None));
-    let watchdog = spawn_registration_check(socket, server.get_stop_handle(), refused.clone());
+    let failure = Arc::new(Mutex::new(None));
+    let finished = Arc::new(AtomicBool::new(false));
+    let watch = spawn_manager_watch(
+        socket,
+        Duration::from_secs(args.interval.max(1)),
+        server.get_stop_handle(),
+        failure.clone(),
+        finished.clone(),
+    );
     // osquery-rust-ng pings the manager every 500 ms whatever --interval says;
     // osquery's own --interval only paces osquery's pings of us.
     log::info!(
@@ -73,9 +85,10 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
     let served = server
         .run_with_signal_handling()
         .map_err(|e| format!("osquery extension protocol error on {socket}: {e}"));
-    let _ = watchdog.join();
+    finished.store(true, Ordering::Release);
+    let _ = watch.join();
     served?;
-    if let Some(why) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(why) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(why);
     }
     log::info!("{EXTENSION_NAME} stopped");
@@ -103,44 +116,115 @@ fn refuse_duplicate(socket: &str) -> Result<(), String> {
     }
 }
 
-/// After registering, osquery must list us. If it does not within
-/// [`REGISTRATION_CHECK`], it refused the registration (osquery-rust-ng does not
-/// look at the answer): record why in `refused` and stop the server.
-fn spawn_registration_check(
+/// Watches the manager from a thread of its own. `failure` is what [`run`] returns
+/// as the error; `finished` is set once the server loop has returned.
+/// - After registering, osquery must list us. If it does not within
+///   [`REGISTRATION_CHECK`], it refused the registration (osquery-rust-ng does not
+///   look at the answer): say why and stop the server.
+/// - Then, every `interval`, the manager must answer. One that accepts calls but
+///   has not answered for [`hang_limit`] is hung, and osquery-rust-ng's ping (no
+///   timeout) would wait for it forever: say why, stop the server, and exit the
+///   process if the server loop has not returned [`HUNG_GRACE`] later.
+///
+/// A manager that is gone (refused or closed connections) is the ping loop's
+/// business: it shuts the extension down cleanly.
+fn spawn_manager_watch(
     socket: &str,
+    interval: Duration,
     stop: ServerStopHandle,
-    refused: Arc<Mutex<Option<String>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    finished: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let socket = socket.to_owned();
     std::thread::spawn(move || {
-        let deadline = Instant::now() + REGISTRATION_CHECK;
-        while stop.is_running() {
-            let asked = registered::registered_extensions(&socket);
-            if asked
-                .as_ref()
-                .is_ok_and(|list| list.iter().any(|e| e.name == EXTENSION_NAME))
-            {
-                return;
-            }
-            if Instant::now() >= deadline {
-                if let Err(e) = asked {
-                    // Cannot ask: the ping loop decides whether osquery is there.
-                    return log::debug!("registration not confirmed: {e}");
-                }
-                let why = format!(
+        let fail = |why: String| {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            stop.stop();
+        };
+        match registration_confirmed(&socket, &stop) {
+            Some(true) => {}
+            Some(false) => {
+                return fail(format!(
                     "osquery at {socket} refused to register {EXTENSION_NAME} (it is not in the \
                      manager's extension list {} s later); run with --verbose and check \
                      osquery's log: a table name another extension already registers is the \
                      usual cause",
                     REGISTRATION_CHECK.as_secs()
-                );
-                *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-                stop.stop();
-                return;
+                ))
+            }
+            None => return,
+        }
+        let limit = hang_limit(interval);
+        let mut unanswered_since: Option<Instant> = None;
+        while sleep_while_running(&stop, interval) {
+            match registered::registered_extensions(&socket) {
+                Err(registered::ManagerError::Unanswered(e)) => {
+                    let since = *unanswered_since.get_or_insert_with(Instant::now);
+                    log::debug!("{e}");
+                    if since.elapsed() >= limit {
+                        break;
+                    }
+                }
+                _ => unanswered_since = None,
+            }
+        }
+        if unanswered_since.is_none() {
+            return;
+        }
+        let why = format!(
+            "osquery's manager at {socket} has accepted calls but answered none for {} s; \
+             treating osquery as hung and exiting (osquery restarts autoloaded extensions)",
+            limit.as_secs()
+        );
+        log::error!("{why}");
+        fail(why);
+        let deadline = Instant::now() + HUNG_GRACE;
+        while !finished.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                // The ping loop is stuck in a call that never returns.
+                std::process::exit(1);
             }
             std::thread::sleep(REGISTRATION_POLL);
         }
     })
+}
+
+/// Whether osquery lists the extension within [`REGISTRATION_CHECK`]: `None` when
+/// the server stopped first or the manager could not be asked (then the ping loop
+/// decides).
+fn registration_confirmed(socket: &str, stop: &ServerStopHandle) -> Option<bool> {
+    let deadline = Instant::now() + REGISTRATION_CHECK;
+    while stop.is_running() {
+        let asked = registered::registered_extensions(socket);
+        match &asked {
+            Ok(list) if list.iter().any(|e| e.name == EXTENSION_NAME) => return Some(true),
+            Ok(_) if Instant::now() >= deadline => return Some(false),
+            Err(e) if Instant::now() >= deadline => {
+                log::debug!("registration not confirmed: {e}");
+                return None;
+            }
+            _ => std::thread::sleep(REGISTRATION_POLL),
+        }
+    }
+    None
+}
+
+/// Sleeps `total` in short steps; false as soon as the server has stopped.
+fn sleep_while_running(stop: &ServerStopHandle, total: Duration) -> bool {
+    let deadline = Instant::now() + total;
+    while Instant::now() < deadline {
+        if !stop.is_running() {
+            return false;
+        }
+        std::thread::sleep(REGISTRATION_POLL);
+    }
+    stop.is_running()
+}
+
+/// How long the manager may leave calls unanswered before the extension treats
+/// osquery as hung: ten of osquery's ping intervals, at least [`MIN_HANG_LIMIT`].
+fn hang_limit(interval: Duration) -> Duration {
+    (interval * 10).max(MIN_HANG_LIMIT)
 }
 
 /// Connects to the manager socket, retrying until `timeout`: osquery may start the

@@ -19,6 +19,8 @@ Scenarios:
              name another extension owns): the extension must exit non-zero.
   duplicate  an an1256 is already registered: the extension must not register
              a second copy and must exit non-zero.
+  hang       register, then the manager accepts calls but answers none (a hung
+             osqueryd): the extension must notice and exit non-zero by itself.
 """
 
 import argparse
@@ -60,9 +62,17 @@ class ManagerHandler(ExtensionManager.Iface):
         self.pings = 0
         self.refuse = False
         self.register_calls = 0
+        self.hung = threading.Event()
+        self.released = threading.Event()
+
+    def _answer(self):
+        """While hung, a call is accepted but not answered (until released)."""
+        if self.hung.is_set():
+            self.released.wait(120)
 
     # Extension interface (osquery's manager is also an extension).
     def ping(self):
+        self._answer()
         with self.lock:
             self.pings += 1
         return ExtensionStatus(code=0, message="OK")
@@ -78,6 +88,7 @@ class ManagerHandler(ExtensionManager.Iface):
 
     # ExtensionManager interface.
     def extensions(self):
+        self._answer()
         with self.lock:
             return dict(self.extensions_by_uuid)
 
@@ -397,8 +408,22 @@ refused = exits_unregistered("exit_after_refusal")
 duplicate = exits_unregistered("exit_on_duplicate")
 
 
+HANG_EXIT_TIMEOUT = 40.0
+
+
+def hang(args, handler, server, process, result):
+    uuid, result["registration"] = registration(handler)
+    time.sleep(1.5)  # the extension's watch confirms the registration first
+    handler.hung.set()
+    code, waited = wait_exit(process, HANG_EXIT_TIMEOUT)
+    result["exit_after_hang"] = {"code": code, "seconds": waited}
+    handler.released.set()
+    server.stop()
+
+
 SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
-             "baseline_write": baseline_write, "refused": refused, "duplicate": duplicate}
+             "baseline_write": baseline_write, "refused": refused, "duplicate": duplicate,
+             "hang": hang}
 # Scenarios in which the manager does not see a (successful) registration first.
 NO_REGISTRATION = {"refused", "duplicate"}
 

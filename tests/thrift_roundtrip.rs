@@ -400,6 +400,21 @@ fn a_second_copy_does_not_register_and_says_why() {
 }
 
 #[test]
+fn a_hung_manager_makes_the_extension_exit() {
+    let report = run_scenario("hang", std::process::id());
+    let exit = &report["exit_after_hang"];
+    let stderr = report["extension_stderr"].as_str().unwrap_or("");
+    assert_eq!(exit["code"], 1, "{exit}\n{stderr}");
+    // --interval 1: ten intervals (at least 10 s) unanswered, plus the grace.
+    let seconds = exit["seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!((9.0..30.0).contains(&seconds), "{exit}");
+    assert!(
+        stderr.contains("answered none for 10 s"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
 fn shutdown_rpc_deregisters_and_exits_cleanly() {
     let report = run_scenario("shutdown_rpc", std::process::id());
     let exit = &report["exit_after_shutdown_rpc"];

@@ -5,10 +5,15 @@
 //! so a refused registration (a second an1256, or a table name another extension
 //! already owns) would leave a process that pings osquery and serves nothing. The
 //! extension asks the manager before registering (to refuse a duplicate with a
-//! clear message) and after (to notice a refusal and exit). Its own Thrift client
-//! is not public, hence this small one.
+//! clear message) and after (to notice a refusal and exit), and then keeps asking
+//! to notice a manager that accepts calls but no longer answers (osquery-rust-ng's
+//! ping has no timeout and would wait forever). Its own Thrift client is not
+//! public, hence this small one.
 
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use thrift::protocol::{
     TBinaryInputProtocol, TBinaryOutputProtocol, TInputProtocol, TMessageIdentifier, TMessageType,
@@ -27,20 +32,99 @@ pub struct Registered {
     pub name: String,
 }
 
-/// Asks the manager at `socket` for its registered extensions.
-pub fn registered_extensions(socket: &str) -> Result<Vec<Registered>, String> {
-    let stream = UnixStream::connect(socket)
-        .map_err(|e| format!("cannot connect to osquery's manager socket {socket}: {e}"))?;
-    for set in [UnixStream::set_read_timeout, UnixStream::set_write_timeout] {
-        set(&stream, Some(IO_TIMEOUT)).map_err(|e| format!("manager socket {socket}: {e}"))?;
+/// Why the manager did not list its extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManagerError {
+    /// It accepted the call but did not answer within the I/O timeout: hung.
+    Unanswered(String),
+    /// Anything else: not listening, closed, or a malformed answer.
+    Failed(String),
+}
+
+impl std::fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManagerError::Unanswered(m) | ManagerError::Failed(m) => f.write_str(m),
+        }
     }
-    let reader = stream
-        .try_clone()
-        .map_err(|e| format!("manager socket {socket}: {e}"))?;
-    let mut output = TBinaryOutputProtocol::new(stream, true);
-    let mut input = TBinaryInputProtocol::new(reader, true);
-    call_extensions(&mut output, &mut input)
-        .map_err(|e| format!("osquery's manager at {socket} did not list its extensions: {e}"))
+}
+
+/// A socket half that remembers whether a read or write timed out (the Thrift
+/// error that comes back does not say).
+struct Watched {
+    stream: UnixStream,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl Watched {
+    fn note<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                self.timed_out.store(true, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let result = self.stream.read(buf);
+        self.note(result)
+    }
+}
+
+impl Write for Watched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.stream.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.stream.flush();
+        self.note(result)
+    }
+}
+
+/// Asks the manager at `socket` for its registered extensions.
+pub fn registered_extensions(socket: &str) -> Result<Vec<Registered>, ManagerError> {
+    let failed =
+        |e: &dyn std::fmt::Display| ManagerError::Failed(format!("manager socket {socket}: {e}"));
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        ManagerError::Failed(format!(
+            "cannot connect to osquery's manager socket {socket}: {e}"
+        ))
+    })?;
+    for set in [UnixStream::set_read_timeout, UnixStream::set_write_timeout] {
+        set(&stream, Some(IO_TIMEOUT)).map_err(|e| failed(&e))?;
+    }
+    let reader = stream.try_clone().map_err(|e| failed(&e))?;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let mut output = TBinaryOutputProtocol::new(
+        Watched {
+            stream,
+            timed_out: timed_out.clone(),
+        },
+        true,
+    );
+    let mut input = TBinaryInputProtocol::new(
+        Watched {
+            stream: reader,
+            timed_out: timed_out.clone(),
+        },
+        true,
+    );
+    call_extensions(&mut output, &mut input).map_err(|e| {
+        let message = format!("osquery's manager at {socket} did not list its extensions: {e}");
+        if timed_out.load(Ordering::Relaxed) {
+            ManagerError::Unanswered(message)
+        } else {
+            ManagerError::Failed(message)
+        }
+    })
 }
 
 /// Writes the `extensions` call and reads its reply.
