@@ -47,7 +47,8 @@ struct Cli {
     #[arg(long, value_name = "PATH", global = true, env = "AN1256_DB")]
     db: Option<PathBuf>,
     /// an1256 config file (JSON: db_path, policy_path, sample_interval_secs,
-    /// learning, observation_max_age_days, observation_max_rows).
+    /// learning, observation_max_age_days, observation_max_rows, learned_max_age_days,
+    /// socks_ports, socks_handshake_probe; see packs/POLICY.md).
     #[arg(long, value_name = "PATH", global = true, env = "AN1256_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]

@@ -335,12 +335,13 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
             Some(r) => {
                 let _ = writeln!(
                     out,
-                    "sampled {} sockets of {} processes: {} observations, {} learned, {} pruned, {} skipped; {} ms wall, {} ms cpu{}",
+                    "sampled {} sockets of {} processes: {} observations, {} learned, {} pruned, {} expired, {} skipped; {} ms wall, {} ms cpu{}",
                     r.sockets,
                     r.processes,
                     r.write.observations,
                     r.write.learned,
                     r.write.pruned,
+                    r.write.expired,
                     r.skipped,
                     r.wall_ms,
                     r.cpu_ms,

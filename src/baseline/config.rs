@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub learning: Option<String>,
     pub observation_max_age_days: Option<u64>,
     pub observation_max_rows: Option<u64>,
+    /// Learned entries not seen for this many days are dropped (0: never).
+    pub learned_max_age_days: Option<u64>,
     /// Remote ports that mark a TCP connection `socks_port` (replaces the default list).
     pub socks_ports: Option<Vec<u16>>,
     /// Send the SOCKS5 greeting to loopback listeners that are already SOCKS
@@ -51,6 +53,8 @@ pub struct BaselineConfig {
     pub learning_secs: i64,
     pub observation_max_age_secs: i64,
     pub observation_max_rows: i64,
+    /// Learned entries unseen this long are dropped; 0 keeps them forever.
+    pub learned_max_age_secs: i64,
     /// The config file actually read, if any.
     pub config_path: Option<PathBuf>,
     /// SOCKS classifier settings (port list, handshake probe).
@@ -69,6 +73,7 @@ impl BaselineConfig {
             learning_secs: 7 * 86_400,
             observation_max_age_secs: 30 * 86_400,
             observation_max_rows: 100_000,
+            learned_max_age_secs: 90 * 86_400,
             config_path: None,
             socks: crate::socks::SocksConfig::default(),
         }
@@ -121,6 +126,10 @@ impl BaselineConfig {
         }
         if let Some(r) = file.observation_max_rows {
             config.observation_max_rows = i64::try_from(r).unwrap_or(i64::MAX);
+        }
+        if let Some(d) = file.learned_max_age_days {
+            config.learned_max_age_secs =
+                i64::try_from(d.saturating_mul(86_400)).unwrap_or(i64::MAX);
         }
         if let Some(ports) = file.socks_ports {
             config.socks.ports = ports;

@@ -113,6 +113,7 @@ impl Baseline {
         ObservationLimits {
             max_age_secs: self.config.observation_max_age_secs,
             max_rows: self.config.observation_max_rows,
+            max_learned_age_secs: self.config.learned_max_age_secs,
             ..ObservationLimits::default()
         }
     }

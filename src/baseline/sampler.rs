@@ -168,12 +168,13 @@ pub fn sample_once(
         log::warn!("cannot record sampler stats: {e}");
     }
     log::debug!(
-        "sampler pass: {} sockets, {} processes, {} observations, {} learned, {} pruned, {} ms wall, {} ms cpu",
+        "sampler pass: {} sockets, {} processes, {} observations, {} learned, {} pruned, {} expired, {} ms wall, {} ms cpu",
         report.sockets,
         report.processes,
         report.write.observations,
         report.write.learned,
         report.write.pruned,
+        report.write.expired,
         report.wall_ms,
         report.cpu_ms
     );

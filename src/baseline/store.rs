@@ -190,6 +190,10 @@ pub struct ObservationLimits {
     /// Learning stops adding entries beyond this many learned entries (a port
     /// scanner running during the learning window must not flood the baseline).
     pub max_learned: i64,
+    /// Learned entries not seen for this long are dropped, so the baseline does
+    /// not keep vouching for behaviour the host stopped showing; 0 never drops.
+    /// Approved entries are never aged.
+    pub max_learned_age_secs: i64,
 }
 
 impl Default for ObservationLimits {
@@ -198,6 +202,7 @@ impl Default for ObservationLimits {
             max_age_secs: 30 * 86_400,
             max_rows: 100_000,
             max_learned: 10_000,
+            max_learned_age_secs: 90 * 86_400,
         }
     }
 }
@@ -210,6 +215,8 @@ pub struct PassWrite {
     /// Not learned because `max_learned` was reached.
     pub learning_capped: usize,
     pub pruned: usize,
+    /// Learned entries dropped for not being seen within `max_learned_age_secs`.
+    pub expired: usize,
 }
 
 /// A corrupt store that was moved aside.
@@ -583,6 +590,14 @@ impl Store {
                 )
                 .map_err(wrap)?;
             result.pruned = aged + excess;
+            if limits.max_learned_age_secs > 0 {
+                result.expired = tx
+                    .execute(
+                        "DELETE FROM entries WHERE source = 'learned' AND last_seen < ?1",
+                        params![now.saturating_sub(limits.max_learned_age_secs)],
+                    )
+                    .map_err(wrap)?;
+            }
             Ok(result)
         })
     }
@@ -1254,6 +1269,7 @@ mod tests {
             max_age_secs: 1000,
             max_rows: 3,
             max_learned: 10,
+            ..ObservationLimits::default()
         };
         store.record_pass(&[make(1)], false, 10, limits).unwrap();
         let batch: Vec<_> = (2..6).map(make).collect();
@@ -1298,6 +1314,51 @@ mod tests {
         assert_eq!((w.learned, w.learning_capped, w.observations), (3, 2, 5));
         assert_eq!(store.entries(None).unwrap().len(), 3);
         assert_eq!(store.observed_identities(10).unwrap(), vec![SHA.to_owned()]);
+    }
+
+    /// Learned entries the host stopped using expire; one seen again, and every
+    /// approved entry, stay.
+    #[test]
+    fn learned_entries_expire_when_unseen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
+        let seen = |port: i64| Observation {
+            identity: SHA.into(),
+            protocol_name: "udp".into(),
+            remote_port: port,
+            remote_scope: "public".into(),
+            subject_kind: "binary".into(),
+            subject_trusted: false,
+            ..Default::default()
+        };
+        let limits = ObservationLimits {
+            max_learned_age_secs: 1000,
+            ..ObservationLimits::default()
+        };
+        store.approve(&key(SHA, "icmp", -1), "kept").unwrap();
+        let w = store
+            .record_pass(&[seen(53), seen(123)], true, 100, limits)
+            .unwrap();
+        assert_eq!(w.learned, 2);
+        // Port 123 is seen again later; port 53 is not.
+        store.record_pass(&[seen(123)], false, 900, limits).unwrap();
+        let w = store.record_pass(&[], false, 1500, limits).unwrap();
+        assert_eq!(w.expired, 1);
+        let mut left: Vec<(String, i64)> = store
+            .entries(None)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.protocol_name, e.remote_port))
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![("icmp".into(), -1), ("udp".into(), 123)]);
+        // 0 never expires anything.
+        let keep = ObservationLimits {
+            max_learned_age_secs: 0,
+            ..ObservationLimits::default()
+        };
+        let w = store.record_pass(&[], false, 1_000_000, keep).unwrap();
+        assert_eq!((w.expired, store.entries(None).unwrap().len()), (0, 2));
     }
 
     #[test]
