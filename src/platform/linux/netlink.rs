@@ -9,7 +9,6 @@
 
 use super::procfs;
 use super::sockets::{tcp_state_name, TableEntry, TableKind};
-use crate::classify::{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE};
 use crate::model::{SocketType, FAMILY_INET, FAMILY_INET6};
 use std::fmt;
 use std::io;
@@ -44,46 +43,29 @@ pub const TCP_STATES: u32 = {
     mask
 };
 
-/// The inet_diag protocols dumped instead of reading their /proc tables. Raw and
-/// ping sockets stay on /proc: raw_diag needs a per-protocol request and ping
-/// sockets have no diag module at all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DiagProtocol {
-    Tcp,
-    Udp,
-    UdpLite,
+/// Whether the table `kind` is read as a sock_diag dump. Raw and ping sockets stay
+/// on /proc: raw_diag needs a per-protocol request and ping sockets have no diag
+/// module at all.
+pub fn dumpable(kind: TableKind) -> bool {
+    matches!(
+        kind,
+        TableKind::Tcp
+            | TableKind::Tcp6
+            | TableKind::Udp
+            | TableKind::Udp6
+            | TableKind::UdpLite
+            | TableKind::UdpLite6
+    )
 }
 
-impl DiagProtocol {
-    /// The protocol and address family whose dump replaces the table `kind`.
-    pub fn for_table(kind: TableKind) -> Option<(DiagProtocol, u8)> {
-        let (v4, v6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
-        Some(match kind {
-            TableKind::Tcp => (DiagProtocol::Tcp, v4),
-            TableKind::Tcp6 => (DiagProtocol::Tcp, v6),
-            TableKind::Udp => (DiagProtocol::Udp, v4),
-            TableKind::Udp6 => (DiagProtocol::Udp, v6),
-            TableKind::UdpLite => (DiagProtocol::UdpLite, v4),
-            TableKind::UdpLite6 => (DiagProtocol::UdpLite, v6),
-            _ => return None,
-        })
-    }
-
-    fn number(self) -> i32 {
-        match self {
-            DiagProtocol::Tcp => IPPROTO_TCP,
-            DiagProtocol::Udp => IPPROTO_UDP,
-            DiagProtocol::UdpLite => IPPROTO_UDPLITE,
-        }
-    }
-
-    /// The `idiag_states` mask: for datagram sockets every state (unconnected ones
-    /// are CLOSE, connected ones ESTABLISHED), as /proc lists them.
-    fn states(self) -> u32 {
-        match self {
-            DiagProtocol::Tcp => TCP_STATES,
-            DiagProtocol::Udp | DiagProtocol::UdpLite => u32::MAX,
-        }
+/// The `idiag_states` mask for a table: TCP as [`TCP_STATES`]; datagram sockets in
+/// every state (unconnected ones are CLOSE, connected ones ESTABLISHED), as /proc
+/// lists them.
+fn states(kind: TableKind) -> u32 {
+    if kind.socket_type() == SocketType::Stream {
+        TCP_STATES
+    } else {
+        u32::MAX
     }
 }
 
@@ -125,8 +107,8 @@ impl From<io::Error> for DumpError {
     }
 }
 
-/// The dump request for one protocol and address family (`AF_INET` or `AF_INET6`).
-pub fn build_request(protocol: DiagProtocol, family: u8, sequence: u32) -> [u8; REQUEST_LEN] {
+/// The dump request standing for the table `kind` (its protocol and family).
+pub fn build_request(kind: TableKind, sequence: u32) -> [u8; REQUEST_LEN] {
     let mut out = [0u8; REQUEST_LEN];
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     out[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
@@ -134,10 +116,14 @@ pub fn build_request(protocol: DiagProtocol, family: u8, sequence: u32) -> [u8; 
     out[6..8].copy_from_slice(&flags.to_ne_bytes());
     out[8..12].copy_from_slice(&sequence.to_ne_bytes());
     // nlmsg_pid 0: the kernel fills in our port id.
-    out[16] = family;
-    out[17] = protocol.number() as u8;
+    out[16] = if kind.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    } as u8;
+    out[17] = kind.protocol().unwrap_or(0) as u8;
     // idiag_ext 0 (no extensions), pad 0.
-    out[20..24].copy_from_slice(&protocol.states().to_ne_bytes());
+    out[20..24].copy_from_slice(&states(kind).to_ne_bytes());
     // The sockid stays zero: no filter on addresses, ports, interface or cookie.
     out
 }
@@ -170,8 +156,9 @@ fn address(bytes: &[u8], at: usize, ipv6: bool) -> Option<IpAddr> {
     })
 }
 
-/// One `struct inet_diag_msg` of a `protocol` dump (attributes after it are ignored).
-pub fn parse_diag_msg(payload: &[u8], protocol: DiagProtocol) -> Result<TableEntry, DumpError> {
+/// One `struct inet_diag_msg` of the dump for table `kind` (attributes after it are
+/// ignored).
+pub fn parse_diag_msg(payload: &[u8], kind: TableKind) -> Result<TableEntry, DumpError> {
     let short = DumpError::Malformed("inet_diag_msg too short");
     if payload.len() < INET_DIAG_MSG_LEN {
         return Err(short);
@@ -182,9 +169,11 @@ pub fn parse_diag_msg(payload: &[u8], protocol: DiagProtocol) -> Result<TableEnt
         _ => return Err(DumpError::Malformed("unexpected address family")),
     };
     let ipv6 = family == FAMILY_INET6;
-    let (socket_type, tcp_state) = match protocol {
-        DiagProtocol::Tcp => (SocketType::Stream, tcp_state_name(payload[1])),
-        DiagProtocol::Udp | DiagProtocol::UdpLite => (SocketType::Dgram, ""),
+    let socket_type = kind.socket_type();
+    let tcp_state = if socket_type == SocketType::Stream {
+        tcp_state_name(payload[1])
+    } else {
+        ""
     };
     // id: sport(4) dport(6) src(8..24) dst(24..40) if(40) cookie(44); then expires,
     // rqueue, wqueue, uid, inode at 68.
@@ -192,7 +181,7 @@ pub fn parse_diag_msg(payload: &[u8], protocol: DiagProtocol) -> Result<TableEnt
         Some(TableEntry {
             inode: u64::from(u32_ne(payload, 68)?),
             family,
-            protocol: protocol.number(),
+            protocol: kind.protocol()?,
             socket_type,
             local: address(payload, 8, ipv6)?,
             local_port: port_be(payload, 4)?,
@@ -215,12 +204,12 @@ pub enum Datagram {
     Foreign,
 }
 
-/// Parses one received datagram of the `protocol` dump with sequence number
+/// Parses one received datagram of the dump for table `kind` with sequence number
 /// `sequence`, appending its sockets (inode 0 ones are skipped: no fd holds them)
 /// to `out`.
 pub fn parse_datagram(
     data: &[u8],
-    protocol: DiagProtocol,
+    kind: TableKind,
     sequence: u32,
     out: &mut Vec<TableEntry>,
 ) -> Result<Datagram, DumpError> {
@@ -231,7 +220,7 @@ pub fn parse_datagram(
             return Err(DumpError::Malformed("truncated nlmsghdr"));
         }
         let len = u32_ne(rest, 0).unwrap_or(0) as usize;
-        let kind = u16_ne(rest, 4).unwrap_or(0);
+        let message_type = u16_ne(rest, 4).unwrap_or(0);
         let seq = u32_ne(rest, 8).unwrap_or(0);
         if len < NLMSG_HEADER_LEN || len > rest.len() {
             return Err(DumpError::Malformed("bad nlmsg_len"));
@@ -239,7 +228,7 @@ pub fn parse_datagram(
         let payload = &rest[NLMSG_HEADER_LEN..len];
         if seq == sequence {
             saw_ours = true;
-            match i32::from(kind) {
+            match i32::from(message_type) {
                 libc::NLMSG_DONE => {
                     // The payload is an int: negative if the dump itself failed.
                     return match u32_ne(payload, 0).map(|v| v as i32) {
@@ -255,7 +244,7 @@ pub fn parse_datagram(
                     return Err(DumpError::Os(if errno < 0 { -errno } else { libc::EIO }));
                 }
                 k if k == i32::from(SOCK_DIAG_BY_FAMILY) => {
-                    let entry = parse_diag_msg(payload, protocol)?;
+                    let entry = parse_diag_msg(payload, kind)?;
                     if entry.inode != 0 {
                         if out.len() >= MAX_ENTRIES {
                             return Err(DumpError::TooLarge);
@@ -374,16 +363,15 @@ impl DiagSocket {
         }
     }
 
-    /// Dumps one protocol and address family into `out`.
+    /// Dumps the sockets of table `kind` into `out`.
     fn dump(
         &self,
-        protocol: DiagProtocol,
-        family: u8,
+        kind: TableKind,
         sequence: u32,
         buffer: &mut [u8],
         out: &mut Vec<TableEntry>,
     ) -> Result<(), DumpError> {
-        self.send_to_kernel(&build_request(protocol, family, sequence))?;
+        self.send_to_kernel(&build_request(kind, sequence))?;
         let mut bytes = 0usize;
         let mut foreign = 0usize;
         loop {
@@ -395,7 +383,7 @@ impl DiagSocket {
             if bytes > MAX_DUMP_BYTES {
                 return Err(DumpError::TooLarge);
             }
-            match parse_datagram(buffer.get(..n).unwrap_or_default(), protocol, sequence, out)? {
+            match parse_datagram(buffer.get(..n).unwrap_or_default(), kind, sequence, out)? {
                 Datagram::Done => return Ok(()),
                 Datagram::More => {}
                 Datagram::Foreign => {
@@ -409,14 +397,31 @@ impl DiagSocket {
     }
 }
 
-/// Every socket of one protocol and address family in the calling thread's
-/// network namespace.
-pub fn sockets(protocol: DiagProtocol, family: u8) -> Result<Vec<TableEntry>, DumpError> {
-    let socket = DiagSocket::open()?;
-    let mut buffer = vec![0u8; RECV_BUFFER];
-    let mut out = Vec::new();
-    socket.dump(protocol, family, 1, &mut buffer, &mut out)?;
-    Ok(out)
+/// Dumps for one table read: one netlink socket and buffer serve every table of
+/// the calling thread's network namespace, each dump with its own sequence number.
+pub struct Dumper {
+    socket: DiagSocket,
+    buffer: Vec<u8>,
+    sequence: u32,
+}
+
+impl Dumper {
+    pub fn open() -> Result<Dumper, DumpError> {
+        Ok(Dumper {
+            socket: DiagSocket::open()?,
+            buffer: vec![0u8; RECV_BUFFER],
+            sequence: 0,
+        })
+    }
+
+    /// Every socket of the table `kind` (a [`dumpable`] one).
+    pub fn dump(&mut self, kind: TableKind) -> Result<Vec<TableEntry>, DumpError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut out = Vec::new();
+        self.socket
+            .dump(kind, self.sequence, &mut self.buffer, &mut out)?;
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -476,7 +481,7 @@ mod tests {
 
     #[test]
     fn request_layout() {
-        let r = build_request(DiagProtocol::Tcp, 10, 7);
+        let r = build_request(TableKind::Tcp6, 7);
         assert_eq!(r.len(), 72);
         assert_eq!(u32_ne(&r, 0), Some(72));
         assert_eq!(u16_ne(&r, 4), Some(20));
@@ -490,16 +495,12 @@ mod tests {
 
     #[test]
     fn udp_requests_ask_for_every_state() {
-        let r = build_request(DiagProtocol::UdpLite, 2, 1);
+        let r = build_request(TableKind::UdpLite, 1);
         assert_eq!(&r[16..20], &[2, 136, 0, 0]);
         assert_eq!(u32_ne(&r, 20), Some(u32::MAX));
-        assert_eq!(build_request(DiagProtocol::Udp, 10, 1)[17], 17);
-        assert_eq!(
-            DiagProtocol::for_table(TableKind::Udp6),
-            Some((DiagProtocol::Udp, 10))
-        );
-        assert_eq!(DiagProtocol::for_table(TableKind::Raw), None);
-        assert_eq!(DiagProtocol::for_table(TableKind::Icmp6), None);
+        assert_eq!(&build_request(TableKind::Udp6, 1)[16..18], &[10, 17]);
+        assert!(dumpable(TableKind::Udp6) && dumpable(TableKind::Tcp));
+        assert!(!dumpable(TableKind::Raw) && !dumpable(TableKind::Icmp6));
     }
 
     #[test]
@@ -514,7 +515,7 @@ mod tests {
             v4([192, 0, 2, 10]),
             9,
         );
-        let e = parse_diag_msg(&m, DiagProtocol::Udp).unwrap();
+        let e = parse_diag_msg(&m, TableKind::Udp).unwrap();
         assert_eq!(
             (e.protocol, e.socket_type, e.tcp_state),
             (17, SocketType::Dgram, "")
@@ -534,7 +535,7 @@ mod tests {
             v4([0; 4]),
             31337,
         );
-        let e = parse_diag_msg(&m, DiagProtocol::Tcp).unwrap();
+        let e = parse_diag_msg(&m, TableKind::Tcp).unwrap();
         assert_eq!(e.local.to_string(), "127.0.0.1");
         assert_eq!((e.local_port, e.remote_port), (1080, 0));
         assert_eq!(e.remote.to_string(), "0.0.0.0");
@@ -550,16 +551,16 @@ mod tests {
         let mut mapped = [0u8; 16];
         mapped[10..].copy_from_slice(&[0xff, 0xff, 192, 168, 0, 8]);
         let m = diag_msg(10, 1, [0x1F, 0x90], [0x00, 0x35], src, mapped, 77);
-        let e = parse_diag_msg(&m, DiagProtocol::Tcp).unwrap();
+        let e = parse_diag_msg(&m, TableKind::Tcp).unwrap();
         assert_eq!(e.local.to_string(), "2001:db8::1");
         assert_eq!(e.remote.to_string(), "192.168.0.8");
         assert_eq!((e.local_port, e.remote_port), (8080, 53));
         assert_eq!((e.family, e.tcp_state), (10, "ESTABLISHED"));
         // Too short, or a family that is not inet.
-        assert!(parse_diag_msg(&m[..71], DiagProtocol::Tcp).is_err());
+        assert!(parse_diag_msg(&m[..71], TableKind::Tcp).is_err());
         let mut bad = m.clone();
         bad[0] = 1;
-        assert!(parse_diag_msg(&bad, DiagProtocol::Tcp).is_err());
+        assert!(parse_diag_msg(&bad, TableKind::Tcp).is_err());
     }
 
     #[test]
@@ -586,7 +587,7 @@ mod tests {
         data.extend(message(9, &zero, 0));
         let mut out = Vec::new();
         assert_eq!(
-            parse_datagram(&data, DiagProtocol::Tcp, 9, &mut out),
+            parse_datagram(&data, TableKind::Tcp, 9, &mut out),
             Ok(Datagram::More)
         );
         assert_eq!(out.len(), 1, "inode 0 is skipped");
@@ -597,12 +598,12 @@ mod tests {
         let mut done = header(20, libc::NLMSG_DONE as u16, 2, 9);
         done.extend_from_slice(&0i32.to_ne_bytes());
         assert_eq!(
-            parse_datagram(&done, DiagProtocol::Tcp, 9, &mut out),
+            parse_datagram(&done, TableKind::Tcp, 9, &mut out),
             Ok(Datagram::Done)
         );
         // Another request's datagram is ignored.
         assert_eq!(
-            parse_datagram(&data, DiagProtocol::Tcp, 8, &mut out),
+            parse_datagram(&data, TableKind::Tcp, 8, &mut out),
             Ok(Datagram::Foreign)
         );
         assert_eq!(out.len(), 1);
@@ -615,35 +616,35 @@ mod tests {
         error.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
         error.extend(header(72, SOCK_DIAG_BY_FAMILY, 0x301, 3));
         assert_eq!(
-            parse_datagram(&error, DiagProtocol::Tcp, 3, &mut out),
+            parse_datagram(&error, TableKind::Tcp, 3, &mut out),
             Err(DumpError::Os(libc::EPERM))
         );
         let mut failed_done = header(20, libc::NLMSG_DONE as u16, 2, 3);
         failed_done.extend_from_slice(&(-libc::ENOBUFS).to_ne_bytes());
         assert_eq!(
-            parse_datagram(&failed_done, DiagProtocol::Tcp, 3, &mut out),
+            parse_datagram(&failed_done, TableKind::Tcp, 3, &mut out),
             Err(DumpError::Os(libc::ENOBUFS))
         );
         // nlmsg_len larger than the datagram, smaller than a header, or a short tail.
         let mut long = header(400, SOCK_DIAG_BY_FAMILY, 2, 3);
         long.extend_from_slice(&[0; 72]);
         assert!(matches!(
-            parse_datagram(&long, DiagProtocol::Tcp, 3, &mut out),
+            parse_datagram(&long, TableKind::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         let tiny = header(8, SOCK_DIAG_BY_FAMILY, 2, 3);
         assert!(matches!(
-            parse_datagram(&tiny, DiagProtocol::Tcp, 3, &mut out),
+            parse_datagram(&tiny, TableKind::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         assert!(matches!(
-            parse_datagram(&[1, 2, 3], DiagProtocol::Tcp, 3, &mut out),
+            parse_datagram(&[1, 2, 3], TableKind::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         // A diag message too short for inet_diag_msg.
         let short = message(3, &[2, 1, 0, 0, 0, 80], 0);
         assert!(matches!(
-            parse_datagram(&short, DiagProtocol::Tcp, 3, &mut out),
+            parse_datagram(&short, TableKind::Tcp, 3, &mut out),
             Err(DumpError::Malformed(_))
         ));
         assert!(out.is_empty());
@@ -657,32 +658,28 @@ mod tests {
         st.st_ino
     }
 
-    /// Every entry of one protocol's dump, both families, into a table set.
-    fn dumped(protocol: DiagProtocol) -> Result<NetTables, DumpError> {
+    /// Every entry of the dumps for `kinds` into a table set.
+    fn dumped(kinds: [TableKind; 2]) -> Result<NetTables, DumpError> {
+        let mut dumper = Dumper::open()?;
         let mut tables = NetTables::new("self".into());
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            for entry in sockets(protocol, family)? {
+        for kind in kinds {
+            for entry in dumper.dump(kind)? {
                 tables.insert(entry);
             }
         }
         Ok(tables)
     }
 
-    /// Dumps `protocol` and reads its /proc tables; every `held` inode must be in
+    /// Dumps `kinds` and reads their /proc tables; every `held` inode must be in
     /// /proc and give the same entry both ways. The dump, or `None` (with a printed
     /// reason) where the kernel has no diag module for it.
-    fn agree_both_ways(protocol: DiagProtocol, held: &[u64]) -> Option<NetTables> {
-        let from_netlink = match dumped(protocol) {
+    fn agree_both_ways(kinds: [TableKind; 2], held: &[u64]) -> Option<NetTables> {
+        let from_netlink = match dumped(kinds) {
             Ok(tables) => tables,
             Err(e) => {
-                eprintln!("skip: sock_diag for {protocol:?} unavailable here: {e}");
+                eprintln!("skip: sock_diag for {kinds:?} unavailable here: {e}");
                 return None;
             }
-        };
-        let kinds = match protocol {
-            DiagProtocol::Tcp => [TableKind::Tcp, TableKind::Tcp6],
-            DiagProtocol::Udp => [TableKind::Udp, TableKind::Udp6],
-            DiagProtocol::UdpLite => [TableKind::UdpLite, TableKind::UdpLite6],
         };
         let from_proc = from_proc(kinds);
         for inode in held {
@@ -729,7 +726,7 @@ mod tests {
         if let Some((l6, c, s)) = &v6 {
             held.extend([inode_of(l6), inode_of(c), inode_of(s)]);
         }
-        let Some(from_netlink) = agree_both_ways(DiagProtocol::Tcp, &held) else {
+        let Some(from_netlink) = agree_both_ways([TableKind::Tcp, TableKind::Tcp6], &held) else {
             return;
         };
         let listen = from_netlink.resolve(inode_of(&listener), || None).unwrap();
@@ -771,7 +768,7 @@ mod tests {
         if let Some(s) = &v6 {
             held.push(inode_of(s));
         }
-        let Some(from_netlink) = agree_both_ways(DiagProtocol::Udp, &held) else {
+        let Some(from_netlink) = agree_both_ways([TableKind::Udp, TableKind::Udp6], &held) else {
             return;
         };
         let c = from_netlink.resolve(inode_of(&connected), || None).unwrap();

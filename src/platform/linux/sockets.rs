@@ -419,13 +419,22 @@ impl NetTables {
                 Err(e) => return Err(procfs::process_error(dir.pid(), &e)),
             }
         }
-        // Netlink sees the calling thread's namespace only: use it for that one.
-        let own_namespace = netlink::own_net_namespace().ok() == Some(namespace);
+        // Netlink sees the calling thread's namespace only: use it for that one,
+        // through one socket for all its dumps (opened at the first dumpable table).
+        let mut dumper: Option<Option<netlink::Dumper>> = None;
         for &kind in kinds {
-            if let Some((protocol, family)) =
-                netlink::DiagProtocol::for_table(kind).filter(|_| own_namespace)
-            {
-                match netlink::sockets(protocol, family) {
+            let usable = netlink::dumpable(kind).then(|| {
+                dumper.get_or_insert_with(|| {
+                    if netlink::own_net_namespace().ok() != Some(namespace) {
+                        return None;
+                    }
+                    netlink::Dumper::open()
+                        .inspect_err(|e| log::debug!("no sock_diag socket, reading /proc: {e}"))
+                        .ok()
+                })
+            });
+            if let Some(Some(dumper)) = usable {
+                match dumper.dump(kind) {
                     Ok(entries) => {
                         for entry in entries {
                             tables.insert(entry);
