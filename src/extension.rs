@@ -99,7 +99,7 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
 /// would refuse the registration anyway, and the running copy keeps serving.
 fn refuse_duplicate(socket: &str) -> Result<(), String> {
     match registered::registered_extensions(socket) {
-        Ok(list) => match list.iter().find(|e| e.name == EXTENSION_NAME) {
+        Ok(list) => match ours(&list) {
             Some(other) => Err(format!(
                 "osquery at {socket} already has an {EXTENSION_NAME} extension registered (uuid {}); \
                  not starting a second copy. Look for it with `SELECT * FROM osquery_extensions`, and \
@@ -156,20 +156,22 @@ fn spawn_manager_watch(
         }
         let limit = hang_limit(interval);
         let mut unanswered_since: Option<Instant> = None;
-        while sleep_while_running(&stop, interval) {
+        // Only a manager unanswering for `limit` leaves this loop; a stopped
+        // server (osquery gone, shutdown, signal) ends the watch quietly.
+        loop {
+            if !sleep_while_running(&stop, interval) {
+                return;
+            }
             match registered::registered_extensions(&socket) {
                 Err(registered::ManagerError::Unanswered(e)) => {
-                    let since = *unanswered_since.get_or_insert_with(Instant::now);
                     log::debug!("{e}");
+                    let since = *unanswered_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= limit {
                         break;
                     }
                 }
                 _ => unanswered_since = None,
             }
-        }
-        if unanswered_since.is_none() {
-            return;
         }
         let why = format!(
             "osquery's manager at {socket} has accepted calls but answered none for {} s; \
@@ -189,15 +191,19 @@ fn spawn_manager_watch(
     })
 }
 
+/// The registration of an extension named as ours, if osquery lists one.
+fn ours(list: &[registered::Registered]) -> Option<&registered::Registered> {
+    list.iter().find(|e| e.name == EXTENSION_NAME)
+}
+
 /// Whether osquery lists the extension within [`REGISTRATION_CHECK`]: `None` when
 /// the server stopped first or the manager could not be asked (then the ping loop
 /// decides).
 fn registration_confirmed(socket: &str, stop: &ServerStopHandle) -> Option<bool> {
     let deadline = Instant::now() + REGISTRATION_CHECK;
     while stop.is_running() {
-        let asked = registered::registered_extensions(socket);
-        match &asked {
-            Ok(list) if list.iter().any(|e| e.name == EXTENSION_NAME) => return Some(true),
+        match registered::registered_extensions(socket) {
+            Ok(list) if ours(&list).is_some() => return Some(true),
             Ok(_) if Instant::now() >= deadline => return Some(false),
             Err(e) if Instant::now() >= deadline => {
                 log::debug!("registration not confirmed: {e}");

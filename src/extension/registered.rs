@@ -10,10 +10,9 @@
 //! ping has no timeout and would wait forever). Its own Thrift client is not
 //! public, hence this small one.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use thrift::protocol::{
     TBinaryInputProtocol, TBinaryOutputProtocol, TInputProtocol, TMessageIdentifier, TMessageType,
@@ -49,35 +48,36 @@ impl std::fmt::Display for ManagerError {
     }
 }
 
-/// A socket half that remembers whether a read or write timed out (the Thrift
-/// error that comes back does not say).
-struct Watched {
-    stream: UnixStream,
-    timed_out: Arc<AtomicBool>,
+/// The manager socket, remembering whether a read or write timed out (the Thrift
+/// error that comes back does not say). The protocol's input and output halves
+/// each hold one over the same stream.
+struct Watched<'a> {
+    stream: &'a UnixStream,
+    timed_out: &'a Cell<bool>,
 }
 
-impl Watched {
+impl Watched<'_> {
     fn note<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
         if let Err(e) = &result {
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) {
-                self.timed_out.store(true, Ordering::Relaxed);
+                self.timed_out.set(true);
             }
         }
         result
     }
 }
 
-impl Read for Watched {
+impl Read for Watched<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let result = self.stream.read(buf);
         self.note(result)
     }
 }
 
-impl Write for Watched {
+impl Write for Watched<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let result = self.stream.write(buf);
         self.note(result)
@@ -91,35 +91,25 @@ impl Write for Watched {
 
 /// Asks the manager at `socket` for its registered extensions.
 pub fn registered_extensions(socket: &str) -> Result<Vec<Registered>, ManagerError> {
-    let failed =
-        |e: &dyn std::fmt::Display| ManagerError::Failed(format!("manager socket {socket}: {e}"));
     let stream = UnixStream::connect(socket).map_err(|e| {
         ManagerError::Failed(format!(
             "cannot connect to osquery's manager socket {socket}: {e}"
         ))
     })?;
     for set in [UnixStream::set_read_timeout, UnixStream::set_write_timeout] {
-        set(&stream, Some(IO_TIMEOUT)).map_err(|e| failed(&e))?;
+        set(&stream, Some(IO_TIMEOUT))
+            .map_err(|e| ManagerError::Failed(format!("manager socket {socket}: {e}")))?;
     }
-    let reader = stream.try_clone().map_err(|e| failed(&e))?;
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let mut output = TBinaryOutputProtocol::new(
-        Watched {
-            stream,
-            timed_out: timed_out.clone(),
-        },
-        true,
-    );
-    let mut input = TBinaryInputProtocol::new(
-        Watched {
-            stream: reader,
-            timed_out: timed_out.clone(),
-        },
-        true,
-    );
+    let timed_out = Cell::new(false);
+    let half = || Watched {
+        stream: &stream,
+        timed_out: &timed_out,
+    };
+    let mut output = TBinaryOutputProtocol::new(half(), true);
+    let mut input = TBinaryInputProtocol::new(half(), true);
     call_extensions(&mut output, &mut input).map_err(|e| {
         let message = format!("osquery's manager at {socket} did not list its extensions: {e}");
-        if timed_out.load(Ordering::Relaxed) {
+        if timed_out.get() {
             ManagerError::Unanswered(message)
         } else {
             ManagerError::Failed(message)
@@ -161,28 +151,22 @@ pub fn read_extensions_reply(input: &mut dyn TInputProtocol) -> thrift::Result<V
         )));
     }
     let mut found = Vec::new();
-    input.read_struct_begin()?;
-    loop {
-        let field = input.read_field_begin()?;
-        match (field.field_type, field.id) {
-            (TType::Stop, _) => break,
-            (TType::Map, Some(0)) => {
-                let map = input.read_map_begin()?;
-                if map.size > MAX_EXTENSIONS {
-                    return Err(protocol_error(format!("{} extensions listed", map.size)));
-                }
-                for _ in 0..map.size {
-                    let uuid = input.read_i64()?;
-                    let name = read_info_name(input)?;
-                    found.push(Registered { uuid, name });
-                }
-                input.read_map_end()?;
-            }
-            (other, _) => input.skip(other)?,
+    read_struct(input, |input, field_type, id| {
+        if (field_type, id) != (TType::Map, Some(0)) {
+            return Ok(false);
         }
-        input.read_field_end()?;
-    }
-    input.read_struct_end()?;
+        let map = input.read_map_begin()?;
+        if map.size > MAX_EXTENSIONS {
+            return Err(protocol_error(format!("{} extensions listed", map.size)));
+        }
+        for _ in 0..map.size {
+            let uuid = input.read_i64()?;
+            let name = read_info_name(input)?;
+            found.push(Registered { uuid, name });
+        }
+        input.read_map_end()?;
+        Ok(true)
+    })?;
     input.read_message_end()?;
     Ok(found)
 }
@@ -190,18 +174,34 @@ pub fn read_extensions_reply(input: &mut dyn TInputProtocol) -> thrift::Result<V
 /// `InternalExtensionInfo.name` (field 1); the other fields are skipped.
 fn read_info_name(input: &mut dyn TInputProtocol) -> thrift::Result<String> {
     let mut name = String::new();
+    read_struct(input, |input, field_type, id| {
+        if (field_type, id) != (TType::String, Some(1)) {
+            return Ok(false);
+        }
+        name = input.read_string()?;
+        Ok(true)
+    })?;
+    Ok(name)
+}
+
+/// Reads one struct, handing each field (type, id) to `field`, which reads it and
+/// answers true, or answers false to have it skipped.
+fn read_struct(
+    input: &mut dyn TInputProtocol,
+    mut field: impl FnMut(&mut dyn TInputProtocol, TType, Option<i16>) -> thrift::Result<bool>,
+) -> thrift::Result<()> {
     input.read_struct_begin()?;
     loop {
-        let field = input.read_field_begin()?;
-        match (field.field_type, field.id) {
-            (TType::Stop, _) => break,
-            (TType::String, Some(1)) => name = input.read_string()?,
-            (other, _) => input.skip(other)?,
+        let header = input.read_field_begin()?;
+        if header.field_type == TType::Stop {
+            break;
+        }
+        if !field(input, header.field_type, header.id)? {
+            input.skip(header.field_type)?;
         }
         input.read_field_end()?;
     }
-    input.read_struct_end()?;
-    Ok(name)
+    input.read_struct_end()
 }
 
 /// A malformed reply. (`thrift::ProtocolError`'s Display drops the message.)
