@@ -240,11 +240,14 @@ impl<'a> Classifier<'a> {
         }
         let host = self.host;
         // Most listeners belong to ordinary daemons: path and argv rule them out
-        // without the full process read.
-        if !host
-            .command(pid)
-            .is_ok_and(|command| may_be_known_server(&command))
-        {
+        // without the full process read (unless this scan already did it).
+        let candidate = match self.processes.get(&pid) {
+            Some(read) => read.as_ref().is_some_and(may_be_known_server),
+            None => host
+                .command(pid)
+                .is_ok_and(|command| may_be_known_server(&command)),
+        };
+        if !candidate {
             self.servers.insert(pid, None);
             return None;
         }

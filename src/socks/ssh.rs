@@ -208,12 +208,6 @@ pub fn read_config(text: &str, destination: Option<&str>) -> ConfigFindings {
     found
 }
 
-/// `DynamicForward` entries of one config file that apply to `destination`
-/// (its `Include`s not followed).
-pub fn dynamic_forwards_in_config(text: &str, destination: Option<&str>) -> Vec<DynamicForward> {
-    read_config(text, destination).forwards
-}
-
 /// The path an `Include` argument names: `~/` is `home`; a relative path is under
 /// `~/.ssh` (user config) or `/etc/ssh` (system config). `None` when `~` is needed
 /// but the home is unknown.
@@ -407,7 +401,8 @@ Match all
     DynamicForward 1085
 ";
         let ports = |dest: Option<&str>| -> Vec<u16> {
-            dynamic_forwards_in_config(text, dest)
+            read_config(text, dest)
+                .forwards
                 .iter()
                 .map(|f| f.port)
                 .collect()
@@ -417,7 +412,9 @@ Match all
         assert_eq!(ports(Some("db.internal")), [1080, 1082, 1083, 1085]);
         assert_eq!(ports(Some("secret.internal")), [1080, 1083, 1085]);
         assert_eq!(ports(None), [1080, 1083, 1085]);
-        assert!(dynamic_forwards_in_config("Host *\n  Port 22\n", Some("x")).is_empty());
+        assert!(read_config("Host *\n  Port 22\n", Some("x"))
+            .forwards
+            .is_empty());
     }
 
     #[test]
