@@ -18,6 +18,23 @@ pub struct ProcessVerdict {
     pub subject: Subject,
 }
 
+impl ProcessVerdict {
+    /// The interpreter name, for a process running a script; empty otherwise.
+    pub fn interpreter(&self) -> &'static str {
+        self.script.as_ref().map_or("", |s| s.interpreter)
+    }
+
+    /// `file`, `inline`, `stdin`, `module` or `interactive`; empty for a binary.
+    pub fn script_kind(&self) -> &'static str {
+        self.script.as_ref().map_or("", |s| s.kind.as_str())
+    }
+
+    /// Whether the script file carries the macOS quarantine attribute.
+    pub fn script_quarantined(&self) -> bool {
+        self.script_identity.as_ref().is_some_and(|s| s.quarantined)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
     /// `binary` or `script`.

@@ -64,6 +64,7 @@ pub struct BaselineConfig {
 impl BaselineConfig {
     /// Defaults with an explicit store path (tests, embedding).
     pub fn with_db(db_path: PathBuf) -> Self {
+        let limits = super::store::ObservationLimits::default();
         BaselineConfig {
             db_path,
             policy_path: PathBuf::from(DEFAULT_POLICY_PATH),
@@ -71,9 +72,9 @@ impl BaselineConfig {
             builtin_policy: true,
             sample_interval: Duration::from_secs(15),
             learning_secs: 7 * 86_400,
-            observation_max_age_secs: 30 * 86_400,
-            observation_max_rows: 100_000,
-            learned_max_age_secs: 90 * 86_400,
+            observation_max_age_secs: limits.max_age_secs,
+            observation_max_rows: limits.max_rows,
+            learned_max_age_secs: limits.max_learned_age_secs,
             config_path: None,
             socks: crate::socks::SocksConfig::default(),
         }

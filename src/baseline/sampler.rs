@@ -103,7 +103,6 @@ pub fn sample_once(
         let Some(v) = verdict.as_ref() else {
             continue;
         };
-        let interpreter = v.script.as_ref().map_or("", |s| s.interpreter).to_owned();
         let o = Observation {
             identity: v.subject.identity.clone(),
             protocol_name: class.protocol_name.to_owned(),
@@ -113,12 +112,12 @@ pub fn sample_once(
             pid: i64::from(socket.pid),
             path: v.subject.path.clone(),
             exe_path: v.process.path.clone(),
-            interpreter,
+            interpreter: v.interpreter().to_owned(),
             subject_kind: v.subject.kind.to_owned(),
             subject_trusted: v.subject.trusted,
             socket_type: socket.socket_type.as_str().to_owned(),
-            script_kind: v.script.as_ref().map_or("", |s| s.kind.as_str()).to_owned(),
-            script_quarantined: v.script_identity.as_ref().is_some_and(|s| s.quarantined),
+            script_kind: v.script_kind().to_owned(),
+            script_quarantined: v.script_quarantined(),
             reason: class.reason(),
         };
         observations.insert(

@@ -103,28 +103,17 @@ pub struct Lineage {
 pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
     let p = &v.process;
     let id = &v.identity;
-    let (interpreter, kind, script_path, script_sha, script_trust, quarantined) = match &v.script {
-        None => ("", "", String::new(), String::new(), "", false),
+    let (script_path, script_sha, script_trust) = match &v.script {
+        None => (String::new(), String::new(), ""),
         Some(s) => {
-            let (sha, trust, quarantined) = match (&v.script_identity, s.kind) {
-                (Some(si), _) => (si.sha256.clone(), si.trust.as_str(), si.quarantined),
-                (None, crate::script::ScriptKind::Inline) => {
-                    (s.inline_sha256.clone(), "unsigned", false)
-                }
-                (None, crate::script::ScriptKind::Module) => {
-                    (String::new(), id.trust.as_str(), false)
-                }
-                (None, crate::script::ScriptKind::Interactive) => (String::new(), "", false),
-                (None, _) => (String::new(), "unknown", false),
+            let (sha, trust) = match (&v.script_identity, s.kind) {
+                (Some(si), _) => (si.sha256.clone(), si.trust.as_str()),
+                (None, crate::script::ScriptKind::Inline) => (s.inline_sha256.clone(), "unsigned"),
+                (None, crate::script::ScriptKind::Module) => (String::new(), id.trust.as_str()),
+                (None, crate::script::ScriptKind::Interactive) => (String::new(), ""),
+                (None, _) => (String::new(), "unknown"),
             };
-            (
-                s.interpreter,
-                s.kind.as_str(),
-                s.script_path.clone(),
-                sha,
-                trust,
-                quarantined,
-            )
+            (s.script_path.clone(), sha, trust)
         }
     };
     let mut errors: Vec<&str> = Vec::new();
@@ -161,12 +150,12 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
         id.platform_binary.into(),
         id.flags.as_str().into(),
         id.sha256.as_str().into(),
-        interpreter.into(),
-        kind.into(),
+        v.interpreter().into(),
+        v.script_kind().into(),
         script_path.into(),
         script_sha.into(),
         script_trust.into(),
-        quarantined.into(),
+        v.script_quarantined().into(),
         v.subject.kind.into(),
         v.subject.path.as_str().into(),
         v.subject.trusted.into(),
