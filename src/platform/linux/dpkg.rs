@@ -5,6 +5,7 @@
 //! reverse). Each index is built once, lazily, and is immutable afterwards.
 
 use super::provenance::{Claim, ExpectedDigest, ProvenanceSource};
+use crate::trust::unhex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -222,17 +223,6 @@ fn absolute(path: &str) -> String {
     }
 }
 
-fn parse_md5(hex: &str) -> Option<[u8; 16]> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(bytes)
-}
-
 /// `<md5>  <path relative to />` lines of an `info/<pkg>.md5sums` file.
 pub fn parse_md5sums(text: &str) -> Vec<(String, [u8; 16])> {
     text.lines()
@@ -242,7 +232,7 @@ pub fn parse_md5sums(text: &str) -> Vec<(String, [u8; 16])> {
             if path.is_empty() {
                 return None;
             }
-            Some((absolute(path), parse_md5(md5)?))
+            Some((absolute(path), unhex(md5)?))
         })
         .collect()
 }
@@ -292,7 +282,7 @@ pub fn parse_status_conffiles(text: &str) -> Vec<(String, String, [u8; 16])> {
             ) {
                 tokens.pop();
             }
-            let Some(md5) = tokens.pop().and_then(parse_md5) else {
+            let Some(md5) = tokens.pop().and_then(unhex) else {
                 continue;
             };
             if tokens.is_empty() || package.is_empty() {
@@ -541,7 +531,7 @@ mod tests {
         let claims = db.claims("/usr/bin/ls.distrib");
         assert_eq!(claims.len(), 1);
         assert_eq!(claims[0].package, "coreutils");
-        assert_eq!(claims[0].digest, parse_md5(MD5_A).map(ExpectedDigest::Md5));
+        assert_eq!(claims[0].digest, unhex(MD5_A).map(ExpectedDigest::Md5));
         // Several owners.
         let mut shared = packages("/usr/bin/shared");
         shared.sort();

@@ -130,13 +130,9 @@ mod tests {
     }
 
     fn md5_claim(package: &str, hex: &str) -> Claim {
-        let mut bytes = [0u8; 16];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
-        }
         Claim {
             package: package.into(),
-            digest: Some(ExpectedDigest::Md5(bytes)),
+            digest: Some(ExpectedDigest::Md5(crate::trust::unhex(hex).unwrap())),
         }
     }
 

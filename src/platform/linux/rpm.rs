@@ -17,6 +17,7 @@
 //! `FILEDIGESTALGO` (8 = SHA-256; absent = MD5, the legacy default).
 
 use super::provenance::{Claim, ExpectedDigest, ProvenanceSource};
+use crate::trust::unhex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -165,22 +166,10 @@ impl Header {
 /// an1256 does not compute.
 fn expected_digest(algorithm: i32, hex: &str) -> Option<ExpectedDigest> {
     match algorithm {
-        DIGEST_SHA256 => Some(ExpectedDigest::Sha256(decode_hex(hex)?)),
-        DIGEST_MD5 => Some(ExpectedDigest::Md5(decode_hex(hex)?)),
+        DIGEST_SHA256 => Some(ExpectedDigest::Sha256(unhex(hex)?)),
+        DIGEST_MD5 => Some(ExpectedDigest::Md5(unhex(hex)?)),
         _ => None,
     }
-}
-
-fn decode_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The rpm database under a root (`/var/lib/rpm`), opened on first use.
@@ -206,14 +195,13 @@ impl RpmDatabase {
     /// is logged (its files will be judged unsigned); an empty or missing
     /// directory (Debian ships an empty `/var/lib/rpm`) is silently no source.
     pub fn at(root: &Path) -> Option<RpmDatabase> {
-        match legacy_backend(root) {
-            _ if root.join(SQLITE_FILE).exists() => Some(RpmDatabase::new(root.to_owned())),
-            Some(why) => {
-                log::warn!("{why}: rpm-owned files are judged unsigned");
-                None
-            }
-            None => None,
+        if root.join(SQLITE_FILE).exists() {
+            return Some(RpmDatabase::new(root.to_owned()));
         }
+        if let Some(why) = legacy_backend(root) {
+            log::warn!("{why}: rpm-owned files are judged unsigned");
+        }
+        None
     }
 
     fn connection(&self) -> Option<&Mutex<Connection>> {
@@ -409,7 +397,7 @@ mod tests {
         assert_eq!(claim.package, "demo");
         assert_eq!(
             claim.digest,
-            Some(ExpectedDigest::Sha256(decode_hex(SHA).unwrap()))
+            Some(ExpectedDigest::Sha256(unhex(SHA).unwrap()))
         );
         assert_eq!(h.claim(0, "/usr/sbin/tool"), None, "another directory");
         assert_eq!(h.claim(0, "/usr/bin/toolx"), None);
@@ -426,7 +414,7 @@ mod tests {
         assert_eq!(
             expected_digest(DIGEST_MD5, "900150983cd24fb0d6963f7d28e17f72"),
             Some(ExpectedDigest::Md5(
-                decode_hex("900150983cd24fb0d6963f7d28e17f72").unwrap()
+                unhex("900150983cd24fb0d6963f7d28e17f72").unwrap()
             ))
         );
         // SHA-512 (10) is not computed: owned, digest unknown.
