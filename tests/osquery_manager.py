@@ -394,12 +394,20 @@ def baseline_write(args, handler, server, process, result):
 def exits_unregistered(key):
     """A scenario in which the extension must exit by itself, unregistered."""
     def scenario(args, handler, server, process, result):
+        # A refused registration has no uuid: osquery-rust-ng listens on <socket>.0
+        # until the extension notices the refusal (3 s); a duplicate never listens.
+        unregistered = args.socket + ".0"
+        deadline = time.monotonic() + 2.5
+        existed = False
+        while not existed and process.poll() is None and time.monotonic() < deadline:
+            existed = os.path.exists(unregistered)
+            time.sleep(0.05)
+        result["extension_socket_existed"] = existed
         code, waited = wait_exit(process, EXIT_TIMEOUT)
         result[key] = {"code": code, "seconds": waited}
         with handler.lock:
             result["register_calls"] = handler.register_calls
-        # A refused registration has no uuid: osquery-rust-ng listens on <socket>.0.
-        result["extension_socket_removed"] = not os.path.exists(args.socket + ".0")
+        result["extension_socket_removed"] = not os.path.exists(unregistered)
         server.stop()
     return scenario
 

@@ -382,6 +382,7 @@ fn a_refused_registration_exits_nonzero_instead_of_lingering() {
         stderr.contains("refused to register an1256"),
         "stderr: {stderr}"
     );
+    assert_eq!(report["extension_socket_existed"], true);
     assert_eq!(report["extension_socket_removed"], true);
 }
 
@@ -391,6 +392,7 @@ fn a_second_copy_does_not_register_and_says_why() {
     let exit = &report["exit_on_duplicate"];
     let stderr = report["extension_stderr"].as_str().unwrap_or("");
     assert_eq!(report["register_calls"], 0, "{stderr}");
+    assert_eq!(report["extension_socket_existed"], false, "it never serves");
     assert_eq!(exit["code"], 1, "{exit}\n{stderr}");
     assert!(exit["seconds"].as_f64().unwrap_or(f64::MAX) < 5.0, "{exit}");
     assert!(
