@@ -1104,6 +1104,20 @@ mod tests {
 
     const SHA: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
+    /// A sighting of the `SHA` binary sending UDP to a public `port`.
+    fn udp_to(port: i64, trusted: bool) -> Observation {
+        Observation {
+            identity: SHA.into(),
+            protocol_name: "udp".into(),
+            remote_port: port,
+            remote_scope: "public".into(),
+            pid: 1,
+            subject_kind: "binary".into(),
+            subject_trusted: trusted,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn creates_private_files_and_migrates() {
         let dir = tempfile::tempdir().unwrap();
@@ -1251,20 +1265,7 @@ mod tests {
     fn prunes_by_age_and_rows() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
-        let make = |port: i64| Observation {
-            identity: SHA.into(),
-            protocol_name: "udp".into(),
-            remote_port: port,
-            remote_scope: "public".into(),
-            remote_address: String::new(),
-            pid: 1,
-            path: String::new(),
-            exe_path: String::new(),
-            interpreter: String::new(),
-            subject_kind: "binary".into(),
-            subject_trusted: true,
-            ..Default::default()
-        };
+        let make = |port: i64| udp_to(port, true);
         let limits = ObservationLimits {
             max_age_secs: 1000,
             max_rows: 3,
@@ -1290,22 +1291,7 @@ mod tests {
     fn learning_is_capped() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
-        let batch: Vec<Observation> = (1..=5)
-            .map(|port| Observation {
-                identity: SHA.into(),
-                protocol_name: "udp".into(),
-                remote_port: port,
-                remote_scope: "public".into(),
-                remote_address: String::new(),
-                pid: 1,
-                path: String::new(),
-                exe_path: String::new(),
-                interpreter: String::new(),
-                subject_kind: "binary".into(),
-                subject_trusted: false,
-                ..Default::default()
-            })
-            .collect();
+        let batch: Vec<Observation> = (1..=5).map(|port| udp_to(port, false)).collect();
         let limits = ObservationLimits {
             max_learned: 3,
             ..ObservationLimits::default()
@@ -1322,15 +1308,7 @@ mod tests {
     fn learned_entries_expire_when_unseen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a.db"), 0).unwrap();
-        let seen = |port: i64| Observation {
-            identity: SHA.into(),
-            protocol_name: "udp".into(),
-            remote_port: port,
-            remote_scope: "public".into(),
-            subject_kind: "binary".into(),
-            subject_trusted: false,
-            ..Default::default()
-        };
+        let seen = |port: i64| udp_to(port, false);
         let limits = ObservationLimits {
             max_learned_age_secs: 1000,
             ..ObservationLimits::default()
