@@ -995,3 +995,35 @@ fn rpm_owned_files_through_a_real_rpm_database() {
     let id = host.file_identity(stranger.to_str().unwrap());
     assert_eq!(id.trust, Trust::Unsigned, "{id:?}");
 }
+
+/// The attacker helper really drops privileges: the child's real and effective ids
+/// are the created user's, with no supplementary groups.
+#[test]
+fn attacker_helper_runs_unprivileged() {
+    if !common::is_root() {
+        return common::skip("attacker_helper_runs_unprivileged", "needs root");
+    }
+    let attacker = common::attacker("smoke");
+    assert_ne!(attacker.uid, 0);
+    let out = attacker
+        .command("sh")
+        .args([
+            "-c",
+            "id -u; id -G; echo $HOME; touch /root/.a1256-should-fail 2>/dev/null && echo wrote",
+        ])
+        .output()
+        .expect("run as attacker");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], attacker.uid.to_string(), "{text}");
+    assert_eq!(
+        lines[1],
+        attacker.gid.to_string(),
+        "no supplementary groups: {text}"
+    );
+    assert_eq!(lines[2], attacker.home.to_string_lossy(), "{text}");
+    assert!(
+        !text.contains("wrote"),
+        "the attacker could write /root: {text}"
+    );
+}

@@ -148,3 +148,108 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// An unprivileged local user created by the test suite: the adversary of the
+/// threat model. Each tag is its own user (`a1256-<tag>`), so tests running in
+/// parallel never share a home; users are kept between runs (creation is idempotent).
+pub struct Attacker {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// A home directory owned by the user, mode 0700, emptied on creation.
+    pub home: std::path::PathBuf,
+}
+
+/// Creates (or reuses) the unprivileged user `a1256-<tag>` with a fresh, empty home
+/// under `/home`. Needs root; callers skip otherwise. Retries while another test
+/// holds the passwd lock.
+pub fn attacker(tag: &str) -> Attacker {
+    assert!(is_root(), "attacker() needs root");
+    let name = format!("a1256-{tag}");
+    assert!(name.len() <= 32, "user name too long: {name}");
+    let home = std::path::PathBuf::from("/home").join(&name);
+    for attempt in 0..100 {
+        if let Some((uid, gid)) = user_ids(&name) {
+            let _ = std::fs::remove_dir_all(&home);
+            std::fs::create_dir_all(&home).expect("create attacker home");
+            std::os::unix::fs::chown(&home, Some(uid), Some(gid)).expect("chown attacker home");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod attacker home");
+            return Attacker {
+                name,
+                uid,
+                gid,
+                home,
+            };
+        }
+        let status = Command::new("useradd")
+            .args(["--no-create-home", "--home-dir"])
+            .arg(&home)
+            .args(["--shell", "/bin/sh", "--user-group", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run useradd");
+        if !status.success() && attempt > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("could not create user {name}");
+}
+
+/// uid and gid of a user name, from `id`.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").arg(flag).arg(name).output().ok()?;
+        out.status.success().then_some(())?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    Some((id("-u")?, id("-g")?))
+}
+
+impl Attacker {
+    /// `program` run as this user (real and effective uid/gid, no supplementary
+    /// groups, HOME/USER/LOGNAME set), in the user's home.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(program);
+        command
+            .uid(self.uid)
+            .gid(self.gid)
+            .current_dir(&self.home)
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .env("LOGNAME", &self.name);
+        command
+    }
+
+    /// `python3 -c <code>` as this user.
+    pub fn python(&self, code: &str) -> Command {
+        let mut command = self.command("python3");
+        command.arg("-c").arg(code);
+        command
+    }
+
+    /// Writes `contents` to `relative` under the home, owned by the user (mode 0644,
+    /// or 0755 when `executable`).
+    pub fn write(&self, relative: &str, contents: &[u8], executable: bool) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.home.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+            let mut dir = parent.to_path_buf();
+            while dir.starts_with(&self.home) {
+                let _ = std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.gid));
+                if !dir.pop() {
+                    break;
+                }
+            }
+        }
+        std::fs::write(&path, contents).expect("write attacker file");
+        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).expect("chown");
+        let mode = if executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+}
