@@ -17,6 +17,7 @@ pub mod classify;
 pub mod ecs;
 pub mod extension;
 pub mod model;
+pub mod observe;
 pub mod platform;
 pub mod scan;
 pub mod script;

@@ -218,3 +218,48 @@ impl CodeIdentity {
         }
     }
 }
+
+/// Sockets and processes for unit tests, in one shared namespace `ns1`.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+
+    /// A process whose argv is given whole (`argv[0]` need not be the path).
+    pub fn process(pid: Pid, path: &str, argv: &[&str]) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            path: path.into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            net_namespace: "ns1".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A TCP socket (`state` as the kernel names it: `LISTEN`, `ESTABLISHED`…).
+    pub fn tcp(
+        pid: Pid,
+        fd: i64,
+        local: (&str, i32),
+        remote: (&str, i32),
+        state: &str,
+    ) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd,
+            socket: (pid as u64) * 100 + fd as u64,
+            family: if local.0.contains(':') {
+                FAMILY_INET6
+            } else {
+                FAMILY_INET
+            },
+            protocol: 6,
+            socket_type: SocketType::Stream,
+            local_address: local.0.into(),
+            local_port: local.1,
+            remote_address: remote.0.into(),
+            remote_port: remote.1,
+            tcp_state: state.into(),
+            net_namespace: "ns1".into(),
+        }
+    }
+}

@@ -711,3 +711,62 @@ fn every_pack_query_runs_on_this_host() {
         }
     }
 }
+
+/// A client that connects to `port` on loopback, then prints `ready` and waits.
+fn tcp_client(port: u16, all_proxy: Option<String>) -> ReadyChild {
+    let mut command = python(&format!(
+        "import socket,time\n\
+         s=socket.create_connection(('127.0.0.1',{port}))\n\
+         print('ready',flush=True)\n\
+         time.sleep(300)\n"
+    ));
+    command.env_remove("ALL_PROXY").env_remove("all_proxy");
+    if let Some(proxy) = all_proxy {
+        command.env("ALL_PROXY", proxy);
+    }
+    spawn_ready(command).expect("tcp client")
+}
+
+#[test]
+fn approve_by_pid_approves_the_socks_protocol_a_client_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("socks.db");
+    // A plain listener on an ephemeral port: SOCKS only through the client's own
+    // environment (socks_env_proxy), the signal a proxy-aware tool gives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = tcp_client(port, Some(format!("socks5h://127.0.0.1:{port}")));
+    let out = an1256_cli(&db, &["approve", "--pid", &client.pid.to_string()]);
+    assert!(
+        out.status.success(),
+        "approve --pid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = an1256_cli(&db, &["list", "--json"]);
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["protocol_name"], "socks", "{entries:?}");
+    assert_eq!(entries[0]["source"], "approved");
+    assert!(
+        entries[0]["identity"]
+            .as_str()
+            .is_some_and(|i| !i.is_empty()),
+        "{entries:?}"
+    );
+
+    // The twin: the same connection with no SOCKS signal is plain TCP, nothing
+    // AN1256 watches, so there is nothing to approve by pid.
+    let plain = tcp_client(port, None);
+    let db2 = dir.path().join("plain.db");
+    let out = an1256_cli(&db2, &["approve", "--pid", &plain.pid.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no ICMP, UDP, raw or SOCKS socket"),
+        "{stderr}"
+    );
+    drop(listener);
+}

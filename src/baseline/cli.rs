@@ -6,10 +6,8 @@ use super::config::parse_until;
 use super::identity::validate_entry;
 use super::store::{unix_now, Entry, Source};
 use super::Baseline;
-use crate::classify;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
-use crate::subject;
-use crate::tables::process_code_signature::read_processes;
+use crate::observe;
 use clap::{Args, Subcommand};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -366,7 +364,8 @@ fn learning_line(until: i64) -> String {
     }
 }
 
-/// The subject of a running process and the protocols its sockets use now.
+/// The subject of a running process and the protocols its sockets use now, as
+/// the socket table would report them (SOCKS included).
 fn approve_targets_for_pid(
     baseline: &Baseline,
     pid: Pid,
@@ -374,31 +373,26 @@ fn approve_targets_for_pid(
     port: i64,
 ) -> Result<Vec<(String, String, i64)>, String> {
     let host = baseline.host().as_ref();
-    let process = read_processes(host, Some(&[i64::from(pid)]))
+    let verdict = observe::judge_owner(host, pid)
         .map_err(|e| e.to_string())?
-        .pop()
         .ok_or_else(|| format!("process {pid} is not running (or cannot be read; try as root)"))?;
-    let verdict = subject::evaluate(host, process);
     let identity = verdict.subject.identity;
     let names: BTreeSet<String> = if protocols.is_empty() {
-        let scan = host.sockets(&SocketQuery {
+        let query = SocketQuery {
             pids: Some(vec![pid]),
-            protocols: ProtocolSet {
-                tcp: false,
-                ..ProtocolSet::ALL
-            },
-        });
-        scan.sockets
+            protocols: ProtocolSet::ALL,
+        };
+        observe::observe_sockets(host, &baseline.config.socks, &query)
+            .sockets
             .iter()
-            .filter_map(|s| classify::classify(s, &[]))
-            .map(|c| c.protocol_name.to_owned())
+            .map(|o| o.class.protocol_name.to_owned())
             .collect()
     } else {
         protocols.iter().cloned().collect()
     };
     if names.is_empty() {
         return Err(format!(
-            "process {pid} ({identity}) holds no ICMP/UDP/raw socket now; give --protocol"
+            "process {pid} ({identity}) holds no ICMP, UDP, raw or SOCKS socket now; give --protocol"
         ));
     }
     Ok(names

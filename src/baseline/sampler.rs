@@ -5,12 +5,10 @@
 //! with a timeout, not a sleep).
 
 use super::store::{unix_now, Observation, ObservationLimits, PassWrite, Store};
-use crate::classify;
-use crate::model::{Pid, ProtocolSet, SocketQuery};
+use crate::model::{ProtocolSet, SocketQuery};
+use crate::observe::{self, ObservedSocket};
 use crate::platform::Host;
-use crate::subject;
-use crate::tables::process_code_signature::read_processes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -76,31 +74,18 @@ pub fn sample_once(
         pids: None,
         protocols: ProtocolSet::ALL,
     };
-    let scan = host.sockets(&query);
-    report.sockets = scan.sockets.len();
-    report.skipped = scan.skipped_processes;
-    report.errors.extend(scan.errors.iter().take(5).cloned());
-    let socks_reasons = crate::socks::socks_reasons(host, socks, &scan.sockets, None);
+    let observed = observe::observe_sockets(host, socks, &query);
+    report.sockets = observed.scanned;
+    report.skipped = observed.skipped_processes;
+    report
+        .errors
+        .extend(observed.errors.iter().take(5).cloned());
 
-    // Judge each owner once per pass.
-    let mut verdicts: HashMap<Pid, Option<subject::ProcessVerdict>> = HashMap::new();
+    let mut owners = observe::Owners::default();
     // One observation per key per pass (the last socket seen wins the details).
     let mut observations: BTreeMap<(String, String, i64, String), Observation> = BTreeMap::new();
-    for socket in &scan.sockets {
-        let reasons = socks_reasons
-            .get(&crate::socks::socket_key(socket))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let Some(class) = classify::classify(socket, reasons) else {
-            continue;
-        };
-        let verdict = verdicts.entry(socket.pid).or_insert_with(|| {
-            match read_processes(host, Some(&[i64::from(socket.pid)])) {
-                Ok(mut list) => list.pop().map(|p| subject::evaluate(host, p)),
-                Err(_) => None,
-            }
-        });
-        let Some(v) = verdict.as_ref() else {
+    for ObservedSocket { socket, class } in &observed.sockets {
+        let Some(v) = owners.judge(host, socket.pid) else {
             continue;
         };
         let o = Observation {
@@ -130,8 +115,9 @@ pub fn sample_once(
             o,
         );
     }
-    report.processes = verdicts.values().filter(|v| v.is_some()).count();
-    report.skipped += verdicts.values().filter(|v| v.is_none()).count();
+    let (judged, unreadable) = owners.counts();
+    report.processes = judged;
+    report.skipped += unreadable;
     report.observations = observations.into_values().collect();
 
     let learning = match store.learning_until() {

@@ -101,6 +101,30 @@ pub trait Host: Send + Sync {
     }
 }
 
+/// Reads the processes `pids` names (every process when `None`), skipping the
+/// ones that vanish or cannot be read. Fails only when the process list itself
+/// cannot be read.
+pub fn read_processes(
+    host: &dyn Host,
+    pids: Option<&[Pid]>,
+) -> Result<Vec<ProcessInfo>, HostError> {
+    let pids: Vec<Pid> = match pids {
+        Some(list) => list.to_vec(),
+        None => host
+            .pids()
+            .map_err(|e| HostError::Other(format!("cannot list processes: {e}")))?,
+    };
+    let mut processes = Vec::with_capacity(pids.len());
+    for pid in pids {
+        match host.process(pid) {
+            Ok(p) => processes.push(p),
+            Err(HostError::Vanished(_)) => {}
+            Err(e) => log::debug!("skipping process {pid}: {e}"),
+        }
+    }
+    Ok(processes)
+}
+
 /// Largest passwd file read when looking up a user.
 const MAX_PASSWD_BYTES: u64 = 4 * 1024 * 1024;
 

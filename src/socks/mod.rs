@@ -572,32 +572,7 @@ mod tests {
     use super::*;
     use crate::platform::FakeHost;
 
-    fn process(pid: Pid, path: &str, argv: &[&str]) -> ProcessInfo {
-        ProcessInfo {
-            pid,
-            path: path.into(),
-            argv: argv.iter().map(|a| a.to_string()).collect(),
-            net_namespace: "ns1".into(),
-            ..Default::default()
-        }
-    }
-
-    fn tcp(pid: Pid, fd: i64, local: (&str, i32), remote: (&str, i32), state: &str) -> SocketInfo {
-        SocketInfo {
-            pid,
-            fd,
-            socket: (pid as u64) * 100 + fd as u64,
-            family: if local.0.contains(':') { 10 } else { 2 },
-            protocol: IPPROTO_TCP,
-            socket_type: SocketType::Stream,
-            local_address: local.0.into(),
-            local_port: local.1,
-            remote_address: remote.0.into(),
-            remote_port: remote.1,
-            tcp_state: state.into(),
-            net_namespace: "ns1".into(),
-        }
-    }
+    use crate::model::fixtures::{process, tcp};
 
     fn reasons_of(map: &HashMap<SocketKey, Vec<&'static str>>, socket: &SocketInfo) -> String {
         map.get(&socket_key(socket))

@@ -4,9 +4,9 @@
 use super::{bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError};
 use crate::classify;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
+use crate::observe::{self, ObservedSocket};
 use crate::platform::Host;
-use crate::socks::{self, SocksConfig};
-use std::collections::HashMap;
+use crate::socks::SocksConfig;
 use std::sync::Arc;
 
 pub const NAME: &str = "nonstandard_protocol_sockets";
@@ -78,50 +78,14 @@ impl TableDef for NonstandardProtocolSockets {
     }
 
     fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
-        let query = socket_query(ctx);
-        if query.protocols.is_empty() || query.pids.as_ref().is_some_and(Vec::is_empty) {
-            return Ok(Vec::new());
-        }
-        let mut scan = self.host.sockets(&query);
-        if scan.skipped_processes > 0 {
-            log::debug!("socket scan skipped {} processes", scan.skipped_processes);
-        }
-        let socks_reasons = if query.protocols.tcp {
-            // A client's proxy may belong to a process outside a `pid =` scan.
-            let whole_host = || {
-                self.host
-                    .sockets(&SocketQuery {
-                        pids: None,
-                        protocols: ProtocolSet {
-                            tcp: true,
-                            ..ProtocolSet::NONE
-                        },
-                    })
-                    .sockets
-            };
-            let whole_host: Option<&dyn Fn() -> Vec<crate::model::SocketInfo>> =
-                if query.pids.is_some() {
-                    Some(&whole_host)
-                } else {
-                    None
-                };
-            socks::socks_reasons(self.host.as_ref(), &self.socks, &scan.sockets, whole_host)
-        } else {
-            HashMap::new()
-        };
-        let mut paths: HashMap<Pid, String> = std::mem::take(&mut scan.executables);
-        let mut rows = Vec::with_capacity(scan.sockets.len());
-        for socket in &scan.sockets {
-            let reasons = socks_reasons
-                .get(&socks::socket_key(socket))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let Some(class) = classify::classify(socket, reasons) else {
-                continue;
-            };
-            let path = paths
+        let host = self.host.as_ref();
+        let mut observed = observe::observe_sockets(host, &self.socks, &socket_query(ctx));
+        let mut rows = Vec::with_capacity(observed.sockets.len());
+        for ObservedSocket { socket, class } in &observed.sockets {
+            let path = observed
+                .executables
                 .entry(socket.pid)
-                .or_insert_with(|| self.host.executable_path(socket.pid).unwrap_or_default())
+                .or_insert_with(|| host.executable_path(socket.pid).unwrap_or_default())
                 .clone();
             rows.push(vec![
                 socket.pid.into(),
@@ -149,58 +113,10 @@ impl TableDef for NonstandardProtocolSockets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ProcessInfo, SocketInfo, SocketType};
     use crate::platform::FakeHost;
 
-    fn tcp(pid: Pid, fd: i64, local: (&str, i32), remote: (&str, i32), state: &str) -> SocketInfo {
-        SocketInfo {
-            pid,
-            fd,
-            socket: 1000 + fd as u64,
-            family: 2,
-            protocol: 6,
-            socket_type: SocketType::Stream,
-            local_address: local.0.into(),
-            local_port: local.1,
-            remote_address: remote.0.into(),
-            remote_port: remote.1,
-            tcp_state: state.into(),
-            net_namespace: "ns".into(),
-        }
-    }
-
     fn fake() -> Arc<FakeHost> {
-        let process = |pid: Pid, path: &str| ProcessInfo {
-            pid,
-            path: path.into(),
-            argv: vec![path.into()],
-            net_namespace: "ns".into(),
-            ..Default::default()
-        };
-        Arc::new(FakeHost {
-            processes: vec![
-                process(1, "/usr/bin/microsocks"),
-                process(2, "/usr/bin/curl"),
-            ],
-            sockets: vec![
-                tcp(1, 3, ("127.0.0.1", 40000), ("0.0.0.0", 0), "LISTEN"),
-                tcp(
-                    2,
-                    3,
-                    ("127.0.0.1", 50000),
-                    ("127.0.0.1", 40000),
-                    "ESTABLISHED",
-                ),
-                tcp(
-                    2,
-                    4,
-                    ("127.0.0.1", 50001),
-                    ("93.184.216.34", 443),
-                    "ESTABLISHED",
-                ),
-            ],
-            ..Default::default()
-        })
+        Arc::new(crate::observe::tests::proxied_client())
     }
 
     fn reasons(rows: &[Row]) -> Vec<(i64, String)> {

@@ -4,8 +4,8 @@
 use super::{
     bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError, Value,
 };
-use crate::model::{Pid, ProcessInfo};
-use crate::platform::{Host, HostError};
+use crate::model::Pid;
+use crate::platform::{self, Host};
 use crate::subject::{self, ProcessVerdict};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,29 +61,6 @@ impl ProcessCodeSignature {
     pub fn new(host: Arc<dyn Host>) -> Self {
         ProcessCodeSignature { host }
     }
-}
-
-/// Reads the processes a query names (all when unconstrained), skipping the ones
-/// that vanish or cannot be read.
-pub fn read_processes(
-    host: &dyn Host,
-    pids: Option<&[i64]>,
-) -> Result<Vec<ProcessInfo>, TableError> {
-    let pids: Vec<Pid> = match pids {
-        Some(list) => list.iter().filter_map(|&p| Pid::try_from(p).ok()).collect(),
-        None => host
-            .pids()
-            .map_err(|e| TableError::Failed(format!("cannot list processes: {e}")))?,
-    };
-    let mut processes = Vec::with_capacity(pids.len());
-    for pid in pids {
-        match host.process(pid) {
-            Ok(p) => processes.push(p),
-            Err(HostError::Vanished(_)) => {}
-            Err(e) => log::debug!("skipping process {pid}: {e}"),
-        }
-    }
-    Ok(processes)
 }
 
 /// Who started the process: parent and grandparent, for triage from one row.
@@ -192,8 +169,13 @@ impl TableDef for ProcessCodeSignature {
     }
 
     fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
-        let pids = ctx.equal_integers("pid");
-        let processes = read_processes(self.host.as_ref(), pids.as_deref())?;
+        let pids: Option<Vec<Pid>> = ctx.equal_integers("pid").map(|list| {
+            list.into_iter()
+                .filter_map(|p| Pid::try_from(p).ok())
+                .collect()
+        });
+        let processes = platform::read_processes(self.host.as_ref(), pids.as_deref())
+            .map_err(|e| TableError::Failed(e.to_string()))?;
         // Full scans know every ancestor already; point lookups read the two they need.
         let mut known: HashMap<Pid, (Pid, String, String)> = if pids.is_none() {
             processes
@@ -249,6 +231,7 @@ impl TableDef for ProcessCodeSignature {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ProcessInfo;
     use crate::platform::FakeHost;
     use crate::tables::column_index;
 

@@ -1,0 +1,201 @@
+//! THE observation pipeline: socket query -> socket scan -> SOCKS reasons ->
+//! classification -> judged owner. The socket table, the sampler and
+//! `baseline approve --pid` all see a host through these two functions, so what
+//! one reports the others record and approve.
+
+use crate::classify::{self, Classification};
+use crate::model::{Pid, ProtocolSet, SocketInfo, SocketQuery};
+use crate::platform::{self, Host};
+use crate::socks::{self, SocksConfig};
+use crate::subject::{self, ProcessVerdict};
+use std::collections::HashMap;
+
+/// One socket that is AN1256's business, with why.
+#[derive(Clone, Debug)]
+pub struct ObservedSocket {
+    pub socket: SocketInfo,
+    pub class: Classification,
+}
+
+/// The classified sockets of one scan and what the scan could not read.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub sockets: Vec<ObservedSocket>,
+    /// Sockets the backend listed, before classification (plain TCP included).
+    pub scanned: usize,
+    /// Processes the scan skipped (vanished or unreadable).
+    pub skipped_processes: usize,
+    /// What went wrong, for logs (bounded by the backend).
+    pub errors: Vec<String>,
+    /// Executable paths the backend read during the walk (see `SocketScan`).
+    pub executables: HashMap<Pid, String>,
+}
+
+/// Scans the sockets `query` names and keeps those with a reason to be a row:
+/// ICMP, UDP, UDP-Lite, raw, or TCP with SOCKS evidence. A `pid =` scan that
+/// includes TCP still looks at the whole host's TCP sockets when a client's proxy
+/// may belong to another process.
+pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery) -> Observed {
+    if query.protocols.is_empty() || query.pids.as_ref().is_some_and(Vec::is_empty) {
+        return Observed::default();
+    }
+    let scan = host.sockets(query);
+    if scan.skipped_processes > 0 {
+        log::debug!("socket scan skipped {} processes", scan.skipped_processes);
+    }
+    let socks_reasons = if query.protocols.tcp {
+        let whole_host_tcp = || {
+            host.sockets(&SocketQuery {
+                pids: None,
+                protocols: ProtocolSet {
+                    tcp: true,
+                    ..ProtocolSet::NONE
+                },
+            })
+            .sockets
+        };
+        let whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>> = match query.pids {
+            Some(_) => Some(&whole_host_tcp),
+            None => None,
+        };
+        socks::socks_reasons(host, socks, &scan.sockets, whole_host_tcp)
+    } else {
+        HashMap::new()
+    };
+    let scanned = scan.sockets.len();
+    let sockets = scan
+        .sockets
+        .into_iter()
+        .filter_map(|socket| {
+            let reasons = socks_reasons
+                .get(&socks::socket_key(&socket))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let class = classify::classify(&socket, reasons)?;
+            Some(ObservedSocket { socket, class })
+        })
+        .collect();
+    Observed {
+        sockets,
+        scanned,
+        skipped_processes: scan.skipped_processes,
+        errors: scan.errors,
+        executables: scan.executables,
+    }
+}
+
+/// Judges the process that owns a socket: its executable, the script it runs and
+/// the subject AN1256 keys the baseline by. `Ok(None)` when it exited.
+pub fn judge_owner(
+    host: &dyn Host,
+    pid: Pid,
+) -> Result<Option<ProcessVerdict>, platform::HostError> {
+    let process = platform::read_processes(host, Some(&[pid]))?.pop();
+    Ok(process.map(|p| subject::evaluate(host, p)))
+}
+
+/// Owners judged once per pass, however many sockets they hold.
+#[derive(Default)]
+pub struct Owners {
+    verdicts: HashMap<Pid, Option<ProcessVerdict>>,
+}
+
+impl Owners {
+    /// The owner's verdict (judged on first use); `None` when it exited or could
+    /// not be read.
+    pub fn judge(&mut self, host: &dyn Host, pid: Pid) -> Option<&ProcessVerdict> {
+        self.verdicts
+            .entry(pid)
+            .or_insert_with(|| judge_owner(host, pid).ok().flatten())
+            .as_ref()
+    }
+
+    /// Owners judged, and owners that could not be.
+    pub fn counts(&self) -> (usize, usize) {
+        let judged = self.verdicts.values().filter(|v| v.is_some()).count();
+        (judged, self.verdicts.len() - judged)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::fixtures::{process, tcp};
+    use crate::platform::FakeHost;
+
+    /// A client (pid 2) connected to a SOCKS server (pid 1) it does not own, and
+    /// to a web server (no SOCKS signal).
+    pub(crate) fn proxied_client() -> FakeHost {
+        FakeHost {
+            processes: vec![
+                process(1, "/usr/bin/microsocks", &["/usr/bin/microsocks"]),
+                process(2, "/usr/bin/curl", &["/usr/bin/curl"]),
+            ],
+            sockets: vec![
+                tcp(1, 3, ("127.0.0.1", 40000), ("0.0.0.0", 0), "LISTEN"),
+                tcp(
+                    2,
+                    3,
+                    ("127.0.0.1", 50000),
+                    ("127.0.0.1", 40000),
+                    "ESTABLISHED",
+                ),
+                tcp(
+                    2,
+                    4,
+                    ("127.0.0.1", 50001),
+                    ("93.184.216.34", 443),
+                    "ESTABLISHED",
+                ),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pid_scan_sees_its_proxy_in_another_process() {
+        let host = proxied_client();
+        let query = SocketQuery {
+            pids: Some(vec![2]),
+            protocols: ProtocolSet::ALL,
+        };
+        let observed = observe_sockets(&host, &SocksConfig::default(), &query);
+        let names: Vec<_> = observed
+            .sockets
+            .iter()
+            .map(|o| (o.socket.pid, o.class.protocol_name, o.class.reason()))
+            .collect();
+        assert_eq!(names, [(2, "socks", "socks_local_proxy".to_string())]);
+        let queries = host.socket_queries.lock().unwrap();
+        assert_eq!(queries.len(), 2, "the pid scan, then whole-host TCP");
+        assert_eq!(queries[1].pids, None);
+    }
+
+    #[test]
+    fn empty_queries_scan_nothing_and_owners_are_judged_once() {
+        let host = proxied_client();
+        for query in [
+            SocketQuery {
+                pids: Some(vec![]),
+                protocols: ProtocolSet::ALL,
+            },
+            SocketQuery {
+                pids: None,
+                protocols: ProtocolSet::NONE,
+            },
+        ] {
+            assert!(observe_sockets(&host, &SocksConfig::default(), &query)
+                .sockets
+                .is_empty());
+        }
+        assert!(host.socket_queries.lock().unwrap().is_empty());
+        let mut owners = Owners::default();
+        for _ in 0..3 {
+            let verdict = owners.judge(&host, 2).unwrap();
+            assert_eq!(verdict.subject.path, "/usr/bin/curl");
+        }
+        assert!(owners.judge(&host, 99).is_none());
+        assert_eq!(owners.counts(), (1, 1));
+        assert_eq!(host.process_calls.lock().unwrap().as_slice(), &[2, 99]);
+    }
+}
