@@ -53,7 +53,8 @@ pub struct ExtensionArgs {
 /// away (a failed ping), osquery asks the extension to shut down, or a
 /// SIGTERM/SIGINT arrives. Returns `Ok` on any of those clean shutdowns.
 pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), String> {
-    init_logging(args.verbose);
+    // main() set logging up already; this keeps `run` usable on its own.
+    crate::logging::init(crate::logging::level_for(true, args.verbose));
     let socket = args.socket.to_str().ok_or_else(|| {
         format!(
             "osquery's extension socket path {} is not valid UTF-8",
@@ -521,51 +522,14 @@ fn response(code: i32, message: String, rows: ExtensionPluginResponse) -> Extens
     ExtensionResponse::new(ExtensionStatus::new(code, message, None), rows)
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic payload (`&str` or `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "unknown panic payload".to_owned()
-    }
-}
-
-/// Logs to stderr, which osquery passes through from its extensions.
-/// The level is `log::max_level()`, set once by `init_logging`.
-struct StderrLogger;
-
-static LOGGER: StderrLogger = StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!(
-                "{EXTENSION_NAME}[{}] {} {}: {}",
-                std::process::id(),
-                record.level(),
-                record.target(),
-                record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-/// Info level, debug with `--verbose`. A second call (tests) keeps the first logger.
-fn init_logging(verbose: bool) {
-    let level = if verbose {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    };
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
     }
 }
 

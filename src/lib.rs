@@ -16,6 +16,7 @@ pub mod baseline;
 pub mod classify;
 pub mod ecs;
 pub mod extension;
+pub mod logging;
 pub mod model;
 pub mod observe;
 pub mod platform;
@@ -26,6 +27,7 @@ pub mod socks;
 pub mod sql;
 pub mod subject;
 pub mod tables;
+pub mod terminal;
 pub mod trust;
 
 use std::sync::Arc;

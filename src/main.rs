@@ -74,6 +74,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything can log: the sampler thread, a store recovery, an audit record.
+    an1256::logging::init(an1256::logging::level_for(
+        cli.socket.is_some(),
+        cli.verbose,
+    ));
     let mut config = HostConfig {
         max_hash_bytes: cli.max_hash_bytes,
         ..HostConfig::default()

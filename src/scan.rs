@@ -308,15 +308,7 @@ pub fn write_table(
 
 /// Escapes control characters.
 pub fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| -> Vec<char> {
-            if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::terminal::sanitize(text).into_owned()
 }
 
 /// The analyst's view of hits: who, what they are, what they opened.

@@ -8,6 +8,7 @@ use super::store::{unix_now, Entry, Source};
 use super::Baseline;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe;
+use crate::terminal::sanitize;
 use clap::{Args, Subcommand};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -89,7 +90,7 @@ pub enum BaselineCommand {
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("an1256 baseline: {message}");
+    eprintln!("an1256 baseline: {}", sanitize(&message.to_string()));
     ExitCode::from(2)
 }
 
@@ -142,20 +143,21 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
                     "id", "source", "protocol", "port", "seen", "identity  (note)"
                 );
                 for e in entries {
+                    // Stored text may predate the write checks: escape it all.
                     let note = if e.note.is_empty() {
                         String::new()
                     } else {
-                        format!("  ({})", e.note)
+                        format!("  ({})", sanitize(&e.note))
                     };
                     let _ = writeln!(
                         out,
                         "{:>6}  {:<8}  {:<8}  {:>5}  {:>6}  {}{note}",
                         e.id,
                         e.source.as_str(),
-                        e.protocol_name,
+                        sanitize(&e.protocol_name),
                         e.remote_port,
                         e.seen_count,
-                        e.identity
+                        sanitize(&e.identity)
                     );
                 }
                 let status = baseline.policy.status();
@@ -163,11 +165,11 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
                     out,
                     "policy: {} rules from {}{}",
                     status.rules,
-                    status.path,
+                    sanitize(&status.path),
                     if status.error.is_empty() {
                         String::new()
                     } else {
-                        format!(" (error: {})", status.error)
+                        format!(" (error: {})", sanitize(&status.error))
                     }
                 );
                 if let Ok(until) = store.learning_until() {

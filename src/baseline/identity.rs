@@ -35,6 +35,7 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> 
     if identity.chars().any(char::is_control) {
         return Err("identity contains control characters".into());
     }
+    crate::terminal::reject_bidi("identity", identity)?;
     let bad = |why: &str| {
         Err(format!(
             "identity {identity:?}: {why}; expected one of {FORMATS}"
@@ -83,6 +84,18 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> 
         },
         _ => bad("unknown kind"),
     }
+}
+
+/// Longest note accepted.
+pub const MAX_NOTE_LEN: usize = 4096;
+
+/// Validates a note: bounded, and free of bidi controls (they would disguise it,
+/// or the entry it sits beside, on an operator's screen).
+pub fn validate_note(note: &str) -> Result<(), String> {
+    if note.len() > MAX_NOTE_LEN {
+        return Err(format!("note is longer than {MAX_NOTE_LEN} bytes"));
+    }
+    crate::terminal::reject_bidi("note", note)
 }
 
 /// Validates a `protocol_name`.

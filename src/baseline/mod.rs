@@ -25,6 +25,7 @@ use crate::platform::Host;
 use config::BaselineConfig;
 use policy::{Policy, PolicyRow, SubjectFacts};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{ObservationLimits, Store};
@@ -55,6 +56,8 @@ pub struct Baseline {
     pub policy: Policy,
     sightings: Mutex<HashMap<String, SubjectFacts>>,
     last_refresh: Mutex<Option<Instant>>,
+    /// Sampler passes that panicked since this process started.
+    sampler_panics: AtomicU64,
 }
 
 impl Baseline {
@@ -75,7 +78,30 @@ impl Baseline {
             policy,
             sightings: Mutex::new(HashMap::new()),
             last_refresh: Mutex::new(None),
+            sampler_panics: AtomicU64::new(0),
         }
+    }
+
+    /// Runs one sampler pass, catching a panic: it is counted, logged and
+    /// recorded as the last pass's error, and the caller goes on.
+    pub fn run_guarded(&self, pass: impl FnOnce()) {
+        let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(pass)) else {
+            return;
+        };
+        let what = crate::extension::panic_message(payload.as_ref());
+        let total = self.sampler_panics.fetch_add(1, Ordering::Relaxed) + 1;
+        log::error!("sampler pass panicked ({total} so far): {what}; the sampler goes on");
+        if let Ok(store) = self.store() {
+            let error = format!("sampler pass panicked: {what}");
+            if let Err(e) = store.record_sample_stats(store::unix_now(), 0, 0, 1, &error) {
+                log::warn!("cannot record the sampler panic: {e}");
+            }
+        }
+    }
+
+    /// Sampler passes that panicked since this process started.
+    pub fn sampler_panics(&self) -> u64 {
+        self.sampler_panics.load(Ordering::Relaxed)
     }
 
     /// The store, or why it is unavailable (re-opened at most every 30 s).

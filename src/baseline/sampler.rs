@@ -236,9 +236,21 @@ impl Drop for SamplerHandle {
 
 /// Starts the sampler over a baseline context.
 pub fn start(baseline: Arc<super::Baseline>) -> std::io::Result<SamplerHandle> {
+    start_with(baseline, |b| {
+        b.sample();
+    })
+}
+
+/// Starts a sampler thread running `pass` every `sample_interval`, each pass under
+/// `catch_unwind`: a panic is counted (`an1256_info.sampler_panics`) and the
+/// thread goes on. Tests inject a panicking pass here; the binary has no hook.
+pub fn start_with(
+    baseline: Arc<super::Baseline>,
+    pass: impl Fn(&super::Baseline) + Send + 'static,
+) -> std::io::Result<SamplerHandle> {
     let interval = baseline.config.sample_interval;
     SamplerHandle::spawn(interval, move || {
-        baseline.sample();
+        baseline.run_guarded(|| pass(&baseline));
     })
 }
 
@@ -341,6 +353,44 @@ mod tests {
         assert_eq!(store2.observations(None).unwrap().len(), 2);
         let summary = store.summary().unwrap();
         assert!(summary.last_sample_time > 0);
+    }
+
+    /// A pass that panics is counted in an1256_info and the thread goes on to run
+    /// (and record) the next passes.
+    #[test]
+    fn a_panicking_pass_is_counted_and_the_sampler_goes_on() {
+        use crate::tables::{an1256_info, column_index, TableDef, Value};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = super::super::config::BaselineConfig::with_db(dir.path().join("s.db"));
+        config.sample_interval = Duration::from_millis(20);
+        let baseline = Arc::new(super::super::Baseline::new(
+            config,
+            Arc::new(FakeHost::default()),
+        ));
+        let passes = Arc::new(AtomicUsize::new(0));
+        let counter = passes.clone();
+        let mut handle = start_with(baseline.clone(), move |b| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("injected sampler failure");
+            }
+            b.sample();
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while passes.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        handle.stop();
+        assert!(
+            passes.load(Ordering::SeqCst) >= 3,
+            "the sampler stopped after the panic"
+        );
+        let info = an1256_info::An1256Info::new(baseline.clone());
+        let row = info.generate(&Default::default()).unwrap().remove(0);
+        let get = |name: &str| row[column_index(an1256_info::COLUMNS, name).unwrap()].clone();
+        assert_eq!(get("sampler_panics"), Value::Int(1));
+        assert!(matches!(get("sampler_errors"), Value::Int(n) if n >= 1));
+        assert!(matches!(get("last_sample_time"), Value::Int(t) if t > 0));
     }
 
     #[test]

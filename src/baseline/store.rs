@@ -5,7 +5,7 @@
 //! one `BEGIN IMMEDIATE` transaction, so concurrent writers (threads or processes,
 //! each with its own connection) serialise instead of losing updates.
 
-use super::identity::{validate_entry, EntryKey};
+use super::identity::{validate_entry, validate_note, EntryKey};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
@@ -394,6 +394,7 @@ impl Store {
     pub fn approve(&self, key: &EntryKey, note: &str) -> Result<i64, StoreError> {
         let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
             .map_err(StoreError::Invalid)?;
+        validate_note(note).map_err(StoreError::Invalid)?;
         self.write(|tx| upsert_entry(tx, &key, Source::Approved, note, unix_now(), 0))
     }
 
@@ -435,6 +436,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
             .map_err(StoreError::Invalid)?;
+        validate_note(note).map_err(StoreError::Invalid)?;
         if source == Source::Policy {
             return Err(StoreError::Invalid(
                 "source `policy` belongs to the policy file; stored entries are `approved` or `learned`".into(),
@@ -466,8 +468,9 @@ impl Store {
     pub fn import(&self, entries: &[Entry]) -> Result<usize, StoreError> {
         let mut checked = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let key =
-                validate_entry(&e.identity, &e.protocol_name, e.remote_port).map_err(|why| {
+            let key = validate_entry(&e.identity, &e.protocol_name, e.remote_port)
+                .and_then(|key| validate_note(&e.note).map(|()| key))
+                .map_err(|why| {
                     StoreError::Invalid(format!("entry {} ({}): {why}", i + 1, e.identity))
                 })?;
             if e.source == Source::Policy {

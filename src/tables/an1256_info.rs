@@ -54,6 +54,10 @@ pub static COLUMNS: &[Column] = &[
         "Why the policy file was not (re)loaded; the last good rules stay in force",
     ),
     integer("policy_rules", "Policy rules in force"),
+    bigint(
+        "sampler_panics",
+        "Sampler passes that panicked since the extension started (the sampler goes on; last_sample_error says why)",
+    ),
 ];
 
 pub struct An1256Info {
@@ -124,6 +128,7 @@ impl TableDef for An1256Info {
             policy.path.into(),
             policy.error.into(),
             policy.rules.try_into().unwrap_or(i64::MAX).into(),
+            b.sampler_panics().into(),
         ]])
     }
 }
