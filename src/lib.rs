@@ -29,6 +29,7 @@ pub mod subject;
 pub mod tables;
 pub mod terminal;
 pub mod trust;
+pub mod util;
 
 use std::sync::Arc;
 use tables::TableDef;

@@ -5,6 +5,8 @@
 //! The factor table is [`SEVERITY_TABLE_MARKDOWN`] (the README includes it); the
 //! weights below and that table must agree (a unit test checks).
 
+use crate::util::glob::{self, Dialect};
+
 /// What is known about one hit. Every field defaults to "not present".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Factors {
@@ -124,34 +126,13 @@ pub const WRITABLE_OR_TEMP_GLOBS: [&str; 16] = [
     "/Users/*/Library/Caches/*",
 ];
 
-/// SQLite's GLOB restricted to `*` (the only wildcard the list uses).
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return text.is_empty();
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        if last {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
-}
-
 /// Whether `path` is in a user-writable or temporary directory (see the table).
+/// A match adds severity, so an undecided match (a path over the glob's bounds)
+/// counts as one.
 pub fn is_user_writable_or_temp(path: &str) -> bool {
     WRITABLE_OR_TEMP_GLOBS
         .iter()
-        .any(|pattern| glob_matches(pattern, path))
+        .any(|pattern| glob::matches(Dialect::SqliteStar, pattern, path).unwrap_or(true))
 }
 
 /// `first_seen` of a hit: the earliest observation of the same identity, protocol
@@ -517,6 +498,14 @@ mod tests {
         ] {
             assert!(!is_user_writable_or_temp(path), "{path}");
         }
+        // The SQL's GLOB and the Rust dialect agree only on `*`: keep it the one
+        // wildcard of the list.
+        for pattern in WRITABLE_OR_TEMP_GLOBS {
+            assert!(!pattern.contains(['?', '[', ']']), "{pattern}");
+        }
+        // A path over the glob's bounds scores as writable (the severe side).
+        let long = format!("/usr/{}", "a".repeat(glob::MAX_SUBJECT_BYTES));
+        assert!(is_user_writable_or_temp(&long));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the last good rules and its error is shown in `an1256_info`.
 
 use crate::classify::PROTOCOL_NAMES;
+use crate::util::glob::{self, Dialect};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -90,33 +91,11 @@ pub struct PolicyRow {
     pub rule_index: usize,
 }
 
-/// `*` matches within one path segment, `**` across segments, `?` one character
-/// (not `/`). Everything else is literal.
+/// A policy glob ([`Dialect::Path`]: `*` within one path segment, `**` across
+/// segments, `?` one character but `/`). A match approves traffic, so an
+/// undecided match (inputs over the glob's bounds) is no match.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                let rest = &p[2..];
-                (0..=t.len()).any(|i| go(rest, &t[i..]))
-            }
-            Some(b'*') => {
-                let rest = &p[1..];
-                for i in 0..=t.len() {
-                    if go(rest, &t[i..]) {
-                        return true;
-                    }
-                    if t.get(i) == Some(&b'/') {
-                        break;
-                    }
-                }
-                false
-            }
-            Some(b'?') => t.first().is_some_and(|&c| c != b'/') && go(&p[1..], &t[1..]),
-            Some(&c) => t.first() == Some(&c) && go(&p[1..], &t[1..]),
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
+    glob::matches(Dialect::Path, pattern, text).unwrap_or(false)
 }
 
 impl SubjectFacts {
@@ -517,6 +496,9 @@ mod tests {
         assert!(glob_match("com.tailscale.*", "com.tailscale.ipn.macsys"));
         assert!(!glob_match("a", "ab"));
         assert!(glob_match("**", ""));
+        // Over the glob's bounds: never approved.
+        let long = format!("/opt/{}", "a".repeat(crate::util::glob::MAX_SUBJECT_BYTES));
+        assert!(!glob_match("/opt/**", &long));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod ssh;
 use crate::classify::IPPROTO_TCP;
 use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType};
 use crate::platform::Host;
+use crate::util::glob::{self, Dialect};
 use probe::{probe_socks5, ProbeOutcome};
 use proxy::{endpoint_matches, ProxyEndpoint};
 use servers::{known_server, may_be_known_server, KnownServer};
@@ -183,7 +184,9 @@ fn expand_file_glob(pattern: &str) -> Vec<String> {
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| !name.starts_with('.') || name_pattern.starts_with('.'))
-        .filter(|name| ssh::glob_matches(name_pattern, name))
+        // Undecided (over the glob's bounds): read the file; more config read
+        // means more forwards seen, and MAX_SSH_CONFIG_FILES still bounds it.
+        .filter(|name| glob::matches(Dialect::Ssh, name_pattern, name).unwrap_or(true))
         .map(|name| format!("{}/{name}", dir.trim_end_matches('/')))
         .collect();
     files.sort();

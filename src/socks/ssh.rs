@@ -17,6 +17,8 @@
 //! are skipped, globs in `Include` directory components are not expanded, and
 //! `HostName` aliasing is not followed.
 
+use crate::util::glob::{self, Dialect};
+
 /// One dynamic forward: where ssh listens for SOCKS clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicForward {
@@ -138,22 +140,6 @@ pub fn parse_ssh_argv(argv: &[String]) -> SshArgs {
     out
 }
 
-/// ssh's pattern match: `*` any run, `?` one character; case-insensitive.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((b'*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some((b'?', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some((c, rest)) => t.first().is_some_and(|x| x == c) && go(rest, &t[1..]),
-        }
-    }
-    go(
-        pattern.to_ascii_lowercase().as_bytes(),
-        text.to_ascii_lowercase().as_bytes(),
-    )
-}
-
 /// Whether a `Host` line's patterns select `destination` (a negated match wins).
 pub fn host_line_matches(patterns: &str, destination: Option<&str>) -> bool {
     let mut matched = false;
@@ -163,7 +149,10 @@ pub fn host_line_matches(patterns: &str, destination: Option<&str>) -> bool {
             None => (false, pattern),
         };
         let hit = match destination {
-            Some(d) => glob_matches(pattern, d),
+            // Undecided (over the glob's bounds): the block is taken to apply (a
+            // pattern selects, a negated one does not exclude), so its
+            // DynamicForward counts and a SOCKS listener is reported, not missed.
+            Some(d) => glob::matches(Dialect::Ssh, pattern, d).unwrap_or(!negated),
             // Destination unknown: only a catch-all can be assumed to apply.
             None => pattern == "*",
         };
@@ -444,12 +433,19 @@ Match all
 
     #[test]
     fn globs() {
-        assert!(glob_matches("*", "anything"));
-        assert!(glob_matches("bastion-?", "BASTION-1"));
-        assert!(!glob_matches("bastion-?", "bastion-12"));
-        assert!(glob_matches("*.corp", "a.b.corp"));
-        assert!(!glob_matches("*.corp", "corp"));
+        assert!(host_line_matches("bastion-? *.corp", Some("BASTION-1")));
+        assert!(!host_line_matches("bastion-?", Some("bastion-12")));
+        assert!(host_line_matches("*.corp", Some("a.b.corp")));
+        assert!(!host_line_matches("*.corp", Some("corp")));
         assert!(host_line_matches("a b,c", Some("c")));
+        // Over the glob's bounds the block applies: a pattern selects, a negated
+        // one does not exclude.
+        let long = "a".repeat(crate::util::glob::MAX_SUBJECT_BYTES + 1);
+        assert!(host_line_matches("x*", Some(&long)));
+        assert!(host_line_matches("* !x*", Some(&long)));
+        // Thousands of stars cost linear time (the old matcher was exponential).
+        let stars = format!("{}x !{}y", "*".repeat(5000), "*?".repeat(2500));
+        assert!(!host_line_matches(&stars, Some(&"a".repeat(60))));
         assert!(!host_line_matches("* !c", Some("c")));
         assert!(!host_line_matches("!c", Some("d")));
     }
