@@ -37,6 +37,13 @@ const MIN_HANG_LIMIT: Duration = Duration::from_secs(10);
 /// How long a stopped server loop may take to return before the process exits.
 const HUNG_GRACE: Duration = Duration::from_secs(3);
 
+/// How long one table call may run before its loops stop and it answers with what
+/// it found, as a failure (osquery's own `--thrift_timeout` is 300 s; a scheduled
+/// pack query runs every 60 s).
+pub const CALL_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// Rows of a partial answer written to the log (each cell is capped already).
+const MAX_LOGGED_PARTIAL_ROWS: usize = 20;
+
 /// How often to retry while waiting for osquery's manager socket.
 const CONNECT_RETRY: Duration = Duration::from_millis(100);
 
@@ -266,11 +273,17 @@ fn connect_to_manager(socket: &str, timeout: Duration) -> Result<Server<TableAda
 #[derive(Clone)]
 pub struct TableAdapter {
     table: Arc<dyn TableDef>,
+    call_limit: Duration,
 }
 
 impl TableAdapter {
     pub fn new(table: Arc<dyn TableDef>) -> Self {
-        TableAdapter { table }
+        Self::with_call_limit(table, CALL_TIME_LIMIT)
+    }
+
+    /// An adapter whose generate calls stop after `call_limit`.
+    pub fn with_call_limit(table: Arc<dyn TableDef>, call_limit: Duration) -> Self {
+        TableAdapter { table, call_limit }
     }
 
     /// Answers one call; `handle_call` wraps this so a panic becomes a failure.
@@ -294,20 +307,22 @@ impl TableAdapter {
 
     fn generate(&self, request: &ExtensionPluginRequest) -> ExtensionResponse {
         let context = request.get("context").map(String::as_str).unwrap_or("");
-        let ctx = match QueryContext::from_osquery_json(context) {
+        let mut ctx = match QueryContext::from_osquery_json(context) {
             Ok(ctx) => ctx,
             Err(e) => return failure(format!("{}: bad query context: {e}", self.table.name())),
         };
-        let rows = match self.table.generate(&ctx) {
-            Ok(rows) => rows,
+        ctx.deadline = crate::deadline::Deadline::after(self.call_limit);
+        let generated = match crate::tables::generate_bounded(self.table.as_ref(), &ctx) {
+            Ok(generated) => generated,
             Err(e) => return failure(format!("{}: {e}", self.table.name())),
         };
+        let rows = generated.rows;
         let columns = self.table.columns();
         let rowid_index = self
             .table
             .rowid_column()
             .and_then(|name| crate::tables::column_index(columns, name));
-        let mut response = ExtensionPluginResponse::with_capacity(rows.len());
+        let mut answer = ExtensionPluginResponse::with_capacity(rows.len());
         for row in rows {
             let mut map: BTreeMap<String, String> = columns
                 .iter()
@@ -318,9 +333,21 @@ impl TableAdapter {
             if let Some(value) = rowid_index.and_then(|i| row.get(i)) {
                 map.insert("rowid".to_owned(), value.to_osquery_string());
             }
-            response.push(map);
+            answer.push(map);
         }
-        ok(response)
+        if let Some(note) = generated.partial {
+            // osquery drops the rows of a failed call: the log keeps what was found.
+            log::warn!("{note} (answered as a failure; partial rows follow)");
+            for row in answer.iter().take(MAX_LOGGED_PARTIAL_ROWS) {
+                log::warn!(
+                    "partial {} row: {}",
+                    self.table.name(),
+                    serde_json::to_string(row).unwrap_or_default()
+                );
+            }
+            return response(1, note, answer);
+        }
+        ok(answer)
     }
 
     fn insert(&self, request: &ExtensionPluginRequest) -> ExtensionResponse {

@@ -14,6 +14,7 @@
 
 pub mod baseline;
 pub mod classify;
+pub mod deadline;
 pub mod ecs;
 pub mod extension;
 pub mod logging;

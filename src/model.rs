@@ -133,6 +133,9 @@ pub struct SocketScan {
     /// path belongs to the process that held them). A missing pid is looked up
     /// with `Host::executable_path`.
     pub executables: HashMap<Pid, String>,
+    /// Why sockets that exist may be missing (a socket table over its size cap, the
+    /// deadline passed): the table reports the result as partial, never complete.
+    pub incomplete: Vec<String>,
 }
 
 /// Code-trust verdict, as `process_code_signature.trust` reports it.

@@ -29,6 +29,8 @@ pub struct Observed {
     pub errors: Vec<String>,
     /// Executable paths the backend read during the walk (see `SocketScan`).
     pub executables: HashMap<Pid, String>,
+    /// Why sockets may be missing (see `SocketScan::incomplete`): never complete.
+    pub incomplete: Vec<String>,
 }
 
 /// Scans the sockets `query` names and keeps those with a reason to be a row:
@@ -81,6 +83,7 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
         skipped_processes: scan.skipped_processes,
         errors: scan.errors,
         executables: scan.executables,
+        incomplete: scan.incomplete,
     }
 }
 

@@ -57,24 +57,37 @@ pub struct QueryArgs {
     pub time_limit: u64,
 }
 
-fn run(sql: &str, tables: Vec<Arc<dyn TableDef>>, time_limit: u64) -> Result<QueryResult, String> {
+/// A statement's result, and why it is incomplete (empty when complete).
+type Ran = (QueryResult, Vec<String>);
+
+fn run(sql: &str, tables: Vec<Arc<dyn TableDef>>, time_limit: u64) -> Result<Ran, String> {
     let mut engine =
         Engine::new(tables).map_err(|e| format!("cannot start the embedded SQLite engine: {e}"))?;
     engine.set_time_limit(Duration::from_secs(time_limit.max(1)));
-    engine.query(sql).map_err(|e| match e {
+    let result = engine.query(sql).map_err(|e| match e {
         rusqlite::Error::SqliteFailure(code, _)
             if code.code == rusqlite::ErrorCode::OperationInterrupted =>
         {
             format!("query abandoned after {time_limit} s (raise --time-limit or narrow the query)")
         }
         other => format!("SQL error: {other}"),
-    })
+    })?;
+    Ok((result, engine.partial()))
+}
+
+/// Says on stderr that the printed result is incomplete (a table call passed the
+/// `--time-limit` deadline); the caller then exits 2 although it printed rows.
+fn warn_partial(partial: &[String], time_limit: u64) -> bool {
+    for note in partial {
+        eprintln!("an1256: warning: incomplete result after {time_limit} s: {note}");
+    }
+    !partial.is_empty()
 }
 
 /// Runs the hit query and prints the hits.
 pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
-    let result = hit_query().and_then(|sql| run(&sql, tables, args.time_limit));
-    let result = match result {
+    let ran = hit_query().and_then(|sql| run(&sql, tables, args.time_limit));
+    let (result, partial) = match ran {
         Ok(r) => r,
         Err(e) => {
             eprintln!("an1256: {e}");
@@ -102,6 +115,9 @@ pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
     let hits = result.1.len();
     if std::io::stderr().is_terminal() {
         eprintln!("{hits} hit(s)");
+    }
+    if warn_partial(&partial, args.time_limit) {
+        return ExitCode::from(2);
     }
     if hits == 0 {
         ExitCode::SUCCESS
@@ -223,7 +239,7 @@ pub fn write_ecs(
 
 /// Runs any SQL and prints the result.
 pub fn query(args: &QueryArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
-    let result = match run(&args.sql, tables, args.time_limit) {
+    let (result, partial) = match run(&args.sql, tables, args.time_limit) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("an1256: {e}");
@@ -249,6 +265,7 @@ pub fn query(args: &QueryArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
             eprintln!("an1256: cannot write output: {e}");
             ExitCode::from(2)
         }
+        _ if warn_partial(&partial, args.time_limit) => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     }
 }

@@ -21,6 +21,45 @@ pub type QueryResult = (Vec<String>, Vec<Vec<SqlValue>>);
 pub struct Engine {
     conn: Connection,
     time_limit: Option<Duration>,
+    calls: Arc<CallState>,
+}
+
+/// What every table call of one engine shares: the running statement's deadline,
+/// and the notes of calls that passed it.
+#[derive(Default)]
+struct CallState {
+    deadline: std::sync::Mutex<crate::deadline::Deadline>,
+    partial: std::sync::Mutex<Vec<String>>,
+}
+
+/// At most this many partial-result notes are kept per statement.
+const MAX_PARTIAL_NOTES: usize = 16;
+
+impl CallState {
+    fn deadline(&self) -> crate::deadline::Deadline {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_partial(&self, note: String) {
+        let mut notes = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        if notes.len() < MAX_PARTIAL_NOTES && !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+}
+
+/// How long SQLite may run on after the tables' deadline before it is interrupted:
+/// once the deadline passes the tables return quickly (no more fd walks, no
+/// hashing), and this grace lets the rows found so far reach the output.
+fn interrupt_grace(limit: Duration) -> Duration {
+    (limit / 4).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+/// The aux data of each registered module.
+#[derive(Clone)]
+struct Registered {
+    table: Arc<dyn TableDef>,
+    calls: Arc<CallState>,
 }
 
 impl Engine {
@@ -28,28 +67,45 @@ impl Engine {
     /// with no CREATE VIRTUAL TABLE).
     pub fn new(tables: Vec<Arc<dyn TableDef>>) -> rusqlite::Result<Engine> {
         let conn = Connection::open_in_memory()?;
+        let calls = Arc::new(CallState::default());
         for table in tables {
             let name = table.name();
-            conn.create_module(name, update_module::<TableVTab>(), Some(table))?;
+            let aux = Registered {
+                table,
+                calls: calls.clone(),
+            };
+            conn.create_module(name, update_module::<TableVTab>(), Some(aux))?;
         }
         Ok(Engine {
             conn,
             time_limit: None,
+            calls,
         })
     }
 
-    /// Interrupts any statement that runs longer than `limit` (bounded cost per
-    /// query); the clock restarts for each `query`.
+    /// Bounds each statement: table calls stop their loops at `limit` and return
+    /// what they found (see [`Engine::partial`]); SQLite itself is interrupted a
+    /// short grace later. The clock restarts for each `query`.
     pub fn set_time_limit(&mut self, limit: Duration) {
         self.time_limit = Some(limit);
     }
 
     /// Runs one SQL statement and collects its result.
     pub fn query(&self, sql: &str) -> rusqlite::Result<QueryResult> {
+        self.calls
+            .partial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(limit) = self.time_limit {
-            let deadline = Instant::now() + limit;
+            *self
+                .calls
+                .deadline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = crate::deadline::Deadline::after(limit);
+            let interrupt = Instant::now() + limit + interrupt_grace(limit);
             self.conn
-                .progress_handler(10_000, Some(move || Instant::now() > deadline));
+                .progress_handler(10_000, Some(move || Instant::now() > interrupt));
         }
         let mut stmt = self.conn.prepare(sql)?;
         let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
@@ -66,6 +122,16 @@ impl Engine {
         Ok((columns, out))
     }
 
+    /// Why the last statement's result is incomplete: one note per table call that
+    /// passed its deadline (empty when the result is complete).
+    pub fn partial(&self) -> Vec<String> {
+        self.calls
+            .partial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The underlying connection (for tests and the baseline CLI).
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -78,6 +144,7 @@ struct TableVTab {
     /// Base class; must be first (rusqlite's contract).
     base: ffi::sqlite3_vtab,
     table: Arc<dyn TableDef>,
+    calls: Arc<CallState>,
 }
 
 /// Quotes an identifier for the declared schema (names come from our own column
@@ -111,15 +178,15 @@ fn contained<T>(table: &str, f: impl FnOnce() -> rusqlite::Result<T>) -> rusqlit
 }
 
 unsafe impl<'vtab> VTab<'vtab> for TableVTab {
-    type Aux = Arc<dyn TableDef>;
+    type Aux = Registered;
     type Cursor = TableCursor;
 
     fn connect(
         _db: &mut VTabConnection,
-        aux: Option<&Arc<dyn TableDef>>,
+        aux: Option<&Registered>,
         _args: &[&[u8]],
     ) -> rusqlite::Result<(String, Self)> {
-        let table = aux
+        let Registered { table, calls } = aux
             .cloned()
             .ok_or_else(|| module_error("virtual table registered without its definition"))?;
         Ok((
@@ -127,6 +194,7 @@ unsafe impl<'vtab> VTab<'vtab> for TableVTab {
             TableVTab {
                 base: ffi::sqlite3_vtab::default(),
                 table,
+                calls,
             },
         ))
     }
@@ -176,6 +244,7 @@ unsafe impl<'vtab> VTab<'vtab> for TableVTab {
         Ok(TableCursor {
             base: ffi::sqlite3_vtab_cursor::default(),
             table: self.table.clone(),
+            calls: self.calls.clone(),
             rows: Arc::new(Vec::new()),
             position: 0,
             memo: std::collections::HashMap::new(),
@@ -262,6 +331,7 @@ struct TableCursor {
     /// Base class; must be first.
     base: ffi::sqlite3_vtab_cursor,
     table: Arc<dyn TableDef>,
+    calls: Arc<CallState>,
     rows: Arc<Vec<Row>>,
     position: usize,
     /// Results of earlier filter calls in this statement, by pushed-down values: a
@@ -295,11 +365,18 @@ fn context_from(idx_str: Option<&str>, args: &Filters<'_>) -> Option<QueryContex
 impl TableCursor {
     fn generate(&self, ctx: &QueryContext) -> rusqlite::Result<Vec<Row>> {
         let table = self.table.clone();
-        contained(table.name(), || {
-            table
-                .generate(ctx)
+        let ctx = QueryContext {
+            deadline: self.calls.deadline(),
+            ..ctx.clone()
+        };
+        let generated = contained(table.name(), || {
+            crate::tables::generate_bounded(table.as_ref(), &ctx)
                 .map_err(|e| module_error(format!("{}: {e}", table.name())))
-        })
+        })?;
+        if let Some(note) = generated.partial {
+            self.calls.note_partial(note);
+        }
+        Ok(generated.rows)
     }
 
     fn remember(&mut self, key: String, rows: Arc<Vec<Row>>) {
@@ -375,6 +452,7 @@ unsafe impl VTabCursor for TableCursor {
         } else if self.memo.contains_key(&seen_key) {
             let broad = Arc::new(self.generate(&QueryContext {
                 constraints: indexed,
+                deadline: ctx.deadline,
             })?);
             let rows = filter_rows(&broad, columns, &others);
             self.remember(broad_key, broad);

@@ -73,6 +73,11 @@ impl<K: std::hash::Hash + Eq + Clone> TrustCache<K> {
         }
         self.count(false);
         let value = compute();
+        if crate::deadline::Deadline::current().expired() {
+            // Possibly cut short by the deadline (an `unknown` that says so): a
+            // later call, with time, decides for good.
+            return value;
+        }
         let mut entries = self.lock_entries();
         if entries.len() >= self.capacity {
             // Simple and bounded: a full cache starts over rather than tracking LRU.
@@ -132,6 +137,8 @@ pub enum HashError {
     TooLarge { size: u64, limit: u64 },
     #[error("not hashed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("not hashed: the query's deadline passed while hashing")]
+    DeadlinePassed,
 }
 
 /// Hashes an open file in one pass: SHA-256 always, MD5 when `with_md5`. Refuses
@@ -152,7 +159,11 @@ pub fn hash_reader(
     let mut md5 = with_md5.then(md5::Md5::new);
     let mut buffer = vec![0u8; 256 * 1024];
     let mut total: u64 = 0;
+    let deadline = crate::deadline::Deadline::current();
     loop {
+        if deadline.expired() {
+            return Err(HashError::DeadlinePassed);
+        }
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,

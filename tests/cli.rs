@@ -184,9 +184,12 @@ fn socks_port_list_comes_from_the_command_line() {
         String::from_utf8_lossy(&listed.stderr)
     );
     let rows = json_lines(&listed.stdout);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["reason"], "socks_port");
-    assert_eq!(rows[0]["remote_port"].to_string(), port);
+    // The client, and the listener: a listener on a SOCKS port is a server.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["reason"], "socks_port,socks_server");
+    assert_eq!(rows[0]["remote_port"], 0);
+    assert_eq!(rows[1]["reason"], "socks_port");
+    assert_eq!(rows[1]["remote_port"].to_string(), port);
 
     let bad = an1256(&["--socks-ports", "70000", "query", "SELECT 1"]);
     assert_eq!(bad.status.code(), Some(2));

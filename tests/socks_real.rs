@@ -676,8 +676,9 @@ fn handshake_probe_confirms_microsocks_and_gives_up_on_a_silent_listener() {
     );
 
     // Through the table: a renamed copy of microsocks (unknown program) on a
-    // port declared SOCKS is confirmed by the probe; the silent listener on a
-    // declared port is not; the known microsocks gets both reasons.
+    // port declared SOCKS is a server by its port, confirmed by the probe; the
+    // silent listener on a declared port is a server by its port only; the known
+    // microsocks (on an undeclared port) gets the probe's reason and its own.
     let dir = tempfile::tempdir().expect("tempdir");
     let renamed = dir.path().join("helper");
     std::fs::copy(&microsocks, &renamed).expect("copy");
@@ -692,8 +693,10 @@ fn handshake_probe_confirms_microsocks_and_gives_up_on_a_silent_listener() {
     let row = wait_for_row(&host, &probing, unknown.pid(), "confirmed", |r| {
         r["state"] == "LISTEN"
     });
-    assert_eq!(row["reason"], "socks_handshake,socks_server");
-    assert!(rows(&host, &probing, silent.pid).is_empty());
+    assert_eq!(row["reason"], "socks_port,socks_handshake,socks_server");
+    let silent_rows = rows(&host, &probing, silent.pid);
+    assert_eq!(silent_rows.len(), 1, "{silent_rows:?}");
+    assert_eq!(silent_rows[0]["reason"], "socks_port,socks_server");
     let row = wait_for_row(&host, &probing, server.pid(), "known", |r| {
         r["state"] == "LISTEN"
     });

@@ -108,6 +108,12 @@ pub fn read_processes(
     host: &dyn Host,
     pids: Option<&[Pid]>,
 ) -> Result<Vec<ProcessInfo>, HostError> {
+    // A full scan stops at the deadline; a `pid =` lookup (a JOIN's inner side)
+    // still reads its few processes, whose slow parts (hashing) answer `unknown`.
+    let deadline = match pids {
+        Some(_) => crate::deadline::Deadline::NONE,
+        None => crate::deadline::Deadline::current(),
+    };
     let pids: Vec<Pid> = match pids {
         Some(list) => list.to_vec(),
         None => host
@@ -116,6 +122,9 @@ pub fn read_processes(
     };
     let mut processes = Vec::with_capacity(pids.len());
     for pid in pids {
+        if deadline.expired() {
+            break;
+        }
         match host.process(pid) {
             Ok(p) => processes.push(p),
             Err(HostError::Vanished(_)) => {}

@@ -148,7 +148,10 @@ struct SshConfigReader<'a> {
 
 impl SshConfigReader<'_> {
     fn read(&mut self, path: &str, user_config: bool, depth: usize) {
-        if depth > MAX_SSH_INCLUDE_DEPTH || self.files_left == 0 {
+        if depth > MAX_SSH_INCLUDE_DEPTH
+            || self.files_left == 0
+            || crate::deadline::Deadline::current().expired()
+        {
             return;
         }
         self.files_left -= 1;
@@ -480,19 +483,25 @@ pub fn socks_reasons(
     };
     // Listeners a client with other evidence points at: probe candidates.
     let mut targeted: HashSet<ListenerKey> = HashSet::new();
-    // Listeners proxychains-wrapped clients use as configured SOCKS proxies.
+    // Listeners that clients reach as their SOCKS proxy by a client-side signal
+    // (environment proxy, SOCKS preload, proxychains config): servers whatever
+    // program owns them.
     let mut proxychains_listeners: HashSet<ListenerKey> = HashSet::new();
+    let deadline = crate::deadline::Deadline::current();
 
     for client in &clients {
+        if deadline.expired() {
+            break;
+        }
         let mut reasons = Vec::new();
         if u16::try_from(client.remote_port).is_ok_and(|p| config.ports.contains(&p)) {
             reasons.push(REASON_PORT);
         }
         let proxies = proxy::socks_proxies_in_environment(c.environment(client.pid));
-        if proxies
+        let to_env_proxy = proxies
             .iter()
-            .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port))
-        {
+            .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port));
+        if to_env_proxy {
             reasons.push(REASON_ENV_PROXY);
         }
         if c.system_proxy()
@@ -508,7 +517,7 @@ pub fn socks_reasons(
             && c.proxychains_targets(client.pid)
                 .iter()
                 .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port));
-        if to_proxychains_target {
+        if to_proxychains_target || to_env_proxy {
             proxychains_listeners.extend(ends.iter().map(|l| listener_key(l)));
         }
         if to_proxychains_target
@@ -544,10 +553,20 @@ pub fn socks_reasons(
     }
 
     for listener in tcp.iter().copied().filter(|s| is_listener(s)) {
-        let known = proxychains_listeners.contains(&listener_key(listener))
+        if deadline.expired() {
+            break;
+        }
+        // A listener on a SOCKS port serves SOCKS whatever its program is called.
+        let on_socks_port =
+            u16::try_from(listener.local_port).is_ok_and(|p| config.ports.contains(&p));
+        let known = on_socks_port
+            || proxychains_listeners.contains(&listener_key(listener))
             || c.server(listener.pid)
                 .is_some_and(|server| server.ports.contains(listener.local_port));
         let mut reasons = Vec::new();
+        if on_socks_port {
+            reasons.push(REASON_PORT);
+        }
         if config.handshake_probe {
             let candidate = known
                 || u16::try_from(listener.local_port).is_ok_and(|p| config.ports.contains(&p))
@@ -846,8 +865,13 @@ mod tests {
         assert_eq!(reasons_of(&map, &wget), "socks_env_proxy,socks_local_proxy");
         assert_eq!(
             reasons_of(&map, &nc_listen),
+            "socks_port,socks_server",
+            "a listener on a SOCKS port is a server whatever program owns it"
+        );
+        assert_eq!(
+            reasons_of(&map, &ssh_other_listen),
             "",
-            "a SOCKS port alone does not make a server"
+            "a listener on another port stays quiet"
         );
         assert_eq!(
             reasons_of(&map, &to_nc),

@@ -49,6 +49,8 @@ pub struct Constraint {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueryContext {
     pub constraints: Vec<Constraint>,
+    /// When the call must stop and return what it found (see [`crate::deadline`]).
+    pub deadline: crate::deadline::Deadline,
 }
 
 impl QueryContext {

@@ -137,6 +137,9 @@ pub enum TableError {
     BadContext(String),
     #[error("{0}")]
     Failed(String),
+    /// Rows were found but some that exist may be missing: served as partial.
+    #[error("incomplete: {reason}")]
+    Partial { rows: Vec<Row>, reason: String },
 }
 
 /// Result of a write to a writable table.
@@ -177,6 +180,68 @@ pub trait TableDef: Send + Sync {
     }
 }
 
+/// Longest text cell any table returns: a hostile process controls its argv (1 MiB
+/// and more), and one such cell copied into every joined row blew `scan` up to
+/// gigabytes. Longer text keeps its first bytes and says how much was cut.
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+
+/// `text` cut to at most [`MAX_TEXT_BYTES`] plus a `…[truncated N bytes]` marker
+/// (at a character boundary, so the result stays valid UTF-8).
+pub fn cap_text(mut text: String) -> String {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("…[truncated {cut} bytes]"));
+    text
+}
+
+/// What one bounded table call returned.
+#[derive(Debug)]
+pub struct Generated {
+    /// Every text cell capped by [`cap_text`].
+    pub rows: Vec<Row>,
+    /// Set when the call's deadline passed: the rows are what was found before it,
+    /// and this says so (the caller reports it; never silently complete).
+    pub partial: Option<String>,
+}
+
+/// Runs `table.generate` the way both servers must: under the context's deadline
+/// (made the thread's current one, for the loops below the `Host` trait), with
+/// every text cell capped.
+pub fn generate_bounded(table: &dyn TableDef, ctx: &QueryContext) -> Result<Generated, TableError> {
+    let _scope = ctx.deadline.enter();
+    let (mut rows, incomplete) = match table.generate(ctx) {
+        Ok(rows) => (rows, None),
+        Err(TableError::Partial { rows, reason }) => (rows, Some(reason)),
+        Err(e) => return Err(e),
+    };
+    for row in &mut rows {
+        for value in row.iter_mut() {
+            if let Value::Text(text) = value {
+                if text.len() > MAX_TEXT_BYTES {
+                    *text = cap_text(std::mem::take(text));
+                }
+            }
+        }
+    }
+    let partial = if ctx.deadline.expired() {
+        Some(format!(
+            "{}: deadline passed; {} row(s) found before it are returned, the rest is unknown",
+            table.name(),
+            rows.len()
+        ))
+    } else {
+        incomplete.map(|reason| format!("{}: {reason}", table.name()))
+    };
+    Ok(Generated { rows, partial })
+}
+
 /// Index of a column by name.
 pub fn column_index(columns: &[Column], name: &str) -> Option<usize> {
     columns.iter().position(|c| c.name == name)
@@ -205,4 +270,68 @@ pub fn reference_markdown(tables: &[std::sync::Arc<dyn TableDef>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_capped_with_a_marker_at_a_char_boundary() {
+        assert_eq!(cap_text("short".into()), "short");
+        let exact = "a".repeat(MAX_TEXT_BYTES);
+        assert_eq!(cap_text(exact.clone()), exact);
+        let long = format!("{}é{}", "a".repeat(MAX_TEXT_BYTES - 1), "b".repeat(1000));
+        let capped = cap_text(long.clone());
+        assert!(capped.starts_with(&"a".repeat(MAX_TEXT_BYTES - 1)));
+        assert!(capped.ends_with(&format!(
+            "…[truncated {} bytes]",
+            long.len() - (MAX_TEXT_BYTES - 1)
+        )));
+        assert!(capped.len() < MAX_TEXT_BYTES + 40);
+    }
+
+    struct Slow;
+    static SLOW_COLUMNS: &[Column] = &[text("cmdline", "argv")];
+    impl TableDef for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn description(&self) -> &'static str {
+            "test"
+        }
+        fn columns(&self) -> &'static [Column] {
+            SLOW_COLUMNS
+        }
+        /// Emits rows until the current deadline passes, as the real loops do.
+        fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+            let mut rows = Vec::new();
+            while !crate::deadline::Deadline::current().expired() {
+                rows.push(vec![Value::Text("x".repeat(MAX_TEXT_BYTES * 2))]);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Ok(rows)
+        }
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_returns_its_rows_marked_partial() {
+        let ctx = QueryContext {
+            deadline: crate::deadline::Deadline::after(std::time::Duration::from_millis(50)),
+            ..Default::default()
+        };
+        let generated = generate_bounded(&Slow, &ctx).unwrap();
+        assert!(!generated.rows.is_empty());
+        let note = generated.partial.unwrap();
+        assert!(note.contains("slow: deadline passed"), "{note}");
+        for row in &generated.rows {
+            let Value::Text(t) = &row[0] else { panic!() };
+            assert!(t.contains("…[truncated"), "capped");
+        }
+        // Outside the call the thread has no deadline again.
+        assert_eq!(
+            crate::deadline::Deadline::current(),
+            crate::deadline::Deadline::NONE
+        );
+    }
 }

@@ -199,7 +199,14 @@ impl TableDef for ProcessCodeSignature {
         };
         let mut users: HashMap<i64, String> = HashMap::new();
         let mut rows = Vec::with_capacity(processes.len());
+        let deadline = match pids {
+            Some(_) => crate::deadline::Deadline::NONE,
+            None => ctx.deadline,
+        };
         for process in processes {
+            if deadline.expired() {
+                break;
+            }
             let (grandparent, parent_path, parent_cmdline) = ancestor(process.parent);
             let (_, grandparent_path, grandparent_cmdline) = ancestor(grandparent);
             let responsible_pid = self

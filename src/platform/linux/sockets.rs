@@ -328,6 +328,8 @@ pub struct NetTables {
     /// UNIX socket inodes (read for full scans only): known not to be inet, so the
     /// fd walk spends no xattr call on them.
     unix: HashSet<u64>,
+    /// Tables cut at [`MAX_TABLE_BYTES`]: sockets past the cut are not listed.
+    truncated: Vec<String>,
 }
 
 impl NetTables {
@@ -444,8 +446,21 @@ impl NetTables {
                     Err(e) => log::debug!("sock_diag failed, reading /proc {kind:?}: {e}"),
                 }
             }
-            match dir.read(kind.file(), MAX_TABLE_BYTES) {
-                Ok(data) => tables.add_table(kind, &String::from_utf8_lossy(&data)),
+            match dir.read(kind.file(), MAX_TABLE_BYTES + 1) {
+                Ok(data) => {
+                    let (data, cut) = whole_lines_within(&data, MAX_TABLE_BYTES);
+                    if cut {
+                        tables.truncated.push(format!(
+                            "/proc/{}/{} (network namespace {namespace}) is over {} MiB: \
+                             only its first {} MiB of sockets were read",
+                            dir.pid(),
+                            kind.file().to_string_lossy(),
+                            MAX_TABLE_BYTES >> 20,
+                            MAX_TABLE_BYTES >> 20
+                        ));
+                    }
+                    tables.add_table(kind, &String::from_utf8_lossy(data))
+                }
                 Err(e) if procfs::is_vanished(&e) => continue,
                 Err(e) => return Err(procfs::process_error(dir.pid(), &e)),
             }
@@ -460,6 +475,16 @@ impl NetTables {
             Err(e) => Err(procfs::process_error(dir.pid(), &e)),
         }
     }
+}
+
+/// The whole lines of `data` within `limit` bytes, and whether anything was cut.
+pub fn whole_lines_within(data: &[u8], limit: usize) -> (&[u8], bool) {
+    if data.len() <= limit {
+        return (data, false);
+    }
+    let head = data.get(..limit).unwrap_or(data);
+    let end = head.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    (head.get(..end).unwrap_or_default(), true)
 }
 
 /// `getxattr(path, "system.sockprotoname")` of one fd of a process, through the held
@@ -622,8 +647,9 @@ impl<'q> Scan<'q> {
         let mut failure: Option<HostError> = None;
         let mut found = Vec::new();
         let mut link = [0u8; 64];
+        let deadline = crate::deadline::Deadline::current();
         let walked = fds.for_each(|fd, name| {
-            if failure.is_some() {
+            if failure.is_some() || deadline.expired() {
                 return;
             }
             let Ok(n) = procfs::read_link_into(fd_dir, name, &mut link) else {
@@ -682,8 +708,13 @@ impl<'q> Scan<'q> {
     /// Scans the given pids (every process when `None`).
     pub fn run(&self, pids: &[Pid]) -> SocketScan {
         let mut total = Partial::default();
+        // Workers inherit the caller's deadline and stop taking pids once it passes.
+        let deadline = crate::deadline::Deadline::current();
         if pids.len() <= SEQUENTIAL_PIDS {
             for &pid in pids {
+                if deadline.expired() {
+                    break;
+                }
                 self.scan_process(pid, &mut total);
             }
         } else {
@@ -692,8 +723,12 @@ impl<'q> Scan<'q> {
                 let workers: Vec<_> = (0..SCAN_THREADS)
                     .map(|_| {
                         scope.spawn(|| {
+                            let _deadline = deadline.enter();
                             let mut part = Partial::default();
                             loop {
+                                if deadline.expired() {
+                                    break;
+                                }
                                 let i = next.fetch_add(1, Ordering::Relaxed);
                                 let Some(&pid) = pids.get(i) else { break };
                                 self.scan_process(pid, &mut part);
@@ -721,12 +756,23 @@ impl<'q> Scan<'q> {
                 }
             }
         }
+        let mut incomplete: Vec<String> = self
+            .tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .flat_map(|t| t.truncated.iter().cloned())
+            .collect();
+        if deadline.expired() {
+            incomplete.push("deadline passed: the socket scan stopped early".into());
+        }
         total.sockets.sort_by_key(|s| (s.pid, s.fd));
         SocketScan {
             sockets: total.sockets,
             skipped_processes: total.skipped,
             errors: total.errors,
             executables: total.executables,
+            incomplete,
         }
     }
 }
@@ -861,6 +907,13 @@ mod tests {
         );
         assert!(!asked);
         assert_eq!(net.resolve(1, || None), None);
+    }
+
+    #[test]
+    fn oversized_tables_keep_whole_lines_and_say_they_were_cut() {
+        assert_eq!(whole_lines_within(b"a\nb\n", 4), (&b"a\nb\n"[..], false));
+        assert_eq!(whole_lines_within(b"a\nbc\nd", 5), (&b"a\nbc\n"[..], true));
+        assert_eq!(whole_lines_within(b"abcdef", 3), (&b""[..], true));
     }
 
     #[test]
