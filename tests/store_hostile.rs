@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// A private store path (in a fresh 0700 temp dir) and an empty config beside it,
 /// so the host's /etc/an1256 is never read.
@@ -144,5 +145,270 @@ fn baseline_list_escapes_terminal_controls_and_writes_refuse_bidi() {
     assert!(
         listed.contains("DNS relay, ticket 42 \\u{202e}evil"),
         "{listed}"
+    );
+}
+
+/// An unsigned implant: a copy of python3 in a temp dir, holding a UDP socket
+/// connected to 192.0.2.10:53 (TEST-NET-1, never answered).
+struct Implant {
+    _dir: tempfile::TempDir,
+    child: common::ReadyChild,
+}
+
+fn implant(tag: &str) -> Implant {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let python = std::fs::canonicalize(common::which("python3").expect("python3")).unwrap();
+    let copy = dir.path().join(format!("beacon-{tag}"));
+    std::fs::copy(&python, &copy).expect("copy python3");
+    let mut command = Command::new(&copy);
+    command.arg("-c").arg(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.connect(('192.0.2.10', 53))\n\
+         print('ready', flush=True)\n\
+         time.sleep(120)\n",
+    );
+    let child = common::spawn_ready(command).expect("implant child");
+    Implant { _dir: dir, child }
+}
+
+/// `scan --format json`: the exit code, the hits (one JSON object each) and stderr.
+fn scan(db: &Path, config: &Path) -> (Option<i32>, Vec<serde_json::Value>, String, Duration) {
+    let started = Instant::now();
+    let out = an1256(db, config, &["scan", "--format", "json"]);
+    let took = started.elapsed();
+    let hits = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON hit per line"))
+        .collect();
+    (out.status.code(), hits, text(&out.stderr), took)
+}
+
+fn hit_of(hits: &[serde_json::Value], pid: i32) -> Option<&serde_json::Value> {
+    hits.iter().find(|h| h["pid"] == serde_json::json!(pid))
+}
+
+/// `SELECT <column> FROM an1256_info` through the CLI.
+fn info(db: &Path, config: &Path, column: &str) -> String {
+    let out = an1256(
+        db,
+        config,
+        &[
+            "query",
+            &format!("SELECT {column} FROM an1256_info"),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let row: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    match &row[column] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs `command`, panicking with its stderr if it fails.
+fn must(command: &mut Command) {
+    let out = command.output().expect("run");
+    assert!(out.status.success(), "{command:?}: {}", text(&out.stderr));
+}
+
+/// Unmounts a mount the test made, on drop (lazily, so a busy mount never
+/// blocks the test's end).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The store's checks reported, the implant still a hit, the exit code 1.
+fn assert_detected_despite(
+    what: &str,
+    (code, hits, stderr, took): &(Option<i32>, Vec<serde_json::Value>, String, Duration),
+    implant: &Implant,
+    problem: &str,
+) {
+    eprintln!("{what}: scan took {took:?}, exit {code:?}\nstderr: {stderr}");
+    assert_eq!(*code, Some(1), "{what}: exit code; stderr: {stderr}");
+    let hit = hit_of(hits, implant.child.pid)
+        .unwrap_or_else(|| panic!("{what}: the implant is not reported; stderr: {stderr}"));
+    assert_eq!(hit["protocol_name"], "udp");
+    assert_eq!(
+        hit["first_seen"],
+        serde_json::Value::Null,
+        "no store, no first_seen"
+    );
+    assert!(
+        stderr.contains(problem),
+        "{what}: stderr does not say {problem:?}: {stderr}"
+    );
+}
+
+#[test]
+fn a_read_only_store_still_reports_the_implant() {
+    if !common::is_root() {
+        return common::skip(
+            "a_read_only_store_still_reports_the_implant",
+            "needs root (mount)",
+        );
+    }
+    let s = test_store();
+    let out = an1256(
+        &s.db,
+        &s.config,
+        &[
+            "baseline",
+            "approve",
+            SHA,
+            "--protocol",
+            "udp",
+            "--note",
+            "kept",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store_dir = s.db.parent().unwrap().to_owned();
+    must(
+        Command::new("mount")
+            .arg("--bind")
+            .arg(&store_dir)
+            .arg(&store_dir),
+    );
+    let _mounted = Mounted(store_dir.clone());
+    must(
+        Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(&store_dir),
+    );
+    let beacon = implant("ro");
+    let result = scan(&s.db, &s.config);
+    assert_detected_despite("read-only store", &result, &beacon, "read-only");
+    // The store still answers lookups, and says why it is degraded.
+    assert!(info(&s.db, &s.config, "store_error").contains("read-only"));
+    assert_eq!(info(&s.db, &s.config, "approved_entries"), "1");
+    let out = an1256(
+        &s.db,
+        &s.config,
+        &["baseline", "approve", SHA, "--protocol", "icmp"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("read-only"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_full_store_still_reports_the_implant() {
+    if !common::is_root() {
+        return common::skip(
+            "a_full_store_still_reports_the_implant",
+            "needs root (mount)",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    must(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "an1256-full"])
+            .arg(&mnt),
+    );
+    let _mounted = Mounted(mnt.clone());
+    let store_dir = mnt.join("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    std::fs::set_permissions(
+        &store_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let db = store_dir.join("an1256.db");
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, "{}").unwrap();
+    let out = an1256(
+        &db,
+        &config,
+        &["baseline", "approve", SHA, "--protocol", "udp"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Fill the file system.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).is_ok() {}
+    }
+    let beacon = implant("full");
+    let result = scan(&db, &config);
+    assert_detected_despite("full store", &result, &beacon, "baseline store");
+}
+
+#[test]
+fn a_locked_store_still_reports_the_implant_in_bounded_time() {
+    let s = test_store();
+    let out = an1256(
+        &s.db,
+        &s.config,
+        &["baseline", "approve", SHA, "--protocol", "udp"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Another process takes the store's lock and keeps it: exclusive locking mode
+    // keeps even readers out of a WAL database.
+    let holder = common::spawn_ready(common::python(&format!(
+        "import sqlite3, time\n\
+         c = sqlite3.connect({:?}, isolation_level=None)\n\
+         c.execute('PRAGMA locking_mode=EXCLUSIVE')\n\
+         c.execute('BEGIN EXCLUSIVE')\n\
+         c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('held', '1')\")\n\
+         print('ready', flush=True)\n\
+         time.sleep(120)\n",
+        s.db.to_str().unwrap()
+    )))
+    .expect("lock holder");
+    let beacon = implant("locked");
+    let result = scan(&s.db, &s.config);
+    assert_detected_despite("locked store", &result, &beacon, "locked");
+    // The scan's own time depends on the host; the store's share is bounded by
+    // the read timeout: asking an1256_info alone must not wait on the lock.
+    assert!(result.3 < Duration::from_secs(90), "{:?}", result.3);
+    let started = Instant::now();
+    assert!(info(&s.db, &s.config, "store_error").contains("locked"));
+    let took = started.elapsed();
+    eprintln!("an1256_info on the locked store took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "waited on the lock: {took:?}"
+    );
+    drop(holder);
+}
+
+/// Benign twin of the three above: a healthy store gives a hit with no store
+/// warning, and an approval in it silences the implant.
+#[test]
+fn a_healthy_store_reports_then_honours_an_approval() {
+    let s = test_store();
+    let out = an1256(&s.db, &s.config, &["baseline", "learn", "--stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let beacon = implant("healthy");
+    let (code, hits, stderr, took) = scan(&s.db, &s.config);
+    eprintln!("healthy store: scan took {took:?}");
+    assert_eq!(code, Some(1), "{stderr}");
+    let hit = hit_of(&hits, beacon.child.pid).expect("the implant is a hit");
+    assert!(!stderr.contains("baseline store"), "{stderr}");
+    assert_eq!(info(&s.db, &s.config, "store_error"), "");
+    let identity = hit["subject_identity"].as_str().unwrap().to_owned();
+    let out = an1256(
+        &s.db,
+        &s.config,
+        &["baseline", "approve", &identity, "--protocol", "udp"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, hits, stderr, _) = scan(&s.db, &s.config);
+    assert!(
+        hit_of(&hits, beacon.child.pid).is_none(),
+        "approved: {stderr}"
     );
 }

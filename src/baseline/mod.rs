@@ -131,6 +131,24 @@ impl Baseline {
         }
     }
 
+    /// A read from the store failed (locked past the read timeout, I/O error):
+    /// the store is set aside until the next retry, so the rest of the query goes
+    /// on without waiting on it again; the error is logged once and shown in
+    /// `an1256_info.store_error`.
+    pub fn store_trouble(&self, error: &store::StoreError) {
+        use store::StoreError::{Io, Locked, Sqlite};
+        if !matches!(error, Locked { .. } | Sqlite { .. } | Io { .. }) {
+            return;
+        }
+        let error = error.to_string();
+        log::warn!("going on without the baseline store: {error}");
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = StoreSlot::Failed {
+            error,
+            at: Instant::now(),
+        };
+    }
+
     pub fn host(&self) -> &Arc<dyn Host> {
         &self.host
     }

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// How long a writer waits for another writer before answering `Locked`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read (and opening) waits for a lock holder: a busy store must not
+/// hold a query up, detection goes on without it.
+pub const READ_BUSY_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// The schema this build writes. Each step of `MIGRATIONS` moves `user_version`
 /// up by one; a store with a newer version is refused, never downgraded.
@@ -70,8 +73,10 @@ const MIGRATIONS: &[&str] = &[
 /// Why a store call failed. `Display` tells the user what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the baseline store {path} is locked by another writer (waited {} s); retry in a moment, or look for a stuck an1256 process", BUSY_TIMEOUT.as_secs())]
+    #[error("the baseline store {path} is locked by another writer (waited up to {} ms to read, {} s to write); retry in a moment, or look for a stuck an1256 or sqlite3 process", READ_BUSY_TIMEOUT.as_millis(), BUSY_TIMEOUT.as_secs())]
     Locked { path: String },
+    #[error("the baseline store {path} is open read-only ({why}); nothing is written until that is fixed")]
+    ReadOnly { path: String, why: String },
     #[error("refusing the baseline store path {path}: {why}")]
     UnsafePath { path: String, why: String },
     #[error("the baseline store {path} has schema version {found}, newer than this an1256 understands ({known}); upgrade an1256 or point --db elsewhere")]
@@ -258,6 +263,10 @@ pub fn unix_now() -> i64 {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Why the store is open read-only (`None`: read-write).
+    read_only: Option<String>,
+    /// How long a write waits for another writer, in ms (`BUSY_TIMEOUT`).
+    write_timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -271,8 +280,41 @@ impl Store {
     /// file is renamed to `<name>.corrupt-<unixtime>` and a fresh store starts;
     /// the event is logged and kept in the new store's `recoveries`.
     /// `default_learning_secs` sets `learning_until` for a new store.
+    ///
+    /// A store that cannot be opened for writing (read-only file system, full
+    /// disk, a file we may not write) is opened read-only instead, so lookups
+    /// still answer; `read_only()` says why.
     pub fn open(path: &Path, default_learning_secs: i64) -> Result<Store, StoreError> {
-        let file_id = prepare_file(path)?;
+        let error = match Store::open_read_write(path, default_learning_secs) {
+            Ok(store) => return Ok(store),
+            Err(e @ (StoreError::UnsafePath { .. } | StoreError::NewerSchema { .. })) => {
+                return Err(e)
+            }
+            Err(e) => e,
+        };
+        let why = error.to_string();
+        match Store::open_read_only(path, &why) {
+            Ok(store) => {
+                log::warn!(
+                    "baseline store {}: opened read-only, since it cannot be written: {why}",
+                    path.display()
+                );
+                Ok(store)
+            }
+            Err(also) => {
+                log::debug!("read-only open of {} failed too: {also}", path.display());
+                Err(error)
+            }
+        }
+    }
+
+    /// Why this store is open read-only (`None` when it can be written).
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    fn open_read_write(path: &Path, default_learning_secs: i64) -> Result<Store, StoreError> {
+        let file_id = prepare_file(path, true)?;
         let conn = match open_checked(path) {
             Ok(conn) => conn,
             Err(OpenFailure::Corrupt(reason)) => {
@@ -282,7 +324,7 @@ impl Store {
                     path.display(),
                     moved_to.display()
                 );
-                prepare_file(path)?;
+                prepare_file(path, true)?;
                 let conn = open_checked(path).map_err(|e| match e {
                     OpenFailure::Corrupt(r) => sqlite_error(path, r),
                     OpenFailure::Other(e) => e,
@@ -303,16 +345,76 @@ impl Store {
         Store::from_conn(conn, path, default_learning_secs)
     }
 
+    /// Opens an existing store for reading only. A WAL store on a read-only or
+    /// full file system may have no `-shm` to share: then the main file is read
+    /// as immutable (changes still in the WAL are not seen).
+    fn open_read_only(path: &Path, why: &str) -> Result<Store, StoreError> {
+        prepare_file(path, false)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let checked = |conn: Connection| -> rusqlite::Result<(Connection, String, i64)> {
+            conn.busy_timeout(READ_BUSY_TIMEOUT)?;
+            let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((conn, check, version))
+        };
+        let attempt = Connection::open_with_flags(path, flags).and_then(checked);
+        let (conn, check, version) = match attempt {
+            Ok(opened) => opened,
+            Err(e) if is_busy(&e) => return Err(map_sqlite(path, e)),
+            Err(_) => {
+                Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+                    .and_then(checked)
+                    .map_err(|e| map_sqlite(path, e))?
+            }
+        };
+        if check != "ok" {
+            return Err(sqlite_error(
+                path,
+                format!("corrupt (quick_check: {check})"),
+            ));
+        }
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > known {
+            return Err(StoreError::NewerSchema {
+                path: path.display().to_string(),
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            return Err(sqlite_error(
+                path,
+                format!("schema version {version} needs an upgrade to {known}, which a read-only store cannot take"),
+            ));
+        }
+        Ok(Store::with_conn(conn, path, Some(why.to_owned())))
+    }
+
+    fn with_conn(conn: Connection, path: &Path, read_only: Option<String>) -> Store {
+        Store {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            read_only,
+            write_timeout_ms: std::sync::atomic::AtomicU64::new(
+                u64::try_from(BUSY_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+            ),
+        }
+    }
+
     fn from_conn(
         mut conn: Connection,
         path: &Path,
         default_learning_secs: i64,
     ) -> Result<Store, StoreError> {
         migrate(&mut conn, path)?;
-        let store = Store {
-            conn: Mutex::new(conn),
-            path: path.to_owned(),
-        };
+        let store = Store::with_conn(conn, path, None);
+        // An existing store is opened without writing: another process holding
+        // the write lock must not keep us from reading.
+        if store.meta_int("created_at")?.is_some() {
+            return Ok(store);
+        }
         store.write(|tx| {
             let now = unix_now();
             let created = tx
@@ -339,7 +441,11 @@ impl Store {
 
     /// Changes how long a write waits for another writer (default `BUSY_TIMEOUT`).
     pub fn set_busy_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
-        self.read(|conn| conn.busy_timeout(timeout))
+        self.write_timeout_ms.store(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(())
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
@@ -351,7 +457,18 @@ impl Store {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        if let Some(why) = &self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.path.display().to_string(),
+                why: why.clone(),
+            });
+        }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = self
+            .write_timeout_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        conn.busy_timeout(Duration::from_millis(wait))
+            .map_err(|e| map_sqlite(&self.path, e))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| map_sqlite(&self.path, e))?;
@@ -362,6 +479,8 @@ impl Store {
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.busy_timeout(READ_BUSY_TIMEOUT)
+            .map_err(|e| self.err(e))?;
         f(&conn).map_err(|e| self.err(e))
     }
 
@@ -821,14 +940,35 @@ fn upsert_entry(
     .map_err(wrap)
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 fn map_sqlite(path: &Path, e: rusqlite::Error) -> StoreError {
     // The message names the default wait; `set_busy_timeout` only shortens tests.
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+    if is_busy(&e) {
+        return StoreError::Locked {
             path: path.display().to_string(),
-        },
-        _ => sqlite_error(path, e.to_string()),
+        };
     }
+    sqlite_error(path, e.to_string())
+}
+
+/// `file:<path>?immutable=1`, the path percent-encoded where URIs need it.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 fn sqlite_error(path: &Path, message: String) -> StoreError {
@@ -871,7 +1011,7 @@ fn open_checked(path: &Path) -> Result<Connection, OpenFailure> {
         _ => OpenFailure::Other(map_sqlite(path, e)),
     };
     let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    conn.busy_timeout(READ_BUSY_TIMEOUT).map_err(classify)?;
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(classify)?;
@@ -896,6 +1036,15 @@ fn open_checked(path: &Path) -> Result<Connection, OpenFailure> {
 /// transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    // Up to date (the usual case): no write lock taken, so a busy store still opens.
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| map_sqlite(path, e))?;
+    if current == known {
+        return Ok(());
+    }
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| map_sqlite(path, e))?;
     loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -928,8 +1077,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 type FileId = (u64, u64);
 
 /// Creates the directory (0700) and the file (0600) without following a symlink
-/// at the file, and checks ownership. Returns the file's identity.
-fn prepare_file(path: &Path) -> Result<FileId, StoreError> {
+/// at the file, and checks ownership. Returns the file's identity. With
+/// `writable` false nothing is created or changed: the file must exist.
+fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -938,7 +1088,7 @@ fn prepare_file(path: &Path) -> Result<FileId, StoreError> {
         return Err(unsafe_path(path, "the path names no file"));
     }
     let euid = unsafe { libc::geteuid() };
-    if !dir.exists() {
+    if writable && !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -982,10 +1132,15 @@ fn prepare_file(path: &Path) -> Result<FileId, StoreError> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| unsafe_path(path, "the path contains a NUL byte"))?;
     // SAFETY: c_path is a valid NUL-terminated string; the fd is closed below.
+    let access = if writable {
+        libc::O_RDWR | libc::O_CREAT
+    } else {
+        libc::O_RDONLY
+    };
     let fd = unsafe {
         libc::open(
             c_path.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            access | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             0o600 as libc::c_uint,
         )
     };
@@ -1010,7 +1165,7 @@ fn prepare_file(path: &Path) -> Result<FileId, StoreError> {
             format!("it is owned by uid {}, not by us ({euid})", meta.uid()),
         ));
     }
-    if meta.mode() & 0o077 != 0 {
+    if writable && meta.mode() & 0o077 != 0 {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io_error(path, "cannot set the store file to mode 0600", e))?;

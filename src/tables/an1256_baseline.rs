@@ -154,14 +154,14 @@ impl TableDef for An1256Baseline {
         let identities = ctx.equal_texts("identity");
         let mut rows = Vec::new();
         match self.baseline.store() {
-            Ok(store) => {
-                let entries = store
-                    .entries(identities.as_deref())
-                    .map_err(|e| TableError::Failed(e.to_string()))?;
-                rows.extend(entries.iter().map(entry_row));
-            }
+            // Without stored entries nothing is allowed but policy: fail closed.
+            Ok(store) => match store.entries(identities.as_deref()) {
+                Ok(entries) => rows.extend(entries.iter().map(entry_row)),
+                Err(e) => self.baseline.store_trouble(&e),
+            },
             // Policy rows still answer; an1256_info reports the store error.
-            Err(e) => log::warn!("{NAME}: {e}"),
+            // (logged once by Baseline::store, not once per joined row).
+            Err(e) => log::debug!("{NAME}: {e}"),
         }
         let policy_rows = match &identities {
             Some(list) => list

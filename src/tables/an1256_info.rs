@@ -85,11 +85,12 @@ impl TableDef for An1256Info {
 
     fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let b = &self.baseline;
-        let (summary, store_error) = match b
-            .store()
-            .and_then(|s| s.summary().map_err(|e| e.to_string()))
-        {
-            Ok(s) => (s, String::new()),
+        let (summary, store_error) = match b.store().and_then(|s| {
+            let summary = s.summary().map_err(|e| e.to_string())?;
+            let note = s.read_only().map(|why| format!("read-only: {why}"));
+            Ok((summary, note.unwrap_or_default()))
+        }) {
+            Ok(found) => found,
             Err(e) => (Default::default(), e),
         };
         let policy = b.policy.status();
