@@ -70,8 +70,140 @@ pub struct ScriptInvocation {
     /// the cwd); empty otherwise.
     pub module: String,
     /// Python `-m`: whether the cwd is first on `sys.path` (false under `-I` / `-P`),
-    /// i.e. whether `module_candidates` can name the file that runs.
+    /// i.e. whether a module in the cwd shadows every other.
     pub module_from_cwd: bool,
+    /// Where standard input comes from (kind Stdin, and the REPL check): filled by
+    /// `subject::evaluate` from the host, `Unknown` until then.
+    pub stdin: StdinSource,
+    /// Code the command line asks the interpreter to load besides its program
+    /// (`perl -MX`, `ruby -r x`, `node --import x`, `-I dir`…).
+    pub loads: Vec<CodeLoad>,
+    /// Python switches that change what is loaded (`-E`, `-s`, `-I`, `-P`, `-i`).
+    pub python: PythonFlags,
+}
+
+/// What feeds an interpreter's standard input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StdinSource {
+    /// A terminal (tty or pty slave): a person may be typing.
+    Terminal,
+    Pipe,
+    /// A regular file (`python3 < x.py`) or a directory.
+    File,
+    Socket,
+    /// A character or block device that is no terminal (`/dev/null`, `/dev/zero`).
+    Device,
+    /// fd 0 is closed.
+    Closed,
+    /// Could not be read.
+    #[default]
+    Unknown,
+}
+
+impl StdinSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StdinSource::Terminal => "terminal",
+            StdinSource::Pipe => "pipe",
+            StdinSource::File => "file",
+            StdinSource::Socket => "socket",
+            StdinSource::Device => "device",
+            StdinSource::Closed => "closed",
+            StdinSource::Unknown => "unknown",
+        }
+    }
+
+    /// Every value `as_str` produces (for validating `stdin:` identities).
+    pub const NAMES: &'static [&'static str] = &[
+        "terminal", "pipe", "file", "socket", "device", "closed", "unknown",
+    ];
+}
+
+/// Classifies fd 0 from its `stat` (mode and device number, Linux encoding). Only a
+/// terminal device counts as a terminal: `/dev/null` and `/dev/ptmx` are devices.
+pub fn stdin_source_of(mode: u32, rdev: u64) -> StdinSource {
+    const S_IFMT: u32 = 0o170_000;
+    match mode & S_IFMT {
+        0o010_000 => StdinSource::Pipe,
+        0o140_000 => StdinSource::Socket,
+        0o100_000 | 0o040_000 => StdinSource::File,
+        0o020_000 if is_terminal_device(rdev) => StdinSource::Terminal,
+        0o020_000 | 0o060_000 => StdinSource::Device,
+        _ => StdinSource::Unknown,
+    }
+}
+
+/// Linux terminal majors (Documentation/admin-guide/devices.txt): BSD pty slaves
+/// (3), virtual consoles and serial ports (4), `/dev/tty` and `/dev/console` (5:0,
+/// 5:1; 5:2 is the pty master multiplexer), Unix98 pty slaves (136-143), ACM and USB
+/// serial (166, 188), low-density serial (204).
+fn is_terminal_device(rdev: u64) -> bool {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    match major {
+        3 | 4 | 136..=143 | 166 | 188 | 204 => true,
+        5 => minor <= 1,
+        _ => false,
+    }
+}
+
+/// Code an interpreter or the dynamic loader is asked to load besides the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeLoad {
+    /// The option or variable that asks for it (`perl -M`, `PERL5LIB`, `LD_PRELOAD`).
+    pub via: String,
+    pub target: LoadTarget,
+}
+
+/// What a load names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadTarget {
+    /// A file, as written (relative to the process cwd when not absolute).
+    File(String),
+    /// A directory searched for code, as written (empty: the cwd).
+    Dir(String),
+    /// A module or library name the interpreter searches for.
+    Module(String),
+}
+
+fn load(via: &str, target: LoadTarget) -> CodeLoad {
+    CodeLoad {
+        via: via.to_owned(),
+        target,
+    }
+}
+
+/// A file if the value looks like a path, else a module name.
+fn file_or_module(via: &str, value: &str) -> CodeLoad {
+    let path_like = value.contains('/') || value.starts_with('.');
+    load(
+        via,
+        if path_like {
+            LoadTarget::File(value.to_owned())
+        } else {
+            LoadTarget::Module(value.to_owned())
+        },
+    )
+}
+
+/// Python switches that decide which code loads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PythonFlags {
+    /// `-E` or `-I`: `PYTHON*` variables are ignored.
+    pub ignore_environment: bool,
+    /// `-s` or `-I`: no user site-packages.
+    pub no_user_site: bool,
+    /// `-P` or `-I`: the cwd / script directory is not put on `sys.path`.
+    pub safe_path: bool,
+    /// `-i`: after the program, python reads more code from stdin.
+    pub inspect: bool,
+}
+
+/// What the parsers collect besides the program's source.
+#[derive(Default)]
+struct Extras {
+    loads: Vec<CodeLoad>,
+    python: PythonFlags,
 }
 
 /// Executables that are many programs at once and pick one from `argv[0]`.
@@ -172,14 +304,15 @@ fn version_suffix_ok(family: &str, suffix: &str) -> bool {
 pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvocation> {
     let (interpreter, first_arg) = resolve_interpreter(exe_path, argv)?;
     let args = argv.get(first_arg..).unwrap_or(&[]);
+    let mut extras = Extras::default();
     let source = if argv.is_empty() || argv_rewritten(argv, first_arg) {
         Source::Stdin
     } else {
         match interpreter {
-            "python" => python(args),
-            "perl" => perl(args),
-            "ruby" => ruby(args),
-            "node" => node(args),
+            "python" => python(args, &mut extras),
+            "perl" => perl(args, &mut extras),
+            "ruby" => ruby(args, &mut extras),
+            "node" => node(args, &mut extras),
             "php" => php(args),
             "tclsh" => tcl(args),
             "sh" | "bash" | "dash" | "zsh" | "ksh" => shell(interpreter, args),
@@ -189,7 +322,10 @@ pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvoc
             _ => return None,
         }
     };
-    Some(source.into_invocation(interpreter, cwd))
+    let mut invocation = source.into_invocation(interpreter, cwd);
+    invocation.loads = extras.loads;
+    invocation.python = extras.python;
+    Some(invocation)
 }
 
 /// True when the process has overwritten its argv with a title (`setproctitle`,
@@ -202,29 +338,6 @@ fn argv_rewritten(argv: &[String], first_arg: usize) -> bool {
     let argv0 = argv.first().map(String::as_str).unwrap_or("");
     let name = basename(argv0.trim_start_matches('-'));
     canonical_interpreter(name).is_none()
-}
-
-/// Python `-m module`: python puts the cwd first on `sys.path`, so these files, in
-/// this order, are what runs when one of them exists: `<cwd>/a/b.py`, then the package
-/// entry point `<cwd>/a/b/__main__.py`. Empty when the cwd is unknown or relative, or
-/// the module name is not a dotted identifier path.
-///
-/// (Python prefers a regular package `b/__init__.py` over `b.py` when both sit in the
-/// same directory; both candidates are in the cwd, so the subject's location is right
-/// even then.)
-pub fn module_candidates(cwd: &str, module: &str) -> Vec<String> {
-    if !cwd.starts_with('/') || module.is_empty() {
-        return Vec::new();
-    }
-    let parts: Vec<&str> = module.split('.').collect();
-    let valid_part =
-        |p: &&str| !p.is_empty() && !p.contains(['/', '\\', '\0']) && !p.starts_with('-');
-    if !parts.iter().all(valid_part) {
-        return Vec::new();
-    }
-    let relative = parts.join("/");
-    let base = join_normalized(cwd, &relative);
-    vec![format!("{base}.py"), format!("{base}/__main__.py")]
 }
 
 /// Where the code comes from, before paths are resolved and code is hashed.
@@ -338,7 +451,7 @@ fn after(cluster: &str, pos: usize, c: char) -> &str {
 }
 
 /// CPython: `python [-bBdEhiIOPqsSuvVWx?] [-c cmd | -m mod | file | -] [args]`.
-fn python(args: &[String]) -> Source {
+fn python(args: &[String], extras: &mut Extras) -> Source {
     let mut safe_path = false;
     let mut i = 0;
     while i < args.len() {
@@ -383,7 +496,19 @@ fn python(args: &[String]) -> Source {
                         _ => break,
                     }
                 }
-                'I' | 'P' => safe_path = true,
+                'I' => {
+                    safe_path = true;
+                    extras.python.safe_path = true;
+                    extras.python.ignore_environment = true;
+                    extras.python.no_user_site = true;
+                }
+                'P' => {
+                    safe_path = true;
+                    extras.python.safe_path = true;
+                }
+                'E' => extras.python.ignore_environment = true,
+                's' => extras.python.no_user_site = true,
+                'i' => extras.python.inspect = true,
                 'h' | '?' | 'V' if cluster.len() == 1 => return Source::Interactive,
                 _ => {}
             }
@@ -396,7 +521,7 @@ fn python(args: &[String]) -> Source {
 /// Perl (perlrun): switches until a non-switch, `-` or `--`; `-e`/`-E` build the
 /// program line by line; with no `-e` the first argument is the program file, and with
 /// none the program comes from stdin.
-fn perl(args: &[String]) -> Source {
+fn perl(args: &[String], extras: &mut Extras) -> Source {
     let mut lines: Vec<String> = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -419,12 +544,33 @@ fn perl(args: &[String]) -> Source {
                     break;
                 }
                 'I' => {
-                    let _ = option_value(after(cluster, pos, c), args, &mut i);
+                    if let Some(dir) = option_value(after(cluster, pos, c), args, &mut i) {
+                        extras.loads.push(load("perl -I", LoadTarget::Dir(dir)));
+                    }
                     break;
                 }
-                // These consume the rest of the cluster (-Mmod, -xdir, -d:Mod, -i.bak,
-                // -F:, -V:name, -Dflags); -M needs its value attached.
-                'M' | 'm' | 'x' | 'd' | 'D' | 'i' | 'F' | 'V' => break,
+                'M' | 'm' => {
+                    if let Some(module) = perl_module_name(after(cluster, pos, c)) {
+                        let via = if c == 'M' { "perl -M" } else { "perl -m" };
+                        extras.loads.push(load(via, LoadTarget::Module(module)));
+                    }
+                    break;
+                }
+                // `-d:Mod` runs the debugger module Devel::Mod.
+                'd' => {
+                    if let Some(name) = after(cluster, pos, c).strip_prefix(':') {
+                        if let Some(module) = perl_module_name(name) {
+                            extras.loads.push(load(
+                                "perl -d:",
+                                LoadTarget::Module(format!("Devel::{module}")),
+                            ));
+                        }
+                    }
+                    break;
+                }
+                // These consume the rest of the cluster (-xdir, -i.bak, -F:, -V:name,
+                // -Dflags).
+                'x' | 'D' | 'i' | 'F' | 'V' => break,
                 'l' => while chars.next_if(|&(_, d)| ('0'..='7').contains(&d)).is_some() {},
                 '0' => {
                     if chars.next_if(|&(_, d)| d == 'x' || d == 'X').is_some() {
@@ -456,7 +602,7 @@ fn perl(args: &[String]) -> Source {
 
 /// Ruby: like perl, plus `-C dir`/`-X dir` (chdir before the script is opened),
 /// `-r lib`, `-I dir`, `-E enc` and long options.
-fn ruby(args: &[String]) -> Source {
+fn ruby(args: &[String], extras: &mut Extras) -> Source {
     let mut lines: Vec<String> = Vec::new();
     let mut chdirs: Vec<String> = Vec::new();
     let mut i = 0;
@@ -508,7 +654,14 @@ fn ruby(args: &[String]) -> Source {
                     break;
                 }
                 'r' | 'I' | 'E' => {
-                    let _ = option_value(after(cluster, pos, c), args, &mut i);
+                    let value = option_value(after(cluster, pos, c), args, &mut i);
+                    match (c, value) {
+                        ('r', Some(lib)) => extras.loads.push(file_or_module("ruby -r", &lib)),
+                        ('I', Some(dir)) => {
+                            extras.loads.push(load("ruby -I", LoadTarget::Dir(dir)));
+                        }
+                        _ => {}
+                    }
                     break;
                 }
                 'x' | 'F' => break,
@@ -588,7 +741,7 @@ const NODE_VALUE_OPTIONS: &[&str] = &[
 
 /// Node: options until the first positional (the script); `-e`/`--eval` and
 /// `-p`/`--print` take the code; `--` ends options.
-fn node(args: &[String]) -> Source {
+fn node(args: &[String], extras: &mut Extras) -> Source {
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -633,6 +786,15 @@ fn node(args: &[String]) -> Source {
                 }
             }
             "-v" | "--version" | "-h" | "--help" | "--v8-options" => return Source::Interactive,
+            "-r" | "--require" | "--import" | "--loader" | "--experimental-loader" => {
+                let value = inline_value.or_else(|| {
+                    i += 1;
+                    args.get(i).cloned()
+                });
+                if let Some(value) = value {
+                    extras.loads.push(node_load(name, &value));
+                }
+            }
             _ if inline_value.is_none() && NODE_VALUE_OPTIONS.contains(&name) => i += 1,
             _ => {}
         }
@@ -727,6 +889,476 @@ fn php(args: &[String]) -> Source {
         Source::Interactive
     } else {
         Source::Stdin
+    }
+}
+
+/// The module a perl `-M`/`-m` value names: `-MFoo::Bar=x,y`, `-M-strict`,
+/// `-M'Foo qw(a)'`. `None` when it names none.
+fn perl_module_name(value: &str) -> Option<String> {
+    let value = value.trim_start_matches(['-', '\'', '"']);
+    let end = value
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '\''))
+        .unwrap_or(value.len());
+    let name = value.get(..end)?.trim_end_matches('\'');
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// A node `--require`/`--import`/`--loader` value: a builtin (`node:fs`), a path
+/// (relative, absolute or `file://`), or a package name resolved through
+/// `node_modules`.
+fn node_load(via: &str, value: &str) -> CodeLoad {
+    let via = format!("node {via}");
+    if let Some(path) = value.strip_prefix("file://") {
+        return load(&via, LoadTarget::File(path.to_owned()));
+    }
+    let path_like = value.contains('/')
+        || value.starts_with('.')
+        || [".js", ".mjs", ".cjs", ".json", ".node"]
+            .iter()
+            .any(|ext| value.ends_with(ext));
+    if path_like && !value.starts_with('@') {
+        load(&via, LoadTarget::File(value.to_owned()))
+    } else {
+        load(&via, LoadTarget::Module(value.to_owned()))
+    }
+}
+
+/// Splits an option string the way a shell would for simple quoting (`NODE_OPTIONS`,
+/// `RUBYOPT`, `PERL5OPT`): whitespace-separated words, `"…"` and `'…'` grouping.
+fn split_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            None => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// `:`-separated directories; an empty entry is the cwd (as the loaders read it).
+fn dirs(via: &str, value: &str, out: &mut Vec<CodeLoad>) {
+    for dir in value.split(':') {
+        out.push(load(via, LoadTarget::Dir(dir.to_owned())));
+    }
+}
+
+/// Code the process's environment makes its interpreter, or the dynamic loader, load
+/// (`interpreter` empty for a binary). Every occurrence of a variable counts: a
+/// duplicated key is read differently by different loaders.
+pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags) -> Vec<CodeLoad> {
+    let mut out = Vec::new();
+    let shell = matches!(interpreter, "sh" | "bash" | "dash" | "zsh" | "ksh");
+    for entry in env {
+        let Some((key, value)) = entry.split_once('=') else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
+        }
+        match key {
+            "LD_PRELOAD" => {
+                for lib in value.split([':', ' ']).filter(|l| !l.is_empty()) {
+                    out.push(file_or_module(key, lib));
+                }
+            }
+            "LD_AUDIT" | "DYLD_INSERT_LIBRARIES" => {
+                for lib in value.split(':').filter(|l| !l.is_empty()) {
+                    out.push(file_or_module(key, lib));
+                }
+            }
+            "LD_LIBRARY_PATH" | "DYLD_LIBRARY_PATH" | "DYLD_FRAMEWORK_PATH" => {
+                dirs(key, value, &mut out)
+            }
+            _ => {}
+        }
+        match (interpreter, key) {
+            ("perl", "PERL5LIB" | "PERLLIB") => dirs(key, value, &mut out),
+            ("perl", "PERL5OPT") => {
+                let mut extras = Extras::default();
+                let mut words: Vec<String> = split_words(value)
+                    .into_iter()
+                    .map(|w| {
+                        if w.starts_with('-') {
+                            w
+                        } else {
+                            format!("-{w}")
+                        }
+                    })
+                    .collect();
+                // A program operand ends the switches; nothing runs from it here.
+                words.push("-e".into());
+                words.push(String::new());
+                let _ = perl(&words, &mut extras);
+                out.extend(extras.loads.into_iter().map(|l| CodeLoad {
+                    via: format!("PERL5OPT ({})", l.via),
+                    ..l
+                }));
+            }
+            ("ruby", "RUBYLIB") => dirs(key, value, &mut out),
+            ("ruby", "RUBYOPT") => {
+                let mut extras = Extras::default();
+                let mut words: Vec<String> = split_words(value)
+                    .into_iter()
+                    .map(|w| {
+                        if w.starts_with('-') {
+                            w
+                        } else {
+                            format!("-{w}")
+                        }
+                    })
+                    .collect();
+                words.push("-e".into());
+                words.push(String::new());
+                let _ = ruby(&words, &mut extras);
+                out.extend(extras.loads.into_iter().map(|l| CodeLoad {
+                    via: format!("RUBYOPT ({})", l.via),
+                    ..l
+                }));
+            }
+            ("node", "NODE_PATH") => dirs(key, value, &mut out),
+            ("node", "NODE_OPTIONS") => {
+                let mut extras = Extras::default();
+                let mut words = split_words(value);
+                words.push("-e".into());
+                words.push(String::new());
+                let _ = node(&words, &mut extras);
+                out.extend(extras.loads.into_iter().map(|l| CodeLoad {
+                    via: format!("NODE_OPTIONS ({})", l.via),
+                    ..l
+                }));
+            }
+            ("python", "PYTHONPATH" | "PYTHONHOME") if !python.ignore_environment => {
+                dirs(key, value, &mut out)
+            }
+            ("python", "PYTHONSTARTUP") if !python.ignore_environment => {
+                out.push(load(key, LoadTarget::File(value.to_owned())))
+            }
+            ("bash" | "sh", "BASH_ENV") => out.push(load(key, LoadTarget::File(value.to_owned()))),
+            (_, "ENV") if shell => out.push(load(key, LoadTarget::File(value.to_owned()))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether python reads more code from stdin after its program: `-i`, or
+/// `PYTHONINSPECT` set (unless `-E`/`-I`).
+pub fn python_inspects(env: &[String], python: &PythonFlags) -> bool {
+    python.inspect
+        || (!python.ignore_environment
+            && env.iter().any(|e| {
+                e.strip_prefix("PYTHONINSPECT=")
+                    .is_some_and(|v| !v.is_empty())
+            }))
+}
+
+/// Directories only packages write: a path (file or directory) under them, written
+/// without `.`/`..` components, is in a package-owned location. `/usr/local` and
+/// `/opt` are root's but not packages'.
+const PACKAGE_LOCATIONS: &[&str] = &[
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
+    "/usr/libexec",
+    "/usr/share",
+    "/usr/bin",
+    "/usr/sbin",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/System/Library",
+];
+
+/// See `PACKAGE_LOCATIONS`.
+pub fn in_package_location(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if rest.split('/').enumerate().any(|(i, part)| {
+        part == "." || part == ".." || (part.is_empty() && i + 1 < rest.split('/').count())
+    }) {
+        return false;
+    }
+    let path = path.trim_end_matches('/');
+    PACKAGE_LOCATIONS.iter().any(|root| {
+        path == *root
+            || path
+                .strip_prefix(root)
+                .is_some_and(|tail| tail.starts_with('/'))
+    })
+}
+
+/// What a path is, as a probe of the process's file system answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    Missing,
+    File,
+    Dir,
+    /// A device, FIFO, socket…
+    Other,
+    /// Could not be told (permission, I/O error).
+    Unknown,
+}
+
+/// One directory of python's `sys.path` and why it is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchDir {
+    pub dir: String,
+    /// `the cwd`, `PYTHONPATH`, `the standard library`, `PYTHONHOME`,
+    /// `user site-packages`, `site-packages`.
+    pub origin: &'static str,
+}
+
+/// The first value of `key` in `env`, as `getenv` returns it.
+fn env_first<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter()
+        .find_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+/// `3.11` from `/usr/bin/python3.11` (what `/proc/<pid>/exe` names on Debian).
+pub fn python_version(exe_path: &str) -> Option<&str> {
+    basename(exe_path).strip_prefix("python").filter(|v| {
+        let mut parts = v.split('.');
+        let major = parts.next().unwrap_or("");
+        let minor = parts.next().unwrap_or("");
+        !major.is_empty()
+            && !minor.is_empty()
+            && parts.next().is_none()
+            && major
+                .bytes()
+                .chain(minor.bytes())
+                .all(|b| b.is_ascii_digit())
+    })
+}
+
+/// `sys.path` for `python -m` as CPython builds it on Debian: the cwd (unless
+/// `-P`/`-I`/`PYTHONSAFEPATH`), `PYTHONPATH`, the standard library under the prefix
+/// (`PYTHONHOME` when set), the user site (unless `-s`/`-I`/`PYTHONNOUSERSITE`;
+/// `PYTHONUSERBASE` or `$HOME/.local`), then the site directories. `.pth` files are
+/// not followed. `Err` when it cannot be built (version or cwd unknown).
+pub fn python_module_path(
+    exe_path: &str,
+    cwd: &str,
+    env: &[String],
+    passwd_home: Option<&str>,
+    flags: &PythonFlags,
+) -> Result<Vec<SearchDir>, String> {
+    let version = python_version(exe_path)
+        .ok_or_else(|| format!("cannot tell the python version from {exe_path}"))?;
+    if !cwd.starts_with('/') {
+        return Err("the process cwd is unknown".into());
+    }
+    let use_env = !flags.ignore_environment;
+    let var = |key: &str| {
+        use_env
+            .then(|| env_first(env, key))
+            .flatten()
+            .filter(|v| !v.is_empty())
+    };
+    let mut path = Vec::new();
+    let mut push = |dir: String, origin: &'static str| path.push(SearchDir { dir, origin });
+    if !flags.safe_path && var("PYTHONSAFEPATH").is_none() {
+        push(cwd.to_owned(), "the cwd");
+    }
+    if let Some(value) = var("PYTHONPATH") {
+        for entry in value.split(':') {
+            push(join_normalized(cwd, entry), "PYTHONPATH");
+        }
+    }
+    let (prefix, stdlib_origin) = match var("PYTHONHOME") {
+        Some(home) => (
+            home.split(':').next().unwrap_or(home).to_owned(),
+            "PYTHONHOME",
+        ),
+        None => {
+            let bin = exe_path.rsplit_once('/').map_or("", |(d, _)| d);
+            let prefix = bin.rsplit_once('/').map_or("", |(d, _)| d);
+            (prefix.to_owned(), "the standard library")
+        }
+    };
+    let nodot = version.replace('.', "");
+    push(format!("{prefix}/lib/python{nodot}.zip"), stdlib_origin);
+    push(format!("{prefix}/lib/python{version}"), stdlib_origin);
+    push(
+        format!("{prefix}/lib/python{version}/lib-dynload"),
+        stdlib_origin,
+    );
+    if !flags.no_user_site && var("PYTHONNOUSERSITE").is_none() {
+        let base = match var("PYTHONUSERBASE") {
+            Some(base) => base.to_owned(),
+            None => {
+                let home = env_first(env, "HOME")
+                    .filter(|h| !h.is_empty())
+                    .or(passwd_home)
+                    .ok_or("the user's home is unknown (user site-packages)")?;
+                format!("{home}/.local")
+            }
+        };
+        push(
+            join_normalized(cwd, &format!("{base}/lib/python{version}/site-packages")),
+            "user site-packages",
+        );
+    }
+    push(
+        format!("/usr/local/lib/python{version}/dist-packages"),
+        "site-packages",
+    );
+    push("/usr/lib/python3/dist-packages".into(), "site-packages");
+    push(
+        format!("/usr/lib/python{version}/dist-packages"),
+        "site-packages",
+    );
+    push(
+        format!("{prefix}/lib/python{version}/site-packages"),
+        "site-packages",
+    );
+    Ok(path)
+}
+
+/// The file `python -m module` runs, searched along `path` as CPython's path finder
+/// would (package `__init__.py`, extension modules, `.py`, `.pyc`; namespace
+/// packages across directories), with `probe` telling what each path is. `Err` says
+/// why the answer cannot be trusted: not found, a probe that failed, a zip archive
+/// on the path, or a namespace portion outside package-owned locations.
+pub fn resolve_python_module(
+    path: &[SearchDir],
+    version: &str,
+    module: &str,
+    probe: &dyn Fn(&str) -> PathKind,
+) -> Result<(String, SearchDir), String> {
+    let parts: Vec<&str> = module.split('.').collect();
+    let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if !parts.iter().all(valid) {
+        return Err(format!("{module:?} is not a module name"));
+    }
+    let top = parts[0];
+    let kind = |p: &str| -> Result<PathKind, String> {
+        match probe(p) {
+            PathKind::Unknown => Err(format!("cannot tell what {p} is")),
+            other => Ok(other),
+        }
+    };
+    let mut namespace: Vec<&SearchDir> = Vec::new();
+    for entry in path {
+        let dir = entry.dir.as_str();
+        match kind(dir)? {
+            PathKind::Missing => continue,
+            PathKind::Dir => {}
+            _ if dir.ends_with(".zip") => {
+                return Err(format!(
+                    "{dir} ({}) is a zip archive: not looked into",
+                    entry.origin
+                ))
+            }
+            _ => continue,
+        }
+        let base = format!("{dir}/{top}");
+        let package = kind(&base)? == PathKind::Dir;
+        if package && kind(&format!("{base}/__init__.py"))? == PathKind::File {
+            return finish_module(&base, &parts[1..], entry, version, &kind);
+        }
+        for suffix in python_module_suffixes(version) {
+            let candidate = format!("{base}{suffix}");
+            if kind(&candidate)? != PathKind::Missing {
+                if parts.len() > 1 {
+                    return Err(format!(
+                        "{candidate} ({}) is a module, not the package {module} needs",
+                        entry.origin
+                    ));
+                }
+                return Ok((candidate, entry.clone()));
+            }
+        }
+        if package {
+            namespace.push(entry);
+        }
+    }
+    if let Some(outside) = namespace.iter().find(|e| !in_package_location(&e.dir)) {
+        return Err(format!(
+            "namespace package {top} has a portion in {}/{top} ({})",
+            outside.dir, outside.origin
+        ));
+    }
+    for entry in namespace {
+        let base = format!("{}/{top}", entry.dir);
+        if let Ok(found) = finish_module(&base, &parts[1..], entry, version, &kind) {
+            return Ok(found);
+        }
+    }
+    Err(format!(
+        "module {module} is not on sys.path as an1256 builds it"
+    ))
+}
+
+/// Extension and source suffixes CPython tries for a module, in its order.
+fn python_module_suffixes(version: &str) -> Vec<String> {
+    vec![
+        format!(
+            ".cpython-{}-{}-linux-gnu.so",
+            version.replace('.', ""),
+            std::env::consts::ARCH
+        ),
+        ".abi3.so".into(),
+        ".so".into(),
+        ".py".into(),
+        ".pyc".into(),
+    ]
+}
+
+/// Inside package directory `base`, the file that runs for the remaining `rest`
+/// of the dotted name: `a/b.py`, or a package's `__main__.py`.
+fn finish_module(
+    base: &str,
+    rest: &[&str],
+    entry: &SearchDir,
+    version: &str,
+    kind: &dyn Fn(&str) -> Result<PathKind, String>,
+) -> Result<(String, SearchDir), String> {
+    let mut current = base.to_owned();
+    for (i, part) in rest.iter().enumerate() {
+        let next = format!("{current}/{part}");
+        let last = i + 1 == rest.len();
+        if kind(&next)? == PathKind::Dir {
+            current = next;
+            continue;
+        }
+        if last {
+            for suffix in python_module_suffixes(version) {
+                let candidate = format!("{next}{suffix}");
+                if kind(&candidate)? != PathKind::Missing {
+                    return Ok((candidate, entry.clone()));
+                }
+            }
+        }
+        return Err(format!("{next} not found ({})", entry.origin));
+    }
+    let main = format!("{current}/__main__.py");
+    match kind(&main)? {
+        PathKind::Missing => Err(format!("{current} is a package with no __main__.py")),
+        _ => Ok((main, entry.clone())),
     }
 }
 
@@ -1367,38 +1999,6 @@ mod tests {
         assert!(!run(py, &["python3", "-I", "-m", "x"], "/w").module_from_cwd);
         assert!(!run(py, &["python3", "-Pm", "x"], "/w").module_from_cwd);
         assert!(run(py, &["python3", "-m", "x", "-I"], "/w").module_from_cwd);
-    }
-
-    #[test]
-    fn module_candidates_name_the_files_python_would_run() {
-        assert_eq!(
-            module_candidates("/srv/app", "tool"),
-            vec!["/srv/app/tool.py", "/srv/app/tool/__main__.py"]
-        );
-        assert_eq!(
-            module_candidates("/srv/app/", "http.server"),
-            vec![
-                "/srv/app/http/server.py",
-                "/srv/app/http/server/__main__.py"
-            ]
-        );
-        assert_eq!(module_candidates("/", "a"), vec!["/a.py", "/a/__main__.py"]);
-        for (cwd, module) in [
-            ("", "tool"),
-            ("relative", "tool"),
-            ("/srv", ""),
-            ("/srv", "a..b"),
-            ("/srv", ".a"),
-            ("/srv", "a."),
-            ("/srv", "../etc/x"),
-            ("/srv", "a/b"),
-            ("/srv", "a\0b"),
-        ] {
-            assert!(
-                module_candidates(cwd, module).is_empty(),
-                "{cwd:?} {module:?}"
-            );
-        }
     }
 
     #[test]
@@ -2317,5 +2917,454 @@ mod tests {
             "/w",
         );
         assert_eq!(inv.kind, ScriptKind::Inline);
+    }
+    #[test]
+    fn stdin_is_a_terminal_only_for_tty_devices() {
+        let chr = 0o020_000;
+        let dev = |major: u64, minor: u64| (major << 8) | minor;
+        assert_eq!(stdin_source_of(chr, dev(136, 3)), StdinSource::Terminal);
+        assert_eq!(stdin_source_of(chr, dev(4, 1)), StdinSource::Terminal);
+        assert_eq!(stdin_source_of(chr, dev(5, 0)), StdinSource::Terminal);
+        // /dev/null, /dev/zero, /dev/ptmx, /dev/urandom: devices, not terminals.
+        for (major, minor) in [(1, 3), (1, 5), (5, 2), (1, 9)] {
+            assert_eq!(stdin_source_of(chr, dev(major, minor)), StdinSource::Device);
+        }
+        assert_eq!(stdin_source_of(0o010_644, 0), StdinSource::Pipe);
+        assert_eq!(stdin_source_of(0o140_777, 0), StdinSource::Socket);
+        assert_eq!(stdin_source_of(0o100_644, 0), StdinSource::File);
+        assert_eq!(stdin_source_of(0o060_660, dev(8, 0)), StdinSource::Device);
+        assert_eq!(stdin_source_of(0, 0), StdinSource::Unknown);
+        // A pty slave with a large minor (new encoding).
+        let big_minor: u64 = (136 << 8) | (0x12 << 20) | 0x34;
+        assert_eq!(stdin_source_of(chr, big_minor), StdinSource::Terminal);
+    }
+
+    fn loads_of(exe: &str, args: &[&str]) -> Vec<(String, LoadTarget)> {
+        run(exe, args, "/w")
+            .loads
+            .into_iter()
+            .map(|l| (l.via, l.target))
+            .collect()
+    }
+
+    #[test]
+    fn code_loading_options_are_collected() {
+        use LoadTarget::*;
+        let m = |s: &str| Module(s.to_owned());
+        let d = |s: &str| Dir(s.to_owned());
+        let f = |s: &str| File(s.to_owned());
+        let perl = "/usr/bin/perl";
+        assert_eq!(
+            loads_of(
+                perl,
+                &["perl", "-MFoo::Bar=x,y", "-I/tmp/lib", "-mstrict", "x.pl"]
+            ),
+            vec![
+                ("perl -M".into(), m("Foo::Bar")),
+                ("perl -I".into(), d("/tmp/lib")),
+                ("perl -m".into(), m("strict")),
+            ]
+        );
+        assert_eq!(
+            loads_of(
+                perl,
+                &["perl", "-I", "lib", "-M-warnings", "-d:NYTProf", "x.pl"]
+            ),
+            vec![
+                ("perl -I".into(), d("lib")),
+                ("perl -M".into(), m("warnings")),
+                ("perl -d:".into(), m("Devel::NYTProf")),
+            ]
+        );
+        // Options after the script belong to it.
+        assert!(loads_of(perl, &["perl", "x.pl", "-MFoo"]).is_empty());
+        let ruby = "/usr/bin/ruby";
+        assert_eq!(
+            loads_of(
+                ruby,
+                &["ruby", "-rjson", "-r", "./evil.rb", "-I", "/tmp", "x.rb"]
+            ),
+            vec![
+                ("ruby -r".into(), m("json")),
+                ("ruby -r".into(), f("./evil.rb")),
+                ("ruby -I".into(), d("/tmp")),
+            ]
+        );
+        let node = "/usr/bin/node";
+        assert_eq!(
+            loads_of(
+                node,
+                &[
+                    "node",
+                    "-r",
+                    "./hook.js",
+                    "--require=dotenv/config",
+                    "--import",
+                    "file:///tmp/a.mjs",
+                    "--loader=ts-node/esm",
+                    "--experimental-loader",
+                    "x-loader",
+                    "--import=node:fs",
+                    "app.js"
+                ]
+            ),
+            vec![
+                ("node -r".into(), f("./hook.js")),
+                ("node --require".into(), f("dotenv/config")),
+                ("node --import".into(), f("/tmp/a.mjs")),
+                ("node --loader".into(), f("ts-node/esm")),
+                ("node --experimental-loader".into(), m("x-loader")),
+                ("node --import".into(), m("node:fs")),
+            ]
+        );
+        assert_eq!(
+            run(node, &["node", "-r", "x", "app.js"], "/w").script_path,
+            "/w/app.js"
+        );
+        let py = run("/usr/bin/python3", &["python3", "-Es", "-i", "x.py"], "/w");
+        assert!(py.python.ignore_environment && py.python.no_user_site && py.python.inspect);
+        assert!(!py.python.safe_path);
+        let py = run("/usr/bin/python3", &["python3", "-I", "-m", "x"], "/w");
+        assert!(py.python.ignore_environment && py.python.no_user_site && py.python.safe_path);
+        assert!(!py.module_from_cwd);
+    }
+
+    fn env(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn code_loading_variables_are_collected_per_interpreter() {
+        use LoadTarget::*;
+        let none = PythonFlags::default();
+        let binary = environment_loads(
+            "",
+            &env(&[
+                "LD_PRELOAD=/tmp/a.so libfoo.so:/tmp/b.so",
+                "LD_LIBRARY_PATH=/opt/lib::/usr/lib",
+                "LD_AUDIT=/tmp/audit.so",
+                "PERL5LIB=/tmp",
+                "HOME=/root",
+                "LD_PRELOAD=",
+            ]),
+            &none,
+        );
+        assert_eq!(
+            binary
+                .iter()
+                .map(|l| (l.via.as_str(), l.target.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("LD_PRELOAD", File("/tmp/a.so".into())),
+                ("LD_PRELOAD", Module("libfoo.so".into())),
+                ("LD_PRELOAD", File("/tmp/b.so".into())),
+                ("LD_LIBRARY_PATH", Dir("/opt/lib".into())),
+                ("LD_LIBRARY_PATH", Dir("".into())),
+                ("LD_LIBRARY_PATH", Dir("/usr/lib".into())),
+                ("LD_AUDIT", File("/tmp/audit.so".into())),
+            ],
+            "PERL5LIB is perl's business only"
+        );
+        let perl = environment_loads(
+            "perl",
+            &env(&[
+                "PERL5OPT=-MEvil -Mstrict Ilib",
+                "PERL5LIB=/home/u/lib:/usr/share/perl5",
+            ]),
+            &none,
+        );
+        let perl: Vec<_> = perl
+            .iter()
+            .map(|l| (l.via.as_str(), l.target.clone()))
+            .collect();
+        assert_eq!(
+            perl,
+            vec![
+                ("PERL5OPT (perl -M)", Module("Evil".into())),
+                ("PERL5OPT (perl -M)", Module("strict".into())),
+                ("PERL5OPT (perl -I)", Dir("lib".into())),
+                ("PERL5LIB", Dir("/home/u/lib".into())),
+                ("PERL5LIB", Dir("/usr/share/perl5".into())),
+            ]
+        );
+        let ruby = environment_loads(
+            "ruby",
+            &env(&["RUBYOPT=-rx rubygems -I/t", "RUBYLIB=/r"]),
+            &none,
+        );
+        let ruby: Vec<_> = ruby
+            .iter()
+            .map(|l| (l.via.as_str(), l.target.clone()))
+            .collect();
+        assert_eq!(
+            ruby,
+            vec![
+                ("RUBYOPT (ruby -r)", Module("x".into())),
+                ("RUBYOPT (ruby -r)", Module("ubygems".into())),
+                ("RUBYOPT (ruby -I)", Dir("/t".into())),
+                ("RUBYLIB", Dir("/r".into())),
+            ]
+        );
+        let node = environment_loads(
+            "node",
+            &env(&[
+                "NODE_OPTIONS=--max-old-space-size=100 --require \"/tmp/h k.js\" --import=x",
+                "NODE_PATH=/n",
+            ]),
+            &none,
+        );
+        let node: Vec<_> = node
+            .iter()
+            .map(|l| (l.via.as_str(), l.target.clone()))
+            .collect();
+        assert_eq!(
+            node,
+            vec![
+                ("NODE_OPTIONS (node --require)", File("/tmp/h k.js".into())),
+                ("NODE_OPTIONS (node --import)", Module("x".into())),
+                ("NODE_PATH", Dir("/n".into())),
+            ]
+        );
+        let py_env = env(&[
+            "PYTHONPATH=/tmp/p:",
+            "PYTHONSTARTUP=/tmp/s.py",
+            "PYTHONHOME=/opt/py",
+            "PYTHONINSPECT=1",
+        ]);
+        let python = environment_loads("python", &py_env, &none);
+        assert_eq!(python.len(), 4, "{python:?}");
+        assert!(python_inspects(&py_env, &none));
+        let ignoring = PythonFlags {
+            ignore_environment: true,
+            ..PythonFlags::default()
+        };
+        assert!(environment_loads("python", &py_env, &ignoring).is_empty());
+        assert!(!python_inspects(&py_env, &ignoring));
+        let shells = env(&["BASH_ENV=/tmp/b", "ENV=/tmp/e"]);
+        assert_eq!(environment_loads("bash", &shells, &none).len(), 2);
+        assert_eq!(environment_loads("dash", &shells, &none).len(), 1);
+        assert!(environment_loads("python", &shells, &none).is_empty());
+        assert_eq!(split_words(" a 'b c'  \"d\"e "), vec!["a", "b c", "de"]);
+    }
+
+    #[test]
+    fn package_locations_are_exact_prefixes_without_dot_dot() {
+        for ok in [
+            "/usr/lib/python3.11",
+            "/usr/share/perl5/",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib",
+        ] {
+            assert!(in_package_location(ok), "{ok}");
+        }
+        for bad in [
+            "/usr/local/lib/python3.11",
+            "/usr/lib/../../tmp",
+            "/usr/lib/./x",
+            "/usr/lib//x",
+            "/usr/library",
+            "/tmp",
+            "",
+            "usr/lib",
+            "/opt/x",
+            "/home/u/.local/lib",
+        ] {
+            assert!(!in_package_location(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn python_module_path_follows_cpython_order_and_switches() {
+        let none = PythonFlags::default();
+        let dirs = |path: &[SearchDir]| path.iter().map(|d| d.dir.clone()).collect::<Vec<_>>();
+        let path = python_module_path(
+            "/usr/bin/python3.11",
+            "/w",
+            &env(&["HOME=/home/u"]),
+            None,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            dirs(&path),
+            vec![
+                "/w",
+                "/usr/lib/python311.zip",
+                "/usr/lib/python3.11",
+                "/usr/lib/python3.11/lib-dynload",
+                "/home/u/.local/lib/python3.11/site-packages",
+                "/usr/local/lib/python3.11/dist-packages",
+                "/usr/lib/python3/dist-packages",
+                "/usr/lib/python3.11/dist-packages",
+                "/usr/lib/python3.11/site-packages",
+            ]
+        );
+        let path = python_module_path(
+            "/usr/bin/python3.11",
+            "/w",
+            &env(&[
+                "PYTHONPATH=lib:/p",
+                "PYTHONHOME=/h",
+                "PYTHONUSERBASE=/ub",
+                "HOME=/home/u",
+            ]),
+            None,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            &dirs(&path)[..7],
+            &[
+                "/w",
+                "/w/lib",
+                "/p",
+                "/h/lib/python311.zip",
+                "/h/lib/python3.11",
+                "/h/lib/python3.11/lib-dynload",
+                "/ub/lib/python3.11/site-packages"
+            ]
+        );
+        assert_eq!(path[1].origin, "PYTHONPATH");
+        assert_eq!(path[4].origin, "PYTHONHOME");
+        // -I: no cwd, no environment, no user site. PYTHONNOUSERSITE / PYTHONSAFEPATH too.
+        let isolated = PythonFlags {
+            ignore_environment: true,
+            no_user_site: true,
+            safe_path: true,
+            inspect: false,
+        };
+        let path = python_module_path(
+            "/usr/bin/python3.11",
+            "/w",
+            &env(&["PYTHONPATH=/p"]),
+            Some("/home/u"),
+            &isolated,
+        )
+        .unwrap();
+        assert_eq!(path[0].dir, "/usr/lib/python311.zip");
+        assert!(path
+            .iter()
+            .all(|d| d.origin != "user site-packages" && d.origin != "PYTHONPATH"));
+        let path = python_module_path(
+            "/usr/bin/python3.11",
+            "/w",
+            &env(&["PYTHONNOUSERSITE=1", "PYTHONSAFEPATH=1"]),
+            Some("/home/u"),
+            &none,
+        )
+        .unwrap();
+        assert!(path
+            .iter()
+            .all(|d| d.origin != "user site-packages" && d.origin != "the cwd"));
+        // The passwd home when HOME is not set.
+        let path =
+            python_module_path("/usr/bin/python3.11", "/w", &[], Some("/home/p"), &none).unwrap();
+        assert!(path
+            .iter()
+            .any(|d| d.dir == "/home/p/.local/lib/python3.11/site-packages"));
+        // Unknowable: fail.
+        assert!(python_module_path("/usr/bin/python3", "/w", &[], Some("/h"), &none).is_err());
+        assert!(python_module_path("/usr/bin/python3.11", "", &[], Some("/h"), &none).is_err());
+        assert!(python_module_path("/usr/bin/python3.11", "/w", &[], None, &none).is_err());
+    }
+
+    #[test]
+    fn python_modules_resolve_like_the_path_finder() {
+        use std::collections::HashMap;
+        let none = PythonFlags::default();
+        let path = python_module_path(
+            "/usr/bin/python3.11",
+            "/w",
+            &env(&["HOME=/home/u"]),
+            None,
+            &none,
+        )
+        .unwrap();
+        let fs: HashMap<&str, PathKind> = [
+            ("/w", PathKind::Dir),
+            ("/usr/lib/python3.11", PathKind::Dir),
+            ("/usr/lib/python3.11/json", PathKind::Dir),
+            ("/usr/lib/python3.11/json/__init__.py", PathKind::File),
+            ("/usr/lib/python3.11/json/tool.py", PathKind::File),
+            ("/usr/lib/python3.11/http", PathKind::Dir),
+            ("/usr/lib/python3.11/http/__init__.py", PathKind::File),
+            ("/usr/lib/python3.11/http/server.py", PathKind::File),
+            ("/usr/lib/python3.11/venv", PathKind::Dir),
+            ("/usr/lib/python3.11/venv/__init__.py", PathKind::File),
+            ("/usr/lib/python3.11/venv/__main__.py", PathKind::File),
+            ("/home/u/.local/lib/python3.11/site-packages", PathKind::Dir),
+            (
+                "/home/u/.local/lib/python3.11/site-packages/beacon.py",
+                PathKind::File,
+            ),
+            (
+                "/home/u/.local/lib/python3.11/site-packages/ns",
+                PathKind::Dir,
+            ),
+            (
+                "/home/u/.local/lib/python3.11/site-packages/ns/x.py",
+                PathKind::File,
+            ),
+            ("/usr/lib/python3/dist-packages", PathKind::Dir),
+            ("/usr/lib/python3/dist-packages/yaml", PathKind::Dir),
+            (
+                "/usr/lib/python3/dist-packages/yaml/__init__.py",
+                PathKind::File,
+            ),
+            ("/w/code.py", PathKind::File),
+            ("/usr/lib/python3.11/locked", PathKind::Unknown),
+        ]
+        .into_iter()
+        .collect();
+        let probe = |p: &str| fs.get(p).copied().unwrap_or(PathKind::Missing);
+        let found = |m: &str| resolve_python_module(&path, "3.11", m, &probe);
+        let (file, dir) = found("json.tool").unwrap();
+        assert_eq!(
+            (file.as_str(), dir.origin),
+            ("/usr/lib/python3.11/json/tool.py", "the standard library")
+        );
+        assert_eq!(
+            found("http.server").unwrap().0,
+            "/usr/lib/python3.11/http/server.py"
+        );
+        assert_eq!(
+            found("venv").unwrap().0,
+            "/usr/lib/python3.11/venv/__main__.py"
+        );
+        let (file, dir) = found("beacon").unwrap();
+        assert_eq!(
+            (file.as_str(), dir.origin),
+            (
+                "/home/u/.local/lib/python3.11/site-packages/beacon.py",
+                "user site-packages"
+            )
+        );
+        // The cwd shadows the standard library.
+        assert_eq!(found("code").unwrap().0, "/w/code.py");
+        // A namespace portion outside package locations, a failed probe, nothing: Err.
+        assert!(found("ns.x").unwrap_err().contains("namespace"));
+        assert!(found("locked").unwrap_err().contains("cannot tell"));
+        assert!(found("nowhere").unwrap_err().contains("not on sys.path"));
+        assert!(found("yaml").unwrap_err().contains("no __main__"));
+        assert!(found("../etc").is_err());
+        assert!(found("").is_err());
+        // A zip on the path that exists cannot be looked into.
+        let zip_fs = |p: &str| {
+            if p == "/usr/lib/python311.zip" {
+                PathKind::File
+            } else {
+                probe(p)
+            }
+        };
+        assert!(resolve_python_module(&path, "3.11", "json.tool", &zip_fs)
+            .unwrap_err()
+            .contains("zip"));
+        // …unless the module is found before it.
+        assert_eq!(
+            resolve_python_module(&path, "3.11", "code", &zip_fs)
+                .unwrap()
+                .0,
+            "/w/code.py"
+        );
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::model::{CodeIdentity, ProcessInfo, Trust};
 use crate::platform::Host;
-use crate::script::{self, ScriptInvocation, ScriptKind};
+use crate::script::{
+    self, CodeLoad, LoadTarget, PathKind, ScriptInvocation, ScriptKind, StdinSource,
+};
 
 /// Everything `process_code_signature` says about one process.
 #[derive(Clone, Debug)]
@@ -43,6 +45,9 @@ pub struct Subject {
     pub trusted: bool,
     /// Stable baseline key (see `baseline_key`).
     pub identity: String,
+    /// Why the subject is untrusted beyond its file's own verdict (code from stdin,
+    /// an unresolved module, code-loading options or variables); empty otherwise.
+    pub error: String,
 }
 
 /// The stable baseline key of a binary or script file:
@@ -66,12 +71,52 @@ pub fn baseline_key(identity: &CodeIdentity, path: &str) -> String {
     }
 }
 
+/// The process's environment, read at most once and only when a check needs it.
+struct LazyEnvironment<'a> {
+    host: &'a dyn Host,
+    pid: crate::model::Pid,
+    value: Option<Result<Vec<String>, String>>,
+}
+
+impl LazyEnvironment<'_> {
+    fn get(&mut self) -> Result<&[String], String> {
+        let (host, pid) = (self.host, self.pid);
+        self.value
+            .get_or_insert_with(|| {
+                host.environment(pid)
+                    .map_err(|e| format!("cannot read the environment: {e}"))
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+}
+
 /// Judges one process: its executable, the script it runs, and the subject.
 pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
     let identity = host.process_identity(&process);
     let mut script = script::analyze(&process.path, &process.argv, &process.cwd);
+    let mut env = LazyEnvironment {
+        host,
+        pid: process.pid,
+        value: None,
+    };
+    let mut module_error = String::new();
     if let Some(s) = script.as_mut() {
-        resolve_module_file(s, &process.cwd);
+        // With no script operand the code comes from stdin unless a person is at a
+        // terminal: `cat x.sh | bash` and `python3 < x.py` are not REPLs.
+        if matches!(s.kind, ScriptKind::Interactive | ScriptKind::Stdin)
+            || (s.interpreter == "python" && s.python.inspect)
+        {
+            s.stdin = host.stdin_source(process.pid);
+            if s.kind == ScriptKind::Interactive && s.stdin != StdinSource::Terminal {
+                s.kind = ScriptKind::Stdin;
+            }
+        }
+        if s.kind == ScriptKind::Module {
+            if let Err(e) = resolve_module_file(host, &process, s, &mut env) {
+                module_error = e;
+            }
+        }
     }
     // Only absolute paths are looked at: a relative one (cwd unknown) would name a
     // file relative to this extension's own cwd.
@@ -79,12 +124,24 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         .as_ref()
         .filter(|s| s.kind == ScriptKind::File && s.script_path.starts_with('/'))
         .map(|s| host.file_identity(&s.script_path));
-    let subject = subject_of(
+    let mut subject = subject_of(
         &process,
         &identity,
         script.as_ref(),
         script_identity.as_ref(),
     );
+    if !module_error.is_empty() {
+        subject.trusted = false;
+        subject.error = format!("python -m: {module_error}");
+    }
+    // What else runs in a trusted subject: loader options and variables.
+    if subject.trusted {
+        let problems = code_load_problems(host, &process, script.as_ref(), &mut env);
+        if !problems.is_empty() {
+            subject.trusted = false;
+            subject.error = problems.join("; ");
+        }
+    }
     ProcessVerdict {
         process,
         identity,
@@ -94,20 +151,173 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
     }
 }
 
-/// Python `-m mod` runs `<cwd>/mod.py` (or `<cwd>/mod/__main__.py`) when it exists,
-/// because the cwd comes first on `sys.path`: such a module is a script file in the
-/// cwd and is judged as one (the module name is kept).
-fn resolve_module_file(script: &mut ScriptInvocation, cwd: &str) {
-    if script.kind != ScriptKind::Module || !script.module_from_cwd {
-        return;
+/// Python `-m mod`: the file python's path finder runs, searched along `sys.path`
+/// as the process would build it (its cwd, environment and home). Found: the module
+/// is a script file and is judged as one (the module name is kept). `Err`: why the
+/// module cannot be judged; it then stays a `module` subject, untrusted.
+fn resolve_module_file(
+    host: &dyn Host,
+    process: &ProcessInfo,
+    script: &mut ScriptInvocation,
+    env: &mut LazyEnvironment,
+) -> Result<(), String> {
+    if script.interpreter != "python" {
+        return Err(format!("{} modules are not resolved", script.interpreter));
     }
-    let found = script::module_candidates(cwd, &script.module)
-        .into_iter()
-        .find(|candidate| std::fs::metadata(candidate).is_ok_and(|m| m.is_file()));
-    if let Some(path) = found {
-        script.kind = ScriptKind::File;
-        script.script_path = path;
+    let env = env.get()?;
+    let home = host.home_directory(process.uid);
+    let mut flags = script.python;
+    flags.safe_path |= !script.module_from_cwd;
+    let path =
+        script::python_module_path(&process.path, &process.cwd, env, home.as_deref(), &flags)?;
+    let version = script::python_version(&process.path).unwrap_or_default();
+    let probe = |p: &str| host.path_kind(process.pid, p);
+    let (file, _) = script::resolve_python_module(&path, version, &script.module, &probe)?;
+    script.kind = ScriptKind::File;
+    script.script_path = file;
+    Ok(())
+}
+
+/// Everything the command line and the environment make the process load besides
+/// its program, judged: a file must be trusted itself, a search directory must be
+/// package-owned, a module name must resolve only through package-owned
+/// directories. One line per problem, naming the option or variable and the file.
+fn code_load_problems(
+    host: &dyn Host,
+    process: &ProcessInfo,
+    script: Option<&ScriptInvocation>,
+    env: &mut LazyEnvironment,
+) -> Vec<String> {
+    let env = match env.get() {
+        Ok(env) => env,
+        Err(e) => return vec![e],
+    };
+    let interpreter = script.map_or("", |s| s.interpreter);
+    let python = script.map(|s| s.python).unwrap_or_default();
+    let mut loads: Vec<CodeLoad> = script.map(|s| s.loads.clone()).unwrap_or_default();
+    loads.extend(script::environment_loads(interpreter, env, &python));
+    let mut problems = Vec::new();
+    for load in &loads {
+        if let Some(problem) = judge_load(host, process, interpreter, load) {
+            problems.push(problem);
+        }
     }
+    if interpreter == "python" {
+        if let Some(s) = script {
+            if script::python_inspects(env, &python) && s.stdin != StdinSource::Terminal {
+                problems.push(format!(
+                    "python -i / PYTHONINSPECT: more code is read from stdin ({})",
+                    s.stdin.as_str()
+                ));
+            }
+        }
+        problems.extend(user_site_hooks(host, process, env, &python));
+    }
+    problems
+}
+
+fn judge_load(
+    host: &dyn Host,
+    process: &ProcessInfo,
+    interpreter: &str,
+    load: &CodeLoad,
+) -> Option<String> {
+    let via = &load.via;
+    let absolute = |p: &str| -> Option<String> {
+        if p.starts_with('/') {
+            Some(p.to_owned())
+        } else if process.cwd.starts_with('/') {
+            Some(format!("{}/{}", process.cwd.trim_end_matches('/'), p))
+        } else {
+            None
+        }
+    };
+    match &load.target {
+        LoadTarget::File(path) => {
+            let Some(path) = absolute(path) else {
+                return Some(format!("{via} loads {path:?}, relative to an unknown cwd"));
+            };
+            let id = host.file_identity(&path);
+            if id.trust.is_trusted() {
+                return None;
+            }
+            let detail = if id.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", id.error)
+            };
+            Some(format!(
+                "{via} loads {path} ({}{detail})",
+                id.trust.as_str()
+            ))
+        }
+        LoadTarget::Dir(dir) => {
+            let Some(dir) = absolute(dir) else {
+                return Some(format!(
+                    "{via} searches {dir:?}, relative to an unknown cwd"
+                ));
+            };
+            if script::in_package_location(&dir) {
+                return None;
+            }
+            let mut problem =
+                format!("{via} puts {dir} on the search path, outside package-owned locations");
+            if via == "PYTHONPATH" {
+                for hook in ["sitecustomize.py", "usercustomize.py"] {
+                    let file = format!("{}/{hook}", dir.trim_end_matches('/'));
+                    if host.path_kind(process.pid, &file) == PathKind::File {
+                        problem.push_str(&format!(" (loads {file})"));
+                    }
+                }
+            }
+            Some(problem)
+        }
+        LoadTarget::Module(name) => {
+            let bare_library = via.starts_with("LD_") || via.starts_with("DYLD_");
+            // ld.so and perl search only system directories for a bare name (the
+            // search-path variables are judged on their own).
+            if bare_library || interpreter == "perl" || name.starts_with("node:") {
+                return None;
+            }
+            Some(match interpreter {
+                "node" => format!("{via} {name}: resolved through node_modules from the cwd"),
+                "ruby" => {
+                    format!("{via} {name}: RubyGems may load it from the user's gem directories")
+                }
+                _ => format!("{via} {name}: cannot tell which file it loads"),
+            })
+        }
+    }
+}
+
+/// `usercustomize.py` / `sitecustomize.py` in the user site-packages run in every
+/// python process of that user that has the user site enabled.
+fn user_site_hooks(
+    host: &dyn Host,
+    process: &ProcessInfo,
+    env: &[String],
+    python: &script::PythonFlags,
+) -> Vec<String> {
+    let home = host.home_directory(process.uid);
+    let Ok(path) =
+        script::python_module_path(&process.path, &process.cwd, env, home.as_deref(), python)
+    else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for dir in path.iter().filter(|d| d.origin == "user site-packages") {
+        for hook in ["usercustomize.py", "sitecustomize.py"] {
+            let file = format!("{}/{hook}", dir.dir);
+            match host.path_kind(process.pid, &file) {
+                PathKind::Missing => {}
+                PathKind::File => problems.push(format!(
+                    "the user site-packages holds {file}, which runs in every python process"
+                )),
+                _ => problems.push(format!("cannot tell whether {file} exists")),
+            }
+        }
+    }
+    problems
 }
 
 /// The subject, from parts already evaluated (pure; unit-tested).
@@ -122,48 +332,359 @@ pub fn subject_of(
         path: process.path.clone(),
         trusted: identity.trust.is_trusted(),
         identity: baseline_key(identity, &process.path),
+        error: String::new(),
     };
     let Some(script) = script else {
         return binary();
     };
     let interpreter_key = baseline_key(identity, &process.path);
+    // A trusted script run by an untrusted interpreter binary is not trusted code.
+    let interpreter_error = || {
+        format!(
+            "the interpreter {} is not trusted ({})",
+            process.path,
+            identity.trust.as_str()
+        )
+    };
+    let script_subject = |path: &str, trusted: bool, key: String, error: String| Subject {
+        kind: "script",
+        path: path.to_owned(),
+        trusted,
+        identity: key,
+        error,
+    };
     match script.kind {
         ScriptKind::File => match script_identity {
-            Some(si) => Subject {
-                kind: "script",
-                path: script.script_path.clone(),
-                trusted: si.trust.is_trusted(),
-                identity: baseline_key(si, &script.script_path),
-            },
-            None => Subject {
-                kind: "script",
-                path: script.script_path.clone(),
-                trusted: false,
-                identity: format!("path:{}", script.script_path),
-            },
+            Some(si) => {
+                let interpreter_ok = identity.trust.is_trusted();
+                let error = if si.trust.is_trusted() && !interpreter_ok {
+                    interpreter_error()
+                } else {
+                    String::new()
+                };
+                script_subject(
+                    &script.script_path,
+                    si.trust.is_trusted() && interpreter_ok,
+                    baseline_key(si, &script.script_path),
+                    error,
+                )
+            }
+            None => script_subject(
+                &script.script_path,
+                false,
+                format!("path:{}", script.script_path),
+                String::new(),
+            ),
         },
         // Code on a command line has no provenance at all: never trusted.
-        ScriptKind::Inline => Subject {
-            kind: "script",
-            path: String::new(),
-            trusted: false,
-            identity: format!("inline:{}:{}", script.interpreter, script.inline_sha256),
-        },
-        // Code from a pipe cannot be seen: judged untrusted, keyed by interpreter.
-        ScriptKind::Stdin => Subject {
-            kind: "script",
-            path: String::new(),
-            trusted: false,
-            identity: format!("stdin:{}:{}", script.interpreter, interpreter_key),
-        },
-        // A module by name (not found as a file next to the process) loads from the
-        // interpreter's own library path: judged as the interpreter, keyed by module.
-        ScriptKind::Module => Subject {
-            kind: "script",
-            path: String::new(),
-            trusted: identity.trust.is_trusted(),
-            identity: format!("module:{}:{}", script.module, interpreter_key),
-        },
+        ScriptKind::Inline => script_subject(
+            "",
+            false,
+            format!("inline:{}:{}", script.interpreter, script.inline_sha256),
+            String::new(),
+        ),
+        // Code from a pipe, a file or a socket on stdin cannot be seen: untrusted,
+        // keyed by the interpreter and what feeds it (a class: never learned).
+        ScriptKind::Stdin => script_subject(
+            "",
+            false,
+            format!(
+                "stdin:{}:{}:{interpreter_key}",
+                script.interpreter,
+                script.stdin.as_str()
+            ),
+            format!(
+                "the code is read from stdin ({}) and cannot be seen",
+                script.stdin.as_str()
+            ),
+        ),
+        // A module that could not be resolved to a file (see `evaluate`).
+        ScriptKind::Module => script_subject(
+            "",
+            false,
+            format!("module:{}:{}", script.module, interpreter_key),
+            format!("python -m {}: not resolved to a file", script.module),
+        ),
         ScriptKind::Interactive => binary(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Trust;
+    use crate::platform::FakeHost;
+    use crate::script::StdinSource;
+
+    fn package(name: &str) -> CodeIdentity {
+        CodeIdentity {
+            trust: Trust::Package,
+            identifier: name.into(),
+            authority: "dpkg".into(),
+            ..Default::default()
+        }
+    }
+
+    fn process(pid: i32, exe: &str, argv: &[&str]) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            path: exe.into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            cwd: "/home/u".into(),
+            uid: 1000,
+            ..Default::default()
+        }
+    }
+
+    fn host() -> FakeHost {
+        let mut host = FakeHost::default();
+        for (path, pkg) in [
+            ("/usr/bin/python3.11", "python3.11-minimal"),
+            ("/usr/bin/bash", "bash"),
+            ("/usr/bin/perl", "perl-base"),
+            ("/usr/bin/node", "nodejs"),
+            ("/usr/lib/python3.11/json/tool.py", "libpython3.11-stdlib"),
+            ("/usr/lib/x86_64-linux-gnu/libz.so.1", "zlib1g"),
+        ] {
+            host.identities.insert(path.into(), package(pkg));
+        }
+        for (path, kind) in [
+            ("/home/u", PathKind::Dir),
+            ("/usr/lib/python3.11", PathKind::Dir),
+            ("/usr/lib/python3.11/json", PathKind::Dir),
+            ("/usr/lib/python3.11/json/__init__.py", PathKind::File),
+            ("/usr/lib/python3.11/json/tool.py", PathKind::File),
+            ("/home/u/.local/lib/python3.11/site-packages", PathKind::Dir),
+            (
+                "/home/u/.local/lib/python3.11/site-packages/beacon.py",
+                PathKind::File,
+            ),
+        ] {
+            host.path_kinds.insert(path.into(), kind);
+        }
+        host
+    }
+
+    #[test]
+    fn no_script_operand_is_a_repl_only_on_a_terminal() {
+        let mut host = host();
+        host.stdin.insert(1, StdinSource::Terminal);
+        host.stdin.insert(2, StdinSource::Pipe);
+        host.stdin.insert(3, StdinSource::File);
+        let repl = evaluate(&host, process(1, "/usr/bin/python3.11", &["python3"]));
+        assert_eq!(repl.script_kind(), "interactive");
+        assert!(repl.subject.trusted, "{:?}", repl.subject);
+        assert_eq!(repl.subject.kind, "binary");
+        for (pid, exe, argv, want) in [
+            (
+                2,
+                "/usr/bin/bash",
+                "bash",
+                "stdin:bash:pipe:package:bash:/usr/bin/bash",
+            ),
+            (
+                3,
+                "/usr/bin/python3.11",
+                "python3",
+                "stdin:python:file:package:python3.11-minimal:/usr/bin/python3.11",
+            ),
+            // Unknown stdin (no entry): never a REPL.
+            (
+                4,
+                "/usr/bin/bash",
+                "bash",
+                "stdin:bash:unknown:package:bash:/usr/bin/bash",
+            ),
+        ] {
+            let v = evaluate(&host, process(pid, exe, &[argv]));
+            assert_eq!(v.script_kind(), "stdin", "{pid}");
+            assert!(!v.subject.trusted, "{pid}");
+            assert_eq!(v.subject.identity, want);
+            assert!(v.subject.error.contains("stdin"), "{:?}", v.subject.error);
+            assert!(crate::baseline::identity::validate_identity(&v.subject.identity).is_ok());
+            assert!(crate::baseline::identity::broad_identity_scope(&v.subject.identity).is_some());
+        }
+    }
+
+    #[test]
+    fn loader_options_and_variables_outside_packages_untrust_the_subject() {
+        let mut host = host();
+        host.stdin.insert(1, StdinSource::Terminal);
+        host.environments
+            .insert(1, vec!["LD_PRELOAD=/tmp/hook.so".into()]);
+        let v = evaluate(&host, process(1, "/usr/bin/bash", &["-bash"]));
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject
+                .error
+                .contains("LD_PRELOAD loads /tmp/hook.so (unsigned)"),
+            "{}",
+            v.subject.error
+        );
+        // Benign twins: a package library, a bare name, no variables at all.
+        for env in [
+            vec!["LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libz.so.1".to_owned()],
+            vec!["LD_PRELOAD=libz.so.1".to_owned(), "HOME=/home/u".to_owned()],
+            vec![],
+        ] {
+            host.environments.insert(1, env.clone());
+            let v = evaluate(&host, process(1, "/usr/bin/bash", &["-bash"]));
+            assert!(v.subject.trusted, "{env:?}: {}", v.subject.error);
+        }
+        host.stdin.insert(5, StdinSource::Terminal);
+        host.identities
+            .insert("/usr/share/perl5/x.pl".into(), package("perl-modules"));
+        let ok = evaluate(
+            &host,
+            process(
+                5,
+                "/usr/bin/perl",
+                &["perl", "-MPOSIX", "/usr/share/perl5/x.pl"],
+            ),
+        )
+        .subject;
+        assert!(ok.trusted, "{}", ok.error);
+        let bad = evaluate(
+            &host,
+            process(
+                5,
+                "/usr/bin/perl",
+                &["perl", "-I/home/u/lib", "-MEvil", "/usr/share/perl5/x.pl"],
+            ),
+        )
+        .subject;
+        assert!(!bad.trusted);
+        assert!(
+            bad.error
+                .contains("perl -I puts /home/u/lib on the search path"),
+            "{}",
+            bad.error
+        );
+        host.identities
+            .insert("/usr/share/nodejs/x.js".into(), package("node-x"));
+        let node = evaluate(
+            &host,
+            process(
+                6,
+                "/usr/bin/node",
+                &["node", "--import", "./hook.mjs", "/usr/share/nodejs/x.js"],
+            ),
+        )
+        .subject;
+        assert!(!node.trusted);
+        assert!(
+            node.error
+                .contains("node --import loads /home/u/./hook.mjs"),
+            "{}",
+            node.error
+        );
+        let node = evaluate(
+            &host,
+            process(6, "/usr/bin/node", &["node", "/usr/share/nodejs/x.js"]),
+        )
+        .subject;
+        assert!(node.trusted, "{}", node.error);
+    }
+
+    #[test]
+    fn python_modules_are_judged_by_the_file_they_resolve_to() {
+        let mut host = host();
+        host.environments.insert(7, vec!["HOME=/home/u".into()]);
+        let v = evaluate(
+            &host,
+            process(7, "/usr/bin/python3.11", &["python3", "-m", "json.tool"]),
+        );
+        assert_eq!(v.script_kind(), "file");
+        assert_eq!(v.subject.path, "/usr/lib/python3.11/json/tool.py");
+        assert!(v.subject.trusted, "{}", v.subject.error);
+        let v = evaluate(
+            &host,
+            process(7, "/usr/bin/python3.11", &["python3", "-m", "beacon"]),
+        );
+        assert_eq!(
+            v.subject.path,
+            "/home/u/.local/lib/python3.11/site-packages/beacon.py"
+        );
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject.identity.starts_with("sha256:"),
+            "{}",
+            v.subject.identity
+        );
+        // -s: no user site, so the module is nowhere: a module subject, untrusted.
+        let v = evaluate(
+            &host,
+            process(7, "/usr/bin/python3.11", &["python3", "-s", "-m", "beacon"]),
+        );
+        assert_eq!(v.script_kind(), "module");
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject.error.contains("not on sys.path"),
+            "{}",
+            v.subject.error
+        );
+        // PYTHONPATH outside packages untrusts even a stdlib module.
+        host.environments.insert(
+            8,
+            vec!["HOME=/home/u".into(), "PYTHONPATH=/home/u/lib".into()],
+        );
+        host.path_kinds
+            .insert("/home/u/lib/sitecustomize.py".into(), PathKind::File);
+        let v = evaluate(
+            &host,
+            process(8, "/usr/bin/python3.11", &["python3", "-m", "json.tool"]),
+        );
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject
+                .error
+                .contains("(loads /home/u/lib/sitecustomize.py)"),
+            "{}",
+            v.subject.error
+        );
+        // A usercustomize in the user site runs in every python process.
+        host.path_kinds.insert(
+            "/home/u/.local/lib/python3.11/site-packages/usercustomize.py".into(),
+            PathKind::File,
+        );
+        let v = evaluate(
+            &host,
+            process(7, "/usr/bin/python3.11", &["python3", "-m", "json.tool"]),
+        );
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject.error.contains("usercustomize.py"),
+            "{}",
+            v.subject.error
+        );
+        let v = evaluate(
+            &host,
+            process(
+                7,
+                "/usr/bin/python3.11",
+                &["python3", "-s", "-m", "json.tool"],
+            ),
+        );
+        assert!(v.subject.trusted, "-s: no user site: {}", v.subject.error);
+    }
+
+    #[test]
+    fn a_package_script_run_by_an_untrusted_interpreter_is_untrusted() {
+        let host = host();
+        let v = evaluate(
+            &host,
+            process(
+                9,
+                "/tmp/python3.11",
+                &["python3", "/usr/lib/python3.11/json/tool.py"],
+            ),
+        );
+        assert_eq!(v.subject.path, "/usr/lib/python3.11/json/tool.py");
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject.error.contains("interpreter /tmp/python3.11"),
+            "{}",
+            v.subject.error
+        );
     }
 }

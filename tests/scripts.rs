@@ -497,10 +497,11 @@ fn python_package_main_in_cwd_is_judged_as_its_file() {
     );
 }
 
-/// A standard-library module (not in the cwd) is judged as the interpreter.
+/// A standard-library module (not in the cwd) is judged as the file python's path
+/// finder runs: the package-owned `code.py`, trusted.
 #[test]
-fn python_stdlib_module_is_judged_as_the_interpreter() {
-    if !have(PYTHON) {
+fn python_stdlib_module_is_judged_as_its_package_file() {
+    if !have(PYTHON) || !have("/usr/lib/python3.11/code.py") {
         return;
     }
     let host = host();
@@ -511,13 +512,13 @@ fn python_stdlib_module_is_judged_as_the_interpreter() {
         p.argv.iter().any(|a| a == "code")
     });
     let row = table_row(host.clone(), child.pid());
-    assert_eq!(row["script_kind"], "module");
+    assert_eq!(row["script_kind"], "file");
+    assert_eq!(row["script_path"], "/usr/lib/python3.11/code.py");
     assert_eq!(row["subject_kind"], "script");
-    assert_eq!(row["subject_path"], "");
-    // Trusted exactly when the interpreter is.
-    assert_eq!(row["subject_trusted"], row["trusted"]);
+    assert_eq!(row["subject_path"], "/usr/lib/python3.11/code.py");
+    assert_eq!(row["subject_trusted"], "1", "{}", row["error"]);
     assert!(
-        row["subject_identity"].starts_with("module:code:"),
+        row["subject_identity"].starts_with("package:libpython3.11-stdlib:"),
         "{}",
         row["subject_identity"]
     );

@@ -3,7 +3,7 @@
 //! what to do).
 
 use super::config::parse_until;
-use super::identity::validate_entry;
+use super::identity::{broad_identity_scope, validate_entry};
 use super::store::{unix_now, Entry, Source};
 use super::Baseline;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
@@ -55,6 +55,10 @@ pub enum BaselineCommand {
         /// Why this is approved (shown in an1256_baseline.note).
         #[arg(long, default_value = "")]
         note: String,
+        /// Approve a broad identity (stdin:, module:, path:), which covers a class
+        /// of code rather than one program.
+        #[arg(long)]
+        force: bool,
     },
     /// Revoke an entry by id, or the entries of an identity.
     Revoke {
@@ -68,7 +72,12 @@ pub enum BaselineCommand {
         port: Option<i64>,
     },
     /// Import entries from a JSON export (all or nothing). `-` reads stdin.
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        /// Accept broad identities (stdin:, module:, path:) in the file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Export stored entries as JSON (to stdout, or a file created 0600).
     Export {
         file: Option<PathBuf>,
@@ -92,6 +101,21 @@ pub enum BaselineCommand {
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("an1256 baseline: {}", sanitize(&message.to_string()));
     ExitCode::from(2)
+}
+
+/// Refuses broad identities (a class of code, not one program) unless `force`.
+fn check_broad<'a>(identities: impl Iterator<Item = &'a str>, force: bool) -> Result<(), String> {
+    if force {
+        return Ok(());
+    }
+    for identity in identities {
+        if let Some(scope) = broad_identity_scope(identity) {
+            return Err(format!(
+                "{identity} is a broad identity: approving it allows {scope}. Give --force to approve it anyway"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_source(text: Option<&str>) -> Result<Option<Source>, String> {
@@ -184,6 +208,7 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
             protocols,
             port,
             note,
+            force,
         } => {
             let targets: Vec<(String, String, i64)> = match (identity, pid) {
                 (Some(identity), None) => {
@@ -209,6 +234,14 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
             for (identity, protocol, port) in &targets {
                 if let Err(e) = validate_entry(identity, protocol, *port) {
                     return fail(e);
+                }
+            }
+            if let Err(e) = check_broad(targets.iter().map(|t| t.0.as_str()), *force) {
+                return fail(e);
+            }
+            for identity in targets.iter().map(|t| &t.0).collect::<BTreeSet<_>>() {
+                if let Some(scope) = broad_identity_scope(identity) {
+                    let _ = writeln!(out, "note: {identity} covers {scope}");
                 }
             }
             let entries: Vec<Entry> = targets
@@ -260,7 +293,7 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        BaselineCommand::Import { file } => {
+        BaselineCommand::Import { file, force } => {
             let text = match read_input(file) {
                 Ok(t) => t,
                 Err(e) => return fail(e),
@@ -269,6 +302,9 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
                 Ok(e) => e,
                 Err(e) => return fail(format!("{}: {e}", file.display())),
             };
+            if let Err(e) = check_broad(entries.iter().map(|e| e.identity.as_str()), *force) {
+                return fail(format!("{}: {e}; nothing was imported", file.display()));
+            }
             match store.import(&entries) {
                 Ok(n) => {
                     let _ = writeln!(out, "imported {n} entries into {}", store.path().display());

@@ -3,6 +3,7 @@
 //! socket table can produce, and a port (-1 = any).
 
 use crate::classify::PROTOCOL_NAMES;
+use crate::script::StdinSource;
 
 /// Longest identity accepted (paths included).
 pub const MAX_IDENTITY_LEN: usize = 4096;
@@ -25,7 +26,7 @@ pub fn validate_identity(identity: &str) -> Result<String, String> {
 }
 
 fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> {
-    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, stdin:<interpreter>:<interpreter identity>";
+    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, stdin:<interpreter>:<stdin source>:<interpreter identity>";
     if identity.is_empty() {
         return Err(format!("identity is empty; expected one of {FORMATS}"));
     }
@@ -73,15 +74,32 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> 
         },
         "path" if rest.starts_with('/') => Ok(identity.to_owned()),
         "path" => bad("path identities carry an absolute path"),
-        "module" | "stdin" if depth == 0 => match rest.split_once(':') {
+        "module" if depth == 0 => match rest.split_once(':') {
             Some((name, inner)) if !name.is_empty() => {
                 let inner = validate_identity_depth(inner, 1).map_err(|e| {
                     format!("identity {identity:?}: its interpreter part is invalid: {e}")
                 })?;
                 Ok(format!("{kind}:{name}:{inner}"))
             }
-            _ => bad("module/stdin identities are <kind>:<name>:<interpreter identity>"),
+            _ => bad("module identities are module:<name>:<interpreter identity>"),
         },
+        "stdin" if depth == 0 => {
+            let mut parts = rest.splitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(name), Some(source), Some(inner))
+                    if !name.is_empty() && StdinSource::NAMES.contains(&source) =>
+                {
+                    let inner = validate_identity_depth(inner, 1).map_err(|e| {
+                        format!("identity {identity:?}: its interpreter part is invalid: {e}")
+                    })?;
+                    Ok(format!("stdin:{name}:{source}:{inner}"))
+                }
+                _ => bad(&format!(
+                    "stdin identities are stdin:<interpreter>:<{}>:<interpreter identity>",
+                    StdinSource::NAMES.join("|")
+                )),
+            }
+        }
         _ => bad("unknown kind"),
     }
 }
@@ -96,6 +114,35 @@ pub fn validate_note(note: &str) -> Result<(), String> {
         return Err(format!("note is longer than {MAX_NOTE_LEN} bytes"));
     }
     crate::terminal::reject_bidi("note", note)
+}
+
+/// What an approval of a broad identity would cover, or `None` for an identity
+/// that names one piece of code. `stdin:`, `module:` and `path:` identities name a
+/// class (every program piped into bash, any code at a path): the sampler never
+/// learns them, and approving one needs `--force` (never through osquery).
+pub fn broad_identity_scope(identity: &str) -> Option<String> {
+    let (kind, rest) = identity.split_once(':')?;
+    match kind {
+        "stdin" => {
+            let mut parts = rest.splitn(3, ':');
+            let interpreter = parts.next().unwrap_or("?");
+            let source = parts.next().unwrap_or("?");
+            let runner = parts.next().unwrap_or("?");
+            Some(format!(
+                "every program {interpreter} ({runner}) reads from a {source} on stdin: the code itself is never seen"
+            ))
+        }
+        "module" => {
+            let (module, runner) = rest.split_once(':').unwrap_or((rest, "?"));
+            Some(format!(
+                "any code {runner} runs as module {module}, wherever it comes from"
+            ))
+        }
+        "path" => Some(format!(
+            "any content at {rest}: it could not be hashed, so changing the file keeps the approval"
+        )),
+        _ => None,
+    }
 }
 
 /// Validates a `protocol_name`.
@@ -172,7 +219,7 @@ mod tests {
         for ok in [
             format!("inline:python3:{HEX}"),
             format!("module:http.server:sha256:{HEX}"),
-            "stdin:bash:package:bash:/usr/bin/bash".to_owned(),
+            "stdin:bash:pipe:package:bash:/usr/bin/bash".to_owned(),
         ] {
             assert!(validate_identity(&ok).is_ok(), "{ok}");
         }
@@ -194,6 +241,8 @@ mod tests {
             "path:relative",
             "inline:python:xyz",
             "module:m:module:n:sha256:00",
+            "stdin:bash:package:bash:/usr/bin/bash",
+            "stdin:bash:typed:package:bash:/usr/bin/bash",
             "bogus:thing",
             "apple:",
             "apple:a\nb",
@@ -204,5 +253,27 @@ mod tests {
         assert!(validate_protocol("tcp").unwrap_err().contains("udp"));
         assert!(validate_port(65536).is_err() && validate_port(-2).is_err());
         assert!(validate_port(-1).is_ok() && validate_port(65535).is_ok());
+    }
+
+    #[test]
+    fn broad_identities_say_what_an_approval_covers() {
+        let stdin = broad_identity_scope("stdin:bash:pipe:package:bash:/usr/bin/bash").unwrap();
+        assert!(
+            stdin.contains("every program bash") && stdin.contains("pipe"),
+            "{stdin}"
+        );
+        let module = broad_identity_scope(&format!("module:x:sha256:{HEX}")).unwrap();
+        assert!(module.contains("module x"), "{module}");
+        let path = broad_identity_scope("path:/tmp/fifo").unwrap();
+        assert!(path.contains("/tmp/fifo"), "{path}");
+        for narrow in [
+            format!("sha256:{HEX}"),
+            format!("inline:bash:{HEX}"),
+            "package:bash:/usr/bin/bash".into(),
+            "team:ABCDE12345:io.x".into(),
+            "apple:com.apple.x".into(),
+        ] {
+            assert_eq!(broad_identity_scope(&narrow), None, "{narrow}");
+        }
     }
 }

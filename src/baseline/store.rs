@@ -681,7 +681,10 @@ impl Store {
                     let touched = touch
                         .execute(params![o.identity, o.protocol_name, o.remote_port, now])
                         .map_err(wrap)?;
-                    if learn && touched == 0 {
+                    // A broad identity (stdin:, module:, path:) is a class of code:
+                    // only a person may approve it.
+                    let broad = super::identity::broad_identity_scope(&o.identity).is_some();
+                    if learn && touched == 0 && !broad {
                         if learned_total >= limits.max_learned {
                             result.learning_capped += 1;
                             continue;

@@ -67,6 +67,18 @@ pub trait Host: Send + Sync {
     fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity;
     /// Code identity of a file on disk (a script). Cached by file identity.
     fn file_identity(&self, path: &str) -> CodeIdentity;
+    /// What feeds the process's standard input (Linux: `stat` of `/proc/<pid>/fd/0`).
+    /// `Unknown` where it cannot be told: an interpreter with no script is then not
+    /// taken for a REPL.
+    fn stdin_source(&self, _pid: Pid) -> crate::script::StdinSource {
+        crate::script::StdinSource::Unknown
+    }
+    /// What `path` is (following symlinks, as an interpreter's import would), for
+    /// module resolution. The default asks this process's own view of the file
+    /// system; any error other than "not there" is `Unknown`.
+    fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {
+        path_kind_here(path)
+    }
     /// The process's environment as `KEY=value` strings (for SOCKS proxy variables).
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         Err(HostError::Other(format!(
@@ -132,6 +144,20 @@ pub fn read_processes(
         }
     }
     Ok(processes)
+}
+
+/// `path_kind` in this process's view of the file system.
+pub fn path_kind_here(path: &str) -> crate::script::PathKind {
+    use crate::script::PathKind;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => PathKind::File,
+        Ok(m) if m.is_dir() => PathKind::Dir,
+        Ok(_) => PathKind::Other,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PathKind::Missing,
+        // ENOTDIR: a component is a file, so the path is not there.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => PathKind::Missing,
+        Err(_) => PathKind::Unknown,
+    }
 }
 
 /// Largest passwd file read when looking up a user.
@@ -202,6 +228,10 @@ pub struct FakeHost {
     pub system_proxy: Option<(String, u16)>,
     /// Responsible process by pid (macOS notion), for tests.
     pub responsible: HashMap<Pid, Pid>,
+    /// Standard input by pid; absent pids are `Unknown`.
+    pub stdin: HashMap<Pid, crate::script::StdinSource>,
+    /// What `path_kind` answers; absent paths are `Missing`.
+    pub path_kinds: HashMap<String, crate::script::PathKind>,
     /// Every pid passed to `process()`, in order.
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
@@ -282,5 +312,16 @@ impl Host for FakeHost {
 
     fn responsible_pid(&self, pid: Pid) -> Option<Pid> {
         self.responsible.get(&pid).copied()
+    }
+
+    fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
+        self.stdin.get(&pid).copied().unwrap_or_default()
+    }
+
+    fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {
+        self.path_kinds
+            .get(path)
+            .copied()
+            .unwrap_or(crate::script::PathKind::Missing)
     }
 }

@@ -13,7 +13,7 @@ use super::{
     bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError, Value,
     WriteOutcome,
 };
-use crate::baseline::identity::EntryKey;
+use crate::baseline::identity::{broad_identity_scope, EntryKey};
 use crate::baseline::policy::PolicyRow;
 use crate::baseline::store::{Entry, Source, StoreError};
 use crate::baseline::Baseline;
@@ -188,6 +188,12 @@ impl TableDef for An1256Baseline {
             Ok(v) => v,
             Err(m) => return WriteOutcome::Constraint(m),
         };
+        if let Some(scope) = broad_identity_scope(&key.identity) {
+            return WriteOutcome::Constraint(format!(
+                "{} is a broad identity (it covers {scope}); approve it with `an1256 baseline approve --force` on the host",
+                key.identity
+            ));
+        }
         if source == Some(Source::Learned) {
             return WriteOutcome::Constraint(
                 "INSERT adds approved entries; learned entries come from the sampler".into(),
@@ -234,6 +240,12 @@ impl TableDef for An1256Baseline {
             Ok(v) => v,
             Err(m) => return WriteOutcome::Constraint(m),
         };
+        if let Some(scope) = broad_identity_scope(&key.identity) {
+            return WriteOutcome::Constraint(format!(
+                "{} is a broad identity (it covers {scope}); approve it with `an1256 baseline approve --force` on the host",
+                key.identity
+            ));
+        }
         let store = match self.baseline.store() {
             Ok(s) => s,
             Err(e) => return WriteOutcome::Failure(e),

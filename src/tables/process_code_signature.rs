@@ -109,6 +109,10 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
     {
         errors.push(e);
     }
+    let subject_error = format!("subject: {}", v.subject.error);
+    if !v.subject.error.is_empty() {
+        errors.push(&subject_error);
+    }
     vec![
         p.pid.into(),
         p.parent.into(),

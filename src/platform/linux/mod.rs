@@ -254,6 +254,24 @@ impl Host for LinuxHost {
         self.identity_of_open_file(file, &real, false)
     }
 
+    fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
+        let Ok(dir) = ProcDir::open(pid) else {
+            return crate::script::StdinSource::Unknown;
+        };
+        match dir.stat_entry(c"fd/0") {
+            Ok(st) => crate::script::stdin_source_of(st.st_mode, st.st_rdev),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // No fd 0, or no process: only a live process has a closed stdin.
+                if dir.read(c"stat", 1).is_ok() {
+                    crate::script::StdinSource::Closed
+                } else {
+                    crate::script::StdinSource::Unknown
+                }
+            }
+            Err(_) => crate::script::StdinSource::Unknown,
+        }
+    }
+
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
         dir.nul_separated(c"environ")

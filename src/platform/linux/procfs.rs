@@ -111,6 +111,18 @@ impl ProcDir {
         read_bounded(self.open_entry(name, libc::O_RDONLY)?, limit)
     }
 
+    /// `stat` of what an entry leads to (`fd/0` stats the open file itself).
+    pub fn stat_entry(&self, name: &CStr) -> io::Result<libc::stat> {
+        // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: name is NUL-terminated and st is a valid out-pointer.
+        let rc = unsafe { libc::fstatat(self.raw_fd(), name.as_ptr(), &mut st, 0) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+
     /// Reads a symlink entry (`exe`, `cwd`, `ns/net`) as text (lossy UTF-8).
     pub fn read_link(&self, name: &CStr) -> io::Result<String> {
         let mut buffer = [0u8; 4096];

@@ -1,0 +1,573 @@
+//! Fail closed, end to end: an unprivileged user runs trusted interpreters and
+//! binaries in ways that make them run the user's own code (a program on stdin, a
+//! module from the user site, loader options and variables), each process holding
+//! a UDP socket to TEST-NET (192.0.2.10:53). The real `an1256` binary (private
+//! store) must report each as an untrusted subject and a hit, with the reason in
+//! `error`; each benign twin stays trusted.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{attacker, is_root, skip, spawn_ready, Attacker, ReadyChild};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Becomes `argv` (by exec, same pid) holding a UDP socket connected to
+/// 192.0.2.10:53 and a stdin pipe whose write end it also holds, so a program
+/// reading stdin blocks instead of exiting. `stdin_text` is written into that pipe
+/// first (a program piped into an interpreter). Prints `pid=` and `ready` before
+/// the exec; `exec_of` waits for the exec to land.
+const EXEC_HOLDING_UDP: &str = r#"
+import json, os, socket, sys
+spec = json.loads(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("192.0.2.10", 53))
+os.set_inheritable(s.fileno(), True)
+r, w = os.pipe()
+os.write(w, spec["stdin"].encode())
+os.dup2(r, 0)
+os.set_inheritable(w, True)
+# A clean environment: the test runner's own (LD_LIBRARY_PATH from cargo…) must
+# not leak into the twins.
+env = {k: os.environ[k] for k in ("HOME", "USER", "LOGNAME") if k in os.environ}
+env["PATH"] = "/usr/bin:/bin"
+env.update(spec["env"])
+print("pid=%d" % os.getpid())
+print("ready", flush=True)
+os.execve(spec["argv"][0], spec["argv"], env)
+"#;
+
+/// Runs `argv` as the attacker through `EXEC_HOLDING_UDP` and waits until the
+/// process runs `argv[0]` (its `/proc/<pid>/exe` names it).
+fn exec_holding_udp(
+    user: &Attacker,
+    argv: &[&str],
+    env: &[(&str, &str)],
+    stdin_text: &str,
+) -> ReadyChild {
+    let spec = serde_json::json!({
+        "argv": argv,
+        "env": env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::HashMap<_, _>>(),
+        "stdin": stdin_text,
+    });
+    let mut command = user.command("/usr/bin/python3");
+    command
+        .arg("-c")
+        .arg(EXEC_HOLDING_UDP)
+        .arg(spec.to_string())
+        .env("PATH", "/usr/bin:/bin");
+    let child = spawn_ready(command).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let target = std::fs::canonicalize(argv[0]).expect("canonical program");
+    wait_for_exe(child.pid, &target);
+    child
+}
+
+/// Waits until `/proc/<pid>/exe` is `target` and its argv is settled.
+fn wait_for_exe(pid: i32, target: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .as_deref()
+            == Some(target)
+        {
+            // Give the interpreter a moment to load its modules / read its stdin.
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("process {pid} never became {}", target.display());
+}
+
+/// The CLI with a private store and an empty config.
+fn an1256(store: &Path, args: &[&str]) -> std::process::Output {
+    let config = store.join("config.json");
+    std::fs::write(&config, "{}").expect("write config");
+    Command::new(env!("CARGO_BIN_EXE_an1256"))
+        .args(args)
+        .env("AN1256_DB", store.join("an1256.db"))
+        .env("AN1256_CONFIG", &config)
+        .output()
+        .expect("run an1256")
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// What AN1256 says about one process: its `process_code_signature` row, and
+/// whether the DESIGN join makes its UDP socket a hit.
+struct Judged {
+    row: serde_json::Value,
+    hit: bool,
+}
+
+impl Judged {
+    fn text(&self, column: &str) -> String {
+        match &self.row[column] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn trusted(&self) -> bool {
+        self.text("subject_trusted") == "1"
+    }
+}
+
+fn judge(pid: i32) -> Judged {
+    let store = tempfile::tempdir().expect("tempdir");
+    // An integer, formatted: nothing a process controls reaches the SQL text. One
+    // CLI run: the row, and whether the DESIGN join makes its socket a hit.
+    let sql = format!(
+        "SELECT c.pid, c.interpreter, c.script_kind, c.script_path, c.subject_kind, \
+           c.subject_path, c.subject_trusted, c.subject_identity, c.error, \
+           (SELECT count(*) FROM nonstandard_protocol_sockets s \
+              LEFT JOIN an1256_baseline b ON b.identity = c.subject_identity \
+                AND b.protocol_name = s.protocol_name AND b.remote_port IN (-1, s.remote_port) \
+            WHERE s.pid = c.pid AND s.remote_address = '192.0.2.10' \
+              AND c.subject_trusted = 0 AND b.identity IS NULL) AS hits \
+         FROM process_code_signature c WHERE c.pid = {pid}"
+    );
+    let out = an1256(store.path(), &["query", &sql, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = json_lines(&out.stdout);
+    assert_eq!(rows.len(), 1, "one row for {pid}: {rows:?}");
+    let row = rows.remove(0);
+    let hit = row["hits"].as_i64().unwrap_or(0) > 0;
+    Judged { row, hit }
+}
+
+fn root_or_skip(test: &str) -> bool {
+    if !is_root() {
+        skip(test, "needs root to create the unprivileged attacker user");
+        return false;
+    }
+    true
+}
+
+// ---- item 1: no script operand ----
+
+#[test]
+fn a_script_piped_into_bash_is_stdin_and_a_hit() {
+    if !root_or_skip("a_script_piped_into_bash_is_stdin_and_a_hit") {
+        return;
+    }
+    let user = attacker("fc-pipe-bash");
+    // `cat x.sh | bash`: the program arrives on a pipe; it blocks reading more.
+    let child = exec_holding_udp(&user, &["/usr/bin/bash"], &[], "read -r never\n");
+    let judged = judge(child.pid);
+    assert_eq!(judged.text("script_kind"), "stdin", "{}", judged.row);
+    assert!(!judged.trusted(), "{}", judged.row);
+    assert!(
+        judged
+            .text("subject_identity")
+            .starts_with("stdin:bash:pipe:"),
+        "{}",
+        judged.row
+    );
+    assert!(
+        judged.text("error").contains("stdin (pipe)"),
+        "{}",
+        judged.row
+    );
+    assert!(judged.hit, "a hit: {}", judged.row);
+}
+
+#[test]
+fn python_reading_a_file_on_stdin_is_stdin_and_a_hit() {
+    if !root_or_skip("python_reading_a_file_on_stdin_is_stdin_and_a_hit") {
+        return;
+    }
+    let user = attacker("fc-py-stdin");
+    let program = user.write("x.py", b"import time\ntime.sleep(120)\n", false);
+    // `python3 < x.py`, fd 0 a regular file; the UDP socket comes from the wrapper.
+    let code = format!(
+        "import os,socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.connect(('192.0.2.10',53))\n\
+         os.set_inheritable(s.fileno(),True)\n\
+         fd=os.open({:?},os.O_RDONLY); os.dup2(fd,0)\n\
+         print('pid=%d'%os.getpid()); print('ready',flush=True)\n\
+         os.execv('/usr/bin/python3',['python3'])\n",
+        program.display().to_string()
+    );
+    let child = spawn_ready(user.python(&code)).unwrap_or_else(|e| panic!("{e}"));
+    wait_for_exe(
+        child.pid,
+        &std::fs::canonicalize("/usr/bin/python3").expect("python3"),
+    );
+    let judged = judge(child.pid);
+    assert_eq!(judged.text("script_kind"), "stdin", "{}", judged.row);
+    assert!(
+        judged
+            .text("subject_identity")
+            .starts_with("stdin:python:file:"),
+        "{}",
+        judged.row
+    );
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+}
+
+/// Benign twin: a person at a terminal. bash on a pty (driven through the pty
+/// master by a python parent) holding a UDP socket stays the trusted shell.
+#[test]
+fn an_interactive_shell_on_a_pty_stays_trusted() {
+    if !root_or_skip("an_interactive_shell_on_a_pty_stays_trusted") {
+        return;
+    }
+    let user = attacker("fc-pty-bash");
+    let code = r#"
+import os, pty, select, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("192.0.2.10", 53))
+os.set_inheritable(s.fileno(), True)
+pid, master = pty.fork()
+if pid == 0:
+    os.execve("/usr/bin/bash", ["bash", "--norc", "--noprofile", "-i"], {"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"], "TERM": "dumb"})
+s.close()
+print("pid=%d" % pid)
+print("ready", flush=True)
+end = time.time() + 120
+while time.time() < end:
+    r, _, _ = select.select([master], [], [], 1)
+    if r:
+        try:
+            os.read(master, 4096)
+        except OSError:
+            break
+"#;
+    let child = spawn_ready(user.python(code)).unwrap_or_else(|e| panic!("{e}"));
+    let shell = i32::try_from(child.int("pid")).expect("pid");
+    wait_for_exe(shell, Path::new("/usr/bin/bash"));
+    let judged = judge(shell);
+    assert_eq!(judged.text("script_kind"), "interactive", "{}", judged.row);
+    assert_eq!(judged.text("subject_kind"), "binary", "{}", judged.row);
+    assert!(judged.trusted(), "{}", judged.row);
+    assert!(!judged.hit, "{}", judged.row);
+}
+
+// ---- item 2: python -m outside the cwd ----
+
+#[test]
+fn a_module_from_the_user_site_is_judged_by_its_file() {
+    if !root_or_skip("a_module_from_the_user_site_is_judged_by_its_file") {
+        return;
+    }
+    let user = attacker("fc-usersite");
+    let module = user.write(
+        ".local/lib/python3.11/site-packages/beacon.py",
+        b"import sys\nsys.stdin.read()\n",
+        false,
+    );
+    let child = exec_holding_udp(&user, &["/usr/bin/python3", "-m", "beacon"], &[], "");
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        module.display().to_string(),
+        "{}",
+        judged.row
+    );
+    assert!(
+        judged.text("subject_identity").starts_with("sha256:"),
+        "{}",
+        judged.row
+    );
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+
+    // The same name on PYTHONPATH, outside the cwd.
+    let lib = user.write("lib/beacon2.py", b"import sys\nsys.stdin.read()\n", false);
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/python3", "-m", "beacon2"],
+        &[("PYTHONPATH", &user.home.join("lib").display().to_string())],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        lib.display().to_string(),
+        "{}",
+        judged.row
+    );
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+}
+
+/// Benign twin: `python3 -m json.tool` runs the package-owned stdlib file.
+#[test]
+fn a_stdlib_module_stays_trusted() {
+    if !root_or_skip("a_stdlib_module_stays_trusted") {
+        return;
+    }
+    let user = attacker("fc-stdlib-mod");
+    let child = exec_holding_udp(&user, &["/usr/bin/python3", "-m", "json.tool"], &[], "");
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/lib/python3.11/json/tool.py",
+        "{}",
+        judged.row
+    );
+    assert!(
+        judged
+            .text("subject_identity")
+            .starts_with("package:libpython3.11-stdlib:"),
+        "{}",
+        judged.row
+    );
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+// ---- item 3: code-loading options and variables ----
+
+#[test]
+fn perl_modules_from_the_users_directories_untrust_a_package_script() {
+    if !root_or_skip("perl_modules_from_the_users_directories_untrust_a_package_script") {
+        return;
+    }
+    let user = attacker("fc-perl-m");
+    user.write("lib/Beacon.pm", b"package Beacon;\n1;\n", false);
+    let lib = user.home.join("lib").display().to_string();
+    let include = format!("-I{lib}");
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/perl", &include, "-MBeacon", "/usr/bin/json_pp"],
+        &[],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/json_pp",
+        "{}",
+        judged.row
+    );
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(
+        judged
+            .text("error")
+            .contains(&format!("perl -I puts {lib} on the search path")),
+        "{}",
+        judged.row
+    );
+    // The same through the environment.
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/perl", "/usr/bin/json_pp"],
+        &[("PERL5OPT", "-MBeacon"), ("PERL5LIB", &lib)],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(judged.text("error").contains("PERL5LIB"), "{}", judged.row);
+
+    // Benign twin: the package script with no loader options.
+    let child = exec_holding_udp(&user, &["/usr/bin/perl", "/usr/bin/json_pp"], &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn ld_preload_of_a_users_library_untrusts_a_package_binary() {
+    if !root_or_skip("ld_preload_of_a_users_library_untrusts_a_package_binary") {
+        return;
+    }
+    let user = attacker("fc-preload");
+    let libz = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libz.so.1");
+    let Ok(libz) = libz else {
+        skip(
+            "ld_preload_of_a_users_library_untrusts_a_package_binary",
+            "no libz",
+        );
+        return;
+    };
+    let hook = user.write(
+        "libhook.so",
+        &std::fs::read(libz).expect("read libz"),
+        false,
+    );
+    let hook_text = hook.display().to_string();
+    let child = exec_holding_udp(&user, &["/usr/bin/cat"], &[("LD_PRELOAD", &hook_text)], "");
+    let judged = judge(child.pid);
+    assert_eq!(judged.text("subject_kind"), "binary", "{}", judged.row);
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(
+        judged
+            .text("error")
+            .contains(&format!("LD_PRELOAD loads {hook_text} (unsigned)")),
+        "{}",
+        judged.row
+    );
+    // Benign twin: the same binary, no preload.
+    let child = exec_holding_udp(&user, &["/usr/bin/cat"], &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn bash_env_and_pythonpath_hooks_untrust_package_scripts() {
+    if !root_or_skip("bash_env_and_pythonpath_hooks_untrust_package_scripts") {
+        return;
+    }
+    let user = attacker("fc-env-hooks");
+    // BASH_ENV runs before the package script (here it blocks reading stdin).
+    let env_file = user.write("env.sh", b"read -r never\n", false);
+    let env_text = env_file.display().to_string();
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/bash", "/usr/bin/ldd"],
+        &[("BASH_ENV", &env_text)],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/ldd",
+        "{}",
+        judged.row
+    );
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(
+        judged
+            .text("error")
+            .contains(&format!("BASH_ENV loads {env_text}")),
+        "{}",
+        judged.row
+    );
+    // A sitecustomize on PYTHONPATH runs before the stdlib module.
+    let hook = user.write("site/sitecustomize.py", b"pass\n", false);
+    let site = user.home.join("site").display().to_string();
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/python3", "-m", "json.tool"],
+        &[("PYTHONPATH", &site)],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(
+        judged
+            .text("error")
+            .contains(&format!("(loads {})", hook.display())),
+        "{}",
+        judged.row
+    );
+}
+
+#[test]
+fn node_require_of_a_users_file_untrusts_a_package_script() {
+    let main = "/usr/lib/node_modules/corepack/dist/corepack.js";
+    if !root_or_skip("node_require_of_a_users_file_untrusts_a_package_script") {
+        return;
+    }
+    if !Path::new("/usr/bin/node").exists() || !Path::new(main).exists() {
+        skip(
+            "node_require_of_a_users_file_untrusts_a_package_script",
+            "no node / corepack",
+        );
+        return;
+    }
+    let user = attacker("fc-node-r");
+    // The hook keeps the process alive whatever the main script does.
+    let hook = user.write("hook.js", b"setInterval(() => {}, 1000);\n", false);
+    let hook_text = hook.display().to_string();
+    let child = exec_holding_udp(&user, &["/usr/bin/node", "-r", &hook_text, main], &[], "");
+    let judged = judge(child.pid);
+    assert_eq!(judged.text("subject_path"), main, "{}", judged.row);
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(
+        judged
+            .text("error")
+            .contains(&format!("node -r loads {hook_text}")),
+        "{}",
+        judged.row
+    );
+}
+
+// ---- item 9: broad identities ----
+
+#[test]
+fn broad_identities_are_never_learned_and_need_force() {
+    if !root_or_skip("broad_identities_are_never_learned_and_need_force") {
+        return;
+    }
+    let user = attacker("fc-broad");
+    let child = exec_holding_udp(&user, &["/usr/bin/bash"], &[], "read -r never\n");
+    let identity = judge(child.pid).text("subject_identity");
+    assert!(identity.starts_with("stdin:bash:pipe:"), "{identity}");
+    let store = tempfile::tempdir().expect("tempdir");
+    // A new store is learning: a sampler pass records the socket but learns no class.
+    let out = an1256(store.path(), &["baseline", "sample"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = an1256(
+        store.path(),
+        &[
+            "query",
+            "SELECT identity FROM an1256_observations",
+            "--json",
+        ],
+    );
+    let observed: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|r| r["identity"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(observed.contains(&identity), "observed: {observed:?}");
+    let out = an1256(store.path(), &["baseline", "list", "--json"]);
+    let learned = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!learned.contains(&identity), "never learned: {learned}");
+    assert!(judge(child.pid).hit, "still a hit after the learning pass");
+
+    // Approving needs --force, and says what it covers.
+    let out = an1256(
+        store.path(),
+        &["baseline", "approve", &identity, "--protocol", "udp"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broad identity") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    // Through osquery's INSERT: a constraint failure, never an approval.
+    let insert = format!(
+        "INSERT INTO an1256_baseline (identity, protocol_name) VALUES ('{identity}', 'udp')"
+    );
+    let out = an1256(store.path(), &["query", &insert]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broad identity"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = an1256(
+        store.path(),
+        &[
+            "baseline",
+            "approve",
+            &identity,
+            "--protocol",
+            "udp",
+            "--force",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("covers every program bash"), "{stdout}");
+}
