@@ -477,7 +477,7 @@ fn two_writers_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("an1256.db");
     drop(Store::open(&db, 3600).unwrap());
-    let identity = |writer: usize, i: usize| format!("path:/opt/writer-{writer}/tool-{i}");
+    let identity = |writer: usize, i: usize| format!("sha256:{:064x}", writer * 100_000 + i);
     // Two child processes importing at once, while two threads approve one by one
     // and record sampler passes, each with its own connection.
     let mut files = Vec::new();
@@ -524,14 +524,14 @@ fn two_writers_lose_nothing() {
                 let store = Store::open(&db, 3600).unwrap();
                 for i in 0..150 {
                     let key = an1256::baseline::identity::validate_entry(
-                        &format!("path:/opt/writer-{writer}/tool-{i}"),
+                        &format!("sha256:{:064x}", writer * 100_000 + i),
                         "icmp",
                         -1,
                     )
                     .unwrap();
                     store.approve(&key, "").unwrap();
                     let obs = Observation {
-                        identity: format!("path:/opt/writer-{writer}/tool-{i}"),
+                        identity: format!("sha256:{:064x}", writer * 100_000 + i),
                         protocol_name: "udp".into(),
                         remote_port: 53,
                         remote_scope: "public".into(),
