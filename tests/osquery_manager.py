@@ -429,7 +429,44 @@ def hang(args, handler, server, process, result):
     server.stop()
 
 
-SCENARIOS = {"roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
+def idle_flood(args, handler, server, process, result):
+    """Ten idle connections, a garbage one and a huge length prefix take no
+    worker a real call needs: it still answers, quickly."""
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    extension_call(ext, "ping")  # the socket is up
+    held = []
+    for _ in range(10):
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.connect(ext)
+        held.append(idle)
+    garbage = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    garbage.connect(ext)
+    garbage.sendall(b"GET / HTTP/1.0\r\n\r\n" + os.urandom(64))
+    held.append(garbage)
+    # A strict header naming a 2 GiB method name, then silence.
+    huge = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    huge.connect(ext)
+    huge.sendall(b"\x80\x01\x00\x01\x7f\xff\xff\xff")
+    held.append(huge)
+    time.sleep(0.5)
+    started = time.monotonic()
+    reply = extension_call(ext, "call", "table", "nonstandard_protocol_sockets",
+                           {"action": "generate", "context": context_for_pid(args.pid)})
+    result["call_seconds"] = round(time.monotonic() - started, 3)
+    result["call"] = response_json(reply)
+    started = time.monotonic()
+    result["ping_after"] = response_json(ExtensionResponse(status=extension_call(ext, "ping")))
+    result["ping_seconds"] = round(time.monotonic() - started, 3)
+    result["alive"] = process.poll() is None
+    for s in held:
+        s.close()
+    server.stop()
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+
+
+SCENARIOS = {"idle_flood": idle_flood, "roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
              "baseline_write": baseline_write, "refused": refused, "duplicate": duplicate,
              "hang": hang}
 # Scenarios in which the manager does not see a (successful) registration first.

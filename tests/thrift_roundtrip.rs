@@ -318,6 +318,34 @@ fn generate_over_thrift_returns_a_real_processes_udp_socket() {
     );
 }
 
+/// Issue 11: idle and garbage connections must not take the extension's workers.
+/// osquery-rust-ng's stock server (thrift's 10-worker pool, no read timeout) let
+/// ten idle connections wedge every table call while pings still answered.
+#[test]
+fn idle_and_garbage_connections_leave_table_calls_answering() {
+    let holder = UdpHolder::start();
+    let report = run_scenario("idle_flood", holder.pid());
+    let call = &report["call"];
+    assert_eq!(code(call), 0, "{report}");
+    let rows = call["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{call}");
+    assert_eq!(rows[0]["local_port"], holder.port.to_string().as_str());
+    let seconds = report["call_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        seconds < 2.0,
+        "a real call took {seconds} s behind idle connections"
+    );
+    let ping = report["ping_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(ping < 2.0, "a ping took {ping} s");
+    assert_eq!(report["alive"], true);
+    // The garbage was refused, and the 2 GiB length prefix before any allocation.
+    let stderr = report["extension_stderr"].as_str().unwrap_or_default();
+    assert!(stderr.contains("invalid thrift version"), "{stderr}");
+    assert!(stderr.contains("message too long"), "{stderr}");
+    let exit = &report["exit_after_manager_loss"];
+    assert_eq!(exit["code"], 0, "{exit}");
+}
+
 #[test]
 fn sigterm_deregisters_and_exits_cleanly() {
     let report = run_scenario("sigterm", std::process::id());

@@ -9,7 +9,7 @@
 //! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks), or one of the proxychains-wrapped client's own configured SOCKS proxies ([`proxychains`]) |
 //! | `socks_preload` | libproxychains / libtorsocks / libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
 //! | `socks_handshake` | (opt-in) the loopback listener at the remote end answered a SOCKS5 greeting |
-//! | `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, a proxychains-wrapped client reaches it as one of its configured SOCKS proxies (full scans), or the listener answered the SOCKS5 greeting |
+//! | `socks_server` | on a LISTEN socket: its port is in the SOCKS port list (with `socks_port`), the owner is a known SOCKS server on that port, a local client reaches it as its SOCKS proxy by its proxy environment or its proxychains config (full scans), or the listener answered the SOCKS5 greeting |
 //!
 //! Reasons are listed in that order. A client socket needs at least one of the
 //! first five (the probe only confirms candidates); a TCP socket without any
@@ -56,7 +56,7 @@ pub const SIGNALS_TABLE_MARKDOWN: &str = "\
 | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by executable name and argv, never by running anything. Also: a proxychains-wrapped client (`socks_preload`) connected to a local listener that its own proxychains config (`PROXYCHAINS_CONF_FILE`, `./proxychains.conf`, `~/.proxychains/proxychains.conf`, `/etc/proxychains4.conf`, `/etc/proxychains.conf`) lists as a `socks4`/`socks5` proxy, whatever program owns the listener |
 | `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
 | `socks_handshake` | opt-in: the loopback listener answered the SOCKS5 greeting `05 01 00` with `05 xx`. Sent only to loopback listeners in the scanner's network namespace that are already candidates, at most 16 per scan, each step bounded (300 ms by default); never to another address |
-| `socks_server` | on a LISTEN socket: the owner is a known SOCKS server on that port, a proxychains-wrapped client reaches it as one of its configured SOCKS proxies (seen by full scans: a `pid =` query of the server alone does not look at other processes' clients), or the listener answered the handshake probe |
+| `socks_server` | on a LISTEN socket: its port is in the SOCKS port list (then with `socks_port`, whatever program owns it), the owner is a known SOCKS server on that port, a local client reaches it as its SOCKS proxy by its proxy environment (`socks_env_proxy`) or as one of its proxychains-configured SOCKS proxies (seen by full scans: a `pid =` query of the server alone does not look at other processes' clients), or the listener answered the handshake probe |
 ";
 
 pub const REASON_PORT: &str = "socks_port";
