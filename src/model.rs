@@ -15,8 +15,16 @@ pub struct ProcessInfo {
     /// Executable path (Linux: `/proc/<pid>/exe` target, " (deleted)" suffix removed).
     /// Empty for kernel threads or when unreadable (see `error`).
     pub path: String,
-    /// argv as the process set it (Linux: `/proc/<pid>/cmdline`).
+    /// argv as the process set it (Linux: `/proc/<pid>/cmdline`), decoded as UTF-8
+    /// for display (invalid bytes replaced: never resolve a path from these).
     pub argv: Vec<String>,
+    /// The same argv as raw bytes, where the backend has them (Linux); empty
+    /// otherwise. Paths are resolved from these.
+    #[serde(skip)]
+    pub argv_raw: Vec<Vec<u8>>,
+    /// argv was longer than the backend reads and was cut (`error` says so): what
+    /// it names cannot be known.
+    pub argv_truncated: bool,
     /// Real uid.
     pub uid: i64,
     /// Current working directory, used to resolve relative script paths. Empty if unreadable.

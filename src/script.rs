@@ -64,6 +64,11 @@ pub struct ScriptInvocation {
     /// resolved against the process's cwd. Relative only when the cwd was unknown.
     /// Empty otherwise.
     pub script_path: String,
+    /// The script path exactly as argv gives it (kind File): relative paths are not
+    /// resolved, ruby `-C` directories are joined with `/`, nothing is normalised.
+    /// This is what the backend resolves, in the process's own root and cwd;
+    /// `script_path` is for display.
+    pub script_operand: String,
     /// SHA-256 (hex) of the inline code text (kind Inline); empty otherwise.
     pub inline_sha256: String,
     /// Module name (kind Module, or kind File when the module was found as a file in
@@ -374,6 +379,7 @@ impl Source {
             Source::File { path, chdirs } => {
                 inv.kind = ScriptKind::File;
                 inv.script_path = resolve_path(cwd, &chdirs, &path);
+                inv.script_operand = join_unresolved(&chdirs, &path);
             }
             Source::Inline(code) => {
                 inv.kind = ScriptKind::Inline;
@@ -402,6 +408,23 @@ fn resolve_path(cwd: &str, chdirs: &[String], path: &str) -> String {
         dir = join_normalized(&dir, d);
     }
     join_normalized(&dir, path)
+}
+
+/// `path` after each of `chdirs` in turn, joined with `/` and nothing removed (the
+/// kernel resolves `..` against real directories, which a lexical rule cannot).
+fn join_unresolved(chdirs: &[String], path: &str) -> String {
+    if path.is_empty() {
+        return String::new();
+    }
+    let mut joined = String::new();
+    for part in chdirs.iter().map(String::as_str).chain([path]) {
+        if part.starts_with('/') || joined.is_empty() {
+            joined = part.to_owned();
+        } else {
+            joined = format!("{}/{part}", joined.trim_end_matches('/'));
+        }
+    }
+    joined
 }
 
 /// `base/path` (or `path` alone when absolute or `base` is empty) with `.`, `..` and

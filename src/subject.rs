@@ -102,6 +102,15 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
     };
     let mut module_error = String::new();
     if let Some(s) = script.as_mut() {
+        if process.argv_truncated {
+            // argv was cut: the script operand may be in the part not read. The code
+            // cannot be seen, as for an unreadable argv.
+            *s = ScriptInvocation {
+                interpreter: s.interpreter,
+                kind: ScriptKind::Stdin,
+                ..Default::default()
+            };
+        }
         // With no script operand the code comes from stdin unless a person is at a
         // terminal: `cat x.sh | bash` and `python3 < x.py` are not REPLs.
         if matches!(s.kind, ScriptKind::Interactive | ScriptKind::Stdin)
@@ -118,12 +127,19 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
             }
         }
     }
-    // Only absolute paths are looked at: a relative one (cwd unknown) would name a
-    // file relative to this extension's own cwd.
+    // The backend resolves the operand as the process would (its root, its cwd, its
+    // raw argv bytes); `None` when there is nothing it can look at.
     let script_identity = script
         .as_ref()
-        .filter(|s| s.kind == ScriptKind::File && s.script_path.starts_with('/'))
-        .map(|s| host.file_identity(&s.script_path));
+        .filter(|s| s.kind == ScriptKind::File)
+        .and_then(|s| {
+            let operand = if s.script_operand.is_empty() {
+                &s.script_path
+            } else {
+                &s.script_operand
+            };
+            host.script_identity(&process, operand, &s.script_path)
+        });
     let mut subject = subject_of(
         &process,
         &identity,

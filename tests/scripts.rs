@@ -223,6 +223,10 @@ fn python_script_file_is_the_untrusted_subject() {
 }
 
 #[test]
+/// A relative operand names the file found from the cwd *now*; python does not keep
+/// the script open, so nothing shows it is the file that was started (the process
+/// may have changed directory): `unknown`, with no hash to baseline. The display
+/// path is still resolved against the cwd.
 fn python_relative_script_resolves_against_the_process_cwd() {
     if !have(PYTHON) {
         return;
@@ -237,8 +241,8 @@ fn python_relative_script_resolves_against_the_process_cwd() {
     );
     let child = spawn(PYTHON, &["-u", "./sub/../sub/rel.py"], &dir);
     let process = wait_for(host.as_ref(), &child, |p| p.argv.len() == 3);
-    let identity = format!("sha256:{}", file_sha(&script));
-    judge(
+    let identity = format!("path:{script}");
+    let row = judge(
         host,
         process,
         &Expect {
@@ -249,6 +253,13 @@ fn python_relative_script_resolves_against_the_process_cwd() {
             subject_trusted: false,
             subject_identity: &identity,
         },
+    );
+    assert_eq!(row["script_trust"], "unknown");
+    assert_eq!(row["script_sha256"], "");
+    assert!(
+        row["error"].contains("relative script path"),
+        "{}",
+        row["error"]
     );
 }
 
@@ -290,6 +301,35 @@ fn bash_script_file() {
     let child = spawn("/bin/bash", &[&script], &dir);
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == &script)
+    });
+    let identity = format!("sha256:{}", file_sha(&script));
+    judge(
+        host,
+        process,
+        &Expect {
+            interpreter: "bash",
+            script_kind: "file",
+            script_path: &script,
+            subject_path: &script,
+            subject_trusted: false,
+            subject_identity: &identity,
+        },
+    );
+}
+
+/// bash keeps its script open (fd 255): a relative operand that resolves to the
+/// file it holds is that file, and is hashed as usual.
+#[test]
+fn bash_relative_script_held_open_is_hashed() {
+    if !have("/bin/bash") {
+        return;
+    }
+    let host = host();
+    let (_guard, dir) = temp_dir();
+    let script = write_script(&dir.join("job.sh"), "sleep 60\nexit 0\n", false);
+    let child = spawn("/bin/bash", &["./job.sh"], &dir);
+    let process = wait_for(host.as_ref(), &child, |p| {
+        p.argv.iter().any(|a| a == "./job.sh")
     });
     let identity = format!("sha256:{}", file_sha(&script));
     judge(

@@ -17,6 +17,14 @@ pub enum HostError {
     Vanished(Pid),
     #[error("permission denied reading process {0} (run as root to see every process)")]
     PermissionDenied(Pid),
+    /// A `/proc` area (argv, environ) was longer than the read limit and was cut:
+    /// what it holds cannot be known, so callers treat the evidence as unknown.
+    #[error("{what} of process {pid} is longer than {limit} bytes and was cut")]
+    Truncated {
+        pid: Pid,
+        what: &'static str,
+        limit: usize,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -65,7 +73,8 @@ pub trait Host: Send + Sync {
     /// Code identity of what the process runs (macOS: the live process's
     /// signature; Linux: its executable file). Cached by file identity.
     fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity;
-    /// Code identity of a file on disk (a script). Cached by file identity.
+    /// Code identity of a file on disk, in the scanner's own view. Cached by file
+    /// identity.
     fn file_identity(&self, path: &str) -> CodeIdentity;
     /// What feeds the process's standard input (Linux: `stat` of `/proc/<pid>/fd/0`).
     /// `Unknown` where it cannot be told: an interpreter with no script is then not
@@ -78,6 +87,32 @@ pub trait Host: Send + Sync {
     /// system; any error other than "not there" is `Unknown`.
     fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {
         path_kind_here(path)
+    }
+    /// Code identity of the script file `process` runs. `operand` is the script path
+    /// exactly as argv gives it (relative paths unresolved, ruby `-C` directories
+    /// joined with `/`, no `.`/`..` removed); `display_path` is the resolved name
+    /// shown in rows. Backends that can (Linux) resolve `operand` as the process
+    /// would, from its raw argv bytes, in its own root and cwd, and read it with its
+    /// credentials. `None` when there is nothing to look at (a relative path with no
+    /// way to resolve it); the caller judges that untrusted.
+    fn script_identity(
+        &self,
+        process: &ProcessInfo,
+        operand: &str,
+        display_path: &str,
+    ) -> Option<CodeIdentity> {
+        let _ = (process, operand);
+        display_path
+            .starts_with('/')
+            .then(|| self.file_identity(display_path))
+    }
+    /// At most `limit` bytes of a configuration file that `process` names (ssh `-F`,
+    /// `Include`, proxychains configs): only a regular file, read with the process's
+    /// rights where the backend can (Linux), never by opening a device or a FIFO.
+    /// `None` when it cannot be read that way.
+    fn read_user_file(&self, process: &ProcessInfo, path: &str, limit: u64) -> Option<Vec<u8>> {
+        let _ = process;
+        read_regular_file(path, limit)
     }
     /// The process's environment as `KEY=value` strings (for SOCKS proxy variables).
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
@@ -158,6 +193,30 @@ pub fn path_kind_here(path: &str) -> crate::script::PathKind {
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => PathKind::Missing,
         Err(_) => PathKind::Unknown,
     }
+}
+
+/// At most `limit` bytes of a regular file, never blocking on a FIFO planted at the
+/// path and never reading a device (the portable fallback of `read_user_file`).
+pub fn read_regular_file(path: &str, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    // The type is checked before the open: a FIFO or device is never opened.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let file = options.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// Largest passwd file read when looking up a user.

@@ -36,7 +36,6 @@ use probe::{probe_socks5, ProbeOutcome};
 use proxy::{endpoint_matches, ProxyEndpoint};
 use servers::{known_server, may_be_known_server, KnownServer};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -140,6 +139,9 @@ const MAX_INCLUDE_DIR_ENTRIES: usize = 4096;
 /// Follows an ssh process's config files and their `Include`s, bounded, collecting
 /// the `DynamicForward` ports that apply to its destination.
 struct SshConfigReader<'a> {
+    host: &'a dyn Host,
+    /// The ssh process: its files are read with its rights, in its root.
+    process: &'a ProcessInfo,
     home: Option<&'a str>,
     destination: Option<&'a str>,
     files_left: usize,
@@ -155,7 +157,7 @@ impl SshConfigReader<'_> {
             return;
         }
         self.files_left -= 1;
-        let Some(text) = read_bounded(path) else {
+        let Some(text) = read_config(self.host, self.process, path) else {
             return;
         };
         let found = ssh::read_config(&text, self.destination);
@@ -196,24 +198,10 @@ fn expand_file_glob(pattern: &str) -> Vec<String> {
     files
 }
 
-/// Reads at most `MAX_SSH_CONFIG_BYTES` of a regular file, without blocking on a
-/// FIFO planted at the path.
-fn read_bounded(path: &str) -> Option<String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    let file = options.open(path).ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SSH_CONFIG_BYTES)
-        .read_to_end(&mut bytes)
-        .ok()?;
+/// At most `MAX_SSH_CONFIG_BYTES` of a config file `process` names, read as the
+/// process would read it (never as root for the user, never a device or FIFO).
+fn read_config(host: &dyn Host, process: &ProcessInfo, path: &str) -> Option<String> {
+    let bytes = host.read_user_file(process, path, MAX_SSH_CONFIG_BYTES)?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -261,6 +249,8 @@ impl<'a> Classifier<'a> {
             known_server(&process, |args| {
                 let home = host.home_directory(process.uid);
                 let mut reader = SshConfigReader {
+                    host,
+                    process: &process,
                     home: home.as_deref(),
                     destination: args.destination.as_deref(),
                     files_left: MAX_SSH_CONFIG_FILES,
@@ -302,15 +292,20 @@ impl<'a> Classifier<'a> {
     /// file in proxychains' search order).
     fn proxychains_targets(&mut self, pid: Pid) -> &[ProxyEndpoint] {
         if !self.proxychains.contains_key(&pid) {
-            let (uid, cwd) = match self.process(pid) {
-                Some(p) => (Some(p.uid), p.cwd.clone()),
-                None => (None, String::new()),
-            };
-            let home = uid.and_then(|uid| self.host.home_directory(uid));
+            let process = self.process(pid).cloned();
+            let home = process
+                .as_ref()
+                .and_then(|p| self.host.home_directory(p.uid));
+            let cwd = process.as_ref().map(|p| p.cwd.clone()).unwrap_or_default();
             let environment = self.environment(pid).to_vec();
-            let targets = proxychains::config_paths(&environment, home.as_deref(), &cwd)
-                .iter()
-                .find_map(|path| read_bounded(path))
+            let host = self.host;
+            let targets = process
+                .as_ref()
+                .and_then(|process| {
+                    proxychains::config_paths(&environment, home.as_deref(), &cwd)
+                        .iter()
+                        .find_map(|path| read_config(host, process, path))
+                })
                 .map(|text| proxychains::socks_proxies_in_config(&text))
                 .unwrap_or_default();
             self.proxychains.insert(pid, targets);
@@ -666,7 +661,11 @@ mod tests {
             expand_file_glob(&format!("{d}/none/*")),
             Vec::<String>::new()
         );
+        let host = FakeHost::default();
+        let ssh = process(1, "/usr/bin/ssh", &["ssh"]);
         let mut reader = SshConfigReader {
+            host: &host,
+            process: &ssh,
             home: None,
             destination: Some("pivot"),
             files_left: MAX_SSH_CONFIG_FILES,
@@ -1016,6 +1015,7 @@ mod tests {
         let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
         // SAFETY: valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        assert_eq!(read_bounded(&fifo.to_string_lossy()), None);
+        let owner = process(1, "/usr/bin/ssh", &["ssh"]);
+        assert_eq!(read_config(&host, &owner, &fifo.to_string_lossy()), None);
     }
 }

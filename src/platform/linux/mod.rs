@@ -8,7 +8,9 @@ pub mod netlink;
 pub mod procfs;
 pub mod provenance;
 pub mod rpm;
+pub mod script_file;
 pub mod sockets;
+pub mod userfile;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
 use crate::platform::{Host, HostConfig, HostError};
@@ -94,6 +96,27 @@ impl LinuxHost {
     }
 }
 
+/// Fills `argv`, `argv_raw` and `argv_truncated` from `cmdline`.
+fn read_argv(dir: &ProcDir, info: &mut ProcessInfo) -> std::io::Result<()> {
+    let (raw, truncated) = dir.nul_separated_raw(c"cmdline")?;
+    info.argv = raw
+        .iter()
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    info.argv_raw = raw;
+    info.argv_truncated = truncated;
+    Ok(())
+}
+
+/// The fs credentials of the process behind `dir` (from its `status`).
+fn credentials_of(dir: &ProcDir) -> Result<userfile::FsCredentials, String> {
+    let status = dir
+        .read(c"status", procfs::MAX_SMALL_BYTES)
+        .map_err(|e| format!("cannot read the credentials of process {}: {e}", dir.pid()))?;
+    userfile::parse_fs_credentials(&String::from_utf8_lossy(&status))
+        .ok_or_else(|| format!("process {}: no fs credentials in status", dir.pid()))
+}
+
 /// The path of an open fd as the kernel names it (follows every symlink).
 fn fd_path(fd: &OwnedFd) -> Option<String> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -148,9 +171,15 @@ impl Host for LinuxHost {
                 }
                 Err(e) => check("exe", &e, &mut errors),
             }
-            match dir.nul_separated(c"cmdline") {
-                Ok(argv) => info.argv = argv,
+            match read_argv(&dir, &mut info) {
+                Ok(()) => {}
                 Err(e) => check("cmdline", &e, &mut errors),
+            }
+            if info.argv_truncated {
+                errors.push(format!(
+                    "cmdline: longer than {} bytes and cut: the script it names cannot be known",
+                    procfs::MAX_ARGS_BYTES
+                ));
             }
         }
         match dir.read_link(c"cwd") {
@@ -199,8 +228,8 @@ impl Host for LinuxHost {
         if let Ok((path, _)) = dir.executable() {
             info.path = path;
         }
-        match dir.nul_separated(c"cmdline") {
-            Ok(argv) => info.argv = argv,
+        match read_argv(&dir, &mut info) {
+            Ok(()) => {}
             Err(e) if procfs::is_vanished(&e) => return Err(HostError::Vanished(pid)),
             Err(e) => return Err(process_error(pid, &e)),
         }
@@ -237,21 +266,72 @@ impl Host for LinuxHost {
     }
 
     fn file_identity(&self, path: &str) -> CodeIdentity {
-        let Ok(c_path) = std::ffi::CString::new(path) else {
-            return CodeIdentity::unknown(format!("invalid path {path:?}"));
-        };
-        // O_NONBLOCK: a FIFO planted at a script path must not hang the scan.
-        let file = match procfs::open_at(
-            libc::AT_FDCWD,
-            &c_path,
-            libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+        // O_PATH, regular files only, then a non-blocking reopen: a FIFO or device
+        // planted at the path is never opened.
+        let opened = match userfile::open_regular(
+            None,
+            None,
+            path.as_bytes(),
+            userfile::Anchor::InRoot,
+            true,
         ) {
-            Ok(file) => file,
+            Ok(opened) => opened,
             Err(e) => return CodeIdentity::unknown(format!("cannot open {path}: {e}")),
         };
         // Package databases know the real file, not the symlink that led to it.
-        let real = fd_path(&file).unwrap_or_else(|| path.to_owned());
-        self.identity_of_open_file(file, &real, false)
+        let real = fd_path(&opened.path_fd).unwrap_or_else(|| path.to_owned());
+        self.identity_of_open_file(opened.file.into(), &real, false)
+    }
+
+    fn script_identity(
+        &self,
+        process: &ProcessInfo,
+        operand: &str,
+        _display_path: &str,
+    ) -> Option<CodeIdentity> {
+        let raw = match script_file::raw_operand(&process.argv, &process.argv_raw, operand) {
+            Ok(raw) => raw,
+            Err(e) => return Some(CodeIdentity::unknown(e)),
+        };
+        let dir = match ProcDir::open(process.pid) {
+            Ok(dir) => dir,
+            Err(e) => return Some(CodeIdentity::unknown(e.to_string())),
+        };
+        let credentials = match credentials_of(&dir) {
+            Ok(credentials) => credentials,
+            Err(e) => return Some(CodeIdentity::unknown(e)),
+        };
+        let resolved = match script_file::resolve(&dir, &raw, &credentials) {
+            Ok(resolved) => resolved,
+            Err(e) => return Some(CodeIdentity::unknown(e)),
+        };
+        let refusal = script_file::package_refusal(&resolved.facts);
+        let identity =
+            self.identity_of_open_file(resolved.file.into(), &resolved.claim_path, false);
+        Some(script_file::apply_refusal(identity, refusal.as_ref()))
+    }
+
+    fn read_user_file(&self, process: &ProcessInfo, path: &str, limit: u64) -> Option<Vec<u8>> {
+        let dir = ProcDir::open(process.pid).ok()?;
+        let credentials = credentials_of(&dir).ok()?;
+        // As the program reading it would: absolute paths in its root, relative
+        // ones from its cwd (never above it: the way up is not known to be its own).
+        let (entry, anchor) = if path.starts_with('/') {
+            (c"root", userfile::Anchor::InRoot)
+        } else {
+            (c"cwd", userfile::Anchor::Beneath)
+        };
+        let base = dir
+            .open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
+            .ok()?;
+        userfile::read_regular(
+            Some(credentials),
+            Some(&base),
+            path.as_bytes(),
+            anchor,
+            limit,
+        )
+        .ok()
     }
 
     fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
@@ -274,8 +354,17 @@ impl Host for LinuxHost {
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
-        dir.nul_separated(c"environ")
-            .map_err(|e| process_error(pid, &e))
+        let (environment, truncated) = dir
+            .nul_separated(c"environ")
+            .map_err(|e| process_error(pid, &e))?;
+        if truncated {
+            return Err(HostError::Truncated {
+                pid,
+                what: "environ",
+                limit: procfs::MAX_ARGS_BYTES,
+            });
+        }
+        Ok(environment)
     }
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {

@@ -143,9 +143,32 @@ impl ProcDir {
         self.read_link(c"exe").map(|target| strip_deleted(&target))
     }
 
-    /// NUL-separated strings of `cmdline` or `environ`, bounded.
-    pub fn nul_separated(&self, name: &CStr) -> io::Result<Vec<String>> {
-        Ok(split_nul(&self.read(name, MAX_ARGS_BYTES)?))
+    /// Reads an entry, at most `limit` bytes, and says whether there was more
+    /// (`limit + 1` bytes are asked for, so a cut is never silent).
+    pub fn read_capped(&self, name: &CStr, limit: usize) -> io::Result<(Vec<u8>, bool)> {
+        let mut data = self.read(name, limit.saturating_add(1))?;
+        let truncated = data.len() > limit;
+        data.truncate(limit);
+        Ok((data, truncated))
+    }
+
+    /// NUL-separated strings of `cmdline` or `environ` (lossy UTF-8), bounded by
+    /// `MAX_ARGS_BYTES`; the flag says the area was longer and has been cut.
+    pub fn nul_separated(&self, name: &CStr) -> io::Result<(Vec<String>, bool)> {
+        let (raw, truncated) = self.nul_separated_raw(name)?;
+        Ok((
+            raw.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect(),
+            truncated,
+        ))
+    }
+
+    /// NUL-separated byte strings of `cmdline` or `environ`, exactly as the kernel
+    /// holds them, bounded by `MAX_ARGS_BYTES`; the flag says they were cut.
+    pub fn nul_separated_raw(&self, name: &CStr) -> io::Result<(Vec<Vec<u8>>, bool)> {
+        let (data, truncated) = self.read_capped(name, MAX_ARGS_BYTES)?;
+        Ok((split_nul_bytes(&data), truncated))
     }
 }
 
@@ -180,13 +203,19 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
 
 /// Splits NUL-separated data into strings; a trailing NUL ends the last string.
 pub fn split_nul(data: &[u8]) -> Vec<String> {
+    split_nul_bytes(data)
+        .iter()
+        .map(|part| String::from_utf8_lossy(part).into_owned())
+        .collect()
+}
+
+/// Splits NUL-separated data into byte strings; a trailing NUL ends the last one.
+pub fn split_nul_bytes(data: &[u8]) -> Vec<Vec<u8>> {
     let data = data.strip_suffix(b"\0").unwrap_or(data);
     if data.is_empty() {
         return Vec::new();
     }
-    data.split(|&b| b == 0)
-        .map(|part| String::from_utf8_lossy(part).into_owned())
-        .collect()
+    data.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
 }
 
 /// The fields of `/proc/<pid>/stat` this crate uses.

@@ -510,10 +510,10 @@ fn sockprotoname(fd_dir: RawFd, fd_name: &CStr) -> Option<SockProtoName> {
 }
 
 /// A `DIR*` over `/proc/<pid>/fd`, closed on drop.
-struct FdDir(*mut libc::DIR);
+pub(crate) struct FdDir(*mut libc::DIR);
 
 impl FdDir {
-    fn open(dir: &ProcDir) -> io::Result<FdDir> {
+    pub(crate) fn open(dir: &ProcDir) -> io::Result<FdDir> {
         let fd = dir.open_entry(c"fd", libc::O_RDONLY | libc::O_DIRECTORY)?;
         let raw = fd.into_raw_fd();
         // SAFETY: raw is an open directory fd; on success DIR* owns it.
@@ -527,14 +527,14 @@ impl FdDir {
         Ok(FdDir(stream))
     }
 
-    fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         // SAFETY: self.0 is a valid DIR* until drop.
         unsafe { libc::dirfd(self.0) }
     }
 
     /// Calls `each(fd_number, entry_name)` for every fd; stops with the error that
     /// ended the listing, if any.
-    fn for_each(&self, mut each: impl FnMut(i64, &CStr)) -> io::Result<()> {
+    pub(crate) fn for_each(&self, mut each: impl FnMut(i64, &CStr)) -> io::Result<()> {
         loop {
             // SAFETY: errno is thread-local; resetting it tells end-of-dir from errors.
             unsafe { *libc::__errno_location() = 0 };

@@ -173,10 +173,12 @@ impl Host for MacHost {
             append_error(&mut error, &format!("path unreadable: {e}"));
             String::new()
         });
+        let mut argv_truncated = false;
         let argv = match sys::procargs(pid) {
             Ok(args) => {
                 if args.truncated {
                     append_error(&mut error, "argv truncated");
+                    argv_truncated = true;
                 }
                 args.argv
             }
@@ -210,6 +212,8 @@ impl Host for MacHost {
             net_namespace: String::new(),
             exe_deleted,
             error,
+            argv_truncated,
+            ..Default::default()
         })
     }
 

@@ -1,0 +1,371 @@
+//! The script file a process runs, found as the process would find it: from the
+//! raw argv bytes, inside `/proc/<pid>/root` (absolute operands) or beneath
+//! `/proc/<pid>/cwd` (relative ones), with `openat2` and no lexical `..` removal, and
+//! opened with the process's own fs credentials (`userfile`).
+//!
+//! The decisions are pure and unit-tested here (`raw_operand`, `package_refusal`,
+//! `apply_refusal`); the syscalls are thin. Rules (fail closed):
+//! - an operand whose display text does not map back to exactly one raw argv
+//!   element cannot be resolved: `unknown`;
+//! - `package` trust is never granted through a symlink on the way, through a
+//!   directory the process's user can write (they could have swapped the file after
+//!   start), to a file that is not the host's file at that path (`(dev, ino)`
+//!   differs: another mount namespace or root, e.g. a bind mount in `unshare -Urm`),
+//!   or to a relative operand (the cwd may have changed since exec);
+//! - a relative operand is judged at all only when the file it resolves to now is
+//!   one the process holds open (bash fd 255, dash fd >= 10, php fd 3); otherwise
+//!   it is `unknown` with no hash, since the file found now may not be the one that
+//!   was started.
+
+use super::procfs::ProcDir;
+use super::userfile::{self, Anchor, FsCredentials};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// Most fds looked at for a held script file.
+const MAX_HELD_FDS: usize = 65_536;
+/// Most path components checked for a writable directory.
+const MAX_COMPONENTS: usize = 64;
+
+/// The raw argv bytes of the script operand. `operand` is the display text the
+/// script grammar found; when it is an argv element, that element's raw bytes are
+/// used. Text that came from a lossy decode (U+FFFD) and matches no single raw
+/// element cannot be turned back into the bytes the process used.
+pub fn raw_operand(
+    argv: &[String],
+    argv_raw: &[Vec<u8>],
+    operand: &str,
+) -> Result<Vec<u8>, String> {
+    let matches: HashSet<&[u8]> = argv
+        .iter()
+        .zip(argv_raw)
+        .filter(|(text, _)| text.as_str() == operand)
+        .map(|(_, raw)| raw.as_slice())
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.into_iter().next().unwrap_or_default().to_vec()),
+        0 if !operand.contains('\u{FFFD}') => Ok(operand.as_bytes().to_vec()),
+        0 => Err(format!(
+            "script path {operand:?} is not valid UTF-8 and names no single argv element"
+        )),
+        _ => Err(format!(
+            "script path {operand:?} matches argv elements with different bytes"
+        )),
+    }
+}
+
+/// What resolving a script operand showed, for `package_refusal`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathFacts {
+    /// The operand was relative (resolved against the cwd as it is now).
+    pub relative: bool,
+    pub through_symlink: bool,
+    /// A directory on the way that the process's user can write (`None`: none).
+    pub writable_directory: Option<String>,
+    /// Why the walk could not be checked (too deep, a component unreadable).
+    pub unchecked: Option<String>,
+    /// The file is the host's file at the same path (same `(dev, ino)`).
+    pub same_file_on_host: bool,
+}
+
+/// Why `package` trust must not be granted, and whether the file's hash still
+/// names what runs (so it may stay as the identity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    pub keep_hash: bool,
+}
+
+/// The fail-closed rules for package trust over a resolved script path.
+pub fn package_refusal(facts: &PathFacts) -> Option<Refusal> {
+    let refuse = |reason: String, keep_hash: bool| Some(Refusal { reason, keep_hash });
+    if facts.through_symlink {
+        return refuse(
+            "script path goes through a symbolic link: package trust is not granted".into(),
+            false,
+        );
+    }
+    if let Some(dir) = &facts.writable_directory {
+        return refuse(
+            format!(
+                "directory {dir} is writable by the process's user: package trust is not granted"
+            ),
+            false,
+        );
+    }
+    if let Some(why) = &facts.unchecked {
+        return refuse(
+            format!("script path not verified ({why}): package trust is not granted"),
+            false,
+        );
+    }
+    if !facts.same_file_on_host {
+        return refuse(
+            "the process sees a different file at this path than the host (another mount namespace or root): package trust is not granted".into(),
+            true,
+        );
+    }
+    if facts.relative {
+        return refuse(
+            "relative script path (the cwd may have changed since exec): package trust is not granted".into(),
+            true,
+        );
+    }
+    None
+}
+
+/// A verdict with `refusal` applied: a `package` verdict becomes `unknown` with the
+/// reason; other verdicts are already untrusted and stay as they are.
+pub fn apply_refusal(
+    mut identity: crate::model::CodeIdentity,
+    refusal: Option<&Refusal>,
+) -> crate::model::CodeIdentity {
+    let Some(refusal) = refusal else {
+        return identity;
+    };
+    if identity.trust == crate::model::Trust::Package {
+        identity.trust = crate::model::Trust::Unknown;
+        identity.error = refusal.reason.clone();
+        if !refusal.keep_hash {
+            identity.sha256.clear();
+        }
+    }
+    identity
+}
+
+/// The script file, open for reading, with what resolving it showed.
+pub struct ResolvedScript {
+    pub file: File,
+    /// The name the package databases know it by (the kernel's name for it).
+    pub claim_path: String,
+    pub facts: PathFacts,
+}
+
+/// `(dev, ino)` of an fd.
+fn file_key(fd: &OwnedFd) -> std::io::Result<(u64, u64)> {
+    userfile::fstat(fd.as_raw_fd()).map(|st| (st.st_dev, st.st_ino))
+}
+
+/// `(dev, ino)` of every regular file the process holds open (bounded).
+fn held_regular_files(dir: &ProcDir) -> HashSet<(u64, u64)> {
+    let mut held = HashSet::new();
+    let Ok(fds) = super::sockets::FdDir::open(dir) else {
+        return held;
+    };
+    let fd_dir = fds.raw_fd();
+    let mut seen = 0usize;
+    let _ = fds.for_each(|_, name| {
+        seen += 1;
+        if seen > MAX_HELD_FDS {
+            return;
+        }
+        // stat (not open) through the magic link: no side effect on any file type.
+        // SAFETY: st is plain data filled by fstatat; name is NUL-terminated.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd_dir is an open directory fd, st is valid for writes.
+        if unsafe { libc::fstatat(fd_dir, name.as_ptr(), &mut st, 0) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        {
+            held.insert((st.st_dev, st.st_ino));
+        }
+    });
+    held
+}
+
+/// The kernel's name for an open fd.
+fn fd_path(fd: &OwnedFd) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The first directory on `raw`'s way from `base` (itself included) that
+/// `credentials` may write. `Err` when the walk cannot be checked.
+fn writable_directory(
+    base: &OwnedFd,
+    raw: &[u8],
+    anchor: Anchor,
+    credentials: &FsCredentials,
+) -> Result<Option<String>, String> {
+    let components: Vec<&[u8]> = raw
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if components.len() > MAX_COMPONENTS {
+        return Err(format!("more than {MAX_COMPONENTS} components"));
+    }
+    let directories = components.len().saturating_sub(1);
+    let leading = if raw.starts_with(b"/") { "/" } else { "" };
+    for depth in 0..=directories {
+        let prefix = components.get(..depth).unwrap_or_default().join(&b'/');
+        let shown = format!("{leading}{}", String::from_utf8_lossy(&prefix));
+        let st = if depth == 0 {
+            userfile::fstat(base.as_raw_fd())
+        } else {
+            userfile::resolve(base.as_raw_fd(), &prefix, anchor, false)
+                .and_then(|r| userfile::fstat(r.fd.as_raw_fd()))
+        }
+        .map_err(|e| format!("{shown}: {e}"))?;
+        if credentials.may_write(st.st_uid, st.st_gid, st.st_mode) {
+            return Ok(Some(if shown.is_empty() { ".".into() } else { shown }));
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves and opens the script `raw` names for the process behind `dir`.
+pub fn resolve(
+    dir: &ProcDir,
+    raw: &[u8],
+    credentials: &FsCredentials,
+) -> Result<ResolvedScript, String> {
+    let relative = !raw.starts_with(b"/");
+    let (entry, anchor) = if relative {
+        (c"cwd", Anchor::Beneath)
+    } else {
+        (c"root", Anchor::InRoot)
+    };
+    let base = dir
+        .open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| format!("cannot open the process's {}: {e}", entry.to_string_lossy()))?;
+    let shown = String::from_utf8_lossy(raw);
+    let opened = userfile::open_regular(Some(credentials.clone()), Some(&base), raw, anchor, true)
+        .map_err(|e| format!("cannot read script {shown} as the process's user: {e}"))?;
+    let key = file_key(&opened.path_fd).map_err(|e| format!("cannot stat script {shown}: {e}"))?;
+    if relative && !held_regular_files(dir).contains(&key) {
+        return Err(format!(
+            "relative script path {shown}: the file it names now is not one the process holds open, and the process may have changed directory since exec (run scripts by absolute path)"
+        ));
+    }
+    let claim_path = fd_path(&opened.path_fd).unwrap_or_default();
+    let (writable_directory, unchecked) = match writable_directory(&base, raw, anchor, credentials)
+    {
+        Ok(found) => (found, None),
+        Err(why) => (None, Some(why)),
+    };
+    let same_file_on_host = !claim_path.is_empty()
+        && userfile::open_regular(None, None, claim_path.as_bytes(), Anchor::InRoot, false)
+            .and_then(|host| file_key(&host.path_fd))
+            .is_ok_and(|host_key| host_key == key);
+    Ok(ResolvedScript {
+        file: opened.file,
+        claim_path,
+        facts: PathFacts {
+            relative,
+            through_symlink: opened.through_symlink,
+            writable_directory,
+            unchecked,
+            same_file_on_host,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CodeIdentity, Trust};
+
+    #[test]
+    fn raw_operands_come_from_argv_bytes() {
+        let argv = vec!["python3".to_string(), "/tmp/\u{FFFD}.py".to_string()];
+        let raw = vec![b"python3".to_vec(), b"/tmp/\xff.py".to_vec()];
+        assert_eq!(
+            raw_operand(&argv, &raw, "/tmp/\u{FFFD}.py").unwrap(),
+            b"/tmp/\xff.py"
+        );
+        assert_eq!(raw_operand(&argv, &raw, "/tmp/x.py").unwrap(), b"/tmp/x.py");
+        // A lossy name that is no argv element (joined or normalised) is refused.
+        assert!(raw_operand(&argv, &raw, "/a/\u{FFFD}.py").is_err());
+        // Two raw spellings behind one display text: ambiguous.
+        let argv2 = vec!["a\u{FFFD}".to_string(), "a\u{FFFD}".to_string()];
+        let raw2 = vec![b"a\xff".to_vec(), b"a\xfe".to_vec()];
+        assert!(raw_operand(&argv2, &raw2, "a\u{FFFD}").is_err());
+        // No raw argv (another backend): the text is the bytes when it is clean.
+        assert_eq!(raw_operand(&argv, &[], "/tmp/y.py").unwrap(), b"/tmp/y.py");
+        assert!(raw_operand(&argv, &[], "/tmp/\u{FFFD}.py").is_err());
+    }
+
+    #[test]
+    fn package_trust_needs_a_clean_absolute_host_path() {
+        let clean = PathFacts {
+            same_file_on_host: true,
+            ..Default::default()
+        };
+        assert_eq!(package_refusal(&clean), None);
+        let cases = [
+            (
+                PathFacts {
+                    through_symlink: true,
+                    ..clean.clone()
+                },
+                false,
+            ),
+            (
+                PathFacts {
+                    writable_directory: Some("/home/u".into()),
+                    ..clean.clone()
+                },
+                false,
+            ),
+            (
+                PathFacts {
+                    unchecked: Some("deep".into()),
+                    ..clean.clone()
+                },
+                false,
+            ),
+            (
+                PathFacts {
+                    same_file_on_host: false,
+                    ..clean.clone()
+                },
+                true,
+            ),
+            (
+                PathFacts {
+                    relative: true,
+                    ..clean.clone()
+                },
+                true,
+            ),
+        ];
+        for (facts, keep_hash) in cases {
+            let refusal = package_refusal(&facts).expect("refused");
+            assert_eq!(refusal.keep_hash, keep_hash, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_turns_package_into_unknown_only() {
+        let package = CodeIdentity {
+            trust: Trust::Package,
+            sha256: "ab".into(),
+            identifier: "pkg".into(),
+            ..Default::default()
+        };
+        let refusal = Refusal {
+            reason: "symlink".into(),
+            keep_hash: false,
+        };
+        let refused = apply_refusal(package.clone(), Some(&refusal));
+        assert_eq!(refused.trust, Trust::Unknown);
+        assert_eq!(refused.sha256, "");
+        assert_eq!(refused.error, "symlink");
+        let kept = apply_refusal(
+            package.clone(),
+            Some(&Refusal {
+                keep_hash: true,
+                ..refusal.clone()
+            }),
+        );
+        assert_eq!(kept.sha256, "ab");
+        let unsigned = CodeIdentity {
+            trust: Trust::Unsigned,
+            sha256: "cd".into(),
+            ..Default::default()
+        };
+        assert_eq!(apply_refusal(unsigned.clone(), Some(&refusal)), unsigned);
+        assert_eq!(apply_refusal(package.clone(), None), package);
+    }
+}

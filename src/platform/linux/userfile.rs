@@ -1,0 +1,470 @@
+//! Reading files a user names (script operands, ssh and proxychains configs) without
+//! reading *for* them. The scanner runs as root; the user chooses the path. So:
+//! - the path is resolved with `openat2` as the process would resolve it (inside its
+//!   own root, from raw bytes, no magic links), on a short-lived worker thread that
+//!   carries the process's file-system credentials (`setfsuid`/`setfsgid`/groups are
+//!   per-thread on Linux), so search and read permissions are the user's;
+//! - the result is opened `O_PATH` first and must be a regular file (`fstat`): device
+//!   nodes, FIFOs and sockets are never opened for reading (`/dev/watchdog`, a FIFO
+//!   with no writer);
+//! - only then is it reopened read-only (`O_NONBLOCK | O_NOCTTY`) through
+//!   `/proc/self/fd/N`, still as the user.
+//!
+//! What cannot be read this way is an error for the caller to report (the subject is
+//! then `unknown`), never a reason to retry as root.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// How long one open (resolution, stat, reopen) may take before the file is given
+/// up as unreadable (a hung FUSE server the user mounted must not stall a scan).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most supplementary groups taken from `/proc/<pid>/status` (`NGROUPS_MAX`).
+const MAX_GROUPS: usize = 65_536;
+
+/// The file-system identity a read is done with: the process's fsuid, fsgid and
+/// supplementary groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FsCredentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl FsCredentials {
+    /// True when a directory or file with this owner, group and mode can be changed
+    /// by these credentials (owner, group or other write bit that applies; an owner
+    /// can always chmod). For root, whose own writes prove nothing, whether anyone
+    /// *but* root can change it (a non-root owner, a non-root group or other write
+    /// bit).
+    pub fn may_write(&self, owner: u32, group: u32, mode: u32) -> bool {
+        if self.uid == 0 {
+            return owner != 0 || (group != 0 && mode & 0o020 != 0) || mode & 0o002 != 0;
+        }
+        if owner == self.uid {
+            return true;
+        }
+        if group == self.gid || self.groups.contains(&group) {
+            return mode & 0o020 != 0;
+        }
+        mode & 0o002 != 0
+    }
+}
+
+/// The fs credentials in `/proc/<pid>/status` text: the fourth (`fs`) field of
+/// `Uid:` and `Gid:`, and `Groups:`. `None` when a line is missing or malformed.
+pub fn parse_fs_credentials(status: &str) -> Option<FsCredentials> {
+    let field = |prefix: &str| -> Option<u32> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))?
+            .split_ascii_whitespace()
+            .nth(3)?
+            .parse()
+            .ok()
+    };
+    let uid = field("Uid:")?;
+    let gid = field("Gid:")?;
+    let groups_line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Groups:"))?;
+    let mut groups = Vec::new();
+    for group in groups_line.split_ascii_whitespace().take(MAX_GROUPS) {
+        groups.push(group.parse().ok()?);
+    }
+    Some(FsCredentials { uid, gid, groups })
+}
+
+/// Where a path starts and what it may not leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anchor {
+    /// The base directory is the root: `/` and `..` stay inside it, as for the
+    /// process whose `/proc/<pid>/root` it is (`RESOLVE_IN_ROOT`).
+    InRoot,
+    /// Relative to the base directory and never out of it (`RESOLVE_BENEATH`): a
+    /// relative operand against a cwd whose way up is not known to be the process's.
+    Beneath,
+}
+
+/// A path resolved to an `O_PATH` fd, and how.
+#[derive(Debug)]
+pub struct Resolved {
+    pub fd: OwnedFd,
+    /// A symbolic link was followed on the way.
+    pub through_symlink: bool,
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(dirfd, path, how)` (Linux >= 5.6). ENOSYS on older kernels.
+fn openat2(dirfd: RawFd, path: &CString, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: path is NUL-terminated, how is a valid open_how of the size passed;
+    // the returned fd is owned here.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: fd was just returned by openat2 and is not owned by anything else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Resolves `path` from `base` to an `O_PATH` fd: no magic links, symlinks only when
+/// `follow_symlinks` (and then `through_symlink` says whether one was taken). Runs
+/// with the calling thread's fs credentials. Never opens the file for I/O.
+pub fn resolve(
+    base: RawFd,
+    path: &[u8],
+    anchor: Anchor,
+    follow_symlinks: bool,
+) -> io::Result<Resolved> {
+    if path.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let anchor_flag = match anchor {
+        Anchor::InRoot => libc::RESOLVE_IN_ROOT,
+        Anchor::Beneath => libc::RESOLVE_BENEATH,
+    };
+    let strict = anchor_flag | libc::RESOLVE_NO_MAGICLINKS;
+    match openat2(
+        base,
+        &path,
+        libc::O_PATH,
+        strict | libc::RESOLVE_NO_SYMLINKS,
+    ) {
+        Ok(fd) => Ok(Resolved {
+            fd,
+            through_symlink: false,
+        }),
+        Err(e) if follow_symlinks && e.raw_os_error() == Some(libc::ELOOP) => {
+            openat2(base, &path, libc::O_PATH, strict).map(|fd| Resolved {
+                fd,
+                through_symlink: true,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `fstat` of an fd (an `O_PATH` fd included).
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data; fstat fills it or fails.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is valid for writes; fd is an open descriptor.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// A name for a non-regular file type, for the `error` column.
+pub fn file_kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "regular file",
+        libc::S_IFDIR => "directory",
+        libc::S_IFCHR => "character device",
+        libc::S_IFBLK => "block device",
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFLNK => "symbolic link",
+        _ => "special file",
+    }
+}
+
+/// Opens an `O_PATH` fd for reading, only when it is a regular file: `fstat` first,
+/// then a reopen through `/proc/self/fd/N` (`O_RDONLY | O_NONBLOCK | O_NOCTTY`), which
+/// checks read permission with the calling thread's fs credentials. The reopened fd
+/// must be the same inode.
+pub fn reopen_regular(opath: &OwnedFd) -> io::Result<File> {
+    let st = fstat(opath.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::other(format!(
+            "not a regular file ({}): not opened",
+            file_kind(st.st_mode)
+        )));
+    }
+    let proc_path = CString::new(format!("/proc/self/fd/{}", opath.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fd = crate::platform::linux::procfs::open_at(
+        libc::AT_FDCWD,
+        &proc_path,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+    )?;
+    let again = fstat(fd.as_raw_fd())?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(io::Error::other("file changed while it was opened"));
+    }
+    Ok(File::from(fd))
+}
+
+/// Takes on `credentials` for file-system checks on the calling thread. Only the
+/// fs ids and the thread's own group list change (raw syscalls: glibc's
+/// `setgroups` would change every thread). A scanner that is not root keeps its own
+/// rights, which never exceed its user's.
+fn assume(credentials: &FsCredentials) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || credentials.uid == 0 {
+        return Ok(());
+    }
+    let groups: Vec<libc::gid_t> = credentials.groups.clone();
+    // SAFETY: groups is valid for groups.len() gid_t values; the raw syscall
+    // changes only this thread's supplementary groups.
+    let rc = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: setfsgid/setfsuid have no memory-safety preconditions; they change
+    // this thread's fs ids only. Called with -1 they report the current id.
+    let (gid_now, uid_now) = unsafe {
+        libc::setfsgid(credentials.gid);
+        libc::setfsuid(credentials.uid);
+        (
+            libc::setfsgid(u32::MAX) as u32,
+            libc::setfsuid(u32::MAX) as u32,
+        )
+    };
+    if (uid_now, gid_now) != (credentials.uid, credentials.gid) {
+        return Err(io::Error::other(
+            "could not take on the process's fs credentials",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `work` on a new thread that carries `credentials` (or the scanner's own when
+/// `None`), waiting at most `timeout`. A thread that does not answer in time is left
+/// to finish on its own; the caller gets `TimedOut`.
+pub fn as_user<T: Send + 'static>(
+    credentials: Option<FsCredentials>,
+    timeout: Duration,
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("an1256-userfile".into())
+        .spawn(move || {
+            let result = match credentials.as_ref().map(assume).unwrap_or(Ok(())) {
+                Ok(()) => work(),
+                Err(e) => Err(e),
+            };
+            let _ = sender.send(result);
+        })?;
+    match receiver.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("gave up after {} ms", timeout.as_millis()),
+        )),
+    }
+}
+
+/// A regular file opened for reading as a user would.
+#[derive(Debug)]
+pub struct UserFile {
+    pub file: File,
+    /// The `O_PATH` fd it was reached by (for further `fstat`/`readlink`).
+    pub path_fd: OwnedFd,
+    pub through_symlink: bool,
+}
+
+/// Resolves and opens `path` for reading with `credentials`: `resolve`, then
+/// `reopen_regular`, all on a worker thread. `base` (duplicated for the worker) is
+/// where the path starts; `None` is the scanner's own root.
+pub fn open_regular(
+    credentials: Option<FsCredentials>,
+    base: Option<&OwnedFd>,
+    path: &[u8],
+    anchor: Anchor,
+    follow_symlinks: bool,
+) -> io::Result<UserFile> {
+    let base = match base {
+        Some(fd) => Some(fd.try_clone()?),
+        None => None,
+    };
+    let path = path.to_vec();
+    as_user(credentials, OPEN_TIMEOUT, move || {
+        // No base: the scanner's own root (openat2 would take AT_FDCWD as the root).
+        let base = match base {
+            Some(fd) => fd,
+            None => crate::platform::linux::procfs::open_at(
+                libc::AT_FDCWD,
+                c"/",
+                libc::O_PATH | libc::O_DIRECTORY,
+            )?,
+        };
+        let resolved = resolve(base.as_raw_fd(), &path, anchor, follow_symlinks)?;
+        let file = reopen_regular(&resolved.fd)?;
+        Ok(UserFile {
+            file,
+            path_fd: resolved.fd,
+            through_symlink: resolved.through_symlink,
+        })
+    })
+}
+
+/// Reopens an `O_PATH` fd the caller already holds (a process's open script fd) for
+/// reading with `credentials`.
+pub fn reopen_as(credentials: Option<FsCredentials>, opath: &OwnedFd) -> io::Result<File> {
+    let opath = opath.try_clone()?;
+    as_user(credentials, OPEN_TIMEOUT, move || reopen_regular(&opath))
+}
+
+/// Reads at most `limit` bytes of a user-named regular file (configs): anchored at
+/// the scanner's own root when `base` is `None`, symlinks followed (as the program
+/// reading it would), with `credentials`.
+pub fn read_regular(
+    credentials: Option<FsCredentials>,
+    base: Option<&OwnedFd>,
+    path: &[u8],
+    anchor: Anchor,
+    limit: u64,
+) -> io::Result<Vec<u8>> {
+    let opened = open_regular(credentials, base, path, anchor, true)?;
+    let mut bytes = Vec::new();
+    opened.file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_credentials_come_from_the_fs_fields() {
+        let status =
+            "Name:\tx\nUid:\t1000\t1001\t1002\t1003\nGid:\t50\t51\t52\t53\nGroups:\t4 24 27 \n";
+        assert_eq!(
+            parse_fs_credentials(status),
+            Some(FsCredentials {
+                uid: 1003,
+                gid: 53,
+                groups: vec![4, 24, 27]
+            })
+        );
+        let no_groups = "Uid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t\n";
+        assert_eq!(
+            parse_fs_credentials(no_groups).map(|c| c.groups),
+            Some(vec![])
+        );
+        assert_eq!(parse_fs_credentials("Uid:\t1\t1\t1\n"), None);
+        assert_eq!(
+            parse_fs_credentials("Uid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\tx\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn write_permission_follows_owner_group_and_other_bits() {
+        let user = FsCredentials {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![27],
+        };
+        assert!(user.may_write(1000, 0, 0o500), "an owner can chmod");
+        assert!(!user.may_write(0, 0, 0o755));
+        assert!(
+            user.may_write(0, 0, 0o1777),
+            "sticky /tmp is still writable"
+        );
+        assert!(user.may_write(0, 27, 0o775));
+        assert!(!user.may_write(0, 27, 0o757), "group bits rule a member");
+        assert!(!user.may_write(0, 5, 0o775));
+        let root = FsCredentials::default();
+        assert!(!root.may_write(0, 0, 0o755), "root's own directories");
+        assert!(!root.may_write(0, 0, 0o775), "group root");
+        assert!(root.may_write(5, 0, 0o755), "owned by a user");
+        assert!(root.may_write(0, 5, 0o775), "writable by a user group");
+        assert!(root.may_write(0, 0, 0o1777), "/tmp");
+    }
+
+    #[test]
+    fn only_regular_files_are_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x");
+        std::fs::write(&file, b"hello").unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+
+        let read = |p: &std::path::Path| {
+            read_regular(
+                None,
+                None,
+                p.to_str().unwrap().as_bytes(),
+                Anchor::InRoot,
+                3,
+            )
+        };
+        assert_eq!(read(&file).unwrap(), b"hel");
+        assert_eq!(read(&link).unwrap(), b"hel");
+        let fifo_error = read(&fifo).unwrap_err().to_string();
+        assert!(fifo_error.contains("FIFO"), "{fifo_error}");
+        let dev = read(std::path::Path::new("/dev/null"))
+            .unwrap_err()
+            .to_string();
+        assert!(dev.contains("character device"), "{dev}");
+
+        let opened = open_regular(
+            None,
+            None,
+            link.to_str().unwrap().as_bytes(),
+            Anchor::InRoot,
+            false,
+        );
+        assert_eq!(
+            opened.unwrap_err().raw_os_error(),
+            Some(libc::ELOOP),
+            "no symlinks unless asked"
+        );
+        let through = open_regular(
+            None,
+            None,
+            link.to_str().unwrap().as_bytes(),
+            Anchor::InRoot,
+            true,
+        )
+        .unwrap();
+        assert!(through.through_symlink);
+    }
+
+    #[test]
+    fn in_root_keeps_dotdot_and_absolute_links_inside_the_base() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), b"inner").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("abs")).unwrap();
+        let base: OwnedFd = File::open(root.path()).unwrap().into();
+        let read = |p: &str, anchor| read_regular(None, Some(&base), p.as_bytes(), anchor, 64);
+        assert_eq!(read("/etc/passwd", Anchor::InRoot).unwrap(), b"inner");
+        assert_eq!(read("/../../etc/passwd", Anchor::InRoot).unwrap(), b"inner");
+        assert_eq!(read("abs", Anchor::InRoot).unwrap(), b"inner");
+        assert!(read("../etc/passwd", Anchor::Beneath).is_err());
+        assert_eq!(read("etc/passwd", Anchor::Beneath).unwrap(), b"inner");
+    }
+}
