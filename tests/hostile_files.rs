@@ -105,7 +105,10 @@ impl Drop for Background {
 }
 
 fn background(mut command: Command) -> Background {
+    // cargo test's own LD_LIBRARY_PATH would make any child untrusted (lane rules
+    // on code-loading variables): the twin runs with a clean loader path.
     command
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -276,7 +279,7 @@ fn own_scripts_are_hashed_and_package_scripts_stay_trusted() {
         Trust::Package,
         "{verdict:?}"
     );
-    assert!(verdict.subject.trusted);
+    assert!(verdict.subject.trusted, "{verdict:?}");
 }
 
 /// `python3 server.py` started in the attacker's directory, whose script then
