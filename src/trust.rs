@@ -87,6 +87,29 @@ impl<K: std::hash::Hash + Eq + Clone> TrustCache<K> {
         value
     }
 
+    /// Like `get_or_insert_with`, but stores the computed verdict only when
+    /// `compute` says it may be cached (a verdict from a passing failure is not).
+    pub fn get_or_insert_if(
+        &self,
+        key: K,
+        compute: impl FnOnce() -> (CodeIdentity, bool),
+    ) -> CodeIdentity {
+        if let Some(found) = self.lock_entries().get(&key).cloned() {
+            self.count(true);
+            return found;
+        }
+        self.count(false);
+        let (value, cacheable) = compute();
+        if cacheable {
+            let mut entries = self.lock_entries();
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+            entries.insert(key, value.clone());
+        }
+        value
+    }
+
     /// Forgets one entry (a verdict that turned out to be transient).
     pub fn remove(&self, key: &K) {
         self.lock_entries().remove(key);
@@ -283,5 +306,25 @@ mod tests {
         cache.get_or_insert_with(2, CodeIdentity::default);
         cache.get_or_insert_with(3, CodeIdentity::default);
         assert!(cache.len() <= 2);
+    }
+
+    #[test]
+    fn verdicts_marked_not_cacheable_are_computed_again() {
+        let cache: TrustCache<u32> = TrustCache::new(4);
+        let mut computed = 0;
+        for _ in 0..2 {
+            cache.get_or_insert_if(7, || {
+                computed += 1;
+                (CodeIdentity::unknown("process exited mid-lookup"), false)
+            });
+        }
+        assert_eq!((computed, cache.len()), (2, 0));
+        for _ in 0..2 {
+            cache.get_or_insert_if(8, || {
+                computed += 1;
+                (CodeIdentity::default(), true)
+            });
+        }
+        assert_eq!((computed, cache.len()), (3, 1));
     }
 }

@@ -1,10 +1,25 @@
 //! Code-signing evidence -> `trust` verdict. Pure and portable: the Security.framework
-//! and `csops` calls live in `security.rs`; they fill a [`SigningEvidence`] and this
-//! module decides, so every mapping rule is unit-tested on Linux.
+//! and `csops` calls live in `security.rs` / `sys.rs`; they fill a [`SigningEvidence`]
+//! and [`decide`] answers, so every rule is unit-tested on Linux.
+//!
+//! Rules (checked against Apple's own code: xnu `cs_blobs.h` / `kern_exec.c`, Security
+//! `StaticCode.cpp`, `LWCRHelper.mm`):
+//! - "Platform" (`apple`) comes from the kernel for a live process (`CS_PLATFORM_BINARY`
+//!   in `csops` or `kSecCodeInfoStatus`), and from a satisfied `anchor apple` for a
+//!   file. `kSecCodeInfoPlatformIdentifier` is a byte any signer writes (ad-hoc ones
+//!   too) and never makes code `apple`.
+//! - No `CS_SIGNED` in the kernel's flags: the process runs unsigned code, whatever
+//!   became of its file (deleted, moved).
+//! - The file changed on disk since launch (`errSecCSStaticCodeChanged`): the verdict
+//!   comes from the kernel's flags and cdhash, never from the new file.
+//! - A lookup that failed for a passing reason (errno-range OSStatus, `errSecCSNoSuchCode`)
+//!   or a cdhash that changed during the evaluation (exec, pid reuse) gives `unknown`
+//!   and is never cached.
 //!
 //! Order of evaluation (cheapest first, and no more checks than the verdict needs):
-//! validity with no requirement -> platform bit / ad-hoc flags -> `anchor apple` ->
-//! App Store -> Developer ID -> `notarized` (Developer ID code only).
+//! validity with no requirement -> kernel platform bit / ad-hoc flags (processes) ->
+//! `anchor apple` -> App Store -> Developer ID -> TestFlight -> `notarized` (Developer
+//! ID code only). Files ask `anchor apple` before looking at ad-hoc flags.
 
 use crate::model::{CodeIdentity, Trust};
 use crate::trust::hex;
@@ -12,9 +27,11 @@ use crate::trust::hex;
 /// Kernel / code-directory flags (xnu `cs_blobs.h`).
 pub const CS_VALID: u32 = 0x0000_0001;
 pub const CS_ADHOC: u32 = 0x0000_0002;
+pub const CS_RESTRICT: u32 = 0x0000_0800;
 pub const CS_RUNTIME: u32 = 0x0001_0000;
 pub const CS_LINKER_SIGNED: u32 = 0x0002_0000;
 pub const CS_PLATFORM_BINARY: u32 = 0x0400_0000;
+/// Set at exec only when a signature was loaded (xnu `kern_exec.c`).
 pub const CS_SIGNED: u32 = 0x2000_0000;
 
 /// OSStatus codes of the code-signing services (`CSCommon.h`).
@@ -25,15 +42,28 @@ pub const ERR_SEC_CS_UNSIGNED: i32 = -67062;
 pub const ERR_SEC_CS_GUEST_INVALID: i32 = -67063;
 pub const ERR_SEC_CS_NO_SUCH_CODE: i32 = -67065;
 pub const ERR_SEC_CS_STATIC_CODE_NOT_FOUND: i32 = -67068;
+/// `errSecErrnoBase`: Security reports a failed system call as 100000 + errno
+/// (100003 = ESRCH: the process exited during the lookup).
+pub const ERR_SEC_ERRNO_BASE: i32 = 100_000;
+
+/// A status that says "the code went away or changed while we looked", not
+/// anything about its signature: the verdict it produces must not be cached.
+pub fn is_transient(status: i32) -> bool {
+    status >= ERR_SEC_ERRNO_BASE || status == ERR_SEC_CS_NO_SUCH_CODE
+}
 
 /// Signed by Apple itself (system software, Apple apps).
 pub const REQUIREMENT_APPLE: &str = "anchor apple";
-/// Mac App Store: Apple's CA and the "Mac App Store" leaf marker OID.
-pub const REQUIREMENT_APP_STORE: &str =
-    "anchor apple generic and certificate leaf[field.1.2.840.113635.100.6.1.9] exists";
+/// App Store, as Apple's own App Store requirement has it (Security `LWCRHelper.mm`):
+/// Apple's CA and a leaf marker for the Mac App Store (`6.1.9`), iOS/iPadOS apps
+/// (`6.1.3`, run on Apple Silicon) or tvOS apps (`6.1.24`).
+pub const REQUIREMENT_APP_STORE: &str = "anchor apple generic and (certificate leaf[field.1.2.840.113635.100.6.1.9] exists or certificate leaf[field.1.2.840.113635.100.6.1.3] exists or certificate leaf[field.1.2.840.113635.100.6.1.24] exists)";
 /// Gatekeeper's Developer ID rule: the Developer ID intermediate CA and the
 /// "Developer ID Application" leaf marker.
 pub const REQUIREMENT_DEVELOPER_ID: &str = "anchor apple generic and certificate 1[field.1.2.840.113635.100.6.2.6] exists and certificate leaf[field.1.2.840.113635.100.6.1.13] exists";
+/// TestFlight beta builds: Apple re-signs them with this leaf marker.
+pub const REQUIREMENT_TESTFLIGHT: &str =
+    "anchor apple generic and certificate leaf[field.1.2.840.113635.100.6.1.25.1] exists";
 /// Carries a notarization ticket (stapled or known to the system).
 pub const REQUIREMENT_NOTARIZED: &str = "notarized";
 
@@ -43,14 +73,16 @@ pub enum Requirement {
     Apple,
     AppStore,
     DeveloperId,
+    TestFlight,
     Notarized,
 }
 
 impl Requirement {
-    pub const ALL: [Requirement; 4] = [
+    pub const ALL: [Requirement; 5] = [
         Requirement::Apple,
         Requirement::AppStore,
         Requirement::DeveloperId,
+        Requirement::TestFlight,
         Requirement::Notarized,
     ];
 
@@ -59,6 +91,7 @@ impl Requirement {
             Requirement::Apple => REQUIREMENT_APPLE,
             Requirement::AppStore => REQUIREMENT_APP_STORE,
             Requirement::DeveloperId => REQUIREMENT_DEVELOPER_ID,
+            Requirement::TestFlight => REQUIREMENT_TESTFLIGHT,
             Requirement::Notarized => REQUIREMENT_NOTARIZED,
         }
     }
@@ -87,18 +120,29 @@ impl Check {
     }
 }
 
-/// Everything the signing services said about one piece of code.
+/// Everything the kernel and the signing services said about one piece of code.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SigningEvidence {
     /// `csops(CS_OPS_STATUS)` of the live process; `None` for files.
     pub kernel_flags: Option<u32>,
+    /// `csops(CS_OPS_CDHASH)` before the evaluation (live processes; `None` when
+    /// the kernel has none, as for unsigned code).
+    pub kernel_cdhash: Option<Vec<u8>>,
+    /// The same, read again after the evaluation: a difference means the process
+    /// exec'd or its pid was reused while Security.framework looked at it.
+    pub kernel_cdhash_after: Option<Vec<u8>>,
+    /// OSStatus of the lookup (`SecCodeCopyGuestWithAttributes` /
+    /// `SecStaticCodeCreateWithPath`); 0 = found.
+    pub lookup: i32,
     /// OSStatus of the validity check with no requirement (0 = valid).
     pub validity: i32,
     /// `kSecCodeInfoFlags`: the code directory's flags.
     pub code_flags: Option<u32>,
-    /// `kSecCodeInfoStatus` (dynamic information), live processes only.
+    /// `kSecCodeInfoStatus` (dynamic information: the kernel's flags), live
+    /// processes only.
     pub dynamic_status: Option<u32>,
-    /// `kSecCodeInfoPlatformIdentifier`, present (non-zero) on platform code.
+    /// `kSecCodeInfoPlatformIdentifier`: written by the signer, never proof of
+    /// anything on its own.
     pub platform_identifier: Option<i64>,
     pub identifier: String,
     pub team_identifier: String,
@@ -109,7 +153,18 @@ pub struct SigningEvidence {
     pub apple: Check,
     pub app_store: Check,
     pub developer_id: Check,
+    pub testflight: Check,
     pub notarized: Check,
+}
+
+/// A verdict and whether it may be cached under the code's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub identity: CodeIdentity,
+    /// False when the verdict comes from a passing failure (the process exited or
+    /// changed mid-lookup, a check could not be evaluated): the next query must
+    /// evaluate again rather than inherit it.
+    pub cacheable: bool,
 }
 
 impl SigningEvidence {
@@ -118,6 +173,7 @@ impl SigningEvidence {
             Requirement::Apple => self.apple,
             Requirement::AppStore => self.app_store,
             Requirement::DeveloperId => self.developer_id,
+            Requirement::TestFlight => self.testflight,
             Requirement::Notarized => self.notarized,
         }
     }
@@ -128,16 +184,29 @@ impl SigningEvidence {
             Requirement::Apple => self.apple = check,
             Requirement::AppStore => self.app_store = check,
             Requirement::DeveloperId => self.developer_id = check,
+            Requirement::TestFlight => self.testflight = check,
             Requirement::Notarized => self.notarized = check,
         }
     }
 
-    /// The platform bit from the kernel, the dynamic status, or a platform identifier.
+    fn is_process(&self) -> bool {
+        self.kernel_flags.is_some()
+    }
+
+    /// A live process the kernel loaded no signature for.
+    fn kernel_says_unsigned(&self) -> bool {
+        self.kernel_flags.is_some_and(|f| f & CS_SIGNED == 0)
+    }
+
+    /// Platform code: the kernel's bit for a live process (csops or the dynamic
+    /// status, both the kernel's), a satisfied `anchor apple` for a file.
     pub fn is_platform(&self) -> bool {
-        let bit = |f: Option<u32>| f.is_some_and(|f| f & CS_PLATFORM_BINARY != 0);
-        bit(self.kernel_flags)
-            || bit(self.dynamic_status)
-            || self.platform_identifier.is_some_and(|p| p != 0)
+        if self.is_process() {
+            let bit = |f: Option<u32>| f.is_some_and(|f| f & CS_PLATFORM_BINARY != 0);
+            bit(self.kernel_flags) || bit(self.dynamic_status)
+        } else {
+            self.apple == Check::Satisfied
+        }
     }
 
     /// Ad-hoc signed, including the linker's automatic ad-hoc signature.
@@ -145,12 +214,31 @@ impl SigningEvidence {
         let adhoc = |f: Option<u32>| f.is_some_and(|f| f & (CS_ADHOC | CS_LINKER_SIGNED) != 0);
         adhoc(self.code_flags) || adhoc(self.kernel_flags)
     }
+
+    fn cdhash_moved(&self) -> bool {
+        self.is_process() && self.kernel_cdhash != self.kernel_cdhash_after
+    }
 }
 
 /// The next requirement worth checking, or `None` when the verdict is settled.
 /// The caller evaluates it, `record`s the outcome and asks again.
 pub fn next_requirement(e: &SigningEvidence) -> Option<Requirement> {
-    if e.validity != 0 || e.is_platform() || e.is_adhoc() {
+    if e.lookup != 0 || e.validity != 0 || e.kernel_says_unsigned() {
+        return None;
+    }
+    if e.is_process() && e.is_platform() {
+        return None;
+    }
+    // A file is platform code only if `anchor apple` holds, asked even of ad-hoc
+    // signatures (trust-cache code is ad-hoc signed).
+    if !e.is_process() {
+        match e.apple {
+            Check::Unchecked => return Some(Requirement::Apple),
+            Check::Satisfied => return None,
+            Check::NotSatisfied | Check::Failed(_) => {}
+        }
+    }
+    if e.is_adhoc() {
         return None;
     }
     for requirement in [Requirement::Apple, Requirement::AppStore] {
@@ -161,16 +249,17 @@ pub fn next_requirement(e: &SigningEvidence) -> Option<Requirement> {
         }
     }
     match (e.developer_id, e.notarized) {
-        (Check::Unchecked, _) => Some(Requirement::DeveloperId),
-        (Check::Satisfied, Check::Unchecked) => Some(Requirement::Notarized),
-        _ => None,
+        (Check::Unchecked, _) => return Some(Requirement::DeveloperId),
+        (Check::Satisfied, Check::Unchecked) => return Some(Requirement::Notarized),
+        (Check::Satisfied, _) => return None,
+        _ => {}
     }
+    (e.testflight == Check::Unchecked).then_some(Requirement::TestFlight)
 }
 
-/// The verdict. `sha256` is left empty: the caller hashes the file when the
-/// verdict is not trusted.
-pub fn verdict(e: &SigningEvidence) -> CodeIdentity {
-    let mut id = CodeIdentity {
+/// The identity fields of a verdict, before its trust is known.
+fn base_identity(e: &SigningEvidence) -> CodeIdentity {
+    CodeIdentity {
         identifier: e.identifier.clone(),
         team_identifier: e.team_identifier.clone(),
         authority: e.leaf_common_name.clone(),
@@ -181,66 +270,93 @@ pub fn verdict(e: &SigningEvidence) -> CodeIdentity {
             .map(|f| format!("0x{f:x}"))
             .unwrap_or_default(),
         notarized: -1,
-        platform_binary: i32::from(e.is_platform()),
+        platform_binary: 0,
         ..Default::default()
-    };
-    match e.validity {
-        0 => {}
-        ERR_SEC_CS_UNSIGNED => {
-            id.trust = Trust::Unsigned;
-            id.notarized = 0;
-            id.platform_binary = 0;
-            return id;
+    }
+}
+
+fn unsigned(mut id: CodeIdentity) -> CodeIdentity {
+    id.trust = Trust::Unsigned;
+    id.signed = false;
+    id.notarized = 0;
+    id.platform_binary = 0;
+    id
+}
+
+fn cached(identity: CodeIdentity) -> Verdict {
+    Verdict {
+        identity,
+        cacheable: true,
+    }
+}
+
+fn not_cached(identity: CodeIdentity) -> Verdict {
+    Verdict {
+        identity,
+        cacheable: false,
+    }
+}
+
+/// The verdict. `sha256` is left empty: the caller hashes the file when the
+/// verdict is not trusted.
+pub fn decide(e: &SigningEvidence) -> Verdict {
+    let id = base_identity(e);
+    // No signature was loaded at exec: unsigned, even when the file is gone.
+    if e.kernel_says_unsigned() {
+        return cached(unsigned(CodeIdentity {
+            identifier: String::new(),
+            team_identifier: String::new(),
+            authority: String::new(),
+            cdhash: String::new(),
+            ..id
+        }));
+    }
+    if e.cdhash_moved() {
+        return not_cached(CodeIdentity {
+            trust: Trust::Unknown,
+            error: format!(
+                "the process exec'd or its pid was reused during the evaluation (kernel cdhash {} before, {} after)",
+                e.kernel_cdhash.as_deref().map(hex).unwrap_or_else(|| "none".into()),
+                e.kernel_cdhash_after.as_deref().map(hex).unwrap_or_else(|| "none".into()),
+            ),
+            ..id
+        });
+    }
+    for (step, status) in [("lookup", e.lookup), ("validity check", e.validity)] {
+        if status == 0 {
+            continue;
         }
-        ERR_SEC_CS_NO_SUCH_CODE | ERR_SEC_CS_STATIC_CODE_NOT_FOUND => {
-            id.trust = Trust::Unknown;
-            id.error = format!(
-                "code vanished before it could be checked (OSStatus {})",
-                e.validity
-            );
-            return id;
+        if is_transient(status) {
+            return not_cached(CodeIdentity {
+                trust: Trust::Unknown,
+                error: format!(
+                    "the code exited or changed during its {step} (OSStatus {status}); evaluated again next time"
+                ),
+                ..id
+            });
         }
-        ERR_SEC_CS_STATIC_CODE_CHANGED => {
-            id.trust = Trust::Invalid;
-            id.signed = true;
-            id.error = format!(
-                "invalid: the executable changed on disk since the process was launched (OSStatus {ERR_SEC_CS_STATIC_CODE_CHANGED})"
-            );
-            return id;
+        if let Some(flags) = e.kernel_flags {
+            return from_kernel(e, flags, step, status);
         }
-        ERR_SEC_CS_SIGNATURE_FAILED => {
-            id.trust = Trust::Invalid;
-            id.signed = true;
-            id.error = format!(
-                "invalid: signature does not verify (OSStatus {ERR_SEC_CS_SIGNATURE_FAILED})"
-            );
-            return id;
-        }
-        ERR_SEC_CS_GUEST_INVALID => {
-            id.trust = Trust::Invalid;
-            id.signed = true;
-            id.error = format!(
-                "invalid: the kernel marked the running code invalid (OSStatus {ERR_SEC_CS_GUEST_INVALID})"
-            );
-            return id;
-        }
-        other => {
-            id.trust = Trust::Invalid;
-            id.signed = true;
-            id.error = format!("invalid: code-signing check failed (OSStatus {other})");
-            return id;
-        }
+        return cached(file_status_verdict(id, step, status));
     }
 
-    id.signed = true;
-    if e.is_platform() {
+    let mut id = CodeIdentity { signed: true, ..id };
+    if e.is_process() && e.is_platform() {
         id.trust = Trust::Apple;
-        return id;
+        id.platform_binary = 1;
+        return cached(id);
+    }
+    if !e.is_process() && e.apple == Check::Satisfied {
+        id.trust = Trust::Apple;
+        // Apple signed it, so its platform identifier is Apple's word.
+        id.platform_binary = i32::from(e.platform_identifier.is_some_and(|p| p != 0));
+        return cached(id);
     }
     if e.is_adhoc() {
         id.trust = Trust::Adhoc;
         id.notarized = 0;
-        return id;
+        return cached(id);
     }
     id.notarized = match e.notarized {
         Check::Satisfied => 1,
@@ -249,34 +365,119 @@ pub fn verdict(e: &SigningEvidence) -> CodeIdentity {
     };
     if e.apple == Check::Satisfied {
         id.trust = Trust::Apple;
-    } else if e.app_store == Check::Satisfied {
-        id.trust = Trust::AppStore;
-    } else if e.developer_id == Check::Satisfied {
-        id.trust = Trust::DeveloperId;
-    } else {
-        id.trust = Trust::Unknown;
-        let failed: Vec<String> = Requirement::ALL
-            .iter()
-            .filter_map(|&r| match e.check(r) {
-                Check::Failed(status) => Some(format!("'{}' gave OSStatus {status}", r.text())),
-                _ => None,
-            })
-            .collect();
-        id.error =
-            if failed.is_empty() {
-                format!(
-                "validly signed, but not by Apple, the App Store or a Developer ID (authority: {})",
-                if e.leaf_common_name.is_empty() { "none" } else { &e.leaf_common_name }
-            )
-            } else {
-                format!("could not evaluate requirements: {}", failed.join("; "))
-            };
+        return cached(id);
     }
-    id
+    if e.app_store == Check::Satisfied {
+        id.trust = Trust::AppStore;
+        return cached(id);
+    }
+    if e.developer_id == Check::Satisfied {
+        id.trust = Trust::DeveloperId;
+        // A notarization check that could not run says nothing about the trust.
+        return cached(id);
+    }
+    id.trust = Trust::Unknown;
+    let failed: Vec<String> = Requirement::ALL
+        .iter()
+        .filter_map(|&r| match e.check(r) {
+            Check::Failed(status) => Some(format!("'{}' gave OSStatus {status}", r.text())),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        id.error = format!("could not evaluate requirements: {}", failed.join("; "));
+        return not_cached(id);
+    }
+    id.error = if e.testflight == Check::Satisfied {
+        "TestFlight beta build (leaf 1.2.840.113635.100.6.1.25.1): signed by Apple for testing, not an App Store release; not trusted".to_string()
+    } else {
+        format!(
+            "validly signed, but not by Apple, the App Store or a Developer ID (authority: {})",
+            if e.leaf_common_name.is_empty() {
+                "none"
+            } else {
+                &e.leaf_common_name
+            }
+        )
+    };
+    cached(id)
 }
 
-/// The verdict from the kernel's flags alone, when Security.framework could not
-/// look at the process (`why` says why).
+/// A file whose static check failed for good.
+fn file_status_verdict(mut id: CodeIdentity, step: &str, status: i32) -> CodeIdentity {
+    match status {
+        ERR_SEC_CS_UNSIGNED => unsigned(id),
+        ERR_SEC_CS_STATIC_CODE_NOT_FOUND => {
+            id.trust = Trust::Unknown;
+            id.error = format!("no code found at the path (OSStatus {status})");
+            id
+        }
+        _ if step == "lookup" => {
+            id.trust = Trust::Unknown;
+            id.error = format!("static code check failed (OSStatus {status})");
+            id
+        }
+        ERR_SEC_CS_SIGNATURE_FAILED => {
+            id.trust = Trust::Invalid;
+            id.signed = true;
+            id.error = format!("invalid: signature does not verify (OSStatus {status})");
+            id
+        }
+        _ => {
+            id.trust = Trust::Invalid;
+            id.signed = true;
+            id.error = format!("invalid: code-signing check failed (OSStatus {status})");
+            id
+        }
+    }
+}
+
+/// A live process Security.framework could not judge from its file: what the kernel
+/// knows (its flags and cdhash, fixed at exec) decides, and nothing read from the
+/// file on disk is reported.
+fn from_kernel(e: &SigningEvidence, flags: u32, step: &str, status: i32) -> Verdict {
+    let kernel_cdhash = e.kernel_cdhash.as_deref().map(hex).unwrap_or_default();
+    let mut id = CodeIdentity {
+        cdhash: kernel_cdhash.clone(),
+        ..verdict_from_kernel_flags(flags, "")
+    };
+    let file_changed = matches!(
+        status,
+        ERR_SEC_CS_STATIC_CODE_CHANGED | ERR_SEC_CS_UNSIGNED | ERR_SEC_CS_STATIC_CODE_NOT_FOUND
+    );
+    let why = if file_changed {
+        format!(
+            "changed on disk since launch (or moved or deleted; OSStatus {status} from the {step}): judged by the kernel's flags 0x{flags:x} and cdhash {}",
+            if kernel_cdhash.is_empty() { "none" } else { &kernel_cdhash }
+        )
+    } else if matches!(
+        status,
+        ERR_SEC_CS_GUEST_INVALID | ERR_SEC_CS_SIGNATURE_FAILED
+    ) {
+        id.trust = Trust::Invalid;
+        id.signed = true;
+        format!("invalid: the running code failed its {step} (OSStatus {status})")
+    } else {
+        format!(
+            "Security.framework {step} failed (OSStatus {status}): judged by the kernel's flags 0x{flags:x}"
+        )
+    };
+    id.error = if id.error.is_empty() || id.trust == Trust::Unknown {
+        why
+    } else {
+        format!("{}; {why}", id.error)
+    };
+    // What the kernel fixed at exec does not change under this key (kernel cdhash
+    // and file identity); an `unknown` for any other reason is asked again.
+    let cacheable = file_changed || id.trust != Trust::Unknown;
+    Verdict {
+        identity: id,
+        cacheable,
+    }
+}
+
+/// The verdict from the kernel's flags alone (`why`, when not empty, says why no
+/// more could be learned).
 pub fn verdict_from_kernel_flags(flags: u32, why: &str) -> CodeIdentity {
     let mut id = CodeIdentity {
         flags: format!("0x{flags:x}"),
@@ -285,21 +486,29 @@ pub fn verdict_from_kernel_flags(flags: u32, why: &str) -> CodeIdentity {
         ..Default::default()
     };
     let valid = flags & CS_VALID != 0;
+    let signed = flags & CS_SIGNED != 0;
+    let because = |what: &str| {
+        if why.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}; {why}")
+        }
+    };
+    if !signed {
+        return unsigned(id);
+    }
+    id.signed = true;
     if valid && flags & CS_PLATFORM_BINARY != 0 {
         id.trust = Trust::Apple;
-        id.signed = true;
     } else if valid && flags & (CS_ADHOC | CS_LINKER_SIGNED) != 0 {
         id.trust = Trust::Adhoc;
-        id.signed = true;
         id.notarized = 0;
-    } else if !valid && flags & CS_SIGNED != 0 {
+    } else if !valid {
         id.trust = Trust::Invalid;
-        id.signed = true;
-        id.error = format!("invalid: the kernel marked the running code invalid; {why}");
+        id.error = because("invalid: the kernel marked the running code invalid");
     } else {
         id.trust = Trust::Unknown;
-        id.signed = valid;
-        id.error = format!("kernel code-signing flags only (0x{flags:x}); {why}");
+        id.error = because(&format!("kernel code-signing flags only (0x{flags:x})"));
     }
     id
 }
@@ -328,14 +537,34 @@ pub const CODE_DIRECTORY_XATTR: &str = "com.apple.cs.CodeDirectory";
 mod tests {
     use super::*;
 
-    fn valid() -> SigningEvidence {
+    const KERNEL_CDHASH: [u8; 3] = [0xc0, 0xde, 0x01];
+
+    /// A live Developer ID process as csops and Security.framework describe it.
+    fn process(kernel_flags: u32) -> SigningEvidence {
         SigningEvidence {
+            kernel_flags: Some(kernel_flags),
+            kernel_cdhash: Some(KERNEL_CDHASH.to_vec()),
+            kernel_cdhash_after: Some(KERNEL_CDHASH.to_vec()),
             identifier: "com.example.tool".into(),
             team_identifier: "ABCDE12345".into(),
             leaf_common_name: "Developer ID Application: Example (ABCDE12345)".into(),
             cdhash: vec![0xab, 0x01],
             code_flags: Some(CS_RUNTIME),
-            kernel_flags: Some(CS_VALID | CS_SIGNED | CS_RUNTIME),
+            dynamic_status: Some(kernel_flags),
+            ..Default::default()
+        }
+    }
+
+    fn developer_id_process() -> SigningEvidence {
+        process(CS_VALID | CS_SIGNED | CS_RUNTIME)
+    }
+
+    /// A file on disk (no kernel flags).
+    fn file(code_flags: u32) -> SigningEvidence {
+        SigningEvidence {
+            identifier: "x".into(),
+            code_flags: Some(code_flags),
+            cdhash: vec![0x5c],
             ..Default::default()
         }
     }
@@ -354,12 +583,289 @@ mod tests {
         (e, asked)
     }
 
+    fn only(satisfied: &'static [Requirement]) -> impl Fn(Requirement) -> Check {
+        move |r| {
+            if satisfied.contains(&r) {
+                Check::Satisfied
+            } else {
+                Check::NotSatisfied
+            }
+        }
+    }
+
+    fn with(mut e: SigningEvidence, change: impl FnOnce(&mut SigningEvidence)) -> SigningEvidence {
+        change(&mut e);
+        e
+    }
+
+    struct Row {
+        case: &'static str,
+        evidence: SigningEvidence,
+        trust: Trust,
+        cacheable: bool,
+        /// Must appear in `error` ("" = the error must be empty).
+        error: &'static str,
+        platform_binary: i32,
+    }
+
+    /// One row per finding of issue 12 that the verdict decides (1-6); each runs the
+    /// requirement planner with the answers Security.framework would give.
+    #[test]
+    fn verdict_table() {
+        let forged_platform_id = |mut e: SigningEvidence| {
+            e.platform_identifier = Some(15);
+            e
+        };
+        let rows = [
+            Row {
+                case: "1: ad-hoc script with a forged platform identifier (file)",
+                evidence: settle(forged_platform_id(file(CS_ADHOC)), only(&[])).0,
+                trust: Trust::Adhoc,
+                cacheable: true,
+                error: "",
+                platform_binary: 0,
+            },
+            Row {
+                case: "1: live ad-hoc process with a forged platform identifier",
+                evidence: settle(
+                    forged_platform_id(process(CS_VALID | CS_SIGNED | CS_ADHOC)),
+                    only(&[]),
+                )
+                .0,
+                trust: Trust::Adhoc,
+                cacheable: true,
+                error: "",
+                platform_binary: 0,
+            },
+            Row {
+                case: "1: Developer ID process with a forged platform identifier",
+                evidence: settle(
+                    forged_platform_id(developer_id_process()),
+                    only(&[Requirement::DeveloperId]),
+                )
+                .0,
+                trust: Trust::DeveloperId,
+                cacheable: true,
+                error: "",
+                platform_binary: 0,
+            },
+            Row {
+                case: "1: kernel CS_PLATFORM_BINARY makes a live process apple",
+                evidence: settle(process(CS_VALID | CS_SIGNED | CS_PLATFORM_BINARY), |_| {
+                    panic!("no requirement needed")
+                })
+                .0,
+                trust: Trust::Apple,
+                cacheable: true,
+                error: "",
+                platform_binary: 1,
+            },
+            Row {
+                case: "1: a file is apple when `anchor apple` is satisfied (ad-hoc trust-cache signature too)",
+                evidence: settle(forged_platform_id(file(CS_ADHOC)), only(&[Requirement::Apple])).0,
+                trust: Trust::Apple,
+                cacheable: true,
+                error: "",
+                platform_binary: 1,
+            },
+            Row {
+                case: "2: process exited during the lookup (errSecErrnoBase + ESRCH)",
+                evidence: with(developer_id_process(), |e| e.lookup = 100_003),
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "OSStatus 100003",
+                platform_binary: 0,
+            },
+            Row {
+                case: "2: errSecCSNoSuchCode during the lookup",
+                evidence: with(developer_id_process(), |e| e.lookup = -67065),
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "OSStatus -67065",
+                platform_binary: 0,
+            },
+            Row {
+                case: "2: errno-range status from the validity check",
+                evidence: with(developer_id_process(), |e| e.validity = 100_001),
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "OSStatus 100001",
+                platform_binary: 0,
+            },
+            Row {
+                case: "2: a requirement check that failed to run",
+                evidence: settle(developer_id_process(), |_| Check::Failed(100_003)).0,
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "gave OSStatus 100003",
+                platform_binary: 0,
+            },
+            Row {
+                case: "2: other lookup failure: kernel flags cannot tell Developer ID",
+                evidence: with(developer_id_process(), |e| e.lookup = -67054),
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "OSStatus -67054",
+                platform_binary: 0,
+            },
+            Row {
+                case: "3: kernel cdhash changed during the evaluation (exec / pid reuse)",
+                evidence: with(
+                    settle(developer_id_process(), only(&[Requirement::DeveloperId])).0,
+                    |e| e.kernel_cdhash_after = Some(vec![0xee]),
+                ),
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "pid was reused",
+                platform_binary: 0,
+            },
+            Row {
+                case: "3: the process had gone when the cdhash was read again",
+                evidence: with(
+                    settle(developer_id_process(), only(&[Requirement::DeveloperId])).0,
+                    |e| e.kernel_cdhash_after = None,
+                ),
+                trust: Trust::Unknown,
+                cacheable: false,
+                error: "none after",
+                platform_binary: 0,
+            },
+            Row {
+                case: "4: Developer ID app updated on disk while running",
+                evidence: with(developer_id_process(), |e| {
+                    e.validity = ERR_SEC_CS_STATIC_CODE_CHANGED;
+                    e.identifier = "com.new.file".into();
+                }),
+                trust: Trust::Unknown,
+                cacheable: true,
+                error: "changed on disk since launch",
+                platform_binary: 0,
+            },
+            Row {
+                case: "4: platform binary replaced on disk while running",
+                evidence: with(process(CS_VALID | CS_SIGNED | CS_PLATFORM_BINARY), |e| {
+                    e.validity = ERR_SEC_CS_STATIC_CODE_CHANGED
+                }),
+                trust: Trust::Apple,
+                cacheable: true,
+                error: "changed on disk since launch",
+                platform_binary: 1,
+            },
+            Row {
+                case: "5: deleted unsigned executable (no CS_SIGNED; static code not found)",
+                evidence: with(process(0), |e| {
+                    e.lookup = ERR_SEC_CS_STATIC_CODE_NOT_FOUND;
+                    e.kernel_cdhash = None;
+                    e.kernel_cdhash_after = None;
+                }),
+                trust: Trust::Unsigned,
+                cacheable: true,
+                error: "",
+                platform_binary: 0,
+            },
+            Row {
+                case: "5: no CS_SIGNED wins even over a transient lookup failure",
+                evidence: with(process(CS_RUNTIME), |e| e.lookup = 100_003),
+                trust: Trust::Unsigned,
+                cacheable: true,
+                error: "",
+                platform_binary: 0,
+            },
+            Row {
+                case: "6: iOS / tvOS App Store app (App Store requirement satisfied)",
+                evidence: settle(developer_id_process(), only(&[Requirement::AppStore])).0,
+                trust: Trust::AppStore,
+                cacheable: true,
+                error: "",
+                platform_binary: 0,
+            },
+            Row {
+                case: "6: TestFlight beta build",
+                evidence: settle(developer_id_process(), only(&[Requirement::TestFlight])).0,
+                trust: Trust::Unknown,
+                cacheable: true,
+                error: "TestFlight beta build",
+                platform_binary: 0,
+            },
+        ];
+        for row in rows {
+            let Verdict {
+                identity,
+                cacheable,
+            } = decide(&row.evidence);
+            let case = row.case;
+            assert_eq!(identity.trust, row.trust, "{case}: {identity:?}");
+            assert_eq!(cacheable, row.cacheable, "{case}: {identity:?}");
+            assert_eq!(
+                identity.platform_binary, row.platform_binary,
+                "{case}: {identity:?}"
+            );
+            if row.error.is_empty() {
+                assert!(identity.error.is_empty(), "{case}: {}", identity.error);
+            } else {
+                assert!(
+                    identity.error.contains(row.error),
+                    "{case}: {}",
+                    identity.error
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn changed_on_disk_reports_the_kernels_code_not_the_new_file() {
+        let e = with(developer_id_process(), |e| {
+            e.validity = ERR_SEC_CS_STATIC_CODE_CHANGED;
+            e.identifier = "com.new.file".into();
+            e.team_identifier = "NEWTEAM".into();
+            e.leaf_common_name = "Developer ID Application: Someone Else".into();
+        });
+        let v = decide(&e);
+        assert_ne!(v.identity.trust, Trust::Invalid);
+        assert_eq!(v.identity.cdhash, "c0de01", "the kernel's cdhash");
+        assert!(v.identity.identifier.is_empty() && v.identity.team_identifier.is_empty());
+        assert!(v.identity.authority.is_empty());
+        assert!(
+            v.identity.error.contains("0x20010001"),
+            "{}",
+            v.identity.error
+        );
+        assert_eq!(next_requirement(&e), None);
+    }
+
+    #[test]
+    fn unsigned_process_needs_no_security_framework_answer() {
+        let e = process(CS_RUNTIME);
+        assert_eq!(next_requirement(&e), None);
+        let id = decide(&e).identity;
+        assert_eq!(
+            (id.trust, id.signed, id.notarized),
+            (Trust::Unsigned, false, 0)
+        );
+        assert!(id.identifier.is_empty() && id.cdhash.is_empty());
+        assert_eq!(id.flags, "0x10000");
+    }
+
+    #[test]
+    fn transient_statuses() {
+        for status in [100_000, 100_003, 100_255, 100_300, -67065] {
+            assert!(is_transient(status), "{status}");
+        }
+        for status in [0, -67062, -67061, -67034, -67050, 99_999] {
+            assert!(!is_transient(status), "{status}");
+        }
+    }
+
     #[test]
     fn requirement_strings_are_the_documented_ones() {
         assert_eq!(Requirement::Apple.text(), "anchor apple");
         assert_eq!(Requirement::Notarized.text(), "notarized");
-        // Mac App Store leaf marker and Developer ID intermediate + leaf markers.
-        assert!(REQUIREMENT_APP_STORE.contains("leaf[field.1.2.840.113635.100.6.1.9] exists"));
+        for oid in ["6.1.9", "6.1.3", "6.1.24"] {
+            let marker = format!("certificate leaf[field.1.2.840.113635.100.{oid}] exists");
+            assert!(REQUIREMENT_APP_STORE.contains(&marker), "{oid}");
+        }
+        assert!(REQUIREMENT_APP_STORE.starts_with("anchor apple generic and ("));
+        assert!(REQUIREMENT_TESTFLIGHT.contains("leaf[field.1.2.840.113635.100.6.1.25.1] exists"));
         assert!(REQUIREMENT_DEVELOPER_ID.starts_with("anchor apple generic and "));
         assert!(REQUIREMENT_DEVELOPER_ID
             .contains("certificate 1[field.1.2.840.113635.100.6.2.6] exists"));
@@ -368,15 +874,16 @@ mod tests {
         for r in Requirement::ALL {
             let t = r.text();
             assert_eq!(t.matches('[').count(), t.matches(']').count(), "{t}");
+            assert_eq!(t.matches('(').count(), t.matches(')').count(), "{t}");
         }
     }
 
     #[test]
     fn developer_id_code_is_checked_in_order_and_notarization_read() {
-        let (e, asked) = settle(valid(), |r| match r {
-            Requirement::DeveloperId | Requirement::Notarized => Check::Satisfied,
-            _ => Check::NotSatisfied,
-        });
+        let (e, asked) = settle(
+            developer_id_process(),
+            only(&[Requirement::DeveloperId, Requirement::Notarized]),
+        );
         assert_eq!(
             asked,
             [
@@ -386,7 +893,7 @@ mod tests {
                 Requirement::Notarized
             ]
         );
-        let id = verdict(&e);
+        let id = decide(&e).identity;
         assert_eq!(id.trust, Trust::DeveloperId);
         assert!(id.signed && id.trust.is_trusted());
         assert_eq!(id.notarized, 1);
@@ -402,60 +909,35 @@ mod tests {
         );
         assert!(id.error.is_empty());
 
-        let (e, _) = settle(valid(), |r| match r {
-            Requirement::DeveloperId => Check::Satisfied,
-            _ => Check::NotSatisfied,
-        });
-        assert_eq!(verdict(&e).notarized, 0);
+        let (e, _) = settle(developer_id_process(), only(&[Requirement::DeveloperId]));
+        assert_eq!(decide(&e).identity.notarized, 0);
     }
 
     #[test]
     fn apple_and_app_store_stop_early() {
-        let (e, asked) = settle(valid(), |_| Check::Satisfied);
+        let (e, asked) = settle(developer_id_process(), |_| Check::Satisfied);
         assert_eq!(asked, [Requirement::Apple]);
-        assert_eq!(verdict(&e).trust, Trust::Apple);
+        assert_eq!(decide(&e).identity.trust, Trust::Apple);
 
-        let (e, asked) = settle(valid(), |r| {
-            if r == Requirement::AppStore {
-                Check::Satisfied
-            } else {
-                Check::NotSatisfied
-            }
-        });
+        let (e, asked) = settle(developer_id_process(), only(&[Requirement::AppStore]));
         assert_eq!(asked, [Requirement::Apple, Requirement::AppStore]);
-        let id = verdict(&e);
+        let id = decide(&e).identity;
         assert_eq!(id.trust, Trust::AppStore);
         assert_eq!(id.notarized, -1);
     }
 
     #[test]
-    fn platform_bit_means_apple_without_any_requirement_check() {
-        for e in [
-            SigningEvidence {
-                kernel_flags: Some(CS_VALID | CS_PLATFORM_BINARY),
-                ..Default::default()
-            },
-            SigningEvidence {
-                dynamic_status: Some(CS_VALID | CS_PLATFORM_BINARY),
-                ..Default::default()
-            },
-            SigningEvidence {
-                platform_identifier: Some(13),
-                ..Default::default()
-            },
-        ] {
-            let (e, asked) = settle(e, |_| panic!("no requirement needed"));
-            assert!(asked.is_empty());
-            let id = verdict(&e);
-            assert_eq!(id.trust, Trust::Apple);
-            assert_eq!(id.platform_binary, 1);
-        }
-        // Platform wins over ad-hoc: trust-cache binaries carry ad-hoc signatures.
-        let e = SigningEvidence {
-            kernel_flags: Some(CS_VALID | CS_ADHOC | CS_PLATFORM_BINARY),
-            ..Default::default()
-        };
-        assert_eq!(verdict(&e).trust, Trust::Apple);
+    fn files_ask_anchor_apple_first_and_ignore_platform_identifiers() {
+        // Ad-hoc file: `anchor apple` is asked, then nothing else.
+        let (e, asked) = settle(file(CS_ADHOC), only(&[]));
+        assert_eq!(asked, [Requirement::Apple]);
+        assert_eq!(decide(&e).identity.trust, Trust::Adhoc);
+        // Apple-signed file without a platform identifier (an Apple app): apple,
+        // not a platform binary.
+        let (e, asked) = settle(file(CS_RUNTIME), only(&[Requirement::Apple]));
+        assert_eq!(asked, [Requirement::Apple]);
+        let id = decide(&e).identity;
+        assert_eq!((id.trust, id.platform_binary), (Trust::Apple, 0));
     }
 
     #[test]
@@ -464,15 +946,15 @@ mod tests {
             (Some(CS_ADHOC), None),
             (Some(CS_LINKER_SIGNED | CS_ADHOC), None),
             (Some(CS_LINKER_SIGNED), None),
-            (None, Some(CS_VALID | CS_ADHOC)),
+            (None, Some(CS_VALID | CS_SIGNED | CS_ADHOC)),
         ] {
             let e = SigningEvidence {
                 code_flags: code,
                 kernel_flags: kernel,
                 ..Default::default()
             };
-            assert_eq!(next_requirement(&e), None);
-            let id = verdict(&e);
+            let (e, _) = settle(e, only(&[]));
+            let id = decide(&e).identity;
             assert_eq!(id.trust, Trust::Adhoc, "{code:?} {kernel:?}");
             assert!(id.signed && !id.trust.is_trusted());
             assert_eq!(id.notarized, 0);
@@ -480,68 +962,72 @@ mod tests {
     }
 
     #[test]
-    fn status_codes_map_to_unsigned_invalid_or_unknown() {
-        let with = |validity| SigningEvidence {
-            validity,
-            ..valid()
+    fn file_status_codes_map_to_unsigned_or_invalid() {
+        let status = |lookup: i32, validity: i32| {
+            decide(&SigningEvidence {
+                lookup,
+                validity,
+                ..file(0)
+            })
         };
-        let id = verdict(&with(-67062));
+        let v = status(-67062, 0);
         assert_eq!(
-            (id.trust, id.signed, id.notarized),
-            (Trust::Unsigned, false, 0)
+            (v.identity.trust, v.identity.signed, v.cacheable),
+            (Trust::Unsigned, false, true)
         );
-        assert!(id.error.is_empty());
-
-        let id = verdict(&with(-67061));
-        assert_eq!(id.trust, Trust::Invalid);
-        assert!(id.signed && id.error.contains("-67061"), "{}", id.error);
-
-        let id = verdict(&with(-67034));
-        assert_eq!(id.trust, Trust::Invalid);
-        assert!(
-            id.error
-                .contains("changed on disk since the process was launched"),
-            "{}",
-            id.error
-        );
-        assert!(id.error.contains("-67034"));
-
-        let id = verdict(&with(-67063));
-        assert_eq!(id.trust, Trust::Invalid);
-        let id = verdict(&with(-67054));
-        assert_eq!(id.trust, Trust::Invalid);
-        assert!(id.error.contains("-67054"));
-
-        let id = verdict(&with(-67065));
-        assert_eq!(id.trust, Trust::Unknown);
-        assert!(id.error.contains("vanished"));
-
-        for status in [-67062, -67061, -67034, -67065] {
+        let v = status(0, -67061);
+        assert_eq!(v.identity.trust, Trust::Invalid);
+        assert!(v.identity.error.contains("-67061"), "{}", v.identity.error);
+        let v = status(0, -67054);
+        assert_eq!(v.identity.trust, Trust::Invalid);
+        let v = status(-67068, 0);
+        assert_eq!(v.identity.trust, Trust::Unknown);
+        let v = status(100_002, 0);
+        assert_eq!((v.identity.trust, v.cacheable), (Trust::Unknown, false));
+        for (lookup, validity) in [(-67062, 0), (0, -67061), (0, -67034), (-67065, 0)] {
             assert_eq!(
-                next_requirement(&with(status)),
-                None,
-                "no requirement checks after {status}"
+                next_requirement(&SigningEvidence {
+                    lookup,
+                    validity,
+                    ..file(0)
+                }),
+                None
             );
         }
     }
 
     #[test]
-    fn other_anchors_and_evaluation_failures_are_unknown_and_say_why() {
-        let (e, asked) = settle(valid(), |_| Check::NotSatisfied);
+    fn running_code_the_kernel_or_security_marks_invalid() {
+        let v = decide(&with(developer_id_process(), |e| {
+            e.validity = ERR_SEC_CS_GUEST_INVALID
+        }));
+        assert_eq!((v.identity.trust, v.cacheable), (Trust::Invalid, true));
+        // Signed at exec, invalidated since (CS_VALID cleared).
+        let v = decide(&with(process(CS_SIGNED), |e| e.lookup = -67054));
+        assert_eq!(v.identity.trust, Trust::Invalid);
+    }
+
+    #[test]
+    fn other_anchors_are_unknown_and_say_why() {
+        let (e, asked) = settle(developer_id_process(), only(&[]));
         assert_eq!(
-            asked.len(),
-            3,
+            asked,
+            [
+                Requirement::Apple,
+                Requirement::AppStore,
+                Requirement::DeveloperId,
+                Requirement::TestFlight
+            ],
             "notarization is only read for Developer ID code"
         );
-        let id = verdict(&e);
-        assert_eq!(id.trust, Trust::Unknown);
-        assert!(id.signed);
-        assert!(id.error.contains("not by Apple"), "{}", id.error);
-
-        let (e, _) = settle(valid(), |_| Check::Failed(-67052));
-        let id = verdict(&e);
-        assert_eq!(id.trust, Trust::Unknown);
-        assert!(id.error.contains("OSStatus -67052"), "{}", id.error);
+        let v = decide(&e);
+        assert_eq!((v.identity.trust, v.cacheable), (Trust::Unknown, true));
+        assert!(v.identity.signed);
+        assert!(
+            v.identity.error.contains("not by Apple"),
+            "{}",
+            v.identity.error
+        );
         assert_eq!(Check::from_status(0), Check::Satisfied);
         assert_eq!(Check::from_status(-67050), Check::NotSatisfied);
         assert_eq!(Check::from_status(-1), Check::Failed(-1));
@@ -549,9 +1035,10 @@ mod tests {
 
     #[test]
     fn kernel_flags_alone() {
-        let id = verdict_from_kernel_flags(CS_VALID | CS_PLATFORM_BINARY, "denied");
+        let id = verdict_from_kernel_flags(CS_VALID | CS_SIGNED | CS_PLATFORM_BINARY, "denied");
         assert_eq!((id.trust, id.platform_binary), (Trust::Apple, 1));
-        let id = verdict_from_kernel_flags(CS_VALID | CS_ADHOC | CS_LINKER_SIGNED, "denied");
+        let id =
+            verdict_from_kernel_flags(CS_VALID | CS_SIGNED | CS_ADHOC | CS_LINKER_SIGNED, "denied");
         assert_eq!(id.trust, Trust::Adhoc);
         let id = verdict_from_kernel_flags(CS_SIGNED, "denied");
         assert_eq!(id.trust, Trust::Invalid);
@@ -563,9 +1050,12 @@ mod tests {
             id.error
         );
         assert!(id.signed);
+        // No CS_SIGNED: the kernel loaded no signature at exec.
         let id = verdict_from_kernel_flags(0, "denied");
-        assert_eq!(id.trust, Trust::Unknown);
-        assert!(!id.signed);
+        assert_eq!((id.trust, id.signed), (Trust::Unsigned, false));
+        // CS_PLATFORM_BINARY without CS_SIGNED cannot happen; never apple without it.
+        let id = verdict_from_kernel_flags(CS_VALID | CS_PLATFORM_BINARY, "denied");
+        assert_eq!(id.trust, Trust::Unsigned);
     }
 
     #[test]

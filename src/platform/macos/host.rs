@@ -3,13 +3,17 @@
 //! over the same processes makes no Security.framework validation call.
 
 use super::codesign::{self, CODE_DIRECTORY_XATTR};
+use super::procargs;
 use super::quarantine::{self, MAX_QUARANTINE_BYTES, QUARANTINE_XATTR};
 use super::{security, sockets, sys};
-use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan, Trust};
+use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
 use crate::platform::{Host, HostConfig, HostError};
 use crate::trust::{self, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why argv is not reported: the kernel may have returned only the tail of the area.
+const ARGV_UNRELIABLE: &str = "argv unreliable: the argument area did not fit the buffer whole and the kernel returns its tail; what the process runs is unknown";
 
 /// What a live process's verdict depends on: the code the kernel runs (cdhash and
 /// flags) and the executable file on disk (replaced or edited -> recomputed).
@@ -65,58 +69,64 @@ impl MacHost {
         }
     }
 
-    fn evaluate_process(&self, process: &ProcessInfo, kernel_flags: u32) -> CodeIdentity {
-        let mut id = match security::process_evidence(
-            process.pid,
-            Some(kernel_flags),
-            &self.validation_calls,
-        ) {
-            Ok(evidence) => codesign::verdict(&evidence),
-            Err(codesign::ERR_SEC_CS_NO_SUCH_CODE) => CodeIdentity::unknown(format!(
-                "process {} vanished before its signature could be checked",
-                process.pid
-            )),
-            Err(status) => codesign::verdict_from_kernel_flags(
+    /// The verdict of a live process and whether it may be cached: looked up by audit
+    /// token when we have one, and the kernel's cdhash read again afterwards so an
+    /// exec or pid reuse during the evaluation is seen.
+    fn evaluate_process(
+        &self,
+        process: &ProcessInfo,
+        kernel_flags: u32,
+        kernel_cdhash: Option<[u8; sys::CDHASH_LEN]>,
+    ) -> (CodeIdentity, bool) {
+        let kernel_cdhash = kernel_cdhash.map(|h| h.to_vec());
+        let mut evidence = if kernel_flags & codesign::CS_SIGNED == 0 {
+            // The kernel loaded no signature at exec: nothing to ask Security.
+            codesign::SigningEvidence {
+                kernel_flags: Some(kernel_flags),
+                kernel_cdhash,
+                ..Default::default()
+            }
+        } else {
+            let token = sys::audit_token(process.pid);
+            security::process_evidence(
+                process.pid,
+                token.as_ref().map(|t| t.as_slice()),
                 kernel_flags,
-                &format!("Security.framework could not look the process up (OSStatus {status})"),
-            ),
+                kernel_cdhash,
+                &self.validation_calls,
+            )
         };
+        evidence.kernel_cdhash_after = sys::kernel_cdhash(process.pid).ok().map(|h| h.to_vec());
+        let codesign::Verdict {
+            identity: mut id,
+            cacheable,
+        } = codesign::decide(&evidence);
         if !process.path.is_empty() {
             self.fill_sha256(&mut id, &process.path);
         }
-        id
+        (id, cacheable)
     }
 
-    fn evaluate_file(&self, path: &str, file: &mut std::fs::File) -> CodeIdentity {
+    fn evaluate_file(&self, path: &str, file: &mut std::fs::File) -> (CodeIdentity, bool) {
         let mut header = [0u8; 4];
         let header_len = read_prefix(file, &mut header);
         let has_detached_signature =
             matches!(sys::xattr(path, CODE_DIRECTORY_XATTR, 1), Ok(Some(_)));
         let bundle = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
-        let mut id = if !bundle
+        let (mut id, cacheable) = if !bundle
             && !has_detached_signature
             && !codesign::is_mach_o(header.get(..header_len).unwrap_or_default())
         {
             // A script with no signature xattr: unsigned, no Security.framework call.
-            CodeIdentity {
-                trust: Trust::Unsigned,
-                notarized: 0,
-                platform_binary: 0,
+            let unsigned = codesign::SigningEvidence {
+                lookup: codesign::ERR_SEC_CS_UNSIGNED,
                 ..Default::default()
-            }
+            };
+            let verdict = codesign::decide(&unsigned);
+            (verdict.identity, verdict.cacheable)
         } else {
-            match security::file_evidence(path, &self.validation_calls) {
-                Ok(evidence) => codesign::verdict(&evidence),
-                Err(status) if status == codesign::ERR_SEC_CS_UNSIGNED => {
-                    codesign::verdict(&codesign::SigningEvidence {
-                        validity: status,
-                        ..Default::default()
-                    })
-                }
-                Err(status) => {
-                    CodeIdentity::unknown(format!("static code check failed (OSStatus {status})"))
-                }
-            }
+            let verdict = codesign::decide(&security::file_evidence(path, &self.validation_calls));
+            (verdict.identity, verdict.cacheable)
         };
         match sys::xattr(path, QUARANTINE_XATTR, MAX_QUARANTINE_BYTES) {
             Ok(Some(value)) => {
@@ -132,14 +142,14 @@ impl MacHost {
                 Err(e) => append_error(&mut id.error, &e),
             }
         }
-        id
+        (id, cacheable)
     }
 }
 
-/// Root reads every process's arguments; other users only their own.
-fn may_read_process_of(uid: u32) -> bool {
-    // SAFETY: getuid(2) and geteuid(2) cannot fail.
-    unsafe { libc::geteuid() == 0 || libc::getuid() == uid }
+/// Whether the kernel lets us read the arguments of a process with this effective uid.
+fn may_read_process_of(euid: u32) -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    procargs::may_read_arguments(unsafe { libc::geteuid() }, euid)
 }
 
 fn append_error(error: &mut String, more: &str) {
@@ -175,6 +185,10 @@ impl Host for MacHost {
         });
         let mut argv_truncated = false;
         let argv = match sys::procargs(pid) {
+            Ok(args) if args.unreliable => {
+                append_error(&mut error, ARGV_UNRELIABLE);
+                Vec::new()
+            }
             Ok(args) => {
                 if args.truncated {
                     append_error(&mut error, "argv truncated");
@@ -245,21 +259,17 @@ impl Host for MacHost {
                 ))
             }
         };
+        let kernel_cdhash = sys::kernel_cdhash(process.pid).ok();
         let key = ProcessCodeKey {
-            cdhash: sys::kernel_cdhash(process.pid).ok(),
+            cdhash: kernel_cdhash,
             kernel_flags,
             file: std::fs::metadata(&process.path)
                 .ok()
                 .map(|m| FileId::from_metadata(&m)),
         };
-        let id = self
-            .process_cache
-            .get_or_insert_with(key.clone(), || self.evaluate_process(process, kernel_flags));
-        if id.trust == Trust::Unknown && id.error.contains("vanished") {
-            // Transient: the next process with this code must be evaluated afresh.
-            self.process_cache.remove(&key);
-        }
-        id
+        self.process_cache.get_or_insert_if(key, || {
+            self.evaluate_process(process, kernel_flags, kernel_cdhash)
+        })
     }
 
     fn file_identity(&self, path: &str) -> CodeIdentity {
@@ -272,7 +282,7 @@ impl Host for MacHost {
             Err(e) => return CodeIdentity::unknown(format!("cannot stat {path}: {e}")),
         };
         self.file_cache
-            .get_or_insert_with(file_id, || self.evaluate_file(path, &mut file))
+            .get_or_insert_if(file_id, || self.evaluate_file(path, &mut file))
     }
 
     fn system_socks_proxy(&self) -> Option<(String, u16)> {
@@ -296,13 +306,20 @@ impl Host for MacHost {
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
-        sys::procargs(pid)
-            .map(|a| a.env)
-            .map_err(|e| match sys::bsd_info(pid) {
+        match sys::procargs(pid) {
+            Ok(args) if args.unreliable => Err(HostError::Other(format!(
+                "environment of {pid}: {ARGV_UNRELIABLE}"
+            ))),
+            Ok(args) if args.env_withheld => Err(HostError::Other(format!(
+                "environment of {pid} withheld by the kernel (CS_RESTRICT process): unknown, not empty"
+            ))),
+            Ok(args) => Ok(args.env),
+            Err(e) => Err(match sys::bsd_info(pid) {
                 Err(errno) => sys::host_error(pid, errno, "environment"),
-                Ok(bsd) if !may_read_process_of(bsd.ruid) => HostError::PermissionDenied(pid),
+                Ok(bsd) if !may_read_process_of(bsd.euid) => HostError::PermissionDenied(pid),
                 Ok(_) => HostError::Other(format!("environment of {pid}: {e}")),
-            })
+            }),
+        }
     }
 }
 
@@ -311,7 +328,7 @@ mod tests {
     //! These run on a Mac only (CI's macOS job); here they are type-checked by
     //! scripts/check-macos.
     use super::*;
-    use crate::model::{ProtocolSet, SocketType};
+    use crate::model::{ProtocolSet, SocketType, Trust};
 
     #[test]
     fn reads_this_process() {

@@ -54,20 +54,36 @@ fn count_validation(calls: &AtomicU64) {
     calls.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Evidence for a running process. `Err` carries the OSStatus when the process
-/// could not even be looked up (the caller falls back to kernel flags).
+/// Evidence for a running process, looked up by its audit token when the caller has
+/// one (that very process, never a later holder of the pid), else by pid. Lookup
+/// failures are recorded in `lookup`; `codesign::decide` says what they mean.
 pub fn process_evidence(
     pid: Pid,
-    kernel_flags: Option<u32>,
+    audit_token: Option<&[u8]>,
+    kernel_flags: u32,
+    kernel_cdhash: Option<Vec<u8>>,
     calls: &AtomicU64,
-) -> Result<SigningEvidence, i32> {
-    let mut attributes = GuestAttributes::new();
-    attributes.set_pid(pid);
-    let code =
-        SecCode::copy_guest_with_attribues(None, &attributes, Flags::NONE).map_err(|e| e.code())?;
+) -> SigningEvidence {
     let mut evidence = SigningEvidence {
-        kernel_flags,
+        kernel_flags: Some(kernel_flags),
+        kernel_cdhash,
         ..Default::default()
+    };
+    let mut attributes = GuestAttributes::new();
+    match audit_token {
+        Some(token) => {
+            // The dictionary retains the data.
+            let token = CFData::from_buffer(token);
+            attributes.set_audit_token(token.as_concrete_TypeRef());
+        }
+        None => attributes.set_pid(pid),
+    }
+    let code = match SecCode::copy_guest_with_attribues(None, &attributes, Flags::NONE) {
+        Ok(code) => code,
+        Err(e) => {
+            evidence.lookup = e.code();
+            return evidence;
+        }
     };
     count_validation(calls);
     // SAFETY: a live SecCodeRef; a null requirement means "validity only".
@@ -93,14 +109,23 @@ pub fn process_evidence(
         };
         evidence.record(requirement, check);
     }
-    Ok(evidence)
+    evidence
 }
 
 /// Evidence for a file on disk (scripts: the signature may live in xattrs).
-pub fn file_evidence(path: &str, calls: &AtomicU64) -> Result<SigningEvidence, i32> {
-    let url = CFURL::from_path(path, false).ok_or(codesign::ERR_SEC_CS_STATIC_CODE_NOT_FOUND)?;
-    let code = SecStaticCode::from_path(&url, Flags::NONE).map_err(|e| e.code())?;
+pub fn file_evidence(path: &str, calls: &AtomicU64) -> SigningEvidence {
     let mut evidence = SigningEvidence::default();
+    let Some(url) = CFURL::from_path(path, false) else {
+        evidence.lookup = codesign::ERR_SEC_CS_STATIC_CODE_NOT_FOUND;
+        return evidence;
+    };
+    let code = match SecStaticCode::from_path(&url, Flags::NONE) {
+        Ok(code) => code,
+        Err(e) => {
+            evidence.lookup = e.code();
+            return evidence;
+        }
+    };
     count_validation(calls);
     // SAFETY: a live SecStaticCodeRef; a null requirement means "validity only".
     evidence.validity = unsafe {
@@ -128,7 +153,7 @@ pub fn file_evidence(path: &str, calls: &AtomicU64) -> Result<SigningEvidence, i
         };
         evidence.record(requirement, check);
     }
-    Ok(evidence)
+    evidence
 }
 
 /// Copies identifier, team, leaf CN, cdhash, flags, status and platform identifier

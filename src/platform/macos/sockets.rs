@@ -1,5 +1,5 @@
 //! Socket scan with libproc: every pid (or the ones asked for), its fd list
-//! (`PROC_PIDLISTFDS`), and `PROC_PIDFDSOCKETINFO` for each socket fd. The fields
+//! (`PROC_PIDLISTFDS`, an empty list for a process with no fd), and `PROC_PIDFDSOCKETINFO` for each socket fd. The fields
 //! are copied into a plain [`RawInetSocket`] and converted by `sockinfo.rs`.
 //!
 //! A process that exits (ESRCH) or belongs to another user while we are not root
@@ -11,9 +11,8 @@
 use super::sockinfo::{self, RawInetSocket, ReadFailure, SOCKINFO_IN, SOCKINFO_TCP};
 use super::sys;
 use crate::model::{Pid, SocketInfo, SocketQuery, SocketScan};
-use libproc::libproc::file_info::{pidfdinfo, ListFDs, ProcFDType};
+use libproc::libproc::file_info::pidfdinfo;
 use libproc::libproc::net_info::{InSockInfo, SocketFDInfo};
-use libproc::libproc::proc_pid::listpidinfo;
 use libproc::processes::{pids_by_type, ProcFilter};
 
 /// Most fds listed per process (a bound on memory, far above real tables).
@@ -103,14 +102,15 @@ fn scan_process(pid: Pid, closed_fds: &mut usize) -> Result<Vec<SocketInfo>, Fai
     let before = sys::bsd_info(pid).map_err(|e| failure_from_errno(pid, e, "bsd info"))?;
     // pbi_nfiles is the fd table's size; the margin covers fds opened since.
     let capacity = (before.nfiles as usize + 32).clamp(64, MAX_FDS_PER_PROCESS);
-    let fds = listpidinfo::<ListFDs>(pid, capacity)
-        .map_err(|m| failure_from_message(pid, &m, "fd list"))?;
+    // Directly, not libproc's listpidinfo: it reports a process with no open fd
+    // as an error.
+    let fds = sys::list_fds(pid, capacity).map_err(|e| failure_from_errno(pid, e, "fd list"))?;
     let mut sockets = Vec::new();
     for fd in fds {
-        if !matches!(ProcFDType::from(fd.proc_fdtype), ProcFDType::Socket) {
+        if fd.fd_type != libc::PROX_FDTYPE_SOCKET as u32 {
             continue;
         }
-        let info = match pidfdinfo::<SocketFDInfo>(pid, fd.proc_fd) {
+        let info = match pidfdinfo::<SocketFDInfo>(pid, fd.fd) {
             Ok(info) => info,
             Err(m) => match sockinfo::read_failure(sockinfo::errno_in_message(&m)) {
                 ReadFailure::Closed | ReadFailure::Other => {
@@ -120,7 +120,7 @@ fn scan_process(pid: Pid, closed_fds: &mut usize) -> Result<Vec<SocketInfo>, Fai
                 _ => return Err(failure_from_message(pid, &m, "socket info")),
             },
         };
-        if let Some(raw) = raw_socket(fd.proc_fd, &info) {
+        if let Some(raw) = raw_socket(fd.fd, &info) {
             if let Some(socket) = sockinfo::to_socket_info(pid, &raw) {
                 sockets.push(socket);
             }

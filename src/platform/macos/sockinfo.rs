@@ -70,9 +70,23 @@ pub fn tcp_state_name(state: i32) -> &'static str {
     }
 }
 
+/// An IPv6 address as the kernel holds it, without the interface index xnu embeds
+/// in bytes 2-3 of link-local unicast (`fe80::/10`) and interface- and link-local
+/// multicast (`ff01::/16`, `ff02::/16`) addresses (`in6_clearscope`, as netstat does):
+/// `fe80:4::1` is `fe80::1`.
+pub fn clear_embedded_scope(mut bytes: [u8; 16]) -> [u8; 16] {
+    let link_local_unicast = bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80;
+    let scoped_multicast = bytes[0] == 0xff && (bytes[1] == 0x01 || bytes[1] == 0x02);
+    if link_local_unicast || scoped_multicast {
+        bytes[2] = 0;
+        bytes[3] = 0;
+    }
+    bytes
+}
+
 fn address(bytes: &[u8; 16], v6: bool) -> String {
     if v6 {
-        let ip = Ipv6Addr::from(*bytes);
+        let ip = Ipv6Addr::from(clear_embedded_scope(*bytes));
         match ip.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => ip.to_string(),
@@ -129,6 +143,18 @@ pub fn to_socket_info(pid: Pid, raw: &RawInetSocket) -> Option<SocketInfo> {
         },
         net_namespace: String::new(),
     })
+}
+
+/// Entries `proc_pidinfo(PROC_PIDLISTFDS)` wrote, from its return value and the
+/// errno after it (cleared before the call). libproc's `proc_pidinfo` returns 0 both
+/// for a process with no open fd and for a failure, which sets errno: zero fds is an
+/// empty list, not an error.
+pub fn listed_fds(ret: i32, errno: i32, entry_size: usize, capacity: usize) -> Result<usize, i32> {
+    match ret {
+        r if r < 0 => Err(if errno == 0 { ESRCH } else { errno }),
+        0 if errno != 0 => Err(errno),
+        r => Ok((usize::try_from(r).unwrap_or(0) / entry_size.max(1)).min(capacity)),
+    }
 }
 
 /// Why a per-fd or per-process read failed, from the errno inside libproc's error
@@ -278,6 +304,47 @@ mod tests {
         assert_eq!((s.remote_address.as_str(), s.remote_port), ("8.8.8.8", 53));
         assert_eq!(s.protocol, 17);
         assert_eq!(crate::classify::state(&s), "connected");
+    }
+
+    #[test]
+    fn embedded_scope_ids_are_cleared_from_scoped_ipv6_addresses() {
+        for (kernel, shown) in [
+            ("fe80:4::1", "fe80::1"),
+            ("fe80:e::aede:48ff:fe00:1122", "fe80::aede:48ff:fe00:1122"),
+            ("febf:4::1", "febf::1"),
+            ("ff02:4::fb", "ff02::fb"),
+            ("ff01:1::1", "ff01::1"),
+            // Not scoped: untouched.
+            ("ff05:4::2", "ff05:4::2"),
+            ("fec0:4::1", "fec0:4::1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            let mut raw = inet(
+                SOCKINFO_IN,
+                DARWIN_SOCK_DGRAM,
+                17,
+                DARWIN_AF_INET6,
+                INI_IPV6,
+            );
+            raw.local_addr = v6(kernel);
+            raw.foreign_addr = v6(kernel);
+            let s = to_socket_info(1, &raw).unwrap();
+            assert_eq!(
+                (s.local_address.as_str(), s.remote_address.as_str()),
+                (shown, shown)
+            );
+        }
+    }
+
+    #[test]
+    fn zero_fds_is_an_empty_list_not_an_error() {
+        let entry = 8;
+        assert_eq!(listed_fds(0, 0, entry, 64), Ok(0));
+        assert_eq!(listed_fds(0, ESRCH, entry, 64), Err(ESRCH));
+        assert_eq!(listed_fds(0, EPERM, entry, 64), Err(EPERM));
+        assert_eq!(listed_fds(-1, 0, entry, 64), Err(ESRCH));
+        assert_eq!(listed_fds(24, 0, entry, 64), Ok(3));
+        assert_eq!(listed_fds(8 * 100, 0, entry, 64), Ok(64));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub fn host_error(pid: Pid, errno: i32, what: &str) -> HostError {
 pub struct BsdInfo {
     pub ppid: Pid,
     pub ruid: u32,
+    /// Effective uid (what the kernel's permission checks compare).
+    pub euid: u32,
     /// Start time (seconds, microseconds); `None` from the short info.
     pub start: Option<(u64, u64)>,
     /// Size of the fd table.
@@ -61,6 +63,7 @@ pub fn bsd_info(pid: Pid) -> Result<BsdInfo, i32> {
         Ok(info) => Ok(BsdInfo {
             ppid: Pid::try_from(info.pbi_ppid).unwrap_or(0),
             ruid: info.pbi_ruid,
+            euid: info.pbi_uid,
             start: Some((info.pbi_start_tvsec, info.pbi_start_tvusec)),
             nfiles: info.pbi_nfiles,
         }),
@@ -69,6 +72,7 @@ pub fn bsd_info(pid: Pid) -> Result<BsdInfo, i32> {
             Ok(BsdInfo {
                 ppid: Pid::try_from(short.pbsi_ppid).unwrap_or(0),
                 ruid: short.pbsi_ruid,
+                euid: short.pbsi_uid,
                 start: None,
                 nfiles: 0,
             })
@@ -90,11 +94,68 @@ pub fn cwd(pid: Pid) -> Result<String, i32> {
         .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// Largest argument area accepted, whatever `KERN_ARGMAX` says.
-const MAX_PROCARGS_BYTES: usize = 4 * 1024 * 1024;
-
 /// argv, environment and exec path (`sysctl KERN_PROCARGS2`; root for other users).
+/// The area's size is asked first (`oldp = NULL`): the kernel returns the *tail* of an
+/// area larger than the buffer, so a reply that fills the buffer is unreliable.
 pub fn procargs(pid: Pid) -> Result<ProcArgs, String> {
+    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
+    let mut needed: usize = 0;
+    // SAFETY: mib has 3 entries; a null output asks only for the size.
+    let ret = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            3,
+            std::ptr::null_mut(),
+            &mut needed,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if ret != 0 {
+        return Err(procargs_error(errno()));
+    }
+    let Some(capacity) = procargs::buffer_capacity(needed, argmax()) else {
+        return Ok(ProcArgs {
+            unreliable: true,
+            ..Default::default()
+        });
+    };
+    let mut buf = vec![0u8; capacity];
+    let mut len = buf.len();
+    // SAFETY: mib has 3 entries; the output buffer is `len` writable bytes.
+    let ret = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            3,
+            buf.as_mut_ptr().cast::<c_void>(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if ret != 0 {
+        return Err(procargs_error(errno()));
+    }
+    buf.truncate(len.min(capacity));
+    procargs::parse_reply(&buf, capacity).map_err(|e| e.to_string())
+}
+
+fn procargs_error(e: i32) -> String {
+    // The kernel answers EINVAL both for exited processes and for ones we may not
+    // read; callers know from bsd_info whether the process is alive.
+    format!(
+        "argv unreadable: {}{}",
+        std::io::Error::from_raw_os_error(e),
+        if e == libc::EINVAL || e == libc::EPERM {
+            " (another user's process: run as root)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `kern.argmax`: the largest buffer `KERN_PROCARGS2` accepts (ARG_MAX, 1 MiB).
+fn argmax() -> usize {
     let mut argmax: c_int = 0;
     let mut size = std::mem::size_of::<c_int>();
     let mut mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
@@ -109,43 +170,96 @@ pub fn procargs(pid: Pid) -> Result<ProcArgs, String> {
             0,
         )
     };
-    let capacity = if ret == 0 {
-        usize::try_from(argmax)
-            .unwrap_or(0)
-            .clamp(4096, MAX_PROCARGS_BYTES)
+    if ret == 0 {
+        usize::try_from(argmax).unwrap_or(0)
     } else {
         1024 * 1024
-    };
-    let mut buf = vec![0u8; capacity];
-    let mut len = buf.len();
-    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
-    // SAFETY: mib has 3 entries; the output buffer is `len` writable bytes.
+    }
+}
+
+/// `task_info` flavor and size (in `integer_t`s) of `audit_token_t`.
+const TASK_AUDIT_TOKEN: libc::task_flavor_t = 15;
+const AUDIT_TOKEN_WORDS: usize = 8;
+
+extern "C" {
+    /// libSystem's function form of the `mach_task_self()` macro (libc's is deprecated).
+    fn mach_task_self() -> libc::mach_port_t;
+    fn task_name_for_pid(
+        target: libc::mach_port_t,
+        pid: libc::pid_t,
+        name: *mut libc::mach_port_t,
+    ) -> libc::kern_return_t;
+    fn mach_port_deallocate(
+        task: libc::mach_port_t,
+        name: libc::mach_port_t,
+    ) -> libc::kern_return_t;
+}
+
+/// The audit token of a running process (root only: `task_name_for_pid`). It names
+/// that process incarnation, so a Security.framework lookup by it cannot reach a
+/// later holder of the pid. `None` when it cannot be had or names another pid.
+pub fn audit_token(pid: Pid) -> Option<[u8; 4 * AUDIT_TOKEN_WORDS]> {
+    let mut name: libc::mach_port_t = 0;
+    // SAFETY: mach_task_self() is always valid; `name` receives a send right.
+    let kr = unsafe { task_name_for_pid(mach_task_self(), pid, &mut name) };
+    if kr != libc::KERN_SUCCESS {
+        return None;
+    }
+    let mut words = [0 as libc::integer_t; AUDIT_TOKEN_WORDS];
+    let mut count = AUDIT_TOKEN_WORDS as libc::mach_msg_type_number_t;
+    // SAFETY: `words` holds `count` integer_t; `name` is the send right from above.
+    let kr = unsafe { libc::task_info(name, TASK_AUDIT_TOKEN, words.as_mut_ptr(), &mut count) };
+    // SAFETY: releases the send right task_name_for_pid gave us.
+    unsafe { mach_port_deallocate(mach_task_self(), name) };
+    // audit_token_t.val[5] is the pid.
+    if kr != libc::KERN_SUCCESS || count as usize != AUDIT_TOKEN_WORDS || words[5] != pid {
+        return None;
+    }
+    let mut token = [0u8; 4 * AUDIT_TOKEN_WORDS];
+    for (chunk, word) in token.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    Some(token)
+}
+
+/// One entry of `PROC_PIDLISTFDS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFd {
+    pub fd: i32,
+    pub fd_type: u32,
+}
+
+/// The open fds of a process (`proc_pidinfo(PROC_PIDLISTFDS)`, at most `capacity`).
+/// A process with no open fd has an empty list: the call returns 0 bytes for it,
+/// which is not an error (libproc's wrapper treats it as one).
+pub fn list_fds(pid: Pid, capacity: usize) -> Result<Vec<OpenFd>, i32> {
+    let entry = std::mem::size_of::<libc::proc_fdinfo>();
+    let mut entries: Vec<libc::proc_fdinfo> = Vec::with_capacity(capacity);
+    let bytes = c_int::try_from(capacity.saturating_mul(entry)).map_err(|_| libc::EINVAL)?;
+    // libproc's proc_pidinfo returns 0 both for an empty list and for a failure
+    // (then with errno set): clear errno to tell them apart.
+    // SAFETY: __error() points at this thread's errno.
+    unsafe { *libc::__error() = 0 };
+    // SAFETY: the buffer has room for `capacity` entries (`bytes` bytes).
     let ret = unsafe {
-        libc::sysctl(
-            mib.as_mut_ptr(),
-            3,
-            buf.as_mut_ptr().cast::<c_void>(),
-            &mut len,
-            std::ptr::null_mut(),
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDLISTFDS,
             0,
+            entries.as_mut_ptr().cast::<c_void>(),
+            bytes,
         )
     };
-    if ret != 0 {
-        let e = errno();
-        // The kernel answers EINVAL both for exited processes and for ones we may
-        // not read; callers know from bsd_info whether the process is alive.
-        return Err(format!(
-            "argv unreadable: {}{}",
-            std::io::Error::from_raw_os_error(e),
-            if e == libc::EINVAL || e == libc::EPERM {
-                " (another user's process: run as root)"
-            } else {
-                ""
-            }
-        ));
-    }
-    buf.truncate(len.min(capacity));
-    procargs::parse(&buf).map_err(|e| e.to_string())
+    let filled = super::sockinfo::listed_fds(ret, errno(), entry, capacity)?;
+    // SAFETY: the kernel wrote `filled` whole entries (at most `capacity`).
+    unsafe { entries.set_len(filled) };
+    Ok(entries
+        .iter()
+        .map(|f| OpenFd {
+            fd: f.proc_fd,
+            fd_type: f.proc_fdtype,
+        })
+        .collect())
 }
 
 /// `csops` operations (xnu `sys/codesign.h`).
