@@ -412,3 +412,169 @@ fn a_healthy_store_reports_then_honours_an_approval() {
         "approved: {stderr}"
     );
 }
+
+/// `baseline list --json`: the stored entries.
+fn entries(db: &Path, config: &Path) -> Vec<serde_json::Value> {
+    let out = an1256(db, config, &["baseline", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn learned(db: &Path, config: &Path) -> usize {
+    entries(db, config)
+        .iter()
+        .filter(|e| e["source"] == "learned")
+        .count()
+}
+
+fn remove_store_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+}
+
+/// A store rebuilt after corruption or deletion opens no learning window: the
+/// next sample learns nothing (the implant stays a stranger), and the loss of
+/// the approvals is reported on stderr and in an1256_info.
+#[test]
+fn a_rebuilt_store_opens_no_learning_window_and_reports_the_loss() {
+    let beacon = implant("rebuilt");
+    for damage in ["corrupt", "delete"] {
+        let s = test_store();
+        for args in [
+            &["baseline", "learn", "--stop"][..],
+            &[
+                "baseline",
+                "approve",
+                SHA,
+                "--protocol",
+                "udp",
+                "--note",
+                "ours",
+            ],
+        ] {
+            let out = an1256(&s.db, &s.config, args);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        assert_eq!(entries(&s.db, &s.config).len(), 1);
+        remove_store_files(&s.db);
+        if damage == "corrupt" {
+            std::fs::write(&s.db, vec![0x5au8; 8192]).unwrap();
+            std::fs::set_permissions(&s.db, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        let out = an1256(&s.db, &s.config, &["baseline", "sample"]);
+        assert!(out.status.success(), "{damage}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        eprintln!("{damage}: {stderr}");
+        assert!(
+            stderr.contains("recovered") && stderr.contains("approved and learned entries"),
+            "{damage}: the loss is not reported: {stderr}"
+        );
+        assert!(stderr.contains("learning stays off"), "{damage}: {stderr}");
+        assert_eq!(learned(&s.db, &s.config), 0, "{damage}: the sample learned");
+        assert_eq!(info(&s.db, &s.config, "learning"), "0", "{damage}");
+        assert_eq!(info(&s.db, &s.config, "store_recovered"), "1", "{damage}");
+        assert!(info(&s.db, &s.config, "recovery_events").contains("approved and learned"));
+    }
+    // Benign twin: a first install opens the window and the same sample learns.
+    let s = test_store();
+    let out = an1256(&s.db, &s.config, &["baseline", "sample"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(info(&s.db, &s.config, "learning"), "1");
+    assert_eq!(info(&s.db, &s.config, "store_recovered"), "0");
+    assert!(
+        entries(&s.db, &s.config)
+            .iter()
+            .any(|e| e["source"] == "learned"
+                && e["remote_port"] == 53
+                && e["protocol_name"] == "udp"),
+        "a first install learns what runs"
+    );
+    drop(beacon);
+}
+
+#[test]
+fn a_store_in_a_directory_others_can_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, "{}").unwrap();
+    for mode in [0o1777, 0o777, 0o775] {
+        let shared = dir.path().join(format!("shared-{mode:o}"));
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let db = shared.join("an1256.db");
+        let out = an1256(&db, &config, &["baseline", "list"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "mode {mode:o}: {stderr}");
+        assert!(
+            stderr.contains("writable by others") && stderr.contains("chmod 0700"),
+            "mode {mode:o}: {stderr}"
+        );
+        assert!(!db.exists(), "mode {mode:o}: the store was created anyway");
+    }
+    // Benign twin: a 0700 directory of ours.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let out = an1256(&private.join("an1256.db"), &config, &["baseline", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn foreign_wal_files_and_foreign_parents_are_refused() {
+    if !common::is_root() {
+        return common::skip(
+            "foreign_wal_files_and_foreign_parents_are_refused",
+            "needs root",
+        );
+    }
+    let attacker = common::attacker("walplant");
+    let s = test_store();
+    let out = an1256(
+        &s.db,
+        &s.config,
+        &["baseline", "approve", SHA, "--protocol", "udp"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for suffix in ["-wal", "-shm"] {
+        let mut name = s.db.as_os_str().to_owned();
+        name.push(suffix);
+        let side = PathBuf::from(name);
+        std::fs::write(&side, b"planted").unwrap();
+        std::os::unix::fs::chown(&side, Some(attacker.uid), Some(attacker.gid)).unwrap();
+        let out = an1256(&s.db, &s.config, &["baseline", "list"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{suffix}: {stderr}");
+        assert!(
+            stderr.contains(suffix) && stderr.contains("owner"),
+            "{stderr}"
+        );
+        std::fs::remove_file(&side).unwrap();
+    }
+    // Benign twin: without the planted files the store opens, entry intact.
+    assert_eq!(entries(&s.db, &s.config).len(), 1);
+
+    // A 0700 root directory inside a home another user owns: its owner could
+    // rename it away and put their own in its place.
+    let inside = attacker.home.join("store");
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::set_permissions(&inside, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let out = an1256(&inside.join("an1256.db"), &s.config, &["baseline", "list"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("owned by uid {}", attacker.uid)),
+        "{stderr}"
+    );
+}

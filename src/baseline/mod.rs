@@ -19,6 +19,7 @@ pub mod identity;
 pub mod packs;
 pub mod policy;
 pub mod sampler;
+pub mod state;
 pub mod store;
 
 use crate::platform::Host;
@@ -108,6 +109,17 @@ impl Baseline {
     pub fn store(&self) -> Result<Arc<Store>, String> {
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
+            StoreSlot::Open(s) if s.replaced() => {
+                // Deleted (or swapped) under us: writes would go to an unlinked
+                // file. Reopen; the rebuilt store records the loss.
+                log::error!(
+                    "the baseline store {} was deleted or replaced while open; reopening it",
+                    s.path().display()
+                );
+                *slot = StoreSlot::Unopened;
+                drop(slot);
+                self.store()
+            }
             StoreSlot::Open(s) => Ok(s.clone()),
             StoreSlot::Failed { error, at } if at.elapsed() < STORE_RETRY => Err(error.clone()),
             StoreSlot::Failed { .. } | StoreSlot::Unopened => {
@@ -287,5 +299,40 @@ fn platform_name(host: &dyn Host) -> &'static str {
         "linux" => "linux",
         _ if cfg!(target_os = "macos") => "darwin",
         _ => "linux",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::FakeHost;
+
+    /// A store file deleted while the extension holds it open is noticed on the
+    /// next use: reopened, the loss recorded, and learning not reopened.
+    #[test]
+    fn a_store_deleted_while_open_is_reopened_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("an1256.db");
+        let mut config = BaselineConfig::with_db(db.clone());
+        config.learning_secs = 0;
+        let baseline = Baseline::new(config, Arc::new(FakeHost::default()));
+        let first = baseline.store().unwrap();
+        let key =
+            identity::validate_entry(&format!("sha256:{}", "c".repeat(64)), "udp", -1).unwrap();
+        first.approve(&key, "").unwrap();
+        assert!(!first.replaced());
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        assert!(first.replaced());
+        let second = baseline.store().unwrap();
+        assert!(!Arc::ptr_eq(&first, &second), "not reopened");
+        let summary = second.summary().unwrap();
+        assert_eq!((summary.entries, summary.recoveries.len()), (0, 1));
+        assert!(summary.recoveries[0].reason.contains("missing"));
+        assert!(
+            summary.learning_until <= store::unix_now(),
+            "learning reopened"
+        );
     }
 }

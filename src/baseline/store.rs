@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -267,6 +267,8 @@ pub struct Store {
     read_only: Option<String>,
     /// How long a write waits for another writer, in ms (`BUSY_TIMEOUT`).
     write_timeout_ms: std::sync::atomic::AtomicU64,
+    /// The file opened (device, inode), to notice it deleted or replaced.
+    file_id: FileId,
 }
 
 impl std::fmt::Debug for Store {
@@ -315,41 +317,132 @@ impl Store {
 
     fn open_read_write(path: &Path, default_learning_secs: i64) -> Result<Store, StoreError> {
         let file_id = prepare_file(path, true)?;
-        let conn = match open_checked(path) {
-            Ok(conn) => conn,
+        let (conn, file_id, corrupt) = match open_checked(path) {
+            Ok(conn) => (conn, file_id, None),
             Err(OpenFailure::Corrupt(reason)) => {
                 let moved_to = move_aside(path, file_id)?;
-                log::error!(
-                    "baseline store {} is corrupt ({reason}); moved it to {} and started a fresh store",
-                    path.display(),
-                    moved_to.display()
-                );
-                prepare_file(path, true)?;
+                let file_id = prepare_file(path, true)?;
                 let conn = open_checked(path).map_err(|e| match e {
                     OpenFailure::Corrupt(r) => sqlite_error(path, r),
                     OpenFailure::Other(e) => e,
                 })?;
-                let store = Store::from_conn(conn, path, default_learning_secs)?;
-                store.write(|tx| {
-                    tx.execute(
-                        "INSERT INTO recoveries (time, moved_to, reason) VALUES (?1, ?2, ?3)",
-                        params![unix_now(), moved_to.display().to_string(), reason],
-                    )
-                    .map_err(|e| map_sqlite(path, e))?;
-                    Ok(())
-                })?;
-                return Ok(store);
+                (conn, file_id, Some((moved_to, reason)))
             }
             Err(OpenFailure::Other(e)) => return Err(e),
         };
-        Store::from_conn(conn, path, default_learning_secs)
+        let mut store = Store::from_conn(conn, path)?;
+        store.file_id = file_id;
+        let fresh = store.init_meta()?;
+        store.settle_learning(fresh, corrupt, default_learning_secs)?;
+        Ok(store)
+    }
+
+    /// Reconciles the store with its state file (`state::read_state`): a first
+    /// install opens the learning window; a store rebuilt after corruption or
+    /// deletion never does, and the loss of its entries is recorded and logged.
+    fn settle_learning(
+        &self,
+        fresh: bool,
+        corrupt: Option<(PathBuf, String)>,
+        default_learning_secs: i64,
+    ) -> Result<(), StoreError> {
+        use super::state::{read_state, write_state, LearningState};
+        let now = unix_now();
+        let path = self.path.display().to_string();
+        let write = |state: &LearningState| {
+            write_state(&self.path, state).map_err(|why| StoreError::Io {
+                path: path.clone(),
+                message: why,
+            })
+        };
+        let lost = "its approved and learned entries are not in the fresh store (export them from the moved copy with `an1256 --db <copy> baseline export` and `baseline import` them)";
+        let state = match read_state(&self.path) {
+            Ok(state) => state,
+            Err(why) => {
+                // Unreadable: learning stays off (learning_until() fails closed).
+                log::error!("baseline store {path}: {why}; learning is off until `an1256 baseline learn` rewrites it");
+                return match corrupt {
+                    Some((moved_to, reason)) => self.record_recovery(
+                        &moved_to.display().to_string(),
+                        &format!("{reason}; {lost}"),
+                    ),
+                    None => Ok(()),
+                };
+            }
+        };
+        let (event, kept) = match (state, fresh, corrupt) {
+            (Some(_), false, None) => return Ok(()),
+            (None, false, None) => {
+                // A store from before state files: its own window carries over.
+                let installed_at = self.meta_int("created_at")?.unwrap_or(now);
+                let learning_until = self.meta_int("learning_until")?.unwrap_or(0);
+                return write(&LearningState {
+                    installed_at,
+                    learning_until,
+                });
+            }
+            (None, true, None) => {
+                return write(&LearningState {
+                    installed_at: now,
+                    learning_until: now.saturating_add(default_learning_secs),
+                })
+            }
+            (Some(state), _, corrupt) => (corrupt, state),
+            (None, _, corrupt) => {
+                let state = LearningState {
+                    installed_at: now,
+                    learning_until: 0,
+                };
+                write(&state)?;
+                (corrupt, state)
+            }
+        };
+        let learning = if kept.learning_until > now {
+            format!("learning stays as it was (until {})", kept.learning_until)
+        } else {
+            "learning stays off".to_owned()
+        };
+        let (moved_to, reason) = match event {
+            Some((moved_to, reason)) => (
+                moved_to.display().to_string(),
+                format!("corrupt ({reason}); {lost}; {learning}"),
+            ),
+            None => (
+                "(missing)".to_owned(),
+                format!(
+                    "the store file was missing (deleted?) although this host's baseline was installed at {}: a fresh store started without its approved and learned entries; {learning}",
+                    kept.installed_at
+                ),
+            ),
+        };
+        log::error!("baseline store {path} recovered: {reason}");
+        self.record_recovery(&moved_to, &reason)
+    }
+
+    fn record_recovery(&self, moved_to: &str, reason: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO recoveries (time, moved_to, reason) VALUES (?1, ?2, ?3)",
+                params![unix_now(), moved_to, reason],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    /// The store file was deleted or replaced since it was opened.
+    pub fn replaced(&self) -> bool {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => (meta.dev(), meta.ino()) != self.file_id,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 
     /// Opens an existing store for reading only. A WAL store on a read-only or
     /// full file system may have no `-shm` to share: then the main file is read
     /// as immutable (changes still in the WAL are not seen).
     fn open_read_only(path: &Path, why: &str) -> Result<Store, StoreError> {
-        prepare_file(path, false)?;
+        let file_id = prepare_file(path, false)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
@@ -389,7 +482,9 @@ impl Store {
                 format!("schema version {version} needs an upgrade to {known}, which a read-only store cannot take"),
             ));
         }
-        Ok(Store::with_conn(conn, path, Some(why.to_owned())))
+        let mut store = Store::with_conn(conn, path, Some(why.to_owned()));
+        store.file_id = file_id;
+        Ok(store)
     }
 
     fn with_conn(conn: Connection, path: &Path, read_only: Option<String>) -> Store {
@@ -400,39 +495,31 @@ impl Store {
             write_timeout_ms: std::sync::atomic::AtomicU64::new(
                 u64::try_from(BUSY_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
             ),
+            file_id: (0, 0),
         }
     }
 
-    fn from_conn(
-        mut conn: Connection,
-        path: &Path,
-        default_learning_secs: i64,
-    ) -> Result<Store, StoreError> {
+    fn from_conn(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
         migrate(&mut conn, path)?;
-        let store = Store::with_conn(conn, path, None);
-        // An existing store is opened without writing: another process holding
-        // the write lock must not keep us from reading.
-        if store.meta_int("created_at")?.is_some() {
-            return Ok(store);
+        Ok(Store::with_conn(conn, path, None))
+    }
+
+    /// Marks a new store with its creation time; `true` when it was new. An
+    /// existing store is left unwritten: another process holding the write lock
+    /// must not keep us from reading.
+    fn init_meta(&self) -> Result<bool, StoreError> {
+        if self.meta_int("created_at")?.is_some() {
+            return Ok(false);
         }
-        store.write(|tx| {
-            let now = unix_now();
+        self.write(|tx| {
             let created = tx
                 .execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?1)",
-                    params![now.to_string()],
+                    params![unix_now().to_string()],
                 )
-                .map_err(|e| map_sqlite(path, e))?;
-            if created > 0 {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('learning_until', ?1)",
-                    params![now.saturating_add(default_learning_secs).to_string()],
-                )
-                .map_err(|e| map_sqlite(path, e))?;
-            }
-            Ok(())
-        })?;
-        Ok(store)
+                .map_err(|e| self.err(e))?;
+            Ok(created > 0)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -781,12 +868,39 @@ impl Store {
     }
 
     /// Sets the end of the learning window (0 stops learning now).
+    /// Kept in the state file beside the store, which a rebuilt store cannot reset.
     pub fn set_learning_until(&self, until: i64) -> Result<(), StoreError> {
+        if let Some(why) = &self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.path.display().to_string(),
+                why: why.clone(),
+            });
+        }
+        let installed_at = super::state::read_state(&self.path)
+            .ok()
+            .flatten()
+            .map_or_else(unix_now, |s| s.installed_at);
+        let state = super::state::LearningState {
+            installed_at,
+            learning_until: until,
+        };
+        super::state::write_state(&self.path, &state).map_err(|message| StoreError::Io {
+            path: self.path.display().to_string(),
+            message,
+        })?;
         self.set_meta(&[("learning_until", until.to_string())])
     }
 
+    /// The end of the learning window, from the state file; 0 (not learning)
+    /// when it is missing, an error when it cannot be trusted.
     pub fn learning_until(&self) -> Result<i64, StoreError> {
-        Ok(self.meta_int("learning_until")?.unwrap_or(0))
+        match super::state::read_state(&self.path) {
+            Ok(state) => Ok(state.map_or(0, |s| s.learning_until)),
+            Err(message) => Err(StoreError::Io {
+                path: self.path.display().to_string(),
+                message,
+            }),
+        }
     }
 
     /// Records the cost and outcome of one sampler pass.
@@ -846,6 +960,7 @@ impl Store {
 
     /// Counts and meta values for `an1256_info`.
     pub fn summary(&self) -> Result<StoreSummary, StoreError> {
+        let learning_until = self.learning_until().unwrap_or(0);
         self.read(|conn| {
             let meta = |key: &str| -> rusqlite::Result<String> {
                 Ok(conn
@@ -872,7 +987,7 @@ impl Store {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(StoreSummary {
                 created_at: int("created_at")?,
-                learning_until: int("learning_until")?,
+                learning_until,
                 entries: count("SELECT count(*) FROM entries")?,
                 learned_entries: count("SELECT count(*) FROM entries WHERE source = 'learned'")?,
                 approved_entries: count("SELECT count(*) FROM entries WHERE source = 'approved'")?,
@@ -1079,70 +1194,44 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 /// Device and inode of the store file, to rename aside only the file we checked.
 type FileId = (u64, u64);
 
-/// Creates the directory (0700) and the file (0600) without following a symlink
-/// at the file, and checks ownership. Returns the file's identity. With
-/// `writable` false nothing is created or changed: the file must exist.
+/// Verifies the store's directory from `/` down (see `state::verify_dir`),
+/// creating it 0700 when `writable`, then opens (creating 0600 when `writable`)
+/// the file relative to that verified directory without following a symlink,
+/// and checks its ownership and that of its `-wal`/`-shm` companions. Returns
+/// the file's identity. With `writable` false nothing is created or changed.
 fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    if path.file_name().is_none() {
+    let Some(name) = path.file_name() else {
         return Err(unsafe_path(path, "the path names no file"));
-    }
+    };
+    // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    if writable && !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| io_error(&dir, "cannot create the store directory", e))?;
-    }
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| io_error(&dir, "cannot inspect the store directory", e))?;
-    if meta.file_type().is_symlink() {
-        return Err(unsafe_path(
-            path,
-            format!("its directory {} is a symlink", dir.display()),
-        ));
-    }
-    if !meta.is_dir() {
-        return Err(unsafe_path(
-            path,
-            format!("{} is not a directory", dir.display()),
-        ));
-    }
-    if meta.uid() != euid && meta.uid() != 0 {
-        return Err(unsafe_path(
-            path,
-            format!(
-                "its directory {} is owned by uid {}, not by us ({euid}) or root",
-                dir.display(),
-                meta.uid()
-            ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-        return Err(unsafe_path(
-            path,
-            format!(
-                "its directory {} is writable by others (mode {:o}); use a 0700 directory",
-                dir.display(),
-                meta.mode() & 0o7777
-            ),
-        ));
-    }
-    let c_path = CString::new(path.as_os_str().as_bytes())
+    let verified = super::state::verify_dir(&dir, writable).map_err(|why| {
+        if why.starts_with("cannot") {
+            io_error(
+                &dir,
+                "cannot reach the store directory",
+                std::io::Error::other(why),
+            )
+        } else {
+            unsafe_path(path, why)
+        }
+    })?;
+    let c_name = CString::new(name.as_bytes())
         .map_err(|_| unsafe_path(path, "the path contains a NUL byte"))?;
-    // SAFETY: c_path is a valid NUL-terminated string; the fd is closed below.
     let access = if writable {
         libc::O_RDWR | libc::O_CREAT
     } else {
         libc::O_RDONLY
     };
+    // SAFETY: the dir fd is open, c_name NUL-terminated; the fd is owned below.
     let fd = unsafe {
-        libc::open(
-            c_path.as_ptr(),
+        libc::openat(
+            std::os::fd::AsRawFd::as_raw_fd(&verified.fd),
+            c_name.as_ptr(),
             access | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             0o600 as libc::c_uint,
         )
@@ -1172,6 +1261,27 @@ fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreError> {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io_error(path, "cannot set the store file to mode 0600", e))?;
+    }
+    // SQLite opens these by name: one planted by someone else would let them
+    // read what we write or feed us frames.
+    for suffix in ["-wal", "-shm"] {
+        let mut side = name.to_owned();
+        side.push(suffix);
+        let st = super::state::stat_at(&verified.fd, &side)
+            .map_err(|e| io_error(path, "cannot inspect the store's companion files", e))?;
+        if let Some(st) = st {
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_uid != meta.uid() {
+                return Err(unsafe_path(
+                    path,
+                    format!(
+                        "its {} file is not a regular file owned by the store's owner (uid {}, owner {}); remove it after finding out who made it",
+                        side.to_string_lossy(),
+                        st.st_uid,
+                        meta.uid()
+                    ),
+                ));
+            }
+        }
     }
     Ok((meta.dev(), meta.ino()))
 }
