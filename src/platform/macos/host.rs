@@ -187,6 +187,7 @@ impl Host for MacHost {
         let argv = match sys::procargs(pid) {
             Ok(args) if args.unreliable => {
                 append_error(&mut error, ARGV_UNRELIABLE);
+                argv_truncated = true;
                 Vec::new()
             }
             Ok(args) => {
@@ -303,6 +304,13 @@ impl Host for MacHost {
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
+    }
+
+    fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
+        match sys::fd0(pid) {
+            Ok(fd0) => super::stdin::stdin_source(&fd0),
+            Err(_) => crate::script::StdinSource::Unknown,
+        }
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {

@@ -10,6 +10,7 @@ pub mod procargs;
 pub mod proxy;
 pub mod quarantine;
 pub mod sockinfo;
+pub mod stdin;
 
 #[cfg(target_os = "macos")]
 mod host;

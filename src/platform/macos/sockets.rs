@@ -15,8 +15,6 @@ use libproc::libproc::file_info::pidfdinfo;
 use libproc::libproc::net_info::{InSockInfo, SocketFDInfo};
 use libproc::processes::{pids_by_type, ProcFilter};
 
-/// Most fds listed per process (a bound on memory, far above real tables).
-const MAX_FDS_PER_PROCESS: usize = 262_144;
 /// Most error notes kept in a scan result.
 const MAX_ERROR_NOTES: usize = 32;
 
@@ -101,7 +99,7 @@ fn failure_from_message(pid: Pid, message: &str, what: &str) -> Failure {
 fn scan_process(pid: Pid, closed_fds: &mut usize) -> Result<Vec<SocketInfo>, Failure> {
     let before = sys::bsd_info(pid).map_err(|e| failure_from_errno(pid, e, "bsd info"))?;
     // pbi_nfiles is the fd table's size; the margin covers fds opened since.
-    let capacity = (before.nfiles as usize + 32).clamp(64, MAX_FDS_PER_PROCESS);
+    let capacity = (before.nfiles as usize + 32).clamp(64, sys::MAX_LISTED_FDS);
     // Directly, not libproc's listpidinfo: it reports a process with no open fd
     // as an error.
     let fds = sys::list_fds(pid, capacity).map_err(|e| failure_from_errno(pid, e, "fd list"))?;

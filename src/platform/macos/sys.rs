@@ -222,6 +222,73 @@ pub fn audit_token(pid: Pid) -> Option<[u8; 4 * AUDIT_TOKEN_WORDS]> {
     Some(token)
 }
 
+/// `struct proc_fileinfo` and `struct vnode_fdinfowithpath` (`sys/proc_info.h`;
+/// libc does not declare them).
+#[repr(C)]
+struct ProcFileInfo {
+    fi_openflags: u32,
+    fi_status: u32,
+    fi_offset: libc::off_t,
+    fi_type: i32,
+    fi_guardflags: u32,
+}
+
+#[repr(C)]
+struct VnodeFdInfoWithPath {
+    pfi: ProcFileInfo,
+    pvip: libc::vnode_info_path,
+}
+
+const PROC_PIDFDVNODEPATHINFO: c_int = 2;
+
+/// fd 0 of a process as libproc describes it (its type; mode and path for a vnode).
+pub fn fd0(pid: Pid) -> Result<super::stdin::Fd0, i32> {
+    use super::stdin::{Fd0, PROX_FDTYPE_VNODE};
+    let nfiles = bsd_info(pid)?.nfiles as usize;
+    let fds = list_fds(pid, (nfiles + 32).clamp(64, MAX_LISTED_FDS))?;
+    let Some(fd) = fds.iter().find(|f| f.fd == 0) else {
+        return Ok(Fd0::Absent);
+    };
+    if fd.fd_type != PROX_FDTYPE_VNODE {
+        return Ok(Fd0::Other {
+            fd_type: fd.fd_type,
+        });
+    }
+    // SAFETY: plain C data; all-zero is valid.
+    let mut info: VnodeFdInfoWithPath = unsafe { std::mem::zeroed() };
+    let size =
+        c_int::try_from(std::mem::size_of::<VnodeFdInfoWithPath>()).map_err(|_| libc::EINVAL)?;
+    // SAFETY: the buffer is `size` writable bytes owned by `info`.
+    let ret = unsafe {
+        libc::proc_pidfdinfo(
+            pid,
+            0,
+            PROC_PIDFDVNODEPATHINFO,
+            (&mut info as *mut VnodeFdInfoWithPath).cast::<c_void>(),
+            size,
+        )
+    };
+    if ret != size {
+        return Ok(Fd0::Other {
+            fd_type: fd.fd_type,
+        });
+    }
+    let path = &info.pvip.vip_path;
+    // SAFETY: vip_path is MAXPATHLEN contiguous c_chars.
+    let bytes: &[u8] = unsafe {
+        std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), std::mem::size_of_val(path))
+    };
+    Ok(Fd0::Vnode {
+        mode: info.pvip.vip_vi.vi_stat.vst_mode,
+        path: CStr::from_bytes_until_nul(bytes)
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// Most fds listed per process (a bound on memory, far above real tables).
+pub const MAX_LISTED_FDS: usize = 262_144;
+
 /// One entry of `PROC_PIDLISTFDS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenFd {
