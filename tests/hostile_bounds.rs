@@ -153,3 +153,280 @@ fn ordinary_socket_holder_is_reported_whole() {
         );
     }
 }
+
+/// Rows of the socket table for one pid, through the real binary.
+fn socket_rows(pid: i32) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr, _) = measured_an1256(&[
+        "query",
+        "--json",
+        &format!(
+            "SELECT fd, socket, family, protocol, protocol_name, state, reason \
+             FROM nonstandard_protocol_sockets WHERE pid = {pid}"
+        ),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    json_lines(&stdout)
+}
+
+/// Issue 10 item 8a: a UDP, UDPv6, UDP-Lite or UDP-Lite v6 socket that has neither
+/// bound nor sent is in no /proc/net table and no sock_diag dump; it is reported
+/// from the fd's `system.sockprotoname`, state `unbound`.
+#[test]
+fn unbound_udp_sockets_are_reported() {
+    if !common::is_root() {
+        return common::skip("unbound_udp_sockets_are_reported", "needs root");
+    }
+    let user = common::attacker("unboundudp");
+    let holder = common::spawn_ready(user.python(
+        "import socket, time\n\
+         held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM),\n\
+         \x20       socket.socket(socket.AF_INET6, socket.SOCK_DGRAM),\n\
+         \x20       socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136),\n\
+         \x20       socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, 136)]\n\
+         print('fds=' + ','.join(str(s.fileno()) for s in held))\n\
+         print('ready', flush=True)\n\
+         time.sleep(600)\n",
+    ))
+    .expect("holder starts");
+    let fds: Vec<i64> = holder
+        .value("fds")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let rows = socket_rows(holder.pid);
+    let seen: Vec<(i64, i64, i64, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["fd"].as_i64().unwrap_or(-2),
+                r["family"].as_i64().unwrap_or(0),
+                r["protocol"].as_i64().unwrap_or(0),
+                r["protocol_name"].as_str().unwrap_or_default().to_owned(),
+                r["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, i64, i64, String, String)> = fds
+        .iter()
+        .zip([
+            (2, 17, "udp"),
+            (10, 17, "udp"),
+            (2, 136, "udplite"),
+            (10, 136, "udplite"),
+        ])
+        .map(|(fd, (family, protocol, name))| {
+            (*fd, family, protocol, name.to_owned(), "unbound".to_owned())
+        })
+        .collect();
+    assert_eq!(seen, expected, "{rows:?}");
+}
+
+/// The benign twin: a bound UDP socket is listed by the kernel and appears once,
+/// as bound (no second, xattr-named row for the same inode).
+#[test]
+fn bound_udp_socket_appears_once() {
+    if !common::is_root() {
+        return common::skip("bound_udp_socket_appears_once", "needs root");
+    }
+    let user = common::attacker("boundudp");
+    let holder = common::spawn_ready(user.python(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', 0))\n\
+         print('fd=%d' % s.fileno())\n\
+         print('ready', flush=True)\n\
+         time.sleep(600)\n",
+    ))
+    .expect("holder starts");
+    let rows = socket_rows(holder.pid);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["fd"].as_i64(), Some(holder.int("fd")));
+    assert_eq!(rows[0]["state"], "bound");
+    assert_eq!(rows[0]["protocol_name"], "udp");
+}
+
+/// The SOCKS rows of `pid` with their owner's verdict, from a full scan (as `scan`
+/// does: a `pid =` query of a server alone does not look at other processes'
+/// clients), through the real binary.
+fn socks_rows(pid: i32) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr, _) = measured_an1256(&[
+        "query",
+        "--json",
+        "SELECT s.pid, s.fd, s.local_port, s.state, s.reason, c.subject_trusted \
+         FROM nonstandard_protocol_sockets s JOIN process_code_signature c \
+         ON c.pid = s.pid WHERE s.protocol_name = 'socks'",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    json_lines(&stdout)
+        .into_iter()
+        .filter(|r| r["pid"].as_i64() == Some(i64::from(pid)))
+        .collect()
+}
+
+/// A child killed and reaped on drop.
+struct Killed(std::process::Child);
+
+impl Killed {
+    fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).expect("pid fits i32")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An unprivileged copy of microsocks under another name, listening on `ports`'
+/// first free port (1080 unless taken), with a python client connected to it
+/// (`client_env` set in the client's environment).
+fn renamed_microsocks_with_client(
+    tag: &str,
+    ports: &[u16],
+    client_env: impl Fn(u16) -> Vec<(String, String)>,
+) -> Option<(Killed, common::ReadyChild, u16)> {
+    let microsocks = common::which("microsocks")?;
+    let user = common::attacker(tag);
+    let helper = user.write(
+        ".cache/svc-helper",
+        &std::fs::read(&microsocks).expect("read microsocks"),
+        true,
+    );
+    for &port in ports {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue; // taken by someone else
+        }
+        let mut server = user
+            .command(&helper)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the renamed microsocks");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                let _ = server.kill();
+                let _ = server.wait();
+                panic!("the renamed microsocks never listened on {port}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut client = user.python(&format!(
+            "import socket, time\n\
+             c = socket.create_connection(('127.0.0.1', {port}))\n\
+             print('ready', flush=True)\n\
+             time.sleep(600)\n"
+        ));
+        for (key, value) in client_env(port) {
+            client.env(key, value);
+        }
+        let server = Killed(server);
+        let client = common::spawn_ready(client).expect("client starts");
+        return Some((server, client, port));
+    }
+    None
+}
+
+/// Issue 10 item 8b: an unsigned copy of microsocks under another name, listening
+/// on a SOCKS port with a client connected, is a `socks_server` row (by its port),
+/// and a hit (untrusted owner).
+#[test]
+fn renamed_socks_server_on_a_socks_port_is_a_server() {
+    if !common::is_root() {
+        return common::skip("renamed_socks_server_on_a_socks_port", "needs root");
+    }
+    let Some((server, _client, port)) =
+        renamed_microsocks_with_client("renamedsocks", &[1080, 1081, 1085, 1086, 10808], |_| {
+            Vec::new()
+        })
+    else {
+        return common::skip(
+            "renamed_socks_server_on_a_socks_port",
+            "no microsocks or no free SOCKS port",
+        );
+    };
+    let rows = socks_rows(server.pid());
+    let listener = rows
+        .iter()
+        .find(|r| r["state"] == "LISTEN")
+        .unwrap_or_else(|| panic!("no listener row on {port}: {rows:?}"));
+    assert_eq!(listener["reason"], "socks_port,socks_server");
+    assert_eq!(listener["local_port"], i64::from(port));
+    assert_eq!(listener["subject_trusted"], 0);
+}
+
+/// Issue 10 item 8b: a renamed SOCKS server on an ordinary port is a server when a
+/// local client reaches it as its SOCKS proxy by its environment; the same
+/// listener reached by a client without that signal is not (benign twin).
+#[test]
+fn listener_reached_through_an_env_proxy_is_a_server() {
+    if !common::is_root() {
+        return common::skip("listener_reached_through_an_env_proxy", "needs root");
+    }
+    let port = {
+        let probe = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let Some((server, _client, port)) =
+        renamed_microsocks_with_client("envproxysrv", &[port], |port| {
+            vec![("ALL_PROXY".into(), format!("socks5h://127.0.0.1:{port}"))]
+        })
+    else {
+        return common::skip("listener_reached_through_an_env_proxy", "no microsocks");
+    };
+    let rows = socks_rows(server.pid());
+    let listener = rows
+        .iter()
+        .find(|r| r["state"] == "LISTEN")
+        .unwrap_or_else(|| panic!("no listener row on {port}: {rows:?}"));
+    assert_eq!(listener["reason"], "socks_server");
+    assert_eq!(listener["subject_trusted"], 0);
+
+    // Twin: the same renamed server with a plain client (no SOCKS signal).
+    let port = {
+        let probe = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let Some((server, _client, _)) =
+        renamed_microsocks_with_client("plainclisrv", &[port], |_| Vec::new())
+    else {
+        return;
+    };
+    let rows = socks_rows(server.pid());
+    assert!(rows.is_empty(), "no signal, no row: {rows:?}");
+}
+
+/// Issue 10 item 8c: a process that calls itself `ssh` through argv[0] (with an
+/// ssh-like `-D` in its argv) and listens on that port is not taken for ssh: no
+/// socks_server row (the port is not a SOCKS port).
+#[test]
+fn a_process_calling_itself_ssh_is_not_ssh() {
+    if !common::is_root() {
+        return common::skip("a_process_calling_itself_ssh_is_not_ssh", "needs root");
+    }
+    let user = common::attacker("fakessh");
+    let port = {
+        let probe = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let code = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(8)\n\
+         print('ready', flush=True)\n\
+         time.sleep(600)\n"
+    );
+    let mut command = user.command("/bin/bash");
+    command.arg("-c").arg(format!(
+        "exec -a ssh /usr/bin/python3 -c \"$0\" -D {port} -N user@example"
+    ));
+    command.arg(&code);
+    let fake = common::spawn_ready(command).expect("fake ssh starts");
+    let argv0 = std::fs::read(format!("/proc/{}/cmdline", fake.pid)).unwrap_or_default();
+    assert!(argv0.starts_with(b"ssh\0"), "argv[0] is ssh");
+    let rows = socks_rows(fake.pid);
+    assert!(rows.is_empty(), "argv[0] alone made it ssh: {rows:?}");
+}

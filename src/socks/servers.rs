@@ -1,5 +1,5 @@
-//! Known SOCKS servers, recognised by executable basename and argv — never by
-//! running anything. Pure: ssh config files are read by the caller.
+//! Known SOCKS servers, recognised by the executable's basename and the
+//! program's argv grammar — never by argv[0], never by running anything. Pure: ssh config files are read by the caller.
 //!
 //! | program | listeners labelled SOCKS |
 //! |---|---|
@@ -57,8 +57,9 @@ pub fn may_be_known_server(process: &ProcessInfo) -> bool {
     program_of(process).is_some()
 }
 
-/// The program name a process is recognised by: its executable's basename, or
-/// argv[0]'s when the executable is unknown to us (e.g. `ssh` via a symlink).
+/// The program name a process is recognised by: the basename of its executable as
+/// the kernel names it (`/proc/<pid>/exe`, symlinks resolved), never argv[0],
+/// which a process sets as it likes (`exec -a ssh python3 …`).
 fn program_of(process: &ProcessInfo) -> Option<&'static str> {
     const PROGRAMS: [&str; 10] = [
         "ssh",
@@ -72,13 +73,8 @@ fn program_of(process: &ProcessInfo) -> Option<&'static str> {
         "chisel",
         "dante-server",
     ];
-    let names = [
-        basename(&process.path),
-        process.argv.first().map_or("", |a| basename(a)),
-    ];
-    names
-        .into_iter()
-        .find_map(|name| PROGRAMS.into_iter().find(|p| *p == name))
+    let name = basename(&process.path);
+    PROGRAMS.into_iter().find(|p| *p == name)
 }
 
 /// Recognises a SOCKS server. `ssh_config_forwards` returns the `DynamicForward`
@@ -231,15 +227,21 @@ mod tests {
     }
 
     #[test]
-    fn by_basename_of_path_or_argv0() {
+    fn by_basename_of_the_executable_never_argv0() {
         assert_eq!(
             known("/tmp/x/microsocks", &["./microsocks", "-p", "1"])
                 .unwrap()
                 .ports,
             SocksPorts::Any
         );
+        // argv[0] is whatever the process wrote there.
+        assert_eq!(known("/opt/bin/sockd-real", &["sockd"]), None);
         assert_eq!(
-            known("/opt/bin/sockd-real", &["sockd"]).unwrap().program,
+            known("/usr/bin/python3.11", &["ssh", "-D", "1080", "-N", "u@h"]),
+            None
+        );
+        assert_eq!(
+            known("/usr/sbin/sockd", &["anything"]).unwrap().program,
             "sockd"
         );
         assert_eq!(known("/usr/sbin/danted", &[]).unwrap().program, "danted");

@@ -271,7 +271,13 @@ pub enum SockProtoName {
     Ping6,
     Raw,
     Raw6,
-    /// UNIX, NETLINK, TCP, UDP… — nothing the fallback reports.
+    /// A UDP or UDP-Lite socket that has neither bound nor sent is in no table
+    /// and no sock_diag dump.
+    Udp,
+    Udp6,
+    UdpLite,
+    UdpLite6,
+    /// UNIX, NETLINK, TCP… — nothing the fallback reports.
     Other,
 }
 
@@ -282,19 +288,28 @@ pub fn parse_sockprotoname(value: &[u8]) -> SockProtoName {
         b"PINGv6" => SockProtoName::Ping6,
         b"RAW" => SockProtoName::Raw,
         b"RAWv6" => SockProtoName::Raw6,
+        b"UDP" => SockProtoName::Udp,
+        b"UDPv6" => SockProtoName::Udp6,
+        // The kernel spells the IPv4 one "UDP-Lite".
+        b"UDP-Lite" | b"UDPLITE" => SockProtoName::UdpLite,
+        b"UDPLITEv6" => SockProtoName::UdpLite6,
         _ => SockProtoName::Other,
     }
 }
 
 impl SockProtoName {
-    /// The entry reported for a socket found in no table: unbound ping sockets (and
-    /// raw sockets created after the tables were read).
+    /// The entry reported for a socket found in no table: unbound ping, UDP and
+    /// UDP-Lite sockets (and sockets created after the tables were read).
     pub fn unlisted_entry(self, inode: u64) -> Option<TableEntry> {
         let (family, protocol, socket_type) = match self {
             SockProtoName::Ping => (FAMILY_INET, IPPROTO_ICMP, SocketType::Dgram),
             SockProtoName::Ping6 => (FAMILY_INET6, IPPROTO_ICMPV6, SocketType::Dgram),
             SockProtoName::Raw => (FAMILY_INET, 0, SocketType::Raw),
             SockProtoName::Raw6 => (FAMILY_INET6, 0, SocketType::Raw),
+            SockProtoName::Udp => (FAMILY_INET, IPPROTO_UDP, SocketType::Dgram),
+            SockProtoName::Udp6 => (FAMILY_INET6, IPPROTO_UDP, SocketType::Dgram),
+            SockProtoName::UdpLite => (FAMILY_INET, IPPROTO_UDPLITE, SocketType::Dgram),
+            SockProtoName::UdpLite6 => (FAMILY_INET6, IPPROTO_UDPLITE, SocketType::Dgram),
             SockProtoName::Other => return None,
         };
         let unspecified = if family == FAMILY_INET6 {
@@ -591,8 +606,8 @@ impl Partial {
 pub struct Scan<'q> {
     protocols: &'q ProtocolSet,
     kinds: Vec<TableKind>,
-    /// Sockets in no table are named by xattr only when ping or raw sockets are
-    /// wanted (the only kinds that can be missing from a table).
+    /// Sockets in no table are named by xattr only when ping, raw, UDP or UDP-Lite
+    /// sockets are wanted (the kinds that can be missing from a table: unbound).
     name_unlisted: bool,
     /// Full scans meet many UNIX sockets: one `net/unix` read per namespace is
     /// cheaper than an xattr call for each of them.
@@ -602,7 +617,7 @@ pub struct Scan<'q> {
 
 impl<'q> Scan<'q> {
     pub fn new(protocols: &'q ProtocolSet, full: bool) -> Self {
-        let name_unlisted = protocols.icmp || protocols.raw;
+        let name_unlisted = protocols.icmp || protocols.raw || protocols.udp || protocols.udplite;
         Scan {
             protocols,
             kinds: tables_for(protocols),
@@ -952,6 +967,26 @@ mod tests {
         let e = SockProtoName::Ping6.unlisted_entry(8).unwrap();
         assert_eq!((e.protocol, e.local.to_string()), (58, "::".to_string()));
         assert_eq!(SockProtoName::Other.unlisted_entry(9), None);
+        for (name, family, protocol) in [
+            (&b"UDP\0"[..], 2, 17),
+            (b"UDPv6\0", 10, 17),
+            (b"UDP-Lite\0", 2, 136),
+            (b"UDPLITEv6\0", 10, 136),
+        ] {
+            let e = parse_sockprotoname(name).unlisted_entry(9).unwrap();
+            let info = e.to_socket_info(10, 4, "1");
+            assert_eq!(
+                (
+                    info.family,
+                    info.protocol,
+                    info.socket_type,
+                    info.remote_port
+                ),
+                (family, protocol, SocketType::Dgram, 0),
+                "{name:?}"
+            );
+        }
+        assert_eq!(parse_sockprotoname(b"TCP\0"), SockProtoName::Other);
     }
 
     #[test]
