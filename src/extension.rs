@@ -810,6 +810,25 @@ mod tests {
     }
 
     #[test]
+    fn a_generate_past_its_deadline_answers_a_failure_with_the_rows_found() {
+        let adapter = TableAdapter::with_call_limit(
+            Arc::new(crate::tables::slow::Slow),
+            Duration::from_millis(200),
+        );
+        let started = Instant::now();
+        let reply = adapter.handle_call(request(&[("action", "generate"), ("context", "")]));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(code(&reply), 1);
+        assert!(
+            message(&reply).contains("deadline passed"),
+            "{}",
+            message(&reply)
+        );
+        assert!(!rows(&reply).is_empty(), "the rows found are kept");
+        assert!(rows(&reply)[0]["cmdline"].contains("…[truncated "));
+    }
+
+    #[test]
     fn a_panicking_generate_becomes_a_failure_status() {
         let reply = misbehaving().handle_call(request(&[("action", "generate"), ("context", "")]));
         assert_eq!(code(&reply), 1);

@@ -524,6 +524,24 @@ pub fn json_value(value: &SqlValue) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_past_the_time_limit_returns_its_rows_marked_partial() {
+        let mut engine = Engine::new(vec![Arc::new(crate::tables::slow::Slow)]).unwrap();
+        engine.set_time_limit(Duration::from_millis(300));
+        let started = Instant::now();
+        let (_, rows) = engine.query("SELECT cmdline FROM slow").unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(!rows.is_empty());
+        let partial = engine.partial();
+        assert_eq!(partial.len(), 1, "{partial:?}");
+        assert!(partial[0].contains("slow: deadline passed"), "{partial:?}");
+        // The next statement starts a fresh clock and a fresh note list.
+        engine.set_time_limit(Duration::from_secs(60));
+        engine.query("SELECT 1").unwrap();
+        assert!(engine.partial().is_empty());
+    }
     use crate::model::{ProcessInfo, SocketInfo, SocketType};
     use crate::platform::FakeHost;
 

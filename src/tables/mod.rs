@@ -291,28 +291,7 @@ mod tests {
         assert!(capped.len() < MAX_TEXT_BYTES + 40);
     }
 
-    struct Slow;
-    static SLOW_COLUMNS: &[Column] = &[text("cmdline", "argv")];
-    impl TableDef for Slow {
-        fn name(&self) -> &'static str {
-            "slow"
-        }
-        fn description(&self) -> &'static str {
-            "test"
-        }
-        fn columns(&self) -> &'static [Column] {
-            SLOW_COLUMNS
-        }
-        /// Emits rows until the current deadline passes, as the real loops do.
-        fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
-            let mut rows = Vec::new();
-            while !crate::deadline::Deadline::current().expired() {
-                rows.push(vec![Value::Text("x".repeat(MAX_TEXT_BYTES * 2))]);
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Ok(rows)
-        }
-    }
+    use slow::Slow;
 
     #[test]
     fn a_call_past_its_deadline_returns_its_rows_marked_partial() {
@@ -333,5 +312,38 @@ mod tests {
             crate::deadline::Deadline::current(),
             crate::deadline::Deadline::NONE
         );
+    }
+}
+
+/// A table whose loop runs until its call's deadline, as the real loops do, for
+/// the tests of both servers.
+#[cfg(test)]
+pub mod slow {
+    use super::*;
+
+    pub struct Slow;
+    static SLOW_COLUMNS: &[Column] = &[text("cmdline", "argv")];
+    impl TableDef for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn description(&self) -> &'static str {
+            "test"
+        }
+        fn columns(&self) -> &'static [Column] {
+            SLOW_COLUMNS
+        }
+        /// Emits rows until the current deadline passes (at most 30 s).
+        fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+            let started = std::time::Instant::now();
+            let mut rows = Vec::new();
+            while !crate::deadline::Deadline::current().expired()
+                && started.elapsed() < std::time::Duration::from_secs(30)
+            {
+                rows.push(vec![Value::Text("x".repeat(MAX_TEXT_BYTES * 2))]);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Ok(rows)
+        }
     }
 }
