@@ -40,9 +40,15 @@ impl CallState {
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn note_partial(&self, note: String) {
+    /// Keeps the first note of each table (a JOIN calls a table once per outer
+    /// row: past the deadline every call would say the same).
+    fn note_partial(&self, table: &str, note: String) {
         let mut notes = self.partial.lock().unwrap_or_else(|p| p.into_inner());
-        if notes.len() < MAX_PARTIAL_NOTES && !notes.contains(&note) {
+        let seen = notes.iter().any(|n| {
+            n.strip_prefix(table)
+                .is_some_and(|rest| rest.starts_with(':'))
+        });
+        if notes.len() < MAX_PARTIAL_NOTES && !seen {
             notes.push(note);
         }
     }
@@ -374,7 +380,7 @@ impl TableCursor {
                 .map_err(|e| module_error(format!("{}: {e}", table.name())))
         })?;
         if let Some(note) = generated.partial {
-            self.calls.note_partial(note);
+            self.calls.note_partial(table.name(), note);
         }
         Ok(generated.rows)
     }
