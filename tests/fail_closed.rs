@@ -571,3 +571,104 @@ fn broad_identities_are_never_learned_and_need_force() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("covers every program bash"), "{stdout}");
 }
+
+// ---- item 7: policy path rules ----
+
+/// A `path` policy rule allows a root-owned agent run from its directory, but not
+/// an implant an unprivileged user bind-mounts over that path inside a user+mount
+/// namespace (the same path in `/proc/<pid>/exe`, another file).
+#[test]
+fn a_path_rule_holds_only_for_the_file_at_that_path_in_the_hosts_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "a_path_rule_holds_only_for_the_file_at_that_path_in_the_hosts_namespace";
+    if !root_or_skip(test) {
+        return;
+    }
+    let user = attacker("fc-bindmount");
+    let root = tempfile::Builder::new()
+        .prefix("an1256-agent-")
+        .tempdir()
+        .expect("tempdir");
+    let bin = root.path().join("agent/bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    for dir in [root.path(), &root.path().join("agent"), bin.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    // The agent: an unsigned copy of python under another name (a binary subject).
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    let agent = bin.join("agent");
+    std::fs::copy(&python, &agent).expect("copy agent");
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The implant: other bytes (a different sha256), same behaviour.
+    let mut implant_bytes = std::fs::read(&python).expect("read python");
+    implant_bytes.extend_from_slice(b"implant");
+    let implant = user.write("implant", &implant_bytes, true);
+
+    let store = tempfile::tempdir().expect("store");
+    let policy = store.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({"version": 1, "rules": [{
+            "name": "acme-agent", "path": format!("{}/*", bin.display()),
+            "protocols": ["udp"], "reason": "the agent's probes"}]})
+        .to_string(),
+    )
+    .expect("policy");
+    let config = serde_json::json!({"policy_path": policy}).to_string();
+    let udp = "import socket,os,time\n\
+               s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.connect(('192.0.2.10',53))\n\
+               print('pid=%d'%os.getpid()); print('ready',flush=True); time.sleep(120)\n";
+    let hits = |pid: i32| -> usize {
+        let sql = format!(
+            "SELECT s.pid FROM nonstandard_protocol_sockets s \
+             JOIN process_code_signature c ON c.pid = s.pid \
+             LEFT JOIN an1256_baseline b ON b.identity = c.subject_identity \
+               AND b.protocol_name = s.protocol_name AND b.remote_port IN (-1, s.remote_port) \
+             WHERE s.pid = {pid} AND c.subject_trusted = 0 AND b.identity IS NULL"
+        );
+        let cfg = store.path().join("config.json");
+        std::fs::write(&cfg, &config).expect("config");
+        let out = Command::new(env!("CARGO_BIN_EXE_an1256"))
+            .args(["query", &sql, "--json"])
+            .env("AN1256_DB", store.path().join("an1256.db"))
+            .env("AN1256_CONFIG", &cfg)
+            .output()
+            .expect("run an1256");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&out.stdout).len()
+    };
+
+    // Benign twin: the agent itself, in the host's namespace.
+    let mut command = user.command(&agent);
+    command.arg("-c").arg(udp);
+    let genuine = spawn_ready(command).unwrap_or_else(|e| panic!("agent: {e}"));
+    assert_eq!(
+        hits(genuine.pid),
+        0,
+        "the genuine agent is allowed by its path rule"
+    );
+    drop(genuine);
+
+    // The implant at the same path, through a bind mount in its own namespace.
+    let script = format!(
+        "mount --bind {implant} {agent} && exec {agent} -c \"$1\"",
+        implant = implant.display(),
+        agent = agent.display()
+    );
+    let mut command = user.command("/usr/bin/unshare");
+    command.args(["-Urm", "/bin/sh", "-c", &script, "sh", udp]);
+    let child = match spawn_ready(command) {
+        Ok(child) => child,
+        Err(e) => {
+            skip(test, format!("no user+mount namespace here: {e}"));
+            return;
+        }
+    };
+    let seen = std::fs::read_link(format!("/proc/{}/exe", child.pid)).expect("exe link");
+    assert_eq!(seen, agent, "the implant shows the agent's path");
+    assert_eq!(hits(child.pid), 1, "the implant is a hit");
+}

@@ -205,6 +205,17 @@ impl Baseline {
                 .or_insert_with(|| SubjectFacts::from_identity(&o.identity))
                 .add(&o.subject_kind, &o.path, &o.interpreter);
         }
+        // A verified location holds for this pass only: never a lasting property
+        // of the identity (the process may be gone, the file replaced).
+        for facts in sightings.values_mut() {
+            facts.verified_paths.clear();
+        }
+        for (identity, path) in &report.verified_executables {
+            sightings
+                .entry(identity.clone())
+                .or_insert_with(|| SubjectFacts::from_identity(identity))
+                .add_verified(path);
+        }
         drop(sightings);
         Some(report)
     }
@@ -213,6 +224,7 @@ impl Baseline {
     /// needs a path or interpreter, what sampler passes and observations saw.
     fn facts_for(&self, identity: &str, allow_refresh: bool) -> SubjectFacts {
         let mut facts = SubjectFacts::from_identity(identity);
+        let needs_location = self.policy.rules().rules.iter().any(|r| r.path.is_some());
         let known = |facts: &mut SubjectFacts| {
             let sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(seen) = sightings.get(identity) {
@@ -223,20 +235,27 @@ impl Baseline {
                 for i in &seen.interpreters {
                     facts.add("", "", i);
                 }
+                for p in &seen.verified_paths {
+                    facts.add_verified(p);
+                }
                 return true;
             }
             false
         };
-        if known(&mut facts) {
+        let seen = known(&mut facts);
+        // Without a verified location, a path rule cannot hold: look again (below).
+        if seen && (!needs_location || !facts.verified_paths.is_empty()) {
             return facts;
         }
-        if let Ok(store) = self.store() {
+        if let (false, Ok(store)) = (seen, self.store()) {
             if let Ok(rows) = store.observations(Some(&[identity.to_owned()])) {
                 for row in rows.iter().take(32) {
                     let o = &row.observation;
                     facts.add(&o.subject_kind, &o.path, &o.interpreter);
                 }
-                if !rows.is_empty() {
+                // Stored observations name paths but never verify them: with a
+                // path rule in force, a fresh pass must locate the subject.
+                if !rows.is_empty() && !needs_location {
                     return facts;
                 }
             }

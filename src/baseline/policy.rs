@@ -74,9 +74,15 @@ pub struct SubjectFacts {
     pub identity: String,
     /// `binary` or `script`, when known.
     pub kind: String,
-    /// Subject paths (executable for binaries, script for scripts).
+    /// Subject paths (executable for binaries, script for scripts), as seen or as
+    /// the identity names them. Not proof of where the code is: see `verified_paths`.
     pub paths: Vec<String>,
     pub interpreters: Vec<String>,
+    /// Executable paths verified in the latest sampler pass: a process with this
+    /// identity ran in the scanner's mount namespace from the very file (device,
+    /// inode) at that path. Only these satisfy `path` rules: a path seen in argv or
+    /// `/proc/<pid>/exe` can be faked with a bind mount in a user+mount namespace.
+    pub verified_paths: Vec<String>,
 }
 
 /// A rule that matched: one virtual baseline row per (protocol, port).
@@ -123,6 +129,19 @@ impl SubjectFacts {
             facts.kind = "script".into();
         }
         facts
+    }
+
+    /// Adds an executable path verified for this identity in the current pass.
+    pub fn add_verified(&mut self, path: &str) {
+        if self.kind.is_empty() {
+            self.kind = "binary".into();
+        }
+        if !path.is_empty()
+            && !self.verified_paths.iter().any(|p| p == path)
+            && self.verified_paths.len() < 16
+        {
+            self.verified_paths.push(path.to_owned());
+        }
     }
 
     /// Adds a sighting (from an observation).
@@ -240,7 +259,9 @@ impl Rule {
             }
         }
         if let Some(pattern) = &self.path {
-            if facts.kind == "script" || !facts.paths.iter().any(|p| glob_match(pattern, p)) {
+            if facts.kind == "script"
+                || !facts.verified_paths.iter().any(|p| glob_match(pattern, p))
+            {
                 return false;
             }
         }
@@ -537,6 +558,10 @@ mod tests {
         let mut facts = SubjectFacts::from_identity(&format!("sha256:{HEX}"));
         assert!(!path.matches(&facts), "sha256 identity alone has no path");
         facts.add("binary", "/opt/agent/bin/pinger", "");
+        assert!(!path.matches(&facts), "a path seen is not a path verified");
+        let package = SubjectFacts::from_identity("package:agent:/opt/agent/bin/pinger");
+        assert!(!path.matches(&package), "nor is a path inside the identity");
+        facts.add_verified("/opt/agent/bin/pinger");
         assert!(path.matches(&facts));
         let script =
             rule(r#"{"name":"y","reason":"r","interpreter":"python*","script":"/opt/mon/*.py"}"#);

@@ -29,6 +29,9 @@ pub struct PassReport {
     pub errors: Vec<String>,
     /// What was seen, for policy matching of path-less identities.
     pub observations: Vec<Observation>,
+    /// (identity, executable path) of binary subjects that verifiably ran from that
+    /// path in this pass (`Host::executable_is_at`): what policy `path` rules match.
+    pub verified_executables: Vec<(String, String)>,
 }
 
 /// CPU time of the calling thread, in microseconds (`CLOCK_THREAD_CPUTIME_ID`
@@ -84,10 +87,18 @@ pub fn sample_once(
     let mut owners = observe::Owners::default();
     // One observation per key per pass (the last socket seen wins the details).
     let mut observations: BTreeMap<(String, String, i64, String), Observation> = BTreeMap::new();
+    let mut located = std::collections::HashSet::new();
     for ObservedSocket { socket, class } in &observed.sockets {
         let Some(v) = owners.judge(host, socket.pid) else {
             continue;
         };
+        if v.subject.kind == "binary" && located.insert(socket.pid) {
+            if let Ok(true) = host.executable_is_at(socket.pid, &v.process.path) {
+                report
+                    .verified_executables
+                    .push((v.subject.identity.clone(), v.process.path.clone()));
+            }
+        }
         let o = Observation {
             identity: v.subject.identity.clone(),
             protocol_name: class.protocol_name.to_owned(),

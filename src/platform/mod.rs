@@ -114,6 +114,14 @@ pub trait Host: Send + Sync {
         let _ = process;
         read_regular_file(path, limit)
     }
+    /// Whether the process runs the very file at `path` as this scanner sees it:
+    /// the process is in the scanner's mount namespace and its executable's
+    /// (device, inode) is `stat(path)`'s. Policy `path` rules hold only then: a bind
+    /// mount in a user+mount namespace can put any file at a trusted path. `Err`
+    /// when it cannot be told (treated as not there).
+    fn executable_is_at(&self, _pid: Pid, _path: &str) -> Result<bool, String> {
+        Err("not available on this platform".into())
+    }
     /// The process's environment as `KEY=value` strings (for SOCKS proxy variables).
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         Err(HostError::Other(format!(
@@ -289,6 +297,8 @@ pub struct FakeHost {
     pub responsible: HashMap<Pid, Pid>,
     /// Standard input by pid; absent pids are `Unknown`.
     pub stdin: HashMap<Pid, crate::script::StdinSource>,
+    /// The path each pid verifiably runs from (`executable_is_at`).
+    pub executables_at: HashMap<Pid, String>,
     /// What `path_kind` answers; absent paths are `Missing`.
     pub path_kinds: HashMap<String, crate::script::PathKind>,
     /// Every pid passed to `process()`, in order.
@@ -375,6 +385,10 @@ impl Host for FakeHost {
 
     fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
         self.stdin.get(&pid).copied().unwrap_or_default()
+    }
+
+    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
+        Ok(self.executables_at.get(&pid).is_some_and(|p| p == path))
     }
 
     fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {

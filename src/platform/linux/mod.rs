@@ -352,6 +352,27 @@ impl Host for LinuxHost {
         }
     }
 
+    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
+        let theirs = dir
+            .read_link(c"ns/mnt")
+            .map_err(|e| format!("mount namespace of {pid}: {e}"))?;
+        let ours = std::fs::read_link("/proc/self/ns/mnt")
+            .map_err(|e| format!("own mount namespace: {e}"))?;
+        if std::path::Path::new(&theirs) != ours {
+            return Ok(false);
+        }
+        let exe = dir
+            .stat_entry(c"exe")
+            .map_err(|e| format!("executable of {pid}: {e}"))?;
+        let file = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+        // Read again: the namespace link of a pid reused meanwhile would fail.
+        dir.read_link(c"ns/mnt")
+            .map_err(|e| format!("mount namespace of {pid}: {e}"))?;
+        Ok(exe.st_dev == file.dev() && exe.st_ino == file.ino())
+    }
+
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
         let (environment, truncated) = dir
