@@ -1385,6 +1385,89 @@ fn finish_module(
     }
 }
 
+/// A regular file a process holds open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenFile {
+    pub fd: i64,
+    pub dev: u64,
+    pub ino: u64,
+    /// The kernel's name for it (for messages).
+    pub path: String,
+}
+
+/// File name endings of scripts each interpreter family runs.
+fn script_extensions(interpreter: &str) -> &'static [&'static str] {
+    match interpreter {
+        "python" => &[".py"],
+        "perl" => &[".pl", ".pm"],
+        "ruby" => &[".rb"],
+        "node" => &[".js", ".mjs", ".cjs"],
+        "php" => &[".php"],
+        "sh" | "bash" | "dash" | "zsh" | "ksh" => &[".sh", ".bash"],
+        _ => &[],
+    }
+}
+
+/// Cross-checks argv's script operand against what the process holds open, where
+/// the interpreter keeps its script open (bash on fd 255, dash on the lowest fd >=
+/// 10) or holds another script file. argv can be rewritten in place (`$0`,
+/// `setproctitle`, `/proc/self/mem`): a disagreement means argv does not name the
+/// code that runs. `script_key` is the (dev, ino) argv's script resolves to.
+/// `Some(reason)` on a disagreement.
+pub fn argv_disagreement(
+    interpreter: &str,
+    exe_path: &str,
+    script_path: &str,
+    script_key: (u64, u64),
+    open: &[OpenFile],
+) -> Option<String> {
+    let is_script = |f: &OpenFile| (f.dev, f.ino) == script_key;
+    match basename(exe_path) {
+        "bash" => match open.iter().find(|f| f.fd == 255) {
+            None => {
+                return Some(format!(
+                    "bash holds no script on fd 255, though argv names {script_path}"
+                ))
+            }
+            Some(f) if !is_script(f) => {
+                return Some(format!(
+                    "bash runs {} (fd 255), not argv's {script_path}",
+                    f.path
+                ))
+            }
+            Some(_) => {}
+        },
+        "dash" => match open.iter().filter(|f| f.fd >= 10).min_by_key(|f| f.fd) {
+            None => {
+                return Some(format!(
+                    "dash holds no script on fd >= 10, though argv names {script_path}"
+                ))
+            }
+            Some(_) if open.iter().any(|f| f.fd >= 10 && is_script(f)) => {}
+            Some(f) => {
+                return Some(format!(
+                    "dash runs {} (fd {}), not argv's {script_path}",
+                    f.path, f.fd
+                ))
+            }
+        },
+        _ => {}
+    }
+    let extensions = script_extensions(interpreter);
+    open.iter()
+        .find(|f| {
+            !is_script(f)
+                && extensions.iter().any(|ext| f.path.ends_with(ext))
+                && !in_package_location(&f.path)
+        })
+        .map(|f| {
+            format!(
+                "holds {} open (fd {}): a script other than argv's {script_path}",
+                f.path, f.fd
+            )
+        })
+}
+
 fn php_takes_value(c: char) -> bool {
     matches!(
         c,
@@ -3388,6 +3471,95 @@ mod tests {
                 .unwrap()
                 .0,
             "/w/code.py"
+        );
+    }
+    #[test]
+    fn argv_is_cross_checked_against_the_script_files_held_open() {
+        let file = |fd: i64, ino: u64, path: &str| OpenFile {
+            fd,
+            dev: 1,
+            ino,
+            path: path.into(),
+        };
+        let key = (1, 7);
+        let script = "/usr/bin/ldd";
+        // bash: fd 255 is the script.
+        assert_eq!(
+            argv_disagreement(
+                "bash",
+                "/usr/bin/bash",
+                script,
+                key,
+                &[file(255, 7, script)]
+            ),
+            None
+        );
+        let other = argv_disagreement(
+            "bash",
+            "/usr/bin/bash",
+            script,
+            key,
+            &[file(255, 9, "/home/u/x.sh")],
+        );
+        assert!(other.unwrap().contains("bash runs /home/u/x.sh (fd 255)"));
+        let none = argv_disagreement("bash", "/usr/bin/bash", script, key, &[file(3, 7, script)]);
+        assert!(none.unwrap().contains("no script on fd 255"));
+        // dash: the script is on some fd >= 10.
+        assert_eq!(
+            argv_disagreement(
+                "dash",
+                "/usr/bin/dash",
+                script,
+                key,
+                &[file(10, 3, "/dev/null"), file(11, 7, script)]
+            ),
+            None
+        );
+        assert!(argv_disagreement(
+            "dash",
+            "/usr/bin/dash",
+            script,
+            key,
+            &[file(10, 8, "/home/u/y")]
+        )
+        .unwrap()
+        .contains("dash runs /home/u/y (fd 10)"));
+        assert!(argv_disagreement("dash", "/usr/bin/dash", script, key, &[]).is_some());
+        // Any interpreter: another script of its language held open, outside packages.
+        let py = "/usr/lib/python3.11/code.py";
+        assert_eq!(
+            argv_disagreement(
+                "python",
+                "/usr/bin/python3.11",
+                py,
+                key,
+                &[file(3, 5, "/home/u/data.json")]
+            ),
+            None
+        );
+        assert_eq!(
+            argv_disagreement(
+                "python",
+                "/usr/bin/python3.11",
+                py,
+                key,
+                &[file(3, 5, "/usr/lib/python3.11/os.py")]
+            ),
+            None
+        );
+        assert!(argv_disagreement(
+            "python",
+            "/usr/bin/python3.11",
+            py,
+            key,
+            &[file(4, 5, "/tmp/real.py")]
+        )
+        .unwrap()
+        .contains("holds /tmp/real.py open (fd 4)"));
+        // perl and node have no fd rule beyond that: nothing held, nothing said.
+        assert_eq!(
+            argv_disagreement("perl", "/usr/bin/perl", "/usr/bin/json_pp", key, &[]),
+            None
         );
     }
 }

@@ -150,9 +150,13 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         subject.trusted = false;
         subject.error = format!("python -m: {module_error}");
     }
-    // What else runs in a trusted subject: loader options and variables.
+    // What else runs in a trusted subject: loader options and variables, and
+    // whether argv's script is the one the process holds.
     if subject.trusted {
-        let problems = code_load_problems(host, &process, script.as_ref(), &mut env);
+        let mut problems = code_load_problems(host, &process, script.as_ref(), &mut env);
+        if let Some(s) = script.as_ref().filter(|s| s.kind == ScriptKind::File) {
+            problems.extend(argv_problem(host, &process, s));
+        }
         if !problems.is_empty() {
             subject.trusted = false;
             subject.error = problems.join("; ");
@@ -165,6 +169,22 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         script_identity,
         subject,
     }
+}
+
+/// argv's script against what the process holds open (see
+/// `script::argv_disagreement`); errors reading either side fail closed, a
+/// platform that cannot list open files skips the check.
+fn argv_problem(host: &dyn Host, process: &ProcessInfo, s: &ScriptInvocation) -> Option<String> {
+    let open = match host.open_regular_files(process.pid)? {
+        Ok(open) => open,
+        Err(e) => return Some(format!("cannot cross-check argv with the open files: {e}")),
+    };
+    let key = match host.script_file_key(process, &s.script_path)? {
+        Ok(key) => key,
+        Err(e) => return Some(format!("cannot cross-check argv's script: {e}")),
+    };
+    script::argv_disagreement(s.interpreter, &process.path, &s.script_path, key, &open)
+        .map(|why| format!("argv disagrees with the process: {why}"))
 }
 
 /// Python `-m mod`: the file python's path finder runs, searched along `sys.path`
@@ -699,6 +719,55 @@ mod tests {
         assert!(!v.subject.trusted);
         assert!(
             v.subject.error.contains("interpreter /tmp/python3.11"),
+            "{}",
+            v.subject.error
+        );
+    }
+}
+
+#[cfg(test)]
+mod argv_tests {
+    use super::*;
+    use crate::model::Trust;
+    use crate::platform::FakeHost;
+    use crate::script::OpenFile;
+
+    #[test]
+    fn argv_is_refuted_by_the_held_script_and_unlisted_files_fail_closed() {
+        let mut host = FakeHost::default();
+        for path in ["/usr/bin/bash", "/usr/bin/ldd"] {
+            host.identities.insert(
+                path.into(),
+                CodeIdentity {
+                    trust: Trust::Package,
+                    identifier: "p".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        let process = ProcessInfo {
+            pid: 4,
+            path: "/usr/bin/bash".into(),
+            argv: vec!["bash".into(), "/usr/bin/ldd".into()],
+            cwd: "/".into(),
+            ..Default::default()
+        };
+        // No listing available (another platform): the check is skipped.
+        assert!(evaluate(&host, process.clone()).subject.trusted);
+        host.file_keys.insert("/usr/bin/ldd".into(), (1, 7));
+        let held = |ino| OpenFile {
+            fd: 255,
+            dev: 1,
+            ino,
+            path: "/x".into(),
+        };
+        host.open_files.insert(4, vec![held(7)]);
+        assert!(evaluate(&host, process.clone()).subject.trusted);
+        host.open_files.insert(4, vec![held(8)]);
+        let v = evaluate(&host, process);
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject.error.contains("argv disagrees"),
             "{}",
             v.subject.error
         );

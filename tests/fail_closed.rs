@@ -672,3 +672,82 @@ fn a_path_rule_holds_only_for_the_file_at_that_path_in_the_hosts_namespace() {
     assert_eq!(seen, agent, "the implant shows the agent's path");
     assert_eq!(hits(child.pid), 1, "the implant is a hit");
 }
+
+// ---- item 6: argv rewritten in place ----
+
+/// A bash script rewrites its own argv (through `/proc/<pid>/mem`, as any process
+/// of the same user may) to name a package script. bash still holds the real
+/// script on fd 255: argv and reality disagree, so the subject is untrusted.
+#[test]
+fn argv_rewritten_to_name_a_package_script_is_caught_by_the_held_script_fd() {
+    let test = "argv_rewritten_to_name_a_package_script_is_caught_by_the_held_script_fd";
+    if !root_or_skip(test) {
+        return;
+    }
+    let user = attacker("fc-argv");
+    let rewrite = r#"
+import sys
+pid = int(sys.argv[1])
+fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+start, end = int(fields[45]), int(fields[46])
+new = b"bash\0/usr/bin/ldd\0"
+new += b"\0" * (end - start - len(new))
+with open("/proc/%d/mem" % pid, "r+b", buffering=0) as mem:
+    mem.seek(start)
+    mem.write(new)
+"#;
+    user.write("rewrite.py", rewrite.as_bytes(), false);
+    let script = user.write(
+        "x.sh",
+        b"exec 3<>/dev/udp/192.0.2.10/53\n\
+          /usr/bin/python3 \"$HOME/rewrite.py\" $$ || exit 1\n\
+          echo pid=$$\n\
+          echo ready\n\
+          sleep 120\n",
+        false,
+    );
+    let mut command = user.command("/usr/bin/bash");
+    command
+        .arg(&script)
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("LD_LIBRARY_PATH");
+    let child = spawn_ready(command).unwrap_or_else(|e| panic!("{e}"));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.pid)).expect("cmdline");
+    assert!(
+        cmdline.starts_with(b"bash\0/usr/bin/ldd\0"),
+        "argv rewritten: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let judged = judge(child.pid);
+    assert_eq!(judged.text("script_path"), "/usr/bin/ldd", "{}", judged.row);
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(
+        judged
+            .text("error")
+            .contains(&format!("bash runs {} (fd 255)", script.display())),
+        "{}",
+        judged.row
+    );
+}
+
+/// Benign twins: package shell scripts run by path, bash (fd 255) and dash (fd >=
+/// 10) holding them, stay trusted.
+#[test]
+fn package_shell_scripts_holding_their_own_file_stay_trusted() {
+    if !root_or_skip("package_shell_scripts_holding_their_own_file_stay_trusted") {
+        return;
+    }
+    let user = attacker("fc-argv-twin");
+    for shell in ["/usr/bin/bash", "/usr/bin/dash"] {
+        // zgrep with no file reads stdin (the idle pipe) through gzip and grep.
+        let child = exec_holding_udp(&user, &[shell, "/usr/bin/zgrep", "never"], &[], "");
+        let judged = judge(child.pid);
+        assert_eq!(
+            judged.text("subject_path"),
+            "/usr/bin/zgrep",
+            "{}",
+            judged.row
+        );
+        assert!(judged.trusted() && !judged.hit, "{shell}: {}", judged.row);
+    }
+}

@@ -122,6 +122,24 @@ pub trait Host: Send + Sync {
     fn executable_is_at(&self, _pid: Pid, _path: &str) -> Result<bool, String> {
         Err("not available on this platform".into())
     }
+    /// Regular files the process holds open (bounded), for cross-checking argv's
+    /// script operand. `None` where the platform cannot list them (the check is
+    /// then skipped: argv-derived trust is best effort there).
+    fn open_regular_files(
+        &self,
+        _pid: Pid,
+    ) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+        None
+    }
+    /// `(dev, ino)` of the script `path` names, resolved as the process would (its
+    /// root, or its cwd for a relative path). `None` where not available.
+    fn script_file_key(
+        &self,
+        _process: &ProcessInfo,
+        _path: &str,
+    ) -> Option<Result<(u64, u64), String>> {
+        None
+    }
     /// The process's environment as `KEY=value` strings (for SOCKS proxy variables).
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         Err(HostError::Other(format!(
@@ -297,6 +315,10 @@ pub struct FakeHost {
     pub responsible: HashMap<Pid, Pid>,
     /// Standard input by pid; absent pids are `Unknown`.
     pub stdin: HashMap<Pid, crate::script::StdinSource>,
+    /// Regular files each pid holds open (`open_regular_files`); absent: `None`.
+    pub open_files: HashMap<Pid, Vec<crate::script::OpenFile>>,
+    /// `(dev, ino)` by script path (`script_file_key`); absent: `None`.
+    pub file_keys: HashMap<String, (u64, u64)>,
     /// The path each pid verifiably runs from (`executable_is_at`).
     pub executables_at: HashMap<Pid, String>,
     /// What `path_kind` answers; absent paths are `Missing`.
@@ -389,6 +411,18 @@ impl Host for FakeHost {
 
     fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
         Ok(self.executables_at.get(&pid).is_some_and(|p| p == path))
+    }
+
+    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+        self.open_files.get(&pid).cloned().map(Ok)
+    }
+
+    fn script_file_key(
+        &self,
+        _process: &ProcessInfo,
+        path: &str,
+    ) -> Option<Result<(u64, u64), String>> {
+        self.file_keys.get(path).copied().map(Ok)
     }
 
     fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {

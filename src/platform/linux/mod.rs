@@ -117,6 +117,53 @@ fn credentials_of(dir: &ProcDir) -> Result<userfile::FsCredentials, String> {
         .ok_or_else(|| format!("process {}: no fs credentials in status", dir.pid()))
 }
 
+/// Most fds looked at when listing a process's open files.
+const MAX_OPEN_FILES: usize = 65_536;
+
+/// Regular files `pid` holds open: fd, (dev, ino) by `fstatat` through the fd link
+/// (no open, so no side effect on any file type) and the link's text.
+fn open_regular_files(pid: Pid) -> Result<Vec<crate::script::OpenFile>, String> {
+    let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
+    let fds = sockets::FdDir::open(&dir).map_err(|e| format!("fds of {pid}: {e}"))?;
+    let fd_dir = fds.raw_fd();
+    let mut files = Vec::new();
+    let mut seen = 0usize;
+    let mut truncated = false;
+    fds.for_each(|fd, name| {
+        seen += 1;
+        if seen > MAX_OPEN_FILES {
+            truncated = true;
+            return;
+        }
+        // SAFETY: st is plain data filled by fstatat; name is NUL-terminated.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd_dir is an open directory fd, st is valid for writes.
+        let ok = unsafe { libc::fstatat(fd_dir, name.as_ptr(), &mut st, 0) } == 0;
+        if ok && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            let mut buffer = [0u8; 4096];
+            let path = procfs::read_link_into(fd_dir, name, &mut buffer)
+                .map(|n| String::from_utf8_lossy(buffer.get(..n).unwrap_or_default()).into_owned())
+                .unwrap_or_default();
+            files.push(crate::script::OpenFile {
+                fd,
+                dev: st.st_dev,
+                ino: st.st_ino,
+                path,
+            });
+        }
+    })
+    .map_err(|e| format!("fds of {pid}: {e}"))?;
+    if truncated {
+        return Err(format!(
+            "process {pid} holds more than {MAX_OPEN_FILES} fds"
+        ));
+    }
+    // Read again: a pid reused meanwhile fails here.
+    dir.read(c"stat", 1)
+        .map_err(|e| format!("process {pid}: {e}"))?;
+    Ok(files)
+}
+
 /// The path of an open fd as the kernel names it (follows every symlink).
 fn fd_path(fd: &OwnedFd) -> Option<String> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -350,6 +397,35 @@ impl Host for LinuxHost {
             }
             Err(_) => crate::script::StdinSource::Unknown,
         }
+    }
+
+    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+        Some(open_regular_files(pid))
+    }
+
+    fn script_file_key(
+        &self,
+        process: &ProcessInfo,
+        path: &str,
+    ) -> Option<Result<(u64, u64), String>> {
+        let find = || -> Result<(u64, u64), String> {
+            let dir = ProcDir::open(process.pid).map_err(|e| e.to_string())?;
+            let (entry, anchor) = if path.starts_with('/') {
+                (c"root", userfile::Anchor::InRoot)
+            } else {
+                (c"cwd", userfile::Anchor::Beneath)
+            };
+            let base = dir
+                .open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| format!("cannot open the process's {entry:?}: {e}"))?;
+            // O_PATH only: nothing is opened for reading.
+            let resolved = userfile::resolve(base.as_raw_fd(), path.as_bytes(), anchor, true)
+                .map_err(|e| format!("{path}: {e}"))?;
+            let st =
+                userfile::fstat(resolved.fd.as_raw_fd()).map_err(|e| format!("{path}: {e}"))?;
+            Ok((st.st_dev, st.st_ino))
+        };
+        Some(find())
     }
 
     fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
