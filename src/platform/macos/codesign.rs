@@ -513,6 +513,66 @@ pub fn verdict_from_kernel_flags(flags: u32, why: &str) -> CodeIdentity {
     id
 }
 
+/// The innermost app bundle that encloses `path` and the path relative to its
+/// `Contents/` directory, as `SecCodeValidateFileResource` names a sealed resource
+/// (`Foo.app/Contents/Resources/x.sh` -> (`Foo.app`, `Resources/x.sh`)). `None` for
+/// a path outside any `.app`, or one with `.`/`..` components (not canonical: the
+/// seal must be asked about the file that runs).
+pub fn enclosing_bundle(path: &str) -> Option<(&str, &str)> {
+    if !path.starts_with('/') || path.split('/').any(|c| c == "." || c == "..") {
+        return None;
+    }
+    const CONTENTS: &str = ".app/Contents/";
+    let at = path.rfind(CONTENTS)?;
+    let root = path.get(..at + ".app".len())?;
+    let relative = path.get(at + CONTENTS.len()..)?;
+    let name = root.rsplit('/').next().unwrap_or_default();
+    if name.len() <= ".app".len() || relative.is_empty() || relative.ends_with('/') {
+        return None;
+    }
+    Some((root, relative))
+}
+
+/// A script's verdict once the seal of its enclosing bundle was asked about it:
+/// sealed (`status` 0) in a trusted bundle, it takes the bundle's trust and identity;
+/// otherwise it keeps its own verdict and says why the bundle did not vouch for it.
+pub fn sealed_resource_verdict(
+    own: CodeIdentity,
+    bundle: &CodeIdentity,
+    bundle_root: &str,
+    status: i32,
+) -> CodeIdentity {
+    if status == 0 && bundle.trust.is_trusted() {
+        return CodeIdentity {
+            trust: bundle.trust,
+            signed: true,
+            identifier: bundle.identifier.clone(),
+            team_identifier: bundle.team_identifier.clone(),
+            authority: bundle.authority.clone(),
+            cdhash: bundle.cdhash.clone(),
+            notarized: bundle.notarized,
+            platform_binary: 0,
+            flags: String::new(),
+            error: String::new(),
+            ..own
+        };
+    }
+    let why = if status == 0 {
+        format!(
+            "sealed by {bundle_root}, which is not trusted ({})",
+            bundle.trust.as_str()
+        )
+    } else {
+        format!("not sealed by the enclosing bundle {bundle_root} (OSStatus {status})")
+    };
+    let mut own = own;
+    if !own.error.is_empty() {
+        own.error.push_str("; ");
+    }
+    own.error.push_str(&why);
+    own
+}
+
 /// Mach-O (thin or universal) by its first four bytes: scripts are not, so their
 /// signature can only live in `com.apple.cs.*` extended attributes.
 pub fn is_mach_o(header: &[u8]) -> bool {
@@ -1056,6 +1116,73 @@ mod tests {
         // CS_PLATFORM_BINARY without CS_SIGNED cannot happen; never apple without it.
         let id = verdict_from_kernel_flags(CS_VALID | CS_PLATFORM_BINARY, "denied");
         assert_eq!(id.trust, Trust::Unsigned);
+    }
+
+    #[test]
+    fn enclosing_bundles() {
+        for (path, expected) in [
+            (
+                "/Applications/Foo.app/Contents/Resources/x.sh",
+                Some(("/Applications/Foo.app", "Resources/x.sh")),
+            ),
+            (
+                "/Applications/Foo.app/Contents/Helpers/Bar.app/Contents/MacOS/run.py",
+                Some((
+                    "/Applications/Foo.app/Contents/Helpers/Bar.app",
+                    "MacOS/run.py",
+                )),
+            ),
+            ("/tmp/x.sh", None),
+            ("/Applications/Foo.app/Info.plist", None),
+            ("/Applications/.app/Contents/Resources/x.sh", None),
+            (
+                "/Applications/Foo.app/Contents/Resources/../../../tmp/x.sh",
+                None,
+            ),
+            ("/Applications/Foo.app/Contents/./Resources/x.sh", None),
+            ("Foo.app/Contents/Resources/x.sh", None),
+        ] {
+            assert_eq!(enclosing_bundle(path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn finding_7_a_sealed_script_takes_its_bundles_trust() {
+        let script = CodeIdentity {
+            trust: Trust::Unsigned,
+            notarized: 0,
+            sha256: "ab".into(),
+            quarantined: true,
+            ..Default::default()
+        };
+        let bundle = CodeIdentity {
+            trust: Trust::DeveloperId,
+            signed: true,
+            identifier: "com.example.foo".into(),
+            team_identifier: "ABCDE12345".into(),
+            notarized: 1,
+            ..Default::default()
+        };
+        let root = "/Applications/Foo.app";
+        let id = sealed_resource_verdict(script.clone(), &bundle, root, 0);
+        assert_eq!(id.trust, Trust::DeveloperId);
+        assert_eq!(
+            (id.identifier.as_str(), id.team_identifier.as_str()),
+            ("com.example.foo", "ABCDE12345")
+        );
+        assert!(id.quarantined && id.error.is_empty());
+        // The file differs from what the bundle sealed (errSecCSBadResource).
+        let id = sealed_resource_verdict(script.clone(), &bundle, root, -67054);
+        assert_eq!(id.trust, Trust::Unsigned);
+        assert!(id.error.contains("not sealed") && id.error.contains("-67054"));
+        // Sealed by an ad-hoc bundle: no trust to give.
+        let adhoc = CodeIdentity {
+            trust: Trust::Adhoc,
+            ..bundle
+        };
+        let id = sealed_resource_verdict(script, &adhoc, root, 0);
+        assert_eq!(id.trust, Trust::Unsigned);
+        assert!(id.error.contains("not trusted (adhoc)"), "{}", id.error);
     }
 
     #[test]

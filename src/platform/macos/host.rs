@@ -6,7 +6,7 @@ use super::codesign::{self, CODE_DIRECTORY_XATTR};
 use super::procargs;
 use super::quarantine::{self, MAX_QUARANTINE_BYTES, QUARANTINE_XATTR};
 use super::{security, sockets, sys};
-use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
+use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan, Trust};
 use crate::platform::{Host, HostConfig, HostError};
 use crate::trust::{self, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
 use std::io::Read;
@@ -128,6 +128,11 @@ impl MacHost {
             let verdict = codesign::decide(&security::file_evidence(path, &self.validation_calls));
             (verdict.identity, verdict.cacheable)
         };
+        if !bundle && id.trust == Trust::Unsigned {
+            if let Some((root, relative)) = codesign::enclosing_bundle(path) {
+                id = self.sealed_in_bundle(id, file, root, relative);
+            }
+        }
         match sys::xattr(path, QUARANTINE_XATTR, MAX_QUARANTINE_BYTES) {
             Ok(Some(value)) => {
                 id.quarantined = true;
@@ -145,6 +150,59 @@ impl MacHost {
         (id, cacheable)
     }
 }
+
+impl MacHost {
+    /// An unsigned script inside an app bundle: the bundle's trust when its
+    /// `CodeResources` seal covers exactly the bytes read here.
+    fn sealed_in_bundle(
+        &self,
+        id: CodeIdentity,
+        file: &mut std::fs::File,
+        root: &str,
+        relative: &str,
+    ) -> CodeIdentity {
+        use std::io::Seek;
+        let bundle = self.file_identity(root);
+        if !bundle.trust.is_trusted() {
+            return id;
+        }
+        let limit = self.config.max_hash_bytes.min(MAX_SEALED_RESOURCE_BYTES);
+        let mut bytes = Vec::new();
+        let read = (&mut *file)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes);
+        let _ = file.seek(std::io::SeekFrom::Start(0));
+        let mut id = id;
+        match read {
+            Ok(n) if (n as u64) <= limit => {
+                let status = security::validate_bundle_resource(
+                    root,
+                    relative,
+                    &bytes,
+                    &self.validation_calls,
+                );
+                codesign::sealed_resource_verdict(id, &bundle, root, status)
+            }
+            Ok(_) => {
+                append_error(
+                    &mut id.error,
+                    &format!("larger than {limit} bytes: not checked against {root}'s seal"),
+                );
+                id
+            }
+            Err(e) => {
+                append_error(
+                    &mut id.error,
+                    &format!("not checked against {root}'s seal: {e}"),
+                );
+                id
+            }
+        }
+    }
+}
+
+/// Largest script checked against its bundle's seal (read whole into memory).
+const MAX_SEALED_RESOURCE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Whether the kernel lets us read the arguments of a process with this effective uid.
 fn may_read_process_of(euid: u32) -> bool {
@@ -336,7 +394,7 @@ mod tests {
     //! These run on a Mac only (CI's macOS job); here they are type-checked by
     //! scripts/check-macos.
     use super::*;
-    use crate::model::{ProtocolSet, SocketType, Trust};
+    use crate::model::{ProtocolSet, SocketType};
 
     #[test]
     fn reads_this_process() {

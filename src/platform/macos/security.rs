@@ -35,6 +35,13 @@ extern "C" {
     static kSecCodeInfoStatus: CFStringRef;
     static kSecCodeInfoPlatformIdentifier: CFStringRef;
 
+    fn SecCodeValidateFileResource(
+        code: SecStaticCodeRef,
+        relative_path: CFStringRef,
+        file_data: core_foundation::data::CFDataRef,
+        flags: u32,
+    ) -> i32;
+
     fn SecCodeCopySigningInformation(
         code: SecStaticCodeRef,
         flags: u32,
@@ -154,6 +161,36 @@ pub fn file_evidence(path: &str, calls: &AtomicU64) -> SigningEvidence {
         evidence.record(requirement, check);
     }
     evidence
+}
+
+/// Whether `data` is exactly what the bundle at `bundle_root` sealed as `relative`
+/// (a path under its `Contents/`): the OSStatus of `SecCodeValidateFileResource`
+/// (0 = sealed and unchanged).
+pub fn validate_bundle_resource(
+    bundle_root: &str,
+    relative: &str,
+    data: &[u8],
+    calls: &AtomicU64,
+) -> i32 {
+    let Some(url) = CFURL::from_path(bundle_root, true) else {
+        return codesign::ERR_SEC_CS_STATIC_CODE_NOT_FOUND;
+    };
+    let code = match SecStaticCode::from_path(&url, Flags::NONE) {
+        Ok(code) => code,
+        Err(e) => return e.code(),
+    };
+    let relative = CFString::new(relative);
+    let data = CFData::from_buffer(data);
+    count_validation(calls);
+    // SAFETY: live CF objects owned above; flags must be 0.
+    unsafe {
+        SecCodeValidateFileResource(
+            code.as_concrete_TypeRef(),
+            relative.as_concrete_TypeRef(),
+            data.as_concrete_TypeRef(),
+            0,
+        )
+    }
 }
 
 /// Copies identifier, team, leaf CN, cdhash, flags, status and platform identifier
