@@ -364,6 +364,59 @@ impl Host for MacHost {
         sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
     }
 
+    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+        Some(sys::open_regular_files(pid).map_err(|e| {
+            format!(
+                "open files of {pid}: {}",
+                std::io::Error::from_raw_os_error(e)
+            )
+        }))
+    }
+
+    fn script_file_key(
+        &self,
+        process: &ProcessInfo,
+        path: &str,
+    ) -> Option<Result<(u64, u64), String>> {
+        use std::os::unix::fs::MetadataExt;
+        // No mount namespaces here: the path names the same file for the process,
+        // resolved against its cwd when relative.
+        let full = if path.starts_with('/') {
+            std::path::PathBuf::from(path)
+        } else if process.cwd.starts_with('/') {
+            std::path::Path::new(&process.cwd).join(path)
+        } else {
+            return Some(Err(format!("{path}: the process's cwd is unknown")));
+        };
+        Some(
+            std::fs::metadata(&full)
+                .map(|m| (u64::from(m.dev() as u32), m.ino()))
+                .map_err(|e| format!("{}: {e}", full.display())),
+        )
+    }
+
+    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
+        use std::os::unix::fs::MetadataExt;
+        let start = |pid| {
+            sys::bsd_info(pid)
+                .map(|b| b.start)
+                .map_err(|e| sys::host_error(pid, e, "bsd info").to_string())
+        };
+        let before = start(pid)?;
+        let (dev, ino) = sys::executable_file_id(pid).map_err(|e| {
+            format!(
+                "executable of {pid}: {}",
+                std::io::Error::from_raw_os_error(e)
+            )
+        })?;
+        let file = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+        // The same process still: a pid reused meanwhile has another start time.
+        if start(pid)? != before {
+            return Err(format!("process {pid} was replaced while it was read"));
+        }
+        Ok(dev == file.dev() as u32 && ino == file.ino())
+    }
+
     fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
         match sys::fd0(pid) {
             Ok(fd0) => super::stdin::stdin_source(&fd0),
@@ -424,6 +477,36 @@ mod tests {
             home.as_deref().is_some_and(|h| h.starts_with('/')),
             "{home:?}"
         );
+    }
+
+    #[test]
+    fn fail_closed_hooks_see_this_process() {
+        use std::os::unix::fs::MetadataExt;
+        let host = MacHost::new(HostConfig::default());
+        let me = std::process::id() as Pid;
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(host.executable_is_at(me, &exe.to_string_lossy()), Ok(true));
+        assert_eq!(host.executable_is_at(me, "/bin/ls"), Ok(false));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held.py");
+        std::fs::write(&path, "print(1)\n").unwrap();
+        let held = std::fs::File::open(&path).unwrap();
+        let meta = held.metadata().unwrap();
+        let files = host.open_regular_files(me).unwrap().unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ino == meta.ino() && f.dev == u64::from(meta.dev() as u32)),
+            "{files:?}"
+        );
+        let process = host.process(me).unwrap();
+        let key = host
+            .script_file_key(&process, &path.to_string_lossy())
+            .unwrap()
+            .unwrap();
+        assert_eq!(key, (u64::from(meta.dev() as u32), meta.ino()));
+        // The test harness's stdin is whatever CI gives it; never an error.
+        let _ = host.stdin_source(me);
     }
 
     #[test]

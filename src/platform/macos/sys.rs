@@ -254,36 +254,103 @@ pub fn fd0(pid: Pid) -> Result<super::stdin::Fd0, i32> {
             fd_type: fd.fd_type,
         });
     }
+    Ok(match vnode_of_fd(pid, 0) {
+        Some(vnode) => Fd0::Vnode {
+            mode: vnode.mode,
+            path: vnode.path,
+        },
+        None => Fd0::Other {
+            fd_type: fd.fd_type,
+        },
+    })
+}
+
+/// What `PROC_PIDFDVNODEPATHINFO` says about a vnode fd.
+pub struct FdVnode {
+    pub mode: u16,
+    pub dev: u32,
+    pub ino: u64,
+    pub path: String,
+}
+
+/// The vnode behind one fd, `None` when it cannot be read (closed, not a vnode).
+pub fn vnode_of_fd(pid: Pid, fd: i32) -> Option<FdVnode> {
     // SAFETY: plain C data; all-zero is valid.
     let mut info: VnodeFdInfoWithPath = unsafe { std::mem::zeroed() };
-    let size =
-        c_int::try_from(std::mem::size_of::<VnodeFdInfoWithPath>()).map_err(|_| libc::EINVAL)?;
+    let size = c_int::try_from(std::mem::size_of::<VnodeFdInfoWithPath>()).ok()?;
     // SAFETY: the buffer is `size` writable bytes owned by `info`.
     let ret = unsafe {
         libc::proc_pidfdinfo(
             pid,
-            0,
+            fd,
             PROC_PIDFDVNODEPATHINFO,
             (&mut info as *mut VnodeFdInfoWithPath).cast::<c_void>(),
             size,
         )
     };
     if ret != size {
-        return Ok(Fd0::Other {
-            fd_type: fd.fd_type,
-        });
+        return None;
     }
-    let path = &info.pvip.vip_path;
+    let stat = &info.pvip.vip_vi.vi_stat;
+    Some(FdVnode {
+        mode: stat.vst_mode,
+        dev: stat.vst_dev,
+        ino: stat.vst_ino,
+        path: c_path(&info.pvip.vip_path),
+    })
+}
+
+/// A `vip_path` (MAXPATHLEN c_chars, NUL-terminated) as a string.
+fn c_path(path: &[[libc::c_char; 32]; 32]) -> String {
     // SAFETY: vip_path is MAXPATHLEN contiguous c_chars.
     let bytes: &[u8] = unsafe {
         std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), std::mem::size_of_val(path))
     };
-    Ok(Fd0::Vnode {
-        mode: info.pvip.vip_vi.vi_stat.vst_mode,
-        path: CStr::from_bytes_until_nul(bytes)
-            .map(|c| c.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    })
+    CStr::from_bytes_until_nul(bytes)
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Most regular files reported per process.
+const MAX_OPEN_FILES: usize = 65_536;
+
+/// The regular files a process holds open: fd, (device, inode) and the kernel's name.
+pub fn open_regular_files(pid: Pid) -> Result<Vec<crate::script::OpenFile>, i32> {
+    use super::stdin::PROX_FDTYPE_VNODE;
+    let nfiles = bsd_info(pid)?.nfiles as usize;
+    let fds = list_fds(pid, (nfiles + 32).clamp(64, MAX_LISTED_FDS))?;
+    Ok(fds
+        .iter()
+        .filter(|f| f.fd_type == PROX_FDTYPE_VNODE)
+        .filter_map(|f| {
+            let vnode = vnode_of_fd(pid, f.fd)?;
+            (u32::from(vnode.mode) & u32::from(libc::S_IFMT) == u32::from(libc::S_IFREG)).then(
+                || crate::script::OpenFile {
+                    fd: i64::from(f.fd),
+                    dev: u64::from(vnode.dev),
+                    ino: vnode.ino,
+                    path: vnode.path,
+                },
+            )
+        })
+        .take(MAX_OPEN_FILES)
+        .collect())
+}
+
+/// (device, inode) of the file the process executes: the mapped region whose vnode
+/// path is the kernel's executable path (both the kernel's, never the process's word).
+pub fn executable_file_id(pid: Pid) -> Result<(u32, u64), i32> {
+    let exe = libproc::libproc::proc_pid::pidpath(pid).map_err(|_| libc::ESRCH)?;
+    let mut found = None;
+    walk_regions(pid, |path, vnode| {
+        if path == exe {
+            found = Some((vnode.vi_stat.vst_dev, vnode.vi_stat.vst_ino));
+            false
+        } else {
+            true
+        }
+    })?;
+    found.ok_or(libc::ENOENT)
 }
 
 /// Most fds listed per process (a bound on memory, far above real tables).
@@ -481,6 +548,21 @@ const MAX_REGIONS: usize = 100_000;
 pub fn mapped_files(pid: Pid) -> Result<Vec<String>, i32> {
     let mut files: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    walk_regions(pid, |path, _| {
+        if !path.is_empty() && seen.insert(path.to_string()) {
+            files.push(path.to_string());
+        }
+        true
+    })?;
+    Ok(files)
+}
+
+/// Calls `visit(path, vnode)` for each mapped region in address order (bounded by
+/// MAX_REGIONS) until it returns false.
+fn walk_regions(
+    pid: Pid,
+    mut visit: impl FnMut(&str, &libc::vnode_info) -> bool,
+) -> Result<(), i32> {
     let mut address: u64 = 0;
     let size =
         c_int::try_from(std::mem::size_of::<ProcRegionWithPathInfo>()).map_err(|_| libc::EINVAL)?;
@@ -508,16 +590,9 @@ pub fn mapped_files(pid: Pid) -> Result<Vec<String>, i32> {
             }
             break;
         }
-        let path = &info.prp_vip.vip_path;
-        // SAFETY: vip_path is MAXPATHLEN contiguous c_chars.
-        let bytes: &[u8] = unsafe {
-            std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), std::mem::size_of_val(path))
-        };
-        if let Ok(name) = CStr::from_bytes_until_nul(bytes) {
-            let name = name.to_string_lossy();
-            if !name.is_empty() && seen.insert(name.to_string()) {
-                files.push(name.into_owned());
-            }
+        let path = c_path(&info.prp_vip.vip_path);
+        if !visit(&path, &info.prp_vip.vip_vi) {
+            break;
         }
         let region = &info.prp_prinfo;
         match region.pri_address.checked_add(region.pri_size) {
@@ -525,7 +600,7 @@ pub fn mapped_files(pid: Pid) -> Result<Vec<String>, i32> {
             _ => break,
         }
     }
-    Ok(files)
+    Ok(())
 }
 
 /// The process macOS holds responsible for `pid` (the app behind an XPC helper or a
