@@ -57,6 +57,10 @@ pub struct Baseline {
     pub policy: Policy,
     sightings: Mutex<HashMap<String, SubjectFacts>>,
     last_refresh: Mutex<Option<Instant>>,
+    /// Identities the latest sampler pass saw: a lookup of one of them needs no new
+    /// pass to locate it (that pass already verified, or failed to verify, where it
+    /// runs from).
+    latest_pass: Mutex<std::collections::HashSet<String>>,
     /// Sampler passes that panicked since this process started.
     sampler_panics: AtomicU64,
 }
@@ -79,6 +83,7 @@ impl Baseline {
             policy,
             sightings: Mutex::new(HashMap::new()),
             last_refresh: Mutex::new(None),
+            latest_pass: Mutex::new(std::collections::HashSet::new()),
             sampler_panics: AtomicU64::new(0),
         }
     }
@@ -217,6 +222,11 @@ impl Baseline {
                 .add_verified(path);
         }
         drop(sightings);
+        *self.latest_pass.lock().unwrap_or_else(|p| p.into_inner()) = report
+            .observations
+            .iter()
+            .map(|o| o.identity.clone())
+            .collect();
         Some(report)
     }
 
@@ -243,8 +253,20 @@ impl Baseline {
             false
         };
         let seen = known(&mut facts);
-        // Without a verified location, a path rule cannot hold: look again (below).
-        if seen && (!needs_location || !facts.verified_paths.is_empty()) {
+        // Without a verified location a path rule cannot hold: look again (below),
+        // unless the latest pass already looked at this identity.
+        let located_lately = || {
+            self.latest_pass
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(identity)
+        };
+        if seen
+            && (!needs_location
+                || !facts.verified_paths.is_empty()
+                || facts.kind == "script"
+                || located_lately())
+        {
             return facts;
         }
         if let (false, Ok(store)) = (seen, self.store()) {
