@@ -399,6 +399,36 @@ impl Host for LinuxHost {
         }
     }
 
+    fn path_kind(&self, pid: Pid, path: &str) -> crate::script::PathKind {
+        use crate::script::PathKind;
+        // In the process's own root (a container's files, not the host's), following
+        // symlinks as an import would; O_PATH only, so nothing is opened for I/O.
+        let Ok(dir) = ProcDir::open(pid) else {
+            return PathKind::Unknown;
+        };
+        let Ok(root) = dir.open_entry(c"root", libc::O_PATH | libc::O_DIRECTORY) else {
+            return PathKind::Unknown;
+        };
+        let found = userfile::resolve(
+            root.as_raw_fd(),
+            path.as_bytes(),
+            userfile::Anchor::InRoot,
+            true,
+        )
+        .and_then(|r| userfile::fstat(r.fd.as_raw_fd()));
+        match found {
+            Ok(st) => match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => PathKind::File,
+                libc::S_IFDIR => PathKind::Dir,
+                _ => PathKind::Other,
+            },
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                PathKind::Missing
+            }
+            Err(_) => PathKind::Unknown,
+        }
+    }
+
     fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
         Some(open_regular_files(pid))
     }
