@@ -68,6 +68,9 @@ pub fn all_tables_with(
     tables.push(Arc::new(
         tables::an1256_observations::An1256Observations::new(baseline.clone()),
     ));
+    tables.push(Arc::new(
+        tables::an1256_baseline_audit::An1256BaselineAudit::new(baseline.clone()),
+    ));
     tables.push(Arc::new(tables::an1256_info::An1256Info::new(baseline)));
     tables
 }

@@ -48,7 +48,7 @@ struct Cli {
     db: Option<PathBuf>,
     /// an1256 config file (JSON: db_path, policy_path, sample_interval_secs,
     /// learning, observation_max_age_days, observation_max_rows, learned_max_age_days,
-    /// socks_ports, socks_handshake_probe; see packs/POLICY.md).
+    /// socks_ports, socks_handshake_probe, osquery_writes; see packs/POLICY.md).
     #[arg(long, value_name = "PATH", global = true, env = "AN1256_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -113,10 +113,11 @@ fn main() -> ExitCode {
     if cli.socks_handshake_probe {
         baseline_config.socks.handshake_probe = true;
     }
-    let baseline = Arc::new(an1256::baseline::Baseline::new(
-        baseline_config,
-        host.clone(),
-    ));
+    let mut baseline = an1256::baseline::Baseline::new(baseline_config, host.clone());
+    if cli.socket.is_some() {
+        baseline = baseline.serving_osquery();
+    }
+    let baseline = Arc::new(baseline);
     let tables = an1256::all_tables_with(host, baseline.clone());
     match (&cli.socket, cli.command) {
         (Some(socket), None) => {

@@ -375,6 +375,9 @@ def baseline_write(args, handler, server, process, result):
         ext, "call", "table", "an1256_baseline",
         {"action": "delete", "id": str(rowid)}))
     result["after_delete"] = lookup()
+    result["audit"] = response_json(extension_call(
+        ext, "call", "table", "an1256_baseline_audit",
+        {"action": "generate", "context": "{}"}))
     # The extension's sampler thread records its first pass (and its cost) soon
     # after start; wait for it, bounded.
     deadline = time.monotonic() + 60

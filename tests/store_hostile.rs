@@ -578,3 +578,130 @@ fn foreign_wal_files_and_foreign_parents_are_refused() {
         "{stderr}"
     );
 }
+
+/// `an1256 query SQL --json`: the rows.
+fn query_rows(db: &Path, config: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = an1256(db, config, &["query", sql, "--json"]);
+    assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every CLI write (approve, revoke, import, learn, and SQL INSERT/UPDATE/DELETE
+/// through the embedded engine) is logged at WARN and recorded in
+/// an1256_baseline_audit with the entry before and after; reads record nothing.
+#[test]
+fn every_cli_write_is_audited_with_before_and_after() {
+    let s = test_store();
+    let sha2 = format!("sha256:{}", "2".repeat(64));
+    let import = s.db.with_extension("import.json");
+    std::fs::write(
+        &import,
+        format!(r#"[{{"identity": "{sha2}", "protocol_name": "icmp", "note": "imported"}}]"#),
+    )
+    .unwrap();
+    let import = import.to_str().unwrap().to_owned();
+    let steps: Vec<Vec<&str>> = vec![
+        vec![
+            "baseline",
+            "approve",
+            SHA,
+            "--protocol",
+            "udp",
+            "--note",
+            "first",
+        ],
+        vec![
+            "baseline",
+            "approve",
+            SHA,
+            "--protocol",
+            "udp",
+            "--note",
+            "second",
+        ],
+        vec![
+            "query",
+            "UPDATE an1256_baseline SET note = 'third' WHERE entry_id = 1",
+        ],
+        vec!["query", "DELETE FROM an1256_baseline WHERE entry_id = 1"],
+        vec!["baseline", "import", &import],
+        vec!["baseline", "revoke", "--identity", &sha2],
+        vec!["baseline", "learn", "--stop"],
+    ];
+    for step in &steps {
+        let out = an1256(&s.db, &s.config, step);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{step:?}: {stderr}");
+        assert!(
+            stderr.contains(" WARN ") && stderr.contains("by cli"),
+            "{step:?} was not logged at WARN: {stderr}"
+        );
+    }
+    let trail = query_rows(
+        &s.db,
+        &s.config,
+        "SELECT source, action, entry_id, before, after FROM an1256_baseline_audit ORDER BY id",
+    );
+    let actions: Vec<&str> = trail
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["approve", "approve", "update", "revoke", "import", "revoke", "learn"],
+        "{trail:#?}"
+    );
+    assert!(trail.iter().all(|r| r["source"] == "cli"), "{trail:#?}");
+    let note = |field: &str, i: usize| -> String {
+        match trail[i][field].as_str().unwrap() {
+            "" => "(none)".into(),
+            json => serde_json::from_str::<serde_json::Value>(json).unwrap()["note"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        }
+    };
+    let notes: Vec<(String, String)> = (0..6)
+        .map(|i| (note("before", i), note("after", i)))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("(none)", "first"),
+            ("first", "second"),
+            ("second", "third"),
+            ("third", "(none)"),
+            ("(none)", "imported"),
+            ("imported", "(none)"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    assert!(trail[6]["after"]
+        .as_str()
+        .unwrap()
+        .contains("\"learning_until\":0"));
+
+    // Benign twin: reads leave no trace.
+    for read in [
+        &["baseline", "list"][..],
+        &["baseline", "export"],
+        &["query", "SELECT * FROM an1256_baseline"],
+    ] {
+        let out = an1256(&s.db, &s.config, read);
+        assert!(out.status.success(), "{read:?}: {}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains(" WARN "),
+            "{read:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let count = query_rows(
+        &s.db,
+        &s.config,
+        "SELECT count(*) AS n FROM an1256_baseline_audit",
+    );
+    assert_eq!(count[0]["n"], 7);
+}

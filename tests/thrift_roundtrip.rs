@@ -98,10 +98,15 @@ fn run_scenario(scenario: &str, pid: u32) -> Json {
 /// `run_scenario` with extra manager arguments. The extension's baseline store
 /// lives in the scenario's private directory (never the system default).
 fn run_scenario_with(scenario: &str, pid: u32, extra: &[&str]) -> Json {
-    let work = tempfile::tempdir().expect("tempdir");
     // An empty config file: the host's /etc/an1256 must not steer the test.
+    run_scenario_configured(scenario, pid, extra, "{}")
+}
+
+/// Like `run_scenario_with`, with this an1256 config file.
+fn run_scenario_configured(scenario: &str, pid: u32, extra: &[&str], config_json: &str) -> Json {
+    let work = tempfile::tempdir().expect("tempdir");
     let config = work.path().join("config.json");
-    std::fs::write(&config, "{}").expect("write the test config");
+    std::fs::write(&config, config_json).expect("write the test config");
     let started = Instant::now();
     let mut child = Command::new(venv_python())
         .arg(manager_script())
@@ -208,6 +213,7 @@ fn registers_serves_and_exits_when_osquery_goes_away() {
         names,
         [
             "an1256_baseline",
+            "an1256_baseline_audit",
             "an1256_info",
             "an1256_observations",
             "nonstandard_protocol_sockets",
@@ -510,6 +516,34 @@ fn osquery_side_insert_and_delete_on_the_baseline_table() {
         report["delete"]
     );
     assert_eq!(report["after_delete"]["rows"], serde_json::json!([]));
+    // Both writes are in the audit trail, as osquery's, with before and after.
+    let audit = report["audit"]["rows"].as_array().expect("audit rows");
+    let trail: Vec<(&str, &str)> = audit
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap_or(""),
+                r["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        [("osquery", "approve"), ("osquery", "revoke")],
+        "{audit:?}"
+    );
+    let approve = audit.last().expect("approve record");
+    assert_eq!(approve["before"], "");
+    assert!(approve["after"]
+        .as_str()
+        .unwrap_or("")
+        .contains("approved through osquery"));
+    assert_eq!(
+        audit[0]["before"], approve["after"],
+        "revoke shows what was removed"
+    );
+    assert_eq!(audit[0]["after"], "");
     let info = &report["info"]["rows"][0];
     assert!(
         info["db_path"]
@@ -530,4 +564,29 @@ fn osquery_side_insert_and_delete_on_the_baseline_table() {
         info["last_sample_duration_ms"], info["last_sample_cpu_ms"]
     );
     assert_eq!(report["exit_after_sigterm"]["code"], 0);
+}
+
+/// `osquery_writes: false`: osquery's INSERT and DELETE answer `readonly` and
+/// change nothing (the benign twin is the test above, with the default config).
+#[test]
+fn osquery_writes_false_makes_the_baseline_read_only_from_osquery() {
+    let identity = format!("sha256:{}", "d".repeat(64));
+    let report = run_scenario_configured(
+        "baseline_write",
+        0,
+        &["--identity", &identity],
+        r#"{"osquery_writes": false}"#,
+    );
+    assert_eq!(
+        report["insert"]["rows"][0]["status"], "readonly",
+        "{}",
+        report["insert"]
+    );
+    assert_eq!(report["after_insert"]["rows"], serde_json::json!([]));
+    assert_eq!(
+        report["delete"]["rows"][0]["status"], "readonly",
+        "{}",
+        report["delete"]
+    );
+    assert_eq!(report["audit"]["rows"], serde_json::json!([]));
 }

@@ -258,7 +258,7 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
                     note: note.clone(),
                 })
                 .collect();
-            match store.import(&entries) {
+            match store.approve_all(&entries) {
                 Ok(_) => {
                     for (identity, protocol, port) in &targets {
                         let _ = writeln!(out, "approved {identity} {protocol} port {port}");

@@ -39,6 +39,10 @@ pub struct ConfigFile {
     /// Send the SOCKS5 greeting to loopback listeners that are already SOCKS
     /// candidates (default false).
     pub socks_handshake_probe: Option<bool>,
+    /// Let osquery write `an1256_baseline` (default true). False makes the table
+    /// read-only from osquery (writes answer `readonly`), for fleets where
+    /// live-query users must not silence detections; the CLI still writes.
+    pub osquery_writes: Option<bool>,
 }
 
 /// Resolved settings.
@@ -59,6 +63,8 @@ pub struct BaselineConfig {
     pub config_path: Option<PathBuf>,
     /// SOCKS classifier settings (port list, handshake probe).
     pub socks: crate::socks::SocksConfig,
+    /// osquery may INSERT/UPDATE/DELETE `an1256_baseline`.
+    pub osquery_writes: bool,
 }
 
 impl BaselineConfig {
@@ -77,6 +83,7 @@ impl BaselineConfig {
             learned_max_age_secs: limits.max_learned_age_secs,
             config_path: None,
             socks: crate::socks::SocksConfig::default(),
+            osquery_writes: true,
         }
     }
 
@@ -137,6 +144,9 @@ impl BaselineConfig {
         }
         if let Some(probe) = file.socks_handshake_probe {
             config.socks.handshake_probe = probe;
+        }
+        if let Some(writes) = file.osquery_writes {
+            config.osquery_writes = writes;
         }
         Ok(config)
     }

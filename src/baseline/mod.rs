@@ -63,6 +63,8 @@ pub struct Baseline {
     latest_pass: Mutex<std::collections::HashSet<String>>,
     /// Sampler passes that panicked since this process started.
     sampler_panics: AtomicU64,
+    /// Who this process's baseline writes are audited as.
+    audit_source: store::AuditSource,
 }
 
 impl Baseline {
@@ -85,7 +87,20 @@ impl Baseline {
             last_refresh: Mutex::new(None),
             latest_pass: Mutex::new(std::collections::HashSet::new()),
             sampler_panics: AtomicU64::new(0),
+            audit_source: store::AuditSource::Cli,
         }
+    }
+
+    /// This process serves osquery (extension mode): its table writes are
+    /// audited as `osquery` and obey `osquery_writes`.
+    pub fn serving_osquery(mut self) -> Baseline {
+        self.audit_source = store::AuditSource::Osquery;
+        self
+    }
+
+    /// Who this process's baseline writes are audited as.
+    pub fn audit_source(&self) -> store::AuditSource {
+        self.audit_source
     }
 
     /// Runs one sampler pass, catching a panic: it is counted, logged and
@@ -130,6 +145,7 @@ impl Baseline {
             StoreSlot::Failed { .. } | StoreSlot::Unopened => {
                 match Store::open(&self.config.db_path, self.config.learning_secs) {
                     Ok(s) => {
+                        s.set_audit_source(self.audit_source);
                         let s = Arc::new(s);
                         *slot = StoreSlot::Open(s.clone());
                         Ok(s)

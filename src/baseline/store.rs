@@ -68,7 +68,54 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE observations ADD COLUMN script_kind TEXT NOT NULL DEFAULT '';
     ALTER TABLE observations ADD COLUMN script_quarantined INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE observations ADD COLUMN reason TEXT NOT NULL DEFAULT '';",
+    // 2 -> 3: the audit trail of baseline writes (an1256_baseline_audit).
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        entry_id INTEGER NOT NULL DEFAULT 0,
+        before TEXT NOT NULL DEFAULT '',
+        after TEXT NOT NULL DEFAULT ''
+    );",
 ];
+
+/// Audit records kept (the oldest beyond this are pruned on each audited write).
+pub const MAX_AUDIT_ROWS: i64 = 100_000;
+/// Audit records of one write logged one by one (the rest are counted).
+const MAX_AUDIT_LOG_LINES: usize = 20;
+
+/// Who made a baseline write (`an1256_baseline_audit.source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditSource {
+    /// The CLI (`an1256 baseline …`, `an1256 query` writes).
+    Cli,
+    /// osquery (INSERT/UPDATE/DELETE on an1256_baseline in extension mode).
+    Osquery,
+}
+
+impl AuditSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditSource::Cli => "cli",
+            AuditSource::Osquery => "osquery",
+        }
+    }
+}
+
+/// One audit record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub time: i64,
+    pub source: String,
+    pub action: String,
+    pub entry_id: i64,
+    /// The entry before the write, as JSON (empty when there was none).
+    pub before: String,
+    /// The entry after the write, as JSON (empty when it is gone).
+    pub after: String,
+}
 
 /// Why a store call failed. `Display` tells the user what to do.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +316,8 @@ pub struct Store {
     write_timeout_ms: std::sync::atomic::AtomicU64,
     /// The file opened (device, inode), to notice it deleted or replaced.
     file_id: FileId,
+    /// Who this process writes for, in the audit trail.
+    audit_source: Mutex<AuditSource>,
 }
 
 impl std::fmt::Debug for Store {
@@ -496,6 +545,7 @@ impl Store {
                 u64::try_from(BUSY_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
             ),
             file_id: (0, 0),
+            audit_source: Mutex::new(AuditSource::Cli),
         }
     }
 
@@ -524,6 +574,98 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Who later writes are audited as (default `Cli`).
+    pub fn set_audit_source(&self, source: AuditSource) {
+        *self.audit_source.lock().unwrap_or_else(|p| p.into_inner()) = source;
+    }
+
+    /// Runs `f` in one write transaction with an audit trail: each change `f`
+    /// records is stored in `audit` in the same transaction and logged at WARN
+    /// once the transaction has committed.
+    fn write_audited<T>(
+        &self,
+        action: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Audit) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let source = *self.audit_source.lock().unwrap_or_else(|p| p.into_inner());
+        let (value, audit) = self.write(|tx| {
+            let mut audit = Audit::default();
+            let value = f(tx, &mut audit)?;
+            let now = unix_now();
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit (time, source, action, entry_id, before, after)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(|e| self.err(e))?;
+            for (entry_id, before, after) in &audit.changes {
+                insert
+                    .execute(params![
+                        now,
+                        source.as_str(),
+                        action,
+                        entry_id,
+                        before,
+                        after
+                    ])
+                    .map_err(|e| self.err(e))?;
+            }
+            if !audit.changes.is_empty() {
+                tx.execute(
+                    "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
+                    params![MAX_AUDIT_ROWS],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+            Ok((value, audit))
+        })?;
+        for (entry_id, before, after) in audit.changes.iter().take(MAX_AUDIT_LOG_LINES) {
+            let show = |t: &str| {
+                if t.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    t.to_owned()
+                }
+            };
+            log::warn!(
+                "baseline {action} by {}: entry {entry_id}: {} -> {}",
+                source.as_str(),
+                show(before),
+                show(after)
+            );
+        }
+        if audit.changes.len() > MAX_AUDIT_LOG_LINES {
+            log::warn!(
+                "baseline {action} by {}: {} more changes, in an1256_baseline_audit",
+                source.as_str(),
+                audit.changes.len() - MAX_AUDIT_LOG_LINES
+            );
+        }
+        Ok(value)
+    }
+
+    /// The audit trail, newest first (at most `limit` records).
+    pub fn audit_rows(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, time, source, action, entry_id, before, after
+                 FROM audit ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit], |r| {
+                Ok(AuditRow {
+                    id: r.get(0)?,
+                    time: r.get(1)?,
+                    source: r.get(2)?,
+                    action: r.get(3)?,
+                    entry_id: r.get(4)?,
+                    before: r.get(5)?,
+                    after: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     /// Changes how long a write waits for another writer (default `BUSY_TIMEOUT`).
@@ -601,14 +743,25 @@ impl Store {
         let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
             .map_err(StoreError::Invalid)?;
         validate_note(note).map_err(StoreError::Invalid)?;
-        self.write(|tx| upsert_entry(tx, &key, Source::Approved, note, unix_now(), 0))
+        self.write_audited("approve", |tx, audit| {
+            let before = entry_by_key(tx, &key).map_err(|e| self.err(e))?;
+            let id = upsert_entry(tx, &key, Source::Approved, note, unix_now(), 0)?;
+            audit
+                .change(tx, id, before.as_ref())
+                .map_err(|e| self.err(e))?;
+            Ok(id)
+        })
     }
 
     /// Deletes one entry by id; `Ok(false)` when there was none.
     pub fn revoke(&self, id: i64) -> Result<bool, StoreError> {
-        self.write(|tx| {
+        self.write_audited("revoke", |tx, audit| {
+            let before = entry_by_id(tx, id).map_err(|e| self.err(e))?;
             let n = tx
                 .execute("DELETE FROM entries WHERE id = ?1", params![id])
+                .map_err(|e| self.err(e))?;
+            audit
+                .change(tx, id, before.as_ref())
                 .map_err(|e| self.err(e))?;
             Ok(n > 0)
         })
@@ -621,14 +774,27 @@ impl Store {
         protocol_name: Option<&str>,
         remote_port: Option<i64>,
     ) -> Result<usize, StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "DELETE FROM entries WHERE identity = ?1
-                   AND (?2 IS NULL OR protocol_name = ?2)
-                   AND (?3 IS NULL OR remote_port = ?3)",
-                params![identity, protocol_name, remote_port],
-            )
-            .map_err(|e| self.err(e))
+        self.write_audited("revoke", |tx, audit| {
+            let ids: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM entries WHERE identity = ?1
+                       AND (?2 IS NULL OR protocol_name = ?2)
+                       AND (?3 IS NULL OR remote_port = ?3)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![identity, protocol_name, remote_port], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(|e| self.err(e))?;
+            for id in &ids {
+                let before = entry_by_id(tx, *id).map_err(|e| self.err(e))?;
+                tx.execute("DELETE FROM entries WHERE id = ?1", params![id])
+                    .map_err(|e| self.err(e))?;
+                audit
+                    .change(tx, *id, before.as_ref())
+                    .map_err(|e| self.err(e))?;
+            }
+            Ok(ids.len())
         })
     }
 
@@ -648,7 +814,8 @@ impl Store {
                 "source `policy` belongs to the policy file; stored entries are `approved` or `learned`".into(),
             ));
         }
-        self.write(|tx| {
+        self.write_audited("update", |tx, audit| {
+            let before = entry_by_id(tx, id).map_err(|e| self.err(e))?;
             let n = tx
                 .execute(
                     "UPDATE entries SET identity = ?2, protocol_name = ?3, remote_port = ?4, source = ?5, note = ?6
@@ -665,6 +832,7 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::NotFound(id));
             }
+            audit.change(tx, id, before.as_ref()).map_err(|e| self.err(e))?;
             Ok(())
         })
     }
@@ -672,6 +840,16 @@ impl Store {
     /// Imports entries all-or-nothing: every entry is validated first, then all
     /// are upserted in one transaction. Returns how many were written.
     pub fn import(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        self.upsert_all(entries, "import")
+    }
+
+    /// Approves several entries all-or-nothing (`baseline approve` of several
+    /// protocols); audited as `approve`.
+    pub fn approve_all(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        self.upsert_all(entries, "approve")
+    }
+
+    fn upsert_all(&self, entries: &[Entry], action: &str) -> Result<usize, StoreError> {
         let mut checked = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             let key = validate_entry(&e.identity, &e.protocol_name, e.remote_port)
@@ -689,10 +867,14 @@ impl Store {
             checked.push((key, e));
         }
         let now = unix_now();
-        self.write(|tx| {
+        self.write_audited(action, |tx, audit| {
             for (key, e) in &checked {
                 let first = if e.first_seen > 0 { e.first_seen } else { now };
-                upsert_entry(tx, key, e.source, &e.note, first, e.seen_count)?;
+                let before = entry_by_key(tx, key).map_err(|e| self.err(e))?;
+                let id = upsert_entry(tx, key, e.source, &e.note, first, e.seen_count)?;
+                audit
+                    .change(tx, id, before.as_ref())
+                    .map_err(|e| self.err(e))?;
             }
             Ok(checked.len())
         })
@@ -884,11 +1066,24 @@ impl Store {
             installed_at,
             learning_until: until,
         };
+        let old = self.learning_until().unwrap_or(0);
         super::state::write_state(&self.path, &state).map_err(|message| StoreError::Io {
             path: self.path.display().to_string(),
             message,
         })?;
-        self.set_meta(&[("learning_until", until.to_string())])
+        self.write_audited("learn", |tx, audit| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('learning_until', ?1)",
+                params![until.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+            audit.changes.push((
+                0,
+                serde_json::json!({ "learning_until": old }).to_string(),
+                serde_json::json!({ "learning_until": until }).to_string(),
+            ));
+            Ok(())
+        })
     }
 
     /// The end of the learning window, from the state file; 0 (not learning)
@@ -931,19 +1126,6 @@ impl Store {
                 params![errors],
             )
             .map_err(|e| self.err(e))?;
-            Ok(())
-        })
-    }
-
-    fn set_meta(&self, values: &[(&str, String)]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            for (key, value) in values {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                    params![key, value],
-                )
-                .map_err(|e| self.err(e))?;
-            }
             Ok(())
         })
     }
@@ -1002,6 +1184,54 @@ impl Store {
             })
         })
     }
+}
+
+/// The changes one audited write made: (entry id, before JSON, after JSON).
+#[derive(Default)]
+struct Audit {
+    changes: Vec<(i64, String, String)>,
+}
+
+impl Audit {
+    /// Records entry `id` as it is now in `tx`, against how it was `before`.
+    fn change(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        before: Option<&Entry>,
+    ) -> rusqlite::Result<()> {
+        let after = entry_by_id(tx, id)?;
+        if after.as_ref() == before {
+            return Ok(());
+        }
+        let json = |e: Option<&Entry>| {
+            e.and_then(|e| serde_json::to_string(e).ok())
+                .unwrap_or_default()
+        };
+        self.changes.push((id, json(before), json(after.as_ref())));
+        Ok(())
+    }
+}
+
+fn entry_by_id(tx: &rusqlite::Transaction<'_>, id: i64) -> rusqlite::Result<Option<Entry>> {
+    tx.prepare_cached(
+        "SELECT id, identity, protocol_name, remote_port, source, first_seen, last_seen, seen_count, note
+         FROM entries WHERE id = ?1",
+    )?
+        .query_row(params![id], entry_from_row)
+        .optional()
+}
+
+fn entry_by_key(tx: &rusqlite::Transaction<'_>, key: &EntryKey) -> rusqlite::Result<Option<Entry>> {
+    tx.prepare_cached(
+        "SELECT id, identity, protocol_name, remote_port, source, first_seen, last_seen, seen_count, note
+         FROM entries WHERE identity = ?1 AND protocol_name = ?2 AND remote_port = ?3",
+    )?
+    .query_row(
+        params![key.identity, key.protocol_name, key.remote_port],
+        entry_from_row,
+    )
+    .optional()
 }
 
 fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {

@@ -179,8 +179,10 @@ impl TableDef for An1256Baseline {
         Ok(rows)
     }
 
+    /// Read-only from osquery when the config says `osquery_writes: false`.
     fn is_writable(&self) -> bool {
-        true
+        self.baseline.config.osquery_writes
+            || self.baseline.audit_source() != crate::baseline::store::AuditSource::Osquery
     }
 
     fn insert(&self, values: &[Option<Value>]) -> WriteOutcome {
@@ -203,16 +205,9 @@ impl TableDef for An1256Baseline {
             Ok(s) => s,
             Err(e) => return WriteOutcome::Failure(e),
         };
+        // The store logs and records the change (an1256_baseline_audit).
         match store.approve(&key, &note) {
-            Ok(id) => {
-                log::info!(
-                    "baseline: approved {} {} {}",
-                    key.identity,
-                    key.protocol_name,
-                    key.remote_port
-                );
-                WriteOutcome::Success(Some(id))
-            }
+            Ok(id) => WriteOutcome::Success(Some(id)),
             Err(e) => outcome_of(e),
         }
     }

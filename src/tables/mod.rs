@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 pub mod an1256_baseline;
+pub mod an1256_baseline_audit;
 pub mod an1256_info;
 pub mod an1256_observations;
 pub mod constraints;
