@@ -1,14 +1,10 @@
 //! Socket -> `protocol_name`, `state`, `remote_scope` and `reason`. Pure and
 //! portable: both backends hand over plain `SocketInfo`s.
 
-use crate::model::{ProtocolSet, SocketInfo, SocketType};
+use crate::model::{
+    ProtocolSet, SocketInfo, SocketType, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, IPPROTO_UDPLITE,
+};
 use std::net::IpAddr;
-
-pub const IPPROTO_ICMP: i32 = 1;
-pub const IPPROTO_TCP: i32 = 6;
-pub const IPPROTO_UDP: i32 = 17;
-pub const IPPROTO_ICMPV6: i32 = 58;
-pub const IPPROTO_UDPLITE: i32 = 136;
 
 /// Every `protocol_name` the socket table can produce.
 pub const PROTOCOL_NAMES: [&str; 6] = ["icmp", "icmpv6", "udp", "udplite", "raw", "socks"];
@@ -42,22 +38,6 @@ pub fn protocols_for_names(names: &[String]) -> ProtocolSet {
         }
     }
     set
-}
-
-/// Whether a scan restricted to `set` must keep this socket. A raw socket is kept
-/// when raw is wanted, or when the name its protocol gives is wanted (a raw ICMP
-/// socket is an `icmp` row).
-pub fn wanted_by(socket: &SocketInfo, set: &ProtocolSet) -> bool {
-    if socket.socket_type == SocketType::Raw && set.raw {
-        return true;
-    }
-    match socket.protocol {
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => set.icmp,
-        IPPROTO_UDP => set.udp,
-        IPPROTO_UDPLITE => set.udplite,
-        IPPROTO_TCP if socket.socket_type == SocketType::Stream => set.tcp,
-        _ => socket.socket_type == SocketType::Raw && set.raw,
-    }
 }
 
 /// Where an address points.
@@ -282,11 +262,11 @@ mod tests {
         let raw_icmp = sock(1, SocketType::Raw, ("0.0.0.0", 0), ("0.0.0.0", 0));
         let raw_255 = sock(255, SocketType::Raw, ("0.0.0.0", 0), ("0.0.0.0", 0));
         let udp = sock(17, SocketType::Dgram, ("0.0.0.0", 1), ("0.0.0.0", 0));
-        assert!(wanted_by(&raw_icmp, &set));
-        assert!(!wanted_by(&raw_255, &set));
-        assert!(!wanted_by(&udp, &set));
+        assert!(set.wants(&raw_icmp));
+        assert!(!set.wants(&raw_255));
+        assert!(!set.wants(&udp));
         let raw = protocols_for_names(&["raw".into()]);
-        assert!(wanted_by(&raw_icmp, &raw) && wanted_by(&raw_255, &raw));
+        assert!(raw.wants(&raw_icmp) && raw.wants(&raw_255));
         assert!(protocols_for_names(&["nonsense".into()]).is_empty());
         assert!(protocols_for_names(&["socks".into()]).tcp);
     }

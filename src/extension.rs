@@ -466,7 +466,7 @@ impl OsqueryPlugin for TableAdapter {
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(&request)));
         let reply = result.unwrap_or_else(|payload| {
-            let what = panic_message(payload.as_ref());
+            let what = crate::util::panic_message(payload.as_ref());
             log::error!("table {} panicked: {what}", self.table.name());
             failure(format!(
                 "table {} failed internally (panic: {what})",
@@ -547,17 +547,6 @@ fn failure(message: String) -> ExtensionResponse {
 
 fn response(code: i32, message: String, rows: ExtensionPluginResponse) -> ExtensionResponse {
     ExtensionResponse::new(ExtensionStatus::new(code, message, None), rows)
-}
-
-/// The text of a panic payload (`&str` or `String`).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_owned()
-    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,22 @@
 //! AN1256: unsigned binaries or interpreted scripts that open ICMP, UDP, raw or
 //! SOCKS traffic outside the host's baseline.
 //!
-//! Layers, from the OS up:
-//! - [`platform`]: the `Host` trait (processes, sockets, code identity) with one
-//!   backend per OS and a fake for tests;
-//! - [`script`], [`classify`], [`trust`], [`subject`]: pure, portable judgement;
-//! - [`tables`]: one module per osquery table, columns declared once;
-//! - [`extension`] (osquery's Thrift protocol) and [`sql`] (embedded SQLite) serve
-//!   the same tables.
+//! Layers, bottom to top. A module imports only from its own layer or those
+//! below it; `tests/architecture.rs` reads the sources and fails on an upward
+//! import or on two modules importing each other.
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | util | [`util`] (glob, hex, time), [`terminal`], [`logging`] | no OS policy, no domain |
+//! | model | [`model`] | plain row types, protocol numbers, `ProtocolSet` |
+//! | platform | [`platform`] (`Host`, linux/, macos/, `read_processes`), [`trust`] | the only OS code; `trust` is the digests and verdict cache the backends share |
+//! | judge | [`script`], [`classify`], [`subject`], [`socks`], [`severity`] | decisions over `Host` facts (`subject` and `socks` still read some files directly) |
+//! | observe | [`observe`] | THE pipeline: socket scan -> SOCKS reasons -> classify -> judged owner |
+//! | baseline | [`baseline`] (store, policy, identity, config, sampler) | host state |
+//! | tables | [`tables`] | one module per osquery table |
+//! | serve | [`extension`] (osquery Thrift), [`sql`] (embedded SQLite) | the same tables, two servers |
+//! | cli | [`scan`], [`ecs`], `baseline::cli`, `baseline::packs` | commands and output formats (scan runs the embedded engine, so cli sits on serve) |
+//! | main | this crate root (`all_tables*`), `main.rs` | wiring |
 
 pub mod baseline;
 pub mod classify;

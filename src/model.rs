@@ -57,6 +57,13 @@ impl SocketType {
     }
 }
 
+/// IP protocol numbers (IANA; the same on every OS).
+pub const IPPROTO_ICMP: i32 = 1;
+pub const IPPROTO_TCP: i32 = 6;
+pub const IPPROTO_UDP: i32 = 17;
+pub const IPPROTO_ICMPV6: i32 = 58;
+pub const IPPROTO_UDPLITE: i32 = 136;
+
 /// IPv4 / IPv6 as osquery reports them (Linux numbering, also on macOS).
 pub const FAMILY_INET: i32 = 2;
 pub const FAMILY_INET6: i32 = 10;
@@ -117,6 +124,22 @@ impl ProtocolSet {
 
     pub fn is_empty(&self) -> bool {
         *self == ProtocolSet::NONE
+    }
+
+    /// Whether a scan restricted to this set must keep `socket`. A raw socket is
+    /// kept when raw is wanted, or when the name its protocol gives is wanted (a
+    /// raw ICMP socket is an `icmp` row).
+    pub fn wants(&self, socket: &SocketInfo) -> bool {
+        if socket.socket_type == SocketType::Raw && self.raw {
+            return true;
+        }
+        match socket.protocol {
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => self.icmp,
+            IPPROTO_UDP => self.udp,
+            IPPROTO_UDPLITE => self.udplite,
+            IPPROTO_TCP if socket.socket_type == SocketType::Stream => self.tcp,
+            _ => socket.socket_type == SocketType::Raw && self.raw,
+        }
     }
 }
 
@@ -263,7 +286,7 @@ pub mod fixtures {
             } else {
                 FAMILY_INET
             },
-            protocol: 6,
+            protocol: IPPROTO_TCP,
             socket_type: SocketType::Stream,
             local_address: local.0.into(),
             local_port: local.1,

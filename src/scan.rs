@@ -96,10 +96,7 @@ pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
     };
     let format = if args.json { Format::Json } else { args.format };
     let mut out = std::io::stdout().lock();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = u64::try_from(crate::util::time::unix_now()).unwrap_or(0);
     let written = match format {
         Format::Json => write_json_lines(&mut out, &result),
         Format::Table => write_hits_table(&mut out, &result),

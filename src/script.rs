@@ -23,7 +23,7 @@
 //!   file is not in cwd) cannot be followed without the environment: the name is resolved
 //!   against cwd like any other.
 
-use crate::trust::sha256_hex;
+use crate::util::hex::sha256_hex;
 
 /// How the interpreter gets its code.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

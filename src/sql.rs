@@ -510,7 +510,7 @@ pub fn display_value(value: &SqlValue) -> String {
         SqlValue::Integer(i) => i.to_string(),
         SqlValue::Real(f) => f.to_string(),
         SqlValue::Text(t) => t.clone(),
-        SqlValue::Blob(b) => crate::trust::hex(b),
+        SqlValue::Blob(b) => crate::util::hex::hex(b),
     }
 }
 
@@ -523,7 +523,7 @@ pub fn json_value(value: &SqlValue) -> serde_json::Value {
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
         SqlValue::Text(t) => t.clone().into(),
-        SqlValue::Blob(b) => crate::trust::hex(b).into(),
+        SqlValue::Blob(b) => crate::util::hex::hex(b).into(),
     }
 }
 

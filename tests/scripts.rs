@@ -12,7 +12,7 @@ use an1256::platform::{self, Host, HostConfig};
 use an1256::subject;
 use an1256::tables::process_code_signature::{ProcessCodeSignature, COLUMNS};
 use an1256::tables::{column_index, QueryContext, TableDef, Value};
-use an1256::trust::sha256_hex;
+use an1256::util::hex::sha256_hex;
 use std::collections::HashMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -109,7 +109,7 @@ impl Baseline {
         let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(pass)) else {
             return;
         };
-        let what = crate::extension::panic_message(payload.as_ref());
+        let what = crate::util::panic_message(payload.as_ref());
         let total = self.sampler_panics.fetch_add(1, Ordering::Relaxed) + 1;
         log::error!("sampler pass panicked ({total} so far): {what}; the sampler goes on");
         if let Ok(store) = self.store() {

@@ -297,13 +297,7 @@ pub struct StoreSummary {
     pub recoveries: Vec<RecoveryEvent>,
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::util::time::unix_now;
 
 /// An open store. One connection behind a mutex: the tables, the sampler and the
 /// CLI of one process share it; other processes open their own.

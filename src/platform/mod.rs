@@ -372,7 +372,7 @@ impl Host for FakeHost {
             .sockets
             .iter()
             .filter(|s| query.pids.as_ref().is_none_or(|p| p.contains(&s.pid)))
-            .filter(|s| crate::classify::wanted_by(s, &query.protocols))
+            .filter(|s| query.protocols.wants(s))
             .cloned()
             .collect();
         SocketScan {

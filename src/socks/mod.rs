@@ -28,8 +28,7 @@ pub mod proxychains;
 pub mod servers;
 pub mod ssh;
 
-use crate::classify::IPPROTO_TCP;
-use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType};
+use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType, IPPROTO_TCP};
 use crate::platform::Host;
 use crate::util::glob::{self, Dialect};
 use probe::{probe_socks5, ProbeOutcome};

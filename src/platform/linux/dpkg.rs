@@ -5,7 +5,7 @@
 //! reverse). Each index is built once, lazily, and is immutable afterwards.
 
 use super::provenance::{Claim, ExpectedDigest, ProvenanceSource};
-use crate::trust::unhex;
+use crate::util::hex::unhex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -409,7 +409,7 @@ mod tests {
         let parsed = parse_md5sums(&text);
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[0].0, "/usr/bin/ls");
-        assert_eq!(crate::trust::hex(&parsed[0].1), MD5_A);
+        assert_eq!(crate::util::hex::hex(&parsed[0].1), MD5_A);
         assert_eq!(parse_list("/bin/ls\n"), ["/usr/bin/ls"]);
         assert_eq!(parsed[1].0, "/usr/share/doc/my file.txt");
     }
@@ -462,7 +462,7 @@ mod tests {
                 ("base-files".to_string(), "/etc/with space.conf".to_string()),
             ]
         );
-        assert_eq!(crate::trust::hex(&parsed[1].2), MD5_B);
+        assert_eq!(crate::util::hex::hex(&parsed[1].2), MD5_B);
     }
 
     #[test]

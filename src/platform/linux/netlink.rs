@@ -8,7 +8,7 @@
 //! (SO_RCVTIMEO), messages and bytes.
 
 use super::procfs;
-use super::sockets::{tcp_state_name, TableEntry, TableKind};
+use super::socket_tables::{tcp_state_name, TableEntry, TableKind};
 use crate::model::{SocketType, FAMILY_INET, FAMILY_INET6};
 use std::fmt;
 use std::io;

@@ -21,8 +21,8 @@ impl ExpectedDigest {
             ExpectedDigest::Md5(expected) => digests
                 .md5
                 .as_deref()
-                .is_some_and(|md5| md5 == crate::trust::hex(expected)),
-            ExpectedDigest::Sha256(expected) => digests.sha256 == crate::trust::hex(expected),
+                .is_some_and(|md5| md5 == crate::util::hex::hex(expected)),
+            ExpectedDigest::Sha256(expected) => digests.sha256 == crate::util::hex::hex(expected),
         }
     }
 
@@ -132,7 +132,7 @@ mod tests {
     fn md5_claim(package: &str, hex: &str) -> Claim {
         Claim {
             package: package.into(),
-            digest: Some(ExpectedDigest::Md5(crate::trust::unhex(hex).unwrap())),
+            digest: Some(ExpectedDigest::Md5(crate::util::hex::unhex(hex).unwrap())),
         }
     }
 

@@ -17,7 +17,7 @@
 //! `FILEDIGESTALGO` (8 = SHA-256; absent = MD5, the legacy default).
 
 use super::provenance::{Claim, ExpectedDigest, ProvenanceSource};
-use crate::trust::unhex;
+use crate::util::hex::unhex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

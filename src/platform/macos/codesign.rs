@@ -22,7 +22,7 @@
 //! ID code only). Files ask `anchor apple` before looking at ad-hoc flags.
 
 use crate::model::{CodeIdentity, Trust};
-use crate::trust::hex;
+use crate::util::hex::hex;
 
 /// Kernel / code-directory flags (xnu `cs_blobs.h`).
 pub const CS_VALID: u32 = 0x0000_0001;

@@ -610,7 +610,10 @@ mod tests {
         assert_eq!(id.trust, Trust::Unsigned);
         assert!(id.quarantined);
         assert_eq!(id.quarantine_agent, "Safari");
-        assert_eq!(id.sha256, trust::sha256_hex(b"#!/bin/sh\necho hi\n"));
+        assert_eq!(
+            id.sha256,
+            crate::util::hex::sha256_hex(b"#!/bin/sh\necho hi\n")
+        );
         let ls = host.file_identity("/bin/ls");
         assert_eq!(ls.trust, Trust::Apple, "{ls:?}");
     }

@@ -47,11 +47,9 @@ pub fn scan(query: &SocketQuery) -> SocketScan {
     let mut denied = 0usize;
     for pid in pids {
         match scan_process(pid, &mut closed_fds) {
-            Ok(sockets) => result.sockets.extend(
-                sockets
-                    .into_iter()
-                    .filter(|s| crate::classify::wanted_by(s, &query.protocols)),
-            ),
+            Ok(sockets) => result
+                .sockets
+                .extend(sockets.into_iter().filter(|s| query.protocols.wants(s))),
             Err((failure, note)) => {
                 result.skipped_processes += 1;
                 if failure == ReadFailure::Permission {

@@ -121,7 +121,7 @@ pub fn to_socket_info(pid: Pid, raw: &RawInetSocket) -> Option<SocketInfo> {
         raw.soi_family == DARWIN_AF_INET6
     };
     let protocol = if socket_type == SocketType::Stream && raw.soi_protocol == 0 {
-        crate::classify::IPPROTO_TCP
+        crate::model::IPPROTO_TCP
     } else {
         raw.soi_protocol
     };
@@ -255,7 +255,7 @@ mod tests {
         );
         let mut only_udp = ProtocolSet::NONE;
         only_udp.udp = true;
-        assert!(!crate::classify::wanted_by(&s, &only_udp));
+        assert!(!only_udp.wants(&s));
     }
 
     #[test]
