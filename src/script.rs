@@ -23,6 +23,7 @@
 //!   file is not in cwd) cannot be followed without the environment: the name is resolved
 //!   against cwd like any other.
 
+pub use crate::model::{OpenFile, PathKind, StdinSource};
 use crate::util::hex::sha256_hex;
 
 /// How the interpreter gets its code.
@@ -85,71 +86,6 @@ pub struct ScriptInvocation {
     pub loads: Vec<CodeLoad>,
     /// Python switches that change what is loaded (`-E`, `-s`, `-I`, `-P`, `-i`).
     pub python: PythonFlags,
-}
-
-/// What feeds an interpreter's standard input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StdinSource {
-    /// A terminal (tty or pty slave): a person may be typing.
-    Terminal,
-    Pipe,
-    /// A regular file (`python3 < x.py`) or a directory.
-    File,
-    Socket,
-    /// A character or block device that is no terminal (`/dev/null`, `/dev/zero`).
-    Device,
-    /// fd 0 is closed.
-    Closed,
-    /// Could not be read.
-    #[default]
-    Unknown,
-}
-
-impl StdinSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StdinSource::Terminal => "terminal",
-            StdinSource::Pipe => "pipe",
-            StdinSource::File => "file",
-            StdinSource::Socket => "socket",
-            StdinSource::Device => "device",
-            StdinSource::Closed => "closed",
-            StdinSource::Unknown => "unknown",
-        }
-    }
-
-    /// Every value `as_str` produces (for validating `stdin:` identities).
-    pub const NAMES: &'static [&'static str] = &[
-        "terminal", "pipe", "file", "socket", "device", "closed", "unknown",
-    ];
-}
-
-/// Classifies fd 0 from its `stat` (mode and device number, Linux encoding). Only a
-/// terminal device counts as a terminal: `/dev/null` and `/dev/ptmx` are devices.
-pub fn stdin_source_of(mode: u32, rdev: u64) -> StdinSource {
-    const S_IFMT: u32 = 0o170_000;
-    match mode & S_IFMT {
-        0o010_000 => StdinSource::Pipe,
-        0o140_000 => StdinSource::Socket,
-        0o100_000 | 0o040_000 => StdinSource::File,
-        0o020_000 if is_terminal_device(rdev) => StdinSource::Terminal,
-        0o020_000 | 0o060_000 => StdinSource::Device,
-        _ => StdinSource::Unknown,
-    }
-}
-
-/// Linux terminal majors (Documentation/admin-guide/devices.txt): BSD pty slaves
-/// (3), virtual consoles and serial ports (4), `/dev/tty` and `/dev/console` (5:0,
-/// 5:1; 5:2 is the pty master multiplexer), Unix98 pty slaves (136-143), ACM and USB
-/// serial (166, 188), low-density serial (204).
-fn is_terminal_device(rdev: u64) -> bool {
-    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-    match major {
-        3 | 4 | 136..=143 | 166 | 188 | 204 => true,
-        5 => minor <= 1,
-        _ => false,
-    }
 }
 
 /// Code an interpreter or the dynamic loader is asked to load besides the program.
@@ -1134,18 +1070,6 @@ pub fn in_package_location(path: &str) -> bool {
     })
 }
 
-/// What a path is, as a probe of the process's file system answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathKind {
-    Missing,
-    File,
-    Dir,
-    /// A device, FIFO, socket…
-    Other,
-    /// Could not be told (permission, I/O error).
-    Unknown,
-}
-
 /// One directory of python's `sys.path` and why it is there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchDir {
@@ -1383,16 +1307,6 @@ fn finish_module(
         PathKind::Missing => Err(format!("{current} is a package with no __main__.py")),
         _ => Ok((main, entry.clone())),
     }
-}
-
-/// A regular file a process holds open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpenFile {
-    pub fd: i64,
-    pub dev: u64,
-    pub ino: u64,
-    /// The kernel's name for it (for messages).
-    pub path: String,
 }
 
 /// File name endings of scripts each interpreter family runs.
@@ -3023,26 +2937,6 @@ mod tests {
             "/w",
         );
         assert_eq!(inv.kind, ScriptKind::Inline);
-    }
-    #[test]
-    fn stdin_is_a_terminal_only_for_tty_devices() {
-        let chr = 0o020_000;
-        let dev = |major: u64, minor: u64| (major << 8) | minor;
-        assert_eq!(stdin_source_of(chr, dev(136, 3)), StdinSource::Terminal);
-        assert_eq!(stdin_source_of(chr, dev(4, 1)), StdinSource::Terminal);
-        assert_eq!(stdin_source_of(chr, dev(5, 0)), StdinSource::Terminal);
-        // /dev/null, /dev/zero, /dev/ptmx, /dev/urandom: devices, not terminals.
-        for (major, minor) in [(1, 3), (1, 5), (5, 2), (1, 9)] {
-            assert_eq!(stdin_source_of(chr, dev(major, minor)), StdinSource::Device);
-        }
-        assert_eq!(stdin_source_of(0o010_644, 0), StdinSource::Pipe);
-        assert_eq!(stdin_source_of(0o140_777, 0), StdinSource::Socket);
-        assert_eq!(stdin_source_of(0o100_644, 0), StdinSource::File);
-        assert_eq!(stdin_source_of(0o060_660, dev(8, 0)), StdinSource::Device);
-        assert_eq!(stdin_source_of(0, 0), StdinSource::Unknown);
-        // A pty slave with a large minor (new encoding).
-        let big_minor: u64 = (136 << 8) | (0x12 << 20) | 0x34;
-        assert_eq!(stdin_source_of(chr, big_minor), StdinSource::Terminal);
     }
 
     fn loads_of(exe: &str, args: &[&str]) -> Vec<(String, LoadTarget)> {

@@ -12,7 +12,7 @@ mod common;
 use an1256::model::{CodeIdentity, ProcessInfo, Trust};
 use an1256::platform::{self, Host, HostConfig};
 use an1256::subject::{self, ProcessVerdict};
-use an1256::trust::sha256_hex;
+use an1256::util::hex::sha256_hex;
 use common::{attacker, is_root, skip, spawn_ready, Attacker};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};

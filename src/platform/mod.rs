@@ -79,13 +79,13 @@ pub trait Host: Send + Sync {
     /// What feeds the process's standard input (Linux: `stat` of `/proc/<pid>/fd/0`).
     /// `Unknown` where it cannot be told: an interpreter with no script is then not
     /// taken for a REPL.
-    fn stdin_source(&self, _pid: Pid) -> crate::script::StdinSource {
-        crate::script::StdinSource::Unknown
+    fn stdin_source(&self, _pid: Pid) -> crate::model::StdinSource {
+        crate::model::StdinSource::Unknown
     }
     /// What `path` is (following symlinks, as an interpreter's import would), for
     /// module resolution. The default asks this process's own view of the file
     /// system; any error other than "not there" is `Unknown`.
-    fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {
+    fn path_kind(&self, _pid: Pid, path: &str) -> crate::model::PathKind {
         path_kind_here(path)
     }
     /// Code identity of the script file `process` runs. `operand` is the script path
@@ -125,10 +125,7 @@ pub trait Host: Send + Sync {
     /// Regular files the process holds open (bounded), for cross-checking argv's
     /// script operand. `None` where the platform cannot list them (the check is
     /// then skipped: argv-derived trust is best effort there).
-    fn open_regular_files(
-        &self,
-        _pid: Pid,
-    ) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+    fn open_regular_files(&self, _pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
         None
     }
     /// `(dev, ino)` of the script `path` names, resolved as the process would (its
@@ -208,8 +205,8 @@ pub fn read_processes(
 }
 
 /// `path_kind` in this process's view of the file system.
-pub fn path_kind_here(path: &str) -> crate::script::PathKind {
-    use crate::script::PathKind;
+pub fn path_kind_here(path: &str) -> crate::model::PathKind {
+    use crate::model::PathKind;
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => PathKind::File,
         Ok(m) if m.is_dir() => PathKind::Dir,
@@ -314,15 +311,15 @@ pub struct FakeHost {
     /// Responsible process by pid (macOS notion), for tests.
     pub responsible: HashMap<Pid, Pid>,
     /// Standard input by pid; absent pids are `Unknown`.
-    pub stdin: HashMap<Pid, crate::script::StdinSource>,
+    pub stdin: HashMap<Pid, crate::model::StdinSource>,
     /// Regular files each pid holds open (`open_regular_files`); absent: `None`.
-    pub open_files: HashMap<Pid, Vec<crate::script::OpenFile>>,
+    pub open_files: HashMap<Pid, Vec<crate::model::OpenFile>>,
     /// `(dev, ino)` by script path (`script_file_key`); absent: `None`.
     pub file_keys: HashMap<String, (u64, u64)>,
     /// The path each pid verifiably runs from (`executable_is_at`).
     pub executables_at: HashMap<Pid, String>,
     /// What `path_kind` answers; absent paths are `Missing`.
-    pub path_kinds: HashMap<String, crate::script::PathKind>,
+    pub path_kinds: HashMap<String, crate::model::PathKind>,
     /// Every pid passed to `process()`, in order.
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
@@ -405,7 +402,7 @@ impl Host for FakeHost {
         self.responsible.get(&pid).copied()
     }
 
-    fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
+    fn stdin_source(&self, pid: Pid) -> crate::model::StdinSource {
         self.stdin.get(&pid).copied().unwrap_or_default()
     }
 
@@ -413,7 +410,7 @@ impl Host for FakeHost {
         Ok(self.executables_at.get(&pid).is_some_and(|p| p == path))
     }
 
-    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
         self.open_files.get(&pid).cloned().map(Ok)
     }
 
@@ -425,10 +422,10 @@ impl Host for FakeHost {
         self.file_keys.get(path).copied().map(Ok)
     }
 
-    fn path_kind(&self, _pid: Pid, path: &str) -> crate::script::PathKind {
+    fn path_kind(&self, _pid: Pid, path: &str) -> crate::model::PathKind {
         self.path_kinds
             .get(path)
             .copied()
-            .unwrap_or(crate::script::PathKind::Missing)
+            .unwrap_or(crate::model::PathKind::Missing)
     }
 }

@@ -123,7 +123,7 @@ const MAX_OPEN_FILES: usize = 65_536;
 
 /// Regular files `pid` holds open: fd, (dev, ino) by `fstatat` through the fd link
 /// (no open, so no side effect on any file type) and the link's text.
-fn open_regular_files(pid: Pid) -> Result<Vec<crate::script::OpenFile>, String> {
+fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, String> {
     let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
     let fds = sockets::FdDir::open(&dir).map_err(|e| format!("fds of {pid}: {e}"))?;
     let fd_dir = fds.raw_fd();
@@ -145,7 +145,7 @@ fn open_regular_files(pid: Pid) -> Result<Vec<crate::script::OpenFile>, String> 
             let path = procfs::read_link_into(fd_dir, name, &mut buffer)
                 .map(|n| String::from_utf8_lossy(buffer.get(..n).unwrap_or_default()).into_owned())
                 .unwrap_or_default();
-            files.push(crate::script::OpenFile {
+            files.push(crate::model::OpenFile {
                 fd,
                 dev: st.st_dev,
                 ino: st.st_ino,
@@ -382,26 +382,26 @@ impl Host for LinuxHost {
         .ok()
     }
 
-    fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
+    fn stdin_source(&self, pid: Pid) -> crate::model::StdinSource {
         let Ok(dir) = ProcDir::open(pid) else {
-            return crate::script::StdinSource::Unknown;
+            return crate::model::StdinSource::Unknown;
         };
         match dir.stat_entry(c"fd/0") {
-            Ok(st) => crate::script::stdin_source_of(st.st_mode, st.st_rdev),
+            Ok(st) => crate::model::stdin_source_of(st.st_mode, st.st_rdev),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // No fd 0, or no process: only a live process has a closed stdin.
                 if dir.read(c"stat", 1).is_ok() {
-                    crate::script::StdinSource::Closed
+                    crate::model::StdinSource::Closed
                 } else {
-                    crate::script::StdinSource::Unknown
+                    crate::model::StdinSource::Unknown
                 }
             }
-            Err(_) => crate::script::StdinSource::Unknown,
+            Err(_) => crate::model::StdinSource::Unknown,
         }
     }
 
-    fn path_kind(&self, pid: Pid, path: &str) -> crate::script::PathKind {
-        use crate::script::PathKind;
+    fn path_kind(&self, pid: Pid, path: &str) -> crate::model::PathKind {
+        use crate::model::PathKind;
         // In the process's own root (a container's files, not the host's), following
         // symlinks as an import would; O_PATH only, so nothing is opened for I/O.
         let Ok(dir) = ProcDir::open(pid) else {
@@ -430,7 +430,7 @@ impl Host for LinuxHost {
         }
     }
 
-    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
         Some(open_regular_files(pid))
     }
 

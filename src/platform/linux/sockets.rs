@@ -10,7 +10,7 @@ use super::procfs::{self, ProcDir};
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
-    IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use crate::platform::HostError;
 use std::collections::{HashMap, HashSet};

@@ -364,7 +364,7 @@ impl Host for MacHost {
         sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
     }
 
-    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::script::OpenFile>, String>> {
+    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
         Some(sys::open_regular_files(pid).map_err(|e| {
             format!(
                 "open files of {pid}: {}",
@@ -417,10 +417,10 @@ impl Host for MacHost {
         Ok(dev == file.dev() as u32 && ino == file.ino())
     }
 
-    fn stdin_source(&self, pid: Pid) -> crate::script::StdinSource {
+    fn stdin_source(&self, pid: Pid) -> crate::model::StdinSource {
         match sys::fd0(pid) {
             Ok(fd0) => super::stdin::stdin_source(&fd0),
-            Err(_) => crate::script::StdinSource::Unknown,
+            Err(_) => crate::model::StdinSource::Unknown,
         }
     }
 

@@ -2,7 +2,7 @@
 //! its type in `PROC_PIDLISTFDS` and, for a vnode, the mode and path from
 //! `PROC_PIDFDVNODEPATHINFO`. Pure and portable; `sys.rs` reads the two.
 
-use crate::script::StdinSource;
+use crate::model::StdinSource;
 
 /// `PROX_FDTYPE_*` (xnu `proc_info.h`).
 pub const PROX_FDTYPE_VNODE: u32 = 1;

@@ -315,7 +315,7 @@ fn c_path(path: &[[libc::c_char; 32]; 32]) -> String {
 const MAX_OPEN_FILES: usize = 65_536;
 
 /// The regular files a process holds open: fd, (device, inode) and the kernel's name.
-pub fn open_regular_files(pid: Pid) -> Result<Vec<crate::script::OpenFile>, i32> {
+pub fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, i32> {
     use super::stdin::PROX_FDTYPE_VNODE;
     let nfiles = bsd_info(pid)?.nfiles as usize;
     let fds = list_fds(pid, (nfiles + 32).clamp(64, MAX_LISTED_FDS))?;
@@ -325,7 +325,7 @@ pub fn open_regular_files(pid: Pid) -> Result<Vec<crate::script::OpenFile>, i32>
         .filter_map(|f| {
             let vnode = vnode_of_fd(pid, f.fd)?;
             (u32::from(vnode.mode) & u32::from(libc::S_IFMT) == u32::from(libc::S_IFREG)).then(
-                || crate::script::OpenFile {
+                || crate::model::OpenFile {
                     fd: i64::from(f.fd),
                     dev: u64::from(vnode.dev),
                     ino: vnode.ino,
