@@ -10,7 +10,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | util | [`util`] (glob, hex, time), [`terminal`], [`logging`], [`deadline`] | no OS policy, no domain |
+//! | util | [`util`] (glob, hex, time, base64), [`terminal`], [`logging`], [`deadline`] | no OS policy, no domain |
 //! | model | [`model`] | plain row types, protocol numbers, `ProtocolSet` |
 //! | platform | [`platform`] (`Host`, linux/, macos/, `read_processes`), [`trust`] | the only OS code; `trust` is the digests and verdict cache the backends share |
 //! | judge | [`script`], [`classify`], [`subject`], [`socks`], [`severity`] | decisions over `Host` facts (`subject` and `socks` still read some files directly) |

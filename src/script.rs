@@ -24,6 +24,7 @@
 //!   against cwd like any other.
 
 pub use crate::model::{OpenFile, PathKind, StdinSource};
+use crate::util::base64;
 use crate::util::hex::sha256_hex;
 
 /// How the interpreter gets its code.
@@ -1641,7 +1642,7 @@ fn pwsh(args: &[String]) -> Source {
 /// `-EncodedCommand` text: base64 of UTF-16LE. Undecodable input is kept as written, so
 /// the code is still keyed by what the command line carried.
 fn decode_pwsh_encoded(encoded: &str) -> String {
-    match base64_decode(encoded) {
+    match base64::decode(encoded) {
         Some(bytes) => {
             let units: Vec<u16> = bytes
                 .chunks_exact(2)
@@ -1651,46 +1652,6 @@ fn decode_pwsh_encoded(encoded: &str) -> String {
         }
         None => encoded.to_owned(),
     }
-}
-
-/// Standard base64 (RFC 4648 alphabet); padding optional, ASCII whitespace ignored.
-/// `None` on any other character or an impossible length.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let symbols: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let unpadded = {
-        let end = symbols
-            .iter()
-            .rposition(|&c| c != b'=')
-            .map_or(0, |p| p + 1);
-        if symbols.len() - end > 2 {
-            return None;
-        }
-        &symbols[..end]
-    };
-    if unpadded.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    for chunk in unpadded.chunks(4) {
-        let mut acc: u32 = 0;
-        for &c in chunk {
-            acc = (acc << 6) | sextet(c)?;
-        }
-        acc <<= 6 * (4 - chunk.len() as u32);
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
 }
 
 /// Swift driver options followed by a value.
@@ -2562,27 +2523,7 @@ mod tests {
     }
 
     #[test]
-    fn base64_decoder_matches_rfc4648_vectors() {
-        for (encoded, plain) in [
-            ("", ""),
-            ("Zg==", "f"),
-            ("Zm8=", "fo"),
-            ("Zm9v", "foo"),
-            ("Zm9vYg==", "foob"),
-            ("Zm9vYmE=", "fooba"),
-            ("Zm9vYmFy", "foobar"),
-            ("Zm9vYg", "foob"),
-            ("Zm9v\nYmFy", "foobar"),
-        ] {
-            assert_eq!(
-                base64_decode(encoded).as_deref(),
-                Some(plain.as_bytes()),
-                "{encoded}"
-            );
-        }
-        for bad in ["Z", "Zm9v!", "Zg===", "Zm9vY"] {
-            assert_eq!(base64_decode(bad), None, "{bad}");
-        }
+    fn pwsh_encoded_command_is_utf16le_base64() {
         // Real `pwsh -EncodedCommand` text: "Write-Output 'hi'" as UTF-16LE.
         assert_eq!(
             decode_pwsh_encoded("VwByAGkAdABlAC0ATwB1AHQAcAB1AHQAIAAnAGgAaQAnAA=="),

@@ -1,6 +1,7 @@
 //! Small helpers with no OS policy and no knowledge of an1256's domain: the
 //! bottom layer, importable from everywhere.
 
+pub mod base64;
 pub mod glob;
 pub mod hex;
 pub mod time;
