@@ -111,6 +111,22 @@ impl<K: std::hash::Hash + Eq + Clone> TrustCache<K> {
         value
     }
 
+    /// The cached verdict, if any (counted as a hit or a miss).
+    pub fn get(&self, key: &K) -> Option<CodeIdentity> {
+        let found = self.lock_entries().get(key).cloned();
+        self.count(found.is_some());
+        found
+    }
+
+    /// Stores a verdict (the cache starts over when full).
+    pub fn insert(&self, key: K, value: CodeIdentity) {
+        let mut entries = self.lock_entries();
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(key, value);
+    }
+
     /// Forgets one entry (a verdict that turned out to be transient).
     pub fn remove(&self, key: &K) {
         self.lock_entries().remove(key);
@@ -143,6 +159,161 @@ impl<K: std::hash::Hash + Eq + Clone> TrustCache<K> {
                 s.misses += 1;
             }
         }
+    }
+}
+
+/// Apparent size minus allocated size above which a file is looked at for holes.
+pub const SPARSE_SLACK_BYTES: u64 = 1024 * 1024;
+
+/// Why a file is not hashed because it is mostly holes: a file whose holes
+/// (`SEEK_HOLE`) exceed `SPARSE_SLACK_BYTES` is suspicious by itself (an executable
+/// or script padded to make hashing expensive) and its holes are never read as data.
+/// `None` for an ordinary file.
+pub fn sparse_reason(apparent: u64, allocated: u64, hole_bytes: u64) -> Option<String> {
+    (hole_bytes > SPARSE_SLACK_BYTES).then(|| {
+        format!(
+            "not hashed: sparse file ({apparent} bytes apparent, {allocated} allocated, {hole_bytes} in holes)"
+        )
+    })
+}
+
+/// What one uid may spend on hashing in one window (a pass of the scanner, the
+/// sampler or a query).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetLimits {
+    pub bytes: u64,
+    pub time: std::time::Duration,
+    pub window: std::time::Duration,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        BudgetLimits {
+            bytes: 1024 * 1024 * 1024,
+            time: std::time::Duration::from_secs(10),
+            window: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Hashing spent by one uid since `since`.
+#[derive(Clone, Copy, Debug)]
+struct Spent {
+    since: std::time::Instant,
+    bytes: u64,
+    time: std::time::Duration,
+}
+
+/// A hashing budget per uid and per window: one user's files cannot make the
+/// scanner hash without end (their subjects go `unknown` instead), and cannot spend
+/// another user's budget.
+pub struct HashBudget {
+    limits: BudgetLimits,
+    spent: Mutex<HashMap<u32, Spent>>,
+}
+
+/// Most uids tracked before the budget table starts over.
+const MAX_BUDGET_UIDS: usize = 65_536;
+
+impl HashBudget {
+    pub fn new(limits: BudgetLimits) -> Self {
+        HashBudget {
+            limits,
+            spent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_spent<T>(
+        &self,
+        uid: u32,
+        now: std::time::Instant,
+        f: impl FnOnce(&mut Spent) -> T,
+    ) -> T {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        if spent.len() >= MAX_BUDGET_UIDS && !spent.contains_key(&uid) {
+            spent.clear();
+        }
+        let entry = spent.entry(uid).or_insert(Spent {
+            since: now,
+            bytes: 0,
+            time: std::time::Duration::ZERO,
+        });
+        if now.saturating_duration_since(entry.since) >= self.limits.window {
+            *entry = Spent {
+                since: now,
+                bytes: 0,
+                time: std::time::Duration::ZERO,
+            };
+        }
+        f(entry)
+    }
+
+    /// Reserves `bytes` of hashing for `uid` now, or says why not.
+    pub fn reserve(&self, uid: u32, bytes: u64, now: std::time::Instant) -> Result<(), String> {
+        let limits = self.limits;
+        self.with_spent(uid, now, |spent| {
+            if spent.time >= limits.time || spent.bytes.saturating_add(bytes) > limits.bytes {
+                return Err(format!(
+                    "not hashed: uid {uid}'s hashing budget is spent ({} bytes, {} ms of {} bytes, {} ms per {} s)",
+                    spent.bytes,
+                    spent.time.as_millis(),
+                    limits.bytes,
+                    limits.time.as_millis(),
+                    limits.window.as_secs()
+                ));
+            }
+            spent.bytes = spent.bytes.saturating_add(bytes);
+            Ok(())
+        })
+    }
+
+    /// Adds the time a hash took to `uid`'s spending.
+    pub fn record_time(&self, uid: u32, took: std::time::Duration, now: std::time::Instant) {
+        self.with_spent(uid, now, |spent| {
+            spent.time = spent.time.saturating_add(took)
+        });
+    }
+}
+
+/// How often the same file (device, inode) may be hashed within `REHASH_INTERVAL`:
+/// a file that changes once is judged again at once (a tampered file is `invalid`),
+/// but a `touch` loop cannot make the scanner re-hash it on every pass.
+pub const MAX_HASHES_PER_INTERVAL: u32 = 2;
+/// The window of `MAX_HASHES_PER_INTERVAL`.
+pub const REHASH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often each file (device, inode) was hashed in its current window, bounded.
+#[derive(Default)]
+pub struct RehashLimiter {
+    hashes: Mutex<HashMap<(u64, u64), (std::time::Instant, u32)>>,
+}
+
+impl RehashLimiter {
+    /// Whether `file` may be hashed now (and counts the hash when it may): at most
+    /// `MAX_HASHES_PER_INTERVAL` times per `interval`.
+    pub fn allow(
+        &self,
+        file: (u64, u64),
+        now: std::time::Instant,
+        interval: std::time::Duration,
+    ) -> Result<(), String> {
+        let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if hashes.len() >= DEFAULT_CACHE_ENTRIES && !hashes.contains_key(&file) {
+            hashes.clear();
+        }
+        let entry = hashes.entry(file).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= interval {
+            *entry = (now, 0);
+        }
+        if entry.1 >= MAX_HASHES_PER_INTERVAL {
+            return Err(format!(
+                "not hashed: the file changed again after it was hashed {} times in {} s; re-hashing is limited",
+                entry.1,
+                interval.as_secs()
+            ));
+        }
+        entry.1 += 1;
+        Ok(())
     }
 }
 
@@ -245,6 +416,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("max_hash_bytes"), "{msg}");
+    }
+
+    #[test]
+    fn sparse_files_are_flagged_by_their_holes() {
+        assert!(sparse_reason(200 << 20, 7 << 20, 193 << 20).is_some());
+        assert_eq!(sparse_reason(4096, 4096, 0), None);
+        assert_eq!(sparse_reason(10 << 20, 9 << 20, SPARSE_SLACK_BYTES), None);
+        let why = sparse_reason(200, 100, 2 << 20).unwrap();
+        assert!(why.contains("sparse"), "{why}");
+    }
+
+    #[test]
+    fn the_hashing_budget_is_per_uid_and_per_window() {
+        use std::time::{Duration, Instant};
+        let budget = HashBudget::new(BudgetLimits {
+            bytes: 100,
+            time: Duration::from_millis(50),
+            window: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        assert!(budget.reserve(1000, 60, t0).is_ok());
+        let over = budget.reserve(1000, 60, t0).unwrap_err();
+        assert!(over.contains("uid 1000"), "{over}");
+        assert!(
+            budget.reserve(1001, 60, t0).is_ok(),
+            "another uid has its own"
+        );
+        assert!(budget.reserve(1000, 40, t0).is_ok(), "what is left");
+        // Time spent closes the budget too.
+        budget.record_time(1001, Duration::from_millis(50), t0);
+        assert!(budget.reserve(1001, 1, t0).is_err());
+        // A new window starts over.
+        let later = t0 + Duration::from_secs(61);
+        assert!(budget.reserve(1000, 100, later).is_ok());
+        assert!(budget.reserve(1001, 100, later).is_ok());
+    }
+
+    #[test]
+    fn rehashing_one_file_is_rate_limited() {
+        use std::time::{Duration, Instant};
+        let limiter = RehashLimiter::default();
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(60);
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert!(limiter.allow((1, 2), t0, interval).is_ok());
+        assert!(limiter.allow((1, 2), at(5), interval).is_ok(), "one change");
+        let limited = limiter.allow((1, 2), at(10), interval).unwrap_err();
+        assert!(limited.contains("re-hashing is limited"), "{limited}");
+        assert!(
+            limiter.allow((1, 3), at(10), interval).is_ok(),
+            "another file"
+        );
+        assert!(
+            limiter.allow((1, 2), at(61), interval).is_ok(),
+            "a new window"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct HostConfig {
     pub dpkg_root: std::path::PathBuf,
     /// Root of the rpm database (`/var/lib/rpm`), consulted when it exists.
     pub rpm_root: std::path::PathBuf,
+    /// Hashing each uid may cause per window; beyond it subjects are `unknown`.
+    pub hash_budget: crate::trust::BudgetLimits,
 }
 
 impl Default for HostConfig {
@@ -46,6 +48,7 @@ impl Default for HostConfig {
             max_hash_bytes: 256 * 1024 * 1024,
             dpkg_root: "/var/lib/dpkg".into(),
             rpm_root: "/var/lib/rpm".into(),
+            hash_budget: crate::trust::BudgetLimits::default(),
         }
     }
 }
@@ -304,6 +307,8 @@ pub struct FakeHost {
     /// Identity by executable or script path; missing paths are `unsigned`.
     pub identities: HashMap<String, CodeIdentity>,
     pub environments: HashMap<Pid, Vec<String>>,
+    /// What `environment` fails with, by pid (e.g. `Truncated`).
+    pub environment_errors: HashMap<Pid, HostError>,
     /// Mapped libraries by pid (`mapped_libraries`).
     pub libraries: HashMap<Pid, Vec<String>>,
     /// What `system_socks_proxy` returns.
@@ -387,6 +392,9 @@ impl Host for FakeHost {
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        if let Some(error) = self.environment_errors.get(&pid) {
+            return Err(error.clone());
+        }
         Ok(self.environments.get(&pid).cloned().unwrap_or_default())
     }
 

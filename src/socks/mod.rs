@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `socks_port` | the remote port is in the SOCKS port list ([`DEFAULT_SOCKS_PORTS`], configurable) |
 //! | `socks_env_proxy` | the owner's environment names a `socks4/4a/5/5h://host:port` proxy in `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY`, and the connection goes to that endpoint (names other than `localhost` are never resolved: they match by port, see [`proxy`]) |
+//! | `socks_env_truncated` | the owner's environment was cut at the read limit: `socks_env_proxy` cannot be ruled out, so the connection is reported |
 //! | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy |
 //! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks), or one of the proxychains-wrapped client's own configured SOCKS proxies ([`proxychains`]) |
 //! | `socks_preload` | libproxychains / libtorsocks / libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
@@ -29,7 +30,7 @@ pub mod servers;
 pub mod ssh;
 
 use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType, IPPROTO_TCP};
-use crate::platform::Host;
+use crate::platform::{Host, HostError};
 use crate::util::glob::{self, Dialect};
 use probe::{probe_socks5, ProbeOutcome};
 use proxy::{endpoint_matches, ProxyEndpoint};
@@ -50,6 +51,7 @@ pub const SIGNALS_TABLE_MARKDOWN: &str = "\
 |---|---|
 | `socks_port` | the remote port is in the SOCKS port list (default 1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080; configurable) |
 | `socks_env_proxy` | the owner's environment sets `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY` to `socks4://`, `socks4a://`, `socks5://` or `socks5h://[user@]host:port` and the connection goes to that endpoint. IP literals are compared as addresses, `localhost` means any loopback address, other names are never resolved and match by port |
+| `socks_env_truncated` | the owner's environment is longer than the 1 MiB read limit and was cut, so a proxy variable may be in the part not read: the `socks_env_proxy` signal is unknown, and any TCP connection of that process is reported rather than judged clean |
 | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy (network settings) |
 | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by the executable's name (`/proc/<pid>/exe`, never argv[0]) and the program's argv grammar, never by running anything. Also: a proxychains-wrapped client (`socks_preload`) connected to a local listener that its own proxychains config (`PROXYCHAINS_CONF_FILE`, `./proxychains.conf`, `~/.proxychains/proxychains.conf`, `/etc/proxychains4.conf`, `/etc/proxychains.conf`) lists as a `socks4`/`socks5` proxy, whatever program owns the listener |
 | `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
@@ -59,6 +61,7 @@ pub const SIGNALS_TABLE_MARKDOWN: &str = "\
 
 pub const REASON_PORT: &str = "socks_port";
 pub const REASON_ENV_PROXY: &str = "socks_env_proxy";
+pub const REASON_ENV_TRUNCATED: &str = "socks_env_truncated";
 pub const REASON_SYSTEM_PROXY: &str = "socks_system_proxy";
 pub const REASON_LOCAL_PROXY: &str = "socks_local_proxy";
 pub const REASON_PRELOAD: &str = "socks_preload";
@@ -211,6 +214,8 @@ struct Classifier<'a> {
     processes: HashMap<Pid, Option<ProcessInfo>>,
     servers: HashMap<Pid, Option<KnownServer>>,
     environments: HashMap<Pid, Vec<String>>,
+    /// Processes whose environment was cut at the read limit.
+    truncated_environments: HashSet<Pid>,
     preloads: HashMap<Pid, bool>,
     proxychains: HashMap<Pid, Vec<ProxyEndpoint>>,
     system_proxy: Option<Option<ProxyEndpoint>>,
@@ -268,9 +273,23 @@ impl<'a> Classifier<'a> {
 
     fn environment(&mut self, pid: Pid) -> &[String] {
         let host = self.host;
+        let truncated = &mut self.truncated_environments;
         self.environments
             .entry(pid)
-            .or_insert_with(|| host.environment(pid).unwrap_or_default())
+            .or_insert_with(|| match host.environment(pid) {
+                Ok(environment) => environment,
+                Err(HostError::Truncated { .. }) => {
+                    truncated.insert(pid);
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            })
+    }
+
+    /// Whether `pid`'s environment was cut, so its proxy variables are unknown.
+    fn environment_truncated(&mut self, pid: Pid) -> bool {
+        self.environment(pid);
+        self.truncated_environments.contains(&pid)
     }
 
     fn preloads_socks(&mut self, pid: Pid) -> bool {
@@ -469,6 +488,7 @@ pub fn socks_reasons(
         processes: HashMap::new(),
         servers: HashMap::new(),
         environments: HashMap::new(),
+        truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
         proxychains: HashMap::new(),
         system_proxy: None,
@@ -497,6 +517,9 @@ pub fn socks_reasons(
             .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port));
         if to_env_proxy {
             reasons.push(REASON_ENV_PROXY);
+        } else if c.environment_truncated(client.pid) {
+            // Fail closed: the proxy variable may be in the part not read.
+            reasons.push(REASON_ENV_TRUNCATED);
         }
         if c.system_proxy()
             .is_some_and(|p| endpoint_matches(&p, &client.remote_address, client.remote_port))
@@ -596,11 +619,50 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// A cut environment may hide the proxy variable: the connection is reported
+    /// (`socks_env_truncated`), never judged clean; the same connection of a process
+    /// whose environment was read whole is no row.
+    #[test]
+    fn a_truncated_environment_is_not_clean() {
+        let mut host = FakeHost::default();
+        host.processes = vec![
+            process(10, "/usr/bin/curl", &["curl"]),
+            process(11, "/usr/bin/curl", &["curl"]),
+        ];
+        host.environment_errors.insert(
+            10,
+            HostError::Truncated {
+                pid: 10,
+                what: "environ",
+                limit: 1 << 20,
+            },
+        );
+        let cut = tcp(
+            10,
+            3,
+            ("10.0.0.2", 40000),
+            ("203.0.113.5", 443),
+            "ESTABLISHED",
+        );
+        let whole = tcp(
+            11,
+            3,
+            ("10.0.0.2", 40001),
+            ("203.0.113.5", 443),
+            "ESTABLISHED",
+        );
+        let scanned = vec![cut.clone(), whole.clone()];
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &cut), REASON_ENV_TRUNCATED);
+        assert_eq!(reasons_of(&map, &whole), "");
+    }
+
     #[test]
     fn signals_table_names_every_reason() {
         for reason in [
             REASON_PORT,
             REASON_ENV_PROXY,
+            REASON_ENV_TRUNCATED,
             REASON_SYSTEM_PROXY,
             REASON_LOCAL_PROXY,
             REASON_PRELOAD,

@@ -15,7 +15,10 @@ pub mod userfile;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
 use crate::platform::{Host, HostConfig, HostError};
-use crate::trust::{hash_reader, CacheStats, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
+use crate::trust::{
+    hash_reader, sparse_reason, CacheStats, FileId, HashBudget, RehashLimiter, TrustCache,
+    DEFAULT_CACHE_ENTRIES, REHASH_INTERVAL, SPARSE_SLACK_BYTES,
+};
 use procfs::{process_error, ProcDir};
 use provenance::{Claim, ProvenanceSource};
 use std::fs::File;
@@ -28,6 +31,10 @@ pub struct LinuxHost {
     /// when `config.rpm_root` holds an rpmdb.sqlite.
     provenance: Vec<Box<dyn ProvenanceSource>>,
     cache: TrustCache<FileId>,
+    /// Hashing each uid may cause per window (`HostConfig::hash_budget`).
+    budget: HashBudget,
+    /// One re-hash per file (device, inode) per `REHASH_INTERVAL`.
+    rehash: RehashLimiter,
     boot_time: OnceLock<Option<i64>>,
     clock_ticks: i64,
 }
@@ -39,10 +46,13 @@ impl LinuxHost {
         if let Some(rpm) = rpm::RpmDatabase::at(&config.rpm_root) {
             provenance.push(Box::new(rpm));
         }
+        let budget = HashBudget::new(config.hash_budget);
         LinuxHost {
             config,
             provenance,
             cache: TrustCache::new(DEFAULT_CACHE_ENTRIES),
+            budget,
+            rehash: RehashLimiter::default(),
             boot_time: OnceLock::new(),
             clock_ticks: procfs::clock_ticks(),
         }
@@ -69,8 +79,18 @@ impl LinuxHost {
     }
 
     /// The verdict for an open file, cached by its identity. `path` is the name the
-    /// package databases know it by.
-    fn identity_of_open_file(&self, file: OwnedFd, path: &str, replaced: bool) -> CodeIdentity {
+    /// package databases know it by; `uid` is charged for the hashing (the user
+    /// whose process made it necessary). Mostly-hole files are not hashed; over
+    /// `uid`'s budget, or re-hashing a file changed within `REHASH_INTERVAL`, the
+    /// verdict is `unknown` and not cached (a later pass tries again).
+    fn identity_of_open_file(
+        &self,
+        file: OwnedFd,
+        path: &str,
+        replaced: bool,
+        uid: u32,
+    ) -> CodeIdentity {
+        use std::os::unix::fs::MetadataExt;
         let file = File::from(file);
         let meta = match file.metadata() {
             Ok(meta) => meta,
@@ -79,22 +99,95 @@ impl LinuxHost {
         if !meta.is_file() {
             return CodeIdentity::unknown(format!("{path} is not a regular file"));
         }
-        self.cache
-            .get_or_insert_with(FileId::from_metadata(&meta), || {
-                let (claims, authority) = self.claims(path);
-                let with_md5 = claims
-                    .iter()
-                    .any(|c| c.digest.is_some_and(|d| d.needs_md5()));
-                let mut reader = &file;
-                let hashed = hash_reader(
-                    &mut reader,
-                    meta.len(),
-                    self.config.max_hash_bytes,
-                    with_md5,
-                );
-                provenance::judge(&claims, hashed, authority, replaced)
-            })
+        let key = FileId::from_metadata(&meta);
+        if let Some(found) = self.cache.get(&key) {
+            return found;
+        }
+        let allocated = meta.blocks().saturating_mul(512);
+        if meta.len() > allocated.saturating_add(SPARSE_SLACK_BYTES) {
+            let holes = hole_bytes(&file, meta.len(), allocated);
+            if let Some(why) = sparse_reason(meta.len(), allocated, holes) {
+                let verdict = CodeIdentity::unknown(why);
+                self.cache.insert(key, verdict.clone());
+                return verdict;
+            }
+        }
+        let cost = if meta.len() > self.config.max_hash_bytes {
+            0 // refused by size below, nothing read
+        } else {
+            meta.len()
+        };
+        let now = std::time::Instant::now();
+        if let Err(why) = self.rehash.allow((key.dev, key.ino), now, REHASH_INTERVAL) {
+            return CodeIdentity::unknown(why);
+        }
+        if let Err(why) = self.budget.reserve(uid, cost, now) {
+            return CodeIdentity::unknown(why);
+        }
+        let (claims, authority) = self.claims(path);
+        let with_md5 = claims
+            .iter()
+            .any(|c| c.digest.is_some_and(|d| d.needs_md5()));
+        let mut reader = &file;
+        // Only the hashing is charged (not the package index built on first use).
+        let hashing = std::time::Instant::now();
+        let hashed = hash_reader(
+            &mut reader,
+            meta.len(),
+            self.config.max_hash_bytes,
+            with_md5,
+        );
+        self.budget
+            .record_time(uid, hashing.elapsed(), std::time::Instant::now());
+        let verdict = provenance::judge(&claims, hashed, authority, replaced);
+        self.cache.insert(key, verdict.clone());
+        verdict
     }
+}
+
+/// Most hole/data extents walked when measuring a file's holes.
+const MAX_EXTENTS: usize = 4096;
+
+/// Bytes in holes of an open file (`SEEK_HOLE`/`SEEK_DATA`; nothing is read). A
+/// file system without hole reporting counts none; a walk cut at `MAX_EXTENTS`
+/// counts at least the unallocated bytes (fail closed). The offset is reset.
+fn hole_bytes(file: &File, size: u64, allocated: u64) -> u64 {
+    let fd = file.as_raw_fd();
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let mut holes: i64 = 0;
+    let mut position: i64 = 0;
+    let mut finished = false;
+    for _ in 0..MAX_EXTENTS {
+        // SAFETY: lseek on an open fd has no memory-safety preconditions.
+        let hole = unsafe { libc::lseek(fd, position, libc::SEEK_HOLE) };
+        if hole < 0 || hole >= size {
+            finished = true;
+            break;
+        }
+        // SAFETY: as above.
+        let data = unsafe { libc::lseek(fd, hole, libc::SEEK_DATA) };
+        if data < 0 {
+            // ENXIO: no data after this hole.
+            holes = holes.saturating_add(size - hole);
+            finished = true;
+            break;
+        }
+        holes = holes.saturating_add(data.saturating_sub(hole));
+        position = data;
+    }
+    // SAFETY: as above.
+    unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
+    let holes = u64::try_from(holes).unwrap_or(0);
+    if finished {
+        holes
+    } else {
+        holes.max(u64::try_from(size).unwrap_or(0).saturating_sub(allocated))
+    }
+}
+
+/// The uid a process's hashing is charged to.
+fn uid_of(process: &ProcessInfo) -> u32 {
+    u32::try_from(process.uid).unwrap_or(u32::MAX)
 }
 
 /// Fills `argv`, `argv_raw` and `argv_truncated` from `cmdline`.
@@ -304,7 +397,7 @@ impl Host for LinuxHost {
         };
         // /proc/<pid>/exe opens the image that runs, even when deleted or replaced.
         match dir.open_entry(c"exe", libc::O_RDONLY | libc::O_NOCTTY) {
-            Ok(file) => self.identity_of_open_file(file, &path, deleted),
+            Ok(file) => self.identity_of_open_file(file, &path, deleted, uid_of(process)),
             Err(e) => CodeIdentity::unknown(format!(
                 "cannot open the executable of {}: {}",
                 process.pid,
@@ -328,7 +421,8 @@ impl Host for LinuxHost {
         };
         // Package databases know the real file, not the symlink that led to it.
         let real = fd_path(&opened.path_fd).unwrap_or_else(|| path.to_owned());
-        self.identity_of_open_file(opened.file.into(), &real, false)
+        // No process: the scanner's own reading, charged to root.
+        self.identity_of_open_file(opened.file.into(), &real, false, 0)
     }
 
     fn script_identity(
@@ -354,8 +448,12 @@ impl Host for LinuxHost {
             Err(e) => return Some(CodeIdentity::unknown(e)),
         };
         let refusal = script_file::package_refusal(&resolved.facts);
-        let identity =
-            self.identity_of_open_file(resolved.file.into(), &resolved.claim_path, false);
+        let identity = self.identity_of_open_file(
+            resolved.file.into(),
+            &resolved.claim_path,
+            false,
+            credentials.uid,
+        );
         Some(script_file::apply_refusal(identity, refusal.as_ref()))
     }
 
