@@ -17,6 +17,8 @@ use std::process::ExitCode;
 
 /// Largest import file read.
 const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most entries one import takes.
+pub const MAX_IMPORT_ENTRIES: usize = 100_000;
 /// Export document format tag.
 pub const EXPORT_FORMAT: &str = "an1256-baseline";
 
@@ -294,11 +296,7 @@ pub fn run(args: &BaselineArgs, baseline: &Baseline) -> ExitCode {
             }
         }
         BaselineCommand::Import { file, force } => {
-            let text = match read_input(file) {
-                Ok(t) => t,
-                Err(e) => return fail(e),
-            };
-            let entries = match parse_export(&text) {
+            let entries = match read_import(file) {
                 Ok(e) => e,
                 Err(e) => return fail(format!("{}: {e}", file.display())),
             };
@@ -451,37 +449,168 @@ pub fn export_document(entries: &[Entry]) -> serde_json::Value {
 
 /// Entries of an export document (or a bare array of entries).
 pub fn parse_export(text: &str) -> Result<Vec<Entry>, String> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
-    let list = match &json {
-        serde_json::Value::Array(_) => json.clone(),
-        serde_json::Value::Object(o) => {
-            if let Some(f) = o.get("format").and_then(|f| f.as_str()) {
-                if f != EXPORT_FORMAT {
-                    return Err(format!("format {f:?} is not {EXPORT_FORMAT:?}"));
-                }
-            }
-            o.get("entries")
-                .cloned()
-                .ok_or("no `entries` list (expected the output of `an1256 baseline export`)")?
-        }
-        _ => return Err("expected an export object or a list of entries".into()),
-    };
-    serde_json::from_value(list).map_err(|e| format!("bad entry: {e}"))
+    read_export(text.as_bytes())
 }
 
-fn read_input(file: &PathBuf) -> Result<String, String> {
-    let mut text = String::new();
-    let result = if file.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .take(MAX_IMPORT_BYTES)
-            .read_to_string(&mut text)
-    } else {
-        std::fs::File::open(file).and_then(|f| f.take(MAX_IMPORT_BYTES).read_to_string(&mut text))
-    };
-    result.map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    Ok(text)
+/// Entries of an export document read from `reader` one entry at a time: the
+/// document is never held whole, as text or as a JSON tree (an import costs about
+/// the size of its entries, not many times the file).
+pub fn read_export(reader: impl Read) -> Result<Vec<Entry>, String> {
+    use serde::de::DeserializeSeed;
+    let mut json = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let entries = import::Document
+        .deserialize(&mut json)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Io => e.to_string(),
+            serde_json::error::Category::Data => format!("bad entry: {e}"),
+            _ => format!("not JSON ({e})"),
+        })?;
+    json.end()
+        .map_err(|e| format!("not JSON (trailing data: {e})"))?;
+    Ok(entries)
+}
+
+/// The import file (`-`: stdin), at most `MAX_IMPORT_BYTES`, parsed as it is read.
+fn read_import(file: &PathBuf) -> Result<Vec<Entry>, String> {
+    if file.as_os_str() == "-" {
+        return read_export(import::Capped::new(std::io::stdin().lock()));
+    }
+    let opened = std::fs::File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
+    read_export(import::Capped::new(opened))
+}
+
+/// Streaming import: a serde visitor over the export document, and a reader
+/// that refuses input beyond `MAX_IMPORT_BYTES`.
+mod import {
+    use super::{Entry, EXPORT_FORMAT, MAX_IMPORT_BYTES, MAX_IMPORT_ENTRIES};
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::io::Read;
+
+    /// The whole document: an export object or a bare list of entries.
+    pub struct Document;
+
+    impl<'de> DeserializeSeed<'de> for Document {
+        type Value = Vec<Entry>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Entry>, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Document {
+        type Value = Vec<Entry>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an export object or a list of entries")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<Entry>, A::Error> {
+            collect(seq)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Entry>, A::Error> {
+            let mut entries = None;
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "format" => {
+                        let format: String = map.next_value()?;
+                        if format != EXPORT_FORMAT {
+                            return Err(de::Error::custom(format!(
+                                "format {format:?} is not {EXPORT_FORMAT:?}"
+                            )));
+                        }
+                    }
+                    "entries" if entries.is_none() => {
+                        entries = Some(map.next_value_seed(EntryList)?);
+                    }
+                    "entries" => return Err(de::Error::custom("two `entries` lists")),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            entries.ok_or_else(|| {
+                de::Error::custom(
+                    "no `entries` list (expected the output of `an1256 baseline export`)",
+                )
+            })
+        }
+    }
+
+    struct EntryList;
+
+    impl<'de> DeserializeSeed<'de> for EntryList {
+        type Value = Vec<Entry>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Entry>, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EntryList {
+        type Value = Vec<Entry>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of entries")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<Entry>, A::Error> {
+            collect(seq)
+        }
+    }
+
+    fn collect<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<Entry>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            if entries.len() >= MAX_IMPORT_ENTRIES {
+                return Err(de::Error::custom(format!(
+                    "more than {MAX_IMPORT_ENTRIES} entries; split the file"
+                )));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Reads at most `MAX_IMPORT_BYTES`, then fails rather than truncating.
+    pub struct Capped<R> {
+        inner: R,
+        limit: u64,
+        left: u64,
+    }
+
+    impl<R: Read> Capped<R> {
+        pub fn new(inner: R) -> Self {
+            Capped::with_limit(inner, MAX_IMPORT_BYTES)
+        }
+
+        pub fn with_limit(inner: R, limit: u64) -> Self {
+            Capped {
+                inner,
+                limit,
+                left: limit,
+            }
+        }
+    }
+
+    impl<R: Read> Read for Capped<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                let mut probe = [0u8; 1];
+                return match self.inner.read(&mut probe)? {
+                    0 => Ok(0),
+                    _ => Err(std::io::Error::other(format!(
+                        "the file is larger than {} bytes; split it",
+                        self.limit
+                    ))),
+                };
+            }
+            let limit = usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = self.inner.read(&mut buf[..limit])?;
+            self.left = self.left.saturating_sub(n as u64);
+            Ok(n)
+        }
+    }
 }
 
 /// Writes a new file 0600 without following a symlink at its path.
@@ -522,7 +651,33 @@ mod tests {
         assert!(parse_export(r#"{"format":"other","entries":[]}"#).is_err());
         assert!(parse_export("[{\"identity\": 1}]").is_err());
         // Minimal hand-written entries default to approved / any port.
+        // Unknown top-level keys are skipped; a second entries list is refused.
+        let doc = r#"{"note":{"x":[1,2]},"format":"an1256-baseline","entries":[]}"#;
+        assert_eq!(parse_export(doc).unwrap(), vec![]);
+        assert!(parse_export(r#"{"entries":[],"entries":[]}"#).is_err());
+        assert!(parse_export(r#"{"format":"an1256-baseline"}"#)
+            .unwrap_err()
+            .contains("no `entries` list"));
+        assert!(parse_export("[] []").unwrap_err().contains("trailing"));
         let min = parse_export(r#"[{"identity":"apple:x","protocol_name":"icmp"}]"#).unwrap();
         assert_eq!((min[0].source, min[0].remote_port), (Source::Approved, -1));
+    }
+
+    #[test]
+    fn import_is_bounded_in_entries_and_bytes() {
+        let entry = r#"{"identity":"apple:x","protocol_name":"icmp"}"#;
+        let list = |n: usize| format!("[{}]", vec![entry; n].join(","));
+        assert_eq!(
+            parse_export(&list(MAX_IMPORT_ENTRIES)).unwrap().len(),
+            MAX_IMPORT_ENTRIES
+        );
+        let err = parse_export(&list(MAX_IMPORT_ENTRIES + 1)).unwrap_err();
+        assert!(err.contains("more than 100000 entries"), "{err}");
+        // Whitespace past the byte cap: refused, not silently truncated.
+        let padded = std::io::repeat(b' ').take(2000);
+        let err = read_export(import::Capped::with_limit(b"[]".chain(padded), 1024)).unwrap_err();
+        assert!(err.contains("larger than 1024 bytes"), "{err}");
+        let fits = std::io::repeat(b' ').take(1000);
+        assert!(read_export(import::Capped::with_limit(b"[]".chain(fits), 1024)).is_ok());
     }
 }

@@ -585,28 +585,14 @@ impl Store {
     ) -> Result<T, StoreError> {
         let source = *self.audit_source.lock().unwrap_or_else(|p| p.into_inner());
         let (value, audit) = self.write(|tx| {
-            let mut audit = Audit::default();
+            let mut audit = Audit {
+                time: unix_now(),
+                source: source.as_str(),
+                action: action.to_owned(),
+                ..Audit::default()
+            };
             let value = f(tx, &mut audit)?;
-            let now = unix_now();
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit (time, source, action, entry_id, before, after)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(|e| self.err(e))?;
-            for (entry_id, before, after) in &audit.changes {
-                insert
-                    .execute(params![
-                        now,
-                        source.as_str(),
-                        action,
-                        entry_id,
-                        before,
-                        after
-                    ])
-                    .map_err(|e| self.err(e))?;
-            }
-            if !audit.changes.is_empty() {
+            if audit.count > 0 {
                 tx.execute(
                     "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
                     params![MAX_AUDIT_ROWS],
@@ -615,26 +601,14 @@ impl Store {
             }
             Ok((value, audit))
         })?;
-        for (entry_id, before, after) in audit.changes.iter().take(MAX_AUDIT_LOG_LINES) {
-            let show = |t: &str| {
-                if t.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    t.to_owned()
-                }
-            };
-            log::warn!(
-                "baseline {action} by {}: entry {entry_id}: {} -> {}",
-                source.as_str(),
-                show(before),
-                show(after)
-            );
+        for line in &audit.shown {
+            log::warn!("baseline {action} by {}: {line}", source.as_str());
         }
-        if audit.changes.len() > MAX_AUDIT_LOG_LINES {
+        if audit.count > audit.shown.len() {
             log::warn!(
                 "baseline {action} by {}: {} more changes, in an1256_baseline_audit",
                 source.as_str(),
-                audit.changes.len() - MAX_AUDIT_LOG_LINES
+                audit.count - audit.shown.len()
             );
         }
         Ok(value)
@@ -1071,12 +1045,14 @@ impl Store {
                 params![until.to_string()],
             )
             .map_err(|e| self.err(e))?;
-            audit.changes.push((
-                0,
-                serde_json::json!({ "learning_until": old }).to_string(),
-                serde_json::json!({ "learning_until": until }).to_string(),
-            ));
-            Ok(())
+            audit
+                .record(
+                    tx,
+                    0,
+                    serde_json::json!({ "learning_until": old }).to_string(),
+                    serde_json::json!({ "learning_until": until }).to_string(),
+                )
+                .map_err(|e| self.err(e))
         })
     }
 
@@ -1180,10 +1156,16 @@ impl Store {
     }
 }
 
-/// The changes one audited write made: (entry id, before JSON, after JSON).
+/// One audited write in progress: each change is stored as it happens (so a
+/// large import holds no copy of its records); the first few are kept to log
+/// once the transaction has committed.
 #[derive(Default)]
 struct Audit {
-    changes: Vec<(i64, String, String)>,
+    time: i64,
+    source: &'static str,
+    action: String,
+    count: usize,
+    shown: Vec<String>,
 }
 
 impl Audit {
@@ -1202,7 +1184,35 @@ impl Audit {
             e.and_then(|e| serde_json::to_string(e).ok())
                 .unwrap_or_default()
         };
-        self.changes.push((id, json(before), json(after.as_ref())));
+        self.record(tx, id, json(before), json(after.as_ref()))
+    }
+
+    /// Stores one change (JSON texts, empty for none).
+    fn record(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        before: String,
+        after: String,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO audit (time, source, action, entry_id, before, after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            self.time,
+            self.source,
+            self.action,
+            id,
+            before,
+            after
+        ])?;
+        self.count += 1;
+        if self.shown.len() < MAX_AUDIT_LOG_LINES {
+            let show = |t: String| if t.is_empty() { "(none)".to_owned() } else { t };
+            self.shown
+                .push(format!("entry {id}: {} -> {}", show(before), show(after)));
+        }
         Ok(())
     }
 }
