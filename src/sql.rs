@@ -30,12 +30,47 @@ pub struct Engine {
 struct CallState {
     deadline: std::sync::Mutex<crate::deadline::Deadline>,
     partial: std::sync::Mutex<Vec<String>>,
+    /// Results of earlier filter calls in this statement, by table and pushed-down
+    /// values. Kept per statement, not per cursor: SQLite reopens a cursor for
+    /// every run of a correlated subquery (the pack's first_seen lookups run once
+    /// per hit), and a JOIN calls filter once per outer row, often with the same
+    /// pid again. Cleared at each statement and on every write.
+    memo: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<Row>>>>,
+    /// Set while [`Engine::query`] runs a statement: statements run directly on
+    /// the connection memoize nothing (no clear point brackets them).
+    memo_enabled: std::sync::atomic::AtomicBool,
+}
+
+/// Ends the statement-level memo when a statement finishes, however it ends.
+struct MemoScope<'a>(&'a CallState);
+
+impl<'a> MemoScope<'a> {
+    fn begin(calls: &'a CallState) -> Self {
+        calls.memo().clear();
+        calls
+            .memo_enabled
+            .store(true, std::sync::atomic::Ordering::Release);
+        MemoScope(calls)
+    }
+}
+
+impl Drop for MemoScope<'_> {
+    fn drop(&mut self) {
+        self.0
+            .memo_enabled
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.0.memo().clear();
+    }
 }
 
 /// At most this many partial-result notes are kept per statement.
 const MAX_PARTIAL_NOTES: usize = 16;
 
 impl CallState {
+    fn memo(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Vec<Row>>>> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn deadline(&self) -> crate::deadline::Deadline {
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -103,6 +138,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        let _memo = MemoScope::begin(&self.calls);
         if let Some(limit) = self.time_limit {
             *self
                 .calls
@@ -253,7 +289,6 @@ unsafe impl<'vtab> VTab<'vtab> for TableVTab {
             calls: self.calls.clone(),
             rows: Arc::new(Vec::new()),
             position: 0,
-            memo: std::collections::HashMap::new(),
         })
     }
 }
@@ -295,6 +330,7 @@ fn writable(table: &dyn TableDef) -> rusqlite::Result<()> {
 
 impl UpdateVTab<'_> for TableVTab {
     fn delete(&mut self, rowid: ValueRef<'_>) -> rusqlite::Result<()> {
+        self.calls.memo().clear();
         let table = self.table.clone();
         contained(table.name(), || {
             writable(table.as_ref())?;
@@ -306,6 +342,7 @@ impl UpdateVTab<'_> for TableVTab {
     }
 
     fn insert(&mut self, args: &Inserts<'_>) -> rusqlite::Result<i64> {
+        self.calls.memo().clear();
         let table = self.table.clone();
         contained(table.name(), || {
             writable(table.as_ref())?;
@@ -316,6 +353,7 @@ impl UpdateVTab<'_> for TableVTab {
     }
 
     fn update(&mut self, args: &Updates<'_>) -> rusqlite::Result<()> {
+        self.calls.memo().clear();
         let table = self.table.clone();
         contained(table.name(), || {
             writable(table.as_ref())?;
@@ -328,7 +366,7 @@ impl UpdateVTab<'_> for TableVTab {
     }
 }
 
-/// Distinct filter results a cursor remembers (bounds memory on huge joins).
+/// Distinct filter results a statement remembers (bounds memory on huge joins).
 const MAX_MEMOIZED_FILTERS: usize = 4096;
 
 /// A cursor holds one generate call's rows.
@@ -340,9 +378,6 @@ struct TableCursor {
     calls: Arc<CallState>,
     rows: Arc<Vec<Row>>,
     position: usize,
-    /// Results of earlier filter calls in this statement, by pushed-down values: a
-    /// JOIN calls filter once per outer row, often with the same pid again.
-    memo: std::collections::HashMap<String, Arc<Vec<Row>>>,
 }
 
 /// Builds the query context from the pushed-down `=` values.
@@ -385,9 +420,32 @@ impl TableCursor {
         Ok(generated.rows)
     }
 
-    fn remember(&mut self, key: String, rows: Arc<Vec<Row>>) {
-        if self.memo.len() < MAX_MEMOIZED_FILTERS {
-            self.memo.insert(key, rows);
+    /// This table's remembered result for `key`.
+    fn recall(&self, key: &str) -> Option<Arc<Vec<Row>>> {
+        if !self
+            .calls
+            .memo_enabled
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
+        self.calls
+            .memo()
+            .get(&format!("{} {key}", self.table.name()))
+            .cloned()
+    }
+
+    fn remember(&self, key: String, rows: Arc<Vec<Row>>) {
+        if !self
+            .calls
+            .memo_enabled
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let mut memo = self.calls.memo();
+        if memo.len() < MAX_MEMOIZED_FILTERS {
+            memo.insert(format!("{} {key}", self.table.name()), rows);
         }
     }
 }
@@ -435,8 +493,8 @@ unsafe impl VTabCursor for TableCursor {
             return Ok(());
         };
         let key = format!("{:?}", ctx.constraints);
-        if let Some(rows) = self.memo.get(&key) {
-            self.rows = rows.clone();
+        if let Some(rows) = self.recall(&key) {
+            self.rows = rows;
             return Ok(());
         }
         // `col IN (a, b, c)` on a non-INDEX column reaches us as one filter call per
@@ -453,9 +511,9 @@ unsafe impl VTabCursor for TableCursor {
         let seen_key = format!("seen {indexed:?}");
         let rows = if others.is_empty() {
             self.generate(&ctx)?
-        } else if let Some(broad) = self.memo.get(&broad_key).cloned() {
+        } else if let Some(broad) = self.recall(&broad_key) {
             filter_rows(&broad, columns, &others)
-        } else if self.memo.contains_key(&seen_key) {
+        } else if self.recall(&seen_key).is_some() {
             let broad = Arc::new(self.generate(&QueryContext {
                 constraints: indexed,
                 deadline: ctx.deadline,
