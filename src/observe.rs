@@ -77,6 +77,7 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
             Some(ObservedSocket { socket, class })
         })
         .collect();
+    let sockets = cap_per_process(sockets);
     Observed {
         sockets,
         scanned,
@@ -200,5 +201,149 @@ pub(crate) mod tests {
         assert!(owners.judge(&host, 99).is_none());
         assert_eq!(owners.counts(), (1, 1));
         assert_eq!(host.process_calls.lock().unwrap().as_slice(), &[2, 99]);
+    }
+}
+
+/// Sockets kept per process: one process holding thousands of sockets must not
+/// multiply the work of every consumer (rows, joins, observations recorded).
+pub const MAX_SOCKETS_PER_PROCESS: usize = 64;
+
+/// Keeps the first [`MAX_SOCKETS_PER_PROCESS`] sockets of each pid and replaces the
+/// rest with one summary per (pid, protocol_name): `fd` -1, `socket` 0, no
+/// endpoints, state `omitted:<count>`, the widest `remote_scope` of the omitted
+/// ones, and their reasons plus `rows_omitted`. A summary joins its owner like any
+/// socket, so an untrusted owner stays a hit (and a SOCKS server keeps its
+/// severity).
+pub fn cap_per_process(sockets: Vec<ObservedSocket>) -> Vec<ObservedSocket> {
+    fn scope_rank(scope: &str) -> u8 {
+        match scope {
+            "public" => 5,
+            "multicast" => 4,
+            "private" => 3,
+            "link_local" => 2,
+            "loopback" => 1,
+            _ => 0,
+        }
+    }
+    let mut kept_per_pid: HashMap<Pid, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(sockets.len().min(4096));
+    let mut summaries: Vec<(ObservedSocket, usize)> = Vec::new();
+    for observed in sockets {
+        let kept = kept_per_pid.entry(observed.socket.pid).or_default();
+        if *kept < MAX_SOCKETS_PER_PROCESS {
+            *kept += 1;
+            out.push(observed);
+            continue;
+        }
+        let ObservedSocket { socket, class } = observed;
+        if let Some((summary, count)) = summaries.iter_mut().find(|(s, _)| {
+            s.socket.pid == socket.pid && s.class.protocol_name == class.protocol_name
+        }) {
+            *count += 1;
+            for reason in class.reasons {
+                if !summary.class.reasons.contains(&reason) {
+                    let at = summary.class.reasons.len().saturating_sub(1);
+                    summary.class.reasons.insert(at, reason);
+                }
+            }
+            if scope_rank(class.remote_scope) > scope_rank(summary.class.remote_scope) {
+                summary.class.remote_scope = class.remote_scope;
+            }
+            continue;
+        }
+        let mut class = class;
+        class.reasons.push("rows_omitted");
+        let unspecified = String::new();
+        let socket = SocketInfo {
+            fd: -1,
+            socket: 0,
+            local_address: unspecified.clone(),
+            local_port: 0,
+            remote_address: unspecified,
+            remote_port: 0,
+            ..socket
+        };
+        summaries.push((ObservedSocket { socket, class }, 1));
+    }
+    if summaries.is_empty() {
+        return out;
+    }
+    for (mut summary, count) in summaries {
+        summary.class.state = format!("omitted:{count}");
+        out.push(summary);
+    }
+    // Each summary right after its owner's sockets (stable: fd order kept).
+    out.sort_by_key(|o| o.socket.pid);
+    out
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+    use crate::model::SocketType;
+
+    fn observed(pid: Pid, fd: i64, protocol: i32, remote: &str) -> ObservedSocket {
+        let socket = SocketInfo {
+            pid,
+            fd,
+            socket: 1000 + fd as u64,
+            family: 2,
+            protocol,
+            socket_type: SocketType::Dgram,
+            local_address: "10.0.0.1".into(),
+            local_port: 4000,
+            remote_address: remote.into(),
+            remote_port: 53,
+            tcp_state: String::new(),
+            net_namespace: "ns".into(),
+        };
+        let class = classify::classify(&socket, &[]).unwrap();
+        ObservedSocket { socket, class }
+    }
+
+    #[test]
+    fn sockets_past_the_cap_become_one_summary_per_protocol() {
+        let mut sockets = Vec::new();
+        for fd in 0..(MAX_SOCKETS_PER_PROCESS as i64 + 100) {
+            let remote = if fd == 150 { "192.0.2.1" } else { "10.0.0.2" };
+            let protocol = if fd % 2 == 0 { 17 } else { 1 };
+            sockets.push(observed(10, fd, protocol, remote));
+        }
+        sockets.push(observed(11, 3, 17, "127.0.0.1"));
+        let capped = cap_per_process(sockets);
+        assert_eq!(capped.len(), MAX_SOCKETS_PER_PROCESS + 2 + 1);
+        let summaries: Vec<&ObservedSocket> = capped.iter().filter(|o| o.socket.fd == -1).collect();
+        assert_eq!(summaries.len(), 2);
+        let udp = summaries
+            .iter()
+            .find(|o| o.class.protocol_name == "udp")
+            .unwrap();
+        assert_eq!(udp.socket.pid, 10);
+        assert_eq!(udp.class.state, "omitted:50");
+        assert_eq!(udp.class.reason(), "udp_socket,rows_omitted");
+        assert_eq!(udp.class.remote_scope, "public");
+        assert_eq!(
+            (udp.socket.remote_address.as_str(), udp.socket.remote_port),
+            ("", 0)
+        );
+        let icmp = summaries
+            .iter()
+            .find(|o| o.class.protocol_name == "icmp")
+            .unwrap();
+        assert_eq!(icmp.class.state, "omitted:50");
+        assert_eq!(icmp.class.remote_scope, "private");
+        // The next process keeps its own socket, after pid 10's summaries.
+        let last = capped.last().unwrap();
+        assert_eq!((last.socket.pid, last.socket.fd), (11, 3));
+    }
+
+    #[test]
+    fn sockets_within_the_cap_are_untouched() {
+        let sockets: Vec<ObservedSocket> = (0..MAX_SOCKETS_PER_PROCESS as i64)
+            .map(|fd| observed(10, fd, 17, "192.0.2.1"))
+            .collect();
+        let capped = cap_per_process(sockets);
+        assert_eq!(capped.len(), MAX_SOCKETS_PER_PROCESS);
+        assert!(capped.iter().all(|o| o.socket.fd >= 0));
     }
 }
