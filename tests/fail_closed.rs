@@ -34,6 +34,8 @@ os.set_inheritable(w, True)
 env = {k: os.environ[k] for k in ("HOME", "USER", "LOGNAME") if k in os.environ}
 env["PATH"] = "/usr/bin:/bin"
 env.update(spec["env"])
+if spec.get("cwd"):
+    os.chdir(spec["cwd"])
 print("pid=%d" % os.getpid())
 print("ready", flush=True)
 os.execve(spec["argv"][0], spec["argv"], env)
@@ -47,7 +49,19 @@ fn exec_holding_udp(
     env: &[(&str, &str)],
     stdin_text: &str,
 ) -> ReadyChild {
+    exec_holding_udp_in(user, "", argv, env, stdin_text)
+}
+
+/// `exec_holding_udp` from the directory `cwd` (empty: the user's home).
+fn exec_holding_udp_in(
+    user: &Attacker,
+    cwd: &str,
+    argv: &[&str],
+    env: &[(&str, &str)],
+    stdin_text: &str,
+) -> ReadyChild {
     let spec = serde_json::json!({
+        "cwd": cwd,
         "argv": argv,
         "env": env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::HashMap<_, _>>(),
         "stdin": stdin_text,
@@ -309,7 +323,15 @@ fn a_stdlib_module_stays_trusted() {
         return;
     }
     let user = attacker("fc-stdlib-mod");
-    let child = exec_holding_udp(&user, &["/usr/bin/python3", "-m", "json.tool"], &[], "");
+    // From `/`: the user's home as cwd would be first on sys.path (see
+    // `python_user_site_cwd_and_bytecode_prefix_untrust_a_stdlib_module`).
+    let child = exec_holding_udp_in(
+        &user,
+        "/",
+        &["/usr/bin/python3", "-m", "json.tool"],
+        &[],
+        "",
+    );
     let judged = judge(child.pid);
     assert_eq!(
         judged.text("subject_path"),
@@ -750,4 +772,237 @@ fn package_shell_scripts_holding_their_own_file_stay_trusted() {
         );
         assert!(judged.trusted() && !judged.hit, "{shell}: {}", judged.row);
     }
+}
+
+// ---- red team: code put into trusted programs that no option names ----
+
+/// Asserts an untrusted hit whose `error` names `why`.
+fn assert_hit_because(judged: &Judged, why: &str) {
+    assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+    assert!(judged.text("error").contains(why), "{why}: {}", judged.row);
+}
+
+#[test]
+fn exported_functions_and_trace_prompts_untrust_a_package_bash_script() {
+    if !root_or_skip("exported_functions_and_trace_prompts_untrust_a_package_bash_script") {
+        return;
+    }
+    let user = attacker("rt-bashfunc");
+    // An exported function replaces `test` inside /usr/bin/ldd (it blocks on stdin);
+    // it could as well open a UDP socket in the bash process itself.
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/bash", "/usr/bin/ldd"],
+        &[("BASH_FUNC_test%%", "() {  read -r never; }")],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/ldd",
+        "{}",
+        judged.row
+    );
+    assert_hit_because(&judged, "BASH_FUNC_test%%: an exported function");
+    assert!(
+        judged
+            .text("subject_identity")
+            .starts_with("tainted:package:"),
+        "{}",
+        judged.row
+    );
+    // SHELLOPTS=xtrace runs PS4's command substitution before every command.
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/bash", "/usr/bin/ldd"],
+        &[("SHELLOPTS", "xtrace"), ("PS4", "$(read -r never)")],
+        "",
+    );
+    assert_hit_because(&judge(child.pid), "PS4: a trace prompt");
+
+    // Benign twin: a package bash script (tzselect waits at its menu) with a plain
+    // trace prompt stays trusted.
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/bash", "/usr/bin/tzselect"],
+        &[("PS4", "+ ")],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/tzselect",
+        "{}",
+        judged.row
+    );
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn python_user_site_cwd_and_bytecode_prefix_untrust_a_stdlib_module() {
+    if !root_or_skip("python_user_site_cwd_and_bytecode_prefix_untrust_a_stdlib_module") {
+        return;
+    }
+    let module = ["/usr/bin/python3", "-m", "json.tool"];
+    // `python3 -m json.tool` from a directory holding argparse.py: json.tool imports
+    // the user's argparse (which blocks here), not the standard library's.
+    let user = attacker("rt-py-cwd");
+    let shadow = user.write("work/argparse.py", b"import sys\nsys.stdin.read()\n", false);
+    let work = shadow.parent().expect("work dir").display().to_string();
+    let child = exec_holding_udp_in(&user, &work, &module, &[], "");
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/lib/python3.11/json/tool.py",
+        "{}",
+        judged.row
+    );
+    assert_hit_because(
+        &judged,
+        &format!("python -m puts the cwd {work} on sys.path"),
+    );
+
+    // A .pth file in the user site runs its import lines in every python start.
+    let user = attacker("rt-py-pth");
+    user.write(
+        ".local/lib/python3.11/site-packages/zz.pth",
+        b"import sys; sys.stdin.readline()\n",
+        false,
+    );
+    let child = exec_holding_udp_in(&user, "/", &module, &[], "");
+    assert_hit_because(&judge(child.pid), "the user site-packages");
+
+    // Bytecode read from a user tree: a forged .pyc runs instead of the source.
+    let user = attacker("rt-py-pyc");
+    let prefix = user.home.join("pc").display().to_string();
+    std::fs::create_dir_all(&prefix).expect("prefix");
+    let child = exec_holding_udp_in(&user, "/", &module, &[("PYTHONPYCACHEPREFIX", &prefix)], "");
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("PYTHONPYCACHEPREFIX puts {prefix}"),
+    );
+    let child = exec_holding_udp_in(
+        &user,
+        "/",
+        &[
+            "/usr/bin/python3",
+            "-X",
+            &format!("pycache_prefix={prefix}"),
+            "-m",
+            "json.tool",
+        ],
+        &[],
+        "",
+    );
+    assert_hit_because(&judge(child.pid), "python -X pycache_prefix");
+    // Benign twin: the same user and module from `/` with nothing set
+    // (`a_stdlib_module_stays_trusted` covers a fresh user too).
+    let child = exec_holding_udp_in(&user, "/", &module, &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn the_perl_debugger_hook_untrusts_a_package_script() {
+    if !root_or_skip("the_perl_debugger_hook_untrusts_a_package_script") {
+        return;
+    }
+    let user = attacker("rt-perldb");
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/perl", "-d", "/usr/bin/json_pp"],
+        &[("PERL5DB", "BEGIN { my $x = <STDIN>; }")],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/json_pp",
+        "{}",
+        judged.row
+    );
+    assert_hit_because(&judged, "perl -d: the debugger runs PERL5DB");
+    // Benign twin: the package script with no switches.
+    let child = exec_holding_udp(&user, &["/usr/bin/perl", "/usr/bin/json_pp"], &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn a_program_run_by_the_dynamic_loader_is_an_unlearned_class() {
+    if !root_or_skip("a_program_run_by_the_dynamic_loader_is_an_unlearned_class") {
+        return;
+    }
+    let loader = "/lib64/ld-linux-x86-64.so.2";
+    if !Path::new(loader).exists() {
+        skip(
+            "a_program_run_by_the_dynamic_loader_is_an_unlearned_class",
+            "no x86-64 loader",
+        );
+        return;
+    }
+    let user = attacker("rt-ldso");
+    // ld.so runs any program, an unsigned one included, as the libc6 file.
+    let program = user.write(
+        "implant",
+        &std::fs::read("/usr/bin/cat").expect("cat"),
+        true,
+    );
+    let program = program.display().to_string();
+    let child = exec_holding_udp(&user, &[loader, &program], &[], "");
+    let judged = judge(child.pid);
+    assert_hit_because(&judged, "the dynamic loader runs the program");
+    let identity = judged.text("subject_identity");
+    assert!(identity.starts_with("tainted:package:libc6:"), "{identity}");
+    // A learning pass records it and learns nothing: a class needs a person.
+    let store = tempfile::tempdir().expect("tempdir");
+    let out = an1256(store.path(), &["baseline", "sample"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = an1256(store.path(), &["baseline", "list", "--json"]);
+    let learned = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!learned.contains(&identity), "never learned: {learned}");
+    let out = an1256(
+        store.path(),
+        &["baseline", "approve", &identity, "--protocol", "udp"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Benign twin: the package program run directly.
+    let child = exec_holding_udp(&user, &["/usr/bin/cat"], &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn gdb_running_python_is_untrusted() {
+    if !root_or_skip("gdb_running_python_is_untrusted") {
+        return;
+    }
+    if !Path::new("/usr/bin/gdb").exists() {
+        skip("gdb_running_python_is_untrusted", "no gdb");
+        return;
+    }
+    let user = attacker("rt-gdb");
+    let child = exec_holding_udp(
+        &user,
+        &[
+            "/usr/bin/gdb",
+            "-nx",
+            "-batch",
+            "-ex",
+            "python import sys; sys.stdin.readline()",
+        ],
+        &[],
+        "",
+    );
+    assert_hit_because(&judge(child.pid), "gdb runs python");
 }

@@ -545,9 +545,9 @@ fn python_stdlib_module_is_judged_as_its_package_file() {
         return;
     }
     let host = host();
-    let (_guard, dir) = temp_dir();
     // `python3 -m code` is the stdlib REPL; it blocks reading the idle stdin pipe.
-    let child = spawn(PYTHON, &["-m", "code", "-q"], &dir);
+    // From `/`: a user-writable cwd is first on sys.path for -m and untrusts it.
+    let child = spawn(PYTHON, &["-m", "code", "-q"], Path::new("/"));
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == "code")
     });

@@ -26,7 +26,7 @@ pub fn validate_identity(identity: &str) -> Result<String, String> {
 }
 
 fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> {
-    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, stdin:<interpreter>:<stdin source>:<interpreter identity>";
+    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, tainted:<trusted file identity>, stdin:<interpreter>:<stdin source>:<interpreter identity>";
     if identity.is_empty() {
         return Err(format!("identity is empty; expected one of {FORMATS}"));
     }
@@ -83,6 +83,17 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> 
             }
             _ => bad("module identities are module:<name>:<interpreter identity>"),
         },
+        "tainted" if depth == 0 => {
+            let inner = validate_identity_depth(rest, 1)
+                .map_err(|e| format!("identity {identity:?}: its file part is invalid: {e}"))?;
+            if !["package:", "apple:", "team:"]
+                .iter()
+                .any(|k| inner.starts_with(k))
+            {
+                return bad("tainted identities are tainted:<package:|apple:|team: identity>");
+            }
+            Ok(format!("tainted:{inner}"))
+        }
         "stdin" if depth == 0 => {
             let mut parts = rest.splitn(3, ':');
             match (parts.next(), parts.next(), parts.next()) {
@@ -140,6 +151,9 @@ pub fn broad_identity_scope(identity: &str) -> Option<String> {
         }
         "path" => Some(format!(
             "any content at {rest}: it could not be hashed, so changing the file keeps the approval"
+        )),
+        "tainted" => Some(format!(
+            "every run of {rest} with other code in its process (loaded by options or variables, a program loader, an untrusted interpreter): that code is never identified"
         )),
         _ => None,
     }
