@@ -281,6 +281,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.protocol, s.socket_type), (0, SocketType::Raw));
+        // SOCK_RAW with IPPROTO_UDP or TCP: no raw handler of its own, so xnu attaches
+        // the wildcard raw protosw and reports protocol 0. The row stays `raw`.
+        assert_eq!(
+            crate::classify::protocol_name(s.protocol, s.socket_type),
+            Some("raw")
+        );
         let s = to_socket_info(
             1,
             &inet(SOCKINFO_IN, DARWIN_SOCK_RAW, 58, DARWIN_AF_INET6, INI_IPV6),
