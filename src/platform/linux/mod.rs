@@ -129,8 +129,9 @@ impl LinuxHost {
             .iter()
             .any(|c| c.digest.is_some_and(|d| d.needs_md5()));
         let mut reader = &file;
-        // Only the hashing is charged (not the package index built on first use).
-        let hashing = std::time::Instant::now();
+        // Only the hashing is charged (not the package index built on first use), in
+        // CPU time: a loaded box must not spend root's budget on waiting.
+        let hashing = thread_cpu_time();
         let hashed = hash_reader(
             &mut reader,
             meta.len(),
@@ -138,11 +139,25 @@ impl LinuxHost {
             with_md5,
         );
         self.budget
-            .record_time(uid, hashing.elapsed(), std::time::Instant::now());
+            .record_time(uid, thread_cpu_time().saturating_sub(hashing), now);
         let verdict = provenance::judge(&claims, hashed, authority, replaced);
         self.cache.insert(key, verdict.clone());
         verdict
     }
+}
+
+/// CPU time of the calling thread (zero where the clock cannot be read).
+fn thread_cpu_time() -> std::time::Duration {
+    // SAFETY: timespec is plain data; clock_gettime fills it or fails.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: now is valid for writes.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Most hole/data extents walked when measuring a file's holes.
