@@ -25,6 +25,10 @@ pub enum HostError {
         what: &'static str,
         limit: usize,
     },
+    /// The kernel refused an area to everyone, root included (macOS withholds
+    /// the environment of `CS_RESTRICT` processes): unknown, never empty.
+    #[error("{what} of process {pid} is withheld by the kernel")]
+    Withheld { pid: Pid, what: &'static str },
     #[error("{0}")]
     Other(String),
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `socks_port` | the remote port is in the SOCKS port list ([`DEFAULT_SOCKS_PORTS`], configurable) |
 //! | `socks_env_proxy` | the owner's environment names a `socks4/4a/5/5h://host:port` proxy in `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY`, and the connection goes to that endpoint (names other than `localhost` are never resolved: they match by port, see [`proxy`]) |
-//! | `socks_env_truncated` | the owner's environment was cut at the read limit: `socks_env_proxy` cannot be ruled out, so the connection is reported |
+//! | `socks_env_truncated` | the owner's environment was cut at the read limit, or withheld by the kernel (macOS `CS_RESTRICT`): `socks_env_proxy` cannot be ruled out, so the connection is reported |
 //! | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy |
 //! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks), or one of the proxychains-wrapped client's own configured SOCKS proxies ([`proxychains`]) |
 //! | `socks_preload` | libproxychains / libtorsocks / libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
@@ -51,7 +51,7 @@ pub const SIGNALS_TABLE_MARKDOWN: &str = "\
 |---|---|
 | `socks_port` | the remote port is in the SOCKS port list (default 1080, 1081, 1085, 1086, 9050, 9150, 7890, 7891, 10808, 10809, 2080; configurable) |
 | `socks_env_proxy` | the owner's environment sets `ALL_PROXY`, `all_proxy`, `socks_proxy`, `SOCKS_PROXY`, `https_proxy`, `HTTPS_PROXY`, `http_proxy` or `HTTP_PROXY` to `socks4://`, `socks4a://`, `socks5://` or `socks5h://[user@]host:port` and the connection goes to that endpoint. IP literals are compared as addresses, `localhost` means any loopback address, other names are never resolved and match by port |
-| `socks_env_truncated` | the owner's environment is longer than the 1 MiB read limit and was cut, so a proxy variable may be in the part not read: the `socks_env_proxy` signal is unknown, and any TCP connection of that process is reported rather than judged clean |
+| `socks_env_truncated` | the owner's environment is longer than the 1 MiB read limit and was cut, or the kernel withholds it (macOS `CS_RESTRICT` processes, even from root), so a proxy variable may be in the part not read: the `socks_env_proxy` signal is unknown, and any TCP connection of that process is reported rather than judged clean |
 | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy (network settings) |
 | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by the executable's name (`/proc/<pid>/exe`, never argv[0]) and the program's argv grammar, never by running anything. Also: a proxychains-wrapped client (`socks_preload`) connected to a local listener that its own proxychains config (`PROXYCHAINS_CONF_FILE`, `./proxychains.conf`, `~/.proxychains/proxychains.conf`, `/etc/proxychains4.conf`, `/etc/proxychains.conf`) lists as a `socks4`/`socks5` proxy, whatever program owns the listener |
 | `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
@@ -278,11 +278,14 @@ impl<'a> Classifier<'a> {
             .entry(pid)
             .or_insert_with(|| match host.environment(pid) {
                 Ok(environment) => environment,
-                Err(HostError::Truncated { .. }) => {
+                // Gone, or not ours to read (a non-root CLI): nothing to judge.
+                Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => Vec::new(),
+                // Cut, withheld by the kernel, or unreadable: a proxy variable
+                // cannot be ruled out, so the signal is unknown, never clean.
+                Err(_) => {
                     truncated.insert(pid);
                     Vec::new()
                 }
-                Err(_) => Vec::new(),
             })
     }
 
@@ -619,7 +622,7 @@ mod tests {
             .unwrap_or_default()
     }
 
-    /// A cut environment may hide the proxy variable: the connection is reported
+    /// A cut or withheld environment may hide the proxy variable: the connection is reported
     /// (`socks_env_truncated`), never judged clean; the same connection of a process
     /// whose environment was read whole is no row.
     #[test]
@@ -651,9 +654,25 @@ mod tests {
             ("203.0.113.5", 443),
             "ESTABLISHED",
         );
-        let scanned = vec![cut.clone(), whole.clone()];
+        host.processes.push(process(12, "/usr/bin/curl", &["curl"]));
+        host.environment_errors.insert(
+            12,
+            HostError::Withheld {
+                pid: 12,
+                what: "environment",
+            },
+        );
+        let withheld = tcp(
+            12,
+            3,
+            ("10.0.0.2", 40002),
+            ("203.0.113.5", 443),
+            "ESTABLISHED",
+        );
+        let scanned = vec![cut.clone(), whole.clone(), withheld.clone()];
         let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
         assert_eq!(reasons_of(&map, &cut), REASON_ENV_TRUNCATED);
+        assert_eq!(reasons_of(&map, &withheld), REASON_ENV_TRUNCATED);
         assert_eq!(reasons_of(&map, &whole), "");
     }
 

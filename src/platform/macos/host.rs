@@ -429,9 +429,10 @@ impl Host for MacHost {
             Ok(args) if args.unreliable => Err(HostError::Other(format!(
                 "environment of {pid}: {ARGV_UNRELIABLE}"
             ))),
-            Ok(args) if args.env_withheld => Err(HostError::Other(format!(
-                "environment of {pid} withheld by the kernel (CS_RESTRICT process): unknown, not empty"
-            ))),
+            Ok(args) if args.env_withheld => Err(HostError::Withheld {
+                pid,
+                what: "environment (CS_RESTRICT process)",
+            }),
             Ok(args) => Ok(args.env),
             Err(e) => Err(match sys::bsd_info(pid) {
                 Err(errno) => sys::host_error(pid, errno, "environment"),
