@@ -20,7 +20,7 @@ fn unsigned_udp_binary(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     let python =
         std::fs::canonicalize("/usr/bin/python3").expect("Debian python3 at /usr/bin/python3");
     let copy = dir.join("updater");
-    std::fs::copy(&python, &copy).expect("copy python3");
+    common::copy_executable(&python, &copy);
     let sha = format!(
         "{:x}",
         Sha256::digest(std::fs::read(&copy).expect("read copy"))

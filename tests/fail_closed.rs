@@ -619,7 +619,7 @@ fn a_path_rule_holds_only_for_the_file_at_that_path_in_the_hosts_namespace() {
     // The agent: an unsigned copy of python under another name (a binary subject).
     let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
     let agent = bin.join("agent");
-    std::fs::copy(&python, &agent).expect("copy agent");
+    common::copy_executable(&python, &agent);
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     // The implant: other bytes (a different sha256), same behaviour.
     let mut implant_bytes = std::fs::read(&python).expect("read python");

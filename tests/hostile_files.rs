@@ -448,7 +448,7 @@ time.sleep(120)\n";
 fn python_copy(user: &Attacker, name: &str, sparse_size: Option<u64>) -> std::path::PathBuf {
     let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
     let copy = user.home.join(name);
-    std::fs::copy(&python, &copy).expect("copy python3");
+    common::copy_executable(&python, &copy);
     if let Some(size) = sparse_size {
         std::fs::OpenOptions::new()
             .write(true)
@@ -583,7 +583,7 @@ fn hashing_is_budgeted_per_uid_and_rate_limited_per_file() {
     // Root's budget is its own.
     let root_copy = tempfile::tempdir().expect("tempdir");
     let mine = root_copy.path().join("mine");
-    std::fs::copy(&first, &mine).expect("copy");
+    common::copy_executable(&first, &mine);
     let by_root = host.file_identity(mine.to_str().expect("utf-8"));
     assert_eq!(by_root.trust, Trust::Unsigned, "{by_root:?}");
 

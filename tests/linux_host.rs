@@ -645,7 +645,7 @@ fn sha256_of(path: &std::path::Path) -> String {
 fn copied_binary_is_unsigned_with_its_sha256_and_cached() {
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("true");
-    std::fs::copy("/bin/true", &copy).expect("copy /bin/true");
+    common::copy_executable("/bin/true", &copy);
     let host = LinuxHost::new(HostConfig::default());
     let id = host.file_identity(copy.to_str().unwrap());
     assert_eq!(id.trust, Trust::Unsigned, "{id:?}");
@@ -786,7 +786,7 @@ fn digest_mismatch_against_a_fixture_database_is_invalid() {
 fn a_deleted_running_executable_still_gets_a_sha256() {
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("sleepy");
-    std::fs::copy("/bin/sleep", &copy).expect("copy sleep");
+    common::copy_executable("/bin/sleep", &copy);
     let expected = sha256_of(&copy);
     let mut running = std::process::Command::new(&copy)
         .arg("30")
@@ -991,7 +991,7 @@ fn rpm_owned_files_through_a_real_rpm_database() {
     assert!(id.error.contains("an1256-rpm-demo"), "{}", id.error);
     // Not in the package: unsigned.
     let stranger = prefix_path.join("bin/stranger");
-    std::fs::copy(&pinger, &stranger).unwrap();
+    common::copy_executable(&pinger, &stranger);
     let id = host.file_identity(stranger.to_str().unwrap());
     assert_eq!(id.trust, Trust::Unsigned, "{id:?}");
 }

