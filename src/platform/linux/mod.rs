@@ -92,7 +92,12 @@ impl LinuxHost {
     ) -> CodeIdentity {
         use std::os::unix::fs::MetadataExt;
         let file = File::from(file);
-        let meta = match file.metadata() {
+        // Every touch of the file's content runs on a worker the caller stops
+        // waiting for: a FUSE or hung NFS file can block any syscall forever. A
+        // timed-out verdict is `unknown` and never cached.
+        let meta = match file.try_clone().and_then(|f| {
+            userfile::on_worker(None, None, userfile::READ_TIMEOUT, move || f.metadata())
+        }) {
             Ok(meta) => meta,
             Err(e) => return CodeIdentity::unknown(format!("cannot stat {path}: {e}")),
         };
@@ -105,7 +110,15 @@ impl LinuxHost {
         }
         let allocated = meta.blocks().saturating_mul(512);
         if meta.len() > allocated.saturating_add(SPARSE_SLACK_BYTES) {
-            let holes = hole_bytes(&file, meta.len(), allocated);
+            let size = meta.len();
+            let holes = match file.try_clone().and_then(|f| {
+                userfile::on_worker(None, Some(key.dev), userfile::READ_TIMEOUT, move || {
+                    Ok(hole_bytes(&f, size, allocated))
+                })
+            }) {
+                Ok(holes) => holes,
+                Err(e) => return CodeIdentity::unknown(format!("cannot read {path}: {e}")),
+            };
             if let Some(why) = sparse_reason(meta.len(), allocated, holes) {
                 let verdict = CodeIdentity::unknown(why);
                 self.cache.insert(key, verdict.clone());
@@ -128,18 +141,21 @@ impl LinuxHost {
         let with_md5 = claims
             .iter()
             .any(|c| c.digest.is_some_and(|d| d.needs_md5()));
-        let mut reader = &file;
-        // Only the hashing is charged (not the package index built on first use), in
-        // CPU time: a loaded box must not spend root's budget on waiting.
-        let hashing = thread_cpu_time();
-        let hashed = hash_reader(
-            &mut reader,
-            meta.len(),
-            self.config.max_hash_bytes,
-            with_md5,
-        );
-        self.budget
-            .record_time(uid, thread_cpu_time().saturating_sub(hashing), now);
+        let (size, limit) = (meta.len(), self.config.max_hash_bytes);
+        let worked = userfile::on_worker(None, Some(key.dev), userfile::READ_TIMEOUT, move || {
+            // Only the hashing is charged (not the package index built on first
+            // use), in CPU time: a loaded box must not spend root's budget on waiting.
+            let hashing = thread_cpu_time();
+            let hashed = hash_reader(&mut &file, size, limit, with_md5);
+            Ok((hashed, thread_cpu_time().saturating_sub(hashing)))
+        });
+        let hashed = match worked {
+            Ok((hashed, took)) => {
+                self.budget.record_time(uid, took, now);
+                hashed
+            }
+            Err(e) => return CodeIdentity::unknown(format!("cannot hash {path}: {e}")),
+        };
         let verdict = provenance::judge(&claims, hashed, authority, replaced);
         self.cache.insert(key, verdict.clone());
         verdict

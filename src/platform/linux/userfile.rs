@@ -254,31 +254,153 @@ fn assume(credentials: &FsCredentials) -> io::Result<()> {
     Ok(())
 }
 
+/// Longest one read pass over a user-named file (hashing, a config read) may take:
+/// a FUSE server or a hung NFS hard mount can block `read()` forever, and a blocked
+/// syscall cannot be interrupted, so the caller stops waiting instead.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most worker threads left blocked on a file system that does not answer; past
+/// this no new worker is started (those reads are `unknown`), so stuck threads
+/// cannot pile up without end.
+pub const MAX_ABANDONED_WORKERS: usize = 8;
+
+/// How long a device (`st_dev`) whose read got stuck is refused at once.
+pub const STUCK_DEVICE_QUARANTINE: Duration = Duration::from_secs(600);
+
+/// Devices tracked as stuck before the table starts over (bounded memory).
+const MAX_STUCK_DEVICES: usize = 256;
+
+static ABANDONED_WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+static STUCK_DEVICES: std::sync::Mutex<Vec<(u64, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Workers currently abandoned (blocked in a syscall nobody waits for).
+pub fn abandoned_workers() -> usize {
+    ABANDONED_WORKERS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn device_is_stuck(device: u64, now: std::time::Instant) -> bool {
+    let mut stuck = STUCK_DEVICES.lock().unwrap_or_else(|p| p.into_inner());
+    stuck.retain(|(_, since)| now.saturating_duration_since(*since) < STUCK_DEVICE_QUARANTINE);
+    stuck.iter().any(|(d, _)| *d == device)
+}
+
+fn mark_device_stuck(device: u64, now: std::time::Instant) {
+    let mut stuck = STUCK_DEVICES.lock().unwrap_or_else(|p| p.into_inner());
+    if stuck.len() >= MAX_STUCK_DEVICES {
+        stuck.clear();
+    }
+    stuck.retain(|(d, _)| *d != device);
+    stuck.push((device, now));
+}
+
+const WORKER_RUNNING: u8 = 0;
+const WORKER_DONE: u8 = 1;
+const WORKER_ABANDONED: u8 = 2;
+
 /// Runs `work` on a new thread that carries `credentials` (or the scanner's own when
-/// `None`), waiting at most `timeout`. A thread that does not answer in time is left
-/// to finish on its own; the caller gets `TimedOut`.
-pub fn as_user<T: Send + 'static>(
+/// `None`) and the caller's current deadline, waiting at most `timeout`. A thread
+/// that does not answer in time is abandoned (it cannot be killed) and counted
+/// until it finishes; while `MAX_ABANDONED_WORKERS` are abandoned no new one
+/// starts. With `device`, a timeout also refuses that device for
+/// `STUCK_DEVICE_QUARANTINE`, and a refused device is not read at all.
+pub fn on_worker<T: Send + 'static>(
     credentials: Option<FsCredentials>,
+    device: Option<u64>,
     timeout: Duration,
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let now = std::time::Instant::now();
+    if let Some(device) = device.filter(|d| device_is_stuck(*d, now)) {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "read refused: a read on this file system (device {device:#x}) timed out earlier; file system not answering"
+            ),
+        ));
+    }
+    let abandoned = abandoned_workers();
+    if abandoned >= MAX_ABANDONED_WORKERS {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "read refused: {abandoned} reads are already stuck on file systems not answering"
+            ),
+        ));
+    }
+    let deadline = crate::deadline::Deadline::current();
+    let state = std::sync::Arc::new(AtomicU8::new(WORKER_RUNNING));
+    let worker_state = state.clone();
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("an1256-userfile".into())
         .spawn(move || {
+            let _deadline = deadline.enter();
             let result = match credentials.as_ref().map(assume).unwrap_or(Ok(())) {
                 Ok(()) => work(),
                 Err(e) => Err(e),
             };
             let _ = sender.send(result);
+            if worker_state.swap(WORKER_DONE, Ordering::SeqCst) == WORKER_ABANDONED {
+                ABANDONED_WORKERS.fetch_sub(1, Ordering::SeqCst);
+            }
         })?;
-    match receiver.recv_timeout(timeout) {
+    // The query's deadline bounds the wait too; a wait cut short by it says nothing
+    // about the file system, so only the full per-file wait marks the device.
+    let wait = deadline
+        .remaining()
+        .map_or(timeout, |left| left.min(timeout));
+    match receiver.recv_timeout(wait) {
         Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("gave up after {} ms", timeout.as_millis()),
-        )),
+        Err(_) => {
+            // Counted before it is marked, so the worker never subtracts first.
+            ABANDONED_WORKERS.fetch_add(1, Ordering::SeqCst);
+            if state
+                .compare_exchange(
+                    WORKER_RUNNING,
+                    WORKER_ABANDONED,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_err()
+            {
+                // It finished just now: its answer is in the channel.
+                ABANDONED_WORKERS.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(result) = receiver.recv() {
+                    return result;
+                }
+            }
+            let by_deadline = wait < timeout;
+            if let Some(device) = device.filter(|_| !by_deadline) {
+                mark_device_stuck(device, now);
+            }
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                if by_deadline {
+                    format!(
+                        "read timed out: the query's deadline passed after {} ms",
+                        wait.as_millis()
+                    )
+                } else {
+                    format!(
+                        "read timed out: file system not answering (gave up after {} ms)",
+                        wait.as_millis()
+                    )
+                },
+            ))
+        }
     }
+}
+
+/// `on_worker` for opening: no device known yet.
+pub fn as_user<T: Send + 'static>(
+    credentials: Option<FsCredentials>,
+    timeout: Duration,
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    on_worker(credentials, None, timeout, work)
 }
 
 /// A regular file opened for reading as a user would.
@@ -288,6 +410,8 @@ pub struct UserFile {
     /// The `O_PATH` fd it was reached by (for further `fstat`/`readlink`).
     pub path_fd: OwnedFd,
     pub through_symlink: bool,
+    /// The device it is on (`st_dev`), for `on_worker`.
+    pub device: u64,
 }
 
 /// Resolves and opens `path` for reading with `credentials`: `resolve`, then
@@ -317,10 +441,12 @@ pub fn open_regular(
         };
         let resolved = resolve(base.as_raw_fd(), &path, anchor, follow_symlinks)?;
         let file = reopen_regular(&resolved.fd)?;
+        let device = fstat(file.as_raw_fd())?.st_dev;
         Ok(UserFile {
             file,
             path_fd: resolved.fd,
             through_symlink: resolved.through_symlink,
+            device,
         })
     })
 }
@@ -343,14 +469,48 @@ pub fn read_regular(
     limit: u64,
 ) -> io::Result<Vec<u8>> {
     let opened = open_regular(credentials, base, path, anchor, true)?;
-    let mut bytes = Vec::new();
-    opened.file.take(limit).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    // Read on a worker too: a FUSE or hung NFS file can block `read()` forever.
+    let file = opened.file;
+    on_worker(None, Some(opened.device), READ_TIMEOUT, move || {
+        let mut bytes = Vec::new();
+        file.take(limit).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_that_does_not_answer_is_abandoned_and_its_device_refused() {
+        let device = u64::MAX - 11;
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let started = std::time::Instant::now();
+        let stuck = on_worker(None, Some(device), Duration::from_millis(100), move || {
+            let _ = blocked.recv();
+            Ok(1)
+        });
+        let error = stuck.unwrap_err().to_string();
+        assert!(error.contains("file system not answering"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let refused = on_worker(None, Some(device), Duration::from_secs(5), || Ok(2))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("read refused"), "{refused}");
+        assert_eq!(
+            on_worker(None, Some(device - 1), Duration::from_secs(5), || Ok(3)).unwrap(),
+            3,
+            "other devices are read"
+        );
+        // The abandoned worker ends once its syscall returns, and is no longer counted.
+        drop(release);
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while abandoned_workers() > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(abandoned_workers(), 0);
+    }
 
     #[test]
     fn fs_credentials_come_from_the_fs_fields() {
