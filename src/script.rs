@@ -908,6 +908,40 @@ fn node_load(via: &str, value: &str) -> CodeLoad {
     }
 }
 
+/// The code loads named by a variable that holds interpreter options
+/// (`PERL5OPT`, `RUBYOPT`, `NODE_OPTIONS`), parsed with the interpreter's own
+/// argv grammar. perl and ruby accept switches without their dash there.
+fn option_variable_loads(
+    key: &str,
+    value: &str,
+    dash_optional: bool,
+    grammar: fn(&[String], &mut Extras) -> Source,
+) -> Vec<CodeLoad> {
+    let mut words: Vec<String> = split_words(value)
+        .into_iter()
+        .map(|w| {
+            if dash_optional && !w.starts_with('-') {
+                format!("-{w}")
+            } else {
+                w
+            }
+        })
+        .collect();
+    // A program operand ends the switches; nothing runs from it here.
+    words.push("-e".into());
+    words.push(String::new());
+    let mut extras = Extras::default();
+    let _ = grammar(&words, &mut extras);
+    extras
+        .loads
+        .into_iter()
+        .map(|l| CodeLoad {
+            via: format!("{key} ({})", l.via),
+            ..l
+        })
+        .collect()
+}
+
 /// Splits an option string the way a shell would for simple quoting (`NODE_OPTIONS`,
 /// `RUBYOPT`, `PERL5OPT`): whitespace-separated words, `"…"` and `'…'` grouping.
 fn split_words(text: &str) -> Vec<String> {
@@ -979,60 +1013,11 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
         }
         match (interpreter, key) {
             ("perl", "PERL5LIB" | "PERLLIB") => dirs(key, value, &mut out),
-            ("perl", "PERL5OPT") => {
-                let mut extras = Extras::default();
-                let mut words: Vec<String> = split_words(value)
-                    .into_iter()
-                    .map(|w| {
-                        if w.starts_with('-') {
-                            w
-                        } else {
-                            format!("-{w}")
-                        }
-                    })
-                    .collect();
-                // A program operand ends the switches; nothing runs from it here.
-                words.push("-e".into());
-                words.push(String::new());
-                let _ = perl(&words, &mut extras);
-                out.extend(extras.loads.into_iter().map(|l| CodeLoad {
-                    via: format!("PERL5OPT ({})", l.via),
-                    ..l
-                }));
-            }
+            ("perl", "PERL5OPT") => out.extend(option_variable_loads(key, value, true, perl)),
             ("ruby", "RUBYLIB") => dirs(key, value, &mut out),
-            ("ruby", "RUBYOPT") => {
-                let mut extras = Extras::default();
-                let mut words: Vec<String> = split_words(value)
-                    .into_iter()
-                    .map(|w| {
-                        if w.starts_with('-') {
-                            w
-                        } else {
-                            format!("-{w}")
-                        }
-                    })
-                    .collect();
-                words.push("-e".into());
-                words.push(String::new());
-                let _ = ruby(&words, &mut extras);
-                out.extend(extras.loads.into_iter().map(|l| CodeLoad {
-                    via: format!("RUBYOPT ({})", l.via),
-                    ..l
-                }));
-            }
+            ("ruby", "RUBYOPT") => out.extend(option_variable_loads(key, value, true, ruby)),
             ("node", "NODE_PATH") => dirs(key, value, &mut out),
-            ("node", "NODE_OPTIONS") => {
-                let mut extras = Extras::default();
-                let mut words = split_words(value);
-                words.push("-e".into());
-                words.push(String::new());
-                let _ = node(&words, &mut extras);
-                out.extend(extras.loads.into_iter().map(|l| CodeLoad {
-                    via: format!("NODE_OPTIONS ({})", l.via),
-                    ..l
-                }));
-            }
+            ("node", "NODE_OPTIONS") => out.extend(option_variable_loads(key, value, false, node)),
             ("python", "PYTHONPATH" | "PYTHONHOME") if !python.ignore_environment => {
                 dirs(key, value, &mut out)
             }
