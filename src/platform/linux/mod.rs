@@ -491,16 +491,7 @@ impl Host for LinuxHost {
     fn read_user_file(&self, process: &ProcessInfo, path: &str, limit: u64) -> Option<Vec<u8>> {
         let dir = ProcDir::open(process.pid).ok()?;
         let credentials = credentials_of(&dir).ok()?;
-        // As the program reading it would: absolute paths in its root, relative
-        // ones from its cwd (never above it: the way up is not known to be its own).
-        let (entry, anchor) = if path.starts_with('/') {
-            (c"root", userfile::Anchor::InRoot)
-        } else {
-            (c"cwd", userfile::Anchor::Beneath)
-        };
-        let base = dir
-            .open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
-            .ok()?;
+        let (base, anchor) = path_base(&dir, path).ok()?;
         userfile::read_regular(
             Some(credentials),
             Some(&base),
@@ -570,14 +561,7 @@ impl Host for LinuxHost {
     ) -> Option<Result<(u64, u64), String>> {
         let find = || -> Result<(u64, u64), String> {
             let dir = ProcDir::open(process.pid).map_err(|e| e.to_string())?;
-            let (entry, anchor) = if path.starts_with('/') {
-                (c"root", userfile::Anchor::InRoot)
-            } else {
-                (c"cwd", userfile::Anchor::Beneath)
-            };
-            let base = dir
-                .open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
-                .map_err(|e| format!("cannot open the process's {entry:?}: {e}"))?;
+            let (base, anchor) = path_base(&dir, path)?;
             // O_PATH only: nothing is opened for reading.
             let resolved = userfile::resolve(base.as_raw_fd(), path.as_bytes(), anchor, true)
                 .map_err(|e| format!("{path}: {e}"))?;
@@ -631,4 +615,21 @@ impl Host for LinuxHost {
             .map_err(|e| process_error(pid, &e))?;
         Ok(procfs::parse_maps_paths(&String::from_utf8_lossy(&maps)))
     }
+}
+
+/// Where a user-named path starts, as the program naming it would resolve it:
+/// absolute paths in the process's root, relative ones from its cwd (never above
+/// it: the way up is not known to be its own).
+fn path_base(
+    dir: &ProcDir,
+    path: &str,
+) -> Result<(std::os::fd::OwnedFd, userfile::Anchor), String> {
+    let (entry, anchor) = if path.starts_with('/') {
+        (c"root", userfile::Anchor::InRoot)
+    } else {
+        (c"cwd", userfile::Anchor::Beneath)
+    };
+    dir.open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
+        .map(|base| (base, anchor))
+        .map_err(|e| format!("cannot open the process's {entry:?}: {e}"))
 }
