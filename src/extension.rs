@@ -247,7 +247,8 @@ fn connect_to_manager(socket: &str, timeout: Duration) -> Result<Server<TableAda
     let deadline = Instant::now() + timeout;
     loop {
         match Server::new(Some(EXTENSION_NAME), socket) {
-            Ok(server) => return Ok(server),
+            // The crate version, so osquery_extensions.version tells releases apart.
+            Ok(server) => return Ok(server.with_version(env!("CARGO_PKG_VERSION"))),
             Err(e) => {
                 if Instant::now() >= deadline {
                     return Err(if Path::new(socket).exists() {

@@ -257,6 +257,8 @@ def registration(handler):
         "uuid": uuid,
         "name": info.name,
         "version": info.version,
+        "sdk_version": info.sdk_version,
+        "min_sdk_version": info.min_sdk_version,
         "registries": sorted(registry.keys()),
         "tables": tables,
     }

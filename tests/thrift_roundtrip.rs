@@ -206,6 +206,14 @@ fn registers_serves_and_exits_when_osquery_goes_away() {
 
     let registration = &report["registration"];
     assert_eq!(registration["name"], "an1256");
+    // osquery_extensions.version tells releases apart: the crate version, not
+    // osquery-rust-ng's hard-coded "1.0"; sdk_version names the Rust SDK.
+    assert_eq!(registration["version"], env!("CARGO_PKG_VERSION"));
+    let sdk = registration["sdk_version"].as_str().unwrap_or_default();
+    assert!(
+        sdk.starts_with("osquery-rust-ng/") && sdk.len() > "osquery-rust-ng/".len(),
+        "sdk_version {sdk:?}"
+    );
     let tables = registration["tables"].as_object().expect("tables");
     let mut names: Vec<&String> = tables.keys().collect();
     names.sort();

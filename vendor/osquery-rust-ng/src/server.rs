@@ -15,6 +15,10 @@ use crate::util::OptionToThriftResult;
 
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_millis(500);
 
+/// What the extension reports as `osquery_extensions.sdk_version`: this SDK's own
+/// name and version (it is not built on osquery's C++ SDK, so no osquery version fits).
+pub const SDK_VERSION: &str = concat!("osquery-rust-ng/", env!("CARGO_PKG_VERSION"));
+
 /// Handle that allows stopping the server from another thread.
 ///
 /// This handle can be cloned and shared across threads. It provides a way for
@@ -64,6 +68,8 @@ impl ServerStopHandle {
 
 pub struct Server<P: OsqueryPlugin + Clone + Send + Sync + 'static> {
     name: String,
+    /// Registered as `osquery_extensions.version` (upstream hard-codes "1.0").
+    version: String,
     socket_path: String,
     client: Client,
     plugins: Vec<P>,
@@ -91,6 +97,7 @@ impl<P: OsqueryPlugin + Clone + Send + 'static> Server<P> {
 
         Ok(Server {
             name: name.to_string(),
+            version: "1.0".to_string(),
             socket_path: socket_path.to_string(),
             client,
             plugins: Vec::new(),
@@ -101,6 +108,13 @@ impl<P: OsqueryPlugin + Clone + Send + 'static> Server<P> {
             listener_thread: None,
             listen_path: None,
         })
+    }
+
+    /// Sets the version registered with osquery (`osquery_extensions.version`);
+    /// pass the extension's own `env!("CARGO_PKG_VERSION")`. Defaults to "1.0".
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.version = version.to_string();
+        self
     }
 
     ///
@@ -239,8 +253,8 @@ impl<P: OsqueryPlugin + Clone + Send + 'static> Server<P> {
         let stat = self.client.register_extension(
             osquery::InternalExtensionInfo {
                 name: Some(self.name.clone()),
-                version: Some("1.0".to_string()),
-                sdk_version: Some("Unknown".to_string()),
+                version: Some(self.version.clone()),
+                sdk_version: Some(SDK_VERSION.to_string()),
                 min_sdk_version: Some("Unknown".to_string()),
             },
             self.generate_registry()?,
