@@ -26,7 +26,8 @@ pub struct Factors {
     pub raw_socket: bool,
     /// The remote end is public (`remote_scope = 'public'`).
     pub public_destination: bool,
-    /// No earlier observation of this identity + protocol + port on this host.
+    /// This identity + protocol + port had not been observed on this host more
+    /// than 24 hours before the process started.
     pub never_seen_before: bool,
     /// The socket is a SOCKS server (`socks_server` in `reason`).
     pub socks_server: bool,
@@ -55,7 +56,8 @@ pub struct HitColumns<'a> {
     pub reason: &'a str,
     /// `nonstandard_protocol_sockets.protocol_name`.
     pub protocol_name: &'a str,
-    /// No baseline observation of identity + protocol + port before this one.
+    /// No observation of identity + protocol + port more than 24 h before the
+    /// process started.
     pub never_seen_before: bool,
 }
 
@@ -98,7 +100,7 @@ pub const SEVERITY_TABLE_MARKDOWN: &str = "\
 | inline code | 10 | `python -c`, `osascript -e`, `bash -c`…: no file on disk to inspect |
 | raw socket | 15 | `socket_type = 'raw'` (crafted packets, needs privilege) |
 | public destination | 10 | `remote_scope = 'public'` |
-| never seen before | 10 | this identity + protocol + remote port was first observed on this host less than 24 hours ago, or never (`first_seen` from `an1256_observations`) |
+| never seen before | 10 | this identity + protocol + remote port had not been observed on this host (`an1256_observations`) more than 24 hours before the process started: judged against the process's own start, never the clock, so a differential row keeps its score while the socket lives |
 | SOCKS server | 20 | `socks_server` in `reason`: the process is a pivot |
 
 The severity is the sum, capped at 100. A hit with no factor scores 0.
@@ -135,17 +137,12 @@ pub fn is_user_writable_or_temp(path: &str) -> bool {
         .any(|pattern| glob::matches(Dialect::SqliteStar, pattern, path).unwrap_or(true))
 }
 
-/// `first_seen` of a hit: the earliest observation of the same identity, protocol
-/// and remote port on this host (NULL when the sampler has not seen it yet).
-pub const FIRST_SEEN_SQL: &str = "(SELECT MIN(o.first_seen) FROM an1256_observations o \
-WHERE o.identity = c.subject_identity AND o.protocol_name = s.protocol_name \
-AND o.remote_port = s.remote_port)";
-
 /// Hours within which a first observation still counts as "never seen before".
 pub const NEW_WITHIN_SECONDS: i64 = 24 * 3600;
 
 /// Where a hit query's factor columns come from: one SQL expression per
-/// [`HitColumns`] field.
+/// [`HitColumns`] field, plus the observation key and the process start the
+/// "never seen before" factor is judged with.
 #[derive(Clone, Copy, Debug)]
 pub struct HitSource {
     pub subject_trusted: &'static str,
@@ -157,6 +154,9 @@ pub struct HitSource {
     pub remote_scope: &'static str,
     pub reason: &'static str,
     pub protocol_name: &'static str,
+    pub identity: &'static str,
+    pub remote_port: &'static str,
+    pub start_time: &'static str,
 }
 
 /// `an1256_hits`: the pack join's aliases `c` (process_code_signature) and `s`
@@ -171,10 +171,13 @@ pub const LIVE_HITS: HitSource = HitSource {
     remote_scope: "s.remote_scope",
     reason: "s.reason",
     protocol_name: "s.protocol_name",
+    identity: "c.subject_identity",
+    remote_port: "s.remote_port",
+    start_time: "c.start_time",
 };
 
 /// `an1256_hits_recent`: alias `o` (an1256_observations), which records the same
-/// facts per sampler pass.
+/// facts for the first sighting of each appearance.
 pub const RECENT_HITS: HitSource = HitSource {
     subject_trusted: "o.subject_trusted",
     subject_kind: "o.subject_kind",
@@ -185,26 +188,55 @@ pub const RECENT_HITS: HitSource = HitSource {
     remote_scope: "o.remote_scope",
     reason: "o.reason",
     protocol_name: "o.protocol_name",
+    identity: "o.identity",
+    remote_port: "o.remote_port",
+    start_time: "o.start_time",
 };
 
-const NOW_SQL: &str = "CAST(strftime('%s','now') AS INTEGER)";
-
-/// The hit-context columns `an1256_hits` selects: `first_seen`, `severity`,
-/// `attack_techniques`.
-pub fn hit_context_sql() -> String {
-    let never_seen =
-        format!("COALESCE({FIRST_SEEN_SQL}, {NOW_SQL}) > {NOW_SQL} - {NEW_WITHIN_SECONDS}");
+/// The earliest observation of the hit's identity + protocol + remote port made
+/// before its process started (NULL: none; this process is the first). It depends
+/// only on the past of a fixed instant, so it cannot change while the process
+/// lives (short of the store pruning a key unseen for `max_age`).
+pub fn first_seen_before_start_sql(source: &HitSource) -> String {
+    let HitSource {
+        identity,
+        protocol_name,
+        remote_port,
+        start_time,
+        ..
+    } = source;
     format!(
-        "{FIRST_SEEN_SQL} AS first_seen, {}",
-        sql_columns(&LIVE_HITS, &never_seen)
+        "(SELECT MIN(earlier.first_seen) FROM an1256_observations earlier \
+WHERE earlier.identity = {identity} AND earlier.protocol_name = {protocol_name} \
+AND earlier.remote_port = {remote_port} AND earlier.first_seen < {start_time})"
+    )
+}
+
+/// "Never seen before", judged against the process's own start: no observation
+/// of the key more than [`NEW_WITHIN_SECONDS`] before it. No `'now'`: a
+/// differential row keeps its severity for as long as the socket lives.
+pub fn never_seen_sql(source: &HitSource) -> String {
+    let start = source.start_time;
+    format!(
+        "COALESCE({}, {start}) > {start} - {NEW_WITHIN_SECONDS}",
+        first_seen_before_start_sql(source)
+    )
+}
+
+/// The hit-context columns `an1256_hits` selects: `first_seen_before_start`,
+/// `severity`, `attack_techniques`.
+pub fn hit_context_sql() -> String {
+    format!(
+        "{} AS first_seen_before_start, {}",
+        first_seen_before_start_sql(&LIVE_HITS),
+        sql_columns(&LIVE_HITS, &never_seen_sql(&LIVE_HITS))
     )
 }
 
 /// The hit-context columns `an1256_hits_recent` selects next to `o.first_seen`:
 /// `severity` and `attack_techniques`, scored exactly as live hits are.
 pub fn recent_hit_context_sql() -> String {
-    let never_seen = format!("o.first_seen > {NOW_SQL} - {NEW_WITHIN_SECONDS}");
-    sql_columns(&RECENT_HITS, &never_seen)
+    sql_columns(&RECENT_HITS, &never_seen_sql(&RECENT_HITS))
 }
 
 /// SQL for the `severity` and `attack_techniques` hit columns over `source`'s
@@ -222,6 +254,7 @@ pub fn sql_columns(source: &HitSource, never_seen: &str) -> String {
         remote_scope,
         reason,
         protocol_name,
+        ..
     } = source;
     let writable = WRITABLE_OR_TEMP_GLOBS
         .iter()
@@ -465,6 +498,50 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 5 * 2 * 4 * 5 * 2);
+    }
+
+    /// "Never seen before" looks only at observations made before the process
+    /// started: what the sampler records while it runs never changes the answer.
+    #[test]
+    fn never_seen_is_judged_against_the_process_start() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE an1256_observations (identity TEXT, protocol_name TEXT, \
+             remote_port INTEGER, first_seen INTEGER);",
+        )
+        .unwrap();
+        let sql = format!(
+            "SELECT {} AS new, {} AS before FROM (SELECT 'sha256:a' AS subject_identity, \
+             ?1 AS start_time) c, (SELECT 'udp' AS protocol_name, 53 AS remote_port) s",
+            never_seen_sql(&LIVE_HITS),
+            first_seen_before_start_sql(&LIVE_HITS)
+        );
+        let judge = |start: i64| -> (bool, Option<i64>) {
+            conn.query_row(&sql, [start], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        let start = 1_000_000;
+        assert_eq!(judge(start), (true, None), "no history: new");
+        let observe = |first_seen: i64| {
+            conn.execute(
+                "INSERT INTO an1256_observations VALUES ('sha256:a', 'udp', 53, ?1)",
+                [first_seen],
+            )
+            .unwrap();
+        };
+        // Seen only since the process started (the sampler saw this process): new,
+        // and still new whenever asked.
+        observe(start + 15);
+        assert_eq!(judge(start), (true, None));
+        // Seen 2 h before the start: still new (less than 24 h of history).
+        observe(start - 7200);
+        assert_eq!(judge(start), (true, Some(start - 7200)));
+        // Seen 25 h before the start: known.
+        observe(start - 25 * 3600);
+        assert_eq!(judge(start), (false, Some(start - 25 * 3600)));
+        // Another key does not count.
+        let other = judge(start - 30 * 3600);
+        assert_eq!(other, (true, None));
     }
 
     #[test]

@@ -96,6 +96,77 @@ fn interrupt_grace(limit: Duration) -> Duration {
     (limit / 4).clamp(Duration::from_secs(2), Duration::from_secs(30))
 }
 
+/// The VFS the engine opens its in-memory database with: SQLite's default VFS
+/// whose clock adds this thread's `util::time` shift (zero unless a test set one),
+/// so SQL `'now'` and the sampler's timestamps move together in tests.
+const CLOCK_VFS: &std::ffi::CStr = c"an1256-clock";
+
+/// SQLite's default VFS, whose clock the shifted one reads.
+static BASE_VFS: std::sync::atomic::AtomicPtr<ffi::sqlite3_vfs> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Registers [`CLOCK_VFS`] once; false (use the default VFS) if SQLite has none.
+fn clock_vfs_registered() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find(NULL) initialises SQLite and returns the default
+        // VFS (static, never freed). The copy keeps every method and pAppData (the
+        // unix VFS's xOpen reads it), gets its own name and clock, and is leaked:
+        // SQLite keeps the pointer for the life of the process.
+        unsafe {
+            let base = ffi::sqlite3_vfs_find(std::ptr::null());
+            if base.is_null() {
+                return false;
+            }
+            BASE_VFS.store(base, std::sync::atomic::Ordering::Release);
+            let mut vfs: ffi::sqlite3_vfs = *base;
+            vfs.pNext = std::ptr::null_mut();
+            vfs.zName = CLOCK_VFS.as_ptr();
+            vfs.xCurrentTime = Some(shifted_current_time);
+            if vfs.iVersion >= 2 {
+                vfs.xCurrentTimeInt64 = Some(shifted_current_time_int64);
+            }
+            let vfs: &'static mut ffi::sqlite3_vfs = Box::leak(Box::new(vfs));
+            ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+        }
+    })
+}
+
+/// The default VFS's clock in Julian-day milliseconds, plus this thread's shift.
+unsafe extern "C" fn shifted_current_time_int64(
+    _vfs: *mut ffi::sqlite3_vfs,
+    out: *mut ffi::sqlite3_int64,
+) -> std::os::raw::c_int {
+    let base = BASE_VFS.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: base is the default VFS stored before this VFS was registered; out
+    // is SQLite's valid output pointer.
+    unsafe {
+        let Some(current) = base.as_ref().and_then(|b| b.xCurrentTimeInt64) else {
+            return ffi::SQLITE_ERROR;
+        };
+        let rc = current(base, out);
+        *out = (*out).saturating_add(crate::util::time::this_thread_shift().saturating_mul(1000));
+        rc
+    }
+}
+
+/// The default VFS's clock in Julian days, plus this thread's shift.
+unsafe extern "C" fn shifted_current_time(
+    _vfs: *mut ffi::sqlite3_vfs,
+    out: *mut f64,
+) -> std::os::raw::c_int {
+    let base = BASE_VFS.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: as above.
+    unsafe {
+        let Some(current) = base.as_ref().and_then(|b| b.xCurrentTime) else {
+            return ffi::SQLITE_ERROR;
+        };
+        let rc = current(base, out);
+        *out += crate::util::time::this_thread_shift() as f64 / 86_400.0;
+        rc
+    }
+}
+
 /// The aux data of each registered module.
 #[derive(Clone)]
 struct Registered {
@@ -107,7 +178,14 @@ impl Engine {
     /// Registers every table (as a module of the same name, so `FROM name` works
     /// with no CREATE VIRTUAL TABLE).
     pub fn new(tables: Vec<Arc<dyn TableDef>>) -> rusqlite::Result<Engine> {
-        let conn = Connection::open_in_memory()?;
+        let conn = if clock_vfs_registered() {
+            Connection::open_in_memory_with_flags_and_vfs(
+                rusqlite::OpenFlags::default(),
+                CLOCK_VFS,
+            )?
+        } else {
+            Connection::open_in_memory()?
+        };
         let calls = Arc::new(CallState::default());
         for table in tables {
             let name = table.name();
@@ -588,6 +666,28 @@ pub fn json_value(value: &SqlValue) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_now_follows_this_threads_clock_shift() {
+        let engine = Engine::new(Vec::new()).unwrap();
+        let now = |engine: &Engine| -> i64 {
+            engine
+                .connection()
+                .query_row("SELECT CAST(strftime('%s','now') AS INTEGER)", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        let real = crate::util::time::unix_now();
+        assert!((now(&engine) - real).abs() <= 5);
+        let _later = crate::util::time::shift_this_thread(25 * 3600);
+        let shifted = now(&engine);
+        assert!(
+            (shifted - real - 25 * 3600).abs() <= 5,
+            "{shifted} vs {real}"
+        );
+        assert!((shifted - crate::util::time::unix_now()).abs() <= 5);
+    }
 
     #[test]
     fn a_table_past_the_time_limit_returns_its_rows_marked_partial() {

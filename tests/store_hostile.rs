@@ -236,9 +236,9 @@ fn assert_detected_despite(
         .unwrap_or_else(|| panic!("{what}: the implant is not reported; stderr: {stderr}"));
     assert_eq!(hit["protocol_name"], "udp");
     assert_eq!(
-        hit["first_seen"],
+        hit["first_seen_before_start"],
         serde_json::Value::Null,
-        "no store, no first_seen"
+        "no store, no history"
     );
     assert!(
         stderr.contains(problem),

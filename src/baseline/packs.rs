@@ -73,6 +73,29 @@ mod tests {
         );
     }
 
+    /// A differential query's columns must not change while what they report
+    /// lives: no column may read the clock. The recent query's window (a WHERE
+    /// condition) may, and matches the store's appearance gap.
+    #[test]
+    fn differential_queries_select_nothing_from_the_clock() {
+        for (name, q) in pack_queries().unwrap() {
+            if q.snapshot {
+                continue;
+            }
+            let select = q
+                .query
+                .rsplit_once(" WHERE ")
+                .map_or(q.query.as_str(), |(s, _)| s);
+            assert!(!select.contains("'now'"), "{name} selects the clock");
+        }
+        let recent = &pack_queries().unwrap()["an1256_hits_recent"].query;
+        let window = format!(
+            "o.last_seen >= CAST(strftime('%s', 'now') AS INTEGER) - {};",
+            crate::baseline::store::APPEARANCE_GAP_SECS
+        );
+        assert!(recent.ends_with(&window), "{recent}");
+    }
+
     #[test]
     fn hit_query_is_the_design_join() {
         let sql = hit_query().unwrap();

@@ -85,7 +85,8 @@ pub fn sample_once(
         .extend(observed.errors.iter().take(5).cloned());
 
     let mut owners = observe::Owners::default();
-    // One observation per key per pass (the last socket seen wins the details).
+    // One observation per key per pass (the first socket seen gives the details, as
+    // the store keeps an appearance's first sighting).
     let mut observations: BTreeMap<(String, String, i64, String), Observation> = BTreeMap::new();
     let mut located = std::collections::HashSet::new();
     for ObservedSocket { socket, class } in &observed.sockets {
@@ -115,16 +116,16 @@ pub fn sample_once(
             script_kind: v.script_kind().to_owned(),
             script_quarantined: v.script_quarantined(),
             reason: class.reason(),
+            start_time: v.process.start_time,
         };
-        observations.insert(
-            (
+        observations
+            .entry((
                 o.identity.clone(),
                 o.protocol_name.clone(),
                 o.remote_port,
                 o.remote_scope.clone(),
-            ),
-            o,
-        );
+            ))
+            .or_insert(o);
     }
     let (judged, unreadable) = owners.counts();
     report.processes = judged;

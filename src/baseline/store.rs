@@ -78,7 +78,17 @@ const MIGRATIONS: &[&str] = &[
         before TEXT NOT NULL DEFAULT '',
         after TEXT NOT NULL DEFAULT ''
     );",
+    // 3 -> 4: the start time of the process an observation's details come from, so
+    // an1256_hits_recent scores "new" against that process, not against the clock.
+    "ALTER TABLE observations ADD COLUMN start_time INTEGER NOT NULL DEFAULT 0;",
 ];
+
+/// Sightings of one observation key closer together than this belong to one
+/// appearance, whose details (pid, addresses, socket type, reason…) stay those of
+/// its first sighting: `an1256_hits_recent` (a differential query over the last
+/// `APPEARANCE_GAP_SECS`) then logs each appearance once. A later sighting starts
+/// a new appearance with fresh details.
+pub const APPEARANCE_GAP_SECS: i64 = 180;
 
 /// Audit records kept (the oldest beyond this are pruned on each audited write).
 pub const MAX_AUDIT_ROWS: i64 = 100_000;
@@ -221,6 +231,8 @@ pub struct Observation {
     pub script_quarantined: bool,
     /// The socket's `reason` list (severity: SOCKS servers).
     pub reason: String,
+    /// Start time (Unix seconds) of the process `pid`.
+    pub start_time: i64,
 }
 
 /// A stored observation row.
@@ -873,15 +885,22 @@ impl Store {
                     .prepare_cached(
                         "INSERT INTO observations (identity, protocol_name, remote_port, remote_scope, remote_address,
                              pid, path, exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count,
-                             socket_type, script_kind, script_quarantined, reason)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1, ?13, ?14, ?15, ?16)
+                             socket_type, script_kind, script_quarantined, reason, start_time)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1, ?13, ?14, ?15, ?16, ?17)
                          ON CONFLICT (identity, protocol_name, remote_port, remote_scope) DO UPDATE SET
-                             remote_address = excluded.remote_address, pid = excluded.pid, path = excluded.path,
-                             exe_path = excluded.exe_path, interpreter = excluded.interpreter,
-                             subject_kind = excluded.subject_kind, subject_trusted = excluded.subject_trusted,
-                             last_seen = excluded.last_seen, count = count + 1,
-                             socket_type = excluded.socket_type, script_kind = excluded.script_kind,
-                             script_quarantined = excluded.script_quarantined, reason = excluded.reason",
+                             remote_address = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.remote_address ELSE remote_address END,
+                             pid = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.pid ELSE pid END,
+                             path = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.path ELSE path END,
+                             exe_path = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.exe_path ELSE exe_path END,
+                             interpreter = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.interpreter ELSE interpreter END,
+                             subject_kind = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.subject_kind ELSE subject_kind END,
+                             subject_trusted = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.subject_trusted ELSE subject_trusted END,
+                             socket_type = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.socket_type ELSE socket_type END,
+                             script_kind = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.script_kind ELSE script_kind END,
+                             script_quarantined = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.script_quarantined ELSE script_quarantined END,
+                             reason = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.reason ELSE reason END,
+                             start_time = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.start_time ELSE start_time END,
+                             last_seen = excluded.last_seen, count = count + 1",
                     )
                     .map_err(wrap)?;
                 let mut touch = tx
@@ -908,7 +927,9 @@ impl Store {
                             o.socket_type,
                             o.script_kind,
                             o.script_quarantined,
-                            o.reason
+                            o.reason,
+                            o.start_time,
+                            APPEARANCE_GAP_SECS
                         ])
                         .map_err(wrap)?;
                     result.observations += 1;
@@ -974,7 +995,7 @@ impl Store {
                 conn,
                 "SELECT id, identity, protocol_name, remote_port, remote_scope, remote_address, pid, path,
                         exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count,
-                        socket_type, script_kind, script_quarantined, reason
+                        socket_type, script_kind, script_quarantined, reason, start_time
                  FROM observations WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
                 identities,
                 |r| {
@@ -996,6 +1017,7 @@ impl Store {
                             script_kind: r.get(16)?,
                             script_quarantined: r.get(17)?,
                             reason: r.get(18)?,
+                            start_time: r.get(19)?,
                         },
                         first_seen: r.get(12)?,
                         last_seen: r.get(13)?,
@@ -1667,22 +1689,75 @@ mod tests {
         assert_eq!((o.socket_type.as_str(), o.script_kind.as_str()), ("", ""));
         assert!(!o.script_quarantined && o.reason.is_empty());
         assert_eq!((rows[0].first_seen, rows[0].last_seen), (5, 6));
-        // The new columns are written from then on.
+        // The new columns are written from the next appearance on.
         let seen = Observation {
             socket_type: "raw".into(),
             script_kind: "inline".into(),
             reason: "icmp_socket,raw_socket".into(),
+            start_time: 1000,
             ..o.clone()
         };
+        let later = 6 + APPEARANCE_GAP_SECS + 1;
         store
             .record_pass(
                 std::slice::from_ref(&seen),
                 false,
-                7,
+                later,
                 ObservationLimits::default(),
             )
             .unwrap();
         assert_eq!(store.observations(None).unwrap()[0].observation, seen);
+    }
+
+    /// Within one appearance an observation keeps its first sighting's details (so
+    /// a differential query over it does not log it again); after a gap longer than
+    /// APPEARANCE_GAP_SECS the next sighting's details replace them.
+    #[test]
+    fn an_appearance_keeps_its_first_sightings_details() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("an1256.db"), 0).unwrap();
+        let first = Observation {
+            remote_address: "192.0.2.1".into(),
+            pid: 100,
+            start_time: 50,
+            ..udp_to(53, false)
+        };
+        let second = Observation {
+            remote_address: "192.0.2.2".into(),
+            pid: 200,
+            start_time: 90,
+            socket_type: "raw".into(),
+            ..udp_to(53, false)
+        };
+        let limits = ObservationLimits::default();
+        let stored = |store: &Store| store.observations(None).unwrap().remove(0);
+        store
+            .record_pass(std::slice::from_ref(&first), false, 100, limits)
+            .unwrap();
+        store
+            .record_pass(std::slice::from_ref(&second), false, 115, limits)
+            .unwrap();
+        store
+            .record_pass(
+                std::slice::from_ref(&second),
+                false,
+                100 + APPEARANCE_GAP_SECS,
+                limits,
+            )
+            .unwrap();
+        let row = stored(&store);
+        assert_eq!(row.observation, first);
+        assert_eq!(
+            (row.first_seen, row.last_seen, row.count),
+            (100, 100 + APPEARANCE_GAP_SECS, 3)
+        );
+        let reappeared = 100 + 3 * APPEARANCE_GAP_SECS;
+        store
+            .record_pass(std::slice::from_ref(&second), false, reappeared, limits)
+            .unwrap();
+        let row = stored(&store);
+        assert_eq!(row.observation, second);
+        assert_eq!((row.first_seen, row.last_seen), (100, reappeared));
     }
 
     #[test]

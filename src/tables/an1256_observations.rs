@@ -19,20 +19,21 @@ pub static COLUMNS: &[Column] = &[
         "remote_scope",
         "loopback, private, link_local, multicast, public or unspecified",
     ),
-    text("remote_address", "Last remote address seen"),
-    bigint("pid", "Last process seen holding such a socket"),
+    text("remote_address", "Remote address of this appearance's first sighting (an appearance ends after 180 s unseen)"),
+    bigint("pid", "Process of this appearance's first sighting"),
     text("path", "Subject path (the script for interpreters)"),
-    text("exe_path", "Executable path of the last process"),
+    text("exe_path", "Executable path of that process"),
     text("interpreter", "Interpreter name for script subjects"),
     text("subject_kind", "binary or script"),
     integer("subject_trusted", "1 if the subject was trusted when seen"),
     bigint("first_seen", "Unix time first seen"),
     bigint("last_seen", "Unix time last seen"),
     bigint("count", "Sampler passes that saw it"),
-    text("socket_type", "dgram, raw or stream (last socket seen)"),
+    text("socket_type", "dgram, raw or stream (this appearance's first socket)"),
     text("script_kind", "file, inline, stdin, module or interactive for script subjects' processes; empty otherwise"),
     integer("script_quarantined", "1 if the script carried com.apple.quarantine (macOS; 0 on Linux)"),
     text("reason", "Why the socket was non-standard, as nonstandard_protocol_sockets.reason"),
+    bigint("start_time", "Start time (Unix seconds) of the process `pid`; 0 if recorded before an1256 kept it"),
 ];
 
 pub struct An1256Observations {
@@ -95,6 +96,7 @@ impl TableDef for An1256Observations {
                     o.script_kind.into(),
                     o.script_quarantined.into(),
                     o.reason.into(),
+                    o.start_time.into(),
                 ]
             })
             .collect())
