@@ -325,11 +325,8 @@ impl TableAdapter {
             .and_then(|name| crate::tables::column_index(columns, name));
         let mut answer = ExtensionPluginResponse::with_capacity(rows.len());
         for row in rows {
-            let mut map: BTreeMap<String, String> = columns
-                .iter()
-                .zip(row.iter())
-                .map(|(column, value)| (column.name.to_owned(), value.to_osquery_string()))
-                .collect();
+            // Every column by name: a row is its table's declared row, never short.
+            let mut map = row.to_osquery();
             // osquery reads a writable extension table's row ids from a `rowid` key.
             if let Some(value) = rowid_index.and_then(|i| row.get(i)) {
                 map.insert("rowid".to_owned(), value.to_osquery_string());
@@ -555,7 +552,7 @@ mod tests {
     use super::*;
     use crate::model::{ProcessInfo, SocketInfo, SocketType};
     use crate::platform::FakeHost;
-    use crate::tables::{integer, text, Row, TableError};
+    use crate::tables::{Table, TableError};
 
     fn fake_host() -> FakeHost {
         let process = |pid: i32, path: &str| ProcessInfo {
@@ -741,52 +738,52 @@ mod tests {
     /// tables (read-only, well-behaved) cannot reach.
     struct Misbehaving;
 
-    static MISBEHAVING_COLUMNS: &[Column] = &[integer("id", "row id"), text("name", "a name")];
+    crate::tables::table_row! {
+        struct MisbehavingRow, cells MisbehavingCells {
+            id: INTEGER = "row id",
+            name: TEXT = "a name",
+        }
+    }
 
-    impl TableDef for Misbehaving {
-        fn name(&self) -> &'static str {
-            "misbehaving"
-        }
-        fn description(&self) -> &'static str {
-            "test table"
-        }
-        fn columns(&self) -> &'static [Column] {
-            MISBEHAVING_COLUMNS
-        }
-        fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    impl Table for Misbehaving {
+        type Row = MisbehavingRow;
+        const NAME: &'static str = "misbehaving";
+        const DESCRIPTION: &'static str = "test table";
+        fn rows(&self, ctx: &QueryContext) -> Result<Vec<MisbehavingRow>, TableError> {
             match ctx.equal_texts("name").as_deref() {
                 Some([name]) if name == "error" => Err(TableError::Failed("disk on fire".into())),
-                Some([name]) if name == "rows" => Ok(vec![vec![7.into(), "seven".into()]]),
+                Some([name]) if name == "rows" => Ok(vec![MisbehavingRow {
+                    id: 7,
+                    name: "seven".into(),
+                }]),
                 _ => panic!("table bug"),
             }
         }
-        fn is_writable(&self) -> bool {
+        fn writable(&self) -> bool {
             true
         }
-        fn insert(&self, values: &[Option<Value>]) -> WriteOutcome {
-            match values {
-                [_, Some(Value::Text(name))] if name == "ok" => WriteOutcome::Success(Some(42)),
-                [_, Some(Value::Text(name))] => {
-                    WriteOutcome::Constraint(format!("bad name {name}"))
-                }
-                _ => WriteOutcome::Failure("name is required".into()),
+        fn insert_cells(&self, cells: MisbehavingCells) -> WriteOutcome {
+            match cells.name.as_deref() {
+                Some("ok") => WriteOutcome::Success(Some(42)),
+                Some(name) => WriteOutcome::Constraint(format!("bad name {name}")),
+                None => WriteOutcome::Failure("name is required".into()),
             }
         }
-        fn update(&self, rowid: i64, values: &[Option<Value>]) -> WriteOutcome {
-            if rowid == 42 && values[0] == Some(Value::Int(42)) {
+        fn update_cells(&self, rowid: i64, cells: MisbehavingCells) -> WriteOutcome {
+            if rowid == 42 && cells.id == Some(42) {
                 WriteOutcome::Success(None)
             } else {
                 WriteOutcome::Failure(format!("no row {rowid}"))
             }
         }
-        fn delete(&self, rowid: i64) -> WriteOutcome {
+        fn delete_rowid(&self, rowid: i64) -> WriteOutcome {
             if rowid == 42 {
                 WriteOutcome::Success(None)
             } else {
                 WriteOutcome::Failure(format!("no row {rowid}"))
             }
         }
-        fn rowid_column(&self) -> Option<&'static str> {
+        fn rowid_name(&self) -> Option<&'static str> {
             Some("id")
         }
     }
@@ -889,11 +886,21 @@ mod tests {
         );
         assert_eq!(rows(&reply)[0]["message"], "name is required");
 
-        for bad in ["[1]", "{", r#"{"a":1}"#, r#"[1,[2]]"#] {
+        for bad in ["[1]", "[1,\"ok\",3]", "{", r#"{"a":1}"#, r#"[1,[2]]"#] {
             let reply = t.handle_call(request(&[("action", "insert"), ("json_value_array", bad)]));
             assert_eq!(rows(&reply)[0]["status"], "failure", "{bad}");
             assert_eq!(code(&reply), 1);
         }
+        // A value not of its column's type is refused by the typed parse.
+        let reply = t.handle_call(request(&[
+            ("action", "insert"),
+            ("json_value_array", r#"["seven","ok"]"#),
+        ]));
+        assert_eq!(rows(&reply)[0]["status"], "constraint");
+        assert_eq!(
+            rows(&reply)[0]["message"],
+            r#"id "seven" is not an integer"#
+        );
 
         let reply = t.handle_call(request(&[
             ("action", "update"),

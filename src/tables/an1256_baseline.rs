@@ -9,10 +9,7 @@
 //! identities the sampler has observed. Policy rows have negative `entry_id`s
 //! and cannot be written (edit the policy file).
 
-use super::{
-    bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError, Value,
-    WriteOutcome,
-};
+use super::{int, Column, QueryContext, Table, TableError, TypedRow, WriteOutcome};
 use crate::baseline::identity::{broad_identity_scope, EntryKey};
 use crate::baseline::policy::PolicyRow;
 use crate::baseline::store::{Entry, Source, StoreError};
@@ -21,24 +18,23 @@ use std::sync::Arc;
 
 pub const NAME: &str = "an1256_baseline";
 
-pub static COLUMNS: &[Column] = &[
-    indexed(text("identity", "Subject identity (process_code_signature.subject_identity format). INDEX: `identity =` also returns matching policy rules")),
-    text("protocol_name", "icmp, icmpv6, udp, udplite, raw or socks"),
-    integer("remote_port", "Remote port, or -1 for any port"),
-    text("source", "learned (sampler, during the learning window), approved (INSERT / an1256 baseline approve) or policy (policy file rule)"),
-    bigint("first_seen", "Unix time the entry was created"),
-    bigint("last_seen", "Unix time the sampler last saw a matching socket"),
-    bigint("seen_count", "Sampler passes that saw a matching socket"),
-    text("note", "Free text (policy rows: the rule's reason)"),
-    bigint("entry_id", "Row id for UPDATE/DELETE; negative for policy rows"),
-    text("rule", "Policy rule name (policy rows only)"),
-];
+super::table_row! {
+    /// One row of `an1256_baseline`: a stored entry or a matching policy rule.
+    pub struct BaselineRow, cells BaselineCells {
+        identity: TEXT [index] = "Subject identity (process_code_signature.subject_identity format). INDEX: `identity =` also returns matching policy rules",
+        protocol_name: TEXT = "icmp, icmpv6, udp, udplite, raw or socks",
+        remote_port: INTEGER = "Remote port, or -1 for any port",
+        source: TEXT = "learned (sampler, during the learning window), approved (INSERT / an1256 baseline approve) or policy (policy file rule)",
+        first_seen: BIGINT = "Unix time the entry was created",
+        last_seen: BIGINT = "Unix time the sampler last saw a matching socket",
+        seen_count: BIGINT = "Sampler passes that saw a matching socket",
+        note: TEXT = "Free text (policy rows: the rule's reason)",
+        entry_id: BIGINT = "Row id for UPDATE/DELETE; negative for policy rows",
+        rule: TEXT = "Policy rule name (policy rows only)",
+    }
+}
 
-const I_IDENTITY: usize = 0;
-const I_PROTOCOL: usize = 1;
-const I_PORT: usize = 2;
-const I_SOURCE: usize = 3;
-const I_NOTE: usize = 7;
+pub const COLUMNS: &[Column] = <BaselineRow as TypedRow>::COLUMNS;
 
 pub struct An1256Baseline {
     baseline: Arc<Baseline>,
@@ -50,62 +46,42 @@ impl An1256Baseline {
     }
 }
 
-fn entry_row(e: &Entry) -> Row {
-    vec![
-        e.identity.as_str().into(),
-        e.protocol_name.as_str().into(),
-        e.remote_port.into(),
-        e.source.as_str().into(),
-        e.first_seen.into(),
-        e.last_seen.into(),
-        e.seen_count.into(),
-        e.note.as_str().into(),
-        e.id.into(),
-        "".into(),
-    ]
-}
-
-fn policy_row(p: &PolicyRow, n: usize) -> Row {
-    vec![
-        p.identity.as_str().into(),
-        p.protocol_name.as_str().into(),
-        p.remote_port.into(),
-        Source::Policy.as_str().into(),
-        0i64.into(),
-        0i64.into(),
-        0i64.into(),
-        p.reason.as_str().into(),
-        (-1 - i64::try_from(n).unwrap_or(i64::MAX - 1)).into(),
-        p.rule.as_str().into(),
-    ]
-}
-
-fn text_of(values: &[Option<Value>], i: usize) -> Option<String> {
-    match values.get(i).cloned().flatten() {
-        Some(Value::Text(t)) => Some(t),
-        Some(Value::Int(n)) => Some(n.to_string()),
-        None => None,
+fn entry_row(e: &Entry) -> BaselineRow {
+    BaselineRow {
+        identity: e.identity.clone(),
+        protocol_name: e.protocol_name.clone(),
+        remote_port: e.remote_port,
+        source: e.source.as_str().into(),
+        first_seen: e.first_seen,
+        last_seen: e.last_seen,
+        seen_count: e.seen_count,
+        note: e.note.clone(),
+        entry_id: e.id,
+        rule: String::new(),
     }
 }
 
-fn int_of(values: &[Option<Value>], i: usize, name: &str) -> Result<Option<i64>, String> {
-    match values.get(i).cloned().flatten() {
-        None => Ok(None),
-        Some(Value::Int(n)) => Ok(Some(n)),
-        Some(Value::Text(t)) => t
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{name} {t:?} is not an integer")),
+fn policy_row(p: &PolicyRow, n: usize) -> BaselineRow {
+    BaselineRow {
+        identity: p.identity.clone(),
+        protocol_name: p.protocol_name.clone(),
+        remote_port: p.remote_port,
+        source: Source::Policy.as_str().into(),
+        first_seen: 0,
+        last_seen: 0,
+        seen_count: 0,
+        note: p.reason.clone(),
+        entry_id: -1 - int(n).min(i64::MAX - 1),
+        rule: p.rule.clone(),
     }
 }
 
 /// The key, source and note a write asks for.
-fn parse_write(values: &[Option<Value>]) -> Result<(EntryKey, Option<Source>, String), String> {
-    let identity = text_of(values, I_IDENTITY).ok_or("identity is required")?;
-    let protocol_name = text_of(values, I_PROTOCOL).ok_or("protocol_name is required")?;
-    let remote_port = int_of(values, I_PORT, "remote_port")?.unwrap_or(-1);
-    let source = match text_of(values, I_SOURCE) {
+fn parse_write(cells: BaselineCells) -> Result<(EntryKey, Option<Source>, String), String> {
+    let identity = cells.identity.ok_or("identity is required")?;
+    let protocol_name = cells.protocol_name.ok_or("protocol_name is required")?;
+    let remote_port = cells.remote_port.unwrap_or(-1);
+    let source = match cells.source {
         None => None,
         Some(s) if s.is_empty() => None,
         Some(s) => match Source::parse(&s) {
@@ -119,7 +95,7 @@ fn parse_write(values: &[Option<Value>]) -> Result<(EntryKey, Option<Source>, St
             None => return Err(format!("source {s:?} is not approved or learned")),
         },
     };
-    let note = text_of(values, I_NOTE).unwrap_or_default();
+    let note = cells.note.unwrap_or_default();
     let key = crate::baseline::identity::validate_entry(&identity, &protocol_name, remote_port)?;
     Ok((key, source, note))
 }
@@ -137,20 +113,13 @@ fn outcome_of(e: StoreError) -> WriteOutcome {
 const POLICY_WRITE: &str =
     "policy rows come from the policy file (see an1256_info.policy_path); edit that file instead";
 
-impl TableDef for An1256Baseline {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Table for An1256Baseline {
+    type Row = BaselineRow;
+    const NAME: &'static str = NAME;
+    const DESCRIPTION: &'static str =
+        "What is normal for this host: learned and approved entries from the baseline store, and policy rules (matched per identity). Writable: INSERT approves, DELETE revokes, UPDATE edits (by rowid).";
 
-    fn description(&self) -> &'static str {
-        "What is normal for this host: learned and approved entries from the baseline store, and policy rules (matched per identity). Writable: INSERT approves, DELETE revokes, UPDATE edits (by rowid)."
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    fn rows(&self, ctx: &QueryContext) -> Result<Vec<BaselineRow>, TableError> {
         let identities = ctx.equal_texts("identity");
         let mut rows = Vec::new();
         match self.baseline.store() {
@@ -180,13 +149,13 @@ impl TableDef for An1256Baseline {
     }
 
     /// Read-only from osquery when the config says `osquery_writes: false`.
-    fn is_writable(&self) -> bool {
+    fn writable(&self) -> bool {
         self.baseline.config.osquery_writes
             || self.baseline.audit_source() != crate::baseline::store::AuditSource::Osquery
     }
 
-    fn insert(&self, values: &[Option<Value>]) -> WriteOutcome {
-        let (key, source, note) = match parse_write(values) {
+    fn insert_cells(&self, cells: BaselineCells) -> WriteOutcome {
+        let (key, source, note) = match parse_write(cells) {
             Ok(v) => v,
             Err(m) => return WriteOutcome::Constraint(m),
         };
@@ -212,7 +181,7 @@ impl TableDef for An1256Baseline {
         }
     }
 
-    fn delete(&self, rowid: i64) -> WriteOutcome {
+    fn delete_rowid(&self, rowid: i64) -> WriteOutcome {
         if rowid < 0 {
             return WriteOutcome::Constraint(POLICY_WRITE.into());
         }
@@ -227,11 +196,11 @@ impl TableDef for An1256Baseline {
         }
     }
 
-    fn update(&self, rowid: i64, values: &[Option<Value>]) -> WriteOutcome {
+    fn update_cells(&self, rowid: i64, cells: BaselineCells) -> WriteOutcome {
         if rowid < 0 {
             return WriteOutcome::Constraint(POLICY_WRITE.into());
         }
-        let (key, source, note) = match parse_write(values) {
+        let (key, source, note) = match parse_write(cells) {
             Ok(v) => v,
             Err(m) => return WriteOutcome::Constraint(m),
         };
@@ -261,7 +230,7 @@ impl TableDef for An1256Baseline {
         }
     }
 
-    fn rowid_column(&self) -> Option<&'static str> {
+    fn rowid_name(&self) -> Option<&'static str> {
         Some("entry_id")
     }
 }

@@ -2,25 +2,27 @@
 //! through osquery or the embedded engine; approve, revoke, import and learn from
 //! the CLI), with who made it and the entry before and after. Read-only.
 
-use super::{bigint, text, Column, QueryContext, Row, TableDef, TableError};
+use super::{Column, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::store::MAX_AUDIT_ROWS;
 use crate::baseline::Baseline;
 use std::sync::Arc;
 
 pub const NAME: &str = "an1256_baseline_audit";
 
-pub static COLUMNS: &[Column] = &[
-    bigint("id", "Audit record id (increasing)"),
-    bigint("time", "Unix time of the write"),
-    text("source", "Who wrote: osquery (extension mode) or cli"),
-    text(
-        "action",
-        "approve (INSERT / baseline approve), update, revoke (DELETE / baseline revoke), import, learn",
-    ),
-    bigint("entry_id", "an1256_baseline.entry_id of the entry (0 for learn)"),
-    text("before", "The entry before the write, as JSON (empty when it did not exist)"),
-    text("after", "The entry after the write, as JSON (empty when it was removed)"),
-];
+super::table_row! {
+    /// One row of `an1256_baseline_audit`.
+    pub struct AuditRow, cells AuditCells {
+        id: BIGINT = "Audit record id (increasing)",
+        time: BIGINT = "Unix time of the write",
+        source: TEXT = "Who wrote: osquery (extension mode) or cli",
+        action: TEXT = "approve (INSERT / baseline approve), update, revoke (DELETE / baseline revoke), import, learn",
+        entry_id: BIGINT = "an1256_baseline.entry_id of the entry (0 for learn)",
+        before: TEXT = "The entry before the write, as JSON (empty when it did not exist)",
+        after: TEXT = "The entry after the write, as JSON (empty when it was removed)",
+    }
+}
+
+pub const COLUMNS: &[Column] = <AuditRow as TypedRow>::COLUMNS;
 
 pub struct An1256BaselineAudit {
     baseline: Arc<Baseline>,
@@ -32,20 +34,13 @@ impl An1256BaselineAudit {
     }
 }
 
-impl TableDef for An1256BaselineAudit {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Table for An1256BaselineAudit {
+    type Row = AuditRow;
+    const NAME: &'static str = NAME;
+    const DESCRIPTION: &'static str =
+        "The audit trail of the baseline: one row per change to an an1256_baseline entry or the learning window, with its source (osquery or cli) and the entry before and after (newest first; the last 100,000 kept).";
 
-    fn description(&self) -> &'static str {
-        "The audit trail of the baseline: one row per change to an an1256_baseline entry or the learning window, with its source (osquery or cli) and the entry before and after (newest first; the last 100,000 kept)."
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    fn rows(&self, _ctx: &QueryContext) -> Result<Vec<AuditRow>, TableError> {
         // Without the store there is nothing to show; an1256_info says why.
         let Ok(store) = self.baseline.store() else {
             return Ok(Vec::new());
@@ -59,16 +54,14 @@ impl TableDef for An1256BaselineAudit {
         };
         Ok(rows
             .into_iter()
-            .map(|r| {
-                vec![
-                    r.id.into(),
-                    r.time.into(),
-                    r.source.into(),
-                    r.action.into(),
-                    r.entry_id.into(),
-                    r.before.into(),
-                    r.after.into(),
-                ]
+            .map(|r| AuditRow {
+                id: r.id,
+                time: r.time,
+                source: r.source,
+                action: r.action,
+                entry_id: r.entry_id,
+                before: r.before,
+                after: r.after,
             })
             .collect())
     }

@@ -2,63 +2,44 @@
 //! sampler cost and errors, store recoveries, policy status. Fleet admins query
 //! it to see which hosts are still learning or unhealthy.
 
-use super::{bigint, integer, text, Column, QueryContext, Row, TableDef, TableError};
+use super::{int, Column, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::store::unix_now;
 use crate::baseline::Baseline;
 use std::sync::Arc;
 
 pub const NAME: &str = "an1256_info";
 
-pub static COLUMNS: &[Column] = &[
-    text("version", "an1256 version"),
-    text("platform", "linux or darwin"),
-    text("db_path", "Baseline store path"),
-    text(
-        "store_error",
-        "Why the store is unavailable (empty when healthy)",
-    ),
-    bigint("created_at", "Unix time the store was created"),
-    bigint(
-        "learning_until",
-        "Unix time learning ends (0: never learned / stopped)",
-    ),
-    integer("learning", "1 while the learning window is open"),
-    bigint("entries", "Stored baseline entries (learned + approved)"),
-    bigint("learned_entries", "Entries from learning"),
-    bigint("approved_entries", "Approved entries"),
-    bigint("observations", "Rows in an1256_observations"),
-    bigint("last_sample_time", "Unix time of the last sampler pass"),
-    bigint("last_sample_duration_ms", "Wall time of the last pass"),
-    bigint(
-        "last_sample_cpu_ms",
-        "CPU time of the last pass (sampler thread)",
-    ),
-    bigint("last_sample_errors", "Errors in the last pass"),
-    bigint("sampler_errors", "Errors over all passes"),
-    text("last_sample_error", "Errors of the last pass"),
-    integer(
-        "sample_interval",
-        "Seconds between sampler passes (extension mode)",
-    ),
-    integer("store_recovered", "Corrupt stores moved aside so far"),
-    text(
-        "recovery_events",
-        "Each recovery: time, where the corrupt file went, why (`;`-separated)",
-    ),
-    text(
-        "policy_path",
-        "Policy sources (built-in rules, then the file)",
-    ),
-    text(
-        "policy_error",
-        "Why the policy file was not (re)loaded; the last good rules stay in force",
-    ),
-    integer("policy_rules", "Policy rules in force"),
-    bigint(
-        "sampler_panics",
-        "Sampler passes that panicked since the extension started (the sampler goes on; last_sample_error says why)",
-    ),
-];
+super::table_row! {
+    /// The one row of `an1256_info`.
+    pub struct InfoRow, cells InfoCells {
+        version: TEXT = "an1256 version",
+        platform: TEXT = "linux or darwin",
+        db_path: TEXT = "Baseline store path",
+        store_error: TEXT = "Why the store is unavailable (empty when healthy)",
+        created_at: BIGINT = "Unix time the store was created",
+        learning_until: BIGINT = "Unix time learning ends (0: never learned / stopped)",
+        learning: INTEGER = "1 while the learning window is open",
+        entries: BIGINT = "Stored baseline entries (learned + approved)",
+        learned_entries: BIGINT = "Entries from learning",
+        approved_entries: BIGINT = "Approved entries",
+        observations: BIGINT = "Rows in an1256_observations",
+        last_sample_time: BIGINT = "Unix time of the last sampler pass",
+        last_sample_duration_ms: BIGINT = "Wall time of the last pass",
+        last_sample_cpu_ms: BIGINT = "CPU time of the last pass (sampler thread)",
+        last_sample_errors: BIGINT = "Errors in the last pass",
+        sampler_errors: BIGINT = "Errors over all passes",
+        last_sample_error: TEXT = "Errors of the last pass",
+        sample_interval: INTEGER = "Seconds between sampler passes (extension mode)",
+        store_recovered: INTEGER = "Corrupt stores moved aside so far",
+        recovery_events: TEXT = "Each recovery: time, where the corrupt file went, why (`;`-separated)",
+        policy_path: TEXT = "Policy sources (built-in rules, then the file)",
+        policy_error: TEXT = "Why the policy file was not (re)loaded; the last good rules stay in force",
+        policy_rules: INTEGER = "Policy rules in force",
+        sampler_panics: BIGINT = "Sampler passes that panicked since the extension started (the sampler goes on; last_sample_error says why)",
+    }
+}
+
+pub const COLUMNS: &[Column] = <InfoRow as TypedRow>::COLUMNS;
 
 pub struct An1256Info {
     baseline: Arc<Baseline>,
@@ -70,20 +51,13 @@ impl An1256Info {
     }
 }
 
-impl TableDef for An1256Info {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Table for An1256Info {
+    type Row = InfoRow;
+    const NAME: &'static str = NAME;
+    const DESCRIPTION: &'static str =
+        "One row of an1256 health: version, store path, learning window, entry and observation counts, sampler cost and errors, store recoveries, policy status.";
 
-    fn description(&self) -> &'static str {
-        "One row of an1256 health: version, store path, learning window, entry and observation counts, sampler cost and errors, store recoveries, policy status."
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    fn rows(&self, _ctx: &QueryContext) -> Result<Vec<InfoRow>, TableError> {
         let b = &self.baseline;
         let (summary, store_error) = match b.store().and_then(|s| {
             let summary = s.summary().map_err(|e| e.to_string())?;
@@ -100,36 +74,31 @@ impl TableDef for An1256Info {
             .iter()
             .map(|r| format!("{} moved to {} ({})", r.time, r.moved_to, r.reason))
             .collect();
-        Ok(vec![vec![
-            env!("CARGO_PKG_VERSION").into(),
-            b.host().platform().into(),
-            b.config.db_path.display().to_string().into(),
-            store_error.into(),
-            summary.created_at.into(),
-            summary.learning_until.into(),
-            learning.into(),
-            summary.entries.into(),
-            summary.learned_entries.into(),
-            summary.approved_entries.into(),
-            summary.observations.into(),
-            summary.last_sample_time.into(),
-            summary.last_sample_duration_ms.into(),
-            summary.last_sample_cpu_ms.into(),
-            summary.last_sample_errors.into(),
-            summary.sampler_errors.into(),
-            summary.last_sample_error.into(),
-            b.config.sample_interval.as_secs().into(),
-            summary
-                .recoveries
-                .len()
-                .try_into()
-                .unwrap_or(i64::MAX)
-                .into(),
-            events.join("; ").into(),
-            policy.path.into(),
-            policy.error.into(),
-            policy.rules.try_into().unwrap_or(i64::MAX).into(),
-            b.sampler_panics().into(),
-        ]])
+        Ok(vec![InfoRow {
+            version: env!("CARGO_PKG_VERSION").into(),
+            platform: b.host().platform().into(),
+            db_path: b.config.db_path.display().to_string(),
+            store_error,
+            created_at: summary.created_at,
+            learning_until: summary.learning_until,
+            learning: learning.into(),
+            entries: summary.entries,
+            learned_entries: summary.learned_entries,
+            approved_entries: summary.approved_entries,
+            observations: summary.observations,
+            last_sample_time: summary.last_sample_time,
+            last_sample_duration_ms: summary.last_sample_duration_ms,
+            last_sample_cpu_ms: summary.last_sample_cpu_ms,
+            last_sample_errors: summary.last_sample_errors,
+            sampler_errors: summary.sampler_errors,
+            last_sample_error: summary.last_sample_error,
+            sample_interval: int(b.config.sample_interval.as_secs()),
+            store_recovered: int(summary.recoveries.len()),
+            recovery_events: events.join("; "),
+            policy_path: policy.path,
+            policy_error: policy.error,
+            policy_rules: int(policy.rules),
+            sampler_panics: int(b.sampler_panics()),
+        }])
     }
 }

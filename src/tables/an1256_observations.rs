@@ -2,39 +2,38 @@
 //! protocol, remote port and scope), so sockets that opened and closed between
 //! two scheduled queries are still caught (`an1256_hits_recent`).
 
-use super::{bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError};
+use super::{Column, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::Baseline;
 use std::sync::Arc;
 
 pub const NAME: &str = "an1256_observations";
 
-pub static COLUMNS: &[Column] = &[
-    indexed(text(
-        "identity",
-        "Subject identity (process_code_signature.subject_identity)",
-    )),
-    text("protocol_name", "icmp, icmpv6, udp, udplite, raw or socks"),
-    integer("remote_port", "Remote port (0 when not connected)"),
-    text(
-        "remote_scope",
-        "loopback, private, link_local, multicast, public or unspecified",
-    ),
-    text("remote_address", "Remote address of this appearance's first sighting (an appearance ends after 180 s unseen)"),
-    bigint("pid", "Process of this appearance's first sighting"),
-    text("path", "Subject path (the script for interpreters)"),
-    text("exe_path", "Executable path of that process"),
-    text("interpreter", "Interpreter name for script subjects"),
-    text("subject_kind", "binary or script"),
-    integer("subject_trusted", "1 if the subject was trusted when seen"),
-    bigint("first_seen", "Unix time first seen"),
-    bigint("last_seen", "Unix time last seen"),
-    bigint("count", "Sampler passes that saw it"),
-    text("socket_type", "dgram, raw or stream (this appearance's first socket)"),
-    text("script_kind", "file, inline, stdin, module or interactive for script subjects' processes; empty otherwise"),
-    integer("script_quarantined", "1 if the script carried com.apple.quarantine (macOS; 0 on Linux)"),
-    text("reason", "Why the socket was non-standard, as nonstandard_protocol_sockets.reason"),
-    bigint("start_time", "Start time (Unix seconds) of the process `pid`; 0 if recorded before an1256 kept it"),
-];
+super::table_row! {
+    /// One row of `an1256_observations`.
+    pub struct ObservationRow, cells ObservationCells {
+        identity: TEXT [index] = "Subject identity (process_code_signature.subject_identity)",
+        protocol_name: TEXT = "icmp, icmpv6, udp, udplite, raw or socks",
+        remote_port: INTEGER = "Remote port (0 when not connected)",
+        remote_scope: TEXT = "loopback, private, link_local, multicast, public or unspecified",
+        remote_address: TEXT = "Remote address of this appearance's first sighting (an appearance ends after 180 s unseen)",
+        pid: BIGINT = "Process of this appearance's first sighting",
+        path: TEXT = "Subject path (the script for interpreters)",
+        exe_path: TEXT = "Executable path of that process",
+        interpreter: TEXT = "Interpreter name for script subjects",
+        subject_kind: TEXT = "binary or script",
+        subject_trusted: INTEGER = "1 if the subject was trusted when seen",
+        first_seen: BIGINT = "Unix time first seen",
+        last_seen: BIGINT = "Unix time last seen",
+        count: BIGINT = "Sampler passes that saw it",
+        socket_type: TEXT = "dgram, raw or stream (this appearance's first socket)",
+        script_kind: TEXT = "file, inline, stdin, module or interactive for script subjects' processes; empty otherwise",
+        script_quarantined: INTEGER = "1 if the script carried com.apple.quarantine (macOS; 0 on Linux)",
+        reason: TEXT = "Why the socket was non-standard, as nonstandard_protocol_sockets.reason",
+        start_time: BIGINT = "Start time (Unix seconds) of the process `pid`; 0 if recorded before an1256 kept it",
+    }
+}
+
+pub const COLUMNS: &[Column] = <ObservationRow as TypedRow>::COLUMNS;
 
 pub struct An1256Observations {
     baseline: Arc<Baseline>,
@@ -46,20 +45,13 @@ impl An1256Observations {
     }
 }
 
-impl TableDef for An1256Observations {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Table for An1256Observations {
+    type Row = ObservationRow;
+    const NAME: &'static str = NAME;
+    const DESCRIPTION: &'static str =
+        "What the an1256 sampler saw: non-standard sockets by subject identity, protocol, remote port and scope, with first/last seen (bounded by age and row count).";
 
-    fn description(&self) -> &'static str {
-        "What the an1256 sampler saw: non-standard sockets by subject identity, protocol, remote port and scope, with first/last seen (bounded by age and row count)."
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    fn rows(&self, ctx: &QueryContext) -> Result<Vec<ObservationRow>, TableError> {
         // Without the store there is nothing to show, but the query (the pack's
         // hit query reads first_seen here) goes on: an1256_info says why.
         let Ok(store) = self.baseline.store() else {
@@ -77,27 +69,27 @@ impl TableDef for An1256Observations {
             .into_iter()
             .map(|r| {
                 let o = r.observation;
-                vec![
-                    o.identity.into(),
-                    o.protocol_name.into(),
-                    o.remote_port.into(),
-                    o.remote_scope.into(),
-                    o.remote_address.into(),
-                    o.pid.into(),
-                    o.path.into(),
-                    o.exe_path.into(),
-                    o.interpreter.into(),
-                    o.subject_kind.into(),
-                    o.subject_trusted.into(),
-                    r.first_seen.into(),
-                    r.last_seen.into(),
-                    r.count.into(),
-                    o.socket_type.into(),
-                    o.script_kind.into(),
-                    o.script_quarantined.into(),
-                    o.reason.into(),
-                    o.start_time.into(),
-                ]
+                ObservationRow {
+                    identity: o.identity,
+                    protocol_name: o.protocol_name,
+                    remote_port: o.remote_port,
+                    remote_scope: o.remote_scope,
+                    remote_address: o.remote_address,
+                    pid: o.pid,
+                    path: o.path,
+                    exe_path: o.exe_path,
+                    interpreter: o.interpreter,
+                    subject_kind: o.subject_kind,
+                    subject_trusted: o.subject_trusted.into(),
+                    first_seen: r.first_seen,
+                    last_seen: r.last_seen,
+                    count: r.count,
+                    socket_type: o.socket_type,
+                    script_kind: o.script_kind,
+                    script_quarantined: o.script_quarantined.into(),
+                    reason: o.reason,
+                    start_time: o.start_time,
+                }
             })
             .collect())
     }

