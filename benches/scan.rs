@@ -102,7 +102,7 @@ fn main() {
         let _ = signatures.generate(&by_pid);
     });
     let engine = an1256::sql::Engine::new(tables.clone());
-    let hit_sql = an1256::scan::hit_query().unwrap_or_default();
+    let hit_sql = an1256::cli::scan::hit_query().unwrap_or_default();
     let hits = match &engine {
         Ok(e) => match e.query(&hit_sql) {
             Ok((_, rows)) => {

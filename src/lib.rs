@@ -12,33 +12,27 @@
 //! |---|---|---|
 //! | util | [`util`] (glob, hex, time, base64), [`terminal`], [`logging`], [`deadline`] | no OS policy, no domain |
 //! | model | [`model`] | plain row types, protocol numbers, `ProtocolSet` |
-//! | platform | [`platform`] (`Host`, linux/, macos/, `read_processes`), [`trust`] | the only OS code; `trust` is the digests and verdict cache the backends share |
-//! | judge | [`script`], [`classify`], [`subject`], [`socks`], [`severity`] | decisions over `Host` facts (`subject` and `socks` still read some files directly) |
+//! | platform | [`platform`] (`Host`, linux/, macos/, `read_processes`, `trust`: digests, hashing budget and the verdict cache the backends share) | the only OS code |
+//! | judge | [`judge`]: `script`, `classify`, `subject`, `socks`, `severity` | decisions over `Host` facts (`subject` and `socks` still read some files directly) |
 //! | observe | [`observe`] | THE pipeline: socket scan -> SOCKS reasons -> classify -> judged owner |
 //! | baseline | [`baseline`] (store, policy, identity, config, sampler) | host state |
 //! | tables | [`tables`] | one module per osquery table |
 //! | serve | [`extension`] (osquery Thrift), [`sql`] (embedded SQLite) | the same tables, two servers |
-//! | cli | [`scan`], [`ecs`], `baseline::cli`, `baseline::packs` | commands and output formats (scan runs the embedded engine, so cli sits on serve) |
+//! | cli | [`cli`]: `scan`, `ecs`, `baseline`, `packs` | commands and output formats (scan runs the embedded engine, so cli sits on serve) |
 //! | main | this crate root (`all_tables*`), `main.rs` | wiring |
 
 pub mod baseline;
-pub mod classify;
+pub mod cli;
 pub mod deadline;
-pub mod ecs;
 pub mod extension;
+pub mod judge;
 pub mod logging;
 pub mod model;
 pub mod observe;
 pub mod platform;
-pub mod scan;
-pub mod script;
-pub mod severity;
-pub mod socks;
 pub mod sql;
-pub mod subject;
 pub mod tables;
 pub mod terminal;
-pub mod trust;
 pub mod util;
 
 use std::sync::Arc;
@@ -46,11 +40,14 @@ use tables::TableDef;
 
 /// The two core tables over one host, with default SOCKS settings.
 pub fn all_tables(host: Arc<dyn platform::Host>) -> Vec<Arc<dyn TableDef>> {
-    core_tables(host, socks::SocksConfig::default())
+    core_tables(host, judge::socks::SocksConfig::default())
 }
 
 /// The two core tables over one host.
-fn core_tables(host: Arc<dyn platform::Host>, socks: socks::SocksConfig) -> Vec<Arc<dyn TableDef>> {
+fn core_tables(
+    host: Arc<dyn platform::Host>,
+    socks: judge::socks::SocksConfig,
+) -> Vec<Arc<dyn TableDef>> {
     vec![
         Arc::new(tables::process_code_signature::ProcessCodeSignature::new(
             host.clone(),

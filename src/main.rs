@@ -58,9 +58,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the AN1256 hit query on this host (no osquery needed) and print the hits.
-    Scan(an1256::scan::ScanArgs),
+    Scan(an1256::cli::scan::ScanArgs),
     /// Run any SQL over the tables through the embedded SQLite engine.
-    Query(an1256::scan::QueryArgs),
+    Query(an1256::cli::scan::QueryArgs),
     /// Print the table reference (markdown), generated from the registered columns.
     Tables {
         /// Another generated reference instead: socks (SOCKS signals), severity
@@ -69,7 +69,7 @@ enum Command {
         section: String,
     },
     /// Manage the host baseline: list, approve, revoke, import, export, learn.
-    Baseline(an1256::baseline::cli::BaselineArgs),
+    Baseline(an1256::cli::baseline::BaselineArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     };
     let mut baseline_config = baseline_config;
     if let Some(list) = &cli.socks_ports {
-        match an1256::socks::parse_port_list(list) {
+        match an1256::judge::socks::parse_port_list(list) {
             Ok(ports) => baseline_config.socks.ports = ports,
             Err(e) => {
                 eprintln!("an1256: --socks-ports: {e}");
@@ -150,14 +150,14 @@ fn main() -> ExitCode {
             eprintln!("an1256: --socket starts extension mode and takes no subcommand");
             ExitCode::from(2)
         }
-        (None, Some(Command::Scan(args))) => an1256::scan::scan(&args, tables),
-        (None, Some(Command::Query(args))) => an1256::scan::query(&args, tables),
-        (None, Some(Command::Baseline(args))) => an1256::baseline::cli::run(&args, &baseline),
+        (None, Some(Command::Scan(args))) => an1256::cli::scan::scan(&args, tables),
+        (None, Some(Command::Query(args))) => an1256::cli::scan::query(&args, tables),
+        (None, Some(Command::Baseline(args))) => an1256::cli::baseline::run(&args, &baseline),
         (None, Some(Command::Tables { section })) => {
             match section.as_str() {
-                "socks" => print!("{}", an1256::socks::SIGNALS_TABLE_MARKDOWN),
-                "severity" => print!("{}", an1256::severity::SEVERITY_TABLE_MARKDOWN),
-                "ecs" => print!("{}", an1256::ecs::mapping_markdown()),
+                "socks" => print!("{}", an1256::judge::socks::SIGNALS_TABLE_MARKDOWN),
+                "severity" => print!("{}", an1256::judge::severity::SEVERITY_TABLE_MARKDOWN),
+                "ecs" => print!("{}", an1256::cli::ecs::mapping_markdown()),
                 _ => print!("{}", an1256::tables::reference_markdown(&tables)),
             }
             ExitCode::SUCCESS

@@ -3,11 +3,11 @@
 //! `baseline approve --pid` all see a host through these two functions, so what
 //! one reports the others record and approve.
 
-use crate::classify::{self, Classification};
+use crate::judge::classify::{self, Classification};
+use crate::judge::socks::{self, SocksConfig};
+use crate::judge::subject::{self, ProcessVerdict};
 use crate::model::{Pid, ProtocolSet, SocketInfo, SocketQuery};
 use crate::platform::{self, Host};
-use crate::socks::{self, SocksConfig};
-use crate::subject::{self, ProcessVerdict};
 use std::collections::HashMap;
 
 /// One socket that is AN1256's business, with why.

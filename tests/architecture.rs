@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Module path prefix -> layer, bottom (0) to top. The longest prefix wins, so
-/// `baseline::cli` is in the cli layer while the rest of `baseline` is not.
+/// `platform::trust` sits in platform while `judge::…` is one layer up.
 const LAYERS: &[(&str, u8, &str)] = &[
     ("util", 0, "util"),
     ("terminal", 0, "util"),
@@ -15,21 +15,13 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("deadline", 0, "util"),
     ("model", 1, "model"),
     ("platform", 2, "platform"),
-    ("trust", 2, "platform"),
-    ("script", 3, "judge"),
-    ("classify", 3, "judge"),
-    ("subject", 3, "judge"),
-    ("socks", 3, "judge"),
-    ("severity", 3, "judge"),
+    ("judge", 3, "judge"),
     ("observe", 4, "observe"),
     ("baseline", 5, "baseline"),
     ("tables", 6, "tables"),
     ("extension", 7, "serve"),
     ("sql", 7, "serve"),
-    ("scan", 8, "cli"),
-    ("ecs", 8, "cli"),
-    ("baseline::cli", 8, "cli"),
-    ("baseline::packs", 8, "cli"),
+    ("cli", 8, "cli"),
     ("", 9, "main"),
 ];
 
@@ -463,7 +455,9 @@ fn the_reader_sees_imports_and_skips_comments_strings_and_tests() {
             "sql::run"
         ]
     );
-    assert_eq!(layer_of("baseline::cli"), (8, "cli"));
+    assert_eq!(layer_of("cli::baseline"), (8, "cli"));
+    assert_eq!(layer_of("judge::socks::ssh"), (3, "judge"));
+    assert_eq!(layer_of("platform::trust"), (2, "platform"));
     assert_eq!(layer_of("baseline::store"), (5, "baseline"));
     assert_eq!(layer_of("platform::linux::sockets"), (2, "platform"));
 }

@@ -5,9 +5,9 @@
 mod common;
 
 use an1256::baseline::config::BaselineConfig;
-use an1256::baseline::packs::{hit_query, pack_queries};
 use an1256::baseline::store::{Entry, Observation, ObservationLimits, Source, Store};
 use an1256::baseline::Baseline;
+use an1256::cli::packs::{hit_query, pack_queries};
 use an1256::platform::{self, HostConfig};
 use an1256::sql::Engine;
 use common::{python, skip, spawn_ready, ReadyChild};
@@ -498,7 +498,7 @@ fn two_writers_lose_nothing() {
         let file = dir.path().join(format!("import-{writer}.json"));
         std::fs::write(
             &file,
-            an1256::baseline::cli::export_document(&entries).to_string(),
+            an1256::cli::baseline::export_document(&entries).to_string(),
         )
         .unwrap();
         files.push(file);

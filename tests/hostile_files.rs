@@ -9,9 +9,9 @@
 
 mod common;
 
+use an1256::judge::subject::{self, ProcessVerdict};
 use an1256::model::{CodeIdentity, ProcessInfo, Trust};
 use an1256::platform::{self, Host, HostConfig};
-use an1256::subject::{self, ProcessVerdict};
 use an1256::util::hex::sha256_hex;
 use common::{attacker, is_root, skip, spawn_ready, Attacker};
 use std::os::unix::ffi::OsStrExt;
@@ -560,7 +560,7 @@ fn hashing_is_budgeted_per_uid_and_rate_limited_per_file() {
     let second = python_copy(&user, "second", None);
     let size = std::fs::metadata(&first).expect("stat").len();
     let host = an1256::platform::linux::LinuxHost::new(HostConfig {
-        hash_budget: an1256::trust::BudgetLimits {
+        hash_budget: an1256::platform::trust::BudgetLimits {
             bytes: size + size / 2,
             ..Default::default()
         },
@@ -703,9 +703,9 @@ fn a_truncated_environment_keeps_the_socks_signal_unknown() {
                 protocols: an1256::model::ProtocolSet::ALL,
             })
             .sockets;
-        let map = an1256::socks::socks_reasons(
+        let map = an1256::judge::socks::socks_reasons(
             host.as_ref(),
-            &an1256::socks::SocksConfig::default(),
+            &an1256::judge::socks::SocksConfig::default(),
             &scanned,
             None,
         );
@@ -713,7 +713,7 @@ fn a_truncated_environment_keeps_the_socks_signal_unknown() {
             .iter()
             .filter(|s| s.remote_port == i32::from(port))
             .map(|s| {
-                map.get(&an1256::socks::socket_key(s))
+                map.get(&an1256::judge::socks::socket_key(s))
                     .map(|r| r.join(","))
                     .unwrap_or_default()
             })

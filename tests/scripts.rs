@@ -7,9 +7,9 @@
 
 #![cfg(target_os = "linux")]
 
+use an1256::judge::subject;
 use an1256::model::ProcessInfo;
 use an1256::platform::{self, Host, HostConfig};
-use an1256::subject;
 use an1256::tables::process_code_signature::{ProcessCodeSignature, COLUMNS};
 use an1256::tables::{column_index, QueryContext, TableDef, Value};
 use an1256::util::hex::sha256_hex;
@@ -397,7 +397,7 @@ fn sh_shebang_script_run_directly() {
     });
     assert_eq!(process.argv.first().map(String::as_str), Some("/bin/sh"));
     // /bin/sh is dash on Debian, bash elsewhere: the name follows the executable.
-    let interpreter = an1256::script::interpreter_of(&process.path, &process.argv)
+    let interpreter = an1256::judge::script::interpreter_of(&process.path, &process.argv)
         .expect("/bin/sh resolves to a shell");
     assert!(
         ["sh", "dash", "bash"].contains(&interpreter),

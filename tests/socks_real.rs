@@ -7,11 +7,11 @@
 
 mod common;
 
+use an1256::judge::socks::probe::{probe_socks5, ProbeOutcome};
+use an1256::judge::socks::SocksConfig;
 use an1256::model::{ProtocolSet, SocketQuery};
 use an1256::platform::linux::LinuxHost;
 use an1256::platform::{Host, HostConfig};
-use an1256::socks::probe::{probe_socks5, ProbeOutcome};
-use an1256::socks::SocksConfig;
 use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
 use an1256::tables::{QueryContext, TableDef};
 use common::{python, skip, spawn_ready, which};

@@ -7,8 +7,8 @@
 mod common;
 
 use an1256::baseline::config::BaselineConfig;
-use an1256::baseline::packs::pack_queries;
 use an1256::baseline::Baseline;
+use an1256::cli::packs::pack_queries;
 use an1256::platform::{self, HostConfig};
 use an1256::sql::Engine;
 use an1256::util::time::shift_this_thread;

@@ -8,9 +8,9 @@
 
 mod common;
 
+use an1256::judge::subject;
 use an1256::model::Trust;
 use an1256::platform::{self, HostConfig};
-use an1256::subject;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

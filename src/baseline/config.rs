@@ -62,7 +62,7 @@ pub struct BaselineConfig {
     /// The config file actually read, if any.
     pub config_path: Option<PathBuf>,
     /// SOCKS classifier settings (port list, handshake probe).
-    pub socks: crate::socks::SocksConfig,
+    pub socks: crate::judge::socks::SocksConfig,
     /// osquery may INSERT/UPDATE/DELETE `an1256_baseline`.
     pub osquery_writes: bool,
 }
@@ -82,7 +82,7 @@ impl BaselineConfig {
             observation_max_rows: limits.max_rows,
             learned_max_age_secs: limits.max_learned_age_secs,
             config_path: None,
-            socks: crate::socks::SocksConfig::default(),
+            socks: crate::judge::socks::SocksConfig::default(),
             osquery_writes: true,
         }
     }
@@ -274,7 +274,7 @@ mod tests {
         assert!(c.socks.handshake_probe);
         std::fs::write(&cfg, "{}").unwrap();
         let c = BaselineConfig::resolve(Some(Path::new("/flag.db")), Some(&cfg)).unwrap();
-        assert_eq!(c.socks, crate::socks::SocksConfig::default());
+        assert_eq!(c.socks, crate::judge::socks::SocksConfig::default());
         std::fs::write(&cfg, r#"{"socks_ports": [70000]}"#).unwrap();
         assert!(BaselineConfig::resolve(None, Some(&cfg)).is_err());
     }

@@ -2,8 +2,8 @@
 //! `subject::baseline_key` / `subject::subject_of` produce, a `protocol_name` the
 //! socket table can produce, and a port (-1 = any).
 
-use crate::classify::PROTOCOL_NAMES;
-use crate::script::StdinSource;
+use crate::judge::classify::PROTOCOL_NAMES;
+use crate::judge::script::StdinSource;
 
 /// Longest identity accepted (paths included).
 pub const MAX_IDENTITY_LEN: usize = 4096;
@@ -197,8 +197,8 @@ pub fn validate_entry(identity: &str, protocol_name: &str, port: i64) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::subject::baseline_key;
     use crate::model::{CodeIdentity, Trust};
-    use crate::subject::baseline_key;
 
     const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

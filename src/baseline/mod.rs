@@ -13,10 +13,8 @@
 //! store that cannot be opened is reported in `an1256_info` and retried), so the
 //! socket and process tables keep serving whatever happens to the store.
 
-pub mod cli;
 pub mod config;
 pub mod identity;
-pub mod packs;
 pub mod policy;
 pub mod sampler;
 pub mod state;

@@ -5,7 +5,7 @@
 //! or size changes (checked at most every `RELOAD_CHECK`); a malformed file keeps
 //! the last good rules and its error is shown in `an1256_info`.
 
-use crate::classify::PROTOCOL_NAMES;
+use crate::judge::classify::PROTOCOL_NAMES;
 use crate::util::glob::{self, Dialect};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

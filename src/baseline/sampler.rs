@@ -61,7 +61,7 @@ pub fn sample_once(
     host: &dyn Host,
     store: &Store,
     limits: ObservationLimits,
-    socks: &crate::socks::SocksConfig,
+    socks: &crate::judge::socks::SocksConfig,
     may_learn: bool,
 ) -> PassReport {
     let started = Instant::now();

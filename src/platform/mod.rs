@@ -8,6 +8,7 @@ use std::sync::Mutex;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod macos;
+pub mod trust;
 
 /// Why a per-process read failed. Vanished and permission errors are normal on a
 /// live host: callers skip and count them.
@@ -43,7 +44,7 @@ pub struct HostConfig {
     /// Root of the rpm database (`/var/lib/rpm`), consulted when it exists.
     pub rpm_root: std::path::PathBuf,
     /// Hashing each uid may cause per window; beyond it subjects are `unknown`.
-    pub hash_budget: crate::trust::BudgetLimits,
+    pub hash_budget: crate::platform::trust::BudgetLimits,
 }
 
 impl Default for HostConfig {
@@ -52,7 +53,7 @@ impl Default for HostConfig {
             max_hash_bytes: 256 * 1024 * 1024,
             dpkg_root: "/var/lib/dpkg".into(),
             rpm_root: "/var/lib/rpm".into(),
-            hash_budget: crate::trust::BudgetLimits::default(),
+            hash_budget: crate::platform::trust::BudgetLimits::default(),
         }
     }
 }

@@ -2,11 +2,11 @@
 //! raw IP or SOCKS.
 
 use super::{int, Column, QueryContext, Table, TableError, TypedRow};
-use crate::classify;
+use crate::judge::classify;
+use crate::judge::socks::SocksConfig;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe::{self, ObservedSocket};
 use crate::platform::Host;
-use crate::socks::SocksConfig;
 use std::sync::Arc;
 
 pub const NAME: &str = "nonstandard_protocol_sockets";

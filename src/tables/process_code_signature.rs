@@ -2,9 +2,9 @@
 //! and, for interpreters, the script behind it.
 
 use super::{Column, QueryContext, Table, TableError, TypedRow};
+use crate::judge::subject::{self, ProcessVerdict};
 use crate::model::Pid;
 use crate::platform::{self, Host};
-use crate::subject::{self, ProcessVerdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -88,9 +88,13 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Signa
         Some(s) => {
             let (sha, trust) = match (&v.script_identity, s.kind) {
                 (Some(si), _) => (si.sha256.clone(), si.trust.as_str()),
-                (None, crate::script::ScriptKind::Inline) => (s.inline_sha256.clone(), "unsigned"),
-                (None, crate::script::ScriptKind::Module) => (String::new(), id.trust.as_str()),
-                (None, crate::script::ScriptKind::Interactive) => (String::new(), ""),
+                (None, crate::judge::script::ScriptKind::Inline) => {
+                    (s.inline_sha256.clone(), "unsigned")
+                }
+                (None, crate::judge::script::ScriptKind::Module) => {
+                    (String::new(), id.trust.as_str())
+                }
+                (None, crate::judge::script::ScriptKind::Interactive) => (String::new(), ""),
                 (None, _) => (String::new(), "unknown"),
             };
             (s.script_path.clone(), sha, trust)

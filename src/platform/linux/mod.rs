@@ -14,11 +14,11 @@ pub mod sockets;
 pub mod userfile;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
-use crate::platform::{Host, HostConfig, HostError};
-use crate::trust::{
+use crate::platform::trust::{
     hash_reader, sparse_reason, CacheStats, FileId, HashBudget, RehashLimiter, TrustCache,
     DEFAULT_CACHE_ENTRIES, REHASH_INTERVAL, SPARSE_SLACK_BYTES,
 };
+use crate::platform::{Host, HostConfig, HostError};
 use procfs::{process_error, ProcDir};
 use provenance::{Claim, ProvenanceSource};
 use std::fs::File;

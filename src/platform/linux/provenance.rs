@@ -4,7 +4,7 @@
 //! headers).
 
 use crate::model::{CodeIdentity, Trust};
-use crate::trust::{FileDigests, HashError};
+use crate::platform::trust::{FileDigests, HashError};
 
 /// A digest a package database recorded for a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use super::procargs;
 use super::quarantine::{self, MAX_QUARANTINE_BYTES, QUARANTINE_XATTR};
 use super::{security, sockets, sys};
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan, Trust};
+use crate::platform::trust::{self, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
 use crate::platform::{Host, HostConfig, HostError};
-use crate::trust::{self, FileId, TrustCache, DEFAULT_CACHE_ENTRIES};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -250,7 +250,7 @@ mod tests {
         assert_eq!((s.pid, s.fd, s.socket), (42, 5, 0xffff_ff80_1234_5678));
         assert!(s.tcp_state.is_empty());
         assert_eq!(
-            crate::classify::protocol_name(s.protocol, s.socket_type),
+            crate::judge::classify::protocol_name(s.protocol, s.socket_type),
             Some("icmp")
         );
         let mut only_udp = ProtocolSet::NONE;
@@ -272,7 +272,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            crate::classify::protocol_name(s.protocol, s.socket_type),
+            crate::judge::classify::protocol_name(s.protocol, s.socket_type),
             Some("raw")
         );
         let s = to_socket_info(
@@ -284,7 +284,7 @@ mod tests {
         // SOCK_RAW with IPPROTO_UDP or TCP: no raw handler of its own, so xnu attaches
         // the wildcard raw protosw and reports protocol 0. The row stays `raw`.
         assert_eq!(
-            crate::classify::protocol_name(s.protocol, s.socket_type),
+            crate::judge::classify::protocol_name(s.protocol, s.socket_type),
             Some("raw")
         );
         let s = to_socket_info(
@@ -309,7 +309,7 @@ mod tests {
         );
         assert_eq!((s.remote_address.as_str(), s.remote_port), ("8.8.8.8", 53));
         assert_eq!(s.protocol, 17);
-        assert_eq!(crate::classify::state(&s), "connected");
+        assert_eq!(crate::judge::classify::state(&s), "connected");
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn hit_query_selects_the_hit_context_columns() {
         let sql = hit_query().unwrap();
-        let context = crate::severity::hit_context_sql();
+        let context = crate::judge::severity::hit_context_sql();
         assert!(
             sql.contains(&context),
             "an1256_hits must select first_seen, severity and attack_techniques exactly as \
@@ -65,7 +65,7 @@ mod tests {
     fn recent_hit_query_scores_like_the_live_one() {
         let queries = pack_queries().unwrap();
         let recent = &queries["an1256_hits_recent"].query;
-        let context = crate::severity::recent_hit_context_sql();
+        let context = crate::judge::severity::recent_hit_context_sql();
         assert!(
             recent.contains(&context),
             "an1256_hits_recent must select severity and attack_techniques exactly as \

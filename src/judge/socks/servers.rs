@@ -15,8 +15,8 @@
 //! transparent redirector into a SOCKS proxy: its listener is the entry to the
 //! pivot, so it is labelled too.
 
+use crate::judge::socks::ssh::{parse_ssh_argv, SshArgs};
 use crate::model::ProcessInfo;
-use crate::socks::ssh::{parse_ssh_argv, SshArgs};
 
 /// Which listening ports of a known server speak SOCKS.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// The hit query exactly as the pack ships it (`an1256_hits` in packs/an1256.conf,
 /// compiled in), ordered for people: worst first.
 pub fn hit_query() -> Result<String, String> {
-    let pack = crate::baseline::packs::hit_query()?;
+    let pack = crate::cli::packs::hit_query()?;
     let pack = pack.trim().trim_end_matches(';');
     Ok(format!(
         "SELECT * FROM ({pack}) ORDER BY severity DESC, pid, fd"
@@ -229,7 +229,11 @@ pub fn write_ecs(
 ) -> std::io::Result<()> {
     let timestamp = rfc3339(now);
     for row in rows {
-        writeln!(out, "{}", crate::ecs::hit_to_ecs(columns, row, &timestamp))?;
+        writeln!(
+            out,
+            "{}",
+            crate::cli::ecs::hit_to_ecs(columns, row, &timestamp)
+        )?;
     }
     Ok(())
 }

@@ -2,11 +2,11 @@
 //! An Apple-signed or package-owned python running `/tmp/x.py` is judged by
 //! `/tmp/x.py`.
 
-use crate::model::{CodeIdentity, ProcessInfo, Trust};
-use crate::platform::Host;
-use crate::script::{
+use crate::judge::script::{
     self, CodeLoad, LoadTarget, PathKind, ScriptInvocation, ScriptKind, StdinSource,
 };
+use crate::model::{CodeIdentity, ProcessInfo, Trust};
+use crate::platform::Host;
 
 /// Everything `process_code_signature` says about one process.
 #[derive(Clone, Debug)]
@@ -492,9 +492,9 @@ pub fn subject_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::script::StdinSource;
     use crate::model::Trust;
     use crate::platform::FakeHost;
-    use crate::script::StdinSource;
 
     fn package(name: &str) -> CodeIdentity {
         CodeIdentity {
@@ -804,9 +804,9 @@ mod tests {
 #[cfg(test)]
 mod argv_tests {
     use super::*;
+    use crate::judge::script::OpenFile;
     use crate::model::Trust;
     use crate::platform::FakeHost;
-    use crate::script::OpenFile;
 
     #[test]
     fn argv_is_refuted_by_the_held_script_and_unlisted_files_fail_closed() {

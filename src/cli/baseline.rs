@@ -2,10 +2,10 @@
 //! Exit codes: 0 done, 1 nothing matched (revoke), 2 error (the message says
 //! what to do).
 
-use super::config::parse_until;
-use super::identity::{broad_identity_scope, validate_entry};
-use super::store::{unix_now, Entry, Source};
-use super::Baseline;
+use crate::baseline::config::parse_until;
+use crate::baseline::identity::{broad_identity_scope, validate_entry};
+use crate::baseline::store::{unix_now, Entry, Source};
+use crate::baseline::Baseline;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe;
 use crate::terminal::sanitize;

@@ -1,0 +1,7 @@
+//! The cli layer: the standalone commands and their output formats. `scan`
+//! runs the embedded engine, so this layer sits on serve.
+
+pub mod baseline;
+pub mod ecs;
+pub mod packs;
+pub mod scan;
