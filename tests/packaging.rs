@@ -235,6 +235,8 @@ fn debian_package_installs_runs_and_purges_to_nothing() {
         "/etc/an1256/osquery.flags",
         "/usr/share/an1256/packs/an1256.conf",
         "/usr/share/an1256/fleet/an1256-queries.yml",
+        "/usr/share/an1256/fleet/an1256-policies.yml",
+        "/usr/share/an1256/fleet/fleets/an1256.yml",
     ] {
         assert!(
             files.iter().any(|f| f == expected),

@@ -36,6 +36,8 @@ install -d -m 0755 "$prefix/osquery"
 install -m 0644 packaging/osquery/osquery.flags "$prefix/osquery/osquery.flags"
 install -m 0644 packs/an1256.conf packs/POLICY.md packs/policy-default.json "$prefix/packs/"
 install -m 0644 packs/fleet/*.yml "$prefix/packs/fleet/"
+install -d -m 0755 "$prefix/packs/fleet/fleets"
+install -m 0644 packs/fleet/fleets/*.yml "$prefix/packs/fleet/fleets/"
 
 mkdir -p target/macos
 out="target/macos/an1256-$version.pkg"
