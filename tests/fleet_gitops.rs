@@ -392,3 +392,30 @@ fn the_health_policy_passes_only_once_the_sampler_has_run() {
     let after = an1256(&["query", sql, "--json"]);
     assert_eq!(rows(&after), 1, "after a sampler pass: passing\n{after}");
 }
+
+/// `packs/elastic/an1256-pack.json`, the body of Kibana's create-pack API, carries
+/// the pack's queries with their result type stated: osquerybeat schedules a query
+/// as a snapshot unless told otherwise, which would re-log every hit every minute.
+#[test]
+fn the_elastic_pack_carries_the_same_queries_with_explicit_result_types() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packs/elastic/an1256-pack.json");
+    let body: Json = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+        .expect("the Kibana pack is JSON");
+    assert_eq!(body["name"], "an1256");
+    let queries = object(&body["queries"], "queries");
+    let pack = an1256::cli::packs::pack_queries().expect("pack parses");
+    assert_eq!(queries.len(), pack.len());
+    for (name, query) in &pack {
+        let entry = &queries[name.as_str()];
+        assert_eq!(entry["query"], query.query.as_str(), "{name}: SQL");
+        assert_eq!(entry["interval"], query.interval, "{name}: interval");
+        assert_eq!(entry["snapshot"], query.snapshot, "{name}: snapshot stated");
+        if !query.snapshot {
+            assert_eq!(
+                entry["removed"],
+                query.removed.unwrap_or(true),
+                "{name}: removed stated"
+            );
+        }
+    }
+}

@@ -237,6 +237,7 @@ fn debian_package_installs_runs_and_purges_to_nothing() {
         "/usr/share/an1256/fleet/an1256-queries.yml",
         "/usr/share/an1256/fleet/an1256-policies.yml",
         "/usr/share/an1256/fleet/fleets/an1256.yml",
+        "/usr/share/an1256/elastic/an1256-pack.json",
     ] {
         assert!(
             files.iter().any(|f| f == expected),

@@ -38,6 +38,8 @@ install -m 0644 packs/an1256.conf packs/POLICY.md packs/policy-default.json "$pr
 install -m 0644 packs/fleet/*.yml "$prefix/packs/fleet/"
 install -d -m 0755 "$prefix/packs/fleet/fleets"
 install -m 0644 packs/fleet/fleets/*.yml "$prefix/packs/fleet/fleets/"
+install -d -m 0755 "$prefix/packs/elastic"
+install -m 0644 packs/elastic/an1256-pack.json "$prefix/packs/elastic/"
 
 mkdir -p target/macos
 out="target/macos/an1256-$version.pkg"

@@ -10,6 +10,9 @@ accepts):
   fleets/an1256.yml    an example fleet file wiring them together, with the
                        agent options that deploy the extension through fleetd
 
+and, for Elastic's Osquery Manager, ../elastic/an1256-pack.json: the body of Kibana's
+create-pack API (POST /api/osquery/packs) with the same queries.
+
 Names follow Fleet's GitOps after the teams -> fleets, queries -> reports rename
 (fleetdm/fleet#41423; pkg/spec/gitops_deprecations.go maps `queries` -> `reports`
 and `team_settings` -> `settings`, warning on the old names)."""
@@ -147,3 +150,31 @@ write("fleets/an1256.yml", [
     "reports:",
     "  - path: ../an1256-queries.yml",
 ])
+
+# Kibana's create-pack API body (POST /api/osquery/packs). osquerybeat schedules a
+# query as a snapshot unless it says otherwise (its Query.Snapshot defaults to true,
+# unlike osquery), so every query states snapshot and removed explicitly.
+elastic = {
+    "name": "an1256",
+    "description": "AN1256: unsigned binaries or untrusted scripts opening ICMP, UDP, raw or SOCKS "
+    "traffic outside the host baseline. Needs the an1256 osquery extension (elastic_options.extensions).",
+    "enabled": True,
+    "policy_ids": [],
+    "queries": {},
+}
+for name, query in pack["queries"].items():
+    snapshot = bool(query.get("snapshot"))
+    entry = {
+        "query": query["query"],
+        "interval": query["interval"],
+        "platform": query["platform"],
+        "version": query["version"],
+        "snapshot": snapshot,
+    }
+    if not snapshot:
+        entry["removed"] = query.get("removed", True)
+    elastic["queries"][name] = entry
+os.makedirs(os.path.join(here, "..", "elastic"), exist_ok=True)
+with open(os.path.join(here, "..", "elastic", "an1256-pack.json"), "w") as f:
+    json.dump(elastic, f, indent=2)
+    f.write("\n")
