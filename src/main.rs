@@ -127,6 +127,22 @@ fn main() -> ExitCode {
                 interval: cli.interval,
                 verbose: cli.verbose,
             };
+            // The 1 s watch of untrusted processes runs beside the 15 s sampler.
+            let mut watch = if baseline.config.watch {
+                match an1256::baseline::watch::start(baseline.clone()) {
+                    Ok(handle) => Some(handle),
+                    Err(e) => {
+                        eprintln!("an1256: cannot start the watch of untrusted processes: {e}");
+                        None
+                    }
+                }
+            } else {
+                baseline.set_watch_status(an1256::baseline::watch::WatchStatus {
+                    note: "off (\"watch\": false in the config file)".into(),
+                    ..Default::default()
+                });
+                None
+            };
             let mut sampler = match an1256::baseline::sampler::start(baseline) {
                 Ok(handle) => Some(handle),
                 Err(e) => {
@@ -135,6 +151,9 @@ fn main() -> ExitCode {
                 }
             };
             let result = an1256::extension::run(&args, tables);
+            if let Some(handle) = watch.as_mut() {
+                handle.stop_within(std::time::Duration::from_secs(1));
+            }
             if let Some(handle) = sampler.as_mut() {
                 handle.stop_within(std::time::Duration::from_secs(1));
             }

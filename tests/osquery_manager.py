@@ -381,13 +381,15 @@ def baseline_write(args, handler, server, process, result):
         ext, "call", "table", "an1256_baseline_audit",
         {"action": "generate", "context": "{}"}))
     # The extension's sampler thread records its first pass (and its cost) soon
-    # after start; wait for it, bounded.
+    # after start, and the watch its first tick; wait for both, bounded.
     deadline = time.monotonic() + 60
     while True:
         result["info"] = response_json(extension_call(
             ext, "call", "table", "an1256_info", {"action": "generate", "context": "{}"}))
         rows = result["info"]["rows"]
-        if (rows and rows[0].get("last_sample_time", "0") != "0") or time.monotonic() > deadline:
+        ready = rows and rows[0].get("last_sample_time", "0") != "0" \
+            and rows[0].get("watch_source", "") != ""
+        if ready or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)

@@ -571,6 +571,17 @@ fn osquery_side_insert_and_delete_on_the_baseline_table() {
         "extension sampler: first pass {} ms wall, {} ms cpu",
         info["last_sample_duration_ms"], info["last_sample_cpu_ms"]
     );
+    // The 1 s watch of untrusted processes runs beside it: on exec events as
+    // root, polling (and saying why) otherwise.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (source, note) = (info["watch_source"].as_str(), info["watch_note"].as_str());
+    if root {
+        assert_eq!((source, note), (Some("proc_connector"), Some("")), "{info}");
+    } else {
+        assert_eq!(source, Some("polling"), "{info}");
+        assert!(note.is_some_and(|n| n.contains("proc connector")), "{info}");
+    }
     assert_eq!(report["exit_after_sigterm"]["code"], 0);
 }
 

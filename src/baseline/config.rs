@@ -43,6 +43,10 @@ pub struct ConfigFile {
     /// read-only from osquery (writes answer `readonly`), for fleets where
     /// live-query users must not silence detections; the CLI still writes.
     pub osquery_writes: Option<bool>,
+    /// Watch untrusted processes every second beside the sampler (default true).
+    pub watch: Option<bool>,
+    /// At most this many untrusted processes are watched (default 1024).
+    pub watch_max_processes: Option<usize>,
 }
 
 /// Resolved settings.
@@ -65,6 +69,10 @@ pub struct BaselineConfig {
     pub socks: crate::judge::socks::SocksConfig,
     /// osquery may INSERT/UPDATE/DELETE `an1256_baseline`.
     pub osquery_writes: bool,
+    /// The 1 s watch of untrusted processes runs in extension mode.
+    pub watch: bool,
+    /// Bound on the watched set (the rest is counted in `watch_overflow`).
+    pub watch_max_processes: usize,
 }
 
 impl BaselineConfig {
@@ -84,6 +92,8 @@ impl BaselineConfig {
             config_path: None,
             socks: crate::judge::socks::SocksConfig::default(),
             osquery_writes: true,
+            watch: true,
+            watch_max_processes: super::watch::DEFAULT_MAX_WATCHED,
         }
     }
 
@@ -147,6 +157,15 @@ impl BaselineConfig {
         }
         if let Some(writes) = file.osquery_writes {
             config.osquery_writes = writes;
+        }
+        if let Some(watch) = file.watch {
+            config.watch = watch;
+        }
+        if let Some(max) = file.watch_max_processes {
+            if max == 0 {
+                return Err("config: watch_max_processes must be at least 1 (set \"watch\": false to turn the watch off)".into());
+            }
+            config.watch_max_processes = max;
         }
         Ok(config)
     }

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod sampler;
 pub mod state;
 pub mod store;
+pub mod watch;
 
 use crate::platform::Host;
 use config::BaselineConfig;
@@ -63,6 +64,8 @@ pub struct Baseline {
     sampler_panics: AtomicU64,
     /// Who this process's baseline writes are audited as.
     audit_source: store::AuditSource,
+    /// The watch of untrusted processes, as its thread last reported it.
+    watch_status: Mutex<watch::WatchStatus>,
 }
 
 impl Baseline {
@@ -86,6 +89,7 @@ impl Baseline {
             latest_pass: Mutex::new(std::collections::HashSet::new()),
             sampler_panics: AtomicU64::new(0),
             audit_source: store::AuditSource::Cli,
+            watch_status: Mutex::new(watch::WatchStatus::default()),
         }
     }
 
@@ -116,6 +120,19 @@ impl Baseline {
                 log::warn!("cannot record the sampler panic: {e}");
             }
         }
+    }
+
+    /// The watch of untrusted processes as its thread last reported it (default:
+    /// not running).
+    pub fn watch_status(&self) -> watch::WatchStatus {
+        self.watch_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_watch_status(&self, status: watch::WatchStatus) {
+        *self.watch_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
     /// Sampler passes that panicked since this process started.

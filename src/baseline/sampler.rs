@@ -5,7 +5,10 @@
 //! with a timeout, not a sleep).
 
 use super::store::{unix_now, Observation, ObservationLimits, PassWrite, Store};
-use crate::model::{ProtocolSet, SocketQuery};
+use crate::deadline::Deadline;
+use crate::judge::classify::Classification;
+use crate::judge::subject::ProcessVerdict;
+use crate::model::{ProtocolSet, SocketInfo, SocketQuery};
 use crate::observe::{self, ObservedSocket};
 use crate::platform::Host;
 use std::collections::BTreeMap;
@@ -32,6 +35,49 @@ pub struct PassReport {
     /// (identity, executable path) of binary subjects that verifiably ran from that
     /// path in this pass (`Host::executable_is_at`): what policy `path` rules match.
     pub verified_executables: Vec<(String, String)>,
+}
+
+/// A pass stops its loops after this long (two default intervals), records what it
+/// found and reports itself partial: a host that makes the walk slow must not make
+/// the sampler fall silent.
+pub const PASS_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// The observation one socket of a judged owner gives.
+pub fn observation_of(
+    v: &ProcessVerdict,
+    socket: &SocketInfo,
+    class: &Classification,
+) -> Observation {
+    Observation {
+        identity: v.subject.identity.clone(),
+        protocol_name: class.protocol_name.to_owned(),
+        remote_port: i64::from(socket.remote_port),
+        remote_scope: class.remote_scope.to_owned(),
+        remote_address: socket.remote_address.clone(),
+        pid: i64::from(socket.pid),
+        path: v.subject.path.clone(),
+        exe_path: v.process.path.clone(),
+        interpreter: v.interpreter().to_owned(),
+        subject_kind: v.subject.kind.to_owned(),
+        subject_trusted: v.subject.trusted,
+        socket_type: socket.socket_type.as_str().to_owned(),
+        script_kind: v.script_kind().to_owned(),
+        script_quarantined: v.script_quarantined(),
+        reason: class.reason(),
+        start_time: v.process.start_time,
+    }
+}
+
+/// What the store keys an observation by: (identity, protocol, remote port, scope).
+pub type ObservationKey = (String, String, i64, String);
+
+pub fn observation_key(o: &Observation) -> ObservationKey {
+    (
+        o.identity.clone(),
+        o.protocol_name.clone(),
+        o.remote_port,
+        o.remote_scope.clone(),
+    )
 }
 
 /// CPU time of the calling thread, in microseconds (`CLOCK_THREAD_CPUTIME_ID`
@@ -77,19 +123,29 @@ pub fn sample_once(
         pids: None,
         protocols: ProtocolSet::ALL,
     };
+    // Every loop below (fd walk, SOCKS, judging) stops at the deadline; what was
+    // found by then is recorded and the pass says it is partial.
+    let deadline = Deadline::current().min(Deadline::after(PASS_TIME_LIMIT));
+    let _deadline = deadline.enter();
     let observed = observe::observe_sockets(host, socks, &query);
     report.sockets = observed.scanned;
     report.skipped = observed.skipped_processes;
     report
         .errors
         .extend(observed.errors.iter().take(5).cloned());
+    report
+        .errors
+        .extend(observed.incomplete.iter().take(3).cloned());
 
     let mut owners = observe::Owners::default();
     // One observation per key per pass (the first socket seen gives the details, as
     // the store keeps an appearance's first sighting).
-    let mut observations: BTreeMap<(String, String, i64, String), Observation> = BTreeMap::new();
+    let mut observations: BTreeMap<ObservationKey, Observation> = BTreeMap::new();
     let mut located = std::collections::HashSet::new();
     for ObservedSocket { socket, class } in &observed.sockets {
+        if deadline.expired() {
+            break;
+        }
         let Some(v) = owners.judge(host, socket.pid) else {
             continue;
         };
@@ -100,32 +156,14 @@ pub fn sample_once(
                     .push((v.subject.identity.clone(), v.process.path.clone()));
             }
         }
-        let o = Observation {
-            identity: v.subject.identity.clone(),
-            protocol_name: class.protocol_name.to_owned(),
-            remote_port: i64::from(socket.remote_port),
-            remote_scope: class.remote_scope.to_owned(),
-            remote_address: socket.remote_address.clone(),
-            pid: i64::from(socket.pid),
-            path: v.subject.path.clone(),
-            exe_path: v.process.path.clone(),
-            interpreter: v.interpreter().to_owned(),
-            subject_kind: v.subject.kind.to_owned(),
-            subject_trusted: v.subject.trusted,
-            socket_type: socket.socket_type.as_str().to_owned(),
-            script_kind: v.script_kind().to_owned(),
-            script_quarantined: v.script_quarantined(),
-            reason: class.reason(),
-            start_time: v.process.start_time,
-        };
-        observations
-            .entry((
-                o.identity.clone(),
-                o.protocol_name.clone(),
-                o.remote_port,
-                o.remote_scope.clone(),
-            ))
-            .or_insert(o);
+        let o = observation_of(v, socket, class);
+        observations.entry(observation_key(&o)).or_insert(o);
+    }
+    if deadline.expired() {
+        report.errors.push(format!(
+            "the pass stopped at its {}s deadline: observations are partial",
+            PASS_TIME_LIMIT.as_secs()
+        ));
     }
     let (judged, unreadable) = owners.counts();
     report.processes = judged;
@@ -403,6 +441,53 @@ mod tests {
         assert_eq!(get("sampler_panics"), Value::Int(1));
         assert!(matches!(get("sampler_errors"), Value::Int(n) if n >= 1));
         assert!(matches!(get("last_sample_time"), Value::Int(t) if t > 0));
+    }
+
+    /// A pass whose deadline has passed stops judging, records nothing it did not
+    /// finish, and says it is partial.
+    #[test]
+    fn a_pass_past_its_deadline_stops_and_says_so() {
+        let host = FakeHost {
+            processes: vec![ProcessInfo {
+                pid: 42,
+                path: "/tmp/beacon".into(),
+                argv: vec!["/tmp/beacon".into()],
+                ..Default::default()
+            }],
+            sockets: vec![udp(42, 3, 53)],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), 0).unwrap();
+        let report = {
+            let _expired = Deadline::after(Duration::ZERO).enter();
+            sample_once(
+                &host,
+                &store,
+                ObservationLimits::default(),
+                &Default::default(),
+                false,
+            )
+        };
+        assert!(
+            host.process_calls.lock().unwrap().is_empty(),
+            "judged past the deadline"
+        );
+        assert!(report.observations.is_empty());
+        assert!(
+            report.errors.iter().any(|e| e.contains("deadline")),
+            "{:?}",
+            report.errors
+        );
+        // The same pass without the deadline records the socket.
+        let report = sample_once(
+            &host,
+            &store,
+            ObservationLimits::default(),
+            &Default::default(),
+            false,
+        );
+        assert_eq!(report.observations.len(), 1, "{:?}", report.errors);
     }
 
     #[test]

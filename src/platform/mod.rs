@@ -34,6 +34,46 @@ pub enum HostError {
     Other(String),
 }
 
+/// A change in the process table that the watch of untrusted processes acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcessEvent {
+    /// The process replaced its image (execve): what it runs must be judged again.
+    Exec(Pid),
+    /// A new process (not a thread): it runs its parent's image until it execs.
+    Fork { parent: Pid, child: Pid },
+    /// The process exited.
+    Exit(Pid),
+    /// Events were dropped (the receive buffer overran): anything may have changed,
+    /// so the watch looks at every process again.
+    Lost,
+}
+
+/// A stream of process events (Linux: the netlink proc connector; macOS: kqueue
+/// `EVFILT_PROC` on followed pids). The watch falls back to listing pids every
+/// second where there is none.
+pub trait ProcessEvents: Send {
+    /// What the source is, for `an1256_info.watch_source`.
+    fn name(&self) -> &'static str;
+    /// True when every exec and fork on the host is reported; false when only the
+    /// pids passed to [`ProcessEvents::follow`] are (new pids then come from
+    /// listing the processes).
+    fn reports_every_process(&self) -> bool;
+    /// Report this pid's exec and exit from now on. `Err` when it cannot be
+    /// followed (it exited, or the source's own bound is reached).
+    fn follow(&mut self, _pid: Pid) -> Result<(), String> {
+        Ok(())
+    }
+    /// Waits at most `timeout` for events and appends at most `max` of them to
+    /// `out` (a full batch leaves the rest queued in the kernel). `Err` when the
+    /// source broke for good; the watch then polls.
+    fn wait(
+        &mut self,
+        timeout: std::time::Duration,
+        max: usize,
+        out: &mut Vec<ProcessEvent>,
+    ) -> Result<(), String>;
+}
+
 /// Settings every backend honours.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -176,6 +216,11 @@ pub trait Host: Send + Sync {
     /// a directory service (macOS) may do better.
     fn user_name(&self, uid: i64) -> Option<String> {
         user_from_passwd(&read_passwd_file("/etc/passwd"), uid)
+    }
+    /// A source of process events (exec, fork, exit) for the watch of untrusted
+    /// processes, or why there is none here (the watch then lists pids every second).
+    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, String> {
+        Err("no process event source on this platform".into())
     }
 }
 
@@ -334,6 +379,59 @@ pub struct FakeHost {
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
     pub socket_queries: Mutex<Vec<SocketQuery>>,
+    /// What `process_events` hands out; `None`: no source (the watch polls).
+    pub events: Option<FakeProcessEvents>,
+    /// `sockets()` reports the holders' executable paths (`SocketScan::executables`).
+    pub scan_executables: bool,
+}
+
+/// Process events a test scripts: each `wait` hands out the next batch (waiting
+/// out the timeout when there is none), and every `follow` is recorded.
+#[derive(Clone, Default)]
+pub struct FakeProcessEvents {
+    pub batches: std::sync::Arc<Mutex<std::collections::VecDeque<Vec<ProcessEvent>>>>,
+    pub followed: std::sync::Arc<Mutex<Vec<Pid>>>,
+    /// What `reports_every_process` answers.
+    pub every_process: bool,
+}
+
+impl ProcessEvents for FakeProcessEvents {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn reports_every_process(&self) -> bool {
+        self.every_process
+    }
+
+    fn follow(&mut self, pid: Pid) -> Result<(), String> {
+        if let Ok(mut followed) = self.followed.lock() {
+            followed.push(pid);
+        }
+        Ok(())
+    }
+
+    fn wait(
+        &mut self,
+        timeout: std::time::Duration,
+        max: usize,
+        out: &mut Vec<ProcessEvent>,
+    ) -> Result<(), String> {
+        let batch = self.batches.lock().ok().and_then(|mut b| b.pop_front());
+        match batch {
+            Some(mut batch) => {
+                if batch.len() > max {
+                    let rest = batch.split_off(max);
+                    if let Ok(mut batches) = self.batches.lock() {
+                        batches.push_front(rest);
+                    }
+                }
+                out.extend(batch);
+            }
+            None => std::thread::sleep(timeout.min(std::time::Duration::from_millis(20))),
+        }
+        Ok(())
+    }
 }
 
 impl FakeHost {
@@ -381,9 +479,17 @@ impl Host for FakeHost {
             .filter(|s| query.pids.as_ref().is_none_or(|p| p.contains(&s.pid)))
             .filter(|s| query.protocols.wants(s))
             .cloned()
+            .collect::<Vec<_>>();
+        // As the Linux walk does, when asked: the holders' executables.
+        let executables = self
+            .processes
+            .iter()
+            .filter(|p| self.scan_executables && sockets.iter().any(|s| s.pid == p.pid))
+            .map(|p| (p.pid, p.path.clone()))
             .collect();
         SocketScan {
             sockets,
+            executables,
             ..Default::default()
         }
     }
@@ -440,5 +546,12 @@ impl Host for FakeHost {
             .get(path)
             .copied()
             .unwrap_or(crate::model::PathKind::Missing)
+    }
+
+    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, String> {
+        match &self.events {
+            Some(events) => Ok(Box::new(events.clone())),
+            None => Err("the fake host has no event source".into()),
+        }
     }
 }

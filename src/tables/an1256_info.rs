@@ -36,6 +36,16 @@ super::table_row! {
         policy_error: TEXT = "Why the policy file was not (re)loaded; the last good rules stay in force",
         policy_rules: INTEGER = "Policy rules in force",
         sampler_panics: BIGINT = "Sampler passes that panicked since the extension started (the sampler goes on; last_sample_error says why)",
+        watch_source: TEXT = "How the 1 s watch of untrusted processes learns of new processes: proc_connector (Linux, root), kqueue+polling (macOS), polling; empty when it does not run (scan, query)",
+        watch_note: TEXT = "Why the watch polls instead of using events, or is off (empty when not degraded)",
+        watch_processes: BIGINT = "Untrusted processes watched now",
+        watch_pending: BIGINT = "Processes waiting for the watch's judgement (bounded)",
+        watch_judged: BIGINT = "Processes the watch judged since it started",
+        watch_overflow: BIGINT = "Processes the watch could not take (watched set or judgement queue full); the 15 s sampler pass still sees them",
+        watch_rescans: BIGINT = "Listings of every process (start, lost events, full queue; every second when polling)",
+        watch_lost_events: BIGINT = "Times the event source dropped events",
+        watch_observations: BIGINT = "Observations the watch recorded",
+        watch_cpu_ms: BIGINT = "CPU time of the watch thread since it started",
     }
 }
 
@@ -68,6 +78,7 @@ impl Table for An1256Info {
             Err(e) => (Default::default(), e),
         };
         let policy = b.policy.status();
+        let watch = b.watch_status();
         let learning = summary.learning_until > unix_now();
         let events: Vec<String> = summary
             .recoveries
@@ -99,6 +110,16 @@ impl Table for An1256Info {
             policy_error: policy.error,
             policy_rules: int(policy.rules),
             sampler_panics: int(b.sampler_panics()),
+            watch_source: watch.source,
+            watch_note: watch.note,
+            watch_processes: int(watch.watched),
+            watch_pending: int(watch.pending),
+            watch_judged: int(watch.judged),
+            watch_overflow: int(watch.overflow),
+            watch_rescans: int(watch.rescans),
+            watch_lost_events: int(watch.lost_events),
+            watch_observations: int(watch.observations),
+            watch_cpu_ms: watch.cpu_ms,
         }])
     }
 }

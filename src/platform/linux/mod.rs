@@ -5,6 +5,7 @@
 
 pub mod dpkg;
 pub mod netlink;
+pub mod proc_events;
 pub mod procfs;
 pub mod provenance;
 pub mod rpm;
@@ -410,6 +411,11 @@ impl Host for LinuxHost {
 
     fn sockets(&self, query: &SocketQuery) -> SocketScan {
         sockets::scan(query)
+    }
+
+    fn process_events(&self) -> Result<Box<dyn crate::platform::ProcessEvents>, String> {
+        proc_events::ProcConnector::open()
+            .map(|c| Box::new(c) as Box<dyn crate::platform::ProcessEvents>)
     }
 
     fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity {

@@ -1,0 +1,926 @@
+//! The watch of untrusted processes: AN1256 only cares about untrusted subjects,
+//! so beside the 15 s sampler pass (which sees the whole host) a thread keeps the
+//! set of running untrusted processes and re-checks only their fds every second.
+//! A socket that lives 2 s in such a process is recorded in `an1256_observations`
+//! (and so reaches `an1256_hits_recent`) however the pack runs fall.
+//!
+//! New processes are judged at exec through the one observation pipeline
+//! (`observe::judge_owner`): from the host's event source where there is one
+//! (Linux: the proc connector, every exec on the host; macOS: kqueue on followed
+//! pids, with the pid list read every second for new ones), else by listing the
+//! pids every second and noticing new pids and changed executables.
+//!
+//! Every cost is bounded: at most `max_watched` processes are watched (the rest
+//! counted in `watch_overflow`; the sampler pass still sees them), at most
+//! [`MAX_PENDING`] processes wait for a judgement (past it, and after lost events,
+//! a rescan: the pid list and executables compared with what the watch knows, at
+//! most once a second), at most [`JUDGEMENTS_PER_TICK`] are judged per second
+//! within [`JUDGING_LIMIT`] of wall time, and the re-check stops at
+//! [`TICK_WORK_LIMIT`]. The 1 s re-check covers ICMP, UDP, UDP-Lite and raw
+//! sockets: telling SOCKS needs the whole host's TCP sockets (the proxy may be
+//! another process), which the sampler pass reads every 15 s.
+
+use super::sampler::{observation_key, observation_of, thread_cpu_micros, ObservationKey};
+use super::store::{unix_now, Observation, ObservationLimits, Store};
+use crate::deadline::Deadline;
+use crate::judge::subject::ProcessVerdict;
+use crate::model::{Pid, ProtocolSet, SocketQuery};
+use crate::observe;
+use crate::platform::{Host, ProcessEvent, ProcessEvents};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often the watched processes' fds are re-checked.
+pub const TICK: Duration = Duration::from_secs(1);
+/// The re-check (and the listing before it) stops after this long.
+pub const TICK_WORK_LIMIT: Duration = Duration::from_millis(250);
+/// Judging, summed over a tick, stops after this long: with the re-check, the
+/// watch works at most half of each second whatever is thrown at it.
+pub const JUDGING_LIMIT: Duration = Duration::from_millis(250);
+/// Default bound on the watched set (`watch_max_processes`).
+pub const DEFAULT_MAX_WATCHED: usize = 1024;
+/// Processes waiting for a judgement; past it new ones are dropped and a rescan
+/// picks up those still running.
+pub const MAX_PENDING: usize = 4096;
+/// Judgements per tick: an exec flood costs at most this many process reads a
+/// second (the rest wait, or are dropped and picked up by a rescan).
+pub const JUDGEMENTS_PER_TICK: usize = 2048;
+/// Pids remembered with their executables (to notice new ones and execs when
+/// listing); past it new pids are counted in `watch_overflow`.
+const MAX_KNOWN: usize = 65_536;
+/// Pids followed by a per-pid event source (kqueue).
+const MAX_FOLLOWED: usize = 8192;
+/// Watched processes without a verdict judged again per re-check.
+const MAX_REJUDGED_PER_TICK: usize = 32;
+/// Events read per wait; the rest stay queued in the kernel until the next one.
+const MAX_EVENTS_PER_WAIT: usize = 4096;
+/// Longest block on the event source: how long a stop request may wait.
+const EVENT_WAIT: Duration = Duration::from_millis(200);
+/// An observation the watch recorded is written again at most this often while
+/// it lasts (`last_seen` then stays fresh; `an1256_hits_recent` looks 180 s back).
+const RECORD_REFRESH_SECS: i64 = 10;
+/// Observation keys remembered for the refresh rule.
+const MAX_RECORDED_KEYS: usize = 16_384;
+
+/// What the 1 s re-check looks for.
+pub const WATCHED_PROTOCOLS: ProtocolSet = ProtocolSet {
+    icmp: true,
+    udp: true,
+    udplite: true,
+    raw: true,
+    tcp: false,
+};
+
+/// The watch's state, for `an1256_info`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchStatus {
+    /// `proc_connector`, `kqueue`, `polling`; empty when the watch does not run.
+    pub source: String,
+    /// Why the watch runs degraded (polling) or not at all; empty when healthy.
+    pub note: String,
+    /// Untrusted processes watched now.
+    pub watched: u64,
+    /// Processes waiting for a judgement now (at most [`MAX_PENDING`]).
+    pub pending: u64,
+    /// Processes judged since the start.
+    pub judged: u64,
+    /// Untrusted processes not watched because the set was full, plus processes
+    /// dropped from a full judgement queue.
+    pub overflow: u64,
+    /// Full rescans (start, lost events, full queue).
+    pub rescans: u64,
+    /// Times the event source reported lost events.
+    pub lost_events: u64,
+    /// Ticks whose work hit [`TICK_WORK_LIMIT`].
+    pub late_ticks: u64,
+    /// Observations the watch recorded.
+    pub observations: u64,
+    /// CPU time of the watch thread since the start.
+    pub cpu_ms: i64,
+    /// Ticks that panicked (the watch starts afresh and goes on).
+    pub panics: u64,
+}
+
+/// A watched process: its verdict, or `None` when it could not be judged (it
+/// stays watched and is judged again at each re-check: fail closed).
+type Watched = Option<ProcessVerdict>;
+
+/// The watch's state machine; the thread in [`start`] drives it, tests drive it
+/// step by step.
+pub struct Watch {
+    source: Option<Box<dyn ProcessEvents>>,
+    max_watched: usize,
+    watched: HashMap<Pid, Watched>,
+    /// Pids an event named (exec, fork of a watched parent): judged first, so
+    /// a backlog from a listing never delays a process that just started.
+    fresh: VecDeque<Pid>,
+    /// Pids a listing found.
+    backlog: VecDeque<Pid>,
+    pending_set: HashSet<Pid>,
+    /// Every pid listed or judged, with its executable path (a changed path is
+    /// an exec the events did not tell).
+    known: HashMap<Pid, String>,
+    /// The next tick lists the processes (start, lost events, full queue).
+    rescan_due: bool,
+    recorded: HashMap<ObservationKey, i64>,
+    /// Judgements and judging time left in this tick's budget.
+    judgements_left: usize,
+    judging_left: Duration,
+    pub status: WatchStatus,
+}
+
+impl Watch {
+    /// A watch over `host`'s event source, or polling when it has none. The
+    /// first tick judges every running process (a rescan).
+    pub fn new(host: &dyn Host, max_watched: usize) -> Watch {
+        let (source, name, note) = match host.process_events() {
+            Ok(source) if source.reports_every_process() => {
+                let name = source.name().to_owned();
+                (Some(source), name, String::new())
+            }
+            Ok(source) => {
+                let name = format!("{}+polling", source.name());
+                (Some(source), name, String::new())
+            }
+            Err(why) => (
+                None,
+                "polling".to_owned(),
+                format!("polling the process list every second: {why}"),
+            ),
+        };
+        if !note.is_empty() {
+            log::info!("watch of untrusted processes: {note}");
+        }
+        Watch {
+            source,
+            max_watched: max_watched.max(1),
+            watched: HashMap::new(),
+            fresh: VecDeque::new(),
+            backlog: VecDeque::new(),
+            pending_set: HashSet::new(),
+            known: HashMap::new(),
+            rescan_due: true,
+            recorded: HashMap::new(),
+            judgements_left: JUDGEMENTS_PER_TICK,
+            judging_left: JUDGING_LIMIT,
+            status: WatchStatus {
+                source: name,
+                note,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Pids watched now, sorted.
+    pub fn watched_pids(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self.watched.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Pids waiting for a judgement.
+    pub fn pending_len(&self) -> usize {
+        self.pending_set.len()
+    }
+
+    fn polls(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_none_or(|s| !s.reports_every_process())
+    }
+
+    /// Queues a pid for judgement (`fresh`: an event named it); a full queue
+    /// drops it (false) and asks for a rescan.
+    fn enqueue(&mut self, pid: Pid, fresh: bool) -> bool {
+        if self.pending_set.contains(&pid) {
+            return true;
+        }
+        if self.pending_set.len() >= MAX_PENDING {
+            self.status.overflow += 1;
+            self.rescan_due = true;
+            return false;
+        }
+        let queue = if fresh {
+            &mut self.fresh
+        } else {
+            &mut self.backlog
+        };
+        // Lazily removed entries (exited while pending) could grow the deque.
+        if queue.len() >= MAX_PENDING * 2 {
+            let live = &self.pending_set;
+            queue.retain(|p| live.contains(p));
+        }
+        queue.push_back(pid);
+        self.pending_set.insert(pid);
+        true
+    }
+
+    fn forget(&mut self, pid: Pid) {
+        self.watched.remove(&pid);
+        self.pending_set.remove(&pid);
+        self.known.remove(&pid);
+    }
+
+    /// Applies one event.
+    pub fn handle(&mut self, event: ProcessEvent) {
+        match event {
+            // The verdict of the old image no longer holds: a watched process
+            // keeps its slot but is judged again before its fds are read.
+            ProcessEvent::Exec(pid) => {
+                if let Some(verdict) = self.watched.get_mut(&pid) {
+                    *verdict = None;
+                }
+                self.known.remove(&pid);
+                self.enqueue(pid, true);
+            }
+            // The child runs its parent's image (and holds its fds) until it
+            // execs, which is an event of its own: only an untrusted parent's
+            // children need a look now.
+            ProcessEvent::Fork { parent, child } => {
+                if self.watched.contains_key(&parent) {
+                    let _ = self.enqueue(child, true);
+                }
+            }
+            ProcessEvent::Exit(pid) => self.forget(pid),
+            ProcessEvent::Lost => {
+                self.status.lost_events += 1;
+                self.rescan_due = true;
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for events from the source and applies them.
+    /// Without a source it only sleeps (the caller's tick polls). A broken source
+    /// is dropped: the watch polls from then on.
+    pub fn wait_for_events(&mut self, timeout: Duration) {
+        let Some(source) = self.source.as_mut() else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let mut events = Vec::new();
+        if let Err(why) = source.wait(timeout, MAX_EVENTS_PER_WAIT, &mut events) {
+            log::warn!("watch: event source failed, polling from now on: {why}");
+            self.source = None;
+            self.status.source = "polling".into();
+            self.status.note = format!("polling the process list every second: {why}");
+            self.rescan_due = true;
+        }
+        for event in events {
+            self.handle(event);
+        }
+    }
+
+    /// Lists the processes and compares them with what the watch knows: new
+    /// pids, and pids whose executable changed (an exec no event told), are
+    /// queued; gone pids are forgotten. `compare_paths` is false when the source
+    /// reports the execs of the pids it follows (kqueue). One readdir plus one
+    /// readlink per process: cheap enough for every second.
+    fn list_processes(&mut self, host: &dyn Host, compare_paths: bool, deadline: Deadline) {
+        self.rescan_due = false;
+        self.status.rescans += 1;
+        let Ok(pids) = host.pids() else {
+            return;
+        };
+        let alive: HashSet<Pid> = pids.iter().copied().collect();
+        self.known.retain(|pid, _| alive.contains(pid));
+        self.watched.retain(|pid, _| alive.contains(pid));
+        for pid in pids {
+            if deadline.expired() {
+                // The rest next tick.
+                self.rescan_due = true;
+                break;
+            }
+            if self.pending_set.contains(&pid) {
+                continue;
+            }
+            let path = if compare_paths {
+                host.executable_path(pid).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            match self.known.get(&pid) {
+                Some(known) if !compare_paths || *known == path => continue,
+                // An exec no event told: the old verdict no longer holds.
+                Some(_) => {
+                    if let Some(verdict) = self.watched.get_mut(&pid) {
+                        *verdict = None;
+                    }
+                }
+                None if self.known.len() >= MAX_KNOWN => {
+                    self.status.overflow += 1;
+                    continue;
+                }
+                None => {
+                    let followable = self.known.len() < MAX_FOLLOWED;
+                    if let Some(source) = self.source.as_mut().filter(|_| followable) {
+                        if source.follow(pid).is_err() {
+                            // Gone already, or beyond the source's bound: the 1 s
+                            // listing still sees it.
+                            log::debug!("watch: cannot follow {pid}");
+                        }
+                    }
+                }
+            }
+            // Known only once queued: a pid a full queue dropped is new again
+            // to the next listing.
+            if self.enqueue(pid, false) {
+                self.known.insert(pid, path);
+            } else {
+                self.known.remove(&pid);
+            }
+        }
+        // A pid the full queue dropped left `rescan_due` set: the next tick lists
+        // again and queues it then.
+    }
+
+    fn watch(&mut self, pid: Pid, verdict: Watched) {
+        if self.watched.len() >= self.max_watched && !self.watched.contains_key(&pid) {
+            self.status.overflow += 1;
+            return;
+        }
+        self.watched.insert(pid, verdict);
+    }
+
+    /// Judges queued processes within the tick's budget ([`JUDGEMENTS_PER_TICK`],
+    /// [`JUDGING_LIMIT`]): the untrusted ones are watched, the others dropped.
+    pub fn judge_pending(&mut self, host: &dyn Host) {
+        if self.pending_set.is_empty() || self.judging_left.is_zero() {
+            return;
+        }
+        let started = Instant::now();
+        // Checked between judgements, never made current: a judgement cut by a
+        // deadline would be `unknown`, and that verdict would stick.
+        let deadline = Deadline::after(self.judging_left);
+        while self.judgements_left > 0 && !deadline.expired() {
+            let Some(pid) = self.fresh.pop_front().or_else(|| self.backlog.pop_front()) else {
+                break;
+            };
+            if !self.pending_set.remove(&pid) {
+                continue; // exited while queued
+            }
+            self.judgements_left -= 1;
+            self.status.judged += 1;
+            match observe::judge_owner(host, pid) {
+                Ok(None) => self.forget(pid),
+                Ok(Some(v)) => {
+                    if self.known.contains_key(&pid) || self.known.len() < MAX_KNOWN {
+                        self.known.insert(pid, v.process.path.clone());
+                    }
+                    if v.subject.trusted {
+                        self.watched.remove(&pid);
+                    } else {
+                        self.watch(pid, Some(v));
+                    }
+                }
+                // Unreadable now: watched, judged again at each re-check.
+                Err(e) => {
+                    log::debug!("watch: cannot judge {pid}: {e}");
+                    self.watch(pid, None);
+                }
+            }
+        }
+        self.judging_left = self.judging_left.saturating_sub(started.elapsed());
+    }
+
+    /// Reads the sockets of the watched processes and returns the observations
+    /// due for recording (new, or not written for [`RECORD_REFRESH_SECS`]).
+    pub fn recheck(
+        &mut self,
+        host: &dyn Host,
+        socks: &crate::judge::socks::SocksConfig,
+        now: i64,
+    ) -> Vec<Observation> {
+        if self.watched.is_empty() {
+            return Vec::new();
+        }
+        // Owners with no verdict (unreadable, or exec'd since): judge them now,
+        // a bounded few per tick, before their fds are read.
+        let unjudged: Vec<Pid> = self
+            .watched
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(pid, _)| *pid)
+            .take(MAX_REJUDGED_PER_TICK)
+            .collect();
+        for pid in unjudged {
+            self.pending_set.remove(&pid);
+            self.status.judged += 1;
+            match observe::judge_owner(host, pid) {
+                Ok(None) => self.forget(pid),
+                Ok(Some(v)) if v.subject.trusted => {
+                    self.watched.remove(&pid);
+                }
+                Ok(Some(v)) => {
+                    self.watched.insert(pid, Some(v));
+                }
+                Err(_) => {}
+            }
+        }
+        let query = SocketQuery {
+            pids: Some(self.watched_pids()),
+            protocols: WATCHED_PROTOCOLS,
+        };
+        let observed = {
+            let _deadline = Deadline::after(TICK_WORK_LIMIT).enter();
+            observe::observe_sockets(host, socks, &query)
+        };
+        // The socket walk read each holder's executable through the dirfd that
+        // named its fds: a verdict for another image (an exec whose event was
+        // lost, or not handled yet) is judged again before it names the sockets.
+        let changed: Vec<Pid> = observed
+            .executables
+            .iter()
+            .filter(|(pid, path)| {
+                self.watched
+                    .get(pid)
+                    .is_some_and(|v| v.as_ref().is_some_and(|v| v.process.path != **path))
+            })
+            .map(|(pid, _)| *pid)
+            .take(MAX_REJUDGED_PER_TICK)
+            .collect();
+        for pid in changed {
+            self.status.judged += 1;
+            let verdict = observe::judge_owner(host, pid).ok().flatten();
+            let runs_that = verdict
+                .as_ref()
+                .is_some_and(|v| observed.executables.get(&pid) == Some(&v.process.path));
+            match verdict {
+                Some(v) if v.subject.trusted => {
+                    self.watched.remove(&pid);
+                }
+                // Still not the image that held the sockets: no verdict, no
+                // observation this tick (the next one tries again).
+                v => {
+                    self.watched.insert(pid, v.filter(|_| runs_that));
+                }
+            }
+        }
+        let mut due: HashMap<ObservationKey, Observation> = HashMap::new();
+        for o in &observed.sockets {
+            let Some(Some(verdict)) = self.watched.get(&o.socket.pid) else {
+                continue;
+            };
+            let observation = observation_of(verdict, &o.socket, &o.class);
+            let key = observation_key(&observation);
+            let fresh = self
+                .recorded
+                .get(&key)
+                .is_some_and(|at| now.saturating_sub(*at) < RECORD_REFRESH_SECS);
+            if !fresh {
+                // The first socket of a key gives the details, as in the sampler.
+                due.entry(key).or_insert(observation);
+            }
+        }
+        if self.recorded.len() + due.len() > MAX_RECORDED_KEYS {
+            self.recorded.clear();
+        }
+        for key in due.keys() {
+            self.recorded.insert(key.clone(), now);
+        }
+        due.into_values().collect()
+    }
+
+    /// One tick's work after the events: poll or rescan as due, judge what is
+    /// queued, re-check the watched fds. Returns the observations to record.
+    pub fn tick(
+        &mut self,
+        host: &dyn Host,
+        socks: &crate::judge::socks::SocksConfig,
+        now: i64,
+    ) -> Vec<Observation> {
+        let deadline = Deadline::after(TICK_WORK_LIMIT);
+        if self.rescan_due || self.polls() {
+            // Paths tell execs apart unless a per-pid source reports them.
+            let compare_paths = self.source.is_none() || self.rescan_due;
+            self.list_processes(host, compare_paths, deadline);
+        }
+        self.judge_pending(host);
+        let observations = self.recheck(host, socks, now);
+        if deadline.expired() || self.judging_left.is_zero() {
+            self.status.late_ticks += 1;
+        }
+        self.judgements_left = JUDGEMENTS_PER_TICK;
+        self.judging_left = JUDGING_LIMIT;
+        self.status.watched = u64::try_from(self.watched.len()).unwrap_or(u64::MAX);
+        self.status.pending = u64::try_from(self.pending_set.len()).unwrap_or(u64::MAX);
+        observations
+    }
+
+    /// Between ticks: events as they come, each batch's execs judged at once
+    /// (within the tick's judgement budget) so a process is watched well before
+    /// the next re-check.
+    pub fn until(&mut self, host: &dyn Host, end: Instant, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.wait_for_events(left.min(EVENT_WAIT));
+            self.judge_pending(host);
+        }
+    }
+}
+
+/// Records the watch's observations (never learning: only the sampler pass,
+/// which sees the whole host, learns).
+fn record(store: &Store, observations: &[Observation], limits: ObservationLimits) -> usize {
+    if observations.is_empty() {
+        return 0;
+    }
+    match store.record_pass(observations, false, unix_now(), limits) {
+        Ok(write) => write.observations,
+        Err(e) => {
+            log::warn!("watch: cannot record observations: {e}");
+            0
+        }
+    }
+}
+
+/// A running watch thread; `stop` (or drop) ends it within about
+/// [`EVENT_WAIT`] plus the tick in progress.
+pub struct WatchHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WatchHandle {
+    /// Signals the thread and waits at most `limit` for it.
+    pub fn stop_within(&mut self, limit: Duration) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let started = Instant::now();
+        while !thread.is_finished() {
+            if started.elapsed() >= limit {
+                log::warn!("the watch did not stop within {limit:?}; not waiting");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.join().is_err() {
+            log::error!("the watch thread panicked");
+        }
+        true
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.stop_within(Duration::from_secs(5));
+    }
+}
+
+/// Starts the watch thread over a baseline context (extension mode, beside the
+/// sampler). A tick that panics is counted and the watch starts afresh.
+pub fn start(baseline: Arc<super::Baseline>) -> std::io::Result<WatchHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("an1256-watch".into())
+        .spawn(move || run(&baseline, &stopping))?;
+    Ok(WatchHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn run(baseline: &super::Baseline, stop: &AtomicBool) {
+    let host = baseline.host().clone();
+    let max_watched = baseline.config.watch_max_processes;
+    let mut watch = Watch::new(host.as_ref(), max_watched);
+    let cpu_start = thread_cpu_micros();
+    let mut panics = 0u64;
+    let mut next_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            watch.until(host.as_ref(), next_tick, stop);
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let observations = watch.tick(host.as_ref(), &baseline.config.socks, unix_now());
+            if !observations.is_empty() {
+                if let Ok(store) = baseline.store() {
+                    let written = record(&store, &observations, baseline.limits());
+                    watch.status.observations += u64::try_from(written).unwrap_or(u64::MAX);
+                }
+            }
+        }));
+        if let Err(payload) = outcome {
+            panics += 1;
+            let what = crate::util::panic_message(payload.as_ref());
+            log::error!("watch tick panicked ({panics} so far): {what}; starting afresh");
+            watch = Watch::new(host.as_ref(), max_watched);
+        }
+        watch.status.panics = panics;
+        watch.status.cpu_ms = (thread_cpu_micros() - cpu_start) / 1000;
+        baseline.set_watch_status(watch.status.clone());
+        // A late tick does not make the next one early: ticks never pile up.
+        next_tick = (next_tick + TICK).max(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::process;
+    use crate::model::{CodeIdentity, SocketInfo, SocketType, Trust};
+    use crate::platform::{FakeHost, FakeProcessEvents};
+
+    const TRUSTED: &str = "/usr/bin/trusted";
+    const BEACON: &str = "/tmp/beacon";
+
+    fn ping(pid: Pid) -> SocketInfo {
+        SocketInfo {
+            pid,
+            fd: 3,
+            socket: 900 + pid as u64,
+            family: 2,
+            protocol: 1,
+            socket_type: SocketType::Dgram,
+            local_address: "10.0.0.2".into(),
+            local_port: 7,
+            remote_address: "192.0.2.9".into(),
+            remote_port: 0,
+            tcp_state: String::new(),
+            net_namespace: "ns1".into(),
+        }
+    }
+
+    /// `processes` as (pid, path); TRUSTED is package-owned, anything else
+    /// unsigned. Every process holds one ping socket.
+    fn host(processes: &[(Pid, &str)], events: Option<FakeProcessEvents>) -> FakeHost {
+        let mut identities = HashMap::new();
+        identities.insert(
+            TRUSTED.to_owned(),
+            CodeIdentity {
+                trust: Trust::Package,
+                identifier: "trusted".into(),
+                sha256: "a".repeat(64),
+                ..Default::default()
+            },
+        );
+        FakeHost {
+            processes: processes
+                .iter()
+                .map(|(pid, path)| process(*pid, path, &[path]))
+                .collect(),
+            sockets: processes.iter().map(|(pid, _)| ping(*pid)).collect(),
+            identities,
+            events,
+            scan_executables: true,
+            ..Default::default()
+        }
+    }
+
+    fn events(every_process: bool) -> FakeProcessEvents {
+        FakeProcessEvents {
+            every_process,
+            ..Default::default()
+        }
+    }
+
+    fn push(source: &FakeProcessEvents, batch: Vec<ProcessEvent>) {
+        source.batches.lock().unwrap().push_back(batch);
+    }
+
+    fn socks() -> crate::judge::socks::SocksConfig {
+        Default::default()
+    }
+
+    #[test]
+    fn untrusted_processes_are_watched_and_their_sockets_recorded_once_per_refresh() {
+        let source = events(true);
+        let host = host(&[(10, TRUSTED), (11, BEACON)], Some(source.clone()));
+        let mut watch = Watch::new(&host, DEFAULT_MAX_WATCHED);
+        assert_eq!(
+            (watch.status.source.as_str(), watch.status.note.as_str()),
+            ("fake", "")
+        );
+        // The first tick judges every running process.
+        let observations = watch.tick(&host, &socks(), 1000);
+        assert_eq!(watch.watched_pids(), [11]);
+        assert_eq!(observations.len(), 1, "{observations:?}");
+        let o = &observations[0];
+        assert_eq!(
+            (o.pid, o.protocol_name.as_str(), o.path.as_str()),
+            (11, "icmp", BEACON)
+        );
+        assert!(!o.subject_trusted);
+        // Only the watched pid's fds are read, ICMP/UDP/raw only.
+        let queries = host.socket_queries.lock().unwrap().clone();
+        assert_eq!(queries.last().unwrap().pids.as_deref(), Some(&[11][..]));
+        assert!(!queries.last().unwrap().protocols.tcp);
+        // Written again only after the refresh interval.
+        assert!(watch.tick(&host, &socks(), 1001).is_empty());
+        assert_eq!(
+            watch
+                .tick(&host, &socks(), 1000 + RECORD_REFRESH_SECS)
+                .len(),
+            1
+        );
+        // Judged once: re-checks reuse the verdict.
+        assert_eq!(watch.status.judged, 2);
+        // The exit ends the watch of that process.
+        watch.handle(ProcessEvent::Exit(11));
+        assert!(watch.watched_pids().is_empty());
+        assert_eq!(watch.status.rescans, 1);
+    }
+
+    #[test]
+    fn execs_are_judged_forks_of_untrusted_parents_followed() {
+        let source = events(true);
+        let before = host(&[(10, TRUSTED)], Some(source.clone()));
+        let mut watch = Watch::new(&before, DEFAULT_MAX_WATCHED);
+        watch.tick(&before, &socks(), 1000);
+        assert!(watch.watched_pids().is_empty());
+        // pid 10 execs the beacon, which forks 12; trusted 13 forks 14.
+        let after = host(
+            &[(10, BEACON), (12, BEACON), (13, TRUSTED), (14, TRUSTED)],
+            Some(source.clone()),
+        );
+        watch.handle(ProcessEvent::Exec(10));
+        watch.judge_pending(&after);
+        assert_eq!(
+            watch.watched_pids(),
+            [10],
+            "judged at exec, before the tick"
+        );
+        watch.handle(ProcessEvent::Fork {
+            parent: 10,
+            child: 12,
+        });
+        watch.handle(ProcessEvent::Fork {
+            parent: 13,
+            child: 14,
+        });
+        assert_eq!(watch.pending_len(), 1, "only the untrusted parent's child");
+        // Events come through the source between ticks.
+        push(&source, vec![ProcessEvent::Exec(13)]);
+        watch.until(
+            &after,
+            Instant::now() + Duration::from_millis(50),
+            &AtomicBool::new(false),
+        );
+        assert_eq!(watch.watched_pids(), [10, 12]);
+        assert!(host_calls(&after).contains(&13), "exec judged");
+        // An exec into trusted code ends the watch.
+        let trusted_again = host(&[(10, TRUSTED), (12, BEACON)], Some(source));
+        watch.handle(ProcessEvent::Exec(10));
+        assert!(
+            watch.watched[&10].is_none(),
+            "the old image's verdict is never used for the new image's sockets"
+        );
+        watch.tick(&trusted_again, &socks(), 1001);
+        assert_eq!(watch.watched_pids(), [12]);
+    }
+
+    fn host_calls(host: &FakeHost) -> Vec<Pid> {
+        host.process_calls.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_flood_of_execs_stays_bounded_and_asks_for_one_rescan() {
+        let source = events(true);
+        let host = host(&[(11, BEACON)], Some(source));
+        let mut watch = Watch::new(&host, DEFAULT_MAX_WATCHED);
+        watch.tick(&host, &socks(), 1000);
+        assert_eq!(watch.status.rescans, 1);
+        // 10,000 short-lived processes exec (none is alive when judged).
+        for pid in 100_000..110_000 {
+            watch.handle(ProcessEvent::Exec(pid));
+        }
+        assert_eq!(watch.pending_len(), MAX_PENDING);
+        assert_eq!(watch.status.overflow, (10_000 - MAX_PENDING) as u64);
+        let judged_before = watch.status.judged;
+        watch.tick(&host, &socks(), 1001);
+        let judged = (watch.status.judged - judged_before) as usize;
+        assert!(
+            judged <= JUDGEMENTS_PER_TICK,
+            "{judged} judgements in one tick"
+        );
+        // The dropped ones asked for a listing, which found only pid 11 running.
+        assert_eq!(watch.status.rescans, 2);
+        assert_eq!(watch.watched_pids(), [11]);
+        // The queue drains over the next ticks, each within its budget.
+        for now in 1002..1010 {
+            watch.tick(&host, &socks(), now);
+        }
+        assert_eq!(watch.pending_len(), 0);
+        assert!(watch.status.judged <= 1 + 9 * JUDGEMENTS_PER_TICK as u64);
+        // Lost events ask for a listing too.
+        watch.handle(ProcessEvent::Lost);
+        assert_eq!(watch.status.lost_events, 1);
+        let rescans = watch.status.rescans;
+        watch.tick(&host, &socks(), 1011);
+        assert_eq!(watch.status.rescans, rescans + 1);
+        // A known pid that did not change is not judged again: every judgement
+        // after the first was one of the flood's.
+        assert!(watch.status.judged <= 1 + MAX_PENDING as u64);
+    }
+
+    #[test]
+    fn after_lost_events_the_listing_finds_an_exec_no_event_told() {
+        let source = events(true);
+        let before = host(&[(10, TRUSTED)], Some(source.clone()));
+        let mut watch = Watch::new(&before, DEFAULT_MAX_WATCHED);
+        watch.tick(&before, &socks(), 1000);
+        assert!(watch.watched_pids().is_empty());
+        // Without events, the connector's watch does not list the processes.
+        let after = host(&[(10, BEACON)], Some(source));
+        watch.tick(&after, &socks(), 1001);
+        assert!(watch.watched_pids().is_empty());
+        // The events were lost: the listing sees pid 10's new executable.
+        watch.handle(ProcessEvent::Lost);
+        watch.tick(&after, &socks(), 1002);
+        assert_eq!(watch.watched_pids(), [10]);
+    }
+
+    #[test]
+    fn a_verdict_for_another_image_never_names_the_sockets() {
+        let source = events(true);
+        let before = host(&[(10, BEACON)], Some(source.clone()));
+        let mut watch = Watch::new(&before, DEFAULT_MAX_WATCHED);
+        watch.tick(&before, &socks(), 1000);
+        assert_eq!(watch.watched_pids(), [10]);
+        // pid 10 exec'd another untrusted program; the event never came.
+        let after = host(&[(10, "/tmp/other")], Some(source));
+        let observations = watch.tick(&after, &socks(), 1000 + RECORD_REFRESH_SECS);
+        assert_eq!(observations.len(), 1, "{observations:?}");
+        assert_eq!(observations[0].exe_path, "/tmp/other");
+    }
+
+    #[test]
+    fn the_watched_set_is_capped_and_the_rest_counted() {
+        let processes: Vec<(Pid, &str)> = (100..150).map(|pid| (pid, BEACON)).collect();
+        let host = host(&processes, Some(events(true)));
+        let mut watch = Watch::new(&host, 8);
+        watch.tick(&host, &socks(), 1000);
+        assert_eq!(watch.watched_pids().len(), 8);
+        assert_eq!(watch.status.overflow, 42);
+        assert_eq!(watch.status.watched, 8);
+    }
+
+    #[test]
+    fn without_events_the_watch_polls_for_new_pids_and_changed_executables() {
+        let first = host(&[(10, TRUSTED)], None);
+        let mut watch = Watch::new(&first, DEFAULT_MAX_WATCHED);
+        assert_eq!(watch.status.source, "polling");
+        assert!(
+            watch.status.note.contains("no event source"),
+            "{:?}",
+            watch.status
+        );
+        watch.tick(&first, &socks(), 1000);
+        assert!(watch.watched_pids().is_empty());
+        // A new pid, and pid 10 exec'd the beacon (same pid, new executable).
+        let second = host(&[(10, BEACON), (20, BEACON)], None);
+        watch.tick(&second, &socks(), 1001);
+        assert_eq!(watch.watched_pids(), [10, 20]);
+        // Gone from the list: forgotten.
+        let third = host(&[(20, BEACON)], None);
+        watch.tick(&third, &socks(), 1002);
+        assert_eq!(watch.watched_pids(), [20]);
+    }
+
+    #[test]
+    fn a_per_pid_source_follows_every_listed_pid() {
+        let source = events(false);
+        let host = host(&[(10, TRUSTED), (11, BEACON)], Some(source.clone()));
+        let mut watch = Watch::new(&host, DEFAULT_MAX_WATCHED);
+        assert_eq!(watch.status.source, "fake+polling");
+        watch.tick(&host, &socks(), 1000);
+        assert_eq!(source.followed.lock().unwrap().as_slice(), &[10, 11]);
+        assert_eq!(watch.watched_pids(), [11]);
+        // Its exec event re-judges a followed pid without waiting for a listing.
+        let after = crate::platform::FakeHost {
+            processes: vec![
+                process(10, BEACON, &[BEACON]),
+                process(11, BEACON, &[BEACON]),
+            ],
+            ..Default::default()
+        };
+        push(&source, vec![ProcessEvent::Exec(10)]);
+        watch.until(
+            &after,
+            Instant::now() + Duration::from_millis(50),
+            &AtomicBool::new(false),
+        );
+        assert_eq!(watch.watched_pids(), [10, 11]);
+    }
+
+    #[test]
+    fn an_unreadable_process_stays_watched_and_is_judged_again() {
+        // pid 11 could not be judged when it exec'd (an error, not an exit): it is
+        // watched all the same, and the re-check judges it before reading its fds.
+        let host = host(&[(11, BEACON)], Some(events(true)));
+        let mut watch = Watch::new(&host, DEFAULT_MAX_WATCHED);
+        watch.watch(11, None);
+        let observations = watch.recheck(&host, &socks(), 1000);
+        assert_eq!(watch.watched_pids(), [11]);
+        assert_eq!(observations.len(), 1, "judged again at the re-check");
+    }
+}
