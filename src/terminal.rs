@@ -37,13 +37,18 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Text refused because it holds a bidi control.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} contains the bidi control U+{:04X}, which would disguise it on screen; remove it", *.control as u32)]
+pub struct BidiControl {
+    pub what: &'static str,
+    pub control: char,
+}
+
 /// Refuses text holding bidi controls (identities and notes on write).
-pub fn reject_bidi(what: &str, text: &str) -> Result<(), String> {
+pub fn reject_bidi(what: &'static str, text: &str) -> Result<(), BidiControl> {
     match text.chars().find(|c| is_bidi_control(*c)) {
-        Some(c) => Err(format!(
-            "{what} contains the bidi control U+{:04X}, which would disguise it on screen",
-            c as u32
-        )),
+        Some(control) => Err(BidiControl { what, control }),
         None => Ok(()),
     }
 }
@@ -61,6 +66,6 @@ mod tests {
         );
         assert!(reject_bidi("note", "fine").is_ok());
         let err = reject_bidi("note", "x\u{2067}y").unwrap_err();
-        assert!(err.contains("U+2067"), "{err}");
+        assert!(err.to_string().contains("U+2067"), "{err}");
     }
 }

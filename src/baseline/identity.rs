@@ -2,6 +2,7 @@
 //! `subject::baseline_key` / `subject::subject_of` produce, a `protocol_name` the
 //! socket table can produce, and a port (-1 = any).
 
+use super::StoreError;
 use crate::judge::classify::PROTOCOL_NAMES;
 use crate::judge::script::StdinSource;
 
@@ -21,26 +22,33 @@ fn is_hex64(text: &str) -> bool {
 }
 
 /// Validates an identity; returns it normalised (hex digests lower-cased).
-pub fn validate_identity(identity: &str) -> Result<String, String> {
+pub fn validate_identity(identity: &str) -> Result<String, StoreError> {
     validate_identity_depth(identity, 0)
 }
 
-fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> {
+fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, StoreError> {
     const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, tainted:<trusted file identity>, stdin:<interpreter>:<stdin source>:<interpreter identity>";
     if identity.is_empty() {
-        return Err(format!("identity is empty; expected one of {FORMATS}"));
+        return Err(StoreError::Invalid(format!(
+            "identity is empty; expected one of {FORMATS}"
+        )));
     }
     if identity.len() > MAX_IDENTITY_LEN {
-        return Err(format!("identity is longer than {MAX_IDENTITY_LEN} bytes"));
+        return Err(StoreError::Invalid(format!(
+            "identity is longer than {MAX_IDENTITY_LEN} bytes"
+        )));
     }
     if identity.chars().any(char::is_control) {
-        return Err("identity contains control characters".into());
+        return Err(StoreError::Invalid(
+            "identity contains control characters".into(),
+        ));
     }
-    crate::terminal::reject_bidi("identity", identity)?;
+    crate::terminal::reject_bidi("identity", identity)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let bad = |why: &str| {
-        Err(format!(
+        Err(StoreError::Invalid(format!(
             "identity {identity:?}: {why}; expected one of {FORMATS}"
-        ))
+        )))
     };
     let Some((kind, rest)) = identity.split_once(':') else {
         return bad("no `kind:` prefix");
@@ -77,15 +85,20 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> 
         "module" if depth == 0 => match rest.split_once(':') {
             Some((name, inner)) if !name.is_empty() => {
                 let inner = validate_identity_depth(inner, 1).map_err(|e| {
-                    format!("identity {identity:?}: its interpreter part is invalid: {e}")
+                    StoreError::Invalid(format!(
+                        "identity {identity:?}: its interpreter part is invalid: {e}"
+                    ))
                 })?;
                 Ok(format!("{kind}:{name}:{inner}"))
             }
             _ => bad("module identities are module:<name>:<interpreter identity>"),
         },
         "tainted" if depth == 0 => {
-            let inner = validate_identity_depth(rest, 1)
-                .map_err(|e| format!("identity {identity:?}: its file part is invalid: {e}"))?;
+            let inner = validate_identity_depth(rest, 1).map_err(|e| {
+                StoreError::Invalid(format!(
+                    "identity {identity:?}: its file part is invalid: {e}"
+                ))
+            })?;
             if !["package:", "apple:", "team:"]
                 .iter()
                 .any(|k| inner.starts_with(k))
@@ -101,7 +114,9 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, String> 
                     if !name.is_empty() && StdinSource::NAMES.contains(&source) =>
                 {
                     let inner = validate_identity_depth(inner, 1).map_err(|e| {
-                        format!("identity {identity:?}: its interpreter part is invalid: {e}")
+                        StoreError::Invalid(format!(
+                            "identity {identity:?}: its interpreter part is invalid: {e}"
+                        ))
                     })?;
                     Ok(format!("stdin:{name}:{source}:{inner}"))
                 }
@@ -120,11 +135,13 @@ pub const MAX_NOTE_LEN: usize = 4096;
 
 /// Validates a note: bounded, and free of bidi controls (they would disguise it,
 /// or the entry it sits beside, on an operator's screen).
-pub fn validate_note(note: &str) -> Result<(), String> {
+pub fn validate_note(note: &str) -> Result<(), StoreError> {
     if note.len() > MAX_NOTE_LEN {
-        return Err(format!("note is longer than {MAX_NOTE_LEN} bytes"));
+        return Err(StoreError::Invalid(format!(
+            "note is longer than {MAX_NOTE_LEN} bytes"
+        )));
     }
-    crate::terminal::reject_bidi("note", note)
+    crate::terminal::reject_bidi("note", note).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// What an approval of a broad identity would cover, or `None` for an identity
@@ -160,30 +177,34 @@ pub fn broad_identity_scope(identity: &str) -> Option<String> {
 }
 
 /// Validates a `protocol_name`.
-pub fn validate_protocol(name: &str) -> Result<(), String> {
+pub fn validate_protocol(name: &str) -> Result<(), StoreError> {
     if PROTOCOL_NAMES.contains(&name) {
         Ok(())
     } else {
-        Err(format!(
+        Err(StoreError::Invalid(format!(
             "protocol_name {name:?} is not one of {}",
             PROTOCOL_NAMES.join(", ")
-        ))
+        )))
     }
 }
 
 /// Validates a port: -1 (any) to 65535.
-pub fn validate_port(port: i64) -> Result<(), String> {
+pub fn validate_port(port: i64) -> Result<(), StoreError> {
     if (-1..=65535).contains(&port) {
         Ok(())
     } else {
-        Err(format!(
+        Err(StoreError::Invalid(format!(
             "remote_port {port} is out of range; use -1 (any port) or 0..65535"
-        ))
+        )))
     }
 }
 
 /// Validates a whole key; returns it normalised.
-pub fn validate_entry(identity: &str, protocol_name: &str, port: i64) -> Result<EntryKey, String> {
+pub fn validate_entry(
+    identity: &str,
+    protocol_name: &str,
+    port: i64,
+) -> Result<EntryKey, StoreError> {
     let identity = validate_identity(identity)?;
     validate_protocol(protocol_name)?;
     validate_port(port)?;
@@ -262,9 +283,12 @@ mod tests {
             "apple:a\nb",
         ] {
             let err = validate_identity(bad).unwrap_err();
-            assert!(!err.is_empty(), "{bad}");
+            assert!(!err.to_string().is_empty(), "{bad}");
         }
-        assert!(validate_protocol("tcp").unwrap_err().contains("udp"));
+        assert!(validate_protocol("tcp")
+            .unwrap_err()
+            .to_string()
+            .contains("udp"));
         assert!(validate_port(65536).is_err() && validate_port(-2).is_err());
         assert!(validate_port(-1).is_ok() && validate_port(65535).is_ok());
     }

@@ -30,6 +30,36 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{ObservationLimits, Store};
 
+/// The baseline layer's error: why a store call, a key or a note failed.
+/// `Display` tells the user what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the baseline store {path} is locked by another writer (waited up to {} ms to read, {} s to write); retry in a moment, or look for a stuck an1256 or sqlite3 process", store::READ_BUSY_TIMEOUT.as_millis(), store::BUSY_TIMEOUT.as_secs())]
+    Locked { path: String },
+    #[error("the baseline store {path} is open read-only ({why}); nothing is written until that is fixed")]
+    ReadOnly { path: String, why: String },
+    #[error("refusing the baseline store path {path}: {why}")]
+    UnsafePath { path: String, why: String },
+    #[error("the baseline store {path} has schema version {found}, newer than this an1256 understands ({known}); upgrade an1256 or point --db elsewhere")]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no baseline entry with id {0}")]
+    NotFound(i64),
+    /// The policy file (or the built-in policy) cannot be used; the last good
+    /// rules stay in force.
+    #[error("policy {file}: {why}")]
+    Policy { file: String, why: String },
+    #[error("baseline store {path}: {message}")]
+    Sqlite { path: String, message: String },
+    #[error("baseline store {path}: {message}")]
+    Io { path: String, message: String },
+}
+
 /// How often a store that failed to open is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(30);
 /// How often a policy lookup may trigger a sampler pass to learn a subject's path.
@@ -43,7 +73,7 @@ enum StoreSlot {
     Unopened,
     Open(Arc<Store>),
     Failed {
-        error: String,
+        error: StoreError,
         at: Instant,
     },
 }
@@ -141,7 +171,7 @@ impl Baseline {
     }
 
     /// The store, or why it is unavailable (re-opened at most every 30 s).
-    pub fn store(&self) -> Result<Arc<Store>, String> {
+    pub fn store(&self) -> Result<Arc<Store>, StoreError> {
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
             StoreSlot::Open(s) if s.replaced() => {
@@ -167,12 +197,11 @@ impl Baseline {
                     }
                     Err(e) => {
                         log::error!("{e}");
-                        let error = e.to_string();
                         *slot = StoreSlot::Failed {
-                            error: error.clone(),
+                            error: e.clone(),
                             at: Instant::now(),
                         };
-                        Err(error)
+                        Err(e)
                     }
                 }
             }
@@ -188,11 +217,10 @@ impl Baseline {
         if !matches!(error, Locked { .. } | Sqlite { .. } | Io { .. }) {
             return;
         }
-        let error = error.to_string();
         log::warn!("going on without the baseline store: {error}");
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
         *slot = StoreSlot::Failed {
-            error,
+            error: error.clone(),
             at: Instant::now(),
         };
     }

@@ -5,6 +5,7 @@
 //! or size changes (checked at most every `RELOAD_CHECK`); a malformed file keeps
 //! the last good rules and its error is shown in `an1256_info`.
 
+use super::StoreError;
 use crate::judge::classify::PROTOCOL_NAMES;
 use crate::util::glob::{self, Dialect};
 use serde::Deserialize;
@@ -161,13 +162,16 @@ impl SubjectFacts {
     }
 }
 
+/// What is wrong with one rule (named in the message).
+struct RuleProblem(String);
+
 impl Rule {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), RuleProblem> {
         if self.name.trim().is_empty() {
-            return Err("a rule has no name".into());
+            return Err(RuleProblem("a rule has no name".into()));
         }
         if self.reason.trim().is_empty() {
-            return Err(format!("rule {:?} has no reason", self.name));
+            return Err(RuleProblem(format!("rule {:?} has no reason", self.name)));
         }
         if self.team_id.is_none()
             && self.signing_id.is_none()
@@ -177,42 +181,48 @@ impl Rule {
             && self.interpreter.is_none()
             && self.script.is_none()
         {
-            return Err(format!(
+            return Err(RuleProblem(format!(
                 "rule {:?} matches nothing: give team_id, signing_id, package, sha256, path, interpreter or script",
                 self.name
-            ));
+            )));
         }
         if self.script.is_some() && self.interpreter.is_none() {
-            return Err(format!("rule {:?}: script needs interpreter", self.name));
+            return Err(RuleProblem(format!(
+                "rule {:?}: script needs interpreter",
+                self.name
+            )));
         }
         if let Some(sha) = &self.sha256 {
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
+                return Err(RuleProblem(format!(
                     "rule {:?}: sha256 must be 64 hex digits",
                     self.name
-                ));
+                )));
             }
         }
         for p in &self.protocols {
             if !PROTOCOL_NAMES.contains(&p.as_str()) {
-                return Err(format!(
+                return Err(RuleProblem(format!(
                     "rule {:?}: protocol {p:?} is not one of {}",
                     self.name,
                     PROTOCOL_NAMES.join(", ")
-                ));
+                )));
             }
         }
         for port in &self.ports {
             if !(-1..=65535).contains(port) {
-                return Err(format!("rule {:?}: port {port} out of range", self.name));
+                return Err(RuleProblem(format!(
+                    "rule {:?}: port {port} out of range",
+                    self.name
+                )));
             }
         }
         for p in &self.platforms {
             if !["linux", "darwin"].contains(&p.as_str()) {
-                return Err(format!(
+                return Err(RuleProblem(format!(
                     "rule {:?}: platform {p:?} is not linux or darwin",
                     self.name
-                ));
+                )));
             }
         }
         Ok(())
@@ -313,17 +323,20 @@ impl Rule {
 /// Parses and checks a policy document; `source` names it in errors.
 /// Rules for other platforms are parsed and checked too (one file serves a mixed
 /// fleet); `Policy` keeps only those for `platform`.
-pub fn parse_policy(text: &str, source: &str) -> Result<Vec<Rule>, String> {
-    let file: PolicyFile =
-        serde_json::from_str(text).map_err(|e| format!("policy {source}: {e}"))?;
+pub fn parse_policy(text: &str, source: &str) -> Result<Vec<Rule>, StoreError> {
+    let invalid = |why: String| StoreError::Policy {
+        file: source.to_owned(),
+        why,
+    };
+    let file: PolicyFile = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if file.version != 1 {
-        return Err(format!(
-            "policy {source}: version {} is not supported (this an1256 reads version 1)",
+        return Err(invalid(format!(
+            "version {} is not supported (this an1256 reads version 1)",
             file.version
-        ));
+        )));
     }
     for rule in &file.rules {
-        rule.check().map_err(|e| format!("policy {source}: {e}"))?;
+        rule.check().map_err(|e| invalid(e.0))?;
     }
     Ok(file.rules)
 }
@@ -446,10 +459,10 @@ impl Policy {
         }
         state.stamp = stamp;
         let file_rules = match stamp {
-            None if self.explicit => Err(format!(
-                "policy file {} does not exist",
-                self.path.display()
-            )),
+            None if self.explicit => Err(StoreError::Policy {
+                file: self.path.display().to_string(),
+                why: "the file does not exist (fix policy_path in the config file)".into(),
+            }),
             None => Ok(Vec::new()),
             Some(_) => read_bounded(&self.path)
                 .and_then(|text| parse_policy(&text, &self.path.display().to_string())),
@@ -476,25 +489,25 @@ impl Policy {
                     all.retain(|r| r.applies_to(self.platform));
                     state.rules = Arc::new(RuleSet { rules: all });
                 }
-                state.error = e;
+                state.error = e.to_string();
             }
         }
     }
 }
 
-fn read_bounded(path: &Path) -> Result<String, String> {
+fn read_bounded(path: &Path) -> Result<String, StoreError> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
+    let fail = |why: String| StoreError::Policy {
+        file: path.display().to_string(),
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let mut text = String::new();
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
     if text.len() as u64 > MAX_POLICY_BYTES {
-        return Err(format!(
-            "policy file {} is larger than {MAX_POLICY_BYTES} bytes",
-            path.display()
-        ));
+        return Err(fail(format!("larger than {MAX_POLICY_BYTES} bytes")));
     }
     Ok(text)
 }

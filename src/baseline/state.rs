@@ -10,6 +10,7 @@
 //!   root or us and writable by nobody else, sticky or not (a sticky shared
 //!   directory still lets another user pre-create `-wal`/`-shm`/`.state` files).
 
+use super::StoreError;
 use std::ffi::{CString, OsStr};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -38,7 +39,11 @@ pub fn state_path(db: &Path) -> PathBuf {
 
 /// Reads the state file: `Ok(None)` when there is none, `Err` when it cannot be
 /// trusted (unreadable, malformed, a symlink, not ours).
-pub fn read_state(db: &Path) -> Result<Option<LearningState>, String> {
+pub fn read_state(db: &Path) -> Result<Option<LearningState>, StoreError> {
+    let fail = |message: String| StoreError::Io {
+        path: db.display().to_string(),
+        message,
+    };
     let path = state_path(db);
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -47,36 +52,40 @@ pub fn read_state(db: &Path) -> Result<Option<LearningState>, String> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(fail(format!("cannot read {}: {e}", path.display()))),
     };
     let meta = file
         .metadata()
-        .map_err(|e| format!("cannot inspect {}: {e}", path.display()))?;
+        .map_err(|e| fail(format!("cannot inspect {}: {e}", path.display())))?;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if !meta.is_file() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
-        return Err(format!(
+        return Err(fail(format!(
             "{} is not a regular file of ours, writable only by us",
             path.display()
-        ));
+        )));
     }
     let mut text = String::new();
     file.take(MAX_STATE_BYTES)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| format!("{} is malformed: {e}", path.display()))
+        .map_err(|e| fail(format!("{} is malformed: {e}", path.display())))
 }
 
 /// Writes the state file atomically (a private temporary file, fsync, rename).
-pub fn write_state(db: &Path, state: &LearningState) -> Result<(), String> {
+pub fn write_state(db: &Path, state: &LearningState) -> Result<(), StoreError> {
+    let fail = |message: String| StoreError::Io {
+        path: db.display().to_string(),
+        message,
+    };
     let path = state_path(db);
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
-    let text = serde_json::to_string(state).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(state).map_err(|e| fail(e.to_string()))?;
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -90,7 +99,7 @@ pub fn write_state(db: &Path, state: &LearningState) -> Result<(), String> {
         .and_then(|()| std::fs::rename(&tmp, &path));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        fail(format!("cannot write {}: {e}", path.display()))
     })
 }
 
@@ -154,12 +163,12 @@ pub fn stat_at(dir: &OwnedFd, name: &OsStr) -> std::io::Result<Option<libc::stat
 
 /// Verifies `dir` from `/` down (creating missing directories 0700 when
 /// `create`) and returns it held open. `Err` says what is wrong and how to fix it.
-pub fn verify_dir(dir: &Path, create: bool) -> Result<StoreDir, String> {
+pub fn verify_dir(dir: &Path, create: bool) -> Result<StoreDir, StoreError> {
     let absolute = if dir.is_absolute() {
         dir.to_owned()
     } else {
         std::env::current_dir()
-            .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?
+            .map_err(|e| unreachable(dir, format!("cannot resolve {}: {e}", dir.display())))?
             .join(dir)
     };
     let mut target = absolute.clone();
@@ -169,10 +178,26 @@ pub fn verify_dir(dir: &Path, create: bool) -> Result<StoreDir, String> {
             Walk::Symlink(resolved) => target = resolved,
         }
     }
-    Err(format!(
-        "{}: more than {MAX_SYMLINKS} symlinks on the way",
-        absolute.display()
+    Err(refused(
+        &absolute,
+        format!("more than {MAX_SYMLINKS} symlinks on the way"),
     ))
+}
+
+/// The store directory cannot be reached (an I/O failure, not a policy refusal).
+fn unreachable(dir: &Path, message: String) -> StoreError {
+    StoreError::Io {
+        path: dir.display().to_string(),
+        message: format!("cannot reach the store directory: {message}"),
+    }
+}
+
+/// The store directory is refused: `why` says what is unsafe and how to fix it.
+fn refused(dir: &Path, why: String) -> StoreError {
+    StoreError::UnsafePath {
+        path: dir.display().to_string(),
+        why,
+    }
 }
 
 enum Walk {
@@ -181,14 +206,15 @@ enum Walk {
     Symlink(PathBuf),
 }
 
-fn walk(target: &Path, shown: &Path, create: bool) -> Result<Walk, String> {
+fn walk(target: &Path, shown: &Path, create: bool) -> Result<Walk, StoreError> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let fix = format!(
         "keep the store in a directory owned by root (or you), mode 0700, under root-owned parents, e.g. chmod 0700 {}; or choose another --db",
         shown.display()
     );
-    let root = std::fs::File::open("/").map_err(|e| format!("cannot open /: {e}"))?;
+    let root =
+        std::fs::File::open("/").map_err(|e| unreachable(shown, format!("cannot open /: {e}")))?;
     let mut fd = OwnedFd::from(root);
     let mut so_far = PathBuf::from("/");
     let components: Vec<&OsStr> = target
@@ -199,7 +225,7 @@ fn walk(target: &Path, shown: &Path, create: bool) -> Result<Walk, String> {
             _ => None,
         })
         .collect::<Result<_, _>>()
-        .map_err(|()| format!("{}: `..` is not allowed in the store path", shown.display()))?;
+        .map_err(|()| refused(shown, "`..` is not allowed in the store path".into()))?;
     let count = components.len();
     for (i, name) in components.iter().enumerate() {
         let last = i + 1 == count;
@@ -207,77 +233,106 @@ fn walk(target: &Path, shown: &Path, create: bool) -> Result<Walk, String> {
             Ok(next) => next,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
                 let c_name = CString::new(name.as_bytes())
-                    .map_err(|_| format!("{}: a NUL byte in the path", shown.display()))?;
+                    .map_err(|_| refused(shown, "a NUL byte in the path".into()))?;
                 // SAFETY: fd is an open directory, c_name NUL-terminated.
                 let rc = unsafe { libc::mkdirat(fd.as_raw_fd(), c_name.as_ptr(), 0o700) };
                 if rc != 0 {
                     let e = std::io::Error::last_os_error();
                     if e.raw_os_error() != Some(libc::EEXIST) {
-                        return Err(format!(
-                            "cannot create {}: {e}",
-                            so_far.join(name).display()
+                        return Err(unreachable(
+                            shown,
+                            format!("cannot create {}: {e}", so_far.join(name).display()),
                         ));
                     }
                 }
-                open_at(&fd, name)
-                    .map_err(|e| format!("cannot open {}: {e}", so_far.join(name).display()))?
+                open_at(&fd, name).map_err(|e| {
+                    unreachable(
+                        shown,
+                        format!("cannot open {}: {e}", so_far.join(name).display()),
+                    )
+                })?
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                 let link = so_far.join(name);
                 let st = stat_at(&fd, name)
-                    .map_err(|e| format!("cannot inspect {}: {e}", link.display()))?
-                    .ok_or_else(|| format!("{} vanished", link.display()))?;
+                    .map_err(|e| {
+                        unreachable(shown, format!("cannot inspect {}: {e}", link.display()))
+                    })?
+                    .ok_or_else(|| unreachable(shown, format!("{} vanished", link.display())))?;
                 if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                    return Err(format!("{} is not a directory", link.display()));
-                }
-                if st.st_uid != 0 && st.st_uid != euid {
-                    return Err(format!(
-                        "{} is a symlink owned by uid {}; {fix}",
-                        link.display(),
-                        st.st_uid
+                    return Err(refused(
+                        shown,
+                        format!("{} is not a directory", link.display()),
                     ));
                 }
-                let resolved = std::fs::canonicalize(&link)
-                    .map_err(|e| format!("cannot resolve {}: {e}", link.display()))?;
+                if st.st_uid != 0 && st.st_uid != euid {
+                    return Err(refused(
+                        shown,
+                        format!(
+                            "{} is a symlink owned by uid {}; {fix}",
+                            link.display(),
+                            st.st_uid
+                        ),
+                    ));
+                }
+                let resolved = std::fs::canonicalize(&link).map_err(|e| {
+                    unreachable(shown, format!("cannot resolve {}: {e}", link.display()))
+                })?;
                 let rest: PathBuf = components[i + 1..].iter().collect();
                 return Ok(Walk::Symlink(resolved.join(rest)));
             }
-            Err(e) => return Err(format!("cannot open {}: {e}", so_far.join(name).display())),
+            Err(e) => {
+                return Err(unreachable(
+                    shown,
+                    format!("cannot open {}: {e}", so_far.join(name).display()),
+                ))
+            }
         };
         so_far.push(name);
-        let st = stat_fd(&next).map_err(|e| format!("cannot inspect {}: {e}", so_far.display()))?;
-        check_dir(&so_far, &st, last, euid, &fix)?;
+        let st = stat_fd(&next)
+            .map_err(|e| unreachable(shown, format!("cannot inspect {}: {e}", so_far.display())))?;
+        check_dir(shown, &so_far, &st, last, euid, &fix)?;
         fd = next;
     }
     if count == 0 {
-        let st = stat_fd(&fd).map_err(|e| format!("cannot inspect /: {e}"))?;
-        check_dir(&so_far, &st, true, euid, &fix)?;
+        let st = stat_fd(&fd).map_err(|e| unreachable(shown, format!("cannot inspect /: {e}")))?;
+        check_dir(shown, &so_far, &st, true, euid, &fix)?;
     }
     Ok(Walk::Done(fd))
 }
 
-fn check_dir(path: &Path, st: &libc::stat, last: bool, euid: u32, fix: &str) -> Result<(), String> {
+fn check_dir(
+    shown: &Path,
+    path: &Path,
+    st: &libc::stat,
+    last: bool,
+    euid: u32,
+    fix: &str,
+) -> Result<(), StoreError> {
     let mode = st.st_mode & 0o7777;
     if st.st_uid != 0 && st.st_uid != euid {
-        return Err(format!(
+        return Err(refused(shown, format!(
             "{} is owned by uid {}, not by root or us ({euid}): its owner could swap the store; {fix}",
             path.display(),
             st.st_uid
-        ));
+        )));
     }
     let others_write = mode & 0o022 != 0;
     let sticky = mode & 0o1000 != 0;
     if last && others_write {
-        return Err(format!(
+        return Err(refused(shown, format!(
             "the store directory {} is writable by others (mode {mode:o}{}): they could plant or read its -wal/-shm files; {fix}",
             path.display(),
             if sticky { ", sticky or not" } else { "" }
-        ));
+        )));
     }
     if !last && others_write && !sticky {
-        return Err(format!(
-            "{} (mode {mode:o}) lets others rename what is inside it; {fix}",
-            path.display()
+        return Err(refused(
+            shown,
+            format!(
+                "{} (mode {mode:o}) lets others rename what is inside it; {fix}",
+                path.display()
+            ),
         ));
     }
     Ok(())
@@ -302,7 +357,10 @@ mod tests {
         let mode = std::fs::metadata(state_path(&db)).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         std::fs::write(state_path(&db), "{not json").unwrap();
-        assert!(read_state(&db).unwrap_err().contains("malformed"));
+        assert!(read_state(&db)
+            .unwrap_err()
+            .to_string()
+            .contains("malformed"));
     }
 
     #[test]
@@ -316,6 +374,8 @@ mod tests {
             std::fs::create_dir(&shared).unwrap();
             std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
             let err = verify_dir(&shared, false).err().unwrap();
+            assert!(matches!(err, StoreError::UnsafePath { .. }), "{err}");
+            let err = err.to_string();
             assert!(
                 err.contains("writable by others") && err.contains("chmod 0700"),
                 "{err}"
@@ -323,7 +383,7 @@ mod tests {
             // Below a non-sticky shared directory, nothing is safe either.
             if mode & 0o1000 == 0 {
                 let below = shared.join("store");
-                let err = verify_dir(&below, true).err().unwrap();
+                let err = verify_dir(&below, true).err().unwrap().to_string();
                 assert!(err.contains("lets others rename"), "{err}");
             } else {
                 verify_dir(&shared.join("store"), true).unwrap();

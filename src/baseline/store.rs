@@ -127,30 +127,7 @@ pub struct AuditRow {
     pub after: String,
 }
 
-/// Why a store call failed. `Display` tells the user what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("the baseline store {path} is locked by another writer (waited up to {} ms to read, {} s to write); retry in a moment, or look for a stuck an1256 or sqlite3 process", READ_BUSY_TIMEOUT.as_millis(), BUSY_TIMEOUT.as_secs())]
-    Locked { path: String },
-    #[error("the baseline store {path} is open read-only ({why}); nothing is written until that is fixed")]
-    ReadOnly { path: String, why: String },
-    #[error("refusing the baseline store path {path}: {why}")]
-    UnsafePath { path: String, why: String },
-    #[error("the baseline store {path} has schema version {found}, newer than this an1256 understands ({known}); upgrade an1256 or point --db elsewhere")]
-    NewerSchema {
-        path: String,
-        found: i64,
-        known: i64,
-    },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("no baseline entry with id {0}")]
-    NotFound(i64),
-    #[error("baseline store {path}: {message}")]
-    Sqlite { path: String, message: String },
-    #[error("baseline store {path}: {message}")]
-    Io { path: String, message: String },
-}
+pub use super::StoreError;
 
 /// Where a baseline entry comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,12 +381,7 @@ impl Store {
         use super::state::{read_state, write_state, LearningState};
         let now = unix_now();
         let path = self.path.display().to_string();
-        let write = |state: &LearningState| {
-            write_state(&self.path, state).map_err(|why| StoreError::Io {
-                path: path.clone(),
-                message: why,
-            })
-        };
+        let write = |state: &LearningState| write_state(&self.path, state);
         let lost = "its approved and learned entries are not in the fresh store (export them from the moved copy with `an1256 --db <copy> baseline export` and `baseline import` them)";
         let state = match read_state(&self.path) {
             Ok(state) => state,
@@ -720,9 +692,8 @@ impl Store {
 
     /// Adds (or turns into `approved`) the entry for a key; returns its id.
     pub fn approve(&self, key: &EntryKey, note: &str) -> Result<i64, StoreError> {
-        let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
-            .map_err(StoreError::Invalid)?;
-        validate_note(note).map_err(StoreError::Invalid)?;
+        let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)?;
+        validate_note(note)?;
         self.write_audited("approve", |tx, audit| {
             let before = entry_by_key(tx, &key).map_err(|e| self.err(e))?;
             let id = upsert_entry(tx, &key, Source::Approved, note, unix_now(), 0)?;
@@ -786,9 +757,8 @@ impl Store {
         source: Source,
         note: &str,
     ) -> Result<(), StoreError> {
-        let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)
-            .map_err(StoreError::Invalid)?;
-        validate_note(note).map_err(StoreError::Invalid)?;
+        let key = validate_entry(&key.identity, &key.protocol_name, key.remote_port)?;
+        validate_note(note)?;
         if source == Source::Policy {
             return Err(StoreError::Invalid(
                 "source `policy` belongs to the policy file; stored entries are `approved` or `learned`".into(),
@@ -1057,10 +1027,7 @@ impl Store {
             learning_until: until,
         };
         let old = self.learning_until().unwrap_or(0);
-        super::state::write_state(&self.path, &state).map_err(|message| StoreError::Io {
-            path: self.path.display().to_string(),
-            message,
-        })?;
+        super::state::write_state(&self.path, &state)?;
         self.write_audited("learn", |tx, audit| {
             tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('learning_until', ?1)",
@@ -1081,13 +1048,7 @@ impl Store {
     /// The end of the learning window, from the state file; 0 (not learning)
     /// when it is missing, an error when it cannot be trusted.
     pub fn learning_until(&self) -> Result<i64, StoreError> {
-        match super::state::read_state(&self.path) {
-            Ok(state) => Ok(state.map_or(0, |s| s.learning_until)),
-            Err(message) => Err(StoreError::Io {
-                path: self.path.display().to_string(),
-                message,
-            }),
-        }
+        Ok(super::state::read_state(&self.path)?.map_or(0, |s| s.learning_until))
     }
 
     /// Records the cost and outcome of one sampler pass.
@@ -1465,16 +1426,9 @@ fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreError> {
     };
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    let verified = super::state::verify_dir(&dir, writable).map_err(|why| {
-        if why.starts_with("cannot") {
-            io_error(
-                &dir,
-                "cannot reach the store directory",
-                std::io::Error::other(why),
-            )
-        } else {
-            unsafe_path(path, why)
-        }
+    let verified = super::state::verify_dir(&dir, writable).map_err(|e| match e {
+        StoreError::UnsafePath { why, .. } => unsafe_path(path, why),
+        other => other,
     })?;
     let c_name = CString::new(name.as_bytes())
         .map_err(|_| unsafe_path(path, "the path contains a NUL byte"))?;

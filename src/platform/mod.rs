@@ -30,8 +30,30 @@ pub enum HostError {
     /// the environment of `CS_RESTRICT` processes): unknown, never empty.
     #[error("{what} of process {pid} is withheld by the kernel")]
     Withheld { pid: Pid, what: &'static str },
+    /// A read failed for another reason; `what` names what was read.
+    #[error("cannot read {what}: {reason}")]
+    Unreadable { what: String, reason: String },
+    /// What was read does not have the expected shape.
+    #[error("{what}: {why}")]
+    Malformed { what: String, why: String },
+    /// More items than the bound: what lies past it is unknown.
+    #[error("{what} number more than {limit}")]
+    TooMany { what: String, limit: usize },
+    /// The platform has no way to answer (the caller treats it as unknown).
+    #[error("{what} is not available on this platform")]
+    Unsupported { what: String },
     #[error("{0}")]
     Other(String),
+}
+
+impl HostError {
+    /// A failed read of `what`, keeping the reason.
+    pub fn unreadable(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> HostError {
+        HostError::Unreadable {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// A change in the process table that the watch of untrusted processes acts on.
@@ -167,13 +189,18 @@ pub trait Host: Send + Sync {
     /// (device, inode) is `stat(path)`'s. Policy `path` rules hold only then: a bind
     /// mount in a user+mount namespace can put any file at a trusted path. `Err`
     /// when it cannot be told (treated as not there).
-    fn executable_is_at(&self, _pid: Pid, _path: &str) -> Result<bool, String> {
-        Err("not available on this platform".into())
+    fn executable_is_at(&self, pid: Pid, _path: &str) -> Result<bool, HostError> {
+        Err(HostError::Unsupported {
+            what: format!("the executable location of process {pid}"),
+        })
     }
     /// Regular files the process holds open (bounded), for cross-checking argv's
     /// script operand. `None` where the platform cannot list them (the check is
     /// then skipped: argv-derived trust is best effort there).
-    fn open_regular_files(&self, _pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
+    fn open_regular_files(
+        &self,
+        _pid: Pid,
+    ) -> Option<Result<Vec<crate::model::OpenFile>, HostError>> {
         None
     }
     /// `(dev, ino)` of the script `path` names, resolved as the process would (its
@@ -182,20 +209,20 @@ pub trait Host: Send + Sync {
         &self,
         _process: &ProcessInfo,
         _path: &str,
-    ) -> Option<Result<(u64, u64), String>> {
+    ) -> Option<Result<(u64, u64), HostError>> {
         None
     }
     /// The process's environment as `KEY=value` strings (for SOCKS proxy variables).
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
-        Err(HostError::Other(format!(
-            "environment of {pid} not available on this platform"
-        )))
+        Err(HostError::Unsupported {
+            what: format!("the environment of process {pid}"),
+        })
     }
     /// Shared libraries mapped into the process (Linux `/proc/<pid>/maps`).
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
-        Err(HostError::Other(format!(
-            "mapped libraries of {pid} not available on this platform"
-        )))
+        Err(HostError::Unsupported {
+            what: format!("the mapped libraries of process {pid}"),
+        })
     }
     /// The system-wide SOCKS proxy (macOS network settings: SOCKSProxy/SOCKSPort
     /// when SOCKSEnable), as host and port. `None` where there is no such setting.
@@ -239,9 +266,7 @@ pub fn read_processes(
     };
     let pids: Vec<Pid> = match pids {
         Some(list) => list.to_vec(),
-        None => host
-            .pids()
-            .map_err(|e| HostError::Other(format!("cannot list processes: {e}")))?,
+        None => host.pids()?,
     };
     let mut processes = Vec::with_capacity(pids.len());
     for pid in pids {
@@ -525,11 +550,14 @@ impl Host for FakeHost {
         self.stdin.get(&pid).copied().unwrap_or_default()
     }
 
-    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
+    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, HostError> {
         Ok(self.executables_at.get(&pid).is_some_and(|p| p == path))
     }
 
-    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
+    fn open_regular_files(
+        &self,
+        pid: Pid,
+    ) -> Option<Result<Vec<crate::model::OpenFile>, HostError>> {
         self.open_files.get(&pid).cloned().map(Ok)
     }
 
@@ -537,7 +565,7 @@ impl Host for FakeHost {
         &self,
         _process: &ProcessInfo,
         path: &str,
-    ) -> Option<Result<(u64, u64), String>> {
+    ) -> Option<Result<(u64, u64), HostError>> {
         self.file_keys.get(path).copied().map(Ok)
     }
 

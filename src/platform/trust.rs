@@ -249,18 +249,16 @@ impl HashBudget {
     }
 
     /// Reserves `bytes` of hashing for `uid` now, or says why not.
-    pub fn reserve(&self, uid: u32, bytes: u64, now: std::time::Instant) -> Result<(), String> {
+    pub fn reserve(&self, uid: u32, bytes: u64, now: std::time::Instant) -> Result<(), HashError> {
         let limits = self.limits;
         self.with_spent(uid, now, |spent| {
             if spent.time >= limits.time || spent.bytes.saturating_add(bytes) > limits.bytes {
-                return Err(format!(
-                    "not hashed: uid {uid}'s hashing budget is spent ({} bytes, {} ms of {} bytes, {} ms per {} s)",
-                    spent.bytes,
-                    spent.time.as_millis(),
-                    limits.bytes,
-                    limits.time.as_millis(),
-                    limits.window.as_secs()
-                ));
+                return Err(HashError::BudgetSpent {
+                    uid,
+                    spent_bytes: spent.bytes,
+                    spent_ms: spent.time.as_millis(),
+                    limits,
+                });
             }
             spent.bytes = spent.bytes.saturating_add(bytes);
             Ok(())
@@ -296,7 +294,7 @@ impl RehashLimiter {
         file: (u64, u64),
         now: std::time::Instant,
         interval: std::time::Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), HashError> {
         let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
         if hashes.len() >= DEFAULT_CACHE_ENTRIES && !hashes.contains_key(&file) {
             hashes.clear();
@@ -306,11 +304,10 @@ impl RehashLimiter {
             *entry = (now, 0);
         }
         if entry.1 >= MAX_HASHES_PER_INTERVAL {
-            return Err(format!(
-                "not hashed: the file changed again after it was hashed {} times in {} s; re-hashing is limited",
-                entry.1,
-                interval.as_secs()
-            ));
+            return Err(HashError::RehashLimited {
+                hashes: entry.1,
+                window_secs: interval.as_secs(),
+            });
         }
         entry.1 += 1;
         Ok(())
@@ -334,6 +331,17 @@ pub enum HashError {
     Io(#[from] std::io::Error),
     #[error("not hashed: the query's deadline passed while hashing")]
     DeadlinePassed,
+    /// One uid's files took the hashing this window allows.
+    #[error("not hashed: uid {uid}'s hashing budget is spent ({spent_bytes} bytes, {spent_ms} ms of {} bytes, {} ms per {} s)", limits.bytes, limits.time.as_millis(), limits.window.as_secs())]
+    BudgetSpent {
+        uid: u32,
+        spent_bytes: u64,
+        spent_ms: u128,
+        limits: BudgetLimits,
+    },
+    /// A file that keeps changing is not re-hashed on every pass.
+    #[error("not hashed: the file changed again after it was hashed {hashes} times in {window_secs} s; re-hashing is limited")]
+    RehashLimited { hashes: u32, window_secs: u64 },
 }
 
 /// Hashes an open file in one pass: SHA-256 always, MD5 when `with_md5`. Refuses
@@ -438,7 +446,11 @@ mod tests {
         let t0 = Instant::now();
         assert!(budget.reserve(1000, 60, t0).is_ok());
         let over = budget.reserve(1000, 60, t0).unwrap_err();
-        assert!(over.contains("uid 1000"), "{over}");
+        assert!(
+            matches!(over, HashError::BudgetSpent { uid: 1000, .. }),
+            "{over}"
+        );
+        assert!(over.to_string().contains("uid 1000"), "{over}");
         assert!(
             budget.reserve(1001, 60, t0).is_ok(),
             "another uid has its own"
@@ -463,7 +475,10 @@ mod tests {
         assert!(limiter.allow((1, 2), t0, interval).is_ok());
         assert!(limiter.allow((1, 2), at(5), interval).is_ok(), "one change");
         let limited = limiter.allow((1, 2), at(10), interval).unwrap_err();
-        assert!(limited.contains("re-hashing is limited"), "{limited}");
+        assert!(
+            limited.to_string().contains("re-hashing is limited"),
+            "{limited}"
+        );
         assert!(
             limiter.allow((1, 3), at(10), interval).is_ok(),
             "another file"

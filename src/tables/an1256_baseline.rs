@@ -96,7 +96,8 @@ fn parse_write(cells: BaselineCells) -> Result<(EntryKey, Option<Source>, String
         },
     };
     let note = cells.note.unwrap_or_default();
-    let key = crate::baseline::identity::validate_entry(&identity, &protocol_name, remote_port)?;
+    let key = crate::baseline::identity::validate_entry(&identity, &protocol_name, remote_port)
+        .map_err(|e| e.to_string())?;
     Ok((key, source, note))
 }
 
@@ -172,7 +173,7 @@ impl Table for An1256Baseline {
         }
         let store = match self.baseline.store() {
             Ok(s) => s,
-            Err(e) => return WriteOutcome::Failure(e),
+            Err(e) => return outcome_of(e),
         };
         // The store logs and records the change (an1256_baseline_audit).
         match store.approve(&key, &note) {
@@ -187,7 +188,7 @@ impl Table for An1256Baseline {
         }
         let store = match self.baseline.store() {
             Ok(s) => s,
-            Err(e) => return WriteOutcome::Failure(e),
+            Err(e) => return outcome_of(e),
         };
         match store.revoke(rowid) {
             Ok(true) => WriteOutcome::Success(None),
@@ -212,7 +213,7 @@ impl Table for An1256Baseline {
         }
         let store = match self.baseline.store() {
             Ok(s) => s,
-            Err(e) => return WriteOutcome::Failure(e),
+            Err(e) => return outcome_of(e),
         };
         let source = match source {
             Some(s) => s,

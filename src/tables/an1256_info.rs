@@ -70,12 +70,12 @@ impl Table for An1256Info {
     fn rows(&self, _ctx: &QueryContext) -> Result<Vec<InfoRow>, TableError> {
         let b = &self.baseline;
         let (summary, store_error) = match b.store().and_then(|s| {
-            let summary = s.summary().map_err(|e| e.to_string())?;
+            let summary = s.summary()?;
             let note = s.read_only().map(|why| format!("read-only: {why}"));
             Ok((summary, note.unwrap_or_default()))
         }) {
             Ok(found) => found,
-            Err(e) => (Default::default(), e),
+            Err(e) => (Default::default(), e.to_string()),
         };
         let policy = b.policy.status();
         let watch = b.watch_status();

@@ -133,10 +133,10 @@ impl LinuxHost {
         };
         let now = std::time::Instant::now();
         if let Err(why) = self.rehash.allow((key.dev, key.ino), now, REHASH_INTERVAL) {
-            return CodeIdentity::unknown(why);
+            return CodeIdentity::unknown(why.to_string());
         }
         if let Err(why) = self.budget.reserve(uid, cost, now) {
-            return CodeIdentity::unknown(why);
+            return CodeIdentity::unknown(why.to_string());
         }
         let (claims, authority) = self.claims(path);
         let with_md5 = claims
@@ -235,12 +235,16 @@ fn read_argv(dir: &ProcDir, info: &mut ProcessInfo) -> std::io::Result<()> {
 }
 
 /// The fs credentials of the process behind `dir` (from its `status`).
-fn credentials_of(dir: &ProcDir) -> Result<userfile::FsCredentials, String> {
-    let status = dir
-        .read(c"status", procfs::MAX_SMALL_BYTES)
-        .map_err(|e| format!("cannot read the credentials of process {}: {e}", dir.pid()))?;
-    userfile::parse_fs_credentials(&String::from_utf8_lossy(&status))
-        .ok_or_else(|| format!("process {}: no fs credentials in status", dir.pid()))
+fn credentials_of(dir: &ProcDir) -> Result<userfile::FsCredentials, HostError> {
+    let status = dir.read(c"status", procfs::MAX_SMALL_BYTES).map_err(|e| {
+        HostError::unreadable(format!("the credentials of process {}", dir.pid()), e)
+    })?;
+    userfile::parse_fs_credentials(&String::from_utf8_lossy(&status)).ok_or_else(|| {
+        HostError::Malformed {
+            what: format!("status of process {}", dir.pid()),
+            why: "no fs credentials".into(),
+        }
+    })
 }
 
 /// Most fds looked at when listing a process's open files.
@@ -248,9 +252,10 @@ const MAX_OPEN_FILES: usize = 65_536;
 
 /// Regular files `pid` holds open: fd, (dev, ino) by `fstatat` through the fd link
 /// (no open, so no side effect on any file type) and the link's text.
-fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, String> {
-    let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
-    let fds = sockets::FdDir::open(&dir).map_err(|e| format!("fds of {pid}: {e}"))?;
+fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, HostError> {
+    let dir = ProcDir::open(pid)?;
+    let fds = sockets::FdDir::open(&dir)
+        .map_err(|e| HostError::unreadable(format!("the fds of process {pid}"), e))?;
     let fd_dir = fds.raw_fd();
     let mut files = Vec::new();
     let mut seen = 0usize;
@@ -278,15 +283,15 @@ fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, String> {
             });
         }
     })
-    .map_err(|e| format!("fds of {pid}: {e}"))?;
+    .map_err(|e| HostError::unreadable(format!("the fds of process {pid}"), e))?;
     if truncated {
-        return Err(format!(
-            "process {pid} holds more than {MAX_OPEN_FILES} fds"
-        ));
+        return Err(HostError::TooMany {
+            what: format!("the fds of process {pid}"),
+            limit: MAX_OPEN_FILES,
+        });
     }
     // Read again: a pid reused meanwhile fails here.
-    dir.read(c"stat", 1)
-        .map_err(|e| format!("process {pid}: {e}"))?;
+    dir.read(c"stat", 1).map_err(|e| process_error(pid, &e))?;
     Ok(files)
 }
 
@@ -470,7 +475,7 @@ impl Host for LinuxHost {
     ) -> Option<CodeIdentity> {
         let raw = match script_file::raw_operand(&process.argv, &process.argv_raw, operand) {
             Ok(raw) => raw,
-            Err(e) => return Some(CodeIdentity::unknown(e)),
+            Err(e) => return Some(CodeIdentity::unknown(e.to_string())),
         };
         let dir = match ProcDir::open(process.pid) {
             Ok(dir) => dir,
@@ -478,11 +483,11 @@ impl Host for LinuxHost {
         };
         let credentials = match credentials_of(&dir) {
             Ok(credentials) => credentials,
-            Err(e) => return Some(CodeIdentity::unknown(e)),
+            Err(e) => return Some(CodeIdentity::unknown(e.to_string())),
         };
         let resolved = match script_file::resolve(&dir, &raw, &credentials) {
             Ok(resolved) => resolved,
-            Err(e) => return Some(CodeIdentity::unknown(e)),
+            Err(e) => return Some(CodeIdentity::unknown(e.to_string())),
         };
         let refusal = script_file::package_refusal(&resolved.facts);
         let identity = self.identity_of_open_file(
@@ -556,7 +561,10 @@ impl Host for LinuxHost {
         }
     }
 
-    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
+    fn open_regular_files(
+        &self,
+        pid: Pid,
+    ) -> Option<Result<Vec<crate::model::OpenFile>, HostError>> {
         Some(open_regular_files(pid))
     }
 
@@ -564,38 +572,39 @@ impl Host for LinuxHost {
         &self,
         process: &ProcessInfo,
         path: &str,
-    ) -> Option<Result<(u64, u64), String>> {
-        let find = || -> Result<(u64, u64), String> {
-            let dir = ProcDir::open(process.pid).map_err(|e| e.to_string())?;
+    ) -> Option<Result<(u64, u64), HostError>> {
+        let find = || -> Result<(u64, u64), HostError> {
+            let dir = ProcDir::open(process.pid)?;
             let (base, anchor) = path_base(&dir, path)?;
             // O_PATH only: nothing is opened for reading.
             let resolved = userfile::resolve(base.as_raw_fd(), path.as_bytes(), anchor, true)
-                .map_err(|e| format!("{path}: {e}"))?;
-            let st =
-                userfile::fstat(resolved.fd.as_raw_fd()).map_err(|e| format!("{path}: {e}"))?;
+                .map_err(|e| HostError::unreadable(path, e))?;
+            let st = userfile::fstat(resolved.fd.as_raw_fd())
+                .map_err(|e| HostError::unreadable(path, e))?;
             Ok((st.st_dev, st.st_ino))
         };
         Some(find())
     }
 
-    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
+    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, HostError> {
         use std::os::unix::fs::MetadataExt;
-        let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
+        let dir = ProcDir::open(pid)?;
+        let namespace = || format!("the mount namespace of process {pid}");
         let theirs = dir
             .read_link(c"ns/mnt")
-            .map_err(|e| format!("mount namespace of {pid}: {e}"))?;
+            .map_err(|e| HostError::unreadable(namespace(), e))?;
         let ours = std::fs::read_link("/proc/self/ns/mnt")
-            .map_err(|e| format!("own mount namespace: {e}"))?;
+            .map_err(|e| HostError::unreadable("the scanner's own mount namespace", e))?;
         if std::path::Path::new(&theirs) != ours {
             return Ok(false);
         }
         let exe = dir
             .stat_entry(c"exe")
-            .map_err(|e| format!("executable of {pid}: {e}"))?;
-        let file = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|e| HostError::unreadable(format!("the executable of process {pid}"), e))?;
+        let file = std::fs::metadata(path).map_err(|e| HostError::unreadable(path, e))?;
         // Read again: the namespace link of a pid reused meanwhile would fail.
         dir.read_link(c"ns/mnt")
-            .map_err(|e| format!("mount namespace of {pid}: {e}"))?;
+            .map_err(|e| HostError::unreadable(namespace(), e))?;
         Ok(exe.st_dev == file.dev() && exe.st_ino == file.ino())
     }
 
@@ -629,7 +638,7 @@ impl Host for LinuxHost {
 fn path_base(
     dir: &ProcDir,
     path: &str,
-) -> Result<(std::os::fd::OwnedFd, userfile::Anchor), String> {
+) -> Result<(std::os::fd::OwnedFd, userfile::Anchor), HostError> {
     let (entry, anchor) = if path.starts_with('/') {
         (c"root", userfile::Anchor::InRoot)
     } else {
@@ -637,5 +646,5 @@ fn path_base(
     };
     dir.open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
         .map(|base| (base, anchor))
-        .map_err(|e| format!("cannot open the process's {entry:?}: {e}"))
+        .map_err(|e| HostError::unreadable(format!("the {entry:?} of process {}", dir.pid()), e))
 }

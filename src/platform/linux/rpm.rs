@@ -17,6 +17,7 @@
 //! `FILEDIGESTALGO` (8 = SHA-256; absent = MD5, the legacy default).
 
 use super::provenance::{Claim, ExpectedDigest, ProvenanceSource};
+use crate::platform::HostError;
 use crate::util::hex::unhex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
@@ -67,29 +68,36 @@ fn be32(bytes: &[u8], at: usize) -> Option<u32> {
 
 impl Header {
     /// Parses a header blob as stored in the rpmdb (no lead, no magic).
-    pub fn parse(blob: Vec<u8>) -> Result<Header, String> {
-        let il = be32(&blob, 0).ok_or("header shorter than 8 bytes")? as usize;
-        let dl = be32(&blob, 4).ok_or("header shorter than 8 bytes")? as usize;
+    pub fn parse(blob: Vec<u8>) -> Result<Header, HostError> {
+        let malformed = |why: String| HostError::Malformed {
+            what: "rpm header".into(),
+            why,
+        };
+        let short = || malformed("shorter than 8 bytes".into());
+        let il = be32(&blob, 0).ok_or_else(short)? as usize;
+        let dl = be32(&blob, 4).ok_or_else(short)? as usize;
         if il > MAX_INDEX_ENTRIES {
-            return Err(format!("header claims {il} index entries"));
+            return Err(malformed(format!("claims {il} index entries")));
         }
         let data_start = 8 + il * 16;
         if data_start
             .checked_add(dl)
             .is_none_or(|end| end > blob.len())
         {
-            return Err(format!(
-                "header claims {il} entries and {dl} data bytes but is {} bytes",
+            return Err(malformed(format!(
+                "claims {il} entries and {dl} data bytes but is {} bytes",
                 blob.len()
-            ));
+            )));
         }
         let mut index = HashMap::with_capacity(il);
         for i in 0..il {
             let at = 8 + i * 16;
-            let field = |k: usize| be32(&blob, at + 4 * k).ok_or("truncated index entry");
+            let field = |k: usize| {
+                be32(&blob, at + 4 * k).ok_or_else(|| malformed("truncated index entry".into()))
+            };
             let (tag, kind, offset, count) = (field(0)?, field(1)?, field(2)?, field(3)?);
             if offset as usize > dl {
-                return Err(format!("tag {tag} points past the data store"));
+                return Err(malformed(format!("tag {tag} points past the data store")));
             }
             index.insert(tag, (kind, offset as usize, count as usize));
         }
@@ -216,7 +224,7 @@ impl RpmDatabase {
             .as_ref()
     }
 
-    fn header(&self, conn: &Connection, hnum: i64) -> Result<Option<Arc<Header>>, String> {
+    fn header(&self, conn: &Connection, hnum: i64) -> Result<Option<Arc<Header>>, HostError> {
         let mut cache = self.headers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = cache.get(&hnum) {
             return Ok(Some(found.clone()));
@@ -228,11 +236,14 @@ impl RpmDatabase {
                 |row| row.get(0),
             )
             .optional()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.unreadable(e))?;
         let Some(blob) = blob else {
             return Ok(None);
         };
-        let header = Arc::new(Header::parse(blob).map_err(|e| format!("package {hnum}: {e}"))?);
+        let header = Arc::new(Header::parse(blob).map_err(|e| HostError::Malformed {
+            what: format!("package {hnum} in the rpm database {}", self.root.display()),
+            why: e.to_string(),
+        })?);
         if cache.len() >= HEADER_CACHE {
             cache.clear();
         }
@@ -240,7 +251,12 @@ impl RpmDatabase {
         Ok(Some(header))
     }
 
-    fn lookup(&self, path: &str) -> Result<Vec<Claim>, String> {
+    /// A failed read of this database.
+    fn unreadable(&self, e: rusqlite::Error) -> HostError {
+        HostError::unreadable(format!("the rpm database {}", self.root.display()), e)
+    }
+
+    fn lookup(&self, path: &str) -> Result<Vec<Claim>, HostError> {
         let Some((_, base)) = path.rsplit_once('/') else {
             return Ok(Vec::new());
         };
@@ -251,13 +267,14 @@ impl RpmDatabase {
         let candidates: Vec<(i64, i64)> = {
             let mut statement = conn
                 .prepare_cached("SELECT hnum, idx FROM Basenames WHERE key = ?1 LIMIT ?2")
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| self.unreadable(e))?;
             let rows = statement
                 .query_map(rusqlite::params![base, MAX_CANDIDATES as i64], |row| {
                     Ok((row.get(0)?, row.get(1)?))
                 })
-                .map_err(|e| e.to_string())?;
-            rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
+                .map_err(|e| self.unreadable(e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| self.unreadable(e))?
         };
         let mut claims = Vec::new();
         for (hnum, idx) in candidates {
@@ -294,19 +311,20 @@ fn legacy_backend(root: &Path) -> Option<String> {
 }
 
 /// Opens `rpmdb.sqlite` read-only, or says why the database cannot be read.
-fn open(root: &Path) -> Result<Connection, String> {
+fn open(root: &Path) -> Result<Connection, HostError> {
     let file = root.join(SQLITE_FILE);
     if !file.exists() {
-        return Err(legacy_backend(root)
-            .unwrap_or_else(|| format!("no {SQLITE_FILE} in {}", root.display())));
+        return Err(HostError::Other(legacy_backend(root).unwrap_or_else(
+            || format!("no {SQLITE_FILE} in {}", root.display()),
+        )));
     }
     let conn = Connection::open_with_flags(
         &file,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| format!("cannot open the rpm database {}: {e}", file.display()))?;
+    .map_err(|e| HostError::unreadable(format!("the rpm database {}", file.display()), e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| format!("rpm database {}: {e}", file.display()))?;
+        .map_err(|e| HostError::unreadable(format!("the rpm database {}", file.display()), e))?;
     Ok(conn)
 }
 
@@ -452,11 +470,14 @@ mod tests {
     fn legacy_backends_are_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Packages"), b"").unwrap();
-        let err = open(dir.path()).unwrap_err();
+        let err = open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("Berkeley DB"), "{err}");
         assert!(RpmDatabase::at(dir.path()).is_none());
         let empty = tempfile::tempdir().unwrap();
-        assert!(open(empty.path()).unwrap_err().contains("no rpmdb.sqlite"));
+        assert!(open(empty.path())
+            .unwrap_err()
+            .to_string()
+            .contains("no rpmdb.sqlite"));
         assert!(
             RpmDatabase::at(empty.path()).is_none(),
             "Debian's empty /var/lib/rpm"

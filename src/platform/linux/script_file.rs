@@ -19,6 +19,7 @@
 
 use super::procfs::ProcDir;
 use super::userfile::{self, Anchor, FsCredentials};
+use crate::platform::HostError;
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -36,7 +37,7 @@ pub fn raw_operand(
     argv: &[String],
     argv_raw: &[Vec<u8>],
     operand: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, HostError> {
     let matches: HashSet<&[u8]> = argv
         .iter()
         .zip(argv_raw)
@@ -46,12 +47,14 @@ pub fn raw_operand(
     match matches.len() {
         1 => Ok(matches.into_iter().next().unwrap_or_default().to_vec()),
         0 if !operand.contains('\u{FFFD}') => Ok(operand.as_bytes().to_vec()),
-        0 => Err(format!(
-            "script path {operand:?} is not valid UTF-8 and names no single argv element"
-        )),
-        _ => Err(format!(
-            "script path {operand:?} matches argv elements with different bytes"
-        )),
+        0 => Err(HostError::Malformed {
+            what: format!("script path {operand:?}"),
+            why: "not valid UTF-8 and names no single argv element".into(),
+        }),
+        _ => Err(HostError::Malformed {
+            what: format!("script path {operand:?}"),
+            why: "matches argv elements with different bytes".into(),
+        }),
     }
 }
 
@@ -187,13 +190,16 @@ fn writable_directory(
     raw: &[u8],
     anchor: Anchor,
     credentials: &FsCredentials,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, HostError> {
     let components: Vec<&[u8]> = raw
         .split(|&b| b == b'/')
         .filter(|c| !c.is_empty())
         .collect();
     if components.len() > MAX_COMPONENTS {
-        return Err(format!("more than {MAX_COMPONENTS} components"));
+        return Err(HostError::TooMany {
+            what: "path components".into(),
+            limit: MAX_COMPONENTS,
+        });
     }
     let directories = components.len().saturating_sub(1);
     let leading = if raw.starts_with(b"/") { "/" } else { "" };
@@ -206,7 +212,7 @@ fn writable_directory(
             userfile::resolve(base.as_raw_fd(), &prefix, anchor, false)
                 .and_then(|r| userfile::fstat(r.fd.as_raw_fd()))
         }
-        .map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(|e| HostError::unreadable(&shown, e))?;
         if credentials.may_write(st.st_uid, st.st_gid, st.st_mode) {
             return Ok(Some(if shown.is_empty() { ".".into() } else { shown }));
         }
@@ -219,7 +225,7 @@ pub fn resolve(
     dir: &ProcDir,
     raw: &[u8],
     credentials: &FsCredentials,
-) -> Result<ResolvedScript, String> {
+) -> Result<ResolvedScript, HostError> {
     let relative = !raw.starts_with(b"/");
     let (entry, anchor) = if relative {
         (c"cwd", Anchor::Beneath)
@@ -228,21 +234,28 @@ pub fn resolve(
     };
     let base = dir
         .open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
-        .map_err(|e| format!("cannot open the process's {}: {e}", entry.to_string_lossy()))?;
+        .map_err(|e| {
+            HostError::unreadable(
+                format!("the {} of process {}", entry.to_string_lossy(), dir.pid()),
+                e,
+            )
+        })?;
     let shown = String::from_utf8_lossy(raw);
     let opened = userfile::open_regular(Some(credentials.clone()), Some(&base), raw, anchor, true)
-        .map_err(|e| format!("cannot read script {shown} as the process's user: {e}"))?;
-    let key = file_key(&opened.path_fd).map_err(|e| format!("cannot stat script {shown}: {e}"))?;
+        .map_err(|e| HostError::unreadable(format!("script {shown} as the process's user"), e))?;
+    let key = file_key(&opened.path_fd)
+        .map_err(|e| HostError::unreadable(format!("the status of script {shown}"), e))?;
     if relative && !held_regular_files(dir).contains(&key) {
-        return Err(format!(
-            "relative script path {shown}: the file it names now is not one the process holds open, and the process may have changed directory since exec (run scripts by absolute path)"
-        ));
+        return Err(HostError::Malformed {
+            what: format!("relative script path {shown}"),
+            why: "the file it names now is not one the process holds open, and the process may have changed directory since exec (run scripts by absolute path)".into(),
+        });
     }
     let claim_path = fd_path(&opened.path_fd).unwrap_or_default();
     let (writable_directory, unchecked) = match writable_directory(&base, raw, anchor, credentials)
     {
         Ok(found) => (found, None),
-        Err(why) => (None, Some(why)),
+        Err(why) => (None, Some(why.to_string())),
     };
     let same_file_on_host = !claim_path.is_empty()
         && userfile::open_regular(None, None, claim_path.as_bytes(), Anchor::InRoot, false)

@@ -49,11 +49,9 @@ impl MacHost {
     }
 
     /// SHA-256 of a file, bounded by `max_hash_bytes`; the error text otherwise.
-    fn sha256_of(&self, file: &mut std::fs::File) -> Result<String, String> {
+    fn sha256_of(&self, file: &mut std::fs::File) -> Result<String, trust::HashError> {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        trust::hash_reader(file, size, self.config.max_hash_bytes, false)
-            .map(|d| d.sha256)
-            .map_err(|e| e.to_string())
+        trust::hash_reader(file, size, self.config.max_hash_bytes, false).map(|d| d.sha256)
     }
 
     fn fill_sha256(&self, id: &mut CodeIdentity, path: &str) {
@@ -61,11 +59,11 @@ impl MacHost {
             return;
         }
         let result = std::fs::File::open(path)
-            .map_err(|e| format!("not hashed: {e}"))
+            .map_err(trust::HashError::from)
             .and_then(|mut f| self.sha256_of(&mut f));
         match result {
             Ok(sha) => id.sha256 = sha,
-            Err(e) => append_error(&mut id.error, &e),
+            Err(e) => append_error(&mut id.error, &e.to_string()),
         }
     }
 
@@ -144,7 +142,7 @@ impl MacHost {
         if !id.trust.is_trusted() && !bundle {
             match self.sha256_of(file) {
                 Ok(sha) => id.sha256 = sha,
-                Err(e) => append_error(&mut id.error, &e),
+                Err(e) => append_error(&mut id.error, &e.to_string()),
             }
         }
         (id, cacheable)
@@ -256,7 +254,7 @@ impl Host for MacHost {
                 args.argv
             }
             Err(e) => {
-                append_error(&mut error, &e);
+                append_error(&mut error, &e.to_string());
                 Vec::new()
             }
         };
@@ -364,20 +362,18 @@ impl Host for MacHost {
         sys::mapped_files(pid).map_err(|e| sys::host_error(pid, e, "mapped files"))
     }
 
-    fn open_regular_files(&self, pid: Pid) -> Option<Result<Vec<crate::model::OpenFile>, String>> {
-        Some(sys::open_regular_files(pid).map_err(|e| {
-            format!(
-                "open files of {pid}: {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        }))
+    fn open_regular_files(
+        &self,
+        pid: Pid,
+    ) -> Option<Result<Vec<crate::model::OpenFile>, HostError>> {
+        Some(sys::open_regular_files(pid).map_err(|e| sys::host_error(pid, e, "open files")))
     }
 
     fn script_file_key(
         &self,
         process: &ProcessInfo,
         path: &str,
-    ) -> Option<Result<(u64, u64), String>> {
+    ) -> Option<Result<(u64, u64), HostError>> {
         use std::os::unix::fs::MetadataExt;
         // No mount namespaces here: the path names the same file for the process,
         // resolved against its cwd when relative.
@@ -386,33 +382,32 @@ impl Host for MacHost {
         } else if process.cwd.starts_with('/') {
             std::path::Path::new(&process.cwd).join(path)
         } else {
-            return Some(Err(format!("{path}: the process's cwd is unknown")));
+            return Some(Err(HostError::Malformed {
+                what: path.to_owned(),
+                why: "relative, and the process's cwd is unknown".into(),
+            }));
         };
         Some(
             std::fs::metadata(&full)
                 .map(|m| (u64::from(m.dev() as u32), m.ino()))
-                .map_err(|e| format!("{}: {e}", full.display())),
+                .map_err(|e| HostError::unreadable(full.display(), e)),
         )
     }
 
-    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, String> {
+    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, HostError> {
         use std::os::unix::fs::MetadataExt;
         let start = |pid| {
             sys::bsd_info(pid)
                 .map(|b| b.start)
-                .map_err(|e| sys::host_error(pid, e, "bsd info").to_string())
+                .map_err(|e| sys::host_error(pid, e, "bsd info"))
         };
         let before = start(pid)?;
-        let (dev, ino) = sys::executable_file_id(pid).map_err(|e| {
-            format!(
-                "executable of {pid}: {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        })?;
-        let file = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+        let (dev, ino) =
+            sys::executable_file_id(pid).map_err(|e| sys::host_error(pid, e, "executable"))?;
+        let file = std::fs::metadata(path).map_err(|e| HostError::unreadable(path, e))?;
         // The same process still: a pid reused meanwhile has another start time.
         if start(pid)? != before {
-            return Err(format!("process {pid} was replaced while it was read"));
+            return Err(HostError::Vanished(pid));
         }
         Ok(dev == file.dev() as u32 && ino == file.ino())
     }
@@ -437,7 +432,7 @@ impl Host for MacHost {
             Err(e) => Err(match sys::bsd_info(pid) {
                 Err(errno) => sys::host_error(pid, errno, "environment"),
                 Ok(bsd) if !may_read_process_of(bsd.euid) => HostError::PermissionDenied(pid),
-                Ok(_) => HostError::Other(format!("environment of {pid}: {e}")),
+                Ok(_) => e,
             }),
         }
     }

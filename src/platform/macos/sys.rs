@@ -18,10 +18,10 @@ pub fn host_error(pid: Pid, errno: i32, what: &str) -> HostError {
     match errno {
         libc::ESRCH => HostError::Vanished(pid),
         libc::EPERM | libc::EACCES => HostError::PermissionDenied(pid),
-        e => HostError::Other(format!(
-            "{what} of process {pid}: {}",
-            std::io::Error::from_raw_os_error(e)
-        )),
+        e => HostError::unreadable(
+            format!("the {what} of process {pid}"),
+            std::io::Error::from_raw_os_error(e),
+        ),
     }
 }
 
@@ -97,7 +97,7 @@ pub fn cwd(pid: Pid) -> Result<String, i32> {
 /// argv, environment and exec path (`sysctl KERN_PROCARGS2`; root for other users).
 /// The area's size is asked first (`oldp = NULL`): the kernel returns the *tail* of an
 /// area larger than the buffer, so a reply that fills the buffer is unreliable.
-pub fn procargs(pid: Pid) -> Result<ProcArgs, String> {
+pub fn procargs(pid: Pid) -> Result<ProcArgs, HostError> {
     let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
     let mut needed: usize = 0;
     // SAFETY: mib has 3 entries; a null output asks only for the size.
@@ -112,7 +112,7 @@ pub fn procargs(pid: Pid) -> Result<ProcArgs, String> {
         )
     };
     if ret != 0 {
-        return Err(procargs_error(errno()));
+        return Err(procargs_error(pid, errno()));
     }
     let Some(capacity) = procargs::buffer_capacity(needed, argmax()) else {
         return Ok(ProcArgs {
@@ -134,23 +134,29 @@ pub fn procargs(pid: Pid) -> Result<ProcArgs, String> {
         )
     };
     if ret != 0 {
-        return Err(procargs_error(errno()));
+        return Err(procargs_error(pid, errno()));
     }
     buf.truncate(len.min(capacity));
-    procargs::parse_reply(&buf, capacity).map_err(|e| e.to_string())
+    procargs::parse_reply(&buf, capacity).map_err(|e| HostError::Malformed {
+        what: format!("the argv of process {pid}"),
+        why: e.to_string(),
+    })
 }
 
-fn procargs_error(e: i32) -> String {
+fn procargs_error(pid: Pid, e: i32) -> HostError {
     // The kernel answers EINVAL both for exited processes and for ones we may not
     // read; callers know from bsd_info whether the process is alive.
-    format!(
-        "argv unreadable: {}{}",
-        std::io::Error::from_raw_os_error(e),
-        if e == libc::EINVAL || e == libc::EPERM {
-            " (another user's process: run as root)"
-        } else {
-            ""
-        }
+    HostError::unreadable(
+        format!("the argv of process {pid}"),
+        format!(
+            "{}{}",
+            std::io::Error::from_raw_os_error(e),
+            if e == libc::EINVAL || e == libc::EPERM {
+                " (another user's process: run as root)"
+            } else {
+                ""
+            }
+        ),
     )
 }
 
