@@ -57,10 +57,10 @@ fn main() {
         return;
     };
     let baseline = Arc::new(an1256::baseline::Baseline::new(
-        an1256::baseline::config::BaselineConfig::with_db(store_dir.path().join("bench.db")),
+        an1256::settings::Settings::with_db(store_dir.path().join("bench.db")),
         host.clone(),
     ));
-    let tables = an1256::all_tables_with(host, baseline);
+    let tables = an1256::all_tables(host, baseline);
     let find = |name: &str| tables.iter().find(|t| t.name() == name).cloned();
     let (Some(sockets), Some(signatures)) = (
         find("nonstandard_protocol_sockets"),
@@ -122,7 +122,7 @@ fn main() {
     let sampler = tempfile::tempdir().ok().and_then(|dir| {
         let store = an1256::baseline::store::Store::open(&dir.path().join("bench.db"), 0).ok()?;
         let host = native(HostConfig::default());
-        let limits = an1256::baseline::store::ObservationLimits::default();
+        let limits = an1256::settings::ObservationLimits::default();
         let _ = an1256::baseline::sampler::sample_once(
             host.as_ref(),
             &store,

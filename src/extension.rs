@@ -584,7 +584,7 @@ mod tests {
     }
 
     fn adapters(host: FakeHost) -> Vec<TableAdapter> {
-        crate::all_tables(Arc::new(host))
+        crate::process_and_socket_tables(Arc::new(host))
             .into_iter()
             .map(TableAdapter::new)
             .collect()
@@ -666,7 +666,7 @@ mod tests {
     #[test]
     fn generate_pushes_the_pid_constraint_down_to_the_host() {
         let host = Arc::new(fake_host());
-        let table = crate::all_tables(host.clone())
+        let table = crate::process_and_socket_tables(host.clone())
             .into_iter()
             .find(|t| t.name() == "nonstandard_protocol_sockets")
             .unwrap();

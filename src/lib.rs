@@ -15,11 +15,12 @@
 //! | platform | [`platform`] (`Host`, linux/, macos/, `read_processes`, `trust`: digests, hashing budget and the verdict cache the backends share) | the only OS code |
 //! | judge | [`judge`]: `script`, `classify`, `subject`, `socks`, `severity` | decisions over `Host` facts (`subject` and `socks` still read some files directly) |
 //! | observe | [`observe`] | THE pipeline: socket scan -> SOCKS reasons -> classify -> judged owner |
-//! | baseline | [`baseline`] (store, policy, identity, config, sampler) | host state |
+//! | settings | [`settings`] | config file + env + CLI, resolved once (`Settings`); the baseline's rank, below the `Baseline` it configures |
+//! | baseline | [`baseline`] (store, policy, identity, state, sampler) | host state |
 //! | tables | [`tables`] | one module per osquery table |
 //! | serve | [`extension`] (osquery Thrift), [`sql`] (embedded SQLite) | the same tables, two servers |
 //! | cli | [`cli`]: `scan`, `ecs`, `baseline`, `packs` | commands and output formats (scan runs the embedded engine, so cli sits on serve) |
-//! | main | this crate root (`all_tables*`), `main.rs` | wiring |
+//! | main | this crate root (`all_tables`, `process_and_socket_tables`), `main.rs` (argv -> settings -> one function per mode) | wiring |
 
 pub mod baseline;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod logging;
 pub mod model;
 pub mod observe;
 pub mod platform;
+pub mod settings;
 pub mod sql;
 pub mod tables;
 pub mod terminal;
@@ -38,13 +40,14 @@ pub mod util;
 use std::sync::Arc;
 use tables::TableDef;
 
-/// The two core tables over one host, with default SOCKS settings.
-pub fn all_tables(host: Arc<dyn platform::Host>) -> Vec<Arc<dyn TableDef>> {
-    core_tables(host, judge::socks::SocksConfig::default())
+/// The two tables that need no baseline (`process_code_signature`,
+/// `nonstandard_protocol_sockets`) over one host, with default SOCKS settings.
+pub fn process_and_socket_tables(host: Arc<dyn platform::Host>) -> Vec<Arc<dyn TableDef>> {
+    process_and_socket_tables_with(host, judge::socks::SocksConfig::default())
 }
 
-/// The two core tables over one host.
-fn core_tables(
+/// `process_code_signature` and `nonstandard_protocol_sockets` over one host.
+fn process_and_socket_tables_with(
     host: Arc<dyn platform::Host>,
     socks: judge::socks::SocksConfig,
 ) -> Vec<Arc<dyn TableDef>> {
@@ -60,14 +63,14 @@ fn core_tables(
     ]
 }
 
-/// Every table, including the baseline tables (`an1256_baseline`,
-/// `an1256_observations`, `an1256_info`) over one baseline context, with the SOCKS
-/// settings of its config.
-pub fn all_tables_with(
+/// Every table: the process and socket tables plus the baseline tables
+/// (`an1256_baseline`, `an1256_observations`, `an1256_baseline_audit`,
+/// `an1256_info`) over one baseline context, with the SOCKS settings of its settings.
+pub fn all_tables(
     host: Arc<dyn platform::Host>,
     baseline: Arc<baseline::Baseline>,
 ) -> Vec<Arc<dyn TableDef>> {
-    let mut tables = core_tables(host, baseline.config.socks.clone());
+    let mut tables = process_and_socket_tables_with(host, baseline.settings.socks.clone());
     tables.push(Arc::new(tables::an1256_baseline::An1256Baseline::new(
         baseline.clone(),
     )));

@@ -796,8 +796,8 @@ mod tests {
     fn every_table_row_has_its_declared_columns_and_types_over_the_fake_host() {
         let dir = tempfile::tempdir().unwrap();
         let host = fake();
-        let config = crate::baseline::config::BaselineConfig::with_db(dir.path().join("b.db"));
-        let baseline = Arc::new(crate::baseline::Baseline::new(config, host.clone()));
+        let settings = crate::settings::Settings::with_db(dir.path().join("b.db"));
+        let baseline = Arc::new(crate::baseline::Baseline::new(settings, host.clone()));
         let key = crate::baseline::identity::validate_entry(
             &format!("sha256:{}", "a".repeat(64)),
             "udp",
@@ -806,7 +806,7 @@ mod tests {
         .unwrap();
         baseline.store().unwrap().approve(&key, "test").unwrap();
         baseline.sample();
-        let counts = validate_rows(crate::all_tables_with(host, baseline));
+        let counts = validate_rows(crate::all_tables(host, baseline));
         assert_eq!(counts.len(), 6, "{counts:?}");
         // Every table produced rows: the checks above ran on something.
         assert!(counts.values().all(|n| *n > 0), "{counts:?}");
@@ -815,7 +815,7 @@ mod tests {
     #[test]
     fn pid_equality_and_in_are_pushed_down() {
         let host = fake();
-        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let engine = Engine::new(crate::process_and_socket_tables(host.clone())).unwrap();
         let (_, rows) = engine
             .query("SELECT pid, path FROM process_code_signature WHERE pid IN (10, 30)")
             .unwrap();
@@ -829,7 +829,7 @@ mod tests {
     #[test]
     fn join_drives_the_signature_table_by_pid() {
         let host = fake();
-        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let engine = Engine::new(crate::process_and_socket_tables(host.clone())).unwrap();
         let (columns, rows) = engine
             .query(
                 "SELECT s.pid, s.local_port, c.subject_path FROM nonstandard_protocol_sockets s \
@@ -873,7 +873,7 @@ mod tests {
             sockets,
             ..Default::default()
         });
-        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let engine = Engine::new(crate::process_and_socket_tables(host.clone())).unwrap();
         let (_, rows) = engine
             .query(
                 "SELECT s.fd FROM nonstandard_protocol_sockets s \
@@ -890,7 +890,7 @@ mod tests {
     #[test]
     fn in_on_a_non_index_column_scans_at_most_twice() {
         let host = fake();
-        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let engine = Engine::new(crate::process_and_socket_tables(host.clone())).unwrap();
         let (_, rows) = engine
             .query(
                 "SELECT pid FROM nonstandard_protocol_sockets \
@@ -919,7 +919,7 @@ mod tests {
     #[test]
     fn protocol_name_is_pushed_to_the_socket_scan() {
         let host = fake();
-        let engine = Engine::new(crate::all_tables(host.clone())).unwrap();
+        let engine = Engine::new(crate::process_and_socket_tables(host.clone())).unwrap();
         let (_, rows) = engine
             .query("SELECT * FROM nonstandard_protocol_sockets WHERE protocol_name = 'icmp'")
             .unwrap();
@@ -931,7 +931,7 @@ mod tests {
 
     #[test]
     fn bad_sql_and_writes_to_read_only_tables_are_errors() {
-        let engine = Engine::new(crate::all_tables(fake())).unwrap();
+        let engine = Engine::new(crate::process_and_socket_tables(fake())).unwrap();
         let err = engine.query("SELEC 1").unwrap_err().to_string();
         assert!(err.contains("syntax error"), "{err}");
         let err = engine
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn time_limit_interrupts_runaway_queries() {
-        let mut engine = Engine::new(crate::all_tables(fake())).unwrap();
+        let mut engine = Engine::new(crate::process_and_socket_tables(fake())).unwrap();
         engine.set_time_limit(Duration::from_millis(50));
         let err = engine
             .query("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r")

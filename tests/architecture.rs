@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("platform", 2, "platform"),
     ("judge", 3, "judge"),
     ("observe", 4, "observe"),
+    ("settings", 5, "settings"),
     ("baseline", 5, "baseline"),
     ("tables", 6, "tables"),
     ("extension", 7, "serve"),

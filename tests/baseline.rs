@@ -4,11 +4,11 @@
 
 mod common;
 
-use an1256::baseline::config::BaselineConfig;
-use an1256::baseline::store::{Entry, Observation, ObservationLimits, Source, Store};
+use an1256::baseline::store::{Entry, Observation, Source, Store};
 use an1256::baseline::Baseline;
 use an1256::cli::packs::{hit_query, pack_queries};
 use an1256::platform::{self, HostConfig};
+use an1256::settings::{ObservationLimits, Settings};
 use an1256::sql::Engine;
 use common::{python, skip, spawn_ready, ReadyChild};
 use rusqlite::types::Value as SqlValue;
@@ -19,16 +19,16 @@ use std::sync::Arc;
 
 /// A baseline over the native host with its store in `dir`.
 fn baseline_in(dir: &Path, learning_secs: i64) -> Arc<Baseline> {
-    let mut config = BaselineConfig::with_db(dir.join("store/an1256.db"));
-    config.policy_path = dir.join("policy.json");
-    config.learning_secs = learning_secs;
+    let mut settings = Settings::with_db(dir.join("store/an1256.db"));
+    settings.policy_path = dir.join("policy.json");
+    settings.learning_secs = learning_secs;
     let host: Arc<dyn platform::Host> = Arc::from(platform::native(HostConfig::default()));
-    Arc::new(Baseline::new(config, host))
+    Arc::new(Baseline::new(settings, host))
 }
 
 fn engine(baseline: &Arc<Baseline>) -> Engine {
     let host = baseline.host().clone();
-    Engine::new(an1256::all_tables_with(host, baseline.clone())).expect("engine")
+    Engine::new(an1256::all_tables(host, baseline.clone())).expect("engine")
 }
 
 type Rows = Vec<HashMap<String, SqlValue>>;
@@ -152,7 +152,7 @@ fn unsigned_udp_binary_is_a_hit_until_approved_and_again_once_modified() {
     // Learning off: only approvals count.
     let baseline = baseline_in(dir.path(), 0);
     let engine = engine(&baseline);
-    let db = baseline.config.db_path.clone();
+    let db = baseline.settings.db_path.clone();
 
     let child = spawn_ready(Command::new(&binary)).expect("udp program");
     let hits = hits_of(&engine, child.pid);
@@ -337,7 +337,7 @@ fn learning_records_entries_then_stops() {
     let dir = tempfile::tempdir().unwrap();
     let baseline = baseline_in(dir.path(), 3600);
     let engine = engine(&baseline);
-    let db = baseline.config.db_path.clone();
+    let db = baseline.settings.db_path.clone();
     let info = run(&engine, "SELECT learning, learning_until FROM an1256_info");
     assert_eq!(int(&info[0], "learning"), 1);
 
@@ -685,7 +685,7 @@ fn every_pack_query_runs_on_this_host() {
                 assert_eq!(rows.len(), 1);
                 assert_eq!(
                     text(&rows[0], "db_path"),
-                    baseline.config.db_path.display().to_string()
+                    baseline.settings.db_path.display().to_string()
                 );
                 assert_eq!(int(&rows[0], "last_sample_cpu_ms"), report.cpu_ms);
             }

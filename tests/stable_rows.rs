@@ -6,10 +6,10 @@
 
 mod common;
 
-use an1256::baseline::config::BaselineConfig;
 use an1256::baseline::Baseline;
 use an1256::cli::packs::pack_queries;
 use an1256::platform::{self, HostConfig};
+use an1256::settings::Settings;
 use an1256::sql::Engine;
 use an1256::util::time::shift_this_thread;
 use common::{attacker, is_root, skip, spawn_ready, Attacker, ReadyChild};
@@ -121,13 +121,12 @@ fn differential_rows_are_identical_a_day_later_and_change_only_with_the_socket()
     let user = attacker("stablerows");
     let binary = unsigned_binary(&user, "an1256-stable-rows");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = BaselineConfig::with_db(dir.path().join("store/an1256.db"));
-    config.policy_path = dir.path().join("policy.json");
-    config.learning_secs = 0;
+    let mut settings = Settings::with_db(dir.path().join("store/an1256.db"));
+    settings.policy_path = dir.path().join("policy.json");
+    settings.learning_secs = 0;
     let host: Arc<dyn platform::Host> = Arc::from(platform::native(HostConfig::default()));
-    let baseline = Arc::new(Baseline::new(config, host.clone()));
-    let engine =
-        Engine::new(an1256::all_tables_with(host, baseline.clone())).expect("embedded engine");
+    let baseline = Arc::new(Baseline::new(settings, host.clone()));
+    let engine = Engine::new(an1256::all_tables(host, baseline.clone())).expect("embedded engine");
 
     let mut first = udp_holder(&user, &binary, 4789);
     let (_, rows) = engine

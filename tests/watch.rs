@@ -6,10 +6,10 @@
 
 mod common;
 
-use an1256::baseline::config::BaselineConfig;
-use an1256::cli::packs::{hit_query, pack_queries};
 use an1256::baseline::{sampler, watch, Baseline};
+use an1256::cli::packs::{hit_query, pack_queries};
 use an1256::platform::{self, HostConfig};
+use an1256::settings::Settings;
 use an1256::sql::Engine;
 use common::{attacker, copy_executable, is_root, skip, spawn_ready};
 use rusqlite::types::Value as SqlValue;
@@ -25,17 +25,17 @@ type Row = HashMap<String, SqlValue>;
 /// interval is an hour, so after its first pass (before any test process starts)
 /// only the watch can record what the test processes do.
 fn baseline_in(dir: &Path, max_watched: usize) -> Arc<Baseline> {
-    let mut config = BaselineConfig::with_db(dir.join("store/an1256.db"));
-    config.policy_path = dir.join("policy.json");
-    config.learning_secs = 0;
-    config.sample_interval = Duration::from_secs(3600);
-    config.watch_max_processes = max_watched;
+    let mut settings = Settings::with_db(dir.join("store/an1256.db"));
+    settings.policy_path = dir.join("policy.json");
+    settings.learning_secs = 0;
+    settings.sample_interval = Duration::from_secs(3600);
+    settings.watch_max_processes = max_watched;
     let host: Arc<dyn platform::Host> = Arc::from(platform::native(HostConfig::default()));
-    Arc::new(Baseline::new(config, host))
+    Arc::new(Baseline::new(settings, host))
 }
 
 fn engine(baseline: &Arc<Baseline>) -> Engine {
-    Engine::new(an1256::all_tables_with(
+    Engine::new(an1256::all_tables(
         baseline.host().clone(),
         baseline.clone(),
     ))

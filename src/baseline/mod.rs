@@ -5,7 +5,6 @@
 //! - [`policy`]: organisation-wide allowlist rules, hot-reloaded;
 //! - [`sampler`]: the pass that turns live sockets into observations and, while
 //!   learning, into `learned` entries;
-//! - [`config`]: where things live and how often the sampler runs;
 //! - [`packs`]: the shipped query packs (the hit query `an1256 scan` runs);
 //! - [`cli`]: `an1256 baseline list|approve|revoke|import|export|learn`.
 //!
@@ -13,7 +12,6 @@
 //! store that cannot be opened is reported in `an1256_info` and retried), so the
 //! socket and process tables keep serving whatever happens to the store.
 
-pub mod config;
 pub mod identity;
 pub mod policy;
 pub mod sampler;
@@ -22,13 +20,14 @@ pub mod store;
 pub mod watch;
 
 use crate::platform::Host;
-use config::BaselineConfig;
+use crate::settings::ObservationLimits;
+use crate::settings::Settings;
 use policy::{Policy, PolicyRow, SubjectFacts};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store::{ObservationLimits, Store};
+use store::Store;
 
 /// The baseline layer's error: why a store call, a key or a note failed.
 /// `Display` tells the user what to do.
@@ -80,7 +79,8 @@ enum StoreSlot {
 
 /// The baseline context shared by the tables, the sampler and the CLI.
 pub struct Baseline {
-    pub config: BaselineConfig,
+    /// The application's settings (store path, policy, sampler, SOCKS).
+    pub settings: Settings,
     host: Arc<dyn Host>,
     store: Mutex<StoreSlot>,
     pub policy: Policy,
@@ -101,16 +101,16 @@ pub struct Baseline {
 impl Baseline {
     /// Loads the policy; the store is opened on first use (its errors are kept
     /// and reported in `an1256_info`, not returned).
-    pub fn new(config: BaselineConfig, host: Arc<dyn Host>) -> Baseline {
+    pub fn new(settings: Settings, host: Arc<dyn Host>) -> Baseline {
         let store = StoreSlot::Unopened;
         let policy = Policy::new(
-            config.policy_path.clone(),
-            config.policy_path_explicit,
-            config.builtin_policy,
+            settings.policy_path.clone(),
+            settings.policy_path_explicit,
+            settings.builtin_policy,
             platform_name(host.as_ref()),
         );
         Baseline {
-            config,
+            settings,
             host,
             store: Mutex::new(store),
             policy,
@@ -188,7 +188,7 @@ impl Baseline {
             StoreSlot::Open(s) => Ok(s.clone()),
             StoreSlot::Failed { error, at } if at.elapsed() < STORE_RETRY => Err(error.clone()),
             StoreSlot::Failed { .. } | StoreSlot::Unopened => {
-                match Store::open(&self.config.db_path, self.config.learning_secs) {
+                match Store::open(&self.settings.db_path, self.settings.learning_secs) {
                     Ok(s) => {
                         s.set_audit_source(self.audit_source);
                         let s = Arc::new(s);
@@ -230,12 +230,7 @@ impl Baseline {
     }
 
     pub fn limits(&self) -> ObservationLimits {
-        ObservationLimits {
-            max_age_secs: self.config.observation_max_age_secs,
-            max_rows: self.config.observation_max_rows,
-            max_learned_age_secs: self.config.learned_max_age_secs,
-            ..ObservationLimits::default()
-        }
+        self.settings.limits
     }
 
     /// Runs one sampler pass (learning while the window is open); `None` when
@@ -256,7 +251,7 @@ impl Baseline {
             self.host.as_ref(),
             &store,
             self.limits(),
-            &self.config.socks,
+            &self.settings.socks,
             may_learn,
         );
         let mut sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
@@ -413,9 +408,9 @@ mod tests {
     fn a_store_deleted_while_open_is_reopened_and_reported() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("an1256.db");
-        let mut config = BaselineConfig::with_db(db.clone());
-        config.learning_secs = 0;
-        let baseline = Baseline::new(config, Arc::new(FakeHost::default()));
+        let mut settings = Settings::with_db(db.clone());
+        settings.learning_secs = 0;
+        let baseline = Baseline::new(settings, Arc::new(FakeHost::default()));
         let first = baseline.store().unwrap();
         let key =
             identity::validate_entry(&format!("sha256:{}", "c".repeat(64)), "udp", -1).unwrap();

@@ -4,13 +4,14 @@
 //! pass every `sample_interval` and stops as soon as it is told to (a channel
 //! with a timeout, not a sleep).
 
-use super::store::{unix_now, Observation, ObservationLimits, PassWrite, Store};
+use super::store::{unix_now, Observation, PassWrite, Store};
 use crate::deadline::Deadline;
 use crate::judge::classify::Classification;
 use crate::judge::subject::ProcessVerdict;
 use crate::model::{ProtocolSet, SocketInfo, SocketQuery};
 use crate::observe::{self, ObservedSocket};
 use crate::platform::Host;
+use crate::settings::ObservationLimits;
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -298,7 +299,7 @@ pub fn start_with(
     baseline: Arc<super::Baseline>,
     pass: impl Fn(&super::Baseline) + Send + 'static,
 ) -> std::io::Result<SamplerHandle> {
-    let interval = baseline.config.sample_interval;
+    let interval = baseline.settings.sample_interval;
     SamplerHandle::spawn(interval, move || {
         baseline.run_guarded(|| pass(&baseline));
     })
@@ -411,10 +412,10 @@ mod tests {
     fn a_panicking_pass_is_counted_and_the_sampler_goes_on() {
         use crate::tables::{an1256_info, column_index, TableDef, Value};
         let dir = tempfile::tempdir().unwrap();
-        let mut config = super::super::config::BaselineConfig::with_db(dir.path().join("s.db"));
-        config.sample_interval = Duration::from_millis(20);
+        let mut settings = crate::settings::Settings::with_db(dir.path().join("s.db"));
+        settings.sample_interval = Duration::from_millis(20);
         let baseline = Arc::new(super::super::Baseline::new(
-            config,
+            settings,
             Arc::new(FakeHost::default()),
         ));
         let passes = Arc::new(AtomicUsize::new(0));

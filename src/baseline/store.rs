@@ -223,30 +223,7 @@ pub struct ObservationRow {
     pub count: i64,
 }
 
-/// Bounds on the observation table, applied on every pass, and on learning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ObservationLimits {
-    pub max_age_secs: i64,
-    pub max_rows: i64,
-    /// Learning stops adding entries beyond this many learned entries (a port
-    /// scanner running during the learning window must not flood the baseline).
-    pub max_learned: i64,
-    /// Learned entries not seen for this long are dropped, so the baseline does
-    /// not keep vouching for behaviour the host stopped showing; 0 never drops.
-    /// Approved entries are never aged.
-    pub max_learned_age_secs: i64,
-}
-
-impl Default for ObservationLimits {
-    fn default() -> Self {
-        ObservationLimits {
-            max_age_secs: 30 * 86_400,
-            max_rows: 100_000,
-            max_learned: 10_000,
-            max_learned_age_secs: 90 * 86_400,
-        }
-    }
-}
+pub use crate::settings::ObservationLimits;
 
 /// What one recorded pass changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

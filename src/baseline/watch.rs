@@ -590,7 +590,7 @@ pub fn start(baseline: Arc<super::Baseline>) -> std::io::Result<WatchHandle> {
 
 fn run(baseline: &super::Baseline, stop: &AtomicBool) {
     let host = baseline.host().clone();
-    let max_watched = baseline.config.watch_max_processes;
+    let max_watched = baseline.settings.watch_max_processes;
     let mut watch = Watch::new(host.as_ref(), max_watched);
     let cpu_start = thread_cpu_micros();
     let mut panics = 0u64;
@@ -601,7 +601,7 @@ fn run(baseline: &super::Baseline, stop: &AtomicBool) {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let observations = watch.tick(host.as_ref(), &baseline.config.socks, unix_now());
+            let observations = watch.tick(host.as_ref(), &baseline.settings.socks, unix_now());
             if !observations.is_empty() {
                 if let Ok(store) = baseline.store() {
                     let written = record(&store, &observations, baseline.limits());

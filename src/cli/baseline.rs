@@ -2,12 +2,12 @@
 //! Exit codes: 0 done, 1 nothing matched (revoke), 2 error (the message says
 //! what to do).
 
-use crate::baseline::config::parse_until;
 use crate::baseline::identity::{broad_identity_scope, validate_entry};
 use crate::baseline::store::{unix_now, Entry, Source};
 use crate::baseline::Baseline;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe;
+use crate::settings::parse_until;
 use crate::terminal::sanitize;
 use clap::{Args, Subcommand};
 use std::collections::BTreeSet;
@@ -418,7 +418,7 @@ fn approve_targets_for_pid(
             pids: Some(vec![pid]),
             protocols: ProtocolSet::ALL,
         };
-        observe::observe_sockets(host, &baseline.config.socks, &query)
+        observe::observe_sockets(host, &baseline.settings.socks, &query)
             .sockets
             .iter()
             .map(|o| o.class.protocol_name.to_owned())

@@ -151,7 +151,7 @@ impl Table for An1256Baseline {
 
     /// Read-only from osquery when the config says `osquery_writes: false`.
     fn writable(&self) -> bool {
-        self.baseline.config.osquery_writes
+        self.baseline.settings.osquery_writes
             || self.baseline.audit_source() != crate::baseline::store::AuditSource::Osquery
     }
 

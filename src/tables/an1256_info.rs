@@ -88,7 +88,7 @@ impl Table for An1256Info {
         Ok(vec![InfoRow {
             version: env!("CARGO_PKG_VERSION").into(),
             platform: b.host().platform().into(),
-            db_path: b.config.db_path.display().to_string(),
+            db_path: b.settings.db_path.display().to_string(),
             store_error,
             created_at: summary.created_at,
             learning_until: summary.learning_until,
@@ -103,7 +103,7 @@ impl Table for An1256Info {
             last_sample_errors: summary.last_sample_errors,
             sampler_errors: summary.sampler_errors,
             last_sample_error: summary.last_sample_error,
-            sample_interval: int(b.config.sample_interval.as_secs()),
+            sample_interval: int(b.settings.sample_interval.as_secs()),
             store_recovered: int(summary.recoveries.len()),
             recovery_events: events.join("; "),
             policy_path: policy.path,

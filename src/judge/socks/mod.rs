@@ -95,22 +95,6 @@ impl Default for SocksConfig {
     }
 }
 
-/// Parses a port list (`1080,9050, 7890`) as a configuration flag would give it.
-pub fn parse_port_list(text: &str) -> Result<Vec<u16>, String> {
-    let mut ports = Vec::new();
-    for word in text.split([',', ' ']).filter(|w| !w.is_empty()) {
-        match word.parse::<u16>() {
-            Ok(port) if port != 0 => {
-                if !ports.contains(&port) {
-                    ports.push(port);
-                }
-            }
-            _ => return Err(format!("not a TCP port: {word:?}")),
-        }
-    }
-    Ok(ports)
-}
-
 /// Identifies one socket of one holder.
 pub type SocketKey = (Pid, i64, u64);
 
@@ -699,14 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn port_lists() {
-        assert_eq!(
-            parse_port_list("1080, 9050,1080 7890"),
-            Ok(vec![1080, 9050, 7890])
-        );
-        assert!(parse_port_list("1080,x").is_err());
-        assert!(parse_port_list("0").is_err());
-        assert_eq!(parse_port_list(""), Ok(vec![]));
+    fn default_socks_config() {
         assert_eq!(SocksConfig::default().ports, DEFAULT_SOCKS_PORTS);
         assert!(!SocksConfig::default().handshake_probe);
     }
