@@ -23,6 +23,7 @@
 //!   file is not in cwd) cannot be followed without the environment: the name is resolved
 //!   against cwd like any other.
 
+use super::JudgeError;
 pub use crate::model::{OpenFile, PathKind, StdinSource};
 use crate::util::base64;
 use crate::util::hex::sha256_hex;
@@ -1169,11 +1170,12 @@ pub fn python_module_path(
     env: &[String],
     passwd_home: Option<&str>,
     flags: &PythonFlags,
-) -> Result<Vec<SearchDir>, String> {
-    let version = python_version(exe_path)
-        .ok_or_else(|| format!("cannot tell the python version from {exe_path}"))?;
+) -> Result<Vec<SearchDir>, JudgeError> {
+    let version = python_version(exe_path).ok_or_else(|| JudgeError::PythonVersionUnknown {
+        executable: exe_path.to_owned(),
+    })?;
     if !cwd.starts_with('/') {
-        return Err("the process cwd is unknown".into());
+        return Err(JudgeError::CwdUnknown);
     }
     let use_env = !flags.ignore_environment;
     let var = |key: &str| {
@@ -1217,7 +1219,7 @@ pub fn python_module_path(
                 let home = env_first(env, "HOME")
                     .filter(|h| !h.is_empty())
                     .or(passwd_home)
-                    .ok_or("the user's home is unknown (user site-packages)")?;
+                    .ok_or(JudgeError::HomeUnknown)?;
                 format!("{home}/.local")
             }
         };
@@ -1252,16 +1254,16 @@ pub fn resolve_python_module(
     version: &str,
     module: &str,
     probe: &dyn Fn(&str) -> PathKind,
-) -> Result<(String, SearchDir), String> {
+) -> Result<(String, SearchDir), JudgeError> {
     let parts: Vec<&str> = module.split('.').collect();
     let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_');
     if !parts.iter().all(valid) {
-        return Err(format!("{module:?} is not a module name"));
+        return Err(JudgeError::NotAModuleName(module.to_owned()));
     }
     let top = parts[0];
-    let kind = |p: &str| -> Result<PathKind, String> {
+    let kind = |p: &str| -> Result<PathKind, JudgeError> {
         match probe(p) {
-            PathKind::Unknown => Err(format!("cannot tell what {p} is")),
+            PathKind::Unknown => Err(JudgeError::PathUnknown(p.to_owned())),
             other => Ok(other),
         }
     };
@@ -1272,10 +1274,10 @@ pub fn resolve_python_module(
             PathKind::Missing => continue,
             PathKind::Dir => {}
             _ if dir.ends_with(".zip") => {
-                return Err(format!(
+                return Err(JudgeError::ModuleUnresolved(format!(
                     "{dir} ({}) is a zip archive: not looked into",
                     entry.origin
-                ))
+                )))
             }
             _ => continue,
         }
@@ -1288,10 +1290,10 @@ pub fn resolve_python_module(
             let candidate = format!("{base}{suffix}");
             if kind(&candidate)? != PathKind::Missing {
                 if parts.len() > 1 {
-                    return Err(format!(
+                    return Err(JudgeError::ModuleUnresolved(format!(
                         "{candidate} ({}) is a module, not the package {module} needs",
                         entry.origin
-                    ));
+                    )));
                 }
                 return Ok((candidate, entry.clone()));
             }
@@ -1301,10 +1303,10 @@ pub fn resolve_python_module(
         }
     }
     if let Some(outside) = namespace.iter().find(|e| !in_package_location(&e.dir)) {
-        return Err(format!(
+        return Err(JudgeError::ModuleUnresolved(format!(
             "namespace package {top} has a portion in {}/{top} ({})",
             outside.dir, outside.origin
-        ));
+        )));
     }
     for entry in namespace {
         let base = format!("{}/{top}", entry.dir);
@@ -1312,9 +1314,9 @@ pub fn resolve_python_module(
             return Ok(found);
         }
     }
-    Err(format!(
+    Err(JudgeError::ModuleUnresolved(format!(
         "module {module} is not on sys.path as an1256 builds it"
-    ))
+    )))
 }
 
 /// Extension and source suffixes CPython tries for a module, in its order.
@@ -1339,8 +1341,8 @@ fn finish_module(
     rest: &[&str],
     entry: &SearchDir,
     version: &str,
-    kind: &dyn Fn(&str) -> Result<PathKind, String>,
-) -> Result<(String, SearchDir), String> {
+    kind: &dyn Fn(&str) -> Result<PathKind, JudgeError>,
+) -> Result<(String, SearchDir), JudgeError> {
     let mut current = base.to_owned();
     for (i, part) in rest.iter().enumerate() {
         let next = format!("{current}/{part}");
@@ -1357,11 +1359,16 @@ fn finish_module(
                 }
             }
         }
-        return Err(format!("{next} not found ({})", entry.origin));
+        return Err(JudgeError::ModuleUnresolved(format!(
+            "{next} not found ({})",
+            entry.origin
+        )));
     }
     let main = format!("{current}/__main__.py");
     match kind(&main)? {
-        PathKind::Missing => Err(format!("{current} is a package with no __main__.py")),
+        PathKind::Missing => Err(JudgeError::ModuleUnresolved(format!(
+            "{current} is a package with no __main__.py"
+        ))),
         _ => Ok((main, entry.clone())),
     }
 }
@@ -3448,10 +3455,14 @@ mod tests {
         // The cwd shadows the standard library.
         assert_eq!(found("code").unwrap().0, "/w/code.py");
         // A namespace portion outside package locations, a failed probe, nothing: Err.
-        assert!(found("ns.x").unwrap_err().contains("namespace"));
-        assert!(found("locked").unwrap_err().contains("cannot tell"));
-        assert!(found("nowhere").unwrap_err().contains("not on sys.path"));
-        assert!(found("yaml").unwrap_err().contains("no __main__"));
+        let why = |m: &str| found(m).unwrap_err().to_string();
+        assert!(why("ns.x").contains("namespace"));
+        assert!(matches!(
+            found("locked").unwrap_err(),
+            JudgeError::PathUnknown(_)
+        ));
+        assert!(why("nowhere").contains("not on sys.path"));
+        assert!(why("yaml").contains("no __main__"));
         assert!(found("../etc").is_err());
         assert!(found("").is_err());
         // A zip on the path that exists cannot be looked into.
@@ -3464,6 +3475,7 @@ mod tests {
         };
         assert!(resolve_python_module(&path, "3.11", "json.tool", &zip_fs)
             .unwrap_err()
+            .to_string()
             .contains("zip"));
         // …unless the module is found before it.
         assert_eq!(

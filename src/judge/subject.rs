@@ -2,6 +2,7 @@
 //! An Apple-signed or package-owned python running `/tmp/x.py` is judged by
 //! `/tmp/x.py`.
 
+use super::JudgeError;
 use crate::judge::script::{
     self, CodeLoad, LoadTarget, PathKind, ScriptInvocation, ScriptKind, StdinSource,
 };
@@ -75,16 +76,18 @@ pub fn baseline_key(identity: &CodeIdentity, path: &str) -> String {
 struct LazyEnvironment<'a> {
     host: &'a dyn Host,
     pid: crate::model::Pid,
-    value: Option<Result<Vec<String>, String>>,
+    value: Option<Result<Vec<String>, JudgeError>>,
 }
 
 impl LazyEnvironment<'_> {
-    fn get(&mut self) -> Result<&[String], String> {
+    fn get(&mut self) -> Result<&[String], JudgeError> {
         let (host, pid) = (self.host, self.pid);
         self.value
             .get_or_insert_with(|| {
-                host.environment(pid)
-                    .map_err(|e| format!("cannot read the environment: {e}"))
+                host.environment(pid).map_err(|cause| JudgeError::Host {
+                    what: "environment",
+                    cause,
+                })
             })
             .as_deref()
             .map_err(Clone::clone)
@@ -123,7 +126,7 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         }
         if s.kind == ScriptKind::Module {
             if let Err(e) = resolve_module_file(host, &process, s, &mut env) {
-                module_error = e;
+                module_error = e.to_string();
             }
         }
     }
@@ -216,9 +219,11 @@ fn resolve_module_file(
     process: &ProcessInfo,
     script: &mut ScriptInvocation,
     env: &mut LazyEnvironment,
-) -> Result<(), String> {
+) -> Result<(), JudgeError> {
     if script.interpreter != "python" {
-        return Err(format!("{} modules are not resolved", script.interpreter));
+        return Err(JudgeError::ModulesNotResolved {
+            interpreter: script.interpreter.to_owned(),
+        });
     }
     let env = env.get()?;
     let home = host.home_directory(process.uid);
@@ -246,7 +251,7 @@ fn code_load_problems(
 ) -> Vec<String> {
     let env = match env.get() {
         Ok(env) => env,
-        Err(e) => return vec![e],
+        Err(e) => return vec![e.to_string()],
     };
     let interpreter = script.map_or("", |s| s.interpreter);
     let python = script.map(|s| s.python).unwrap_or_default();
