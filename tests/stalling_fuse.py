@@ -2,7 +2,9 @@
 read() never returns for anyone but one uid: the user's own interpreter can read
 its script, the scanner (uid 0) blocks forever, as on a hung FUSE or NFS mount.
 
-Usage: stalling_fuse.py MOUNTPOINT READER_UID SCRIPT_FILE
+Usage: stalling_fuse.py MOUNTPOINT READER_UID SCRIPT_FILE [trickle]
+With `trickle`, other readers are not blocked but served slowly and steadily
+(4 KiB per 100 ms), like a big file read on a loaded host.
 Prints `ready` once mounted (the test waits for it). Runs in the foreground.
 """
 import errno
@@ -15,6 +17,8 @@ import time
 from fusepy import FUSE, FuseOSError, Operations, fuse_get_context
 
 mountpoint, reader_uid, script_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+TRICKLE = sys.argv[4:] == ["trickle"]
+TRICKLE_BYTES, TRICKLE_PAUSE = 4096, 0.1
 with open(script_file, "rb") as f:
     CONTENT = f.read()
 NAME = "/job.sh"
@@ -42,6 +46,9 @@ class Stalling(Operations):
 
     def read(self, path, size, offset, fh):
         uid, _gid, pid = fuse_get_context()
+        if uid != reader_uid and TRICKLE:
+            time.sleep(TRICKLE_PAUSE)
+            return CONTENT[offset:offset + min(size, TRICKLE_BYTES)]
         if uid != reader_uid:
             sys.stderr.write("stalling read from uid %d pid %d\n" % (uid, pid))
             sys.stderr.flush()

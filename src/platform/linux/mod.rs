@@ -143,13 +143,19 @@ impl LinuxHost {
             .iter()
             .any(|c| c.digest.is_some_and(|d| d.needs_md5()));
         let (size, limit) = (meta.len(), self.config.max_hash_bytes);
-        let worked = userfile::on_worker(None, Some(key.dev), userfile::READ_TIMEOUT, move || {
-            // Only the hashing is charged (not the package index built on first
-            // use), in CPU time: a loaded box must not spend root's budget on waiting.
-            let hashing = thread_cpu_time();
-            let hashed = hash_reader(&mut &file, size, limit, with_md5);
-            Ok((hashed, thread_cpu_time().saturating_sub(hashing)))
-        });
+        let worked = userfile::on_progressing_worker(
+            None,
+            Some(key.dev),
+            userfile::READ_TIMEOUT,
+            userfile::HASH_WAIT_CAP,
+            move |progress| {
+                // Only the hashing is charged (not the package index built on first
+                // use), in CPU time: a loaded box must not spend root's budget on waiting.
+                let hashing = thread_cpu_time();
+                let hashed = hash_reader(&mut progress.reader(&file), size, limit, with_md5);
+                Ok((hashed, thread_cpu_time().saturating_sub(hashing)))
+            },
+        );
         let hashed = match worked {
             Ok((hashed, took)) => {
                 self.budget.record_time(uid, took, now);

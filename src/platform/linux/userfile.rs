@@ -259,6 +259,10 @@ fn assume(credentials: &FsCredentials) -> io::Result<()> {
 /// syscall cannot be interrupted, so the caller stops waiting instead.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest a hash may keep reading while bytes still flow (a big executable on a
+/// loaded host); a stall of `READ_TIMEOUT` ends it sooner.
+pub const HASH_WAIT_CAP: Duration = Duration::from_secs(60);
+
 /// Most worker threads left blocked on a file system that does not answer; past
 /// this no new worker is started (those reads are `unknown`), so stuck threads
 /// cannot pile up without end.
@@ -299,6 +303,46 @@ const WORKER_RUNNING: u8 = 0;
 const WORKER_DONE: u8 = 1;
 const WORKER_ABANDONED: u8 = 2;
 
+/// Bytes a worker has got through so far; the waiting caller reads it to tell a
+/// slow but moving read (a big file on a loaded host) from one that is stuck.
+#[derive(Clone, Debug, Default)]
+pub struct Progress(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Progress {
+    fn advance(&self, bytes: usize) {
+        self.0.fetch_add(
+            u64::try_from(bytes).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `reader`, counting every byte it returns.
+    pub fn reader<R: Read>(&self, reader: R) -> ProgressReader<R> {
+        ProgressReader {
+            inner: reader,
+            progress: self.clone(),
+        }
+    }
+}
+
+/// A reader that reports what it reads to a `Progress`.
+pub struct ProgressReader<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n);
+        Ok(n)
+    }
+}
+
 /// Runs `work` on a new thread that carries `credentials` (or the scanner's own when
 /// `None`) and the caller's current deadline, waiting at most `timeout`. A thread
 /// that does not answer in time is abandoned (it cannot be killed) and counted
@@ -310,6 +354,21 @@ pub fn on_worker<T: Send + 'static>(
     device: Option<u64>,
     timeout: Duration,
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    on_progressing_worker(credentials, device, timeout, timeout, move |_| work())
+}
+
+/// `on_worker` for long reads that report `Progress`: the caller waits while the
+/// worker keeps moving, up to `cap` in all, and gives up after `stall` without a
+/// byte. Only a stall marks the device stuck: a big file hashed slowly on a
+/// loaded host (which an unprivileged user can arrange) must not quarantine the
+/// whole file system it sits on.
+pub fn on_progressing_worker<T: Send + 'static>(
+    credentials: Option<FsCredentials>,
+    device: Option<u64>,
+    stall: Duration,
+    cap: Duration,
+    work: impl FnOnce(Progress) -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
     use std::sync::atomic::{AtomicU8, Ordering};
     let now = std::time::Instant::now();
@@ -333,13 +392,15 @@ pub fn on_worker<T: Send + 'static>(
     let deadline = crate::deadline::Deadline::current();
     let state = std::sync::Arc::new(AtomicU8::new(WORKER_RUNNING));
     let worker_state = state.clone();
+    let progress = Progress::default();
+    let worker_progress = progress.clone();
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("an1256-userfile".into())
         .spawn(move || {
             let _deadline = deadline.enter();
             let result = match credentials.as_ref().map(assume).unwrap_or(Ok(())) {
-                Ok(()) => work(),
+                Ok(()) => work(worker_progress),
                 Err(e) => Err(e),
             };
             let _ = sender.send(result);
@@ -347,51 +408,80 @@ pub fn on_worker<T: Send + 'static>(
                 ABANDONED_WORKERS.fetch_sub(1, Ordering::SeqCst);
             }
         })?;
-    // The query's deadline bounds the wait too; a wait cut short by it says nothing
-    // about the file system, so only the full per-file wait marks the device.
-    let wait = deadline
-        .remaining()
-        .map_or(timeout, |left| left.min(timeout));
-    match receiver.recv_timeout(wait) {
-        Ok(result) => result,
-        Err(_) => {
-            // Counted before it is marked, so the worker never subtracts first.
-            ABANDONED_WORKERS.fetch_add(1, Ordering::SeqCst);
-            if state
-                .compare_exchange(
-                    WORKER_RUNNING,
-                    WORKER_ABANDONED,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                )
-                .is_err()
-            {
-                // It finished just now: its answer is in the channel.
-                ABANDONED_WORKERS.fetch_sub(1, Ordering::SeqCst);
-                if let Ok(result) = receiver.recv() {
-                    return result;
-                }
+    let cap = cap.max(stall);
+    let mut seen = progress.get();
+    let why = loop {
+        // The query's deadline bounds the wait too; a wait cut short by it, or by
+        // `cap` while bytes still flow, says nothing about the file system: only a
+        // full `stall` without progress marks the device.
+        let waited = now.elapsed();
+        let left_in_cap = cap.saturating_sub(waited);
+        let slice = deadline
+            .remaining()
+            .map_or(stall, |left| left.min(stall))
+            .min(left_in_cap);
+        match receiver.recv_timeout(slice) {
+            Ok(result) => return result,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(io::Error::other("read worker ended without an answer"))
             }
-            let by_deadline = wait < timeout;
-            if let Some(device) = device.filter(|_| !by_deadline) {
-                mark_device_stuck(device, now);
-            }
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                if by_deadline {
-                    format!(
-                        "read timed out: the query's deadline passed after {} ms",
-                        wait.as_millis()
-                    )
-                } else {
-                    format!(
-                        "read timed out: file system not answering (gave up after {} ms)",
-                        wait.as_millis()
-                    )
-                },
-            ))
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let moved = progress.get();
+        if deadline.expired() {
+            break Stop::Deadline;
+        }
+        if now.elapsed() >= cap {
+            break if moved != seen {
+                Stop::Cap
+            } else {
+                Stop::Stalled
+            };
+        }
+        if moved == seen && slice >= stall {
+            break Stop::Stalled;
+        }
+        seen = moved;
+    };
+    // Counted before it is marked, so the worker never subtracts first.
+    ABANDONED_WORKERS.fetch_add(1, Ordering::SeqCst);
+    if state
+        .compare_exchange(
+            WORKER_RUNNING,
+            WORKER_ABANDONED,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_err()
+    {
+        // It finished just now: its answer is in the channel.
+        ABANDONED_WORKERS.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(result) = receiver.recv() {
+            return result;
         }
     }
+    let waited = now.elapsed().as_millis();
+    let message = match why {
+        Stop::Stalled => {
+            if let Some(device) = device {
+                mark_device_stuck(device, now);
+            }
+            format!(
+                "read timed out: file system not answering (no progress for {} ms)",
+                stall.as_millis()
+            )
+        }
+        Stop::Deadline => format!("read timed out: the query's deadline passed after {waited} ms"),
+        Stop::Cap => format!("read timed out: still reading after {waited} ms; given up"),
+    };
+    Err(io::Error::new(io::ErrorKind::TimedOut, message))
+}
+
+/// Why a wait on a worker ended without its answer.
+enum Stop {
+    Stalled,
+    Deadline,
+    Cap,
 }
 
 /// `on_worker` for opening: no device known yet.
@@ -510,6 +600,66 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(abandoned_workers(), 0);
+    }
+
+    #[test]
+    fn a_slow_read_that_keeps_moving_is_waited_for_and_never_quarantines_its_device() {
+        let device = u64::MAX - 21;
+        let stall = Duration::from_millis(100);
+        // Eight slow chunks over ~0.4 s: four stall windows, bytes in each one.
+        let slow = on_progressing_worker(None, Some(device), stall, Duration::from_secs(5), |p| {
+            let chunks = std::iter::repeat_n(&[7u8; 4][..], 8).collect::<Vec<_>>();
+            let mut total = 0;
+            for chunk in chunks {
+                std::thread::sleep(Duration::from_millis(50));
+                total += p.reader(chunk).read(&mut [0u8; 4])?;
+            }
+            Ok(total)
+        });
+        assert_eq!(slow.unwrap(), 32);
+        assert_eq!(
+            on_worker(None, Some(device), stall, || Ok(1)).unwrap(),
+            1,
+            "not refused"
+        );
+
+        // Still moving when the cap comes: given up, and the device is not refused.
+        let endless =
+            on_progressing_worker(None, Some(device), stall, Duration::from_millis(300), |p| {
+                for _ in 0..40 {
+                    std::thread::sleep(Duration::from_millis(20));
+                    p.reader(&[1u8][..]).read_exact(&mut [0u8; 1])?;
+                }
+                Ok(0)
+            });
+        let error = endless.unwrap_err().to_string();
+        assert!(error.contains("still reading"), "{error}");
+        assert_eq!(
+            on_worker(None, Some(device), stall, || Ok(2)).unwrap(),
+            2,
+            "not refused"
+        );
+
+        // Moved once, then stuck: a stall, and the device is refused.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let stuck = on_progressing_worker(
+            None,
+            Some(device),
+            stall,
+            Duration::from_secs(5),
+            move |p| {
+                p.reader(&[1u8][..]).read_exact(&mut [0u8; 1])?;
+                let _ = blocked.recv();
+                Ok(0)
+            },
+        );
+        let error = stuck.unwrap_err().to_string();
+        assert!(error.contains("no progress"), "{error}");
+        assert!(
+            on_worker(None, Some(device), stall, || Ok(3)).is_err(),
+            "refused"
+        );
+        drop(release);
     }
 
     #[test]
