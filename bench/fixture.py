@@ -1,67 +1,93 @@
 #!/usr/bin/env python3
-"""Benchmark fixture: a host that looks busy.
+"""Benchmark fixtures: hosts that look busy.
 
-Starts PROCS processes that together hold about SOCKETS inet sockets (UDP, ICMP
-ping, raw when root, TCP) plus unix sockets and enough other fds to reach about
-FDS descriptors in all. Prints one line `ready <pid,pid,...>` when every child
-is set up, then waits until it is killed (SIGTERM/SIGINT kill the children too).
+Starts PROCS child processes, each holding the same set of descriptors (a
+profile), prints one line `ready <pid,pid,...>` when every child is set up, then
+waits until it is killed (SIGTERM/SIGINT kill the children too). A summary line
+(`# ...`) goes to stderr.
 
-Usage: bench/fixture.py [--procs 200] [--sockets 2000] [--fds 7000]
+Profiles (per child process):
+  standard   200 processes: 4 UDP (2 IPv4, 2 IPv6, bound), 3 TCP (a listener and
+             a connected pair), 1-2 ICMP ping, a raw socket in every other
+             process (root only), 20 other fds (/dev/null, UNIX socket pairs).
+  tcp-heavy  500 processes: a listener and 10 connected pairs (20 TCP
+             connections each), nothing else.
+  scale      5,000 processes, 100,000 fds: 2 UDP, 1 ping, 1 TCP pair and 15
+             other fds each. RLIMIT_NOFILE is raised to its hard limit.
+
+Usage: bench/fixture.py [--profile standard|tcp-heavy|scale] [--procs N]
 """
 import argparse
 import os
+import resource
 import signal
 import socket
 import sys
 import time
 
+PROFILES = {
+    # name: (processes, udp, tcp_pairs, listener, ping, raw_every, other_fds)
+    "standard": (200, 4, 1, True, 2, 2, 20),
+    "tcp-heavy": (500, 0, 10, True, 0, 0, 0),
+    "scale": (5000, 2, 1, False, 1, 0, 15),
+}
 
-def child(n_sockets, n_fds, can_raw, can_ping, ready_w):
+
+def tcp_pair(listener):
+    """A connected TCP pair through `listener` (client side, accepted side)."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.connect(listener.getsockname())
+    accepted, _ = listener.accept()
+    return [client, accepted]
+
+
+def child(index, spec, can_raw, can_ping):
+    _, udp, tcp_pairs, keep_listener, ping, raw_every, other = spec
     held = []
-    kinds = ["udp", "udp6", "ping", "raw", "tcp", "unix"]
-    i = 0
-    while len(held) < n_sockets:
-        kind = kinds[i % len(kinds)]
-        i += 1
-        try:
-            if kind == "udp":
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind(("127.0.0.1", 0))
-            elif kind == "udp6":
-                s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-                s.bind(("::1", 0))
-            elif kind == "ping":
-                if not can_ping:
-                    continue
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-            elif kind == "raw":
-                if not can_raw:
-                    continue
-                s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 255)
-            elif kind == "tcp":
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind(("127.0.0.1", 0))
-                s.listen(1)
-            else:
-                s, peer = socket.socketpair()
-                held.append(peer)
-        except OSError:
-            continue
+    for i in range(udp):
+        if i % 2 == 0:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.bind(("::1", 0))
         held.append(s)
-    while len(held) < n_fds:
-        held.append(open("/dev/null", "rb"))
-    os.write(ready_w, b"x")
-    os.close(ready_w)
-    signal.pause()
+    if tcp_pairs or keep_listener:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(max(1, tcp_pairs))
+        for _ in range(tcp_pairs):
+            held.extend(tcp_pair(listener))
+        if keep_listener:
+            held.append(listener)
+        else:
+            listener.close()
+    if can_ping:
+        # 1-2 ping sockets: the standard profile alternates.
+        for _ in range(ping if ping < 2 else 1 + index % 2):
+            held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
+    if can_raw and raw_every and index % raw_every == 0:
+        held.append(socket.socket(socket.AF_INET, socket.SOCK_RAW, 255))
+    while other > 0:
+        if other >= 2 and other % 4 == 0:
+            held.extend(socket.socketpair())
+            other -= 2
+        else:
+            held.append(open("/dev/null", "rb"))
+            other -= 1
+    return held
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--procs", type=int, default=200)
-    ap.add_argument("--sockets", type=int, default=2000)
-    ap.add_argument("--fds", type=int, default=7000)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="standard")
+    ap.add_argument("--procs", type=int, help="override the profile's process count")
     args = ap.parse_args()
+    spec = PROFILES[args.profile]
+    procs = args.procs or spec[0]
 
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     can_raw = os.geteuid() == 0
     try:
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close()
@@ -69,18 +95,24 @@ def main():
     except OSError:
         can_ping = False
 
-    per_sockets = max(1, args.sockets // args.procs)
-    per_fds = max(per_sockets, args.fds // args.procs)
     r, w = os.pipe()
     pids = []
-    for _ in range(args.procs):
+    for index in range(procs):
         pid = os.fork()
         if pid == 0:
             os.close(r)
+            code = 0
             try:
-                child(per_sockets, per_fds, can_raw, can_ping, w)
+                held = child(index, spec, can_raw, can_ping)
+                os.write(w, b"x")
+                os.close(w)
+                signal.pause()
+                del held
+            except BaseException as e:  # a child that cannot set up says so
+                print(f"fixture child {index}: {e}", file=sys.stderr, flush=True)
+                code = 1
             finally:
-                os._exit(0)
+                os._exit(code)
         pids.append(pid)
     os.close(w)
 
@@ -95,14 +127,15 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     got = 0
-    deadline = time.time() + 120
-    while got < args.procs and time.time() < deadline:
-        chunk = os.read(r, 4096)
+    deadline = time.time() + 300
+    while got < procs and time.time() < deadline:
+        chunk = os.read(r, 65536)
         if not chunk:
             break
         got += len(chunk)
+    fds = sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids[:50]) * procs // min(procs, 50)
     print("ready " + ",".join(map(str, pids)), flush=True)
-    print(f"# {args.procs} processes, ~{per_sockets * args.procs} sockets, ~{per_fds * args.procs} fds "
+    print(f"# profile {args.profile}: {got}/{procs} processes ready, ~{fds} fds "
           f"(raw: {can_raw}, ping: {can_ping})", file=sys.stderr, flush=True)
     while True:
         signal.pause()

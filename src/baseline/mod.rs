@@ -342,6 +342,9 @@ impl Baseline {
             if due {
                 *last = Some(Instant::now());
                 drop(last);
+                if !self.locating_could_help() {
+                    return facts;
+                }
                 // A subject that opened its socket after the last pass: one pass
                 // (rate-limited) tells us its path. It records observations but
                 // never learns: a query must not change what it is judging.
@@ -350,6 +353,38 @@ impl Baseline {
             }
         }
         facts
+    }
+
+    /// Whether a locating pass could tell a rule something: always for rules on
+    /// interpreters or scripts; for `path` rules only when some process runs an
+    /// executable whose path one of them matches (a pass verifies only those
+    /// paths). The built-in `/snap/...` rules usually match nothing, and a pass
+    /// (every socket, every owner judged) is the dearest part of a CLI `scan`.
+    fn locating_could_help(&self) -> bool {
+        let rules = self.policy.rules();
+        if rules
+            .rules
+            .iter()
+            .any(|r| r.interpreter.is_some() || r.script.is_some())
+        {
+            return true;
+        }
+        let patterns: Vec<&str> = rules
+            .rules
+            .iter()
+            .filter_map(|r| r.path.as_deref())
+            .collect();
+        if patterns.is_empty() {
+            return false;
+        }
+        let Ok(pids) = self.host.pids() else {
+            return true;
+        };
+        pids.into_iter().any(|pid| {
+            self.host
+                .executable_path(pid)
+                .is_ok_and(|path| patterns.iter().any(|g| policy::glob_match(g, &path)))
+        })
     }
 
     /// Policy rows for an identity (what `an1256_baseline` shows with

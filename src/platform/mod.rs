@@ -140,6 +140,13 @@ pub trait Host: Send + Sync {
     }
     /// Inet sockets of the processes and protocols the query names.
     fn sockets(&self, query: &SocketQuery) -> SocketScan;
+    /// Every TCP socket of `pid`'s network namespace, owners not looked up (`pid`
+    /// 0, `fd` -1): one table read instead of a walk of every process's fds. `None`
+    /// when it cannot be told (the caller then walks).
+    fn namespace_tcp_sockets(&self, pid: Pid) -> Option<Vec<crate::model::SocketInfo>> {
+        let _ = pid;
+        None
+    }
     /// Code identity of what the process runs (macOS: the live process's
     /// signature; Linux: its executable file). Cached by file identity.
     fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity;
@@ -218,7 +225,8 @@ pub trait Host: Send + Sync {
             what: format!("the environment of process {pid}"),
         })
     }
-    /// Shared libraries mapped into the process (Linux `/proc/<pid>/maps`).
+    /// Files mapped into the process: its program and shared libraries (Linux:
+    /// the executable file mappings, `PROCMAP_QUERY`, or every file `maps` names).
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         Err(HostError::Unsupported {
             what: format!("the mapped libraries of process {pid}"),
@@ -492,6 +500,21 @@ impl Host for FakeHost {
             .find(|p| p.pid == pid)
             .cloned()
             .ok_or(HostError::Vanished(pid))
+    }
+
+    fn namespace_tcp_sockets(&self, pid: Pid) -> Option<Vec<crate::model::SocketInfo>> {
+        let namespace = &self.processes.iter().find(|p| p.pid == pid)?.net_namespace;
+        let sockets: Vec<crate::model::SocketInfo> = self
+            .sockets
+            .iter()
+            .filter(|s| s.protocol == crate::model::IPPROTO_TCP && &s.net_namespace == namespace)
+            .map(|s| crate::model::SocketInfo {
+                pid: 0,
+                fd: -1,
+                ..s.clone()
+            })
+            .collect();
+        Some(sockets)
     }
 
     fn sockets(&self, query: &SocketQuery) -> SocketScan {

@@ -223,11 +223,17 @@ impl<'a> Classifier<'a> {
         let host = self.host;
         // Most listeners belong to ordinary daemons: path and argv rule them out
         // without the full process read (unless this scan already did it).
+        // The executable's name alone decides (one readlink); argv is read only
+        // for the few that may be servers.
         let candidate = match self.processes.get(&pid) {
             Some(read) => read.as_ref().is_some_and(may_be_known_server),
-            None => host
-                .command(pid)
-                .is_ok_and(|command| may_be_known_server(&command)),
+            None => host.executable_path(pid).is_ok_and(|path| {
+                may_be_known_server(&ProcessInfo {
+                    pid,
+                    path,
+                    ..Default::default()
+                })
+            }),
         };
         if !candidate {
             self.servers.insert(pid, None);
@@ -424,6 +430,44 @@ fn listeners_for<'l>(
         .collect()
 }
 
+/// The TCP sockets of the clients' network namespaces that `tcp` does not hold,
+/// owners not looked up, when every listener a client can reach is one `tcp`
+/// holds: then a `pid =` scan needs no walk of every process's fds to find the
+/// owners of its clients' listeners. `None` when some client may reach another
+/// process's listener, or a namespace's table cannot be read.
+fn ownerless_view(
+    host: &dyn Host,
+    tcp: &[&SocketInfo],
+    clients: &[&SocketInfo],
+) -> Option<Vec<SocketInfo>> {
+    let held: HashSet<u64> = tcp.iter().map(|s| s.socket).collect();
+    let mut others: Vec<SocketInfo> = Vec::new();
+    let mut namespaces: HashSet<&str> = HashSet::new();
+    for client in clients {
+        if namespaces.insert(client.net_namespace.as_str()) {
+            let table = host.namespace_tcp_sockets(client.pid)?;
+            // Inode 0: no owner at all (TIME_WAIT), as a walk would not see it.
+            others.extend(table.into_iter().filter(|s| {
+                s.net_namespace == client.net_namespace
+                    && s.socket != 0
+                    && !held.contains(&s.socket)
+            }));
+        }
+    }
+    let local_addresses: HashSet<(String, IpAddr)> = others
+        .iter()
+        .chain(tcp.iter().copied())
+        .filter_map(|s| Some((s.net_namespace.clone(), parse_ip(&s.local_address)?)))
+        .filter(|(_, ip)| !ip.is_unspecified())
+        .collect();
+    let foreign_listeners: Vec<SocketInfo> =
+        others.iter().filter(|s| is_listener(s)).cloned().collect();
+    let reaches_foreign = clients
+        .iter()
+        .any(|client| !listeners_for(client, &foreign_listeners, &local_addresses).is_empty());
+    (!reaches_foreign).then_some(others)
+}
+
 /// SOCKS reasons for the TCP sockets in `scanned`, keyed by [`socket_key`];
 /// sockets without a reason are absent. `whole_host_tcp` gives every TCP socket
 /// on the host when `scanned` covers only some processes (a client's proxy may
@@ -453,15 +497,31 @@ pub fn socks_reasons(
             remote.is_loopback() || parse_ip(&c.local_address) == Some(remote)
         })
     });
-    let universe: Vec<SocketInfo> = match whole_host_tcp {
-        Some(all) if needs_whole_host => all().into_iter().filter(is_tcp).collect(),
-        _ => tcp.iter().map(|s| (*s).clone()).collect(),
+    // The sockets that name this host's addresses, and the listeners clients may
+    // reach (with their owners).
+    let (universe, listeners): (Vec<SocketInfo>, Vec<SocketInfo>) = match whole_host_tcp {
+        Some(all) if needs_whole_host => match ownerless_view(host, &tcp, &clients) {
+            Some(others) => (
+                others,
+                tcp.iter()
+                    .filter(|s| is_listener(s))
+                    .map(|s| (*s).clone())
+                    .collect(),
+            ),
+            None => {
+                let all: Vec<SocketInfo> = all().into_iter().filter(is_tcp).collect();
+                let listeners = all.iter().filter(|s| is_listener(s)).cloned().collect();
+                (all, listeners)
+            }
+        },
+        _ => (
+            Vec::new(),
+            tcp.iter()
+                .filter(|s| is_listener(s))
+                .map(|s| (*s).clone())
+                .collect(),
+        ),
     };
-    let listeners: Vec<SocketInfo> = universe
-        .iter()
-        .filter(|s| is_listener(s))
-        .cloned()
-        .collect();
     let local_addresses: HashSet<(String, IpAddr)> = universe
         .iter()
         .chain(tcp.iter().copied())

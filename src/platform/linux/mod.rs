@@ -429,6 +429,10 @@ impl Host for LinuxHost {
             .map(|c| Box::new(c) as Box<dyn crate::platform::ProcessEvents>)
     }
 
+    fn namespace_tcp_sockets(&self, pid: Pid) -> Option<Vec<crate::model::SocketInfo>> {
+        sockets::namespace_tcp_sockets(pid)
+    }
+
     fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity {
         if process.path.is_empty() {
             return CodeIdentity::unknown("no executable (kernel thread or unreadable)");
@@ -631,6 +635,11 @@ impl Host for LinuxHost {
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
+        if let Some(paths) =
+            procfs::executable_mappings(&dir).map_err(|e| process_error(pid, &e))?
+        {
+            return Ok(paths);
+        }
         let maps = dir
             .read(c"maps", procfs::MAX_MAPS_BYTES)
             .map_err(|e| process_error(pid, &e))?;

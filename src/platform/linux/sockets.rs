@@ -637,6 +637,26 @@ impl<'q> Scan<'q> {
     }
 }
 
+/// Every TCP socket of `pid`'s network namespace from its tables (sock_diag for
+/// the scanner's own namespace), owners not looked up; `None` when a table cannot
+/// be read whole.
+pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
+    let dir = ProcDir::open(pid).ok()?;
+    let namespace = dir.net_namespace().ok()?;
+    let tables =
+        NetTables::read(&dir, namespace, &[TableKind::Tcp, TableKind::Tcp6], false).ok()?;
+    if !tables.truncated.is_empty() {
+        return None;
+    }
+    Some(
+        tables
+            .entries
+            .values()
+            .map(|entry| entry.to_socket_info(0, -1, &tables.namespace))
+            .collect(),
+    )
+}
+
 /// Runs a socket query against the live host.
 pub fn scan(query: &SocketQuery) -> SocketScan {
     if query.protocols.is_empty() {

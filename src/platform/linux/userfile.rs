@@ -220,13 +220,20 @@ pub fn reopen_regular(opath: &OwnedFd) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Whether [`assume`] changes the calling thread's credentials (root scanner,
+/// non-root user).
+fn changes_credentials(credentials: &FsCredentials) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0 && credentials.uid != 0
+}
+
 /// Takes on `credentials` for file-system checks on the calling thread. Only the
 /// fs ids and the thread's own group list change (raw syscalls: glibc's
 /// `setgroups` would change every thread). A scanner that is not root keeps its own
 /// rights, which never exceed its user's.
 fn assume(credentials: &FsCredentials) -> io::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || credentials.uid == 0 {
+    if !changes_credentials(credentials) {
         return Ok(());
     }
     let groups: Vec<libc::gid_t> = credentials.groups.clone();
@@ -297,6 +304,57 @@ fn mark_device_stuck(device: u64, now: std::time::Instant) {
     }
     stuck.retain(|(d, _)| *d != device);
     stuck.push((device, now));
+}
+
+/// Work handed to a worker thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Idle worker threads kept for reads that take on no credentials (the scanner's
+/// own: the stat and hash of an executable). A new thread per read cost more than
+/// the read. A thread that took on a user's credentials is never reused.
+const MAX_IDLE_WORKERS: usize = 4;
+
+static IDLE_WORKERS: std::sync::Mutex<Vec<std::sync::mpsc::Sender<Job>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `job` on an idle reusable worker, or on a new thread (which, when
+/// `reusable`, then waits for more work while fewer than `MAX_IDLE_WORKERS` wait).
+fn run_on_worker(reusable: bool, job: Job) -> io::Result<()> {
+    let mut job = job;
+    if reusable {
+        loop {
+            let idle = IDLE_WORKERS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(worker) = idle else { break };
+            match worker.send(job) {
+                Ok(()) => return Ok(()),
+                // That worker ended (a panic in its last job): try another.
+                Err(std::sync::mpsc::SendError(back)) => job = back,
+            }
+        }
+    }
+    std::thread::Builder::new()
+        .name("an1256-userfile".into())
+        .spawn(move || {
+            job();
+            if !reusable {
+                return;
+            }
+            let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+            loop {
+                {
+                    let mut idle = IDLE_WORKERS.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() >= MAX_IDLE_WORKERS {
+                        return;
+                    }
+                    idle.push(sender.clone());
+                }
+                match receiver.recv() {
+                    Ok(next) => next(),
+                    Err(_) => return,
+                }
+            }
+        })
+        .map(drop)
 }
 
 const WORKER_RUNNING: u8 = 0;
@@ -395,9 +453,10 @@ pub fn on_progressing_worker<T: Send + 'static>(
     let progress = Progress::default();
     let worker_progress = progress.clone();
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("an1256-userfile".into())
-        .spawn(move || {
+    let reusable = credentials.as_ref().is_none_or(|c| !changes_credentials(c));
+    run_on_worker(
+        reusable,
+        Box::new(move || {
             let _deadline = deadline.enter();
             let result = match credentials.as_ref().map(assume).unwrap_or(Ok(())) {
                 Ok(()) => work(worker_progress),
@@ -407,7 +466,8 @@ pub fn on_progressing_worker<T: Send + 'static>(
             if worker_state.swap(WORKER_DONE, Ordering::SeqCst) == WORKER_ABANDONED {
                 ABANDONED_WORKERS.fetch_sub(1, Ordering::SeqCst);
             }
-        })?;
+        }),
+    )?;
     let cap = cap.max(stall);
     let mut seen = progress.get();
     let why = loop {
