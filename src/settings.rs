@@ -23,6 +23,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/an1256/config.json";
 pub const DEFAULT_POLICY_PATH: &str = "/etc/an1256/policy.json";
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Bounds of `sample_interval_secs`.
+const MIN_SAMPLE_INTERVAL_SECS: f64 = 0.01;
+const MAX_SAMPLE_INTERVAL_SECS: f64 = 86_400.0;
 
 /// Why the settings cannot be resolved. `Display` says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +100,9 @@ pub struct ConfigFile {
     pub policy_path: Option<PathBuf>,
     /// Also apply the built-in `packs/policy-default.json` rules (default true).
     pub builtin_policy: Option<bool>,
-    pub sample_interval_secs: Option<u64>,
+    /// Seconds between sampler passes; fractions are for benchmarks
+    /// (`bench/resident.py` runs a day of passes in minutes).
+    pub sample_interval_secs: Option<f64>,
     /// Learning window of a new store, e.g. `7d`, `12h`, or seconds.
     pub learning: Option<String>,
     pub observation_max_age_days: Option<u64>,
@@ -222,13 +227,16 @@ impl Settings {
             self.builtin_policy = b;
         }
         if let Some(s) = file.sample_interval_secs {
-            if s == 0 {
+            if !(MIN_SAMPLE_INTERVAL_SECS..=MAX_SAMPLE_INTERVAL_SECS).contains(&s) {
                 return Err(SettingsError::Invalid {
                     setting: "config: sample_interval_secs",
-                    problem: BadValue::new("0", "at least 1"),
+                    problem: BadValue::new(
+                        &s.to_string(),
+                        "between 0.01 and 86400 (a day)",
+                    ),
                 });
             }
-            self.sample_interval = Duration::from_secs(s);
+            self.sample_interval = Duration::from_secs_f64(s);
         }
         if let Some(l) = &file.learning {
             self.learning_secs = parse_duration(l).map_err(|problem| SettingsError::Invalid {

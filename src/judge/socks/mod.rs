@@ -198,6 +198,7 @@ struct Classifier<'a> {
     processes: HashMap<Pid, Option<ProcessInfo>>,
     servers: HashMap<Pid, Option<KnownServer>>,
     environments: HashMap<Pid, Vec<String>>,
+    environment_proxies: HashMap<Pid, Vec<ProxyEndpoint>>,
     /// Processes whose environment was cut at the read limit.
     truncated_environments: HashSet<Pid>,
     preloads: HashMap<Pid, bool>,
@@ -277,6 +278,18 @@ impl<'a> Classifier<'a> {
                     Vec::new()
                 }
             })
+    }
+
+    /// The SOCKS proxies `pid`'s environment names (parsed once per process).
+    fn environment_proxies(&mut self, pid: Pid) -> &[ProxyEndpoint] {
+        if !self.environment_proxies.contains_key(&pid) {
+            let found = proxy::socks_proxies_in_environment(self.environment(pid));
+            self.environment_proxies.insert(pid, found);
+        }
+        self.environment_proxies
+            .get(&pid)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Whether `pid`'s environment was cut, so its proxy variables are unknown.
@@ -401,33 +414,59 @@ fn listener_key(listener: &SocketInfo) -> ListenerKey {
     )
 }
 
-/// Every listener in `listeners` that accepts a connection to the remote end of
-/// `client` (same netns, port, and address or wildcard on a local address).
-fn listeners_for<'l>(
-    client: &SocketInfo,
-    listeners: &'l [SocketInfo],
-    local_addresses: &HashSet<(String, IpAddr)>,
-) -> Vec<&'l SocketInfo> {
-    let Some(remote) = parse_ip(&client.remote_address) else {
-        return Vec::new();
-    };
-    let remote_is_local =
-        remote.is_loopback() || local_addresses.contains(&(client.net_namespace.clone(), remote));
-    if !remote_is_local {
-        return Vec::new();
+/// Listeners by network namespace and port: a client is matched against the few
+/// on its remote port, not every listener (a busy server has thousands of
+/// connections and hundreds of listeners).
+struct Listeners<'l> {
+    by_port: HashMap<(&'l str, i32), Vec<&'l SocketInfo>>,
+}
+
+impl<'l> Listeners<'l> {
+    fn new(listeners: impl IntoIterator<Item = &'l SocketInfo>) -> Self {
+        let mut by_port: HashMap<(&str, i32), Vec<&SocketInfo>> = HashMap::new();
+        for listener in listeners {
+            by_port
+                .entry((listener.net_namespace.as_str(), listener.local_port))
+                .or_default()
+                .push(listener);
+        }
+        Listeners { by_port }
     }
-    listeners
-        .iter()
-        .filter(|l| l.net_namespace == client.net_namespace && l.local_port == client.remote_port)
-        .filter(|l| match parse_ip(&l.local_address) {
-            Some(ip) if ip.is_unspecified() => {
-                // A v4 wildcard takes only v4; a v6 wildcard usually takes both.
-                !(ip.is_ipv4() && remote.is_ipv6())
-            }
-            Some(ip) => ip == remote,
-            None => false,
-        })
-        .collect()
+
+    /// Every listener that accepts a connection to the remote end of `client`
+    /// (same netns, port, and address or wildcard on a local address).
+    fn reached_by(
+        &self,
+        client: &SocketInfo,
+        local_addresses: &HashSet<(String, IpAddr)>,
+    ) -> Vec<&'l SocketInfo> {
+        let Some(candidates) = self
+            .by_port
+            .get(&(client.net_namespace.as_str(), client.remote_port))
+        else {
+            return Vec::new();
+        };
+        let Some(remote) = parse_ip(&client.remote_address) else {
+            return Vec::new();
+        };
+        let remote_is_local = remote.is_loopback()
+            || local_addresses.contains(&(client.net_namespace.clone(), remote));
+        if !remote_is_local {
+            return Vec::new();
+        }
+        candidates
+            .iter()
+            .copied()
+            .filter(|l| match parse_ip(&l.local_address) {
+                Some(ip) if ip.is_unspecified() => {
+                    // A v4 wildcard takes only v4; a v6 wildcard usually takes both.
+                    !(ip.is_ipv4() && remote.is_ipv6())
+                }
+                Some(ip) => ip == remote,
+                None => false,
+            })
+            .collect()
+    }
 }
 
 /// The TCP sockets of the clients' network namespaces that `tcp` does not hold,
@@ -460,11 +499,12 @@ fn ownerless_view(
         .filter_map(|s| Some((s.net_namespace.clone(), parse_ip(&s.local_address)?)))
         .filter(|(_, ip)| !ip.is_unspecified())
         .collect();
-    let foreign_listeners: Vec<SocketInfo> =
-        others.iter().filter(|s| is_listener(s)).cloned().collect();
-    let reaches_foreign = clients
-        .iter()
-        .any(|client| !listeners_for(client, &foreign_listeners, &local_addresses).is_empty());
+    let foreign_listeners = Listeners::new(others.iter().filter(|s| is_listener(s)));
+    let reaches_foreign = clients.iter().any(|client| {
+        !foreign_listeners
+            .reached_by(client, &local_addresses)
+            .is_empty()
+    });
     (!reaches_foreign).then_some(others)
 }
 
@@ -528,6 +568,7 @@ pub fn socks_reasons(
         .filter_map(|s| Some((s.net_namespace.clone(), parse_ip(&s.local_address)?)))
         .filter(|(_, ip)| !ip.is_unspecified())
         .collect();
+    let listener_index = Listeners::new(&listeners);
 
     let mut c = Classifier {
         host,
@@ -535,6 +576,7 @@ pub fn socks_reasons(
         processes: HashMap::new(),
         servers: HashMap::new(),
         environments: HashMap::new(),
+        environment_proxies: HashMap::new(),
         truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
         proxychains: HashMap::new(),
@@ -558,8 +600,8 @@ pub fn socks_reasons(
         if u16::try_from(client.remote_port).is_ok_and(|p| config.ports.contains(&p)) {
             reasons.push(REASON_PORT);
         }
-        let proxies = proxy::socks_proxies_in_environment(c.environment(client.pid));
-        let to_env_proxy = proxies
+        let to_env_proxy = c
+            .environment_proxies(client.pid)
             .iter()
             .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port));
         if to_env_proxy {
@@ -573,7 +615,7 @@ pub fn socks_reasons(
         {
             reasons.push(REASON_SYSTEM_PROXY);
         }
-        let ends = listeners_for(client, &listeners, &local_addresses);
+        let ends = listener_index.reached_by(client, &local_addresses);
         let preloaded = c.preloads_socks(client.pid);
         // A local listener the wrapped client's proxychains config names as SOCKS.
         let to_proxychains_target = preloaded
