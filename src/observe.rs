@@ -175,6 +175,56 @@ pub(crate) mod tests {
         assert_eq!(queries[1].pids, None);
     }
 
+    /// A client of its own listener (a worker talking to itself over loopback):
+    /// the namespace's socket table shows no other listener it can reach, so the
+    /// `pid =` scan walks no other process; the result is the full scan's.
+    #[test]
+    fn a_pid_scan_reaching_only_its_own_listener_walks_no_other_process() {
+        let mut host = proxied_client();
+        // pid 2 no longer talks to pid 1's server, only to itself and the web.
+        host.sockets.retain(|s| !(s.pid == 2 && s.fd == 3));
+        host.sockets
+            .push(tcp(2, 5, ("127.0.0.1", 1080), ("0.0.0.0", 0), "LISTEN"));
+        host.sockets.push(tcp(
+            2,
+            6,
+            ("127.0.0.1", 50002),
+            ("127.0.0.1", 1080),
+            "ESTABLISHED",
+        ));
+        let by_pid = SocketQuery {
+            pids: Some(vec![2]),
+            protocols: ProtocolSet::ALL,
+        };
+        let rows = |observed: Observed| -> Vec<(i64, String)> {
+            observed
+                .sockets
+                .iter()
+                .filter(|o| o.socket.pid == 2)
+                .map(|o| (o.socket.fd, o.class.reason()))
+                .collect()
+        };
+        let pid_rows = rows(observe_sockets(&host, &SocksConfig::default(), &by_pid));
+        assert_eq!(
+            host.socket_queries.lock().unwrap().len(),
+            1,
+            "no whole-host walk"
+        );
+        let full = SocketQuery {
+            pids: None,
+            protocols: ProtocolSet::ALL,
+        };
+        let full_rows = rows(observe_sockets(&host, &SocksConfig::default(), &full));
+        assert_eq!(pid_rows, full_rows);
+        assert_eq!(
+            pid_rows,
+            [
+                (5, "socks_port,socks_server".to_string()),
+                (6, "socks_port".to_string())
+            ]
+        );
+    }
+
     #[test]
     fn empty_queries_scan_nothing_and_owners_are_judged_once() {
         let host = proxied_client();

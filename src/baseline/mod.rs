@@ -437,6 +437,38 @@ mod tests {
     use super::*;
     use crate::platform::FakeHost;
 
+    /// A query about an identity the sampler has not seen runs a locating pass only
+    /// when a `path` rule could hold: some running executable matches one.
+    #[test]
+    fn a_locating_pass_runs_only_when_a_path_rule_can_match_a_running_executable() {
+        use crate::model::fixtures::process;
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.json");
+        std::fs::write(
+            &policy,
+            r#"{"version": 1, "rules": [{"name": "agent", "path": "/opt/agent/bin/*", "protocols": ["udp"], "reason": "r"}]}"#,
+        )
+        .unwrap();
+        let identity = format!("sha256:{}", "d".repeat(64));
+        for (exe, passes) in [("/usr/bin/curl", 0), ("/opt/agent/bin/agentd", 1)] {
+            let host = Arc::new(FakeHost {
+                processes: vec![process(7, exe, &[exe])],
+                ..Default::default()
+            });
+            let mut config = BaselineConfig::with_db(dir.path().join(format!("{passes}.db")));
+            config.policy_path = policy.clone();
+            config.policy_path_explicit = true;
+            config.builtin_policy = false;
+            let baseline = Baseline::new(config, host.clone());
+            assert!(baseline.policy_rows(&identity).is_empty());
+            assert_eq!(
+                host.socket_queries.lock().unwrap().len(),
+                passes,
+                "locating passes with {exe} running"
+            );
+        }
+    }
+
     /// A store file deleted while the extension holds it open is noticed on the
     /// next use: reopened, the loss recorded, and learning not reopened.
     #[test]
