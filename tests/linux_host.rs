@@ -1027,3 +1027,52 @@ fn attacker_helper_runs_unprivileged() {
         "the attacker could write /root: {text}"
     );
 }
+
+/// A process image's stamp (the per-process cache key) holds while it runs and
+/// changes when the process execs the same program with the same argv (pid and
+/// start time stay): a fact cached for the old image never answers for the new.
+#[test]
+fn an_exec_of_the_same_program_and_argv_changes_the_process_stamp() {
+    use an1256::platform::linux::procfs::ProcDir;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    let again = dir.path().join("again");
+    let code = format!(
+        "import os, sys, time\n\
+         if os.path.exists({again:?}):\n    time.sleep(600)\n\
+         if not os.path.exists({go:?}):\n    print('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.02)\n\
+         open({again:?}, 'w').close()\n\
+         os.execv(sys.executable, sys.argv)\n",
+        go = go.display().to_string(),
+        again = again.display().to_string()
+    );
+    let child = spawn_ready(python(&code)).expect("python child");
+    let Some(before) = ProcDir::open(child.pid).expect("proc dir").stamp() else {
+        skip(
+            "an_exec_of_the_same_program_and_argv_changes_the_process_stamp",
+            "address-space randomization is off here: nothing is cached",
+        );
+        return;
+    };
+    let host = host();
+    let libs = host.mapped_libraries(child.pid).expect("mappings");
+    assert_eq!(ProcDir::open(child.pid).unwrap().stamp(), Some(before));
+    assert_eq!(host.mapped_libraries(child.pid).expect("cached"), libs);
+    std::fs::write(&go, b"").expect("go");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after = loop {
+        assert!(std::time::Instant::now() < deadline, "no exec seen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // After the exec, once python is up again (it checks the marker first).
+        let stamp = ProcDir::open(child.pid).expect("proc dir").stamp();
+        if again.exists() && stamp.is_some_and(|s| s != before) {
+            break stamp.unwrap();
+        }
+    };
+    assert_eq!(
+        (after.pid, after.start_ticks),
+        (before.pid, before.start_ticks)
+    );
+    assert_ne!(after.layout, before.layout);
+}

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod macos;
+pub mod process_cache;
 pub mod trust;
 
 /// Why a per-process read failed. Vanished and permission errors are normal on a

@@ -15,6 +15,7 @@ pub mod sockets;
 pub mod userfile;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
+use crate::platform::process_cache::ProcessCache;
 use crate::platform::trust::{
     hash_reader, sparse_reason, CacheStats, FileId, HashBudget, RehashLimiter, TrustCache,
     DEFAULT_CACHE_ENTRIES, REHASH_INTERVAL, SPARSE_SLACK_BYTES,
@@ -38,7 +39,15 @@ pub struct LinuxHost {
     rehash: RehashLimiter,
     boot_time: OnceLock<Option<i64>>,
     clock_ticks: i64,
+    /// Executable mappings by process image, across scans (extension mode): the
+    /// SOCKS preload check of every TCP client, each pass.
+    mapped: ProcessCache<Vec<String>>,
 }
+
+/// Processes whose mappings are remembered, and for how long: a library the
+/// process maps later (`dlopen`) is seen within this age.
+const MAPPED_CACHE_ENTRIES: usize = 65_536;
+const MAPPED_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl LinuxHost {
     pub fn new(config: HostConfig) -> Self {
@@ -56,6 +65,7 @@ impl LinuxHost {
             rehash: RehashLimiter::default(),
             boot_time: OnceLock::new(),
             clock_ticks: procfs::clock_ticks(),
+            mapped: ProcessCache::new(MAPPED_CACHE_ENTRIES, MAPPED_CACHE_AGE),
         }
     }
 
@@ -635,9 +645,17 @@ impl Host for LinuxHost {
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
+        let stamp = dir.stamp();
+        if let Some(found) = stamp.as_ref().and_then(|s| self.mapped.get(s)) {
+            return Ok(found);
+        }
         if let Some(paths) =
             procfs::executable_mappings(&dir).map_err(|e| process_error(pid, &e))?
         {
+            // Kept only when the image did not change while it was read.
+            if let Some(stamp) = stamp.filter(|s| dir.stamp().as_ref() == Some(s)) {
+                self.mapped.insert(stamp, paths.clone());
+            }
             return Ok(paths);
         }
         let maps = dir

@@ -253,6 +253,64 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// `ADDR_NO_RANDOMIZE` in `/proc/<pid>/personality`.
+const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+
+/// Start time and address-space layout from `stat` text: fields 22, 26-28
+/// (code, stack) and 45-51 (data, heap, arguments, environment). `None` when
+/// malformed, or when the layout is hidden (zeros: no access to the process's
+/// memory, or a kernel thread).
+pub fn parse_stamp(pid: Pid, text: &str) -> Option<crate::platform::process_cache::ProcessStamp> {
+    let close = text.rfind(')')?;
+    let rest: Vec<&str> = text.get(close + 1..)?.split_ascii_whitespace().collect();
+    let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
+    let mut layout = [0u64; 10];
+    for (slot, n) in layout
+        .iter_mut()
+        .zip([26, 27, 28, 45, 46, 47, 48, 49, 50, 51])
+    {
+        *slot = field(n)?;
+    }
+    if layout.contains(&0) {
+        return None;
+    }
+    Some(crate::platform::process_cache::ProcessStamp {
+        pid,
+        start_ticks: field(22)?,
+        layout,
+    })
+}
+
+/// Whether the kernel randomizes every process's layout (`randomize_va_space`
+/// 2: stack, mmap base, heap), read once.
+fn layouts_randomized() -> bool {
+    static RANDOMIZED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RANDOMIZED.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/randomize_va_space")
+            .is_ok_and(|v| v.trim() == "2")
+    })
+}
+
+impl ProcDir {
+    /// What tells this process image from any other under its pid (see
+    /// `ProcessStamp`). `None` unless layouts are randomized for it: a process
+    /// that turned randomization off (`setarch -R`) could exec a new image into
+    /// the old layout.
+    pub fn stamp(&self) -> Option<crate::platform::process_cache::ProcessStamp> {
+        if !layouts_randomized() {
+            return None;
+        }
+        let personality = self.read(c"personality", 64).ok()?;
+        let personality =
+            u32::from_str_radix(String::from_utf8_lossy(&personality).trim(), 16).ok()?;
+        if personality & ADDR_NO_RANDOMIZE != 0 {
+            return None;
+        }
+        let stat = self.read(c"stat", MAX_SMALL_BYTES).ok()?;
+        parse_stamp(self.pid, &String::from_utf8_lossy(&stat))
+    }
+}
+
 /// The real uid from `/proc/<pid>/status` (`Uid:\treal\teffective\tsaved\tfs`).
 pub fn parse_status_uid(text: &str) -> Option<i64> {
     text.lines()
@@ -417,6 +475,22 @@ pub fn list_pids() -> io::Result<Vec<Pid>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_need_the_whole_layout() {
+        let fields = |layout: &str| {
+            format!(
+                "42 (py (x)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1 1 1 \
+                     {layout} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 11 12 13 14 15 16 17 0"
+            )
+        };
+        let stamp = parse_stamp(42, &fields("1000 2000 3000")).expect("stamp");
+        assert_eq!((stamp.pid, stamp.start_ticks), (42, 777));
+        assert_eq!(stamp.layout, [1000, 2000, 3000, 11, 12, 13, 14, 15, 16, 17]);
+        // Hidden (no access to the process's memory): zeros, no stamp.
+        assert_eq!(parse_stamp(42, &fields("0 0 0")), None);
+        assert_eq!(parse_stamp(42, "42 (py) S 1"), None);
+    }
 
     #[test]
     fn stat_with_spaces_and_parentheses_in_comm() {
