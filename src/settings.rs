@@ -230,10 +230,7 @@ impl Settings {
             if !(MIN_SAMPLE_INTERVAL_SECS..=MAX_SAMPLE_INTERVAL_SECS).contains(&s) {
                 return Err(SettingsError::Invalid {
                     setting: "config: sample_interval_secs",
-                    problem: BadValue::new(
-                        &s.to_string(),
-                        "between 0.01 and 86400 (a day)",
-                    ),
+                    problem: BadValue::new(&s.to_string(), "between 0.01 and 86400 (a day)"),
                 });
             }
             self.sample_interval = Duration::from_secs_f64(s);

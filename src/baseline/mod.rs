@@ -455,7 +455,7 @@ mod tests {
                 processes: vec![process(7, exe, &[exe])],
                 ..Default::default()
             });
-            let mut config = BaselineConfig::with_db(dir.path().join(format!("{passes}.db")));
+            let mut config = Settings::with_db(dir.path().join(format!("{passes}.db")));
             config.policy_path = policy.clone();
             config.policy_path_explicit = true;
             config.builtin_policy = false;
