@@ -288,6 +288,11 @@ impl Host for MacHost {
         })
     }
 
+    fn process_events(&self) -> Result<Box<dyn crate::platform::ProcessEvents>, String> {
+        super::proc_events::KqueueEvents::open()
+            .map(|k| Box::new(k) as Box<dyn crate::platform::ProcessEvents>)
+    }
+
     fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
         libproc::libproc::proc_pid::pidpath(pid).map_err(|m| {
             match super::sockinfo::read_failure(super::sockinfo::errno_in_message(&m)) {

@@ -15,6 +15,8 @@ pub mod stdin;
 #[cfg(target_os = "macos")]
 mod host;
 #[cfg(target_os = "macos")]
+pub mod proc_events;
+#[cfg(target_os = "macos")]
 pub mod security;
 #[cfg(target_os = "macos")]
 mod sockets;
