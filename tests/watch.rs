@@ -163,6 +163,16 @@ fn a_two_second_icmp_burst_of_an_untrusted_script_is_caught_and_ping_is_not() {
     let mut beacon = spawn_ready(command).expect("beacon script");
     let kind = beacon.value("kind").unwrap_or_default().to_owned();
     let pid = u32::try_from(beacon.pid).expect("pid");
+    // The twin, while it runs, is what the watch judged it: trusted.
+    if let Some(child) = twin.as_ref() {
+        let sql = format!(
+            "SELECT subject_trusted, trust, error FROM process_code_signature WHERE pid = {}",
+            child.id()
+        );
+        for row in run(&engine, &sql) {
+            assert_eq!(int(&row, "subject_trusted"), 1, "ping: {row:?}");
+        }
+    }
     // The burst is over after 2 s; give the script a moment to close and exit.
     std::thread::sleep(Duration::from_millis(3000));
     let live = run(&engine, &hit_query().expect("hit query"));
