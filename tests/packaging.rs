@@ -115,6 +115,44 @@ fn setup_installs_for_osquery_keeps_what_was_there_and_removes_only_its_own() {
     assert!(!ext.exists(), "the copied binary is removed");
 }
 
+/// A flag file takes a flag's last value: an admin who already requires another
+/// extension keeps it (ours lists both), and keeps their own timeout.
+#[test]
+fn setup_keeps_the_admins_required_extensions_and_timeout() {
+    if !common::is_root() {
+        return common::skip("setup_keeps_required", "needs root (chown to root)");
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let etc = root.path().join("etc/osquery");
+    std::fs::create_dir_all(&etc).unwrap();
+    let before = "--extensions_require=other_ext\n--extensions_timeout=60\n";
+    std::fs::write(etc.join("osquery.flags"), before).unwrap();
+    for _ in 0..2 {
+        setup(root.path(), &["--osquery", "--ext", EXTENSION]);
+    }
+    let flags = read(etc.join("osquery.flags"));
+    let last = |flag: &str| {
+        flags
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(flag))
+            .map(str::to_owned)
+    };
+    // What osquery ends up with: the last occurrence of each flag.
+    assert_eq!(
+        last("--extensions_require=").as_deref(),
+        Some("other_ext,an1256"),
+        "{flags}"
+    );
+    assert_eq!(
+        last("--extensions_timeout=").as_deref(),
+        Some("60"),
+        "{flags}"
+    );
+    setup(root.path(), &["--remove"]);
+    assert_eq!(read(etc.join("osquery.flags")), before);
+}
+
 #[test]
 fn setup_for_fleet_writes_orbit_autoload_and_leaves_nothing_after_remove() {
     if !common::is_root() {
