@@ -19,7 +19,7 @@
 //! | baseline | [`baseline`] (store, policy, identity, state, sampler) | host state |
 //! | tables | [`tables`] | one module per osquery table |
 //! | serve | [`extension`] (osquery Thrift), [`sql`] (embedded SQLite) | the same tables, two servers |
-//! | cli | [`cli`]: `scan`, `ecs`, `baseline`, `packs` | commands and output formats (scan runs the embedded engine, so cli sits on serve) |
+//! | cli | [`cli`]: `scan`, `ecs`, `osquery_log`, `baseline`, `packs` | commands and output formats (scan runs the embedded engine, so cli sits on serve) |
 //! | main | this crate root (`all_tables`, `process_and_socket_tables`), `main.rs` (argv -> settings -> one function per mode) | wiring |
 
 pub mod baseline;

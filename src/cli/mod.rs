@@ -3,5 +3,6 @@
 
 pub mod baseline;
 pub mod ecs;
+pub mod osquery_log;
 pub mod packs;
 pub mod scan;

@@ -9,6 +9,9 @@ pub const PACK_TEXT: &str = include_str!("../../packs/an1256.conf");
 /// The Fleet copy of the pack queries.
 pub const FLEET_QUERIES_TEXT: &str = include_str!("../../packs/fleet/an1256-queries.yml");
 
+/// The pack's name as osquery config refers to it (`"packs": {"an1256": …}`).
+pub const PACK_NAME: &str = "an1256";
+
 /// Name of the hit query in the pack.
 pub const HIT_QUERY: &str = "an1256_hits";
 

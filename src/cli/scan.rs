@@ -1,6 +1,7 @@
 //! `an1256 scan` and `an1256 query`: the embedded engine's command-line front.
 //! Exit codes follow the scanner convention: 0 no hits, 1 hits, 2 error.
 
+use crate::cli::osquery_log::HostIdentity;
 use crate::sql::{display_value, json_value, Engine, QueryResult};
 use crate::tables::TableDef;
 use std::io::{IsTerminal, Write};
@@ -26,7 +27,8 @@ pub enum Format {
     /// One JSON object per row.
     Json,
     /// osquery's result-log lines (`name`, `hostIdentifier`, `calendarTime`,
-    /// `unixTime`, `columns`, `action`), as osqueryd would log the pack's hits.
+    /// `unixTime`, `epoch`, `counter`, `numerics`, `decorations`, `columns`,
+    /// `action`), as osqueryd would log the pack's hits (see the osquery options).
     Osquery,
     /// Elastic Common Schema documents, one per line.
     Ecs,
@@ -43,6 +45,8 @@ pub struct ScanArgs {
     /// Abandon the query after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub time_limit: u64,
+    #[command(flatten)]
+    pub osquery: crate::cli::osquery_log::OsqueryLogArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,8 +104,25 @@ pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
     let written = match format {
         Format::Json => write_json_lines(&mut out, &result),
         Format::Table => write_hits_table(&mut out, &result),
-        Format::Osquery => write_osquery_log(&mut out, &result, &host_name(), now),
-        Format::Ecs => write_ecs(&mut out, &result, now),
+        Format::Osquery => {
+            let host = HostIdentity::of_this_host();
+            if let (_, Some(warning)) =
+                crate::cli::osquery_log::host_identifier(&args.osquery, &host)
+            {
+                eprintln!("an1256: warning: {warning}");
+            }
+            crate::cli::osquery_log::write_lines(
+                &mut out,
+                &result,
+                &args.osquery,
+                &host,
+                crate::cli::packs::PACK_NAME,
+                crate::cli::packs::HIT_QUERY,
+                now,
+                &crate::util::time::calendar_time(now),
+            )
+        }
+        Format::Ecs => write_ecs(&mut out, &result, now, &HostIdentity::of_this_host()),
     };
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -123,116 +144,19 @@ pub fn scan(args: &ScanArgs, tables: Vec<Arc<dyn TableDef>>) -> ExitCode {
     }
 }
 
-/// This host's name, as osquery's `hostIdentifier` defaults to it.
-pub fn host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-    String::from_utf8_lossy(buffer.get(..end).unwrap_or_default()).into_owned()
-}
-
-/// osquery's `calendarTime`: `Sat Nov 28 04:21:19 2026 UTC`.
-pub fn calendar_time(unix: u64) -> String {
-    let days = i64::try_from(unix / 86_400).unwrap_or(0);
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let weekday = WEEKDAYS
-        .get(usize::try_from(days.rem_euclid(7)).unwrap_or(0))
-        .unwrap_or(&"Thu");
-    let month_name = MONTHS
-        .get(usize::try_from(month - 1).unwrap_or(0))
-        .unwrap_or(&"Jan");
-    format!(
-        "{weekday} {month_name} {day:2} {:02}:{:02}:{:02} {year} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// RFC 3339 UTC timestamp (ECS `@timestamp`).
-pub fn rfc3339(unix: u64) -> String {
-    let cal = calendar_time(unix);
-    // Reuse the civil conversion: parse back the pieces we just formatted.
-    let parts: Vec<&str> = cal.split_whitespace().collect();
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| parts.get(1) == Some(m))
-    .unwrap_or(0)
-        + 1;
-    format!(
-        "{}-{month:02}-{:0>2}T{}Z",
-        parts.get(4).unwrap_or(&"1970"),
-        parts.get(2).unwrap_or(&"1"),
-        parts.get(3).unwrap_or(&"00:00:00")
-    )
-}
-
-/// osquery result-log lines, one per hit, as a differential pack query logs them
-/// (`action: added`; every column value a string, as osquery sends them).
-pub fn write_osquery_log(
-    out: &mut impl Write,
-    (columns, rows): &QueryResult,
-    host: &str,
-    now: u64,
-) -> std::io::Result<()> {
-    let calendar = calendar_time(now);
-    for row in rows {
-        let values: serde_json::Map<String, serde_json::Value> = columns
-            .iter()
-            .cloned()
-            .zip(
-                row.iter()
-                    .map(|v| serde_json::Value::String(display_value(v))),
-            )
-            .collect();
-        let line = serde_json::json!({
-            "name": "pack_an1256_an1256_hits",
-            "hostIdentifier": host,
-            "calendarTime": calendar,
-            "unixTime": now,
-            "epoch": 0,
-            "counter": 0,
-            "numerics": false,
-            "columns": values,
-            "action": "added",
-        });
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
-}
-
 /// One ECS document per hit.
 pub fn write_ecs(
     out: &mut impl Write,
     (columns, rows): &QueryResult,
     now: u64,
+    host: &HostIdentity,
 ) -> std::io::Result<()> {
-    let timestamp = rfc3339(now);
+    let timestamp = crate::util::time::rfc3339(now);
     for row in rows {
         writeln!(
             out,
             "{}",
-            crate::cli::ecs::hit_to_ecs(columns, row, &timestamp)
+            crate::cli::ecs::hit_to_ecs(columns, row, &timestamp, host)
         )?;
     }
     Ok(())
@@ -409,32 +333,6 @@ mod tests {
             text,
             "a           bb\n----------  --\nxyz         1\nq\\u{1b}[2J  22\n"
         );
-    }
-
-    #[test]
-    fn osquery_result_log_lines_have_osquerys_shape() {
-        let mut out = Vec::new();
-        let result = (
-            vec!["pid".to_string(), "protocol_name".to_string()],
-            vec![vec![V::Integer(7), V::Text("udp".into())]],
-        );
-        write_osquery_log(&mut out, &result, "host1", 1_764_303_679).unwrap();
-        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(line["name"], "pack_an1256_an1256_hits");
-        assert_eq!(line["hostIdentifier"], "host1");
-        assert_eq!(line["calendarTime"], "Fri Nov 28 04:21:19 2025 UTC");
-        assert_eq!(line["unixTime"], 1_764_303_679u64);
-        assert_eq!(line["action"], "added");
-        assert_eq!(line["columns"]["pid"], "7");
-        assert_eq!(line["columns"]["protocol_name"], "udp");
-    }
-
-    #[test]
-    fn calendar_and_rfc3339_times() {
-        assert_eq!(calendar_time(0), "Thu Jan  1 00:00:00 1970 UTC");
-        assert_eq!(calendar_time(951_782_400), "Tue Feb 29 00:00:00 2000 UTC");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_764_303_679), "2025-11-28T04:21:19Z");
     }
 
     #[test]

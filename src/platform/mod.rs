@@ -5,6 +5,7 @@ use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+pub mod host_identity;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod macos;

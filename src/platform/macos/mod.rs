@@ -15,6 +15,8 @@ pub mod stdin;
 #[cfg(target_os = "macos")]
 mod host;
 #[cfg(target_os = "macos")]
+mod platform_uuid;
+#[cfg(target_os = "macos")]
 pub mod proc_events;
 #[cfg(target_os = "macos")]
 pub mod security;
@@ -25,6 +27,8 @@ mod sys;
 
 #[cfg(target_os = "macos")]
 pub use host::MacHost;
+#[cfg(target_os = "macos")]
+pub use platform_uuid::platform_uuid;
 pub use proxy::{system_socks_proxy, SocksProxy};
 #[cfg(target_os = "macos")]
 pub use sys::home_directory;

@@ -1,0 +1,57 @@
+//! The IOPlatformUUID: the hardware UUID osquery reports as `system_info.uuid`.
+
+use core_foundation::base::{CFType, TCFType};
+use core_foundation::string::{CFString, CFStringRef};
+use core_foundation_sys::base::{kCFAllocatorDefault, CFAllocatorRef, CFTypeRef};
+use core_foundation_sys::dictionary::CFMutableDictionaryRef;
+use std::os::raw::c_char;
+
+/// `io_object_t` (a mach port name).
+type IoObject = u32;
+/// `kIOMainPortDefault` (MACH_PORT_NULL).
+const IO_MAIN_PORT_DEFAULT: u32 = 0;
+
+#[link(name = "IOKit", kind = "framework")]
+extern "C" {
+    fn IOServiceMatching(name: *const c_char) -> CFMutableDictionaryRef;
+    fn IOServiceGetMatchingService(main_port: u32, matching: CFMutableDictionaryRef) -> IoObject;
+    fn IORegistryEntryCreateCFProperty(
+        entry: IoObject,
+        key: CFStringRef,
+        allocator: CFAllocatorRef,
+        options: u32,
+    ) -> CFTypeRef;
+    fn IOObjectRelease(object: IoObject) -> i32;
+}
+
+/// The `IOPlatformUUID` property of `IOPlatformExpertDevice`.
+pub fn platform_uuid() -> Result<String, String> {
+    // SAFETY: IOServiceMatching returns a dictionary that IOServiceGetMatchingService
+    // consumes; the service is released once read; the property follows the create
+    // rule and is wrapped (and released) by CFType.
+    unsafe {
+        let matching = IOServiceMatching(c"IOPlatformExpertDevice".as_ptr());
+        if matching.is_null() {
+            return Err("IOServiceMatching(IOPlatformExpertDevice) failed".into());
+        }
+        let service = IOServiceGetMatchingService(IO_MAIN_PORT_DEFAULT, matching);
+        if service == 0 {
+            return Err("no IOPlatformExpertDevice in the I/O registry".into());
+        }
+        let key = CFString::from_static_string("IOPlatformUUID");
+        let value = IORegistryEntryCreateCFProperty(
+            service,
+            key.as_concrete_TypeRef(),
+            kCFAllocatorDefault,
+            0,
+        );
+        IOObjectRelease(service);
+        if value.is_null() {
+            return Err("IOPlatformExpertDevice has no IOPlatformUUID".into());
+        }
+        CFType::wrap_under_create_rule(value)
+            .downcast::<CFString>()
+            .map(|s| s.to_string())
+            .ok_or_else(|| "IOPlatformUUID is not a string".into())
+    }
+}
