@@ -12,6 +12,9 @@ pub type Pid = i32;
 pub struct ProcessInfo {
     pub pid: Pid,
     pub parent: Pid,
+    /// Process name as `ps` and osquery's `processes.name` show it (Linux: `comm`,
+    /// which the process may change; macOS: the executable's file name).
+    pub name: String,
     /// Executable path (Linux: `/proc/<pid>/exe` target, " (deleted)" suffix removed).
     /// Empty for kernel threads or when unreadable (see `error`).
     pub path: String,
@@ -27,6 +30,8 @@ pub struct ProcessInfo {
     pub argv_truncated: bool,
     /// Real uid.
     pub uid: i64,
+    /// Effective uid; `None` when it could not be read.
+    pub euid: Option<i64>,
     /// Current working directory, used to resolve relative script paths. Empty if unreadable.
     pub cwd: String,
     /// Start time, seconds since the Unix epoch (0 if unknown).
@@ -37,6 +42,78 @@ pub struct ProcessInfo {
     pub exe_deleted: bool,
     /// Why a field could not be filled (permission, vanished…); empty when all is well.
     pub error: String,
+}
+
+/// The control group a process is in (Linux), and the container id its path names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlGroup {
+    /// The cgroup v2 path (`0::` line), else the v1 `name=systemd` one, else the
+    /// first other hierarchy's, whichever is first not the root `/` (hybrid hosts).
+    /// Empty where there are none (macOS).
+    pub path: String,
+    /// The 64-hex container id a path component names (`docker-<id>.scope`,
+    /// `/docker/<id>`, `cri-containerd-`, `crio-`, `libpod-`, kubepods `<id>`), or
+    /// empty. A name, not proof: a user with a delegated cgroup chooses its names.
+    pub container_id: String,
+}
+
+impl ControlGroup {
+    /// Parses `/proc/<pid>/cgroup` text (`hierarchy:controllers:path` lines).
+    pub fn parse(text: &str) -> ControlGroup {
+        let lines: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((controllers, path))
+            })
+            .collect();
+        // Hybrid hosts leave some hierarchies at the root: the first specific path.
+        let specific = |(_, path): &&(&str, &str)| *path != "/";
+        let path = lines
+            .iter()
+            .filter(specific)
+            .find(|(controllers, _)| controllers.is_empty())
+            .or_else(|| {
+                lines
+                    .iter()
+                    .filter(specific)
+                    .find(|(c, _)| *c == "name=systemd")
+            })
+            .or_else(|| lines.iter().find(specific))
+            .or_else(|| lines.first())
+            .map(|(_, path)| path.to_string())
+            .unwrap_or_default();
+        let container_id = lines
+            .iter()
+            .find_map(|(_, path)| container_id_in(path))
+            .unwrap_or_default()
+            .to_owned();
+        ControlGroup { path, container_id }
+    }
+}
+
+/// The last path component naming a 64-hex container id, prefix and `.scope` removed.
+fn container_id_in(path: &str) -> Option<&str> {
+    const PREFIXES: &[&str] = &[
+        "docker-",
+        "cri-containerd-",
+        "crio-",
+        "libpod-",
+        "containerd-",
+    ];
+    path.rsplit('/').find_map(|component| {
+        let component = component.strip_suffix(".scope").unwrap_or(component);
+        let id = PREFIXES
+            .iter()
+            .find_map(|p| component.strip_prefix(p))
+            .unwrap_or(component);
+        (id.len() == 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then_some(id)
+    })
 }
 
 /// The kernel's socket type.
@@ -407,5 +484,41 @@ mod tests {
         // A pty slave with a large minor (new encoding).
         let big_minor: u64 = (136 << 8) | (0x12 << 20) | 0x34;
         assert_eq!(stdin_source_of(chr, big_minor), StdinSource::Terminal);
+    }
+
+    #[test]
+    fn control_groups_name_their_path_and_container_id() {
+        let id = "0123456789abcdef".repeat(4);
+        // cgroup v2, docker's systemd driver.
+        let v2 = ControlGroup::parse(&format!("0::/system.slice/docker-{id}.scope\n"));
+        assert_eq!(v2.path, format!("/system.slice/docker-{id}.scope"));
+        assert_eq!(v2.container_id, id);
+        // Hybrid v1: the unified line at the root, the systemd hierarchy specific.
+        let v1 = ControlGroup::parse(&format!(
+            "12:pids:/docker/{id}\n1:name=systemd:/docker/{id}\n0::/\n"
+        ));
+        assert_eq!(v1.path, format!("/docker/{id}"));
+        assert_eq!(v1.container_id, id);
+        // Kubernetes with containerd, CRI-O and podman.
+        for path in [
+            format!("/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"),
+            format!("/kubepods/besteffort/pod1/{id}"),
+            format!("/machine.slice/libpod-{id}.scope/container"),
+            format!("/crio-{id}.scope"),
+        ] {
+            let cgroup = ControlGroup::parse(&format!("0::{path}\n"));
+            assert_eq!(
+                (cgroup.path.as_str(), cgroup.container_id.as_str()),
+                (path.as_str(), id.as_str())
+            );
+        }
+        // No container: a user session; a short or non-hex id is no id.
+        let session = ControlGroup::parse("0::/user.slice/user-1000.slice/session-2.scope\n");
+        assert_eq!(session.path, "/user.slice/user-1000.slice/session-2.scope");
+        assert_eq!(session.container_id, "");
+        let fake = ControlGroup::parse(&format!("0::/docker-{}.scope\n", "g".repeat(64)));
+        assert_eq!(fake.container_id, "");
+        assert_eq!(ControlGroup::parse("0::/\n").path, "/");
+        assert_eq!(ControlGroup::parse("garbage"), ControlGroup::default());
     }
 }

@@ -12,7 +12,8 @@ use an1256::model::{
 use an1256::platform::linux::LinuxHost;
 use an1256::platform::{Host, HostConfig, HostError};
 use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
-use an1256::tables::{QueryContext, TableDef};
+use an1256::tables::process_code_signature::ProcessCodeSignature;
+use an1256::tables::{QueryContext, TableDef, Value};
 use common::{python, skip, spawn_ready, ReadyChild};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -804,9 +805,17 @@ fn a_deleted_running_executable_still_gets_a_sha256() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let host = Arc::new(host);
+    assert_eq!(
+        signature_cell(&host, pid, "on_disk"),
+        Value::Int(1),
+        "the executable is still at its path"
+    );
     std::fs::remove_file(&copy).expect("delete the executable");
     let process = host.process(pid).expect("process");
     assert!(process.exe_deleted, "{process:?}");
+    assert_eq!(signature_cell(&host, pid, "on_disk"), Value::Int(0));
+    assert_eq!(signature_cell(&host, pid, "name"), Value::from("sleepy"));
     let real_dir = dir.path().canonicalize().unwrap();
     assert_eq!(process.path, real_dir.join("sleepy").to_str().unwrap());
     let id = host.process_identity(&process);
@@ -814,6 +823,128 @@ fn a_deleted_running_executable_still_gets_a_sha256() {
     assert_eq!(id.trust, Trust::Unsigned);
     let _ = running.kill();
     let _ = running.wait();
+}
+
+/// One cell of `process_code_signature` for `pid`.
+fn signature_cell(host: &Arc<LinuxHost>, pid: i32, column: &str) -> Value {
+    let table = ProcessCodeSignature::new(host.clone());
+    let rows = table
+        .generate(&QueryContext::new().with_equals("pid", pid.to_string()))
+        .expect("process_code_signature");
+    assert_eq!(rows.len(), 1, "one row for {pid}: {rows:?}");
+    rows[0].cell(column).cloned().expect("declared column")
+}
+
+/// An attacker puts another file at its running executable's path without deleting
+/// it (a bind mount in its own user and mount namespace): `on_disk` is 0, as the
+/// comparison of device and inode with /proc/<pid>/exe shows. Its benign twin, the
+/// same copy left alone, is 1. `name` and `euid` are the process's own.
+#[test]
+fn an_executable_covered_by_a_bind_mount_is_not_on_disk() {
+    if !common::is_root() {
+        return skip(
+            "an_executable_covered_by_a_bind_mount_is_not_on_disk",
+            "needs root",
+        );
+    }
+    let attacker = common::attacker("ondisk");
+    let sleepy = attacker.home.join("sleepy");
+    common::copy_executable("/bin/sleep", &sleepy);
+    std::os::unix::fs::chown(&sleepy, Some(attacker.uid), Some(attacker.gid)).expect("chown");
+    let decoy = attacker.home.join("decoy");
+    common::copy_executable("/bin/true", &decoy);
+    // The copy starts first, then the mount covers its path in that namespace only.
+    let mut covered = attacker.command("unshare");
+    covered.args(["-Urm", "sh", "-c"]).arg(
+        r#"./sleepy 60 & echo "pid=$!"; sleep 0.3; mount --bind ./decoy ./sleepy && echo ready; wait"#,
+    );
+    let covered = match spawn_ready(covered) {
+        Ok(child) => child,
+        Err(e) => {
+            return skip(
+                "an_executable_covered_by_a_bind_mount_is_not_on_disk",
+                format!("no unprivileged user+mount namespace here: {e:?}"),
+            )
+        }
+    };
+    let mut twin = attacker.command(&sleepy);
+    twin.arg("60");
+    let mut twin = twin.spawn().expect("run the twin");
+    let twin_pid = twin.id() as i32;
+    let host = host();
+    for _ in 0..100 {
+        if host
+            .executable_path(twin_pid)
+            .is_ok_and(|p| p.ends_with("sleepy"))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = covered.int("pid") as i32;
+    let covered_process = host.process(pid).expect("covered process");
+    assert!(
+        covered_process.path.ends_with("/sleepy") && !covered_process.exe_deleted,
+        "not deleted, same path: {covered_process:?}"
+    );
+    assert_eq!(signature_cell(&host, pid, "on_disk"), Value::Int(0));
+    assert_eq!(signature_cell(&host, twin_pid, "on_disk"), Value::Int(1));
+    for pid in [pid, twin_pid] {
+        assert_eq!(signature_cell(&host, pid, "name"), Value::from("sleepy"));
+    }
+    assert_eq!(
+        signature_cell(&host, twin_pid, "euid"),
+        Value::Int(attacker.uid.into())
+    );
+    let _ = twin.kill();
+    let _ = twin.wait();
+}
+
+/// A process moved into a cgroup named like a docker container's shows that path
+/// and id; its twin in the root cgroup shows no container id.
+#[test]
+fn a_process_in_a_container_cgroup_shows_its_cgroup_and_id() {
+    let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|dir| dir.join("cgroup.procs").exists() && !dir.join("cpu").exists());
+    let Some(root) = root.filter(|_| common::is_root()) else {
+        return skip(
+            "a_process_in_a_container_cgroup_shows_its_cgroup_and_id",
+            "needs root and a cgroup v2 hierarchy",
+        );
+    };
+    let id = format!("{:016x}", std::process::id()).repeat(4);
+    let name = format!("docker-{id}.scope");
+    let dir = root.join(&name);
+    if let Err(e) = std::fs::create_dir(&dir) {
+        return skip(
+            "a_process_in_a_container_cgroup_shows_its_cgroup_and_id",
+            format!("cannot create a cgroup: {e}"),
+        );
+    }
+    let mut inside = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    let mut outside = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    let moved = std::fs::write(dir.join("cgroup.procs"), inside.id().to_string());
+    let host = host();
+    let cgroup = signature_cell(&host, inside.id() as i32, "cgroup");
+    let container = signature_cell(&host, inside.id() as i32, "container_id");
+    let twin = signature_cell(&host, outside.id() as i32, "container_id");
+    for child in [&mut inside, &mut outside] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir(&dir);
+    moved.expect("move the child into the cgroup");
+    assert_eq!(cgroup, Value::Text(format!("/{name}")));
+    assert_eq!(container, Value::Text(id));
+    assert_eq!(twin, Value::from(""));
 }
 
 /// TCP listeners in this namespace (read through sock_diag netlink) and in another

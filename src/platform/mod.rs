@@ -203,6 +203,21 @@ pub trait Host: Send + Sync {
             what: format!("the executable location of process {pid}"),
         })
     }
+    /// Whether the file at the process's executable path is still the one it runs:
+    /// `Ok(false)` when it was deleted, or the path now names another file (device
+    /// and inode differ); `Err` why it cannot be told. The default knows only
+    /// deletion.
+    fn executable_on_disk(&self, process: &ProcessInfo) -> Result<bool, String> {
+        if process.exe_deleted {
+            Ok(false)
+        } else {
+            Err("not compared on this platform".into())
+        }
+    }
+    /// The process's control group (Linux); empty where there are none.
+    fn control_group(&self, _pid: Pid) -> Result<crate::model::ControlGroup, String> {
+        Ok(crate::model::ControlGroup::default())
+    }
     /// Regular files the process holds open (bounded), for cross-checking argv's
     /// script operand. `None` where the platform cannot list them (the check is
     /// then skipped: argv-derived trust is best effort there).

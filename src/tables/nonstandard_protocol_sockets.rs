@@ -28,7 +28,7 @@ super::table_row! {
         state: TEXT = "TCP state, or bound / connected / unbound for datagram and raw sockets",
         remote_scope: TEXT = "loopback, private, link_local, multicast, public or unspecified",
         reason: TEXT = "Why the row is here, comma list: icmp_socket, udp_socket, raw_socket, socks_*",
-        path: TEXT = "Owner's executable path",
+        path: TEXT = "Executable path of the process holding the socket (unlike osquery's process_open_sockets.path, which is a unix socket's path)",
         net_namespace: TEXT = "Linux network namespace inode (empty on macOS)",
     }
 }

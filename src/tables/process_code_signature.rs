@@ -3,7 +3,7 @@
 
 use super::{Column, QueryContext, Table, TableError, TypedRow};
 use crate::judge::subject::{self, ProcessVerdict};
-use crate::model::Pid;
+use crate::model::{ControlGroup, Pid, ProcessInfo};
 use crate::platform::{self, Host};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +51,11 @@ super::table_row! {
         responsible_pid: INTEGER = "Process macOS holds responsible (the app behind a helper or script; 0 when itself or not applicable, as on Linux)",
         responsible_path: TEXT = "Executable of the responsible process",
         script_origin: TEXT = "Who downloaded the script: the com.apple.quarantine agent (macOS; empty on Linux)",
+        name: TEXT = "Process name as ps and osquery's processes.name show it (Linux: comm, which the process can set; macOS: the executable's file name)",
+        euid: BIGINT = "Effective user id (-1 when unreadable)",
+        on_disk: INTEGER = "1 if the file at `path` is still the running executable (same device and inode as /proc/<pid>/exe), 0 if it was deleted or the path now holds another file, -1 if that cannot be told (see error; macOS knows only deletion)",
+        cgroup: TEXT = "Linux control group path (cgroup v2, else the v1 systemd hierarchy), empty on macOS",
+        container_id: TEXT = "Container id named by the cgroup path (docker, containerd, CRI-O, podman, kubepods), else empty; a name a user with a delegated cgroup can choose, not proof",
         error: TEXT = "Why a field could not be filled (permission, vanished, too large…)",
     }
 }
@@ -80,8 +85,41 @@ pub struct Lineage {
     pub responsible_path: String,
 }
 
+/// Facts about a running process beyond its verdict: whether its executable is
+/// still on disk, its control group.
+#[derive(Clone, Debug)]
+pub struct ProcessContext {
+    pub on_disk: Result<bool, String>,
+    pub cgroup: ControlGroup,
+    pub cgroup_error: Option<String>,
+}
+
+impl ProcessContext {
+    pub fn read(host: &dyn Host, process: &ProcessInfo) -> ProcessContext {
+        let (cgroup, cgroup_error) = match host.control_group(process.pid) {
+            Ok(cgroup) => (cgroup, None),
+            Err(e) => (ControlGroup::default(), Some(e)),
+        };
+        ProcessContext {
+            // Kernel threads run no file: nothing to compare, and no error to report.
+            on_disk: if process.path.is_empty() {
+                Err(String::new())
+            } else {
+                host.executable_on_disk(process)
+            },
+            cgroup,
+            cgroup_error,
+        }
+    }
+}
+
 /// Builds one row from a verdict (no I/O).
-pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> SignatureRow {
+pub fn build_row(
+    v: &ProcessVerdict,
+    lineage: &Lineage,
+    username: &str,
+    context: &ProcessContext,
+) -> SignatureRow {
     let p = &v.process;
     let id = &v.identity;
     let (script_path, script_sha, script_trust) = match &v.script {
@@ -121,6 +159,18 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Signa
     if !v.subject.error.is_empty() {
         errors.push(&subject_error);
     }
+    let on_disk_error = context
+        .on_disk
+        .as_ref()
+        .err()
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("on_disk: {e}"));
+    errors.extend(on_disk_error.as_deref());
+    let cgroup_error = context
+        .cgroup_error
+        .as_ref()
+        .map(|e| format!("cgroup: {e}"));
+    errors.extend(cgroup_error.as_deref());
     SignatureRow {
         pid: p.pid.into(),
         parent: p.parent.into(),
@@ -164,6 +214,14 @@ pub fn build_row(v: &ProcessVerdict, lineage: &Lineage, username: &str) -> Signa
             .as_ref()
             .map(|s| s.quarantine_agent.clone())
             .unwrap_or_default(),
+        name: p.name.clone(),
+        euid: p.euid.unwrap_or(-1),
+        on_disk: match &context.on_disk {
+            Ok(on_disk) => (*on_disk).into(),
+            Err(_) => -1,
+        },
+        cgroup: context.cgroup.path.clone(),
+        container_id: context.cgroup.container_id.clone(),
         error: errors.join("; "),
     }
 }
@@ -234,8 +292,9 @@ impl Table for ProcessCodeSignature {
                 .entry(process.uid)
                 .or_insert_with(|| self.host.user_name(process.uid).unwrap_or_default())
                 .clone();
+            let context = ProcessContext::read(self.host.as_ref(), &process);
             let verdict = subject::evaluate(self.host.as_ref(), process);
-            rows.push(build_row(&verdict, &lineage, &username));
+            rows.push(build_row(&verdict, &lineage, &username, &context));
         }
         Ok(rows)
     }
@@ -295,6 +354,44 @@ mod tests {
         let init = full.iter().find(|r| r.pid == 1).unwrap();
         assert_eq!(init.parent_path, "");
         assert!(!host.process_calls.lock().unwrap().contains(&0));
+    }
+
+    #[test]
+    fn name_euid_and_on_disk_columns_fail_closed_where_unknown() {
+        let deleted = ProcessInfo {
+            name: "implant".into(),
+            euid: Some(0),
+            uid: 1000,
+            exe_deleted: true,
+            ..process(40, 1, &["/tmp/implant"])
+        };
+        let unreadable = ProcessInfo {
+            euid: None,
+            ..process(41, 1, &["/tmp/other"])
+        };
+        let table = ProcessCodeSignature::new(Arc::new(FakeHost {
+            processes: vec![deleted, unreadable],
+            ..Default::default()
+        }));
+        let rows = table.rows(&QueryContext::new()).unwrap();
+        let row = |pid| rows.iter().find(|r| r.pid == pid).unwrap();
+        assert_eq!(
+            (row(40).name.as_str(), row(40).euid, row(40).uid),
+            ("implant", 0, 1000)
+        );
+        // Deleted is known everywhere; anything else the fake cannot compare: -1.
+        assert_eq!(row(40).on_disk, 0);
+        assert_eq!(row(41).on_disk, -1);
+        assert!(
+            row(41).error.contains("on_disk: not compared"),
+            "{}",
+            row(41).error
+        );
+        assert_eq!(row(41).euid, -1);
+        assert_eq!(
+            (row(41).cgroup.as_str(), row(41).container_id.as_str()),
+            ("", "")
+        );
     }
 
     #[test]

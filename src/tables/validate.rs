@@ -81,3 +81,42 @@ pub fn check_sql_row(columns: &[Column], names: &[String], row: &[SqlValue]) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{ColumnType, Value};
+
+    static COLUMNS: &[Column] = &[
+        Column::new("pid", ColumnType::Integer, "id"),
+        Column::new("path", ColumnType::Text, "path"),
+    ];
+
+    #[test]
+    fn each_check_refuses_a_missing_extra_or_mistyped_cell() {
+        let good = Row::declared(COLUMNS, vec![Value::Int(1), "/x".into()]);
+        assert!(check_row(COLUMNS, &good).is_ok());
+        let mistyped = Row::declared(COLUMNS, vec!["1".into(), "/x".into()]);
+        assert!(check_row(COLUMNS, &mistyped).is_err());
+        assert!(check_row(&COLUMNS[..1], &good).is_err());
+
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(check_osquery_row(COLUMNS, &map(&[("pid", "1"), ("path", "/x")]), &[]).is_ok());
+        assert!(check_osquery_row(COLUMNS, &map(&[("pid", "1")]), &[]).is_err());
+        assert!(check_osquery_row(COLUMNS, &map(&[("pid", "x"), ("path", "/x")]), &[]).is_err());
+        let extra = map(&[("pid", "1"), ("path", "/x"), ("rowid", "1")]);
+        assert!(check_osquery_row(COLUMNS, &extra, &[]).is_err());
+        assert!(check_osquery_row(COLUMNS, &extra, &["rowid"]).is_ok());
+
+        let names = vec!["pid".to_owned(), "path".to_owned()];
+        let sql = |row: Vec<SqlValue>| check_sql_row(COLUMNS, &names, &row);
+        assert!(sql(vec![SqlValue::Integer(1), SqlValue::Text("/x".into())]).is_ok());
+        assert!(sql(vec![SqlValue::Integer(1), SqlValue::Null]).is_err());
+        assert!(sql(vec![SqlValue::Integer(1)]).is_err());
+    }
+}

@@ -341,6 +341,7 @@ impl Host for LinuxHost {
         let mut info = ProcessInfo {
             pid,
             parent: stat.parent,
+            name: stat.comm.clone(),
             ..Default::default()
         };
         let mut errors = Vec::new();
@@ -351,8 +352,11 @@ impl Host for LinuxHost {
         };
 
         match dir.read(c"status", procfs::MAX_SMALL_BYTES) {
-            Ok(status) => match procfs::parse_status_uid(&String::from_utf8_lossy(&status)) {
-                Some(uid) => info.uid = uid,
+            Ok(status) => match procfs::parse_status_uids(&String::from_utf8_lossy(&status)) {
+                Some((uid, euid)) => {
+                    info.uid = uid;
+                    info.euid = Some(euid);
+                }
                 None => errors.push("uid: no Uid line in status".into()),
             },
             Err(e) => check("uid", &e, &mut errors),
@@ -626,6 +630,78 @@ impl Host for LinuxHost {
         dir.read_link(c"ns/mnt")
             .map_err(|e| HostError::unreadable(namespace(), e))?;
         Ok(exe.st_dev == file.dev() && exe.st_ino == file.ino())
+    }
+
+    fn executable_on_disk(&self, process: &ProcessInfo) -> Result<bool, String> {
+        let dir = ProcDir::open(process.pid).map_err(|e| e.to_string())?;
+        let (path, deleted) = dir.executable().map_err(|e| format!("executable: {e}"))?;
+        if path.is_empty() || path != process.path {
+            return Err("the executable path changed since the process was read".into());
+        }
+        if deleted {
+            return Ok(false);
+        }
+        let exe = dir
+            .stat_entry(c"exe")
+            .map_err(|e| format!("executable: {e}"))?;
+        let running = (exe.st_dev, exe.st_ino);
+        let credentials = credentials_of(&dir).map_err(|e| e.to_string())?;
+        let their_root = dir
+            .open_entry(c"root", libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(|e| format!("root of the process: {e}"))?;
+        // The kernel names the executable from the reader's root when it can reach
+        // it (a chroot in our mount namespace), else from the process's own: look in
+        // both, as the process's user (no lookup for it as root).
+        let mut bases = vec![their_root];
+        let our_root = procfs::open_at(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(|e| format!("/: {e}"))?;
+        let same_root = |a: &std::os::fd::OwnedFd, b: &std::os::fd::OwnedFd| match (
+            userfile::fstat(a.as_raw_fd()),
+            userfile::fstat(b.as_raw_fd()),
+        ) {
+            (Ok(x), Ok(y)) => (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino),
+            _ => false,
+        };
+        if !same_root(&bases[0], &our_root) {
+            bases.push(our_root);
+        }
+        for base in bases {
+            let path = path.clone().into_bytes();
+            let found = userfile::as_user(
+                Some(credentials.clone()),
+                userfile::OPEN_TIMEOUT,
+                move || {
+                    let resolved =
+                        userfile::resolve(base.as_raw_fd(), &path, userfile::Anchor::InRoot, true)?;
+                    let st = userfile::fstat(resolved.fd.as_raw_fd())?;
+                    Ok((st.st_dev, st.st_ino))
+                },
+            );
+            match found {
+                Ok(key) if key == running => return Ok(true),
+                // Another file, or none, at the path: replaced or deleted.
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
+                Err(e) => return Err(format!("{}: {e}", process.path)),
+            }
+        }
+        Ok(false)
+    }
+
+    fn control_group(&self, pid: Pid) -> Result<crate::model::ControlGroup, String> {
+        let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
+        let (text, truncated) = dir
+            .read_capped(c"cgroup", procfs::MAX_SMALL_BYTES)
+            .map_err(|e| format!("cgroup: {e}"))?;
+        if truncated {
+            return Err(format!(
+                "cgroup: longer than {} bytes",
+                procfs::MAX_SMALL_BYTES
+            ));
+        }
+        Ok(crate::model::ControlGroup::parse(&String::from_utf8_lossy(
+            &text,
+        )))
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {

@@ -311,12 +311,15 @@ impl ProcDir {
     }
 }
 
-/// The real uid from `/proc/<pid>/status` (`Uid:\treal\teffective\tsaved\tfs`).
-pub fn parse_status_uid(text: &str) -> Option<i64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_ascii_whitespace().next())
-        .and_then(|uid| uid.parse().ok())
+/// The real and effective uids from `/proc/<pid>/status`
+/// (`Uid:\treal\teffective\tsaved\tfs`).
+pub fn parse_status_uids(text: &str) -> Option<(i64, i64)> {
+    let mut uids = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .map(|uid| uid.parse().ok());
+    Some((uids.next()??, uids.next()??))
 }
 
 /// Boot time (`btime` line of `/proc/stat`), seconds since the epoch.
@@ -515,8 +518,9 @@ mod tests {
     #[test]
     fn status_uid_and_boot_time() {
         let status = "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
-        assert_eq!(parse_status_uid(status), Some(1000));
-        assert_eq!(parse_status_uid("Name:\tx\n"), None);
+        assert_eq!(parse_status_uids(status), Some((1000, 0)));
+        assert_eq!(parse_status_uids("Name:\tx\n"), None);
+        assert_eq!(parse_status_uids("Uid:\t1000\n"), None);
         let stat = "cpu  1 2 3\nintr 5\nctxt 99\nbtime 1700000000\nprocesses 10\n";
         assert_eq!(parse_boot_time(stat), Some(1_700_000_000));
     }

@@ -269,12 +269,16 @@ impl Host for MacHost {
             append_error(&mut error, "start time needs root (another user's process)");
         }
         let exe_deleted = !path.is_empty() && std::fs::symlink_metadata(&path).is_err();
+        // What `ps -c` shows: the kernel's p_comm is the executable's file name.
+        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
         Ok(ProcessInfo {
             pid,
             parent: bsd.ppid,
+            name,
             path,
             argv,
             uid: i64::from(bsd.ruid),
+            euid: Some(i64::from(bsd.euid)),
             cwd,
             start_time: bsd
                 .start
