@@ -43,10 +43,15 @@ enum Command {
     Query(an1256::cli::scan::QueryArgs),
     /// Print the table reference (markdown), generated from the registered columns.
     Tables {
-        /// Another generated reference instead: socks (SOCKS signals), severity
-        /// (severity factors), ecs (ECS mapping).
-        #[arg(long, value_parser = ["tables", "socks", "severity", "ecs"], default_value = "tables")]
+        /// Another generated reference instead: index (the tables, linking their
+        /// pages in docs/tables/), socks (SOCKS signals), severity (severity
+        /// factors), ecs (ECS mapping).
+        #[arg(long, value_parser = ["tables", "index", "socks", "severity", "ecs"], default_value = "tables")]
         section: String,
+        /// Write one reference page per table (columns, types, docs, example
+        /// queries) into DIR instead (scripts/update-readme: docs/tables).
+        #[arg(long, value_name = "DIR")]
+        pages: Option<std::path::PathBuf>,
     },
     /// Manage the host baseline: list, approve, revoke, import, export, learn.
     Baseline(an1256::cli::baseline::BaselineArgs),
@@ -85,7 +90,7 @@ fn main() -> ExitCode {
         (None, Some(Command::Baseline(args))) => {
             an1256::cli::baseline::run(&args, &wire(settings).0)
         }
-        (None, Some(Command::Tables { section })) => tables(&section, settings),
+        (None, Some(Command::Tables { section, pages })) => tables(&section, pages, settings),
         (None, None) => {
             eprintln!(
                 "an1256: nothing to do. Try `an1256 scan` (hits on this host), `an1256 query \"SQL\"`, \
@@ -150,8 +155,25 @@ fn extension(settings: Settings, args: an1256::extension::ExtensionArgs) -> Exit
 }
 
 /// `an1256 tables`: a generated reference.
-fn tables(section: &str, settings: Settings) -> ExitCode {
+fn tables(section: &str, pages: Option<std::path::PathBuf>, settings: Settings) -> ExitCode {
+    if let Some(dir) = pages {
+        return match an1256::cli::docs::write_pages(&wire(settings).1, &dir) {
+            Ok(written) => {
+                eprintln!(
+                    "an1256: wrote {} table pages in {}",
+                    written.len(),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("an1256: cannot write table pages in {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     match section {
+        "index" => print!("{}", an1256::cli::docs::index(&wire(settings).1)),
         "socks" => print!("{}", an1256::judge::socks::SIGNALS_TABLE_MARKDOWN),
         "severity" => print!("{}", an1256::judge::severity::SEVERITY_TABLE_MARKDOWN),
         "ecs" => print!("{}", an1256::cli::ecs::mapping_markdown()),

@@ -5,10 +5,10 @@
 
 mod common;
 
-use an1256::baseline::config::BaselineConfig;
 use an1256::baseline::Baseline;
 use an1256::extension::TableAdapter;
-use an1256::platform::{self, HostConfig};
+use an1256::platform;
+use an1256::settings::Settings;
 use an1256::sql::Engine;
 use an1256::tables::validate::{check_osquery_row, check_row, check_sql_row};
 use an1256::tables::QueryContext;
@@ -19,9 +19,9 @@ use std::sync::Arc;
 #[test]
 fn every_table_row_has_its_declared_columns_and_types_on_the_real_host() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = BaselineConfig::with_db(dir.path().join("store/an1256.db"));
-    let host: Arc<dyn platform::Host> = Arc::from(platform::native(HostConfig::default()));
-    let baseline = Arc::new(Baseline::new(config, host.clone()));
+    let settings = Settings::with_db(dir.path().join("store/an1256.db"));
+    let host: Arc<dyn platform::Host> = Arc::from(platform::native(settings.host.clone()));
+    let baseline = Arc::new(Baseline::new(settings, host.clone()));
     // Inline python code is an untrusted subject: the sampler records its socket.
     let _holder = spawn_ready(python(
         "import socket, time\n\
@@ -44,7 +44,7 @@ fn every_table_row_has_its_declared_columns_and_types_on_the_real_host() {
         .expect("approve");
     baseline.sample();
 
-    let tables = an1256::all_tables_with(host, baseline);
+    let tables = an1256::all_tables(host, baseline);
     let engine = Engine::new(tables.clone()).expect("engine");
     let mut counts = Vec::new();
     for table in tables {

@@ -2,6 +2,7 @@
 //! runs the embedded engine, so this layer sits on serve.
 
 pub mod baseline;
+pub mod docs;
 pub mod ecs;
 pub mod osquery_log;
 pub mod packs;

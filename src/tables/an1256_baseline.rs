@@ -9,7 +9,7 @@
 //! identities the sampler has observed. Policy rows have negative `entry_id`s
 //! and cannot be written (edit the policy file).
 
-use super::{int, Column, QueryContext, Table, TableError, TypedRow, WriteOutcome};
+use super::{int, Column, Example, QueryContext, Table, TableError, TypedRow, WriteOutcome};
 use crate::baseline::identity::{broad_identity_scope, EntryKey};
 use crate::baseline::policy::PolicyRow;
 use crate::baseline::store::{Entry, Source, StoreError};
@@ -119,6 +119,16 @@ impl Table for An1256Baseline {
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
         "What is normal for this host: learned and approved entries from the baseline store, and policy rules (matched per identity). Writable: INSERT approves, DELETE revokes, UPDATE edits (by rowid).";
+    const EXAMPLES: &'static [Example] = &[
+        Example {
+            title: "What this host allows, and where each entry comes from",
+            sql: "SELECT identity, protocol_name, remote_port, source, note, entry_id FROM an1256_baseline;",
+        },
+        Example {
+            title: "Approve one identity for DNS over UDP (writes are audited in an1256_baseline_audit)",
+            sql: "INSERT INTO an1256_baseline (identity, protocol_name, remote_port, note) VALUES ('sha256:<hex>', 'udp', 53, 'resolver');",
+        },
+    ];
 
     fn rows(&self, ctx: &QueryContext) -> Result<Vec<BaselineRow>, TableError> {
         let identities = ctx.equal_texts("identity");

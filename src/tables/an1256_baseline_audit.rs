@@ -2,7 +2,7 @@
 //! through osquery or the embedded engine; approve, revoke, import and learn from
 //! the CLI), with who made it and the entry before and after. Read-only.
 
-use super::{Column, QueryContext, Table, TableError, TypedRow};
+use super::{Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::store::MAX_AUDIT_ROWS;
 use crate::baseline::Baseline;
 use std::sync::Arc;
@@ -39,6 +39,12 @@ impl Table for An1256BaselineAudit {
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
         "The audit trail of the baseline: one row per change to an an1256_baseline entry or the learning window, with its source (osquery or cli) and the entry before and after (newest first; the last 100,000 kept).";
+    const EXAMPLES: &'static [Example] = &[
+        Example {
+            title: "The last 20 changes to the baseline",
+            sql: "SELECT datetime(time, 'unixepoch') AS at, source, action, entry_id, before, after FROM an1256_baseline_audit ORDER BY id DESC LIMIT 20;",
+        },
+    ];
 
     fn rows(&self, _ctx: &QueryContext) -> Result<Vec<AuditRow>, TableError> {
         // Without the store there is nothing to show; an1256_info says why.

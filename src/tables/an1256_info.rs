@@ -2,7 +2,7 @@
 //! sampler cost and errors, store recoveries, policy status. Fleet admins query
 //! it to see which hosts are still learning or unhealthy.
 
-use super::{int, Column, QueryContext, Table, TableError, TypedRow};
+use super::{int, Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::store::unix_now;
 use crate::baseline::Baseline;
 use std::sync::Arc;
@@ -66,6 +66,12 @@ impl Table for An1256Info {
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
         "One row of an1256 health: version, store path, learning window, entry and observation counts, sampler cost and errors, store recoveries, policy status.";
+    const EXAMPLES: &'static [Example] = &[
+        Example {
+            title: "Is the extension healthy, and still learning?",
+            sql: "SELECT version, learning, learning_until, entries, store_error, last_sample_error, policy_error FROM an1256_info;",
+        },
+    ];
 
     fn rows(&self, _ctx: &QueryContext) -> Result<Vec<InfoRow>, TableError> {
         let b = &self.baseline;

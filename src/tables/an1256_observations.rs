@@ -2,7 +2,7 @@
 //! protocol, remote port and scope), so sockets that opened and closed between
 //! two scheduled queries are still caught (`an1256_hits_recent`).
 
-use super::{Column, QueryContext, Table, TableError, TypedRow};
+use super::{Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::Baseline;
 use std::sync::Arc;
 
@@ -50,6 +50,12 @@ impl Table for An1256Observations {
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
         "What the an1256 sampler saw: non-standard sockets by subject identity, protocol, remote port and scope, with first/last seen (bounded by age and row count).";
+    const EXAMPLES: &'static [Example] = &[
+        Example {
+            title: "Untrusted subjects the sampler saw, latest first",
+            sql: "SELECT identity, protocol_name, remote_port, remote_scope, first_seen, last_seen, count FROM an1256_observations WHERE subject_trusted = 0 ORDER BY last_seen DESC;",
+        },
+    ];
 
     fn rows(&self, ctx: &QueryContext) -> Result<Vec<ObservationRow>, TableError> {
         // Without the store there is nothing to show, but the query (the pack's

@@ -1,7 +1,7 @@
 //! `nonstandard_protocol_sockets`: one row per (process, socket) using ICMP, UDP,
 //! raw IP or SOCKS.
 
-use super::{int, Column, QueryContext, Table, TableError, TypedRow};
+use super::{int, Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::judge::classify;
 use crate::judge::socks::SocksConfig;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
@@ -74,6 +74,16 @@ impl Table for NonstandardProtocolSockets {
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
         "One row per (process, socket) speaking ICMP, UDP, UDP-Lite, raw IP, or SOCKS over TCP — including the ICMP and raw sockets osquery's process_open_sockets cannot label.";
+    const EXAMPLES: &'static [Example] = &[
+        Example {
+            title: "Untrusted owners of ICMP, UDP, raw or SOCKS sockets",
+            sql: "SELECT s.pid, c.subject_path, c.trust, s.protocol_name, s.remote_address, s.remote_port, s.reason FROM nonstandard_protocol_sockets s JOIN process_code_signature c ON c.pid = s.pid WHERE c.subject_trusted = 0;",
+        },
+        Example {
+            title: "ICMP and raw sockets, which process_open_sockets cannot label",
+            sql: "SELECT pid, path, protocol_name, socket_type, local_address, remote_address FROM nonstandard_protocol_sockets WHERE protocol_name IN ('icmp', 'icmpv6', 'raw');",
+        },
+    ];
 
     fn rows(&self, ctx: &QueryContext) -> Result<Vec<SocketRow>, TableError> {
         let host = self.host.as_ref();

@@ -1,7 +1,7 @@
 //! `process_code_signature`: one row per running process — who signed what it runs,
 //! and, for interpreters, the script behind it.
 
-use super::{Column, QueryContext, Table, TableError, TypedRow};
+use super::{Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::judge::subject::{self, ProcessVerdict};
 use crate::model::{ControlGroup, Pid, ProcessInfo};
 use crate::platform::{self, Host};
@@ -231,6 +231,20 @@ impl Table for ProcessCodeSignature {
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
         "One row per running process: the code-trust verdict of its executable and, for interpreters, of the script it runs; `subject_*` is what AN1256 judges.";
+    const EXAMPLES: &'static [Example] = &[
+        Example {
+            title: "Untrusted subjects: the executable, or the script an interpreter runs",
+            sql: "SELECT pid, name, path, subject_kind, subject_path, trust, subject_identity FROM process_code_signature WHERE subject_trusted = 0;",
+        },
+        Example {
+            title: "Running executables deleted or replaced on disk",
+            sql: "SELECT pid, name, path, uid, euid, sha256, on_disk FROM process_code_signature WHERE on_disk = 0;",
+        },
+        Example {
+            title: "Untrusted code in containers",
+            sql: "SELECT container_id, cgroup, pid, name, subject_path FROM process_code_signature WHERE subject_trusted = 0 AND container_id != '';",
+        },
+    ];
 
     fn rows(&self, ctx: &QueryContext) -> Result<Vec<SignatureRow>, TableError> {
         let pids: Option<Vec<Pid>> = ctx.equal_integers("pid").map(|list| {
