@@ -264,22 +264,6 @@ fn socks_rows(pid: i32) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A child killed and reaped on drop.
-struct Killed(std::process::Child);
-
-impl Killed {
-    fn pid(&self) -> i32 {
-        i32::try_from(self.0.id()).expect("pid fits i32")
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// An unprivileged copy of microsocks under another name, listening on `ports`'
 /// first free port (1080 unless taken), with a python client connected to it
 /// (`client_env` set in the client's environment).
@@ -287,7 +271,7 @@ fn renamed_microsocks_with_client(
     tag: &str,
     ports: &[u16],
     client_env: impl Fn(u16) -> Vec<(String, String)>,
-) -> Option<(Killed, common::ReadyChild, u16)> {
+) -> Option<(common::KillOnDrop, common::ReadyChild, u16)> {
     let microsocks = common::which("microsocks")?;
     let user = common::attacker(tag);
     let helper = user.write(
@@ -324,7 +308,7 @@ fn renamed_microsocks_with_client(
         for (key, value) in client_env(port) {
             client.env(key, value);
         }
-        let server = Killed(server);
+        let server = common::KillOnDrop(server);
         let client = common::spawn_ready(client).expect("client starts");
         return Some((server, client, port));
     }

@@ -13,7 +13,7 @@ use an1256::judge::subject::{self, ProcessVerdict};
 use an1256::model::{CodeIdentity, ProcessInfo, Trust};
 use an1256::platform::{self, Host, HostConfig};
 use an1256::util::hex::sha256_hex;
-use common::{attacker, is_root, skip, spawn_ready, Attacker};
+use common::{attacker, is_root, skip, spawn_ready, Attacker, KillOnDrop};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,18 +93,9 @@ fn swap_for_symlink(user: &Attacker, path: &std::path::Path, target: &str) {
     let _ = std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid));
 }
 
-/// A running package script, started by `command` (stdin/stdout to /dev/null); kill
-/// on drop.
-struct Background(std::process::Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn background(mut command: Command) -> Background {
+/// A running package script, started by `command` (stdin/stdout to /dev/null);
+/// killed on drop.
+fn background(mut command: Command) -> KillOnDrop {
     // cargo test's own LD_LIBRARY_PATH would make any child untrusted (lane rules
     // on code-loading variables): the twin runs with a clean loader path.
     command
@@ -112,7 +103,7 @@ fn background(mut command: Command) -> Background {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    Background(command.spawn().expect("spawn"))
+    KillOnDrop(command.spawn().expect("spawn"))
 }
 
 /// The attacker's script is swapped for a symlink to /etc/shadow after start: the
@@ -633,8 +624,8 @@ fn a_truncated_argv_is_never_trusted() {
         command.env_remove("LD_LIBRARY_PATH");
         background(command)
     };
-    let wait = |child: &Background| {
-        let pid = i32::try_from(child.0.id()).expect("pid");
+    let wait = |child: &KillOnDrop| {
+        let pid = child.pid();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(p) = host.process(pid) {

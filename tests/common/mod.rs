@@ -11,7 +11,9 @@ use std::time::Duration;
 /// How long a child may take to print `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running child that printed `ready`. Killed (and reaped) on drop.
+/// A running child that printed `ready`. It leads its own process group, and the
+/// whole group is killed (and the child reaped) on drop, so what it started (a
+/// shell's subshell, a command substitution) does not outlive the test.
 pub struct ReadyChild {
     child: Child,
     /// The child's pid.
@@ -37,16 +39,33 @@ impl ReadyChild {
             .unwrap_or_else(|| panic!("child printed no integer {key}=…: {:?}", self.lines))
     }
 
-    /// Stops the child now (as drop would) and reaps it.
+    /// Stops the child and its process group now (as drop would) and reaps it.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
 impl Drop for ReadyChild {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A child started without `spawn_ready` (a server, a background script): killed
+/// and reaped when the handle drops, pass or fail.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).expect("pid fits i32")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -79,9 +98,27 @@ impl std::fmt::Display for NotReady {
     }
 }
 
-/// Spawns `command` with piped stdout/stderr and waits for a `ready` line.
+/// SIGKILL to the child's whole process group (it leads one: `spawn_ready` starts
+/// it with `process_group(0)`), then reaps the child. Descendants that made
+/// their own group or session are out of reach, as they would be for a real
+/// supervisor.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill has no memory preconditions; a negative pid names the group
+        // this child leads, and nothing else (the child is not reaped yet, so its
+        // pid and group id cannot have been reused).
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Spawns `command` in a process group of its own, with piped stdout/stderr, and
+/// waits for a `ready` line.
 pub fn spawn_ready(mut command: Command) -> Result<ReadyChild, NotReady> {
+    use std::os::unix::process::CommandExt;
     command
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -124,8 +161,7 @@ pub fn spawn_ready(mut command: Command) -> Result<ReadyChild, NotReady> {
             }
             Ok(Some(line)) => lines.push(line),
             Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 let mut stderr = String::new();
                 if let Some(mut err) = child.stderr.take() {
                     let _ = err.read_to_string(&mut stderr);
