@@ -13,7 +13,7 @@
 //! | util | [`util`] (glob, hex, time, base64), [`terminal`], [`logging`], [`deadline`] | no OS policy, no domain |
 //! | model | [`model`] | plain row types, protocol numbers, `ProtocolSet` |
 //! | platform | [`platform`] (`Host`, linux/, macos/, `read_processes`, `trust`: digests, hashing budget and the verdict cache the backends share) | the only OS code |
-//! | judge | [`judge`]: `script`, `classify`, `subject`, `socks`, `severity` | decisions over `Host` facts (`subject` and `socks` still read some files directly) |
+//! | judge | [`judge`]: `script`, `classify`, `subject`, `socks`, `severity` | decisions over `Host` facts; every user file (scripts, ssh and proxychains configs, Include directories) is read through `Host` |
 //! | observe | [`observe`] | THE pipeline: socket scan -> SOCKS reasons -> classify -> judged owner |
 //! | settings | [`settings`] | config file + env + CLI, resolved once (`Settings`); the baseline's rank, below the `Baseline` it configures |
 //! | baseline | [`baseline`] (store, policy, identity, state, sampler) | host state |

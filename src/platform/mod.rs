@@ -1,16 +1,20 @@
 //! The `Host` trait: everything an1256 asks of the operating system, behind one
-//! interface. `linux/` and `macos/` implement it; `FakeHost` serves the tests.
+//! interface. `linux/` and `macos/` implement it; `FakeHost` (fake.rs, tests and
+//! the `fake-host` feature only) serves the tests.
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
+#[cfg(any(test, feature = "fake-host"))]
+mod fake;
 pub mod host_identity;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod macos;
 pub mod process_cache;
 pub mod trust;
+
+#[cfg(any(test, feature = "fake-host"))]
+pub use fake::{FakeHost, FakeProcessEvents};
 
 /// Why a per-process read failed. Vanished and permission errors are normal on a
 /// live host: callers skip and count them.
@@ -189,6 +193,19 @@ pub trait Host: Send + Sync {
     /// `Include`, proxychains configs): only a regular file, read with the process's
     /// rights where the backend can (Linux), never by opening a device or a FIFO.
     /// `None` when it cannot be read that way.
+    /// At most `max_entries` names in a directory that `process` names (the
+    /// directory of an ssh `Include` glob), listed with the process's rights where
+    /// the backend can (Linux), in no particular order. `None` when it cannot be
+    /// listed that way.
+    fn list_user_dir(
+        &self,
+        process: &ProcessInfo,
+        dir: &str,
+        max_entries: usize,
+    ) -> Option<Vec<String>> {
+        let _ = process;
+        list_dir_here(dir, max_entries)
+    }
     fn read_user_file(&self, process: &ProcessInfo, path: &str, limit: u64) -> Option<Vec<u8>> {
         let _ = process;
         read_regular_file(path, limit)
@@ -321,6 +338,19 @@ pub fn path_kind_here(path: &str) -> crate::model::PathKind {
     }
 }
 
+/// At most `max_entries` names in `dir`, in this process's view of the file
+/// system (the portable fallback of `list_user_dir`).
+pub fn list_dir_here(dir: &str, max_entries: usize) -> Option<Vec<String>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    Some(
+        entries
+            .take(max_entries)
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect(),
+    )
+}
+
 /// At most `limit` bytes of a regular file, never blocking on a FIFO planted at the
 /// path and never reading a device (the portable fallback of `read_user_file`).
 pub fn read_regular_file(path: &str, limit: u64) -> Option<Vec<u8>> {
@@ -396,230 +426,4 @@ pub fn native(config: HostConfig) -> Box<dyn Host> {
 #[cfg(target_os = "macos")]
 pub fn native(config: HostConfig) -> Box<dyn Host> {
     Box::new(macos::MacHost::new(config))
-}
-
-/// An in-memory host for tests: processes, sockets and identities are whatever the
-/// test puts in. Records which pids were asked for so push-down can be asserted.
-#[derive(Default)]
-pub struct FakeHost {
-    pub processes: Vec<ProcessInfo>,
-    pub sockets: Vec<crate::model::SocketInfo>,
-    /// Identity by executable or script path; missing paths are `unsigned`.
-    pub identities: HashMap<String, CodeIdentity>,
-    pub environments: HashMap<Pid, Vec<String>>,
-    /// What `environment` fails with, by pid (e.g. `Truncated`).
-    pub environment_errors: HashMap<Pid, HostError>,
-    /// Mapped libraries by pid (`mapped_libraries`).
-    pub libraries: HashMap<Pid, Vec<String>>,
-    /// What `system_socks_proxy` returns.
-    pub system_proxy: Option<(String, u16)>,
-    /// Responsible process by pid (macOS notion), for tests.
-    pub responsible: HashMap<Pid, Pid>,
-    /// Standard input by pid; absent pids are `Unknown`.
-    pub stdin: HashMap<Pid, crate::model::StdinSource>,
-    /// Regular files each pid holds open (`open_regular_files`); absent: `None`.
-    pub open_files: HashMap<Pid, Vec<crate::model::OpenFile>>,
-    /// `(dev, ino)` by script path (`script_file_key`); absent: `None`.
-    pub file_keys: HashMap<String, (u64, u64)>,
-    /// The path each pid verifiably runs from (`executable_is_at`).
-    pub executables_at: HashMap<Pid, String>,
-    /// What `path_kind` answers; absent paths are `Missing`.
-    pub path_kinds: HashMap<String, crate::model::PathKind>,
-    /// Every pid passed to `process()`, in order.
-    pub process_calls: Mutex<Vec<Pid>>,
-    /// Every query passed to `sockets()`, in order.
-    pub socket_queries: Mutex<Vec<SocketQuery>>,
-    /// What `process_events` hands out; `None`: no source (the watch polls).
-    pub events: Option<FakeProcessEvents>,
-    /// `sockets()` reports the holders' executable paths (`SocketScan::executables`).
-    pub scan_executables: bool,
-}
-
-/// Process events a test scripts: each `wait` hands out the next batch (waiting
-/// out the timeout when there is none), and every `follow` is recorded.
-#[derive(Clone, Default)]
-pub struct FakeProcessEvents {
-    pub batches: std::sync::Arc<Mutex<std::collections::VecDeque<Vec<ProcessEvent>>>>,
-    pub followed: std::sync::Arc<Mutex<Vec<Pid>>>,
-    /// What `reports_every_process` answers.
-    pub every_process: bool,
-}
-
-impl ProcessEvents for FakeProcessEvents {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-
-    fn reports_every_process(&self) -> bool {
-        self.every_process
-    }
-
-    fn follow(&mut self, pid: Pid) -> Result<(), String> {
-        if let Ok(mut followed) = self.followed.lock() {
-            followed.push(pid);
-        }
-        Ok(())
-    }
-
-    fn wait(
-        &mut self,
-        timeout: std::time::Duration,
-        max: usize,
-        out: &mut Vec<ProcessEvent>,
-    ) -> Result<(), String> {
-        let batch = self.batches.lock().ok().and_then(|mut b| b.pop_front());
-        match batch {
-            Some(mut batch) => {
-                if batch.len() > max {
-                    let rest = batch.split_off(max);
-                    if let Ok(mut batches) = self.batches.lock() {
-                        batches.push_front(rest);
-                    }
-                }
-                out.extend(batch);
-            }
-            None => std::thread::sleep(timeout.min(std::time::Duration::from_millis(20))),
-        }
-        Ok(())
-    }
-}
-
-impl FakeHost {
-    fn identity_of(&self, path: &str) -> CodeIdentity {
-        self.identities
-            .get(path)
-            .cloned()
-            .unwrap_or_else(|| CodeIdentity {
-                trust: crate::model::Trust::Unsigned,
-                notarized: -1,
-                platform_binary: -1,
-                sha256: format!("{:064x}", path.len()),
-                ..Default::default()
-            })
-    }
-}
-
-impl Host for FakeHost {
-    fn platform(&self) -> &'static str {
-        "fake"
-    }
-
-    fn pids(&self) -> Result<Vec<Pid>, HostError> {
-        Ok(self.processes.iter().map(|p| p.pid).collect())
-    }
-
-    fn process(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
-        if let Ok(mut calls) = self.process_calls.lock() {
-            calls.push(pid);
-        }
-        self.processes
-            .iter()
-            .find(|p| p.pid == pid)
-            .cloned()
-            .ok_or(HostError::Vanished(pid))
-    }
-
-    fn namespace_tcp_sockets(&self, pid: Pid) -> Option<Vec<crate::model::SocketInfo>> {
-        let namespace = &self.processes.iter().find(|p| p.pid == pid)?.net_namespace;
-        let sockets: Vec<crate::model::SocketInfo> = self
-            .sockets
-            .iter()
-            .filter(|s| s.protocol == crate::model::IPPROTO_TCP && &s.net_namespace == namespace)
-            .map(|s| crate::model::SocketInfo {
-                pid: 0,
-                fd: -1,
-                ..s.clone()
-            })
-            .collect();
-        Some(sockets)
-    }
-
-    fn sockets(&self, query: &SocketQuery) -> SocketScan {
-        if let Ok(mut calls) = self.socket_queries.lock() {
-            calls.push(query.clone());
-        }
-        let sockets = self
-            .sockets
-            .iter()
-            .filter(|s| query.pids.as_ref().is_none_or(|p| p.contains(&s.pid)))
-            .filter(|s| query.protocols.wants(s))
-            .cloned()
-            .collect::<Vec<_>>();
-        // As the Linux walk does, when asked: the holders' executables.
-        let executables = self
-            .processes
-            .iter()
-            .filter(|p| self.scan_executables && sockets.iter().any(|s| s.pid == p.pid))
-            .map(|p| (p.pid, p.path.clone()))
-            .collect();
-        SocketScan {
-            sockets,
-            executables,
-            ..Default::default()
-        }
-    }
-
-    fn process_identity(&self, process: &ProcessInfo) -> CodeIdentity {
-        self.identity_of(&process.path)
-    }
-
-    fn file_identity(&self, path: &str) -> CodeIdentity {
-        self.identity_of(path)
-    }
-
-    fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
-        if let Some(error) = self.environment_errors.get(&pid) {
-            return Err(error.clone());
-        }
-        Ok(self.environments.get(&pid).cloned().unwrap_or_default())
-    }
-
-    fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
-        Ok(self.libraries.get(&pid).cloned().unwrap_or_default())
-    }
-
-    fn system_socks_proxy(&self) -> Option<(String, u16)> {
-        self.system_proxy.clone()
-    }
-
-    fn responsible_pid(&self, pid: Pid) -> Option<Pid> {
-        self.responsible.get(&pid).copied()
-    }
-
-    fn stdin_source(&self, pid: Pid) -> crate::model::StdinSource {
-        self.stdin.get(&pid).copied().unwrap_or_default()
-    }
-
-    fn executable_is_at(&self, pid: Pid, path: &str) -> Result<bool, HostError> {
-        Ok(self.executables_at.get(&pid).is_some_and(|p| p == path))
-    }
-
-    fn open_regular_files(
-        &self,
-        pid: Pid,
-    ) -> Option<Result<Vec<crate::model::OpenFile>, HostError>> {
-        self.open_files.get(&pid).cloned().map(Ok)
-    }
-
-    fn script_file_key(
-        &self,
-        _process: &ProcessInfo,
-        path: &str,
-    ) -> Option<Result<(u64, u64), HostError>> {
-        self.file_keys.get(path).copied().map(Ok)
-    }
-
-    fn path_kind(&self, _pid: Pid, path: &str) -> crate::model::PathKind {
-        self.path_kinds
-            .get(path)
-            .copied()
-            .unwrap_or(crate::model::PathKind::Missing)
-    }
-
-    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, String> {
-        match &self.events {
-            Some(events) => Ok(Box::new(events.clone())),
-            None => Err("the fake host has no event source".into()),
-        }
-    }
 }

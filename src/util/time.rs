@@ -27,7 +27,8 @@ pub fn this_thread_shift() -> i64 {
 }
 
 /// Moves this thread's clock (`unix_now` and the embedded engine's SQL `'now'`)
-/// `seconds` ahead until the returned guard drops.
+/// `seconds` ahead until the returned guard drops. Tests only (`fake-host`).
+#[cfg(any(test, feature = "fake-host"))]
 #[must_use = "the shift ends when the guard drops"]
 pub fn shift_this_thread(seconds: i64) -> ClockShift {
     let previous = SHIFT_SECS.with(|s| s.replace(seconds));
@@ -35,10 +36,12 @@ pub fn shift_this_thread(seconds: i64) -> ClockShift {
 }
 
 /// Restores the previous shift when dropped.
+#[cfg(any(test, feature = "fake-host"))]
 pub struct ClockShift {
     previous: i64,
 }
 
+#[cfg(any(test, feature = "fake-host"))]
 impl Drop for ClockShift {
     fn drop(&mut self) {
         SHIFT_SECS.with(|s| s.set(self.previous));

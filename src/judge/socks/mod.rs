@@ -152,7 +152,7 @@ impl SshConfigReader<'_> {
             let Some(pattern) = ssh::include_path(argument, self.home, user_config) else {
                 continue;
             };
-            for file in expand_file_glob(&pattern) {
+            for file in expand_file_glob(self.host, self.process, &pattern) {
                 self.read(&file, user_config, depth + 1);
             }
         }
@@ -160,20 +160,19 @@ impl SshConfigReader<'_> {
 }
 
 /// The files a path whose file name may hold `*`/`?` names, sorted as glob(3)
-/// returns them (hidden files only for a pattern starting with `.`).
-fn expand_file_glob(pattern: &str) -> Vec<String> {
+/// returns them (hidden files only for a pattern starting with `.`); the directory
+/// is listed as `process` would list it (`Host::list_user_dir`).
+fn expand_file_glob(host: &dyn Host, process: &ProcessInfo, pattern: &str) -> Vec<String> {
     if !ssh::has_glob(pattern) {
         return vec![pattern.to_owned()];
     }
     let (dir, name_pattern) = pattern.rsplit_once('/').unwrap_or((".", pattern));
     let dir = if dir.is_empty() { "/" } else { dir };
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Some(entries) = host.list_user_dir(process, dir, MAX_INCLUDE_DIR_ENTRIES) else {
         return Vec::new();
     };
     let mut files: Vec<String> = entries
-        .take(MAX_INCLUDE_DIR_ENTRIES)
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().into_string().ok())
+        .into_iter()
         .filter(|name| !name.starts_with('.') || name_pattern.starts_with('.'))
         // Undecided (over the glob's bounds): read the file; more config read
         // means more forwards seen, and MAX_SSH_CONFIG_FILES still bounds it.
@@ -794,10 +793,12 @@ mod tests {
     /// followed; a file that includes itself stops at the bounds.
     #[test]
     fn ssh_config_includes_are_followed_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        // In memory: the judge reads the user's files only through the Host.
+        let d = "/home/u/.ssh";
+        let mut host = FakeHost::default();
+        let mut write = |name: &str, text: String| {
+            host.files.insert(format!("{d}/{name}"), text.into_bytes());
+        };
         write(
             "main",
             format!("Include {d}/conf.d/*.conf\nHost other\n  Include {d}/never\n"),
@@ -812,16 +813,15 @@ mod tests {
         write("nested", "DynamicForward 2003\n".into());
         write("never", "DynamicForward 2997\n".into());
         write("loop", format!("DynamicForward 2004\nInclude {d}/loop\n"));
+        let ssh = process(1, "/usr/bin/ssh", &["ssh"]);
         assert_eq!(
-            expand_file_glob(&format!("{d}/conf.d/*.conf")),
+            expand_file_glob(&host, &ssh, &format!("{d}/conf.d/*.conf")),
             vec![format!("{d}/conf.d/a.conf"), format!("{d}/conf.d/b.conf")]
         );
         assert_eq!(
-            expand_file_glob(&format!("{d}/none/*")),
+            expand_file_glob(&host, &ssh, "/nonexistent-an1256/none/*"),
             Vec::<String>::new()
         );
-        let host = FakeHost::default();
-        let ssh = process(1, "/usr/bin/ssh", &["ssh"]);
         let mut reader = SshConfigReader {
             host: &host,
             process: &ssh,

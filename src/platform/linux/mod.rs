@@ -270,7 +270,7 @@ const MAX_OPEN_FILES: usize = 65_536;
 /// (no open, so no side effect on any file type) and the link's text.
 fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, HostError> {
     let dir = ProcDir::open(pid)?;
-    let fds = sockets::FdDir::open(&dir)
+    let fds = procfs::FdDir::open(&dir)
         .map_err(|e| HostError::unreadable(format!("the fds of process {pid}"), e))?;
     let fd_dir = fds.raw_fd();
     let mut files = Vec::new();
@@ -521,6 +521,25 @@ impl Host for LinuxHost {
             credentials.uid,
         );
         Some(script_file::apply_refusal(identity, refusal.as_ref()))
+    }
+
+    fn list_user_dir(
+        &self,
+        process: &ProcessInfo,
+        dir: &str,
+        max_entries: usize,
+    ) -> Option<Vec<String>> {
+        let procdir = ProcDir::open(process.pid).ok()?;
+        let credentials = credentials_of(&procdir).ok()?;
+        let (base, anchor) = path_base(&procdir, dir).ok()?;
+        userfile::list_dir(
+            Some(credentials),
+            &base,
+            dir.as_bytes(),
+            anchor,
+            max_entries,
+        )
+        .ok()
     }
 
     fn read_user_file(&self, process: &ProcessInfo, path: &str, limit: u64) -> Option<Vec<u8>> {

@@ -475,6 +475,87 @@ pub fn list_pids() -> io::Result<Vec<Pid>> {
     Ok(pids)
 }
 
+/// A `DIR*` over an open directory fd, closed on drop.
+pub struct DirStream(*mut libc::DIR);
+
+impl DirStream {
+    /// Takes over `fd` (an open directory).
+    pub fn new(fd: OwnedFd) -> io::Result<DirStream> {
+        use std::os::fd::IntoRawFd;
+        let raw = fd.into_raw_fd();
+        // SAFETY: raw is an open directory fd; on success DIR* owns it.
+        let stream = unsafe { libc::fdopendir(raw) };
+        if stream.is_null() {
+            let err = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so raw is still ours to close.
+            unsafe { libc::close(raw) };
+            return Err(err);
+        }
+        Ok(DirStream(stream))
+    }
+
+    /// The directory's fd (valid while `self` lives).
+    pub fn raw_fd(&self) -> RawFd {
+        // SAFETY: self.0 is a valid DIR* until drop.
+        unsafe { libc::dirfd(self.0) }
+    }
+
+    /// Calls `each(entry_name)` for every entry while it returns true; stops with
+    /// the error that ended the listing, if any.
+    pub fn for_each_name(&self, mut each: impl FnMut(&CStr) -> bool) -> io::Result<()> {
+        loop {
+            // SAFETY: errno is thread-local; resetting it tells end-of-dir from errors.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: self.0 is a valid DIR*, used by this thread only.
+            let entry = unsafe { libc::readdir(self.0) };
+            if entry.is_null() {
+                let err = io::Error::last_os_error();
+                return match err.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    _ => Err(err),
+                };
+            }
+            // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            if !each(name) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from fdopendir and is closed exactly once.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// The listing of `/proc/<pid>/fd`.
+pub struct FdDir(DirStream);
+
+impl FdDir {
+    pub fn open(dir: &ProcDir) -> io::Result<FdDir> {
+        let fd = dir.open_entry(c"fd", libc::O_RDONLY | libc::O_DIRECTORY)?;
+        DirStream::new(fd).map(FdDir)
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.raw_fd()
+    }
+
+    /// Calls `each(fd_number, entry_name)` for every fd; stops with the error that
+    /// ended the listing, if any.
+    pub fn for_each(&self, mut each: impl FnMut(i64, &CStr)) -> io::Result<()> {
+        self.0.for_each_name(|name| {
+            if let Some(fd) = parse_decimal(name.to_bytes()) {
+                each(i64::try_from(fd).unwrap_or(i64::MAX), name);
+            }
+            true
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,7 @@ fn file_key(fd: &OwnedFd) -> std::io::Result<(u64, u64)> {
 /// `(dev, ino)` of every regular file the process holds open (bounded).
 fn held_regular_files(dir: &ProcDir) -> HashSet<(u64, u64)> {
     let mut held = HashSet::new();
-    let Ok(fds) = super::sockets::FdDir::open(dir) else {
+    let Ok(fds) = super::procfs::FdDir::open(dir) else {
         return held;
     };
     let fd_dir = fds.raw_fd();

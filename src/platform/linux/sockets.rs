@@ -6,7 +6,7 @@
 //! no table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
 
 use super::netlink;
-use super::procfs::{self, ProcDir};
+use super::procfs::{self, FdDir, ProcDir};
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
@@ -15,9 +15,8 @@ use crate::model::{
 use crate::platform::HostError;
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -367,60 +366,6 @@ fn sockprotoname(fd_dir: RawFd, fd_name: &CStr) -> Option<SockProtoName> {
         return None;
     }
     Some(parse_sockprotoname(value.get(..n as usize)?))
-}
-
-/// A `DIR*` over `/proc/<pid>/fd`, closed on drop.
-pub(crate) struct FdDir(*mut libc::DIR);
-
-impl FdDir {
-    pub(crate) fn open(dir: &ProcDir) -> io::Result<FdDir> {
-        let fd = dir.open_entry(c"fd", libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let raw = fd.into_raw_fd();
-        // SAFETY: raw is an open directory fd; on success DIR* owns it.
-        let stream = unsafe { libc::fdopendir(raw) };
-        if stream.is_null() {
-            let err = io::Error::last_os_error();
-            // SAFETY: fdopendir failed, so raw is still ours to close.
-            unsafe { libc::close(raw) };
-            return Err(err);
-        }
-        Ok(FdDir(stream))
-    }
-
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        // SAFETY: self.0 is a valid DIR* until drop.
-        unsafe { libc::dirfd(self.0) }
-    }
-
-    /// Calls `each(fd_number, entry_name)` for every fd; stops with the error that
-    /// ended the listing, if any.
-    pub(crate) fn for_each(&self, mut each: impl FnMut(i64, &CStr)) -> io::Result<()> {
-        loop {
-            // SAFETY: errno is thread-local; resetting it tells end-of-dir from errors.
-            unsafe { *libc::__errno_location() = 0 };
-            // SAFETY: self.0 is a valid DIR*, used by this thread only.
-            let entry = unsafe { libc::readdir(self.0) };
-            if entry.is_null() {
-                let err = io::Error::last_os_error();
-                return match err.raw_os_error() {
-                    Some(0) | None => Ok(()),
-                    _ => Err(err),
-                };
-            }
-            // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
-            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
-            if let Some(fd) = procfs::parse_decimal(name.to_bytes()) {
-                each(i64::try_from(fd).unwrap_or(i64::MAX), name);
-            }
-        }
-    }
-}
-
-impl Drop for FdDir {
-    fn drop(&mut self) {
-        // SAFETY: self.0 came from fdopendir and is closed exactly once.
-        unsafe { libc::closedir(self.0) };
-    }
 }
 
 /// What one worker found.

@@ -553,6 +553,49 @@ pub fn as_user<T: Send + 'static>(
     on_worker(credentials, None, timeout, work)
 }
 
+/// At most `max_entries` names in the directory `path` names from `base`, opened
+/// and listed as the user `credentials` would (resolved within `anchor`, symlinks
+/// followed there); `.` and `..` left out, in no particular order.
+pub fn list_dir(
+    credentials: Option<FsCredentials>,
+    base: &OwnedFd,
+    path: &[u8],
+    anchor: Anchor,
+    max_entries: usize,
+) -> io::Result<Vec<String>> {
+    let base = base.try_clone()?;
+    let path = path.to_vec();
+    as_user(credentials, OPEN_TIMEOUT, move || {
+        let resolved = resolve(base.as_raw_fd(), &path, anchor, true)?;
+        // Opened through the O_PATH fd with the user's credentials: listing needs
+        // their read permission on the directory, never root's.
+        // SAFETY: resolved.fd is an open O_PATH fd; "." is NUL-terminated.
+        let fd = unsafe {
+            libc::openat(
+                resolved.fd.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned here.
+        let dir = super::procfs::DirStream::new(unsafe { OwnedFd::from_raw_fd(fd) })?;
+        let mut names = Vec::new();
+        dir.for_each_name(|name| {
+            let name = name.to_bytes();
+            if names.len() < max_entries && name != b"." && name != b".." {
+                if let Ok(name) = std::str::from_utf8(name) {
+                    names.push(name.to_owned());
+                }
+            }
+            names.len() < max_entries
+        })?;
+        Ok(names)
+    })
+}
+
 /// A regular file opened for reading as a user would.
 #[derive(Debug)]
 pub struct UserFile {
