@@ -509,17 +509,17 @@ impl Watch {
         observations
     }
 
-    /// Between ticks: events as they come, each batch's execs judged at once
-    /// (within the tick's judgement budget) so a process is watched well before
-    /// the next re-check.
-    pub fn until(&mut self, host: &dyn Host, end: Instant, stop: &AtomicBool) {
+    /// Between ticks: events as they come. Judging waits for the tick, which
+    /// judges and then re-checks at once: a process that exits before it (most
+    /// of a busy host's execs: compilers, shell pipelines) costs nothing, and one
+    /// that lives on is watched before its fds are first read either way.
+    pub fn until(&mut self, end: Instant, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             self.wait_for_events(left.min(EVENT_WAIT));
-            self.judge_pending(host);
         }
     }
 }
@@ -597,7 +597,7 @@ fn run(baseline: &super::Baseline, stop: &AtomicBool) {
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            watch.until(host.as_ref(), next_tick, stop);
+            watch.until(next_tick, stop);
             if stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -761,10 +761,11 @@ mod tests {
         // Events come through the source between ticks.
         push(&source, vec![ProcessEvent::Exec(13)]);
         watch.until(
-            &after,
             Instant::now() + Duration::from_millis(50),
             &AtomicBool::new(false),
         );
+        assert_eq!(watch.pending_len(), 2, "judged at the tick, not before");
+        watch.judge_pending(&after);
         assert_eq!(watch.watched_pids(), [10, 12]);
         assert!(host_calls(&after).contains(&13), "exec judged");
         // An exec into trusted code ends the watch.
@@ -905,10 +906,10 @@ mod tests {
         };
         push(&source, vec![ProcessEvent::Exec(10)]);
         watch.until(
-            &after,
             Instant::now() + Duration::from_millis(50),
             &AtomicBool::new(false),
         );
+        watch.judge_pending(&after);
         assert_eq!(watch.watched_pids(), [10, 11]);
     }
 
