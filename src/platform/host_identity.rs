@@ -19,11 +19,6 @@ impl HostIdentity {
             uuid: host_uuid(),
         }
     }
-
-    /// The UUID, or empty.
-    pub fn uuid_or_empty(&self) -> &str {
-        self.uuid.as_deref().unwrap_or_default()
-    }
 }
 
 /// Largest machine-id file read (the real one is 33 bytes).
