@@ -5,6 +5,7 @@
 use crate::baseline::identity::{broad_identity_scope, validate_entry};
 use crate::baseline::store::{unix_now, Entry, Source};
 use crate::baseline::Baseline;
+use crate::cli::CliError;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe;
 use crate::settings::parse_until;
@@ -106,27 +107,27 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Refuses broad identities (a class of code, not one program) unless `force`.
-fn check_broad<'a>(identities: impl Iterator<Item = &'a str>, force: bool) -> Result<(), String> {
+fn check_broad<'a>(identities: impl Iterator<Item = &'a str>, force: bool) -> Result<(), CliError> {
     if force {
         return Ok(());
     }
     for identity in identities {
         if let Some(scope) = broad_identity_scope(identity) {
-            return Err(format!(
+            return Err(CliError::Usage(format!(
                 "{identity} is a broad identity: approving it allows {scope}. Give --force to approve it anyway"
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-fn parse_source(text: Option<&str>) -> Result<Option<Source>, String> {
+fn parse_source(text: Option<&str>) -> Result<Option<Source>, CliError> {
     match text {
         None => Ok(None),
         Some(t) => match Source::parse(t) {
-            Some(Source::Policy) | None => Err(format!(
+            Some(Source::Policy) | None => Err(CliError::Usage(format!(
                 "--source {t:?}: stored entries are `learned` or `approved`"
-            )),
+            ))),
             some => Ok(some),
         },
     }
@@ -407,11 +408,15 @@ fn approve_targets_for_pid(
     pid: Pid,
     protocols: &[String],
     port: i64,
-) -> Result<Vec<(String, String, i64)>, String> {
+) -> Result<Vec<(String, String, i64)>, CliError> {
     let host = baseline.host().as_ref();
     let verdict = observe::judge_owner(host, pid)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("process {pid} is not running (or cannot be read; try as root)"))?;
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "process {pid} is not running (or cannot be read; try as root)"
+            ))
+        })?;
     let identity = verdict.subject.identity;
     let names: BTreeSet<String> = if protocols.is_empty() {
         let query = SocketQuery {
@@ -427,9 +432,9 @@ fn approve_targets_for_pid(
         protocols.iter().cloned().collect()
     };
     if names.is_empty() {
-        return Err(format!(
+        return Err(CliError::Usage(format!(
             "process {pid} ({identity}) holds no ICMP, UDP, raw or SOCKS socket now; give --protocol"
-        ));
+        )));
     }
     Ok(names
         .into_iter()
@@ -448,34 +453,38 @@ pub fn export_document(entries: &[Entry]) -> serde_json::Value {
 }
 
 /// Entries of an export document (or a bare array of entries).
-pub fn parse_export(text: &str) -> Result<Vec<Entry>, String> {
+pub fn parse_export(text: &str) -> Result<Vec<Entry>, CliError> {
     read_export(text.as_bytes())
 }
 
 /// Entries of an export document read from `reader` one entry at a time: the
 /// document is never held whole, as text or as a JSON tree (an import costs about
 /// the size of its entries, not many times the file).
-pub fn read_export(reader: impl Read) -> Result<Vec<Entry>, String> {
+pub fn read_export(reader: impl Read) -> Result<Vec<Entry>, CliError> {
     use serde::de::DeserializeSeed;
     let mut json = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-    let entries = import::Document
-        .deserialize(&mut json)
-        .map_err(|e| match e.classify() {
+    let entries = import::Document.deserialize(&mut json).map_err(|e| {
+        CliError::BadDocument(match e.classify() {
             serde_json::error::Category::Io => e.to_string(),
             serde_json::error::Category::Data => format!("bad entry: {e}"),
             _ => format!("not JSON ({e})"),
-        })?;
+        })
+    })?;
     json.end()
-        .map_err(|e| format!("not JSON (trailing data: {e})"))?;
+        .map_err(|e| CliError::BadDocument(format!("not JSON (trailing data: {e})")))?;
     Ok(entries)
 }
 
 /// The import file (`-`: stdin), at most `MAX_IMPORT_BYTES`, parsed as it is read.
-fn read_import(file: &PathBuf) -> Result<Vec<Entry>, String> {
+fn read_import(file: &PathBuf) -> Result<Vec<Entry>, CliError> {
     if file.as_os_str() == "-" {
         return read_export(import::Capped::new(std::io::stdin().lock()));
     }
-    let opened = std::fs::File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let opened = std::fs::File::open(file).map_err(|cause| CliError::File {
+        action: "read",
+        path: file.display().to_string(),
+        cause,
+    })?;
     read_export(import::Capped::new(opened))
 }
 
@@ -614,18 +623,21 @@ mod import {
 }
 
 /// Writes a new file 0600 without following a symlink at its path.
-fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), String> {
+fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.write_all(bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(|cause| CliError::File {
+            action: "write",
+            path: path.display().to_string(),
+            cause,
+        })
 }
 
 #[cfg(test)]
@@ -657,8 +669,12 @@ mod tests {
         assert!(parse_export(r#"{"entries":[],"entries":[]}"#).is_err());
         assert!(parse_export(r#"{"format":"an1256-baseline"}"#)
             .unwrap_err()
+            .to_string()
             .contains("no `entries` list"));
-        assert!(parse_export("[] []").unwrap_err().contains("trailing"));
+        assert!(parse_export("[] []")
+            .unwrap_err()
+            .to_string()
+            .contains("trailing"));
         let min = parse_export(r#"[{"identity":"apple:x","protocol_name":"icmp"}]"#).unwrap();
         assert_eq!((min[0].source, min[0].remote_port), (Source::Approved, -1));
     }
@@ -671,11 +687,15 @@ mod tests {
             parse_export(&list(MAX_IMPORT_ENTRIES)).unwrap().len(),
             MAX_IMPORT_ENTRIES
         );
-        let err = parse_export(&list(MAX_IMPORT_ENTRIES + 1)).unwrap_err();
+        let err = parse_export(&list(MAX_IMPORT_ENTRIES + 1))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("more than 100000 entries"), "{err}");
         // Whitespace past the byte cap: refused, not silently truncated.
         let padded = std::io::repeat(b' ').take(2000);
-        let err = read_export(import::Capped::with_limit(b"[]".chain(padded), 1024)).unwrap_err();
+        let err = read_export(import::Capped::with_limit(b"[]".chain(padded), 1024))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("larger than 1024 bytes"), "{err}");
         let fits = std::io::repeat(b' ').take(1000);
         assert!(read_export(import::Capped::with_limit(b"[]".chain(fits), 1024)).is_ok());

@@ -1,6 +1,7 @@
 //! The shipped osquery pack (`packs/an1256.conf`), compiled in so `an1256 scan`
 //! runs exactly the query osquery schedules.
 
+use super::CliError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -35,18 +36,18 @@ struct Pack {
 }
 
 /// Every query of the pack, by name.
-pub fn pack_queries() -> Result<BTreeMap<String, PackQuery>, String> {
+pub fn pack_queries() -> Result<BTreeMap<String, PackQuery>, CliError> {
     serde_json::from_str::<Pack>(PACK_TEXT)
         .map(|p| p.queries)
-        .map_err(|e| format!("packs/an1256.conf does not parse: {e}"))
+        .map_err(|e| CliError::PackUnparsable(e.to_string()))
 }
 
 /// The `an1256_hits` SQL, as shipped in the pack.
-pub fn hit_query() -> Result<String, String> {
+pub fn hit_query() -> Result<String, CliError> {
     pack_queries()?
         .remove(HIT_QUERY)
         .map(|q| q.query)
-        .ok_or_else(|| format!("packs/an1256.conf has no {HIT_QUERY} query"))
+        .ok_or(CliError::PackQueryMissing(HIT_QUERY))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! Exit codes follow the scanner convention: 0 no hits, 1 hits, 2 error.
 
 use crate::cli::osquery_log::HostIdentity;
+use crate::cli::CliError;
 use crate::sql::{display_value, json_value, Engine, QueryResult};
 use crate::tables::TableDef;
 use std::io::{IsTerminal, Write};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 /// The hit query exactly as the pack ships it (`an1256_hits` in packs/an1256.conf,
 /// compiled in), ordered for people: worst first.
-pub fn hit_query() -> Result<String, String> {
+pub fn hit_query() -> Result<String, CliError> {
     let pack = crate::cli::packs::hit_query()?;
     let pack = pack.trim().trim_end_matches(';');
     Ok(format!(
@@ -64,17 +65,18 @@ pub struct QueryArgs {
 /// A statement's result, and why it is incomplete (empty when complete).
 type Ran = (QueryResult, Vec<String>);
 
-fn run(sql: &str, tables: Vec<Arc<dyn TableDef>>, time_limit: u64) -> Result<Ran, String> {
-    let mut engine =
-        Engine::new(tables).map_err(|e| format!("cannot start the embedded SQLite engine: {e}"))?;
+fn run(sql: &str, tables: Vec<Arc<dyn TableDef>>, time_limit: u64) -> Result<Ran, CliError> {
+    let mut engine = Engine::new(tables).map_err(CliError::Engine)?;
     engine.set_time_limit(Duration::from_secs(time_limit.max(1)));
     let result = engine.query(sql).map_err(|e| match e {
         rusqlite::Error::SqliteFailure(code, _)
             if code.code == rusqlite::ErrorCode::OperationInterrupted =>
         {
-            format!("query abandoned after {time_limit} s (raise --time-limit or narrow the query)")
+            CliError::Abandoned {
+                seconds: time_limit,
+            }
         }
-        other => format!("SQL error: {other}"),
+        other => CliError::Sql(other),
     })?;
     Ok((result, engine.partial()))
 }
