@@ -400,12 +400,14 @@ impl Host for LinuxHost {
     }
 
     fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
-        let link = format!("/proc/{pid}/exe");
-        match std::fs::read_link(&link) {
-            Ok(target) => Ok(procfs::strip_deleted(&target.to_string_lossy()).0),
+        // Through ProcDir: a process whose main thread exited has its `exe` only
+        // under a live thread's directory.
+        let dir = ProcDir::open(pid)?;
+        match dir.read_link(c"exe") {
+            Ok(target) => Ok(procfs::strip_deleted(&target).0),
             Err(e) if procfs::is_vanished(&e) => {
                 // Kernel threads have no executable; a gone process has no directory.
-                if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                if dir.read(c"stat", 1).is_ok() {
                     Ok(String::new())
                 } else {
                     Err(HostError::Vanished(pid))

@@ -86,11 +86,61 @@ pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
 
 impl ProcDir {
     /// Opens `/proc/<pid>`; ENOENT -> `Vanished`, EACCES -> `PermissionDenied`.
+    ///
+    /// When the main thread has exited (a zombie leader) while other threads run
+    /// on, `/proc/<pid>` shows no `fd`, `exe`, `cmdline` or `environ`, though the
+    /// process still holds its sockets: it opens a live thread's
+    /// `/proc/<pid>/task/<tid>` instead, which has the same entries.
     pub fn open(pid: Pid) -> Result<ProcDir, HostError> {
         let path = cstring(&format!("/proc/{pid}")).map_err(|e| process_error(pid, &e))?;
-        open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY)
+        let dir = open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY)
             .map(|fd| ProcDir { fd, pid })
-            .map_err(|e| process_error(pid, &e))
+            .map_err(|e| process_error(pid, &e))?;
+        if !dir.leader_is_zombie() {
+            return Ok(dir);
+        }
+        Ok(dir.live_thread().unwrap_or(dir))
+    }
+
+    /// The leader's state in `stat` is `Z` (comm may hold spaces and parentheses,
+    /// so the state is read after the last `)`).
+    fn leader_is_zombie(&self) -> bool {
+        let Ok(stat) = self.read(c"stat", 512) else {
+            return false;
+        };
+        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+            return false;
+        };
+        stat.get(close + 2) == Some(&b'Z')
+    }
+
+    /// A thread of this process other than the exited leader that is not itself
+    /// a zombie (at most `MAX_THREADS_LOOKED_AT` are looked at).
+    fn live_thread(&self) -> Option<ProcDir> {
+        const MAX_THREADS_LOOKED_AT: usize = 4096;
+        let tasks = open_at(self.raw_fd(), c"task", libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
+        let entries = std::fs::read_dir(format!("/proc/self/fd/{}", tasks.as_raw_fd())).ok()?;
+        for entry in entries.take(MAX_THREADS_LOOKED_AT).flatten() {
+            let name = entry.file_name();
+            let Some(tid) = name.to_str().and_then(|n| n.parse::<Pid>().ok()) else {
+                continue;
+            };
+            if tid == self.pid {
+                continue;
+            }
+            let Ok(name) = cstring(&tid.to_string()) else {
+                continue;
+            };
+            let Ok(fd) = open_at(tasks.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY)
+            else {
+                continue;
+            };
+            let thread = ProcDir { fd, pid: self.pid };
+            if !thread.leader_is_zombie() {
+                return Some(thread);
+            }
+        }
+        None
     }
 
     pub fn pid(&self) -> Pid {
