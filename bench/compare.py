@@ -70,6 +70,21 @@ def stop_fixture(fixture):
         fixture.kill()
 
 
+def before_cases(before, pid):
+    """The same CLI cases with another build (`--before`), for paired before/after."""
+    if not before:
+        return []
+    query = lambda sql: [before, "query", sql]
+    return [
+        ("before: full scan", query("SELECT count(*) FROM nonstandard_protocol_sockets")),
+        ("before: pid = lookup",
+         query(f"SELECT count(*) FROM nonstandard_protocol_sockets WHERE pid = {pid}")),
+        ("before: signature pid =",
+         query(f"SELECT trust FROM process_code_signature WHERE pid = {pid}")),
+        ("before: scan (hit query)", [before, "scan", "--json"]),
+    ]
+
+
 def cases_for(profile, binary, pid):
     query = lambda sql: [binary, "query", sql]
     full = ("an1256 full scan", query("SELECT count(*) FROM nonstandard_protocol_sockets"))
@@ -93,11 +108,13 @@ def cases_for(profile, binary, pid):
     return [full, ss_u, ss_t]
 
 
-def bench(profile, binary, rounds):
+def bench(profile, binary, rounds, before=None):
     fixture, pids = start_fixture(profile)
     try:
         procs, fds = host_counts()
         cases = cases_for(profile, binary, pids[0])
+        if profile == "standard":
+            cases += before_cases(before, pids[0])
         for _, cmd in cases:  # warms the page cache
             run(cmd)
         results = {name: [] for name, _ in cases}
@@ -134,6 +151,9 @@ def bench(profile, binary, rounds):
     if "an1256 udp only" in results:
         print(f"  udp only / ss -uapn (like for like)       {ratio('an1256 udp only', 'ss -uapn', 0):18s} "
               f"{ratio('an1256 udp only', 'ss -uapn', 1)}")
+    for name in [n for n in results if n.startswith("before: ")]:
+        now = "an1256 " + name[len("before: "):]
+        print(f"  {now[7:]:22s} this build / before:    {ratio(now, name, 0):18s} {ratio(now, name, 1)}")
     cpu = statistics.median(r[1] for r in results["an1256 full scan"])
     print(f"  full scan CPU per 1,000 fds: {cpu / max(fds, 1) * 1000:.2f} ms; "
           f"per process: {cpu / max(procs, 1) * 1000:.0f} us")
@@ -144,6 +164,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--profiles", default="standard,tcp-heavy,scale")
+    ap.add_argument("--before", help="another an1256 build, timed beside this one")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"# bench/run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -151,7 +172,7 @@ def main():
     for profile in args.profiles.split(","):
         # The largest fixture is slow to start and to walk: fewer rounds.
         rounds = args.rounds if profile != "scale" else max(3, args.rounds // 4)
-        bench(profile, args.binary, rounds)
+        bench(profile, args.binary, rounds, args.before)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ fn wire(settings: Settings) -> (Arc<Baseline>, Vec<Arc<dyn TableDef>>) {
 
 /// Extension mode: serve osquery and run the baseline sampler beside it.
 fn extension(settings: Settings, args: an1256::extension::ExtensionArgs) -> ExitCode {
+    platform::prepare_for_serving();
     let host: Arc<dyn platform::Host> = Arc::from(platform::native(settings.host.clone()));
     // Writes from osquery are audited as such and obey `osquery_writes`.
     let baseline = Arc::new(Baseline::new(settings, host.clone()).serving_osquery());

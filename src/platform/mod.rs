@@ -427,3 +427,10 @@ pub fn native(config: HostConfig) -> Box<dyn Host> {
 pub fn native(config: HostConfig) -> Box<dyn Host> {
     Box::new(macos::MacHost::new(config))
 }
+
+/// Settles the process for serving osquery for days: see
+/// `linux::cap_allocator_arenas`. Nothing to do elsewhere.
+pub fn prepare_for_serving() {
+    #[cfg(target_os = "linux")]
+    linux::cap_allocator_arenas();
+}
