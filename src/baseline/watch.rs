@@ -40,6 +40,10 @@ pub const TICK_WORK_LIMIT: Duration = Duration::from_millis(250);
 /// Judging, summed over a tick, stops after this long: with the re-check, the
 /// watch works at most half of each second whatever is thrown at it.
 pub const JUDGING_LIMIT: Duration = Duration::from_millis(250);
+/// Longest one judgement may hold the watch; past it the process is watched
+/// without a verdict and judged again (the 15 s pass, with a longer deadline,
+/// fills the shared verdict cache for a big file).
+pub const JUDGEMENT_LIMIT: Duration = Duration::from_secs(1);
 /// Default bound on the watched set (`watch_max_processes`).
 pub const DEFAULT_MAX_WATCHED: usize = 1024;
 /// Processes waiting for a judgement; past it new ones are dropped and a rescan
@@ -244,7 +248,18 @@ impl Watch {
                     let _ = self.enqueue(child, true);
                 }
             }
-            ProcessEvent::Exit(pid) => self.forget(pid),
+            // The kernel reports the main thread's exit with pid == tgid even
+            // when other threads live on and hold the sockets: a watched or
+            // pending pid is judged again (a gone one is forgotten then), never
+            // dropped on the event alone.
+            ProcessEvent::Exit(pid) => {
+                if self.watched.contains_key(&pid) || self.pending_set.contains(&pid) {
+                    self.known.remove(&pid);
+                    let _ = self.enqueue(pid, true);
+                } else {
+                    self.forget(pid);
+                }
+            }
             ProcessEvent::Lost => {
                 self.status.lost_events += 1;
                 self.rescan_due = true;
@@ -351,8 +366,7 @@ impl Watch {
             return;
         }
         let started = Instant::now();
-        // Checked between judgements, never made current: a judgement cut by a
-        // deadline would be `unknown`, and that verdict would stick.
+        // Checked between judgements; each judgement has its own `JUDGEMENT_LIMIT`.
         let deadline = Deadline::after(self.judging_left);
         while self.judgements_left > 0 && !deadline.expired() {
             let Some(pid) = self.fresh.pop_front().or_else(|| self.backlog.pop_front()) else {
@@ -363,7 +377,23 @@ impl Watch {
             }
             self.judgements_left -= 1;
             self.status.judged += 1;
-            match observe::judge_owner(host, pid) {
+            // One judgement may not hold the watch longer than this (a file a
+            // FUSE server trickles out would take a minute): cut short, the
+            // process stays watched without a verdict and is judged again.
+            let cut = Deadline::after(JUDGEMENT_LIMIT);
+            let judged = {
+                let _current = cut.enter();
+                observe::judge_owner(host, pid)
+            };
+            let judged = if cut.expired() {
+                Err(crate::platform::HostError::Other(format!(
+                    "judging process {pid} took longer than {} ms",
+                    JUDGEMENT_LIMIT.as_millis()
+                )))
+            } else {
+                judged
+            };
+            match judged {
                 Ok(None) => self.forget(pid),
                 Ok(Some(v)) => {
                     if self.known.contains_key(&pid) || self.known.len() < MAX_KNOWN {
@@ -724,8 +754,9 @@ mod tests {
         );
         // Judged once: re-checks reuse the verdict.
         assert_eq!(watch.status.judged, 2);
-        // The exit ends the watch of that process.
+        // The exit ends the watch of that process once it is seen gone.
         watch.handle(ProcessEvent::Exit(11));
+        watch.judge_pending(&super::tests::host(&[(10, TRUSTED)], None));
         assert!(watch.watched_pids().is_empty());
         assert_eq!(watch.status.rescans, 1);
     }
@@ -777,6 +808,27 @@ mod tests {
         );
         watch.tick(&trusted_again, &socks(), 1001);
         assert_eq!(watch.watched_pids(), [12]);
+    }
+
+    #[test]
+    fn an_exit_event_for_a_watched_pid_that_lives_on_keeps_it_watched() {
+        let source = events(true);
+        let host_now = host(&[(10, BEACON), (11, BEACON)], Some(source));
+        let mut watch = Watch::new(&host_now, DEFAULT_MAX_WATCHED);
+        watch.handle(ProcessEvent::Exec(10));
+        watch.handle(ProcessEvent::Exec(11));
+        watch.judge_pending(&host_now);
+        assert_eq!(watch.watched_pids(), [10, 11]);
+        // The main threads exit (pid == tgid); 10's other threads live on, 11 is gone.
+        let after = host(&[(10, BEACON)], None);
+        watch.handle(ProcessEvent::Exit(10));
+        watch.handle(ProcessEvent::Exit(11));
+        watch.judge_pending(&after);
+        assert_eq!(
+            watch.watched_pids(),
+            [10],
+            "judged again, not dropped on the event"
+        );
     }
 
     fn host_calls(host: &FakeHost) -> Vec<Pid> {

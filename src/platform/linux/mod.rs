@@ -191,6 +191,16 @@ impl LinuxHost {
     }
 }
 
+/// `ProcDir::stat_entry` on a worker the caller stops waiting for: `exe` and
+/// `fd/N` stat the file itself, and a FUSE server that never answers `getattr`
+/// would hold the calling thread (a query, the watch) forever.
+fn stat_entry_bounded(dir: &ProcDir, name: &'static std::ffi::CStr) -> std::io::Result<libc::stat> {
+    let dir = dir.try_clone()?;
+    userfile::on_worker(None, None, userfile::READ_TIMEOUT, move || {
+        dir.stat_entry(name)
+    })
+}
+
 /// CPU time of the calling thread (zero where the clock cannot be read).
 fn thread_cpu_time() -> std::time::Duration {
     // SAFETY: timespec is plain data; clock_gettime fills it or fails.
@@ -574,7 +584,7 @@ impl Host for LinuxHost {
         let Ok(dir) = ProcDir::open(pid) else {
             return crate::model::StdinSource::Unknown;
         };
-        match dir.stat_entry(c"fd/0") {
+        match stat_entry_bounded(&dir, c"fd/0") {
             Ok(st) => crate::model::stdin_source_of(st.st_mode, st.st_rdev),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // No fd 0, or no process: only a live process has a closed stdin.
@@ -655,10 +665,13 @@ impl Host for LinuxHost {
         if std::path::Path::new(&theirs) != ours {
             return Ok(false);
         }
-        let exe = dir
-            .stat_entry(c"exe")
+        let exe = stat_entry_bounded(&dir, c"exe")
             .map_err(|e| HostError::unreadable(format!("the executable of process {pid}"), e))?;
-        let file = std::fs::metadata(path).map_err(|e| HostError::unreadable(path, e))?;
+        let owned_path = path.to_owned();
+        let file = userfile::on_worker(None, None, userfile::READ_TIMEOUT, move || {
+            std::fs::metadata(owned_path)
+        })
+        .map_err(|e| HostError::unreadable(path, e))?;
         // Read again: the namespace link of a pid reused meanwhile would fail.
         dir.read_link(c"ns/mnt")
             .map_err(|e| HostError::unreadable(namespace(), e))?;
@@ -674,9 +687,7 @@ impl Host for LinuxHost {
         if deleted {
             return Ok(false);
         }
-        let exe = dir
-            .stat_entry(c"exe")
-            .map_err(|e| format!("executable: {e}"))?;
+        let exe = stat_entry_bounded(&dir, c"exe").map_err(|e| format!("executable: {e}"))?;
         let running = (exe.st_dev, exe.st_ino);
         let credentials = credentials_of(&dir).map_err(|e| e.to_string())?;
         let their_root = dir

@@ -147,6 +147,14 @@ impl ProcDir {
         self.pid
     }
 
+    /// The same directory on a duplicated fd (for a worker thread).
+    pub fn try_clone(&self) -> io::Result<ProcDir> {
+        Ok(ProcDir {
+            fd: self.fd.try_clone()?,
+            pid: self.pid,
+        })
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

@@ -418,9 +418,10 @@ pub fn on_worker<T: Send + 'static>(
 
 /// `on_worker` for long reads that report `Progress`: the caller waits while the
 /// worker keeps moving, up to `cap` in all, and gives up after `stall` without a
-/// byte. Only a stall marks the device stuck: a big file hashed slowly on a
-/// loaded host (which an unprivileged user can arrange) must not quarantine the
-/// whole file system it sits on.
+/// byte. A stall, or reading on past `cap`, marks the device stuck; a slow but
+/// moving read within `cap` does not: a big file hashed slowly on a loaded host
+/// (which an unprivileged user can arrange) must not quarantine the whole file
+/// system it sits on.
 pub fn on_progressing_worker<T: Send + 'static>(
     credentials: Option<FsCredentials>,
     device: Option<u64>,
@@ -532,7 +533,14 @@ pub fn on_progressing_worker<T: Send + 'static>(
             )
         }
         Stop::Deadline => format!("read timed out: the query's deadline passed after {waited} ms"),
-        Stop::Cap => format!("read timed out: still reading after {waited} ms; given up"),
+        Stop::Cap => {
+            // Its worker may read on for as long as the file system trickles: one
+            // such mount must not pin a worker per file, so it is refused too.
+            if let Some(device) = device {
+                mark_device_stuck(device, now);
+            }
+            format!("read timed out: still reading after {waited} ms; given up")
+        }
     };
     Err(io::Error::new(io::ErrorKind::TimedOut, message))
 }
@@ -726,7 +734,8 @@ mod tests {
             "not refused"
         );
 
-        // Still moving when the cap comes: given up, and the device is not refused.
+        // Still moving when the cap comes: given up, and that device refused (its
+        // worker reads on; one trickling mount must not pin a worker per file).
         let endless =
             on_progressing_worker(None, Some(device), stall, Duration::from_millis(300), |p| {
                 for _ in 0..40 {
@@ -737,11 +746,11 @@ mod tests {
             });
         let error = endless.unwrap_err().to_string();
         assert!(error.contains("still reading"), "{error}");
-        assert_eq!(
-            on_worker(None, Some(device), stall, || Ok(2)).unwrap(),
-            2,
-            "not refused"
+        assert!(
+            on_worker(None, Some(device), stall, || Ok(2)).is_err(),
+            "refused: its worker reads on"
         );
+        let device = device - 1;
 
         // Moved once, then stuck: a stall, and the device is refused.
         let (release, blocked) = std::sync::mpsc::channel::<()>();
