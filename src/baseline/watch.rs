@@ -124,6 +124,10 @@ pub struct Watch {
     /// Pids a listing found.
     backlog: VecDeque<Pid>,
     pending_set: HashSet<Pid>,
+    /// Untrusted pids judged while the watched set was full: offered again,
+    /// oldest first, as slots free (at most `MAX_PENDING`), so filling the set
+    /// with decoys does not hide a process for its whole life.
+    waiting: VecDeque<Pid>,
     /// Every pid listed or judged, with its executable path (a changed path is
     /// an exec the events did not tell).
     known: HashMap<Pid, String>,
@@ -165,6 +169,7 @@ impl Watch {
             fresh: VecDeque::new(),
             backlog: VecDeque::new(),
             pending_set: HashSet::new(),
+            waiting: VecDeque::new(),
             known: HashMap::new(),
             rescan_due: true,
             recorded: HashMap::new(),
@@ -354,14 +359,31 @@ impl Watch {
     fn watch(&mut self, pid: Pid, verdict: Watched) {
         if self.watched.len() >= self.max_watched && !self.watched.contains_key(&pid) {
             self.status.overflow += 1;
+            if self.waiting.len() < MAX_PENDING && !self.waiting.contains(&pid) {
+                self.waiting.push_back(pid);
+            }
             return;
         }
         self.watched.insert(pid, verdict);
     }
 
+    /// Queues waiting pids for judgement while the watched set has room.
+    fn offer_free_slots(&mut self) {
+        let mut room = self.max_watched.saturating_sub(self.watched.len());
+        while room > 0 {
+            let Some(pid) = self.waiting.pop_front() else {
+                break;
+            };
+            if self.enqueue(pid, false) {
+                room -= 1;
+            }
+        }
+    }
+
     /// Judges queued processes within the tick's budget ([`JUDGEMENTS_PER_TICK`],
     /// [`JUDGING_LIMIT`]): the untrusted ones are watched, the others dropped.
     pub fn judge_pending(&mut self, host: &dyn Host) {
+        self.offer_free_slots();
         if self.pending_set.is_empty() || self.judging_left.is_zero() {
             return;
         }
@@ -808,6 +830,25 @@ mod tests {
         );
         watch.tick(&trusted_again, &socks(), 1001);
         assert_eq!(watch.watched_pids(), [12]);
+    }
+
+    #[test]
+    fn an_untrusted_process_that_found_the_set_full_is_watched_once_a_slot_frees() {
+        let source = events(true);
+        let all = host(&[(10, BEACON), (11, BEACON), (12, BEACON)], Some(source));
+        let mut watch = Watch::new(&all, 2);
+        for pid in [10, 11, 12] {
+            watch.handle(ProcessEvent::Exec(pid));
+        }
+        watch.judge_pending(&all);
+        assert_eq!(watch.watched_pids(), [10, 11]);
+        assert_eq!(watch.status.overflow, 1);
+        // A decoy exits: the beacon that found the set full takes its slot.
+        let after = host(&[(11, BEACON), (12, BEACON)], None);
+        watch.handle(ProcessEvent::Exit(10));
+        watch.judge_pending(&after);
+        watch.judge_pending(&after);
+        assert_eq!(watch.watched_pids(), [11, 12]);
     }
 
     #[test]
