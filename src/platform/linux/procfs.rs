@@ -470,10 +470,12 @@ const MAX_MAP_QUERIES: usize = 1 << 18;
 /// for the others, a third of the cost of formatting the whole `maps` (which names
 /// every mapping, data and anonymous ones included). A library that runs code in
 /// the process has its code mapped executable. `Ok(None)` when the kernel lacks
-/// the ioctl (before 6.11): read `maps` instead.
+/// the ioctl (before 6.11) or a query fails part way: read `maps` instead.
 pub fn executable_mappings(dir: &ProcDir) -> io::Result<Option<Vec<String>>> {
     let maps = dir.open_entry(c"maps", libc::O_RDONLY)?;
-    let mut name = vec![0u8; libc::PATH_MAX as usize];
+    // Twice PATH_MAX: the kernel builds the name in one page, so every name fits
+    // and no mapping can be hidden behind ENAMETOOLONG.
+    let mut name = vec![0u8; 2 * libc::PATH_MAX as usize];
     let mut paths: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut address = 0u64;
@@ -496,8 +498,13 @@ pub fn executable_mappings(dir: &ProcDir) -> io::Result<Option<Vec<String>>> {
             return match err.raw_os_error() {
                 // No mapping at or above the address: done.
                 Some(libc::ENOENT) => Ok(Some(paths)),
-                Some(libc::ENOTTY) | Some(libc::EINVAL) if address == 0 => Ok(None),
-                _ => Err(err),
+                // The process is gone or not ours to read: a real answer.
+                Some(libc::ESRCH) | Some(libc::EACCES) | Some(libc::EPERM) => Err(err),
+                // Anything else (no ioctl before 6.11; a mapping whose name does
+                // not fit the buffer, which a user can arrange): every mapping
+                // must still be seen, so the caller reads `maps` instead rather
+                // than take a partial list for the whole one.
+                _ => Ok(None),
             };
         }
         let size = (query.vma_name_size as usize).min(name.len());
