@@ -1,7 +1,7 @@
 //! One module per osquery table. Each table declares its row once with
 //! [`table_row!`]: the row struct, its `COLUMNS` (name, type, doc, flags), the
 //! conversion to the untyped [`Row`] both servers consume (the osquery glue in
-//! `extension.rs`, the embedded SQLite engine in `sql.rs`), and the parse of a
+//! `extension/`, the embedded SQLite engine in `sql.rs`), and the parse of a
 //! write's values back into typed cells. `an1256 tables` and the reference pages
 //! in docs/tables/ read the same declarations.
 
