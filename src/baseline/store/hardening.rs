@@ -1,0 +1,165 @@
+//! The store file's hardening: its directory verified (and created 0700), the
+//! file opened without following symlinks (created 0600), its owner and that of
+//! its `-wal`/`-shm` companions checked; a corrupt file renamed aside.
+
+use super::{io_error, sqlite_error, unix_now, unsafe_path, StoreError};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Device and inode of the store file, to rename aside only the file we checked.
+pub(super) type FileId = (u64, u64);
+
+/// Verifies the store's directory from `/` down (see `state::verify_dir`),
+/// creating it 0700 when `writable`, then opens (creating 0600 when `writable`)
+/// the file relative to that verified directory without following a symlink,
+/// and checks its ownership and that of its `-wal`/`-shm` companions. Returns
+/// the file's identity. With `writable` false nothing is created or changed.
+pub(super) fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = path.file_name() else {
+        return Err(unsafe_path(path, "the path names no file"));
+    };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let verified = crate::baseline::state::verify_dir(&dir, writable).map_err(|e| match e {
+        StoreError::UnsafePath { why, .. } => unsafe_path(path, why),
+        other => other,
+    })?;
+    let c_name = CString::new(name.as_bytes())
+        .map_err(|_| unsafe_path(path, "the path contains a NUL byte"))?;
+    let access = if writable {
+        libc::O_RDWR | libc::O_CREAT
+    } else {
+        libc::O_RDONLY
+    };
+    // SAFETY: the dir fd is open, c_name NUL-terminated; the fd is owned below.
+    let fd = unsafe {
+        libc::openat(
+            std::os::fd::AsRawFd::as_raw_fd(&verified.fd),
+            c_name.as_ptr(),
+            access | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return Err(unsafe_path(path, "it is a symlink"));
+        }
+        return Err(io_error(path, "cannot open the store file", e));
+    }
+    // SAFETY: fd is a file descriptor we own from here on.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(path, "cannot inspect the store file", e))?;
+    if !meta.is_file() {
+        return Err(unsafe_path(path, "it is not a regular file"));
+    }
+    if meta.uid() != euid {
+        return Err(unsafe_path(
+            path,
+            format!("it is owned by uid {}, not by us ({euid})", meta.uid()),
+        ));
+    }
+    if writable && meta.mode() & 0o077 != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_error(path, "cannot set the store file to mode 0600", e))?;
+    }
+    // SQLite opens these by name: one planted by someone else would let them
+    // read what we write or feed us frames.
+    for suffix in ["-wal", "-shm"] {
+        let mut side = name.to_owned();
+        side.push(suffix);
+        let st = crate::baseline::state::stat_at(&verified.fd, &side)
+            .map_err(|e| io_error(path, "cannot inspect the store's companion files", e))?;
+        if let Some(st) = st {
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_uid != meta.uid() {
+                return Err(unsafe_path(
+                    path,
+                    format!(
+                        "its {} file is not a regular file owned by the store's owner (uid {}, owner {}); remove it after finding out who made it",
+                        side.to_string_lossy(),
+                        st.st_uid,
+                        meta.uid()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Renames a corrupt store (and its WAL/SHM files) to `<name>.corrupt-<unixtime>`.
+pub(super) fn move_aside(path: &Path, checked: FileId) -> Result<PathBuf, StoreError> {
+    let now = unix_now();
+    let with_suffix = |p: &Path, n: u32| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(format!(".corrupt-{now}"));
+        if n > 0 {
+            name.push(format!(".{n}"));
+        }
+        PathBuf::from(name)
+    };
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| io_error(path, "cannot inspect the corrupt store", e))?;
+    if (meta.dev(), meta.ino()) != checked {
+        // Another process already moved it aside and started a fresh store.
+        return Err(sqlite_error(
+            path,
+            "the store was replaced while it was being checked; retry".into(),
+        ));
+    }
+    let mut n = 0;
+    let target = loop {
+        let candidate = with_suffix(path, n);
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+        if n > 100 {
+            return Err(sqlite_error(
+                path,
+                "too many corrupt copies beside it".into(),
+            ));
+        }
+    };
+    std::fs::rename(path, &target)
+        .map_err(|e| io_error(path, "cannot move the corrupt store aside", e))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if side.exists() {
+            let mut to = target.as_os_str().to_owned();
+            to.push(suffix);
+            if let Err(e) = std::fs::rename(&side, PathBuf::from(to)) {
+                log::warn!("cannot move {} aside: {e}", side.display());
+            }
+        }
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::baseline::store::{Store, StoreError};
+
+    #[test]
+    fn refuses_symlinked_store_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.db");
+        std::fs::write(&target, b"").unwrap();
+        let link = dir.path().join("an1256.db");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = Store::open(&link, 0).unwrap_err();
+        assert!(matches!(err, StoreError::UnsafePath { .. }), "{err}");
+        assert!(err.to_string().contains("symlink"));
+    }
+}
