@@ -23,6 +23,7 @@
 //! SOCKS reason), at most [`SocksConfig::max_probes`] per scan, each step bounded
 //! by [`SocksConfig::probe_timeout`].
 
+mod config_files;
 pub mod probe;
 pub mod proxy;
 pub mod proxychains;
@@ -31,7 +32,7 @@ pub mod ssh;
 
 use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType, IPPROTO_TCP};
 use crate::platform::{Host, HostError};
-use crate::util::glob::{self, Dialect};
+use config_files::{read_config, SshConfigReader, MAX_SSH_CONFIG_FILES};
 use probe::{probe_socks5, ProbeOutcome};
 use proxy::{endpoint_matches, ProxyEndpoint};
 use servers::{known_server, may_be_known_server, KnownServer};
@@ -68,8 +69,7 @@ pub const REASON_PRELOAD: &str = "socks_preload";
 pub const REASON_HANDSHAKE: &str = "socks_handshake";
 pub const REASON_SERVER: &str = "socks_server";
 
-/// Largest ssh config file read (bytes); larger files are read up to this much.
-pub const MAX_SSH_CONFIG_BYTES: u64 = 256 * 1024;
+pub use config_files::MAX_SSH_CONFIG_BYTES;
 
 /// How the SOCKS classifier behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,81 +113,6 @@ fn is_listener(socket: &SocketInfo) -> bool {
 
 fn parse_ip(address: &str) -> Option<IpAddr> {
     address.parse::<IpAddr>().ok().map(proxy::canonical_ip)
-}
-
-/// Most ssh config files read for one ssh process (its configs and their Includes).
-const MAX_SSH_CONFIG_FILES: usize = 64;
-/// Deepest `Include` nesting followed (OpenSSH's own limit).
-const MAX_SSH_INCLUDE_DEPTH: usize = 16;
-/// Most directory entries looked at to expand one `Include` glob.
-const MAX_INCLUDE_DIR_ENTRIES: usize = 4096;
-
-/// Follows an ssh process's config files and their `Include`s, bounded, collecting
-/// the `DynamicForward` ports that apply to its destination.
-struct SshConfigReader<'a> {
-    host: &'a dyn Host,
-    /// The ssh process: its files are read with its rights, in its root.
-    process: &'a ProcessInfo,
-    home: Option<&'a str>,
-    destination: Option<&'a str>,
-    files_left: usize,
-    ports: Vec<u16>,
-}
-
-impl SshConfigReader<'_> {
-    fn read(&mut self, path: &str, user_config: bool, depth: usize) {
-        if depth > MAX_SSH_INCLUDE_DEPTH
-            || self.files_left == 0
-            || crate::deadline::Deadline::current().expired()
-        {
-            return;
-        }
-        self.files_left -= 1;
-        let Some(text) = read_config(self.host, self.process, path) else {
-            return;
-        };
-        let found = ssh::read_config(&text, self.destination);
-        self.ports.extend(found.forwards.iter().map(|f| f.port));
-        for argument in &found.includes {
-            let Some(pattern) = ssh::include_path(argument, self.home, user_config) else {
-                continue;
-            };
-            for file in expand_file_glob(self.host, self.process, &pattern) {
-                self.read(&file, user_config, depth + 1);
-            }
-        }
-    }
-}
-
-/// The files a path whose file name may hold `*`/`?` names, sorted as glob(3)
-/// returns them (hidden files only for a pattern starting with `.`); the directory
-/// is listed as `process` would list it (`Host::list_user_dir`).
-fn expand_file_glob(host: &dyn Host, process: &ProcessInfo, pattern: &str) -> Vec<String> {
-    if !ssh::has_glob(pattern) {
-        return vec![pattern.to_owned()];
-    }
-    let (dir, name_pattern) = pattern.rsplit_once('/').unwrap_or((".", pattern));
-    let dir = if dir.is_empty() { "/" } else { dir };
-    let Some(entries) = host.list_user_dir(process, dir, MAX_INCLUDE_DIR_ENTRIES) else {
-        return Vec::new();
-    };
-    let mut files: Vec<String> = entries
-        .into_iter()
-        .filter(|name| !name.starts_with('.') || name_pattern.starts_with('.'))
-        // Undecided (over the glob's bounds): read the file; more config read
-        // means more forwards seen, and MAX_SSH_CONFIG_FILES still bounds it.
-        .filter(|name| glob::matches(Dialect::Ssh, name_pattern, name).unwrap_or(true))
-        .map(|name| format!("{}/{name}", dir.trim_end_matches('/')))
-        .collect();
-    files.sort();
-    files
-}
-
-/// At most `MAX_SSH_CONFIG_BYTES` of a config file `process` names, read as the
-/// process would read it (never as root for the user, never a device or FIFO).
-fn read_config(host: &dyn Host, process: &ProcessInfo, path: &str) -> Option<String> {
-    let bytes = host.read_user_file(process, path, MAX_SSH_CONFIG_BYTES)?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// One scan's worth of SOCKS judgement, with per-process caches.
@@ -789,55 +714,6 @@ mod tests {
         assert!(!SocksConfig::default().handshake_probe);
     }
 
-    /// `Include` globs expand sorted and skip hidden files; nested includes are
-    /// followed; a file that includes itself stops at the bounds.
-    #[test]
-    fn ssh_config_includes_are_followed_and_bounded() {
-        // In memory: the judge reads the user's files only through the Host.
-        let d = "/home/u/.ssh";
-        let mut host = FakeHost::default();
-        let mut write = |name: &str, text: String| {
-            host.files.insert(format!("{d}/{name}"), text.into_bytes());
-        };
-        write(
-            "main",
-            format!("Include {d}/conf.d/*.conf\nHost other\n  Include {d}/never\n"),
-        );
-        write(
-            "conf.d/b.conf",
-            format!("Host pivot\n  DynamicForward 2002\n  Include {d}/nested\n"),
-        );
-        write("conf.d/a.conf", "DynamicForward 2001\n".into());
-        write("conf.d/.hidden.conf", "DynamicForward 2999\n".into());
-        write("conf.d/c.txt", "DynamicForward 2998\n".into());
-        write("nested", "DynamicForward 2003\n".into());
-        write("never", "DynamicForward 2997\n".into());
-        write("loop", format!("DynamicForward 2004\nInclude {d}/loop\n"));
-        let ssh = process(1, "/usr/bin/ssh", &["ssh"]);
-        assert_eq!(
-            expand_file_glob(&host, &ssh, &format!("{d}/conf.d/*.conf")),
-            vec![format!("{d}/conf.d/a.conf"), format!("{d}/conf.d/b.conf")]
-        );
-        assert_eq!(
-            expand_file_glob(&host, &ssh, "/nonexistent-an1256/none/*"),
-            Vec::<String>::new()
-        );
-        let mut reader = SshConfigReader {
-            host: &host,
-            process: &ssh,
-            home: None,
-            destination: Some("pivot"),
-            files_left: MAX_SSH_CONFIG_FILES,
-            ports: Vec::new(),
-        };
-        reader.read(&format!("{d}/main"), true, 0);
-        assert_eq!(reader.ports, vec![2001, 2002, 2003]);
-        reader.ports.clear();
-        reader.read(&format!("{d}/loop"), true, 0);
-        assert_eq!(reader.ports.len(), MAX_SSH_INCLUDE_DEPTH + 1);
-        assert!(reader.files_left < MAX_SSH_CONFIG_FILES);
-    }
-
     #[test]
     fn passwd_homes() {
         let text =
@@ -1169,12 +1045,5 @@ mod tests {
         let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
         assert_eq!(reasons_of(&map, &listen), "socks_server");
         assert_eq!(reasons_of(&map, &client), "socks_local_proxy");
-        // A FIFO at the config path is not read (and does not hang the scan).
-        let fifo = dir.path().join("fifo");
-        let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let owner = process(1, "/usr/bin/ssh", &["ssh"]);
-        assert_eq!(read_config(&host, &owner, &fifo.to_string_lossy()), None);
     }
 }
