@@ -10,6 +10,7 @@
 //! would poison it). The adapter answers every call with an explicit status code
 //! (0 OK, 1 error) and a message, and never lets a panic cross the Thrift boundary.
 
+use super::ServeError;
 use crate::tables::{Column, QueryContext, TableDef, Value, WriteOutcome};
 use osquery_rust_ng::plugin::{ColumnOptions, OsqueryPlugin, Registry};
 use osquery_rust_ng::{
@@ -110,7 +111,7 @@ impl TableAdapter {
         }
         match self.values(request) {
             Ok(values) => write_response(self.table.insert(&values)),
-            Err(message) => write_response(WriteOutcome::Failure(message)),
+            Err(e) => write_response(WriteOutcome::Failure(e.to_string())),
         }
     }
 
@@ -121,9 +122,10 @@ impl TableAdapter {
         let outcome = self
             .rowid(request)
             .and_then(|rowid| Ok((rowid, self.values(request)?)))
-            .map_or_else(WriteOutcome::Failure, |(rowid, values)| {
-                self.table.update(rowid, &values)
-            });
+            .map_or_else(
+                |e| WriteOutcome::Failure(e.to_string()),
+                |(rowid, values)| self.table.update(rowid, &values),
+            );
         write_response(outcome)
     }
 
@@ -131,9 +133,10 @@ impl TableAdapter {
         if !self.table.is_writable() {
             return self.readonly();
         }
-        let outcome = self
-            .rowid(request)
-            .map_or_else(WriteOutcome::Failure, |rowid| self.table.delete(rowid));
+        let outcome = self.rowid(request).map_or_else(
+            |e| WriteOutcome::Failure(e.to_string()),
+            |rowid| self.table.delete(rowid),
+        );
         write_response(outcome)
     }
 
@@ -152,40 +155,46 @@ impl TableAdapter {
     }
 
     /// The `id` of an update or delete.
-    fn rowid(&self, request: &ExtensionPluginRequest) -> Result<i64, String> {
+    fn rowid(&self, request: &ExtensionPluginRequest) -> Result<i64, ServeError> {
+        let table = || self.table.name().to_owned();
         let id = request
             .get("id")
-            .ok_or_else(|| format!("{}: write request has no id", self.table.name()))?;
-        id.trim()
-            .parse()
-            .map_err(|_| format!("{}: row id {id:?} is not an integer", self.table.name()))
+            .ok_or_else(|| ServeError::NoRowId { table: table() })?;
+        id.trim().parse().map_err(|_| ServeError::BadRowId {
+            table: table(),
+            id: id.clone(),
+        })
     }
 
     /// The `json_value_array` of an insert or update: one value per column, in
     /// column order.
-    fn values(&self, request: &ExtensionPluginRequest) -> Result<Vec<Option<Value>>, String> {
-        let name = self.table.name();
+    fn values(&self, request: &ExtensionPluginRequest) -> Result<Vec<Option<Value>>, ServeError> {
+        let table = || self.table.name().to_owned();
         let text = request
             .get("json_value_array")
-            .ok_or_else(|| format!("{name}: write request has no json_value_array"))?;
-        let json: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| format!("{name}: json_value_array is not JSON ({e})"))?;
+            .ok_or_else(|| ServeError::NoValues { table: table() })?;
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|source| ServeError::ValuesNotJson {
+                table: table(),
+                source,
+            })?;
         let array = json
             .as_array()
-            .ok_or_else(|| format!("{name}: json_value_array is not an array"))?;
+            .ok_or_else(|| ServeError::ValuesNotArray { table: table() })?;
         let expected = self.table.columns().len();
         if array.len() != expected {
-            return Err(format!(
-                "{name}: json_value_array has {} values, the table has {expected} columns",
-                array.len()
-            ));
+            return Err(ServeError::WrongValueCount {
+                table: table(),
+                got: array.len(),
+                expected,
+            });
         }
         array.iter().map(json_to_value).collect()
     }
 }
 
 /// One JSON cell of a write to a table value (`null` = NULL/default).
-fn json_to_value(json: &serde_json::Value) -> Result<Option<Value>, String> {
+fn json_to_value(json: &serde_json::Value) -> Result<Option<Value>, ServeError> {
     match json {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::String(s) => Ok(Some(Value::Text(s.clone()))),
@@ -195,7 +204,9 @@ fn json_to_value(json: &serde_json::Value) -> Result<Option<Value>, String> {
             // No table has a REAL column: keep the text rather than round.
             None => Ok(Some(Value::Text(n.to_string()))),
         },
-        other => Err(format!("unsupported value in json_value_array: {other}")),
+        other => Err(ServeError::UnsupportedValue {
+            value: other.clone(),
+        }),
     }
 }
 

@@ -9,10 +9,12 @@
 //! Logging is set up by `crate::logging`.
 
 mod adapter;
+mod error;
 mod registered;
 mod watch;
 
 pub use adapter::{TableAdapter, CALL_TIME_LIMIT};
+pub use error::ServeError;
 use watch::spawn_manager_watch;
 
 use crate::tables::TableDef;
@@ -40,15 +42,15 @@ pub struct ExtensionArgs {
 /// Registers the tables with osquery's manager and serves them until osquery goes
 /// away (a failed ping), osquery asks the extension to shut down, or a
 /// SIGTERM/SIGINT arrives. Returns `Ok` on any of those clean shutdowns.
-pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), String> {
+pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), ServeError> {
     // main() set logging up already; this keeps `run` usable on its own.
     crate::logging::init(crate::logging::level_for(true, args.verbose));
-    let socket = args.socket.to_str().ok_or_else(|| {
-        format!(
-            "osquery's extension socket path {} is not valid UTF-8",
-            args.socket.display()
-        )
-    })?;
+    let socket = args
+        .socket
+        .to_str()
+        .ok_or_else(|| ServeError::SocketPathNotUtf8 {
+            path: args.socket.clone(),
+        })?;
     let mut server = connect_to_manager(socket, Duration::from_secs(args.timeout))?;
     refuse_duplicate(socket)?;
     for table in tables {
@@ -73,7 +75,10 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
     );
     let served = server
         .run_with_signal_handling()
-        .map_err(|e| format!("osquery extension protocol error on {socket}: {e}"));
+        .map_err(|source| ServeError::Protocol {
+            socket: socket.to_owned(),
+            source,
+        });
     finished.store(true, Ordering::Release);
     let _ = watch.join();
     served?;
@@ -86,15 +91,14 @@ pub fn run(args: &ExtensionArgs, tables: Vec<Arc<dyn TableDef>>) -> Result<(), S
 
 /// Refuses to start when osquery already lists an extension of our name: osquery
 /// would refuse the registration anyway, and the running copy keeps serving.
-fn refuse_duplicate(socket: &str) -> Result<(), String> {
+fn refuse_duplicate(socket: &str) -> Result<(), ServeError> {
     match registered::registered_extensions(socket) {
         Ok(list) => match ours(&list) {
-            Some(other) => Err(format!(
-                "osquery at {socket} already has an {EXTENSION_NAME} extension registered (uuid {}); \
-                 not starting a second copy. Look for it with `SELECT * FROM osquery_extensions`, and \
-                 list an1256.ext once in --extensions_autoload or extensions.load",
-                other.uuid
-            )),
+            Some(other) => Err(ServeError::Duplicate {
+                socket: socket.to_owned(),
+                name: EXTENSION_NAME,
+                uuid: other.uuid,
+            }),
             None => Ok(()),
         },
         // The check is a courtesy: registration itself still decides.
@@ -110,7 +114,7 @@ fn ours(list: &[registered::Registered]) -> Option<&registered::Registered> {
 }
 /// Connects to the manager socket, retrying until `timeout`: osquery may start the
 /// extension before its manager listens (`Server::new` fails until then).
-fn connect_to_manager(socket: &str, timeout: Duration) -> Result<Server<TableAdapter>, String> {
+fn connect_to_manager(socket: &str, timeout: Duration) -> Result<Server<TableAdapter>, ServeError> {
     let deadline = Instant::now() + timeout;
     loop {
         match Server::new(Some(EXTENSION_NAME), socket) {
@@ -118,16 +122,16 @@ fn connect_to_manager(socket: &str, timeout: Duration) -> Result<Server<TableAda
             Ok(server) => return Ok(server.with_version(env!("CARGO_PKG_VERSION"))),
             Err(e) => {
                 if Instant::now() >= deadline {
-                    return Err(if Path::new(socket).exists() {
-                        format!(
-                            "osquery's extension socket {socket} did not accept connections within {} s ({e}); is osqueryd running with --extensions_socket?",
-                            timeout.as_secs()
-                        )
+                    let socket = socket.to_owned();
+                    let waited_s = timeout.as_secs();
+                    return Err(if Path::new(&socket).exists() {
+                        ServeError::ManagerNotAccepting {
+                            socket,
+                            waited_s,
+                            source: e,
+                        }
                     } else {
-                        format!(
-                            "osquery's extension socket {socket} did not appear within {} s; is osqueryd running with --extensions_socket?",
-                            timeout.as_secs()
-                        )
+                        ServeError::ManagerAbsent { socket, waited_s }
                     });
                 }
                 log::debug!("manager socket {socket} not ready yet: {e}");
@@ -147,7 +151,8 @@ mod tests {
         let started = Instant::now();
         let err = connect_to_manager(socket.to_str().unwrap(), Duration::from_millis(300))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert!(err.contains("did not appear within"), "{err}");
         assert!(err.contains("--extensions_socket"), "{err}");
@@ -163,6 +168,9 @@ mod tests {
         let err = connect_to_manager(socket.to_str().unwrap(), Duration::from_millis(200))
             .err()
             .unwrap();
+        // The connect error is kept as the source, not only in the text.
+        assert!(std::error::Error::source(&err).is_some(), "{err}");
+        let err = err.to_string();
         assert!(err.contains("did not accept connections within"), "{err}");
         assert!(err.contains("refused"), "{err}");
     }

@@ -1,7 +1,7 @@
 //! The manager watch: after registering, osquery must list the extension; later,
 //! a manager that accepts calls but answers none is hung, and the extension exits.
 
-use super::{ours, registered, EXTENSION_NAME};
+use super::{ours, registered, ServeError, EXTENSION_NAME};
 use osquery_rust_ng::ServerStopHandle;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,25 +31,23 @@ pub(super) fn spawn_manager_watch(
     socket: &str,
     interval: Duration,
     stop: ServerStopHandle,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Arc<Mutex<Option<ServeError>>>,
     finished: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let socket = socket.to_owned();
     std::thread::spawn(move || {
-        let fail = |why: String| {
+        let fail = |why: ServeError| {
             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             stop.stop();
         };
         match registration_confirmed(&socket, &stop) {
             Some(true) => {}
             Some(false) => {
-                return fail(format!(
-                    "osquery at {socket} refused to register {EXTENSION_NAME} (it is not in the \
-                     manager's extension list {} s later); run with --verbose and check \
-                     osquery's log: a table name another extension already registers is the \
-                     usual cause",
-                    REGISTRATION_CHECK.as_secs()
-                ))
+                return fail(ServeError::RegistrationRefused {
+                    socket: socket.clone(),
+                    name: EXTENSION_NAME,
+                    after_s: REGISTRATION_CHECK.as_secs(),
+                })
             }
             None => return,
         }
@@ -72,11 +70,10 @@ pub(super) fn spawn_manager_watch(
                 _ => unanswered_since = None,
             }
         }
-        let why = format!(
-            "osquery's manager at {socket} has accepted calls but answered none for {} s; \
-             treating osquery as hung and exiting (osquery restarts autoloaded extensions)",
-            limit.as_secs()
-        );
+        let why = ServeError::ManagerHung {
+            socket: socket.clone(),
+            after_s: limit.as_secs(),
+        };
         log::error!("{why}");
         fail(why);
         let deadline = Instant::now() + HUNG_GRACE;
