@@ -77,27 +77,26 @@ fn policy_row(p: &PolicyRow, n: usize) -> BaselineRow {
 }
 
 /// The key, source and note a write asks for.
-fn parse_write(cells: BaselineCells) -> Result<(EntryKey, Option<Source>, String), String> {
-    let identity = cells.identity.ok_or("identity is required")?;
-    let protocol_name = cells.protocol_name.ok_or("protocol_name is required")?;
+fn parse_write(cells: BaselineCells) -> Result<(EntryKey, Option<Source>, String), TableError> {
+    let identity = cells
+        .identity
+        .ok_or(TableError::Required { column: "identity" })?;
+    let protocol_name = cells.protocol_name.ok_or(TableError::Required {
+        column: "protocol_name",
+    })?;
     let remote_port = cells.remote_port.unwrap_or(-1);
     let source = match cells.source {
         None => None,
         Some(s) if s.is_empty() => None,
         Some(s) => match Source::parse(&s) {
-            Some(Source::Policy) => {
-                return Err(
-                    "source `policy` rows come from the policy file; insert `approved` entries"
-                        .into(),
-                )
-            }
+            Some(Source::Policy) => return Err(TableError::PolicySourceWrite),
             Some(src) => Some(src),
-            None => return Err(format!("source {s:?} is not approved or learned")),
+            None => return Err(TableError::UnknownSource { value: s }),
         },
     };
     let note = cells.note.unwrap_or_default();
     let key = crate::baseline::identity::validate_entry(&identity, &protocol_name, remote_port)
-        .map_err(|e| e.to_string())?;
+        .map_err(TableError::InvalidEntry)?;
     Ok((key, source, note))
 }
 
@@ -168,7 +167,7 @@ impl Table for An1256Baseline {
     fn insert_cells(&self, cells: BaselineCells) -> WriteOutcome {
         let (key, source, note) = match parse_write(cells) {
             Ok(v) => v,
-            Err(m) => return WriteOutcome::Constraint(m),
+            Err(e) => return WriteOutcome::Constraint(e.to_string()),
         };
         if let Some(scope) = broad_identity_scope(&key.identity) {
             return WriteOutcome::Constraint(format!(
@@ -213,7 +212,7 @@ impl Table for An1256Baseline {
         }
         let (key, source, note) = match parse_write(cells) {
             Ok(v) => v,
-            Err(m) => return WriteOutcome::Constraint(m),
+            Err(e) => return WriteOutcome::Constraint(e.to_string()),
         };
         if let Some(scope) = broad_identity_scope(&key.identity) {
             return WriteOutcome::Constraint(format!(

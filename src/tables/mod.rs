@@ -62,7 +62,7 @@ macro_rules! table_row {
 
             fn parse_cells(
                 values: &[Option<$crate::tables::Value>],
-            ) -> Result<$cells, String> {
+            ) -> Result<$cells, $crate::tables::TableError> {
                 $crate::tables::check_cell_count(Self::COLUMNS, values)?;
                 let mut cells = values.iter();
                 Ok($cells {
@@ -270,43 +270,46 @@ pub trait TypedRow: Send + 'static {
     fn into_row(self) -> Row;
     /// Parses an INSERT/UPDATE's values (one per column, in column order): a missing
     /// or extra value, or a value not of its column's type, is an error.
-    fn parse_cells(values: &[Option<Value>]) -> Result<Self::Cells, String>;
+    fn parse_cells(values: &[Option<Value>]) -> Result<Self::Cells, TableError>;
 }
 
 /// A write names every column: a different count is an error, never a NULL.
-pub fn check_cell_count(columns: &[Column], values: &[Option<Value>]) -> Result<(), String> {
+pub fn check_cell_count(columns: &[Column], values: &[Option<Value>]) -> Result<(), TableError> {
     if values.len() == columns.len() {
         Ok(())
     } else {
-        Err(format!(
-            "{} values for {} columns",
-            values.len(),
-            columns.len()
-        ))
+        Err(TableError::WrongValueCount {
+            got: values.len(),
+            expected: columns.len(),
+        })
     }
 }
 
 /// A column's Rust type, parsed from a written value.
 pub trait CellValue: Sized {
-    fn parse(value: Option<Value>, column: &str) -> Result<Option<Self>, String>;
+    fn parse(value: Option<Value>, column: &str) -> Result<Option<Self>, TableError>;
 }
 
 impl CellValue for String {
-    fn parse(value: Option<Value>, _column: &str) -> Result<Option<String>, String> {
+    fn parse(value: Option<Value>, _column: &str) -> Result<Option<String>, TableError> {
         Ok(value.map(|v| v.to_osquery_string()))
     }
 }
 
 impl CellValue for i64 {
-    fn parse(value: Option<Value>, column: &str) -> Result<Option<i64>, String> {
+    fn parse(value: Option<Value>, column: &str) -> Result<Option<i64>, TableError> {
         match value {
             None => Ok(None),
             Some(Value::Int(n)) => Ok(Some(n)),
-            Some(Value::Text(t)) => t
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("{column} {t:?} is not an integer")),
+            Some(Value::Text(t)) => {
+                t.trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| TableError::NotInteger {
+                        column: column.to_owned(),
+                        value: t,
+                    })
+            }
         }
     }
 }
@@ -321,6 +324,24 @@ pub enum TableError {
     /// Rows were found but some that exist may be missing: served as partial.
     #[error("incomplete: {reason}")]
     Partial { rows: Vec<Row>, reason: String },
+    /// A write named a different number of values than the table has columns.
+    #[error("{got} values for {expected} columns")]
+    WrongValueCount { got: usize, expected: usize },
+    /// A written value is not of its INTEGER column's type.
+    #[error("{column} {value:?} is not an integer")]
+    NotInteger { column: String, value: String },
+    /// A write left out a value the table needs.
+    #[error("{column} is required")]
+    Required { column: &'static str },
+    /// A write asked for `source = 'policy'`, which only the policy file gives.
+    #[error("source `policy` rows come from the policy file; insert `approved` entries")]
+    PolicySourceWrite,
+    /// A write named a source that is neither `approved` nor `learned`.
+    #[error("source {value:?} is not approved or learned")]
+    UnknownSource { value: String },
+    /// A written baseline entry breaks a store rule (identity, protocol, port).
+    #[error(transparent)]
+    InvalidEntry(crate::baseline::StoreError),
 }
 
 /// Result of a write to a writable table.
@@ -418,7 +439,7 @@ impl<T: Table> TableDef for T {
     fn insert(&self, values: &[Option<Value>]) -> WriteOutcome {
         match T::Row::parse_cells(values) {
             Ok(cells) => self.insert_cells(cells),
-            Err(m) => WriteOutcome::Constraint(m),
+            Err(e) => WriteOutcome::Constraint(e.to_string()),
         }
     }
     fn delete(&self, rowid: i64) -> WriteOutcome {
@@ -427,7 +448,7 @@ impl<T: Table> TableDef for T {
     fn update(&self, rowid: i64, values: &[Option<Value>]) -> WriteOutcome {
         match T::Row::parse_cells(values) {
             Ok(cells) => self.update_cells(rowid, cells),
-            Err(m) => WriteOutcome::Constraint(m),
+            Err(e) => WriteOutcome::Constraint(e.to_string()),
         }
     }
     fn rowid_column(&self) -> Option<&'static str> {
