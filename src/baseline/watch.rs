@@ -128,6 +128,8 @@ pub struct Watch {
     /// oldest first, as slots free (at most `MAX_PENDING`), so filling the set
     /// with decoys does not hide a process for its whole life.
     waiting: VecDeque<Pid>,
+    /// Where the next re-check starts in the watched pids (round robin).
+    recheck_start: usize,
     /// Every pid listed or judged, with its executable path (a changed path is
     /// an exec the events did not tell).
     known: HashMap<Pid, String>,
@@ -170,6 +172,7 @@ impl Watch {
             backlog: VecDeque::new(),
             pending_set: HashSet::new(),
             waiting: VecDeque::new(),
+            recheck_start: 0,
             known: HashMap::new(),
             rescan_due: true,
             recorded: HashMap::new(),
@@ -399,23 +402,7 @@ impl Watch {
             }
             self.judgements_left -= 1;
             self.status.judged += 1;
-            // One judgement may not hold the watch longer than this (a file a
-            // FUSE server trickles out would take a minute): cut short, the
-            // process stays watched without a verdict and is judged again.
-            let cut = Deadline::after(JUDGEMENT_LIMIT);
-            let judged = {
-                let _current = cut.enter();
-                observe::judge_owner(host, pid)
-            };
-            let judged = if cut.expired() {
-                Err(crate::platform::HostError::Other(format!(
-                    "judging process {pid} took longer than {} ms",
-                    JUDGEMENT_LIMIT.as_millis()
-                )))
-            } else {
-                judged
-            };
-            match judged {
+            match judge_bounded(host, pid) {
                 Ok(None) => self.forget(pid),
                 Ok(Some(v)) => {
                     if self.known.contains_key(&pid) || self.known.len() < MAX_KNOWN {
@@ -460,7 +447,7 @@ impl Watch {
         for pid in unjudged {
             self.pending_set.remove(&pid);
             self.status.judged += 1;
-            match observe::judge_owner(host, pid) {
+            match judge_bounded(host, pid) {
                 Ok(None) => self.forget(pid),
                 Ok(Some(v)) if v.subject.trusted => {
                     self.watched.remove(&pid);
@@ -471,8 +458,16 @@ impl Watch {
                 Err(_) => {}
             }
         }
+        // Each tick starts one pid further on: processes with huge fd tables
+        // first in the list cannot use up every tick's work limit.
+        let mut pids = self.watched_pids();
+        self.recheck_start = self.recheck_start.wrapping_add(1);
+        if !pids.is_empty() {
+            let start = self.recheck_start % pids.len();
+            pids.rotate_left(start);
+        }
         let query = SocketQuery {
-            pids: Some(self.watched_pids()),
+            pids: Some(pids),
             protocols: WATCHED_PROTOCOLS,
         };
         let observed = {
@@ -495,7 +490,7 @@ impl Watch {
             .collect();
         for pid in changed {
             self.status.judged += 1;
-            let verdict = observe::judge_owner(host, pid).ok().flatten();
+            let verdict = judge_bounded(host, pid).ok().flatten();
             let runs_that = verdict
                 .as_ref()
                 .is_some_and(|v| observed.executables.get(&pid) == Some(&v.process.path));
@@ -578,6 +573,28 @@ impl Watch {
 
 /// Records the watch's observations (never learning: only the sampler pass,
 /// which sees the whole host, learns).
+/// `observe::judge_owner` under `JUDGEMENT_LIMIT`: one judgement may not hold
+/// the watch longer (a file a FUSE server trickles out would take a minute). A
+/// judgement cut short is an error: the process stays watched without a verdict
+/// and is judged again, never given the cut verdict.
+fn judge_bounded(
+    host: &dyn Host,
+    pid: Pid,
+) -> Result<Option<crate::judge::subject::ProcessVerdict>, crate::platform::HostError> {
+    let cut = Deadline::after(JUDGEMENT_LIMIT);
+    let judged = {
+        let _current = cut.enter();
+        observe::judge_owner(host, pid)
+    };
+    if cut.expired() {
+        return Err(crate::platform::HostError::Other(format!(
+            "judging process {pid} took longer than {} ms",
+            JUDGEMENT_LIMIT.as_millis()
+        )));
+    }
+    judged
+}
+
 fn record(store: &Store, observations: &[Observation], limits: ObservationLimits) -> usize {
     if observations.is_empty() {
         return 0;
@@ -849,6 +866,24 @@ mod tests {
         watch.judge_pending(&after);
         watch.judge_pending(&after);
         assert_eq!(watch.watched_pids(), [11, 12]);
+    }
+
+    #[test]
+    fn each_recheck_starts_one_watched_pid_further_on() {
+        let source = events(true);
+        let all = host(&[(10, BEACON), (11, BEACON), (12, BEACON)], Some(source));
+        let mut watch = Watch::new(&all, DEFAULT_MAX_WATCHED);
+        watch.tick(&all, &socks(), 1000);
+        let mut firsts = Vec::new();
+        for now in 1001..1004 {
+            watch.recheck(&all, &socks(), now);
+            let queries = all.socket_queries.lock().unwrap().clone();
+            let pids = queries.last().unwrap().pids.clone().unwrap();
+            assert_eq!(pids.len(), 3);
+            firsts.push(pids[0]);
+        }
+        firsts.sort_unstable();
+        assert_eq!(firsts, [10, 11, 12], "every pid goes first in turn");
     }
 
     #[test]

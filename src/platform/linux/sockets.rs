@@ -609,9 +609,11 @@ pub fn scan(query: &SocketQuery) -> SocketScan {
     }
     let pids = match &query.pids {
         Some(list) => {
+            // In the caller's order (the watch rotates it so that no process is
+            // always last under the deadline), each pid once.
+            let mut seen = std::collections::HashSet::new();
             let mut list = list.clone();
-            list.sort_unstable();
-            list.dedup();
+            list.retain(|pid| seen.insert(*pid));
             list
         }
         None => match procfs::list_pids() {
