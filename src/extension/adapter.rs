@@ -67,7 +67,8 @@ impl TableAdapter {
         let context = request.get("context").map(String::as_str).unwrap_or("");
         let mut ctx = match QueryContext::from_osquery_json(context) {
             Ok(ctx) => ctx,
-            Err(e) => return failure(format!("{}: bad query context: {e}", self.table.name())),
+            // The error's text begins "bad query context: ".
+            Err(e) => return failure(format!("{}: {e}", self.table.name())),
         };
         ctx.deadline = crate::deadline::Deadline::after(self.call_limit);
         let generated = match crate::tables::generate_bounded(self.table.as_ref(), &ctx) {

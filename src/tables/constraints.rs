@@ -2,6 +2,7 @@
 //! embedded engine builds the same `QueryContext` from SQLite's xBestIndex. Tables
 //! ask only two questions: "which values must this column equal?" and nothing else.
 
+use super::TableError;
 use serde_json::Value as Json;
 
 /// osquery's constraint operators (the numbers are osquery's).
@@ -71,27 +72,29 @@ impl QueryContext {
     /// Parses osquery's context JSON:
     /// `{"constraints":[{"name":"pid","affinity":"INTEGER","list":[{"op":2,"expr":"1"}]}]}`.
     /// Unknown keys are ignored; a structure that is not this is an error.
-    pub fn from_osquery_json(text: &str) -> Result<QueryContext, String> {
+    pub fn from_osquery_json(text: &str) -> Result<QueryContext, TableError> {
         if text.trim().is_empty() {
             return Ok(QueryContext::default());
         }
-        let json: Json =
-            serde_json::from_str(text).map_err(|e| format!("query context is not JSON ({e})"))?;
+        let json: Json = serde_json::from_str(text).map_err(TableError::ContextNotJson)?;
         let Some(object) = json.as_object() else {
-            return Err("query context is not a JSON object".into());
+            return Err(TableError::BadContext(
+                "query context is not a JSON object".into(),
+            ));
         };
         let mut ctx = QueryContext::default();
         let Some(list) = object.get("constraints") else {
             return Ok(ctx);
         };
         let Some(list) = list.as_array() else {
-            return Err("query context `constraints` is not an array".into());
+            return Err(TableError::BadContext(
+                "query context `constraints` is not an array".into(),
+            ));
         };
         for entry in list {
-            let name = entry
-                .get("name")
-                .and_then(Json::as_str)
-                .ok_or("a constraint has no `name` string")?;
+            let name = entry.get("name").and_then(Json::as_str).ok_or_else(|| {
+                TableError::BadContext("a constraint has no `name` string".into())
+            })?;
             let Some(terms) = entry.get("list") else {
                 continue;
             };
@@ -99,20 +102,26 @@ impl QueryContext {
             if terms.as_str().is_some() {
                 continue;
             }
-            let terms = terms
-                .as_array()
-                .ok_or_else(|| format!("constraint list of `{name}` is not an array"))?;
+            let terms = terms.as_array().ok_or_else(|| {
+                TableError::BadContext(format!("constraint list of `{name}` is not an array"))
+            })?;
             for term in terms {
                 let op = match term.get("op") {
                     Some(Json::Number(n)) => n.as_i64(),
                     Some(Json::String(s)) => s.parse().ok(),
                     _ => None,
                 }
-                .ok_or_else(|| format!("constraint on `{name}` has no numeric `op`"))?;
+                .ok_or_else(|| {
+                    TableError::BadContext(format!("constraint on `{name}` has no numeric `op`"))
+                })?;
                 let expr = match term.get("expr") {
                     Some(Json::String(s)) => s.clone(),
                     Some(Json::Number(n)) => n.to_string(),
-                    _ => return Err(format!("constraint on `{name}` has no `expr`")),
+                    _ => {
+                        return Err(TableError::BadContext(format!(
+                            "constraint on `{name}` has no `expr`"
+                        )))
+                    }
                 };
                 ctx.constraints.push(Constraint {
                     column: name.to_owned(),

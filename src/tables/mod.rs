@@ -317,8 +317,12 @@ impl CellValue for i64 {
 /// Why a table call failed; shown to the user by osquery or the CLI.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
+    /// osquery's query context has not the shape it should: says which part.
     #[error("bad query context: {0}")]
     BadContext(String),
+    /// osquery's query context is not JSON at all.
+    #[error("bad query context: query context is not JSON ({0})")]
+    ContextNotJson(#[source] serde_json::Error),
     #[error("{0}")]
     Failed(String),
     /// Rows were found but some that exist may be missing: served as partial.
