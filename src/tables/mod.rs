@@ -343,6 +343,9 @@ pub enum TableError {
     /// A write named a source that is neither `approved` nor `learned`.
     #[error("source {value:?} is not approved or learned")]
     UnknownSource { value: String },
+    /// A row does not have its table's columns and types (`validate` checks).
+    #[error("{0}")]
+    RowShape(String),
     /// A written baseline entry breaks a store rule (identity, protocol, port).
     #[error(transparent)]
     InvalidEntry(crate::baseline::StoreError),

@@ -3,26 +3,26 @@
 //! type, in the three forms rows take (typed [`Row`], osquery's text map, SQLite's
 //! values). Used by the tests over the fake host and over the real one.
 
-use super::{Column, ColumnType, Row};
+use super::{Column, ColumnType, Row, TableError};
 use rusqlite::types::Value as SqlValue;
 use std::collections::BTreeMap;
 
 /// A generated row: exactly `columns`, each value of its column's type.
-pub fn check_row(columns: &[Column], row: &Row) -> Result<(), String> {
+pub fn check_row(columns: &[Column], row: &Row) -> Result<(), TableError> {
     if row.columns() != columns || row.len() != columns.len() {
-        return Err(format!(
+        return Err(TableError::RowShape(format!(
             "row has {} values for {} columns: {row:?}",
             row.len(),
             columns.len()
-        ));
+        )));
     }
     for (column, value) in columns.iter().zip(row.iter()) {
         if !column.ty.holds(value) {
-            return Err(format!(
+            return Err(TableError::RowShape(format!(
                 "{} is {}, the value is {value:?}",
                 column.name,
                 column.ty.as_str()
-            ));
+            )));
         }
     }
     Ok(())
@@ -34,22 +34,24 @@ pub fn check_osquery_row(
     columns: &[Column],
     row: &BTreeMap<String, String>,
     extra: &[&str],
-) -> Result<(), String> {
+) -> Result<(), TableError> {
     let mut expected: Vec<&str> = columns.iter().map(|c| c.name).collect();
     expected.extend(extra);
     expected.sort_unstable();
     let found: Vec<&str> = row.keys().map(String::as_str).collect();
     if found != expected {
-        return Err(format!("keys {found:?}, expected {expected:?}"));
+        return Err(TableError::RowShape(format!(
+            "keys {found:?}, expected {expected:?}"
+        )));
     }
     for column in columns {
         let text = &row[column.name];
         if column.ty != ColumnType::Text && text.parse::<i64>().is_err() {
-            return Err(format!(
+            return Err(TableError::RowShape(format!(
                 "{} is {} but osquery got {text:?}",
                 column.name,
                 column.ty.as_str()
-            ));
+            )));
         }
     }
     Ok(())
@@ -57,10 +59,16 @@ pub fn check_osquery_row(
 
 /// A `SELECT *` row from the embedded engine: the column names in order, each value
 /// SQLite's integer or text as declared (never NULL).
-pub fn check_sql_row(columns: &[Column], names: &[String], row: &[SqlValue]) -> Result<(), String> {
+pub fn check_sql_row(
+    columns: &[Column],
+    names: &[String],
+    row: &[SqlValue],
+) -> Result<(), TableError> {
     let declared: Vec<&str> = columns.iter().map(|c| c.name).collect();
     if names != declared.as_slice() || row.len() != columns.len() {
-        return Err(format!("columns {names:?}, expected {declared:?}"));
+        return Err(TableError::RowShape(format!(
+            "columns {names:?}, expected {declared:?}"
+        )));
     }
     for (column, value) in columns.iter().zip(row) {
         let fits = matches!(
@@ -72,11 +80,11 @@ pub fn check_sql_row(columns: &[Column], names: &[String], row: &[SqlValue]) -> 
                 )
         );
         if !fits {
-            return Err(format!(
+            return Err(TableError::RowShape(format!(
                 "{} is {}, SQLite got {value:?}",
                 column.name,
                 column.ty.as_str()
-            ));
+            )));
         }
     }
     Ok(())
