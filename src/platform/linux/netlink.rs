@@ -274,6 +274,31 @@ pub fn own_net_namespace() -> io::Result<u64> {
 }
 
 /// An open NETLINK_SOCK_DIAG socket with a receive timeout.
+/// Sends one whole netlink message to the kernel (port 0) on `socket`.
+pub fn send_to_kernel(socket: std::os::fd::RawFd, message: &[u8]) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_nl is valid; family set below, pid 0 = kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: message and kernel are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            socket,
+            message.as_ptr().cast::<libc::c_void>(),
+            message.len(),
+            0,
+            (&raw const kernel).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if sent as usize != message.len() {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok(())
+}
+
 struct DiagSocket(OwnedFd);
 
 impl DiagSocket {
@@ -312,27 +337,7 @@ impl DiagSocket {
     }
 
     fn send_to_kernel(&self, message: &[u8]) -> io::Result<()> {
-        // SAFETY: an all-zero sockaddr_nl is valid; family set below, pid 0 = kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: message and kernel are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                message.as_ptr().cast::<libc::c_void>(),
-                message.len(),
-                0,
-                (&raw const kernel).cast::<libc::sockaddr>(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if sent as usize != message.len() {
-            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-        }
-        Ok(())
+        send_to_kernel(self.0.as_raw_fd(), message)
     }
 
     /// One datagram into `buffer`; its length, or EMSGSIZE if it did not fit.

@@ -227,24 +227,7 @@ impl ProcConnector {
     }
 
     fn send(&self, message: &[u8]) -> io::Result<()> {
-        // SAFETY: an all-zero sockaddr_nl is valid; family set below, pid 0 = kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: message and kernel are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                self.socket.as_raw_fd(),
-                message.as_ptr().cast::<libc::c_void>(),
-                message.len(),
-                0,
-                (&raw const kernel).cast::<libc::sockaddr>(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        super::netlink::send_to_kernel(self.socket.as_raw_fd(), message)
     }
 
     /// Waits for the kernel's answer to the subscription: outside the initial
