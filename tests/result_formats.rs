@@ -13,38 +13,8 @@ mod common;
 use an1256::cli::ecs::{elastic_severity, CUSTOM_FIELDS, ECS_VERSION};
 use common::{attacker, is_root, skip, spawn_ready, Attacker, ReadyChild};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// An unsigned binary owned by `user`: python3 copied under a name that is no
-/// interpreter, with `tag` appended so its sha256 identity is this test's alone.
-fn unsigned_binary(user: &Attacker, tag: &str) -> PathBuf {
-    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
-    let copy = user.home.join("beacon");
-    common::copy_executable(&python, &copy);
-    let status = Command::new("sh")
-        .args(["-c", "printf '%s' \"$1\" >> \"$2\"", "sh", tag])
-        .arg(&copy)
-        .status()
-        .expect("append tag");
-    assert!(status.success());
-    std::os::unix::fs::chown(&copy, Some(user.uid), Some(user.gid)).expect("chown");
-    copy
-}
-
-/// `binary` holding a UDP socket connected to 127.0.0.1:`port`.
-fn udp_holder(user: &Attacker, binary: &Path, port: u16) -> ReadyChild {
-    let code = format!(
-        "import socket,time\n\
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-s.connect(('127.0.0.1',{port}))\n\
-print('ready', flush=True)\n\
-time.sleep(300)\n"
-    );
-    let mut command = user.command(binary);
-    command.arg("-c").arg(code);
-    spawn_ready(command).unwrap_or_else(|e| panic!("udp holder: {e}"))
-}
 
 /// A private baseline store and config for the CLI, so tests never touch the
 /// host's real one.
@@ -189,8 +159,8 @@ fn osquery_format_lines_are_osquery_result_log_lines_with_decorations() {
         return;
     }
     let user = attacker("osqlog");
-    let binary = unsigned_binary(&user, "an1256-osquery-format");
-    let child = udp_holder(&user, &binary, 4791);
+    let binary = user.unsigned_python_copy("beacon", "an1256-osquery-format");
+    let child = user.udp_holder(&binary, 4791);
     let uuid = machine_uuid().expect("this Debian host has /etc/machine-id");
     let hostname = String::from_utf8(Command::new("hostname").output().unwrap().stdout)
         .unwrap()
@@ -260,8 +230,8 @@ fn an_approved_process_gives_no_line() {
         return;
     }
     let user = attacker("osqlog-twin");
-    let binary = unsigned_binary(&user, "an1256-osquery-format-twin");
-    let child = udp_holder(&user, &binary, 4792);
+    let binary = user.unsigned_python_copy("beacon", "an1256-osquery-format-twin");
+    let child = user.udp_holder(&binary, 4792);
     let store = Store::new();
     let pid = child.pid.to_string();
     let (_, lines, _) = store.scan(&["--format", "osquery"]);
@@ -469,7 +439,7 @@ fn ecs_documents_of_real_hits_are_valid_ecs_and_feed_the_elastic_rule() {
     }
     let definitions = ecs_definitions();
     let user = attacker("ecsdocs");
-    let binary = unsigned_binary(&user, "an1256-ecs-format");
+    let binary = user.unsigned_python_copy("beacon", "an1256-ecs-format");
     let child = three_socket_holder(&user, &binary, 4793);
     let icmp = child.value("icmp") == Some("ok");
     if !icmp {

@@ -12,11 +12,9 @@ use an1256::platform::{self, HostConfig};
 use an1256::settings::Settings;
 use an1256::sql::Engine;
 use an1256::util::time::shift_this_thread;
-use common::{attacker, is_root, skip, spawn_ready, Attacker, ReadyChild};
+use common::{attacker, is_root, skip};
 use rusqlite::types::Value as SqlValue;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 /// One row, columns by name (ordered, so rows compare and sort).
@@ -27,38 +25,6 @@ type Results = BTreeMap<String, Vec<Row>>;
 const DAY_AND_AN_HOUR: i64 = 25 * 3600;
 /// The sampler's period as the replay below runs it (under the 180 s appearance gap).
 const SAMPLER_STEP: i64 = 170;
-
-/// An unsigned binary owned by the attacker: a copy of python3 under a name that is
-/// no interpreter, with a tag appended (ignored by the ELF loader) so its sha256
-/// identity is this test's alone.
-fn unsigned_binary(user: &Attacker, tag: &str) -> PathBuf {
-    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
-    let copy = user.home.join("updater");
-    common::copy_executable(&python, &copy);
-    // Appended by a child, so no write descriptor on the copy exists in this process.
-    let status = Command::new("sh")
-        .args(["-c", "printf '%s' \"$1\" >> \"$2\"", "sh", tag])
-        .arg(&copy)
-        .status()
-        .expect("append tag");
-    assert!(status.success());
-    std::os::unix::fs::chown(&copy, Some(user.uid), Some(user.gid)).expect("chown");
-    copy
-}
-
-/// The attacker's binary holding a UDP socket connected to 127.0.0.1:`port`.
-fn udp_holder(user: &Attacker, binary: &Path, port: u16) -> ReadyChild {
-    let code = format!(
-        "import socket,time\n\
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-s.connect(('127.0.0.1',{port}))\n\
-print('ready', flush=True)\n\
-time.sleep(300)\n"
-    );
-    let mut command = user.command(binary);
-    command.arg("-c").arg(code);
-    spawn_ready(command).unwrap_or_else(|e| panic!("udp holder: {e}"))
-}
 
 fn display(value: &SqlValue) -> String {
     match value {
@@ -119,7 +85,7 @@ fn differential_rows_are_identical_a_day_later_and_change_only_with_the_socket()
         return;
     }
     let user = attacker("stablerows");
-    let binary = unsigned_binary(&user, "an1256-stable-rows");
+    let binary = user.unsigned_python_copy("updater", "an1256-stable-rows");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = Settings::with_db(dir.path().join("store/an1256.db"));
     settings.policy_path = dir.path().join("policy.json");
@@ -128,7 +94,7 @@ fn differential_rows_are_identical_a_day_later_and_change_only_with_the_socket()
     let baseline = Arc::new(Baseline::new(settings, host.clone()));
     let engine = Engine::new(an1256::all_tables(host, baseline.clone())).expect("embedded engine");
 
-    let mut first = udp_holder(&user, &binary, 4789);
+    let mut first = user.udp_holder(&binary, 4789);
     let (_, rows) = engine
         .query(&format!(
             "SELECT subject_identity FROM process_code_signature WHERE pid = {}",
@@ -179,7 +145,7 @@ fn differential_rows_are_identical_a_day_later_and_change_only_with_the_socket()
     // Another process of the same binary takes over the socket's key and the
     // first one exits: the observation's appearance goes on (same recent row), and
     // the new process is a new live hit.
-    let mut second = udp_holder(&user, &binary, 4789);
+    let mut second = user.udp_holder(&binary, 4789);
     first.kill();
     drop(later);
     let _later = shift_this_thread(DAY_AND_AN_HOUR + 15);
@@ -197,7 +163,7 @@ fn differential_rows_are_identical_a_day_later_and_change_only_with_the_socket()
     assert_eq!(pid_of(&new_rows[0].1), i64::from(second.pid));
 
     // A new socket (another remote port) is new in both queries.
-    let third = udp_holder(&user, &binary, 4790);
+    let third = user.udp_holder(&binary, 4790);
     baseline.sample().expect("sampler pass with the new socket");
     let new_socket = differential_rows(&engine, &identity);
     let mut new_rows = added(&handed_over, &new_socket);

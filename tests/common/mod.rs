@@ -299,6 +299,37 @@ impl Attacker {
         command
     }
 
+    /// An unsigned copy of python3 named `name` in the home, owned by the user,
+    /// made unique by `tag` appended to its bytes (a child appends it, so no write
+    /// descriptor on the copy exists in this process).
+    pub fn unsigned_python_copy(&self, name: &str, tag: &str) -> std::path::PathBuf {
+        let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+        let copy = self.home.join(name);
+        copy_executable(&python, &copy);
+        let status = Command::new("sh")
+            .args(["-c", "printf '%s' \"$1\" >> \"$2\"", "sh", tag])
+            .arg(&copy)
+            .status()
+            .expect("append tag");
+        assert!(status.success());
+        std::os::unix::fs::chown(&copy, Some(self.uid), Some(self.gid)).expect("chown");
+        copy
+    }
+
+    /// `binary` (a python) holding a UDP socket connected to 127.0.0.1:`port`.
+    pub fn udp_holder(&self, binary: &std::path::Path, port: u16) -> ReadyChild {
+        let code = format!(
+            "import socket,time\n\
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+s.connect(('127.0.0.1',{port}))\n\
+print('ready', flush=True)\n\
+time.sleep(300)\n"
+        );
+        let mut command = self.command(binary);
+        command.arg("-c").arg(code);
+        spawn_ready(command).unwrap_or_else(|e| panic!("udp holder: {e}"))
+    }
+
     /// Writes `contents` to `relative` under the home, owned by the user (mode 0644,
     /// or 0755 when `executable`).
     pub fn write(&self, relative: &str, contents: &[u8], executable: bool) -> std::path::PathBuf {
