@@ -398,3 +398,76 @@ impl Drop for DebInstall {
         let _ = Command::new("dpkg").args(["--purge", "an1256"]).output();
     }
 }
+
+/// `--root` names where root writes, chowns and appends. A directory another user
+/// controls (their own, or one of theirs inside a root-only one) would let them
+/// swap a path for a symlink to a file of root's: the script refuses, and the
+/// file is untouched. The benign twin, the same layout all root's, installs.
+#[test]
+fn setup_refuses_a_root_directory_another_user_controls() {
+    if !common::is_root() {
+        return common::skip("setup_user_root", "needs root");
+    }
+    use std::os::unix::fs::symlink;
+    let victim_dir = tempfile::tempdir().expect("tempdir");
+    let victim = victim_dir.path().join("shadow-like");
+    std::fs::write(&victim, "root's secret\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let untouched = |why: &str| {
+        let meta = std::fs::symlink_metadata(&victim).unwrap();
+        assert_eq!(read(&victim), "root's secret\n", "{why}: content");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "{why}: mode");
+        assert_eq!(meta.uid(), 0, "{why}: owner");
+    };
+    let refused = |root: &Path, why: &str| {
+        let output = Command::new(setup_script())
+            .args(["--osquery", "--ext", EXTENSION, "--root"])
+            .arg(root)
+            .output()
+            .expect("spawn");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{why}: accepted\n{stderr}");
+        assert!(stderr.contains("root-only"), "{why}: says why: {stderr}");
+        untouched(why);
+    };
+
+    // 1. The attacker's own home as --root, with etc/osquery/osquery.flags planted
+    // as a symlink to root's file.
+    let attacker = common::attacker("setuproot");
+    attacker.write("etc/osquery/.keep", b"", false);
+    let planted = attacker.home.join("etc/osquery/osquery.flags");
+    std::os::unix::fs::lchown(
+        {
+            symlink(&victim, &planted).unwrap();
+            &planted
+        },
+        Some(attacker.uid),
+        Some(attacker.gid),
+    )
+    .unwrap();
+    refused(&attacker.home, "the attacker's home");
+
+    // 2. A root-only --root, but etc/ inside it belongs to the attacker.
+    let root = tempfile::tempdir().expect("tempdir");
+    let etc = root.path().join("etc");
+    std::fs::create_dir_all(etc.join("osquery")).unwrap();
+    std::os::unix::fs::chown(&etc, Some(attacker.uid), Some(attacker.gid)).unwrap();
+    symlink(&victim, etc.join("osquery/extensions.load")).unwrap();
+    refused(root.path(), "an attacker's directory inside --root");
+
+    // 3. A group-writable directory on the way.
+    let open = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o775)).unwrap();
+    refused(open.path(), "a group-writable --root");
+
+    // Benign twin: the same layout, all root's, installs and leaves the file alone.
+    std::os::unix::fs::chown(&etc, Some(0), Some(0)).unwrap();
+    std::fs::remove_file(etc.join("osquery/extensions.load")).unwrap();
+    setup(root.path(), &["--osquery", "--ext", EXTENSION]);
+    assert_osquery_would_load(&root.path().join(EXT_PATH.trim_start_matches('/')));
+    assert_eq!(
+        lines_equal(&read(etc.join("osquery/osquery.flags")), REQUIRE_FLAG),
+        1
+    );
+    untouched("benign twin");
+}
