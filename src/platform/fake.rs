@@ -21,6 +21,8 @@ pub struct FakeHost {
     pub environment_errors: HashMap<Pid, HostError>,
     /// Mapped libraries by pid (`mapped_libraries`).
     pub libraries: HashMap<Pid, Vec<String>>,
+    /// What `mapped_libraries` fails with, by pid.
+    pub library_errors: HashMap<Pid, HostError>,
     /// What `system_socks_proxy` returns.
     pub system_proxy: Option<(String, u16)>,
     /// Responsible process by pid (macOS notion), for tests.
@@ -188,6 +190,9 @@ impl Host for FakeHost {
     }
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        if let Some(error) = self.library_errors.get(&pid) {
+            return Err(error.clone());
+        }
         Ok(self.libraries.get(&pid).cloned().unwrap_or_default())
     }
 

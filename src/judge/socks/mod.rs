@@ -9,11 +9,12 @@
 //! | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy |
 //! | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server on a SOCKS port ([`servers`]: `ssh -D`, tor, microsocks, danted, 3proxy, gost, chisel, redsocks), or one of the proxychains-wrapped client's own configured SOCKS proxies ([`proxychains`]) |
 //! | `socks_preload` | libproxychains / libtorsocks / libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
+//! | `socks_preload_unknown` | the owner's mapped files could not be read whole (over the read limit, or unreadable for a reason other than its exit or a non-root scanner): `socks_preload` cannot be ruled out, so the connection is reported |
 //! | `socks_handshake` | (opt-in) the loopback listener at the remote end answered a SOCKS5 greeting |
 //! | `socks_server` | on a LISTEN socket: its port is in the SOCKS port list (with `socks_port`), the owner is a known SOCKS server on that port, a local client reaches it as its SOCKS proxy by its proxy environment or its proxychains config (full scans), or the listener answered the SOCKS5 greeting |
 //!
 //! Reasons are listed in that order. A client socket needs at least one of the
-//! first five (the probe only confirms candidates); a TCP socket without any
+//! reasons above `socks_handshake` (the probe only confirms candidates); a TCP socket without any
 //! reason is not a row. Listening sockets only ever get `socks_handshake` and
 //! `socks_server`; accepted server-side connections get nothing.
 //!
@@ -56,6 +57,7 @@ pub const SIGNALS_TABLE_MARKDOWN: &str = "\
 | `socks_system_proxy` | the connection goes to the macOS system SOCKS proxy (network settings) |
 | `socks_local_proxy` | the remote end is a listener in the same network namespace owned by a known SOCKS server, on its SOCKS port: `ssh -D` / `-o DynamicForward` / `DynamicForward` in its ssh_config, tor, microsocks, danted/sockd, 3proxy, gost (`-L socks5://…`), chisel client `socks` remotes, redsocks — recognised by the executable's name (`/proc/<pid>/exe`, never argv[0]) and the program's argv grammar, never by running anything. Also: a proxychains-wrapped client (`socks_preload`) connected to a local listener that its own proxychains config (`PROXYCHAINS_CONF_FILE`, `./proxychains.conf`, `~/.proxychains/proxychains.conf`, `/etc/proxychains4.conf`, `/etc/proxychains.conf`) lists as a `socks4`/`socks5` proxy, whatever program owns the listener |
 | `socks_preload` | libproxychains, libtorsocks or libtsocks is mapped in the process, or `LD_PRELOAD` / `DYLD_INSERT_LIBRARIES` names it |
+| `socks_preload_unknown` | the owner's mapped files could not be read whole (the `maps` fallback is longer than its 16 MiB read limit, or the read failed for a reason other than the process's exit or a non-root scanner), and its environment names no SOCKS preload: `socks_preload` cannot be ruled out, so any TCP connection of that process is reported rather than judged clean |
 | `socks_handshake` | opt-in: the loopback listener answered the SOCKS5 greeting `05 01 00` with `05 xx`. Sent only to loopback listeners in the scanner's network namespace that are already candidates, at most 16 per scan, each step bounded (300 ms by default); never to another address |
 | `socks_server` | on a LISTEN socket: its port is in the SOCKS port list (then with `socks_port`, whatever program owns it), the owner is a known SOCKS server on that port, a local client reaches it as its SOCKS proxy by its proxy environment (`socks_env_proxy`) or as one of its proxychains-configured SOCKS proxies (seen by full scans: a `pid =` query of the server alone does not look at other processes' clients), or the listener answered the handshake probe |
 ";
@@ -66,6 +68,16 @@ pub const REASON_ENV_TRUNCATED: &str = "socks_env_truncated";
 pub const REASON_SYSTEM_PROXY: &str = "socks_system_proxy";
 pub const REASON_LOCAL_PROXY: &str = "socks_local_proxy";
 pub const REASON_PRELOAD: &str = "socks_preload";
+pub const REASON_PRELOAD_UNKNOWN: &str = "socks_preload_unknown";
+/// Whether a SOCKS library is preloaded into a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Preload {
+    Yes,
+    No,
+    /// Its mapped files could not be read whole.
+    Unknown,
+}
+
 pub const REASON_HANDSHAKE: &str = "socks_handshake";
 pub const REASON_SERVER: &str = "socks_server";
 
@@ -125,7 +137,7 @@ struct Classifier<'a> {
     environment_proxies: HashMap<Pid, Vec<ProxyEndpoint>>,
     /// Processes whose environment was cut at the read limit.
     truncated_environments: HashSet<Pid>,
-    preloads: HashMap<Pid, bool>,
+    preloads: HashMap<Pid, Preload>,
     proxychains: HashMap<Pid, Vec<ProxyEndpoint>>,
     system_proxy: Option<Option<ProxyEndpoint>>,
     own_namespace: Option<String>,
@@ -222,16 +234,22 @@ impl<'a> Classifier<'a> {
         self.truncated_environments.contains(&pid)
     }
 
-    fn preloads_socks(&mut self, pid: Pid) -> bool {
+    fn preloads_socks(&mut self, pid: Pid) -> Preload {
         if let Some(known) = self.preloads.get(&pid) {
             return *known;
         }
-        let mapped = self
-            .host
-            .mapped_libraries(pid)
-            .map(|libs| libs.iter().any(|l| proxy::is_socks_preload_library(l)))
-            .unwrap_or(false);
-        let found = mapped || proxy::environment_preloads_socks(self.environment(pid));
+        let found = if proxy::environment_preloads_socks(self.environment(pid)) {
+            Preload::Yes
+        } else {
+            match self.host.mapped_libraries(pid) {
+                Ok(libs) if libs.iter().any(|l| proxy::is_socks_preload_library(l)) => Preload::Yes,
+                Ok(_) => Preload::No,
+                // Gone, or not ours to read (a non-root CLI): nothing to judge.
+                Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => Preload::No,
+                // Cut or unreadable: a preloaded library cannot be ruled out.
+                Err(_) => Preload::Unknown,
+            }
+        };
         self.preloads.insert(pid, found);
         found
     }
@@ -540,7 +558,8 @@ pub fn socks_reasons(
             reasons.push(REASON_SYSTEM_PROXY);
         }
         let ends = listener_index.reached_by(client, &local_addresses);
-        let preloaded = c.preloads_socks(client.pid);
+        let preload = c.preloads_socks(client.pid);
+        let preloaded = preload == Preload::Yes;
         // A local listener the wrapped client's proxychains config names as SOCKS.
         let to_proxychains_target = preloaded
             && !ends.is_empty()
@@ -558,8 +577,11 @@ pub fn socks_reasons(
         {
             reasons.push(REASON_LOCAL_PROXY);
         }
-        if preloaded {
-            reasons.push(REASON_PRELOAD);
+        match preload {
+            Preload::Yes => reasons.push(REASON_PRELOAD),
+            // Fail closed: the library may be in the part not read.
+            Preload::Unknown => reasons.push(REASON_PRELOAD_UNKNOWN),
+            Preload::No => {}
         }
         if reasons.is_empty() {
             continue;
@@ -686,6 +708,46 @@ mod tests {
         assert_eq!(reasons_of(&map, &whole), "");
     }
 
+    /// Mapped files that could not be read whole may hide a SOCKS library: the
+    /// connection is reported (`socks_preload_unknown`). Twins: a process that
+    /// exited, one read whole, and one whose environment already names the
+    /// library (then it is `socks_preload`, known).
+    #[test]
+    fn an_unreadable_library_list_is_not_clean() {
+        let mut host = FakeHost::default();
+        let cut = HostError::Truncated {
+            pid: 0,
+            what: "maps",
+            limit: 16 << 20,
+        };
+        for pid in 10..=13 {
+            host.processes
+                .push(process(pid, "/usr/bin/curl", &["curl"]));
+        }
+        host.library_errors.insert(10, cut.clone());
+        host.library_errors.insert(11, HostError::Vanished(11));
+        host.library_errors.insert(13, cut);
+        host.environments.insert(
+            13,
+            vec!["LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libproxychains.so.4".into()],
+        );
+        let connection = |pid: Pid| {
+            tcp(
+                pid,
+                3,
+                ("10.0.0.2", 40000 + pid),
+                ("203.0.113.5", 443),
+                "ESTABLISHED",
+            )
+        };
+        let scanned: Vec<SocketInfo> = (10..=13).map(connection).collect();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &scanned[0]), REASON_PRELOAD_UNKNOWN);
+        assert_eq!(reasons_of(&map, &scanned[1]), "", "exited");
+        assert_eq!(reasons_of(&map, &scanned[2]), "", "read whole");
+        assert_eq!(reasons_of(&map, &scanned[3]), REASON_PRELOAD);
+    }
+
     #[test]
     fn signals_table_names_every_reason() {
         for reason in [
@@ -695,6 +757,7 @@ mod tests {
             REASON_SYSTEM_PROXY,
             REASON_LOCAL_PROXY,
             REASON_PRELOAD,
+            REASON_PRELOAD_UNKNOWN,
             REASON_HANDSHAKE,
             REASON_SERVER,
         ] {

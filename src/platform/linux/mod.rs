@@ -778,9 +778,17 @@ impl Host for LinuxHost {
             }
             return Ok(paths);
         }
-        let maps = dir
-            .read(c"maps", procfs::MAX_MAPS_BYTES)
+        let (maps, truncated) = dir
+            .read_capped(c"maps", procfs::MAX_MAPS_BYTES)
             .map_err(|e| process_error(pid, &e))?;
+        if truncated {
+            // A library named past the cut would be missed: unknown, not absent.
+            return Err(HostError::Truncated {
+                pid,
+                what: "maps",
+                limit: procfs::MAX_MAPS_BYTES,
+            });
+        }
         Ok(procfs::parse_maps_paths(&String::from_utf8_lossy(&maps)))
     }
 }
