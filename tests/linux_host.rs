@@ -1207,3 +1207,126 @@ fn an_exec_of_the_same_program_and_argv_changes_the_process_stamp() {
     );
     assert_ne!(after.layout, before.layout);
 }
+
+/// Red-team finding 7: under `setarch -R` (no layout randomization) an attacker
+/// execs the same python with argv and environment of the same sizes, and
+/// clears `ADDR_NO_RANDOMIZE` from its personality after each exec: the second
+/// image has the first one's pid, start time and layout. The libraries the
+/// second image maps (a SOCKS preload) must be read fresh, never answered from
+/// what was read for the first. Its benign twin, a plain (randomized) process,
+/// keeps a stamp and is cached.
+#[test]
+fn a_setarch_exec_into_the_old_layout_never_reuses_the_old_images_facts() {
+    use an1256::platform::linux::procfs::ProcDir;
+    const TEST: &str = "a_setarch_exec_into_the_old_layout_never_reuses_the_old_images_facts";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user)");
+    }
+    let Some(setarch) = common::which("setarch") else {
+        return skip(TEST, "setarch (util-linux) is not installed");
+    };
+    let Some(library) = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/lib64",
+    ]
+    .iter()
+    .map(|dir| std::path::Path::new(dir).join("libz.so.1"))
+    .find(|p| p.is_file()) else {
+        return skip(TEST, "no libz.so.1 to stand in for libproxychains");
+    };
+    let user = common::attacker("setarch-stamp");
+    let preload = user.home.join("libproxychains.so.4");
+    common::copy_executable(&library, &preload);
+    let preload = preload.display().to_string();
+    let (go, again) = (user.home.join("go"), user.home.join("again"));
+    // Stage one clears ADDR_NO_RANDOMIZE (the old check looked at it), waits,
+    // sets it again and execs itself with the same argv and, in place of a
+    // padding variable, LD_PRELOAD of the same length.
+    let code = format!(
+        "import ctypes, os, sys, time\n\
+         libc = ctypes.CDLL(None)\n\
+         libc.personality(0)\n\
+         if os.path.exists({again:?}):\n    open({again:?} + '.up', 'w').close()\n    time.sleep(600)\n\
+         print('ready', flush=True)\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.02)\n\
+         open({again:?}, 'w').close()\n\
+         libc.personality(0x0040000)\n\
+         env = {{(b'LD_PRELOAD' if k == b'XX_PRELOAD' else k): v for k, v in os.environb.items()}}\n\
+         argv = open('/proc/self/cmdline', 'rb').read().split(b'\\0')[:-1]\n\
+         os.execve('/usr/bin/python3', argv, env)\n",
+        go = go.display().to_string(),
+        again = again.display().to_string()
+    );
+    let mut command = user.command(&setarch);
+    command
+        .env("XX_PRELOAD", &preload)
+        .args(["-R", "/usr/bin/python3", "-c", &code]);
+    let child = spawn_ready(command).expect("stage one");
+    let layout = |pid: i32| -> Vec<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let rest: Vec<String> = stat[stat.rfind(')').expect("comm") + 2..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        [22, 26, 27, 28, 45, 46, 47, 48, 49, 50, 51]
+            .iter()
+            .map(|n| rest[n - 3].clone())
+            .collect()
+    };
+    let before = layout(child.pid);
+    let host = host();
+    let first = host
+        .mapped_libraries(child.pid)
+        .expect("stage one's mappings");
+    assert!(!first.iter().any(|l| l == &preload), "{first:?}");
+    std::fs::write(&go, b"").expect("go");
+    let up = user.home.join("again.up");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !up.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stage two never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        layout(child.pid),
+        before,
+        "the attack needs the same start time and layout"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/personality", child.pid))
+            .expect("personality")
+            .trim(),
+        "00000000"
+    );
+    let second = host
+        .mapped_libraries(child.pid)
+        .expect("stage two's mappings");
+    assert!(
+        second.iter().any(|l| l == &preload),
+        "the preload of the second image was not read fresh: {second:?}"
+    );
+    assert_eq!(
+        ProcDir::open(child.pid).expect("proc dir").stamp(),
+        None,
+        "an image the kernel did not randomize is never cached"
+    );
+
+    // The benign twin: a randomized process has a stamp, and its facts hold.
+    let mut twin = user.command("/usr/bin/python3");
+    twin.args([
+        "-c",
+        "import time\nprint('ready', flush=True)\ntime.sleep(600)",
+    ]);
+    let twin = spawn_ready(twin).expect("twin");
+    let stamp = ProcDir::open(twin.pid).expect("proc dir").stamp();
+    assert!(stamp.is_some(), "a randomized image is cached");
+    let libs = host.mapped_libraries(twin.pid).expect("twin's mappings");
+    assert!(
+        !libs.iter().any(|l| l.contains("libproxychains")),
+        "{libs:?}"
+    );
+    assert_eq!(host.mapped_libraries(twin.pid).expect("cached"), libs);
+}

@@ -308,3 +308,117 @@ fn a_flood_of_execs_leaves_the_watch_bounded_and_the_hit_query_answering() {
         "{status:?}"
     );
 }
+
+/// CPU time (user + system) of this process's thread named `name`, read from
+/// the outside (`/proc/self/task/*/stat`), in clock ticks.
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let utime: u64 = rest.get(14 - 3)?.parse().ok()?;
+        let stime: u64 = rest.get(15 - 3)?.parse().ok()?;
+        return Some(utime + stime);
+    }
+    None
+}
+
+/// Spawns threads that exit at once, in a loop, from three processes (a thread
+/// flood: proc connector fork and exit events of threads).
+const THREAD_FLOOD: &str = r#"
+import os, threading, time
+for _ in range(2):
+    if os.fork() == 0:
+        break
+print("ready", flush=True)
+end = time.monotonic() + 120
+def nothing():
+    pass
+while time.monotonic() < end:
+    t = threading.Thread(target=nothing)
+    t.start()
+    t.join()
+"#;
+
+/// Red-team finding 10: an attacker floods the proc connector with thread
+/// events (creation and exit of threads). The watch must still see an untrusted
+/// UDP holder that appears meanwhile, and its CPU (measured from the outside)
+/// stays bounded. The flooding process, which holds no socket, is not observed.
+#[test]
+fn a_thread_flood_neither_blinds_the_watch_nor_burns_its_cpu() {
+    if !is_root() {
+        return skip(
+            "watch thread flood",
+            "needs root (proc connector, attacker user)",
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let baseline = baseline_in(dir.path(), watch::DEFAULT_MAX_WATCHED);
+    let engine = engine(&baseline);
+    let (_sampler, _watch) = start_watching(&baseline, &engine);
+    let user = attacker("watch-threads");
+    let holder_binary = user.unsigned_python_copy("holder", "watch-threads");
+    let mut flood_command = user.command("/usr/bin/python3");
+    flood_command.args(["-c", THREAD_FLOOD]);
+    let flood = spawn_ready(flood_command).expect("thread flood");
+    let clock_ticks = 100.0; // USER_HZ
+    let cpu_before = thread_cpu_ticks("an1256-watch").expect("the watch thread");
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let holder = user.udp_holder(&holder_binary, 9);
+    let holder_pid = i64::from(holder.pid);
+    let observed = loop {
+        let rows = run(
+            &engine,
+            "SELECT pid, protocol_name FROM an1256_observations WHERE subject_trusted = 0",
+        );
+        if rows.iter().any(|r| int(r, "pid") == holder_pid) {
+            break Some(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(40) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Let the flood go on for the rest of a fixed window.
+    let window = Duration::from_secs(8);
+    if let Some(left) = window.checked_sub(started.elapsed()) {
+        std::thread::sleep(left);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (thread_cpu_ticks("an1256-watch").expect("the watch thread") - cpu_before) as f64
+        / clock_ticks;
+    let status = info(&engine);
+    eprintln!(
+        "thread flood: holder observed after {observed:?}; watch CPU {cpu:.2} s over {elapsed:.1} s \
+         ({:.1}%); {status:?}",
+        100.0 * cpu / elapsed
+    );
+    let flooder_rows = run(
+        &engine,
+        &format!(
+            "SELECT pid FROM an1256_observations WHERE pid = {}",
+            flood.pid
+        ),
+    );
+    drop(flood);
+    drop(holder);
+    assert!(
+        observed.is_some(),
+        "the UDP holder {holder_pid} was not observed during the thread flood: {status:?}"
+    );
+    assert!(flooder_rows.is_empty(), "{flooder_rows:?}");
+    // Generous: the watch works at most half of each second by design, and
+    // the thread events are filtered in the kernel.
+    assert!(
+        cpu / elapsed < 0.15,
+        "the watch spent {cpu:.2} s of CPU in {elapsed:.1} s of thread flood"
+    );
+}

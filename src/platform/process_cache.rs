@@ -1,12 +1,13 @@
 //! Per-process facts kept across scans (extension mode: sampler passes and pack
 //! runs). A fact read from one process image must never answer for another: a
 //! pid is reused after an exit, and an exec keeps the pid *and* the start time.
-//! So every entry is keyed by a [`ProcessStamp`] (pid, start time and the
-//! kernel's layout of the address space, which an exec lays out anew) and is
-//! used only while the stamp read now equals it, and for at most a bounded age.
-//! A platform that cannot stamp a process (or a process whose layout is not
-//! randomized) caches nothing. `forget` lets an exec/exit event drop an entry
-//! at once.
+//! So every entry is keyed by a [`ProcessStamp`] (pid, start time, the
+//! executable file and the kernel's layout of the address space, which an exec
+//! lays out anew) and is used only while the stamp read now equals it, and for
+//! at most a bounded age. A platform that cannot stamp a process (or a process
+//! whose layout the kernel did not randomize: `setarch -R` lets an exec of the
+//! same file land in the old layout) caches nothing. Exec, exit and lost events
+//! drop entries at once ([`ForgetProcesses`]).
 
 use crate::model::Pid;
 use std::collections::HashMap;
@@ -19,11 +20,21 @@ pub struct ProcessStamp {
     pub pid: Pid,
     /// Start time in clock ticks since boot: differs after pid reuse.
     pub start_ticks: u64,
+    /// The running executable's (device, inode) as the kernel holds it: an
+    /// exec of another file never matches.
+    pub executable: (u64, u64),
     /// Where the kernel put the image's code, data, heap, stack, arguments and
     /// environment (Linux `stat` fields 26-28 and 45-51). An exec builds a new
     /// layout; with address-space randomization (required for a stamp) it
     /// differs from the old one.
     pub layout: [u64; 10],
+}
+
+/// What an event source calls so that no fact outlives the image it was read
+/// from: at every exec and exit, and for everything when events were lost.
+pub trait ForgetProcesses: Send + Sync {
+    fn forget(&self, pid: Pid);
+    fn forget_all(&self);
 }
 
 /// Facts by process, each valid for the image its stamp names. Bounded in
@@ -73,12 +84,30 @@ impl<V: Clone> ProcessCache<V> {
             .remove(&pid);
     }
 
+    /// Drops every entry (events were lost: any pid may have exec'd).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<V: Clone + Send> ForgetProcesses for ProcessCache<V> {
+    fn forget(&self, pid: Pid) {
+        ProcessCache::forget(self, pid);
+    }
+
+    fn forget_all(&self) {
+        self.clear();
     }
 }
 
@@ -92,6 +121,7 @@ mod tests {
         ProcessStamp {
             pid,
             start_ticks,
+            executable: (2049, 77),
             layout,
         }
     }
@@ -108,8 +138,17 @@ mod tests {
         assert_eq!(cache.get(&stamp(10, 900, 0x7ffd_0000)), None);
         // exec: same pid and start time, a new layout.
         assert_eq!(cache.get(&stamp(10, 500, 0x7ffc_1000)), None);
+        // exec of another file into the same layout.
+        let other_file = ProcessStamp {
+            executable: (2049, 78),
+            ..stamp(10, 500, 0x7ffd_0000)
+        };
+        assert_eq!(cache.get(&other_file), None);
         cache.forget(10);
         assert_eq!(cache.get(&stamp(10, 500, 0x7ffd_0000)), None);
+        cache.insert(stamp(11, 500, 1), "x");
+        ForgetProcesses::forget_all(&cache);
+        assert!(cache.is_empty());
     }
 
     #[test]

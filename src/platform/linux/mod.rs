@@ -15,7 +15,7 @@ pub mod sockets;
 pub mod userfile;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
-use crate::platform::process_cache::ProcessCache;
+use crate::platform::process_cache::{ForgetProcesses, ProcessCache};
 use crate::platform::trust::{
     hash_reader, sparse_reason, CacheStats, FileId, HashBudget, RehashLimiter, TrustCache,
     DEFAULT_CACHE_ENTRIES, REHASH_INTERVAL, SPARSE_SLACK_BYTES,
@@ -25,7 +25,7 @@ use procfs::{process_error, ProcDir};
 use provenance::{Claim, ProvenanceSource};
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Caps glibc's malloc arenas at two. The Thrift listener serves each osquery
 /// connection on its own thread, and glibc gives busy threads arenas of their own
@@ -53,7 +53,7 @@ pub struct LinuxHost {
     clock_ticks: i64,
     /// Executable mappings by process image, across scans (extension mode): the
     /// SOCKS preload check of every TCP client, each pass.
-    mapped: ProcessCache<Vec<String>>,
+    mapped: Arc<ProcessCache<Vec<String>>>,
 }
 
 /// Processes whose mappings are remembered, and for how long: a library the
@@ -77,13 +77,19 @@ impl LinuxHost {
             rehash: RehashLimiter::default(),
             boot_time: OnceLock::new(),
             clock_ticks: procfs::clock_ticks(),
-            mapped: ProcessCache::new(MAPPED_CACHE_ENTRIES, MAPPED_CACHE_AGE),
+            mapped: Arc::new(ProcessCache::new(MAPPED_CACHE_ENTRIES, MAPPED_CACHE_AGE)),
         }
     }
 
     /// Trust-cache hits and misses (a second query over the same files hashes nothing).
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// Every cache of per-process facts, for the event source to drop a pid's
+    /// entry at its exec or exit.
+    fn process_caches(&self) -> Vec<Arc<dyn ForgetProcesses>> {
+        vec![self.mapped.clone()]
     }
 
     fn boot_time(&self) -> Option<i64> {
@@ -463,7 +469,7 @@ impl Host for LinuxHost {
     }
 
     fn process_events(&self) -> Result<Box<dyn crate::platform::ProcessEvents>, String> {
-        proc_events::ProcConnector::open()
+        proc_events::ProcConnector::open(self.process_caches())
             .map(|c| Box::new(c) as Box<dyn crate::platform::ProcessEvents>)
     }
 

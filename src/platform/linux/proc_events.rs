@@ -5,11 +5,15 @@
 //! receive buffer is bounded: when events come faster than they are read the kernel
 //! drops them and `recv` fails with ENOBUFS, reported as [`ProcessEvent::Lost`].
 //! Only the kernel (netlink port 0) is believed. Byte parsing is a pure function.
+//! The connector drops the per-process facts the host caches as it reads each
+//! exec and exit (everything after lost events), before anyone acts on them.
 
 use crate::model::Pid;
+use crate::platform::process_cache::ForgetProcesses;
 use crate::platform::{ProcessEvent, ProcessEvents};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// linux/connector.h: the proc connector's id.
@@ -40,6 +44,101 @@ const RECEIVE_BUFFER_BYTES: libc::c_int = 256 * 1024;
 const DATAGRAM_BYTES: usize = 4096;
 /// How long the kernel may take to acknowledge the subscription.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where a message's `proc_event` starts in a datagram (one message each).
+const EVENT_AT: u32 = (NLMSG_HEADER_LEN + CN_MSG_LEN) as u32;
+
+/// A word of the datagram as a classic BPF absolute load sees it (network
+/// order): the kernel writes host order, so compare with the bytes swapped.
+fn bpf_word(value: u32) -> u32 {
+    u32::from_be_bytes(value.to_ne_bytes())
+}
+
+/// The socket filter: the kernel queues only process forks, execs, process
+/// exits and the subscription's answer. Thread creation and exit, comm, uid,
+/// ptrace and coredump events are dropped before they take buffer space, so a
+/// flood of them neither costs a read each nor pushes real events out.
+fn event_filter() -> Vec<libc::sock_filter> {
+    use libc::{
+        BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MISC, BPF_RET, BPF_TAX, BPF_W, BPF_X,
+    };
+    let load = |at: u32| libc::sock_filter {
+        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: at,
+    };
+    let jump_if = |value: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k: bpf_word(value),
+    };
+    let jump_if_x = |jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_X) as u16,
+        jt,
+        jf,
+        k: 0,
+    };
+    let tax = libc::sock_filter {
+        code: (BPF_MISC | BPF_TAX) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let ret = |bytes: u32| libc::sock_filter {
+        code: (BPF_RET | BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: bytes,
+    };
+    let data = EVENT_AT + PROC_EVENT_DATA_AT as u32;
+    // Jump offsets count from the next instruction.
+    vec![
+        /* 0 */ load(EVENT_AT),
+        /* 1 */ jump_if(PROC_EVENT_EXEC, 11, 0),
+        /* 2 */ jump_if(PROC_EVENT_NONE, 10, 0),
+        /* 3 */ jump_if(PROC_EVENT_FORK, 1, 0),
+        /* 4 */ jump_if(PROC_EVENT_EXIT, 4, 9),
+        // fork: of a process when child_pid == child_tgid.
+        /* 5 */ load(data + 12),
+        /* 6 */ tax,
+        /* 7 */ load(data + 8),
+        /* 8 */ jump_if_x(4, 5),
+        // exit: of a process (its leader) when process_pid == process_tgid.
+        /* 9 */
+        load(data + 4),
+        /* 10 */ tax,
+        /* 11 */ load(data),
+        /* 12 */ jump_if_x(0, 1),
+        /* 13 */ ret(u32::MAX),
+        /* 14 */ ret(0),
+    ]
+}
+
+fn attach_filter(socket: &OwnedFd) -> io::Result<()> {
+    let mut program = event_filter();
+    let program = libc::sock_fprog {
+        len: u16::try_from(program.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: program points at `len` valid instructions for the call's duration
+    // (the kernel copies them).
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const program).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// What one connector message says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +245,14 @@ pub struct ProcConnector {
     port: u32,
     buffer: Vec<u8>,
     parsed: Vec<Message>,
+    /// Caches of per-process facts, told of every exec, exit and loss.
+    caches: Vec<Arc<dyn ForgetProcesses>>,
 }
 
 impl ProcConnector {
     /// Opens, binds and subscribes; fails (with why) unless the kernel
-    /// acknowledges the subscription.
-    pub fn open() -> Result<ProcConnector, String> {
+    /// acknowledges the subscription. `caches` forget a pid at its exec or exit.
+    pub fn open(caches: Vec<Arc<dyn ForgetProcesses>>) -> Result<ProcConnector, String> {
         let fail = |what: &str, e: io::Error| format!("proc connector: {what}: {e}");
         // SAFETY: plain socket(2) call; the result is checked before use.
         let fd = unsafe {
@@ -179,6 +280,11 @@ impl ProcConnector {
         };
         if rc != 0 {
             return Err(fail("SO_RCVBUF", io::Error::last_os_error()));
+        }
+        // Without the filter every event is read and parsed: slower under a
+        // thread flood, still bounded per wait.
+        if let Err(e) = attach_filter(&socket) {
+            log::warn!("proc connector: no event filter, every event is read: {e}");
         }
         // SAFETY: an all-zero sockaddr_nl is valid; port 0 lets the kernel pick one.
         let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -213,6 +319,7 @@ impl ProcConnector {
             port: address.nl_pid,
             buffer: vec![0u8; DATAGRAM_BYTES],
             parsed: Vec::new(),
+            caches,
         };
         let sequence = std::process::id();
         connector
@@ -347,23 +454,34 @@ impl ProcessEvents for ProcConnector {
         {
             return Ok(());
         }
+        // Every message counts toward `max`, whatever it says: messages the
+        // watch ignores (threads, if the filter is missing) cannot keep it here.
         let mut taken = 0usize;
         while taken < max {
             match self.receive() {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    for cache in &self.caches {
+                        cache.forget_all();
+                    }
                     out.push(ProcessEvent::Lost);
                     taken += 1;
                     continue;
                 }
                 Err(e) => return Err(format!("proc connector: recv: {e}")),
             }
+            taken += self.parsed.len().max(1);
             for message in self.parsed.drain(..) {
-                if let Message::Event(event) = message {
-                    out.push(event);
-                    taken += 1;
+                let Message::Event(event) = message else {
+                    continue;
+                };
+                if let ProcessEvent::Exec(pid) | ProcessEvent::Exit(pid) = event {
+                    for cache in &self.caches {
+                        cache.forget(pid);
+                    }
                 }
+                out.push(event);
             }
         }
         Ok(())
@@ -472,7 +590,7 @@ mod tests {
     /// Root in the initial namespaces: a real exec of a child is reported.
     #[test]
     fn a_real_exec_is_reported_when_root() {
-        let mut connector = match ProcConnector::open() {
+        let mut connector = match ProcConnector::open(Vec::new()) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("SKIP a_real_exec_is_reported_when_root: {e}");
@@ -499,5 +617,49 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, ProcessEvent::Fork { child, .. } if *child == pid)));
+    }
+
+    /// Root in the initial namespaces: the exec of a process drops what the
+    /// caches hold for its pid as the event is read.
+    #[test]
+    fn an_exec_drops_the_cached_facts_of_its_pid_when_root() {
+        use crate::platform::process_cache::{ProcessCache, ProcessStamp};
+        let cache = Arc::new(ProcessCache::new(16, Duration::from_secs(60)));
+        let mut connector = match ProcConnector::open(vec![cache.clone()]) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIP an_exec_drops_the_cached_facts_of_its_pid_when_root: {e}");
+                return;
+            }
+        };
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = Pid::try_from(child.id()).expect("pid");
+        let stamp = ProcessStamp {
+            pid,
+            start_ticks: 1,
+            executable: (1, 1),
+            layout: [1; 10],
+        };
+        // Cached before the exec event is read (as a scan between the exec and
+        // the watch's read could).
+        cache.insert(stamp, "old image");
+        cache.insert(ProcessStamp { pid: 1, ..stamp }, "init");
+        let mut events = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20)
+            && !events.contains(&ProcessEvent::Exec(pid))
+        {
+            connector
+                .wait(Duration::from_millis(200), 10_000, &mut events)
+                .expect("wait");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(events.contains(&ProcessEvent::Exec(pid)), "{events:?}");
+        assert_eq!(cache.get(&stamp), None);
+        assert_eq!(cache.len(), 1, "only the exec'd pid is dropped");
     }
 }

@@ -314,14 +314,29 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 /// `ADDR_NO_RANDOMIZE` in `/proc/<pid>/personality`.
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
 
+/// `PF_RANDOMIZE` in the stat `flags` field: the kernel set it at this image's
+/// exec when it randomized the layout. A later `personality()` call cannot set
+/// or clear it, unlike the personality the process shows now.
+const PF_RANDOMIZE: u64 = 0x0040_0000;
+
 /// Start time and address-space layout from `stat` text: fields 22, 26-28
-/// (code, stack) and 45-51 (data, heap, arguments, environment). `None` when
-/// malformed, or when the layout is hidden (zeros: no access to the process's
-/// memory, or a kernel thread).
-pub fn parse_stamp(pid: Pid, text: &str) -> Option<crate::platform::process_cache::ProcessStamp> {
+/// (code, stack) and 45-51 (data, heap, arguments, environment), for the image
+/// whose executable is `executable` (device, inode). `None` when malformed, when
+/// the kernel did not randomize this image's layout (field 9 without
+/// `PF_RANDOMIZE`: another exec could land in the same layout), or when the
+/// layout is hidden (zeros: no access to the process's memory, or a kernel
+/// thread).
+pub fn parse_stamp(
+    pid: Pid,
+    text: &str,
+    executable: (u64, u64),
+) -> Option<crate::platform::process_cache::ProcessStamp> {
     let close = text.rfind(')')?;
     let rest: Vec<&str> = text.get(close + 1..)?.split_ascii_whitespace().collect();
     let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
+    if field(9)? & PF_RANDOMIZE == 0 {
+        return None;
+    }
     let mut layout = [0u64; 10];
     for (slot, n) in layout
         .iter_mut()
@@ -335,6 +350,7 @@ pub fn parse_stamp(pid: Pid, text: &str) -> Option<crate::platform::process_cach
     Some(crate::platform::process_cache::ProcessStamp {
         pid,
         start_ticks: field(22)?,
+        executable,
         layout,
     })
 }
@@ -351,9 +367,9 @@ fn layouts_randomized() -> bool {
 
 impl ProcDir {
     /// What tells this process image from any other under its pid (see
-    /// `ProcessStamp`). `None` unless layouts are randomized for it: a process
-    /// that turned randomization off (`setarch -R`) could exec a new image into
-    /// the old layout.
+    /// `ProcessStamp`). `None` (cache nothing) unless the kernel randomized this
+    /// image's layout, and while the process asks for its next exec not to be
+    /// (`ADDR_NO_RANDOMIZE`, as `setarch -R` sets it).
     pub fn stamp(&self) -> Option<crate::platform::process_cache::ProcessStamp> {
         if !layouts_randomized() {
             return None;
@@ -364,8 +380,32 @@ impl ProcDir {
         if personality & ADDR_NO_RANDOMIZE != 0 {
             return None;
         }
+        let executable = self.executable_file_id().ok()?;
         let stat = self.read(c"stat", MAX_SMALL_BYTES).ok()?;
-        parse_stamp(self.pid, &String::from_utf8_lossy(&stat))
+        parse_stamp(self.pid, &String::from_utf8_lossy(&stat), executable)
+    }
+
+    /// The running executable's (device, inode), from the inode the kernel
+    /// holds: `AT_STATX_DONT_SYNC` asks no FUSE or NFS server, so a server that
+    /// never answers cannot hold the caller.
+    pub fn executable_file_id(&self) -> io::Result<(u64, u64)> {
+        // SAFETY: an all-zero statx is a valid value for statx to overwrite.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: the name is NUL-terminated and stx is a valid out-pointer.
+        let rc = unsafe {
+            libc::statx(
+                self.raw_fd(),
+                c"exe".as_ptr(),
+                libc::AT_STATX_DONT_SYNC,
+                libc::STATX_INO,
+                &mut stx,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let device = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        Ok((device, stx.stx_ino))
     }
 }
 
@@ -626,19 +666,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stamps_need_the_whole_layout() {
-        let fields = |layout: &str| {
+    fn stamps_need_the_whole_layout_randomized_by_the_kernel() {
+        let fields = |flags: u64, layout: &str| {
             format!(
-                "42 (py (x)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1 1 1 \
+                "42 (py (x)) S 1 42 42 0 -1 {flags} 1 0 0 0 0 0 0 0 20 0 1 0 777 1 1 1 \
                      {layout} 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 11 12 13 14 15 16 17 0"
             )
         };
-        let stamp = parse_stamp(42, &fields("1000 2000 3000")).expect("stamp");
+        let randomized = 0x0040_0100;
+        let exe = (2049, 99);
+        let stamp = parse_stamp(42, &fields(randomized, "1000 2000 3000"), exe).expect("stamp");
         assert_eq!((stamp.pid, stamp.start_ticks), (42, 777));
+        assert_eq!(stamp.executable, exe);
         assert_eq!(stamp.layout, [1000, 2000, 3000, 11, 12, 13, 14, 15, 16, 17]);
         // Hidden (no access to the process's memory): zeros, no stamp.
-        assert_eq!(parse_stamp(42, &fields("0 0 0")), None);
-        assert_eq!(parse_stamp(42, "42 (py) S 1"), None);
+        assert_eq!(parse_stamp(42, &fields(randomized, "0 0 0"), exe), None);
+        assert_eq!(parse_stamp(42, "42 (py) S 1", exe), None);
+        // Exec'd without randomization (`setarch -R`), whatever its personality now.
+        assert_eq!(parse_stamp(42, &fields(0x100, "1000 2000 3000"), exe), None);
     }
 
     #[test]
