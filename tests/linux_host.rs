@@ -1192,14 +1192,20 @@ fn an_exec_of_the_same_program_and_argv_changes_the_process_stamp() {
     assert_eq!(host.mapped_libraries(child.pid).expect("cached"), libs);
     std::fs::write(&go, b"").expect("go");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = None;
     let after = loop {
-        assert!(std::time::Instant::now() < deadline, "no exec seen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exec seen: marker {}, stamp {last:?}, before {before:?}",
+            again.exists()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
         // After the exec, once python is up again (it checks the marker first).
         let stamp = ProcDir::open(child.pid).expect("proc dir").stamp();
         if again.exists() && stamp.is_some_and(|s| s != before) {
             break stamp.unwrap();
         }
+        last = stamp;
     };
     assert_eq!(
         (after.pid, after.start_ticks),
