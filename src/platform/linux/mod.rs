@@ -298,13 +298,10 @@ const MAX_OPEN_FILES: usize = 65_536;
 /// (no open, so no side effect on any file type) and the link's text.
 fn open_regular_files(pid: Pid) -> Result<Vec<crate::model::OpenFile>, HostError> {
     let dir = ProcDir::open(pid)?;
-    let fds = procfs::FdDir::open(&dir)
-        .map_err(|e| HostError::unreadable(format!("the fds of process {pid}"), e))?;
-    let fd_dir = fds.raw_fd();
     let mut files = Vec::new();
     let mut seen = 0usize;
     let mut truncated = false;
-    fds.for_each(|fd, name| {
+    dir.for_each_fd(|fd_dir, fd, name| {
         seen += 1;
         if seen > MAX_OPEN_FILES {
             truncated = true;

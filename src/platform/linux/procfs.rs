@@ -9,6 +9,7 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 /// Upper bound for `cmdline` and `environ` reads.
 pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
@@ -21,9 +22,20 @@ pub const MAX_SMALL_BYTES: usize = 64 * 1024;
 const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// An open `/proc/<pid>` directory.
+///
+/// When the main thread has exited (a zombie leader) while other threads run on,
+/// `/proc/<pid>` shows an empty `fd`, `cmdline` and `maps` and no `exe`, `cwd`,
+/// `root`, `ns/*` or `environ`, though the process still holds its sockets. A live
+/// thread's `/proc/<pid>/task/<tid>` has the same entries. Looking for one costs a
+/// `stat` read, so it is done only when an entry comes back empty or gone (or a
+/// `stat`/`status` read shows the leader a zombie); from then on every read goes
+/// through that thread's directory.
 pub struct ProcDir {
     fd: OwnedFd,
     pid: Pid,
+    /// Set once the leader was checked: a live thread's directory when the leader
+    /// is a zombie, else `None` (reads stay on `fd`).
+    thread: OnceLock<Option<OwnedFd>>,
 }
 
 /// Maps an errno from a whole-process operation to the host error a caller skips on.
@@ -77,6 +89,11 @@ pub fn read_link_into(dirfd: RawFd, name: &CStr, buffer: &mut [u8]) -> io::Resul
     Ok(n)
 }
 
+/// Reads at most `limit` bytes of the entry `name` under `dirfd`.
+fn read_bounded_at(dirfd: RawFd, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {
+    read_bounded(open_at(dirfd, name, libc::O_RDONLY)?, limit)
+}
+
 /// Reads at most `limit` bytes of an open file.
 pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     let mut data = Vec::with_capacity(limit.min(16 * 1024));
@@ -84,41 +101,91 @@ pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The state letter of `stat` text (`comm` may hold spaces and parentheses, so the
+/// state is read after the last `)`).
+fn stat_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
+}
+
+/// True when `status` text says the task is a zombie (`State:\tZ (zombie)`).
+fn status_says_zombie(status: &[u8]) -> bool {
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"State:"))
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"Z"))
+}
+
 impl ProcDir {
     /// Opens `/proc/<pid>`; ENOENT -> `Vanished`, EACCES -> `PermissionDenied`.
-    ///
-    /// When the main thread has exited (a zombie leader) while other threads run
-    /// on, `/proc/<pid>` shows no `fd`, `exe`, `cmdline` or `environ`, though the
-    /// process still holds its sockets: it opens a live thread's
-    /// `/proc/<pid>/task/<tid>` instead, which has the same entries.
+    /// Whether the leader has exited is looked at only when a read needs it.
     pub fn open(pid: Pid) -> Result<ProcDir, HostError> {
         let path = cstring(&format!("/proc/{pid}")).map_err(|e| process_error(pid, &e))?;
-        let dir = open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY)
-            .map(|fd| ProcDir { fd, pid })
-            .map_err(|e| process_error(pid, &e))?;
-        if !dir.leader_is_zombie() {
-            return Ok(dir);
-        }
-        Ok(dir.live_thread().unwrap_or(dir))
+        open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map(|fd| ProcDir {
+                fd,
+                pid,
+                thread: OnceLock::new(),
+            })
+            .map_err(|e| process_error(pid, &e))
     }
 
-    /// The leader's state in `stat` is `Z` (comm may hold spaces and parentheses,
-    /// so the state is read after the last `)`).
+    /// After a read of the leader came back empty or gone: when the leader is a
+    /// zombie and a live thread exists, moves every later read to that thread and
+    /// returns true (read again). False when reads already go to a thread, or the
+    /// leader was checked before, or it is not a zombie, or no thread lives.
+    pub fn switch_to_live_thread(&self) -> bool {
+        if self.thread.get().is_some() {
+            return false;
+        }
+        self.thread
+            .get_or_init(|| {
+                if self.leader_is_zombie() {
+                    self.live_thread()
+                } else {
+                    None
+                }
+            })
+            .is_some()
+    }
+
+    /// Runs `read` through this directory and once more through a live thread's
+    /// when the first answer is one an exited leader gives (`empty`, or a
+    /// vanished error) and the leader has exited.
+    fn with_leader_fallback<T>(
+        &self,
+        read: impl Fn(RawFd) -> io::Result<T>,
+        empty: impl Fn(&T) -> bool,
+    ) -> io::Result<T> {
+        let first = read(self.raw_fd());
+        let again = match &first {
+            Ok(value) => empty(value),
+            Err(e) => is_vanished(e),
+        };
+        if again && self.switch_to_live_thread() {
+            return read(self.raw_fd());
+        }
+        first
+    }
+
+    /// The leader's state in `stat` is `Z`.
     fn leader_is_zombie(&self) -> bool {
-        let Ok(stat) = self.read(c"stat", 512) else {
+        let Ok(stat) = read_bounded_at(self.fd.as_raw_fd(), c"stat", 512) else {
             return false;
         };
-        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-            return false;
-        };
-        stat.get(close + 2) == Some(&b'Z')
+        stat_state(&stat) == Some(b'Z')
     }
 
     /// A thread of this process other than the exited leader that is not itself
     /// a zombie (at most `MAX_THREADS_LOOKED_AT` are looked at).
-    fn live_thread(&self) -> Option<ProcDir> {
+    fn live_thread(&self) -> Option<OwnedFd> {
         const MAX_THREADS_LOOKED_AT: usize = 4096;
-        let tasks = open_at(self.raw_fd(), c"task", libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
+        let tasks = open_at(
+            self.fd.as_raw_fd(),
+            c"task",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )
+        .ok()?;
         let entries = std::fs::read_dir(format!("/proc/self/fd/{}", tasks.as_raw_fd())).ok()?;
         for entry in entries.take(MAX_THREADS_LOOKED_AT).flatten() {
             let name = entry.file_name();
@@ -135,9 +202,10 @@ impl ProcDir {
             else {
                 continue;
             };
-            let thread = ProcDir { fd, pid: self.pid };
-            if !thread.leader_is_zombie() {
-                return Some(thread);
+            let alive = read_bounded_at(fd.as_raw_fd(), c"stat", 512)
+                .is_ok_and(|stat| stat_state(&stat) != Some(b'Z'));
+            if alive {
+                return Some(fd);
             }
         }
         None
@@ -149,49 +217,110 @@ impl ProcDir {
 
     /// The same directory on a duplicated fd (for a worker thread).
     pub fn try_clone(&self) -> io::Result<ProcDir> {
+        let fd = match self.thread.get() {
+            Some(Some(thread)) => thread.try_clone()?,
+            _ => self.fd.try_clone()?,
+        };
+        // A clone of a directory already checked (or moved to a thread) is not
+        // checked again; one not yet checked checks its own leader when needed.
+        let thread = if self.thread.get().is_some() {
+            OnceLock::from(None)
+        } else {
+            OnceLock::new()
+        };
         Ok(ProcDir {
-            fd: self.fd.try_clone()?,
+            fd,
             pid: self.pid,
+            thread,
         })
     }
 
+    /// The directory reads go through: a live thread's once the leader was found
+    /// exited, else `/proc/<pid>`.
     pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        match self.thread.get() {
+            Some(Some(thread)) => thread.as_raw_fd(),
+            _ => self.fd.as_raw_fd(),
+        }
     }
 
     /// Opens an entry relative to the process directory.
     pub fn open_entry(&self, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-        open_at(self.raw_fd(), name, flags)
+        self.with_leader_fallback(|dirfd| open_at(dirfd, name, flags), |_| false)
     }
 
-    /// Reads an entry, at most `limit` bytes.
+    /// Reads an entry, at most `limit` bytes. A `stat` or `status` that shows the
+    /// leader a zombie is read again from a live thread (its uids, its layout).
     pub fn read(&self, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {
-        read_bounded(self.open_entry(name, libc::O_RDONLY)?, limit)
+        let zombie = |data: &Vec<u8>| match name.to_bytes() {
+            b"stat" => data.len() > 1 && stat_state(data) == Some(b'Z'),
+            b"status" => status_says_zombie(data),
+            _ => data.is_empty(),
+        };
+        self.with_leader_fallback(|dirfd| read_bounded_at(dirfd, name, limit), zombie)
     }
 
     /// `stat` of what an entry leads to (`fd/0` stats the open file itself).
     pub fn stat_entry(&self, name: &CStr) -> io::Result<libc::stat> {
-        // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: name is NUL-terminated and st is a valid out-pointer.
-        let rc = unsafe { libc::fstatat(self.raw_fd(), name.as_ptr(), &mut st, 0) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        self.with_leader_fallback(
+            |dirfd| {
+                // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: name is NUL-terminated and st is a valid out-pointer.
+                let rc = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, 0) };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(st)
+            },
+            |_| false,
+        )
+    }
+
+    /// `readlinkat` of an entry into `buffer`, through a live thread when the
+    /// leader's link is gone because it exited.
+    pub fn read_link_into(&self, name: &CStr, buffer: &mut [u8]) -> io::Result<usize> {
+        let first = read_link_into(self.raw_fd(), name, buffer);
+        match first {
+            Err(e) if is_vanished(&e) && self.switch_to_live_thread() => {
+                read_link_into(self.raw_fd(), name, buffer)
+            }
+            other => other,
         }
-        Ok(st)
+    }
+
+    /// Calls `each(fd_dir, fd_number, entry_name)` for every fd of the process
+    /// (`fd_dir` is the open `fd` directory the names are relative to); an empty
+    /// listing is walked again through a live thread when the leader has exited.
+    pub fn for_each_fd(&self, mut each: impl FnMut(RawFd, i64, &CStr)) -> io::Result<()> {
+        let mut listed = false;
+        {
+            let fds = FdDir::open(self)?;
+            let fd_dir = fds.raw_fd();
+            fds.for_each(|fd, name| {
+                listed = true;
+                each(fd_dir, fd, name);
+            })?;
+        }
+        if listed || !self.switch_to_live_thread() {
+            return Ok(());
+        }
+        let fds = FdDir::open(self)?;
+        let fd_dir = fds.raw_fd();
+        fds.for_each(|fd, name| each(fd_dir, fd, name))
     }
 
     /// Reads a symlink entry (`exe`, `cwd`, `ns/net`) as text (lossy UTF-8).
     pub fn read_link(&self, name: &CStr) -> io::Result<String> {
         let mut buffer = [0u8; 4096];
-        let n = read_link_into(self.raw_fd(), name, &mut buffer)?;
+        let n = self.read_link_into(name, &mut buffer)?;
         Ok(String::from_utf8_lossy(buffer.get(..n).unwrap_or_default()).into_owned())
     }
 
     /// The network namespace inode from the `ns/net` link (`net:[4026531840]`).
     pub fn net_namespace(&self) -> io::Result<u64> {
         let mut buffer = [0u8; 64];
-        let n = read_link_into(self.raw_fd(), c"ns/net", &mut buffer)?;
+        let n = self.read_link_into(c"ns/net", &mut buffer)?;
         parse_bracketed_inode(buffer.get(..n).unwrap_or_default(), b"net:[")
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
@@ -374,13 +503,15 @@ impl ProcDir {
         if !layouts_randomized() {
             return None;
         }
+        // First: an exited leader's `exe` is gone, and the personality and stat
+        // below are then read from the live thread that runs.
+        let executable = self.executable_file_id().ok()?;
         let personality = self.read(c"personality", 64).ok()?;
         let personality =
             u32::from_str_radix(String::from_utf8_lossy(&personality).trim(), 16).ok()?;
         if personality & ADDR_NO_RANDOMIZE != 0 {
             return None;
         }
-        let executable = self.executable_file_id().ok()?;
         let stat = self.read(c"stat", MAX_SMALL_BYTES).ok()?;
         parse_stamp(self.pid, &String::from_utf8_lossy(&stat), executable)
     }
@@ -389,21 +520,27 @@ impl ProcDir {
     /// holds: `AT_STATX_DONT_SYNC` asks no FUSE or NFS server, so a server that
     /// never answers cannot hold the caller.
     pub fn executable_file_id(&self) -> io::Result<(u64, u64)> {
-        // SAFETY: an all-zero statx is a valid value for statx to overwrite.
-        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: the name is NUL-terminated and stx is a valid out-pointer.
-        let rc = unsafe {
-            libc::statx(
-                self.raw_fd(),
-                c"exe".as_ptr(),
-                libc::AT_STATX_DONT_SYNC,
-                libc::STATX_INO,
-                &mut stx,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let stx = self.with_leader_fallback(
+            |dirfd| {
+                // SAFETY: an all-zero statx is a valid value for statx to overwrite.
+                let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+                // SAFETY: the name is NUL-terminated and stx is a valid out-pointer.
+                let rc = unsafe {
+                    libc::statx(
+                        dirfd,
+                        c"exe".as_ptr(),
+                        libc::AT_STATX_DONT_SYNC,
+                        libc::STATX_INO,
+                        &mut stx,
+                    )
+                };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(stx)
+            },
+            |_| false,
+        )?;
         let device = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
         Ok((device, stx.stx_ino))
     }
@@ -511,8 +648,22 @@ const MAX_MAP_QUERIES: usize = 1 << 18;
 /// every mapping, data and anonymous ones included). A library that runs code in
 /// the process has its code mapped executable. `Ok(None)` when the kernel lacks
 /// the ioctl (before 6.11) or a query fails part way: read `maps` instead.
+/// A process whose main thread exited is asked through a live thread.
 pub fn executable_mappings(dir: &ProcDir) -> io::Result<Option<Vec<String>>> {
-    let maps = dir.open_entry(c"maps", libc::O_RDONLY)?;
+    let first = executable_mappings_of(dir.open_entry(c"maps", libc::O_RDONLY)?);
+    let again = match &first {
+        Ok(Some(paths)) => paths.is_empty(),
+        Ok(None) => false,
+        Err(e) => is_vanished(e),
+    };
+    if again && dir.switch_to_live_thread() {
+        return executable_mappings_of(dir.open_entry(c"maps", libc::O_RDONLY)?);
+    }
+    first
+}
+
+/// `executable_mappings` over an open `maps` file.
+fn executable_mappings_of(maps: OwnedFd) -> io::Result<Option<Vec<String>>> {
     // Twice PATH_MAX: the kernel builds the name in one page, so every name fits
     // and no mapping can be hidden behind ENAMETOOLONG.
     let mut name = vec![0u8; 2 * libc::PATH_MAX as usize];
@@ -664,6 +815,35 @@ impl FdDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zombie_states_from_stat_and_status() {
+        assert_eq!(stat_state(b"42 (a) b) Z 1 42"), Some(b'Z'));
+        assert_eq!(stat_state(b"42 (py) S 1 42"), Some(b'S'));
+        assert_eq!(stat_state(b"4"), None);
+        assert!(status_says_zombie(
+            b"Name:\tpy\nState:\tZ (zombie)\nTgid:\t42\n"
+        ));
+        assert!(!status_says_zombie(b"Name:\tZ\nState:\tS (sleeping)\n"));
+        assert!(!status_says_zombie(b""));
+    }
+
+    #[test]
+    fn a_live_process_is_read_from_its_own_directory() {
+        let dir = ProcDir::open(std::process::id() as Pid).expect("own /proc dir");
+        let before = dir.raw_fd();
+        assert!(dir
+            .read(c"cmdline", MAX_ARGS_BYTES)
+            .is_ok_and(|c| !c.is_empty()));
+        let mut fds = 0;
+        dir.for_each_fd(|_, _, _| fds += 1).expect("own fds");
+        assert!(fds >= 3, "{fds}");
+        // An entry that is missing for a live process checks the leader once and
+        // stays on the process directory.
+        assert!(dir.read_link(c"fd/999999").is_err());
+        assert!(!dir.switch_to_live_thread());
+        assert_eq!(dir.raw_fd(), before);
+    }
 
     #[test]
     fn stamps_need_the_whole_layout_randomized_by_the_kernel() {

@@ -153,12 +153,8 @@ fn file_key(fd: &OwnedFd) -> std::io::Result<(u64, u64)> {
 /// `(dev, ino)` of every regular file the process holds open (bounded).
 fn held_regular_files(dir: &ProcDir) -> HashSet<(u64, u64)> {
     let mut held = HashSet::new();
-    let Ok(fds) = super::procfs::FdDir::open(dir) else {
-        return held;
-    };
-    let fd_dir = fds.raw_fd();
     let mut seen = 0usize;
-    let _ = fds.for_each(|_, name| {
+    let _ = dir.for_each_fd(|fd_dir, _, name| {
         seen += 1;
         if seen > MAX_HELD_FDS {
             return;

@@ -6,7 +6,7 @@
 //! no table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
 
 use super::netlink;
-use super::procfs::{self, FdDir, ProcDir};
+use super::procfs::{self, ProcDir};
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
@@ -443,17 +443,12 @@ impl<'q> Scan<'q> {
             Ok(dir) => dir,
             Err(e) => return out.skip(&e),
         };
-        let fds = match FdDir::open(&dir) {
-            Ok(fds) => fds,
-            Err(e) => return out.skip(&procfs::process_error(pid, &e)),
-        };
-        let fd_dir = fds.raw_fd();
         let mut tables: Option<Arc<NetTables>> = None;
         let mut failure: Option<HostError> = None;
         let mut found = Vec::new();
         let mut link = [0u8; 64];
         let deadline = crate::deadline::Deadline::current();
-        let walked = fds.for_each(|fd, name| {
+        let walked = dir.for_each_fd(|fd_dir, fd, name| {
             if failure.is_some() || deadline.expired() {
                 return;
             }
