@@ -122,6 +122,9 @@ pub struct ConfigFile {
     pub watch: Option<bool>,
     /// At most this many untrusted processes are watched (default 1024).
     pub watch_max_processes: Option<usize>,
+    /// The watch subscribes to the host's exec events (default true); false:
+    /// it lists the processes every second instead.
+    pub watch_events: Option<bool>,
 }
 
 /// Bounds on the observation table, applied on every pass, and on learning.
@@ -173,6 +176,8 @@ pub struct Settings {
     pub watch: bool,
     /// Bound on the watched set (the rest is counted in `watch_overflow`).
     pub watch_max_processes: usize,
+    /// The watch uses the host's exec events (else it polls).
+    pub watch_events: bool,
 }
 
 impl Settings {
@@ -192,6 +197,7 @@ impl Settings {
             osquery_writes: true,
             watch: true,
             watch_max_processes: crate::baseline::watch::DEFAULT_MAX_WATCHED,
+            watch_events: true,
         }
     }
 
@@ -261,6 +267,9 @@ impl Settings {
         }
         if let Some(watch) = file.watch {
             self.watch = watch;
+        }
+        if let Some(events) = file.watch_events {
+            self.watch_events = events;
         }
         if let Some(max) = file.watch_max_processes {
             if max == 0 {

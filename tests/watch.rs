@@ -75,17 +75,22 @@ fn start_watching(
     baseline: &Arc<Baseline>,
     engine: &Engine,
 ) -> (sampler::SamplerHandle, watch::WatchHandle) {
+    start_watching_with(baseline, engine, "proc_connector")
+}
+
+/// `start_watching`, checking the event source the watch chose.
+fn start_watching_with(
+    baseline: &Arc<Baseline>,
+    engine: &Engine,
+    source: &str,
+) -> (sampler::SamplerHandle, watch::WatchHandle) {
     let sampler = sampler::start(baseline.clone()).expect("sampler");
     let watch = watch::start(baseline.clone()).expect("watch");
     let started = Instant::now();
     loop {
         let row = info(engine);
         if int(&row, "watch_rescans") >= 1 && int(&row, "watch_pending") == 0 {
-            assert_eq!(
-                text(&row, "watch_source"),
-                "proc_connector",
-                "root on Linux subscribes to exec events: {row:?}"
-            );
+            assert_eq!(text(&row, "watch_source"), source, "{row:?}");
             break;
         }
         assert!(
@@ -421,4 +426,100 @@ fn a_thread_flood_neither_blinds_the_watch_nor_burns_its_cpu() {
         cpu / elapsed < 0.15,
         "the watch spent {cpu:.2} s of CPU in {elapsed:.1} s of thread flood"
     );
+}
+
+/// Red-team finding 2: when the watch polls (no exec events: here forced with
+/// `watch_events: false`; the same listing runs after lost events), an exec
+/// that keeps the executable (`bash -c '…; exec bash script.sh'`) is an exec
+/// all the same: the script is judged and its UDP socket recorded under the
+/// script, not under the verdict of the `bash -c` image it replaced. Its
+/// benign twin, the same shape exec'ing a package-owned `ping`, is not recorded.
+#[test]
+fn a_polling_watch_judges_again_an_exec_that_keeps_the_executable() {
+    if !is_root() {
+        return skip("watch polling exec", "needs root (attacker user)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::with_db(dir.path().join("store/an1256.db"));
+    settings.policy_path = dir.path().join("policy.json");
+    settings.learning_secs = 0;
+    settings.sample_interval = Duration::from_secs(3600);
+    settings.watch_events = false;
+    let host: Arc<dyn platform::Host> = Arc::from(platform::native(HostConfig::default()));
+    let baseline = Arc::new(Baseline::new(settings, host));
+    let engine = engine(&baseline);
+    let (_sampler, _watch) = start_watching_with(&baseline, &engine, "polling");
+    let user = attacker("watch-poll-exec");
+    let script = user.write(
+        "script.sh",
+        b"exec 3<>/dev/udp/127.0.0.1/9\n\
+          i=0; while [ $i -lt 40 ]; do echo beacon >&3 2>/dev/null; sleep 0.2; i=$((i+1)); done\n",
+        false,
+    );
+    // Long enough as `bash -c` for a listing or two to judge that image first.
+    let mut attack = user.command("/bin/bash");
+    attack.args(["-c", "sleep 2.5; exec /bin/bash script.sh"]);
+    let mut attack = attack.spawn().expect("bash -c");
+    let ping = common::which("ping");
+    let mut twin = ping.as_ref().map(|ping| {
+        let mut twin = user.command("/bin/bash");
+        twin.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &user.home)
+            .args(["-c"])
+            .arg(format!(
+                "sleep 2.5; exec {} -n -c 12 -i 0.3 127.0.0.1 >/dev/null",
+                ping.display()
+            ));
+        twin.spawn().expect("twin")
+    });
+    let pid = i64::from(attack.id());
+    let started = Instant::now();
+    let rows = loop {
+        let rows: Vec<Row> = run(
+            &engine,
+            "SELECT pid, path, protocol_name, identity FROM an1256_observations",
+        )
+        .into_iter()
+        .filter(|r| int(r, "pid") == pid && text(r, "path") == script.display().to_string())
+        .collect();
+        if !rows.is_empty() || started.elapsed() > Duration::from_secs(9) {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let all = run(
+        &engine,
+        "SELECT pid, path, protocol_name, identity FROM an1256_observations",
+    );
+    let _ = attack.kill();
+    let _ = attack.wait();
+    assert!(
+        !rows.is_empty(),
+        "the UDP socket of {} (pid {pid}) was not recorded under the script: {all:?}; {:?}",
+        script.display(),
+        info(&engine)
+    );
+    assert_eq!(text(&rows[0], "protocol_name"), "udp", "{rows:?}");
+    match (ping, twin.as_mut()) {
+        (Some(_), Some(child)) => {
+            let twin_pid = i64::from(child.id());
+            let status = child.wait().expect("wait for ping");
+            assert!(status.success(), "ping failed: {status:?}");
+            let observed = run(
+                &engine,
+                "SELECT pid, identity, protocol_name FROM an1256_observations",
+            );
+            assert!(
+                observed
+                    .iter()
+                    .all(|r| int(r, "pid") != twin_pid || text(r, "protocol_name") != "icmp"),
+                "the package-owned ping's socket was recorded: {observed:?}"
+            );
+        }
+        _ => skip(
+            "watch polling exec twin",
+            "ping (iputils-ping) is not installed",
+        ),
+    }
 }

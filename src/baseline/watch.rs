@@ -8,7 +8,12 @@
 //! (`observe::judge_owner`): from the host's event source where there is one
 //! (Linux: the proc connector, every exec on the host; macOS: kqueue on followed
 //! pids, with the pid list read every second for new ones), else by listing the
-//! pids every second and noticing new pids and changed executables.
+//! pids every second and noticing new pids and changed images. An image is
+//! compared by what the kernel set at its exec (the host's `ProcessImage`:
+//! executable path and file, start time, address-space layout), so an exec that
+//! keeps the executable (`bash` running `bash evil.sh`) is noticed too; a
+//! process the host cannot stamp is judged again at every listing, at most
+//! [`MAX_UNSTAMPED_PER_TICK`] a second.
 //!
 //! Every cost is bounded: at most `max_watched` processes are watched (the rest
 //! counted in `watch_overflow`; the sampler pass still sees them), at most
@@ -57,6 +62,10 @@ pub const JUDGEMENTS_PER_TICK: usize = 2048;
 const MAX_KNOWN: usize = 65_536;
 /// Pids followed by a per-pid event source (kqueue).
 const MAX_FOLLOWED: usize = 8192;
+/// Processes without an image stamp (no randomized layout) judged again per
+/// tick, after every new or changed process: a crowd of them (`setarch -R`)
+/// costs a bounded few judgements a second and delays nothing else.
+pub const MAX_UNSTAMPED_PER_TICK: usize = 64;
 /// Watched processes without a verdict judged again per re-check.
 const MAX_REJUDGED_PER_TICK: usize = 32;
 /// Events read per wait; the rest stay queued in the kernel until the next one.
@@ -112,6 +121,17 @@ pub struct WatchStatus {
 /// stays watched and is judged again at each re-check: fail closed).
 type Watched = Option<ProcessVerdict>;
 
+/// Where a pid waits for its judgement, first to last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Queue {
+    /// An event named it (exec, fork of a watched parent).
+    Fresh,
+    /// A listing found it new or changed.
+    Backlog,
+    /// A listing could not tell it unchanged.
+    Unstamped,
+}
+
 /// The watch's state machine; the thread in [`start`] drives it, tests drive it
 /// step by step.
 pub struct Watch {
@@ -121,23 +141,33 @@ pub struct Watch {
     /// Pids an event named (exec, fork of a watched parent): judged first, so
     /// a backlog from a listing never delays a process that just started.
     fresh: VecDeque<Pid>,
-    /// Pids a listing found.
+    /// Pids a listing found new or changed.
     backlog: VecDeque<Pid>,
-    pending_set: HashSet<Pid>,
+    /// Pids a listing could not tell unchanged (no image stamp): judged last,
+    /// [`MAX_UNSTAMPED_PER_TICK`] per tick.
+    unstamped: VecDeque<Pid>,
+    /// Pids waiting for a judgement, with the queue each waits in (a pid moves
+    /// up, never down: stale entries of the queue it left are skipped).
+    pending: HashMap<Pid, Queue>,
     /// Untrusted pids judged while the watched set was full: offered again,
     /// oldest first, as slots free (at most `MAX_PENDING`), so filling the set
     /// with decoys does not hide a process for its whole life.
     waiting: VecDeque<Pid>,
     /// Where the next re-check starts in the watched pids (round robin).
     recheck_start: usize,
-    /// Every pid listed or judged, with its executable path (a changed path is
-    /// an exec the events did not tell).
-    known: HashMap<Pid, String>,
+    /// Every pid listed or judged, with a keyed hash of its image (a changed
+    /// image is an exec the events did not tell); `None`: no stamp, never
+    /// taken as unchanged.
+    known: HashMap<Pid, Option<u64>>,
+    /// The key of the image hashes: random per watch, so an attacker cannot
+    /// aim for a collision.
+    image_hasher: std::collections::hash_map::RandomState,
     /// The next tick lists the processes (start, lost events, full queue).
     rescan_due: bool,
     recorded: HashMap<ObservationKey, i64>,
     /// Judgements and judging time left in this tick's budget.
     judgements_left: usize,
+    unstamped_left: usize,
     judging_left: Duration,
     pub status: WatchStatus,
 }
@@ -146,7 +176,17 @@ impl Watch {
     /// A watch over `host`'s event source, or polling when it has none. The
     /// first tick judges every running process (a rescan).
     pub fn new(host: &dyn Host, max_watched: usize) -> Watch {
-        let (source, name, note) = match host.process_events() {
+        Watch::over(host.process_events(), max_watched)
+    }
+
+    /// A watch that lists the processes every second (`watch_events: false`).
+    pub fn polling(max_watched: usize) -> Watch {
+        let off = "exec events turned off (watch_events: false)".to_owned();
+        Watch::over(Err(off), max_watched)
+    }
+
+    fn over(events: Result<Box<dyn ProcessEvents>, String>, max_watched: usize) -> Watch {
+        let (source, name, note) = match events {
             Ok(source) if source.reports_every_process() => {
                 let name = source.name().to_owned();
                 (Some(source), name, String::new())
@@ -170,13 +210,16 @@ impl Watch {
             watched: HashMap::new(),
             fresh: VecDeque::new(),
             backlog: VecDeque::new(),
-            pending_set: HashSet::new(),
+            unstamped: VecDeque::new(),
+            pending: HashMap::new(),
             waiting: VecDeque::new(),
             recheck_start: 0,
             known: HashMap::new(),
+            image_hasher: Default::default(),
             rescan_due: true,
             recorded: HashMap::new(),
             judgements_left: JUDGEMENTS_PER_TICK,
+            unstamped_left: MAX_UNSTAMPED_PER_TICK,
             judging_left: JUDGING_LIMIT,
             status: WatchStatus {
                 source: name,
@@ -195,7 +238,7 @@ impl Watch {
 
     /// Pids waiting for a judgement.
     pub fn pending_len(&self) -> usize {
-        self.pending_set.len()
+        self.pending.len()
     }
 
     fn polls(&self) -> bool {
@@ -204,35 +247,39 @@ impl Watch {
             .is_none_or(|s| !s.reports_every_process())
     }
 
-    /// Queues a pid for judgement (`fresh`: an event named it); a full queue
-    /// drops it (false) and asks for a rescan.
-    fn enqueue(&mut self, pid: Pid, fresh: bool) -> bool {
-        if self.pending_set.contains(&pid) {
-            return true;
+    /// Queues a pid for judgement; a full queue drops it (false) and asks for
+    /// a rescan.
+    fn enqueue(&mut self, pid: Pid, queue: Queue) -> bool {
+        match self.pending.get(&pid) {
+            Some(waiting) if *waiting <= queue => return true,
+            // Moves up (an exec of a pid a listing queued last): its entry in
+            // the lower queue goes stale.
+            Some(_) => {}
+            None if self.pending.len() >= MAX_PENDING => {
+                self.status.overflow += 1;
+                self.rescan_due = true;
+                return false;
+            }
+            None => {}
         }
-        if self.pending_set.len() >= MAX_PENDING {
-            self.status.overflow += 1;
-            self.rescan_due = true;
-            return false;
-        }
-        let queue = if fresh {
-            &mut self.fresh
-        } else {
-            &mut self.backlog
+        let pending = &self.pending;
+        let deque = match queue {
+            Queue::Fresh => &mut self.fresh,
+            Queue::Backlog => &mut self.backlog,
+            Queue::Unstamped => &mut self.unstamped,
         };
-        // Lazily removed entries (exited while pending) could grow the deque.
-        if queue.len() >= MAX_PENDING * 2 {
-            let live = &self.pending_set;
-            queue.retain(|p| live.contains(p));
+        // Stale entries (exited while pending, or moved up) could grow the deque.
+        if deque.len() >= MAX_PENDING * 2 {
+            deque.retain(|p| pending.get(p) == Some(&queue));
         }
-        queue.push_back(pid);
-        self.pending_set.insert(pid);
+        deque.push_back(pid);
+        self.pending.insert(pid, queue);
         true
     }
 
     fn forget(&mut self, pid: Pid) {
         self.watched.remove(&pid);
-        self.pending_set.remove(&pid);
+        self.pending.remove(&pid);
         self.known.remove(&pid);
     }
 
@@ -246,14 +293,14 @@ impl Watch {
                     *verdict = None;
                 }
                 self.known.remove(&pid);
-                self.enqueue(pid, true);
+                self.enqueue(pid, Queue::Fresh);
             }
             // The child runs its parent's image (and holds its fds) until it
             // execs, which is an event of its own: only an untrusted parent's
             // children need a look now.
             ProcessEvent::Fork { parent, child } => {
                 if self.watched.contains_key(&parent) {
-                    let _ = self.enqueue(child, true);
+                    let _ = self.enqueue(child, Queue::Fresh);
                 }
             }
             // The kernel reports the main thread's exit with pid == tgid even
@@ -261,9 +308,9 @@ impl Watch {
             // pending pid is judged again (a gone one is forgotten then), never
             // dropped on the event alone.
             ProcessEvent::Exit(pid) => {
-                if self.watched.contains_key(&pid) || self.pending_set.contains(&pid) {
+                if self.watched.contains_key(&pid) || self.pending.contains_key(&pid) {
                     self.known.remove(&pid);
-                    let _ = self.enqueue(pid, true);
+                    let _ = self.enqueue(pid, Queue::Fresh);
                 } else {
                     self.forget(pid);
                 }
@@ -296,12 +343,23 @@ impl Watch {
         }
     }
 
+    /// A keyed hash of the image `pid` runs now; `None` when it has no stamp
+    /// or cannot be read (never taken as unchanged).
+    fn image_key(&self, host: &dyn Host, pid: Pid) -> Option<u64> {
+        use std::hash::BuildHasher;
+        let image = host.process_image(pid).ok()?;
+        image.stamp.as_ref()?;
+        Some(self.image_hasher.hash_one(&image))
+    }
+
     /// Lists the processes and compares them with what the watch knows: new
-    /// pids, and pids whose executable changed (an exec no event told), are
-    /// queued; gone pids are forgotten. `compare_paths` is false when the source
-    /// reports the execs of the pids it follows (kqueue). One readdir plus one
-    /// readlink per process: cheap enough for every second.
-    fn list_processes(&mut self, host: &dyn Host, compare_paths: bool, deadline: Deadline) {
+    /// pids and pids whose image changed (an exec no event told, even of the
+    /// same executable) are queued, pids it cannot tell unchanged (no image
+    /// stamp) queued last; gone pids are forgotten. `compare_images` is false
+    /// when the source reports the execs of the pids it follows (kqueue).
+    /// One readdir plus a few small reads per process: cheap enough for every
+    /// second.
+    fn list_processes(&mut self, host: &dyn Host, compare_images: bool, deadline: Deadline) {
         self.rescan_due = false;
         self.status.rescans += 1;
         let Ok(pids) = host.pids() else {
@@ -316,21 +374,26 @@ impl Watch {
                 self.rescan_due = true;
                 break;
             }
-            if self.pending_set.contains(&pid) {
+            if self.pending.contains_key(&pid) {
                 continue;
             }
-            let path = if compare_paths {
-                host.executable_path(pid).unwrap_or_default()
+            let image = if compare_images {
+                self.image_key(host, pid)
             } else {
-                String::new()
+                None
             };
-            match self.known.get(&pid) {
-                Some(known) if !compare_paths || *known == path => continue,
+            let queue = match self.known.get(&pid) {
+                Some(_) if !compare_images => continue,
+                Some(Some(known)) if image == Some(*known) => continue,
+                // Neither then nor now could the image be told: judged again,
+                // after everything else (the verdict stands meanwhile).
+                Some(None) if image.is_none() => Queue::Unstamped,
                 // An exec no event told: the old verdict no longer holds.
                 Some(_) => {
                     if let Some(verdict) = self.watched.get_mut(&pid) {
                         *verdict = None;
                     }
+                    Queue::Backlog
                 }
                 None if self.known.len() >= MAX_KNOWN => {
                     self.status.overflow += 1;
@@ -345,12 +408,13 @@ impl Watch {
                             log::debug!("watch: cannot follow {pid}");
                         }
                     }
+                    Queue::Backlog
                 }
-            }
+            };
             // Known only once queued: a pid a full queue dropped is new again
             // to the next listing.
-            if self.enqueue(pid, false) {
-                self.known.insert(pid, path);
+            if self.enqueue(pid, queue) {
+                self.known.insert(pid, image);
             } else {
                 self.known.remove(&pid);
             }
@@ -377,36 +441,61 @@ impl Watch {
             let Some(pid) = self.waiting.pop_front() else {
                 break;
             };
-            if self.enqueue(pid, false) {
+            if self.enqueue(pid, Queue::Backlog) {
                 room -= 1;
             }
         }
+    }
+
+    /// The next pid to judge and the queue it came from: events first, then
+    /// listings, then the unstamped within their own per-tick bound.
+    fn next_pending(&mut self) -> Option<(Pid, Queue)> {
+        if let Some(pid) = self.fresh.pop_front() {
+            return Some((pid, Queue::Fresh));
+        }
+        if let Some(pid) = self.backlog.pop_front() {
+            return Some((pid, Queue::Backlog));
+        }
+        if self.unstamped_left > 0 {
+            return self
+                .unstamped
+                .pop_front()
+                .map(|pid| (pid, Queue::Unstamped));
+        }
+        None
     }
 
     /// Judges queued processes within the tick's budget ([`JUDGEMENTS_PER_TICK`],
     /// [`JUDGING_LIMIT`]): the untrusted ones are watched, the others dropped.
     pub fn judge_pending(&mut self, host: &dyn Host) {
         self.offer_free_slots();
-        if self.pending_set.is_empty() || self.judging_left.is_zero() {
+        if self.pending.is_empty() || self.judging_left.is_zero() {
             return;
         }
         let started = Instant::now();
         // Checked between judgements; each judgement has its own `JUDGEMENT_LIMIT`.
         let deadline = Deadline::after(self.judging_left);
         while self.judgements_left > 0 && !deadline.expired() {
-            let Some(pid) = self.fresh.pop_front().or_else(|| self.backlog.pop_front()) else {
+            let Some((pid, queue)) = self.next_pending() else {
                 break;
             };
-            if !self.pending_set.remove(&pid) {
-                continue; // exited while queued
+            if self.pending.get(&pid) != Some(&queue) {
+                continue; // exited while queued, or moved up
             }
+            self.pending.remove(&pid);
             self.judgements_left -= 1;
+            if queue == Queue::Unstamped {
+                self.unstamped_left = self.unstamped_left.saturating_sub(1);
+            }
             self.status.judged += 1;
+            // Read before the judgement: an exec in between leaves the old
+            // image known, and the next listing judges the new one.
+            let image = self.image_key(host, pid);
             match judge_bounded(host, pid) {
                 Ok(None) => self.forget(pid),
                 Ok(Some(v)) => {
                     if self.known.contains_key(&pid) || self.known.len() < MAX_KNOWN {
-                        self.known.insert(pid, v.process.path.clone());
+                        self.known.insert(pid, image);
                     }
                     if v.subject.trusted {
                         self.watched.remove(&pid);
@@ -445,7 +534,7 @@ impl Watch {
             .take(MAX_REJUDGED_PER_TICK)
             .collect();
         for pid in unjudged {
-            self.pending_set.remove(&pid);
+            self.pending.remove(&pid);
             self.status.judged += 1;
             match judge_bounded(host, pid) {
                 Ok(None) => self.forget(pid),
@@ -540,9 +629,9 @@ impl Watch {
     ) -> Vec<Observation> {
         let deadline = Deadline::after(TICK_WORK_LIMIT);
         if self.rescan_due || self.polls() {
-            // Paths tell execs apart unless a per-pid source reports them.
-            let compare_paths = self.source.is_none() || self.rescan_due;
-            self.list_processes(host, compare_paths, deadline);
+            // Images tell execs apart unless a per-pid source reports them.
+            let compare_images = self.source.is_none() || self.rescan_due;
+            self.list_processes(host, compare_images, deadline);
         }
         self.judge_pending(host);
         let observations = self.recheck(host, socks, now);
@@ -550,9 +639,10 @@ impl Watch {
             self.status.late_ticks += 1;
         }
         self.judgements_left = JUDGEMENTS_PER_TICK;
+        self.unstamped_left = MAX_UNSTAMPED_PER_TICK;
         self.judging_left = JUDGING_LIMIT;
         self.status.watched = u64::try_from(self.watched.len()).unwrap_or(u64::MAX);
-        self.status.pending = u64::try_from(self.pending_set.len()).unwrap_or(u64::MAX);
+        self.status.pending = u64::try_from(self.pending.len()).unwrap_or(u64::MAX);
         observations
     }
 
@@ -660,7 +750,15 @@ pub fn start(baseline: Arc<super::Baseline>) -> std::io::Result<WatchHandle> {
 fn run(baseline: &super::Baseline, stop: &AtomicBool) {
     let host = baseline.host().clone();
     let max_watched = baseline.settings.watch_max_processes;
-    let mut watch = Watch::new(host.as_ref(), max_watched);
+    let events = baseline.settings.watch_events;
+    let fresh_watch = || {
+        if events {
+            Watch::new(host.as_ref(), max_watched)
+        } else {
+            Watch::polling(max_watched)
+        }
+    };
+    let mut watch = fresh_watch();
     let cpu_start = thread_cpu_micros();
     let mut panics = 0u64;
     let mut next_tick = Instant::now();
@@ -682,7 +780,7 @@ fn run(baseline: &super::Baseline, stop: &AtomicBool) {
             panics += 1;
             let what = crate::util::panic_message(payload.as_ref());
             log::error!("watch tick panicked ({panics} so far): {what}; starting afresh");
-            watch = Watch::new(host.as_ref(), max_watched);
+            watch = fresh_watch();
         }
         watch.status.panics = panics;
         watch.status.cpu_ms = (thread_cpu_micros() - cpu_start) / 1000;
@@ -1051,5 +1149,47 @@ mod tests {
         let observations = watch.recheck(&host, &socks(), 1000);
         assert_eq!(watch.watched_pids(), [11]);
         assert_eq!(observations.len(), 1, "judged again at the re-check");
+    }
+
+    #[test]
+    fn after_lost_events_an_exec_that_keeps_the_executable_is_judged_again() {
+        let source = events(true);
+        let before = host(&[(10, TRUSTED), (11, TRUSTED)], Some(source.clone()));
+        let mut watch = Watch::new(&before, DEFAULT_MAX_WATCHED);
+        watch.tick(&before, &socks(), 1000);
+        // pid 10 execs its own executable again with another argv (bash ->
+        // bash evil.sh); pid 11 runs on unchanged. The events were lost.
+        let mut after = host(&[(10, TRUSTED), (11, TRUSTED)], Some(source));
+        after.processes[0].argv.push("/tmp/evil.sh".into());
+        watch.handle(ProcessEvent::Lost);
+        watch.tick(&after, &socks(), 1001);
+        assert_eq!(host_calls(&after), [10], "only the changed image");
+    }
+
+    #[test]
+    fn processes_without_an_image_stamp_are_judged_again_a_bounded_few_a_tick_after_new_ones() {
+        let crowd: Vec<(Pid, &str)> = (100..200).map(|pid| (pid, TRUSTED)).collect();
+        let mut first = host(&crowd, None);
+        first.unstamped = (100..200).collect();
+        let mut watch = Watch::new(&first, DEFAULT_MAX_WATCHED);
+        watch.tick(&first, &socks(), 1000);
+        assert_eq!(host_calls(&first).len(), 100);
+        // A new untrusted pid appears: judged first, then at most
+        // MAX_UNSTAMPED_PER_TICK of the crowd, which cannot be told unchanged.
+        let mut processes = crowd.clone();
+        processes.push((300, BEACON));
+        let mut second = host(&processes, None);
+        second.unstamped = (100..200).collect();
+        watch.tick(&second, &socks(), 1001);
+        let calls = host_calls(&second);
+        assert_eq!(calls.first(), Some(&300));
+        assert_eq!(calls.len(), 1 + MAX_UNSTAMPED_PER_TICK);
+        assert_eq!(watch.watched_pids(), [300]);
+        // The next tick goes on with the rest: every one is judged again.
+        watch.tick(&second, &socks(), 1002);
+        let calls: HashSet<Pid> = host_calls(&second).into_iter().collect();
+        assert!((100..200).all(|pid| calls.contains(&pid)), "{calls:?}");
+        // Stamped, unchanged processes are not (the new pid is judged once).
+        assert_eq!(host_calls(&second).iter().filter(|p| **p == 300).count(), 1);
     }
 }

@@ -48,6 +48,9 @@ pub struct FakeHost {
     /// User files by path (`read_user_file`, and `list_user_dir` of their
     /// directories); a path not here is read from the real file system.
     pub files: HashMap<String, Vec<u8>>,
+    /// Pids whose image has no stamp (`process_image`); the others get one
+    /// made of their path and argv, as an exec lays out a new image.
+    pub unstamped: std::collections::HashSet<Pid>,
 }
 
 /// Process events a test scripts: each `wait` hands out the next batch (waiting
@@ -121,6 +124,29 @@ impl Host for FakeHost {
 
     fn pids(&self) -> Result<Vec<Pid>, HostError> {
         Ok(self.processes.iter().map(|p| p.pid).collect())
+    }
+
+    fn process_image(&self, pid: Pid) -> Result<super::ProcessImage, HostError> {
+        use std::hash::{Hash, Hasher};
+        let process = self
+            .processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .ok_or(HostError::Vanished(pid))?;
+        let mut layout = std::collections::hash_map::DefaultHasher::new();
+        process.argv.hash(&mut layout);
+        let mut file = std::collections::hash_map::DefaultHasher::new();
+        process.path.hash(&mut file);
+        let stamp = (!self.unstamped.contains(&pid)).then(|| super::process_cache::ProcessStamp {
+            pid,
+            start_ticks: 1,
+            executable: (1, file.finish()),
+            layout: [layout.finish(); 10],
+        });
+        Ok(super::ProcessImage {
+            executable: process.path.clone(),
+            stamp,
+        })
     }
 
     fn process(&self, pid: Pid) -> Result<ProcessInfo, HostError> {

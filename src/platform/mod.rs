@@ -102,6 +102,18 @@ pub trait ProcessEvents: Send {
     ) -> Result<(), String>;
 }
 
+/// One process image as a listing sees it: compared between two listings to
+/// notice an exec no event told, including an exec that keeps the executable
+/// (`bash` running `bash evil.sh`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProcessImage {
+    pub executable: String,
+    /// What tells this image from the next one under the same pid, even of the
+    /// same file (see `ProcessStamp`). `None` when the platform cannot say (no
+    /// randomized layout, unreadable): such an image never counts as unchanged.
+    pub stamp: Option<process_cache::ProcessStamp>,
+}
+
 /// Settings every backend honours.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -137,6 +149,15 @@ pub trait Host: Send + Sync {
     /// Just the executable path of a process (cheaper than `process`).
     fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
         self.process(pid).map(|p| p.path)
+    }
+    /// What tells the image `pid` runs now from the next (cheap: read every
+    /// second for every process when the watch polls). Without a stamp the
+    /// watch judges the process again at every listing, a bounded few a second.
+    fn process_image(&self, pid: Pid) -> Result<ProcessImage, HostError> {
+        Ok(ProcessImage {
+            executable: self.executable_path(pid)?,
+            stamp: None,
+        })
     }
     /// Just what a process runs: a `ProcessInfo` with only `pid`, `path` and `argv`
     /// filled (cheaper than `process`; used to pick out the few processes worth a

@@ -197,6 +197,23 @@ impl LinuxHost {
     }
 }
 
+/// The executable path of the process `dir` holds; empty for a kernel thread.
+fn executable_path_of(dir: &ProcDir) -> Result<String, HostError> {
+    let pid = dir.pid();
+    match dir.read_link(c"exe") {
+        Ok(target) => Ok(procfs::strip_deleted(&target).0),
+        Err(e) if procfs::is_vanished(&e) => {
+            // Kernel threads have no executable; a gone process has no directory.
+            if dir.read(c"stat", 1).is_ok() {
+                Ok(String::new())
+            } else {
+                Err(HostError::Vanished(pid))
+            }
+        }
+        Err(e) => Err(process_error(pid, &e)),
+    }
+}
+
 /// `ProcDir::stat_entry` on a worker the caller stops waiting for: `exe` and
 /// `fd/N` stat the file itself, and a FUSE server that never answers `getattr`
 /// would hold the calling thread (a query, the watch) forever.
@@ -427,19 +444,28 @@ impl Host for LinuxHost {
     fn executable_path(&self, pid: Pid) -> Result<String, HostError> {
         // Through ProcDir: a process whose main thread exited has its `exe` only
         // under a live thread's directory.
+        executable_path_of(&ProcDir::open(pid)?)
+    }
+
+    fn process_image(&self, pid: Pid) -> Result<crate::platform::ProcessImage, HostError> {
         let dir = ProcDir::open(pid)?;
-        match dir.read_link(c"exe") {
-            Ok(target) => Ok(procfs::strip_deleted(&target).0),
-            Err(e) if procfs::is_vanished(&e) => {
-                // Kernel threads have no executable; a gone process has no directory.
-                if dir.read(c"stat", 1).is_ok() {
-                    Ok(String::new())
-                } else {
-                    Err(HostError::Vanished(pid))
-                }
-            }
-            Err(e) => Err(process_error(pid, &e)),
-        }
+        let executable = executable_path_of(&dir)?;
+        let stamp = if executable.is_empty() {
+            // A kernel thread never execs: its start time names it for good.
+            dir.read(c"stat", procfs::MAX_SMALL_BYTES)
+                .ok()
+                .and_then(|stat| procfs::parse_stat(&String::from_utf8_lossy(&stat)))
+                .filter(procfs::Stat::is_kernel_thread)
+                .map(|stat| crate::platform::process_cache::ProcessStamp {
+                    pid,
+                    start_ticks: stat.start_ticks,
+                    executable: (0, 0),
+                    layout: [0; 10],
+                })
+        } else {
+            dir.stamp()
+        };
+        Ok(crate::platform::ProcessImage { executable, stamp })
     }
 
     fn command(&self, pid: Pid) -> Result<ProcessInfo, HostError> {
