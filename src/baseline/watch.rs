@@ -1097,7 +1097,7 @@ mod tests {
         let mut watch = Watch::new(&first, DEFAULT_MAX_WATCHED);
         assert_eq!(watch.status.source, "polling");
         assert!(
-            watch.status.note.contains("no event source"),
+            watch.status.note.contains("no process event source"),
             "{:?}",
             watch.status
         );

@@ -408,7 +408,9 @@ mod tests {
     fn a_missing_uuid_is_left_out_and_the_host_name_identifies() {
         let no_uuid = HostIdentity {
             name: "vm".into(),
-            uuid: Err("cannot read /etc/machine-id".into()),
+            uuid: Err(crate::platform::host_identity::HostUuidError::Unreadable(
+                "/etc/machine-id",
+            )),
         };
         let args = OsqueryLogArgs {
             host_identifier: HostIdentifier::Uuid,

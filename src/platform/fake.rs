@@ -3,7 +3,7 @@
 //! unit tests and with the `fake-host` feature only: the release binary has none
 //! of it.
 
-use super::{Host, HostError, ProcessEvent, ProcessEvents};
+use super::{EventSourceError, Host, HostError, ProcessEvent, ProcessEvents};
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,7 +72,7 @@ impl ProcessEvents for FakeProcessEvents {
         self.every_process
     }
 
-    fn follow(&mut self, pid: Pid) -> Result<(), String> {
+    fn follow(&mut self, pid: Pid) -> Result<(), EventSourceError> {
         if let Ok(mut followed) = self.followed.lock() {
             followed.push(pid);
         }
@@ -84,7 +84,7 @@ impl ProcessEvents for FakeProcessEvents {
         timeout: std::time::Duration,
         max: usize,
         out: &mut Vec<ProcessEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<(), EventSourceError> {
         let batch = self.batches.lock().ok().and_then(|mut b| b.pop_front());
         match batch {
             Some(mut batch) => {
@@ -291,10 +291,10 @@ impl Host for FakeHost {
             .unwrap_or(crate::model::PathKind::Missing)
     }
 
-    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, String> {
+    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, EventSourceError> {
         match &self.events {
             Some(events) => Ok(Box::new(events.clone())),
-            None => Err("the fake host has no event source".into()),
+            None => Err(EventSourceError::Unsupported),
         }
     }
 }

@@ -8,7 +8,39 @@ pub struct HostIdentity {
     /// `gethostname` (empty when unreadable).
     pub name: String,
     /// The host UUID, or why there is none.
-    pub uuid: Result<String, String>,
+    pub uuid: Result<String, HostUuidError>,
+}
+
+/// Why this host has no UUID to report.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostUuidError {
+    #[error("cannot read {0}")]
+    Unreadable(&'static str),
+    #[error("{path}: {why}")]
+    BadMachineId {
+        path: &'static str,
+        #[source]
+        why: MachineIdError,
+    },
+    /// macOS: the I/O registry has no usable IOPlatformUUID.
+    #[cfg(target_os = "macos")]
+    #[error(transparent)]
+    NoPlatformUuid(#[from] super::macos::PlatformUuidError),
+    #[error("IOPlatformUUID {0:?} is not a UUID")]
+    BadPlatformUuid(String),
+    #[error("no host UUID source on this system")]
+    Unsupported,
+}
+
+/// What is wrong with a machine-id file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MachineIdError {
+    #[error("not text")]
+    NotText,
+    #[error("not 32 hexadecimal digits")]
+    NotHexDigits,
+    #[error("not a UUID")]
+    NotUuid,
 }
 
 impl HostIdentity {
@@ -41,34 +73,34 @@ pub fn host_name() -> String {
 /// This host's UUID, upper-case `8-4-4-4-12` hex (the form osquery's `host_uuid`
 /// decoration has on macOS), or why it cannot be had.
 #[cfg(target_os = "linux")]
-pub fn host_uuid() -> Result<String, String> {
+pub fn host_uuid() -> Result<String, HostUuidError> {
     let path = "/etc/machine-id";
     let bytes = super::read_regular_file(path, MAX_MACHINE_ID_BYTES)
-        .ok_or_else(|| format!("cannot read {path}"))?;
-    uuid_from_machine_id(&bytes).map_err(|e| format!("{path}: {e}"))
+        .ok_or(HostUuidError::Unreadable(path))?;
+    uuid_from_machine_id(&bytes).map_err(|why| HostUuidError::BadMachineId { path, why })
 }
 
 /// This host's UUID: the IOPlatformUUID of the platform expert device.
 #[cfg(target_os = "macos")]
-pub fn host_uuid() -> Result<String, String> {
+pub fn host_uuid() -> Result<String, HostUuidError> {
     let uuid = super::macos::platform_uuid()?;
-    canonical_uuid(&uuid).ok_or_else(|| format!("IOPlatformUUID {uuid:?} is not a UUID"))
+    canonical_uuid(&uuid).ok_or(HostUuidError::BadPlatformUuid(uuid))
 }
 
 /// No host UUID source on other systems.
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-pub fn host_uuid() -> Result<String, String> {
-    Err("no host UUID source on this system".into())
+pub fn host_uuid() -> Result<String, HostUuidError> {
+    Err(HostUuidError::Unsupported)
 }
 
 /// The machine-id file's 32 hex digits (one line) as a UUID.
-pub fn uuid_from_machine_id(bytes: &[u8]) -> Result<String, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not text".to_string())?;
+pub fn uuid_from_machine_id(bytes: &[u8]) -> Result<String, MachineIdError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| MachineIdError::NotText)?;
     let id = text.strip_suffix('\n').unwrap_or(text);
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("not 32 hexadecimal digits".into());
+        return Err(MachineIdError::NotHexDigits);
     }
-    canonical_uuid(id).ok_or_else(|| "not a UUID".into())
+    canonical_uuid(id).ok_or(MachineIdError::NotUuid)
 }
 
 /// 32 hex digits, with or without the four dashes, as upper-case `8-4-4-4-12`.

@@ -52,6 +52,85 @@ pub enum HostError {
     Other(String),
 }
 
+/// Why a process event source cannot be opened, broke, or cannot follow a pid.
+/// The system error stays attached as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum EventSourceError {
+    /// A system call on the source failed; `what` names the source and the call.
+    #[error("{what}: {source}")]
+    Call {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel answered the subscription with an error (no CAP_NET_ADMIN).
+    #[error("proc connector: subscription refused: {0}")]
+    SubscriptionRefused(#[source] std::io::Error),
+    /// The kernel never answered the subscription.
+    #[error(
+        "proc connector: no answer to the subscription within {0:?} \
+         (not in the initial user and pid namespaces?)"
+    )]
+    NoSubscriptionAnswer(std::time::Duration),
+    /// The source follows at most this many pids.
+    #[error("already following {0} processes")]
+    FollowLimit(usize),
+    #[error("invalid pid {0}")]
+    InvalidPid(Pid),
+    /// The pid cannot be followed (ESRCH: it exited first).
+    #[error("follow {pid}: {source}")]
+    Follow {
+        pid: Pid,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no process event source on this platform")]
+    Unsupported,
+}
+
+impl EventSourceError {
+    /// The system call `what` failed with the last OS error.
+    pub fn last_os_error(what: &'static str) -> EventSourceError {
+        EventSourceError::Call {
+            what,
+            source: std::io::Error::last_os_error(),
+        }
+    }
+}
+
+/// Why a check of a running process (is its executable still on disk, what is its
+/// control group) gave no answer. The system error stays attached as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessCheckError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A read or lookup of `what` failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process exec'd (or its pid was reused) since it was read.
+    #[error("the executable path changed since the process was read")]
+    ExecutableChanged,
+    #[error("{what}: longer than {limit} bytes")]
+    TooLong { what: &'static str, limit: usize },
+    /// The backend cannot compare the running executable with the file.
+    #[error("not compared on this platform")]
+    NotCompared,
+}
+
+impl ProcessCheckError {
+    /// A failed read or lookup of `what`, keeping the system error.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> ProcessCheckError {
+        ProcessCheckError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
 impl HostError {
     /// A failed read of `what`, keeping the reason.
     pub fn unreadable(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> HostError {
@@ -88,7 +167,7 @@ pub trait ProcessEvents: Send {
     fn reports_every_process(&self) -> bool;
     /// Report this pid's exec and exit from now on. `Err` when it cannot be
     /// followed (it exited, or the source's own bound is reached).
-    fn follow(&mut self, _pid: Pid) -> Result<(), String> {
+    fn follow(&mut self, _pid: Pid) -> Result<(), EventSourceError> {
         Ok(())
     }
     /// Waits at most `timeout` for events and appends at most `max` of them to
@@ -99,7 +178,7 @@ pub trait ProcessEvents: Send {
         timeout: std::time::Duration,
         max: usize,
         out: &mut Vec<ProcessEvent>,
-    ) -> Result<(), String>;
+    ) -> Result<(), EventSourceError>;
 }
 
 /// One process image as a listing sees it: compared between two listings to
@@ -245,15 +324,15 @@ pub trait Host: Send + Sync {
     /// `Ok(false)` when it was deleted, or the path now names another file (device
     /// and inode differ); `Err` why it cannot be told. The default knows only
     /// deletion.
-    fn executable_on_disk(&self, process: &ProcessInfo) -> Result<bool, String> {
+    fn executable_on_disk(&self, process: &ProcessInfo) -> Result<bool, ProcessCheckError> {
         if process.exe_deleted {
             Ok(false)
         } else {
-            Err("not compared on this platform".into())
+            Err(ProcessCheckError::NotCompared)
         }
     }
     /// The process's control group (Linux); empty where there are none.
-    fn control_group(&self, _pid: Pid) -> Result<crate::model::ControlGroup, String> {
+    fn control_group(&self, _pid: Pid) -> Result<crate::model::ControlGroup, ProcessCheckError> {
         Ok(crate::model::ControlGroup::default())
     }
     /// Regular files the process holds open (bounded), for cross-checking argv's
@@ -309,8 +388,8 @@ pub trait Host: Send + Sync {
     }
     /// A source of process events (exec, fork, exit) for the watch of untrusted
     /// processes, or why there is none here (the watch then lists pids every second).
-    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, String> {
-        Err("no process event source on this platform".into())
+    fn process_events(&self) -> Result<Box<dyn ProcessEvents>, EventSourceError> {
+        Err(EventSourceError::Unsupported)
     }
 }
 

@@ -4,7 +4,7 @@
 use super::{Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::judge::subject::{self, ProcessVerdict};
 use crate::model::{ControlGroup, Pid, ProcessInfo};
-use crate::platform::{self, Host};
+use crate::platform::{self, Host, ProcessCheckError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -87,11 +87,13 @@ pub struct Lineage {
 
 /// Facts about a running process beyond its verdict: whether its executable is
 /// still on disk, its control group.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ProcessContext {
-    pub on_disk: Result<bool, String>,
+    /// `None` for a kernel thread: it runs no file, so there is nothing to compare
+    /// and no error to report.
+    pub on_disk: Option<Result<bool, ProcessCheckError>>,
     pub cgroup: ControlGroup,
-    pub cgroup_error: Option<String>,
+    pub cgroup_error: Option<ProcessCheckError>,
 }
 
 impl ProcessContext {
@@ -101,12 +103,7 @@ impl ProcessContext {
             Err(e) => (ControlGroup::default(), Some(e)),
         };
         ProcessContext {
-            // Kernel threads run no file: nothing to compare, and no error to report.
-            on_disk: if process.path.is_empty() {
-                Err(String::new())
-            } else {
-                host.executable_on_disk(process)
-            },
+            on_disk: (!process.path.is_empty()).then(|| host.executable_on_disk(process)),
             cgroup,
             cgroup_error,
         }
@@ -159,12 +156,10 @@ pub fn build_row(
     if !v.subject.error.is_empty() {
         errors.push(&subject_error);
     }
-    let on_disk_error = context
-        .on_disk
-        .as_ref()
-        .err()
-        .filter(|e| !e.is_empty())
-        .map(|e| format!("on_disk: {e}"));
+    let on_disk_error = match &context.on_disk {
+        Some(Err(e)) => Some(format!("on_disk: {e}")),
+        Some(Ok(_)) | None => None,
+    };
     errors.extend(on_disk_error.as_deref());
     let cgroup_error = context
         .cgroup_error
@@ -217,8 +212,8 @@ pub fn build_row(
         name: p.name.clone(),
         euid: p.euid.unwrap_or(-1),
         on_disk: match &context.on_disk {
-            Ok(on_disk) => (*on_disk).into(),
-            Err(_) => -1,
+            Some(Ok(on_disk)) => (*on_disk).into(),
+            Some(Err(_)) | None => -1,
         },
         cgroup: context.cgroup.path.clone(),
         container_id: context.cgroup.container_id.clone(),

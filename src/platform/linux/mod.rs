@@ -20,7 +20,7 @@ use crate::platform::trust::{
     hash_reader, sparse_reason, CacheStats, FileId, HashBudget, RehashLimiter, TrustCache,
     DEFAULT_CACHE_ENTRIES, REHASH_INTERVAL, SPARSE_SLACK_BYTES,
 };
-use crate::platform::{Host, HostConfig, HostError};
+use crate::platform::{Host, HostConfig, HostError, ProcessCheckError};
 use procfs::{process_error, ProcDir};
 use provenance::{Claim, ProvenanceSource};
 use std::fs::File;
@@ -491,7 +491,9 @@ impl Host for LinuxHost {
         sockets::scan(query)
     }
 
-    fn process_events(&self) -> Result<Box<dyn crate::platform::ProcessEvents>, String> {
+    fn process_events(
+        &self,
+    ) -> Result<Box<dyn crate::platform::ProcessEvents>, crate::platform::EventSourceError> {
         proc_events::ProcConnector::open(self.process_caches())
             .map(|c| Box::new(c) as Box<dyn crate::platform::ProcessEvents>)
     }
@@ -707,27 +709,30 @@ impl Host for LinuxHost {
         Ok(exe.st_dev == file.dev() && exe.st_ino == file.ino())
     }
 
-    fn executable_on_disk(&self, process: &ProcessInfo) -> Result<bool, String> {
-        let dir = ProcDir::open(process.pid).map_err(|e| e.to_string())?;
-        let (path, deleted) = dir.executable().map_err(|e| format!("executable: {e}"))?;
+    fn executable_on_disk(&self, process: &ProcessInfo) -> Result<bool, ProcessCheckError> {
+        let dir = ProcDir::open(process.pid)?;
+        let (path, deleted) = dir
+            .executable()
+            .map_err(|e| ProcessCheckError::io("executable", e))?;
         if path.is_empty() || path != process.path {
-            return Err("the executable path changed since the process was read".into());
+            return Err(ProcessCheckError::ExecutableChanged);
         }
         if deleted {
             return Ok(false);
         }
-        let exe = stat_entry_bounded(&dir, c"exe").map_err(|e| format!("executable: {e}"))?;
+        let exe =
+            stat_entry_bounded(&dir, c"exe").map_err(|e| ProcessCheckError::io("executable", e))?;
         let running = (exe.st_dev, exe.st_ino);
-        let credentials = credentials_of(&dir).map_err(|e| e.to_string())?;
+        let credentials = credentials_of(&dir)?;
         let their_root = dir
             .open_entry(c"root", libc::O_PATH | libc::O_DIRECTORY)
-            .map_err(|e| format!("root of the process: {e}"))?;
+            .map_err(|e| ProcessCheckError::io("root of the process", e))?;
         // The kernel names the executable from the reader's root when it can reach
         // it (a chroot in our mount namespace), else from the process's own: look in
         // both, as the process's user (no lookup for it as root).
         let mut bases = vec![their_root];
         let our_root = procfs::open_at(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY)
-            .map_err(|e| format!("/: {e}"))?;
+            .map_err(|e| ProcessCheckError::io("/", e))?;
         let same_root = |a: &std::os::fd::OwnedFd, b: &std::os::fd::OwnedFd| match (
             userfile::fstat(a.as_raw_fd()),
             userfile::fstat(b.as_raw_fd()),
@@ -755,22 +760,22 @@ impl Host for LinuxHost {
                 // Another file, or none, at the path: replaced or deleted.
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
-                Err(e) => return Err(format!("{}: {e}", process.path)),
+                Err(e) => return Err(ProcessCheckError::io(process.path.clone(), e)),
             }
         }
         Ok(false)
     }
 
-    fn control_group(&self, pid: Pid) -> Result<crate::model::ControlGroup, String> {
-        let dir = ProcDir::open(pid).map_err(|e| e.to_string())?;
+    fn control_group(&self, pid: Pid) -> Result<crate::model::ControlGroup, ProcessCheckError> {
+        let dir = ProcDir::open(pid)?;
         let (text, truncated) = dir
             .read_capped(c"cgroup", procfs::MAX_SMALL_BYTES)
-            .map_err(|e| format!("cgroup: {e}"))?;
+            .map_err(|e| ProcessCheckError::io("cgroup", e))?;
         if truncated {
-            return Err(format!(
-                "cgroup: longer than {} bytes",
-                procfs::MAX_SMALL_BYTES
-            ));
+            return Err(ProcessCheckError::TooLong {
+                what: "cgroup",
+                limit: procfs::MAX_SMALL_BYTES,
+            });
         }
         Ok(crate::model::ControlGroup::parse(&String::from_utf8_lossy(
             &text,

@@ -10,7 +10,7 @@
 
 use crate::model::Pid;
 use crate::platform::process_cache::ForgetProcesses;
-use crate::platform::{ProcessEvent, ProcessEvents};
+use crate::platform::{EventSourceError, ProcessEvent, ProcessEvents};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -239,6 +239,20 @@ fn subscription(op: u32, sequence: u32, port: u32) -> [u8; SUBSCRIBE_LEN] {
     out
 }
 
+fn poll_failed(source: io::Error) -> EventSourceError {
+    EventSourceError::Call {
+        what: "proc connector: poll",
+        source,
+    }
+}
+
+fn recv_failed(source: io::Error) -> EventSourceError {
+    EventSourceError::Call {
+        what: "proc connector: recv",
+        source,
+    }
+}
+
 /// A subscribed proc connector socket.
 pub struct ProcConnector {
     socket: OwnedFd,
@@ -252,8 +266,7 @@ pub struct ProcConnector {
 impl ProcConnector {
     /// Opens, binds and subscribes; fails (with why) unless the kernel
     /// acknowledges the subscription. `caches` forget a pid at its exec or exit.
-    pub fn open(caches: Vec<Arc<dyn ForgetProcesses>>) -> Result<ProcConnector, String> {
-        let fail = |what: &str, e: io::Error| format!("proc connector: {what}: {e}");
+    pub fn open(caches: Vec<Arc<dyn ForgetProcesses>>) -> Result<ProcConnector, EventSourceError> {
         // SAFETY: plain socket(2) call; the result is checked before use.
         let fd = unsafe {
             libc::socket(
@@ -263,7 +276,7 @@ impl ProcConnector {
             )
         };
         if fd < 0 {
-            return Err(fail("socket", io::Error::last_os_error()));
+            return Err(EventSourceError::last_os_error("proc connector: socket"));
         }
         // SAFETY: fd is a fresh descriptor owned by nobody else.
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -279,7 +292,7 @@ impl ProcConnector {
             )
         };
         if rc != 0 {
-            return Err(fail("SO_RCVBUF", io::Error::last_os_error()));
+            return Err(EventSourceError::last_os_error("proc connector: SO_RCVBUF"));
         }
         // Without the filter every event is read and parsed: slower under a
         // thread flood, still bounded per wait.
@@ -300,7 +313,9 @@ impl ProcConnector {
             )
         };
         if rc != 0 {
-            return Err(fail("bind to CN_IDX_PROC", io::Error::last_os_error()));
+            return Err(EventSourceError::last_os_error(
+                "proc connector: bind to CN_IDX_PROC",
+            ));
         }
         let mut bound_length = length;
         // SAFETY: address and bound_length are valid for getsockname to fill.
@@ -312,7 +327,9 @@ impl ProcConnector {
             )
         };
         if rc != 0 {
-            return Err(fail("getsockname", io::Error::last_os_error()));
+            return Err(EventSourceError::last_os_error(
+                "proc connector: getsockname",
+            ));
         }
         let mut connector = ProcConnector {
             socket,
@@ -328,7 +345,10 @@ impl ProcConnector {
                 sequence,
                 connector.port,
             ))
-            .map_err(|e| fail("PROC_CN_MCAST_LISTEN", e))?;
+            .map_err(|source| EventSourceError::Call {
+                what: "proc connector: PROC_CN_MCAST_LISTEN",
+                source,
+            })?;
         connector.await_ack()?;
         Ok(connector)
     }
@@ -339,13 +359,10 @@ impl ProcConnector {
 
     /// Waits for the kernel's answer to the subscription: outside the initial
     /// namespaces there is none, without CAP_NET_ADMIN it carries EPERM.
-    fn await_ack(&mut self) -> Result<(), String> {
+    fn await_ack(&mut self) -> Result<(), EventSourceError> {
         let started = Instant::now();
         while let Some(left) = ACK_TIMEOUT.checked_sub(started.elapsed()) {
-            if !self
-                .readable(left)
-                .map_err(|e| format!("proc connector: poll: {e}"))?
-            {
+            if !self.readable(left).map_err(poll_failed)? {
                 break;
             }
             match self.receive() {
@@ -353,7 +370,7 @@ impl ProcConnector {
                 Ok(false) => continue,
                 // Events already overflowed the buffer: the ack may be among the lost.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
-                Err(e) => return Err(format!("proc connector: recv: {e}")),
+                Err(source) => return Err(recv_failed(source)),
             }
             if let Some(error) = self.parsed.iter().find_map(|m| match m {
                 Message::Ack { error } => Some(*error),
@@ -362,19 +379,15 @@ impl ProcConnector {
                 self.parsed.clear();
                 return match error {
                     0 => Ok(()),
-                    errno => Err(format!(
-                        "proc connector: subscription refused: {}",
-                        io::Error::from_raw_os_error(errno as i32)
+                    errno => Err(EventSourceError::SubscriptionRefused(
+                        io::Error::from_raw_os_error(errno as i32),
                     )),
                 };
             }
             // Events from before the ack are of no use to a watch not yet running.
             self.parsed.clear();
         }
-        Err(format!(
-            "proc connector: no answer to the subscription within {ACK_TIMEOUT:?} \
-             (not in the initial user and pid namespaces?)"
-        ))
+        Err(EventSourceError::NoSubscriptionAnswer(ACK_TIMEOUT))
     }
 
     /// Whether a datagram is waiting, after at most `timeout`.
@@ -447,11 +460,8 @@ impl ProcessEvents for ProcConnector {
         timeout: Duration,
         max: usize,
         out: &mut Vec<ProcessEvent>,
-    ) -> Result<(), String> {
-        if !self
-            .readable(timeout)
-            .map_err(|e| format!("proc connector: poll: {e}"))?
-        {
+    ) -> Result<(), EventSourceError> {
+        if !self.readable(timeout).map_err(poll_failed)? {
             return Ok(());
         }
         // Every message counts toward `max`, whatever it says: messages the
@@ -469,7 +479,7 @@ impl ProcessEvents for ProcConnector {
                     taken += 1;
                     continue;
                 }
-                Err(e) => return Err(format!("proc connector: recv: {e}")),
+                Err(source) => return Err(recv_failed(source)),
             }
             taken += self.parsed.len().max(1);
             for message in self.parsed.drain(..) {

@@ -292,7 +292,9 @@ impl Host for MacHost {
         })
     }
 
-    fn process_events(&self) -> Result<Box<dyn crate::platform::ProcessEvents>, String> {
+    fn process_events(
+        &self,
+    ) -> Result<Box<dyn crate::platform::ProcessEvents>, crate::platform::EventSourceError> {
         super::proc_events::KqueueEvents::open()
             .map(|k| Box::new(k) as Box<dyn crate::platform::ProcessEvents>)
     }

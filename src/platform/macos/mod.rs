@@ -28,7 +28,7 @@ mod sys;
 #[cfg(target_os = "macos")]
 pub use host::MacHost;
 #[cfg(target_os = "macos")]
-pub use platform_uuid::platform_uuid;
+pub use platform_uuid::{platform_uuid, PlatformUuidError};
 pub use proxy::{system_socks_proxy, SocksProxy};
 #[cfg(target_os = "macos")]
 pub use sys::home_directory;

@@ -24,19 +24,32 @@ extern "C" {
     fn IOObjectRelease(object: IoObject) -> i32;
 }
 
+/// Which step of reading the IOPlatformUUID failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformUuidError {
+    #[error("IOServiceMatching(IOPlatformExpertDevice) failed")]
+    NoMatchingDictionary,
+    #[error("no IOPlatformExpertDevice in the I/O registry")]
+    NoPlatformExpert,
+    #[error("IOPlatformExpertDevice has no IOPlatformUUID")]
+    NoUuidProperty,
+    #[error("IOPlatformUUID is not a string")]
+    NotAString,
+}
+
 /// The `IOPlatformUUID` property of `IOPlatformExpertDevice`.
-pub fn platform_uuid() -> Result<String, String> {
+pub fn platform_uuid() -> Result<String, PlatformUuidError> {
     // SAFETY: IOServiceMatching returns a dictionary that IOServiceGetMatchingService
     // consumes; the service is released once read; the property follows the create
     // rule and is wrapped (and released) by CFType.
     unsafe {
         let matching = IOServiceMatching(c"IOPlatformExpertDevice".as_ptr());
         if matching.is_null() {
-            return Err("IOServiceMatching(IOPlatformExpertDevice) failed".into());
+            return Err(PlatformUuidError::NoMatchingDictionary);
         }
         let service = IOServiceGetMatchingService(IO_MAIN_PORT_DEFAULT, matching);
         if service == 0 {
-            return Err("no IOPlatformExpertDevice in the I/O registry".into());
+            return Err(PlatformUuidError::NoPlatformExpert);
         }
         let key = CFString::from_static_string("IOPlatformUUID");
         let value = IORegistryEntryCreateCFProperty(
@@ -47,11 +60,11 @@ pub fn platform_uuid() -> Result<String, String> {
         );
         IOObjectRelease(service);
         if value.is_null() {
-            return Err("IOPlatformExpertDevice has no IOPlatformUUID".into());
+            return Err(PlatformUuidError::NoUuidProperty);
         }
         CFType::wrap_under_create_rule(value)
             .downcast::<CFString>()
             .map(|s| s.to_string())
-            .ok_or_else(|| "IOPlatformUUID is not a string".into())
+            .ok_or(PlatformUuidError::NotAString)
     }
 }

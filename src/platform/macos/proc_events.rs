@@ -6,7 +6,7 @@
 //! a knote by itself when its process exits.
 
 use crate::model::Pid;
-use crate::platform::{ProcessEvent, ProcessEvents};
+use crate::platform::{EventSourceError, ProcessEvent, ProcessEvents};
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,11 +23,11 @@ pub struct KqueueEvents {
 }
 
 impl KqueueEvents {
-    pub fn open() -> Result<KqueueEvents, String> {
+    pub fn open() -> Result<KqueueEvents, EventSourceError> {
         // SAFETY: plain kqueue(2) call; the result is checked before use.
         let fd = unsafe { libc::kqueue() };
         if fd < 0 {
-            return Err(format!("kqueue: {}", io::Error::last_os_error()));
+            return Err(EventSourceError::last_os_error("kqueue"));
         }
         // SAFETY: fd is a fresh descriptor owned by nobody else.
         let queue = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -49,14 +49,14 @@ impl ProcessEvents for KqueueEvents {
         false
     }
 
-    fn follow(&mut self, pid: Pid) -> Result<(), String> {
+    fn follow(&mut self, pid: Pid) -> Result<(), EventSourceError> {
         if self.followed.contains(&pid) {
             return Ok(());
         }
         if self.followed.len() >= MAX_FOLLOWED {
-            return Err(format!("already following {MAX_FOLLOWED} processes"));
+            return Err(EventSourceError::FollowLimit(MAX_FOLLOWED));
         }
-        let ident = usize::try_from(pid).map_err(|_| format!("invalid pid {pid}"))?;
+        let ident = usize::try_from(pid).map_err(|_| EventSourceError::InvalidPid(pid))?;
         let change = libc::kevent {
             ident,
             filter: libc::EVFILT_PROC,
@@ -78,7 +78,10 @@ impl ProcessEvents for KqueueEvents {
         };
         if rc < 0 {
             // ESRCH: it exited before it could be followed.
-            return Err(format!("follow {pid}: {}", io::Error::last_os_error()));
+            return Err(EventSourceError::Follow {
+                pid,
+                source: io::Error::last_os_error(),
+            });
         }
         self.followed.insert(pid);
         Ok(())
@@ -89,7 +92,7 @@ impl ProcessEvents for KqueueEvents {
         timeout: Duration,
         max: usize,
         out: &mut Vec<ProcessEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<(), EventSourceError> {
         // SAFETY: an all-zero kevent array is valid for the kernel to fill.
         let mut events: [libc::kevent; BATCH] = unsafe { std::mem::zeroed() };
         let wanted = libc::c_int::try_from(max.clamp(1, BATCH)).unwrap_or(1);
@@ -113,7 +116,10 @@ impl ProcessEvents for KqueueEvents {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(());
             }
-            return Err(format!("kevent: {e}"));
+            return Err(EventSourceError::Call {
+                what: "kevent",
+                source: e,
+            });
         }
         for event in events.iter().take(usize::try_from(n).unwrap_or(0)) {
             let Ok(pid) = Pid::try_from(event.ident) else {
