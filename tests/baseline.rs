@@ -657,6 +657,80 @@ fn policy_rules_answer_the_identity_lookup_the_join_pushes_down() {
     );
 }
 
+/// `an1256_info`'s policy columns for a baseline whose policy file is `policy`,
+/// or `None` when building the baseline and querying did not finish in time (a
+/// read that blocked).
+fn policy_info_within(policy: PathBuf, limit: std::time::Duration) -> Option<(String, i64)> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::with_db(dir.path().join("store/an1256.db"));
+        settings.policy_path = policy;
+        settings.policy_path_explicit = true;
+        let host: Arc<dyn platform::Host> = Arc::from(platform::native(HostConfig::default()));
+        let baseline = Arc::new(Baseline::new(settings, host));
+        let info = run(
+            &engine(&baseline),
+            "SELECT policy_error, policy_rules FROM an1256_info",
+        );
+        let _ = sender.send((
+            text(&info[0], "policy_error"),
+            int(&info[0], "policy_rules"),
+        ));
+    });
+    receiver.recv_timeout(limit).ok()
+}
+
+/// A policy path that names a FIFO with no writer, or a symlink to a device, is
+/// refused without being opened for reading: `an1256_info` shows a policy error
+/// and the built-in rules stay in force; nothing blocks. The FIFO and the symlink
+/// are planted by an unprivileged user (a policy path in a directory they can
+/// write). Twin: the same user's symlink to a regular policy file loads.
+#[test]
+fn a_fifo_or_device_at_the_policy_path_is_a_policy_error_not_a_hang() {
+    if !common::is_root() {
+        return skip("policy fifo", "needs root (attacker user)");
+    }
+    let user = common::attacker("policyfifo");
+    let plant = |args: &[&str]| {
+        let status = user
+            .command(args[0])
+            .args(&args[1..])
+            .status()
+            .expect(args[0]);
+        assert!(status.success(), "{args:?}");
+    };
+    plant(&["mkfifo", "policy-fifo.json"]);
+    plant(&["ln", "-s", "/dev/ptmx", "policy-device.json"]);
+    let rule =
+        r#"{"version":1,"rules":[{"name":"twin","reason":"benign twin","package":"an1256-twin"}]}"#;
+    user.write("real-policy.json", rule.as_bytes(), false);
+    plant(&["ln", "-s", "real-policy.json", "policy-link.json"]);
+    // Generous: a loaded CI box; a blocked open never returns at all.
+    let limit = std::time::Duration::from_secs(60);
+
+    let (twin_error, twin_rules) =
+        policy_info_within(user.home.join("policy-link.json"), limit).expect("twin read");
+    assert_eq!(twin_error, "", "a symlink to a regular file still loads");
+    for (name, kind) in [
+        ("policy-fifo.json", "FIFO"),
+        ("policy-device.json", "character device"),
+    ] {
+        let (error, rules) = policy_info_within(user.home.join(name), limit)
+            .unwrap_or_else(|| panic!("reading the {kind} policy did not return"));
+        assert!(error.starts_with("policy "), "{name}: {error}");
+        assert!(
+            error.contains(&format!("not a regular file ({kind})")),
+            "{name}: {error}"
+        );
+        assert_eq!(
+            rules,
+            twin_rules - 1,
+            "{name}: only the built-in rules apply"
+        );
+    }
+}
+
 #[test]
 fn every_pack_query_runs_on_this_host() {
     let dir = tempfile::tempdir().unwrap();

@@ -104,6 +104,7 @@ impl Baseline {
     pub fn new(settings: Settings, host: Arc<dyn Host>) -> Baseline {
         let store = StoreSlot::Unopened;
         let policy = Policy::new(
+            host.clone(),
             settings.policy_path.clone(),
             settings.policy_path_explicit,
             settings.builtin_policy,

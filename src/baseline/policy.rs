@@ -7,6 +7,7 @@
 
 use super::StoreError;
 use crate::judge::classify::PROTOCOL_NAMES;
+use crate::platform::{Host, HostError};
 use crate::util::glob::{self, Dialect};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -384,6 +385,8 @@ struct PolicyState {
 
 /// The live policy: built-in rules plus the policy file, hot-reloaded.
 pub struct Policy {
+    /// Reads the file: regular files only, bounded, never blocking on a FIFO.
+    host: Arc<dyn Host>,
     path: PathBuf,
     explicit: bool,
     builtin: Vec<Rule>,
@@ -393,7 +396,13 @@ pub struct Policy {
 
 impl Policy {
     /// `explicit`: a missing file is reported as an error (it was configured).
-    pub fn new(path: PathBuf, explicit: bool, builtin: bool, platform: &'static str) -> Policy {
+    pub fn new(
+        host: Arc<dyn Host>,
+        path: PathBuf,
+        explicit: bool,
+        builtin: bool,
+        platform: &'static str,
+    ) -> Policy {
         let builtin = if builtin {
             // The shipped file is checked by a test; a failure here would be a build defect.
             parse_policy(BUILTIN_POLICY, BUILTIN_NAME).unwrap_or_else(|e| {
@@ -404,6 +413,7 @@ impl Policy {
             Vec::new()
         };
         let policy = Policy {
+            host,
             path,
             explicit,
             builtin,
@@ -464,7 +474,7 @@ impl Policy {
                 why: "the file does not exist (fix policy_path in the config file)".into(),
             }),
             None => Ok(Vec::new()),
-            Some(_) => read_bounded(&self.path)
+            Some(_) => read_bounded(self.host.as_ref(), &self.path)
                 .and_then(|text| parse_policy(&text, &self.path.display().to_string())),
         };
         match file_rules {
@@ -495,21 +505,26 @@ impl Policy {
     }
 }
 
-fn read_bounded(path: &Path) -> Result<String, StoreError> {
-    use std::io::Read;
+/// The policy file's text, through the host's regular-file reader: a FIFO, device
+/// or socket at the path (or behind a symlink there) is an error, never a hang.
+fn read_bounded(host: &dyn Host, path: &Path) -> Result<String, StoreError> {
     let fail = |why: String| StoreError::Policy {
         file: path.display().to_string(),
         why,
     };
-    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let mut text = String::new();
-    file.take(MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if text.len() as u64 > MAX_POLICY_BYTES {
+    let Some(name) = path.to_str() else {
+        return Err(fail("the path is not UTF-8".into()));
+    };
+    let bytes = host
+        .read_config_file(name, MAX_POLICY_BYTES + 1)
+        .map_err(|e| match e {
+            HostError::Unreadable { reason, .. } => fail(format!("cannot read it: {reason}")),
+            other => fail(format!("cannot read it: {other}")),
+        })?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
         return Err(fail(format!("larger than {MAX_POLICY_BYTES} bytes")));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| fail("cannot read it: not UTF-8 text".into()))
 }
 
 #[cfg(test)]
@@ -591,6 +606,10 @@ mod tests {
         );
     }
 
+    fn fake_host() -> Arc<dyn Host> {
+        Arc::new(crate::platform::FakeHost::default())
+    }
+
     #[test]
     fn malformed_file_keeps_last_good_rules_and_reports() {
         let dir = tempfile::tempdir().unwrap();
@@ -602,7 +621,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let policy = Policy::new(path.clone(), true, false, "linux");
+        let policy = Policy::new(fake_host(), path.clone(), true, false, "linux");
         assert_eq!(policy.rules().rules.len(), 1);
         assert_eq!(policy.status().error, "");
         std::fs::write(&path, "{ not json, and longer than before").unwrap();
@@ -626,7 +645,13 @@ mod tests {
             (policy.rules().rules.len(), policy.status().error.as_str()),
             (0, "")
         );
-        let missing = Policy::new(dir.path().join("nope.json"), true, true, "linux");
+        let missing = Policy::new(
+            fake_host(),
+            dir.path().join("nope.json"),
+            true,
+            true,
+            "linux",
+        );
         assert!(missing.status().error.contains("does not exist"));
         assert!(
             !missing.rules().rules.is_empty(),

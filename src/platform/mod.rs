@@ -310,6 +310,15 @@ pub trait Host: Send + Sync {
         let _ = process;
         read_regular_file(path, limit)
     }
+    /// At most `limit` bytes of a configuration file the administrator names (the
+    /// policy file), read with the scanner's own rights by the same reader as
+    /// `read_user_file`: only a regular file (a FIFO, device or socket at the path,
+    /// or behind a symlink there, is never opened for reading), without blocking,
+    /// and within a time bound where the backend has one (Linux). `Err` says why
+    /// it cannot be read.
+    fn read_config_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, HostError> {
+        read_regular(path, limit).map_err(|e| HostError::unreadable(path, e))
+    }
     /// Whether the process runs the very file at `path` as this scanner sees it:
     /// the process is in the scanner's mount namespace and its executable's
     /// (device, inode) is `stat(path)`'s. Policy `path` rules hold only then: a bind
@@ -454,7 +463,14 @@ pub fn list_dir_here(dir: &str, max_entries: usize) -> Option<Vec<String>> {
 /// At most `limit` bytes of a regular file, never blocking on a FIFO planted at the
 /// path and never reading a device (the portable fallback of `read_user_file`).
 pub fn read_regular_file(path: &str, limit: u64) -> Option<Vec<u8>> {
+    read_regular(path, limit).ok()
+}
+
+/// `read_regular_file`, saying why the file was not read.
+fn read_regular(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    let not_regular =
+        |kind: &str| std::io::Error::other(format!("not a regular file ({kind}): not opened"));
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -463,16 +479,38 @@ pub fn read_regular_file(path: &str, limit: u64) -> Option<Vec<u8>> {
         options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     }
     // The type is checked before the open: a FIFO or device is never opened.
-    if !std::fs::metadata(path).ok()?.is_file() {
-        return None;
+    let before = std::fs::metadata(path)?;
+    if !before.is_file() {
+        return Err(not_regular(file_type_name(&before)));
     }
-    let file = options.open(path).ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
+    let file = options.open(path)?;
+    // Checked again on what was opened: the path may have been swapped meanwhile.
+    let opened = file.metadata()?;
+    if !opened.is_file() {
+        return Err(not_regular(file_type_name(&opened)));
     }
     let mut bytes = Vec::new();
-    file.take(limit).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A name for what a path holds, for errors.
+fn file_type_name(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
 }
 
 /// Largest passwd file read when looking up a user.

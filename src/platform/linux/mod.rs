@@ -25,6 +25,7 @@ use procfs::{process_error, ProcDir};
 use provenance::{Claim, ProvenanceSource};
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock};
 
 /// Caps glibc's malloc arenas at two. The Thrift listener serves each osquery
@@ -609,6 +610,19 @@ impl Host for LinuxHost {
             limit,
         )
         .ok()
+    }
+
+    fn read_config_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, HostError> {
+        // Resolved from the scanner's root: a relative name is taken from its cwd.
+        let absolute = std::path::absolute(path).map_err(|e| HostError::unreadable(path, e))?;
+        userfile::read_regular(
+            None,
+            None,
+            absolute.as_os_str().as_bytes(),
+            userfile::Anchor::InRoot,
+            limit,
+        )
+        .map_err(|e| HostError::unreadable(path, e))
     }
 
     fn stdin_source(&self, pid: Pid) -> crate::model::StdinSource {
