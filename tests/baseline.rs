@@ -318,6 +318,123 @@ fn short_lived_ping_socket_is_caught_by_hits_recent_after_a_sampler_pass() {
     );
 }
 
+/// As `user`, a python whose one UDP socket is connected to 127.0.0.2:`port` and,
+/// once the file `switch-<tag>` appears in the home, to 127.0.0.3:`port` (it then
+/// creates `switched-<tag>`).
+fn udp_switching_child(user: &common::Attacker, tag: &str, port: u16) -> ReadyChild {
+    let code = format!(
+        r#"
+import os, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def talk(address):
+    s.connect((address, {port}))
+    try:
+        s.send(b"{tag}")
+    except OSError:
+        pass  # ICMP port unreachable from the first remote: nothing listens
+talk("127.0.0.2")
+print("ready", flush=True)
+until = time.time() + 120
+while not os.path.exists("switch-{tag}") and time.time() < until:
+    time.sleep(0.05)
+talk("127.0.0.3")
+open("switched-{tag}", "w").close()
+time.sleep(120)
+"#
+    );
+    spawn_ready(user.python(&code)).unwrap_or_else(|e| panic!("udp child {tag}: {e}"))
+}
+
+/// Red-team finding 9: a process that sends to a first remote and later to a new
+/// one (same protocol, port and scope) shows up in `an1256_hits_recent` with both
+/// remotes, each first seen when it was; further passes add no rows. Real
+/// sockets, unprivileged attacker, two sampler passes. Benign twin: the same
+/// behaviour by a subject approved for udp/5998 stays out of hits_recent, though
+/// its two remotes are observed.
+#[test]
+fn a_later_remote_is_not_masked_by_the_first_in_hits_recent() {
+    if !common::is_root() {
+        return skip("hits_recent remotes", "needs root (attacker user)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = baseline_in(dir.path(), 0);
+    let engine = engine(&baseline);
+    let user = common::attacker("newremote");
+    let attacker = udp_switching_child(&user, "attack", 5998);
+    let twin = udp_switching_child(&user, "twin", 5998);
+    let attack_identity = subject_identity(&engine, attacker.pid);
+    let twin_identity = subject_identity(&engine, twin.pid);
+    assert_ne!(attack_identity, twin_identity);
+    engine
+        .connection()
+        .execute(
+            "INSERT INTO an1256_baseline (identity, protocol_name, remote_port) VALUES (?1, 'udp', 5998)",
+            [&twin_identity],
+        )
+        .expect("approve the twin");
+
+    let first = baseline.sample().expect("first sampler pass");
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    for tag in ["attack", "twin"] {
+        std::fs::write(user.home.join(format!("switch-{tag}")), b"").unwrap();
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ["attack", "twin"]
+        .iter()
+        .any(|tag| !user.home.join(format!("switched-{tag}")).exists())
+    {
+        assert!(std::time::Instant::now() < until, "children did not switch");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The later remote is seen in a later second than the first one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    baseline.sample().expect("second sampler pass");
+    baseline.sample().expect("third sampler pass");
+
+    let recent = &pack_queries().unwrap()["an1256_hits_recent"].query;
+    let rows = run(&engine, recent);
+    let of = |identity: &str| -> Vec<(String, i64, i64)> {
+        let mut found: Vec<(String, i64, i64)> = rows
+            .iter()
+            .filter(|r| text(r, "subject_identity") == identity)
+            .map(|r| {
+                (
+                    text(r, "remote_address"),
+                    int(r, "remote_port"),
+                    int(r, "first_seen"),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let attack = of(&attack_identity);
+    let remotes: Vec<(&str, i64)> = attack.iter().map(|(a, p, _)| (a.as_str(), *p)).collect();
+    assert_eq!(
+        remotes,
+        [("127.0.0.2", 5998), ("127.0.0.3", 5998)],
+        "{attack:?}"
+    );
+    assert!(attack[1].2 > attack[0].2, "first seen in order: {attack:?}");
+    assert!(attack.iter().all(|r| {
+        rows.iter().any(|row| {
+            text(row, "remote_address") == r.0 && int(row, "pid") == i64::from(attacker.pid)
+        })
+    }));
+    assert_eq!(of(&twin_identity), [], "the approved twin stays quiet");
+    let observed = run(
+        &engine,
+        "SELECT remote_address FROM an1256_observations WHERE protocol_name = 'udp' AND remote_port = 5998",
+    )
+    .iter()
+    .filter(|r| text(r, "remote_address").starts_with("127.0.0."))
+    .count();
+    assert_eq!(
+        observed, 4,
+        "both children's two remotes are observed, once each"
+    );
+}
+
 fn udp_python_child(tag: &str) -> ReadyChild {
     let code = format!(
         r#"

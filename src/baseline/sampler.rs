@@ -69,8 +69,9 @@ pub fn observation_of(
     }
 }
 
-/// What the store keys an observation by: (identity, protocol, remote port, scope).
-pub type ObservationKey = (String, String, i64, String);
+/// What the store keys an observation by: (identity, protocol, remote port, scope,
+/// remote address).
+pub type ObservationKey = (String, String, i64, String, String);
 
 pub fn observation_key(o: &Observation) -> ObservationKey {
     (
@@ -78,6 +79,7 @@ pub fn observation_key(o: &Observation) -> ObservationKey {
         o.protocol_name.clone(),
         o.remote_port,
         o.remote_scope.clone(),
+        o.remote_address.clone(),
     )
 }
 

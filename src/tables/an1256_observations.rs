@@ -1,6 +1,6 @@
 //! `an1256_observations`: what the sampler saw (one row per subject identity,
-//! protocol, remote port and scope), so sockets that opened and closed between
-//! two scheduled queries are still caught (`an1256_hits_recent`).
+//! protocol, remote port, scope and address), so sockets that opened and closed
+//! between two scheduled queries are still caught (`an1256_hits_recent`).
 
 use super::{Column, Example, QueryContext, Table, TableError, TypedRow};
 use crate::baseline::Baseline;
@@ -15,8 +15,8 @@ super::table_row! {
         protocol_name: TEXT = "icmp, icmpv6, udp, udplite, raw or socks",
         remote_port: INTEGER = "Remote port (0 when not connected)",
         remote_scope: TEXT = "loopback, private, link_local, multicast, public or unspecified",
-        remote_address: TEXT = "Remote address of this appearance's first sighting (an appearance ends after 180 s unseen)",
-        pid: BIGINT = "Process of this appearance's first sighting",
+        remote_address: TEXT = "Remote address (each remote the subject talks to is a row of its own)",
+        pid: BIGINT = "Process of this appearance's first sighting (an appearance ends after 180 s unseen)",
         path: TEXT = "Subject path (the script for interpreters)",
         exe_path: TEXT = "Executable path of that process",
         interpreter: TEXT = "Interpreter name for script subjects",
@@ -49,7 +49,7 @@ impl Table for An1256Observations {
     type Row = ObservationRow;
     const NAME: &'static str = NAME;
     const DESCRIPTION: &'static str =
-        "What the an1256 sampler saw: non-standard sockets by subject identity, protocol, remote port and scope, with first/last seen (bounded by age and row count).";
+        "What the an1256 sampler saw: non-standard sockets by subject identity, protocol, remote port, scope and address, with first/last seen (bounded by age and row count).";
     const EXAMPLES: &'static [Example] = &[
         Example {
             title: "Untrusted subjects the sampler saw, latest first",

@@ -1,5 +1,6 @@
-//! Observations: what each sampler pass saw, one row per appearance (its first
-//! sighting's details), learning from them and pruning them.
+//! Observations: what each sampler pass saw, one row per appearance of a
+//! (subject, protocol, remote) (its first sighting's details), learning from them
+//! and pruning them.
 
 use super::entries::{upsert_entry, Source};
 use super::{map_sqlite, rows_by_identity, ObservationLimits, Store, StoreError};
@@ -7,14 +8,17 @@ use crate::baseline::identity::validate_entry;
 use rusqlite::params;
 use serde::Serialize;
 
-/// Sightings of one observation key closer together than this belong to one
-/// appearance, whose details (pid, addresses, socket type, reason…) stay those of
-/// its first sighting: `an1256_hits_recent` (a differential query over the last
+/// Sightings of one observation key (identity, protocol, remote port, scope and
+/// address) closer together than this belong to one appearance, whose details
+/// (pid, socket type, reason…) stay those of its first sighting:
+/// `an1256_hits_recent` (a differential query over the last
 /// `APPEARANCE_GAP_SECS`) then logs each appearance once. A later sighting starts
-/// a new appearance with fresh details.
+/// a new appearance with fresh details. A new remote address is a new key, so it
+/// is logged too, not hidden behind the first remote.
 pub const APPEARANCE_GAP_SECS: i64 = 180;
 
-/// What the sampler saw for one (identity, protocol, port, scope) in one pass.
+/// What the sampler saw for one (identity, protocol, port, scope, address) in one
+/// pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Observation {
     pub identity: String,
@@ -92,8 +96,7 @@ impl Store {
                              pid, path, exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count,
                              socket_type, script_kind, script_quarantined, reason, start_time)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1, ?13, ?14, ?15, ?16, ?17)
-                         ON CONFLICT (identity, protocol_name, remote_port, remote_scope) DO UPDATE SET
-                             remote_address = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.remote_address ELSE remote_address END,
+                         ON CONFLICT (identity, protocol_name, remote_port, remote_scope, remote_address) DO UPDATE SET
                              pid = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.pid ELSE pid END,
                              path = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.path ELSE path END,
                              exe_path = CASE WHEN last_seen < excluded.last_seen - ?18 THEN excluded.exe_path ELSE exe_path END,
@@ -264,7 +267,7 @@ mod tests {
             ..udp_to(53, false)
         };
         let second = Observation {
-            remote_address: "192.0.2.2".into(),
+            remote_address: "192.0.2.1".into(),
             pid: 200,
             start_time: 90,
             socket_type: "raw".into(),
@@ -299,6 +302,52 @@ mod tests {
         let row = stored(&store);
         assert_eq!(row.observation, second);
         assert_eq!((row.first_seen, row.last_seen), (100, reappeared));
+    }
+
+    /// A subject that talks to a second remote (same protocol, port and scope) while
+    /// its first appearance lasts gets a row of its own, first seen when it was:
+    /// the first remote does not mask it. Sightings of either remote after that add
+    /// no rows.
+    #[test]
+    fn a_new_remote_is_its_own_row_and_not_masked_by_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("an1256.db"), 0).unwrap();
+        let to = |address: &str| Observation {
+            remote_address: address.into(),
+            pid: 100,
+            start_time: 50,
+            ..udp_to(53, false)
+        };
+        let limits = ObservationLimits::default();
+        store
+            .record_pass(&[to("192.0.2.1")], false, 100, limits)
+            .unwrap();
+        store
+            .record_pass(&[to("192.0.2.2")], false, 115, limits)
+            .unwrap();
+        store
+            .record_pass(&[to("192.0.2.1"), to("192.0.2.2")], false, 130, limits)
+            .unwrap();
+        let rows: Vec<(String, i64, i64, i64)> = store
+            .observations(None)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.observation.remote_address,
+                    r.first_seen,
+                    r.last_seen,
+                    r.count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("192.0.2.1".to_owned(), 100, 130, 2),
+                ("192.0.2.2".to_owned(), 115, 130, 2)
+            ]
+        );
     }
 
     #[test]

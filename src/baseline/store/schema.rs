@@ -64,6 +64,44 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 3 -> 4: the start time of the process an observation's details come from, so
     // an1256_hits_recent scores "new" against that process, not against the clock.
     "ALTER TABLE observations ADD COLUMN start_time INTEGER NOT NULL DEFAULT 0;",
+    // 4 -> 5: the remote address is part of the key, so a subject that later talks
+    // to a new remote gets a row (and an an1256_hits_recent line) of its own instead
+    // of hiding behind its first remote. SQLite cannot change a UNIQUE constraint in
+    // place: the table is rebuilt, rows kept.
+    "CREATE TABLE observations_v5 (
+        id INTEGER PRIMARY KEY,
+        identity TEXT NOT NULL,
+        protocol_name TEXT NOT NULL,
+        remote_port INTEGER NOT NULL,
+        remote_scope TEXT NOT NULL,
+        remote_address TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL DEFAULT '',
+        exe_path TEXT NOT NULL DEFAULT '',
+        interpreter TEXT NOT NULL DEFAULT '',
+        subject_kind TEXT NOT NULL DEFAULT '',
+        subject_trusted INTEGER NOT NULL DEFAULT 0,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1,
+        socket_type TEXT NOT NULL DEFAULT '',
+        script_kind TEXT NOT NULL DEFAULT '',
+        script_quarantined INTEGER NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '',
+        start_time INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (identity, protocol_name, remote_port, remote_scope, remote_address)
+    );
+    INSERT INTO observations_v5 (id, identity, protocol_name, remote_port, remote_scope,
+        remote_address, pid, path, exe_path, interpreter, subject_kind, subject_trusted,
+        first_seen, last_seen, count, socket_type, script_kind, script_quarantined, reason,
+        start_time)
+    SELECT id, identity, protocol_name, remote_port, remote_scope, remote_address, pid, path,
+        exe_path, interpreter, subject_kind, subject_trusted, first_seen, last_seen, count,
+        socket_type, script_kind, script_quarantined, reason, start_time
+    FROM observations;
+    DROP TABLE observations;
+    ALTER TABLE observations_v5 RENAME TO observations;
+    CREATE INDEX observations_last_seen ON observations (last_seen);",
 ];
 
 /// Applies the forward migrations `user_version` has not seen, each in its own
