@@ -31,7 +31,7 @@ use crate::deadline::Deadline;
 use crate::judge::subject::ProcessVerdict;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
 use crate::observe;
-use crate::platform::{Host, ProcessEvent, ProcessEvents};
+use crate::platform::{EventSourceError, Host, ProcessEvent, ProcessEvents};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -181,11 +181,10 @@ impl Watch {
 
     /// A watch that lists the processes every second (`watch_events: false`).
     pub fn polling(max_watched: usize) -> Watch {
-        let off = "exec events turned off (watch_events: false)".to_owned();
-        Watch::over(Err(off), max_watched)
+        Watch::over(Err(EventSourceError::TurnedOff), max_watched)
     }
 
-    fn over(events: Result<Box<dyn ProcessEvents>, String>, max_watched: usize) -> Watch {
+    fn over(events: Result<Box<dyn ProcessEvents>, EventSourceError>, max_watched: usize) -> Watch {
         let (source, name, note) = match events {
             Ok(source) if source.reports_every_process() => {
                 let name = source.name().to_owned();

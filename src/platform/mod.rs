@@ -86,6 +86,9 @@ pub enum EventSourceError {
     },
     #[error("no process event source on this platform")]
     Unsupported,
+    /// The settings turned the source off.
+    #[error("exec events turned off (watch_events: false)")]
+    TurnedOff,
 }
 
 impl EventSourceError {
