@@ -112,7 +112,11 @@ fn wire(settings: Settings) -> (Arc<Baseline>, Vec<Arc<dyn TableDef>>) {
 /// Extension mode: serve osquery and run the baseline sampler beside it.
 fn extension(settings: Settings, args: an1256::extension::ExtensionArgs) -> ExitCode {
     platform::prepare_for_serving();
-    let host: Arc<dyn platform::Host> = Arc::from(platform::native(settings.host.clone()));
+    // Scans every few seconds: per-process facts are worth keeping between them.
+    let host: Arc<dyn platform::Host> = Arc::from(platform::native(platform::HostConfig {
+        remember_process_facts: true,
+        ..settings.host.clone()
+    }));
     // Writes from osquery are audited as such and obey `osquery_writes`.
     let baseline = Arc::new(Baseline::new(settings, host.clone()).serving_osquery());
     let tables = an1256::all_tables(host, baseline.clone());

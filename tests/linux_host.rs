@@ -34,8 +34,12 @@ fn script(body: &str) -> String {
     format!("{PRELUDE}\n{body}")
 }
 
+/// As the extension runs it: per-process facts kept across scans.
 fn host() -> Arc<LinuxHost> {
-    Arc::new(LinuxHost::new(HostConfig::default()))
+    Arc::new(LinuxHost::new(HostConfig {
+        remember_process_facts: true,
+        ..HostConfig::default()
+    }))
 }
 
 /// Every datagram kind (the table's default scan).

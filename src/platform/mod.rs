@@ -207,6 +207,10 @@ pub struct HostConfig {
     pub rpm_root: std::path::PathBuf,
     /// Hashing each uid may cause per window; beyond it subjects are `unknown`.
     pub hash_budget: crate::platform::trust::BudgetLimits,
+    /// Keep per-process facts (executable mappings) across scans, keyed by process
+    /// image: the extension, which scans every few seconds. A one-shot CLI run
+    /// would only pay for the image stamps that key them.
+    pub remember_process_facts: bool,
 }
 
 impl Default for HostConfig {
@@ -216,6 +220,7 @@ impl Default for HostConfig {
             dpkg_root: "/var/lib/dpkg".into(),
             rpm_root: "/var/lib/rpm".into(),
             hash_budget: crate::platform::trust::BudgetLimits::default(),
+            remember_process_facts: false,
         }
     }
 }

@@ -380,7 +380,7 @@ impl<'l> Listeners<'l> {
     fn reached_by(
         &self,
         client: &SocketInfo,
-        local_addresses: &HashSet<(String, IpAddr)>,
+        local_addresses: &HashSet<(&str, IpAddr)>,
     ) -> Vec<&'l SocketInfo> {
         let Some(candidates) = self
             .by_port
@@ -392,7 +392,7 @@ impl<'l> Listeners<'l> {
             return Vec::new();
         };
         let remote_is_local = remote.is_loopback()
-            || local_addresses.contains(&(client.net_namespace.clone(), remote));
+            || local_addresses.contains(&(client.net_namespace.as_str(), remote));
         if !remote_is_local {
             return Vec::new();
         }
@@ -409,6 +409,17 @@ impl<'l> Listeners<'l> {
             })
             .collect()
     }
+}
+
+/// The host's own addresses, by network namespace, from the local ends of
+/// `sockets` (wildcards left out).
+fn local_addresses<'s>(
+    sockets: impl Iterator<Item = &'s SocketInfo>,
+) -> HashSet<(&'s str, IpAddr)> {
+    sockets
+        .filter_map(|s| Some((s.net_namespace.as_str(), parse_ip(&s.local_address)?)))
+        .filter(|(_, ip)| !ip.is_unspecified())
+        .collect()
 }
 
 /// The TCP sockets of the clients' network namespaces that `tcp` does not hold,
@@ -435,12 +446,7 @@ fn ownerless_view(
             }));
         }
     }
-    let local_addresses: HashSet<(String, IpAddr)> = others
-        .iter()
-        .chain(tcp.iter().copied())
-        .filter_map(|s| Some((s.net_namespace.clone(), parse_ip(&s.local_address)?)))
-        .filter(|(_, ip)| !ip.is_unspecified())
-        .collect();
+    let local_addresses = local_addresses(others.iter().chain(tcp.iter().copied()));
     let foreign_listeners = Listeners::new(others.iter().filter(|s| is_listener(s)));
     let reaches_foreign = clients.iter().any(|client| {
         !foreign_listeners
@@ -504,12 +510,7 @@ pub fn socks_reasons(
                 .collect(),
         ),
     };
-    let local_addresses: HashSet<(String, IpAddr)> = universe
-        .iter()
-        .chain(tcp.iter().copied())
-        .filter_map(|s| Some((s.net_namespace.clone(), parse_ip(&s.local_address)?)))
-        .filter(|(_, ip)| !ip.is_unspecified())
-        .collect();
+    let local_addresses = local_addresses(universe.iter().chain(tcp.iter().copied()));
     let listener_index = Listeners::new(&listeners);
 
     let mut c = Classifier {

@@ -106,11 +106,11 @@ pub fn socks_proxies_in_environment(environment: &[String]) -> Vec<ProxyEndpoint
 
 /// The value of `name` in a `KEY=value` environment (first occurrence, as getenv).
 pub fn lookup<'a>(environment: &'a [String], name: &str) -> Option<&'a str> {
+    // `name` holds no '=': an entry starting with `name=` has exactly that key.
     environment.iter().find_map(|entry| {
         entry
-            .split_once('=')
-            .filter(|(key, _)| *key == name)
-            .map(|(_, value)| value)
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
     })
 }
 

@@ -813,7 +813,11 @@ impl Host for LinuxHost {
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
-        let stamp = dir.stamp();
+        let stamp = if self.config.remember_process_facts {
+            dir.stamp()
+        } else {
+            None
+        };
         if let Some(found) = stamp.as_ref().and_then(|s| self.mapped.get(s)) {
             return Ok(found);
         }

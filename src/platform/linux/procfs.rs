@@ -343,12 +343,7 @@ impl ProcDir {
     /// `MAX_ARGS_BYTES`; the flag says the area was longer and has been cut.
     pub fn nul_separated(&self, name: &CStr) -> io::Result<(Vec<String>, bool)> {
         let (raw, truncated) = self.nul_separated_raw(name)?;
-        Ok((
-            raw.iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect(),
-            truncated,
-        ))
+        Ok((raw.into_iter().map(lossy_string).collect(), truncated))
     }
 
     /// NUL-separated byte strings of `cmdline` or `environ`, exactly as the kernel
@@ -357,6 +352,12 @@ impl ProcDir {
         let (data, truncated) = self.read_capped(name, MAX_ARGS_BYTES)?;
         Ok((split_nul_bytes(&data), truncated))
     }
+}
+
+/// Bytes as text, invalid UTF-8 replaced; valid bytes are kept without a copy.
+pub fn lossy_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
 }
 
 /// `/usr/bin/x (deleted)` -> (`/usr/bin/x`, true).
@@ -702,9 +703,11 @@ fn executable_mappings_of(maps: OwnedFd) -> io::Result<Option<Vec<String>>> {
         let text = name.get(..size).unwrap_or_default();
         let text = text.strip_suffix(b"\0").unwrap_or(text);
         if text.starts_with(b"/") {
-            let (path, _) = strip_deleted(&String::from_utf8_lossy(text));
-            if seen.insert(path.clone()) {
-                paths.push(path);
+            let text = String::from_utf8_lossy(text);
+            let path = text.strip_suffix(" (deleted)").unwrap_or(&text);
+            if !seen.contains(path) {
+                seen.insert(path.to_owned());
+                paths.push(path.to_owned());
             }
         }
         if query.vma_end <= address {
