@@ -184,9 +184,10 @@ pub struct NetTables {
     /// A ping socket listed in both icmp and icmp6: the second listing, kept until
     /// the socket's own family (PING vs PINGv6) decides.
     ping_alternates: HashMap<u64, TableEntry>,
-    /// UNIX socket inodes (read for full scans only): known not to be inet, so the
-    /// fd walk spends no xattr call on them.
-    unix: HashSet<u64>,
+    /// Inodes of sockets known to be of a kind the scan does not want (UNIX; TCP
+    /// when TCP is not wanted), read for full scans only: the fd walk spends no
+    /// xattr call on them.
+    other_kinds: HashSet<u64>,
     /// Tables cut at [`MAX_TABLE_BYTES`]: sockets past the cut are not listed.
     truncated: Vec<String>,
 }
@@ -251,25 +252,28 @@ impl NetTables {
 
     /// Adds the inodes of a `net/unix` listing.
     pub fn add_unix_table(&mut self, text: &str) {
-        self.unix
+        self.other_kinds
             .extend(text.lines().skip(1).filter_map(parse_unix_inode));
     }
 
-    /// True for a socket known to be a UNIX socket.
-    pub fn is_unix(&self, inode: u64) -> bool {
-        self.unix.contains(&inode)
+    /// True for a socket known to be of a kind the scan does not want.
+    pub fn is_other_kind(&self, inode: u64) -> bool {
+        self.other_kinds.contains(&inode)
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Reads the wanted tables of the namespace `dir`'s process lives in. A table
-    /// the kernel lacks (no IPv6, no UDP-Lite) is skipped.
+    /// Reads the wanted tables of the namespace `dir`'s process lives in, and the
+    /// inodes alone of the `unwanted` ones (and of `net/unix` when `with_unix`). A
+    /// table the kernel lacks (no IPv6, no UDP-Lite) is skipped; an unwanted one
+    /// that cannot be read costs only the xattr calls it would have saved.
     fn read(
         dir: &ProcDir,
         namespace: u64,
         kinds: &[TableKind],
+        unwanted: &[TableKind],
         with_unix: bool,
     ) -> Result<NetTables, HostError> {
         let mut tables = NetTables::new(namespace.to_string());
@@ -283,7 +287,8 @@ impl NetTables {
         // Netlink sees the calling thread's namespace only: use it for that one,
         // through one socket for all its dumps (opened at the first dumpable table).
         let mut dumper: Option<Option<netlink::Dumper>> = None;
-        for &kind in kinds {
+        let all = kinds.iter().map(|&k| (k, true));
+        for (kind, wanted) in all.chain(unwanted.iter().map(|&k| (k, false))) {
             let usable = netlink::dumpable(kind).then(|| {
                 dumper.get_or_insert_with(|| {
                     if netlink::own_net_namespace().ok() != Some(namespace) {
@@ -296,6 +301,10 @@ impl NetTables {
             });
             if let Some(Some(dumper)) = usable {
                 match dumper.dump(kind) {
+                    Ok(entries) if !wanted => {
+                        tables.other_kinds.extend(entries.iter().map(|e| e.inode));
+                        continue;
+                    }
                     Ok(entries) => {
                         for entry in entries {
                             tables.insert(entry);
@@ -306,6 +315,17 @@ impl NetTables {
                 }
             }
             match dir.read(kind.file(), MAX_TABLE_BYTES + 1) {
+                Ok(data) if !wanted => {
+                    let (data, _) = whole_lines_within(&data, MAX_TABLE_BYTES);
+                    let text = String::from_utf8_lossy(data);
+                    tables.other_kinds.extend(
+                        text.lines()
+                            .skip(1)
+                            .filter_map(|line| parse_line(kind, line))
+                            .map(|e| e.inode),
+                    );
+                }
+                Err(_) if !wanted => continue,
                 Ok(data) => {
                     let (data, cut) = whole_lines_within(&data, MAX_TABLE_BYTES);
                     if cut {
@@ -402,6 +422,10 @@ pub struct Scan<'q> {
     /// Full scans meet many UNIX sockets: one `net/unix` read per namespace is
     /// cheaper than an xattr call for each of them.
     read_unix: bool,
+    /// Tables read for their inodes only, for the same reason: TCP when a full
+    /// scan names unlisted sockets but does not want TCP (every TCP fd would
+    /// otherwise cost an xattr call).
+    unwanted: Vec<TableKind>,
     tables: Mutex<HashMap<u64, Arc<NetTables>>>,
 }
 
@@ -413,6 +437,11 @@ impl<'q> Scan<'q> {
             kinds: tables_for(protocols),
             name_unlisted,
             read_unix: name_unlisted && full,
+            unwanted: if name_unlisted && full && !protocols.tcp {
+                vec![TableKind::Tcp, TableKind::Tcp6]
+            } else {
+                Vec::new()
+            },
             tables: Mutex::new(HashMap::new()),
         }
     }
@@ -431,6 +460,7 @@ impl<'q> Scan<'q> {
             dir,
             namespace,
             &self.kinds,
+            &self.unwanted,
             self.read_unix,
         )?);
         cache.insert(namespace, read.clone());
@@ -477,7 +507,7 @@ impl<'q> Scan<'q> {
             let entry = net
                 .resolve(inode, || sockprotoname(fd_dir, name))
                 .or_else(|| {
-                    if self.name_unlisted && !net.is_unix(inode) {
+                    if self.name_unlisted && !net.is_other_kind(inode) {
                         sockprotoname(fd_dir, name)?.unlisted_entry(inode)
                     } else {
                         None
@@ -583,8 +613,14 @@ impl<'q> Scan<'q> {
 pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
     let dir = ProcDir::open(pid).ok()?;
     let namespace = dir.net_namespace().ok()?;
-    let tables =
-        NetTables::read(&dir, namespace, &[TableKind::Tcp, TableKind::Tcp6], false).ok()?;
+    let tables = NetTables::read(
+        &dir,
+        namespace,
+        &[TableKind::Tcp, TableKind::Tcp6],
+        &[],
+        false,
+    )
+    .ok()?;
     if !tables.truncated.is_empty() {
         return None;
     }
@@ -745,12 +781,31 @@ mod tests {
 0000000000000000: 00000003 00000000 00000000 0001 03 23457\n";
         let mut net = NetTables::new("1".into());
         net.add_unix_table(text);
-        assert!(net.is_unix(23456) && net.is_unix(23457));
-        assert!(!net.is_unix(1));
+        assert!(net.is_other_kind(23456) && net.is_other_kind(23457));
+        assert!(!net.is_other_kind(1));
         assert_eq!(
             parse_unix_inode("Num RefCount Protocol Flags Type St Inode Path"),
             None
         );
+    }
+
+    #[test]
+    fn unwanted_tables_give_inodes_only() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        // SAFETY: st is plain data filled by fstat on an open fd.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is open and st is valid for writes.
+        assert_eq!(unsafe { libc::fstat(listener.as_raw_fd(), &mut st) }, 0);
+        let dir = ProcDir::open(std::process::id() as Pid).expect("own /proc dir");
+        let namespace = dir.net_namespace().expect("netns");
+        let udp = [TableKind::Udp, TableKind::Udp6];
+        let tcp = [TableKind::Tcp, TableKind::Tcp6];
+        let tables = NetTables::read(&dir, namespace, &udp, &tcp, false).expect("tables");
+        assert!(tables.is_other_kind(st.st_ino), "the listener is known TCP");
+        assert_eq!(tables.resolve(st.st_ino, || None), None, "and not an entry");
+        let tables = NetTables::read(&dir, namespace, &udp, &[], false).expect("tables");
+        assert!(!tables.is_other_kind(st.st_ino));
     }
 
     #[test]
