@@ -38,7 +38,7 @@ if spec.get("cwd"):
     os.chdir(spec["cwd"])
 print("pid=%d" % os.getpid())
 print("ready", flush=True)
-os.execve(spec["argv"][0], spec["argv"], env)
+os.execve(spec.get("exe") or spec["argv"][0], spec["argv"], env)
 "#;
 
 /// Runs `argv` as the attacker through `EXEC_HOLDING_UDP` and waits until the
@@ -60,7 +60,21 @@ fn exec_holding_udp_in(
     env: &[(&str, &str)],
     stdin_text: &str,
 ) -> ReadyChild {
+    exec_holding_udp_as(user, cwd, argv[0], argv, env, stdin_text)
+}
+
+/// `exec_holding_udp_in` running the program `exe` with `argv` as given (so
+/// `argv[0]` may be anything, as `exec -a` makes it).
+fn exec_holding_udp_as(
+    user: &Attacker,
+    cwd: &str,
+    exe: &str,
+    argv: &[&str],
+    env: &[(&str, &str)],
+    stdin_text: &str,
+) -> ReadyChild {
     let spec = serde_json::json!({
+        "exe": exe,
         "cwd": cwd,
         "argv": argv,
         "env": env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::HashMap<_, _>>(),
@@ -73,7 +87,7 @@ fn exec_holding_udp_in(
         .arg(spec.to_string())
         .env("PATH", "/usr/bin:/bin");
     let child = spawn_ready(command).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let target = std::fs::canonicalize(argv[0]).expect("canonical program");
+    let target = std::fs::canonicalize(exe).expect("canonical program");
     wait_for_exe(child.pid, &target);
     child
 }
@@ -1005,4 +1019,87 @@ fn gdb_running_python_is_untrusted() {
         "",
     );
     assert_hit_because(&judge(child.pid), "gdb runs python");
+}
+
+// ---- red team, trusted interpreters loading the user's code ----
+
+#[test]
+fn login_shells_reading_the_users_profile_untrust_a_package_script() {
+    if !root_or_skip("login_shells_reading_the_users_profile_untrust_a_package_script") {
+        return;
+    }
+    // The profile opens its own UDP socket (bash's /dev/udp) and returns; the
+    // package script then runs (tzselect waits at its menu) holding it.
+    let user = attacker("rt-login");
+    let profile = user.write(".bash_profile", b"exec 7<>/dev/udp/192.0.2.10/53\n", false);
+    let profile = profile.display().to_string();
+    let tzselect = ["/usr/bin/bash", "-l", "/usr/bin/tzselect"];
+    for argv in [
+        &tzselect[..],
+        &["/usr/bin/bash", "--login", "/usr/bin/tzselect"],
+    ] {
+        let child = exec_holding_udp(&user, argv, &[], "");
+        let judged = judge(child.pid);
+        assert_eq!(
+            judged.text("subject_path"),
+            "/usr/bin/tzselect",
+            "{}",
+            judged.row
+        );
+        assert_hit_because(&judged, &format!("bash login shell reads {profile}"));
+    }
+    // `exec -a -bash bash /usr/bin/tzselect`: a `-` first in argv[0] makes a login
+    // shell.
+    let child = exec_holding_udp_as(
+        &user,
+        "",
+        "/usr/bin/bash",
+        &["-bash", "/usr/bin/tzselect"],
+        &[],
+        "",
+    );
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("bash login shell reads {profile}"),
+    );
+    // dash (Debian's sh) reads ~/.profile as a login shell (here it blocks there).
+    // dash (Debian's sh) reads ~/.profile as a login shell.
+    let user = attacker("rt-login-dash");
+    let profile = user.write(".profile", b"read never\n", false);
+    let profile = profile.display().to_string();
+    let child = exec_holding_udp(&user, &["/usr/bin/dash", "-l", "/usr/bin/ldd"], &[], "");
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("dash login shell reads {profile}"),
+    );
+    let child = exec_holding_udp_as(
+        &user,
+        "",
+        "/usr/bin/dash",
+        &["-sh", "/usr/bin/ldd"],
+        &[],
+        "",
+    );
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("dash login shell reads {profile}"),
+    );
+
+    // Benign twin: a login shell of a user with no startup files running a package
+    // script (tzselect waits at its menu) stays trusted.
+    let user = attacker("rt-login-none");
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/bash", "-l", "/usr/bin/tzselect"],
+        &[],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/tzselect",
+        "{}",
+        judged.row
+    );
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }

@@ -110,6 +110,9 @@ pub enum LoadTarget {
     /// Code with no file to judge (an exported shell function, a prompt that runs
     /// command substitutions, a debugger hook): what it does, never trusted.
     Code(String),
+    /// A file under the home directory the process sees (`$HOME`, else its passwd
+    /// entry), read at start when it exists: a login shell's profile.
+    HomeFile(String),
 }
 
 fn load(via: &str, target: LoadTarget) -> CodeLoad {
@@ -261,7 +264,10 @@ pub fn analyze(exe_path: &str, argv: &[String], cwd: &str) -> Option<ScriptInvoc
             "node" => node(args, &mut extras),
             "php" => php(args),
             "tclsh" => tcl(args),
-            "sh" | "bash" | "dash" | "zsh" | "ksh" => shell(interpreter, args, &mut extras),
+            "sh" | "bash" | "dash" | "zsh" | "ksh" => {
+                let argv0 = argv.get(first_arg - 1).map_or("", String::as_str);
+                shell(interpreter, argv0, args, &mut extras)
+            }
             "osascript" => osascript(args),
             "pwsh" => pwsh(args),
             "swift" => swift(exe_path, args)?,
@@ -1027,6 +1033,8 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
             }
             ("bash" | "sh", "BASH_ENV") => out.push(load(key, LoadTarget::File(value.to_owned()))),
             (_, "ENV") if shell => out.push(load(key, LoadTarget::File(value.to_owned()))),
+            // zsh reads its startup files from there instead of the home.
+            ("zsh", "ZDOTDIR") => out.push(load(key, LoadTarget::Dir(value.to_owned()))),
             // bash imports `BASH_FUNC_<name>%%=() {…}` as functions, which take the
             // place of the commands and builtins a script runs.
             ("bash" | "sh", _) if key.starts_with("BASH_FUNC_") => out.push(load(
@@ -1482,9 +1490,13 @@ fn tcl(args: &[String]) -> Source {
 
 /// POSIX sh, bash, dash, zsh, ksh: `sh [-abCefhimnuvx] [-o opt] [-c cmd [name [args]]
 /// | -s [args] | file [args]]`; `-c` is a flag and the command is the first operand.
-fn shell(interpreter: &str, args: &[String], extras: &mut Extras) -> Source {
+fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -> Source {
     let mut command = false;
     let mut stdin = false;
+    // A `-` first in argv[0] (`exec -a -bash`, `su -`, sshd) or `-l`/`--login`.
+    let mut login = argv0.starts_with('-');
+    let mut profile = true;
+    let mut zsh_rcs = true;
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -1505,6 +1517,9 @@ fn shell(interpreter: &str, args: &[String], extras: &mut Extras) -> Source {
                 }
                 "emulate" => i += 1,
                 "help" | "version" => return Source::Interactive,
+                "login" => login = true,
+                "noprofile" => profile = false,
+                "no-rcs" => zsh_rcs = false,
                 _ => {}
             }
             i += 1;
@@ -1521,6 +1536,8 @@ fn shell(interpreter: &str, args: &[String], extras: &mut Extras) -> Source {
             match c {
                 'c' if minus => command = true,
                 's' if minus => stdin = true,
+                'l' if minus => login = true,
+                'f' if minus && interpreter == "zsh" => zsh_rcs = false,
                 'o' | 'O' => values += 1,
                 'R' | 'T' if interpreter == "ksh" => values += 1,
                 'b' if interpreter == "zsh" => ends_options = true,
@@ -1531,6 +1548,31 @@ fn shell(interpreter: &str, args: &[String], extras: &mut Extras) -> Source {
         if ends_options {
             break;
         }
+    }
+    // Startup files in the user's home run before the script, whatever it is
+    // (`/etc/profile` and its kin are root's). bash reads the first of its three
+    // that exists; each is judged.
+    let mut startup: Vec<&str> = Vec::new();
+    if interpreter == "zsh" && zsh_rcs {
+        startup.push(".zshenv");
+    }
+    if login && profile {
+        startup.extend(match interpreter {
+            "bash" => &[".bash_profile", ".bash_login", ".profile"][..],
+            "zsh" if zsh_rcs => &[".zprofile", ".zlogin"][..],
+            "zsh" => &[][..],
+            _ => &[".profile"][..],
+        });
+    }
+    for name in startup {
+        let via = if login && name != ".zshenv" {
+            format!("{interpreter} login shell")
+        } else {
+            interpreter.to_owned()
+        };
+        extras
+            .loads
+            .push(load(&via, LoadTarget::HomeFile(name.to_owned())));
     }
     let operand = args.get(i);
     if command {
@@ -3023,6 +3065,56 @@ mod tests {
             loads_of("/usr/bin/bash", &["bash", "--rcfile", "/h/rc", "-i"]),
             [("bash --rcfile".to_owned(), File("/h/rc".into()))]
         );
+    }
+
+    #[test]
+    fn login_shells_load_the_users_profile() {
+        let home = |names: &[&str], via: &str| -> Vec<(String, LoadTarget)> {
+            names
+                .iter()
+                .map(|n| (via.to_owned(), LoadTarget::HomeFile((*n).to_owned())))
+                .collect()
+        };
+        let bash_profiles = [".bash_profile", ".bash_login", ".profile"];
+        for argv in [
+            &["bash", "-l", "/usr/bin/tzselect"][..],
+            &["bash", "--login", "/usr/bin/tzselect"],
+            &["bash", "-el", "/usr/bin/tzselect"],
+            &["-bash", "/usr/bin/tzselect"],
+            &["-su", "-c", "echo"],
+        ] {
+            assert_eq!(
+                loads_of("/usr/bin/bash", argv),
+                home(&bash_profiles, "bash login shell"),
+                "{argv:?}"
+            );
+        }
+        for argv in [&["dash", "-l", "x.sh"][..], &["-sh", "x.sh"]] {
+            assert_eq!(
+                loads_of("/usr/bin/dash", argv),
+                home(&[".profile"], "dash login shell"),
+                "{argv:?}"
+            );
+        }
+        assert_eq!(
+            loads_of("/bin/busybox", &["-sh", "x.sh"]),
+            home(&[".profile"], "sh login shell")
+        );
+        // zsh reads ~/.zshenv in every start (not under -f / --no-rcs).
+        assert_eq!(
+            loads_of("/bin/zsh", &["zsh", "x.zsh"]),
+            home(&[".zshenv"], "zsh")
+        );
+        assert!(loads_of("/bin/zsh", &["zsh", "-f", "x.zsh"]).is_empty());
+        assert!(loads_of("/bin/zsh", &["-zsh", "--no-rcs", "x.zsh"]).is_empty());
+        let zsh_login = loads_of("/bin/zsh", &["zsh", "-l", "x.zsh"]);
+        assert_eq!(zsh_login.len(), 3, "{zsh_login:?}");
+        // Benign: no login, or --noprofile.
+        assert!(loads_of("/usr/bin/bash", &["bash", "/usr/bin/tzselect"]).is_empty());
+        assert!(loads_of("/usr/bin/bash", &["bash", "--noprofile", "-l", "x.sh"]).is_empty());
+        assert!(loads_of("/usr/bin/dash", &["sh", "-e", "x.sh"]).is_empty());
+        // `x.sh -l` is an argument of the script, not an option.
+        assert!(loads_of("/usr/bin/bash", &["bash", "x.sh", "-l"]).is_empty());
     }
 
     #[test]

@@ -259,7 +259,7 @@ fn code_load_problems(
     loads.extend(script::environment_loads(interpreter, env, &python));
     let mut problems = Vec::new();
     for load in &loads {
-        if let Some(problem) = judge_load(host, process, interpreter, load) {
+        if let Some(problem) = judge_load(host, process, interpreter, env, load) {
             problems.push(problem);
         }
     }
@@ -283,6 +283,7 @@ fn judge_load(
     host: &dyn Host,
     process: &ProcessInfo,
     interpreter: &str,
+    env: &[String],
     load: &CodeLoad,
 ) -> Option<String> {
     let via = &load.via;
@@ -336,6 +337,31 @@ fn judge_load(
             Some(problem)
         }
         LoadTarget::Code(what) => Some(format!("{via}: {what}")),
+        LoadTarget::HomeFile(name) => {
+            // As the shell expands `~`: `$HOME`, else the passwd entry.
+            let home = env
+                .iter()
+                .find_map(|e| e.strip_prefix("HOME="))
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .or_else(|| host.home_directory(process.uid));
+            let Some(home) = home.filter(|h| h.starts_with('/')) else {
+                return Some(format!(
+                    "{via} reads ~/{name}: the home directory is unknown"
+                ));
+            };
+            let path = format!("{}/{name}", home.trim_end_matches('/'));
+            match host.path_kind(process.pid, &path) {
+                PathKind::Missing => None,
+                PathKind::Unknown => Some(format!(
+                    "{via} reads {path} when it exists: cannot tell whether it does"
+                )),
+                // Never a package's file: whoever owns the home writes it.
+                _ => Some(format!(
+                    "{via} reads {path}, outside package-owned locations"
+                )),
+            }
+        }
         LoadTarget::Module(name) => {
             let bare_library = via.starts_with("LD_") || via.starts_with("DYLD_");
             // ld.so and perl search only system directories for a bare name (the
