@@ -1103,3 +1103,96 @@ fn login_shells_reading_the_users_profile_untrust_a_package_script() {
     );
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
+
+#[test]
+fn python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code() {
+    if !root_or_skip("python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code") {
+        return;
+    }
+    let module = ["/usr/bin/python3", "-m", "json.tool"];
+    // PYTHONPLATLIBDIR moves the standard library: here into the user's tree (a
+    // link to the real one, so json.tool runs and waits on stdin).
+    let user = attacker("rt-py-platlib");
+    let platlib = user.home.join("pl");
+    std::fs::create_dir_all(&platlib).expect("pl");
+    std::os::unix::fs::symlink("/usr/lib/python3.11", platlib.join("python3.11")).expect("link");
+    let value = format!("..{}", platlib.display());
+    let child = exec_holding_udp_in(&user, "/", &module, &[("PYTHONPLATLIBDIR", &value)], "");
+    assert_hit_because(
+        &judge(child.pid),
+        &format!(
+            "PYTHONPLATLIBDIR puts {} on the search path",
+            platlib.display()
+        ),
+    );
+
+    // A pyvenv.cfg beside argv[0]'s program: the venv's .pth runs, under -I too.
+    let user = attacker("rt-py-venv");
+    user.write("venv/pyvenv.cfg", b"home = /usr/bin\n", false);
+    user.write(
+        "venv/lib/python3.11/site-packages/zz.pth",
+        b"import sys; sys.stdin.readline()\n",
+        false,
+    );
+    let venv = user.home.join("venv").display().to_string();
+    let fake = format!("{venv}/bin/python3");
+    let isolated = ["/usr/bin/python3", "-I", "-m", "json.tool"];
+    let mut argv = isolated;
+    argv[0] = &fake;
+    let child = exec_holding_udp_as(&user, "/", isolated[0], &argv, &[], "");
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("makes python a virtual environment at {venv}"),
+    );
+    // argv[0] without a slash is looked up in PATH, as CPython does.
+    user.write("venv/bin/python3", b"", true);
+    argv[0] = "python3";
+    let path = format!("{venv}/bin:/usr/bin:/bin");
+    let child = exec_holding_udp_as(&user, "/", isolated[0], &argv, &[("PATH", &path)], "");
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("makes python a virtual environment at {venv}"),
+    );
+    // Benign twin: the same argv[0] with the system PATH.
+    let child = exec_holding_udp_as(&user, "/", isolated[0], &argv, &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+
+    // Standard-library runners run the user's code as the package's file.
+    let user = attacker("rt-py-runner");
+    let script = user.write("x.py", b"import sys\nsys.stdin.readline()\n", false);
+    let script = script.display().to_string();
+    for runner in ["cProfile", "trace", "pdb"] {
+        let argv: Vec<&str> = if runner == "trace" {
+            vec!["/usr/bin/python3", "-m", runner, "--count", &script]
+        } else {
+            vec!["/usr/bin/python3", "-m", runner, &script]
+        };
+        let child = exec_holding_udp_in(&user, "/", &argv, &[], "");
+        let judged = judge(child.pid);
+        assert_eq!(
+            judged.text("subject_path"),
+            format!("/usr/lib/python3.11/{runner}.py"),
+            "{}",
+            judged.row
+        );
+        assert_hit_because(&judged, &format!("python's {runner} runs the code"));
+    }
+    let child = exec_holding_udp_in(
+        &user,
+        "/",
+        &[
+            "/usr/bin/python3",
+            "/usr/lib/python3.11/timeit.py",
+            "-s",
+            "import sys; sys.stdin.readline()",
+        ],
+        &[],
+        "",
+    );
+    assert_hit_because(&judge(child.pid), "python's timeit runs the code");
+    // Benign twin: a stdlib module that runs nothing of the user's.
+    let child = exec_holding_udp_in(&user, "/", &module, &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}

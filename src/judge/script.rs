@@ -1047,6 +1047,11 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
                 key,
                 LoadTarget::Code("a trace prompt that expands, and so can run commands".into()),
             )),
+            // The standard library's directory is `<prefix>/<PYTHONPLATLIBDIR>/python3.X`:
+            // `../home/u/x` moves the whole standard library into the user's tree.
+            ("python", "PYTHONPLATLIBDIR") if !python.ignore_environment => {
+                out.push(load(key, LoadTarget::Dir(join_normalized("/usr", value))))
+            }
             ("python", "PYTHONPYCACHEPREFIX") if !python.ignore_environment => {
                 out.push(load(key, LoadTarget::Dir(value.to_owned())))
             }
@@ -1134,6 +1139,76 @@ pub fn in_process_runner(exe_path: &str) -> Option<&'static str> {
         return Some("gdb runs python and guile code from its options and the user's .gdbinit");
     }
     None
+}
+
+/// Standard-library modules that run code named in their arguments (a script, a
+/// statement, a pickle, test modules) in the python process: `python3 -m cProfile
+/// ~/x.py` runs the user's file as the package's `cProfile.py`.
+const PYTHON_CODE_RUNNERS: &[&str] = &[
+    "timeit", "cProfile", "profile", "pdb", "trace", "runpy", "doctest", "pickle", "code", "pydoc",
+];
+
+/// Why a python script file runs other code in its process (a standard-library
+/// runner), or `None`. Such a subject is never trusted on its own file alone.
+pub fn python_code_runner(script_path: &str) -> Option<String> {
+    if !script_path.contains("/lib/python") {
+        return None;
+    }
+    let base = basename(script_path);
+    let stem = base.strip_suffix(".py").unwrap_or(base);
+    let package_main = |package: &str| script_path.ends_with(&format!("/{package}/__main__.py"));
+    let runner = PYTHON_CODE_RUNNERS
+        .iter()
+        .find(|r| **r == stem || package_main(r))
+        .copied()
+        .or_else(|| package_main("unittest").then_some("unittest"))?;
+    Some(format!(
+        "python's {runner} runs the code named in its arguments in this process"
+    ))
+}
+
+/// Where CPython looks for `pyvenv.cfg` given its argv[0]: the program path
+/// (argv[0] itself when it has a `/`, resolved against `cwd`; otherwise each
+/// `PATH` entry joined with it, first existing one wins), and then its directory
+/// and that directory's parent. `Err` when argv[0] is relative and the cwd unknown.
+pub fn python_program_candidates(
+    argv0: &str,
+    cwd: &str,
+    env: &[String],
+) -> Result<Vec<String>, JudgeError> {
+    if argv0.is_empty() {
+        return Ok(Vec::new());
+    }
+    if argv0.contains('/') {
+        if !argv0.starts_with('/') && !cwd.starts_with('/') {
+            return Err(JudgeError::CwdUnknown);
+        }
+        return Ok(vec![join_normalized(cwd, argv0)]);
+    }
+    // Bounded: a PATH of thousands of entries costs a probe each.
+    const MAX_PATH_ENTRIES: usize = 64;
+    let path = env_first(env, "PATH").unwrap_or("");
+    let mut out = Vec::new();
+    for dir in path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .take(MAX_PATH_ENTRIES)
+    {
+        if !dir.starts_with('/') && !cwd.starts_with('/') {
+            return Err(JudgeError::CwdUnknown);
+        }
+        out.push(join_normalized(cwd, &format!("{dir}/{argv0}")));
+    }
+    Ok(out)
+}
+
+/// The two directories CPython checks for `pyvenv.cfg` for program `program`.
+pub fn pyvenv_dirs(program: &str) -> [String; 2] {
+    let dir = program.rsplit_once('/').map_or("/", |(d, _)| d);
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let parent = dir.rsplit_once('/').map_or("/", |(d, _)| d);
+    let parent = if parent.is_empty() { "/" } else { parent };
+    [dir.to_owned(), parent.to_owned()]
 }
 
 /// One directory of python's `sys.path` and why it is there.
@@ -3115,6 +3190,52 @@ mod tests {
         assert!(loads_of("/usr/bin/dash", &["sh", "-e", "x.sh"]).is_empty());
         // `x.sh -l` is an argument of the script, not an option.
         assert!(loads_of("/usr/bin/bash", &["bash", "x.sh", "-l"]).is_empty());
+    }
+
+    #[test]
+    fn python_runners_venvs_and_platlibdir_are_named() {
+        for path in [
+            "/usr/lib/python3.11/cProfile.py",
+            "/usr/lib/python3.11/timeit.py",
+            "/usr/lib/python3.11/pdb.py",
+            "/usr/lib/python3.11/runpy.py",
+            "/usr/lib/python3.11/unittest/__main__.py",
+        ] {
+            assert!(python_code_runner(path).is_some(), "{path}");
+        }
+        for path in [
+            "/usr/lib/python3.11/json/tool.py",
+            "/usr/bin/profile",
+            "/usr/lib/python3.11/http/server.py",
+        ] {
+            assert!(python_code_runner(path).is_none(), "{path}");
+        }
+        let env = ["PATH=/h/v/bin:rel:/usr/bin".to_owned()];
+        assert_eq!(
+            python_program_candidates("python3", "/w", &env).unwrap_or_default(),
+            ["/h/v/bin/python3", "/w/rel/python3", "/usr/bin/python3"]
+        );
+        assert_eq!(
+            python_program_candidates("../v/bin/python", "/w/x", &env).unwrap_or_default(),
+            ["/w/v/bin/python"]
+        );
+        assert!(python_program_candidates("./python", "", &env).is_err());
+        assert!(python_program_candidates("python3", "/", &[])
+            .unwrap_or_default()
+            .is_empty());
+        assert_eq!(pyvenv_dirs("/h/v/bin/python3"), ["/h/v/bin", "/h/v"]);
+        assert_eq!(pyvenv_dirs("/python3"), ["/", "/"]);
+        let none = PythonFlags::default();
+        let platlib = ["PYTHONPLATLIBDIR=../home/u/pl".to_owned()];
+        assert_eq!(
+            environment_loads("python", &platlib, &none)[0].target,
+            LoadTarget::Dir("/home/u/pl".into())
+        );
+        let ignore = PythonFlags {
+            ignore_environment: true,
+            ..Default::default()
+        };
+        assert!(environment_loads("python", &platlib, &ignore).is_empty());
     }
 
     #[test]

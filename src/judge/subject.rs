@@ -161,6 +161,18 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
             subject.error = format!("{}: {why}", process.path);
         }
     }
+    // A standard-library runner (`python3 -m cProfile x.py`) runs the code in its
+    // arguments as the package's file.
+    if subject.trusted {
+        if let Some(why) = script
+            .as_ref()
+            .filter(|s| s.kind == ScriptKind::File && s.interpreter == "python")
+            .and_then(|s| script::python_code_runner(&s.script_path))
+        {
+            subject.trusted = false;
+            subject.error = why;
+        }
+    }
     // What else runs in a trusted subject: loader options and variables, and
     // whether argv's script is the one the process holds.
     if subject.trusted {
@@ -275,8 +287,60 @@ fn code_load_problems(
         if let Some(s) = script {
             problems.extend(user_site_hooks(host, process, s, env, &python));
         }
+        problems.extend(python_venv(host, process, env));
     }
     problems
+}
+
+/// A `pyvenv.cfg` next to (or above) the program CPython takes argv[0] for makes
+/// that tree a virtual environment: its site-packages (`.pth` lines included) load,
+/// under `-I` too. argv[0] is the process's to choose (`exec -a ~/v/bin/python3`),
+/// so the file is looked for in the process's root, from its cwd and `PATH`.
+fn python_venv(host: &dyn Host, process: &ProcessInfo, env: &[String]) -> Option<String> {
+    let argv0 = process.argv.first().map_or("", String::as_str);
+    let candidates = match script::python_program_candidates(argv0, &process.cwd, env) {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            return Some(format!(
+                "cannot tell which program argv[0] {argv0:?} names: {e}"
+            ))
+        }
+    };
+    let slash = argv0.contains('/');
+    for program in candidates {
+        if !slash {
+            // PATH search: the first entry holding a file of that name is the program.
+            match host.path_kind(process.pid, &program) {
+                PathKind::File => {}
+                PathKind::Unknown => {
+                    return Some(format!(
+                        "cannot tell whether {program} exists (argv[0] via PATH)"
+                    ))
+                }
+                _ => continue,
+            }
+        }
+        for dir in script::pyvenv_dirs(&program) {
+            let cfg = format!("{}/pyvenv.cfg", dir.trim_end_matches('/'));
+            match host.path_kind(process.pid, &cfg) {
+                PathKind::Missing => {}
+                _ if script::in_package_location(&dir) => {}
+                PathKind::Unknown => {
+                    return Some(format!(
+                        "cannot tell whether {cfg} exists (argv[0] {argv0:?})"
+                    ))
+                }
+                _ => {
+                    return Some(format!(
+                        "argv[0] {argv0:?} makes python a virtual environment at {dir} \
+                         ({cfg}): its site-packages load"
+                    ))
+                }
+            }
+        }
+        return None;
+    }
+    None
 }
 
 fn judge_load(
