@@ -1196,3 +1196,121 @@ fn python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code() {
     let judged = judge(child.pid);
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
+
+#[test]
+fn node_env_files_and_snapshots_untrust_a_package_script() {
+    let main = "/usr/lib/node_modules/corepack/dist/corepack.js";
+    if !root_or_skip("node_env_files_and_snapshots_untrust_a_package_script") {
+        return;
+    }
+    if !Path::new("/usr/bin/node").exists() || !Path::new(main).exists() {
+        skip(
+            "node_env_files_and_snapshots_untrust_a_package_script",
+            "no node / corepack",
+        );
+        return;
+    }
+    // An env file sets NODE_OPTIONS: the user's hook runs before the package script.
+    let user = attacker("rt-node-env");
+    let hook = user.write("hook.js", b"setInterval(() => {}, 1000);\n", false);
+    let env_file = user.write(
+        "app.env",
+        format!("NODE_OPTIONS=\"--require {}\"\n", hook.display()).as_bytes(),
+        false,
+    );
+    let env_file = env_file.display().to_string();
+    for option in ["--env-file", "--env-file-if-exists"] {
+        let flag = format!("{option}={env_file}");
+        let child = exec_holding_udp(&user, &["/usr/bin/node", &flag, main], &[], "");
+        let judged = judge(child.pid);
+        assert_eq!(judged.text("subject_path"), main, "{}", judged.row);
+        assert_hit_because(&judged, &format!("node {option} reads {env_file}"));
+    }
+    // A startup snapshot built by the user: its main function runs, not the script.
+    let entry = user.write(
+        "entry.js",
+        b"require('v8').startupSnapshot.setDeserializeMainFunction(() => setInterval(() => {}, 1000));\n",
+        false,
+    );
+    let blob = user.home.join("snap.blob").display().to_string();
+    let built = user
+        .command("/usr/bin/node")
+        .args(["--snapshot-blob", &blob, "--build-snapshot"])
+        .arg(&entry)
+        .current_dir(&user.home)
+        .output()
+        .expect("build snapshot");
+    assert!(built.status.success(), "{built:?}");
+    let child = exec_holding_udp(
+        &user,
+        &["/usr/bin/node", "--snapshot-blob", &blob, main],
+        &[],
+        "",
+    );
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("node --snapshot-blob loads {blob}"),
+    );
+    // Benign twin: an env file of root's that does not exist (nothing is read).
+    let child = exec_holding_udp(
+        &user,
+        &[
+            "/usr/bin/node",
+            "--env-file-if-exists=/etc/an1256-none.env",
+            "-r",
+            &hook.display().to_string(),
+            main,
+        ],
+        &[],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert!(
+        !judged.text("error").contains("--env-file"),
+        "{}",
+        judged.row
+    );
+}
+
+#[test]
+fn openssl_and_gconv_variables_untrust_a_package_binary() {
+    if !root_or_skip("openssl_and_gconv_variables_untrust_a_package_binary") {
+        return;
+    }
+    let user = attacker("rt-ossl-env");
+    // The config names a provider module to load into the process.
+    let config = user.write(
+        "openssl.cnf",
+        b"openssl_conf = init\n[init]\nproviders = prov\n[prov]\ndefault = d\nx = x\n\
+          [d]\nactivate = 1\n[x]\nmodule = ./x.so\nactivate = 0\n",
+        false,
+    );
+    let config = config.display().to_string();
+    let modules = user.home.join("mods");
+    std::fs::create_dir_all(&modules).expect("mods");
+    let modules = modules.display().to_string();
+    // `openssl enc` reads its input from stdin (it waits there).
+    let openssl = ["/usr/bin/openssl", "enc", "-base64"];
+    let child = exec_holding_udp(&user, &openssl, &[("OPENSSL_CONF", &config)], "");
+    assert_hit_because(&judge(child.pid), &format!("OPENSSL_CONF reads {config}"));
+    for key in ["OPENSSL_MODULES", "OPENSSL_ENGINES"] {
+        let child = exec_holding_udp(&user, &openssl, &[(key, &modules)], "");
+        assert_hit_because(&judge(child.pid), &format!("{key} puts {modules}"));
+    }
+    // iconv loads gconv modules from GCONV_PATH (it waits on stdin).
+    let iconv = ["/usr/bin/iconv", "-f", "UTF-8", "-t", "ISO-8859-1"];
+    let child = exec_holding_udp(&user, &iconv, &[("GCONV_PATH", &modules)], "");
+    assert_hit_because(&judge(child.pid), &format!("GCONV_PATH puts {modules}"));
+    // Benign twins: root's config, no gconv path.
+    let child = exec_holding_udp(
+        &user,
+        &openssl,
+        &[("OPENSSL_CONF", "/etc/ssl/openssl.cnf")],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+    let child = exec_holding_udp(&user, &iconv, &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}

@@ -113,6 +113,10 @@ pub enum LoadTarget {
     /// A file under the home directory the process sees (`$HOME`, else its passwd
     /// entry), read at start when it exists: a login shell's profile.
     HomeFile(String),
+    /// A settings file that can name code to load (an OpenSSL config's engines and
+    /// providers, a node `--env-file` setting `NODE_OPTIONS`), read when it exists:
+    /// only root's (`/etc`, package locations) passes.
+    Config(String),
 }
 
 fn load(via: &str, target: LoadTarget) -> CodeLoad {
@@ -778,6 +782,22 @@ fn node(args: &[String], extras: &mut Extras) -> Source {
                 }
             }
             "-v" | "--version" | "-h" | "--help" | "--v8-options" => return Source::Interactive,
+            // An env file can set NODE_OPTIONS (`--require …`); OpenSSL's config can
+            // load engines and providers; a snapshot is the heap the program starts from.
+            "--env-file" | "--env-file-if-exists" | "--openssl-config" | "--snapshot-blob" => {
+                let value = inline_value.or_else(|| {
+                    i += 1;
+                    args.get(i).cloned()
+                });
+                if let Some(value) = value {
+                    let target = if name == "--snapshot-blob" {
+                        LoadTarget::File(value)
+                    } else {
+                        LoadTarget::Config(value)
+                    };
+                    extras.loads.push(load(&format!("node {name}"), target));
+                }
+            }
             "-r" | "--require" | "--import" | "--loader" | "--experimental-loader" => {
                 let value = inline_value.or_else(|| {
                     i += 1;
@@ -1016,6 +1036,14 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
             "LD_LIBRARY_PATH" | "DYLD_LIBRARY_PATH" | "DYLD_FRAMEWORK_PATH" => {
                 dirs(key, value, &mut out)
             }
+            // libcrypto reads its config (which names engines and providers to load)
+            // and loads engines/providers from these directories in any program that
+            // uses it; glibc's iconv loads gconv modules from GCONV_PATH.
+            "OPENSSL_CONF" => out.push(load(key, LoadTarget::Config(value.to_owned()))),
+            "OPENSSL_ENGINES" | "OPENSSL_MODULES" => {
+                out.push(load(key, LoadTarget::Dir(value.to_owned())))
+            }
+            "GCONV_PATH" => dirs(key, value, &mut out),
             _ => {}
         }
         match (interpreter, key) {
@@ -3236,6 +3264,54 @@ mod tests {
             ..Default::default()
         };
         assert!(environment_loads("python", &platlib, &ignore).is_empty());
+    }
+
+    #[test]
+    fn node_settings_files_and_library_variables_are_loads() {
+        use LoadTarget::*;
+        let node = "/usr/bin/node";
+        let main = "/usr/lib/node_modules/corepack/dist/corepack.js";
+        assert_eq!(
+            loads_of(node, &["node", "--env-file=/h/.env", main]),
+            [("node --env-file".to_owned(), Config("/h/.env".into()))]
+        );
+        assert_eq!(
+            loads_of(node, &["node", "--env-file-if-exists", "a.env", main]),
+            [(
+                "node --env-file-if-exists".to_owned(),
+                Config("a.env".into())
+            )]
+        );
+        assert_eq!(
+            loads_of(node, &["node", "--snapshot-blob", "/h/s.blob", main]),
+            [("node --snapshot-blob".to_owned(), File("/h/s.blob".into()))]
+        );
+        assert_eq!(
+            run(node, &["node", "--env-file", "x", main], "/w").kind,
+            ScriptKind::File
+        );
+        let none = PythonFlags::default();
+        let env = [
+            "OPENSSL_CONF=/h/o.cnf",
+            "OPENSSL_MODULES=/h/m",
+            "OPENSSL_ENGINES=/h/e",
+            "GCONV_PATH=/h/g:/usr/lib/x86_64-linux-gnu/gconv",
+        ]
+        .map(String::from);
+        // Every process, binaries included.
+        assert_eq!(
+            environment_loads("", &env, &none)
+                .into_iter()
+                .map(|l| l.target)
+                .collect::<Vec<_>>(),
+            [
+                Config("/h/o.cnf".into()),
+                Dir("/h/m".into()),
+                Dir("/h/e".into()),
+                Dir("/h/g".into()),
+                Dir("/usr/lib/x86_64-linux-gnu/gconv".into()),
+            ]
+        );
     }
 
     #[test]

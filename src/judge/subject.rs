@@ -401,6 +401,28 @@ fn judge_load(
             Some(problem)
         }
         LoadTarget::Code(what) => Some(format!("{via}: {what}")),
+        LoadTarget::Config(path) => {
+            let Some(path) = absolute(path) else {
+                return Some(format!("{via} reads {path:?}, relative to an unknown cwd"));
+            };
+            let roots = path.strip_prefix("/etc/").is_some_and(|rest| {
+                !rest
+                    .split('/')
+                    .any(|p| p.is_empty() || p == "." || p == "..")
+            });
+            if roots || script::in_package_location(&path) {
+                return None;
+            }
+            match host.path_kind(process.pid, &path) {
+                PathKind::Missing => None,
+                PathKind::Unknown => Some(format!(
+                    "{via} reads {path} when it exists: cannot tell whether it does"
+                )),
+                _ => Some(format!(
+                    "{via} reads {path}, outside root's locations: it can name code to load"
+                )),
+            }
+        }
         LoadTarget::HomeFile(name) => {
             // As the shell expands `~`: `$HOME`, else the passwd entry.
             let home = env
