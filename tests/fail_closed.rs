@@ -112,9 +112,15 @@ fn wait_for_exe(pid: i32, target: &Path) {
 
 /// The CLI with a private store and an empty config.
 fn an1256(store: &Path, args: &[&str]) -> std::process::Output {
+    an1256_via(store, Command::new(env!("CARGO_BIN_EXE_an1256")), args)
+}
+
+/// `an1256` run by `command` (the binary itself, or a wrapper such as
+/// `/usr/bin/time` with the binary as its last argument).
+fn an1256_via(store: &Path, mut command: Command, args: &[&str]) -> std::process::Output {
     let config = store.join("config.json");
     std::fs::write(&config, "{}").expect("write config");
-    Command::new(env!("CARGO_BIN_EXE_an1256"))
+    command
         .args(args)
         .env("AN1256_DB", store.join("an1256.db"))
         .env("AN1256_CONFIG", &config)
@@ -151,6 +157,34 @@ impl Judged {
 
 fn judge(pid: i32) -> Judged {
     let store = tempfile::tempdir().expect("tempdir");
+    judge_run(
+        pid,
+        store.path(),
+        Command::new(env!("CARGO_BIN_EXE_an1256")),
+    )
+}
+
+/// `judge`, and the CPU time (user + system, seconds) the `an1256` run took,
+/// measured from outside by `/usr/bin/time`.
+fn judge_timed(pid: i32) -> (Judged, f64) {
+    let store = tempfile::tempdir().expect("tempdir");
+    let timing = store.path().join("time.txt");
+    let mut time = Command::new("/usr/bin/time");
+    time.arg("-f")
+        .arg("%U %S")
+        .arg("-o")
+        .arg(&timing)
+        .arg(env!("CARGO_BIN_EXE_an1256"));
+    let judged = judge_run(pid, store.path(), time);
+    let text = std::fs::read_to_string(&timing).expect("/usr/bin/time output");
+    let cpu = text
+        .split_whitespace()
+        .map(|t| t.parse::<f64>().unwrap_or_else(|e| panic!("{e}: {text}")))
+        .sum();
+    (judged, cpu)
+}
+
+fn judge_run(pid: i32, store: &Path, command: Command) -> Judged {
     // An integer, formatted: nothing a process controls reaches the SQL text. One
     // CLI run: the row, and whether the DESIGN join makes its socket a hit.
     let sql = format!(
@@ -163,7 +197,7 @@ fn judge(pid: i32) -> Judged {
               AND c.subject_trusted = 0 AND b.identity IS NULL) AS hits \
          FROM process_code_signature c WHERE c.pid = {pid}"
     );
-    let out = an1256(store.path(), &["query", &sql, "--json"]);
+    let out = an1256_via(store, command, &["query", &sql, "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -357,6 +391,96 @@ fn a_stdlib_module_stays_trusted() {
         judged
             .text("subject_identity")
             .starts_with("package:libpython3.11-stdlib:"),
+        "{}",
+        judged.row
+    );
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+/// `PYTHONPATH` of 60,000 entries (3,906 distinct: short relative names, then `/`
+/// repeated), as long as one environment string may be (128 KiB). Before the cap
+/// an1256 probed every entry (seven opens per `/`) on each judgement: 5 s wall
+/// for one process, and a scan of 24 such processes ran past its deadline.
+fn huge_pythonpath() -> String {
+    let chars: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+    let mut entries: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+    for a in &chars {
+        for b in &chars {
+            entries.push(format!("{a}{b}"));
+        }
+    }
+    entries.resize(60_000, "/".to_owned());
+    entries.join(":")
+}
+
+#[test]
+fn a_huge_pythonpath_is_capped_not_searched() {
+    if !root_or_skip("a_huge_pythonpath_is_capped_not_searched") {
+        return;
+    }
+    let user = attacker("fc-huge-pypath");
+    let pythonpath = huge_pythonpath();
+    // `-m`: the module search along sys.path.
+    let module = exec_holding_udp_in(
+        &user,
+        "/",
+        &["/usr/bin/python3.11", "-m", "json.tool"],
+        &[("PYTHONPATH", &pythonpath)],
+        "",
+    );
+    // A package script: the variable's directories and their sitecustomize probes.
+    let script = exec_holding_udp_in(
+        &user,
+        "/",
+        &["/usr/bin/python3.11", "/usr/lib/python3.11/json/tool.py"],
+        &[("PYTHONPATH", &pythonpath)],
+        "",
+    );
+    let checks: [(&ReadyChild, &str); 2] = [
+        (&module, "distinct entries on sys.path, more than 64"),
+        (
+            &script,
+            "PYTHONPATH: 3907 distinct directories, more than 64",
+        ),
+    ];
+    for (child, cap) in checks {
+        let (judged, cpu) = judge_timed(child.pid);
+        eprintln!("an1256 query: {cpu:.2} s CPU");
+        // Generous: a loaded CI box; the capped judgement costs what any other does.
+        assert!(cpu < 1.5, "an1256 took {cpu:.2} s CPU");
+        assert!(!judged.trusted() && judged.hit, "{}", judged.row);
+        let error = judged.text("error");
+        assert!(error.contains(cap), "{cap:?} not in {error:.2000}");
+        assert!(error.len() < 8 * 1024, "{} bytes of error", error.len());
+    }
+    let judged = judge(module.pid);
+    assert_eq!(judged.text("script_kind"), "module", "{}", judged.row);
+    assert_eq!(judged.text("subject_path"), "", "{}", judged.row);
+}
+
+/// The twin: a short `PYTHONPATH` of package directories, duplicated, leaves the
+/// stdlib module resolved and trusted.
+#[test]
+fn a_short_pythonpath_of_package_directories_stays_trusted() {
+    if !root_or_skip("a_short_pythonpath_of_package_directories_stays_trusted") {
+        return;
+    }
+    let user = attacker("fc-short-pypath");
+    let child = exec_holding_udp_in(
+        &user,
+        "/",
+        &["/usr/bin/python3.11", "-m", "json.tool"],
+        &[(
+            "PYTHONPATH",
+            "/usr/lib/python3/dist-packages:/usr/share/pyshared:/usr/lib/python3/dist-packages",
+        )],
+        "",
+    );
+    let (judged, cpu) = judge_timed(child.pid);
+    eprintln!("an1256 query: {cpu:.2} s CPU");
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/lib/python3.11/json/tool.py",
         "{}",
         judged.row
     );

@@ -38,4 +38,11 @@ pub enum JudgeError {
     /// trusted (a zip archive, a namespace portion outside package locations).
     #[error("{0}")]
     ModuleUnresolved(String),
+    /// More distinct `sys.path` entries than an1256 searches: each costs several
+    /// opens, and `PYTHONPATH` is the user's to fill.
+    #[error("{entries} distinct entries on sys.path, more than {cap}: the module is not searched")]
+    SearchPathTooLong { entries: usize, cap: usize },
+    /// The table call's deadline passed during the module search.
+    #[error("the deadline passed while searching sys.path for the module")]
+    DeadlinePassed,
 }

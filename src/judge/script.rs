@@ -1002,9 +1002,33 @@ fn split_words(text: &str) -> Vec<String> {
     words
 }
 
+/// Most distinct directories one search-path variable, or python's `sys.path`, may
+/// list before an1256 stops judging them one by one: each costs file probes, and
+/// the user can put 60,000 entries in one variable. Real paths hold a handful.
+pub const SEARCH_PATH_CAP: usize = 64;
+
 /// `:`-separated directories; an empty entry is the cwd (as the loaders read it).
 fn dirs(via: &str, value: &str, out: &mut Vec<CodeLoad>) {
-    for dir in value.split(':') {
+    dir_loads(via, value.split(':'), out);
+}
+
+/// One load per distinct directory in `entries` (a repeat searches nothing new);
+/// beyond `SEARCH_PATH_CAP` of them, one load that says so instead, which no
+/// policy trusts.
+fn dir_loads<'a>(via: &str, entries: impl Iterator<Item = &'a str>, out: &mut Vec<CodeLoad>) {
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&str> = entries.filter(|dir| seen.insert(*dir)).collect();
+    if distinct.len() > SEARCH_PATH_CAP {
+        out.push(load(
+            via,
+            LoadTarget::Code(format!(
+                "{} distinct directories, more than {SEARCH_PATH_CAP}: not judged one by one",
+                distinct.len()
+            )),
+        ));
+        return;
+    }
+    for dir in distinct {
         out.push(load(via, LoadTarget::Dir(dir.to_owned())));
     }
 }
@@ -1086,11 +1110,7 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
             // Tcl sources $TCL_LIBRARY/init.tcl at startup and `package require`
             // searches TCLLIBPATH (a Tcl list: whitespace-separated).
             ("tclsh", "TCL_LIBRARY") => out.push(load(key, LoadTarget::Dir(value.to_owned()))),
-            ("tclsh", "TCLLIBPATH") => {
-                for dir in value.split_ascii_whitespace() {
-                    out.push(load(key, LoadTarget::Dir(dir.to_owned())));
-                }
-            }
+            ("tclsh", "TCLLIBPATH") => dir_loads(key, value.split_ascii_whitespace(), &mut out),
             _ => {}
         }
     }
@@ -1274,7 +1294,9 @@ pub fn python_version(exe_path: &str) -> Option<&str> {
 /// `-P`/`-I`/`PYTHONSAFEPATH`), `PYTHONPATH`, the standard library under the prefix
 /// (`PYTHONHOME` when set), the user site (unless `-s`/`-I`/`PYTHONNOUSERSITE`;
 /// `PYTHONUSERBASE` or `$HOME/.local`), then the site directories. `.pth` files are
-/// not followed. `Err` when it cannot be built (version or cwd unknown).
+/// not followed. A repeated directory is kept once, where it first appears (the
+/// finder never gets past it). `Err` when it cannot be built (version or cwd
+/// unknown) or holds more than `SEARCH_PATH_CAP` distinct directories.
 pub fn python_module_path(
     exe_path: &str,
     cwd: &str,
@@ -1352,6 +1374,14 @@ pub fn python_module_path(
         format!("{prefix}/lib/python{version}/site-packages"),
         "site-packages",
     );
+    let mut seen = std::collections::HashSet::new();
+    path.retain(|entry| seen.insert(entry.dir.clone()));
+    if path.len() > SEARCH_PATH_CAP {
+        return Err(JudgeError::SearchPathTooLong {
+            entries: path.len(),
+            cap: SEARCH_PATH_CAP,
+        });
+    }
     Ok(path)
 }
 
@@ -1378,8 +1408,13 @@ pub fn resolve_python_module(
             other => Ok(other),
         }
     };
+    // The table call's deadline: each entry costs up to eight probes.
+    let deadline = crate::deadline::Deadline::current();
     let mut namespace: Vec<&SearchDir> = Vec::new();
     for entry in path {
+        if deadline.expired() {
+            return Err(JudgeError::DeadlinePassed);
+        }
         let dir = entry.dir.as_str();
         match kind(dir)? {
             PathKind::Missing => continue,
@@ -1420,6 +1455,9 @@ pub fn resolve_python_module(
         )));
     }
     for entry in namespace {
+        if deadline.expired() {
+            return Err(JudgeError::DeadlinePassed);
+        }
         let base = format!("{}/{top}", entry.dir);
         if let Ok(found) = finish_module(&base, &parts[1..], entry, version, &kind) {
             return Ok(found);
@@ -3573,6 +3611,57 @@ mod tests {
         ] {
             assert!(!in_package_location(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn python_search_paths_are_deduplicated_and_capped() {
+        let none = PythonFlags::default();
+        let long = |distinct: usize| {
+            let mut entries: Vec<String> = (0..distinct).map(|i| format!("/d{i}")).collect();
+            entries.resize(60_000, "/".into());
+            env(&[&format!("PYTHONPATH={}", entries.join(":")), "HOME=/home/u"])
+        };
+        // 60,000 entries, 51 distinct with `/`: searched once each, the cwd first.
+        let path = python_module_path("/usr/bin/python3.11", "/", &long(50), None, &none).unwrap();
+        assert_eq!(path.len(), 1 + 50 + 8);
+        assert_eq!((path[0].dir.as_str(), path[0].origin), ("/", "the cwd"));
+        assert_eq!(path.iter().filter(|d| d.dir == "/").count(), 1);
+        // Beyond the cap: not searched at all.
+        let err = python_module_path("/usr/bin/python3.11", "/", &long(100), None, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("109 distinct entries on sys.path, more than 64"),
+            "{err}"
+        );
+        // The variable's own loads: one per distinct directory, or one saying why not.
+        let loads = environment_loads("python", &long(50), &none);
+        assert_eq!(loads.len(), 51);
+        let loads = environment_loads("python", &long(100), &none);
+        assert_eq!(loads.len(), 1);
+        assert_eq!(
+            loads[0].target,
+            LoadTarget::Code(
+                "101 distinct directories, more than 64: not judged one by one".into()
+            )
+        );
+    }
+
+    #[test]
+    fn the_module_search_stops_at_the_deadline() {
+        let path = [SearchDir {
+            dir: "/usr/lib/python3.11".into(),
+            origin: "the standard library",
+        }];
+        let probes = std::cell::Cell::new(0);
+        let probe = |_: &str| {
+            probes.set(probes.get() + 1);
+            PathKind::Dir
+        };
+        let _scope = crate::deadline::Deadline::after(std::time::Duration::ZERO).enter();
+        let err = resolve_python_module(&path, "3.11", "json", &probe).unwrap_err();
+        assert!(matches!(err, JudgeError::DeadlinePassed), "{err}");
+        assert_eq!(probes.get(), 0);
     }
 
     #[test]
