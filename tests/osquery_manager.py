@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -221,15 +222,17 @@ def response_json(reply):
     }
 
 
-def launch(binary, manager_socket, work, timeout, verbose):
+def launch(binary, manager_socket, work, timeout, verbose, umask=None):
     argv = [binary]
     if verbose:
         argv.append("--verbose")
     argv += ["--socket", manager_socket, "--timeout", str(timeout), "--interval", "1"]
     env = dict(os.environ, OSQUERY_EXTENSION=str(os.getpid()))
     stderr = open(os.path.join(work, "extension.stderr"), "wb")
+    # umask -1: the child keeps this process's umask.
     return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=stderr)
+                            stdout=subprocess.DEVNULL, stderr=stderr,
+                            umask=-1 if umask is None else umask)
 
 
 def wait_exit(process, timeout):
@@ -276,6 +279,7 @@ def roundtrip(args, handler, server, process, result):
     ext = "%s.%d" % (args.socket, uuid)
     result["ping"] = response_json(ExtensionResponse(status=extension_call(ext, "ping")))
     result["extension_socket_existed"] = os.path.exists(ext)
+    result["extension_socket_mode"] = stat.S_IMODE(os.stat(ext).st_mode)
     result["columns"] = response_json(extension_call(
         ext, "call", "table", "process_code_signature", {"action": "columns"}))
     started = time.monotonic()
@@ -489,6 +493,8 @@ def main():
     parser.add_argument("--work", required=True, help="private directory for the sockets")
     parser.add_argument("--pid", type=int, default=0, help="pid to constrain generate to")
     parser.add_argument("--identity", default="", help="baseline identity to write")
+    parser.add_argument("--umask", type=lambda v: int(v, 8), default=None,
+                        help="octal umask the extension starts with")
     args = parser.parse_args()
     args.socket = os.path.join(args.work, "osquery.em")
 
@@ -498,7 +504,8 @@ def main():
         handler.extensions_by_uuid[777] = InternalExtensionInfo(
             name="an1256", version="0.1.0", sdk_version="", min_sdk_version="")
     server = ManagerServer(args.socket, handler)
-    process = launch(args.extension, args.socket, args.work, timeout=5, verbose=True)
+    process = launch(args.extension, args.socket, args.work, timeout=5, verbose=True,
+                     umask=args.umask)
     result = {"scenario": args.scenario, "ok": False}
     try:
         started = time.monotonic()

@@ -202,7 +202,9 @@ fn expected_columns(columns: &[an1256::tables::Column]) -> Vec<(String, String, 
 
 #[test]
 fn registers_serves_and_exits_when_osquery_goes_away() {
-    let report = run_scenario("roundtrip", std::process::id());
+    // umask 000: the extension's socket must be its owner's alone whatever umask
+    // osquery starts it with (any local user could otherwise call its tables).
+    let report = run_scenario_with("roundtrip", std::process::id(), &["--umask", "000"]);
 
     let registration = &report["registration"];
     assert_eq!(registration["name"], "an1256");
@@ -246,6 +248,10 @@ fn registers_serves_and_exits_when_osquery_goes_away() {
         report["ping"]
     );
     assert_eq!(report["extension_socket_existed"], true);
+    assert_eq!(
+        report["extension_socket_mode"], 0o600,
+        "the extension socket's mode under umask 000"
+    );
 
     let columns = &report["columns"];
     assert_eq!(code(columns), 0);

@@ -37,13 +37,34 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Most entries in one list, set or map.
 pub const MAX_CONTAINER_ENTRIES: i32 = 1 << 20;
 
+/// A listening Unix socket at `path` that only its owner can connect to, whatever
+/// umask the extension inherited (osquery's, or a shell's 000): another user could
+/// otherwise call its tables or shut it down. `UnixListener::bind` listens with
+/// the umask's mode at once, so the socket is bound and restricted in a private
+/// directory first, then linked into place (`link` never replaces a file).
+fn bind_owner_only(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // Short, so the staged path fits in sun_path wherever the final one does.
+    let staging = path.with_file_name(format!(".bind{}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let staged = staging.join("s");
+    let bound = UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::hard_link(&staged, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    bound
+}
+
 /// Serves `processor` on a Unix socket at `path` until `shutdown` is set (checked
 /// after each accept; the server wakes the loop with a connection of its own).
 pub fn listen_uds<P>(path: impl AsRef<Path>, processor: P, shutdown: Arc<AtomicBool>) -> io::Result<()>
 where
     P: TProcessor + Send + Sync + 'static,
 {
-    let listener = UnixListener::bind(path)?;
+    let listener = bind_owner_only(path.as_ref())?;
     let processor = Arc::new(processor);
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
