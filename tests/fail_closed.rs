@@ -38,6 +38,9 @@ if spec.get("cwd"):
     os.chdir(spec["cwd"])
 print("pid=%d" % os.getpid())
 print("ready", flush=True)
+if spec.get("udp_stdout"):
+    # For programs that close every other fd at start (ssh): nothing is written.
+    os.dup2(s.fileno(), 1)
 os.execve(spec.get("exe") or spec["argv"][0], spec["argv"], env)
 "#;
 
@@ -73,7 +76,22 @@ fn exec_holding_udp_as(
     env: &[(&str, &str)],
     stdin_text: &str,
 ) -> ReadyChild {
+    launch_holding_udp(user, cwd, exe, argv, env, stdin_text, false)
+}
+
+/// `exec_holding_udp_as`; with `udp_stdout` the socket is also the program's
+/// standard output.
+fn launch_holding_udp(
+    user: &Attacker,
+    cwd: &str,
+    exe: &str,
+    argv: &[&str],
+    env: &[(&str, &str)],
+    stdin_text: &str,
+    udp_stdout: bool,
+) -> ReadyChild {
     let spec = serde_json::json!({
+        "udp_stdout": udp_stdout,
         "exe": exe,
         "cwd": cwd,
         "argv": argv,
@@ -1437,4 +1455,73 @@ fn openssl_and_gconv_variables_untrust_a_package_binary() {
     let child = exec_holding_udp(&user, &iconv, &[], "");
     let judged = judge(child.pid);
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+#[test]
+fn ssh_provider_libraries_of_the_user_untrust_ssh() {
+    if !root_or_skip("ssh_provider_libraries_of_the_user_untrust_ssh") {
+        return;
+    }
+    if !Path::new("/usr/bin/ssh").exists() {
+        skip("ssh_provider_libraries_of_the_user_untrust_ssh", "no ssh");
+        return;
+    }
+    let user = attacker("rt-ssh-p11");
+    let library = user.write("p11.so", b"\x7fELF", false);
+    let library = library.display().to_string();
+    // The proxy command never answers: ssh waits for the server's banner, on the
+    // loopback only (nothing leaves the host).
+    let base = [
+        "/usr/bin/ssh",
+        "-F",
+        "none",
+        "-o",
+        "ProxyCommand=sleep 120",
+        "-o",
+        "BatchMode=yes",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .chain(extra)
+            .chain(&["a1256-test@127.0.0.1"])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cases: [(Vec<String>, &str); 5] = [
+        (with(&["-I", &library]), "ssh -I loads"),
+        (with(&[&format!("-I{library}")]), "ssh -I loads"),
+        (
+            with(&[&format!("-oPKCS11Provider={library}")]),
+            "ssh -o PKCS11Provider loads",
+        ),
+        (
+            with(&["-o", &format!("pkcs11provider {library}")]),
+            "ssh -o PKCS11Provider loads",
+        ),
+        (
+            with(&["-o", &format!("SecurityKeyProvider={library}")]),
+            "ssh -o SecurityKeyProvider loads",
+        ),
+    ];
+    // ssh closes every fd above 2 at start: the socket is its stdout.
+    let ssh = |argv: &[&str]| launch_holding_udp(&user, "", argv[0], argv, &[], "", true);
+    for (argv, why) in &cases {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let child = ssh(&argv);
+        let judged = judge(child.pid);
+        assert_eq!(
+            judged.text("subject_path"),
+            "/usr/bin/ssh",
+            "{}",
+            judged.row
+        );
+        assert_hit_because(&judged, &format!("{why} {library}"));
+    }
+    // Benign twins: no provider, and the built-in security-key support.
+    for argv in [with(&[]), with(&["-o", "SecurityKeyProvider=internal"])] {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let child = ssh(&argv);
+        let judged = judge(child.pid);
+        assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+    }
 }

@@ -1068,6 +1068,10 @@ pub fn environment_loads(interpreter: &str, env: &[String], python: &PythonFlags
                 out.push(load(key, LoadTarget::Dir(value.to_owned())))
             }
             "GCONV_PATH" => dirs(key, value, &mut out),
+            // ssh, ssh-add, ssh-keygen and ssh-agent load it for FIDO keys.
+            "SSH_SK_PROVIDER" if !value.eq_ignore_ascii_case("internal") => {
+                out.push(load(key, LoadTarget::File(value.to_owned())))
+            }
             _ => {}
         }
         match (interpreter, key) {
@@ -1187,6 +1191,19 @@ pub fn in_process_runner(exe_path: &str) -> Option<&'static str> {
         return Some("gdb runs python and guile code from its options and the user's .gdbinit");
     }
     None
+}
+
+/// Code a program that is no interpreter loads into itself because its argv says
+/// so: ssh's PKCS#11 and security-key provider libraries.
+pub fn program_loads(exe_path: &str, argv: &[String]) -> Vec<CodeLoad> {
+    match basename(exe_path) {
+        "ssh" => super::socks::ssh::parse_ssh_argv(argv)
+            .providers
+            .into_iter()
+            .map(|(via, library)| load(via, LoadTarget::File(library)))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Standard-library modules that run code named in their arguments (a script, a
@@ -3349,6 +3366,51 @@ mod tests {
                 Dir("/h/g".into()),
                 Dir("/usr/lib/x86_64-linux-gnu/gconv".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn ssh_provider_libraries_are_loads() {
+        let loads = |args: &[&str]| -> Vec<(String, LoadTarget)> {
+            program_loads("/usr/bin/ssh", &argv(args))
+                .into_iter()
+                .map(|l| (l.via, l.target))
+                .collect()
+        };
+        let file = |p: &str| LoadTarget::File(p.to_owned());
+        assert_eq!(
+            loads(&["ssh", "-I", "/h/p.so", "host"]),
+            [("ssh -I".to_owned(), file("/h/p.so"))]
+        );
+        assert_eq!(
+            loads(&["ssh", "-vI/h/p.so", "host"]),
+            [("ssh -I".to_owned(), file("/h/p.so"))]
+        );
+        for option in [
+            "-oPKCS11Provider=/h/p.so",
+            "-opkcs11provider /h/p.so",
+            "-oPkcs11Provider = /h/p.so",
+        ] {
+            assert_eq!(
+                loads(&["ssh", option, "host"]),
+                [("ssh -o PKCS11Provider".to_owned(), file("/h/p.so"))],
+                "{option}"
+            );
+        }
+        // Options after the destination count, as ssh reads them.
+        assert_eq!(
+            loads(&["ssh", "host", "-o", "SecurityKeyProvider=/h/sk.so"]),
+            [("ssh -o SecurityKeyProvider".to_owned(), file("/h/sk.so"))]
+        );
+        // Benign: none/internal, the remote command's words, other programs.
+        assert!(loads(&["ssh", "-o", "SecurityKeyProvider=internal", "host"]).is_empty());
+        assert!(loads(&["ssh", "-o", "PKCS11Provider=none", "host"]).is_empty());
+        assert!(loads(&["ssh", "host", "ls", "-I", "x"]).is_empty());
+        assert!(program_loads("/usr/bin/scp", &argv(&["scp", "-I", "/h/p.so"])).is_empty());
+        let env = ["SSH_SK_PROVIDER=/h/sk.so".to_owned()];
+        assert_eq!(
+            environment_loads("", &env, &PythonFlags::default())[0].target,
+            file("/h/sk.so")
         );
     }
 

@@ -35,6 +35,9 @@ pub struct SshArgs {
     pub config_file: Option<String>,
     /// Destination host as typed (user and port removed, lower-cased).
     pub destination: Option<String>,
+    /// Libraries ssh loads into itself, with the option naming each: `-I`,
+    /// `-o PKCS11Provider`, `-o SecurityKeyProvider` (`none`/`internal` left out).
+    pub providers: Vec<(&'static str, String)>,
 }
 
 /// Options of ssh(1) that take an argument (OpenSSH 9 getopt string).
@@ -125,10 +128,22 @@ pub fn parse_ssh_argv(argv: &[String]) -> SshArgs {
             match c {
                 'D' => out.dynamic_forwards.extend(parse_dynamic_forward(value)),
                 'F' => out.config_file = Some(value.to_owned()),
+                'I' => out.providers.push(("ssh -I", value.to_owned())),
                 'o' => {
                     if let Some((key, v)) = keyword_and_value(value) {
-                        if key == "dynamicforward" {
-                            out.dynamic_forwards.extend(parse_dynamic_forward(v));
+                        let library =
+                            !v.eq_ignore_ascii_case("none") && !v.eq_ignore_ascii_case("internal");
+                        match key.as_str() {
+                            "dynamicforward" => {
+                                out.dynamic_forwards.extend(parse_dynamic_forward(v))
+                            }
+                            "pkcs11provider" if library => {
+                                out.providers.push(("ssh -o PKCS11Provider", v.to_owned()))
+                            }
+                            "securitykeyprovider" if library => out
+                                .providers
+                                .push(("ssh -o SecurityKeyProvider", v.to_owned())),
+                            _ => {}
                         }
                     }
                 }
