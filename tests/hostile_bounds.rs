@@ -11,9 +11,26 @@ use std::process::Command;
 /// Runs the real `an1256` with a private store under `/usr/bin/time -v`; returns
 /// (exit code, stdout, stderr, max RSS in KiB).
 fn measured_an1256(args: &[&str]) -> (Option<i32>, Vec<u8>, String, u64) {
+    let run = measure_an1256(args);
+    (run.code, run.stdout, run.stderr, run.rss_kib)
+}
+
+/// One measured `an1256` run.
+struct Measured {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+    rss_kib: u64,
+    /// User + system CPU seconds.
+    cpu_seconds: f64,
+    wall_seconds: f64,
+}
+
+fn measure_an1256(args: &[&str]) -> Measured {
     let store = tempfile::tempdir().unwrap();
     let db = store.path().join("an1256.db");
     let timing = store.path().join("time.txt");
+    let started = std::time::Instant::now();
     let output = Command::new("/usr/bin/time")
         .arg("-v")
         .arg("-o")
@@ -24,21 +41,34 @@ fn measured_an1256(args: &[&str]) -> (Option<i32>, Vec<u8>, String, u64) {
         .args(args)
         .output()
         .expect("run an1256 under /usr/bin/time");
+    let wall_seconds = started.elapsed().as_secs_f64();
     let timing = std::fs::read_to_string(&timing).unwrap_or_default();
-    let rss_kib = timing
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
+    let field = |name: &str| {
+        timing
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name:?} in /usr/bin/time output: {timing}"))
+    };
+    let rss_kib = field("Maximum resident set size (kbytes): ")
+        .parse()
+        .unwrap_or_else(|e| panic!("RSS: {e}: {timing}"));
+    let cpu_seconds = ["User time (seconds): ", "System time (seconds): "]
+        .iter()
+        .map(|name| {
+            field(name)
+                .parse::<f64>()
+                .unwrap_or_else(|e| panic!("{e}: {timing}"))
         })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no RSS in /usr/bin/time output: {timing}"));
-    (
-        output.status.code(),
-        output.stdout,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        .sum();
+    Measured {
+        code: output.status.code(),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         rss_kib,
-    )
+        cpu_seconds,
+        wall_seconds,
+    }
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
@@ -413,4 +443,89 @@ fn a_process_calling_itself_ssh_is_not_ssh() {
     assert!(argv0.starts_with(b"ssh\0"), "argv[0] is ssh");
     let rows = socks_rows(fake.pid);
     assert!(rows.is_empty(), "argv[0] alone made it ssh: {rows:?}");
+}
+
+/// A process of the user holding as many fds as its hard limit allows (dups of
+/// one pipe end, at most 19,000); prints `held=<n>` and `ready`.
+const FD_HOARDER: &str = "import os, resource, time\n\
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+r, w = os.pipe()\n\
+held = [os.dup(r) for _ in range(min(hard - 64, 19000))]\n\
+print('held=%d' % len(held))\n\
+print('ready', flush=True)\n\
+time.sleep(600)\n";
+
+/// Red team: one user holding millions of fds made every full scan walk them all
+/// (4M fds in 150 processes: 26 s wall, 10.6 s CPU). Each user's processes now get
+/// a budget of fd entries per scan; past it, that user's further processes are not
+/// walked and the result says so, naming the uid. Another user's socket holder is
+/// still a row (the twin). Here the attacker holds ~300,000 fds.
+#[test]
+fn a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked() {
+    if !common::is_root() {
+        return common::skip(
+            "a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked",
+            "needs root",
+        );
+    }
+    let attacker = common::attacker("fdhoard");
+    let mut hoarders = Vec::new();
+    let mut held = 0;
+    while held < 300_000 && hoarders.len() < 60 {
+        let hoarder = common::spawn_ready(attacker.python(FD_HOARDER)).expect("hoarder starts");
+        let count = hoarder.int("held");
+        assert!(count > 500, "the hoarder held only {count} fds");
+        held += count;
+        hoarders.push(hoarder);
+    }
+    assert!(
+        held >= 300_000,
+        "{held} fds in {} processes",
+        hoarders.len()
+    );
+    let other = common::attacker("fdhoard-twin");
+    let script = other.write("holder.py", udp_holder(1).as_bytes(), false);
+    let mut command = other.command("/usr/bin/python3");
+    command.arg(&script);
+    let holder = common::spawn_ready(command).expect("holder starts");
+
+    let run = measure_an1256(&[
+        "query",
+        "--json",
+        "SELECT pid, fd, state FROM nonstandard_protocol_sockets",
+    ]);
+    eprintln!(
+        "full socket scan with {held} fds held by uid {} in {} processes: \
+         {:.2} s wall, {:.2} s CPU, exit {:?}",
+        attacker.uid,
+        hoarders.len(),
+        run.wall_seconds,
+        run.cpu_seconds,
+        run.code
+    );
+    let rows = json_lines(&run.stdout);
+    assert!(
+        rows.iter()
+            .any(|r| r["pid"].as_i64() == Some(i64::from(holder.pid)) && r["state"] == "connected"),
+        "the other user's UDP socket is a row; stderr: {}",
+        run.stderr
+    );
+    // The result is partial, and says whose processes were not walked.
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "uid {} used up its budget of 200000 fd entries per scan",
+            attacker.uid
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(&format!("uid {} ", other.uid)),
+        "{}",
+        run.stderr
+    );
+    // Generous (a loaded box): the budget caps the walk near 200,000 readlinks.
+    assert!(run.wall_seconds < 30.0, "{:.2} s", run.wall_seconds);
 }

@@ -277,6 +277,18 @@ impl ProcDir {
         )
     }
 
+    /// The owner of `/proc/<pid>`: the process's effective uid, or root for a
+    /// process that made itself non-dumpable. One `fstat` of the open directory.
+    pub fn owner_uid(&self) -> io::Result<u32> {
+        // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is open for the life of self and st is a valid out-pointer.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st.st_uid)
+    }
+
     /// `readlinkat` of an entry into `buffer`, through a live thread when the
     /// leader's link is gone because it exited.
     pub fn read_link_into(&self, name: &CStr, buffer: &mut [u8]) -> io::Result<usize> {
