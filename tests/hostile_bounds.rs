@@ -7,6 +7,18 @@
 mod common;
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Held by tests that run a full scan, and by the one whose processes make any
+/// full scan partial (`a_user_holding_many_fds_…`): tests in this file run in
+/// parallel.
+static FULL_SCAN: Mutex<()> = Mutex::new(());
+
+fn full_scan_lock() -> std::sync::MutexGuard<'static, ()> {
+    FULL_SCAN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Runs the real `an1256` with a private store under `/usr/bin/time -v`; returns
 /// (exit code, stdout, stderr, max RSS in KiB).
@@ -103,6 +115,7 @@ fn huge_argv_times_many_sockets_stays_bounded() {
     if !common::is_root() {
         return common::skip("huge_argv_times_many_sockets_stays_bounded", "needs root");
     }
+    let _full_scan = full_scan_lock();
     let user = common::attacker("bigargv");
     let script = user.write("holder.py", udp_holder(500).as_bytes(), false);
     // One argument may hold at most 128 KiB (MAX_ARG_STRLEN): ten of 100 KB.
@@ -469,6 +482,7 @@ fn a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked() {
             "needs root",
         );
     }
+    let _full_scan = full_scan_lock();
     let attacker = common::attacker("fdhoard");
     let mut hoarders = Vec::new();
     let mut held = 0;
