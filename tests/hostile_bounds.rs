@@ -293,6 +293,7 @@ fn bound_udp_socket_appears_once() {
 /// does: a `pid =` query of a server alone does not look at other processes'
 /// clients), through the real binary.
 fn socks_rows(pid: i32) -> Vec<serde_json::Value> {
+    let _full_scan = full_scan_lock();
     let (code, stdout, stderr, _) = measured_an1256(&[
         "query",
         "--json",
