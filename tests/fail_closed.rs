@@ -1525,3 +1525,82 @@ fn ssh_provider_libraries_of_the_user_untrust_ssh() {
         assert!(judged.trusted() && !judged.hit, "{}", judged.row);
     }
 }
+
+#[test]
+fn java_running_the_users_code_is_untrusted() {
+    if !root_or_skip("java_running_the_users_code_is_untrusted") {
+        return;
+    }
+    let java = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java";
+    if !Path::new(java).exists() || !Path::new("/usr/bin/javac").exists() {
+        skip("java_running_the_users_code_is_untrusted", "no JDK 17");
+        return;
+    }
+    let user = attacker("rt-java");
+    // The user's program waits on stdin: it is running when judged.
+    let source = user.write(
+        "B.java",
+        b"public class B { public static void main(String[] a) throws Exception { System.in.read(); } }\n",
+        false,
+    );
+    let source = source.display().to_string();
+    let classes = user.home.join("c").display().to_string();
+    let jar = user.home.join("b.jar").display().to_string();
+    let built = user
+        .command("/usr/bin/javac")
+        .args(["-d", &classes, &source])
+        .output()
+        .expect("javac");
+    assert!(built.status.success(), "{built:?}");
+    let built = user
+        .command("/usr/bin/jar")
+        .args(["cfe", &jar, "B", "-C", &classes, "B.class"])
+        .output()
+        .expect("jar");
+    assert!(built.status.success(), "{built:?}");
+    let cases: [(&[&str], String); 3] = [
+        (
+            &[java, &source],
+            format!("java (source file) loads {source}"),
+        ),
+        (&[java, "-jar", &jar], format!("java -jar loads {jar}")),
+        (
+            &[java, "-cp", &classes, "B"],
+            format!("java class path puts {classes} on the search path"),
+        ),
+    ];
+    for (argv, why) in &cases {
+        let child = exec_holding_udp_in(&user, "/", argv, &[], "");
+        let judged = judge(child.pid);
+        assert_eq!(judged.text("subject_path"), java, "{}", judged.row);
+        assert_hit_because(&judged, why);
+    }
+    // jshell runs the snippets it reads.
+    let jshell = "/usr/lib/jvm/java-17-openjdk-amd64/bin/jshell";
+    if Path::new(jshell).exists() {
+        let child = exec_holding_udp_in(&user, "/", &[jshell, "-q"], &[], "");
+        assert_hit_because(&judge(child.pid), "jshell runs the Java code");
+    }
+    // Benign twin: a package jar's class, the VM paused at start (it waits for a
+    // file in the cwd to go).
+    let library = "/usr/share/java/commons-io-2.11.0.jar";
+    if Path::new(library).exists() {
+        let home = user.home.display().to_string();
+        let child = exec_holding_udp_in(
+            &user,
+            &home,
+            &[
+                java,
+                "-XX:+UnlockDiagnosticVMOptions",
+                "-XX:+PauseAtStartup",
+                "-cp",
+                library,
+                "org.apache.commons.io.IOUtils",
+            ],
+            &[],
+            "",
+        );
+        let judged = judge(child.pid);
+        assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+    }
+}

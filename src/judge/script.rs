@@ -1187,23 +1187,183 @@ pub fn in_process_runner(exe_path: &str) -> Option<&'static str> {
     if base.starts_with("qemu-") {
         return Some("qemu runs guest code in this process");
     }
+    if base == "jshell" {
+        return Some("jshell runs the Java code in its arguments and its input");
+    }
     if base == "gdb" || base.starts_with("gdb-") {
         return Some("gdb runs python and guile code from its options and the user's .gdbinit");
     }
     None
 }
 
-/// Code a program that is no interpreter loads into itself because its argv says
-/// so: ssh's PKCS#11 and security-key provider libraries.
-pub fn program_loads(exe_path: &str, argv: &[String]) -> Vec<CodeLoad> {
+/// Code a program that is no interpreter loads into itself because its argv (or
+/// its own variables) say so: ssh's PKCS#11 and security-key provider libraries;
+/// what a JVM runs (the jar, the source file, the class path, agents).
+pub fn program_loads(exe_path: &str, argv: &[String], env: &[String]) -> Vec<CodeLoad> {
     match basename(exe_path) {
         "ssh" => super::socks::ssh::parse_ssh_argv(argv)
             .providers
             .into_iter()
             .map(|(via, library)| load(via, LoadTarget::File(library)))
             .collect(),
+        "java" => java_loads(argv.get(1..).unwrap_or(&[]), env),
         _ => Vec::new(),
     }
+}
+
+/// How the java launcher finds the program it runs.
+#[derive(Default, PartialEq)]
+enum JavaMain {
+    /// No program (`-version`, `--help`, options only).
+    #[default]
+    None,
+    /// A main class searched on the class path.
+    Class,
+    /// `-jar file`: the jar is the class path.
+    Jar,
+    /// `java File.java`: source-file mode, compiled in memory.
+    Source,
+    /// `-m module[/class]` from the module path.
+    Module,
+}
+
+/// java launcher options that take the next word as their value.
+const JAVA_VALUE_OPTIONS: &[&str] = &[
+    "-cp",
+    "-classpath",
+    "--class-path",
+    "-p",
+    "--module-path",
+    "--upgrade-module-path",
+    "--add-modules",
+    "--limit-modules",
+    "--add-reads",
+    "--add-exports",
+    "--add-opens",
+    "--patch-module",
+    "--source",
+    "--enable-native-access",
+    "-d",
+    "--describe-module",
+];
+
+/// Class or module path entries: a jar/zip is a file, `dir/*` is every jar in
+/// `dir`, anything else a directory of classes (empty: the cwd).
+fn java_path(via: &str, value: &str, out: &mut Vec<CodeLoad>) {
+    for entry in value.split(':') {
+        let lower = entry.to_ascii_lowercase();
+        let target = if let Some(dir) = entry.strip_suffix('*') {
+            LoadTarget::Dir(dir.trim_end_matches('/').to_owned())
+        } else if lower.ends_with(".jar") || lower.ends_with(".zip") || lower.ends_with(".jmod") {
+            LoadTarget::File(entry.to_owned())
+        } else {
+            LoadTarget::Dir(entry.to_owned())
+        };
+        out.push(load(via, target));
+    }
+}
+
+/// java's options (argv, or an options variable when `operands` is false): the
+/// loads they name, the class path given, and how the main program is found.
+fn java_options(
+    args: &[String],
+    prefix: &str,
+    operands: bool,
+    out: &mut Vec<CodeLoad>,
+) -> (Option<String>, JavaMain) {
+    let via = |what: &str| format!("{prefix}{what}");
+    let mut class_path = None;
+    let mut source_given = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        if let Some(file) = arg.strip_prefix('@') {
+            // An argument file: more options, from a file.
+            out.push(load(&via("@argfile"), LoadTarget::Config(file.to_owned())));
+        } else if let Some(spec) = arg.strip_prefix("-javaagent:") {
+            let jar = spec.split('=').next().unwrap_or(spec);
+            out.push(load(&via("-javaagent"), LoadTarget::File(jar.to_owned())));
+        } else if let Some(spec) = arg.strip_prefix("-agentpath:") {
+            let lib = spec.split('=').next().unwrap_or(spec);
+            out.push(load(&via("-agentpath"), LoadTarget::File(lib.to_owned())));
+        } else if let Some(path) = arg.strip_prefix("-Xbootclasspath/a:") {
+            java_path(&via("-Xbootclasspath/a"), path, out);
+        } else if operands && matches!(arg, "-jar") {
+            if let Some(jar) = args.get(i + 1) {
+                out.push(load(&via("-jar"), LoadTarget::File(jar.clone())));
+            }
+            return (class_path, JavaMain::Jar);
+        } else if operands && matches!(name, "-m" | "--module") {
+            return (class_path, JavaMain::Module);
+        } else if JAVA_VALUE_OPTIONS.contains(&name) {
+            let value = inline.or_else(|| {
+                i += 1;
+                args.get(i).cloned()
+            });
+            if let Some(value) = value {
+                match name {
+                    "-cp" | "-classpath" | "--class-path" => class_path = Some(value),
+                    "--source" => source_given = true,
+                    "-p" | "--module-path" | "--upgrade-module-path" => {
+                        java_path(&via(name), &value, out)
+                    }
+                    _ => {}
+                }
+            }
+        } else if operands && !arg.starts_with('-') {
+            // `--source N` makes any file a source file (`#!` java scripts).
+            if arg.ends_with(".java") || source_given {
+                out.push(load(
+                    &via("(source file)"),
+                    LoadTarget::File(arg.to_owned()),
+                ));
+                return (class_path, JavaMain::Source);
+            }
+            return (class_path, JavaMain::Class);
+        }
+        i += 1;
+    }
+    (class_path, JavaMain::None)
+}
+
+/// What the JVM of `java args` loads besides the JDK: the launcher's options
+/// (`JDK_JAVA_OPTIONS`) and the VM's (`JAVA_TOOL_OPTIONS`, `_JAVA_OPTIONS`) first,
+/// then argv; the class path is `-cp`, else `CLASSPATH`, else the cwd.
+fn java_loads(args: &[String], env: &[String]) -> Vec<CodeLoad> {
+    let mut out = Vec::new();
+    let mut class_path = None;
+    for key in ["JDK_JAVA_OPTIONS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS"] {
+        for value in env
+            .iter()
+            .filter_map(|e| e.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+        {
+            let words = split_words(value);
+            let (cp, _) = java_options(&words, &format!("{key} (java "), false, &mut out);
+            class_path = cp.or(class_path);
+        }
+    }
+    for l in out.iter_mut() {
+        l.via.push(')');
+    }
+    let (cp, main) = java_options(args, "java ", true, &mut out);
+    let class_path = cp.or(class_path);
+    match (main, class_path) {
+        (JavaMain::Jar | JavaMain::None | JavaMain::Module, _) => {}
+        (_, Some(cp)) => java_path("java class path", &cp, &mut out),
+        (main, None) => match env_first(env, "CLASSPATH") {
+            Some(cp) => java_path("java class path (CLASSPATH)", cp, &mut out),
+            None if main == JavaMain::Class => out.push(load(
+                "java class path (the cwd)",
+                LoadTarget::Dir(String::new()),
+            )),
+            None => {}
+        },
+    }
+    out
 }
 
 /// Standard-library modules that run code named in their arguments (a script, a
@@ -3372,7 +3532,7 @@ mod tests {
     #[test]
     fn ssh_provider_libraries_are_loads() {
         let loads = |args: &[&str]| -> Vec<(String, LoadTarget)> {
-            program_loads("/usr/bin/ssh", &argv(args))
+            program_loads("/usr/bin/ssh", &argv(args), &[])
                 .into_iter()
                 .map(|l| (l.via, l.target))
                 .collect()
@@ -3406,12 +3566,86 @@ mod tests {
         assert!(loads(&["ssh", "-o", "SecurityKeyProvider=internal", "host"]).is_empty());
         assert!(loads(&["ssh", "-o", "PKCS11Provider=none", "host"]).is_empty());
         assert!(loads(&["ssh", "host", "ls", "-I", "x"]).is_empty());
-        assert!(program_loads("/usr/bin/scp", &argv(&["scp", "-I", "/h/p.so"])).is_empty());
+        assert!(program_loads("/usr/bin/scp", &argv(&["scp", "-I", "/h/p.so"]), &[]).is_empty());
         let env = ["SSH_SK_PROVIDER=/h/sk.so".to_owned()];
         assert_eq!(
             environment_loads("", &env, &PythonFlags::default())[0].target,
             file("/h/sk.so")
         );
+    }
+
+    #[test]
+    fn what_a_jvm_runs_is_a_load() {
+        use LoadTarget::*;
+        let java = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java";
+        let loads = |args: &[&str], env: &[&str]| -> Vec<(String, LoadTarget)> {
+            let env: Vec<String> = env.iter().map(|e| e.to_string()).collect();
+            program_loads(java, &argv(args), &env)
+                .into_iter()
+                .map(|l| (l.via, l.target))
+                .collect()
+        };
+        let l = |via: &str, t: LoadTarget| (via.to_owned(), t);
+        let f = |p: &str| File(p.to_owned());
+        let d = |p: &str| Dir(p.to_owned());
+        assert_eq!(
+            loads(&["java", "/h/B.java", "a"], &[]),
+            [l("java (source file)", f("/h/B.java"))]
+        );
+        assert_eq!(
+            loads(&["java", "--source", "17", "/h/script"], &[]),
+            [l("java (source file)", f("/h/script"))]
+        );
+        assert_eq!(
+            loads(
+                &["java", "-cp", "/h/lib.jar", "-jar", "/h/app.jar", "x"],
+                &[]
+            ),
+            [l("java -jar", f("/h/app.jar"))]
+        );
+        assert_eq!(
+            loads(
+                &["java", "-cp", "/h/c:/usr/share/java/*:a.jar", "Main"],
+                &[]
+            ),
+            [
+                l("java class path", d("/h/c")),
+                l("java class path", d("/usr/share/java")),
+                l("java class path", f("a.jar")),
+            ]
+        );
+        assert_eq!(
+            loads(&["java", "Main"], &["CLASSPATH=/h/c"]),
+            [l("java class path (CLASSPATH)", d("/h/c"))]
+        );
+        assert_eq!(
+            loads(&["java", "Main"], &[]),
+            [l("java class path (the cwd)", d(""))]
+        );
+        assert_eq!(
+            loads(
+                &["java", "-javaagent:/h/a.jar=x", "@/h/args", "-m", "m/C"],
+                &[]
+            ),
+            [
+                l("java -javaagent", f("/h/a.jar")),
+                l("java @argfile", Config("/h/args".into())),
+            ]
+        );
+        assert_eq!(
+            loads(
+                &["java", "--version"],
+                &["JAVA_TOOL_OPTIONS=-agentpath:/h/a.so"]
+            ),
+            [l("JAVA_TOOL_OPTIONS (java -agentpath)", f("/h/a.so"))]
+        );
+        // Benign: the JDK's own modules, a package jar.
+        assert!(loads(&["java", "-version"], &[]).is_empty());
+        assert_eq!(
+            loads(&["java", "-jar", "/usr/share/java/x.jar"], &[]),
+            [l("java -jar", f("/usr/share/java/x.jar"))]
+        );
+        assert!(in_process_runner("/usr/lib/jvm/java-17-openjdk-amd64/bin/jshell").is_some());
     }
 
     #[test]

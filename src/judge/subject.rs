@@ -269,7 +269,7 @@ fn code_load_problems(
     let python = script.map(|s| s.python).unwrap_or_default();
     let mut loads: Vec<CodeLoad> = script.map(|s| s.loads.clone()).unwrap_or_default();
     if script.is_none() {
-        loads.extend(script::program_loads(&process.path, &process.argv));
+        loads.extend(script::program_loads(&process.path, &process.argv, env));
     }
     loads.extend(script::environment_loads(interpreter, env, &python));
     let mut problems = Vec::new();
