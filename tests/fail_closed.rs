@@ -1524,6 +1524,32 @@ fn ssh_provider_libraries_of_the_user_untrust_ssh() {
         let judged = judge(child.pid);
         assert!(judged.trusted() && !judged.hit, "{}", judged.row);
     }
+    // The same keyword in the user's ~/.ssh/config, for this destination.
+    let config = user.write(
+        ".ssh/config",
+        b"Host elsewhere\n  PKCS11Provider none\nHost 127.0.0.1\n  PKCS11Provider ~/p11.so\n",
+        false,
+    );
+    let plain: Vec<&str> = base
+        .iter()
+        .copied()
+        .filter(|a| !matches!(*a, "-F" | "none"))
+        .chain(["a1256-test@127.0.0.1"])
+        .collect();
+    let child = ssh(&plain);
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("ssh PKCS11Provider in {} loads {library}", config.display()),
+    );
+    // Benign twin: a block for another host only.
+    user.write(
+        ".ssh/config",
+        b"Host elsewhere\n  PKCS11Provider ~/p11.so\n",
+        false,
+    );
+    let child = ssh(&plain);
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
 
 #[test]

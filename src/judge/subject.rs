@@ -270,6 +270,16 @@ fn code_load_problems(
     let mut loads: Vec<CodeLoad> = script.map(|s| s.loads.clone()).unwrap_or_default();
     if script.is_none() {
         loads.extend(script::program_loads(&process.path, &process.argv, env));
+        if process.path.rsplit('/').next() == Some("ssh") {
+            loads.extend(
+                super::socks::ssh_config_providers(host, process)
+                    .into_iter()
+                    .map(|(place, library)| CodeLoad {
+                        via: format!("ssh {place}"),
+                        target: LoadTarget::File(library),
+                    }),
+            );
+        }
     }
     loads.extend(script::environment_loads(interpreter, env, &python));
     let mut problems = Vec::new();

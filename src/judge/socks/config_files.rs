@@ -28,6 +28,8 @@ pub(super) struct SshConfigReader<'a> {
     pub(super) destination: Option<&'a str>,
     pub(super) files_left: usize,
     pub(super) ports: Vec<u16>,
+    /// Provider libraries named (`PKCS11Provider in <file>`, value as written).
+    pub(super) providers: Vec<(String, String)>,
 }
 
 impl SshConfigReader<'_> {
@@ -44,6 +46,12 @@ impl SshConfigReader<'_> {
         };
         let found = ssh::read_config(&text, self.destination);
         self.ports.extend(found.forwards.iter().map(|f| f.port));
+        self.providers.extend(
+            found
+                .providers
+                .into_iter()
+                .map(|(keyword, library)| (format!("{keyword} in {path}"), library)),
+        );
         for argument in &found.includes {
             let Some(pattern) = ssh::include_path(argument, self.home, user_config) else {
                 continue;
@@ -53,6 +61,38 @@ impl SshConfigReader<'_> {
             }
         }
     }
+}
+
+/// The PKCS#11 and security-key provider libraries an ssh client's config files
+/// (`-F`, else `~/.ssh/config` and the system's, with their `Include`s) name for its
+/// destination: each is loaded into ssh. `(where, library)`, `~/` expanded.
+pub fn ssh_config_providers(host: &dyn Host, process: &ProcessInfo) -> Vec<(String, String)> {
+    let args = ssh::parse_ssh_argv(&process.argv);
+    let home = host.home_directory(process.uid);
+    let mut reader = SshConfigReader {
+        host,
+        process,
+        home: home.as_deref(),
+        destination: args.destination.as_deref(),
+        files_left: MAX_SSH_CONFIG_FILES,
+        ports: Vec::new(),
+        providers: Vec::new(),
+    };
+    for path in ssh::config_paths(&args, home.as_deref(), &process.cwd) {
+        let user_config = path != ssh::SYSTEM_CONFIG;
+        reader.read(&path, user_config, 0);
+    }
+    reader
+        .providers
+        .into_iter()
+        .map(|(place, library)| {
+            let library = match (library.strip_prefix("~/"), home.as_deref()) {
+                (Some(rest), Some(home)) => format!("{}/{rest}", home.trim_end_matches('/')),
+                _ => library,
+            };
+            (place, library)
+        })
+        .collect()
 }
 
 /// The files a path whose file name may hold `*`/`?` names, sorted as glob(3)
@@ -132,6 +172,7 @@ mod tests {
             destination: Some("pivot"),
             files_left: MAX_SSH_CONFIG_FILES,
             ports: Vec::new(),
+            providers: Vec::new(),
         };
         reader.read(&format!("{d}/main"), true, 0);
         assert_eq!(reader.ports, vec![2001, 2002, 2003]);

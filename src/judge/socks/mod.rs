@@ -81,7 +81,7 @@ enum Preload {
 pub const REASON_HANDSHAKE: &str = "socks_handshake";
 pub const REASON_SERVER: &str = "socks_server";
 
-pub use config_files::MAX_SSH_CONFIG_BYTES;
+pub use config_files::{ssh_config_providers, MAX_SSH_CONFIG_BYTES};
 
 /// How the SOCKS classifier behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +186,7 @@ impl<'a> Classifier<'a> {
                     destination: args.destination.as_deref(),
                     files_left: MAX_SSH_CONFIG_FILES,
                     ports: Vec::new(),
+                    providers: Vec::new(),
                 };
                 for path in ssh::config_paths(args, home.as_deref(), &process.cwd) {
                     let user_config = path != ssh::SYSTEM_CONFIG;

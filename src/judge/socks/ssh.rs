@@ -185,21 +185,40 @@ pub struct ConfigFindings {
     pub forwards: Vec<DynamicForward>,
     /// `Include` arguments, as written, in order (each may be a glob).
     pub includes: Vec<String>,
+    /// `PKCS11Provider` / `SecurityKeyProvider` libraries (keyword, value as
+    /// written) in blocks that apply or may apply (any `Match`).
+    pub providers: Vec<(&'static str, String)>,
 }
 
 /// `DynamicForward` entries and `Include`s of one config file that apply to
 /// `destination`.
 pub fn read_config(text: &str, destination: Option<&str>) -> ConfigFindings {
     let mut applies = true;
+    // A `Match` block other than `all` may apply: a library it names counts.
+    let mut may_apply = true;
     let mut found = ConfigFindings::default();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
         let Some((key, value)) = keyword_and_value(line) else {
             continue;
         };
+        let library =
+            !value.eq_ignore_ascii_case("none") && !value.eq_ignore_ascii_case("internal");
         match key.as_str() {
-            "host" => applies = host_line_matches(value, destination),
-            "match" => applies = value.eq_ignore_ascii_case("all"),
+            "host" => {
+                applies = host_line_matches(value, destination);
+                may_apply = applies;
+            }
+            "match" => {
+                applies = value.eq_ignore_ascii_case("all");
+                may_apply = true;
+            }
+            "pkcs11provider" if may_apply && library => {
+                found.providers.push(("PKCS11Provider", value.to_owned()))
+            }
+            "securitykeyprovider" if may_apply && library => found
+                .providers
+                .push(("SecurityKeyProvider", value.to_owned())),
             "dynamicforward" if applies => found.forwards.extend(parse_dynamic_forward(value)),
             "include" if applies => found.includes.extend(
                 value
@@ -463,5 +482,24 @@ Match all
         assert!(!host_line_matches(&stars, Some(&"a".repeat(60))));
         assert!(!host_line_matches("* !c", Some("c")));
         assert!(!host_line_matches("!c", Some("d")));
+    }
+
+    #[test]
+    fn provider_libraries_in_configs_that_may_apply() {
+        let text = "PKCS11Provider /a.so\nHost other\n  PKCS11Provider /b.so\n\
+                    Host pivot\n  SecurityKeyProvider internal\n  pkcs11provider /c.so\n\
+                    Match exec true\n  SecurityKeyProvider /d.so\n";
+        let found = read_config(text, Some("pivot"));
+        assert_eq!(
+            found.providers,
+            [
+                ("PKCS11Provider", "/a.so".to_owned()),
+                ("PKCS11Provider", "/c.so".to_owned()),
+                ("SecurityKeyProvider", "/d.so".to_owned()),
+            ]
+        );
+        assert!(read_config("PKCS11Provider none\n", None)
+            .providers
+            .is_empty());
     }
 }
