@@ -244,6 +244,11 @@ pub struct SocketScan {
     /// Why sockets that exist may be missing (a socket table over its size cap, the
     /// deadline passed): the table reports the result as partial, never complete.
     pub incomplete: Vec<String>,
+    /// Every TCP socket of each network namespace whose whole TCP tables a scan
+    /// of given pids read (owners not looked up), by namespace: what
+    /// `Host::namespace_tcp_sockets` would read again. Empty for full scans and
+    /// where the backend does not read whole tables.
+    pub namespace_tcp: HashMap<String, Vec<SocketInfo>>,
 }
 
 /// Code-trust verdict, as `process_code_signature.trust` reports it.

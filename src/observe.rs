@@ -60,7 +60,13 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
             Some(_) => Some(&whole_host_tcp),
             None => None,
         };
-        socks::socks_reasons(host, socks, &scan.sockets, whole_host_tcp)
+        socks::socks_reasons_with_tables(
+            host,
+            socks,
+            &scan.sockets,
+            whole_host_tcp,
+            &scan.namespace_tcp,
+        )
     } else {
         HashMap::new()
     };

@@ -423,38 +423,52 @@ fn local_addresses<'s>(
         .collect()
 }
 
-/// The TCP sockets of the clients' network namespaces that `tcp` does not hold,
-/// owners not looked up, when every listener a client can reach is one `tcp`
-/// holds: then a `pid =` scan needs no walk of every process's fds to find the
-/// owners of its clients' listeners. `None` when some client may reach another
-/// process's listener, or a namespace's table cannot be read.
+/// The host's local addresses seen in the clients' network namespaces (from
+/// every TCP socket there, `tcp` included), when every listener a client can
+/// reach is one `tcp` holds: then a `pid =` scan needs no walk of every
+/// process's fds to find the owners of its clients' listeners. A namespace's
+/// TCP sockets come from `known` (the scan's own read of its tables), else are
+/// read. `None` when some client may reach another process's listener, or a
+/// namespace's table cannot be read.
 fn ownerless_view(
     host: &dyn Host,
     tcp: &[&SocketInfo],
     clients: &[&SocketInfo],
-) -> Option<Vec<SocketInfo>> {
+    known: &HashMap<String, Vec<SocketInfo>>,
+) -> Option<HashSet<(String, IpAddr)>> {
     let held: HashSet<u64> = tcp.iter().map(|s| s.socket).collect();
-    let mut others: Vec<SocketInfo> = Vec::new();
     let mut namespaces: HashSet<&str> = HashSet::new();
+    let mut fetched: Vec<(&str, Vec<SocketInfo>)> = Vec::new();
     for client in clients {
-        if namespaces.insert(client.net_namespace.as_str()) {
-            let table = host.namespace_tcp_sockets(client.pid)?;
-            // Inode 0: no owner at all (TIME_WAIT), as a walk would not see it.
-            others.extend(table.into_iter().filter(|s| {
-                s.net_namespace == client.net_namespace
-                    && s.socket != 0
-                    && !held.contains(&s.socket)
-            }));
+        let namespace = client.net_namespace.as_str();
+        if namespaces.insert(namespace) && !known.contains_key(namespace) {
+            fetched.push((namespace, host.namespace_tcp_sockets(client.pid)?));
         }
     }
-    let local_addresses = local_addresses(others.iter().chain(tcp.iter().copied()));
-    let foreign_listeners = Listeners::new(others.iter().filter(|s| is_listener(s)));
-    let reaches_foreign = clients.iter().any(|client| {
-        !foreign_listeners
-            .reached_by(client, &local_addresses)
-            .is_empty()
-    });
-    (!reaches_foreign).then_some(others)
+    let held = &held;
+    let tables = namespaces
+        .iter()
+        .filter_map(|ns| Some((*ns, known.get(*ns)?.as_slice())))
+        .chain(fetched.iter().map(|(ns, table)| (*ns, table.as_slice())));
+    // Inode 0: no owner at all (TIME_WAIT), as a walk would not see it.
+    let others: Vec<&SocketInfo> = tables
+        .flat_map(|(namespace, table)| {
+            table.iter().filter(move |s| {
+                s.net_namespace == namespace && s.socket != 0 && !held.contains(&s.socket)
+            })
+        })
+        .collect();
+    let local = local_addresses(others.iter().copied().chain(tcp.iter().copied()));
+    let foreign_listeners = Listeners::new(others.iter().copied().filter(|s| is_listener(s)));
+    let reaches_foreign = clients
+        .iter()
+        .any(|client| !foreign_listeners.reached_by(client, &local).is_empty());
+    (!reaches_foreign).then(|| {
+        local
+            .into_iter()
+            .map(|(namespace, ip)| (namespace.to_owned(), ip))
+            .collect()
+    })
 }
 
 /// SOCKS reasons for the TCP sockets in `scanned`, keyed by [`socket_key`];
@@ -466,6 +480,18 @@ pub fn socks_reasons(
     config: &SocksConfig,
     scanned: &[SocketInfo],
     whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
+) -> HashMap<SocketKey, Vec<&'static str>> {
+    socks_reasons_with_tables(host, config, scanned, whole_host_tcp, &HashMap::new())
+}
+
+/// [`socks_reasons`], given the whole TCP tables of network namespaces the scan
+/// already read (`SocketScan::namespace_tcp`), which are then not read again.
+pub fn socks_reasons_with_tables(
+    host: &dyn Host,
+    config: &SocksConfig,
+    scanned: &[SocketInfo],
+    whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
+    namespace_tcp: &HashMap<String, Vec<SocketInfo>>,
 ) -> HashMap<SocketKey, Vec<&'static str>> {
     let mut out: HashMap<SocketKey, Vec<&'static str>> = HashMap::new();
     let tcp: Vec<&SocketInfo> = scanned.iter().filter(|s| is_tcp(s)).collect();
@@ -488,21 +514,27 @@ pub fn socks_reasons(
     });
     // The sockets that name this host's addresses, and the listeners clients may
     // reach (with their owners).
+    let mut ownerless_addresses: HashSet<(String, IpAddr)> = HashSet::new();
     let (universe, listeners): (Vec<SocketInfo>, Vec<SocketInfo>) = match whole_host_tcp {
-        Some(all) if needs_whole_host => match ownerless_view(host, &tcp, &clients) {
-            Some(others) => (
-                others,
-                tcp.iter()
-                    .filter(|s| is_listener(s))
-                    .map(|s| (*s).clone())
-                    .collect(),
-            ),
-            None => {
-                let all: Vec<SocketInfo> = all().into_iter().filter(is_tcp).collect();
-                let listeners = all.iter().filter(|s| is_listener(s)).cloned().collect();
-                (all, listeners)
+        Some(all) if needs_whole_host => {
+            match ownerless_view(host, &tcp, &clients, namespace_tcp) {
+                Some(addresses) => (
+                    {
+                        ownerless_addresses = addresses;
+                        Vec::new()
+                    },
+                    tcp.iter()
+                        .filter(|s| is_listener(s))
+                        .map(|s| (*s).clone())
+                        .collect(),
+                ),
+                None => {
+                    let all: Vec<SocketInfo> = all().into_iter().filter(is_tcp).collect();
+                    let listeners = all.iter().filter(|s| is_listener(s)).cloned().collect();
+                    (all, listeners)
+                }
             }
-        },
+        }
         _ => (
             Vec::new(),
             tcp.iter()
@@ -511,7 +543,8 @@ pub fn socks_reasons(
                 .collect(),
         ),
     };
-    let local_addresses = local_addresses(universe.iter().chain(tcp.iter().copied()));
+    let mut local_addresses = local_addresses(universe.iter().chain(tcp.iter().copied()));
+    local_addresses.extend(ownerless_addresses.iter().map(|(n, ip)| (n.as_str(), *ip)));
     let listener_index = Listeners::new(&listeners);
 
     let mut c = Classifier {
@@ -1002,6 +1035,72 @@ mod tests {
             map.is_empty(),
             "the (empty) whole-host view has no listener"
         );
+    }
+
+    /// A `pid =` scan hands over the namespace's TCP tables it read: the SOCKS
+    /// check reads them not again, and still sees another process's listener.
+    #[test]
+    fn the_scans_own_tcp_tables_are_not_read_again() {
+        // No processes: a namespace read through the host would fail (and then
+        // the whole host would be asked for).
+        let host = FakeHost::default();
+        let listen = tcp(30, 3, ("127.0.0.1", 1080), ("0.0.0.0", 0), "LISTEN");
+        let client = tcp(
+            30,
+            4,
+            ("127.0.0.1", 40000),
+            ("127.0.0.1", 1080),
+            "ESTABLISHED",
+        );
+        let scanned = vec![listen.clone(), client.clone()];
+        let unrelated = tcp(
+            31,
+            5,
+            ("10.0.0.2", 40001),
+            ("203.0.113.9", 443),
+            "ESTABLISHED",
+        );
+        let as_table = |sockets: &[&SocketInfo]| {
+            sockets
+                .iter()
+                .map(|s| SocketInfo {
+                    pid: 0,
+                    fd: -1,
+                    ..(*s).clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        let calls = std::cell::Cell::new(0);
+        let counted = || {
+            calls.set(calls.get() + 1);
+            Vec::new()
+        };
+        let known = HashMap::from([("ns1".to_string(), as_table(&[&listen, &client, &unrelated]))]);
+        let map = socks_reasons_with_tables(
+            &host,
+            &SocksConfig::default(),
+            &scanned,
+            Some(&counted),
+            &known,
+        );
+        assert_eq!(calls.get(), 0, "only its own listener is reachable");
+        assert_eq!(reasons_of(&map, &client), REASON_PORT);
+        // Another process listening on the same port (SO_REUSEPORT): its owner
+        // must be found, so the whole host is asked.
+        let twin = tcp(32, 3, ("0.0.0.0", 1080), ("0.0.0.0", 0), "LISTEN");
+        let known = HashMap::from([("ns1".to_string(), as_table(&[&listen, &client, &twin]))]);
+        socks_reasons_with_tables(
+            &host,
+            &SocksConfig::default(),
+            &scanned,
+            Some(&counted),
+            &known,
+        );
+        assert_eq!(calls.get(), 1);
+        // Without the scan's tables the host is asked for the namespace (here it
+        // cannot answer: the whole host is asked).
+        socks_reasons(&host, &SocksConfig::default(), &scanned, Some(&counted));
+        assert_eq!(calls.get(), 2);
     }
 
     #[test]

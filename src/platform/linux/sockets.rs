@@ -10,7 +10,7 @@ use super::procfs::{self, ProcDir};
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, IPPROTO_UDPLITE,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use crate::platform::HostError;
 use std::collections::{HashMap, HashSet};
@@ -441,6 +441,8 @@ pub struct Scan<'q> {
     /// Per uid: fd entries left to walk, and processes not walked (whole) for
     /// want of them.
     fd_budgets: Mutex<HashMap<u32, FdBudget>>,
+    /// Every process (not a given pid list).
+    full: bool,
 }
 
 /// One user's share of a scan's fd walk.
@@ -464,6 +466,7 @@ impl<'q> Scan<'q> {
             },
             tables: Mutex::new(HashMap::new()),
             fd_budgets: Mutex::new(HashMap::new()),
+            full,
         }
     }
 
@@ -727,7 +730,33 @@ impl<'q> Scan<'q> {
             errors: total.errors,
             executables: total.executables,
             incomplete,
+            namespace_tcp: self.namespace_tcp(),
         }
+    }
+
+    /// The whole TCP tables this scan of given pids read, for the SOCKS check of
+    /// its clients (a second read would find the same sockets).
+    fn namespace_tcp(&self) -> HashMap<String, Vec<SocketInfo>> {
+        if self.full || !self.protocols.tcp {
+            return HashMap::new();
+        }
+        let tables = self
+            .tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tables
+            .values()
+            .filter(|t| t.truncated.is_empty())
+            .map(|t| {
+                let tcp = t
+                    .entries
+                    .values()
+                    .filter(|e| e.protocol == IPPROTO_TCP && e.socket_type == SocketType::Stream)
+                    .map(|e| e.to_socket_info(0, -1, &t.namespace))
+                    .collect();
+                (t.namespace.clone(), tcp)
+            })
+            .collect()
     }
 }
 
