@@ -461,11 +461,19 @@ fn a_huge_pythonpath_is_capped_not_searched() {
             "PYTHONPATH: 3907 distinct directories, more than 64",
         ),
     ];
+    // What one judgement costs here anyway (the debug binary's start and store):
+    // a process with an ordinary environment, this test's own.
+    let (_, baseline) = judge_timed(i32::try_from(std::process::id()).expect("pid"));
     for (child, cap) in checks {
         let (judged, cpu) = judge_timed(child.pid);
-        eprintln!("an1256 query: {cpu:.2} s CPU");
-        // Generous: a loaded CI box; the capped judgement costs what any other does.
-        assert!(cpu < 1.5, "an1256 took {cpu:.2} s CPU");
+        eprintln!("an1256 query: {cpu:.2} s CPU (an ordinary process: {baseline:.2} s)");
+        // Generous: a loaded CI box; the capped judgement costs what any other
+        // does (uncapped it was 3.1 s against 0.7 s).
+        let bound = (baseline + 0.8).max(1.5);
+        assert!(
+            cpu < bound,
+            "an1256 took {cpu:.2} s CPU, more than {bound:.2} s"
+        );
         assert!(!judged.trusted() && judged.hit, "{}", judged.row);
         let error = judged.text("error");
         assert!(error.contains(cap), "{cap:?} not in {error:.2000}");
