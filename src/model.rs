@@ -320,6 +320,11 @@ pub struct CodeIdentity {
     /// Quarantine agent (the app that downloaded the file), macOS only.
     pub quarantine_agent: String,
     pub error: String,
+    /// Scripts: why the file's hash need not name the code that ran (a user other
+    /// than root can change the file or a directory on its path, the path goes
+    /// through a symlink, or the path could not be checked); empty when only root
+    /// can change either.
+    pub changeable: String,
 }
 
 impl CodeIdentity {

@@ -357,8 +357,12 @@ fn a_module_from_the_user_site_is_judged_by_its_file() {
         "{}",
         judged.row
     );
+    // The user's own module, in a directory the user can change: its hash is kept
+    // but the key is a class (its imports come from the same user site).
     assert!(
-        judged.text("subject_identity").starts_with("sha256:"),
+        judged
+            .text("subject_identity")
+            .starts_with("tainted:sha256:"),
         "{}",
         judged.row
     );
@@ -1637,4 +1641,82 @@ fn java_running_the_users_code_is_untrusted() {
         let judged = judge(child.pid);
         assert!(judged.trusted() && !judged.hit, "{}", judged.row);
     }
+}
+
+// ---- an approved script's hash approves that script only ----
+
+/// The key an approval names must stand for all the code that runs. A root-owned
+/// script in a root-only directory, run by the package's python, keeps its hash
+/// (`sha256:`): the benign twin. The attacker cannot reuse that approval by
+/// giving the script's path to their own `python3.11` (the key pairs both hashes:
+/// `script:`), nor by running a copy of it from their home, where they can change
+/// the file or add modules beside it after it was read (`tainted:`, a class).
+#[test]
+fn an_approved_scripts_hash_is_not_reused_by_other_code() {
+    if !root_or_skip("an_approved_scripts_hash_is_not_reused_by_other_code") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let user = attacker("fc-reuse");
+    std::fs::create_dir_all("/opt").expect("/opt");
+    let dir = tempfile::Builder::new()
+        .prefix("a1256-approved")
+        .tempdir_in("/opt")
+        .expect("tempdir in /opt");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let body = b"import time\ntime.sleep(300)\n";
+    let script = dir.path().join("ntpcheck.py");
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = script.to_str().expect("utf-8");
+    let digest = {
+        let out = Command::new("sha256sum")
+            .arg(script)
+            .output()
+            .expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let approved = format!("sha256:{digest}");
+
+    let twin = exec_holding_udp(&user, &["/usr/bin/python3", script], &[], "");
+    let judged = judge(twin.pid);
+    assert_eq!(
+        judged.text("subject_identity"),
+        approved,
+        "twin: {:?}",
+        judged.row
+    );
+
+    let fake = user.unsigned_python_copy("python3.11", "fc-reuse");
+    let fake = fake.to_str().expect("utf-8");
+    let attack = exec_holding_udp(&user, &[fake, script], &[], "");
+    let judged = judge(attack.pid);
+    let identity = judged.text("subject_identity");
+    assert_ne!(identity, approved);
+    assert!(
+        identity.contains(&format!("script:{digest}:sha256:")),
+        "{identity}"
+    );
+    assert!(judged.hit && !judged.trusted());
+
+    let copy = user.write("beacon.py", body, false);
+    let copy = copy.to_str().expect("utf-8");
+    let attack = exec_holding_udp(&user, &["/usr/bin/python3", copy], &[], "");
+    let judged = judge(attack.pid);
+    assert_eq!(
+        judged.text("subject_identity"),
+        format!("tainted:{approved}")
+    );
+    assert!(
+        judged
+            .text("error")
+            .contains("writable by a user other than root"),
+        "{:?}",
+        judged.row
+    );
+    assert!(judged.hit);
 }

@@ -255,9 +255,10 @@ fn own_scripts_are_hashed_and_package_scripts_stay_trusted() {
     let identity = script_identity(&verdict);
     assert_eq!(identity.trust, Trust::Unsigned, "{identity:?}");
     assert_eq!(identity.sha256, sha_of(&script));
+    // Hashed, and keyed as a class: the user can change it after it was read.
     assert_eq!(
         verdict.subject.identity,
-        format!("sha256:{}", sha_of(&script))
+        format!("tainted:sha256:{}", sha_of(&script))
     );
 
     let mut command = user.command("python3");

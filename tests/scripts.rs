@@ -131,6 +131,12 @@ fn table_row(host: Arc<dyn Host>, pid: u32) -> HashMap<&'static str, String> {
         .collect()
 }
 
+/// The key of a script in a temporary directory (under `/tmp`, which others can
+/// write): hashed, and a class, since the file can change after it was read.
+fn changeable_script_identity(sha: &str) -> String {
+    format!("tainted:sha256:{sha}")
+}
+
 /// What a test expects of the subject, checked on both paths.
 struct Expect<'a> {
     interpreter: &'a str,
@@ -203,7 +209,7 @@ fn python_script_file_is_the_untrusted_subject() {
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == &script)
     });
-    let identity = format!("sha256:{}", file_sha(&script));
+    let identity = changeable_script_identity(&file_sha(&script));
     let row = judge(
         host,
         process,
@@ -302,7 +308,7 @@ fn bash_script_file() {
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == &script)
     });
-    let identity = format!("sha256:{}", file_sha(&script));
+    let identity = changeable_script_identity(&file_sha(&script));
     judge(
         host,
         process,
@@ -331,6 +337,8 @@ fn bash_relative_script_held_open_is_hashed() {
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == "./job.sh")
     });
+    // Relative and held open: the walk starts at the cwd (root's 0700 directory),
+    // so only root can change the file: its hash is the key.
     let identity = format!("sha256:{}", file_sha(&script));
     judge(
         host,
@@ -368,7 +376,7 @@ fn env_python_shebang_script_run_directly() {
             && p.argv.iter().any(|a| a == &script)
     });
     assert_eq!(process.argv.first().map(String::as_str), Some("python3"));
-    let identity = format!("sha256:{}", file_sha(&script));
+    let identity = changeable_script_identity(&file_sha(&script));
     judge(
         host,
         process,
@@ -403,7 +411,7 @@ fn sh_shebang_script_run_directly() {
         ["sh", "dash", "bash"].contains(&interpreter),
         "{interpreter}"
     );
-    let identity = format!("sha256:{}", file_sha(&script));
+    let identity = changeable_script_identity(&file_sha(&script));
     judge(
         host,
         process,
@@ -484,7 +492,7 @@ fn python_module_in_cwd_is_judged_as_its_file() {
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == "an1256probe")
     });
-    let identity = format!("sha256:{}", file_sha(&module_file));
+    let identity = changeable_script_identity(&file_sha(&module_file));
     let verdict_module = {
         let v = subject::evaluate(host.as_ref(), process.clone());
         v.script.map(|s| s.module).unwrap_or_default()
@@ -522,7 +530,7 @@ fn python_package_main_in_cwd_is_judged_as_its_file() {
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == "an1256pkg")
     });
-    let identity = format!("sha256:{}", file_sha(&main));
+    let identity = changeable_script_identity(&file_sha(&main));
     judge(
         host,
         process,
@@ -738,7 +746,7 @@ fn tclsh_script_file() {
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == &script)
     });
-    let identity = format!("sha256:{}", file_sha(&script));
+    let identity = changeable_script_identity(&file_sha(&script));
     judge(
         host,
         process,

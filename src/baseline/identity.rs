@@ -27,7 +27,7 @@ pub fn validate_identity(identity: &str) -> Result<String, StoreError> {
 }
 
 fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, StoreError> {
-    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, tainted:<trusted file identity>, stdin:<interpreter>:<stdin source>:<interpreter identity>";
+    const FORMATS: &str = "team:<TEAMID>:<signing id>, apple:<signing id>, package:<pkg>:</path>, sha256:<64 hex>, inline:<interpreter>:<64 hex>, path:</path>, module:<module>:<interpreter identity>, script:<64 hex>:<interpreter identity>, tainted:<identity>, stdin:<interpreter>:<stdin source>:<interpreter identity>";
     if identity.is_empty() {
         return Err(StoreError::Invalid(format!(
             "identity is empty; expected one of {FORMATS}"
@@ -93,17 +93,28 @@ fn validate_identity_depth(identity: &str, depth: u8) -> Result<String, StoreErr
             }
             _ => bad("module identities are module:<name>:<interpreter identity>"),
         },
+        "script" if depth <= 1 => match rest.split_once(':') {
+            Some((digest, inner)) if is_hex64(digest) => {
+                let inner = validate_identity_depth(inner, depth + 1).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "identity {identity:?}: its interpreter part is invalid: {e}"
+                    ))
+                })?;
+                Ok(format!("script:{}:{inner}", digest.to_ascii_lowercase()))
+            }
+            _ => bad("script identities are script:<64 hex>:<interpreter identity>"),
+        },
         "tainted" if depth == 0 => {
             let inner = validate_identity_depth(rest, 1).map_err(|e| {
                 StoreError::Invalid(format!(
-                    "identity {identity:?}: its file part is invalid: {e}"
+                    "identity {identity:?}: its code part is invalid: {e}"
                 ))
             })?;
-            if !["package:", "apple:", "team:"]
+            if ["path:", "stdin:", "module:", "tainted:"]
                 .iter()
                 .any(|k| inner.starts_with(k))
             {
-                return bad("tainted identities are tainted:<package:|apple:|team: identity>");
+                return bad("tainted identities wrap the identity of one piece of code (package:, apple:, team:, sha256:, inline:, script:)");
             }
             Ok(format!("tainted:{inner}"))
         }
@@ -170,8 +181,13 @@ pub fn broad_identity_scope(identity: &str) -> Option<String> {
             "any content at {rest}: it could not be hashed, so changing the file keeps the approval"
         )),
         "tainted" => Some(format!(
-            "every run of {rest} with other code in its process (loaded by options or variables, a program loader, an untrusted interpreter): that code is never identified"
+            "every run of {rest} with other code in its process (loaded by options or variables, a program loader, an untrusted interpreter), or from a file that another user could change after it was read: that code is never identified"
         )),
+        "script" => {
+            let (_, runner) = rest.split_once(':').unwrap_or((rest, "?"));
+            broad_identity_scope(runner)
+                .map(|scope| format!("code run by an interpreter that is itself a class: {scope}"))
+        }
         _ => None,
     }
 }

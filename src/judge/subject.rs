@@ -173,6 +173,7 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
             subject.error = why;
         }
     }
+    let judged_trusted = subject.trusted;
     // What else runs in a trusted subject: loader options and variables, and
     // whether argv's script is the one the process holds.
     if subject.trusted {
@@ -183,6 +184,33 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         if !problems.is_empty() {
             subject.trusted = false;
             subject.error = problems.join("; ");
+        }
+    }
+    // An untrusted subject's key is what an approval (or learning) names: it must
+    // stand for all the code that runs. Other code loaded into the process, a
+    // script that is not the one the process holds, or a script whose file or
+    // directories another user can change since it was read, and the key names a
+    // class instead (approved only with --force, never learned).
+    if !judged_trusted && !class_key(&subject.identity) {
+        let mut problems = code_load_problems(host, &process, script.as_ref(), &mut env);
+        if let Some(s) = script.as_ref().filter(|s| s.kind == ScriptKind::File) {
+            problems.extend(argv_problem(host, &process, s));
+            if let Some(changeable) = script_identity
+                .as_ref()
+                .map(|si| si.changeable.as_str())
+                .filter(|c| !c.is_empty())
+            {
+                problems.push(format!(
+                    "the script's hash need not name the code that ran: {changeable}"
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            if !subject.error.is_empty() {
+                problems.insert(0, std::mem::take(&mut subject.error));
+            }
+            subject.error = problems.join("; ");
+            subject.identity = format!("tainted:{}", subject.identity);
         }
     }
     // Untrusted although its file is trusted: the trusted file's key would approve
@@ -213,6 +241,20 @@ fn argv_problem(host: &dyn Host, process: &ProcessInfo, s: &ScriptInvocation) ->
     };
     script::argv_disagreement(s.interpreter, &process.path, &s.script_path, key, &open)
         .map(|why| format!("argv disagrees with the process: {why}"))
+}
+
+/// Whether a baseline key already names a class of code rather than one piece.
+fn class_key(identity: &str) -> bool {
+    ["path:", "stdin:", "module:", "tainted:"]
+        .iter()
+        .any(|kind| identity.starts_with(kind))
+}
+
+/// The key of code run by an untrusted interpreter binary: the code's hash with
+/// the interpreter's key, so the binary never inherits the code's approval (an
+/// attacker's `python3` given an approved script's path runs its own code).
+fn with_interpreter(code_sha256: &str, interpreter_key: &str) -> String {
+    format!("script:{code_sha256}:{interpreter_key}")
 }
 
 /// Whether a baseline key names a trusted file (package, Apple, Developer ID).
@@ -572,10 +614,16 @@ pub fn subject_of(
                 } else {
                     String::new()
                 };
+                let key = baseline_key(si, &script.script_path);
+                let key = if !interpreter_ok && key.starts_with("sha256:") {
+                    with_interpreter(&si.sha256, &interpreter_key)
+                } else {
+                    key
+                };
                 script_subject(
                     &script.script_path,
                     si.trust.is_trusted() && interpreter_ok,
-                    baseline_key(si, &script.script_path),
+                    key,
                     error,
                 )
             }
@@ -590,7 +638,11 @@ pub fn subject_of(
         ScriptKind::Inline => script_subject(
             "",
             false,
-            format!("inline:{}:{}", script.interpreter, script.inline_sha256),
+            if identity.trust.is_trusted() {
+                format!("inline:{}:{}", script.interpreter, script.inline_sha256)
+            } else {
+                with_interpreter(&script.inline_sha256, &interpreter_key)
+            },
             String::new(),
         ),
         // Code from a pipe, a file or a socket on stdin cannot be seen: untrusted,
@@ -714,6 +766,91 @@ mod tests {
             assert!(crate::baseline::identity::validate_identity(&v.subject.identity).is_ok());
             assert!(crate::baseline::identity::broad_identity_scope(&v.subject.identity).is_some());
         }
+    }
+
+    /// An approved script's hash must not approve other code: run by an untrusted
+    /// interpreter binary (the attacker's own `python3` given the script's path)
+    /// the key pairs both hashes; loaded with other code, or from a file another
+    /// user can change after it was read, the key is a class. Twins: the same
+    /// script under the package's python, from a root-only path, keeps its hash.
+    #[test]
+    fn an_untrusted_scripts_key_names_all_the_code_that_runs() {
+        let mut host = host();
+        let script = "/opt/acme/ntpcheck.py";
+        let sha = format!("{:064x}", script.len());
+        let v = evaluate(
+            &host,
+            process(1, "/usr/bin/python3.11", &["python3", script]),
+        );
+        assert_eq!(v.subject.identity, format!("sha256:{sha}"), "twin");
+        assert!(v.subject.error.is_empty(), "{}", v.subject.error);
+
+        let fake = "/home/u/bin/python3.11";
+        let v = evaluate(&host, process(2, fake, &["python3", script]));
+        let want = format!("script:{sha}:sha256:{:064x}", fake.len());
+        assert_eq!(v.subject.identity, want, "{}", v.subject.error);
+        assert!(!v.subject.trusted);
+        assert!(crate::baseline::identity::validate_identity(&want).is_ok());
+        assert!(crate::baseline::identity::broad_identity_scope(&want).is_none());
+        let inline = evaluate(&host, process(2, fake, &["python3", "-c", "pass"]));
+        assert!(
+            inline.subject.identity.starts_with("script:"),
+            "{}",
+            inline.subject.identity
+        );
+
+        host.environments
+            .insert(3, vec!["PYTHONPATH=/home/u/ac2".into()]);
+        let v = evaluate(
+            &host,
+            process(3, "/usr/bin/python3.11", &["python3", script]),
+        );
+        assert_eq!(v.subject.identity, format!("tainted:sha256:{sha}"));
+        assert!(
+            v.subject.error.contains("PYTHONPATH"),
+            "{}",
+            v.subject.error
+        );
+
+        host.changeable.insert(
+            "/home/u/ntpcheck.py".into(),
+            "directory /home/u on the script's path is writable by a user other than root".into(),
+        );
+        let v = evaluate(
+            &host,
+            process(
+                4,
+                "/usr/bin/python3.11",
+                &["python3", "/home/u/ntpcheck.py"],
+            ),
+        );
+        assert!(
+            v.subject.identity.starts_with("tainted:sha256:"),
+            "{}",
+            v.subject.identity
+        );
+        assert!(
+            v.subject.error.contains("need not name"),
+            "{}",
+            v.subject.error
+        );
+        assert!(crate::baseline::identity::broad_identity_scope(&v.subject.identity).is_some());
+
+        // An unsigned binary with a preloaded library: its hash is not all its code.
+        host.environments
+            .insert(5, vec!["LD_PRELOAD=/home/u/evil.so".into()]);
+        let v = evaluate(&host, process(5, "/home/u/bin/beacon", &["beacon"]));
+        assert!(
+            v.subject.identity.starts_with("tainted:sha256:"),
+            "{}",
+            v.subject.identity
+        );
+        let v = evaluate(&host, process(6, "/home/u/bin/beacon", &["beacon"]));
+        assert!(
+            v.subject.identity.starts_with("sha256:"),
+            "twin: {}",
+            v.subject.identity
+        );
     }
 
     #[test]
@@ -844,10 +981,17 @@ mod tests {
             "/home/u/.local/lib/python3.11/site-packages/beacon.py"
         );
         assert!(!v.subject.trusted);
+        // Its imports may come from the same user-writable directories: the hash
+        // does not stand for the code that runs, so the key is a class.
         assert!(
-            v.subject.identity.starts_with("sha256:"),
+            v.subject.identity.starts_with("tainted:sha256:"),
             "{}",
             v.subject.identity
+        );
+        assert!(
+            v.subject.error.contains("user site-packages"),
+            "{}",
+            v.subject.error
         );
         // -s: no user site, so the module is nowhere: a module subject, untrusted.
         let v = evaluate(

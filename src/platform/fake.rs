@@ -35,6 +35,9 @@ pub struct FakeHost {
     pub file_keys: HashMap<String, (u64, u64)>,
     /// The path each pid verifiably runs from (`executable_is_at`).
     pub executables_at: HashMap<Pid, String>,
+    /// Why a script path's file could change after it was read
+    /// (`CodeIdentity::changeable` from `script_identity`); absent: only root can.
+    pub changeable: HashMap<String, String>,
     /// What `path_kind` answers; absent paths are `Missing`.
     pub path_kinds: HashMap<String, crate::model::PathKind>,
     /// Every pid passed to `process()`, in order.
@@ -206,6 +209,22 @@ impl Host for FakeHost {
 
     fn file_identity(&self, path: &str) -> CodeIdentity {
         self.identity_of(path)
+    }
+
+    fn script_identity(
+        &self,
+        _process: &ProcessInfo,
+        _operand: &str,
+        display_path: &str,
+    ) -> Option<CodeIdentity> {
+        display_path.starts_with('/').then(|| CodeIdentity {
+            changeable: self
+                .changeable
+                .get(display_path)
+                .cloned()
+                .unwrap_or_default(),
+            ..self.identity_of(display_path)
+        })
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {

@@ -293,9 +293,11 @@ pub trait Host: Send + Sync {
         display_path: &str,
     ) -> Option<CodeIdentity> {
         let _ = (process, operand);
-        display_path
-            .starts_with('/')
-            .then(|| self.file_identity(display_path))
+        display_path.starts_with('/').then(|| {
+            let mut identity = self.file_identity(display_path);
+            identity.changeable = changeable_here(display_path);
+            identity
+        })
     }
     /// At most `limit` bytes of a configuration file that `process` names (ssh `-F`,
     /// `Include`, proxychains configs): only a regular file, read with the process's
@@ -439,6 +441,50 @@ pub fn read_processes(
         }
     }
     Ok(processes)
+}
+
+/// Why the file at the absolute `path` (this process's view) and its directories
+/// could be changed by someone other than root: a non-root owner, a non-root
+/// group with write, other write, or a symlink on the way; empty when only root
+/// can change them. The portable, conservative check behind `changeable`.
+pub fn changeable_here(path: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let chain = |path: &std::path::Path| -> Vec<std::path::PathBuf> {
+        path.ancestors().map(std::path::Path::to_path_buf).collect()
+    };
+    let resolved = match std::fs::canonicalize(path) {
+        Ok(resolved) => resolved,
+        Err(e) => return format!("cannot resolve the script's path: {e}"),
+    };
+    // As named (a link another user owns could be swapped) and as resolved.
+    for component in chain(std::path::Path::new(path))
+        .into_iter()
+        .chain(chain(&resolved))
+    {
+        let shown = component.display();
+        match std::fs::symlink_metadata(&component) {
+            // Root's own links (macOS /var, /tmp) only root can change.
+            Ok(m) if m.file_type().is_symlink() && m.uid() != 0 => {
+                return format!(
+                    "{shown} on the script's path is a symbolic link of uid {}",
+                    m.uid()
+                )
+            }
+            Ok(m) if m.file_type().is_symlink() => {}
+            Ok(m)
+                if m.uid() != 0
+                    || (m.gid() != 0 && m.mode() & 0o020 != 0)
+                    || m.mode() & 0o002 != 0 =>
+            {
+                return format!(
+                    "{shown} on the script's path is writable by a user other than root"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return format!("cannot check {shown} on the script's path: {e}"),
+        }
+    }
+    String::new()
 }
 
 /// `path_kind` in this process's view of the file system.

@@ -40,7 +40,7 @@ super::table_row! {
         subject_kind: TEXT = "binary or script: what AN1256 judges",
         subject_path: TEXT = "The executable, or the script for interpreters",
         subject_trusted: INTEGER = "Trust of the subject (an Apple-signed python running /tmp/x.py is 0)",
-        subject_identity: TEXT = "Stable baseline key: team:<TEAMID>:<id>, apple:<id>, package:<pkg>:<path>, sha256:<hex>, inline:<interpreter>:<sha256>",
+        subject_identity: TEXT = "Stable baseline key: team:<TEAMID>:<id>, apple:<id>, package:<pkg>:<path>, sha256:<hex>, inline:<interpreter>:<sha256>, script:<sha256>:<interpreter key> (code run by an untrusted interpreter); classes (approved only with --force, never learned): tainted:<key> (other code in the process, or a script file others can change), path:, stdin:, module:",
         cwd: TEXT = "Current working directory",
         start_time: BIGINT = "Process start time, Unix seconds",
         username: TEXT = "Name of the real uid",

@@ -114,10 +114,12 @@ fn kill_group(child: &mut Child) {
 }
 
 /// Spawns `command` in a process group of its own, with piped stdout/stderr, and
-/// waits for a `ready` line.
+/// waits for a `ready` line. Without cargo's `LD_LIBRARY_PATH` (target
+/// directories): it would rightly make any child's code identity a class.
 pub fn spawn_ready(mut command: Command) -> Result<ReadyChild, NotReady> {
     use std::os::unix::process::CommandExt;
     command
+        .env_remove("LD_LIBRARY_PATH")
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -288,7 +290,8 @@ impl Attacker {
             .current_dir(&self.home)
             .env("HOME", &self.home)
             .env("USER", &self.name)
-            .env("LOGNAME", &self.name);
+            .env("LOGNAME", &self.name)
+            .env_remove("LD_LIBRARY_PATH");
         command
     }
 

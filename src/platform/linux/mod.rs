@@ -570,12 +570,14 @@ impl Host for LinuxHost {
             Err(e) => return Some(CodeIdentity::unknown(e.to_string())),
         };
         let refusal = script_file::package_refusal(&resolved.facts);
-        let identity = self.identity_of_open_file(
+        let changeable = script_file::changeable(&resolved);
+        let mut identity = self.identity_of_open_file(
             resolved.file.into(),
             &resolved.claim_path,
             false,
             credentials.uid,
         );
+        identity.changeable = changeable;
         Some(script_file::apply_refusal(identity, refusal.as_ref()))
     }
 

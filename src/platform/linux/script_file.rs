@@ -68,6 +68,9 @@ pub struct PathFacts {
     pub writable_directory: Option<String>,
     /// Why the walk could not be checked (too deep, a component unreadable).
     pub unchecked: Option<String>,
+    /// A directory on the way that anyone but root may write (whoever runs the
+    /// process: the attacker need not be its user).
+    pub changeable_directory: Option<String>,
     /// The file is the host's file at the same path (same `(dev, ino)`).
     pub same_file_on_host: bool,
 }
@@ -116,6 +119,33 @@ pub fn package_refusal(facts: &PathFacts) -> Option<Refusal> {
         );
     }
     None
+}
+
+/// Why the script's hash need not name the code that ran: someone other than root
+/// (the process's own user included, unless it is root) can change the file, or a
+/// directory on its path, so the content hashed now may not be what the
+/// interpreter read at start; or the path goes through a symlink or could not be
+/// checked. Empty when only root can change them.
+pub fn changeable(resolved: &ResolvedScript) -> String {
+    let facts = &resolved.facts;
+    if let Some(dir) = &facts.changeable_directory {
+        return format!(
+            "directory {dir} on the script's path is writable by a user other than root"
+        );
+    }
+    if facts.through_symlink {
+        return "the script's path goes through a symbolic link".into();
+    }
+    if let Some(why) = &facts.unchecked {
+        return format!("the script's path was not checked ({why})");
+    }
+    match userfile::fstat(resolved.file.as_raw_fd()) {
+        Ok(st) if FsCredentials::ROOT.may_write(st.st_uid, st.st_gid, st.st_mode) => {
+            "the script file is writable by a user other than root".into()
+        }
+        Ok(_) => String::new(),
+        Err(e) => format!("cannot stat the script file: {e}"),
+    }
 }
 
 /// A verdict with `refusal` applied: a `package` verdict becomes `unknown` with the
@@ -253,6 +283,12 @@ pub fn resolve(
         Ok(found) => (found, None),
         Err(why) => (None, Some(why.to_string())),
     };
+    let changeable_directory = if credentials.uid == 0 {
+        writable_directory.clone()
+    } else {
+        self::writable_directory(&base, raw, anchor, &FsCredentials::ROOT)
+            .unwrap_or_else(|why| Some(format!("? ({why})")))
+    };
     let same_file_on_host = !claim_path.is_empty()
         && userfile::open_regular(None, None, claim_path.as_bytes(), Anchor::InRoot, false)
             .and_then(|host| file_key(&host.path_fd))
@@ -265,6 +301,7 @@ pub fn resolve(
             through_symlink: opened.through_symlink,
             writable_directory,
             unchecked,
+            changeable_directory,
             same_file_on_host,
         },
     })

@@ -36,6 +36,13 @@ pub struct FsCredentials {
 }
 
 impl FsCredentials {
+    /// Root's: `may_write` then asks whether anyone *but* root can change a file.
+    pub const ROOT: FsCredentials = FsCredentials {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+    };
+
     /// True when a directory or file with this owner, group and mode can be changed
     /// by these credentials (owner, group or other write bit that applies; an owner
     /// can always chmod). For root, whose own writes prove nothing, whether anyone
