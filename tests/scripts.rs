@@ -546,24 +546,30 @@ fn python_package_main_in_cwd_is_judged_as_its_file() {
 }
 
 /// A standard-library module (not in the cwd) is judged as the file python's path
-/// finder runs: the package-owned `code.py`, trusted.
+/// finder runs: the package-owned `http/server.py`, trusted. (`code`, the stdlib
+/// console, would run what its stdin sends: never trusted.)
 #[test]
 fn python_stdlib_module_is_judged_as_its_package_file() {
-    if !have(PYTHON) || !have("/usr/lib/python3.11/code.py") {
+    let file = "/usr/lib/python3.11/http/server.py";
+    if !have(PYTHON) || !have(file) {
         return;
     }
     let host = host();
-    // `python3 -m code` is the stdlib REPL; it blocks reading the idle stdin pipe.
+    // Serves on an ephemeral loopback port until killed.
     // From `/`: a user-writable cwd is first on sys.path for -m and untrusts it.
-    let child = spawn(PYTHON, &["-m", "code", "-q"], Path::new("/"));
+    let child = spawn(
+        PYTHON,
+        &["-m", "http.server", "0", "--bind", "127.0.0.1"],
+        Path::new("/"),
+    );
     let process = wait_for(host.as_ref(), &child, |p| {
-        p.argv.iter().any(|a| a == "code")
+        p.argv.iter().any(|a| a == "http.server")
     });
     let row = table_row(host.clone(), child.pid());
     assert_eq!(row["script_kind"], "file");
-    assert_eq!(row["script_path"], "/usr/lib/python3.11/code.py");
+    assert_eq!(row["script_path"], file);
     assert_eq!(row["subject_kind"], "script");
-    assert_eq!(row["subject_path"], "/usr/lib/python3.11/code.py");
+    assert_eq!(row["subject_path"], file);
     assert_eq!(row["subject_trusted"], "1", "{}", row["error"]);
     assert!(
         row["subject_identity"].starts_with("package:libpython3.11-stdlib:"),
@@ -576,7 +582,7 @@ fn python_stdlib_module_is_judged_as_its_package_file() {
 /// A script owned by a Debian package, run by the interpreter: trusted, `package`.
 #[test]
 fn package_owned_python_script_is_trusted() {
-    let script = "/usr/lib/python3.11/code.py";
+    let script = "/usr/lib/python3.11/http/server.py";
     if !have(PYTHON) || !have(script) {
         return;
     }
@@ -590,8 +596,8 @@ fn package_owned_python_script_is_trusted() {
     }
     let host = host();
     let (_guard, dir) = temp_dir();
-    // code.py is an interactive console: it blocks on the idle stdin pipe.
-    let child = spawn(PYTHON, &[script, "-q"], &dir);
+    // Serves on an ephemeral loopback port until killed.
+    let child = spawn(PYTHON, &[script, "0", "--bind", "127.0.0.1"], &dir);
     let process = wait_for(host.as_ref(), &child, |p| {
         p.argv.iter().any(|a| a == script)
     });
