@@ -1345,6 +1345,10 @@ fn python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code() {
         "",
     );
     assert_hit_because(&judge(child.pid), "python's timeit runs the code");
+    // The console fed by a pipe runs what the pipe holds (at a terminal it is a
+    // person, as for the REPL).
+    let child = exec_holding_udp_in(&user, "/", &["/usr/bin/python3", "-m", "code"], &[], "");
+    assert_hit_because(&judge(child.pid), "python's code runs the code");
     // Benign twin: a stdlib module that runs nothing of the user's.
     let child = exec_holding_udp_in(&user, "/", &module, &[], "");
     let judged = judge(child.pid);

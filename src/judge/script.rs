@@ -1373,23 +1373,21 @@ const PYTHON_CODE_RUNNERS: &[&str] = &[
     "timeit", "cProfile", "profile", "pdb", "trace", "runpy", "doctest", "pickle", "code", "pydoc",
 ];
 
-/// Why a python script file runs other code in its process (a standard-library
-/// runner), or `None`. Such a subject is never trusted on its own file alone.
-pub fn python_code_runner(script_path: &str) -> Option<String> {
+/// The standard-library runner a python script file is (it runs other code in
+/// its process), or `None`. Such a subject is never trusted on its own file alone
+/// (`code`, the console, only when no person is at a terminal).
+pub fn python_code_runner(script_path: &str) -> Option<&'static str> {
     if !script_path.contains("/lib/python") {
         return None;
     }
     let base = basename(script_path);
     let stem = base.strip_suffix(".py").unwrap_or(base);
     let package_main = |package: &str| script_path.ends_with(&format!("/{package}/__main__.py"));
-    let runner = PYTHON_CODE_RUNNERS
+    PYTHON_CODE_RUNNERS
         .iter()
         .find(|r| **r == stem || package_main(r))
         .copied()
-        .or_else(|| package_main("unittest").then_some("unittest"))?;
-    Some(format!(
-        "python's {runner} runs the code named in its arguments in this process"
-    ))
+        .or_else(|| package_main("unittest").then_some("unittest"))
 }
 
 /// Where CPython looks for `pyvenv.cfg` given its argv[0]: the program path

@@ -164,13 +164,17 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
     // A standard-library runner (`python3 -m cProfile x.py`) runs the code in its
     // arguments as the package's file.
     if subject.trusted {
-        if let Some(why) = script
+        let runner = script
             .as_ref()
             .filter(|s| s.kind == ScriptKind::File && s.interpreter == "python")
             .and_then(|s| script::python_code_runner(&s.script_path))
-        {
+            // The console runs what a person types at a terminal, like the REPL.
+            .filter(|r| *r != "code" || host.stdin_source(process.pid) != StdinSource::Terminal);
+        if let Some(runner) = runner {
             subject.trusted = false;
-            subject.error = why;
+            subject.error = format!(
+                "python's {runner} runs the code named in its arguments or its input in this process"
+            );
         }
     }
     let judged_trusted = subject.trusted;
