@@ -685,7 +685,26 @@ fn two_writers_lose_nothing() {
     let store = Store::open(&db, 0).unwrap();
     let entries = store.entries(None).unwrap();
     // 2 x 300 imported + 2 x 150 approved (icmp) + 2 x 150 learned (udp).
-    assert_eq!(entries.len(), 600 + 300 + 300);
+    // On failure, say which writes are missing and whether a store was moved
+    // aside (a recovery) while they ran: a flake under load has been seen once.
+    let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in &entries {
+        *by_source
+            .entry(format!("{:?}/{}", e.source, e.protocol_name))
+            .or_default() += 1;
+    }
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        entries.len(),
+        600 + 300 + 300,
+        "by source: {by_source:?}; files: {files:?}"
+    );
     assert_eq!(store.observations(None).unwrap().len(), 300);
     assert!(entries.iter().any(|e| e.identity == identity(1, 299)));
 }
