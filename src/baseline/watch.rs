@@ -72,6 +72,11 @@ const MAX_REJUDGED_PER_TICK: usize = 32;
 const MAX_EVENTS_PER_WAIT: usize = 4096;
 /// Longest block on the event source: how long a stop request may wait.
 const EVENT_WAIT: Duration = Duration::from_millis(200);
+/// After a read that found events, the watch lets the next ones gather this
+/// long: one wake-up per batch instead of one per event on a busy host (they
+/// are judged at the tick anyway). The kernel holds about 500 events meanwhile;
+/// past that they are lost, which costs a rescan.
+const EVENT_GATHER: Duration = Duration::from_millis(50);
 /// An observation the watch recorded is written again at most this often while
 /// it lasts (`last_seen` then stays fresh; `an1256_hits_recent` looks 180 s back).
 const RECORD_REFRESH_SECS: i64 = 10;
@@ -324,10 +329,11 @@ impl Watch {
     /// Waits at most `timeout` for events from the source and applies them.
     /// Without a source it only sleeps (the caller's tick polls). A broken source
     /// is dropped: the watch polls from then on.
-    pub fn wait_for_events(&mut self, timeout: Duration) {
+    /// Returns how many events were read.
+    pub fn wait_for_events(&mut self, timeout: Duration) -> usize {
         let Some(source) = self.source.as_mut() else {
             std::thread::sleep(timeout);
-            return;
+            return 0;
         };
         let mut events = Vec::new();
         if let Err(why) = source.wait(timeout, MAX_EVENTS_PER_WAIT, &mut events) {
@@ -337,9 +343,11 @@ impl Watch {
             self.status.note = format!("polling the process list every second: {why}");
             self.rescan_due = true;
         }
+        let read = events.len();
         for event in events {
             self.handle(event);
         }
+        read
     }
 
     /// A keyed hash of the image `pid` runs now; `None` when it has no stamp
@@ -655,7 +663,10 @@ impl Watch {
             if left.is_zero() {
                 break;
             }
-            self.wait_for_events(left.min(EVENT_WAIT));
+            let read = self.wait_for_events(left.min(EVENT_WAIT));
+            if read > 0 && read < MAX_EVENTS_PER_WAIT {
+                std::thread::sleep(left.min(EVENT_GATHER));
+            }
         }
     }
 }
