@@ -472,9 +472,8 @@ pub fn changeable_here(path: &str) -> String {
             }
             Ok(m) if m.file_type().is_symlink() => {}
             Ok(m)
-                if m.uid() != 0
-                    || (m.gid() != 0 && m.mode() & 0o020 != 0)
-                    || m.mode() & 0o002 != 0 =>
+                // Group write whatever the group: with an ACL it is the mask.
+                if m.uid() != 0 || m.mode() & 0o022 != 0 =>
             {
                 return format!(
                     "{shown} on the script's path is writable by a user other than root"

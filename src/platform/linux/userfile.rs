@@ -44,13 +44,14 @@ impl FsCredentials {
     };
 
     /// True when a directory or file with this owner, group and mode can be changed
-    /// by these credentials (owner, group or other write bit that applies; an owner
-    /// can always chmod). For root, whose own writes prove nothing, whether anyone
-    /// *but* root can change it (a non-root owner, a non-root group or other write
-    /// bit).
+    /// by these credentials (owner, group or other write bit; an owner can always
+    /// chmod). For root, whose own writes prove nothing, whether anyone *but* root
+    /// can change it. A group write bit counts whatever the group: with a POSIX ACL
+    /// the group bits are the mask, and a named user or group entry (invisible in
+    /// the mode) may grant write through it.
     pub fn may_write(&self, owner: u32, group: u32, mode: u32) -> bool {
         if self.uid == 0 {
-            return owner != 0 || (group != 0 && mode & 0o020 != 0) || mode & 0o002 != 0;
+            return owner != 0 || mode & 0o022 != 0;
         }
         if owner == self.uid {
             return true;
@@ -58,7 +59,7 @@ impl FsCredentials {
         if group == self.gid || self.groups.contains(&group) {
             return mode & 0o020 != 0;
         }
-        mode & 0o002 != 0
+        mode & 0o022 != 0
     }
 }
 
@@ -820,10 +821,12 @@ mod tests {
         );
         assert!(user.may_write(0, 27, 0o775));
         assert!(!user.may_write(0, 27, 0o757), "group bits rule a member");
-        assert!(!user.may_write(0, 5, 0o775));
+        // Another group's write bit may be an ACL mask over a named-user entry.
+        assert!(user.may_write(0, 5, 0o775));
+        assert!(!user.may_write(0, 5, 0o755));
         let root = FsCredentials::default();
         assert!(!root.may_write(0, 0, 0o755), "root's own directories");
-        assert!(!root.may_write(0, 0, 0o775), "group root");
+        assert!(root.may_write(0, 0, 0o775), "group root: maybe an ACL mask");
         assert!(root.may_write(5, 0, 0o755), "owned by a user");
         assert!(root.may_write(0, 5, 0o775), "writable by a user group");
         assert!(root.may_write(0, 0, 0o1777), "/tmp");
