@@ -1239,8 +1239,8 @@ fn login_shells_reading_the_users_profile_untrust_a_package_script() {
         &format!("dash login shell reads {profile}"),
     );
 
-    // Benign twin: a login shell of a user with no startup files running a package
-    // script (tzselect waits at its menu) stays trusted.
+    // A profile that removes itself once read leaves no file to find: for a user's
+    // own home, a missing profile proves nothing either.
     let user = attacker("rt-login-none");
     let child = exec_holding_udp(
         &user,
@@ -1248,6 +1248,10 @@ fn login_shells_reading_the_users_profile_untrust_a_package_script() {
         &[],
         "",
     );
+    assert_hit_because(&judge(child.pid), "its user may have removed it");
+
+    // Benign twin: the same package script, no login shell, stays trusted.
+    let child = exec_holding_udp(&user, &["/usr/bin/bash", "/usr/bin/tzselect"], &[], "");
     let judged = judge(child.pid);
     assert_eq!(
         judged.text("subject_path"),
@@ -1723,4 +1727,70 @@ fn an_approved_scripts_hash_is_not_reused_by_other_code() {
         judged.row
     );
     assert!(judged.hit);
+}
+
+/// A user namespace lets an unprivileged user bind-mount their own file over a
+/// root-only script's path, start python on it, and unmount: the path then shows
+/// root's file, whose hash an approval names. A process in another user
+/// namespace never gets that hash as its key (nor package trust). Twin: the same
+/// script run in the host's namespaces keeps `sha256:`.
+#[test]
+fn a_script_read_through_a_user_namespace_mount_is_not_the_file_at_its_path() {
+    if !root_or_skip("a_script_read_through_a_user_namespace_mount_is_not_the_file_at_its_path") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let user = attacker("fc-userns");
+    let probe = user
+        .command("unshare")
+        .args(["-Urm", "true"])
+        .status()
+        .expect("unshare");
+    if !probe.success() {
+        return skip("userns", "unprivileged user namespaces are off here");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("a1256-userns")
+        .tempdir_in("/opt")
+        .expect("tempdir in /opt");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.path().join("ntp.py");
+    std::fs::write(&script, b"import time\ntime.sleep(300)\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = script.to_str().expect("utf-8").to_owned();
+    let evil = user.write(
+        "evil.py",
+        b"import os, socket, time\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.connect(('192.0.2.10', 53))\n\
+print('pid=%d' % os.getpid())\n\
+print('ready', flush=True)\n\
+time.sleep(300)\n",
+        false,
+    );
+    let mut command = user.command("unshare");
+    command.args(["-Urm", "sh", "-c"]).arg(format!(
+        "mount --bind {evil} {script} && {{ /usr/bin/python3 {script} & sleep 2; umount {script}; wait; }}",
+        evil = evil.display()
+    ));
+    let child = spawn_ready(command).unwrap_or_else(|e| panic!("userns: {e}"));
+    let pid: i32 = child.int("pid") as i32;
+    std::thread::sleep(Duration::from_secs(3));
+    let judged = judge(pid);
+    let identity = judged.text("subject_identity");
+    assert!(identity.starts_with("tainted:"), "{}", judged.row);
+    assert!(
+        judged.text("error").contains("another user namespace"),
+        "{}",
+        judged.row
+    );
+    assert!(judged.hit, "{}", judged.row);
+
+    let twin = exec_holding_udp(&user, &["/usr/bin/python3", &script], &[], "");
+    let judged = judge(twin.pid);
+    assert!(
+        judged.text("subject_identity").starts_with("sha256:"),
+        "twin: {}",
+        judged.row
+    );
 }

@@ -377,7 +377,8 @@ fn can_unshare(user: &Attacker) -> bool {
 /// Inside `unshare -Urm` the attacker bind-mounts an implant over a package script
 /// and runs it by the package path: judged in the process's own namespace (the
 /// implant's hash), never `package`. Twin: the same package script in such a
-/// namespace without the bind mount stays `package`.
+/// namespace without the bind mount is not `package` either (a mount may have been
+/// undone after python read the file); in the host's namespaces it is.
 #[test]
 fn a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted() {
     let test = "a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted";
@@ -411,6 +412,28 @@ fn a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted() {
         "127.0.0.1",
         "0",
     ]);
+    let twin = background(command);
+    let pid = i32::try_from(twin.0.id()).expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let verdict = loop {
+        let verdict = judge(host.as_ref(), pid, PACKAGE_SCRIPT.as_bytes());
+        if verdict.process.path.ends_with("python3.11") || Instant::now() > deadline {
+            break verdict;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Without a mount now, but in the user's own user namespace: a mount may have
+    // been there when python read the file and been undone since. Not package.
+    let identity = script_identity(&verdict);
+    assert_ne!(identity.trust, Trust::Package, "{verdict:?}");
+    assert!(
+        identity.error.contains("another user namespace"),
+        "{identity:?}"
+    );
+
+    // Benign twin: the same package script in the host's namespaces.
+    let mut command = user.command("python3");
+    command.args([PACKAGE_SCRIPT, "--bind", "127.0.0.1", "0"]);
     let twin = background(command);
     let pid = i32::try_from(twin.0.id()).expect("pid");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -328,9 +328,11 @@ fn code_load_problems(
         }
     }
     loads.extend(script::environment_loads(interpreter, env, &python));
+    // A person at a terminal types what runs: the profile they read adds nothing.
+    let runs_code = script.is_some_and(|s| s.kind != ScriptKind::Interactive);
     let mut problems = Vec::new();
     for load in &loads {
-        if let Some(problem) = judge_load(host, process, interpreter, env, load) {
+        if let Some(problem) = judge_load(host, process, interpreter, env, load, runs_code) {
             problems.push(problem);
         }
     }
@@ -366,6 +368,19 @@ fn python_venv(host: &dyn Host, process: &ProcessInfo, env: &[String]) -> Option
         }
     };
     let slash = argv0.contains('/');
+    if slash && !argv0.starts_with('/') {
+        // Resolved against the cwd it had at start, which may have changed since.
+        return Some(format!(
+            "argv[0] {argv0:?} is relative: where python looked for a pyvenv.cfg at start is not known"
+        ));
+    }
+    // A pyvenv.cfg (or a program of that name on PATH) in a directory a user can
+    // change may have been there at start and removed since: its absence now
+    // proves nothing.
+    let changeable = |dir: &str| -> Option<String> {
+        let why = crate::platform::changeable_here(dir);
+        (!why.is_empty()).then_some(why)
+    };
     for program in candidates {
         if !slash {
             // PATH search: the first entry holding a file of that name is the program.
@@ -376,13 +391,30 @@ fn python_venv(host: &dyn Host, process: &ProcessInfo, env: &[String]) -> Option
                         "cannot tell whether {program} exists (argv[0] via PATH)"
                     ))
                 }
-                _ => continue,
+                _ => {
+                    let dir = script::pyvenv_dirs(&program)[0].clone();
+                    if let Some(why) = changeable(&dir) {
+                        return Some(format!(
+                            "argv[0] {argv0:?} via PATH: {dir} comes first and can change ({why}), so a program there may have been the one started"
+                        ));
+                    }
+                    continue;
+                }
             }
         }
+        let mut removed: Option<String> = None;
         for dir in script::pyvenv_dirs(&program) {
             let cfg = format!("{}/pyvenv.cfg", dir.trim_end_matches('/'));
             match host.path_kind(process.pid, &cfg) {
-                PathKind::Missing => {}
+                PathKind::Missing => {
+                    if !script::in_package_location(&dir) && removed.is_none() {
+                        removed = changeable(&dir).map(|why| {
+                            format!(
+                                "argv[0] {argv0:?}: {dir} can change ({why}), so a pyvenv.cfg there may have been read at start and removed"
+                            )
+                        });
+                    }
+                }
                 _ if script::in_package_location(&dir) => {}
                 PathKind::Unknown => {
                     return Some(format!(
@@ -397,7 +429,7 @@ fn python_venv(host: &dyn Host, process: &ProcessInfo, env: &[String]) -> Option
                 }
             }
         }
-        return None;
+        return removed;
     }
     None
 }
@@ -408,6 +440,7 @@ fn judge_load(
     interpreter: &str,
     env: &[String],
     load: &CodeLoad,
+    runs_code: bool,
 ) -> Option<String> {
     let via = &load.via;
     let absolute = |p: &str| -> Option<String> {
@@ -497,6 +530,11 @@ fn judge_load(
             };
             let path = format!("{}/{name}", home.trim_end_matches('/'));
             match host.path_kind(process.pid, &path) {
+                // The user's own home: the file may have been read at start and
+                // removed since, so its absence now proves nothing.
+                PathKind::Missing if process.uid != 0 && runs_code => Some(format!(
+                    "{via} reads {path} when it exists: absent now, but its user may have removed it after it was read"
+                )),
                 PathKind::Missing => None,
                 PathKind::Unknown => Some(format!(
                     "{via} reads {path} when it exists: cannot tell whether it does"
@@ -854,6 +892,28 @@ mod tests {
             v.subject.identity.starts_with("sha256:"),
             "twin: {}",
             v.subject.identity
+        );
+    }
+
+    /// argv[0] `./python3` was resolved against the cwd python had at start, which
+    /// the process may have left (a `.pth` line can chdir): the venv it named is
+    /// not known, so a package script is not trusted.
+    #[test]
+    fn a_relative_argv0_hides_no_venv() {
+        let host = host();
+        let v = evaluate(
+            &host,
+            process(
+                1,
+                "/usr/bin/python3.11",
+                &["./python3", "-I", "/usr/lib/python3.11/json/tool.py"],
+            ),
+        );
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject.error.contains("is relative"),
+            "{}",
+            v.subject.error
         );
     }
 

@@ -71,6 +71,10 @@ pub struct PathFacts {
     /// A directory on the way that anyone but root may write (whoever runs the
     /// process: the attacker need not be its user).
     pub changeable_directory: Option<String>,
+    /// Why the process may see other files at these paths than the host did when
+    /// it started: another mount namespace or root (a user namespace's bind mount,
+    /// undone after the interpreter read the file); `None` in the host's own view.
+    pub other_view: Option<String>,
     /// The file is the host's file at the same path (same `(dev, ino)`).
     pub same_file_on_host: bool,
 }
@@ -106,6 +110,9 @@ pub fn package_refusal(facts: &PathFacts) -> Option<Refusal> {
             false,
         );
     }
+    if let Some(why) = &facts.other_view {
+        return refuse(format!("{why}: package trust is not granted"), true);
+    }
     if !facts.same_file_on_host {
         return refuse(
             "the process sees a different file at this path than the host (another mount namespace or root): package trust is not granted".into(),
@@ -128,6 +135,9 @@ pub fn package_refusal(facts: &PathFacts) -> Option<Refusal> {
 /// checked. Empty when only root can change them.
 pub fn changeable(resolved: &ResolvedScript) -> String {
     let facts = &resolved.facts;
+    if let Some(why) = &facts.other_view {
+        return why.clone();
+    }
     if let Some(dir) = &facts.changeable_directory {
         return format!(
             "directory {dir} on the script's path is writable by a user other than root"
@@ -246,6 +256,36 @@ fn writable_directory(
     Ok(None)
 }
 
+/// Why the process may have read other files at these paths than the host
+/// holds: it runs in another user namespace (where an unprivileged user can
+/// mount over any path, and unmount after the interpreter read it) or in another
+/// root. A mount namespace of its own in the host's user namespace (systemd's
+/// sandboxing) was made by root and is not counted. `None` in the host's view.
+fn other_view(dir: &ProcDir) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = match dir.read_link(c"ns/user") {
+        Ok(link) => link,
+        Err(e) => return Some(format!("cannot read the process's user namespace: {e}")),
+    };
+    match std::fs::read_link("/proc/self/ns/user") {
+        Ok(ours) if std::path::Path::new(&theirs) == ours => {}
+        Ok(_) => {
+            return Some(
+                "the process runs in another user namespace, where its user can mount over any path: what it read need not be the file there now".into(),
+            )
+        }
+        Err(e) => return Some(format!("cannot read the scanner's user namespace: {e}")),
+    }
+    match (dir.stat_entry(c"root"), std::fs::metadata("/")) {
+        (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.dev(), b.ino()) => None,
+        (Ok(_), Ok(_)) => Some(
+            "the process runs in another root (chroot): what it read need not be the host's file"
+                .into(),
+        ),
+        (Err(e), _) | (_, Err(e)) => Some(format!("cannot compare the process's root: {e}")),
+    }
+}
+
 /// Resolves and opens the script `raw` names for the process behind `dir`.
 pub fn resolve(
     dir: &ProcDir,
@@ -293,6 +333,7 @@ pub fn resolve(
         && userfile::open_regular(None, None, claim_path.as_bytes(), Anchor::InRoot, false)
             .and_then(|host| file_key(&host.path_fd))
             .is_ok_and(|host_key| host_key == key);
+    let other_view = other_view(dir);
     Ok(ResolvedScript {
         file: opened.file,
         claim_path,
@@ -302,6 +343,7 @@ pub fn resolve(
             writable_directory,
             unchecked,
             changeable_directory,
+            other_view,
             same_file_on_host,
         },
     })
