@@ -700,10 +700,15 @@ fn two_writers_lose_nothing() {
                 .collect()
         })
         .unwrap_or_default();
+    let recoveries = store
+        .summary()
+        .map(|s| format!("{:?}", s.recoveries))
+        .unwrap_or_default();
     assert_eq!(
         entries.len(),
         600 + 300 + 300,
-        "by source: {by_source:?}; files: {files:?}"
+        "by source: {by_source:?}; files: {files:?}; recoveries: {recoveries}; read-only: {:?}",
+        store.read_only()
     );
     assert_eq!(store.observations(None).unwrap().len(), 300);
     assert!(entries.iter().any(|e| e.identity == identity(1, 299)));

@@ -104,7 +104,7 @@ impl Store {
 
     fn open_read_write(path: &Path, default_learning_secs: i64) -> Result<Store, StoreError> {
         let file_id = prepare_file(path, true)?;
-        let (conn, file_id, corrupt) = match open_checked(path) {
+        let (conn, file_id, corrupt) = match open_checked_settled(path) {
             Ok(conn) => (conn, file_id, None),
             Err(OpenFailure::Corrupt(reason)) => {
                 let moved_to = move_aside(path, file_id)?;
@@ -499,6 +499,27 @@ enum OpenFailure {
 
 /// Opens with SQLite's own no-symlink flag, sets WAL and the busy timeout, and
 /// runs `PRAGMA quick_check`.
+/// `open_checked`, asking again before believing a store corrupt: under heavy
+/// load and concurrent writers an open has been seen to fail as corrupt once and
+/// then succeed, and moving a sound store aside loses every entry for the host.
+fn open_checked_settled(path: &Path) -> Result<Connection, OpenFailure> {
+    const ATTEMPTS: u32 = 4;
+    let mut attempt = 1;
+    loop {
+        match open_checked(path) {
+            Err(OpenFailure::Corrupt(reason)) if attempt < ATTEMPTS => {
+                log::warn!(
+                    "baseline store {} looked corrupt ({reason}); checking again before moving it aside",
+                    path.display()
+                );
+                std::thread::sleep(Duration::from_millis(250 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_checked(path: &Path) -> Result<Connection, OpenFailure> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
