@@ -379,6 +379,20 @@ fn can_unshare(user: &Attacker) -> bool {
 /// implant's hash), never `package`. Twin: the same package script in such a
 /// namespace without the bind mount is not `package` either (a mount may have been
 /// undone after python read the file); in the host's namespaces it is.
+/// The verdict on the package script once `child` runs python (a wrapper such as
+/// `unshare` execs it after a moment).
+fn judge_once_python(host: &dyn Host, child: &KillOnDrop) -> ProcessVerdict {
+    let pid = child.pid();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let verdict = judge(host, pid, PACKAGE_SCRIPT.as_bytes());
+        if verdict.process.path.ends_with("python3.11") || Instant::now() > deadline {
+            return verdict;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted() {
     let test = "a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted";
@@ -413,15 +427,7 @@ fn a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted() {
         "0",
     ]);
     let twin = background(command);
-    let pid = i32::try_from(twin.0.id()).expect("pid");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let verdict = loop {
-        let verdict = judge(host.as_ref(), pid, PACKAGE_SCRIPT.as_bytes());
-        if verdict.process.path.ends_with("python3.11") || Instant::now() > deadline {
-            break verdict;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let verdict = judge_once_python(host.as_ref(), &twin);
     // Without a mount now, but in the user's own user namespace: a mount may have
     // been there when python read the file and been undone since. Not package.
     let identity = script_identity(&verdict);
@@ -435,15 +441,7 @@ fn a_bind_mount_over_a_package_file_in_a_mount_namespace_is_not_trusted() {
     let mut command = user.command("python3");
     command.args([PACKAGE_SCRIPT, "--bind", "127.0.0.1", "0"]);
     let twin = background(command);
-    let pid = i32::try_from(twin.0.id()).expect("pid");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let verdict = loop {
-        let verdict = judge(host.as_ref(), pid, PACKAGE_SCRIPT.as_bytes());
-        if verdict.process.path.ends_with("python3.11") || Instant::now() > deadline {
-            break verdict;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let verdict = judge_once_python(host.as_ref(), &twin);
     assert_eq!(
         script_identity(&verdict).trust,
         Trust::Package,
