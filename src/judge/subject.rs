@@ -378,7 +378,7 @@ fn python_venv(host: &dyn Host, process: &ProcessInfo, env: &[String]) -> Option
     // change may have been there at start and removed since: its absence now
     // proves nothing.
     let changeable = |dir: &str| -> Option<String> {
-        let why = crate::platform::changeable_here(dir);
+        let why = host.path_changeable(process.pid, dir);
         (!why.is_empty()).then_some(why)
     };
     for program in candidates {

@@ -35,8 +35,8 @@ pub struct FakeHost {
     pub file_keys: HashMap<String, (u64, u64)>,
     /// The path each pid verifiably runs from (`executable_is_at`).
     pub executables_at: HashMap<Pid, String>,
-    /// Why a script path's file could change after it was read
-    /// (`CodeIdentity::changeable` from `script_identity`); absent: only root can.
+    /// Why a script path's file (`CodeIdentity::changeable` from `script_identity`)
+    /// or a directory (`path_changeable`) could change; absent: only root can.
     pub changeable: HashMap<String, String>,
     /// What `path_kind` answers; absent paths are `Missing`.
     pub path_kinds: HashMap<String, crate::model::PathKind>,
@@ -209,6 +209,10 @@ impl Host for FakeHost {
 
     fn file_identity(&self, path: &str) -> CodeIdentity {
         self.identity_of(path)
+    }
+
+    fn path_changeable(&self, _pid: Pid, dir: &str) -> String {
+        self.changeable.get(dir).cloned().unwrap_or_default()
     }
 
     fn script_identity(

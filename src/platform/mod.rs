@@ -299,10 +299,6 @@ pub trait Host: Send + Sync {
             identity
         })
     }
-    /// At most `limit` bytes of a configuration file that `process` names (ssh `-F`,
-    /// `Include`, proxychains configs): only a regular file, read with the process's
-    /// rights where the backend can (Linux), never by opening a device or a FIFO.
-    /// `None` when it cannot be read that way.
     /// At most `max_entries` names in a directory that `process` names (the
     /// directory of an ssh `Include` glob), listed with the process's rights where
     /// the backend can (Linux), in no particular order. `None` when it cannot be
@@ -316,9 +312,22 @@ pub trait Host: Send + Sync {
         let _ = process;
         list_dir_here(dir, max_entries)
     }
+    /// At most `limit` bytes of a configuration file that `process` names (ssh `-F`,
+    /// `Include`, proxychains configs): only a regular file, read with the process's
+    /// rights where the backend can (Linux), never by opening a device or a FIFO.
+    /// `None` when it cannot be read that way.
     fn read_user_file(&self, process: &ProcessInfo, path: &str, limit: u64) -> Option<Vec<u8>> {
         let _ = process;
         read_regular_file(path, limit)
+    }
+    /// Why the directory `dir`, as `pid` sees it, or one above it can be changed by
+    /// someone other than root, so that what is missing there now may have been
+    /// there at start; empty when only root can. The default looks in this
+    /// process's view ([`changeable_here`]); Linux walks the process's own root
+    /// without following symlinks.
+    fn path_changeable(&self, pid: Pid, dir: &str) -> String {
+        let _ = pid;
+        changeable_here(dir)
     }
     /// At most `limit` bytes of a configuration file the administrator names (the
     /// policy file), read with the scanner's own rights by the same reader as

@@ -645,6 +645,20 @@ impl Host for LinuxHost {
         }
     }
 
+    fn path_changeable(&self, pid: Pid, dir: &str) -> String {
+        if !dir.starts_with('/') {
+            return format!("{dir:?} is not an absolute path");
+        }
+        let root = ProcDir::open(pid).map_err(|e| e.to_string()).and_then(|d| {
+            d.open_entry(c"root", libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| e.to_string())
+        });
+        match root {
+            Ok(root) => script_file::changeable_directory(&root, dir.as_bytes()),
+            Err(e) => format!("cannot open the root of process {pid}: {e}"),
+        }
+    }
+
     fn path_kind(&self, pid: Pid, path: &str) -> crate::model::PathKind {
         use crate::model::PathKind;
         // In the process's own root (a container's files, not the host's), following

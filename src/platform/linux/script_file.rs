@@ -219,6 +219,17 @@ fn fd_path(fd: &OwnedFd) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// What a path walk checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// The directories leading to a file that must be there (`Err` when one is not).
+    DirectoriesOfFile,
+    /// Every component of a directory path, which may be missing part way: a
+    /// missing component under directories only root can change was not there to
+    /// be removed by anyone else.
+    MaybeMissingDirectory,
+}
+
 /// The first directory on `raw`'s way from `base` (itself included) that
 /// `credentials` may write. `Err` when the walk cannot be checked.
 fn writable_directory(
@@ -226,6 +237,34 @@ fn writable_directory(
     raw: &[u8],
     anchor: Anchor,
     credentials: &FsCredentials,
+) -> Result<Option<String>, HostError> {
+    walk_for_writers(base, raw, anchor, credentials, Walk::DirectoriesOfFile)
+}
+
+/// Why the directory `dir` (absolute, in the process's root `root`) or one above
+/// it can be changed by someone other than root (a pyvenv.cfg or a program there
+/// may have been removed since the process started); empty when only root can.
+/// Symlinks are not followed: one on the way answers that it cannot be checked.
+pub fn changeable_directory(root: &OwnedFd, dir: &[u8]) -> String {
+    match walk_for_writers(
+        root,
+        dir,
+        Anchor::InRoot,
+        &FsCredentials::ROOT,
+        Walk::MaybeMissingDirectory,
+    ) {
+        Ok(None) => String::new(),
+        Ok(Some(found)) => format!("{found} is writable by a user other than root"),
+        Err(why) => format!("cannot check it: {why}"),
+    }
+}
+
+fn walk_for_writers(
+    base: &OwnedFd,
+    raw: &[u8],
+    anchor: Anchor,
+    credentials: &FsCredentials,
+    walk: Walk,
 ) -> Result<Option<String>, HostError> {
     let components: Vec<&[u8]> = raw
         .split(|&b| b == b'/')
@@ -237,9 +276,12 @@ fn writable_directory(
             limit: MAX_COMPONENTS,
         });
     }
-    let directories = components.len().saturating_sub(1);
+    let last = match walk {
+        Walk::DirectoriesOfFile => components.len().saturating_sub(1),
+        Walk::MaybeMissingDirectory => components.len(),
+    };
     let leading = if raw.starts_with(b"/") { "/" } else { "" };
-    for depth in 0..=directories {
+    for depth in 0..=last {
         let prefix = components.get(..depth).unwrap_or_default().join(&b'/');
         let shown = format!("{leading}{}", String::from_utf8_lossy(&prefix));
         let st = if depth == 0 {
@@ -247,8 +289,16 @@ fn writable_directory(
         } else {
             userfile::resolve(base.as_raw_fd(), &prefix, anchor, false)
                 .and_then(|r| userfile::fstat(r.fd.as_raw_fd()))
-        }
-        .map_err(|e| HostError::unreadable(&shown, e))?;
+        };
+        let st = match st {
+            Err(e)
+                if walk == Walk::MaybeMissingDirectory
+                    && e.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                return Ok(None);
+            }
+            other => other.map_err(|e| HostError::unreadable(&shown, e))?,
+        };
         if credentials.may_write(st.st_uid, st.st_gid, st.st_mode) {
             return Ok(Some(if shown.is_empty() { ".".into() } else { shown }));
         }
@@ -353,6 +403,47 @@ pub fn resolve(
 mod tests {
     use super::*;
     use crate::model::{CodeIdentity, Trust};
+
+    /// A directory under root-only ones, or missing beneath them, could not have
+    /// been changed by another user; one a user owns, or under one, could; a
+    /// symlink on the way is not followed.
+    #[test]
+    fn changeable_directories_are_those_a_user_could_have_changed() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = open_at_root();
+        let dir = tempfile::Builder::new()
+            .prefix("a1256-changeable")
+            .tempdir_in("/opt")
+            .or_else(|_| tempfile::tempdir_in(std::env::temp_dir()))
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8").as_bytes().to_vec();
+        let under_opt = dir.path().starts_with("/opt");
+        if under_opt && unsafe { libc::geteuid() } == 0 {
+            assert_eq!(changeable_directory(&root, &path(dir.path())), "");
+            assert_eq!(
+                changeable_directory(&root, &path(&dir.path().join("gone/bin"))),
+                "",
+                "missing under root-only directories"
+            );
+            let users = dir.path().join("users");
+            std::fs::create_dir(&users).unwrap();
+            std::os::unix::fs::chown(&users, Some(65534), None).unwrap();
+            let why = changeable_directory(&root, &path(&users.join("gone")));
+            assert!(why.contains("writable by a user other than root"), "{why}");
+            std::os::unix::fs::symlink("/usr", dir.path().join("link")).unwrap();
+            let why = changeable_directory(&root, &path(&dir.path().join("link/bin")));
+            assert!(why.contains("cannot check"), "{why}");
+        }
+        // /tmp is writable by everyone (sticky or not).
+        let why = changeable_directory(&root, b"/tmp");
+        assert!(why.contains("/tmp"), "{why}");
+    }
+
+    fn open_at_root() -> OwnedFd {
+        let fd = std::fs::File::open("/").expect("open /");
+        OwnedFd::from(fd)
+    }
 
     #[test]
     fn raw_operands_come_from_argv_bytes() {
