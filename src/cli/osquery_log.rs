@@ -255,10 +255,7 @@ mod tests {
     use super::*;
 
     fn host() -> HostIdentity {
-        HostIdentity {
-            name: "vm".into(),
-            uuid: Ok("4C4C4544-003A-4A10-804C-B3C04F4B4D32".into()),
-        }
+        HostIdentity::example()
     }
 
     fn lines(args: &OsqueryLogArgs, host: &HostIdentity, rows: usize) -> Vec<Json> {

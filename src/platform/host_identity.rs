@@ -11,6 +11,17 @@ pub struct HostIdentity {
     pub uuid: Result<String, HostUuidError>,
 }
 
+#[cfg(test)]
+impl HostIdentity {
+    /// A fixed identity for tests of what carries it (result logs, ECS).
+    pub fn example() -> HostIdentity {
+        HostIdentity {
+            name: "vm".into(),
+            uuid: Ok("4C4C4544-003A-4A10-804C-B3C04F4B4D32".into()),
+        }
+    }
+}
+
 /// Why this host has no UUID to report.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HostUuidError {
