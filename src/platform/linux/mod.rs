@@ -4,6 +4,7 @@
 //! then rpm where `/var/lib/rpm` exists) with a verdict cache keyed by file identity.
 
 pub mod dpkg;
+pub mod fd_iterator;
 pub mod netlink;
 pub mod proc_events;
 pub mod procfs;
