@@ -714,6 +714,37 @@ fn two_writers_lose_nothing() {
     assert!(entries.iter().any(|e| e.identity == identity(1, 299)));
 }
 
+/// A second store opened in a process whose first store is open must not drop
+/// the first one's file locks: POSIX locks belong to the process, and closing any
+/// descriptor of the file releases them all. Without its shared lock, another
+/// process closing its connection believes itself the last one, checkpoints and
+/// deletes the WAL; the first store's later commits then go to the unlinked WAL,
+/// reported as written but seen by no other process (the two_writers flake).
+#[test]
+fn a_second_open_in_the_process_keeps_the_first_ones_writes_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("an1256.db");
+    let key = |i: usize| {
+        an1256::baseline::identity::validate_entry(&format!("sha256:{i:064x}"), "icmp", -1).unwrap()
+    };
+    let first = Store::open(&db, 0).unwrap();
+    first.approve(&key(1), "").unwrap();
+    let second = Store::open(&db, 0).unwrap();
+    // Another process opens and closes the store (a read, as `baseline list` does).
+    let out = an1256_cli(&db, &["list", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    first.approve(&key(2), "").unwrap();
+    second.approve(&key(3), "").unwrap();
+    let out = an1256_cli(&db, &["list", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for i in 1..=3 {
+        assert!(
+            listed.contains(&key(i).identity),
+            "write {i}, committed in this process, is not seen by another process: {listed}"
+        );
+    }
+}
+
 #[test]
 fn writes_are_validated_with_reasons() {
     let dir = tempfile::tempdir().unwrap();

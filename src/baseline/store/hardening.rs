@@ -12,10 +12,17 @@ use std::path::{Path, PathBuf};
 pub(super) type FileId = (u64, u64);
 
 /// Verifies the store's directory from `/` down (see `state::verify_dir`),
-/// creating it 0700 when `writable`, then opens (creating 0600 when `writable`)
-/// the file relative to that verified directory without following a symlink,
-/// and checks its ownership and that of its `-wal`/`-shm` companions. Returns
-/// the file's identity. With `writable` false nothing is created or changed.
+/// creating it 0700 when `writable`, then checks the file relative to that
+/// verified directory without following a symlink (creating it 0600 when
+/// `writable`), and the ownership of its `-wal`/`-shm` companions. Returns the
+/// file's identity. With `writable` false nothing is created or changed.
+///
+/// The file is never opened here: POSIX locks belong to the process, and closing
+/// any descriptor of the file drops every lock SQLite holds on it for the other
+/// stores open in this process. Without its shared lock, another process closing
+/// its connection takes itself for the last one and deletes the WAL, and this
+/// process's later commits go to the unlinked WAL: reported written, seen by no
+/// one (see tests/baseline.rs a_second_open_in_the_process_keeps_…).
 pub(super) fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -30,70 +37,98 @@ pub(super) fn prepare_file(path: &Path, writable: bool) -> Result<FileId, StoreE
         StoreError::UnsafePath { why, .. } => unsafe_path(path, why),
         other => other,
     })?;
+    let dir_fd = std::os::fd::AsRawFd::as_raw_fd(&verified.fd);
     let c_name = CString::new(name.as_bytes())
         .map_err(|_| unsafe_path(path, "the path contains a NUL byte"))?;
-    let access = if writable {
-        libc::O_RDWR | libc::O_CREAT
-    } else {
-        libc::O_RDONLY
+    let stat = || {
+        crate::baseline::state::stat_at(&verified.fd, name)
+            .map_err(|e| io_error(path, "cannot inspect the store file", e))
     };
-    // SAFETY: the dir fd is open, c_name NUL-terminated; the fd is owned below.
-    let fd = unsafe {
-        libc::openat(
-            std::os::fd::AsRawFd::as_raw_fd(&verified.fd),
-            c_name.as_ptr(),
-            access | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            return Err(unsafe_path(path, "it is a symlink"));
+    let st = match stat()? {
+        Some(st) => st,
+        None if writable => {
+            // mknodat creates without opening and never follows a symlink; EEXIST:
+            // another process created it first, which the stat below checks.
+            // SAFETY: the dir fd is open and c_name NUL-terminated.
+            let rc = unsafe { libc::mknodat(dir_fd, c_name.as_ptr(), libc::S_IFREG | 0o600, 0) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(io_error(path, "cannot create the store file", e));
+                }
+            }
+            stat()?.ok_or_else(|| {
+                io_error(
+                    path,
+                    "the store file vanished as it was created",
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })?
         }
-        return Err(io_error(path, "cannot open the store file", e));
+        None => {
+            return Err(io_error(
+                path,
+                "cannot open the store file",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ))
+        }
+    };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => {}
+        libc::S_IFLNK => return Err(unsafe_path(path, "it is a symlink")),
+        _ => return Err(unsafe_path(path, "it is not a regular file")),
     }
-    // SAFETY: fd is a file descriptor we own from here on.
-    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let meta = file
-        .metadata()
-        .map_err(|e| io_error(path, "cannot inspect the store file", e))?;
-    if !meta.is_file() {
-        return Err(unsafe_path(path, "it is not a regular file"));
-    }
-    if meta.uid() != euid {
+    if st.st_uid != euid {
         return Err(unsafe_path(
             path,
-            format!("it is owned by uid {}, not by us ({euid})", meta.uid()),
+            format!("it is owned by uid {}, not by us ({euid})", st.st_uid),
         ));
     }
-    if writable && meta.mode() & 0o077 != 0 {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_error(path, "cannot set the store file to mode 0600", e))?;
+    let access = if writable {
+        libc::R_OK | libc::W_OK
+    } else {
+        libc::R_OK
+    };
+    // What opening it read-write would have told: a read-only file system or a
+    // file we may not write sends the caller to a read-only open.
+    // SAFETY: the dir fd is open and c_name NUL-terminated.
+    if unsafe { libc::faccessat(dir_fd, c_name.as_ptr(), access, libc::AT_EACCESS) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(io_error(path, "cannot open the store file", e));
     }
+    if writable && st.st_mode & 0o077 != 0 {
+        // A regular file in the verified directory, where only its owner renames.
+        // SAFETY: the dir fd is open and c_name NUL-terminated.
+        if unsafe { libc::fchmodat(dir_fd, c_name.as_ptr(), 0o600, 0) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(io_error(path, "cannot set the store file to mode 0600", e));
+        }
+    }
+    let owner = st.st_uid;
     // SQLite opens these by name: one planted by someone else would let them
     // read what we write or feed us frames.
     for suffix in ["-wal", "-shm"] {
         let mut side = name.to_owned();
         side.push(suffix);
-        let st = crate::baseline::state::stat_at(&verified.fd, &side)
+        let side_st = crate::baseline::state::stat_at(&verified.fd, &side)
             .map_err(|e| io_error(path, "cannot inspect the store's companion files", e))?;
-        if let Some(st) = st {
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_uid != meta.uid() {
+        if let Some(side_st) = side_st {
+            if side_st.st_mode & libc::S_IFMT != libc::S_IFREG || side_st.st_uid != owner {
                 return Err(unsafe_path(
                     path,
                     format!(
                         "its {} file is not a regular file owned by the store's owner (uid {}, owner {}); remove it after finding out who made it",
                         side.to_string_lossy(),
-                        st.st_uid,
-                        meta.uid()
+                        side_st.st_uid,
+                        owner
                     ),
                 ));
             }
         }
     }
-    Ok((meta.dev(), meta.ino()))
+    // As `MetadataExt::dev()` does (dev_t is i32 on macOS), to compare with it.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Renames a corrupt store (and its WAL/SHM files) to `<name>.corrupt-<unixtime>`.
