@@ -2,7 +2,8 @@
 //!
 //! Precedence, lowest first: built-in defaults, the config file (`--config` >
 //! `AN1256_CONFIG` > `/etc/an1256/config.json` when it exists), the environment
-//! (`AN1256_DB`, `AN1256_DPKG_ROOT`, `AN1256_RPM_ROOT`, `AN1256_SOCKS_PORTS`), then
+//! (`AN1256_DB`, `AN1256_DPKG_ROOT`, `AN1256_RPM_ROOT`, `AN1256_SOCKS_PORTS`,
+//! `AN1256_FD_ITERATOR`), then
 //! the command line. osquery passes an extension only its own flags, so the
 //! environment and the config file are how a deployment configures the extension.
 //!
@@ -81,13 +82,18 @@ pub struct SettingsArgs {
     /// Confirm loopback SOCKS candidates with a SOCKS5 greeting (never sent off-host).
     #[arg(long, global = true)]
     pub socks_handshake_probe: bool,
+    /// Linux, root: full socket scans take socket fds from a BPF task_file
+    /// iterator instead of walking every /proc/<pid>/fd (default true).
+    #[arg(long, value_name = "BOOL", global = true, env = "AN1256_FD_ITERATOR")]
+    pub fd_iterator: Option<bool>,
     /// Baseline store (SQLite file). Default: /var/lib/an1256/an1256.db (Linux root),
     /// /var/db/an1256/an1256.db (macOS root), else $XDG_STATE_HOME/an1256/an1256.db.
     #[arg(long, value_name = "PATH", global = true, env = "AN1256_DB")]
     pub db: Option<PathBuf>,
     /// an1256 config file (JSON: db_path, policy_path, sample_interval_secs,
     /// learning, observation_max_age_days, observation_max_rows, learned_max_age_days,
-    /// socks_ports, socks_handshake_probe, osquery_writes; see packs/POLICY.md).
+    /// socks_ports, socks_handshake_probe, osquery_writes, watch, watch_events,
+    /// fd_iterator; see packs/POLICY.md).
     #[arg(long, value_name = "PATH", global = true, env = "AN1256_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -125,6 +131,9 @@ pub struct ConfigFile {
     /// The watch subscribes to the host's exec events (default true); false:
     /// it lists the processes every second instead.
     pub watch_events: Option<bool>,
+    /// Linux: full socket scans use the BPF fd iterator where it is exact
+    /// (default true); false: always walk `/proc/<pid>/fd`.
+    pub fd_iterator: Option<bool>,
 }
 
 /// Bounds on the observation table, applied on every pass, and on learning.
@@ -271,6 +280,9 @@ impl Settings {
         if let Some(events) = file.watch_events {
             self.watch_events = events;
         }
+        if let Some(iterator) = file.fd_iterator {
+            self.host.fd_iterator = iterator;
+        }
         if let Some(max) = file.watch_max_processes {
             if max == 0 {
                 return Err(SettingsError::Invalid {
@@ -304,6 +316,9 @@ impl Settings {
         }
         if args.socks_handshake_probe {
             self.socks.handshake_probe = true;
+        }
+        if let Some(iterator) = args.fd_iterator {
+            self.host.fd_iterator = iterator;
         }
         Ok(())
     }
@@ -488,6 +503,21 @@ mod tests {
         std::fs::write(&cfg, "{}").unwrap();
         let c = Settings::resolve(&args(Some("/flag.db"), &cfg)).unwrap();
         assert_eq!(c.socks, SocksConfig::default());
+        assert!(c.host.fd_iterator, "the fd iterator is on by default");
+        std::fs::write(&cfg, r#"{"fd_iterator": false}"#).unwrap();
+        assert!(
+            !Settings::resolve(&args(None, &cfg))
+                .unwrap()
+                .host
+                .fd_iterator
+        );
+        let mut on = args(None, &cfg);
+        on.fd_iterator = Some(true);
+        assert!(
+            Settings::resolve(&on).unwrap().host.fd_iterator,
+            "flag over file"
+        );
+        std::fs::write(&cfg, "{}").unwrap();
         assert_eq!(c.host.max_hash_bytes, HostConfig::default().max_hash_bytes);
         std::fs::write(&cfg, r#"{"socks_ports": [70000]}"#).unwrap();
         assert!(Settings::resolve(&args(None, &cfg)).is_err());

@@ -211,6 +211,10 @@ pub struct HostConfig {
     /// image: the extension, which scans every few seconds. A one-shot CLI run
     /// would only pay for the image stamps that key them.
     pub remember_process_facts: bool,
+    /// Linux: full socket scans take socket fds from the BPF task_file iterator
+    /// where it is exact (root, initial pid namespace), not from a walk of every
+    /// `/proc/<pid>/fd`. Off: always walk (`"fd_iterator": false`).
+    pub fd_iterator: bool,
 }
 
 impl Default for HostConfig {
@@ -221,6 +225,7 @@ impl Default for HostConfig {
             rpm_root: "/var/lib/rpm".into(),
             hash_budget: crate::platform::trust::BudgetLimits::default(),
             remember_process_facts: false,
+            fd_iterator: true,
         }
     }
 }

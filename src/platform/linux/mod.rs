@@ -490,7 +490,7 @@ impl Host for LinuxHost {
     }
 
     fn sockets(&self, query: &SocketQuery) -> SocketScan {
-        sockets::scan(query)
+        sockets::scan(query, self.config.fd_iterator)
     }
 
     fn process_events(

@@ -244,6 +244,12 @@ impl ProcDir {
         }
     }
 
+    /// `/proc/<pid>` itself, whatever thread reads were moved to: for paths that
+    /// name a thread (`task/<tid>/fd/<n>`).
+    pub fn leader_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Opens an entry relative to the process directory.
     pub fn open_entry(&self, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
         self.with_leader_fallback(|dirfd| open_at(dirfd, name, flags), |_| false)

@@ -4,7 +4,11 @@
 //! UDP-Lite sockets of the scanner's own namespace come from sock_diag netlink
 //! instead (see `netlink`), with the /proc tables as the fallback. Sockets found in
 //! no table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
+//! A full scan by a privileged scanner takes its candidate socket fds from the BPF
+//! task_file iterator (see `fd_iterator`) instead of walking every fd, and opens
+//! only the processes that hold sockets, re-reading each candidate's link there.
 
+use super::fd_iterator::{self, SocketFd};
 use super::netlink;
 use super::procfs::{self, ProcDir};
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
@@ -39,6 +43,9 @@ const WALK_ALONE: std::time::Duration = std::time::Duration::from_millis(5);
 pub const FD_BUDGET_PER_UID: usize = 200_000;
 /// fd entries taken from a user's budget at once, so the walk locks it rarely.
 const FD_BUDGET_CHUNK: usize = 4096;
+/// Upper bound on one pass of the fd iterator: 64 MiB is 2.8M socket records. A
+/// pass cut there is thrown away and the scan walks `/proc` (its budgets bound it).
+const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
 
 /// A table address: IPv4 is one `%08X` of the address as a host-order u32; IPv6 is
 /// four such words. v4-mapped IPv6 addresses are unmapped.
@@ -443,6 +450,9 @@ pub struct Scan<'q> {
     fd_budgets: Mutex<HashMap<u32, FdBudget>>,
     /// Every process (not a given pid list).
     full: bool,
+    /// The socket fds the fd iterator saw, by process: only these are read (each
+    /// re-checked through the process's own directory); `None`: walk every fd.
+    candidates: Option<HashMap<Pid, Vec<SocketFd>>>,
 }
 
 /// One user's share of a scan's fd walk.
@@ -467,7 +477,27 @@ impl<'q> Scan<'q> {
             tables: Mutex::new(HashMap::new()),
             fd_budgets: Mutex::new(HashMap::new()),
             full,
+            candidates: None,
         }
+    }
+
+    /// Reads only these iterator records instead of walking each process's fds.
+    pub fn with_candidates(mut self, records: Vec<SocketFd>) -> Self {
+        let mut by_process: HashMap<Pid, Vec<SocketFd>> = HashMap::new();
+        for record in records {
+            if let Ok(pid) = Pid::try_from(record.tgid) {
+                by_process.entry(pid).or_default().push(record);
+            }
+        }
+        self.candidates = Some(by_process);
+        self
+    }
+
+    /// The processes the iterator saw holding sockets, in pid order.
+    fn candidate_pids(&self) -> Option<Vec<Pid>> {
+        let mut pids: Vec<Pid> = self.candidates.as_ref()?.keys().copied().collect();
+        pids.sort_unstable();
+        Some(pids)
     }
 
     /// Whose budget a process's fds come out of: the owner of its `/proc`
@@ -521,6 +551,14 @@ impl<'q> Scan<'q> {
         }
     }
 
+    /// The tables of the namespace `dir`'s process is in.
+    fn process_tables(&self, dir: &ProcDir) -> Result<Arc<NetTables>, HostError> {
+        let namespace = dir
+            .net_namespace()
+            .map_err(|e| procfs::process_error(dir.pid(), &e))?;
+        self.tables_of(dir, namespace)
+    }
+
     /// The namespace's tables, read through `dir` the first time it is seen.
     fn tables_of(&self, dir: &ProcDir, namespace: u64) -> Result<Arc<NetTables>, HostError> {
         // Held while reading so two workers never read the same namespace twice.
@@ -542,15 +580,44 @@ impl<'q> Scan<'q> {
         Ok(read)
     }
 
+    /// `/proc/<pid>` and whose fd budget it spends; a process that cannot be
+    /// opened is counted as skipped in `out`.
+    fn open_process(pid: Pid, out: &mut Partial) -> Option<(ProcDir, Option<u32>)> {
+        let opened = ProcDir::open(pid).and_then(|dir| Ok((Self::budget_uid(&dir)?, dir)));
+        match opened {
+            Ok((uid, dir)) => Some((dir, uid)),
+            Err(e) => {
+                out.skip(&e);
+                None
+            }
+        }
+    }
+
+    /// The table entry of a socket inode: its listing, or for a socket in no
+    /// table the kind `protoname` (the fd's xattr) names, when such kinds are wanted.
+    fn entry_of(
+        &self,
+        net: &NetTables,
+        inode: u64,
+        protoname: impl Fn() -> Option<SockProtoName>,
+    ) -> Option<TableEntry> {
+        net.resolve(inode, &protoname).or_else(|| {
+            if self.name_unlisted && !net.is_other_kind(inode) {
+                protoname()?.unlisted_entry(inode)
+            } else {
+                None
+            }
+        })
+    }
+
     /// Walks one process's fds; its sockets are appended to `out`.
     fn scan_process(&self, pid: Pid, out: &mut Partial) {
-        let dir = match ProcDir::open(pid) {
-            Ok(dir) => dir,
-            Err(e) => return out.skip(&e),
-        };
-        let budget_uid = match Self::budget_uid(&dir) {
-            Ok(uid) => uid,
-            Err(e) => return out.skip(&e),
+        if let Some(candidates) = &self.candidates {
+            let listed = candidates.get(&pid).map(Vec::as_slice).unwrap_or_default();
+            return self.scan_candidates(pid, listed, out);
+        }
+        let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
+            return;
         };
         // fd entries this process may still walk; refilled from its user's budget.
         let mut granted = 0;
@@ -583,11 +650,7 @@ impl<'q> Scan<'q> {
                 return;
             };
             if tables.is_none() {
-                let got = dir
-                    .net_namespace()
-                    .map_err(|e| procfs::process_error(pid, &e))
-                    .and_then(|ns| self.tables_of(&dir, ns));
-                match got {
+                match self.process_tables(&dir) {
                     Ok(t) => tables = Some(t),
                     Err(e) => {
                         failure = Some(e);
@@ -596,15 +659,7 @@ impl<'q> Scan<'q> {
                 }
             }
             let Some(net) = tables.as_deref() else { return };
-            let entry = net
-                .resolve(inode, || sockprotoname(fd_dir, name))
-                .or_else(|| {
-                    if self.name_unlisted && !net.is_other_kind(inode) {
-                        sockprotoname(fd_dir, name)?.unlisted_entry(inode)
-                    } else {
-                        None
-                    }
-                });
+            let entry = self.entry_of(net, inode, || sockprotoname(fd_dir, name));
             if let Some(entry) = entry {
                 let info = entry.to_socket_info(pid, fd, &net.namespace);
                 if self.protocols.wants(&info) {
@@ -627,6 +682,85 @@ impl<'q> Scan<'q> {
         }
         if !found.is_empty() {
             // Read here, on the worker, through the dirfd that named the fds.
+            if let Ok((path, _)) = dir.executable() {
+                out.executables.insert(pid, path);
+            }
+        }
+        out.sockets.append(&mut found);
+    }
+
+    /// The sockets of one process from the iterator's records: each is attributed
+    /// only if its link, read now through the held `/proc/<pid>` directory, still
+    /// names the same socket (the pid may have been reused since the iterator ran;
+    /// a new holder of the very same socket holds it indeed). A thread with an fd
+    /// table of its own is read at `task/<tid>/fd/<n>`.
+    fn scan_candidates(&self, pid: Pid, listed: &[SocketFd], out: &mut Partial) {
+        let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
+            return;
+        };
+        let mut listed = listed.to_vec();
+        // The leader's table first; a copy of the same socket at the same fd in a
+        // thread's own table (unshare copies the table) is one row.
+        listed.sort_unstable_by_key(|r| (r.fd, r.inode, r.tid != r.tgid, r.tid));
+        listed.dedup_by_key(|r| (r.fd, r.inode, r.tid));
+        let mut cut = false;
+        if let Some(uid) = budget_uid {
+            let granted = self.take_fds(uid, listed.len());
+            if granted < listed.len() {
+                listed.truncate(granted);
+                cut = true;
+            }
+            self.settle_fds(uid, 0, cut);
+        }
+        let mut tables: Option<Arc<NetTables>> = None;
+        let mut found: Vec<SocketInfo> = Vec::new();
+        let mut attributed: HashSet<(u32, u64)> = HashSet::new();
+        let mut link = [0u8; 64];
+        let deadline = crate::deadline::Deadline::current();
+        for record in &listed {
+            if deadline.expired() {
+                break;
+            }
+            if attributed.contains(&(record.fd, record.inode)) {
+                continue;
+            }
+            let path = if record.tid == record.tgid {
+                format!("fd/{}", record.fd)
+            } else {
+                format!("task/{}/fd/{}", record.tid, record.fd)
+            };
+            let Ok(name) = std::ffi::CString::new(path) else {
+                continue;
+            };
+            let Ok(n) = procfs::read_link_into(dir.leader_fd(), &name, &mut link) else {
+                continue; // closed, or the task is gone: nothing to attribute
+            };
+            if procfs::parse_bracketed_inode(link.get(..n).unwrap_or_default(), b"socket:[")
+                != Some(record.inode)
+            {
+                continue; // the fd now holds something else (pid or fd reuse)
+            }
+            if tables.is_none() {
+                match self.process_tables(&dir) {
+                    Ok(t) => tables = Some(t),
+                    Err(e) => return out.skip(&e),
+                }
+            }
+            let Some(net) = tables.as_deref() else { return };
+            let inode = record.inode;
+            let entry = self.entry_of(net, inode, || sockprotoname(dir.leader_fd(), &name));
+            attributed.insert((record.fd, inode));
+            if let Some(entry) = entry {
+                let info = entry.to_socket_info(pid, i64::from(record.fd), &net.namespace);
+                if self.protocols.wants(&info) {
+                    found.push(info);
+                }
+            }
+        }
+        if cut {
+            out.skipped += 1;
+        }
+        if !found.is_empty() {
             if let Ok((path, _)) = dir.executable() {
                 out.executables.insert(pid, path);
             }
@@ -786,10 +920,16 @@ pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
     )
 }
 
-/// Runs a socket query against the live host.
-pub fn scan(query: &SocketQuery) -> SocketScan {
+/// Runs a socket query against the live host. A full scan takes its socket fds
+/// from the fd iterator when `use_iterator` and the iterator is exact here.
+pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
     if query.protocols.is_empty() {
         return SocketScan::default();
+    }
+    if query.pids.is_none() && use_iterator {
+        if let Some(scan) = scan_with_iterator(&query.protocols) {
+            return scan;
+        }
     }
     let pids = match &query.pids {
         Some(list) => {
@@ -811,6 +951,32 @@ pub fn scan(query: &SocketQuery) -> SocketScan {
         },
     };
     Scan::new(&query.protocols, query.pids.is_none()).run(&pids)
+}
+
+/// A full scan over the fd iterator's records; `None` when the iterator is not
+/// usable here or its pass failed or was cut at its byte bound (walk `/proc`).
+fn scan_with_iterator(protocols: &ProtocolSet) -> Option<SocketScan> {
+    let iterator = fd_iterator::shared()
+        .inspect_err(|why| log::debug!("no fd iterator, walking /proc: {why}"))
+        .ok()?;
+    let deadline = crate::deadline::Deadline::current();
+    let pass = iterator
+        .socket_fds(MAX_ITERATOR_BYTES, deadline)
+        .inspect_err(|e| log::warn!("fd iterator failed, walking /proc: {e}"))
+        .ok()?;
+    if let Some(why) = pass.cut {
+        if deadline.expired() {
+            return Some(SocketScan {
+                incomplete: vec![format!("{why}: the socket scan stopped early")],
+                ..Default::default()
+            });
+        }
+        log::warn!("{why}; walking /proc instead");
+        return None;
+    }
+    let scan = Scan::new(protocols, true).with_candidates(pass.records);
+    let pids = scan.candidate_pids().unwrap_or_default();
+    Some(scan.run(&pids))
 }
 
 #[cfg(test)]
@@ -959,6 +1125,69 @@ mod tests {
         assert_eq!(tables.resolve(st.st_ino, || None), None, "and not an entry");
         let tables = NetTables::read(&dir, namespace, &udp, &[], false).expect("tables");
         assert!(!tables.is_other_kind(st.st_ino));
+    }
+
+    fn inode_of(fd: &impl std::os::fd::AsRawFd) -> u64 {
+        // SAFETY: st is plain data filled by fstat on an open fd.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is open and st is valid for writes.
+        assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
+        st.st_ino
+    }
+
+    /// Iterator records are candidates: one whose fd no longer holds its socket
+    /// (the pid or the fd was reused after the iterator ran) is not attributed.
+    /// The records are made here (a real pid-reuse race is impractical to force);
+    /// the process, its fds and sockets are real.
+    #[test]
+    fn iterator_records_are_rechecked_before_attribution() {
+        use std::os::fd::AsRawFd;
+        let held = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        // Another socket: what an attacker's record would claim the fd holds.
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let pid = std::process::id();
+        let fd = held.as_raw_fd() as u32;
+        let record = |tid: u32, fd: u32, inode: u64| SocketFd {
+            tgid: pid,
+            tid,
+            fd,
+            inode,
+        };
+        let protocols = ProtocolSet::ALL;
+        let run = |records: Vec<SocketFd>| {
+            let scan = Scan::new(&protocols, true).with_candidates(records);
+            let pids = scan.candidate_pids().unwrap_or_default();
+            scan.run(&pids).sockets
+        };
+        let found = run(vec![record(pid, fd, inode_of(&held))]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].fd, found[0].socket),
+            (i64::from(fd), inode_of(&held))
+        );
+        // fd holds another socket now: nothing.
+        assert!(run(vec![record(pid, fd, inode_of(&other))]).is_empty());
+        // A thread that does not exist, a closed fd: nothing.
+        assert!(run(vec![record(u32::MAX - 1, fd, inode_of(&held))]).is_empty());
+        drop(other);
+        assert!(run(vec![record(pid, 999_999, inode_of(&held))]).is_empty());
+        // The same socket listed by the leader and a thread's copied table: one row.
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        assert_ne!(tid, pid, "tests run on threads other than the main one");
+        let by_thread = run(vec![record(tid, fd, inode_of(&held))]);
+        assert_eq!(
+            by_thread.len(),
+            1,
+            "read at task/<tid>/fd/<n>: {by_thread:?}"
+        );
+        let twice = run(vec![
+            record(pid, fd, inode_of(&held)),
+            record(tid, fd, inode_of(&held)),
+        ]);
+        assert_eq!(twice.len(), 1, "{twice:?}");
+        // A process the records do not name is never opened or reported.
+        assert!(run(Vec::new()).is_empty());
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! Full socket scans through the BPF task_file iterator against the `/proc` walk,
+//! on real processes: the two agree on every socket of a live fixture; a socket
+//! held only by a thread with an fd table of its own (`unshare(CLONE_FILES)`, by an
+//! unprivileged user) is found; the setting turns the iterator off. Needs root and
+//! a kernel with BTF and BPF iterators; skips with the reason otherwise.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use an1256::model::{ProtocolSet, SocketInfo, SocketQuery, SocketScan};
+use an1256::platform::linux::{fd_iterator, LinuxHost};
+use an1256::platform::{Host, HostConfig};
+use common::{python, skip, spawn_ready, ReadyChild};
+use std::collections::BTreeSet;
+
+const PRELUDE: &str = r#"
+import ctypes, os, socket, sys, threading, time
+def out(key, value):
+    print(f"{key}={value}", flush=True)
+def ino(s):
+    return os.fstat(s.fileno()).st_ino
+"#;
+
+/// Whether the iterator can run here; prints why not.
+fn iterator_here(test: &str) -> bool {
+    if !common::is_root() {
+        skip(test, "needs root");
+        return false;
+    }
+    if let Err(why) = fd_iterator::shared() {
+        skip(test, format!("no BPF fd iterator: {why}"));
+        return false;
+    }
+    true
+}
+
+fn host(fd_iterator: bool) -> LinuxHost {
+    LinuxHost::new(HostConfig {
+        fd_iterator,
+        ..HostConfig::default()
+    })
+}
+
+/// A full scan of every kind; asserts which path it took.
+fn full_scan(host: &LinuxHost, through_iterator: bool) -> SocketScan {
+    let before = fd_iterator::passes_on_this_thread();
+    let scan = host.sockets(&SocketQuery {
+        pids: None,
+        protocols: ProtocolSet::ALL,
+    });
+    let used = fd_iterator::passes_on_this_thread() > before;
+    assert_eq!(used, through_iterator, "the scan took the other path");
+    assert!(scan.incomplete.is_empty(), "{:?}", scan.incomplete);
+    scan
+}
+
+fn rows_of(scan: &SocketScan, pids: &[i32]) -> BTreeSet<(i32, i64, u64)> {
+    scan.sockets
+        .iter()
+        .filter(|s| pids.contains(&s.pid))
+        .map(|s| (s.pid, s.fd, s.socket))
+        .collect()
+}
+
+fn holding(scan: &SocketScan, pid: i32, inode: u64) -> Vec<&SocketInfo> {
+    scan.sockets
+        .iter()
+        .filter(|s| s.pid == pid && s.socket == inode)
+        .collect()
+}
+
+/// Every kind of socket the table reports, each inode printed.
+const FIXTURE: &str = r#"
+held = []
+def keep(name, s):
+    held.append(s); out(name, ino(s))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); keep("udp", u)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.connect(("127.0.0.1", 9)); keep("udp_connected", c)
+keep("udp_unbound", socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+try:
+    v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); v6.bind(("::1", 0)); keep("udp6", v6)
+except OSError:
+    pass
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(); keep("tcp_listen", l)
+a = socket.create_connection(l.getsockname()); keep("tcp_client", a)
+b, _ = l.accept(); keep("tcp_server", b)
+try:
+    keep("raw", socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+except OSError:
+    pass
+try:
+    keep("ping", socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
+except OSError:
+    pass
+files = [open("/proc/self/status") for _ in range(20)]
+print("ready", flush=True)
+time.sleep(600)
+"#;
+
+#[test]
+fn the_iterator_and_the_proc_walk_agree_on_a_live_fixture() {
+    let test = "the_iterator_and_the_proc_walk_agree_on_a_live_fixture";
+    if !iterator_here(test) {
+        return;
+    }
+    let attacker = common::attacker("fditer-fixture");
+    let mut children: Vec<ReadyChild> = (0..3)
+        .map(|_| spawn_ready(python(&format!("{PRELUDE}{FIXTURE}"))).expect("root fixture"))
+        .collect();
+    children
+        .push(spawn_ready(attacker.python(&format!("{PRELUDE}{FIXTURE}"))).expect("user fixture"));
+    let pids: Vec<i32> = children.iter().map(|c| c.pid).collect();
+    let through_iterator = full_scan(&host(true), true);
+    let walked = full_scan(&host(false), false);
+    let seen = rows_of(&through_iterator, &pids);
+    assert_eq!(seen, rows_of(&walked, &pids), "the two paths disagree");
+    // Every socket each child printed is there, once, and the rows are the same.
+    for child in &children {
+        for line in &child.lines {
+            let Some((kind, inode)) = line.split_once('=') else {
+                continue;
+            };
+            let inode: u64 = inode.parse().expect("inode");
+            let found = holding(&through_iterator, child.pid, inode);
+            assert_eq!(found.len(), 1, "{kind} of {}: {found:?}", child.pid);
+            assert_eq!(found, holding(&walked, child.pid, inode), "{kind}");
+        }
+    }
+    assert!(seen.len() >= 4 * 7, "{seen:?}");
+}
+
+/// A python whose worker thread opens a UDP socket, after `unshare(CLONE_FILES)`
+/// when `own_table`.
+fn thread_socket_holder(own_table: bool) -> String {
+    format!(
+        r#"{PRELUDE}
+libc = ctypes.CDLL(None, use_errno=True)
+done = threading.Event()
+def worker():
+    if {own_table} and libc.unshare(0x400) != 0:
+        out("error", ctypes.get_errno())
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    out("tid", threading.get_native_id()); out("fd", s.fileno()); out("ino", ino(s))
+    done.set()
+    time.sleep(600)
+threading.Thread(target=worker, daemon=True).start()
+done.wait()
+print("ready", flush=True)
+time.sleep(600)
+"#,
+        own_table = if own_table { "True" } else { "False" }
+    )
+}
+
+#[test]
+fn a_socket_only_a_thread_with_its_own_fd_table_holds_is_found() {
+    let test = "a_socket_only_a_thread_with_its_own_fd_table_holds_is_found";
+    if !iterator_here(test) {
+        return;
+    }
+    let attacker = common::attacker("fditer-unshare");
+    let child = spawn_ready(attacker.python(&thread_socket_holder(true))).expect("holder");
+    assert_eq!(child.value("error"), None, "unshare failed");
+    let (tid, fd, inode) = (child.int("tid"), child.int("fd"), child.int("ino") as u64);
+    assert_ne!(tid, i64::from(child.pid));
+    // The premise: the process's own fd table does not hold it.
+    let leader_link = std::fs::read_link(format!("/proc/{}/fd/{fd}", child.pid));
+    assert!(
+        leader_link.is_err()
+            || leader_link
+                .as_ref()
+                .is_ok_and(|l| l.to_string_lossy() != format!("socket:[{inode}]")),
+        "{leader_link:?}"
+    );
+    let scan = full_scan(&host(true), true);
+    let found = holding(&scan, child.pid, inode);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].fd, found[0].protocol), (fd, 17));
+}
+
+#[test]
+fn a_socket_of_a_thread_sharing_the_table_is_found_once() {
+    let test = "a_socket_of_a_thread_sharing_the_table_is_found_once";
+    if !iterator_here(test) {
+        return;
+    }
+    let attacker = common::attacker("fditer-shared");
+    let child = spawn_ready(attacker.python(&thread_socket_holder(false))).expect("holder");
+    let (fd, inode) = (child.int("fd"), child.int("ino") as u64);
+    let scan = full_scan(&host(true), true);
+    let found = holding(&scan, child.pid, inode);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].fd, fd);
+    // Off, the /proc walk finds the same one row.
+    let walked = full_scan(&host(false), false);
+    assert_eq!(holding(&walked, child.pid, inode), found);
+}
