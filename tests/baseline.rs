@@ -342,7 +342,11 @@ open("switched-{tag}", "w").close()
 time.sleep(120)
 "#
     );
-    spawn_ready(user.python(&code)).unwrap_or_else(|e| panic!("udp child {tag}: {e}"))
+    // `-s`: with the user site (which its user can change, even missing) the
+    // key would be a class, which is approved only with --force.
+    let mut command = user.command("python3");
+    command.args(["-s", "-c", &code]);
+    spawn_ready(command).unwrap_or_else(|e| panic!("udp child {tag}: {e}"))
 }
 
 /// Red-team finding 9: a process that sends to a first remote and later to a new

@@ -228,6 +228,10 @@ fn judge_run(pid: i32, store: &Path, command: Command) -> Judged {
     Judged { row, hit }
 }
 
+/// The benign stdlib module run: `-s` leaves out the user site, which the user can
+/// change (a missing one proves nothing: it may have been removed after start).
+const WITHOUT_USER_SITE: [&str; 4] = ["/usr/bin/python3", "-s", "-m", "json.tool"];
+
 fn root_or_skip(test: &str) -> bool {
     if !is_root() {
         skip(test, "needs root to create the unprivileged attacker user");
@@ -386,7 +390,7 @@ fn a_module_from_the_user_site_is_judged_by_its_file() {
     assert!(!judged.trusted() && judged.hit, "{}", judged.row);
 }
 
-/// Benign twin: `python3 -m json.tool` runs the package-owned stdlib file.
+/// Benign twin: `python3 -s -m json.tool` runs the package-owned stdlib file.
 #[test]
 fn a_stdlib_module_stays_trusted() {
     if !root_or_skip("a_stdlib_module_stays_trusted") {
@@ -394,11 +398,13 @@ fn a_stdlib_module_stays_trusted() {
     }
     let user = attacker("fc-stdlib-mod");
     // From `/`: the user's home as cwd would be first on sys.path (see
-    // `python_user_site_cwd_and_bytecode_prefix_untrust_a_stdlib_module`).
+    // `python_user_site_cwd_and_bytecode_prefix_untrust_a_stdlib_module`); `-s`:
+    // a user site the user can change, even missing, proves nothing (see
+    // `a_user_site_removed_after_start_untrusts_a_stdlib_module`).
     let child = exec_holding_udp_in(
         &user,
         "/",
-        &["/usr/bin/python3", "-m", "json.tool"],
+        &["/usr/bin/python3", "-s", "-m", "json.tool"],
         &[],
         "",
     );
@@ -499,7 +505,7 @@ fn a_short_pythonpath_of_package_directories_stays_trusted() {
     let child = exec_holding_udp_in(
         &user,
         "/",
-        &["/usr/bin/python3.11", "-m", "json.tool"],
+        &["/usr/bin/python3.11", "-s", "-m", "json.tool"],
         &[(
             "PYTHONPATH",
             "/usr/lib/python3/dist-packages:/usr/share/pyshared:/usr/lib/python3/dist-packages",
@@ -1063,9 +1069,55 @@ fn python_user_site_cwd_and_bytecode_prefix_untrust_a_stdlib_module() {
         "",
     );
     assert_hit_because(&judge(child.pid), "python -X pycache_prefix");
-    // Benign twin: the same user and module from `/` with nothing set
-    // (`a_stdlib_module_stays_trusted` covers a fresh user too).
-    let child = exec_holding_udp_in(&user, "/", &module, &[], "");
+    // Benign twin: the same user and module from `/` with nothing set, without
+    // the user site (`a_stdlib_module_stays_trusted` covers a fresh user too).
+    let child = exec_holding_udp_in(&user, "/", &WITHOUT_USER_SITE, &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+/// A usercustomize runs at python's start and deletes the user site it came
+/// from: at scan time nothing is left to find. In the user's own home, the
+/// missing directory proves nothing. Twin: the same module under `-s`.
+#[test]
+fn a_user_site_removed_after_start_untrusts_a_stdlib_module() {
+    if !root_or_skip("a_user_site_removed_after_start_untrusts_a_stdlib_module") {
+        return;
+    }
+    let user = attacker("rt-py-gone");
+    let local = user.home.join(".local");
+    user.write(
+        ".local/lib/python3.11/site-packages/usercustomize.py",
+        b"import os, shutil, sys\nshutil.rmtree(os.path.expanduser('~/.local'))\nsys.stdin.readline()\n",
+        false,
+    );
+    let child = exec_holding_udp_in(
+        &user,
+        "/",
+        &["/usr/bin/python3", "-m", "json.tool"],
+        &[],
+        "",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while local.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!local.exists(), "the usercustomize never ran");
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/lib/python3.11/json/tool.py",
+        "{}",
+        judged.row
+    );
+    assert_hit_because(&judged, "may have been removed after python started");
+    assert!(
+        judged.text("subject_identity").starts_with("tainted:"),
+        "{}",
+        judged.row
+    );
+    // Benign twin: `-s` leaves the user site out of sys.path.
+    let child = exec_holding_udp_in(&user, "/", &WITHOUT_USER_SITE, &[], "");
     let judged = judge(child.pid);
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
@@ -1354,7 +1406,7 @@ fn python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code() {
     let child = exec_holding_udp_in(&user, "/", &["/usr/bin/python3", "-m", "code"], &[], "");
     assert_hit_because(&judge(child.pid), "python's code runs the code");
     // Benign twin: a stdlib module that runs nothing of the user's.
-    let child = exec_holding_udp_in(&user, "/", &module, &[], "");
+    let child = exec_holding_udp_in(&user, "/", &WITHOUT_USER_SITE, &[], "");
     let judged = judge(child.pid);
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
@@ -1690,7 +1742,7 @@ fn an_approved_scripts_hash_is_not_reused_by_other_code() {
     };
     let approved = format!("sha256:{digest}");
 
-    let twin = exec_holding_udp(&user, &["/usr/bin/python3", script], &[], "");
+    let twin = exec_holding_udp(&user, &["/usr/bin/python3", "-s", script], &[], "");
     let judged = judge(twin.pid);
     assert_eq!(
         judged.text("subject_identity"),
@@ -1786,7 +1838,7 @@ time.sleep(300)\n",
     );
     assert!(judged.hit, "{}", judged.row);
 
-    let twin = exec_holding_udp(&user, &["/usr/bin/python3", &script], &[], "");
+    let twin = exec_holding_udp(&user, &["/usr/bin/python3", "-s", &script], &[], "");
     let judged = judge(twin.pid);
     assert!(
         judged.text("subject_identity").starts_with("sha256:"),

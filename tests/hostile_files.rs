@@ -261,8 +261,9 @@ fn own_scripts_are_hashed_and_package_scripts_stay_trusted() {
         format!("tainted:sha256:{}", sha_of(&script))
     );
 
+    // `-s`: a user site the user can change, even missing, proves nothing.
     let mut command = user.command("python3");
-    command.args([PACKAGE_SCRIPT, "--bind", "127.0.0.1", "0"]);
+    command.args(["-s", PACKAGE_SCRIPT, "--bind", "127.0.0.1", "0"]);
     let package = background(command);
     let pid = i32::try_from(package.0.id()).expect("pid");
     let verdict = judge(host.as_ref(), pid, PACKAGE_SCRIPT.as_bytes());
@@ -639,6 +640,8 @@ fn a_truncated_argv_is_never_trusted() {
     let padding = format!("-Xpad={}", "a".repeat(120_000));
     let run = |pads: usize| {
         let mut command = user.command("python3");
+        // `-s`: the twin would otherwise be untrusted for the user site.
+        command.arg("-s");
         for _ in 0..pads {
             command.arg(&padding);
         }

@@ -606,6 +606,17 @@ fn user_site_hooks(
             )
         };
         match host.path_kind(process.pid, &dir.dir) {
+            // Read at start and removed since (a usercustomize can delete its own
+            // tree): where a user can change the directories, absence proves nothing.
+            PathKind::Missing if dir.origin == "user site-packages" => {
+                let why = host.path_changeable(process.pid, &dir.dir);
+                if !why.is_empty() {
+                    problems.push(format!(
+                        "{what} {} is absent now, but {why}: it may have been removed after python started ({effect})",
+                        dir.dir
+                    ));
+                }
+            }
             PathKind::Missing => {}
             PathKind::Dir => problems.push(format!("{what} {} on sys.path: {effect}", dir.dir)),
             _ => problems.push(format!("cannot tell whether {} exists", dir.dir)),
@@ -915,6 +926,39 @@ mod tests {
             "{}",
             v.subject.error
         );
+    }
+
+    /// A usercustomize can delete the user site after python read it: missing
+    /// where its user can change the directories, it proves nothing. Twins: a
+    /// root-only home, and `-s`.
+    #[test]
+    fn a_user_site_missing_where_its_user_can_change_it_proves_nothing() {
+        let mut host = host();
+        let site = "/home/u/.local/lib/python3.11/site-packages";
+        host.path_kinds.remove(site);
+        host.environments.insert(1, vec!["HOME=/home/u".into()]);
+        let run = |host: &FakeHost, argv: &[&str]| {
+            evaluate(host, process(1, "/usr/bin/python3.11", argv)).subject
+        };
+        let tool = "/usr/lib/python3.11/json/tool.py";
+        let twin = run(&host, &["python3", tool]);
+        assert!(twin.trusted, "root-only: {}", twin.error);
+        host.changeable.insert(
+            site.into(),
+            "/home/u is writable by a user other than root".into(),
+        );
+        let v = run(&host, &["python3", tool]);
+        assert!(!v.trusted);
+        assert!(
+            v.error.contains(&format!(
+                "the user site-packages {site} is absent now, but /home/u is writable"
+            )),
+            "{}",
+            v.error
+        );
+        assert!(v.identity.starts_with("tainted:package:"), "{}", v.identity);
+        let twin = run(&host, &["python3", "-s", tool]);
+        assert!(twin.trusted, "-s: {}", twin.error);
     }
 
     #[test]
