@@ -1314,6 +1314,46 @@ fn login_shells_reading_the_users_profile_untrust_a_package_script() {
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
 
+/// `bash -i script` is an interactive shell: it reads `~/.bashrc` before the
+/// script. With its standard error on the script, bash's fd 255 (the terminal it
+/// keeps) is the script too, so the held-script check agrees with argv. Twins:
+/// the same run under `--norc`, and without `-i`.
+#[test]
+fn an_interactive_shell_reading_the_users_bashrc_untrusts_a_package_script() {
+    if !root_or_skip("an_interactive_shell_reading_the_users_bashrc_untrusts_a_package_script") {
+        return;
+    }
+    let user = attacker("rt-bashrc");
+    let bashrc = user.write(".bashrc", b"exec 7<>/dev/udp/192.0.2.10/53\n", false);
+    let bashrc = bashrc.display().to_string();
+    let run = |options: &str| {
+        let line = format!(
+            "exec 2</usr/bin/tzselect; exec -a bash /usr/bin/bash {options} /usr/bin/tzselect"
+        );
+        exec_holding_udp_as(&user, "", "/usr/bin/bash", &["bash", "-c", &line], &[], "")
+    };
+    let child = run("-i");
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/bin/tzselect",
+        "{}",
+        judged.row
+    );
+    assert_hit_because(&judged, &format!("bash interactive shell reads {bashrc}"));
+    for twin in ["--norc -i", ""] {
+        let child = run(twin);
+        let judged = judge(child.pid);
+        assert_eq!(
+            judged.text("subject_path"),
+            "/usr/bin/tzselect",
+            "{twin}: {}",
+            judged.row
+        );
+        assert!(judged.trusted() && !judged.hit, "{twin}: {}", judged.row);
+    }
+}
+
 #[test]
 fn python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code() {
     if !root_or_skip("python_platlibdir_venv_argv0_and_stdlib_runners_untrust_package_code") {

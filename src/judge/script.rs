@@ -1813,6 +1813,10 @@ fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -
     let mut login = argv0.starts_with('-');
     let mut profile = true;
     let mut zsh_rcs = true;
+    // `-i` makes an interactive shell even with a script: it reads its rc file
+    // first (bash `~/.bashrc` unless `--norc` or `--rcfile`, zsh `~/.zshrc`).
+    let mut interactive = false;
+    let mut bashrc = true;
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -1823,6 +1827,7 @@ fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -
         if let Some(long) = arg.strip_prefix("--") {
             match long {
                 "rcfile" | "init-file" => {
+                    bashrc = false;
                     i += 1;
                     if let Some(rc) = args.get(i) {
                         extras.loads.push(load(
@@ -1835,6 +1840,7 @@ fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -
                 "help" | "version" => return Source::Interactive,
                 "login" => login = true,
                 "noprofile" => profile = false,
+                "norc" => bashrc = false,
                 "no-rcs" => zsh_rcs = false,
                 _ => {}
             }
@@ -1853,6 +1859,7 @@ fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -
                 'c' if minus => command = true,
                 's' if minus => stdin = true,
                 'l' if minus => login = true,
+                'i' if minus => interactive = true,
                 'f' if minus && interpreter == "zsh" => zsh_rcs = false,
                 'o' | 'O' => values += 1,
                 'R' | 'T' if interpreter == "ksh" => values += 1,
@@ -1889,6 +1896,18 @@ fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -
         extras
             .loads
             .push(load(&via, LoadTarget::HomeFile(name.to_owned())));
+    }
+    // A login shell reads its profile instead of bash's rc file; zsh reads both.
+    let rc_file = match interpreter {
+        "bash" if interactive && bashrc && !login => Some(".bashrc"),
+        "zsh" if interactive && zsh_rcs => Some(".zshrc"),
+        _ => None,
+    };
+    if let Some(name) = rc_file {
+        extras.loads.push(load(
+            &format!("{interpreter} interactive shell"),
+            LoadTarget::HomeFile(name.to_owned()),
+        ));
     }
     let operand = args.get(i);
     if command {
@@ -3431,6 +3450,45 @@ mod tests {
         assert!(loads_of("/usr/bin/dash", &["sh", "-e", "x.sh"]).is_empty());
         // `x.sh -l` is an argument of the script, not an option.
         assert!(loads_of("/usr/bin/bash", &["bash", "x.sh", "-l"]).is_empty());
+    }
+
+    /// `-i` makes an interactive shell even with a script operand: bash reads
+    /// `~/.bashrc` (not with `--norc`, `--rcfile`, or as a login shell, which reads
+    /// its profile), zsh `~/.zshrc`.
+    #[test]
+    fn interactive_shells_load_the_users_rc_file() {
+        let bashrc = vec![(
+            "bash interactive shell".to_owned(),
+            LoadTarget::HomeFile(".bashrc".into()),
+        )];
+        for argv in [
+            &["bash", "-i", "/usr/bin/tzselect"][..],
+            &["bash", "-ei", "/usr/bin/tzselect"],
+            &["bash", "-o", "errexit", "-i", "/usr/bin/tzselect"],
+        ] {
+            assert_eq!(loads_of("/usr/bin/bash", argv), bashrc, "{argv:?}");
+        }
+        assert_eq!(
+            loads_of(
+                "/usr/bin/bash",
+                &["bash", "--rcfile", "/h/rc", "-i", "x.sh"]
+            ),
+            [("bash --rcfile".to_owned(), LoadTarget::File("/h/rc".into()))]
+        );
+        assert!(loads_of("/usr/bin/bash", &["bash", "--norc", "-i", "x.sh"]).is_empty());
+        assert_eq!(loads_of("/usr/bin/bash", &["bash", "-il", "x.sh"]).len(), 3);
+        let zsh = loads_of("/bin/zsh", &["zsh", "-i", "x.zsh"]);
+        assert_eq!(
+            zsh.last(),
+            Some(&(
+                "zsh interactive shell".to_owned(),
+                LoadTarget::HomeFile(".zshrc".into())
+            )),
+            "{zsh:?}"
+        );
+        assert!(loads_of("/bin/zsh", &["zsh", "-f", "-i", "x.zsh"]).is_empty());
+        // `x.sh -i` is an argument of the script.
+        assert!(loads_of("/usr/bin/bash", &["bash", "x.sh", "-i"]).is_empty());
     }
 
     #[test]
