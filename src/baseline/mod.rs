@@ -96,7 +96,29 @@ pub struct Baseline {
     audit_source: store::AuditSource,
     /// The watch of untrusted processes, as its thread last reported it.
     watch_status: Mutex<watch::WatchStatus>,
+    /// Failed writes of observations since this process started.
+    unwritten: Mutex<UnwrittenObservations>,
 }
+
+/// Writes of observations (sampler passes, watch ticks) that failed since the
+/// process started, for `an1256_info`: an observation missing from the store
+/// must not look like nothing seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnwrittenObservations {
+    /// Writes that failed.
+    pub failed_writes: u64,
+    /// Observations given up after a failed write (a sampler pass's are not
+    /// written again; the watch gives up only past `watch::MAX_UNWRITTEN`).
+    pub given_up: u64,
+    /// Who failed last, and why.
+    pub last_error: String,
+    /// When a failure was last logged (a store that stays unwritable would
+    /// otherwise log each watch tick).
+    logged_at: Option<Instant>,
+}
+
+/// Failed writes of observations are logged at most this often (all counted).
+const UNWRITTEN_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Baseline {
     /// Loads the policy; the store is opened on first use (its errors are kept
@@ -121,6 +143,7 @@ impl Baseline {
             sampler_panics: AtomicU64::new(0),
             audit_source: store::AuditSource::Cli,
             watch_status: Mutex::new(watch::WatchStatus::default()),
+            unwritten: Mutex::new(UnwrittenObservations::default()),
         }
     }
 
@@ -164,6 +187,43 @@ impl Baseline {
 
     pub fn set_watch_status(&self, status: watch::WatchStatus) {
         *self.watch_status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// A write of `count` observations by `writer` (sampler, watch) failed with
+    /// `error`, and `given_up` of them will not be written: logged and counted.
+    pub fn observations_unwritten(&self, writer: &str, count: usize, given_up: usize, error: &str) {
+        let fate = if given_up > 0 {
+            format!("{given_up} of them are lost")
+        } else {
+            "they are kept to write at the next tick".to_owned()
+        };
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        unwritten.failed_writes += 1;
+        unwritten.given_up = unwritten
+            .given_up
+            .saturating_add(u64::try_from(given_up).unwrap_or(u64::MAX));
+        unwritten.last_error = format!("{writer}: {error}");
+        let line = format!(
+            "{writer}: cannot write {count} observations to the baseline store ({fate}): {error}; {} failed writes, {} observations lost so far (an1256_info)",
+            unwritten.failed_writes, unwritten.given_up
+        );
+        if unwritten
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= UNWRITTEN_LOG_INTERVAL)
+        {
+            unwritten.logged_at = Some(Instant::now());
+            log::error!("{line}");
+        } else {
+            log::debug!("{line}");
+        }
+    }
+
+    /// Failed writes of observations since this process started.
+    pub fn unwritten_observations(&self) -> UnwrittenObservations {
+        self.unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sampler passes that panicked since this process started.
@@ -255,6 +315,11 @@ impl Baseline {
             &self.settings.socks,
             may_learn,
         );
+        if let Some(error) = &report.write_error {
+            let seen = report.observations.len();
+            // The next pass sees again the sockets that last; not the others.
+            self.observations_unwritten("sampler", seen, seen, error);
+        }
         let mut sightings = self.sightings.lock().unwrap_or_else(|p| p.into_inner());
         if sightings.len() > MAX_SIGHTINGS {
             sightings.clear();

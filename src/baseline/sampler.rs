@@ -31,6 +31,8 @@ pub struct PassReport {
     pub wall_ms: i64,
     pub cpu_ms: i64,
     pub errors: Vec<String>,
+    /// Why the pass's observations could not be written (`None`: they were).
+    pub write_error: Option<String>,
     /// What was seen, for policy matching of path-less identities.
     pub observations: Vec<Observation>,
     /// (identity, executable path) of binary subjects that verifiably ran from that
@@ -191,7 +193,10 @@ pub fn sample_once(
             }
             report.write = write;
         }
-        Err(e) => report.errors.push(e.to_string()),
+        Err(e) => {
+            report.errors.push(e.to_string());
+            report.write_error = Some(e.to_string());
+        }
     }
     report.wall_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     report.cpu_ms = (thread_cpu_micros() - cpu_start) / 1000;
@@ -353,25 +358,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_pass_judges_each_owner_once_and_learns_only_untrusted_subjects() {
-        let host = FakeHost {
+    /// A host where pid 42 runs /tmp/beacon with `sockets`.
+    fn beacon_host(sockets: Vec<SocketInfo>) -> FakeHost {
+        FakeHost {
             processes: vec![ProcessInfo {
                 pid: 42,
                 path: "/tmp/beacon".into(),
                 argv: vec!["/tmp/beacon".into()],
                 ..Default::default()
             }],
-            // Two sockets of pid 42 (same key twice, one other port) and one of a
-            // process that exits before it is judged.
-            sockets: vec![
-                udp(42, 3, 53),
-                udp(42, 4, 53),
-                udp(42, 5, 123),
-                udp(77, 3, 53),
-            ],
+            sockets,
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_pass_judges_each_owner_once_and_learns_only_untrusted_subjects() {
+        // Two sockets of pid 42 (same key twice, one other port) and one of a
+        // process that exits before it is judged.
+        let host = beacon_host(vec![
+            udp(42, 3, 53),
+            udp(42, 4, 53),
+            udp(42, 5, 123),
+            udp(77, 3, 53),
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db"), 3600).unwrap();
         let report = sample_once(
@@ -446,20 +456,50 @@ mod tests {
         assert!(matches!(get("last_sample_time"), Value::Int(t) if t > 0));
     }
 
+    /// A pass whose write the store refuses (locked by another writer past the
+    /// wait) is counted in an1256_info with its reason and its observations as
+    /// lost: never shown as a pass that saw nothing.
+    #[test]
+    fn a_pass_the_store_refuses_is_counted_as_lost_not_as_nothing_seen() {
+        use crate::tables::{an1256_info, column_index, TableDef, Value};
+        let host = beacon_host(vec![udp(42, 3, 53), udp(42, 4, 123)]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let baseline = Arc::new(super::super::Baseline::new(
+            crate::settings::Settings::with_db(path.clone()),
+            Arc::new(host),
+        ));
+        let store = baseline.store().unwrap();
+        store.set_busy_timeout(Duration::from_millis(100)).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let report = baseline.sample().expect("the store opened");
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(report.observations.len(), 2);
+        let why = report.write_error.expect("the write was refused");
+        assert!(why.contains("locked by another writer"), "{why}");
+        assert!(store.observations(None).unwrap().is_empty());
+        let info = an1256_info::An1256Info::new(baseline.clone());
+        let row = info.generate(&Default::default()).unwrap().remove(0);
+        let get = |name: &str| row[column_index(an1256_info::COLUMNS, name).unwrap()].clone();
+        assert_eq!(get("failed_observation_writes"), Value::Int(1));
+        assert_eq!(get("lost_observations"), Value::Int(2));
+        assert!(
+            matches!(get("last_observation_write_error"), Value::Text(t) if t.starts_with("sampler: ") && t.contains("locked")),
+            "{:?}",
+            get("last_observation_write_error")
+        );
+        // The next pass writes.
+        let report = baseline.sample().unwrap();
+        assert_eq!(report.write_error, None);
+        assert_eq!(store.observations(None).unwrap().len(), 2);
+    }
+
     /// A pass whose deadline has passed stops judging, records nothing it did not
     /// finish, and says it is partial.
     #[test]
     fn a_pass_past_its_deadline_stops_and_says_so() {
-        let host = FakeHost {
-            processes: vec![ProcessInfo {
-                pid: 42,
-                path: "/tmp/beacon".into(),
-                argv: vec!["/tmp/beacon".into()],
-                ..Default::default()
-            }],
-            sockets: vec![udp(42, 3, 53)],
-            ..Default::default()
-        };
+        let host = beacon_host(vec![udp(42, 3, 53)]);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db"), 0).unwrap();
         let report = {

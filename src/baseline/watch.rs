@@ -82,6 +82,9 @@ const EVENT_GATHER: Duration = Duration::from_millis(50);
 const RECORD_REFRESH_SECS: i64 = 10;
 /// Observation keys remembered for the refresh rule.
 const MAX_RECORDED_KEYS: usize = 16_384;
+/// Observations whose write failed, kept to write at the next ticks (the
+/// socket may be gone by then); past it the oldest are given up, and counted.
+pub const MAX_UNWRITTEN: usize = 4096;
 
 /// What the 1 s re-check looks for.
 pub const WATCHED_PROTOCOLS: ProtocolSet = ProtocolSet {
@@ -116,6 +119,8 @@ pub struct WatchStatus {
     pub late_ticks: u64,
     /// Observations the watch recorded.
     pub observations: u64,
+    /// Observations whose write failed, held to be written at the next tick.
+    pub unwritten: u64,
     /// CPU time of the watch thread since the start.
     pub cpu_ms: i64,
     /// Ticks that panicked (the watch starts afresh and goes on).
@@ -170,6 +175,8 @@ pub struct Watch {
     /// The next tick lists the processes (start, lost events, full queue).
     rescan_due: bool,
     recorded: HashMap<ObservationKey, i64>,
+    /// Observations a failed write left, oldest first (at most [`MAX_UNWRITTEN`]).
+    unwritten: VecDeque<Observation>,
     /// Judgements and judging time left in this tick's budget.
     judgements_left: usize,
     unstamped_left: usize,
@@ -222,6 +229,7 @@ impl Watch {
             image_hasher: Default::default(),
             rescan_due: true,
             recorded: HashMap::new(),
+            unwritten: VecDeque::new(),
             judgements_left: JUDGEMENTS_PER_TICK,
             unstamped_left: MAX_UNSTAMPED_PER_TICK,
             judging_left: JUDGING_LIMIT,
@@ -641,7 +649,15 @@ impl Watch {
             self.list_processes(host, compare_images, deadline);
         }
         self.judge_pending(host);
-        let observations = self.recheck(host, socks, now);
+        // Those a failed write left come first: their first sighting's details win.
+        let mut observations: Vec<Observation> = self.unwritten.drain(..).collect();
+        let held: HashSet<ObservationKey> = observations.iter().map(observation_key).collect();
+        observations.extend(
+            self.recheck(host, socks, now)
+                .into_iter()
+                .filter(|o| !held.contains(&observation_key(o))),
+        );
+        self.status.unwritten = 0;
         if deadline.expired() || self.judging_left.is_zero() {
             self.status.late_ticks += 1;
         }
@@ -671,8 +687,6 @@ impl Watch {
     }
 }
 
-/// Records the watch's observations (never learning: only the sampler pass,
-/// which sees the whole host, learns).
 /// `observe::judge_owner` under `JUDGEMENT_LIMIT`: one judgement may not hold
 /// the watch longer (a file a FUSE server trickles out would take a minute). A
 /// judgement cut short is an error: the process stays watched without a verdict
@@ -695,15 +709,62 @@ fn judge_bounded(
     judged
 }
 
-fn record(store: &Store, observations: &[Observation], limits: ObservationLimits) -> usize {
-    if observations.is_empty() {
-        return 0;
-    }
-    match store.record_pass(observations, false, unix_now(), limits) {
-        Ok(write) => write.observations,
-        Err(e) => {
-            log::warn!("watch: cannot record observations: {e}");
-            0
+/// What became of one tick's observations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickWrite {
+    /// Observations written.
+    pub written: usize,
+    /// Why the write failed (`None`: it did not, or there was nothing to write).
+    pub error: Option<String>,
+    /// Observations given up: the write failed and more than [`MAX_UNWRITTEN`]
+    /// were waiting.
+    pub given_up: usize,
+}
+
+impl Watch {
+    /// Writes a tick's observations to `store` (never learning: only the sampler
+    /// pass, which sees the whole host, learns). When the store is unavailable or
+    /// the write fails they are kept for the next tick: a socket that lived 2 s
+    /// must not vanish because a writer held the store for a moment.
+    pub fn write(
+        &mut self,
+        store: Result<&Store, String>,
+        observations: Vec<Observation>,
+        limits: ObservationLimits,
+    ) -> TickWrite {
+        if observations.is_empty() {
+            return TickWrite::default();
+        }
+        let written = store.and_then(|store| {
+            store
+                .record_pass(&observations, false, unix_now(), limits)
+                .map_err(|e| e.to_string())
+        });
+        let error = match written {
+            Ok(write) => {
+                let written = write.observations;
+                self.status.observations += u64::try_from(written).unwrap_or(u64::MAX);
+                return TickWrite {
+                    written,
+                    ..TickWrite::default()
+                };
+            }
+            Err(error) => error,
+        };
+        self.unwritten.extend(observations);
+        let mut given_up = 0;
+        while self.unwritten.len() > MAX_UNWRITTEN {
+            if let Some(o) = self.unwritten.pop_front() {
+                // Seen again while its socket lasts, then written afresh.
+                self.recorded.remove(&observation_key(&o));
+                given_up += 1;
+            }
+        }
+        self.status.unwritten = u64::try_from(self.unwritten.len()).unwrap_or(u64::MAX);
+        TickWrite {
+            written: 0,
+            error: Some(error),
+            given_up,
         }
     }
 }
@@ -780,9 +841,15 @@ fn run(baseline: &super::Baseline, stop: &AtomicBool) {
             }
             let observations = watch.tick(host.as_ref(), &baseline.settings.socks, unix_now());
             if !observations.is_empty() {
-                if let Ok(store) = baseline.store() {
-                    let written = record(&store, &observations, baseline.limits());
-                    watch.status.observations += u64::try_from(written).unwrap_or(u64::MAX);
+                let store = baseline.store().map_err(|e| e.to_string());
+                let count = observations.len();
+                let outcome = watch.write(
+                    store.as_deref().map_err(Clone::clone),
+                    observations,
+                    baseline.limits(),
+                );
+                if let Some(error) = outcome.error {
+                    baseline.observations_unwritten("watch", count, outcome.given_up, &error);
                 }
             }
         }));
@@ -906,6 +973,71 @@ mod tests {
         watch.judge_pending(&super::tests::host(&[(10, TRUSTED)], None));
         assert!(watch.watched_pids().is_empty());
         assert_eq!(watch.status.rescans, 1);
+    }
+
+    /// A tick's observations whose write fails (the store locked by another
+    /// writer past the wait) are kept and written at the next tick, though the
+    /// socket is gone by then; the failure is reported with its reason.
+    #[test]
+    fn observations_a_locked_store_refused_are_written_at_the_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("an1256.db");
+        let store = Store::open(&path, 0).unwrap();
+        store.set_busy_timeout(Duration::from_millis(100)).unwrap();
+        let source = events(true);
+        let with_beacon = host(&[(10, TRUSTED), (11, BEACON)], Some(source.clone()));
+        let mut watch = Watch::new(&with_beacon, DEFAULT_MAX_WATCHED);
+        let seen = watch.tick(&with_beacon, &socks(), 1000);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let limits = ObservationLimits::default();
+        let refused = watch.write(Ok(&store), seen.clone(), limits);
+        assert_eq!((refused.written, refused.given_up), (0, 0));
+        let error = refused.error.expect("the locked store refuses the write");
+        assert!(error.contains("locked by another writer"), "{error}");
+        assert_eq!(watch.status.unwritten, 1);
+        // An unavailable store keeps them too.
+        let unavailable = watch.write(Err("no store".into()), Vec::new(), limits);
+        assert_eq!(unavailable, TickWrite::default(), "nothing new to write");
+        other.execute_batch("COMMIT").unwrap();
+        // The beacon exited; its observation is still written.
+        watch.handle(ProcessEvent::Exit(11));
+        let without = host(&[(10, TRUSTED)], Some(source));
+        let next = watch.tick(&without, &socks(), 1001);
+        assert_eq!(next, seen);
+        let written = watch.write(Ok(&store), next, limits);
+        assert_eq!((written.written, written.error), (1, None));
+        assert_eq!(watch.status.unwritten, 0);
+        let stored = store.observations(None).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].observation.pid, 11);
+        assert!(
+            watch.tick(&without, &socks(), 1002).is_empty(),
+            "written once"
+        );
+    }
+
+    /// Past MAX_UNWRITTEN held, the oldest are given up and counted.
+    #[test]
+    fn held_observations_are_bounded_and_the_excess_counted() {
+        let source = events(true);
+        let host = host(&[(10, TRUSTED)], Some(source));
+        let mut watch = Watch::new(&host, DEFAULT_MAX_WATCHED);
+        let many: Vec<Observation> = (0..MAX_UNWRITTEN + 5)
+            .map(|port| Observation {
+                remote_port: i64::try_from(port).unwrap(),
+                ..Observation::default()
+            })
+            .collect();
+        let refused = watch.write(Err("no store".into()), many, ObservationLimits::default());
+        assert_eq!(refused.given_up, 5);
+        assert_eq!(refused.error.as_deref(), Some("no store"));
+        assert_eq!(watch.status.unwritten, MAX_UNWRITTEN as u64);
+        // The oldest went: the first one held is port 5.
+        let next = watch.tick(&host, &socks(), 1000);
+        assert_eq!(next.len(), MAX_UNWRITTEN);
+        assert_eq!(next[0].remote_port, 5);
     }
 
     #[test]

@@ -46,6 +46,10 @@ super::table_row! {
         watch_lost_events: BIGINT = "Times the event source dropped events",
         watch_observations: BIGINT = "Observations the watch recorded",
         watch_cpu_ms: BIGINT = "CPU time of the watch thread since it started",
+        watch_unwritten: BIGINT = "Observations of the watch whose write failed, held to be written at its next tick",
+        failed_observation_writes: BIGINT = "Writes of observations (sampler passes, watch ticks) that failed since the extension started: store locked past its wait, unavailable, read-only, I/O",
+        lost_observations: BIGINT = "Observations given up after a failed write (missing from an1256_observations and from learning): a failed sampler pass's, and the watch's past 4096 held",
+        last_observation_write_error: TEXT = "Who failed to write observations last, and why",
     }
 }
 
@@ -85,6 +89,7 @@ impl Table for An1256Info {
         };
         let policy = b.policy.status();
         let watch = b.watch_status();
+        let unwritten = b.unwritten_observations();
         let learning = summary.learning_until > unix_now();
         let events: Vec<String> = summary
             .recoveries
@@ -126,6 +131,10 @@ impl Table for An1256Info {
             watch_lost_events: int(watch.lost_events),
             watch_observations: int(watch.observations),
             watch_cpu_ms: watch.cpu_ms,
+            watch_unwritten: int(watch.unwritten),
+            failed_observation_writes: int(unwritten.failed_writes),
+            lost_observations: int(unwritten.given_up),
+            last_observation_write_error: unwritten.last_error,
         }])
     }
 }
