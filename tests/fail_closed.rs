@@ -1886,3 +1886,99 @@ time.sleep(300)\n",
         judged.row
     );
 }
+
+// ---- a thread with an fd table of its own ----
+
+/// A python thread calls `unshare(CLONE_FILES)` and then opens a UDP socket to
+/// 192.0.2.10:53 (`own_table`), or the leader opens it before the thread
+/// unshares (the twin: the socket is in both tables). Prints `pid=`, `ready`.
+const THREAD_WITH_OWN_FD_TABLE: &str = r#"
+import ctypes, os, socket, sys, threading, time
+own_table = sys.argv[1] == "own"
+libc = ctypes.CDLL(None, use_errno=True)
+held = []
+if not own_table:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("192.0.2.10", 53))
+    held.append(s)
+started = threading.Event()
+def thread():
+    if libc.unshare(0x400) != 0:  # CLONE_FILES
+        print("unshare failed", ctypes.get_errno(), flush=True)
+        os._exit(1)
+    if own_table:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("192.0.2.10", 53))
+        held.append(s)
+    started.set()
+    time.sleep(600)
+threading.Thread(target=thread, daemon=True).start()
+started.wait()
+if own_table:
+    # The leader's own table, which /proc/<pid>/fd lists, does not hold it.
+    def link(n):
+        try:
+            return os.readlink(f"/proc/self/fd/{n}")
+        except FileNotFoundError:
+            return ""
+    assert not any(link(n).startswith("socket:") for n in os.listdir("/proc/self/fd"))
+print("pid=%d" % os.getpid())
+print("ready", flush=True)
+time.sleep(600)
+"#;
+
+/// Rows of `nonstandard_protocol_sockets` for `pid` to 192.0.2.10, from a full
+/// scan (no pid constraint) and from a `pid =` lookup, and whether the DESIGN
+/// join makes it a hit.
+fn rows_to_test_net(pid: i32) -> (usize, usize, bool) {
+    let store = tempfile::tempdir().expect("tempdir");
+    let count = |sql: String| {
+        let out = an1256(store.path(), &["query", &sql, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&out.stdout)
+            .into_iter()
+            .filter(|row| row["pid"].as_i64() == Some(i64::from(pid)))
+            .count()
+    };
+    let full = count(
+        "SELECT pid, fd FROM nonstandard_protocol_sockets WHERE remote_address = '192.0.2.10'"
+            .to_string(),
+    );
+    let by_pid = count(format!(
+        "SELECT pid, fd FROM nonstandard_protocol_sockets \
+         WHERE pid = {pid} AND remote_address = '192.0.2.10'"
+    ));
+    (full, by_pid, judge(pid).hit)
+}
+
+#[test]
+fn a_socket_held_by_a_thread_with_its_own_fd_table_is_seen() {
+    if !root_or_skip("a_socket_held_by_a_thread_with_its_own_fd_table_is_seen") {
+        return;
+    }
+    let user = attacker("fc-own-fd-table");
+    let script = user.write("hide.py", THREAD_WITH_OWN_FD_TABLE.as_bytes(), false);
+    let start = |mode: &str| {
+        let mut command = user.command("/usr/bin/python3");
+        command.arg(&script).arg(mode);
+        spawn_ready(command).unwrap_or_else(|e| panic!("{mode}: {e:?}"))
+    };
+    // /proc/<pid>/fd shows the leader's table only: before, neither scan saw it.
+    let hidden = start("own");
+    let (full, by_pid, hit) = rows_to_test_net(hidden.pid);
+    assert_eq!(
+        (full, by_pid),
+        (1, 1),
+        "the thread's socket, once in each scan"
+    );
+    assert!(hit, "an untrusted script's socket is a hit");
+    // The twin: a table the thread copied from the leader lists the same socket
+    // twice; it is one row.
+    let shared = start("copied");
+    assert_eq!(rows_to_test_net(shared.pid).0, 1, "one row, not two");
+    assert_eq!(rows_to_test_net(shared.pid).1, 1, "one row, not two");
+}

@@ -21,6 +21,37 @@ pub const MAX_SMALL_BYTES: usize = 64 * 1024;
 /// `PF_KTHREAD` in the stat `flags` field: kernel threads have no executable.
 const PF_KTHREAD: u64 = 0x0020_0000;
 
+/// The most threads of one process looked at for fd tables of their own.
+const MAX_THREADS_FOR_FD_TABLES: usize = 16_384;
+/// The most distinct fd tables compared against: beyond that, every further
+/// thread's table is walked without comparing (bounds the `kcmp` calls an
+/// attacker's threads can cause to threads x this).
+const MAX_DISTINCT_FD_TABLES: usize = 64;
+
+/// `kcmp(KCMP_FILES)`: `Some(true)` when both tasks share one fd table, `None`
+/// when the kernel cannot say (no `CONFIG_KCMP`, a task gone, not permitted).
+/// Not permitted (a task holding capabilities the scanner lacks) also means its
+/// fds cannot be read: `/proc/<pid>/task/<tid>/fd` needs the same access.
+fn same_fd_table(a: Pid, b: Pid) -> Result<bool, io::Error> {
+    const KCMP_FILES: libc::c_long = 2;
+    // SAFETY: kcmp takes two pids, a type and two unused words; no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+            KCMP_FILES,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    match rc {
+        0 => Ok(true),
+        1 | 2 => Ok(false),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// An open `/proc/<pid>` directory.
 ///
 /// When the main thread has exited (a zombie leader) while other threads run on,
@@ -209,6 +240,89 @@ impl ProcDir {
             }
         }
         None
+    }
+
+    /// Threads whose fd table is not the leader's: a thread that called
+    /// `unshare(CLONE_FILES)` holds fds that `/proc/<pid>/fd` never lists (nor
+    /// does `ss -p`), only `/proc/<pid>/task/<tid>/fd`. One `fstatat` of `task`
+    /// answers for a single-threaded process (its link count is 2 + threads);
+    /// otherwise each thread's table is compared with `kcmp(KCMP_FILES)` against
+    /// the tables already kept, and a thread with a new one is returned as a
+    /// directory of its own. Where `kcmp` cannot answer, the thread is kept:
+    /// walking a table twice costs time, missing one hides sockets. The bool is
+    /// true when there were more threads than are looked at.
+    pub fn threads_with_own_fd_table(&self) -> io::Result<(Vec<ProcDir>, bool)> {
+        // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: "task" is NUL-terminated and st is a valid out-pointer.
+        if unsafe { libc::fstatat(self.fd.as_raw_fd(), c"task".as_ptr(), &mut st, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if st.st_nlink <= 3 {
+            return Ok((Vec::new(), false));
+        }
+        let tasks = open_at(
+            self.fd.as_raw_fd(),
+            c"task",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )?;
+        let tasks_fd = tasks.as_raw_fd();
+        let mut tids = Vec::new();
+        let mut cut = false;
+        DirStream::new(tasks.try_clone()?)?.for_each_name(|name| {
+            if let Some(tid) = parse_decimal(name.to_bytes()).and_then(|t| Pid::try_from(t).ok()) {
+                if tids.len() == MAX_THREADS_FOR_FD_TABLES {
+                    cut = true;
+                    return false;
+                }
+                tids.push(tid);
+            }
+            true
+        })?;
+        // The leader stands for the table `for_each_fd` walks (an exited
+        // leader has none: its live threads then differ from it, and the first
+        // of them is walked again; the caller drops duplicate fds).
+        let mut kept: Vec<Pid> = vec![self.pid];
+        let mut own = Vec::new();
+        for tid in tids {
+            if tid == self.pid {
+                continue;
+            }
+            if kept.len() <= MAX_DISTINCT_FD_TABLES {
+                let mut shared = false;
+                for &k in &kept {
+                    match same_fd_table(k, tid) {
+                        Ok(same) => shared |= same,
+                        // Its fds are as unreadable as the comparison: walking
+                        // them would only fail once per fd.
+                        Err(e) if e.raw_os_error() == Some(libc::EPERM) => shared = true,
+                        Err(_) => {}
+                    }
+                    if shared {
+                        break;
+                    }
+                }
+                if shared {
+                    continue;
+                }
+            }
+            let Ok(name) = cstring(&tid.to_string()) else {
+                continue;
+            };
+            match open_at(tasks_fd, &name, libc::O_RDONLY | libc::O_DIRECTORY) {
+                Ok(fd) => {
+                    kept.push(tid);
+                    own.push(ProcDir {
+                        fd,
+                        pid: self.pid,
+                        thread: OnceLock::from(None),
+                    });
+                }
+                Err(e) if is_vanished(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((own, cut))
     }
 
     pub fn pid(&self) -> Pid {
@@ -864,6 +978,51 @@ mod tests {
         assert!(dir.read_link(c"fd/999999").is_err());
         assert!(!dir.switch_to_live_thread());
         assert_eq!(dir.raw_fd(), before);
+    }
+
+    #[test]
+    fn only_threads_with_a_table_of_their_own_are_walked_again() {
+        use std::sync::mpsc;
+        let pid = std::process::id() as Pid;
+        // A thread sharing the process's table, and one that unshares its own.
+        let (shared_ready, shared_seen) = mpsc::channel();
+        let (own_ready, own_seen) = mpsc::channel();
+        let (done, wait) = mpsc::channel::<()>();
+        let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+        let hold = |ready: mpsc::Sender<i32>, unshare: bool| {
+            let wait = wait.clone();
+            std::thread::spawn(move || {
+                // SAFETY: unshare(CLONE_FILES) affects this thread only.
+                let rc = if unshare {
+                    unsafe { libc::unshare(libc::CLONE_FILES) }
+                } else {
+                    0
+                };
+                // SAFETY: gettid has no arguments and cannot fail.
+                let tid = unsafe { libc::gettid() };
+                let _ = ready.send(if rc == 0 { tid } else { -1 });
+                let _ = wait.lock().map(|w| w.recv());
+            })
+        };
+        let shared = hold(shared_ready, false);
+        let own = hold(own_ready, true);
+        let shared_tid = shared_seen.recv().expect("shared thread");
+        let own_tid = own_seen.recv().expect("own thread");
+        assert!(own_tid > 0, "unshare(CLONE_FILES) failed");
+        let dir = ProcDir::open(pid).expect("own /proc dir");
+        let (threads, cut) = dir.threads_with_own_fd_table().expect("threads");
+        let tids: Vec<Pid> = threads
+            .iter()
+            .filter_map(|t| {
+                let link = std::fs::read_link(format!("/proc/self/fd/{}", t.raw_fd())).ok()?;
+                link.file_name()?.to_str()?.parse().ok()
+            })
+            .collect();
+        drop(done);
+        let _ = (shared.join(), own.join());
+        assert!(!cut);
+        assert_eq!(tids, vec![own_tid], "not {shared_tid}, the shared one");
+        assert!(threads.iter().all(|t| t.pid() == pid));
     }
 
     #[test]

@@ -430,6 +430,70 @@ impl Partial {
     }
 }
 
+/// One process's fd walk: what it found and how much of its user's budget it took.
+struct FdWalk<'s, 'q> {
+    scan: &'s Scan<'q>,
+    budget_uid: Option<u32>,
+    /// fd entries this process may still walk; refilled from its user's budget.
+    granted: usize,
+    cut: bool,
+    failure: Option<HostError>,
+    found: Vec<SocketInfo>,
+}
+
+impl FdWalk<'_, '_> {
+    /// Walks one fd table: the process's (`dir` is `/proc/<pid>`) or a thread's
+    /// own (`/proc/<pid>/task/<tid>`, resolved in that thread's namespace).
+    fn table(&mut self, dir: &ProcDir) -> std::io::Result<()> {
+        let pid = dir.pid();
+        let mut tables: Option<Arc<NetTables>> = None;
+        let mut link = [0u8; 64];
+        let deadline = crate::deadline::Deadline::current();
+        dir.for_each_fd(|fd_dir, fd, name| {
+            if self.failure.is_some() || self.cut || deadline.expired() {
+                return;
+            }
+            if let Some(uid) = self.budget_uid {
+                if self.granted == 0 {
+                    self.granted = self.scan.take_fds(uid, FD_BUDGET_CHUNK);
+                }
+                if self.granted == 0 {
+                    self.cut = true;
+                    return;
+                }
+                self.granted -= 1;
+            }
+            let Ok(n) = procfs::read_link_into(fd_dir, name, &mut link) else {
+                return; // closed since listed, or not a short link: not a socket
+            };
+            let Some(inode) =
+                procfs::parse_bracketed_inode(link.get(..n).unwrap_or_default(), b"socket:[")
+            else {
+                return;
+            };
+            if tables.is_none() {
+                match self.scan.process_tables(dir) {
+                    Ok(t) => tables = Some(t),
+                    Err(e) => {
+                        self.failure = Some(e);
+                        return;
+                    }
+                }
+            }
+            let Some(net) = tables.as_deref() else { return };
+            let entry = self
+                .scan
+                .entry_of(net, inode, || sockprotoname(fd_dir, name));
+            if let Some(entry) = entry {
+                let info = entry.to_socket_info(pid, fd, &net.namespace);
+                if self.scan.protocols.wants(&info) {
+                    self.found.push(info);
+                }
+            }
+        })
+    }
+}
+
 /// One socket scan: the query, and each namespace's tables read at most once.
 pub struct Scan<'q> {
     protocols: &'q ProtocolSet,
@@ -610,7 +674,8 @@ impl<'q> Scan<'q> {
         })
     }
 
-    /// Walks one process's fds; its sockets are appended to `out`.
+    /// Walks one process's fds, and those of any thread with an fd table of its
+    /// own; its sockets are appended to `out`.
     fn scan_process(&self, pid: Pid, out: &mut Partial) {
         if let Some(candidates) = &self.candidates {
             let listed = candidates.get(&pid).map(Vec::as_slice).unwrap_or_default();
@@ -619,54 +684,38 @@ impl<'q> Scan<'q> {
         let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
             return;
         };
-        // fd entries this process may still walk; refilled from its user's budget.
-        let mut granted = 0;
-        let mut cut = false;
-        let mut tables: Option<Arc<NetTables>> = None;
-        let mut failure: Option<HostError> = None;
-        let mut found = Vec::new();
-        let mut link = [0u8; 64];
-        let deadline = crate::deadline::Deadline::current();
-        let walked = dir.for_each_fd(|fd_dir, fd, name| {
-            if failure.is_some() || cut || deadline.expired() {
-                return;
-            }
-            if let Some(uid) = budget_uid {
-                if granted == 0 {
-                    granted = self.take_fds(uid, FD_BUDGET_CHUNK);
-                }
-                if granted == 0 {
-                    cut = true;
-                    return;
-                }
-                granted -= 1;
-            }
-            let Ok(n) = procfs::read_link_into(fd_dir, name, &mut link) else {
-                return; // closed since listed, or not a short link: not a socket
-            };
-            let Some(inode) =
-                procfs::parse_bracketed_inode(link.get(..n).unwrap_or_default(), b"socket:[")
-            else {
-                return;
-            };
-            if tables.is_none() {
-                match self.process_tables(&dir) {
-                    Ok(t) => tables = Some(t),
-                    Err(e) => {
-                        failure = Some(e);
-                        return;
-                    }
+        let mut walk = FdWalk {
+            scan: self,
+            budget_uid,
+            granted: 0,
+            cut: false,
+            failure: None,
+            found: Vec::new(),
+        };
+        let walked = walk.table(&dir);
+        if walked.is_ok() {
+            // A thread's table that cannot be walked leaves the process's other
+            // sockets standing; the process counts as not walked whole.
+            let threads = dir
+                .threads_with_own_fd_table()
+                .and_then(|(threads, too_many)| {
+                    walk.cut |= too_many;
+                    threads.iter().try_for_each(|thread| walk.table(thread))
+                });
+            if let Err(e) = threads {
+                if !procfs::is_vanished(&e) {
+                    out.skipped += 1;
+                    out.note(format!("threads of process {pid}: {e}"));
                 }
             }
-            let Some(net) = tables.as_deref() else { return };
-            let entry = self.entry_of(net, inode, || sockprotoname(fd_dir, name));
-            if let Some(entry) = entry {
-                let info = entry.to_socket_info(pid, fd, &net.namespace);
-                if self.protocols.wants(&info) {
-                    found.push(info);
-                }
-            }
-        });
+        }
+        let FdWalk {
+            granted,
+            cut,
+            failure,
+            mut found,
+            ..
+        } = walk;
         if let Some(uid) = budget_uid {
             self.settle_fds(uid, granted, cut);
         }
@@ -681,6 +730,10 @@ impl<'q> Scan<'q> {
             return out.skip(&procfs::process_error(pid, &e));
         }
         if !found.is_empty() {
+            // A table shared by the leader and a thread (an exited leader's, or
+            // one copied by unshare) lists the same fd twice.
+            let mut seen = HashSet::new();
+            found.retain(|s| seen.insert((s.fd, s.socket)));
             // Read here, on the worker, through the dirfd that named the fds.
             if let Ok((path, _)) = dir.executable() {
                 out.executables.insert(pid, path);
