@@ -1743,6 +1743,104 @@ fn java_running_the_users_code_is_untrusted() {
     }
 }
 
+/// The JVM runs the user's native code or classes through options the launcher
+/// passes on: an agent named by a path (`-agentlib:./x` is `lib./x.so` from the
+/// cwd), a JNI search path, a patched JDK module, an options file. Twin: the
+/// package jar's class with none of them stays trusted.
+#[test]
+fn java_agents_library_paths_patches_and_option_files_untrust_java() {
+    if !root_or_skip("java_agents_library_paths_patches_and_option_files_untrust_java") {
+        return;
+    }
+    let java = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java";
+    let library = "/usr/share/java/commons-io-2.11.0.jar";
+    if !Path::new(java).exists() || !Path::new(library).exists() {
+        skip(
+            "java_agents_library_paths_patches_and_option_files_untrust_java",
+            "no JDK 17 or commons-io",
+        );
+        return;
+    }
+    let user = attacker("rt-java-opts");
+    let home = user.home.display().to_string();
+    // The VM pauses at start until a file in the cwd goes: it is running when judged.
+    let paused = |options: &[&str]| -> ReadyChild {
+        let mut argv = vec![java];
+        argv.extend_from_slice(options);
+        argv.extend([
+            "-XX:+UnlockDiagnosticVMOptions",
+            "-XX:+PauseAtStartup",
+            "-cp",
+            library,
+            "org.apache.commons.io.IOUtils",
+        ]);
+        exec_holding_udp_in(&user, &home, &argv, &[], "")
+    };
+    std::fs::create_dir_all(user.home.join("p")).expect("patch dir");
+    user.write("opts", b"-Dx=y\n", false);
+    let patch = format!("java.base={home}/p");
+    let library_path = format!("-Djava.library.path={home}");
+    let options_file = format!("-XX:VMOptionsFile={home}/opts");
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["--patch-module", &patch],
+            format!("java --patch-module puts {home}/p on the search path"),
+        ),
+        (
+            &[&library_path],
+            format!("java -Djava.library.path puts {home} on the search path"),
+        ),
+        (
+            &[&options_file],
+            format!("java -XX:VMOptionsFile reads {home}/opts"),
+        ),
+    ];
+    for (options, why) in &cases {
+        let child = paused(options);
+        let judged = judge(child.pid);
+        assert_eq!(judged.text("subject_path"), java, "{}", judged.row);
+        assert_hit_because(&judged, why);
+    }
+    // A native agent from the cwd, which waits on stdin once loaded.
+    let agent_dir = user.home.join("lib.");
+    std::fs::create_dir_all(&agent_dir).expect("agent dir");
+    let source = agent_dir.join("x.c");
+    std::fs::write(
+        &source,
+        "#include <unistd.h>\nint Agent_OnLoad(void *vm, char *o, void *r) { char c; read(0, &c, 1); return 0; }\n",
+    )
+    .expect("agent source");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(agent_dir.join("x.so"))
+        .arg(&source)
+        .status();
+    if built.is_ok_and(|s| s.success()) {
+        let child = exec_holding_udp_in(
+            &user,
+            &home,
+            &[
+                java,
+                "-agentlib:./x",
+                "-cp",
+                library,
+                "org.apache.commons.io.IOUtils",
+            ],
+            &[],
+            "",
+        );
+        assert_hit_because(
+            &judge(child.pid),
+            &format!("java -agentlib loads {home}/lib./x.so"),
+        );
+    } else {
+        skip("java -agentlib case", "no C compiler");
+    }
+    let child = paused(&[]);
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
 // ---- an approved script's hash approves that script only ----
 
 /// The key an approval names must stand for all the code that runs. A root-owned

@@ -1290,6 +1290,38 @@ fn java_options(
         } else if let Some(spec) = arg.strip_prefix("-agentpath:") {
             let lib = spec.split('=').next().unwrap_or(spec);
             out.push(load(&via("-agentpath"), LoadTarget::File(lib.to_owned())));
+        } else if let Some(spec) = arg.strip_prefix("-agentlib:") {
+            // The VM loads `lib<name>.so`: a name with a `/` is a path from the
+            // cwd (`./x` is `lib./x.so`); a bare name is searched in the JDK's
+            // directory and ld.so's (LD_LIBRARY_PATH is judged on its own).
+            let name = spec.split('=').next().unwrap_or(spec);
+            if name.contains('/') {
+                out.push(load(
+                    &via("-agentlib"),
+                    LoadTarget::File(format!("lib{name}.so")),
+                ));
+            }
+        } else if let Some((key, value)) = arg
+            .strip_prefix("-D")
+            .and_then(|d| d.split_once('='))
+            .filter(|(key, _)| matches!(*key, "java.library.path" | "sun.boot.library.path"))
+        {
+            // Where System.loadLibrary finds JNI libraries (the JDK's own too).
+            dirs(&via(&format!("-D{key}")), value, out);
+        } else if let Some((option, file)) = ["-XX:VMOptionsFile=", "-XX:Flags="]
+            .iter()
+            .find_map(|o| arg.strip_prefix(o).map(|f| (o.trim_end_matches('='), f)))
+        {
+            // More VM options, from a file.
+            out.push(load(&via(option), LoadTarget::Config(file.to_owned())));
+        } else if let Some(files) = arg.strip_prefix("-XX:SharedArchiveFile=") {
+            // A class-data archive: classes the VM maps instead of loading them.
+            for file in files.split(':').filter(|f| !f.is_empty()) {
+                out.push(load(
+                    &via("-XX:SharedArchiveFile"),
+                    LoadTarget::File(file.to_owned()),
+                ));
+            }
         } else if let Some(path) = arg.strip_prefix("-Xbootclasspath/a:") {
             java_path(&via("-Xbootclasspath/a"), path, out);
         } else if operands && matches!(arg, "-jar") {
@@ -1310,6 +1342,12 @@ fn java_options(
                     "--source" => source_given = true,
                     "-p" | "--module-path" | "--upgrade-module-path" => {
                         java_path(&via(name), &value, out)
+                    }
+                    // `module=path`: the path's classes replace the module's own.
+                    "--patch-module" => {
+                        if let Some((_, path)) = value.split_once('=') {
+                            java_path(&via(name), path, out)
+                        }
                     }
                     _ => {}
                 }
@@ -3694,6 +3732,48 @@ mod tests {
                 &["JAVA_TOOL_OPTIONS=-agentpath:/h/a.so"]
             ),
             [l("JAVA_TOOL_OPTIONS (java -agentpath)", f("/h/a.so"))]
+        );
+        // Agents by name, JNI search paths, patched modules, option files and
+        // class-data archives.
+        assert_eq!(
+            loads(
+                &[
+                    "java",
+                    "-agentlib:./x=y",
+                    "-agentlib:jdwp=transport=dt_socket",
+                    "-Djava.library.path=/h/n:/usr/lib/jni",
+                    "-Dsun.boot.library.path=/h/b",
+                    "-Dother.path=/h/o",
+                    "--patch-module",
+                    "java.base=/h/p:/h/q.jar",
+                    "--patch-module=java.sql=/h/s",
+                    "-XX:VMOptionsFile=/h/opts",
+                    "-XX:Flags=.hotspotrc",
+                    "-XX:SharedArchiveFile=/h/a.jsa:/h/b.jsa",
+                    "-version",
+                ],
+                &[]
+            ),
+            [
+                l("java -agentlib", f("lib./x.so")),
+                l("java -Djava.library.path", d("/h/n")),
+                l("java -Djava.library.path", d("/usr/lib/jni")),
+                l("java -Dsun.boot.library.path", d("/h/b")),
+                l("java --patch-module", d("/h/p")),
+                l("java --patch-module", f("/h/q.jar")),
+                l("java --patch-module", d("/h/s")),
+                l("java -XX:VMOptionsFile", Config("/h/opts".into())),
+                l("java -XX:Flags", Config(".hotspotrc".into())),
+                l("java -XX:SharedArchiveFile", f("/h/a.jsa")),
+                l("java -XX:SharedArchiveFile", f("/h/b.jsa")),
+            ]
+        );
+        assert_eq!(
+            loads(
+                &["java", "-version"],
+                &["JDK_JAVA_OPTIONS=-Djava.library.path=/h/n"]
+            ),
+            [l("JDK_JAVA_OPTIONS (java -Djava.library.path)", d("/h/n"))]
         );
         // Benign: the JDK's own modules, a package jar.
         assert!(loads(&["java", "-version"], &[]).is_empty());
