@@ -690,7 +690,9 @@ fn two_writers_lose_nothing() {
     let entries = store.entries(None).unwrap();
     // 2 x 300 imported + 2 x 150 approved (icmp) + 2 x 150 learned (udp).
     // On failure, say which writes are missing and whether a store was moved
-    // aside (a recovery) while they ran: a flake under load has been seen once.
+    // aside (a recovery) while they ran. (Under load this once lost writes and
+    // corrupted the store: a second open in the process dropped the first one's
+    // locks; see a_second_open_in_the_process_keeps_the_first_ones_writes_visible.)
     let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
     for e in &entries {
         *by_source

@@ -1,6 +1,7 @@
 //! The store file's hardening: its directory verified (and created 0700), the
-//! file opened without following symlinks (created 0600), its owner and that of
-//! its `-wal`/`-shm` companions checked; a corrupt file renamed aside.
+//! file checked without following symlinks (created 0600), its owner and that of
+//! its `-wal`/`-shm` companions checked; a corrupt file renamed aside. Only SQLite
+//! ever opens the file: closing a descriptor of it would drop SQLite's locks.
 
 use super::{io_error, sqlite_error, unix_now, unsafe_path, StoreError};
 use std::ffi::CString;

@@ -497,11 +497,11 @@ enum OpenFailure {
     Other(StoreError),
 }
 
-/// Opens with SQLite's own no-symlink flag, sets WAL and the busy timeout, and
-/// runs `PRAGMA quick_check`.
-/// `open_checked`, asking again before believing a store corrupt: under heavy
-/// load and concurrent writers an open has been seen to fail as corrupt once and
-/// then succeed, and moving a sound store aside loses every entry for the host.
+/// `open_checked`, asking again before believing a store corrupt: moving a store
+/// aside loses every entry for the host, so one bad look is not enough. (The
+/// corruption once seen amid concurrent writers was real: `prepare_file` used to
+/// close a descriptor of the file, dropping this process's SQLite locks; see
+/// `hardening::prepare_file`.)
 fn open_checked_settled(path: &Path) -> Result<Connection, OpenFailure> {
     const ATTEMPTS: u32 = 4;
     let mut attempt = 1;
@@ -520,6 +520,8 @@ fn open_checked_settled(path: &Path) -> Result<Connection, OpenFailure> {
     }
 }
 
+/// Opens with SQLite's own no-symlink flag, sets WAL and the busy timeout, and
+/// runs `PRAGMA quick_check`.
 fn open_checked(path: &Path) -> Result<Connection, OpenFailure> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
