@@ -1664,6 +1664,57 @@ fn ssh_provider_libraries_of_the_user_untrust_ssh() {
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
 
+/// ssh reads `~/.ssh/config` at start and loads the provider it names later:
+/// the user then removes the file, or makes it unreadable, and the scan finds
+/// nothing to judge. Neither proves the file said nothing. Twin: `-F none`.
+#[test]
+fn an_ssh_config_removed_or_unreadable_after_start_untrusts_ssh() {
+    if !root_or_skip("an_ssh_config_removed_or_unreadable_after_start_untrusts_ssh") {
+        return;
+    }
+    if !Path::new("/usr/bin/ssh").exists() {
+        skip(
+            "an_ssh_config_removed_or_unreadable_after_start_untrusts_ssh",
+            "no ssh",
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let user = attacker("rt-ssh-gone");
+    user.write("p11.so", b"\x7fELF", false);
+    let config = user.write(
+        ".ssh/config",
+        b"Host 127.0.0.1\n  PKCS11Provider ~/p11.so\n",
+        false,
+    );
+    let moved = user.home.join(".ssh/moved");
+    // The proxy command never answers: ssh waits on the loopback only.
+    let argv = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut argv = vec![
+            "/usr/bin/ssh",
+            "-o",
+            "ProxyCommand=sleep 120",
+            "-o",
+            "BatchMode=yes",
+        ];
+        argv.extend_from_slice(extra);
+        argv.push("a1256-test@127.0.0.1");
+        argv
+    };
+    // ssh closes every fd above 2 at start: the socket is its stdout.
+    let ssh = |argv: &[&str]| launch_holding_udp(&user, "", argv[0], argv, &[], "", true);
+    let child = ssh(&argv(&[]));
+    std::fs::rename(&config, &moved).expect("remove the config");
+    assert_hit_because(&judge(child.pid), "ssh may have read it at start");
+    std::fs::rename(&moved, &config).expect("restore the config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    assert_hit_because(&judge(child.pid), "cannot be read as the process's user");
+    // Benign twin: no user config read at all.
+    let child = ssh(&argv(&["-F", "none"]));
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
 #[test]
 fn java_running_the_users_code_is_untrusted() {
     if !root_or_skip("java_running_the_users_code_is_untrusted") {

@@ -317,14 +317,15 @@ fn code_load_problems(
     if script.is_none() {
         loads.extend(script::program_loads(&process.path, &process.argv, env));
         if process.path.rsplit('/').next() == Some("ssh") {
-            loads.extend(
-                super::socks::ssh_config_providers(host, process)
-                    .into_iter()
-                    .map(|(place, library)| CodeLoad {
-                        via: format!("ssh {place}"),
-                        target: LoadTarget::File(library),
-                    }),
-            );
+            let (providers, unread) = super::socks::ssh_config_providers(host, process);
+            loads.extend(providers.into_iter().map(|(place, library)| CodeLoad {
+                via: format!("ssh {place}"),
+                target: LoadTarget::File(library),
+            }));
+            loads.extend(unread.into_iter().map(|why| CodeLoad {
+                via: "ssh config".into(),
+                target: LoadTarget::Code(why),
+            }));
         }
     }
     loads.extend(script::environment_loads(interpreter, env, &python));

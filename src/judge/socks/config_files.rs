@@ -4,7 +4,7 @@
 //! `ssh` and `proxychains`; judging what they say is the classifier's.
 
 use super::ssh;
-use crate::model::ProcessInfo;
+use crate::model::{PathKind, ProcessInfo};
 use crate::platform::Host;
 use crate::util::glob::{self, Dialect};
 
@@ -30,6 +30,10 @@ pub(super) struct SshConfigReader<'a> {
     pub(super) ports: Vec<u16>,
     /// Provider libraries named (`PKCS11Provider in <file>`, value as written).
     pub(super) providers: Vec<(String, String)>,
+    /// Why a user config file ssh may have read at start is not known now:
+    /// unreadable as the process's user, or missing where a user can change it
+    /// (read at start and removed since).
+    pub(super) unread: Vec<String>,
 }
 
 impl SshConfigReader<'_> {
@@ -42,6 +46,9 @@ impl SshConfigReader<'_> {
         }
         self.files_left -= 1;
         let Some(text) = read_config(self.host, self.process, path) else {
+            if user_config {
+                self.unread.extend(self.why_unread(path));
+            }
             return;
         };
         let found = ssh::read_config(&text, self.destination);
@@ -63,10 +70,36 @@ impl SshConfigReader<'_> {
     }
 }
 
+impl SshConfigReader<'_> {
+    /// Why the user config file `path`, which could not be read, may still have
+    /// said something when ssh read it at start; `None` when it could not have.
+    fn why_unread(&self, path: &str) -> Option<String> {
+        let pid = self.process.pid;
+        match self.host.path_kind(pid, path) {
+            PathKind::Missing => {
+                let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+                let why = self
+                    .host
+                    .path_changeable(pid, if dir.is_empty() { "/" } else { dir });
+                (!why.is_empty()).then(|| {
+                    format!("{path} is absent now, but {why}: ssh may have read it at start")
+                })
+            }
+            _ => Some(format!(
+                "{path} cannot be read as the process's user: what it says is not known"
+            )),
+        }
+    }
+}
+
 /// The PKCS#11 and security-key provider libraries an ssh client's config files
 /// (`-F`, else `~/.ssh/config` and the system's, with their `Include`s) name for its
-/// destination: each is loaded into ssh. `(where, library)`, `~/` expanded.
-pub fn ssh_config_providers(host: &dyn Host, process: &ProcessInfo) -> Vec<(String, String)> {
+/// destination: each is loaded into ssh. `(where, library)`, `~/` expanded; and
+/// why user config files ssh may have read at start cannot be read now.
+pub fn ssh_config_providers(
+    host: &dyn Host,
+    process: &ProcessInfo,
+) -> (Vec<(String, String)>, Vec<String>) {
     let args = ssh::parse_ssh_argv(&process.argv);
     let home = host.home_directory(process.uid);
     let mut reader = SshConfigReader {
@@ -77,12 +110,13 @@ pub fn ssh_config_providers(host: &dyn Host, process: &ProcessInfo) -> Vec<(Stri
         files_left: MAX_SSH_CONFIG_FILES,
         ports: Vec::new(),
         providers: Vec::new(),
+        unread: Vec::new(),
     };
     for path in ssh::config_paths(&args, home.as_deref(), &process.cwd) {
         let user_config = path != ssh::SYSTEM_CONFIG;
         reader.read(&path, user_config, 0);
     }
-    reader
+    let providers = reader
         .providers
         .into_iter()
         .map(|(place, library)| {
@@ -92,7 +126,8 @@ pub fn ssh_config_providers(host: &dyn Host, process: &ProcessInfo) -> Vec<(Stri
             };
             (place, library)
         })
-        .collect()
+        .collect();
+    (providers, reader.unread)
 }
 
 /// The files a path whose file name may hold `*`/`?` names, sorted as glob(3)
@@ -173,6 +208,7 @@ mod tests {
             files_left: MAX_SSH_CONFIG_FILES,
             ports: Vec::new(),
             providers: Vec::new(),
+            unread: Vec::new(),
         };
         reader.read(&format!("{d}/main"), true, 0);
         assert_eq!(reader.ports, vec![2001, 2002, 2003]);
@@ -180,6 +216,52 @@ mod tests {
         reader.read(&format!("{d}/loop"), true, 0);
         assert_eq!(reader.ports.len(), MAX_SSH_INCLUDE_DEPTH + 1);
         assert!(reader.files_left < MAX_SSH_CONFIG_FILES);
+    }
+
+    /// A user config ssh may have read at start but that cannot be read now says
+    /// nothing about what it named: missing where a user can change it, or there
+    /// but unreadable. Missing under root-only directories, or the system's, is
+    /// nothing.
+    #[test]
+    fn unreadable_or_removed_user_configs_are_reported() {
+        let mut host = FakeHost::default();
+        let ssh = process(1, "/usr/bin/ssh", &["ssh", "pivot"]);
+        let unread = |host: &FakeHost, path: &str, user_config: bool| {
+            let mut reader = SshConfigReader {
+                host,
+                process: &ssh,
+                home: None,
+                destination: Some("pivot"),
+                files_left: MAX_SSH_CONFIG_FILES,
+                ports: Vec::new(),
+                providers: Vec::new(),
+                unread: Vec::new(),
+            };
+            reader.read(path, user_config, 0);
+            reader.unread
+        };
+        let config = "/home/u/.ssh/config";
+        assert!(unread(&host, config, true).is_empty(), "root-only");
+        host.changeable.insert(
+            "/home/u/.ssh".into(),
+            "/home/u is writable by a user other than root".into(),
+        );
+        let why = unread(&host, config, true);
+        assert!(
+            why.len() == 1
+                && why[0].contains("is absent now, but /home/u is writable")
+                && why[0].contains("ssh may have read it at start"),
+            "{why:?}"
+        );
+        assert!(unread(&host, config, false).is_empty(), "the system's");
+        host.path_kinds.insert(config.into(), PathKind::File);
+        let why = unread(&host, config, true);
+        assert!(
+            why.len() == 1 && why[0].contains("cannot be read as the process's user"),
+            "{why:?}"
+        );
+        host.files.insert(config.into(), b"Host other\n".to_vec());
+        assert!(unread(&host, config, true).is_empty(), "read");
     }
 
     /// A FIFO at the config path is not read (and does not hang the scan).

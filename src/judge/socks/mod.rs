@@ -187,6 +187,7 @@ impl<'a> Classifier<'a> {
                     files_left: MAX_SSH_CONFIG_FILES,
                     ports: Vec::new(),
                     providers: Vec::new(),
+                    unread: Vec::new(),
                 };
                 for path in ssh::config_paths(args, home.as_deref(), &process.cwd) {
                     let user_config = path != ssh::SYSTEM_CONFIG;
