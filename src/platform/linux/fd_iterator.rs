@@ -90,7 +90,6 @@ const MAX_TYPE_CHAIN: usize = 32;
 /// One `struct btf_type` and where its trailing data starts.
 #[derive(Clone, Copy)]
 struct BtfType {
-    name_off: u32,
     kind: u8,
     kind_flag: bool,
     vlen: u16,
@@ -104,7 +103,20 @@ struct Btf<'a> {
     types: Vec<BtfType>,
     type_section: &'a [u8],
     strings: &'a [u8],
+    /// (id, kind, name) of the structs and FUNCs named in [`WANTED`], found in the
+    /// one pass over the types (vmlinux has ~150k types: no search per name).
+    named: Vec<(u32, u8, &'static str)>,
 }
+
+/// The names `parse_layout` looks up.
+const WANTED: [&str; 6] = [
+    "bpf_iter_task_file",
+    "bpf_iter__task_file",
+    "bpf_iter_meta",
+    "task_struct",
+    "file",
+    "inode",
+];
 
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(data.get(at..at + 2)?.try_into().ok()?))
@@ -146,6 +158,7 @@ impl<'a> Btf<'a> {
         let type_section = section(blob, base, type_off, type_len)?;
         let strings = section(blob, base, str_off, str_len)?;
         let mut types = Vec::with_capacity(type_section.len() / 16);
+        let mut named = Vec::new();
         let mut at = 0;
         while at < type_section.len() {
             let name_off = u32_at(type_section, at).ok_or("BTF type is cut")?;
@@ -168,8 +181,16 @@ impl<'a> Btf<'a> {
             if at > type_section.len() {
                 return Err("BTF type data runs past its section".into());
             }
+            if kind == KIND_STRUCT || kind == KIND_FUNC {
+                let rest = strings.get(name_off as usize..).unwrap_or_default();
+                let wanted = WANTED
+                    .iter()
+                    .find(|w| rest.starts_with(w.as_bytes()) && rest.get(w.len()) == Some(&0));
+                if let Some(wanted) = wanted {
+                    named.push((types.len() as u32 + 1, kind, *wanted));
+                }
+            }
             types.push(BtfType {
-                name_off,
                 kind,
                 kind_flag: info >> 31 == 1,
                 vlen,
@@ -181,6 +202,7 @@ impl<'a> Btf<'a> {
             types,
             type_section,
             strings,
+            named,
         })
     }
 
@@ -197,13 +219,13 @@ impl<'a> Btf<'a> {
             .ok_or_else(|| format!("BTF type id {id} does not exist"))
     }
 
-    /// Ids of every type of `kind` named `name`.
+    /// Ids of every struct or FUNC (`kind`) named `name`, one of [`WANTED`].
     fn find(&self, kind: u8, name: &str) -> Vec<u32> {
-        self.types
+        debug_assert!(WANTED.contains(&name), "{name} is not indexed");
+        self.named
             .iter()
-            .enumerate()
-            .filter(|(_, t)| t.kind == kind && self.name(t.name_off) == Some(name.as_bytes()))
-            .map(|(i, _)| i as u32 + 1)
+            .filter(|(_, k, n)| *k == kind && *n == name)
+            .map(|(id, _, _)| *id)
             .collect()
     }
 
@@ -365,7 +387,9 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, String> {
 
 fn read_vmlinux_btf() -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    let mut blob = Vec::new();
+    // Sized once from the file's stated size (sysfs gives it), not grown in steps.
+    let stated = file.metadata().map_or(0, |m| m.len()).min(MAX_BTF_BYTES) as usize;
+    let mut blob = Vec::with_capacity(stated + 1);
     file.take(MAX_BTF_BYTES + 1)
         .read_to_end(&mut blob)
         .map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;

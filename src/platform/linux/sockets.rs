@@ -274,6 +274,11 @@ impl NetTables {
             .extend(text.lines().skip(1).filter_map(parse_unix_inode));
     }
 
+    /// True for a ping socket listed under both families (its xattr decides).
+    pub fn has_alternate(&self, inode: u64) -> bool {
+        self.ping_alternates.contains_key(&inode)
+    }
+
     /// True for a socket known to be of a kind the scan does not want.
     pub fn is_other_kind(&self, inode: u64) -> bool {
         self.other_kinds.contains(&inode)
@@ -751,7 +756,24 @@ impl<'q> Scan<'q> {
         let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
             return;
         };
-        let mut listed = listed.to_vec();
+        let net = match self.process_tables(&dir) {
+            Ok(net) => net,
+            Err(e) => return out.skip(&e),
+        };
+        // Only a socket that could become a row is read again: one listed in a
+        // wanted kind, or one in no table when such sockets are named by xattr
+        // (not a UNIX socket, nor TCP when TCP is not wanted).
+        let mut listed: Vec<SocketFd> = listed
+            .iter()
+            .filter(|r| match net.resolve(r.inode, || None) {
+                Some(first) => {
+                    net.has_alternate(r.inode)
+                        || self.protocols.wants(&first.to_socket_info(pid, 0, ""))
+                }
+                None => self.name_unlisted && !net.is_other_kind(r.inode),
+            })
+            .copied()
+            .collect();
         // The leader's table first; a copy of the same socket at the same fd in a
         // thread's own table (unshare copies the table) is one row.
         listed.sort_unstable_by_key(|r| (r.fd, r.inode, r.tid != r.tgid, r.tid));
@@ -765,7 +787,6 @@ impl<'q> Scan<'q> {
             }
             self.settle_fds(uid, 0, cut);
         }
-        let mut tables: Option<Arc<NetTables>> = None;
         let mut found: Vec<SocketInfo> = Vec::new();
         let mut attributed: HashSet<(u32, u64)> = HashSet::new();
         let mut link = [0u8; 64];
@@ -793,15 +814,8 @@ impl<'q> Scan<'q> {
             {
                 continue; // the fd now holds something else (pid or fd reuse)
             }
-            if tables.is_none() {
-                match self.process_tables(&dir) {
-                    Ok(t) => tables = Some(t),
-                    Err(e) => return out.skip(&e),
-                }
-            }
-            let Some(net) = tables.as_deref() else { return };
             let inode = record.inode;
-            let entry = self.entry_of(net, inode, || sockprotoname(dir.leader_fd(), &name));
+            let entry = self.entry_of(&net, inode, || sockprotoname(dir.leader_fd(), &name));
             attributed.insert((record.fd, inode));
             if let Some(entry) = entry {
                 let info = entry.to_socket_info(pid, i64::from(record.fd), &net.namespace);
