@@ -196,3 +196,49 @@ fn a_socket_of_a_thread_sharing_the_table_is_found_once() {
     let walked = full_scan(&host(false), false);
     assert_eq!(holding(&walked, child.pid, inode), found);
 }
+
+#[test]
+fn a_thread_in_a_network_namespace_of_its_own_is_resolved_there() {
+    let test = "a_thread_in_a_network_namespace_of_its_own_is_resolved_there";
+    if !iterator_here(test) {
+        return;
+    }
+    let code = format!(
+        r#"{PRELUDE}
+libc = ctypes.CDLL(None, use_errno=True)
+done = threading.Event()
+def worker():
+    # Its own fd table, then its own network namespace (root may).
+    if libc.unshare(0x400) != 0 or libc.unshare(0x40000000) != 0:
+        out("error", ctypes.get_errno())
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    out("port", s.getsockname()[1]); out("fd", s.fileno()); out("ino", ino(s))
+    out("netns", os.stat(f"/proc/self/task/{{threading.get_native_id()}}/ns/net").st_ino)
+    done.set()
+    time.sleep(600)
+threading.Thread(target=worker, daemon=True).start()
+done.wait()
+print("ready", flush=True)
+time.sleep(600)
+"#
+    );
+    let child = spawn_ready(python(&code)).expect("holder");
+    if let Some(errno) = child.value("error") {
+        skip(test, format!("unshare failed: errno {errno}"));
+        return;
+    }
+    let inode = child.int("ino") as u64;
+    let scan = full_scan(&host(true), true);
+    let found = holding(&scan, child.pid, inode);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].net_namespace, child.int("netns").to_string());
+    assert_eq!(i64::from(found[0].local_port), child.int("port"));
+    assert_eq!(found[0].fd, child.int("fd"));
+    let walked = full_scan(&host(false), false);
+    assert_eq!(
+        holding(&walked, child.pid, inode),
+        found,
+        "the /proc walk agrees"
+    );
+}

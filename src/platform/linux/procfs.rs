@@ -364,6 +364,21 @@ impl ProcDir {
         self.fd.as_raw_fd()
     }
 
+    /// The directory of one thread of this process (`task/<tid>`), read as is.
+    pub fn thread(&self, tid: Pid) -> io::Result<ProcDir> {
+        let name = cstring(&format!("task/{tid}"))?;
+        open_at(
+            self.fd.as_raw_fd(),
+            &name,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )
+        .map(|fd| ProcDir {
+            fd,
+            pid: self.pid,
+            thread: OnceLock::from(None),
+        })
+    }
+
     /// Opens an entry relative to the process directory.
     pub fn open_entry(&self, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
         self.with_leader_fallback(|dirfd| open_at(dirfd, name, flags), |_| false)

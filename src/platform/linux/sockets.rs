@@ -760,17 +760,37 @@ impl<'q> Scan<'q> {
             Ok(net) => net,
             Err(e) => return out.skip(&e),
         };
+        // A thread with a table of its own may be in a network namespace of its
+        // own too: its sockets resolve in that one (read through task/<tid>).
+        let mut thread_tables: HashMap<u32, Option<Arc<NetTables>>> = HashMap::new();
+        for record in listed.iter().filter(|r| r.tid != r.tgid) {
+            thread_tables.entry(record.tid).or_insert_with(|| {
+                let thread = dir.thread(Pid::try_from(record.tid).ok()?).ok()?;
+                self.process_tables(&thread).ok()
+            });
+        }
+        let tables_of = |record: &SocketFd| -> Option<Arc<NetTables>> {
+            if record.tid == record.tgid {
+                return Some(net.clone());
+            }
+            thread_tables.get(&record.tid).cloned().flatten()
+        };
         // Only a socket that could become a row is read again: one listed in a
         // wanted kind, or one in no table when such sockets are named by xattr
         // (not a UNIX socket, nor TCP when TCP is not wanted).
         let mut listed: Vec<SocketFd> = listed
             .iter()
-            .filter(|r| match net.resolve(r.inode, || None) {
-                Some(first) => {
-                    net.has_alternate(r.inode)
-                        || self.protocols.wants(&first.to_socket_info(pid, 0, ""))
+            .filter(|r| {
+                let Some(net) = tables_of(r) else {
+                    return false; // the thread is gone
+                };
+                match net.resolve(r.inode, || None) {
+                    Some(first) => {
+                        net.has_alternate(r.inode)
+                            || self.protocols.wants(&first.to_socket_info(pid, 0, ""))
+                    }
+                    None => self.name_unlisted && !net.is_other_kind(r.inode),
                 }
-                None => self.name_unlisted && !net.is_other_kind(r.inode),
             })
             .copied()
             .collect();
@@ -815,6 +835,9 @@ impl<'q> Scan<'q> {
                 continue; // the fd now holds something else (pid or fd reuse)
             }
             let inode = record.inode;
+            let Some(net) = tables_of(record) else {
+                continue;
+            };
             let entry = self.entry_of(&net, inode, || sockprotoname(dir.leader_fd(), &name));
             attributed.insert((record.fd, inode));
             if let Some(entry) = entry {
