@@ -192,10 +192,10 @@ impl Baseline {
     /// A write of `count` observations by `writer` (sampler, watch) failed with
     /// `error`, and `given_up` of them will not be written: logged and counted.
     pub fn observations_unwritten(&self, writer: &str, count: usize, given_up: usize, error: &str) {
-        let fate = if given_up > 0 {
-            format!("{given_up} of them are lost")
-        } else {
+        let fate = if given_up == 0 && count > 0 {
             "they are kept to write at the next tick".to_owned()
+        } else {
+            format!("{given_up} of them are lost")
         };
         let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
         unwritten.failed_writes += 1;
