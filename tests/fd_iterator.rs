@@ -129,19 +129,24 @@ fn the_iterator_and_the_proc_walk_agree_on_a_live_fixture() {
     assert!(seen.len() >= 4 * 7, "{seen:?}");
 }
 
-/// A python whose worker thread opens a UDP socket, after `unshare(CLONE_FILES)`
-/// when `own_table`.
-fn thread_socket_holder(own_table: bool) -> String {
+/// A python whose worker thread makes the `unshare(2)` calls of `flags` (an
+/// errno is printed as `error=`), then binds a UDP socket to `address` and prints
+/// its tid, fd, inode, port and network namespace.
+fn thread_socket_holder(flags: &[u32], address: &str) -> String {
+    let flags: Vec<String> = flags.iter().map(u32::to_string).collect();
     format!(
         r#"{PRELUDE}
 libc = ctypes.CDLL(None, use_errno=True)
 done = threading.Event()
 def worker():
-    if {own_table} and libc.unshare(0x400) != 0:
-        out("error", ctypes.get_errno())
+    for flag in [{flags}]:
+        if libc.unshare(flag) != 0:
+            out("error", ctypes.get_errno())
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    out("tid", threading.get_native_id()); out("fd", s.fileno()); out("ino", ino(s))
+    s.bind(("{address}", 0))
+    tid = threading.get_native_id()
+    out("tid", tid); out("fd", s.fileno()); out("ino", ino(s)); out("port", s.getsockname()[1])
+    out("netns", os.stat(f"/proc/self/task/{{tid}}/ns/net").st_ino)
     done.set()
     time.sleep(600)
 threading.Thread(target=worker, daemon=True).start()
@@ -149,9 +154,12 @@ done.wait()
 print("ready", flush=True)
 time.sleep(600)
 "#,
-        own_table = if own_table { "True" } else { "False" }
+        flags = flags.join(", ")
     )
 }
+
+const CLONE_FILES: u32 = 0x400;
+const CLONE_NEWNET: u32 = 0x4000_0000;
 
 #[test]
 fn a_socket_only_a_thread_with_its_own_fd_table_holds_is_found() {
@@ -160,7 +168,8 @@ fn a_socket_only_a_thread_with_its_own_fd_table_holds_is_found() {
         return;
     }
     let attacker = common::attacker("fditer-unshare");
-    let child = spawn_ready(attacker.python(&thread_socket_holder(true))).expect("holder");
+    let child = spawn_ready(attacker.python(&thread_socket_holder(&[CLONE_FILES], "127.0.0.1")))
+        .expect("holder");
     assert_eq!(child.value("error"), None, "unshare failed");
     let (tid, fd, inode) = (child.int("tid"), child.int("fd"), child.int("ino") as u64);
     assert_ne!(tid, i64::from(child.pid));
@@ -186,7 +195,8 @@ fn a_socket_of_a_thread_sharing_the_table_is_found_once() {
         return;
     }
     let attacker = common::attacker("fditer-shared");
-    let child = spawn_ready(attacker.python(&thread_socket_holder(false))).expect("holder");
+    let child =
+        spawn_ready(attacker.python(&thread_socket_holder(&[], "127.0.0.1"))).expect("holder");
     let (fd, inode) = (child.int("fd"), child.int("ino") as u64);
     let scan = full_scan(&host(true), true);
     let found = holding(&scan, child.pid, inode);
@@ -203,26 +213,8 @@ fn a_thread_in_a_network_namespace_of_its_own_is_resolved_there() {
     if !iterator_here(test) {
         return;
     }
-    let code = format!(
-        r#"{PRELUDE}
-libc = ctypes.CDLL(None, use_errno=True)
-done = threading.Event()
-def worker():
-    # Its own fd table, then its own network namespace (root may).
-    if libc.unshare(0x400) != 0 or libc.unshare(0x40000000) != 0:
-        out("error", ctypes.get_errno())
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
-    out("port", s.getsockname()[1]); out("fd", s.fileno()); out("ino", ino(s))
-    out("netns", os.stat(f"/proc/self/task/{{threading.get_native_id()}}/ns/net").st_ino)
-    done.set()
-    time.sleep(600)
-threading.Thread(target=worker, daemon=True).start()
-done.wait()
-print("ready", flush=True)
-time.sleep(600)
-"#
-    );
+    // Its own fd table, then its own network namespace (root may).
+    let code = thread_socket_holder(&[CLONE_FILES, CLONE_NEWNET], "0.0.0.0");
     let child = spawn_ready(python(&code)).expect("holder");
     if let Some(errno) = child.value("error") {
         skip(test, format!("unshare failed: errno {errno}"));
