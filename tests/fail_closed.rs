@@ -609,6 +609,65 @@ fn ld_preload_of_a_users_library_untrusts_a_package_binary() {
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
 
+/// The environment /proc shows is the process's own memory: its user (or the
+/// preloaded code itself) renames LD_PRELOAD after start, through
+/// `/proc/<pid>/mem`, and the variable is gone. The library is still mapped, and
+/// the kernel's mappings name it. Twin: the same binary with no preload.
+#[test]
+fn a_preload_hidden_by_rewriting_the_environment_is_still_mapped() {
+    if !root_or_skip("a_preload_hidden_by_rewriting_the_environment_is_still_mapped") {
+        return;
+    }
+    let user = attacker("rt-env-wipe");
+    let Ok(libz) = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libz.so.1") else {
+        skip(
+            "a_preload_hidden_by_rewriting_the_environment_is_still_mapped",
+            "no libz",
+        );
+        return;
+    };
+    let hook = user.write(
+        "libhook.so",
+        &std::fs::read(libz).expect("read libz"),
+        false,
+    );
+    let hook_text = hook.display().to_string();
+    let child = exec_holding_udp(&user, &["/usr/bin/cat"], &[("LD_PRELOAD", &hook_text)], "");
+    // Renames the variable in the process's environment memory.
+    const RENAME_LD_PRELOAD: &str = r#"
+import sys
+pid = sys.argv[1]
+stat = open("/proc/%s/stat" % pid, "rb").read()
+fields = stat[stat.rindex(b")") + 2:].split()
+start, end = int(fields[47]), int(fields[48])
+with open("/proc/%s/mem" % pid, "r+b", buffering=0) as mem:
+    mem.seek(start)
+    at = mem.read(end - start).index(b"LD_PRELOAD=")
+    mem.seek(start + at)
+    mem.write(b"X")
+"#;
+    let out = user
+        .command("/usr/bin/python3")
+        .args(["-c", RENAME_LD_PRELOAD, &child.pid.to_string()])
+        .output()
+        .expect("rewrite the environment");
+    assert!(out.status.success(), "{out:?}");
+    let environ = std::fs::read(format!("/proc/{}/environ", child.pid)).expect("environ");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        !environ.contains("LD_PRELOAD=") && environ.contains("XD_PRELOAD="),
+        "{environ:?}"
+    );
+    assert_hit_because(
+        &judge(child.pid),
+        &format!("{hook_text} is mapped executable into the process (unsigned"),
+    );
+    // Benign twin: the same binary, no preload.
+    let child = exec_holding_udp(&user, &["/usr/bin/cat"], &[], "");
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
 #[test]
 fn bash_env_and_pythonpath_hooks_untrust_package_scripts() {
     if !root_or_skip("bash_env_and_pythonpath_hooks_untrust_package_scripts") {

@@ -185,6 +185,7 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         if let Some(s) = script.as_ref().filter(|s| s.kind == ScriptKind::File) {
             problems.extend(argv_problem(host, &process, s));
         }
+        problems.extend(mapped_code_problem(host, &process));
         if !problems.is_empty() {
             subject.trusted = false;
             subject.error = problems.join("; ");
@@ -229,6 +230,42 @@ pub fn evaluate(host: &dyn Host, process: ProcessInfo) -> ProcessVerdict {
         script_identity,
         subject,
     }
+}
+
+/// Native code mapped into a non-root process that is not the host's package
+/// code: a library preloaded or loaded from the user's files. Its own code can
+/// rewrite the argv and environment that named it (the process owns that memory),
+/// not the kernel's mappings. Root's processes are not checked: an unprivileged
+/// user cannot write into them. The first untrusted file found is enough.
+fn mapped_code_problem(host: &dyn Host, process: &ProcessInfo) -> Option<String> {
+    if process.uid == 0 {
+        return None;
+    }
+    let paths = match host.mapped_code(process.pid)? {
+        Ok(paths) => paths,
+        Err(e) => {
+            return Some(format!(
+                "cannot judge the code mapped into the process: {e}"
+            ))
+        }
+    };
+    paths
+        .iter()
+        .filter(|path| !script::in_package_location(path))
+        .find_map(|path| {
+            let id = host.file_identity(path);
+            (!id.trust.is_trusted()).then(|| {
+                let detail = if id.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", id.error)
+                };
+                format!(
+                    "{path} is mapped executable into the process ({}{detail})",
+                    id.trust.as_str()
+                )
+            })
+        })
 }
 
 /// argv's script against what the process holds open (see
@@ -960,6 +997,38 @@ mod tests {
         assert!(v.identity.starts_with("tainted:package:"), "{}", v.identity);
         let twin = run(&host, &["python3", "-s", tool]);
         assert!(twin.trusted, "-s: {}", twin.error);
+    }
+
+    /// A library the environment no longer names (its code rewrote the variable)
+    /// is still mapped: a non-root process's executable mappings outside package
+    /// locations must be trusted files. Twins: package libraries only, and root's
+    /// process (which no unprivileged user can write into).
+    #[test]
+    fn native_code_mapped_from_the_users_files_untrusts_the_subject() {
+        let mut host = host();
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+        let exe = "/usr/bin/sleep";
+        host.identities.insert(exe.into(), package("coreutils"));
+        host.code_mappings.insert(1, vec![exe.into(), libc.into()]);
+        let v = evaluate(&host, process(1, exe, &["sleep", "300"]));
+        assert!(v.subject.trusted, "{}", v.subject.error);
+        host.code_mappings
+            .insert(1, vec![exe.into(), "/home/u/wipe.so".into(), libc.into()]);
+        let v = evaluate(&host, process(1, exe, &["sleep", "300"]));
+        assert!(!v.subject.trusted);
+        assert!(
+            v.subject
+                .error
+                .contains("/home/u/wipe.so is mapped executable into the process (unsigned"),
+            "{}",
+            v.subject.error
+        );
+        assert!(v.subject.identity.starts_with("tainted:package:"));
+        let root = ProcessInfo {
+            uid: 0,
+            ..process(1, exe, &["sleep", "300"])
+        };
+        assert!(evaluate(&host, root).subject.trusted);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct FakeHost {
     pub file_keys: HashMap<String, (u64, u64)>,
     /// The path each pid verifiably runs from (`executable_is_at`).
     pub executables_at: HashMap<Pid, String>,
+    /// Files mapped executable, by pid (`mapped_code`; absent: not told).
+    pub code_mappings: HashMap<Pid, Vec<String>>,
     /// Why a script path's file (`CodeIdentity::changeable` from `script_identity`)
     /// or a directory (`path_changeable`) could change; absent: only root can.
     pub changeable: HashMap<String, String>,
@@ -243,6 +245,10 @@ impl Host for FakeHost {
             return Err(error.clone());
         }
         Ok(self.libraries.get(&pid).cloned().unwrap_or_default())
+    }
+
+    fn mapped_code(&self, pid: Pid) -> Option<Result<Vec<String>, HostError>> {
+        self.code_mappings.get(&pid).cloned().map(Ok)
     }
 
     fn system_socks_proxy(&self) -> Option<(String, u16)> {

@@ -399,6 +399,16 @@ pub trait Host: Send + Sync {
             what: format!("the mapped libraries of process {pid}"),
         })
     }
+    /// Files mapped executable into the process (its program, the loader, its
+    /// libraries), named as the host sees them: the kernel's record of the native
+    /// code that runs, which the process cannot rewrite as it can its argv and
+    /// environment. `Err` when they cannot be listed, or when the process may see
+    /// other files at those names (another user namespace or root). `None` where
+    /// the platform does not tell code mappings from data ones (no check).
+    fn mapped_code(&self, pid: Pid) -> Option<Result<Vec<String>, HostError>> {
+        let _ = pid;
+        None
+    }
     /// The system-wide SOCKS proxy (macOS network settings: SOCKSProxy/SOCKSPort
     /// when SOCKSEnable), as host and port. `None` where there is no such setting.
     fn system_socks_proxy(&self) -> Option<(String, u16)> {

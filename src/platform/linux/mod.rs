@@ -828,6 +828,10 @@ impl Host for LinuxHost {
         Ok(environment)
     }
 
+    fn mapped_code(&self, pid: Pid) -> Option<Result<Vec<String>, HostError>> {
+        Some(executable_mappings(pid))
+    }
+
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         let dir = ProcDir::open(pid)?;
         let stamp = if self.config.remember_process_facts {
@@ -860,6 +864,43 @@ impl Host for LinuxHost {
         }
         Ok(procfs::parse_maps_paths(&String::from_utf8_lossy(&maps)))
     }
+}
+
+/// The files mapped executable into `pid`, as the host names them (see
+/// `Host::mapped_code`): `PROCMAP_QUERY`, else the executable lines of `maps`.
+fn executable_mappings(pid: Pid) -> Result<Vec<String>, HostError> {
+    let dir = ProcDir::open(pid)?;
+    if let Some(why) = script_file::other_view(&dir) {
+        return Err(HostError::Malformed {
+            what: format!("the code mapped into process {pid}"),
+            why,
+        });
+    }
+    if let Some(paths) = procfs::executable_mappings(&dir).map_err(|e| process_error(pid, &e))? {
+        return Ok(paths);
+    }
+    let (maps, truncated) = dir
+        .read_capped(c"maps", procfs::MAX_MAPS_BYTES)
+        .map_err(|e| process_error(pid, &e))?;
+    if truncated {
+        return Err(HostError::Truncated {
+            pid,
+            what: "maps",
+            limit: procfs::MAX_MAPS_BYTES,
+        });
+    }
+    // `address perms offset dev inode path`: only mappings with `x` in perms.
+    let text = String::from_utf8_lossy(&maps);
+    let executable: String = text
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|perms| perms.contains('x'))
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    Ok(procfs::parse_maps_paths(&executable))
 }
 
 /// Where a user-named path starts, as the program naming it would resolve it:

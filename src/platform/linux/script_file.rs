@@ -311,7 +311,7 @@ fn walk_for_writers(
 /// mount over any path, and unmount after the interpreter read it) or in another
 /// root. A mount namespace of its own in the host's user namespace (systemd's
 /// sandboxing) was made by root and is not counted. `None` in the host's view.
-fn other_view(dir: &ProcDir) -> Option<String> {
+pub fn other_view(dir: &ProcDir) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let theirs = match dir.read_link(c"ns/user") {
         Ok(link) => link,
