@@ -1951,6 +1951,58 @@ fn java_agents_library_paths_patches_and_option_files_untrust_java() {
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
 
+/// Every JDK tool is a JVM: `JAVA_TOOL_OPTIONS=-javaagent:~/agent.jar` runs the
+/// user's Java code in `jar` (the agent opens its own UDP socket), with no file
+/// mapped that a package does not own. Twin: `java` running a package jar's
+/// class stays trusted (`java_agents_library_paths_patches_and_option_files_untrust_java`).
+#[test]
+fn a_jdk_tool_running_the_users_agent_is_untrusted() {
+    if !root_or_skip("a_jdk_tool_running_the_users_agent_is_untrusted") {
+        return;
+    }
+    let jdk = "/usr/lib/jvm/java-17-openjdk-amd64/bin";
+    if !Path::new(&format!("{jdk}/jar")).exists() || !Path::new(&format!("{jdk}/javac")).exists() {
+        skip(
+            "a_jdk_tool_running_the_users_agent_is_untrusted",
+            "no JDK 17",
+        );
+        return;
+    }
+    let user = attacker("rt-jdk-tool");
+    let source = user.write(
+        "Agent.java",
+        b"public class Agent { static Object held;\n\
+public static void premain(String a) throws Exception {\n\
+java.net.DatagramSocket s = new java.net.DatagramSocket();\n\
+s.connect(java.net.InetAddress.getByName(\"192.0.2.10\"), 53); held = s; } }\n",
+        false,
+    );
+    user.write("manifest.txt", b"Premain-Class: Agent\n", false);
+    let classes = user.home.join("c").display().to_string();
+    let agent = user.home.join("agent.jar").display().to_string();
+    let built = user
+        .command(format!("{jdk}/javac"))
+        .arg("-d")
+        .arg(&classes)
+        .arg(&source)
+        .output()
+        .expect("javac");
+    assert!(built.status.success(), "{built:?}");
+    let built = user
+        .command(format!("{jdk}/jar"))
+        .args(["cfm", &agent, "manifest.txt", "-C", &classes, "Agent.class"])
+        .output()
+        .expect("jar");
+    assert!(built.status.success(), "{built:?}");
+    // `jar t` reads a jar from stdin: it waits there, the agent loaded.
+    let tool = format!("{jdk}/jar");
+    let options = format!("-javaagent:{agent}");
+    let child = exec_holding_udp(&user, &[&tool, "t"], &[("JAVA_TOOL_OPTIONS", &options)], "");
+    let judged = judge(child.pid);
+    assert_eq!(judged.text("subject_path"), tool, "{}", judged.row);
+    assert_hit_because(&judged, "a JDK tool runs in a JVM");
+}
+
 // ---- an approved script's hash approves that script only ----
 
 /// The key an approval names must stand for all the code that runs. A root-owned

@@ -1170,6 +1170,39 @@ pub fn in_package_location(path: &str) -> bool {
     })
 }
 
+/// The JDK's tools besides `java` (judged by its options) and `jshell`: each is a
+/// JVM, which reads the VM option variables (an agent from `JAVA_TOOL_OPTIONS` runs
+/// in `jar` as in `java`), and several load classes their options name (javac's
+/// annotation processors, keytool's providers, jrunscript's engines).
+const JDK_TOOLS: &[&str] = &[
+    "jar",
+    "jarsigner",
+    "javac",
+    "javadoc",
+    "javap",
+    "jcmd",
+    "jconsole",
+    "jdb",
+    "jdeprscan",
+    "jdeps",
+    "jfr",
+    "jhsdb",
+    "jimage",
+    "jinfo",
+    "jlink",
+    "jmap",
+    "jmod",
+    "jpackage",
+    "jps",
+    "jrunscript",
+    "jstack",
+    "jstat",
+    "jstatd",
+    "keytool",
+    "rmiregistry",
+    "serialver",
+];
+
 /// Why a program runs code other than its own file inside its process (a program
 /// loader, an emulator, a debugger with an embedded interpreter), or `None`. Such a
 /// process is never trusted for its executable's signature alone.
@@ -1189,6 +1222,12 @@ pub fn in_process_runner(exe_path: &str) -> Option<&'static str> {
     }
     if base == "jshell" {
         return Some("jshell runs the Java code in its arguments and its input");
+    }
+    if JDK_TOOLS.contains(&base) && exe_path.contains("/jvm/") {
+        return Some(
+            "a JDK tool runs in a JVM, which loads the agents and classes JAVA_TOOL_OPTIONS, \
+             _JAVA_OPTIONS, its -J options and its own options name",
+        );
     }
     if base == "gdb" || base.starts_with("gdb-") {
         return Some("gdb runs python and guile code from its options and the user's .gdbinit");
@@ -3782,6 +3821,13 @@ mod tests {
             [l("java -jar", f("/usr/share/java/x.jar"))]
         );
         assert!(in_process_runner("/usr/lib/jvm/java-17-openjdk-amd64/bin/jshell").is_some());
+        // The other JDK tools are JVMs too; a `jar` elsewhere is not one.
+        for tool in ["jar", "keytool", "javac", "jrunscript"] {
+            let path = format!("/usr/lib/jvm/java-17-openjdk-amd64/bin/{tool}");
+            assert!(in_process_runner(&path).is_some(), "{path}");
+        }
+        assert!(in_process_runner("/usr/bin/jar").is_none());
+        assert!(in_process_runner("/usr/lib/jvm/java-17-openjdk-amd64/bin/java").is_none());
     }
 
     #[test]
