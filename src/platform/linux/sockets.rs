@@ -43,6 +43,12 @@ const WALK_ALONE: std::time::Duration = std::time::Duration::from_millis(5);
 pub const FD_BUDGET_PER_UID: usize = 200_000;
 /// fd entries taken from a user's budget at once, so the walk locks it rarely.
 const FD_BUDGET_CHUNK: usize = 4096;
+/// Listings of one (fd, socket) of a process read at most: the leader's and a
+/// thread's copy, or those of threads sharing an exited leader's table.
+const COPIES_TRIED: usize = 3;
+/// Threads with fd tables of their own whose network namespace one process's
+/// iterator records may look up; the rest are not read (the scan says so).
+const MAX_THREAD_TABLES: usize = 1024;
 /// Upper bound on one pass of the fd iterator: 64 MiB is 2.8M socket records. A
 /// pass cut there is thrown away and the scan walks `/proc` (its budgets bound it).
 const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
@@ -760,10 +766,32 @@ impl<'q> Scan<'q> {
             Ok(net) => net,
             Err(e) => return out.skip(&e),
         };
+        // The leader's table first. The same socket at the same fd is listed again
+        // by a thread whose table is a copy (unshare copies it) and, once the leader
+        // has exited, by every thread sharing the table: at most
+        // [`COPIES_TRIED`] of them are read (one that reads back is the row).
+        let mut listed = listed.to_vec();
+        listed.sort_unstable_by_key(|r| (r.fd, r.inode, r.tid != r.tgid, r.tid));
+        let mut copies = 0;
+        let mut previous = None;
+        listed.retain(|r| {
+            if previous != Some((r.fd, r.inode)) {
+                previous = Some((r.fd, r.inode));
+                copies = 0;
+            }
+            copies += 1;
+            copies <= COPIES_TRIED
+        });
         // A thread with a table of its own may be in a network namespace of its
         // own too: its sockets resolve in that one (read through task/<tid>).
         let mut thread_tables: HashMap<u32, Option<Arc<NetTables>>> = HashMap::new();
+        let mut too_many_threads = false;
         for record in listed.iter().filter(|r| r.tid != r.tgid) {
+            if thread_tables.len() >= MAX_THREAD_TABLES && !thread_tables.contains_key(&record.tid)
+            {
+                too_many_threads = true;
+                continue;
+            }
             thread_tables.entry(record.tid).or_insert_with(|| {
                 let thread = dir.thread(Pid::try_from(record.tid).ok()?).ok()?;
                 self.process_tables(&thread).ok()
@@ -778,27 +806,19 @@ impl<'q> Scan<'q> {
         // Only a socket that could become a row is read again: one listed in a
         // wanted kind, or one in no table when such sockets are named by xattr
         // (not a UNIX socket, nor TCP when TCP is not wanted).
-        let mut listed: Vec<SocketFd> = listed
-            .iter()
-            .filter(|r| {
-                let Some(net) = tables_of(r) else {
-                    return false; // the thread is gone
-                };
-                match net.resolve(r.inode, || None) {
-                    Some(first) => {
-                        net.has_alternate(r.inode)
-                            || self.protocols.wants(&first.to_socket_info(pid, 0, ""))
-                    }
-                    None => self.name_unlisted && !net.is_other_kind(r.inode),
+        listed.retain(|r| {
+            let Some(net) = tables_of(r) else {
+                return false; // the thread is gone, or past the bound
+            };
+            match net.resolve(r.inode, || None) {
+                Some(first) => {
+                    net.has_alternate(r.inode)
+                        || self.protocols.wants(&first.to_socket_info(pid, 0, ""))
                 }
-            })
-            .copied()
-            .collect();
-        // The leader's table first; a copy of the same socket at the same fd in a
-        // thread's own table (unshare copies the table) is one row.
-        listed.sort_unstable_by_key(|r| (r.fd, r.inode, r.tid != r.tgid, r.tid));
-        listed.dedup_by_key(|r| (r.fd, r.inode, r.tid));
-        let mut cut = false;
+                None => self.name_unlisted && !net.is_other_kind(r.inode),
+            }
+        });
+        let mut cut = too_many_threads;
         if let Some(uid) = budget_uid {
             let granted = self.take_fds(uid, listed.len());
             if granted < listed.len() {
@@ -1276,6 +1296,21 @@ mod tests {
             record(tid, fd, inode_of(&held)),
         ]);
         assert_eq!(twice.len(), 1, "{twice:?}");
+        // Copies listed by threads (an exited leader's table): at most
+        // COPIES_TRIED are read, the lowest tids first. Tasks 1-3 are no threads of
+        // ours: with the leader's own listing the row stands, without it the
+        // real thread's fourth copy is not read.
+        let copies = |leader: bool| {
+            let mut records: Vec<SocketFd> =
+                (1..=3).map(|t| record(t, fd, inode_of(&held))).collect();
+            records.push(record(tid, fd, inode_of(&held)));
+            if leader {
+                records.push(record(pid, fd, inode_of(&held)));
+            }
+            run(records)
+        };
+        assert_eq!(copies(true).len(), 1);
+        assert!(copies(false).is_empty());
         // A process the records do not name is never opened or reported.
         assert!(run(Vec::new()).is_empty());
     }
