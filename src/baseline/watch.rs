@@ -27,6 +27,7 @@
 
 use super::sampler::{observation_key, observation_of, thread_cpu_micros, ObservationKey};
 use super::store::{unix_now, Observation, ObservationLimits, Store};
+use super::StoreError;
 use crate::deadline::Deadline;
 use crate::judge::subject::ProcessVerdict;
 use crate::model::{Pid, ProtocolSet, SocketQuery};
@@ -728,14 +729,14 @@ impl Watch {
     /// must not vanish because a writer held the store for a moment.
     pub fn write(
         &mut self,
-        store: Result<&Store, String>,
+        store: Result<&Store, &StoreError>,
         observations: Vec<Observation>,
         limits: ObservationLimits,
     ) -> TickWrite {
         if observations.is_empty() {
             return TickWrite::default();
         }
-        let written = store.and_then(|store| {
+        let written = store.map_err(|e| e.to_string()).and_then(|store| {
             store
                 .record_pass(&observations, false, unix_now(), limits)
                 .map_err(|e| e.to_string())
@@ -841,13 +842,9 @@ fn run(baseline: &super::Baseline, stop: &AtomicBool) {
             }
             let observations = watch.tick(host.as_ref(), &baseline.settings.socks, unix_now());
             if !observations.is_empty() {
-                let store = baseline.store().map_err(|e| e.to_string());
+                let store = baseline.store();
                 let count = observations.len();
-                let outcome = watch.write(
-                    store.as_deref().map_err(Clone::clone),
-                    observations,
-                    baseline.limits(),
-                );
+                let outcome = watch.write(store.as_deref(), observations, baseline.limits());
                 if let Some(error) = outcome.error {
                     baseline.observations_unwritten("watch", count, outcome.given_up, &error);
                 }
@@ -998,7 +995,11 @@ mod tests {
         assert!(error.contains("locked by another writer"), "{error}");
         assert_eq!(watch.status.unwritten, 1);
         // An unavailable store keeps them too.
-        let unavailable = watch.write(Err("no store".into()), Vec::new(), limits);
+        let unavailable = watch.write(
+            Err(&StoreError::Invalid("no store".into())),
+            Vec::new(),
+            limits,
+        );
         assert_eq!(unavailable, TickWrite::default(), "nothing new to write");
         other.execute_batch("COMMIT").unwrap();
         // The beacon exited; its observation is still written.
@@ -1030,7 +1031,11 @@ mod tests {
                 ..Observation::default()
             })
             .collect();
-        let refused = watch.write(Err("no store".into()), many, ObservationLimits::default());
+        let refused = watch.write(
+            Err(&StoreError::Invalid("no store".into())),
+            many,
+            ObservationLimits::default(),
+        );
         assert_eq!(refused.given_up, 5);
         assert_eq!(refused.error.as_deref(), Some("no store"));
         assert_eq!(watch.status.unwritten, MAX_UNWRITTEN as u64);

@@ -59,6 +59,51 @@ pub struct SocketFds {
     pub cut: Option<String>,
 }
 
+/// Why the iterator cannot be made or read here; the caller walks `/proc` instead.
+#[derive(Debug, thiserror::Error)]
+pub enum FdIteratorError {
+    #[error("{path}: {source}")]
+    BtfRead {
+        path: &'static str,
+        source: io::Error,
+    },
+    #[error("{path} is over {limit_mib} MiB")]
+    BtfTooLarge { path: &'static str, limit_mib: u64 },
+    /// The blob is not well-formed BTF (cut, wrong magic, unknown kind…).
+    #[error("{0}")]
+    BtfMalformed(String),
+    /// Well-formed BTF that does not describe what the program needs exactly
+    /// (a missing or doubled struct, a bitfield, a member of another size).
+    #[error("{0}")]
+    BtfRefused(String),
+    #[error("struct offset {0} does not fit a BPF load")]
+    OffsetTooFar(u32),
+    #[error("BPF_PROG_LOAD: {source}; verifier log:\n{verifier_log}")]
+    ProgramLoad {
+        source: io::Error,
+        verifier_log: String,
+    },
+    /// `BPF_LINK_CREATE`, `BPF_ITER_CREATE` or reading the iterator failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("fd iterator output is {0} bytes, not whole records")]
+    PartialRecord(usize),
+    /// This process cannot use the iterator exactly (privilege, pid namespace).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn malformed(why: impl Into<String>) -> FdIteratorError {
+    FdIteratorError::BtfMalformed(why.into())
+}
+
+fn refused(why: impl Into<String>) -> FdIteratorError {
+    FdIteratorError::BtfRefused(why.into())
+}
+
 // ---------------------------------------------------------------------------
 // BTF (format: include/uapi/linux/btf.h, Documentation/bpf/btf.rst)
 
@@ -140,33 +185,36 @@ fn decode(type_section: &[u8], at: usize) -> Option<BtfType> {
     })
 }
 
-fn section(blob: &[u8], base: usize, off: u32, len: u32) -> Result<&[u8], String> {
+fn section(blob: &[u8], base: usize, off: u32, len: u32) -> Result<&[u8], FdIteratorError> {
     let start = base
         .checked_add(off as usize)
-        .ok_or("BTF section offset overflows")?;
+        .ok_or_else(|| malformed("BTF section offset overflows"))?;
     let end = start
         .checked_add(len as usize)
-        .ok_or("BTF section length overflows")?;
+        .ok_or_else(|| malformed("BTF section length overflows"))?;
     blob.get(start..end)
-        .ok_or_else(|| "BTF section lies outside the blob".to_string())
+        .ok_or_else(|| malformed("BTF section lies outside the blob"))
 }
 
 impl<'a> Btf<'a> {
-    fn parse(blob: &'a [u8]) -> Result<Btf<'a>, String> {
-        let magic = u16_at(blob, 0).ok_or("BTF shorter than its header")?;
+    fn parse(blob: &'a [u8]) -> Result<Btf<'a>, FdIteratorError> {
+        let magic = u16_at(blob, 0).ok_or_else(|| malformed("BTF shorter than its header"))?;
         if magic != BTF_MAGIC {
-            return Err(format!(
+            return Err(malformed(format!(
                 "BTF magic {magic:#06x} (not {BTF_MAGIC:#06x}, or another byte order)"
-            ));
+            )));
         }
         if blob.get(2) != Some(&1) {
-            return Err("BTF version is not 1".into());
+            return Err(malformed("BTF version is not 1"));
         }
-        let header = |i: usize| u32_at(blob, 4 + 4 * i).ok_or("BTF header is cut");
+        let header =
+            |i: usize| u32_at(blob, 4 + 4 * i).ok_or_else(|| malformed("BTF header is cut"));
         let (hdr_len, type_off, type_len, str_off, str_len) =
             (header(0)?, header(1)?, header(2)?, header(3)?, header(4)?);
         if hdr_len < 24 {
-            return Err(format!("BTF header length {hdr_len} is below 24"));
+            return Err(malformed(format!(
+                "BTF header length {hdr_len} is below 24"
+            )));
         }
         let base = hdr_len as usize;
         let type_section = section(blob, base, type_off, type_len)?;
@@ -175,9 +223,9 @@ impl<'a> Btf<'a> {
         let mut named = Vec::new();
         let mut at = 0;
         while at < type_section.len() {
-            let start = u32::try_from(at).map_err(|_| "BTF type section over 4 GiB")?;
-            let name_off = u32_at(type_section, at).ok_or("BTF type is cut")?;
-            let t = decode(type_section, at).ok_or("BTF type is cut")?;
+            let start = u32::try_from(at).map_err(|_| malformed("BTF type section over 4 GiB"))?;
+            let name_off = u32_at(type_section, at).ok_or_else(|| malformed("BTF type is cut"))?;
+            let t = decode(type_section, at).ok_or_else(|| malformed("BTF type is cut"))?;
             let (kind, extra, n) = (t.kind, t.extra, t.vlen as usize);
             let trailing = match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
@@ -186,11 +234,11 @@ impl<'a> Btf<'a> {
                 KIND_ARRAY => 12,
                 KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * n,
                 KIND_ENUM | KIND_FUNC_PROTO => 8 * n,
-                other => return Err(format!("BTF kind {other} is unknown here")),
+                other => return Err(malformed(format!("BTF kind {other} is unknown here"))),
             };
             at = extra + trailing;
             if at > type_section.len() {
-                return Err("BTF type data runs past its section".into());
+                return Err(malformed("BTF type data runs past its section"));
             }
             if kind == KIND_STRUCT || kind == KIND_FUNC {
                 let rest = strings.get(name_off as usize..).unwrap_or_default();
@@ -218,11 +266,11 @@ impl<'a> Btf<'a> {
     }
 
     /// Type id `id` (1-based; 0 is void).
-    fn get(&self, id: u32) -> Result<BtfType, String> {
+    fn get(&self, id: u32) -> Result<BtfType, FdIteratorError> {
         id.checked_sub(1)
             .and_then(|i| self.types.get(i as usize))
             .and_then(|&at| decode(self.type_section, at as usize))
-            .ok_or_else(|| format!("BTF type id {id} does not exist"))
+            .ok_or_else(|| malformed(format!("BTF type id {id} does not exist")))
     }
 
     /// Ids of every struct or FUNC (`kind`) named `name`, one of [`WANTED`].
@@ -236,7 +284,7 @@ impl<'a> Btf<'a> {
     }
 
     /// The one complete struct named `name`.
-    fn struct_named(&self, name: &str) -> Result<u32, String> {
+    fn struct_named(&self, name: &str) -> Result<u32, FdIteratorError> {
         let found: Vec<u32> = self
             .find(KIND_STRUCT, name)
             .into_iter()
@@ -244,13 +292,16 @@ impl<'a> Btf<'a> {
             .collect();
         match found.as_slice() {
             [one] => Ok(*one),
-            [] => Err(format!("BTF has no struct {name}")),
-            _ => Err(format!("BTF has {} structs named {name}", found.len())),
+            [] => Err(refused(format!("BTF has no struct {name}"))),
+            _ => Err(refused(format!(
+                "BTF has {} structs named {name}",
+                found.len()
+            ))),
         }
     }
 
     /// Follows typedefs and modifiers to the type they name.
-    fn resolve(&self, mut id: u32) -> Result<(u32, BtfType), String> {
+    fn resolve(&self, mut id: u32) -> Result<(u32, BtfType), FdIteratorError> {
         for _ in 0..MAX_TYPE_CHAIN {
             let t = self.get(id)?;
             match t.kind {
@@ -260,7 +311,7 @@ impl<'a> Btf<'a> {
                 _ => return Ok((id, t)),
             }
         }
-        Err("BTF typedef chain too long".into())
+        Err(malformed("BTF typedef chain too long"))
     }
 
     /// Byte offsets and type ids of every member `name` of struct `id`, looking
@@ -272,17 +323,19 @@ impl<'a> Btf<'a> {
         base: u32,
         depth: usize,
         out: &mut Vec<(u32, u32)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), FdIteratorError> {
         if depth > MAX_NESTING {
-            return Err("BTF anonymous members nest too deep".into());
+            return Err(refused("BTF anonymous members nest too deep"));
         }
         let t = self.get(id)?;
         if t.kind != KIND_STRUCT && t.kind != KIND_UNION {
-            return Err(format!("BTF type {id} is not a struct or union"));
+            return Err(malformed(format!("BTF type {id} is not a struct or union")));
         }
         for i in 0..t.vlen as usize {
             let at = t.extra + 12 * i;
-            let read = |k: usize| u32_at(self.type_section, at + 4 * k).ok_or("BTF member is cut");
+            let read = |k: usize| {
+                u32_at(self.type_section, at + 4 * k).ok_or_else(|| malformed("BTF member is cut"))
+            };
             let (member_name, member_type, offset) = (read(0)?, read(1)?, read(2)?);
             let (bitfield_size, bit_offset) = if t.kind_flag {
                 (offset >> 24, offset & 0x00ff_ffff)
@@ -293,16 +346,16 @@ impl<'a> Btf<'a> {
             if named == name || named.is_empty() {
                 if bitfield_size != 0 || bit_offset % 8 != 0 {
                     if named == name {
-                        return Err(format!(
+                        return Err(refused(format!(
                             "member {} is a bitfield",
                             String::from_utf8_lossy(name)
-                        ));
+                        )));
                     }
                     continue;
                 }
                 let offset = base
                     .checked_add(bit_offset / 8)
-                    .ok_or("BTF member offset overflows")?;
+                    .ok_or_else(|| malformed("BTF member offset overflows"))?;
                 if named == name {
                     out.push((offset, member_type));
                 } else {
@@ -318,15 +371,20 @@ impl<'a> Btf<'a> {
 
     /// The byte offset of `structure.member`, whose type must resolve to an
     /// integer of `int_bytes` bytes (or a pointer when `int_bytes` is 0).
-    fn member_offset(&self, structure: &str, member: &str, int_bytes: u32) -> Result<u32, String> {
+    fn member_offset(
+        &self,
+        structure: &str,
+        member: &str,
+        int_bytes: u32,
+    ) -> Result<u32, FdIteratorError> {
         let id = self.struct_named(structure)?;
         let mut found = Vec::new();
         self.members(id, member.as_bytes(), 0, 0, &mut found)?;
         let [(offset, member_type)] = found.as_slice() else {
-            return Err(format!(
+            return Err(refused(format!(
                 "{structure}.{member}: {} matching members",
                 found.len()
-            ));
+            )));
         };
         let (_, resolved) = self.resolve(*member_type)?;
         let fits = if int_bytes == 0 {
@@ -345,22 +403,22 @@ impl<'a> Btf<'a> {
             } else {
                 format!("a {int_bytes}-byte integer")
             };
-            return Err(format!("{structure}.{member} is not {wanted}"));
+            return Err(refused(format!("{structure}.{member} is not {wanted}")));
         }
         Ok(*offset)
     }
 }
 
 /// Finds what the program needs in a BTF blob; any doubt is an error.
-pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, String> {
+pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
     let btf = Btf::parse(blob)?;
     let iter_func_id = match btf.find(KIND_FUNC, "bpf_iter_task_file").as_slice() {
         [one] => *one,
         other => {
-            return Err(format!(
+            return Err(refused(format!(
                 "BTF has {} FUNCs named bpf_iter_task_file",
                 other.len()
-            ))
+            )))
         }
     };
     // The program's context: struct bpf_iter__task_file { meta@0; task@8; u32 fd@16;
@@ -373,13 +431,13 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, String> {
     ] {
         let offset = btf.member_offset("bpf_iter__task_file", member, bytes)?;
         if offset != expected {
-            return Err(format!(
+            return Err(refused(format!(
                 "bpf_iter__task_file.{member} is at {offset}, not {expected}"
-            ));
+            )));
         }
     }
     if btf.member_offset("bpf_iter_meta", "seq", 0)? != 0 {
-        return Err("bpf_iter_meta.seq is not at 0".into());
+        return Err(refused("bpf_iter_meta.seq is not at 0"));
     }
     Ok(KernelLayout {
         iter_func_id,
@@ -423,11 +481,19 @@ impl Drop for BtfBlob {
     }
 }
 
-fn read_vmlinux_btf() -> Result<BtfBlob, String> {
-    let file = std::fs::File::open(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+fn read_vmlinux_btf() -> Result<BtfBlob, FdIteratorError> {
+    let unreadable = |source| FdIteratorError::BtfRead {
+        path: VMLINUX_BTF,
+        source,
+    };
+    let too_large = FdIteratorError::BtfTooLarge {
+        path: VMLINUX_BTF,
+        limit_mib: MAX_BTF_BYTES >> 20,
+    };
+    let file = std::fs::File::open(VMLINUX_BTF).map_err(unreadable)?;
     let stated = file.metadata().map_or(0, |m| m.len());
     if stated > MAX_BTF_BYTES {
-        return Err(format!("{VMLINUX_BTF} is over {} MiB", MAX_BTF_BYTES >> 20));
+        return Err(too_large);
     }
     let len = stated as usize;
     if len > 0 {
@@ -452,9 +518,9 @@ fn read_vmlinux_btf() -> Result<BtfBlob, String> {
     let mut blob = Vec::with_capacity(len + 1);
     file.take(MAX_BTF_BYTES + 1)
         .read_to_end(&mut blob)
-        .map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+        .map_err(unreadable)?;
     if blob.len() as u64 > MAX_BTF_BYTES {
-        return Err(format!("{VMLINUX_BTF} is over {} MiB", MAX_BTF_BYTES >> 20));
+        return Err(too_large);
     }
     Ok(BtfBlob::Read(blob))
 }
@@ -500,13 +566,13 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     }
 }
 
-fn offset16(value: u32) -> Result<i16, String> {
-    i16::try_from(value).map_err(|_| format!("struct offset {value} does not fit a BPF load"))
+fn offset16(value: u32) -> Result<i16, FdIteratorError> {
+    i16::try_from(value).map_err(|_| FdIteratorError::OffsetTooFar(value))
 }
 
 /// The program: for each (task, file) with a socket inode, write one record
 /// `{tgid, tid, fd, 0, inode}` with `bpf_seq_write`.
-pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, String> {
+pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     const EXIT_AT: i16 = 25;
     // A jump at `pc` to the exit: offsets count from the next instruction.
     let to_exit = |pc: i16| EXIT_AT - pc - 1;
@@ -642,7 +708,7 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn load_program(layout: &KernelLayout) -> Result<OwnedFd, String> {
+fn load_program(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
     let code = program(layout)?;
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
@@ -673,10 +739,10 @@ fn load_program(layout: &KernelLayout) -> Result<OwnedFd, String> {
     let text = String::from_utf8_lossy(log.get(..end).unwrap_or_default());
     match again {
         Ok(fd) => Ok(fd),
-        Err(_) => Err(format!(
-            "BPF_PROG_LOAD: {first}; verifier log:\n{}",
-            text.trim_end()
-        )),
+        Err(_) => Err(FdIteratorError::ProgramLoad {
+            source: first,
+            verifier_log: text.trim_end().to_string(),
+        }),
     }
 }
 
@@ -687,7 +753,7 @@ pub struct FdIterator {
 }
 
 impl FdIterator {
-    fn build() -> Result<FdIterator, String> {
+    fn build() -> Result<FdIterator, FdIteratorError> {
         let layout = parse_layout(read_vmlinux_btf()?.bytes())?;
         let program = load_program(&layout)?;
         let mut attr = LinkCreateAttr {
@@ -695,8 +761,10 @@ impl FdIterator {
             attach_type: BPF_TRACE_ITER,
             ..Default::default()
         };
-        let link =
-            bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|e| format!("BPF_LINK_CREATE: {e}"))?;
+        let link = bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|source| FdIteratorError::Io {
+            what: "BPF_LINK_CREATE",
+            source,
+        })?;
         Ok(FdIterator {
             _program: program,
             link,
@@ -709,13 +777,16 @@ impl FdIterator {
         &self,
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
-    ) -> Result<SocketFds, String> {
+    ) -> Result<SocketFds, FdIteratorError> {
         let mut attr = IterCreateAttr {
             link_fd: self.link.as_raw_fd() as u32,
             flags: 0,
         };
         let iterator =
-            bpf_fd(BPF_ITER_CREATE, &mut attr).map_err(|e| format!("BPF_ITER_CREATE: {e}"))?;
+            bpf_fd(BPF_ITER_CREATE, &mut attr).map_err(|source| FdIteratorError::Io {
+                what: "BPF_ITER_CREATE",
+                source,
+            })?;
         let mut file = std::fs::File::from(iterator);
         let mut data = Vec::with_capacity(64 * 1024);
         let mut chunk = vec![0u8; 64 * 1024];
@@ -729,7 +800,12 @@ impl FdIterator {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("reading the fd iterator: {e}")),
+                Err(source) => {
+                    return Err(FdIteratorError::Io {
+                        what: "reading the fd iterator",
+                        source,
+                    })
+                }
             };
             if data.len() + n > max_bytes {
                 cut = Some(format!(
@@ -741,10 +817,7 @@ impl FdIterator {
             data.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
         if data.len() % RECORD_BYTES != 0 && cut.is_none() {
-            return Err(format!(
-                "fd iterator output is {} bytes, not whole records",
-                data.len()
-            ));
+            return Err(FdIteratorError::PartialRecord(data.len()));
         }
         if cut.is_none() {
             PASSES.with(|p| p.set(p.get() + 1));
@@ -781,43 +854,46 @@ pub fn parse_records(data: &[u8]) -> Vec<SocketFd> {
 }
 
 /// The iterator when this process can use it exactly, else why not (made once).
-pub fn shared() -> Result<&'static FdIterator, &'static str> {
-    static SHARED: OnceLock<Result<FdIterator, String>> = OnceLock::new();
+pub fn shared() -> Result<&'static FdIterator, &'static FdIteratorError> {
+    static SHARED: OnceLock<Result<FdIterator, FdIteratorError>> = OnceLock::new();
     SHARED
         .get_or_init(|| exact_here().and_then(|()| FdIterator::build()))
         .as_ref()
-        .map_err(String::as_str)
 }
 
 /// The records name `/proc`'s pids, and every process is ours to read, only for a
 /// privileged scanner in the initial pid namespace whose `/proc` is that
 /// namespace's.
-fn exact_here() -> Result<(), String> {
+fn exact_here() -> Result<(), FdIteratorError> {
+    let unavailable = |why: String| FdIteratorError::Unavailable(why);
     let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("/proc/self/status: {e}"))?;
+        .map_err(|e| unavailable(format!("/proc/self/status: {e}")))?;
     let effective = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .ok_or("no CapEff in /proc/self/status")?;
+        .ok_or_else(|| unavailable("no CapEff in /proc/self/status".into()))?;
     let has = |cap: u32| effective & (1u64 << cap) != 0;
     let (sys_admin, sys_ptrace, perfmon, bpf) = (21, 19, 38, 39);
     if !(has(sys_ptrace) && (has(sys_admin) || (has(perfmon) && has(bpf)))) {
-        return Err(
+        return Err(unavailable(
             "not privileged (needs CAP_SYS_PTRACE and CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN)".into(),
-        );
-    }
-    let namespace =
-        std::fs::read_link("/proc/self/ns/pid").map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
-    if namespace.as_os_str().as_encoded_bytes() != INITIAL_PID_NAMESPACE {
-        return Err(format!(
-            "not in the initial pid namespace ({})",
-            namespace.display()
         ));
     }
-    let own = std::fs::read_link("/proc/self").map_err(|e| format!("/proc/self: {e}"))?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .map_err(|e| unavailable(format!("/proc/self/ns/pid: {e}")))?;
+    if namespace.as_os_str().as_encoded_bytes() != INITIAL_PID_NAMESPACE {
+        return Err(unavailable(format!(
+            "not in the initial pid namespace ({})",
+            namespace.display()
+        )));
+    }
+    let own =
+        std::fs::read_link("/proc/self").map_err(|e| unavailable(format!("/proc/self: {e}")))?;
     if own.as_os_str().as_encoded_bytes() != std::process::id().to_string().as_bytes() {
-        return Err("/proc is not mounted for our pid namespace".into());
+        return Err(unavailable(
+            "/proc is not mounted for our pid namespace".into(),
+        ));
     }
     Ok(())
 }
@@ -999,9 +1075,11 @@ mod tests {
     fn doubtful_blobs_are_refused() {
         // i_mode of the wrong size, a bitfield tgid.
         let err = parse_layout(&kernel_like(4, false).blob()).unwrap_err();
-        assert!(err.contains("inode.i_mode"), "{err}");
+        assert!(matches!(err, FdIteratorError::BtfRefused(_)), "{err:?}");
+        assert!(err.to_string().contains("inode.i_mode"), "{err}");
         let err = parse_layout(&kernel_like(2, true).blob()).unwrap_err();
-        assert!(err.contains("bitfield"), "{err}");
+        assert!(matches!(err, FdIteratorError::BtfRefused(_)), "{err:?}");
+        assert!(err.to_string().contains("bitfield"), "{err}");
         // Truncated anywhere, wrong magic, no iterator FUNC.
         let blob = kernel_like(2, false).blob();
         for len in [0, 3, 23, 40, blob.len() - 1] {
@@ -1009,16 +1087,22 @@ mod tests {
         }
         let mut swapped = blob.clone();
         swapped.swap(0, 1);
-        assert!(parse_layout(&swapped).unwrap_err().contains("magic"));
+        let err = parse_layout(&swapped).unwrap_err();
+        assert!(matches!(err, FdIteratorError::BtfMalformed(_)), "{err:?}");
+        assert!(err.to_string().contains("magic"));
         let mut b = Builder::new();
         b.int("int", 4);
         assert!(parse_layout(&b.blob())
             .unwrap_err()
+            .to_string()
             .contains("bpf_iter_task_file"));
         // An unknown kind cannot be skipped.
         let mut b = kernel_like(2, false);
         b.add("odd", 31, false, 0, 0, &[]);
-        assert!(parse_layout(&b.blob()).unwrap_err().contains("kind 31"));
+        assert!(parse_layout(&b.blob())
+            .unwrap_err()
+            .to_string()
+            .contains("kind 31"));
     }
 
     #[test]
@@ -1055,7 +1139,10 @@ mod tests {
             task_tgid: 40_000,
             ..layout
         };
-        assert!(program(&far).is_err());
+        assert!(matches!(
+            program(&far),
+            Err(FdIteratorError::OffsetTooFar(40_000))
+        ));
     }
 
     #[test]
