@@ -1181,6 +1181,42 @@ fn a_user_site_removed_after_start_untrusts_a_stdlib_module() {
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 }
 
+/// Twin of the removed user site: a user whose `~/.local` has held no `lib`
+/// since before python started (its ctime, which no user can set back, is
+/// older than the start) runs a package module without `-s`: trusted.
+#[test]
+fn a_user_site_missing_since_before_start_leaves_a_stdlib_module_trusted() {
+    if !root_or_skip("a_user_site_missing_since_before_start_leaves_a_stdlib_module_trusted") {
+        return;
+    }
+    let user = attacker("rt-py-never");
+    user.write(".local/share/keep", b"", false);
+    // Past a clock tick and a coarse timestamp's jiffy.
+    std::thread::sleep(Duration::from_millis(100));
+    let child = exec_holding_udp_in(
+        &user,
+        "/",
+        &["/usr/bin/python3", "-m", "json.tool"],
+        &[],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert_eq!(
+        judged.text("subject_path"),
+        "/usr/lib/python3.11/json/tool.py",
+        "{}",
+        judged.row
+    );
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+    // Created after the start, then removed: the directory above changed.
+    user.write(".local/lib/python3.11/site-packages/keep", b"", false);
+    std::fs::remove_dir_all(user.home.join(".local/lib")).expect("remove the user site");
+    assert_hit_because(
+        &judge(child.pid),
+        "may have been removed after python started",
+    );
+}
+
 #[test]
 fn the_perl_debugger_hook_untrusts_a_package_script() {
     if !root_or_skip("the_perl_debugger_hook_untrusts_a_package_script") {
@@ -1772,6 +1808,38 @@ fn an_ssh_config_removed_or_unreadable_after_start_untrusts_ssh() {
     let child = ssh(&argv(&["-F", "none"]));
     let judged = judge(child.pid);
     assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+}
+
+/// Twin of the removed ssh config: a `~/.ssh` that has held no config since
+/// before ssh started (its ctime older than the start): trusted without `-F`.
+#[test]
+fn an_ssh_config_missing_since_before_start_leaves_ssh_trusted() {
+    let test = "an_ssh_config_missing_since_before_start_leaves_ssh_trusted";
+    if !root_or_skip(test) {
+        return;
+    }
+    if !Path::new("/usr/bin/ssh").exists() {
+        skip(test, "no ssh");
+        return;
+    }
+    let user = attacker("rt-ssh-never");
+    user.write(".ssh/known_hosts", b"", false);
+    std::thread::sleep(Duration::from_millis(100));
+    let argv = [
+        "/usr/bin/ssh",
+        "-o",
+        "ProxyCommand=sleep 120",
+        "-o",
+        "BatchMode=yes",
+        "a1256-test@127.0.0.1",
+    ];
+    let child = launch_holding_udp(&user, "", argv[0], &argv, &[], "", true);
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
+    // A config made and removed after the start: the directory changed.
+    let config = user.write(".ssh/config", b"Host *\n", false);
+    std::fs::remove_file(&config).expect("remove the config");
+    assert_hit_because(&judge(child.pid), "ssh may have read it at start");
 }
 
 #[test]

@@ -645,10 +645,11 @@ fn user_site_hooks(
         };
         match host.path_kind(process.pid, &dir.dir) {
             // Read at start and removed since (a usercustomize can delete its own
-            // tree): where a user can change the directories, absence proves nothing.
+            // tree): where a user can change the directories, absence proves
+            // nothing, unless the directory above has not changed since the start.
             PathKind::Missing if dir.origin == "user site-packages" => {
                 let why = host.path_changeable(process.pid, &dir.dir);
-                if !why.is_empty() {
+                if !why.is_empty() && !host.missing_since_start(process.pid, &dir.dir) {
                     problems.push(format!(
                         "{what} {} is absent now, but {why}: it may have been removed after python started ({effect})",
                         dir.dir
@@ -997,6 +998,10 @@ mod tests {
         assert!(v.identity.starts_with("tainted:package:"), "{}", v.identity);
         let twin = run(&host, &["python3", "-s", tool]);
         assert!(twin.trusted, "-s: {}", twin.error);
+        // Missing since before python started (the directory above unchanged).
+        host.missing_at_start.insert(site.into());
+        let twin = run(&host, &["python3", tool]);
+        assert!(twin.trusted, "missing at start: {}", twin.error);
     }
 
     /// A library the environment no longer names (its code rewrote the variable)

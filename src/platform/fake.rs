@@ -42,6 +42,8 @@ pub struct FakeHost {
     pub changeable: HashMap<String, String>,
     /// What `path_kind` answers; absent paths are `Missing`.
     pub path_kinds: HashMap<String, crate::model::PathKind>,
+    /// Missing paths `missing_since_start` says were missing at start too.
+    pub missing_at_start: std::collections::HashSet<String>,
     /// Every pid passed to `process()`, in order.
     pub process_calls: Mutex<Vec<Pid>>,
     /// Every query passed to `sockets()`, in order.
@@ -215,6 +217,10 @@ impl Host for FakeHost {
 
     fn path_changeable(&self, _pid: Pid, dir: &str) -> String {
         self.changeable.get(dir).cloned().unwrap_or_default()
+    }
+
+    fn missing_since_start(&self, _pid: Pid, path: &str) -> bool {
+        self.missing_at_start.contains(path)
     }
 
     fn script_identity(

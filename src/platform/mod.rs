@@ -334,6 +334,15 @@ pub trait Host: Send + Sync {
         let _ = pid;
         changeable_here(dir)
     }
+    /// Whether `path`, missing now as `pid` sees it, was missing when `pid`
+    /// started too: its nearest existing directory has not changed since before
+    /// the start (ctime, which an unprivileged user cannot set back). `false`
+    /// when that cannot be shown, which is the default: the caller then keeps
+    /// treating the absence as proving nothing.
+    fn missing_since_start(&self, pid: Pid, path: &str) -> bool {
+        let _ = (pid, path);
+        false
+    }
     /// At most `limit` bytes of a configuration file the administrator names (the
     /// policy file), read with the scanner's own rights by the same reader as
     /// `read_user_file`: only a regular file (a FIFO, device or socket at the path,

@@ -76,6 +76,8 @@ impl SshConfigReader<'_> {
     fn why_unread(&self, path: &str) -> Option<String> {
         let pid = self.process.pid;
         match self.host.path_kind(pid, path) {
+            // Missing since before ssh started: there was nothing to read.
+            PathKind::Missing if self.host.missing_since_start(pid, path) => None,
             PathKind::Missing => {
                 let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
                 let why = self
@@ -254,6 +256,9 @@ mod tests {
             "{why:?}"
         );
         assert!(unread(&host, config, false).is_empty(), "the system's");
+        host.missing_at_start.insert(config.into());
+        assert!(unread(&host, config, true).is_empty(), "missing at start");
+        host.missing_at_start.clear();
         host.path_kinds.insert(config.into(), PathKind::File);
         let why = unread(&host, config, true);
         assert!(

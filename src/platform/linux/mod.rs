@@ -98,6 +98,26 @@ impl LinuxHost {
         *self.boot_time.get_or_init(procfs::boot_time)
     }
 
+    /// When the process behind `dir` started, as wall-clock nanoseconds since the
+    /// epoch: the wall clock at boot (now minus the boot clock, read in that
+    /// order so it errs early) plus its start ticks (rounded down). `None` when
+    /// that boot time is not the `btime` this host first read (the clock was set
+    /// since, and file times from before the step are on another scale).
+    fn start_wall_clock_ns(&self, dir: &ProcDir) -> Option<i128> {
+        let wall_now = clock_ns(libc::CLOCK_REALTIME)?;
+        let boot_clock_now = clock_ns(libc::CLOCK_BOOTTIME)?;
+        let boot_ns = wall_now - boot_clock_now;
+        let btime_ns = i128::from(self.boot_time()?) * 1_000_000_000;
+        // btime is the same instant rounded down to a second.
+        if !(btime_ns - 1_000_000_000..btime_ns + 2_000_000_000).contains(&boot_ns) {
+            return None;
+        }
+        let stat = dir.read(c"stat", procfs::MAX_SMALL_BYTES).ok()?;
+        let ticks = procfs::parse_stat(&String::from_utf8_lossy(&stat))?.start_ticks;
+        let per_second = i128::from(self.clock_ticks.max(1));
+        Some(boot_ns + i128::from(ticks) * 1_000_000_000 / per_second)
+    }
+
     /// The first provenance source's claims on `path`, with its authority.
     fn claims(&self, path: &str) -> (Vec<Claim>, &'static str) {
         for source in &self.provenance {
@@ -660,6 +680,25 @@ impl Host for LinuxHost {
         }
     }
 
+    fn missing_since_start(&self, pid: Pid, path: &str) -> bool {
+        let Ok(dir) = ProcDir::open(pid) else {
+            return false;
+        };
+        // In another user namespace or root, what it saw need not be here at all.
+        if script_file::other_view(&dir).is_some() {
+            return false;
+        }
+        let Some(start_ns) = self.start_wall_clock_ns(&dir) else {
+            return false;
+        };
+        let Ok(root) = dir.open_entry(c"root", libc::O_PATH | libc::O_DIRECTORY) else {
+            return false;
+        };
+        // One tick earlier: the start is known to a tick, a coarse ctime to a jiffy.
+        let tick_ns = 1_000_000_000 / i128::from(self.clock_ticks.max(1));
+        script_file::missing_before(&root, path.as_bytes(), start_ns - tick_ns)
+    }
+
     fn path_kind(&self, pid: Pid, path: &str) -> crate::model::PathKind {
         use crate::model::PathKind;
         // In the process's own root (a container's files, not the host's), following
@@ -918,4 +957,15 @@ fn path_base(
     dir.open_entry(entry, libc::O_PATH | libc::O_DIRECTORY)
         .map(|base| (base, anchor))
         .map_err(|e| HostError::unreadable(format!("the {entry:?} of process {}", dir.pid()), e))
+}
+
+/// A clock's reading in nanoseconds; `None` if it cannot be read.
+fn clock_ns(clock: libc::clockid_t) -> Option<i128> {
+    // SAFETY: timespec is plain data; clock_gettime fills it or fails.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: ts is valid for writes.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec))
 }

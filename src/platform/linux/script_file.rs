@@ -259,6 +259,68 @@ pub fn changeable_directory(root: &OwnedFd, dir: &[u8]) -> String {
     }
 }
 
+/// `f_type` of a FUSE file system: its server reports any ctime it likes.
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// Whether `path` (absolute, missing now in the process's root `root`) was
+/// missing before `before_ns` (wall clock, nanoseconds since the epoch) too: its
+/// nearest existing directory above has a ctime older than that. Removing or
+/// renaming an entry sets its directory's ctime to now, and no unprivileged call
+/// sets a ctime back. `false` (not shown) on a symlink on the way (not followed),
+/// on anything but a directory there, on FUSE, or on any error.
+pub fn missing_before(root: &OwnedFd, path: &[u8], before_ns: i128) -> bool {
+    let components: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if !path.starts_with(b"/") || components.is_empty() || components.len() > MAX_COMPONENTS {
+        return false;
+    }
+    for depth in (0..components.len()).rev() {
+        let prefix = components.get(..depth).unwrap_or_default().join(&b'/');
+        let ancestor = if depth == 0 {
+            root.try_clone()
+        } else {
+            userfile::resolve(root.as_raw_fd(), &prefix, Anchor::InRoot, false).map(|r| r.fd)
+        };
+        let ancestor = match ancestor {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => return false,
+        };
+        // The next component must be missing in this very directory (not a
+        // symlink, not created since the caller looked).
+        let Some(child) = components.get(depth) else {
+            return false;
+        };
+        match userfile::resolve(ancestor.as_raw_fd(), child, Anchor::Beneath, false) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            _ => return false,
+        }
+        return unchanged_directory_before(&ancestor, before_ns);
+    }
+    false
+}
+
+/// A directory, not on FUSE, whose ctime is older than `before_ns`.
+fn unchanged_directory_before(dir: &OwnedFd, before_ns: i128) -> bool {
+    let Ok(st) = userfile::fstat(dir.as_raw_fd()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain data; fstatfs fills it or fails (O_PATH fds allowed).
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fs is valid for writes; dir is an open descriptor.
+    if unsafe { libc::fstatfs(dir.as_raw_fd(), &mut fs) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    let fs_type = fs.f_type as i64;
+    let ctime_ns = i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec);
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        && fs_type != FUSE_SUPER_MAGIC
+        && ctime_ns < before_ns
+}
+
 fn walk_for_writers(
     base: &OwnedFd,
     raw: &[u8],
@@ -438,6 +500,43 @@ mod tests {
         // /tmp is writable by everyone (sticky or not).
         let why = changeable_directory(&root, b"/tmp");
         assert!(why.contains("/tmp"), "{why}");
+    }
+
+    /// Missing below a directory unchanged since before a time: shown; the same
+    /// after a removal there, through a symlink, or when the path is there: not.
+    #[test]
+    fn missing_before_reads_the_nearest_directory_ctime() {
+        use std::os::unix::fs::MetadataExt;
+        let root = open_at_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".local/share")).unwrap();
+        let bytes = |p: &std::path::Path| p.to_str().expect("utf-8").as_bytes().to_vec();
+        let site = bytes(&home.join(".local/lib/python3.11/site-packages"));
+        let ctime = |p: &std::path::Path| {
+            let m = std::fs::metadata(p).unwrap();
+            i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
+        };
+        let local = home.join(".local");
+        assert!(missing_before(&root, &site, ctime(&local) + 1));
+        assert!(
+            !missing_before(&root, &site, ctime(&local)),
+            "equal is not older"
+        );
+        // A removal there sets the directory's ctime to now.
+        std::fs::create_dir(local.join("lib")).unwrap();
+        let before_removal = ctime(&local) + 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::remove_dir(local.join("lib")).unwrap();
+        assert!(!missing_before(&root, &site, before_removal));
+        assert!(missing_before(&root, &site, ctime(&local) + 1));
+        // There now (a directory of that name), or behind a symlink: not shown.
+        let there = bytes(&home.join(".local/share"));
+        assert!(!missing_before(&root, &there, i128::MAX));
+        std::os::unix::fs::symlink(&home, dir.path().join("link")).unwrap();
+        let linked = bytes(&dir.path().join("link/.local/lib"));
+        assert!(!missing_before(&root, &linked, i128::MAX));
+        assert!(!missing_before(&root, b"relative/lib", i128::MAX));
     }
 
     fn open_at_root() -> OwnedFd {
