@@ -25,6 +25,8 @@ pub struct FakeHost {
     pub library_errors: HashMap<Pid, HostError>,
     /// What `system_socks_proxy` returns.
     pub system_proxy: Option<(String, u16)>,
+    /// What `system_preload_may_apply` answers, by pid; absent: `true`.
+    pub system_preload: HashMap<Pid, bool>,
     /// Responsible process by pid (macOS notion), for tests.
     pub responsible: HashMap<Pid, Pid>,
     /// Standard input by pid; absent pids are `Unknown`.
@@ -259,6 +261,10 @@ impl Host for FakeHost {
 
     fn system_socks_proxy(&self) -> Option<(String, u16)> {
         self.system_proxy.clone()
+    }
+
+    fn system_preload_may_apply(&self, pid: Pid) -> bool {
+        self.system_preload.get(&pid).copied().unwrap_or(true)
     }
 
     fn responsible_pid(&self, pid: Pid) -> Option<Pid> {

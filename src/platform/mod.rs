@@ -408,6 +408,14 @@ pub trait Host: Send + Sync {
             what: format!("the mapped libraries of process {pid}"),
         })
     }
+    /// Whether a system-wide preload list the process's loader reads (Linux:
+    /// `/etc/ld.so.preload`) may name a library. `false` only when the process
+    /// sees the host's own files (its root, mount and user namespace are the
+    /// scanner's) and that list is absent or empty. The default makes no claim.
+    fn system_preload_may_apply(&self, pid: Pid) -> bool {
+        let _ = pid;
+        true
+    }
     /// Files mapped executable into the process (its program, the loader, its
     /// libraries), named as the host sees them: the kernel's record of the native
     /// code that runs, which the process cannot rewrite as it can its argv and

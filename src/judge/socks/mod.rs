@@ -242,6 +242,8 @@ impl<'a> Classifier<'a> {
         }
         let found = if proxy::environment_preloads_socks(self.environment(pid)) {
             Preload::Yes
+        } else if !self.may_map_a_preload(pid) {
+            Preload::No
         } else {
             match self.host.mapped_libraries(pid) {
                 Ok(libs) if libs.iter().any(|l| proxy::is_socks_preload_library(l)) => Preload::Yes,
@@ -254,6 +256,24 @@ impl<'a> Classifier<'a> {
         };
         self.preloads.insert(pid, found);
         found
+    }
+
+    /// Whether a SOCKS library can be mapped in `pid` when its environment names
+    /// none: proxychains, torsocks and tsocks load through `LD_PRELOAD` (or
+    /// `DYLD_INSERT_LIBRARIES`), which their launchers set and children inherit,
+    /// or through the system preload list. With neither (and the environment
+    /// read whole), the mappings are not walked: a full scan's costliest SOCKS
+    /// fact for every process holding TCP. Code that loads such a library
+    /// another way could as well speak SOCKS itself, which no library check sees.
+    fn may_map_a_preload(&mut self, pid: Pid) -> bool {
+        if self.environment_truncated(pid) {
+            return true;
+        }
+        let environment = self.environment(pid);
+        proxy::PRELOAD_VARIABLES
+            .iter()
+            .any(|name| proxy::lookup(environment, name).is_some())
+            || self.host.system_preload_may_apply(pid)
     }
 
     /// The SOCKS proxies in the proxychains config `pid` uses (first readable
@@ -782,6 +802,62 @@ mod tests {
         assert_eq!(reasons_of(&map, &scanned[1]), "", "exited");
         assert_eq!(reasons_of(&map, &scanned[2]), "", "read whole");
         assert_eq!(reasons_of(&map, &scanned[3]), REASON_PRELOAD);
+    }
+
+    #[test]
+    fn mappings_are_walked_only_where_a_preload_can_come_from() {
+        let mut host = FakeHost::default();
+        let cut = HostError::Truncated {
+            pid: 0,
+            what: "maps",
+            limit: 16 << 20,
+        };
+        let proxychains = vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".to_string()];
+        for pid in 40..=44 {
+            host.processes
+                .push(process(pid, "/usr/bin/curl", &["curl"]));
+            host.libraries.insert(pid, proxychains.clone());
+            host.system_preload.insert(pid, false);
+        }
+        // 40: nothing names a preload; a walk would have said "unknown".
+        host.library_errors.insert(40, cut);
+        // 41: LD_PRELOAD names another file (it may load proxychains).
+        host.environments
+            .insert(41, vec!["LD_PRELOAD=/home/u/libz.so.1".into()]);
+        // 42: the system preload list may apply (another root or namespace).
+        host.system_preload.insert(42, true);
+        // 43: an environment read in part cannot rule LD_PRELOAD out.
+        host.environment_errors.insert(
+            43,
+            HostError::Truncated {
+                pid: 43,
+                what: "environ",
+                limit: 1,
+            },
+        );
+        // 44: an empty LD_PRELOAD is still set.
+        host.environments.insert(44, vec!["LD_PRELOAD=".into()]);
+        let scanned: Vec<SocketInfo> = (40..=44)
+            .map(|pid| {
+                tcp(
+                    pid,
+                    3,
+                    ("10.0.0.2", 40000 + pid),
+                    ("203.0.113.5", 443),
+                    "ESTABLISHED",
+                )
+            })
+            .collect();
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &scanned[0]), "", "not walked");
+        assert_eq!(reasons_of(&map, &scanned[1]), REASON_PRELOAD);
+        assert_eq!(reasons_of(&map, &scanned[2]), REASON_PRELOAD);
+        assert!(
+            reasons_of(&map, &scanned[3]).contains(REASON_PRELOAD),
+            "{}",
+            reasons_of(&map, &scanned[3])
+        );
+        assert_eq!(reasons_of(&map, &scanned[4]), REASON_PRELOAD);
     }
 
     #[test]

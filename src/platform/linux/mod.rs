@@ -867,6 +867,20 @@ impl Host for LinuxHost {
         Ok(environment)
     }
 
+    fn system_preload_may_apply(&self, pid: Pid) -> bool {
+        const LIST: &str = "/etc/ld.so.preload";
+        let sees_ours = ProcDir::open(pid).is_ok_and(|dir| procfs::sees_host_files(&dir));
+        if !sees_ours {
+            return true;
+        }
+        match procfs::read_regular_file(LIST, 64 * 1024) {
+            Ok(list) => list
+                .split(|b| b.is_ascii_whitespace() || *b == b':')
+                .any(|name| !name.is_empty()),
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+
     fn mapped_code(&self, pid: Pid) -> Option<Result<Vec<String>, HostError>> {
         Some(executable_mappings(pid))
     }

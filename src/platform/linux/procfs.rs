@@ -132,6 +132,56 @@ pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// Reads a root-owned system file (not a user's: it follows links and opens
+/// as the scanner), at most `limit` bytes; a FIFO or device is refused and an
+/// oversized file is an error, never a cut.
+pub fn read_regular_file(path: &str, limit: usize) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let data = read_bounded(OwnedFd::from(file), limit + 1)?;
+    if data.len() > limit {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    }
+    Ok(data)
+}
+
+/// Whether the process sees the host's files at the host's paths: its user and
+/// mount namespace are the scanner's and its root is the scanner's root.
+pub fn sees_host_files(dir: &ProcDir) -> bool {
+    struct Ours {
+        user: String,
+        mount: String,
+        root: (u64, u64),
+    }
+    static OURS: OnceLock<Option<Ours>> = OnceLock::new();
+    let ours = OURS.get_or_init(|| {
+        let link = |name: &str| {
+            std::fs::read_link(format!("/proc/self/ns/{name}"))
+                .ok()
+                .map(|l| l.to_string_lossy().into_owned())
+        };
+        let root = std::fs::metadata("/").ok()?;
+        use std::os::unix::fs::MetadataExt;
+        Some(Ours {
+            user: link("user")?,
+            mount: link("mnt")?,
+            root: (root.dev(), root.ino()),
+        })
+    });
+    let Some(ours) = ours else { return false };
+    dir.read_link(c"ns/user").is_ok_and(|l| l == ours.user)
+        && dir.read_link(c"ns/mnt").is_ok_and(|l| l == ours.mount)
+        && dir
+            .stat_entry(c"root")
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == ours.root)
+}
+
 /// The state letter of `stat` text (`comm` may hold spaces and parentheses, so the
 /// state is read after the last `)`).
 fn stat_state(stat: &[u8]) -> Option<u8> {
