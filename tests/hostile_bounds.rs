@@ -575,3 +575,100 @@ fn a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked() {
     );
     assert!(run.wall_seconds < 30.0, "{:.2} s", run.wall_seconds);
 }
+
+/// One process: a UDP socket, `argv[2]` dups of /dev/null, `argv[1]` idle
+/// threads; then its leader exits, so the kernel's fd iterator lists the one
+/// fd table once per thread. Prints `threads=<n>` and `ready`.
+const THREADED_FD_HOARDER: &str = r#"
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static void *idle(void *unused) { for (;;) pause(); return unused; }
+int main(int argc, char **argv) {
+    int threads = atoi(argv[1]), fds = atoi(argv[2]), started = 0;
+    struct rlimit limit;
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    socket(AF_INET, SOCK_DGRAM, 0);
+    int null = open("/dev/null", O_RDONLY);
+    for (int i = 0; i < fds && dup(null) >= 0; i++) {}
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 65536);
+    for (int i = 0; i < threads; i++) {
+        pthread_t t;
+        if (pthread_create(&t, &attr, idle, NULL) == 0) started++;
+    }
+    printf("threads=%d\nready\n", started);
+    fflush(stdout);
+    pthread_exit(NULL);
+}
+"#;
+
+/// Red team (F2): 4,000 threads of an exited leader, each listing a table of
+/// 18,000 fds, made the fd iterator's kernel pass take ~19 s (72M objects):
+/// a full scan under an 8 s limit returned no rows at all, every user's gone.
+/// The pass now gets at most 2 s (a quarter of the scan's time), read in small
+/// chunks so the deadline is seen; past it the scan walks `/proc` under the
+/// per-uid budgets. Another user's socket is a row (the twin).
+#[test]
+fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
+    const TEST: &str = "threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan";
+    if !common::is_root() {
+        return common::skip(TEST, "needs root");
+    }
+    if an1256::platform::linux::fd_iterator::shared().is_err() {
+        return common::skip(TEST, "no BPF fd iterator here");
+    }
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("fd-threads");
+    let source = attacker.write("hoard.c", THREADED_FD_HOARDER.as_bytes(), false);
+    let binary = attacker.home.join("hoard");
+    let built = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        return common::skip(TEST, "no C compiler");
+    }
+    let mut command = attacker.command(&binary);
+    command.args(["4000", "18000"]);
+    let hoarder = common::spawn_ready(command).expect("hoarder starts");
+    assert!(hoarder.int("threads") >= 2000, "{:?}", hoarder.lines);
+    let other = common::attacker("fd-threads-twin");
+    let script = other.write("holder.py", udp_holder(1).as_bytes(), false);
+    let mut command = other.command("/usr/bin/python3");
+    command.arg("-s").arg(&script);
+    let holder = common::spawn_ready(command).expect("holder starts");
+
+    let run = measure_an1256(&[
+        "query",
+        "--json",
+        "--time-limit",
+        "8",
+        "SELECT pid, fd, state FROM nonstandard_protocol_sockets",
+    ]);
+    eprintln!(
+        "full scan beside {} threads listing 18,000 fds each: {:.2} s wall, {:.2} s CPU, exit {:?}",
+        hoarder.int("threads"),
+        run.wall_seconds,
+        run.cpu_seconds,
+        run.code
+    );
+    let rows = json_lines(&run.stdout);
+    assert!(
+        rows.iter()
+            .any(|r| r["pid"].as_i64() == Some(i64::from(holder.pid)) && r["state"] == "connected"),
+        "the other user's UDP socket is a row; stderr: {}",
+        run.stderr
+    );
+    // The pass stops at 2 s; the walk reads ~36,000 fds well within the limit.
+    assert_eq!(run.code, Some(0), "complete: {}", run.stderr);
+    assert!(run.wall_seconds < 12.0, "{:.2} s", run.wall_seconds);
+}

@@ -789,7 +789,11 @@ impl FdIterator {
             })?;
         let mut file = std::fs::File::from(iterator);
         let mut data = Vec::with_capacity(64 * 1024);
-        let mut chunk = vec![0u8; 64 * 1024];
+        // Small reads: the kernel runs the program until a read's bytes are
+        // filled (or a million objects passed), so a huge fd table listed once per
+        // thread of an exited leader cannot hold one read for seconds past the
+        // deadline.
+        let mut chunk = vec![0u8; RECORD_BYTES * 64];
         let mut cut = None;
         loop {
             if deadline.expired() {
@@ -799,7 +803,13 @@ impl FdIterator {
             let n = match file.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EAGAIN: a million objects passed without a socket; go on.
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    continue
+                }
                 Err(source) => {
                     return Err(FdIteratorError::Io {
                         what: "reading the fd iterator",
