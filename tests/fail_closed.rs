@@ -1387,15 +1387,35 @@ fn login_shells_reading_the_users_profile_untrust_a_package_script() {
     );
 
     // A profile that removes itself once read leaves no file to find: for a user's
-    // own home, a missing profile proves nothing either.
+    // own home, a missing profile proves nothing either (the home changed since
+    // the start).
     let user = attacker("rt-login-none");
+    let profile = user.write(".bash_profile", b"rm -f ~/.bash_profile\n", false);
+    // Only the removal, not the write, is after the start.
+    std::thread::sleep(Duration::from_millis(100));
     let child = exec_holding_udp(
         &user,
         &["/usr/bin/bash", "-l", "/usr/bin/tzselect"],
         &[],
         "",
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while profile.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!profile.exists(), "the profile never ran");
     assert_hit_because(&judge(child.pid), "its user may have removed it");
+    // Twin: a home that held no profile since before the start (its ctime older).
+    let never = attacker("rt-login-never");
+    std::thread::sleep(Duration::from_millis(100));
+    let child = exec_holding_udp(
+        &never,
+        &["/usr/bin/bash", "-l", "/usr/bin/tzselect"],
+        &[],
+        "",
+    );
+    let judged = judge(child.pid);
+    assert!(judged.trusted() && !judged.hit, "{}", judged.row);
 
     // Benign twin: the same package script, no login shell, stays trusted.
     let child = exec_holding_udp(&user, &["/usr/bin/bash", "/usr/bin/tzselect"], &[], "");

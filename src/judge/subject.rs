@@ -569,10 +569,17 @@ fn judge_load(
             let path = format!("{}/{name}", home.trim_end_matches('/'));
             match host.path_kind(process.pid, &path) {
                 // The user's own home: the file may have been read at start and
-                // removed since, so its absence now proves nothing.
-                PathKind::Missing if process.uid != 0 && runs_code => Some(format!(
+                // removed since, so its absence now proves nothing, unless the
+                // directory above has not changed since the start.
+                PathKind::Missing
+                    if process.uid != 0
+                        && runs_code
+                        && !host.missing_since_start(process.pid, &path) =>
+                {
+                    Some(format!(
                     "{via} reads {path} when it exists: absent now, but its user may have removed it after it was read"
-                )),
+                ))
+                }
                 PathKind::Missing => None,
                 PathKind::Unknown => Some(format!(
                     "{via} reads {path} when it exists: cannot tell whether it does"
