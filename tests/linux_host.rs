@@ -1381,3 +1381,34 @@ fn a_preload_list_in_another_mount_namespace_is_never_taken_for_the_hosts() {
         "the twin sees the host's empty list"
     );
 }
+
+/// `missing_since_start` against a real process's start: a path missing below a
+/// directory made before the process started is shown missing at start; after an
+/// entry there is made and removed (its ctime now), or for a process (this test)
+/// that started before the directory existed, it is not.
+#[test]
+fn a_path_is_missing_since_start_only_below_a_directory_older_than_the_start() {
+    let host = host();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("lib/python3.11/site-packages");
+    let site = site.to_str().expect("utf-8");
+    let this_test = i32::try_from(std::process::id()).expect("pid");
+    assert!(!host.missing_since_start(this_test, site), "started before");
+    // Past a clock tick and a coarse timestamp's jiffy.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let child = spawn_ready(python(&script("ready()"))).expect("child");
+    assert!(
+        host.missing_since_start(child.pid, site),
+        "missing at start"
+    );
+    std::fs::create_dir_all(dir.path().join("lib/python3.11")).expect("mkdir");
+    assert!(
+        !host.missing_since_start(child.pid, site),
+        "made after start"
+    );
+    std::fs::remove_dir_all(dir.path().join("lib")).expect("rmdir");
+    assert!(
+        !host.missing_since_start(child.pid, site),
+        "removed after start"
+    );
+}
