@@ -2330,3 +2330,59 @@ fn a_socket_held_by_a_thread_with_its_own_fd_table_is_seen() {
     assert_eq!(rows_to_test_net(shared.pid).0, 1, "one row, not two");
     assert_eq!(rows_to_test_net(shared.pid).1, 1, "one row, not two");
 }
+
+// ---- a socket made before its holder moved to another network namespace ----
+
+/// Connects a UDP socket to 192.0.2.10:53, then (with `move`) enters a user and
+/// network namespace of its own: the socket stays in the host's namespace, and
+/// its traffic leaves through it. Prints `pid=`, `ready`.
+const MOVE_AFTER_CONNECT: &str = r#"
+import ctypes, os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("192.0.2.10", 53))
+if sys.argv[1] == "move":
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000 | 0x40000000) != 0:  # CLONE_NEWUSER | CLONE_NEWNET
+        print("unshare failed", ctypes.get_errno(), flush=True)
+        sys.exit(3)
+print("pid=%d" % os.getpid())
+print("ready", flush=True)
+time.sleep(600)
+"#;
+
+/// Red team (F1): sockets were looked up in their holder's current namespace
+/// only. A process that moved to an empty one after connecting showed its UDP
+/// socket as `unbound`, with no remote (no `remote_address = '192.0.2.10'`
+/// match, not a public destination), and its TCP connections vanished. The
+/// twin stays where it was: the same row.
+#[test]
+fn a_socket_made_before_its_holder_changed_namespace_keeps_its_addresses() {
+    if !root_or_skip("a_socket_made_before_its_holder_changed_namespace_keeps_its_addresses") {
+        return;
+    }
+    let user = attacker("fc-moved-netns");
+    let script = user.write("move.py", MOVE_AFTER_CONNECT.as_bytes(), false);
+    let start = |mode: &str| {
+        let mut command = user.command("/usr/bin/python3");
+        command.arg("-s").arg(&script).arg(mode);
+        spawn_ready(command)
+    };
+    let Ok(moved) = start("move") else {
+        return skip(
+            "a_socket_made_before_its_holder_changed_namespace_keeps_its_addresses",
+            "unprivileged user namespaces are not available",
+        );
+    };
+    let own = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{}/ns/net", moved.pid)).expect("its netns"),
+        own,
+        "it moved"
+    );
+    let (full, by_pid, hit) = rows_to_test_net(moved.pid);
+    assert_eq!((full, by_pid), (1, 1), "its socket, with its remote, in each scan");
+    assert!(hit, "an untrusted script's socket is a hit");
+    let stayed = start("stay").expect("twin");
+    let (full, by_pid, _) = rows_to_test_net(stayed.pid);
+    assert_eq!((full, by_pid), (1, 1), "the twin's socket");
+}

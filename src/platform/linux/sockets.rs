@@ -532,12 +532,12 @@ impl FdWalk<'_, '_> {
                     }
                 }
             }
-            let Some(net) = tables.as_deref() else { return };
+            let Some(net) = tables.as_ref() else { return };
             let entry = self
                 .scan
                 .entry_of(net, inode, || sockprotoname(fd_dir, name));
-            if let Some(entry) = entry {
-                let info = entry.to_socket_info(pid, fd, &net.namespace);
+            if let Some((entry, found_in)) = entry {
+                let info = entry.to_socket_info(pid, fd, &found_in.namespace);
                 if self.scan.protocols.wants(&info) {
                     self.found.push(info);
                 }
@@ -719,21 +719,41 @@ impl<'q> Scan<'q> {
         }
     }
 
-    /// The table entry of a socket inode: its listing, or for a socket in no
-    /// table the kind `protoname` (the fd's xattr) names, when such kinds are wanted.
+    /// The table entry of a socket inode, and the tables it was found in: the
+    /// holder's namespace's; else the scanner's own (a socket stays in the
+    /// namespace it was made in, so a process that moved on by `unshare -n` or
+    /// `setns` holds sockets its current namespace does not list); else, for a
+    /// socket in no table, the kind `protoname` (the fd's xattr) names, when
+    /// such kinds are wanted.
     fn entry_of(
         &self,
-        net: &NetTables,
+        net: &Arc<NetTables>,
         inode: u64,
         protoname: impl Fn() -> Option<SockProtoName>,
-    ) -> Option<TableEntry> {
-        net.resolve(inode, &protoname).or_else(|| {
-            if self.name_unlisted && !net.is_other_kind(inode) {
-                protoname()?.unlisted_entry(inode)
-            } else {
-                None
+    ) -> Option<(TableEntry, Arc<NetTables>)> {
+        if let Some(entry) = net.resolve(inode, &protoname) {
+            return Some((entry, net.clone()));
+        }
+        if let Some(own) = self
+            .own_tables()
+            .filter(|own| own.namespace != net.namespace)
+        {
+            if let Some(entry) = own.resolve(inode, &protoname) {
+                return Some((entry, own));
             }
-        })
+        }
+        if self.name_unlisted && !net.is_other_kind(inode) {
+            let entry = protoname()?.unlisted_entry(inode)?;
+            return Some((entry, net.clone()));
+        }
+        None
+    }
+
+    /// The scanner's own namespace's tables (read once per scan, as any other).
+    fn own_tables(&self) -> Option<Arc<NetTables>> {
+        let namespace = netlink::own_net_namespace().ok()?;
+        let dir = ProcDir::open(Pid::try_from(std::process::id()).ok()?).ok()?;
+        self.tables_of(&dir, namespace).ok()
     }
 
     /// Walks one process's fds, and those of any thread with an fd table of its
@@ -887,12 +907,22 @@ impl<'q> Scan<'q> {
         // Only a socket that could become a row is read again: one listed in a
         // wanted kind, or one in no table when such sockets are named by xattr
         // (not a UNIX socket, nor TCP when TCP is not wanted).
+        let mut own: Option<Option<Arc<NetTables>>> = None;
         listed.retain(|r| {
             let Some(net) = tables_of(r) else {
                 return false; // the thread is gone, or past the bound
             };
-            match net.resolve(r.inode, || None) {
-                Some(first) => {
+            let found = net
+                .resolve(r.inode, || None)
+                .map(|e| (e, net.clone()))
+                .or_else(|| {
+                    // Made before its holder moved to another namespace (`entry_of`).
+                    let own = own.get_or_insert_with(|| self.own_tables()).as_ref()?;
+                    let entry = own.resolve(r.inode, || None)?;
+                    Some((entry, own.clone()))
+                });
+            match found {
+                Some((first, net)) => {
                     net.has_alternate(r.inode)
                         || self.protocols.wants(&first.to_socket_info(pid, 0, ""))
                 }
@@ -941,8 +971,8 @@ impl<'q> Scan<'q> {
             };
             let entry = self.entry_of(&net, inode, || sockprotoname(dir.leader_fd(), &name));
             attributed.insert((record.fd, inode));
-            if let Some(entry) = entry {
-                let info = entry.to_socket_info(pid, i64::from(record.fd), &net.namespace);
+            if let Some((entry, found_in)) = entry {
+                let info = entry.to_socket_info(pid, i64::from(record.fd), &found_in.namespace);
                 if self.protocols.wants(&info) {
                     found.push(info);
                 }
