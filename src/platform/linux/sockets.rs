@@ -564,6 +564,8 @@ pub struct Scan<'q> {
     /// Per uid: fd entries left to walk, and processes not walked (whole) for
     /// want of them.
     fd_budgets: Mutex<HashMap<u32, FdBudget>>,
+    /// The scanner's own namespace's tables, once looked for (`own_tables`).
+    own: std::sync::OnceLock<Option<Arc<NetTables>>>,
     /// Every process (not a given pid list).
     full: bool,
     /// The socket fds the fd iterator saw, by process: only these are read (each
@@ -594,6 +596,7 @@ impl<'q> Scan<'q> {
             },
             tables: Mutex::new(HashMap::new()),
             fd_budgets: Mutex::new(HashMap::new()),
+            own: std::sync::OnceLock::new(),
             full,
             candidates: None,
             look_up_each: false,
@@ -751,9 +754,13 @@ impl<'q> Scan<'q> {
 
     /// The scanner's own namespace's tables (read once per scan, as any other).
     fn own_tables(&self) -> Option<Arc<NetTables>> {
-        let namespace = netlink::own_net_namespace().ok()?;
-        let dir = ProcDir::open(Pid::try_from(std::process::id()).ok()?).ok()?;
-        self.tables_of(&dir, namespace).ok()
+        self.own
+            .get_or_init(|| {
+                let namespace = netlink::own_net_namespace().ok()?;
+                let dir = ProcDir::open(Pid::try_from(std::process::id()).ok()?).ok()?;
+                self.tables_of(&dir, namespace).ok()
+            })
+            .clone()
     }
 
     /// Walks one process's fds, and those of any thread with an fd table of its
