@@ -2380,7 +2380,11 @@ fn a_socket_made_before_its_holder_changed_namespace_keeps_its_addresses() {
         "it moved"
     );
     let (full, by_pid, hit) = rows_to_test_net(moved.pid);
-    assert_eq!((full, by_pid), (1, 1), "its socket, with its remote, in each scan");
+    assert_eq!(
+        (full, by_pid),
+        (1, 1),
+        "its socket, with its remote, in each scan"
+    );
     assert!(hit, "an untrusted script's socket is a hit");
     let stayed = start("stay").expect("twin");
     let (full, by_pid, _) = rows_to_test_net(stayed.pid);
