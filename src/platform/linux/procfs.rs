@@ -24,9 +24,10 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 /// The most threads of one process looked at for fd tables of their own.
 const MAX_THREADS_FOR_FD_TABLES: usize = 16_384;
 /// The most distinct fd tables compared against: beyond that, every further
-/// thread's table is walked without comparing (bounds the `kcmp` calls an
-/// attacker's threads can cause to threads x this).
-const MAX_DISTINCT_FD_TABLES: usize = 64;
+/// thread's table is walked without comparing, each fd charged to its user's
+/// budget. Bounds the `kcmp` calls one process's threads can cause to
+/// threads x this (16,384 x 8: ~60 ms).
+const MAX_DISTINCT_FD_TABLES: usize = 8;
 
 /// `kcmp(KCMP_FILES)`: `Some(true)` when both tasks share one fd table, `None`
 /// when the kernel cannot say (no `CONFIG_KCMP`, a task gone, not permitted).
