@@ -182,3 +182,51 @@ time.sleep(600)
         "{found:?}"
     );
 }
+
+#[test]
+fn a_loopback_client_hands_the_whole_tcp_table_to_the_socks_check() {
+    let test = "a_loopback_client_hands_the_whole_tcp_table_to_the_socks_check";
+    if !root_here(test) {
+        return;
+    }
+    // Another process's listener, which only the whole table shows.
+    let listener = spawn_ready(python(&format!(
+        r#"{PRELUDE}
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(); keep("listener", l)
+print(f"port={{l.getsockname()[1]}}", flush=True)
+print("ready", flush=True)
+time.sleep(600)
+"#
+    )))
+    .expect("listener");
+    let port = listener.int("port");
+    let client = spawn_ready(python(&format!(
+        r#"{PRELUDE}
+c = socket.create_connection(("127.0.0.1", {port})); keep("client", c)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); keep("udp", u)
+print("ready", flush=True)
+time.sleep(600)
+"#
+    )))
+    .expect("client");
+    let handed_over = |pid: i32| {
+        let before = socket_lookup::lookups_on_this_thread();
+        let scan = Scan::new(&ProtocolSet::ALL, false)
+            .with_lookups(true)
+            .run(&[pid]);
+        assert!(socket_lookup::lookups_on_this_thread() > before);
+        scan.namespace_tcp
+    };
+    let tables = handed_over(client.pid);
+    let listener_socket = inode(&listener, "listener");
+    assert!(
+        tables
+            .values()
+            .flatten()
+            .any(|s| s.socket == listener_socket && s.tcp_state == "LISTEN"),
+        "{tables:?}"
+    );
+    // A process with no such client reads no whole table.
+    assert!(handed_over(listener.pid).is_empty());
+    both_paths(&client, true);
+}

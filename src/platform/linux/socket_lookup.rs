@@ -19,6 +19,7 @@ use super::netlink;
 use super::procfs::{self, ProcDir};
 use super::socket_tables::{TableEntry, TableKind};
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// fds of one process walked at most: past that the whole-namespace path (and its
@@ -34,6 +35,9 @@ struct HeldSocket {
     inode: u64,
     kind: TableKind,
     local_port: u16,
+    /// A TCP connection to loopback or to its own local address: the SOCKS check
+    /// then reads the namespace's whole TCP table (`TextTables::whole_tcp`).
+    talks_to_this_host: bool,
 }
 
 /// The sockets of one table, by inode.
@@ -45,6 +49,10 @@ pub type EntriesByInode = HashMap<u64, TableEntry>;
 pub struct TextTables<'a> {
     pub read: &'a dyn Fn(&ProcDir, TableKind) -> Option<EntriesByInode>,
     pub unbound: &'a dyn Fn(TableKind, u64) -> Option<TableEntry>,
+    /// Every TCP socket of the namespace (`dir`'s, the `u64`), kept by the caller
+    /// for the SOCKS check: read instead of a filtered dump when that check will
+    /// want it anyway (so the kernel walks the TCP hash once, not twice).
+    pub whole_tcp: &'a dyn Fn(&ProcDir, u64) -> Option<EntriesByInode>,
 }
 
 /// The process's sockets of the `kinds` tables as `(fd, entry)`, and its network
@@ -74,6 +82,15 @@ pub fn sockets_of(
     for socket in held.into_iter().filter(|s| kinds.contains(&s.kind)) {
         by_kind.entry(socket.kind).or_default().push(socket);
     }
+    let is_tcp = |kind: TableKind| matches!(kind, TableKind::Tcp | TableKind::Tcp6);
+    let needs_whole_tcp = by_kind
+        .iter()
+        .any(|(kind, sockets)| is_tcp(*kind) && sockets.iter().any(|s| s.talks_to_this_host));
+    let whole_tcp = if needs_whole_tcp {
+        Some((text.whole_tcp)(dir, namespace)?)
+    } else {
+        None
+    };
     let mut dumper = None;
     for (kind, sockets) in by_kind {
         // Unbound (port 0) UDP, UDP-Lite and ping sockets are in no table: named
@@ -88,7 +105,10 @@ pub fn sockets_of(
         if sockets.is_empty() {
             continue;
         }
-        let entries: HashMap<u64, TableEntry> = if netlink::dumpable(kind) {
+        let read: EntriesByInode;
+        let entries = if let Some(whole) = whole_tcp.as_ref().filter(|_| is_tcp(kind)) {
+            whole
+        } else if netlink::dumpable(kind) {
             let mut ports: Vec<u16> = sockets.iter().map(|s| s.local_port).collect();
             ports.sort_unstable();
             ports.dedup();
@@ -96,9 +116,11 @@ pub fn sockets_of(
                 dumper = Some(netlink::Dumper::open().ok()?);
             }
             let entries = dumper.as_mut()?.dump_local_ports(kind, &ports).ok()?;
-            entries.into_iter().map(|e| (e.inode, e)).collect()
+            read = entries.into_iter().map(|e| (e.inode, e)).collect();
+            &read
         } else {
-            (text.read)(dir, kind)?
+            read = (text.read)(dir, kind)?;
+            &read
         };
         for socket in sockets {
             rows.push((socket.fd, *entries.get(&socket.inode)?));
@@ -181,11 +203,18 @@ fn identify(pid: crate::model::Pid, listed: &[(i64, u64)]) -> Option<Vec<HeldSoc
             (libc::SOCK_RAW, _, true) => TableKind::Raw6,
             _ => return None, // SCTP, MPTCP…: the full path knows what to make of it
         };
+        let (local, local_port) = endpoint(&socket, libc::getsockname)?;
+        // As the SOCKS check tells a client that may reach another process's
+        // listener: connected, to loopback or to its own local address.
+        let talks_to_this_host = matches!(kind, TableKind::Tcp | TableKind::Tcp6)
+            && endpoint(&socket, libc::getpeername)
+                .is_some_and(|(peer, port)| port != 0 && (peer.is_loopback() || peer == local));
         held.push(HeldSocket {
             fd,
             inode,
             kind,
-            local_port: local_port(&socket)?,
+            local_port,
+            talks_to_this_host,
         });
     }
     Some(held)
@@ -213,14 +242,22 @@ fn int_option(socket: &OwnedFd, name: libc::c_int) -> Option<libc::c_int> {
     (rc == 0 && len as usize == std::mem::size_of::<libc::c_int>()).then_some(value)
 }
 
-/// The local port `getsockname` gives (0: unbound).
-fn local_port(socket: &OwnedFd) -> Option<u16> {
+/// The address and port `name` (`getsockname` or `getpeername`) gives, a
+/// v4-mapped IPv6 address as IPv4; `None` when it fails (unconnected).
+fn endpoint(
+    socket: &OwnedFd,
+    name: unsafe extern "C" fn(
+        libc::c_int,
+        *mut libc::sockaddr,
+        *mut libc::socklen_t,
+    ) -> libc::c_int,
+) -> Option<(IpAddr, u16)> {
     // SAFETY: an all-zero sockaddr_storage is a valid value to overwrite.
     let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: address and len are valid out-pointers of the stated size.
     let rc = unsafe {
-        libc::getsockname(
+        name(
             socket.as_raw_fd(),
             (&raw mut address).cast::<libc::sockaddr>(),
             &mut len,
@@ -229,13 +266,25 @@ fn local_port(socket: &OwnedFd) -> Option<u16> {
     if rc != 0 {
         return None;
     }
-    // sin_port and sin6_port both follow the 2-byte family, in network order.
-    let bytes: [u8; 4] = {
-        let raw = (&raw const address).cast::<[u8; 4]>();
-        // SAFETY: sockaddr_storage is at least 4 bytes and initialised.
-        unsafe { *raw }
-    };
-    (len >= 4).then(|| u16::from_be_bytes([bytes[2], bytes[3]]))
+    let len = len as usize;
+    match i32::from(address.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel wrote a sockaddr_in (family and length checked).
+            let v4 = unsafe { *(&raw const address).cast::<libc::sockaddr_in>() };
+            Some((
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))),
+                u16::from_be(v4.sin_port),
+            ))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the kernel wrote a sockaddr_in6 (family and length checked).
+            let v6 = unsafe { *(&raw const address).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+            Some((ip, u16::from_be(v6.sin6_port)))
+        }
+        _ => None,
+    }
 }
 
 thread_local! {

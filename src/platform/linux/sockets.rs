@@ -573,6 +573,8 @@ pub struct Scan<'q> {
     candidates: Option<HashMap<Pid, Vec<SocketFd>>>,
     /// Look each process up through its own fds first (`socket_lookup`).
     look_up_each: bool,
+    /// Whole TCP tables lookups read for the SOCKS check, by namespace.
+    handed_over: Mutex<HashMap<u64, Arc<NetTables>>>,
 }
 
 /// One user's share of a scan's fd walk.
@@ -600,6 +602,7 @@ impl<'q> Scan<'q> {
             full,
             candidates: None,
             look_up_each: false,
+            handed_over: Mutex::new(HashMap::new()),
         }
     }
 
@@ -842,6 +845,19 @@ impl<'q> Scan<'q> {
         let text = socket_lookup::TextTables {
             read: &read_whole_table,
             unbound: &|kind, inode| unbound_name(kind)?.unlisted_entry(inode),
+            whole_tcp: &|dir, namespace| {
+                let kinds = [TableKind::Tcp, TableKind::Tcp6];
+                let tables = NetTables::read(dir, namespace, &kinds, &[], false).ok()?;
+                if !tables.truncated.is_empty() {
+                    return None;
+                }
+                let entries = tables.entries.clone();
+                self.handed_over
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(namespace, Arc::new(tables));
+                Some(entries)
+            },
         };
         let Some((namespace, rows)) = socket_lookup::sockets_of(&dir, &self.kinds, &text) else {
             return false;
@@ -1106,8 +1122,17 @@ impl<'q> Scan<'q> {
             .tables
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let handed_over = self
+            .handed_over
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let looked_up = handed_over
+            .iter()
+            .filter(|(namespace, _)| !tables.contains_key(namespace))
+            .map(|(_, t)| t);
         tables
             .values()
+            .chain(looked_up)
             .filter(|t| t.truncated.is_empty())
             .map(|t| {
                 let tcp = t
