@@ -11,7 +11,6 @@ pub mod procfs;
 pub mod provenance;
 pub mod rpm;
 pub mod script_file;
-pub mod socket_lookup;
 pub mod socket_tables;
 pub mod sockets;
 pub mod userfile;

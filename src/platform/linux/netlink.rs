@@ -69,14 +69,6 @@ fn states(kind: TableKind) -> u32 {
     }
 }
 
-/// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter program.
-const INET_DIAG_REQ_BYTECODE: u16 = 1;
-/// `struct inet_diag_bc_op` codes (include/uapi/linux/inet_diag.h).
-const INET_DIAG_BC_JMP: u8 = 1;
-const INET_DIAG_BC_S_EQ: u8 = 11;
-/// Local ports one filtered dump matches at most (12 bytes of program each).
-pub const MAX_FILTER_PORTS: usize = 64;
-
 /// Receive buffer: the kernel sizes dump datagrams to at most 32 KiB.
 const RECV_BUFFER: usize = 64 * 1024;
 /// Upper bound on the bytes of one dump (the /proc path's table cap).
@@ -307,51 +299,6 @@ pub fn send_to_kernel(socket: std::os::fd::RawFd, message: &[u8]) -> io::Result<
     Ok(())
 }
 
-/// One `struct inet_diag_bc_op`: run `code`; on true go `yes` bytes on, else `no`.
-fn filter_op(code: u8, yes: u8, no: u16) -> [u8; 4] {
-    let no = no.to_ne_bytes();
-    [code, yes, no[0], no[1]]
-}
-
-/// The filter program "the local port is one of `ports`", compiled as `ss`
-/// compiles an OR of `sport = :N`: a test that holds falls on a `JMP` to the end
-/// (running off the end accepts); one that fails jumps over that `JMP` to the next
-/// test, and the last one's failure jumps 4 bytes past the end (rejects). Every
-/// op is on the chain of `yes` offsets, as the kernel's audit requires.
-pub fn local_port_filter(ports: &[u16]) -> Vec<u8> {
-    let mut program = Vec::with_capacity(12 * ports.len());
-    for (i, &port) in ports.iter().enumerate() {
-        program.extend(filter_op(INET_DIAG_BC_S_EQ, 8, 12));
-        // The port, host order, in the `no` field of the op that follows.
-        program.extend(filter_op(0, 0, port));
-        let later = ports.len() - i - 1;
-        if later > 0 {
-            // From this JMP to the end: itself and the later tests.
-            let to_end = u16::try_from(12 * later).unwrap_or(u16::MAX);
-            program.extend(filter_op(INET_DIAG_BC_JMP, 4, to_end));
-        }
-    }
-    program
-}
-
-/// The dump request for the sockets of table `kind` whose local port is one of
-/// `ports` (1 to [`MAX_FILTER_PORTS`]); `None` for another count (an empty
-/// program would match every socket).
-pub fn build_filtered_request(kind: TableKind, sequence: u32, ports: &[u16]) -> Option<Vec<u8>> {
-    if ports.is_empty() || ports.len() > MAX_FILTER_PORTS {
-        return None;
-    }
-    let program = local_port_filter(ports);
-    let mut request = build_request(kind, sequence).to_vec();
-    let attribute_len = u16::try_from(4 + program.len()).ok()?;
-    request.extend_from_slice(&attribute_len.to_ne_bytes());
-    request.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
-    request.extend_from_slice(&program);
-    let total = u32::try_from(request.len()).ok()?.to_ne_bytes();
-    request.get_mut(0..4)?.copy_from_slice(&total);
-    Some(request)
-}
-
 struct DiagSocket(OwnedFd);
 
 impl DiagSocket {
@@ -421,16 +368,15 @@ impl DiagSocket {
         }
     }
 
-    /// Sends `request` (a dump of table `kind`) and reads its sockets into `out`.
+    /// Dumps the sockets of table `kind` into `out`.
     fn dump(
         &self,
-        request: &[u8],
         kind: TableKind,
         sequence: u32,
         buffer: &mut [u8],
         out: &mut Vec<TableEntry>,
     ) -> Result<(), DumpError> {
-        self.send_to_kernel(request)?;
+        self.send_to_kernel(&build_request(kind, sequence))?;
         let mut bytes = 0usize;
         let mut foreign = 0usize;
         loop {
@@ -476,26 +422,9 @@ impl Dumper {
     /// Every socket of the table `kind` (a [`dumpable`] one).
     pub fn dump(&mut self, kind: TableKind) -> Result<Vec<TableEntry>, DumpError> {
         self.sequence = self.sequence.wrapping_add(1);
-        let request = build_request(kind, self.sequence);
         let mut out = Vec::new();
         self.socket
-            .dump(&request, kind, self.sequence, &mut self.buffer, &mut out)?;
-        Ok(out)
-    }
-
-    /// The sockets of the table `kind` (a [`dumpable`] one) bound to one of
-    /// `ports`: the kernel fills messages for those only.
-    pub fn dump_local_ports(
-        &mut self,
-        kind: TableKind,
-        ports: &[u16],
-    ) -> Result<Vec<TableEntry>, DumpError> {
-        self.sequence = self.sequence.wrapping_add(1);
-        let request = build_filtered_request(kind, self.sequence, ports)
-            .ok_or(DumpError::Malformed("a port filter needs 1 to 64 ports"))?;
-        let mut out = Vec::new();
-        self.socket
-            .dump(&request, kind, self.sequence, &mut self.buffer, &mut out)?;
+            .dump(kind, self.sequence, &mut self.buffer, &mut out)?;
         Ok(out)
     }
 }
@@ -553,31 +482,6 @@ mod tests {
         let mut raw = [0u8; 16];
         raw[..4].copy_from_slice(&a);
         raw
-    }
-
-    #[test]
-    fn port_filter_program_is_an_or_of_local_ports() {
-        // S_EQ 53 (on failure over the JMP to the next test), JMP to the end
-        // (accept), S_EQ 80 (on failure 4 bytes past the end: reject).
-        let ops: Vec<(u8, u8, u16)> = local_port_filter(&[53, 80])
-            .chunks_exact(4)
-            .map(|op| (op[0], op[1], u16::from_ne_bytes([op[2], op[3]])))
-            .collect();
-        assert_eq!(
-            ops,
-            [(11, 8, 12), (0, 0, 53), (1, 4, 12), (11, 8, 12), (0, 0, 80)]
-        );
-        let request = build_filtered_request(TableKind::Udp, 7, &[53, 80]).expect("request");
-        assert_eq!(request.len(), REQUEST_LEN + 4 + 20);
-        assert_eq!(u32_ne(&request, 0), Some(request.len() as u32));
-        assert_eq!(u16_ne(&request, REQUEST_LEN), Some(24));
-        assert_eq!(
-            u16_ne(&request, REQUEST_LEN + 2),
-            Some(INET_DIAG_REQ_BYTECODE)
-        );
-        // An empty program would match every socket.
-        assert_eq!(build_filtered_request(TableKind::Udp, 7, &[]), None);
-        assert!(build_filtered_request(TableKind::Udp, 7, &[1; MAX_FILTER_PORTS + 1]).is_none());
     }
 
     #[test]

@@ -11,7 +11,6 @@
 use super::fd_iterator::{self, SocketFd};
 use super::netlink;
 use super::procfs::{self, ProcDir};
-use super::socket_lookup;
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
@@ -56,10 +55,6 @@ const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
 /// The longest a full scan's fd iterator pass may take (at most a quarter of
 /// the scan's time): ~4 ms on 7,000 fds, ~50 ms on 115,000.
 const MAX_ITERATOR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-/// A query of at most this many pids looks each process's sockets up through its
-/// own fds (`socket_lookup`): a few filtered dumps per process. More share one read
-/// of each namespace's tables (the watch re-checks ~50 processes a second).
-const MAX_LOOKUP_PIDS: usize = 4;
 
 /// A table address: IPv4 is one `%08X` of the address as a host-order u32; IPv6 is
 /// four such words. v4-mapped IPv6 addresses are unmapped.
@@ -425,39 +420,6 @@ fn sockprotoname(fd_dir: RawFd, fd_name: &CStr) -> Option<SockProtoName> {
     Some(parse_sockprotoname(value.get(..n as usize)?))
 }
 
-/// A whole `/proc` table of `dir`'s namespace by inode (the first listing of
-/// each); `None` when it cannot be read or is over [`MAX_TABLE_BYTES`].
-fn read_whole_table(dir: &ProcDir, kind: TableKind) -> Option<HashMap<u64, TableEntry>> {
-    let data = dir.read(kind.file(), MAX_TABLE_BYTES + 1).ok()?;
-    let (data, cut) = whole_lines_within(&data, MAX_TABLE_BYTES);
-    if cut {
-        return None;
-    }
-    let mut entries = HashMap::new();
-    for entry in String::from_utf8_lossy(data)
-        .lines()
-        .skip(1)
-        .filter_map(|line| parse_line(kind, line))
-    {
-        entries.entry(entry.inode).or_insert(entry);
-    }
-    Some(entries)
-}
-
-/// What the `system.sockprotoname` xattr says of an unbound socket of `kind`
-/// (the name the fd walk gives a socket in no table); TCP: none (no row).
-fn unbound_name(kind: TableKind) -> Option<SockProtoName> {
-    Some(match kind {
-        TableKind::Udp => SockProtoName::Udp,
-        TableKind::Udp6 => SockProtoName::Udp6,
-        TableKind::UdpLite => SockProtoName::UdpLite,
-        TableKind::UdpLite6 => SockProtoName::UdpLite6,
-        TableKind::Icmp => SockProtoName::Ping,
-        TableKind::Icmp6 => SockProtoName::Ping6,
-        _ => return None,
-    })
-}
-
 /// What one worker found.
 #[derive(Default)]
 struct Partial {
@@ -571,10 +533,6 @@ pub struct Scan<'q> {
     /// The socket fds the fd iterator saw, by process: only these are read (each
     /// re-checked through the process's own directory); `None`: walk every fd.
     candidates: Option<HashMap<Pid, Vec<SocketFd>>>,
-    /// Look each process up through its own fds first (`socket_lookup`).
-    look_up_each: bool,
-    /// Whole TCP tables lookups read for the SOCKS check, by namespace.
-    handed_over: Mutex<HashMap<u64, Arc<NetTables>>>,
 }
 
 /// One user's share of a scan's fd walk.
@@ -601,16 +559,7 @@ impl<'q> Scan<'q> {
             own: std::sync::OnceLock::new(),
             full,
             candidates: None,
-            look_up_each: false,
-            handed_over: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Looks each process up through its own fds first, when `yes` (see
-    /// [`socket_lookup`]); the tables serve the processes it cannot answer for.
-    pub fn with_lookups(mut self, yes: bool) -> Self {
-        self.look_up_each = yes && !self.full;
-        self
     }
 
     /// Reads only these iterator records instead of walking each process's fds.
@@ -773,9 +722,6 @@ impl<'q> Scan<'q> {
             let listed = candidates.get(&pid).map(Vec::as_slice).unwrap_or_default();
             return self.scan_candidates(pid, listed, out);
         }
-        if self.look_up_each && self.look_up(pid, out) {
-            return;
-        }
         let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
             return;
         };
@@ -835,46 +781,6 @@ impl<'q> Scan<'q> {
             }
         }
         out.sockets.append(&mut found);
-    }
-
-    /// One process's sockets through its own fds; false: read the tables instead.
-    fn look_up(&self, pid: Pid, out: &mut Partial) -> bool {
-        let Ok(dir) = ProcDir::open(pid) else {
-            return false; // the table path reports why
-        };
-        let text = socket_lookup::TextTables {
-            read: &read_whole_table,
-            unbound: &|kind, inode| unbound_name(kind)?.unlisted_entry(inode),
-            whole_tcp: &|dir, namespace| {
-                let kinds = [TableKind::Tcp, TableKind::Tcp6];
-                let tables = NetTables::read(dir, namespace, &kinds, &[], false).ok()?;
-                if !tables.truncated.is_empty() {
-                    return None;
-                }
-                let entries = tables.entries.clone();
-                self.handed_over
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(namespace, Arc::new(tables));
-                Some(entries)
-            },
-        };
-        let Some((namespace, rows)) = socket_lookup::sockets_of(&dir, &self.kinds, &text) else {
-            return false;
-        };
-        let namespace = namespace.to_string();
-        let mut found: Vec<SocketInfo> = rows
-            .iter()
-            .map(|(fd, entry)| entry.to_socket_info(pid, *fd, &namespace))
-            .filter(|info| self.protocols.wants(info))
-            .collect();
-        if !found.is_empty() {
-            if let Ok((path, _)) = dir.executable() {
-                out.executables.insert(pid, path);
-            }
-        }
-        out.sockets.append(&mut found);
-        true
     }
 
     /// The sockets of one process from the iterator's records: each is attributed
@@ -1122,17 +1028,8 @@ impl<'q> Scan<'q> {
             .tables
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let handed_over = self
-            .handed_over
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let looked_up = handed_over
-            .iter()
-            .filter(|(namespace, _)| !tables.contains_key(namespace))
-            .map(|(_, t)| t);
         tables
             .values()
-            .chain(looked_up)
             .filter(|t| t.truncated.is_empty())
             .map(|t| {
                 let tcp = t
@@ -1203,9 +1100,7 @@ pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
             }
         },
     };
-    Scan::new(&query.protocols, query.pids.is_none())
-        .with_lookups(pids.len() <= MAX_LOOKUP_PIDS)
-        .run(&pids)
+    Scan::new(&query.protocols, query.pids.is_none()).run(&pids)
 }
 
 /// A full scan over the fd iterator's records; `None` when the iterator is not
