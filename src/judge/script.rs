@@ -1170,38 +1170,19 @@ pub fn in_package_location(path: &str) -> bool {
     })
 }
 
-/// The JDK's tools besides `java` (judged by its options) and `jshell`: each is a
-/// JVM, which reads the VM option variables (an agent from `JAVA_TOOL_OPTIONS` runs
-/// in `jar` as in `java`), and several load classes their options name (javac's
-/// annotation processors, keytool's providers, jrunscript's engines).
-const JDK_TOOLS: &[&str] = &[
-    "jar",
-    "jarsigner",
-    "javac",
-    "javadoc",
-    "javap",
-    "jcmd",
-    "jconsole",
-    "jdb",
-    "jdeprscan",
-    "jdeps",
-    "jfr",
-    "jhsdb",
-    "jimage",
-    "jinfo",
-    "jlink",
-    "jmap",
-    "jmod",
-    "jpackage",
-    "jps",
-    "jrunscript",
-    "jstack",
-    "jstat",
-    "jstatd",
-    "keytool",
-    "rmiregistry",
-    "serialver",
-];
+/// Whether `exe_path` is one of a JDK's tools besides `java` (judged by its
+/// options) and `jshell`: any program in the `bin` directory of a JDK under a
+/// `jvm` tree (new releases add tools: `jwebserver`, `jnativescan`; older ones
+/// had `jjs`, which runs JavaScript files). Each is a JVM, which reads the VM
+/// option variables (an agent from `JAVA_TOOL_OPTIONS` runs in `jar` as in
+/// `java`), and several load classes their options name (javac's annotation
+/// processors, keytool's providers, jrunscript's engines).
+fn is_jdk_tool(exe_path: &str) -> bool {
+    let Some((dir, base)) = exe_path.rsplit_once('/') else {
+        return false;
+    };
+    dir.ends_with("/bin") && dir.contains("/jvm/") && base != "java" && base != "jshell"
+}
 
 /// Why a program runs code other than its own file inside its process (a program
 /// loader, an emulator, a debugger with an embedded interpreter), or `None`. Such a
@@ -1223,7 +1204,7 @@ pub fn in_process_runner(exe_path: &str) -> Option<&'static str> {
     if base == "jshell" {
         return Some("jshell runs the Java code in its arguments and its input");
     }
-    if JDK_TOOLS.contains(&base) && exe_path.contains("/jvm/") {
+    if is_jdk_tool(exe_path) {
         return Some(
             "a JDK tool runs in a JVM, which loads the agents and classes JAVA_TOOL_OPTIONS, \
              _JAVA_OPTIONS, its -J options and its own options name",
@@ -1975,15 +1956,19 @@ fn shell(interpreter: &str, argv0: &str, args: &[String], extras: &mut Extras) -
             .push(load(&via, LoadTarget::HomeFile(name.to_owned())));
     }
     // A login shell reads its profile instead of bash's rc file; zsh reads both.
-    let rc_file = match interpreter {
-        "bash" if interactive && bashrc && !login => Some(".bashrc"),
-        "zsh" if interactive && zsh_rcs => Some(".zshrc"),
-        _ => None,
+    // An interactive ksh reads `$ENV` (modelled with the variables), else its
+    // default: ksh93 `~/.kshrc`, mksh `~/.mkshrc` (which ksh this is, is not
+    // known here: both are judged).
+    let rc_files: &[&str] = match interpreter {
+        "bash" if interactive && bashrc && !login => &[".bashrc"],
+        "zsh" if interactive && zsh_rcs => &[".zshrc"],
+        "ksh" if interactive => &[".kshrc", ".mkshrc"],
+        _ => &[],
     };
-    if let Some(name) = rc_file {
+    for name in rc_files {
         extras.loads.push(load(
             &format!("{interpreter} interactive shell"),
-            LoadTarget::HomeFile(name.to_owned()),
+            LoadTarget::HomeFile((*name).to_owned()),
         ));
     }
     let operand = args.get(i);
@@ -3564,6 +3549,22 @@ mod tests {
             "{zsh:?}"
         );
         assert!(loads_of("/bin/zsh", &["zsh", "-f", "-i", "x.zsh"]).is_empty());
+        // ksh and mksh: their default rc files, both (which ksh is not known).
+        for exe in ["/usr/bin/ksh93", "/usr/bin/mksh"] {
+            let names: Vec<LoadTarget> = loads_of(exe, &["ksh", "-i", "x.sh"])
+                .into_iter()
+                .map(|(_, target)| target)
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    LoadTarget::HomeFile(".kshrc".into()),
+                    LoadTarget::HomeFile(".mkshrc".into())
+                ],
+                "{exe}"
+            );
+            assert!(loads_of(exe, &["ksh", "x.sh"]).is_empty(), "{exe}");
+        }
         // `x.sh -i` is an argument of the script.
         assert!(loads_of("/usr/bin/bash", &["bash", "x.sh", "-i"]).is_empty());
     }
@@ -3822,11 +3823,20 @@ mod tests {
         );
         assert!(in_process_runner("/usr/lib/jvm/java-17-openjdk-amd64/bin/jshell").is_some());
         // The other JDK tools are JVMs too; a `jar` elsewhere is not one.
-        for tool in ["jar", "keytool", "javac", "jrunscript"] {
+        for tool in [
+            "jar",
+            "keytool",
+            "javac",
+            "jrunscript",
+            "jwebserver",
+            "jnativescan",
+            "jjs",
+        ] {
             let path = format!("/usr/lib/jvm/java-17-openjdk-amd64/bin/{tool}");
             assert!(in_process_runner(&path).is_some(), "{path}");
         }
         assert!(in_process_runner("/usr/bin/jar").is_none());
+        assert!(in_process_runner("/usr/lib/jvm/java-17-openjdk-amd64/lib/jexec").is_none());
         assert!(in_process_runner("/usr/lib/jvm/java-17-openjdk-amd64/bin/java").is_none());
     }
 
