@@ -40,6 +40,10 @@ pub struct ProcessInfo {
     pub net_namespace: String,
     /// True when the executable was deleted or replaced after exec.
     pub exe_deleted: bool,
+    /// A kernel thread (Linux `PF_KTHREAD`, which no process can set): it runs
+    /// no user code, so there is no subject to watch.
+    #[serde(skip)]
+    pub kernel_thread: bool,
     /// Why a field could not be filled (permission, vanished…); empty when all is well.
     pub error: String,
 }

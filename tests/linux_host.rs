@@ -1412,3 +1412,21 @@ fn a_path_is_missing_since_start_only_below_a_directory_older_than_the_start() {
         "removed after start"
     );
 }
+
+/// `PF_KTHREAD` marks kernel threads (the watch does not watch them); no
+/// process can set it, whatever it names itself.
+#[test]
+fn only_kernel_threads_are_marked_kernel_threads() {
+    let host = host();
+    let kthreadd = host.process(2).expect("kthreadd");
+    assert!(kthreadd.kernel_thread, "{kthreadd:?}");
+    let mut child = spawn_ready(python(
+        "import ctypes\nctypes.CDLL(None).prctl(15, b'kthreadd', 0, 0, 0)\n\
+         print('ready', flush=True)\nimport time\ntime.sleep(600)",
+    ))
+    .expect("child");
+    let named = host.process(child.pid).expect("child");
+    assert_eq!(named.name, "kthreadd", "it renamed itself");
+    assert!(!named.kernel_thread);
+    child.kill();
+}

@@ -513,7 +513,7 @@ impl Watch {
                     if self.known.contains_key(&pid) || self.known.len() < MAX_KNOWN {
                         self.known.insert(pid, image);
                     }
-                    if v.subject.trusted {
+                    if !needs_watching(&v) {
                         self.watched.remove(&pid);
                     } else {
                         self.watch(pid, Some(v));
@@ -554,7 +554,7 @@ impl Watch {
             self.status.judged += 1;
             match judge_bounded(host, pid) {
                 Ok(None) => self.forget(pid),
-                Ok(Some(v)) if v.subject.trusted => {
+                Ok(Some(v)) if !needs_watching(&v) => {
                     self.watched.remove(&pid);
                 }
                 Ok(Some(v)) => {
@@ -600,7 +600,7 @@ impl Watch {
                 .as_ref()
                 .is_some_and(|v| observed.executables.get(&pid) == Some(&v.process.path));
             match verdict {
-                Some(v) if v.subject.trusted => {
+                Some(v) if !needs_watching(&v) => {
                     self.watched.remove(&pid);
                 }
                 // Still not the image that held the sockets: no verdict, no
@@ -686,6 +686,13 @@ impl Watch {
             }
         }
     }
+}
+
+/// An untrusted subject is watched; a kernel thread runs no user code (its
+/// `PF_KTHREAD` flag is the kernel's, not the process's to set), so it would
+/// only take a slot and a re-check a second.
+fn needs_watching(verdict: &ProcessVerdict) -> bool {
+    !verdict.subject.trusted && !verdict.process.kernel_thread
 }
 
 /// `observe::judge_owner` under `JUDGEMENT_LIMIT`: one judgement may not hold
@@ -970,6 +977,21 @@ mod tests {
         watch.judge_pending(&super::tests::host(&[(10, TRUSTED)], None));
         assert!(watch.watched_pids().is_empty());
         assert_eq!(watch.status.rescans, 1);
+    }
+
+    /// A kernel thread has no executable, so its identity is unknown and never
+    /// trusted; it runs no user code, and is not watched. Its twin, an
+    /// untrusted process, is.
+    #[test]
+    fn kernel_threads_are_not_watched() {
+        let mut host = host(&[(2, ""), (11, BEACON)], Some(events(true)));
+        if let Some(kthread) = host.processes.iter_mut().find(|p| p.pid == 2) {
+            kthread.kernel_thread = true;
+        }
+        let mut watch = Watch::new(&host, DEFAULT_MAX_WATCHED);
+        watch.tick(&host, &socks(), 1000);
+        assert_eq!(watch.watched_pids(), [11]);
+        assert_eq!(watch.status.judged, 2, "both were judged");
     }
 
     /// A tick's observations whose write fails (the store locked by another

@@ -425,7 +425,8 @@ impl Host for LinuxHost {
             },
             Err(e) => check("uid", &e, &mut errors),
         }
-        if !stat.is_kernel_thread() {
+        info.kernel_thread = stat.is_kernel_thread();
+        if !info.kernel_thread {
             match dir.executable() {
                 Ok((path, deleted)) => {
                     info.path = path;
