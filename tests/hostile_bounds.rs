@@ -459,6 +459,17 @@ fn a_process_calling_itself_ssh_is_not_ssh() {
     assert!(rows.is_empty(), "argv[0] alone made it ssh: {rows:?}");
 }
 
+/// The twin of the fd attacks: another user's connected UDP socket is a row.
+fn assert_connected_row_of(run: &Measured, pid: i32) {
+    let rows = json_lines(&run.stdout);
+    assert!(
+        rows.iter()
+            .any(|r| r["pid"].as_i64() == Some(i64::from(pid)) && r["state"] == "connected"),
+        "the other user's UDP socket is a row; stderr: {}",
+        run.stderr
+    );
+}
+
 /// A process of the user holding as many fds as its hard limit allows (dups of
 /// one pipe end, at most 19,000); prints `held=<n>` and `ready`.
 const FD_HOARDER: &str = "import os, resource, time\n\
@@ -523,13 +534,7 @@ fn a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked() {
         run.cpu_seconds,
         run.code
     );
-    let rows = json_lines(&run.stdout);
-    assert!(
-        rows.iter()
-            .any(|r| r["pid"].as_i64() == Some(i64::from(holder.pid)) && r["state"] == "connected"),
-        "the other user's UDP socket is a row; stderr: {}",
-        run.stderr
-    );
+    assert_connected_row_of(&run, holder.pid);
     // The result is partial, and says whose processes were not walked.
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
@@ -661,13 +666,7 @@ fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
         run.cpu_seconds,
         run.code
     );
-    let rows = json_lines(&run.stdout);
-    assert!(
-        rows.iter()
-            .any(|r| r["pid"].as_i64() == Some(i64::from(holder.pid)) && r["state"] == "connected"),
-        "the other user's UDP socket is a row; stderr: {}",
-        run.stderr
-    );
+    assert_connected_row_of(&run, holder.pid);
     // The pass stops at 2 s; the walk reads ~36,000 fds well within the limit.
     assert_eq!(run.code, Some(0), "complete: {}", run.stderr);
     assert!(run.wall_seconds < 12.0, "{:.2} s", run.wall_seconds);

@@ -905,19 +905,26 @@ impl Host for LinuxHost {
             }
             return Ok(paths);
         }
-        let (maps, truncated) = dir
-            .read_capped(c"maps", procfs::MAX_MAPS_BYTES)
-            .map_err(|e| process_error(pid, &e))?;
-        if truncated {
-            // A library named past the cut would be missed: unknown, not absent.
-            return Err(HostError::Truncated {
-                pid,
-                what: "maps",
-                limit: procfs::MAX_MAPS_BYTES,
-            });
-        }
+        let maps = whole_maps(&dir)?;
         Ok(procfs::parse_maps_paths(&String::from_utf8_lossy(&maps)))
     }
+}
+
+/// The process's `maps` text, whole: a mapping named past the read limit would
+/// be missed, so a cut is an error (unknown, not absent).
+fn whole_maps(dir: &ProcDir) -> Result<Vec<u8>, HostError> {
+    let pid = dir.pid();
+    let (maps, truncated) = dir
+        .read_capped(c"maps", procfs::MAX_MAPS_BYTES)
+        .map_err(|e| process_error(pid, &e))?;
+    if truncated {
+        return Err(HostError::Truncated {
+            pid,
+            what: "maps",
+            limit: procfs::MAX_MAPS_BYTES,
+        });
+    }
+    Ok(maps)
 }
 
 /// The files mapped executable into `pid`, as the host names them (see
@@ -933,16 +940,7 @@ fn executable_mappings(pid: Pid) -> Result<Vec<String>, HostError> {
     if let Some(paths) = procfs::executable_mappings(&dir).map_err(|e| process_error(pid, &e))? {
         return Ok(paths);
     }
-    let (maps, truncated) = dir
-        .read_capped(c"maps", procfs::MAX_MAPS_BYTES)
-        .map_err(|e| process_error(pid, &e))?;
-    if truncated {
-        return Err(HostError::Truncated {
-            pid,
-            what: "maps",
-            limit: procfs::MAX_MAPS_BYTES,
-        });
-    }
+    let maps = whole_maps(&dir)?;
     // `address perms offset dev inode path`: only mappings with `x` in perms.
     let text = String::from_utf8_lossy(&maps);
     let executable: String = text
