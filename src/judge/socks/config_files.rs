@@ -36,6 +36,37 @@ pub(super) struct SshConfigReader<'a> {
     pub(super) unread: Vec<String>,
 }
 
+impl<'a> SshConfigReader<'a> {
+    /// A reader of `process`'s ssh config files, for `destination`; `home` is
+    /// its user's home directory.
+    pub(super) fn new(
+        host: &'a dyn Host,
+        process: &'a ProcessInfo,
+        home: Option<&'a str>,
+        destination: Option<&'a str>,
+    ) -> Self {
+        SshConfigReader {
+            host,
+            process,
+            home,
+            destination,
+            files_left: MAX_SSH_CONFIG_FILES,
+            ports: Vec::new(),
+            providers: Vec::new(),
+            unread: Vec::new(),
+        }
+    }
+
+    /// Reads the config files ssh reads for `args` (`-F`, else the user's and the
+    /// system's), with their `Include`s.
+    pub(super) fn read_all(&mut self, args: &ssh::SshArgs) {
+        for path in ssh::config_paths(args, self.home, &self.process.cwd) {
+            let user_config = path != ssh::SYSTEM_CONFIG;
+            self.read(&path, user_config, 0);
+        }
+    }
+}
+
 impl SshConfigReader<'_> {
     pub(super) fn read(&mut self, path: &str, user_config: bool, depth: usize) {
         if depth > MAX_SSH_INCLUDE_DEPTH
@@ -104,20 +135,9 @@ pub fn ssh_config_providers(
 ) -> (Vec<(String, String)>, Vec<String>) {
     let args = ssh::parse_ssh_argv(&process.argv);
     let home = host.home_directory(process.uid);
-    let mut reader = SshConfigReader {
-        host,
-        process,
-        home: home.as_deref(),
-        destination: args.destination.as_deref(),
-        files_left: MAX_SSH_CONFIG_FILES,
-        ports: Vec::new(),
-        providers: Vec::new(),
-        unread: Vec::new(),
-    };
-    for path in ssh::config_paths(&args, home.as_deref(), &process.cwd) {
-        let user_config = path != ssh::SYSTEM_CONFIG;
-        reader.read(&path, user_config, 0);
-    }
+    let mut reader =
+        SshConfigReader::new(host, process, home.as_deref(), args.destination.as_deref());
+    reader.read_all(&args);
     let providers = reader
         .providers
         .into_iter()
@@ -202,16 +222,7 @@ mod tests {
             expand_file_glob(&host, &ssh, "/nonexistent-an1256/none/*"),
             Vec::<String>::new()
         );
-        let mut reader = SshConfigReader {
-            host: &host,
-            process: &ssh,
-            home: None,
-            destination: Some("pivot"),
-            files_left: MAX_SSH_CONFIG_FILES,
-            ports: Vec::new(),
-            providers: Vec::new(),
-            unread: Vec::new(),
-        };
+        let mut reader = SshConfigReader::new(&host, &ssh, None, Some("pivot"));
         reader.read(&format!("{d}/main"), true, 0);
         assert_eq!(reader.ports, vec![2001, 2002, 2003]);
         reader.ports.clear();
@@ -229,16 +240,7 @@ mod tests {
         let mut host = FakeHost::default();
         let ssh = process(1, "/usr/bin/ssh", &["ssh", "pivot"]);
         let unread = |host: &FakeHost, path: &str, user_config: bool| {
-            let mut reader = SshConfigReader {
-                host,
-                process: &ssh,
-                home: None,
-                destination: Some("pivot"),
-                files_left: MAX_SSH_CONFIG_FILES,
-                ports: Vec::new(),
-                providers: Vec::new(),
-                unread: Vec::new(),
-            };
+            let mut reader = SshConfigReader::new(host, &ssh, None, Some("pivot"));
             reader.read(path, user_config, 0);
             reader.unread
         };

@@ -33,7 +33,7 @@ pub mod ssh;
 
 use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType, IPPROTO_TCP};
 use crate::platform::{Host, HostError};
-use config_files::{read_config, SshConfigReader, MAX_SSH_CONFIG_FILES};
+use config_files::{read_config, SshConfigReader};
 use probe::{probe_socks5, ProbeOutcome};
 use proxy::{endpoint_matches, ProxyEndpoint};
 use servers::{known_server, may_be_known_server, KnownServer};
@@ -179,20 +179,13 @@ impl<'a> Classifier<'a> {
         let known = self.process(pid).cloned().and_then(|process| {
             known_server(&process, |args| {
                 let home = host.home_directory(process.uid);
-                let mut reader = SshConfigReader {
+                let mut reader = SshConfigReader::new(
                     host,
-                    process: &process,
-                    home: home.as_deref(),
-                    destination: args.destination.as_deref(),
-                    files_left: MAX_SSH_CONFIG_FILES,
-                    ports: Vec::new(),
-                    providers: Vec::new(),
-                    unread: Vec::new(),
-                };
-                for path in ssh::config_paths(args, home.as_deref(), &process.cwd) {
-                    let user_config = path != ssh::SYSTEM_CONFIG;
-                    reader.read(&path, user_config, 0);
-                }
+                    &process,
+                    home.as_deref(),
+                    args.destination.as_deref(),
+                );
+                reader.read_all(args);
                 reader.ports
             })
         });
