@@ -560,8 +560,9 @@ pub fn read_regular_file(path: &str, limit: u64) -> Option<Vec<u8>> {
     read_regular(path, limit).ok()
 }
 
-/// `read_regular_file`, saying why the file was not read.
-fn read_regular(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
+/// `read_regular_file`, saying why the file was not read (`NotFound` for a
+/// missing one).
+pub(crate) fn read_regular(path: &str, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let not_regular =
         |kind: &str| std::io::Error::other(format!("not a regular file ({kind}): not opened"));

@@ -870,11 +870,18 @@ impl Host for LinuxHost {
 
     fn system_preload_may_apply(&self, pid: Pid) -> bool {
         const LIST: &str = "/etc/ld.so.preload";
-        let sees_ours = ProcDir::open(pid).is_ok_and(|dir| procfs::sees_host_files(&dir));
+        const LIMIT: u64 = 64 * 1024;
+        // Its loader reads the host's list only in the host's user and mount
+        // namespace and root.
+        let sees_ours = ProcDir::open(pid).is_ok_and(|dir| {
+            script_file::other_view(&dir).is_none() && procfs::in_our_mount_namespace(&dir)
+        });
         if !sees_ours {
             return true;
         }
-        match procfs::read_regular_file(LIST, 64 * 1024) {
+        match crate::platform::read_regular(LIST, LIMIT + 1) {
+            // Past the limit, a name may follow any amount of blank space.
+            Ok(list) if list.len() as u64 > LIMIT => true,
             Ok(list) => list
                 .split(|b| b.is_ascii_whitespace() || *b == b':')
                 .any(|name| !name.is_empty()),

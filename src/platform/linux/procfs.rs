@@ -29,7 +29,7 @@ const MAX_THREADS_FOR_FD_TABLES: usize = 16_384;
 /// threads x this (16,384 x 8: ~60 ms).
 const MAX_DISTINCT_FD_TABLES: usize = 8;
 
-/// `kcmp(KCMP_FILES)`: `Some(true)` when both tasks share one fd table, `None`
+/// `kcmp(KCMP_FILES)`: `Ok(true)` when both tasks share one fd table, an error
 /// when the kernel cannot say (no `CONFIG_KCMP`, a task gone, not permitted).
 /// Not permitted (a task holding capabilities the scanner lacks) also means its
 /// fds cannot be read: `/proc/<pid>/task/<tid>/fd` needs the same access.
@@ -133,54 +133,17 @@ pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Reads a root-owned system file (not a user's: it follows links and opens
-/// as the scanner), at most `limit` bytes; a FIFO or device is refused and an
-/// oversized file is an error, never a cut.
-pub fn read_regular_file(path: &str, limit: usize) -> io::Result<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    let data = read_bounded(OwnedFd::from(file), limit + 1)?;
-    if data.len() > limit {
-        return Err(io::Error::from_raw_os_error(libc::EFBIG));
-    }
-    Ok(data)
-}
-
-/// Whether the process sees the host's files at the host's paths: its user and
-/// mount namespace are the scanner's and its root is the scanner's root.
-pub fn sees_host_files(dir: &ProcDir) -> bool {
-    struct Ours {
-        user: String,
-        mount: String,
-        root: (u64, u64),
-    }
-    static OURS: OnceLock<Option<Ours>> = OnceLock::new();
+/// Whether the process is in the scanner's mount namespace (one of its own may
+/// mount other files over any path, its root's `/etc` included).
+pub fn in_our_mount_namespace(dir: &ProcDir) -> bool {
+    static OURS: OnceLock<Option<String>> = OnceLock::new();
     let ours = OURS.get_or_init(|| {
-        let link = |name: &str| {
-            std::fs::read_link(format!("/proc/self/ns/{name}"))
-                .ok()
-                .map(|l| l.to_string_lossy().into_owned())
-        };
-        let root = std::fs::metadata("/").ok()?;
-        use std::os::unix::fs::MetadataExt;
-        Some(Ours {
-            user: link("user")?,
-            mount: link("mnt")?,
-            root: (root.dev(), root.ino()),
-        })
+        std::fs::read_link("/proc/self/ns/mnt")
+            .ok()
+            .map(|link| link.to_string_lossy().into_owned())
     });
-    let Some(ours) = ours else { return false };
-    dir.read_link(c"ns/user").is_ok_and(|l| l == ours.user)
-        && dir.read_link(c"ns/mnt").is_ok_and(|l| l == ours.mount)
-        && dir
-            .stat_entry(c"root")
-            .is_ok_and(|st| (st.st_dev, st.st_ino) == ours.root)
+    ours.as_ref()
+        .is_some_and(|ours| dir.read_link(c"ns/mnt").is_ok_and(|theirs| theirs == *ours))
 }
 
 /// The state letter of `stat` text (`comm` may hold spaces and parentheses, so the
