@@ -375,26 +375,37 @@ fn walk_for_writers(
 /// sandboxing) was made by root and is not counted. `None` in the host's view.
 pub fn other_view(dir: &ProcDir) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
+    /// The scanner's user namespace link and root (dev, ino).
+    type View = (std::path::PathBuf, (u64, u64));
+    // Read once: the scanner never changes its namespace or root.
+    static OURS: std::sync::OnceLock<Result<View, String>> = std::sync::OnceLock::new();
+    let ours = OURS.get_or_init(|| {
+        let user = std::fs::read_link("/proc/self/ns/user")
+            .map_err(|e| format!("cannot read the scanner's user namespace: {e}"))?;
+        let root = std::fs::metadata("/")
+            .map_err(|e| format!("cannot compare the process's root: {e}"))?;
+        Ok((user, (root.dev(), root.ino())))
+    });
+    let (our_user, our_root) = match ours {
+        Ok(ours) => ours,
+        Err(why) => return Some(why.clone()),
+    };
     let theirs = match dir.read_link(c"ns/user") {
         Ok(link) => link,
         Err(e) => return Some(format!("cannot read the process's user namespace: {e}")),
     };
-    match std::fs::read_link("/proc/self/ns/user") {
-        Ok(ours) if std::path::Path::new(&theirs) == ours => {}
-        Ok(_) => {
-            return Some(
-                "the process runs in another user namespace, where its user can mount over any path: what it read need not be the file there now".into(),
-            )
-        }
-        Err(e) => return Some(format!("cannot read the scanner's user namespace: {e}")),
+    if std::path::Path::new(&theirs) != our_user {
+        return Some(
+            "the process runs in another user namespace, where its user can mount over any path: what it read need not be the file there now".into(),
+        );
     }
-    match (dir.stat_entry(c"root"), std::fs::metadata("/")) {
-        (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.dev(), b.ino()) => None,
-        (Ok(_), Ok(_)) => Some(
+    match dir.stat_entry(c"root") {
+        Ok(st) if (st.st_dev, st.st_ino) == *our_root => None,
+        Ok(_) => Some(
             "the process runs in another root (chroot): what it read need not be the host's file"
                 .into(),
         ),
-        (Err(e), _) | (_, Err(e)) => Some(format!("cannot compare the process's root: {e}")),
+        Err(e) => Some(format!("cannot compare the process's root: {e}")),
     }
 }
 
