@@ -675,12 +675,10 @@ impl<'q> Scan<'q> {
     }
 
     /// The table entry of a socket inode, and the tables it was found in: the
-    /// holder's namespace's; else the scanner's own (a socket stays in the
+    /// holder's namespace's, else the scanner's own (a socket stays in the
     /// namespace it was made in, so a process that moved on by `unshare -n` or
-    /// `setns` holds sockets its current namespace does not list); else, for a
-    /// socket in no table, the kind `protoname` (the fd's xattr) names, when
-    /// such kinds are wanted.
-    fn entry_of(
+    /// `setns` holds sockets its current namespace does not list).
+    fn listed_entry(
         &self,
         net: &Arc<NetTables>,
         inode: u64,
@@ -689,19 +687,28 @@ impl<'q> Scan<'q> {
         if let Some(entry) = net.resolve(inode, &protoname) {
             return Some((entry, net.clone()));
         }
-        if let Some(own) = self
+        let own = self
             .own_tables()
-            .filter(|own| own.namespace != net.namespace)
-        {
-            if let Some(entry) = own.resolve(inode, &protoname) {
-                return Some((entry, own));
+            .filter(|own| own.namespace != net.namespace)?;
+        let entry = own.resolve(inode, &protoname)?;
+        Some((entry, own))
+    }
+
+    /// `listed_entry`, else for a socket in no table the kind `protoname` (the
+    /// fd's xattr) names, when such kinds are wanted.
+    fn entry_of(
+        &self,
+        net: &Arc<NetTables>,
+        inode: u64,
+        protoname: impl Fn() -> Option<SockProtoName>,
+    ) -> Option<(TableEntry, Arc<NetTables>)> {
+        self.listed_entry(net, inode, &protoname).or_else(|| {
+            if !self.name_unlisted || net.is_other_kind(inode) {
+                return None;
             }
-        }
-        if self.name_unlisted && !net.is_other_kind(inode) {
             let entry = protoname()?.unlisted_entry(inode)?;
-            return Some((entry, net.clone()));
-        }
-        None
+            Some((entry, net.clone()))
+        })
     }
 
     /// The scanner's own namespace's tables (read once per scan, as any other).
@@ -836,20 +843,11 @@ impl<'q> Scan<'q> {
         // Only a socket that could become a row is read again: one listed in a
         // wanted kind, or one in no table when such sockets are named by xattr
         // (not a UNIX socket, nor TCP when TCP is not wanted).
-        let mut own: Option<Option<Arc<NetTables>>> = None;
         listed.retain(|r| {
             let Some(net) = tables_of(r) else {
                 return false; // the thread is gone, or past the bound
             };
-            let found = net
-                .resolve(r.inode, || None)
-                .map(|e| (e, net.clone()))
-                .or_else(|| {
-                    // Made before its holder moved to another namespace (`entry_of`).
-                    let own = own.get_or_insert_with(|| self.own_tables()).as_ref()?;
-                    let entry = own.resolve(r.inode, || None)?;
-                    Some((entry, own.clone()))
-                });
+            let found = self.listed_entry(&net, r.inode, || None);
             match found {
                 Some((first, net)) => {
                     net.has_alternate(r.inode)
