@@ -1172,17 +1172,24 @@ fn an_exec_of_the_same_program_and_argv_changes_the_process_stamp() {
     let dir = tempfile::tempdir().expect("tempdir");
     let go = dir.path().join("go");
     let again = dir.path().join("again");
+    let up = dir.path().join("up");
+    // `sys.orig_argv`, not `sys.argv` (just `['-c']` under `-c`): an exec with
+    // that would start a python that reads stdin and exits, leaving a zombie
+    // with no stamp. The new image says it is up, then waits.
     let code = format!(
         "import os, sys, time\n\
-         if os.path.exists({again:?}):\n    time.sleep(600)\n\
-         if not os.path.exists({go:?}):\n    print('ready', flush=True)\n\
+         if os.path.exists({again:?}):\n    open({up:?}, 'w').close()\n    time.sleep(600)\n\
+         print('ready', flush=True)\n\
          while not os.path.exists({go:?}):\n    time.sleep(0.02)\n\
          open({again:?}, 'w').close()\n\
-         os.execv(sys.executable, sys.argv)\n",
+         os.execv(sys.executable, sys.orig_argv)\n",
         go = go.display().to_string(),
-        again = again.display().to_string()
+        again = again.display().to_string(),
+        up = up.display().to_string()
     );
     let child = spawn_ready(python(&code)).expect("python child");
+    let cmdline = |pid: i32| std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let argv_before = cmdline(child.pid);
     let Some(before) = ProcDir::open(child.pid).expect("proc dir").stamp() else {
         skip(
             "an_exec_of_the_same_program_and_argv_changes_the_process_stamp",
@@ -1195,25 +1202,25 @@ fn an_exec_of_the_same_program_and_argv_changes_the_process_stamp() {
     assert_eq!(ProcDir::open(child.pid).unwrap().stamp(), Some(before));
     assert_eq!(host.mapped_libraries(child.pid).expect("cached"), libs);
     std::fs::write(&go, b"").expect("go");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut last = None;
-    let after = loop {
+    // Generous: python starts twice on a loaded machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !up.exists() {
         assert!(
             std::time::Instant::now() < deadline,
-            "no exec seen: marker {}, stamp {last:?}, before {before:?}",
+            "the new image never came up: marker {}",
             again.exists()
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        // After the exec, once python is up again (it checks the marker first).
-        let stamp = ProcDir::open(child.pid).expect("proc dir").stamp();
-        if again.exists() && stamp.is_some_and(|s| s != before) {
-            break stamp.unwrap();
-        }
-        last = stamp;
-    };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The premise: the same program with the same argv.
+    assert_eq!(cmdline(child.pid), argv_before, "not the same argv");
+    let after = ProcDir::open(child.pid)
+        .expect("proc dir")
+        .stamp()
+        .expect("the new image has a stamp");
     assert_eq!(
-        (after.pid, after.start_ticks),
-        (before.pid, before.start_ticks)
+        (after.pid, after.start_ticks, after.executable),
+        (before.pid, before.start_ticks, before.executable)
     );
     assert_ne!(after.layout, before.layout);
 }
