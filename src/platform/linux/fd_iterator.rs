@@ -2,28 +2,36 @@
 //! getdents + readlink per fd of `/proc/<pid>/fd/*` (the walk `ss -p` pays too).
 //!
 //! The kernel runs a tiny program over every (task, fd) pair and writes one record
-//! per socket fd: `{tgid u32, tid u32, fd u32, pad u32, inode u64}`. It visits each
-//! thread whose fd table differs from its leader's, so a socket held only by a
-//! thread that did `unshare(CLONE_FILES)` is seen too. The records are candidates
-//! only: the caller re-reads each `fd/<n>` link through the process's held
-//! `/proc/<pid>` directory before attributing it (pid reuse in between).
+//! per IPv4/IPv6 socket fd (see [`RECORD_BYTES`]): who holds it (tgid, tid, fd,
+//! the leader's start time), its inode, and what its `struct sock` says (family,
+//! type, protocol, state, ports, addresses, network namespace), so the caller
+//! needs no socket table. It visits each thread whose fd table differs from its
+//! leader's, so a socket held only by a thread that did `unshare(CLONE_FILES)` is
+//! seen too. The caller checks that each process it opens is the one the records
+//! name before attributing them (the pid may have been reused since).
 //!
 //! Everything here is parsed and assembled by hand: the struct offsets the program
 //! needs come from the kernel's own BTF (`/sys/kernel/btf/vmlinux`), checked to be
-//! whole integers of the expected size; any doubt is an error and the caller walks
-//! `/proc` as before. The program, its link and the parsed layout are made once per
-//! process; each scan creates a fresh iterator from the link.
+//! whole integers (or pointers, or structs) of the expected size; any doubt is an
+//! error and the caller walks `/proc` as before. The verifier checks every load
+//! against the same BTF. The program, its link and the parsed layout are made once
+//! per process; each scan creates a fresh iterator from the link.
 
 use std::ffi::CStr;
 use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::OnceLock;
 
 /// `/sys/kernel/btf/vmlinux` is 5-6 MiB on current kernels; refuse anything absurd.
 const MAX_BTF_BYTES: u64 = 64 * 1024 * 1024;
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-/// One record the program writes per socket fd.
-pub const RECORD_BYTES: usize = 24;
+/// One record the program writes per socket fd: `{tgid u32, tid u32, fd u32,
+/// has_facts u32, inode u64, leader_start u64 (ns since boot), net u32, family
+/// u16, type u16, protocol u16, state u8, pad u8, local_port u16 (host order),
+/// remote_port u16 (network order), local_v4 [4], remote_v4 [4], local_v6 [16],
+/// remote_v6 [16]}` (see `at`).
+pub const RECORD_BYTES: usize = 88;
 /// The pid namespace every boot starts in (`PROC_PID_INIT_INO`): the only one in
 /// which the kernel's pids (what the program records) are `/proc`'s pids.
 const INITIAL_PID_NAMESPACE: &[u8] = b"pid:[4026531836]";
@@ -38,6 +46,35 @@ pub struct KernelLayout {
     pub file_f_inode: u32,
     pub inode_i_mode: u32,
     pub inode_i_ino: u32,
+    /// `task->group_leader->start_boottime`: tells the process from a later one
+    /// under the same pid.
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    /// Where a socket's facts are: `socket->sk`, then `struct sock` members.
+    pub sock: SockLayout,
+}
+
+/// Offsets in `struct socket`, `struct sock` (its `__sk_common` included) and
+/// `struct net` of what the program reads of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockLayout {
+    pub socket_sk: u32,
+    pub family: u32,
+    pub socket_type: u32,
+    pub protocol: u32,
+    pub state: u32,
+    /// `skc_num`: the local port, host order.
+    pub local_port: u32,
+    /// `skc_dport`: the remote port, network order.
+    pub remote_port: u32,
+    pub local_v4: u32,
+    pub remote_v4: u32,
+    /// Absent from a kernel built without IPv6 (no IPv6 socket exists there).
+    pub local_v6: Option<u32>,
+    pub remote_v6: Option<u32>,
+    /// `skc_net.net`, then `net->ns.inum`: the namespace the socket lives in.
+    pub net: u32,
+    pub net_inum: u32,
 }
 
 /// One socket fd the iterator saw.
@@ -49,6 +86,29 @@ pub struct SocketFd {
     pub tid: u32,
     pub fd: u32,
     pub inode: u64,
+    /// The process leader's start, ns since boot (0: not read).
+    pub leader_start: u64,
+    /// What the kernel's `struct sock` said at the pass; `None` for a socket file
+    /// the program found no `struct sock` behind (resolved through the tables).
+    pub facts: Option<SocketFacts>,
+}
+
+/// An IPv4 or IPv6 socket as its `struct sock` described it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketFacts {
+    /// The network namespace's inode number.
+    pub net: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_RAW`…
+    pub socket_type: u16,
+    pub protocol: u16,
+    /// TCP state code (`TCP_ESTABLISHED`…); a datagram socket has one too.
+    pub state: u8,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
 }
 
 /// What one pass of the iterator gave.
@@ -156,13 +216,16 @@ struct Btf<'a> {
 }
 
 /// The names `parse_layout` looks up.
-const WANTED: [&str; 6] = [
+const WANTED: [&str; 9] = [
     "bpf_iter_task_file",
     "bpf_iter__task_file",
     "bpf_iter_meta",
     "task_struct",
     "file",
     "inode",
+    "socket",
+    "sock",
+    "net",
 ];
 
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
@@ -377,36 +440,83 @@ impl<'a> Btf<'a> {
         member: &str,
         int_bytes: u32,
     ) -> Result<u32, FdIteratorError> {
-        let id = self.struct_named(structure)?;
-        let mut found = Vec::new();
-        self.members(id, member.as_bytes(), 0, 0, &mut found)?;
-        let [(offset, member_type)] = found.as_slice() else {
-            return Err(refused(format!(
-                "{structure}.{member}: {} matching members",
-                found.len()
-            )));
-        };
-        let (_, resolved) = self.resolve(*member_type)?;
-        let fits = if int_bytes == 0 {
-            resolved.kind == KIND_PTR
+        let expect = if int_bytes == 0 {
+            Expect::Pointer
         } else {
-            let encoding = u32_at(self.type_section, resolved.extra).unwrap_or(u32::MAX);
-            // INT data: bits 0-7 nr_bits, 16-23 bit offset.
-            resolved.kind == KIND_INT
-                && resolved.size_or_type == int_bytes
-                && encoding & 0xff == int_bytes * 8
-                && (encoding >> 16) & 0xff == 0
+            Expect::Int(int_bytes)
         };
-        if !fits {
-            let wanted = if int_bytes == 0 {
-                "a pointer".to_string()
-            } else {
-                format!("a {int_bytes}-byte integer")
-            };
-            return Err(refused(format!("{structure}.{member} is not {wanted}")));
-        }
-        Ok(*offset)
+        self.path_offset(structure, &[member], expect)
     }
+
+    /// The byte offset of `structure.a.b…`: every member but the last must be a
+    /// struct or union (named or not), the last what `expect` says.
+    fn path_offset(
+        &self,
+        structure: &str,
+        path: &[&str],
+        expect: Expect,
+    ) -> Result<u32, FdIteratorError> {
+        let mut id = self.struct_named(structure)?;
+        let mut total = 0u32;
+        let mut described = structure.to_string();
+        for (i, member) in path.iter().enumerate() {
+            let mut found = Vec::new();
+            self.members(id, member.as_bytes(), 0, 0, &mut found)?;
+            described.push('.');
+            described.push_str(member);
+            let [(offset, member_type)] = found.as_slice() else {
+                return Err(refused(format!(
+                    "{described}: {} matching members",
+                    found.len()
+                )));
+            };
+            total = total
+                .checked_add(*offset)
+                .ok_or_else(|| malformed("BTF member offset overflows"))?;
+            let (resolved_id, resolved) = self.resolve(*member_type)?;
+            if i + 1 < path.len() {
+                if !matches!(resolved.kind, KIND_STRUCT | KIND_UNION) {
+                    return Err(refused(format!("{described} is not a struct")));
+                }
+                id = resolved_id;
+                continue;
+            }
+            let fits = match expect {
+                Expect::Pointer => resolved.kind == KIND_PTR,
+                Expect::Int(bytes) => {
+                    let encoding = u32_at(self.type_section, resolved.extra).unwrap_or(u32::MAX);
+                    // INT data: bits 0-7 nr_bits, 16-23 bit offset.
+                    resolved.kind == KIND_INT
+                        && resolved.size_or_type == bytes
+                        && encoding & 0xff == bytes * 8
+                        && (encoding >> 16) & 0xff == 0
+                }
+                Expect::Bytes(bytes) => {
+                    matches!(resolved.kind, KIND_STRUCT | KIND_UNION)
+                        && resolved.size_or_type == bytes
+                }
+            };
+            if !fits {
+                let wanted = match expect {
+                    Expect::Pointer => "a pointer".to_string(),
+                    Expect::Int(bytes) => format!("a {bytes}-byte integer"),
+                    Expect::Bytes(bytes) => format!("a {bytes}-byte struct"),
+                };
+                return Err(refused(format!("{described} is not {wanted}")));
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// What the last member of a `path_offset` path must be.
+#[derive(Clone, Copy)]
+enum Expect {
+    Pointer,
+    /// A whole integer of this many bytes (no bitfield).
+    Int(u32),
+    /// A struct or union of this many bytes (an `in6_addr`).
+    Bytes(u32),
 }
 
 /// Finds what the program needs in a BTF blob; any doubt is an error.
@@ -439,13 +549,44 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
     if btf.member_offset("bpf_iter_meta", "seq", 0)? != 0 {
         return Err(refused("bpf_iter_meta.seq is not at 0"));
     }
+    let task_tgid = btf.member_offset("task_struct", "tgid", 4)?;
+    let task_pid = btf.member_offset("task_struct", "pid", 4)?;
+    let file_f_inode = btf.member_offset("file", "f_inode", 0)?;
+    let inode_i_mode = btf.member_offset("inode", "i_mode", 2)?;
+    let inode_i_ino = btf.member_offset("inode", "i_ino", 8)?;
+    let common =
+        |member: &str, expect: Expect| btf.path_offset("sock", &["__sk_common", member], expect);
+    let v6 = |member: &str| match common(member, Expect::Bytes(16)) {
+        Ok(offset) => Ok(Some(offset)),
+        // No member at all: a kernel without IPv6; any other doubt refuses.
+        Err(FdIteratorError::BtfRefused(why)) if why.ends_with(": 0 matching members") => Ok(None),
+        Err(e) => Err(e),
+    };
+    let sock = SockLayout {
+        socket_sk: btf.member_offset("socket", "sk", 0)?,
+        family: common("skc_family", Expect::Int(2))?,
+        socket_type: btf.member_offset("sock", "sk_type", 2)?,
+        protocol: btf.member_offset("sock", "sk_protocol", 2)?,
+        state: common("skc_state", Expect::Int(1))?,
+        local_port: common("skc_num", Expect::Int(2))?,
+        remote_port: common("skc_dport", Expect::Int(2))?,
+        local_v4: common("skc_rcv_saddr", Expect::Int(4))?,
+        remote_v4: common("skc_daddr", Expect::Int(4))?,
+        local_v6: v6("skc_v6_rcv_saddr")?,
+        remote_v6: v6("skc_v6_daddr")?,
+        net: btf.path_offset("sock", &["__sk_common", "skc_net", "net"], Expect::Pointer)?,
+        net_inum: btf.path_offset("net", &["ns", "inum"], Expect::Int(4))?,
+    };
     Ok(KernelLayout {
         iter_func_id,
-        task_tgid: btf.member_offset("task_struct", "tgid", 4)?,
-        task_pid: btf.member_offset("task_struct", "pid", 4)?,
-        file_f_inode: btf.member_offset("file", "f_inode", 0)?,
-        inode_i_mode: btf.member_offset("inode", "i_mode", 2)?,
-        inode_i_ino: btf.member_offset("inode", "i_ino", 8)?,
+        task_tgid,
+        task_pid,
+        file_f_inode,
+        inode_i_mode,
+        inode_i_ino,
+        task_group_leader: btf.member_offset("task_struct", "group_leader", 0)?,
+        task_start_boottime: btf.member_offset("task_struct", "start_boottime", 8)?,
+        sock,
     })
 }
 
@@ -541,9 +682,13 @@ pub struct Insn {
 const LDX_DW: u8 = 0x79; // BPF_LDX | BPF_MEM | BPF_DW
 const LDX_W: u8 = 0x61;
 const LDX_H: u8 = 0x69;
+const LDX_B: u8 = 0x71;
 const STX_DW: u8 = 0x7b; // BPF_STX | BPF_MEM | BPF_DW
 const STX_W: u8 = 0x63;
-const ST_W: u8 = 0x62; // BPF_ST | BPF_MEM | BPF_W
+const STX_H: u8 = 0x6b;
+const STX_B: u8 = 0x73;
+const ST_DW: u8 = 0x7a; // BPF_ST | BPF_MEM | BPF_DW
+const ST_W: u8 = 0x62;
 const MOV64_REG: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
 const MOV64_IMM: u8 = 0xb7;
 const ADD64_IMM: u8 = 0x07;
@@ -554,8 +699,12 @@ const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 /// `BPF_FUNC_seq_write` (GPL-only helper).
 const HELPER_SEQ_WRITE: i32 = 127;
+/// `BPF_FUNC_sock_from_file` (Linux 5.11): the `struct socket` of a socket file.
+const HELPER_SOCK_FROM_FILE: i32 = 162;
 const S_IFMT: i32 = 0o170000;
 const S_IFSOCK: i32 = 0o140000;
+const AF_INET: i32 = 2;
+const AF_INET6: i32 = 10;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
@@ -570,42 +719,178 @@ fn offset16(value: u32) -> Result<i16, FdIteratorError> {
     i16::try_from(value).map_err(|_| FdIteratorError::OffsetTooFar(value))
 }
 
-/// The program: for each (task, file) with a socket inode, write one record
-/// `{tgid, tid, fd, 0, inode}` with `bpf_seq_write`.
+/// Where the program's jumps land.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Label {
+    Sock,
+    Facts,
+    Write,
+    Exit,
+}
+
+/// Straight-line code with forward jumps to labels, resolved at the end.
+#[derive(Default)]
+struct Assembler {
+    code: Vec<Insn>,
+    jumps: Vec<(usize, Label)>,
+    labels: Vec<(Label, usize)>,
+}
+
+impl Assembler {
+    fn emit(&mut self, i: Insn) {
+        self.code.push(i);
+    }
+
+    /// `if dst <op> imm goto label`.
+    fn jump(&mut self, code: u8, dst: u8, imm: i32, to: Label) {
+        self.jumps.push((self.code.len(), to));
+        self.emit(insn(code, dst, 0, 0, imm));
+    }
+
+    fn label(&mut self, label: Label) {
+        self.labels.push((label, self.code.len()));
+    }
+
+    /// `dst = *(size *)(src + offset)` then `*(size *)(r10 + at) = dst`: one field
+    /// copied into the record.
+    fn copy(
+        &mut self,
+        load: u8,
+        store: u8,
+        src: u8,
+        offset: u32,
+        at: i16,
+    ) -> Result<(), FdIteratorError> {
+        self.emit(insn(load, 2, src, offset16(offset)?, 0));
+        self.emit(insn(store, 10, 2, at, 0));
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Insn>, FdIteratorError> {
+        for (pc, to) in &self.jumps {
+            let target = self
+                .labels
+                .iter()
+                .find(|(l, _)| l == to)
+                .map(|(_, at)| *at)
+                .ok_or_else(|| refused(format!("BPF label {to:?} is not placed")))?;
+            let off = i16::try_from(target as i64 - *pc as i64 - 1)
+                .map_err(|_| refused("BPF jump too far"))?;
+            if let Some(i) = self.code.get_mut(*pc) {
+                i.off = off;
+            }
+        }
+        Ok(self.code)
+    }
+}
+
+/// Where each field of a record is, from the record's start (see [`RECORD_BYTES`]).
+mod at {
+    pub const TGID: i16 = 0;
+    pub const TID: i16 = 4;
+    pub const FD: i16 = 8;
+    pub const HAS_FACTS: i16 = 12;
+    pub const INODE: i16 = 16;
+    pub const LEADER_START: i16 = 24;
+    pub const NET: i16 = 32;
+    pub const FAMILY: i16 = 36;
+    pub const TYPE: i16 = 38;
+    pub const PROTOCOL: i16 = 40;
+    pub const STATE: i16 = 42;
+    pub const LOCAL_PORT: i16 = 44;
+    pub const REMOTE_PORT: i16 = 46;
+    pub const LOCAL_V4: i16 = 48;
+    pub const REMOTE_V4: i16 = 52;
+    pub const LOCAL_V6: i16 = 56;
+    pub const REMOTE_V6: i16 = 72;
+}
+
+/// The record is built on the stack at `r10 - RECORD_BYTES`.
+const fn on_stack(field: i16) -> i16 {
+    field - RECORD_BYTES as i16
+}
+
+/// The program: for each (task, file) with a socket inode, one record (see
+/// [`RECORD_BYTES`]) written with `bpf_seq_write`. An IPv4 or IPv6 socket's record
+/// carries its facts (family, type, protocol, state, ports, addresses,
+/// namespace); a socket of another family is not written; a socket file without
+/// a `struct sock` is written without facts (the caller resolves it as before).
 pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
-    const EXIT_AT: i16 = 25;
-    // A jump at `pc` to the exit: offsets count from the next instruction.
-    let to_exit = |pc: i16| EXIT_AT - pc - 1;
-    let code = vec![
-        insn(MOV64_REG, 6, 1, 0, 0),                           // 0: r6 = ctx
-        insn(LDX_DW, 7, 6, 8, 0),                              // 1: r7 = ctx->task
-        insn(JEQ_IMM, 7, 0, to_exit(2), 0),                    // 2
-        insn(LDX_DW, 8, 6, 24, 0),                             // 3: r8 = ctx->file
-        insn(JEQ_IMM, 8, 0, to_exit(4), 0),                    // 4
-        insn(LDX_DW, 1, 8, offset16(layout.file_f_inode)?, 0), // 5: r1 = f_inode
-        insn(JEQ_IMM, 1, 0, to_exit(6), 0),                    // 6
-        insn(LDX_H, 2, 1, offset16(layout.inode_i_mode)?, 0),  // 7: r2 = i_mode
-        insn(AND64_IMM, 2, 0, 0, S_IFMT),                      // 8
-        insn(JNE_IMM, 2, 0, to_exit(9), S_IFSOCK),             // 9
-        insn(LDX_DW, 3, 1, offset16(layout.inode_i_ino)?, 0),  // 10: r3 = i_ino
-        insn(STX_DW, 10, 3, -8, 0),                            // 11: rec.inode
-        insn(LDX_W, 4, 7, offset16(layout.task_tgid)?, 0),     // 12
-        insn(STX_W, 10, 4, -24, 0),                            // 13: rec.tgid
-        insn(LDX_W, 4, 7, offset16(layout.task_pid)?, 0),      // 14
-        insn(STX_W, 10, 4, -20, 0),                            // 15: rec.tid
-        insn(LDX_W, 4, 6, 16, 0),                              // 16: ctx->fd
-        insn(STX_W, 10, 4, -16, 0),                            // 17: rec.fd
-        insn(ST_W, 10, 0, -12, 0),                             // 18: rec.pad
-        insn(LDX_DW, 1, 6, 0, 0),                              // 19: r1 = ctx->meta
-        insn(LDX_DW, 1, 1, 0, 0),                              // 20: r1 = meta->seq
-        insn(MOV64_REG, 2, 10, 0, 0),                          // 21
-        insn(ADD64_IMM, 2, 0, 0, -(RECORD_BYTES as i32)),      // 22: r2 = &rec
-        insn(MOV64_IMM, 3, 0, 0, RECORD_BYTES as i32),         // 23
-        insn(CALL, 0, 0, 0, HELPER_SEQ_WRITE),                 // 24
-        insn(MOV64_IMM, 0, 0, 0, 0),                           // 25: exit
-        insn(EXIT, 0, 0, 0, 0),                                // 26
-    ];
-    Ok(code)
+    use Label::*;
+    let sock = &layout.sock;
+    let mut a = Assembler::default();
+    a.emit(insn(MOV64_REG, 6, 1, 0, 0)); // r6 = ctx
+    a.emit(insn(LDX_DW, 7, 6, 8, 0)); // r7 = ctx->task
+    a.jump(JEQ_IMM, 7, 0, Exit);
+    a.emit(insn(LDX_DW, 8, 6, 24, 0)); // r8 = ctx->file
+    a.jump(JEQ_IMM, 8, 0, Exit);
+    a.emit(insn(LDX_DW, 1, 8, offset16(layout.file_f_inode)?, 0));
+    a.jump(JEQ_IMM, 1, 0, Exit);
+    a.emit(insn(LDX_H, 2, 1, offset16(layout.inode_i_mode)?, 0));
+    a.emit(insn(AND64_IMM, 2, 0, 0, S_IFMT));
+    a.jump(JNE_IMM, 2, S_IFSOCK, Exit);
+    a.emit(insn(LDX_DW, 3, 1, offset16(layout.inode_i_ino)?, 0));
+    // The whole record zeroed: the helper may only read initialised stack.
+    for slot in 0..(RECORD_BYTES / 8) as i16 {
+        a.emit(insn(ST_DW, 10, 0, on_stack(slot * 8), 0));
+    }
+    a.emit(insn(STX_DW, 10, 3, on_stack(at::INODE), 0));
+    a.copy(LDX_W, STX_W, 7, layout.task_tgid, on_stack(at::TGID))?;
+    a.copy(LDX_W, STX_W, 7, layout.task_pid, on_stack(at::TID))?;
+    a.emit(insn(LDX_W, 2, 6, 16, 0)); // ctx->fd
+    a.emit(insn(STX_W, 10, 2, on_stack(at::FD), 0));
+    a.emit(insn(LDX_DW, 9, 7, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 9, 0, Sock);
+    a.copy(
+        LDX_DW,
+        STX_DW,
+        9,
+        layout.task_start_boottime,
+        on_stack(at::LEADER_START),
+    )?;
+    a.label(Sock);
+    a.emit(insn(MOV64_REG, 1, 8, 0, 0));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_SOCK_FROM_FILE));
+    a.jump(JEQ_IMM, 0, 0, Write);
+    a.emit(insn(LDX_DW, 9, 0, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
+    a.jump(JEQ_IMM, 9, 0, Write);
+    a.emit(insn(LDX_H, 2, 9, offset16(sock.family)?, 0));
+    a.jump(JEQ_IMM, 2, AF_INET, Facts);
+    a.jump(JNE_IMM, 2, AF_INET6, Exit);
+    a.label(Facts);
+    a.emit(insn(STX_H, 10, 2, on_stack(at::FAMILY), 0));
+    a.copy(LDX_H, STX_H, 9, sock.socket_type, on_stack(at::TYPE))?;
+    a.copy(LDX_H, STX_H, 9, sock.protocol, on_stack(at::PROTOCOL))?;
+    a.copy(LDX_B, STX_B, 9, sock.state, on_stack(at::STATE))?;
+    a.copy(LDX_H, STX_H, 9, sock.local_port, on_stack(at::LOCAL_PORT))?;
+    a.copy(LDX_H, STX_H, 9, sock.remote_port, on_stack(at::REMOTE_PORT))?;
+    a.copy(LDX_W, STX_W, 9, sock.local_v4, on_stack(at::LOCAL_V4))?;
+    a.copy(LDX_W, STX_W, 9, sock.remote_v4, on_stack(at::REMOTE_V4))?;
+    for (from, to) in [
+        (sock.local_v6, at::LOCAL_V6),
+        (sock.remote_v6, at::REMOTE_V6),
+    ] {
+        if let Some(from) = from {
+            a.copy(LDX_DW, STX_DW, 9, from, on_stack(to))?;
+            a.copy(LDX_DW, STX_DW, 9, from + 8, on_stack(to + 8))?;
+        }
+    }
+    a.emit(insn(LDX_DW, 3, 9, offset16(sock.net)?, 0)); // r3 = sk->skc_net.net
+    a.jump(JEQ_IMM, 3, 0, Write);
+    a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
+    // Facts are whole only once every field above is copied.
+    a.emit(insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1));
+    a.label(Write);
+    a.emit(insn(LDX_DW, 1, 6, 0, 0)); // r1 = ctx->meta
+    a.emit(insn(LDX_DW, 1, 1, 0, 0)); // r1 = meta->seq
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, -(RECORD_BYTES as i32)));
+    a.emit(insn(MOV64_IMM, 3, 0, 0, RECORD_BYTES as i32));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_SEQ_WRITE));
+    a.label(Exit);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
 }
 
 /// The license the kernel is told: `bpf_seq_write` is a GPL-only helper. We
@@ -852,15 +1137,56 @@ pub fn passes_on_this_thread() -> u64 {
 /// The whole records of the iterator's output.
 pub fn parse_records(data: &[u8]) -> Vec<SocketFd> {
     data.chunks_exact(RECORD_BYTES)
-        .filter_map(|r| {
-            Some(SocketFd {
-                tgid: u32_at(r, 0)?,
-                tid: u32_at(r, 4)?,
-                fd: u32_at(r, 8)?,
-                inode: u64::from_ne_bytes(r.get(16..24)?.try_into().ok()?),
-            })
-        })
+        .filter_map(parse_record)
         .collect()
+}
+
+fn parse_record(r: &[u8]) -> Option<SocketFd> {
+    let u16_field = |at: i16| u16_at(r, at as usize);
+    let u32_field = |at: i16| u32_at(r, at as usize);
+    let u64_field = |at: i16| {
+        let at = at as usize;
+        Some(u64::from_ne_bytes(r.get(at..at + 8)?.try_into().ok()?))
+    };
+    let bytes = |at: i16, n: usize| r.get(at as usize..at as usize + n);
+    let facts = if u32_field(at::HAS_FACTS)? == 1 {
+        let family = u16_field(at::FAMILY)?;
+        let address = |v4: i16, v6: i16| -> Option<IpAddr> {
+            if i32::from(family) == AF_INET {
+                let octets: [u8; 4] = bytes(v4, 4)?.try_into().ok()?;
+                return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+            }
+            let octets: [u8; 16] = bytes(v6, 16)?.try_into().ok()?;
+            let v6 = Ipv6Addr::from(octets);
+            // As the tables print them: a v4-mapped address is the IPv4 one.
+            Some(match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            })
+        };
+        let remote_port: [u8; 2] = bytes(at::REMOTE_PORT, 2)?.try_into().ok()?;
+        Some(SocketFacts {
+            net: u32_field(at::NET)?,
+            family,
+            socket_type: u16_field(at::TYPE)?,
+            protocol: u16_field(at::PROTOCOL)?,
+            state: *r.get(at::STATE as usize)?,
+            local: address(at::LOCAL_V4, at::LOCAL_V6)?,
+            local_port: u16_field(at::LOCAL_PORT)?,
+            remote: address(at::REMOTE_V4, at::REMOTE_V6)?,
+            remote_port: u16::from_be_bytes(remote_port),
+        })
+    } else {
+        None
+    };
+    Some(SocketFd {
+        tgid: u32_field(at::TGID)?,
+        tid: u32_field(at::TID)?,
+        fd: u32_field(at::FD)?,
+        inode: u64_field(at::INODE)?,
+        leader_start: u64_field(at::LEADER_START)?,
+        facts,
+    })
 }
 
 /// The iterator when this process can use it exactly, else why not (made once).
@@ -1016,13 +1342,21 @@ mod tests {
         } else {
             (1024 * 8, false)
         };
+        let task_fwd = b.add("task_struct", KIND_FWD, false, 0, 0, &[]);
+        let leader = b.ptr(task_fwd);
         let task = b.structure(
             "task_struct",
             KIND_STRUCT,
             flag,
             4096,
-            &[("pid", pid_t, 1020 * 8), ("tgid", pid_t, tgid_offset)],
+            &[
+                ("pid", pid_t, 1020 * 8),
+                ("tgid", pid_t, tgid_offset),
+                ("group_leader", leader, 1100 * 8),
+                ("start_boottime", ulong, 1600 * 8),
+            ],
         );
+        add_socket_types(&mut b, ushort);
         let inode = b.structure(
             "inode",
             KIND_STRUCT,
@@ -1065,6 +1399,103 @@ mod tests {
         b
     }
 
+    /// `struct socket`, `struct sock` (its `__sk_common` with anonymous unions, a
+    /// volatile state, a typedef'd struct holding the `net` pointer, two
+    /// `in6_addr`) and `struct net`, laid out like the kernel's.
+    fn add_socket_types(b: &mut Builder, ushort: u32) {
+        let byte = b.int("unsigned char", 1);
+        let u32_ = b.int("u32", 4);
+        let u64_ = b.int("u64", 8);
+        let volatile_byte = b.add("", KIND_VOLATILE, false, 0, byte, &[]);
+        let be16 = b.add("__be16", KIND_TYPEDEF, false, 0, ushort, &[]);
+        let addrs = b.structure(
+            "",
+            KIND_STRUCT,
+            false,
+            8,
+            &[("skc_daddr", u32_, 0), ("skc_rcv_saddr", u32_, 32)],
+        );
+        let addr_union = b.structure(
+            "",
+            KIND_UNION,
+            false,
+            8,
+            &[("skc_addrpair", u64_, 0), ("", addrs, 0)],
+        );
+        let ports = b.structure(
+            "",
+            KIND_STRUCT,
+            false,
+            4,
+            &[("skc_dport", be16, 0), ("skc_num", ushort, 16)],
+        );
+        let port_union = b.structure(
+            "",
+            KIND_UNION,
+            false,
+            4,
+            &[("skc_portpair", u32_, 0), ("", ports, 0)],
+        );
+        let ns_common = b.structure(
+            "ns_common",
+            KIND_STRUCT,
+            false,
+            24,
+            &[("inum", u32_, 16 * 8)],
+        );
+        let net = b.structure(
+            "net",
+            KIND_STRUCT,
+            false,
+            512,
+            &[("ns", ns_common, 120 * 8)],
+        );
+        let net_ptr = b.ptr(net);
+        let possible = b.structure("", KIND_STRUCT, false, 8, &[("net", net_ptr, 0)]);
+        let possible_net = b.add("possible_net_t", KIND_TYPEDEF, false, 0, possible, &[]);
+        let in6 = b.structure(
+            "in6_addr",
+            KIND_STRUCT,
+            false,
+            16,
+            &[("lo", u64_, 0), ("hi", u64_, 64)],
+        );
+        let common = b.structure(
+            "sock_common",
+            KIND_STRUCT,
+            false,
+            136,
+            &[
+                ("", addr_union, 0),
+                ("", port_union, 12 * 8),
+                ("skc_family", ushort, 16 * 8),
+                ("skc_state", volatile_byte, 18 * 8),
+                ("skc_net", possible_net, 48 * 8),
+                ("skc_v6_daddr", in6, 56 * 8),
+                ("skc_v6_rcv_saddr", in6, 72 * 8),
+            ],
+        );
+        let sock = b.structure(
+            "sock",
+            KIND_STRUCT,
+            false,
+            1024,
+            &[
+                ("__sk_common", common, 0),
+                ("sk_type", ushort, 512 * 8),
+                ("sk_protocol", ushort, 514 * 8),
+            ],
+        );
+        let sock_ptr = b.ptr(sock);
+        b.structure(
+            "socket",
+            KIND_STRUCT,
+            false,
+            128,
+            &[("type", ushort, 4 * 8), ("sk", sock_ptr, 24 * 8)],
+        );
+    }
+
     #[test]
     fn layout_from_a_built_blob() {
         let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
@@ -1077,6 +1508,23 @@ mod tests {
                 file_f_inode: 32,
                 inode_i_mode: 0,
                 inode_i_ino: 64,
+                task_group_leader: 1100,
+                task_start_boottime: 1600,
+                sock: SockLayout {
+                    socket_sk: 24,
+                    family: 16,
+                    socket_type: 512,
+                    protocol: 514,
+                    state: 18,
+                    local_port: 14,
+                    remote_port: 12,
+                    local_v4: 4,
+                    remote_v4: 0,
+                    local_v6: Some(72),
+                    remote_v6: Some(56),
+                    net: 48,
+                    net_inum: 136,
+                },
             }
         );
     }
@@ -1119,7 +1567,6 @@ mod tests {
     fn program_encoding() {
         let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
         let code = program(&layout).expect("program");
-        assert_eq!(code.len(), 27);
         // r1 = *(u64 *)(r8 + 32): file->f_inode
         assert_eq!(
             code[5],
@@ -1130,21 +1577,53 @@ mod tests {
                 imm: 0
             }
         );
-        // Every jump lands on `r0 = 0; exit`.
-        for (pc, i) in code.iter().enumerate() {
-            if i.code == JEQ_IMM || i.code == JNE_IMM {
-                assert_eq!(pc as i16 + 1 + i.off, 25, "jump at {pc}");
-            }
+        let exit = code.len() - 2;
+        assert_eq!(code[exit], insn(MOV64_IMM, 0, 0, 0, 0));
+        assert_eq!(code[exit + 1], insn(EXIT, 0, 0, 0, 0));
+        // Every jump lands inside the program, forward; the early ones (no task,
+        // no file, no inode, not a socket) on `r0 = 0; exit`.
+        let jumps: Vec<(usize, i16)> = code
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.code == JEQ_IMM || i.code == JNE_IMM)
+            .map(|(pc, i)| (pc, pc as i16 + 1 + i.off))
+            .collect();
+        assert!(jumps
+            .iter()
+            .all(|&(pc, to)| to as usize > pc && (to as usize) < code.len()));
+        for &(_, to) in &jumps[..4] {
+            assert_eq!(to as usize, exit);
         }
-        assert_eq!(
-            code[24],
-            Insn {
-                code: CALL,
-                regs: 0,
-                off: 0,
-                imm: 127
-            }
-        );
+        let calls: Vec<i32> = code
+            .iter()
+            .filter(|i| i.code == CALL)
+            .map(|i| i.imm)
+            .collect();
+        assert_eq!(calls, [HELPER_SOCK_FROM_FILE, HELPER_SEQ_WRITE]);
+        // Facts are marked whole last, just before the write.
+        let mark = code
+            .iter()
+            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1))
+            .expect("the facts mark");
+        assert_eq!(code[mark + 1], insn(LDX_DW, 1, 6, 0, 0));
+        // Stores stay inside the record on the stack.
+        for i in code
+            .iter()
+            .filter(|i| matches!(i.code, STX_DW | STX_W | STX_H | STX_B | ST_DW | ST_W))
+        {
+            assert_eq!(i.regs & 0x0f, 10);
+            assert!((-(RECORD_BYTES as i16)..0).contains(&i.off), "{i:?}");
+        }
+        // Without IPv6 members the v6 loads are left out (the fields stay zero).
+        let no_v6 = KernelLayout {
+            sock: SockLayout {
+                local_v6: None,
+                remote_v6: None,
+                ..layout.sock
+            },
+            ..layout
+        };
+        assert_eq!(program(&no_v6).expect("program").len(), code.len() - 8);
         let far = KernelLayout {
             task_tgid: 40_000,
             ..layout
@@ -1157,21 +1636,72 @@ mod tests {
 
     #[test]
     fn records_parse_whole_only() {
-        let mut data = Vec::new();
-        for word in [7u32, 8, 3, 0] {
-            data.extend_from_slice(&word.to_ne_bytes());
+        fn put_in(record: &mut [u8], at: i16, bytes: &[u8]) {
+            record[at as usize..at as usize + bytes.len()].copy_from_slice(bytes)
         }
-        data.extend_from_slice(&99u64.to_ne_bytes());
-        data.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(
-            parse_records(&data),
-            [SocketFd {
-                tgid: 7,
-                tid: 8,
-                fd: 3,
-                inode: 99
-            }]
+        let mut record = vec![0u8; RECORD_BYTES];
+        let mut put = |at: i16, bytes: &[u8]| put_in(&mut record, at, bytes);
+        put(at::TGID, &7u32.to_ne_bytes());
+        put(at::TID, &8u32.to_ne_bytes());
+        put(at::FD, &3u32.to_ne_bytes());
+        put(at::INODE, &99u64.to_ne_bytes());
+        put(at::LEADER_START, &5_000_000_000u64.to_ne_bytes());
+        let bare = record.clone();
+        let mut put = |at: i16, bytes: &[u8]| put_in(&mut record, at, bytes);
+        put(at::HAS_FACTS, &1u32.to_ne_bytes());
+        put(at::NET, &4026531840u32.to_ne_bytes());
+        put(at::FAMILY, &10u16.to_ne_bytes());
+        put(at::TYPE, &2u16.to_ne_bytes());
+        put(at::PROTOCOL, &17u16.to_ne_bytes());
+        put(at::STATE, &[7]);
+        put(at::LOCAL_PORT, &5353u16.to_ne_bytes());
+        put(at::REMOTE_PORT, &53u16.to_be_bytes());
+        // A v4-mapped local address and a plain IPv6 remote one.
+        put(
+            at::LOCAL_V6,
+            &"::ffff:192.0.2.1".parse::<Ipv6Addr>().expect("v6").octets(),
         );
+        put(
+            at::REMOTE_V6,
+            &"2001:db8::1".parse::<Ipv6Addr>().expect("v6").octets(),
+        );
+        let mut data = bare.clone();
+        data.extend_from_slice(&record);
+        data.extend_from_slice(&record[..RECORD_BYTES - 1]);
+        let parsed = parse_records(&data);
+        assert_eq!(parsed.len(), 2, "the cut record is dropped");
+        assert_eq!(
+            (
+                parsed[0].tgid,
+                parsed[0].tid,
+                parsed[0].fd,
+                parsed[0].inode,
+                parsed[0].facts
+            ),
+            (7, 8, 3, 99, None)
+        );
+        assert_eq!(parsed[0].leader_start, 5_000_000_000);
+        assert_eq!(
+            parsed[1].facts,
+            Some(SocketFacts {
+                net: 4026531840,
+                family: 10,
+                socket_type: 2,
+                protocol: 17,
+                state: 7,
+                local: "192.0.2.1".parse().expect("v4"),
+                local_port: 5353,
+                remote: "2001:db8::1".parse().expect("v6"),
+                remote_port: 53,
+            })
+        );
+        // IPv4: the v4 fields, in network byte order.
+        let mut v4 = record.clone();
+        put_in(&mut v4, at::FAMILY, &2u16.to_ne_bytes());
+        put_in(&mut v4, at::REMOTE_V4, &[198, 51, 100, 7]);
+        let facts = parse_records(&v4)[0].facts.expect("facts");
+        assert_eq!(facts.remote, "198.51.100.7".parse::<IpAddr>().expect("v4"));
+        assert_eq!(facts.local, "0.0.0.0".parse::<IpAddr>().expect("v4"));
     }
 
     #[test]
@@ -1214,11 +1744,47 @@ mod tests {
         assert!(found.cut.is_none());
         let pid = std::process::id();
         let ours: Vec<_> = found.records.iter().filter(|r| r.tgid == pid).collect();
-        assert!(
-            ours.iter()
-                .any(|r| r.fd == socket.as_raw_fd() as u32 && r.inode == st.st_ino),
-            "{ours:?}"
+        let record = ours
+            .iter()
+            .find(|r| r.fd == socket.as_raw_fd() as u32 && r.inode == st.st_ino)
+            .unwrap_or_else(|| panic!("{ours:?}"));
+        // Its facts are the socket's, its namespace ours, its start our leader's.
+        let facts = record.facts.expect("an IPv4 socket has facts");
+        let port = socket.local_addr().expect("bound").port();
+        assert_eq!(
+            (
+                facts.family,
+                facts.socket_type,
+                facts.protocol,
+                facts.local_port
+            ),
+            (2, 2, 17, port)
         );
+        assert_eq!(facts.local, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let netns = std::fs::read_link("/proc/self/ns/net").expect("netns");
+        assert_eq!(
+            netns.to_string_lossy(),
+            format!("net:[{}]", facts.net),
+            "the socket's namespace"
+        );
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        let ticks = crate::platform::linux::procfs::parse_stat(&stat)
+            .expect("stat")
+            .start_ticks;
+        let tick_ns = 1_000_000_000 / crate::platform::linux::procfs::clock_ticks() as u64;
+        assert_eq!(record.leader_start / tick_ns, ticks, "the leader's start");
+        // A UNIX socket is not written at all.
+        let (unix, _) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let with_unix = iterator
+            .socket_fds(
+                64 << 20,
+                crate::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+            )
+            .expect("iterate");
+        assert!(!with_unix
+            .records
+            .iter()
+            .any(|r| r.tgid == pid && r.fd == unix.as_raw_fd() as u32));
         // A regular file is not a socket.
         let file = std::fs::File::open("/proc/self/status").expect("file");
         let again = iterator

@@ -4,9 +4,11 @@
 //! UDP-Lite sockets of the scanner's own namespace come from sock_diag netlink
 //! instead (see `netlink`), with the /proc tables as the fallback. Sockets found in
 //! no table (unbound ping sockets) are named by the `system.sockprotoname` xattr.
-//! A full scan by a privileged scanner takes its candidate socket fds from the BPF
-//! task_file iterator (see `fd_iterator`) instead of walking every fd, and opens
-//! only the processes that hold sockets, re-reading each candidate's link there.
+//! A full scan by a privileged scanner takes its socket fds from the BPF
+//! task_file iterator (see `fd_iterator`) instead of walking every fd: the
+//! iterator reads each IPv4/IPv6 socket's facts from the kernel's `struct sock`,
+//! so no table is read and only the processes holding such sockets are opened,
+//! each checked to be the process the iterator saw (`scan_facts`).
 
 use super::fd_iterator::{self, SocketFd};
 use super::netlink;
@@ -52,6 +54,9 @@ const MAX_THREAD_TABLES: usize = 1024;
 /// Upper bound on one pass of the fd iterator: 64 MiB is 2.8M socket records. A
 /// pass cut there is thrown away and the scan walks `/proc` (its budgets bound it).
 const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
+/// A process holding at most this many sockets (by the iterator) is checked by
+/// re-reading each fd link; one holding more, by its start time (one `stat`).
+const LINK_CHECKS: usize = 3;
 /// The longest a full scan's fd iterator pass may take (at most a quarter of
 /// the scan's time): ~4 ms on 7,000 fds, ~50 ms on 115,000.
 const MAX_ITERATOR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -122,6 +127,44 @@ pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
         local_port,
         remote,
         remote_port,
+        tcp_state,
+    })
+}
+
+/// The entry of an IPv4/IPv6 socket from the facts the fd iterator read in its
+/// `struct sock`, as its table line would give it; `None` for a socket type no
+/// table lists (SOCK_SEQPACKET, SCTP and MPTCP streams are not TCP).
+pub fn facts_entry(inode: u64, facts: &fd_iterator::SocketFacts) -> Option<TableEntry> {
+    const SOCK_STREAM: u16 = 1;
+    const SOCK_DGRAM: u16 = 2;
+    const SOCK_RAW: u16 = 3;
+    let family = match i32::from(facts.family) {
+        FAMILY_INET => FAMILY_INET,
+        FAMILY_INET6 => FAMILY_INET6,
+        _ => return None,
+    };
+    let protocol = i32::from(facts.protocol);
+    let (socket_type, local_port, remote_port) = match facts.socket_type {
+        SOCK_STREAM => (SocketType::Stream, facts.local_port, facts.remote_port),
+        SOCK_DGRAM => (SocketType::Dgram, facts.local_port, facts.remote_port),
+        // A raw socket's "port" is its protocol; the tables print no ports.
+        SOCK_RAW => (SocketType::Raw, 0, 0),
+        _ => return None,
+    };
+    let tcp_state = if socket_type == SocketType::Stream && protocol == IPPROTO_TCP {
+        tcp_state_name(facts.state)
+    } else {
+        ""
+    };
+    Some(TableEntry {
+        inode,
+        family,
+        protocol,
+        socket_type,
+        local: facts.local,
+        local_port: i32::from(local_port),
+        remote: facts.remote,
+        remote_port: i32::from(remote_port),
         tcp_state,
     })
 }
@@ -727,7 +770,18 @@ impl<'q> Scan<'q> {
     fn scan_process(&self, pid: Pid, out: &mut Partial) {
         if let Some(candidates) = &self.candidates {
             let listed = candidates.get(&pid).map(Vec::as_slice).unwrap_or_default();
-            return self.scan_candidates(pid, listed, out);
+            // A record without facts (no `struct sock` behind the file, or no
+            // namespace read) is resolved through the tables as before.
+            let (with_facts, without): (Vec<SocketFd>, Vec<SocketFd>) = listed
+                .iter()
+                .partition(|r| r.facts.is_some_and(|f| f.net != 0));
+            if !with_facts.is_empty() {
+                self.scan_facts(pid, &with_facts, out);
+            }
+            if !without.is_empty() {
+                self.scan_candidates(pid, &without, out);
+            }
+            return;
         }
         let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
             return;
@@ -914,6 +968,109 @@ impl<'q> Scan<'q> {
             }
         }
         out.sockets.append(&mut found);
+    }
+
+    /// The sockets of one process from records carrying the kernel's facts: no
+    /// table is read. They are attributed only to the process the iterator saw
+    /// (the pid may have been reused since): one holding more than
+    /// [`LINK_CHECKS`] sockets must have started when its records' leader did
+    /// (`stat`, one read); otherwise, or when that cannot be told, each fd link
+    /// must still name its socket (at `task/<tid>/fd/<n>` for a thread's own
+    /// table, at most [`COPIES_TRIED`] listings of one fd). No fd budget is
+    /// spent: a process costs a bounded number of reads whatever it holds, and
+    /// the pass's records are bounded by [`MAX_ITERATOR_BYTES`].
+    fn scan_facts(&self, pid: Pid, listed: &[SocketFd], out: &mut Partial) {
+        let dir = match ProcDir::open(pid) {
+            Ok(dir) => dir,
+            Err(e) => return out.skip(&e),
+        };
+        // One group per (fd, socket): the leader's listing first, then threads'.
+        let mut listed = listed.to_vec();
+        listed.sort_unstable_by_key(|r| (r.fd, r.inode, r.tid != r.tgid, r.tid));
+        let mut groups: Vec<Vec<SocketFd>> = Vec::new();
+        for record in listed {
+            match groups.last_mut() {
+                Some(group)
+                    if group
+                        .first()
+                        .is_some_and(|g| (g.fd, g.inode) == (record.fd, record.inode)) =>
+                {
+                    if group.len() < COPIES_TRIED {
+                        group.push(record);
+                    }
+                }
+                _ => groups.push(vec![record]),
+            }
+        }
+        let same_process = groups.len() > LINK_CHECKS && Self::started_as_seen(&dir, &groups);
+        let deadline = crate::deadline::Deadline::current();
+        let mut link = [0u8; 64];
+        let mut found: Vec<SocketInfo> = Vec::new();
+        for group in &groups {
+            if deadline.expired() {
+                break;
+            }
+            let Some(first) = group.first() else { continue };
+            let still_held = same_process
+                || group.iter().any(|record| {
+                    let path = if record.tid == record.tgid {
+                        format!("fd/{}", record.fd)
+                    } else {
+                        format!("task/{}/fd/{}", record.tid, record.fd)
+                    };
+                    std::ffi::CString::new(path)
+                        .ok()
+                        .and_then(|name| {
+                            procfs::read_link_into(dir.leader_fd(), &name, &mut link).ok()
+                        })
+                        .is_some_and(|n| {
+                            procfs::parse_bracketed_inode(
+                                link.get(..n).unwrap_or_default(),
+                                b"socket:[",
+                            ) == Some(record.inode)
+                        })
+                });
+            if !still_held {
+                continue; // closed, or the fd or the pid was reused: not this one's
+            }
+            let Some(facts) = first.facts else { continue };
+            let Some(entry) = facts_entry(first.inode, &facts) else {
+                continue;
+            };
+            let info = entry.to_socket_info(pid, i64::from(first.fd), &facts.net.to_string());
+            if self.protocols.wants(&info) {
+                found.push(info);
+            }
+        }
+        if !found.is_empty() {
+            if let Ok((path, _)) = dir.executable() {
+                out.executables.insert(pid, path);
+            }
+        }
+        out.sockets.append(&mut found);
+    }
+
+    /// Whether the process `dir` opened started when the leader the records name
+    /// did (`stat` field 22 against the program's `start_boottime`, in clock
+    /// ticks). False whenever it cannot be told: records that disagree or lack a
+    /// start, an unreadable `stat`, a scanner in another time namespace.
+    fn started_as_seen(dir: &ProcDir, groups: &[Vec<SocketFd>]) -> bool {
+        let mut starts = groups.iter().flatten().map(|r| r.leader_start);
+        let Some(start) = starts.next() else {
+            return false;
+        };
+        if start == 0 || starts.any(|s| s != start) {
+            return false;
+        }
+        let Ok(per_second) = u64::try_from(procfs::clock_ticks()) else {
+            return false;
+        };
+        let tick_ns = 1_000_000_000 / per_second.max(1);
+        let Ok(stat) = dir.read(c"stat", procfs::MAX_SMALL_BYTES) else {
+            return false;
+        };
+        procfs::parse_stat(&String::from_utf8_lossy(&stat))
+            .is_some_and(|stat| stat.start_ticks == start / tick_ns)
     }
 
     /// Walks the pids `next` hands out until none is left or the deadline passes.
@@ -1309,6 +1466,8 @@ mod tests {
             tid,
             fd,
             inode,
+            leader_start: 0,
+            facts: None,
         };
         let protocols = ProtocolSet::ALL;
         let run = |records: Vec<SocketFd>| {
@@ -1360,6 +1519,134 @@ mod tests {
         assert!(copies(false).is_empty());
         // A process the records do not name is never opened or reported.
         assert!(run(Vec::new()).is_empty());
+    }
+
+    /// Records with the kernel's facts need no table: their rows are the facts.
+    /// They are attributed only to the process the iterator saw: a process with
+    /// few sockets by re-reading each link, one with more by its start time.
+    #[test]
+    fn records_with_facts_are_attributed_to_the_process_the_iterator_saw() {
+        use std::os::fd::AsRawFd;
+        let pid = std::process::id();
+        let sockets: Vec<std::net::UdpSocket> = (0..5)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("udp"))
+            .collect();
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        let ticks = procfs::parse_stat(&stat).expect("parsed").start_ticks;
+        let tick_ns = 1_000_000_000 / procfs::clock_ticks() as u64;
+        let started = ticks * tick_ns + tick_ns / 2;
+        let facts = |port: u16| fd_iterator::SocketFacts {
+            net: 4026531840,
+            family: 2,
+            socket_type: 2,
+            protocol: 17,
+            state: 7,
+            local: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local_port: port,
+            remote: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            remote_port: 0,
+        };
+        let record = |fd: u32, inode: u64, leader_start: u64| SocketFd {
+            tgid: pid,
+            tid: pid,
+            fd,
+            inode,
+            leader_start,
+            facts: Some(facts(4242)),
+        };
+        let protocols = ProtocolSet::ALL;
+        let run = |records: Vec<SocketFd>| {
+            let scan = Scan::new(&protocols, true).with_candidates(records);
+            let pids = scan.candidate_pids().unwrap_or_default();
+            scan.run(&pids).sockets
+        };
+        let held: Vec<(u32, u64)> = sockets
+            .iter()
+            .map(|s| (s.as_raw_fd() as u32, inode_of(s)))
+            .collect();
+        // One socket: its link is read again. The row is the facts.
+        let (fd, inode) = held[0];
+        let found = run(vec![record(fd, inode, 0)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (
+                found[0].fd,
+                found[0].socket,
+                found[0].local_port,
+                found[0].net_namespace.as_str()
+            ),
+            (i64::from(fd), inode, 4242, "4026531840")
+        );
+        // The fd now holds another socket (the pid or the fd was reused): nothing.
+        assert!(run(vec![record(fd, held[1].1, started)]).is_empty());
+        // Five sockets and the leader's start: `stat` decides, no link is read, so
+        // a record whose fd is closed by now still stands (this process held it).
+        let five = |start: u64| {
+            let mut records: Vec<SocketFd> = held
+                .iter()
+                .map(|&(fd, inode)| record(fd, inode, start))
+                .collect();
+            records[4].fd = 999_999;
+            run(records)
+        };
+        assert_eq!(five(started).len(), 5);
+        // Another start (a process that took the pid): each link decides, and the
+        // closed one is not attributed.
+        assert_eq!(five(started + 10 * tick_ns).len(), 4);
+        assert_eq!(five(0).len(), 4, "no start read: links decide");
+        // A socket type no table lists is no row.
+        let mut seqpacket = record(fd, inode, 0);
+        seqpacket.facts = Some(fd_iterator::SocketFacts {
+            socket_type: 5,
+            ..facts(1)
+        });
+        assert!(run(vec![seqpacket]).is_empty());
+    }
+
+    #[test]
+    fn facts_entries_read_like_table_lines() {
+        let facts = |socket_type: u16, protocol: u16, state: u8| fd_iterator::SocketFacts {
+            net: 1,
+            family: 10,
+            socket_type,
+            protocol,
+            state,
+            local: "::".parse().expect("v6"),
+            local_port: 58,
+            remote: "192.0.2.9".parse().expect("v4"),
+            remote_port: 53,
+        };
+        let tcp = facts_entry(7, &facts(1, 6, 0x0A)).expect("tcp");
+        assert_eq!(
+            (tcp.tcp_state, tcp.local_port, tcp.remote_port),
+            ("LISTEN", 58, 53)
+        );
+        assert_eq!(tcp.family, FAMILY_INET6);
+        let raw = facts_entry(7, &facts(3, 1, 7)).expect("raw");
+        assert_eq!(
+            (
+                raw.socket_type,
+                raw.protocol,
+                raw.local_port,
+                raw.remote_port,
+                raw.tcp_state
+            ),
+            (SocketType::Raw, 1, 0, 0, "")
+        );
+        let udp = facts_entry(7, &facts(2, 17, 1)).expect("udp");
+        assert_eq!((udp.socket_type, udp.tcp_state), (SocketType::Dgram, ""));
+        // MPTCP and SCTP streams are not TCP; no family but IPv4/IPv6.
+        let mptcp = facts_entry(7, &facts(1, 262, 1)).expect("stream");
+        assert_eq!(mptcp.tcp_state, "");
+        assert!(!ProtocolSet::ALL.wants(&mptcp.to_socket_info(1, 3, "1")));
+        assert!(facts_entry(
+            7,
+            &fd_iterator::SocketFacts {
+                family: 1,
+                ..facts(1, 0, 1)
+            }
+        )
+        .is_none());
     }
 
     #[test]
