@@ -66,6 +66,7 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
             &scan.sockets,
             whole_host_tcp,
             &scan.namespace_tcp,
+            &scan.executables,
         )
     } else {
         HashMap::new()

@@ -1387,6 +1387,24 @@ fn a_preload_list_in_another_mount_namespace_is_never_taken_for_the_hosts() {
         !host.system_preload_may_apply(twin.pid),
         "the twin sees the host's empty list"
     );
+    // The SOCKS check reads the view with the environment, through one open.
+    let read = host.environment_and_view(inside.pid, true);
+    assert!(read.environment.is_ok(), "{:?}", read.environment);
+    assert!(
+        !read.sees_host_files,
+        "another namespace is not the host's view"
+    );
+    let read = host.environment_and_view(twin.pid, true);
+    assert!(
+        read.environment
+            .is_ok_and(|env| env.iter().any(|v| v.starts_with("PATH="))),
+        "the twin's environment"
+    );
+    assert!(read.sees_host_files, "the twin sees the host's files");
+    assert!(
+        !host.environment_and_view(twin.pid, false).sees_host_files,
+        "not read when not asked for"
+    );
 }
 
 /// `missing_since_start` against a real process's start: a path missing below a

@@ -25,8 +25,15 @@ pub struct FakeHost {
     pub library_errors: HashMap<Pid, HostError>,
     /// What `system_socks_proxy` returns.
     pub system_proxy: Option<(String, u16)>,
-    /// What `system_preload_may_apply` answers, by pid; absent: `true`.
-    pub system_preload: HashMap<Pid, bool>,
+    /// Pids that see the host's own files (`sees_host_files`); absent: not.
+    pub sees_host_files: std::collections::HashSet<Pid>,
+    /// What `host_preload_list_may_name_a_library` answers.
+    pub host_preload_list: bool,
+    /// How many times the host's preload list was read.
+    pub host_preload_list_reads: std::sync::atomic::AtomicUsize,
+    /// Every pid whose environment was read (`environment`,
+    /// `environment_and_view`), in order.
+    pub environment_reads: Mutex<Vec<Pid>>,
     /// Responsible process by pid (macOS notion), for tests.
     pub responsible: HashMap<Pid, Pid>,
     /// Standard input by pid; absent pids are `Unknown`.
@@ -242,6 +249,9 @@ impl Host for FakeHost {
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        if let Ok(mut reads) = self.environment_reads.lock() {
+            reads.push(pid);
+        }
         if let Some(error) = self.environment_errors.get(&pid) {
             return Err(error.clone());
         }
@@ -263,8 +273,14 @@ impl Host for FakeHost {
         self.system_proxy.clone()
     }
 
-    fn system_preload_may_apply(&self, pid: Pid) -> bool {
-        self.system_preload.get(&pid).copied().unwrap_or(true)
+    fn host_preload_list_may_name_a_library(&self) -> bool {
+        self.host_preload_list_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.host_preload_list
+    }
+
+    fn sees_host_files(&self, pid: Pid) -> bool {
+        self.sees_host_files.contains(&pid)
     }
 
     fn responsible_pid(&self, pid: Pid) -> Option<Pid> {

@@ -138,6 +138,14 @@ struct Classifier<'a> {
     /// Processes whose environment was cut at the read limit.
     truncated_environments: HashSet<Pid>,
     preloads: HashMap<Pid, Preload>,
+    /// Whether the host's preload list may name a library: read once per scan
+    /// (at the first environment read), never kept across scans.
+    host_preload_list: Option<bool>,
+    /// Processes whose environment read also found them seeing the host's files.
+    sees_host_files: HashSet<Pid>,
+    /// Executable paths the socket scan read through the directory that named
+    /// each holder's fds (`SocketScan::executables`).
+    executables: &'a HashMap<Pid, String>,
     proxychains: HashMap<Pid, Vec<ProxyEndpoint>>,
     system_proxy: Option<Option<ProxyEndpoint>>,
     own_namespace: Option<String>,
@@ -160,17 +168,19 @@ impl<'a> Classifier<'a> {
         let host = self.host;
         // Most listeners belong to ordinary daemons: path and argv rule them out
         // without the full process read (unless this scan already did it).
-        // The executable's name alone decides (one readlink); argv is read only
-        // for the few that may be servers.
-        let candidate = match self.processes.get(&pid) {
-            Some(read) => read.as_ref().is_some_and(may_be_known_server),
-            None => host.executable_path(pid).is_ok_and(|path| {
-                may_be_known_server(&ProcessInfo {
-                    pid,
-                    path,
-                    ..Default::default()
-                })
-            }),
+        // The executable's name alone decides (the scan's read of it, else one
+        // readlink); argv is read only for the few that may be servers.
+        let by_path = |path: String| {
+            may_be_known_server(&ProcessInfo {
+                pid,
+                path,
+                ..Default::default()
+            })
+        };
+        let candidate = match (self.processes.get(&pid), self.executables.get(&pid)) {
+            (Some(read), _) => read.as_ref().is_some_and(may_be_known_server),
+            (None, Some(path)) => by_path(path.clone()),
+            (None, None) => host.executable_path(pid).is_ok_and(by_path),
         };
         if !candidate {
             self.servers.insert(pid, None);
@@ -193,22 +203,41 @@ impl<'a> Classifier<'a> {
         known
     }
 
+    /// The environment of `pid`, read with the view [`Self::may_map_a_preload`]
+    /// needs (one open of the process for both).
     fn environment(&mut self, pid: Pid) -> &[String] {
-        let host = self.host;
-        let truncated = &mut self.truncated_environments;
-        self.environments
-            .entry(pid)
-            .or_insert_with(|| match host.environment(pid) {
+        if !self.environments.contains_key(&pid) {
+            // The process's view matters only while the host's list names none.
+            let with_view = !self.host_preload_list();
+            let read = self.host.environment_and_view(pid, with_view);
+            if read.sees_host_files {
+                self.sees_host_files.insert(pid);
+            }
+            let environment = match read.environment {
                 Ok(environment) => environment,
                 // Gone, or not ours to read (a non-root CLI): nothing to judge.
                 Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => Vec::new(),
                 // Cut, withheld by the kernel, or unreadable: a proxy variable
                 // cannot be ruled out, so the signal is unknown, never clean.
                 Err(_) => {
-                    truncated.insert(pid);
+                    self.truncated_environments.insert(pid);
                     Vec::new()
                 }
-            })
+            };
+            self.environments.insert(pid, environment);
+        }
+        self.environments
+            .get(&pid)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Whether the host's preload list may name a library (read once per scan).
+    fn host_preload_list(&mut self) -> bool {
+        let host = self.host;
+        *self
+            .host_preload_list
+            .get_or_insert_with(|| host.host_preload_list_may_name_a_library())
     }
 
     /// The SOCKS proxies `pid`'s environment names (parsed once per process).
@@ -254,10 +283,11 @@ impl<'a> Classifier<'a> {
     /// Whether a SOCKS library can be mapped in `pid` when its environment names
     /// none: proxychains, torsocks and tsocks load through `LD_PRELOAD` (or
     /// `DYLD_INSERT_LIBRARIES`), which their launchers set and children inherit,
-    /// or through the system preload list. With neither (and the environment
-    /// read whole), the mappings are not walked: a full scan's costliest SOCKS
-    /// fact for every process holding TCP. Code that loads such a library
-    /// another way could as well speak SOCKS itself, which no library check sees.
+    /// or through the system preload list (the host's, unless the process has
+    /// a view of its own). With neither (and the environment read whole), the
+    /// mappings are not walked: a full scan's costliest SOCKS fact for every
+    /// process holding TCP. Code that loads such a library another way could as
+    /// well speak SOCKS itself, which no library check sees.
     fn may_map_a_preload(&mut self, pid: Pid) -> bool {
         if self.environment_truncated(pid) {
             return true;
@@ -266,7 +296,8 @@ impl<'a> Classifier<'a> {
         proxy::PRELOAD_VARIABLES
             .iter()
             .any(|name| proxy::lookup(environment, name).is_some())
-            || self.host.system_preload_may_apply(pid)
+            || self.host_preload_list()
+            || !self.sees_host_files.contains(&pid)
     }
 
     /// The SOCKS proxies in the proxychains config `pid` uses (first readable
@@ -495,17 +526,27 @@ pub fn socks_reasons(
     scanned: &[SocketInfo],
     whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
 ) -> HashMap<SocketKey, Vec<&'static str>> {
-    socks_reasons_with_tables(host, config, scanned, whole_host_tcp, &HashMap::new())
+    socks_reasons_with_tables(
+        host,
+        config,
+        scanned,
+        whole_host_tcp,
+        &HashMap::new(),
+        &HashMap::new(),
+    )
 }
 
 /// [`socks_reasons`], given the whole TCP tables of network namespaces the scan
-/// already read (`SocketScan::namespace_tcp`), which are then not read again.
+/// already read (`SocketScan::namespace_tcp`), which are then not read again,
+/// and the holders' executable paths it read through the directory that named
+/// their fds (`SocketScan::executables`), which are then not read again either.
 pub fn socks_reasons_with_tables(
     host: &dyn Host,
     config: &SocksConfig,
     scanned: &[SocketInfo],
     whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
     namespace_tcp: &HashMap<String, Vec<SocketInfo>>,
+    executables: &HashMap<Pid, String>,
 ) -> HashMap<SocketKey, Vec<&'static str>> {
     let mut out: HashMap<SocketKey, Vec<&'static str>> = HashMap::new();
     let tcp: Vec<&SocketInfo> = scanned.iter().filter(|s| is_tcp(s)).collect();
@@ -570,6 +611,9 @@ pub fn socks_reasons_with_tables(
         environment_proxies: HashMap::new(),
         truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
+        host_preload_list: None,
+        sees_host_files: HashSet::new(),
+        executables,
         proxychains: HashMap::new(),
         system_proxy: None,
         own_namespace: None,
@@ -810,7 +854,7 @@ mod tests {
             host.processes
                 .push(process(pid, "/usr/bin/curl", &["curl"]));
             host.libraries.insert(pid, proxychains.clone());
-            host.system_preload.insert(pid, false);
+            host.sees_host_files.insert(pid);
         }
         // 40: nothing names a preload; a walk would have said "unknown".
         host.library_errors.insert(40, cut);
@@ -818,7 +862,7 @@ mod tests {
         host.environments
             .insert(41, vec!["LD_PRELOAD=/home/u/libz.so.1".into()]);
         // 42: the system preload list may apply (another root or namespace).
-        host.system_preload.insert(42, true);
+        host.sees_host_files.remove(&42);
         // 43: an environment read in part cannot rule LD_PRELOAD out.
         host.environment_errors.insert(
             43,
@@ -851,6 +895,103 @@ mod tests {
             reasons_of(&map, &scanned[3])
         );
         assert_eq!(reasons_of(&map, &scanned[4]), REASON_PRELOAD);
+    }
+
+    /// The host's preload list is read once per scan (and anew by the next), and
+    /// each process is read once for its environment and view, however many
+    /// connections it holds. A list that may name a library makes every process
+    /// a candidate, whatever its view.
+    #[test]
+    fn the_host_preload_list_is_read_once_per_scan_and_each_process_once() {
+        let mut host = FakeHost::default();
+        let proxychains = vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".to_string()];
+        let mut scanned = Vec::new();
+        for pid in 50..=52 {
+            host.processes
+                .push(process(pid, "/usr/bin/curl", &["curl"]));
+            host.libraries.insert(pid, proxychains.clone());
+            host.sees_host_files.insert(pid);
+            for fd in 3..=5 {
+                scanned.push(tcp(
+                    pid,
+                    fd,
+                    ("10.0.0.2", 40000 + pid * 10 + fd as i32),
+                    ("203.0.113.5", 443),
+                    "ESTABLISHED",
+                ));
+            }
+        }
+        let list_reads = || {
+            host.host_preload_list_reads
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert!(map.is_empty(), "no preload can apply: {map:?}");
+        assert_eq!(list_reads(), 1, "once per scan, not per process");
+        let environment_reads = host.environment_reads.lock().expect("reads").clone();
+        assert_eq!(environment_reads, vec![50, 51, 52], "once per process");
+
+        socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(list_reads(), 2, "never kept across scans");
+
+        // The host's list may name a library: every mapping is walked, and no
+        // process's view is needed.
+        host.host_preload_list = true;
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(list_reads(), 3);
+        for socket in &scanned {
+            assert_eq!(reasons_of(&map, socket), REASON_PRELOAD);
+        }
+    }
+
+    /// A listener's owner is ruled out as a SOCKS server by the executable the
+    /// socket scan read (through the directory that named its fds), not by a
+    /// read of its own; without one it is read.
+    #[test]
+    fn a_listeners_owner_is_judged_by_the_executable_the_scan_read() {
+        let mut host = FakeHost::default();
+        host.processes
+            .push(process(60, "/usr/bin/python3", &["python3"]));
+        let listener = tcp(60, 3, ("127.0.0.1", 8000), ("0.0.0.0", 0), "LISTEN");
+        let client = tcp(
+            60,
+            4,
+            ("127.0.0.1", 40000),
+            ("127.0.0.1", 8000),
+            "ESTABLISHED",
+        );
+        let scanned = vec![listener.clone(), client.clone()];
+        let executables = HashMap::from([(60, "/usr/bin/python3".to_string())]);
+        let map = socks_reasons_with_tables(
+            &host,
+            &SocksConfig::default(),
+            &scanned,
+            None,
+            &HashMap::new(),
+            &executables,
+        );
+        assert!(map.is_empty(), "{map:?}");
+        let calls = host.process_calls.lock().expect("calls").clone();
+        assert!(calls.is_empty(), "read again: {calls:?}");
+
+        // Without the scan's read, the executable is read (the fake: `process`).
+        socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        let calls = host.process_calls.lock().expect("calls").clone();
+        assert_eq!(calls, vec![60]);
+
+        // The scan's read names a SOCKS server: it is one, and argv is read.
+        let executables = HashMap::from([(60, "/usr/bin/microsocks".to_string())]);
+        host.processes[0] = process(60, "/usr/bin/microsocks", &["microsocks", "-p", "8000"]);
+        let map = socks_reasons_with_tables(
+            &host,
+            &SocksConfig::default(),
+            &scanned,
+            None,
+            &HashMap::new(),
+            &executables,
+        );
+        assert_eq!(reasons_of(&map, &client), REASON_LOCAL_PROXY);
+        assert_eq!(reasons_of(&map, &listener), REASON_SERVER);
     }
 
     #[test]
@@ -1152,6 +1293,7 @@ mod tests {
             &scanned,
             Some(&counted),
             &known,
+            &HashMap::new(),
         );
         assert_eq!(calls.get(), 0, "only its own listener is reachable");
         assert_eq!(reasons_of(&map, &client), REASON_PORT);
@@ -1165,6 +1307,7 @@ mod tests {
             &scanned,
             Some(&counted),
             &known,
+            &HashMap::new(),
         );
         assert_eq!(calls.get(), 1);
         // Without the scan's tables the host is asked for the namespace (here it

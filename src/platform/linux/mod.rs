@@ -220,6 +220,28 @@ impl LinuxHost {
 }
 
 /// The executable path of the process `dir` holds; empty for a kernel thread.
+/// The environment of the process behind `dir`; `Truncated` when cut.
+fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
+    let pid = dir.pid();
+    let (environment, truncated) = dir
+        .nul_separated(c"environ")
+        .map_err(|e| process_error(pid, &e))?;
+    if truncated {
+        return Err(HostError::Truncated {
+            pid,
+            what: "environ",
+            limit: procfs::MAX_ARGS_BYTES,
+        });
+    }
+    Ok(environment)
+}
+
+/// Whether the process behind `dir` sees the host's files: its loader reads
+/// the host's lists only in the host's user and mount namespace and root.
+fn sees_host_files_of(dir: &ProcDir) -> bool {
+    script_file::other_view(dir).is_none() && procfs::in_our_mount_namespace(dir)
+}
+
 fn executable_path_of(dir: &ProcDir) -> Result<String, HostError> {
     let pid = dir.pid();
     match dir.read_link(c"exe") {
@@ -854,31 +876,12 @@ impl Host for LinuxHost {
     }
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
-        let dir = ProcDir::open(pid)?;
-        let (environment, truncated) = dir
-            .nul_separated(c"environ")
-            .map_err(|e| process_error(pid, &e))?;
-        if truncated {
-            return Err(HostError::Truncated {
-                pid,
-                what: "environ",
-                limit: procfs::MAX_ARGS_BYTES,
-            });
-        }
-        Ok(environment)
+        environment_of(&ProcDir::open(pid)?)
     }
 
-    fn system_preload_may_apply(&self, pid: Pid) -> bool {
+    fn host_preload_list_may_name_a_library(&self) -> bool {
         const LIST: &str = "/etc/ld.so.preload";
         const LIMIT: u64 = 64 * 1024;
-        // Its loader reads the host's list only in the host's user and mount
-        // namespace and root.
-        let sees_ours = ProcDir::open(pid).is_ok_and(|dir| {
-            script_file::other_view(&dir).is_none() && procfs::in_our_mount_namespace(&dir)
-        });
-        if !sees_ours {
-            return true;
-        }
         match crate::platform::read_regular(LIST, LIMIT + 1) {
             // Past the limit, a name may follow any amount of blank space.
             Ok(list) if list.len() as u64 > LIMIT => true,
@@ -886,6 +889,32 @@ impl Host for LinuxHost {
                 .split(|b| b.is_ascii_whitespace() || *b == b':')
                 .any(|name| !name.is_empty()),
             Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+
+    fn sees_host_files(&self, pid: Pid) -> bool {
+        ProcDir::open(pid).is_ok_and(|dir| sees_host_files_of(&dir))
+    }
+
+    fn environment_and_view(
+        &self,
+        pid: Pid,
+        with_view: bool,
+    ) -> crate::platform::EnvironmentAndView {
+        let dir = match ProcDir::open(pid) {
+            Ok(dir) => dir,
+            Err(e) => {
+                return crate::platform::EnvironmentAndView {
+                    environment: Err(e),
+                    sees_host_files: false,
+                }
+            }
+        };
+        let environment = environment_of(&dir);
+        let sees_host_files = with_view && environment.is_ok() && sees_host_files_of(&dir);
+        crate::platform::EnvironmentAndView {
+            environment,
+            sees_host_files,
         }
     }
 
