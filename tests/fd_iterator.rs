@@ -10,7 +10,7 @@ mod common;
 use an1256::model::{ProtocolSet, SocketInfo, SocketQuery, SocketScan};
 use an1256::platform::linux::{fd_iterator, LinuxHost};
 use an1256::platform::{Host, HostConfig};
-use common::{python, skip, spawn_ready, ReadyChild};
+use common::{python, skip, spawn_ready, FullScanLock, ReadyChild};
 use std::collections::BTreeSet;
 
 const PRELUDE: &str = r#"
@@ -21,17 +21,20 @@ def ino(s):
     return os.fstat(s.fileno()).st_ino
 "#;
 
-/// Whether the iterator can run here; prints why not.
-fn iterator_here(test: &str) -> bool {
+/// Whether the iterator can run here (prints why not); if so, a shared hold on
+/// full scans: these tests assert their full scans of the host are whole and
+/// take the iterator, which another test's fd hoarder (hostile_bounds, maybe in
+/// another binary's run) would make false.
+fn iterator_here(test: &str) -> Option<FullScanLock> {
     if !common::is_root() {
         skip(test, "needs root");
-        return false;
+        return None;
     }
     if let Err(why) = fd_iterator::shared() {
         skip(test, format!("no BPF fd iterator: {why}"));
-        return false;
+        return None;
     }
-    true
+    Some(FullScanLock::shared())
 }
 
 fn host(fd_iterator: bool) -> LinuxHost {
@@ -100,9 +103,9 @@ time.sleep(600)
 #[test]
 fn the_iterator_and_the_proc_walk_agree_on_a_live_fixture() {
     let test = "the_iterator_and_the_proc_walk_agree_on_a_live_fixture";
-    if !iterator_here(test) {
+    let Some(_whole_scans) = iterator_here(test) else {
         return;
-    }
+    };
     let attacker = common::attacker("fditer-fixture");
     let mut children: Vec<ReadyChild> = (0..3)
         .map(|_| spawn_ready(python(&format!("{PRELUDE}{FIXTURE}"))).expect("root fixture"))
@@ -164,9 +167,9 @@ const CLONE_NEWNET: u32 = 0x4000_0000;
 #[test]
 fn a_socket_only_a_thread_with_its_own_fd_table_holds_is_found() {
     let test = "a_socket_only_a_thread_with_its_own_fd_table_holds_is_found";
-    if !iterator_here(test) {
+    let Some(_whole_scans) = iterator_here(test) else {
         return;
-    }
+    };
     let attacker = common::attacker("fditer-unshare");
     let child = spawn_ready(attacker.python(&thread_socket_holder(&[CLONE_FILES], "127.0.0.1")))
         .expect("holder");
@@ -191,9 +194,9 @@ fn a_socket_only_a_thread_with_its_own_fd_table_holds_is_found() {
 #[test]
 fn a_socket_of_a_thread_sharing_the_table_is_found_once() {
     let test = "a_socket_of_a_thread_sharing_the_table_is_found_once";
-    if !iterator_here(test) {
+    let Some(_whole_scans) = iterator_here(test) else {
         return;
-    }
+    };
     let attacker = common::attacker("fditer-shared");
     let child =
         spawn_ready(attacker.python(&thread_socket_holder(&[], "127.0.0.1"))).expect("holder");
@@ -210,9 +213,9 @@ fn a_socket_of_a_thread_sharing_the_table_is_found_once() {
 #[test]
 fn a_thread_in_a_network_namespace_of_its_own_is_resolved_there() {
     let test = "a_thread_in_a_network_namespace_of_its_own_is_resolved_there";
-    if !iterator_here(test) {
+    let Some(_whole_scans) = iterator_here(test) else {
         return;
-    }
+    };
     // Its own fd table, then its own network namespace (root may).
     let code = thread_socket_holder(&[CLONE_FILES, CLONE_NEWNET], "0.0.0.0");
     let child = spawn_ready(python(&code)).expect("holder");

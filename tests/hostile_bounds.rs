@@ -7,17 +7,13 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Mutex;
 
-/// Held by tests that run a full scan, and by the one whose processes make any
-/// full scan partial (`a_user_holding_many_fds_…`): tests in this file run in
-/// parallel.
-static FULL_SCAN: Mutex<()> = Mutex::new(());
-
-fn full_scan_lock() -> std::sync::MutexGuard<'static, ()> {
-    FULL_SCAN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Held by tests that run a full scan, and by those whose processes make any
+/// full scan partial (`a_user_holding_many_fds_…`, `threads_listing_…`): tests
+/// in this file run in parallel, and other binaries' full-scan tests (the fd
+/// iterator's) may run beside this one on a shared machine.
+fn full_scan_lock() -> common::FullScanLock {
+    common::FullScanLock::exclusive()
 }
 
 /// Runs the real `an1256` with a private store under `/usr/bin/time -v`; returns

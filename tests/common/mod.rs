@@ -355,3 +355,57 @@ time.sleep(300)\n"
         path
     }
 }
+
+/// A lock on host-wide full socket scans, across test processes (other test
+/// binaries, other checkouts' runs on the same machine): a full scan is of the
+/// whole host, so a test holding hostile processes (an fd hoarder, thousands of
+/// threads listing one huge fd table) makes every other full scan partial or
+/// cuts its fd iterator pass. Released on drop (`flock` on an open file).
+pub struct FullScanLock(std::fs::File);
+
+impl FullScanLock {
+    /// For a test whose processes make full scans partial: no other full scan
+    /// runs meanwhile.
+    pub fn exclusive() -> FullScanLock {
+        Self::take(libc::LOCK_EX)
+    }
+
+    /// For a test that asserts its full scans are whole: no hostile test
+    /// (holding `exclusive`) runs meanwhile; such tests may run together.
+    pub fn shared() -> FullScanLock {
+        Self::take(libc::LOCK_SH)
+    }
+
+    fn take(kind: libc::c_int) -> FullScanLock {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let path = std::env::temp_dir().join("an1256-tests-full-scan.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // Generous: the hostile tests holding it take well under a minute each.
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) } == 0 {
+                return FullScanLock(file);
+            }
+            let err = std::io::Error::last_os_error();
+            assert!(
+                err.kind() == std::io::ErrorKind::WouldBlock,
+                "flock {}: {err}",
+                path.display()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} stayed locked for 10 minutes",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
