@@ -752,3 +752,59 @@ fn full_scan_without_constraints_finds_server_and_client() {
         }
     }
 }
+
+/// A proxy variable far into a large environment (past the reader's first
+/// chunks) is found: the environment is read to its end, not to the first
+/// chunk. One past the 1 MiB read limit cannot be ruled out: the connection is
+/// reported as `socks_env_truncated`. The benign twin, the same large
+/// environment without the variable, is no row.
+#[test]
+fn a_proxy_variable_deep_in_a_large_environment_is_found() {
+    const TEST: &str = "a_proxy_variable_deep_in_a_large_environment_is_found";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user)");
+    }
+    let user = common::attacker("env-deep");
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    // Keys sort before ALL_PROXY: the command's environment is ordered by name.
+    let client = |fillers: usize, proxy: bool| {
+        let mut command = user.python(
+            "import socket,sys,time\n\
+             s=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\n\
+             print('ready',flush=True)\n\
+             time.sleep(120)\n",
+        );
+        command.arg(hold.port.to_string());
+        for i in 0..fillers {
+            command.env(format!("AAA_FILLER_{i:02}"), "F".repeat(100_000));
+        }
+        if proxy {
+            command.env("ALL_PROXY", format!("socks5://127.0.0.1:{}", hold.port));
+        }
+        spawn_ready(command).expect("client starts")
+    };
+    let reasons = |pid: i32| -> Vec<String> {
+        rows(&host, &config, pid)
+            .iter()
+            .filter(|r| is_client_to(r, hold.port))
+            .map(|r| r["reason"].clone())
+            .collect()
+    };
+
+    let deep = client(4, true);
+    assert_eq!(reasons(deep.pid), vec!["socks_env_proxy"]);
+
+    let cut = client(11, true);
+    assert_eq!(reasons(cut.pid), vec!["socks_env_truncated"]);
+
+    let twin = client(4, false);
+    assert!(
+        tcp_sockets(&host, twin.pid)
+            .iter()
+            .any(|s| s.remote_port == i32::from(hold.port)),
+        "the twin's connection is seen"
+    );
+    assert_eq!(reasons(twin.pid), Vec::<String>::new());
+}

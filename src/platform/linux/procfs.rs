@@ -126,6 +126,44 @@ fn read_bounded_at(dirfd: RawFd, name: &CStr, limit: usize) -> io::Result<Vec<u8
     read_bounded(open_at(dirfd, name, libc::O_RDONLY)?, limit)
 }
 
+/// Whether a read of the entry returns less than asked only at its end, so no
+/// second read is needed to see the end. `environ`: the kernel copies the area
+/// page by page up to its end within one read, and a page it cannot copy fails
+/// the whole read (nothing of it is returned), so a short read is the end.
+/// Not `cmdline` (a process may rewrite its argv area) nor seq files (`maps`,
+/// `status`), which may return a record at a time.
+fn ends_at_first_short_read(name: &CStr) -> bool {
+    name.to_bytes() == b"environ"
+}
+
+/// Reads at most `limit` bytes of an open file whose reads return less than
+/// asked only at its end (see `ends_at_first_short_read`).
+fn read_until_short(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
+    let mut file = File::from(file);
+    let mut data = Vec::new();
+    let mut chunk = 16 * 1024;
+    loop {
+        let room = limit.saturating_sub(data.len()).min(chunk);
+        if room == 0 {
+            return Ok(data);
+        }
+        let start = data.len();
+        data.resize(start + room, 0);
+        let read = file.read(data.get_mut(start..).unwrap_or_default());
+        match read {
+            Ok(n) => {
+                data.truncate(start + n);
+                if n < room {
+                    return Ok(data);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => data.truncate(start),
+            Err(e) => return Err(e),
+        }
+        chunk = chunk.saturating_mul(2);
+    }
+}
+
 /// Reads at most `limit` bytes of an open file.
 pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     let mut data = Vec::with_capacity(limit.min(16 * 1024));
@@ -406,7 +444,14 @@ impl ProcDir {
             b"status" => status_says_zombie(data),
             _ => data.is_empty(),
         };
-        self.with_leader_fallback(|dirfd| read_bounded_at(dirfd, name, limit), zombie)
+        let read_at = |dirfd| {
+            if ends_at_first_short_read(name) {
+                read_until_short(open_at(dirfd, name, libc::O_RDONLY)?, limit)
+            } else {
+                read_bounded_at(dirfd, name, limit)
+            }
+        };
+        self.with_leader_fallback(read_at, zombie)
     }
 
     /// `stat` of what an entry leads to (`fd/0` stats the open file itself).
@@ -979,6 +1024,36 @@ impl FdDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One read where the kernel says all: a file is read whole, over several
+    /// chunks when large, and never past the limit.
+    #[test]
+    fn reads_until_short_within_the_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("data");
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let open = || OwnedFd::from(File::open(&path).expect("open"));
+        assert_eq!(read_until_short(open(), 40_001).expect("read"), data);
+        assert_eq!(read_until_short(open(), 40_000).expect("read"), data);
+        let cut = read_until_short(open(), 16 * 1024).expect("read");
+        assert_eq!(cut, data.get(..16 * 1024).expect("prefix"));
+        assert_eq!(read_until_short(open(), 0).expect("read"), b"");
+    }
+
+    /// `environ` through a ProcDir, read until its first short read, is the
+    /// whole area the kernel holds.
+    #[test]
+    fn environ_is_read_whole() {
+        let whole = std::fs::read("/proc/self/environ").expect("environ");
+        let pid = Pid::try_from(std::process::id()).expect("pid");
+        let dir = ProcDir::open(pid).expect("own proc dir");
+        let read = dir.read(c"environ", MAX_ARGS_BYTES + 1).expect("read");
+        assert_eq!(read, whole);
+        assert!(ends_at_first_short_read(c"environ"));
+        assert!(!ends_at_first_short_read(c"maps"));
+        assert!(!ends_at_first_short_read(c"cmdline"));
+    }
 
     #[test]
     fn zombie_states_from_stat_and_status() {
