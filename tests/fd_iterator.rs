@@ -130,6 +130,33 @@ fn the_iterator_and_the_proc_walk_agree_on_a_live_fixture() {
         }
     }
     assert!(seen.len() >= 4 * 7, "{seen:?}");
+    // `pid =`: one pass over that process's tasks, the same rows as the walk.
+    for child in &children {
+        let by_pid = |host: &LinuxHost| {
+            host.sockets(&SocketQuery {
+                pids: Some(vec![child.pid]),
+                protocols: ProtocolSet::ALL,
+            })
+        };
+        let before = fd_iterator::pid_passes_on_this_thread();
+        let through_iterator = by_pid(&host(true));
+        assert_eq!(fd_iterator::pid_passes_on_this_thread(), before + 1);
+        let walked = by_pid(&host(false));
+        assert_eq!(fd_iterator::pid_passes_on_this_thread(), before + 1);
+        assert!(through_iterator.incomplete.is_empty());
+        assert_eq!(
+            through_iterator.sockets, walked.sockets,
+            "pid {}",
+            child.pid
+        );
+        assert!(through_iterator.sockets.len() >= 7);
+    }
+    // A pid no process has: no row, from either path.
+    let none = host(true).sockets(&SocketQuery {
+        pids: Some(vec![i32::MAX]),
+        protocols: ProtocolSet::ALL,
+    });
+    assert!(none.sockets.is_empty());
 }
 
 /// A python whose worker thread makes the `unshare(2)` calls of `flags` (an

@@ -698,5 +698,12 @@ pub fn native(config: HostConfig) -> Box<dyn Host> {
 /// `linux::cap_allocator_arenas`. Nothing to do elsewhere.
 pub fn prepare_for_serving() {
     #[cfg(target_os = "linux")]
-    linux::cap_allocator_arenas();
+    {
+        linux::cap_allocator_arenas();
+        // Loaded once for the life of the extension: `pid =` lookups then use it
+        // (a one-shot CLI lookup would spend more loading it than it saves).
+        if let Err(why) = linux::fd_iterator::shared() {
+            log::info!("no BPF fd iterator, scans walk /proc: {why}");
+        }
+    }
 }

@@ -993,7 +993,7 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn load_program(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
+fn loadprogram(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
     let code = program(layout)?;
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
@@ -1033,26 +1033,37 @@ fn load_program(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
 
 /// The loaded program and its link: iterators are created from the link.
 pub struct FdIterator {
-    _program: OwnedFd,
+    /// Kept for the per-process links (`socket_fds_of`).
+    program: OwnedFd,
     link: OwnedFd,
 }
 
 impl FdIterator {
     fn build() -> Result<FdIterator, FdIteratorError> {
         let layout = parse_layout(read_vmlinux_btf()?.bytes())?;
-        let program = load_program(&layout)?;
+        let program = loadprogram(&layout)?;
+        let link = Self::link(&program, None)?;
+        Ok(FdIterator { program, link })
+    }
+
+    /// A link of the program over every task, or over the threads of one process
+    /// (`bpf_iter_link_info.task.pid`, Linux 6.1).
+    fn link(program: &OwnedFd, pid: Option<u32>) -> Result<OwnedFd, FdIteratorError> {
+        // union bpf_iter_link_info: its task member is {tid, pid, pid_fd}; the
+        // union is 16 bytes (its cgroup member).
+        let info: [u32; 4] = [0, pid.unwrap_or(0), 0, 0];
         let mut attr = LinkCreateAttr {
             prog_fd: program.as_raw_fd() as u32,
             attach_type: BPF_TRACE_ITER,
             ..Default::default()
         };
-        let link = bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|source| FdIteratorError::Io {
+        if pid.is_some() {
+            attr.iter_info = info.as_ptr() as u64;
+            attr.iter_info_len = std::mem::size_of_val(&info) as u32;
+        }
+        bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|source| FdIteratorError::Io {
             what: "BPF_LINK_CREATE",
             source,
-        })?;
-        Ok(FdIterator {
-            _program: program,
-            link,
         })
     }
 
@@ -1063,8 +1074,37 @@ impl FdIterator {
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
     ) -> Result<SocketFds, FdIteratorError> {
+        let records = Self::read_pass(&self.link, max_bytes, deadline)?;
+        if records.cut.is_none() {
+            PASSES.with(|p| p.set(p.get() + 1));
+        }
+        Ok(records)
+    }
+
+    /// One pass over the fds of process `pid`'s threads only: its records alone
+    /// are kept (a kernel that ignored the restriction would list every task).
+    pub fn socket_fds_of(
+        &self,
+        pid: u32,
+        max_bytes: usize,
+        deadline: crate::deadline::Deadline,
+    ) -> Result<SocketFds, FdIteratorError> {
+        let link = Self::link(&self.program, Some(pid))?;
+        let mut records = Self::read_pass(&link, max_bytes, deadline)?;
+        records.records.retain(|r| r.tgid == pid);
+        if records.cut.is_none() {
+            PID_PASSES.with(|p| p.set(p.get() + 1));
+        }
+        Ok(records)
+    }
+
+    fn read_pass(
+        link: &OwnedFd,
+        max_bytes: usize,
+        deadline: crate::deadline::Deadline,
+    ) -> Result<SocketFds, FdIteratorError> {
         let mut attr = IterCreateAttr {
-            link_fd: self.link.as_raw_fd() as u32,
+            link_fd: link.as_raw_fd() as u32,
             flags: 0,
         };
         let iterator =
@@ -1114,9 +1154,6 @@ impl FdIterator {
         if data.len() % RECORD_BYTES != 0 && cut.is_none() {
             return Err(FdIteratorError::PartialRecord(data.len()));
         }
-        if cut.is_none() {
-            PASSES.with(|p| p.set(p.get() + 1));
-        }
         Ok(SocketFds {
             records: parse_records(&data),
             cut,
@@ -1126,12 +1163,18 @@ impl FdIterator {
 
 thread_local! {
     static PASSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static PID_PASSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Whole iterator passes this thread has read: lets tests tell which path a
-/// scan took (a scan reads the iterator on its calling thread).
+/// Whole iterator passes over every task this thread has read: lets tests tell
+/// which path a scan took (a scan reads the iterator on its calling thread).
 pub fn passes_on_this_thread() -> u64 {
     PASSES.with(std::cell::Cell::get)
+}
+
+/// Whole passes over one process's tasks this thread has read.
+pub fn pid_passes_on_this_thread() -> u64 {
+    PID_PASSES.with(std::cell::Cell::get)
 }
 
 /// The whole records of the iterator's output.
@@ -1189,12 +1232,18 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
     })
 }
 
+static SHARED: OnceLock<Result<FdIterator, FdIteratorError>> = OnceLock::new();
+
 /// The iterator when this process can use it exactly, else why not (made once).
 pub fn shared() -> Result<&'static FdIterator, &'static FdIteratorError> {
-    static SHARED: OnceLock<Result<FdIterator, FdIteratorError>> = OnceLock::new();
     SHARED
         .get_or_init(|| exact_here().and_then(|()| FdIterator::build()))
         .as_ref()
+}
+
+/// The iterator if `shared` made it already; never makes it.
+pub fn if_made() -> Option<&'static FdIterator> {
+    SHARED.get()?.as_ref().ok()
 }
 
 /// The records name `/proc`'s pids, and every process is ours to read, only for a

@@ -57,6 +57,9 @@ const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
 /// A process holding at most this many sockets (by the iterator) is checked by
 /// re-reading each fd link; one holding more, by its start time (one `stat`).
 const LINK_CHECKS: usize = 3;
+/// A query for up to this many pids makes one iterator pass per process (a
+/// link each); for more, one pass over every task serves them all.
+const MAX_PID_PASSES: usize = 64;
 /// The longest a full scan's fd iterator pass may take (at most a quarter of
 /// the scan's time): ~4 ms on 7,000 fds, ~50 ms on 115,000.
 const MAX_ITERATOR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -781,6 +784,13 @@ impl<'q> Scan<'q> {
             if !without.is_empty() {
                 self.scan_candidates(pid, &without, out);
             }
+            if listed.is_empty() {
+                // A given pid the passes saw no socket of: gone is counted, as
+                // the walk counts it.
+                if let Err(e) = ProcDir::open(pid) {
+                    out.skip(&e);
+                }
+            }
             return;
         }
         let Some((dir, budget_uid)) = Self::open_process(pid, out) else {
@@ -1225,26 +1235,28 @@ pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
     )
 }
 
-/// Runs a socket query against the live host. A full scan takes its socket fds
-/// from the fd iterator when `use_iterator` and the iterator is exact here.
+/// Runs a socket query against the live host. Its socket fds come from the fd
+/// iterator when `use_iterator` and the iterator is exact here (one pass over
+/// every task, or over each given process's tasks), else from a `/proc` walk.
 pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
     if query.protocols.is_empty() {
         return SocketScan::default();
     }
-    if query.pids.is_none() && use_iterator {
-        if let Some(scan) = scan_with_iterator(&query.protocols) {
+    // Given pids in the caller's order (the watch rotates it so that no process
+    // is always last under the deadline), each once.
+    let given = query.pids.as_ref().map(|list| {
+        let mut seen = std::collections::HashSet::new();
+        let mut list = list.clone();
+        list.retain(|pid| seen.insert(*pid));
+        list
+    });
+    if use_iterator {
+        if let Some(scan) = scan_with_iterator(&query.protocols, given.as_deref()) {
             return scan;
         }
     }
-    let pids = match &query.pids {
-        Some(list) => {
-            // In the caller's order (the watch rotates it so that no process is
-            // always last under the deadline), each pid once.
-            let mut seen = std::collections::HashSet::new();
-            let mut list = list.clone();
-            list.retain(|pid| seen.insert(*pid));
-            list
-        }
+    let pids = match given {
+        Some(list) => list,
         None => match procfs::list_pids() {
             Ok(list) => list,
             Err(e) => {
@@ -1258,12 +1270,21 @@ pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
     Scan::new(&query.protocols, query.pids.is_none()).run(&pids)
 }
 
-/// A full scan over the fd iterator's records; `None` when the iterator is not
-/// usable here or its pass failed or was cut at its byte bound (walk `/proc`).
-fn scan_with_iterator(protocols: &ProtocolSet) -> Option<SocketScan> {
-    let iterator = fd_iterator::shared()
-        .inspect_err(|why| log::debug!("no fd iterator, walking /proc: {why}"))
-        .ok()?;
+/// A scan over the fd iterator's records: of every task, or of the given
+/// processes' tasks (one pass each for up to [`MAX_PID_PASSES`] of them, else one
+/// pass over every task kept to theirs). `None` when the iterator is not usable
+/// here (for given pids: not made yet), or a pass failed or was cut at its byte
+/// bound (walk `/proc`).
+fn scan_with_iterator(protocols: &ProtocolSet, pids: Option<&[Pid]>) -> Option<SocketScan> {
+    let iterator = match pids {
+        // Loading the program (~2.5 ms: BTF, verifier) costs a one-shot `pid =`
+        // lookup more than the walk: only a made one is used (the extension makes
+        // it at start, `platform::prepare_for_serving`).
+        Some(_) => fd_iterator::if_made()?,
+        None => fd_iterator::shared()
+            .inspect_err(|why| log::debug!("no fd iterator, walking /proc: {why}"))
+            .ok()?,
+    };
     let deadline = crate::deadline::Deadline::current();
     // The pass gets a share of the time: a user can make it long (thousands of
     // threads of an exited leader, each listing one huge fd table), and the
@@ -1271,14 +1292,42 @@ fn scan_with_iterator(protocols: &ProtocolSet) -> Option<SocketScan> {
     let limit = deadline
         .remaining()
         .map_or(MAX_ITERATOR_TIME, |left| (left / 4).min(MAX_ITERATOR_TIME));
-    let pass = iterator
-        .socket_fds(
-            MAX_ITERATOR_BYTES,
-            deadline.min(crate::deadline::Deadline::after(limit)),
-        )
-        .inspect_err(|e| log::warn!("fd iterator failed, walking /proc: {e}"))
-        .ok()?;
-    if let Some(why) = pass.cut {
+    let pass_deadline = deadline.min(crate::deadline::Deadline::after(limit));
+    let mut records = Vec::new();
+    let mut cut = None;
+    match pids {
+        Some(pids) if pids.len() <= MAX_PID_PASSES => {
+            let mut bytes = 0;
+            for &pid in pids {
+                let Ok(pid) = u32::try_from(pid) else {
+                    continue; // no such process
+                };
+                let pass = iterator
+                    .socket_fds_of(pid, MAX_ITERATOR_BYTES - bytes, pass_deadline)
+                    .inspect_err(failed_pass)
+                    .ok()?;
+                bytes += pass.records.len() * fd_iterator::RECORD_BYTES;
+                records.extend(pass.records);
+                if pass.cut.is_some() {
+                    cut = pass.cut;
+                    break;
+                }
+            }
+        }
+        _ => {
+            let pass = iterator
+                .socket_fds(MAX_ITERATOR_BYTES, pass_deadline)
+                .inspect_err(failed_pass)
+                .ok()?;
+            records = pass.records;
+            cut = pass.cut;
+            if let Some(pids) = pids {
+                let wanted: HashSet<Pid> = pids.iter().copied().collect();
+                records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
+            }
+        }
+    }
+    if let Some(why) = cut {
         if deadline.expired() {
             return Some(SocketScan {
                 incomplete: vec![format!("{why}: the socket scan stopped early")],
@@ -1288,9 +1337,17 @@ fn scan_with_iterator(protocols: &ProtocolSet) -> Option<SocketScan> {
         log::warn!("{why}; walking /proc instead");
         return None;
     }
-    let scan = Scan::new(protocols, true).with_candidates(pass.records);
-    let pids = scan.candidate_pids().unwrap_or_default();
-    Some(scan.run(&pids))
+    let scan = Scan::new(protocols, pids.is_none()).with_candidates(records);
+    let order = match pids {
+        // The caller's order; one holding no socket costs a check that it exists.
+        Some(pids) => pids.to_vec(),
+        None => scan.candidate_pids().unwrap_or_default(),
+    };
+    Some(scan.run(&order))
+}
+
+fn failed_pass(e: &fd_iterator::FdIteratorError) {
+    log::warn!("fd iterator failed, walking /proc: {e}");
 }
 
 #[cfg(test)]
