@@ -88,6 +88,19 @@ l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(); keep("tcp_listen", l)
 a = socket.create_connection(l.getsockname()); keep("tcp_client", a)
 b, _ = l.accept(); keep("tcp_server", b)
 try:
+    # MPTCP (IPPROTO_MPTCP 262), open to any user where net.mptcp.enabled = 1:
+    # TCP on the wire, so reported as TCP on both paths.
+    ml = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); ml.bind(("127.0.0.1", 0)); ml.listen()
+    mc = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); mc.connect(ml.getsockname())
+    ms, _ = ml.accept()
+    keep("mptcp_listen", ml); keep("mptcp_client", mc); keep("mptcp_server", ms)
+    ml6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, 262); ml6.bind(("::1", 0)); ml6.listen()
+    mc6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, 262); mc6.connect(ml6.getsockname()[:2])
+    ms6, _ = ml6.accept()
+    keep("mptcp6_listen", ml6); keep("mptcp6_client", mc6); keep("mptcp6_server", ms6)
+except OSError:
+    pass
+try:
     keep("raw", socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
 except OSError:
     pass
@@ -130,6 +143,32 @@ fn the_iterator_and_the_proc_walk_agree_on_a_live_fixture() {
         }
     }
     assert!(seen.len() >= 4 * 7, "{seen:?}");
+    // MPTCP sockets are TCP rows: the same protocol, state and endpoints.
+    let mut mptcp_checked = 0;
+    for child in &children {
+        for (kind, state, address) in [
+            ("mptcp_listen", "LISTEN", "127.0.0.1"),
+            ("mptcp_client", "ESTABLISHED", "127.0.0.1"),
+            ("mptcp6_listen", "LISTEN", "::1"),
+            ("mptcp6_client", "ESTABLISHED", "::1"),
+        ] {
+            let Some(inode) = child.value(kind) else {
+                continue;
+            };
+            let inode: u64 = inode.parse().expect("inode");
+            let found = holding(&through_iterator, child.pid, inode);
+            assert_eq!(
+                (found[0].protocol, found[0].tcp_state.as_str()),
+                (6, state),
+                "{kind}: {found:?}"
+            );
+            assert_eq!(found[0].local_address, address, "{kind}");
+            mptcp_checked += 1;
+        }
+    }
+    if mptcp_checked == 0 {
+        skip(test, "MPTCP unavailable here: its sockets were not checked");
+    }
     // `pid =`: one pass over that process's tasks, the same rows as the walk.
     for child in &children {
         let by_pid = |host: &LinuxHost| {

@@ -760,6 +760,82 @@ mod tests {
         drop((client, server, v6));
     }
 
+    /// An IPv4 MPTCP socket (IPPROTO_MPTCP, 262); `None` where MPTCP is off.
+    fn mptcp_socket() -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: socket has no memory preconditions.
+        let fd =
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 262) };
+        // SAFETY: fd was just opened and is owned by nothing else.
+        (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn loopback(port: u16) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        }
+    }
+
+    /// An MPTCP socket's TCP subflows are listed (sock_diag and /proc alike) as TCP
+    /// under the inode of the fd holding the MPTCP socket: the /proc walk finds
+    /// MPTCP connections as TCP through the tables, with their state and ports.
+    #[test]
+    fn mptcp_subflows_are_listed_under_the_mptcp_sockets_inode() {
+        use std::net::{TcpListener, TcpStream};
+        let (Some(listen_fd), Some(client_fd)) = (mptcp_socket(), mptcp_socket()) else {
+            eprintln!("skip: no MPTCP here");
+            return;
+        };
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let mut address = loopback(0);
+        let mut length = size;
+        // SAFETY: address and length are valid for the calls' reads and writes.
+        unsafe {
+            let at = std::ptr::addr_of_mut!(address).cast::<libc::sockaddr>();
+            assert_eq!(libc::bind(listen_fd.as_raw_fd(), at, size), 0);
+            assert_eq!(libc::listen(listen_fd.as_raw_fd(), 4), 0);
+            assert_eq!(libc::getsockname(listen_fd.as_raw_fd(), at, &mut length), 0);
+        }
+        let port = u16::from_be(address.sin_port);
+        let target = loopback(port);
+        // SAFETY: target is a valid sockaddr_in of the given size.
+        let connected = unsafe {
+            libc::connect(
+                client_fd.as_raw_fd(),
+                std::ptr::addr_of!(target).cast::<libc::sockaddr>(),
+                size,
+            )
+        };
+        assert_eq!(connected, 0, "{}", std::io::Error::last_os_error());
+        let listener = TcpListener::from(listen_fd);
+        let client = TcpStream::from(client_fd);
+        let (server, _) = listener.accept().unwrap();
+        let held = [inode_of(&listener), inode_of(&client), inode_of(&server)];
+        let Some(from_netlink) = agree_both_ways([TableKind::Tcp, TableKind::Tcp6], &held) else {
+            return;
+        };
+        let listen = from_netlink.resolve(held[0], || None).unwrap();
+        assert_eq!(
+            (listen.protocol, listen.tcp_state, listen.local_port),
+            (6, "LISTEN", i32::from(port))
+        );
+        let c = from_netlink.resolve(held[1], || None).unwrap();
+        assert_eq!(
+            (c.tcp_state, c.remote_port),
+            ("ESTABLISHED", i32::from(port))
+        );
+        let s = from_netlink.resolve(held[2], || None).unwrap();
+        assert_eq!(
+            (s.tcp_state, s.local_port),
+            ("ESTABLISHED", i32::from(port))
+        );
+    }
+
     /// Bound, connected and IPv6 UDP sockets: the udp_diag dump and /proc/net/udp{,6}
     /// give identical entries.
     #[test]

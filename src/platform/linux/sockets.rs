@@ -134,9 +134,13 @@ pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
     })
 }
 
+/// `socket(AF_INET[6], SOCK_STREAM, IPPROTO_MPTCP)`: multipath TCP, open to any
+/// user wherever `net.mptcp.enabled` is 1 (the default).
+const IPPROTO_MPTCP: i32 = 262;
+
 /// The entry of an IPv4/IPv6 socket from the facts the fd iterator read in its
 /// `struct sock`, as its table line would give it; `None` for a socket type no
-/// table lists (SOCK_SEQPACKET, SCTP and MPTCP streams are not TCP).
+/// table lists (SOCK_SEQPACKET; an SCTP stream is not TCP).
 pub fn facts_entry(inode: u64, facts: &fd_iterator::SocketFacts) -> Option<TableEntry> {
     const SOCK_STREAM: u16 = 1;
     const SOCK_DGRAM: u16 = 2;
@@ -146,7 +150,16 @@ pub fn facts_entry(inode: u64, facts: &fd_iterator::SocketFacts) -> Option<Table
         FAMILY_INET6 => FAMILY_INET6,
         _ => return None,
     };
-    let protocol = i32::from(facts.protocol);
+    let protocol = match i32::from(facts.protocol) {
+        // An MPTCP stream is TCP on the wire: TCP subflows, or plain TCP once the
+        // peer does not speak MPTCP. The tables list its subflows as TCP under
+        // the fd's inode, and its own `struct sock` carries the first subflow's
+        // addresses, ports and state (the kernel's mptcp_copy_inaddrs). Kept as
+        // protocol 262 it was dropped here: any user could reach a SOCKS proxy
+        // unseen by the iterator path. As TCP both paths give the same row.
+        IPPROTO_MPTCP if facts.socket_type == SOCK_STREAM => IPPROTO_TCP,
+        protocol => protocol,
+    };
     let (socket_type, local_port, remote_port) = match facts.socket_type {
         SOCK_STREAM => (SocketType::Stream, facts.local_port, facts.remote_port),
         SOCK_DGRAM => (SocketType::Dgram, facts.local_port, facts.remote_port),
@@ -1692,10 +1705,18 @@ mod tests {
         );
         let udp = facts_entry(7, &facts(2, 17, 1)).expect("udp");
         assert_eq!((udp.socket_type, udp.tcp_state), (SocketType::Dgram, ""));
-        // MPTCP and SCTP streams are not TCP; no family but IPv4/IPv6.
+        // An MPTCP stream is TCP, with its state; SCTP streams are not TCP; no
+        // family but IPv4/IPv6.
         let mptcp = facts_entry(7, &facts(1, 262, 1)).expect("stream");
-        assert_eq!(mptcp.tcp_state, "");
-        assert!(!ProtocolSet::ALL.wants(&mptcp.to_socket_info(1, 3, "1")));
+        assert_eq!(
+            (mptcp.protocol, mptcp.socket_type, mptcp.tcp_state),
+            (IPPROTO_TCP, SocketType::Stream, "ESTABLISHED")
+        );
+        assert_eq!((mptcp.local_port, mptcp.remote_port), (58, 53));
+        assert!(ProtocolSet::ALL.wants(&mptcp.to_socket_info(1, 3, "1")));
+        let sctp = facts_entry(7, &facts(1, 132, 1)).expect("stream");
+        assert_eq!(sctp.tcp_state, "");
+        assert!(!ProtocolSet::ALL.wants(&sctp.to_socket_info(1, 3, "1")));
         assert!(facts_entry(
             7,
             &fd_iterator::SocketFacts {
