@@ -402,31 +402,35 @@ fn listener_key(listener: &SocketInfo) -> ListenerKey {
     )
 }
 
+/// A listener with its local address parsed once.
+type ParsedListener<'l> = (&'l SocketInfo, Option<IpAddr>);
+
 /// Listeners by network namespace and port: a client is matched against the few
 /// on its remote port, not every listener (a busy server has thousands of
 /// connections and hundreds of listeners).
 struct Listeners<'l> {
-    by_port: HashMap<(&'l str, i32), Vec<&'l SocketInfo>>,
+    by_port: HashMap<(&'l str, i32), Vec<ParsedListener<'l>>>,
 }
 
 impl<'l> Listeners<'l> {
     fn new(listeners: impl IntoIterator<Item = &'l SocketInfo>) -> Self {
-        let mut by_port: HashMap<(&str, i32), Vec<&SocketInfo>> = HashMap::new();
+        let mut by_port: HashMap<(&str, i32), Vec<ParsedListener>> = HashMap::new();
         for listener in listeners {
             by_port
                 .entry((listener.net_namespace.as_str(), listener.local_port))
                 .or_default()
-                .push(listener);
+                .push((listener, parse_ip(&listener.local_address)));
         }
         Listeners { by_port }
     }
 
     /// Every listener that accepts a connection to the remote end of `client`
     /// (same netns, port, and address or wildcard on a local address).
+    /// `is_local` says whether an address in a namespace is one of the host's.
     fn reached_by(
         &self,
         client: &SocketInfo,
-        local_addresses: &HashSet<(&str, IpAddr)>,
+        is_local: &dyn Fn(&str, IpAddr) -> bool,
     ) -> Vec<&'l SocketInfo> {
         let Some(candidates) = self
             .by_port
@@ -437,29 +441,29 @@ impl<'l> Listeners<'l> {
         let Some(remote) = parse_ip(&client.remote_address) else {
             return Vec::new();
         };
-        let remote_is_local = remote.is_loopback()
-            || local_addresses.contains(&(client.net_namespace.as_str(), remote));
+        let remote_is_local =
+            remote.is_loopback() || is_local(client.net_namespace.as_str(), remote);
         if !remote_is_local {
             return Vec::new();
         }
         candidates
             .iter()
-            .copied()
-            .filter(|l| match parse_ip(&l.local_address) {
+            .filter(|(_, local)| match local {
                 Some(ip) if ip.is_unspecified() => {
                     // A v4 wildcard takes only v4; a v6 wildcard usually takes both.
                     !(ip.is_ipv4() && remote.is_ipv6())
                 }
-                Some(ip) => ip == remote,
+                Some(ip) => *ip == remote,
                 None => false,
             })
+            .map(|(listener, _)| *listener)
             .collect()
     }
 }
 
 /// The host's own addresses, by network namespace, from the local ends of
 /// `sockets` (wildcards left out).
-fn local_addresses<'s>(
+fn local_addresses_of<'s>(
     sockets: impl Iterator<Item = &'s SocketInfo>,
 ) -> HashSet<(&'s str, IpAddr)> {
     sockets
@@ -503,11 +507,13 @@ fn ownerless_view(
             })
         })
         .collect();
-    let local = local_addresses(others.iter().copied().chain(tcp.iter().copied()));
+    let local = local_addresses_of(others.iter().copied().chain(tcp.iter().copied()));
     let foreign_listeners = Listeners::new(others.iter().copied().filter(|s| is_listener(s)));
-    let reaches_foreign = clients
-        .iter()
-        .any(|client| !foreign_listeners.reached_by(client, &local).is_empty());
+    let reaches_foreign = clients.iter().any(|client| {
+        !foreign_listeners
+            .reached_by(client, &|namespace, ip| local.contains(&(namespace, ip)))
+            .is_empty()
+    });
     (!reaches_foreign).then(|| {
         local
             .into_iter()
@@ -598,8 +604,18 @@ pub fn socks_reasons_with_tables(
                 .collect(),
         ),
     };
-    let mut local_addresses = local_addresses(universe.iter().chain(tcp.iter().copied()));
-    local_addresses.extend(ownerless_addresses.iter().map(|(n, ip)| (n.as_str(), *ip)));
+    // Worked out on first need: only a client to an address other than
+    // loopback asks (every TCP socket's local address is parsed for it).
+    let local_addresses: std::cell::OnceCell<HashSet<(&str, IpAddr)>> = std::cell::OnceCell::new();
+    let is_local = |namespace: &str, ip: IpAddr| {
+        local_addresses
+            .get_or_init(|| {
+                let mut local = local_addresses_of(universe.iter().chain(tcp.iter().copied()));
+                local.extend(ownerless_addresses.iter().map(|(n, ip)| (n.as_str(), *ip)));
+                local
+            })
+            .contains(&(namespace, ip))
+    };
     let listener_index = Listeners::new(&listeners);
 
     let mut c = Classifier {
@@ -650,7 +666,7 @@ pub fn socks_reasons_with_tables(
         {
             reasons.push(REASON_SYSTEM_PROXY);
         }
-        let ends = listener_index.reached_by(client, &local_addresses);
+        let ends = listener_index.reached_by(client, &is_local);
         let preload = c.preloads_socks(client.pid);
         let preloaded = preload == Preload::Yes;
         // A local listener the wrapped client's proxychains config names as SOCKS.
@@ -942,6 +958,43 @@ mod tests {
         for socket in &scanned {
             assert_eq!(reasons_of(&map, socket), REASON_PRELOAD);
         }
+    }
+
+    /// A client to one of the host's own addresses (not loopback) reaches a
+    /// local listener on the wildcard; one to another host's address does not.
+    #[test]
+    fn a_client_to_the_hosts_own_address_reaches_its_listener() {
+        let mut host = FakeHost::default();
+        host.processes
+            .push(process(70, "/usr/bin/microsocks", &["microsocks"]));
+        host.processes.push(process(71, "/usr/bin/curl", &["curl"]));
+        let listener = tcp(70, 3, ("0.0.0.0", 8000), ("0.0.0.0", 0), "LISTEN");
+        let accepted = tcp(
+            70,
+            4,
+            ("192.0.2.10", 8000),
+            ("192.0.2.10", 40000),
+            "ESTABLISHED",
+        );
+        let local = tcp(
+            71,
+            3,
+            ("192.0.2.10", 40000),
+            ("192.0.2.10", 8000),
+            "ESTABLISHED",
+        );
+        let remote = tcp(
+            71,
+            4,
+            ("192.0.2.10", 40001),
+            ("198.51.100.7", 8000),
+            "ESTABLISHED",
+        );
+        let scanned = vec![listener.clone(), accepted, local.clone(), remote.clone()];
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &local), REASON_LOCAL_PROXY);
+        assert_eq!(reasons_of(&map, &remote), "", "another host's address");
+        assert_eq!(reasons_of(&map, &listener), REASON_SERVER);
     }
 
     /// A listener's owner is ruled out as a SOCKS server by the executable the
