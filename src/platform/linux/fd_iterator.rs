@@ -228,6 +228,17 @@ const WANTED: [&str; 9] = [
     "net",
 ];
 
+/// Which bytes a name in [`WANTED`] starts with.
+const WANTED_FIRST: [bool; 256] = {
+    let mut first = [false; 256];
+    let mut i = 0;
+    while i < WANTED.len() {
+        first[WANTED[i].as_bytes()[0] as usize] = true;
+        i += 1;
+    }
+    first
+};
+
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(data.get(at..at + 2)?.try_into().ok()?))
 }
@@ -303,8 +314,10 @@ impl<'a> Btf<'a> {
             if at > type_section.len() {
                 return Err(malformed("BTF type data runs past its section"));
             }
-            if kind == KIND_STRUCT || kind == KIND_FUNC {
-                let rest = strings.get(name_off as usize..).unwrap_or_default();
+            let rest = strings.get(name_off as usize..).unwrap_or_default();
+            // Most of ~150k names start with a letter no wanted name starts with.
+            let may_be_wanted = rest.first().is_some_and(|&b| WANTED_FIRST[b as usize]);
+            if (kind == KIND_STRUCT || kind == KIND_FUNC) && may_be_wanted {
                 let wanted = WANTED
                     .iter()
                     .find(|w| rest.get(w.len()) == Some(&0) && rest.starts_with(w.as_bytes()));
@@ -824,6 +837,13 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.jump(JEQ_IMM, 7, 0, Exit);
     a.emit(insn(LDX_DW, 8, 6, 24, 0)); // r8 = ctx->file
     a.jump(JEQ_IMM, 8, 0, Exit);
+    // Is it a socket? The helper compares `f_op` with the file already at hand;
+    // only sockets' inodes are read (most fds are not sockets, and their inodes
+    // are cold in the cache).
+    a.emit(insn(MOV64_REG, 1, 8, 0, 0));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_SOCK_FROM_FILE));
+    a.jump(JEQ_IMM, 0, 0, Exit);
+    a.emit(insn(MOV64_REG, 9, 0, 0, 0)); // r9 = the struct socket
     a.emit(insn(LDX_DW, 1, 8, offset16(layout.file_f_inode)?, 0));
     a.jump(JEQ_IMM, 1, 0, Exit);
     a.emit(insn(LDX_H, 2, 1, offset16(layout.inode_i_mode)?, 0));
@@ -839,20 +859,17 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.copy(LDX_W, STX_W, 7, layout.task_pid, on_stack(at::TID))?;
     a.emit(insn(LDX_W, 2, 6, 16, 0)); // ctx->fd
     a.emit(insn(STX_W, 10, 2, on_stack(at::FD), 0));
-    a.emit(insn(LDX_DW, 9, 7, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 9, 0, Sock);
+    a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 4, 0, Sock);
     a.copy(
         LDX_DW,
         STX_DW,
-        9,
+        4,
         layout.task_start_boottime,
         on_stack(at::LEADER_START),
     )?;
     a.label(Sock);
-    a.emit(insn(MOV64_REG, 1, 8, 0, 0));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_SOCK_FROM_FILE));
-    a.jump(JEQ_IMM, 0, 0, Write);
-    a.emit(insn(LDX_DW, 9, 0, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
+    a.emit(insn(LDX_DW, 9, 9, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
     a.jump(JEQ_IMM, 9, 0, Write);
     a.emit(insn(LDX_H, 2, 9, offset16(sock.family)?, 0));
     a.jump(JEQ_IMM, 2, AF_INET, Facts);
@@ -1616,21 +1633,28 @@ mod tests {
     fn program_encoding() {
         let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
         let code = program(&layout).expect("program");
-        // r1 = *(u64 *)(r8 + 32): file->f_inode
-        assert_eq!(
-            code[5],
-            Insn {
-                code: 0x79,
-                regs: 0x81,
-                off: 32,
-                imm: 0
-            }
-        );
+        // Only after the helper said "a socket": r1 = *(u64 *)(r8 + 32), f_inode.
+        let helper = code
+            .iter()
+            .position(|i| *i == insn(CALL, 0, 0, 0, HELPER_SOCK_FROM_FILE))
+            .expect("sock_from_file");
+        let f_inode = code
+            .iter()
+            .position(|i| {
+                *i == Insn {
+                    code: 0x79,
+                    regs: 0x81,
+                    off: 32,
+                    imm: 0,
+                }
+            })
+            .expect("the f_inode load");
+        assert!(helper < f_inode);
         let exit = code.len() - 2;
         assert_eq!(code[exit], insn(MOV64_IMM, 0, 0, 0, 0));
         assert_eq!(code[exit + 1], insn(EXIT, 0, 0, 0, 0));
         // Every jump lands inside the program, forward; the early ones (no task,
-        // no file, no inode, not a socket) on `r0 = 0; exit`.
+        // no file, not a socket, no inode, not a socket inode) on `r0 = 0; exit`.
         let jumps: Vec<(usize, i16)> = code
             .iter()
             .enumerate()
@@ -1640,7 +1664,7 @@ mod tests {
         assert!(jumps
             .iter()
             .all(|&(pc, to)| to as usize > pc && (to as usize) < code.len()));
-        for &(_, to) in &jumps[..4] {
+        for &(_, to) in &jumps[..5] {
             assert_eq!(to as usize, exit);
         }
         let calls: Vec<i32> = code
