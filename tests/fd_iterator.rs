@@ -303,3 +303,63 @@ fn a_thread_in_a_network_namespace_of_its_own_is_resolved_there() {
         "the /proc walk agrees"
     );
 }
+
+/// A thread with its own fd table holding one UDP socket that hands the table
+/// down a relay of threads living 0.5 ms each (each starts the next, then exits):
+/// by the time the scan opens the process, the tids the pass listed are gone.
+/// With `close`, the socket is closed once made (the benign twin: nothing held).
+fn relay_holder(close: bool) -> String {
+    let close = if close { "True" } else { "False" };
+    format!(
+        r#"{PRELUDE}
+libc = ctypes.CDLL(None, use_errno=True)
+held = []
+def body():
+    time.sleep(0.0005)
+    threading.Thread(target=body).start()
+def first():
+    if libc.unshare({CLONE_FILES}) != 0:
+        out("error", ctypes.get_errno())
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(b"x", ("192.0.2.10", 53))
+    out("ino", ino(u)); out("fd", u.fileno())
+    if {close}:
+        u.close()
+    else:
+        held.append(u)
+    print("ready", flush=True)
+    threading.Thread(target=body).start()
+threading.Thread(target=first).start()
+time.sleep(600)
+"#
+    )
+}
+
+#[test]
+fn a_socket_relayed_through_short_lived_threads_is_still_found() {
+    let test = "a_socket_relayed_through_short_lived_threads_is_still_found";
+    let Some(_whole_scans) = iterator_here(test) else {
+        return;
+    };
+    let attacker = common::attacker("fditer-relay");
+    let relay = spawn_ready(attacker.python(&relay_holder(false))).expect("relay");
+    let twin = spawn_ready(attacker.python(&relay_holder(true))).expect("twin");
+    if let Some(errno) = relay.value("error") {
+        skip(test, format!("unshare failed: errno {errno}"));
+        return;
+    }
+    let inode = relay.int("ino") as u64;
+    // Every scan sees it: the threads the pass listed are gone by the time the
+    // process is opened, so no link of theirs can be read again.
+    let mut seen = 0;
+    for _ in 0..5 {
+        let scan = full_scan(&host(true), true);
+        let found = holding(&scan, relay.pid, inode);
+        seen += found.len();
+        assert!(
+            scan.sockets.iter().all(|s| s.pid != twin.pid),
+            "the twin's closed socket is no row"
+        );
+    }
+    assert_eq!(seen, 5, "found in {seen} of 5 full scans");
+}

@@ -577,6 +577,90 @@ fn a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked() {
     assert!(run.wall_seconds < 30.0, "{:.2} s", run.wall_seconds);
 }
 
+/// A process of the user holding one UDP socket dup'd as often as its hard
+/// limit allows (at most 19,000): every dup is a socket fd, so a row.
+const SOCKET_HOARDER: &str = "import os, resource, socket, time\n\
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+u.connect(('192.0.2.77', 53))\n\
+held = [os.dup(u.fileno()) for _ in range(min(hard - 64, 19000))]\n\
+print('held=%d' % len(held))\n\
+print('ready', flush=True)\n\
+time.sleep(600)\n";
+
+/// Red team: the iterator path built a row for every socket fd, so one user's
+/// ~700,000 dups of one UDP socket took a full scan to 402 MB (the walk: 126 MB,
+/// its budget). Each user's socket fds now come out of the same budget on both
+/// paths: past it that user's processes are cut, and the result says so naming
+/// the uid; another user's socket holder is still a row (the twin).
+#[test]
+fn a_user_holding_many_socket_fds_is_cut_at_its_budget_through_the_iterator() {
+    let test = "a_user_holding_many_socket_fds_is_cut_at_its_budget_through_the_iterator";
+    if !common::is_root() {
+        return common::skip(test, "needs root");
+    }
+    if let Err(why) = an1256::platform::linux::fd_iterator::shared() {
+        return common::skip(test, format!("no fd iterator: {why}"));
+    }
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("sockhoard");
+    let mut hoarders = Vec::new();
+    let mut held = 0;
+    while held < 260_000 && hoarders.len() < 60 {
+        let hoarder = common::spawn_ready(attacker.python(SOCKET_HOARDER)).expect("hoarder starts");
+        let count = hoarder.int("held");
+        assert!(count > 500, "the hoarder held only {count} fds");
+        held += count;
+        hoarders.push(hoarder);
+    }
+    assert!(
+        held >= 260_000,
+        "{held} fds in {} processes",
+        hoarders.len()
+    );
+    let other = common::attacker("sockhoard-twin");
+    let script = other.write("holder.py", udp_holder(1).as_bytes(), false);
+    let mut command = other.command("/usr/bin/python3");
+    command.arg(&script);
+    let holder = common::spawn_ready(command).expect("holder starts");
+    let run = measure_an1256(&[
+        "query",
+        "--json",
+        "SELECT pid, fd, state FROM nonstandard_protocol_sockets",
+    ]);
+    eprintln!(
+        "full scan through the iterator with {held} socket fds of uid {}: {:.2} s wall, \
+         {:.2} s CPU, {} MiB peak, exit {:?}",
+        attacker.uid,
+        run.wall_seconds,
+        run.cpu_seconds,
+        run.rss_kib / 1024,
+        run.code
+    );
+    assert_connected_row_of(&run, holder.pid);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "uid {} used up its budget of 200000 fd entries per scan",
+            attacker.uid
+        )),
+        "{}",
+        run.stderr
+    );
+    let rows = json_lines(&run.stdout);
+    let theirs = rows
+        .iter()
+        .filter(|r| {
+            hoarders
+                .iter()
+                .any(|h| r["pid"].as_i64() == Some(i64::from(h.pid)))
+        })
+        .count();
+    assert!(theirs <= 200_000, "{theirs} rows of the hoarder");
+    assert!(run.wall_seconds < 60.0, "{:.2} s", run.wall_seconds);
+}
+
 /// One process: a UDP socket, `argv[2]` dups of /dev/null, `argv[1]` idle
 /// threads; then its leader exits, so the kernel's fd iterator lists the one
 /// fd table once per thread. Prints `threads=<n>` and `ready`.

@@ -30,8 +30,8 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// has_facts u32, inode u64, leader_start u64 (ns since boot), net u32, family
 /// u16, type u16, protocol u16, state u8, pad u8, local_port u16 (host order),
 /// remote_port u16 (network order), local_v4 [4], remote_v4 [4], local_v6 [16],
-/// remote_v6 [16]}` (see `at`).
-pub const RECORD_BYTES: usize = 88;
+/// remote_v6 [16], uid u32 (the task's real uid), pad u32}` (see `at`).
+pub const RECORD_BYTES: usize = 96;
 /// The pid namespace every boot starts in (`PROC_PID_INIT_INO`): the only one in
 /// which the kernel's pids (what the program records) are `/proc`'s pids.
 const INITIAL_PID_NAMESPACE: &[u8] = b"pid:[4026531836]";
@@ -50,6 +50,9 @@ pub struct KernelLayout {
     /// under the same pid.
     pub task_group_leader: u32,
     pub task_start_boottime: u32,
+    /// `task->real_cred->uid.val`: whose share of a scan the socket takes.
+    pub task_real_cred: u32,
+    pub cred_uid: u32,
     /// Where a socket's facts are: `socket->sk`, then `struct sock` members.
     pub sock: SockLayout,
 }
@@ -88,6 +91,8 @@ pub struct SocketFd {
     pub inode: u64,
     /// The process leader's start, ns since boot (0: not read).
     pub leader_start: u64,
+    /// The holding task's real uid (`u32::MAX`: not read).
+    pub uid: u32,
     /// What the kernel's `struct sock` said at the pass; `None` for a socket file
     /// the program found no `struct sock` behind (resolved through the tables).
     pub facts: Option<SocketFacts>,
@@ -216,7 +221,7 @@ struct Btf<'a> {
 }
 
 /// The names `parse_layout` looks up.
-const WANTED: [&str; 9] = [
+const WANTED: [&str; 10] = [
     "bpf_iter_task_file",
     "bpf_iter__task_file",
     "bpf_iter_meta",
@@ -226,6 +231,7 @@ const WANTED: [&str; 9] = [
     "socket",
     "sock",
     "net",
+    "cred",
 ];
 
 /// Which bytes a name in [`WANTED`] starts with.
@@ -599,6 +605,8 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
         inode_i_ino,
         task_group_leader: btf.member_offset("task_struct", "group_leader", 0)?,
         task_start_boottime: btf.member_offset("task_struct", "start_boottime", 8)?,
+        task_real_cred: btf.member_offset("task_struct", "real_cred", 0)?,
+        cred_uid: btf.path_offset("cred", &["uid", "val"], Expect::Int(4))?,
         sock,
     })
 }
@@ -816,6 +824,7 @@ mod at {
     pub const REMOTE_V4: i16 = 52;
     pub const LOCAL_V6: i16 = 56;
     pub const REMOTE_V6: i16 = 72;
+    pub const UID: i16 = 88;
 }
 
 /// The record is built on the stack at `r10 - RECORD_BYTES`.
@@ -855,6 +864,7 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
         a.emit(insn(ST_DW, 10, 0, on_stack(slot * 8), 0));
     }
     a.emit(insn(STX_DW, 10, 3, on_stack(at::INODE), 0));
+    a.emit(insn(ST_W, 10, 0, on_stack(at::UID), -1)); // unknown until read
     a.copy(LDX_W, STX_W, 7, layout.task_tgid, on_stack(at::TGID))?;
     a.copy(LDX_W, STX_W, 7, layout.task_pid, on_stack(at::TID))?;
     a.emit(insn(LDX_W, 2, 6, 16, 0)); // ctx->fd
@@ -868,6 +878,9 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
         layout.task_start_boottime,
         on_stack(at::LEADER_START),
     )?;
+    a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_real_cred)?, 0));
+    a.jump(JEQ_IMM, 4, 0, Sock);
+    a.copy(LDX_W, STX_W, 4, layout.cred_uid, on_stack(at::UID))?;
     a.label(Sock);
     a.emit(insn(LDX_DW, 9, 9, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
     a.jump(JEQ_IMM, 9, 0, Write);
@@ -1245,6 +1258,7 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
         fd: u32_field(at::FD)?,
         inode: u64_field(at::INODE)?,
         leader_start: u64_field(at::LEADER_START)?,
+        uid: u32_field(at::UID)?,
         facts,
     })
 }
@@ -1409,6 +1423,10 @@ mod tests {
             (1024 * 8, false)
         };
         let task_fwd = b.add("task_struct", KIND_FWD, false, 0, 0, &[]);
+        let kuid = b.structure("", KIND_STRUCT, false, 4, &[("val", uint, 0)]);
+        let kuid_t = b.add("kuid_t", KIND_TYPEDEF, false, 0, kuid, &[]);
+        let cred = b.structure("cred", KIND_STRUCT, false, 64, &[("uid", kuid_t, 8 * 8)]);
+        let cred_ptr = b.ptr(cred);
         let leader = b.ptr(task_fwd);
         let task = b.structure(
             "task_struct",
@@ -1420,6 +1438,7 @@ mod tests {
                 ("tgid", pid_t, tgid_offset),
                 ("group_leader", leader, 1100 * 8),
                 ("start_boottime", ulong, 1600 * 8),
+                ("real_cred", cred_ptr, 1700 * 8),
             ],
         );
         add_socket_types(&mut b, ushort);
@@ -1576,6 +1595,8 @@ mod tests {
                 inode_i_ino: 64,
                 task_group_leader: 1100,
                 task_start_boottime: 1600,
+                task_real_cred: 1700,
+                cred_uid: 8,
                 sock: SockLayout {
                     socket_sk: 24,
                     family: 16,
@@ -1846,6 +1867,12 @@ mod tests {
             .start_ticks;
         let tick_ns = 1_000_000_000 / crate::platform::linux::procfs::clock_ticks() as u64;
         assert_eq!(record.leader_start / tick_ns, ticks, "the leader's start");
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(
+            record.uid,
+            unsafe { libc::getuid() },
+            "the holder's real uid"
+        );
         // A UNIX socket is not written at all.
         let (unix, _) = std::os::unix::net::UnixStream::pair().expect("pair");
         let with_unix = iterator

@@ -416,6 +416,12 @@ impl ProcDir {
         self.fd.as_raw_fd()
     }
 
+    /// Reads an entry of the leader itself, at most `limit` bytes, never from
+    /// another thread (a zombie leader's `stat` still gives the process's start).
+    pub fn read_leader(&self, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {
+        read_bounded_at(self.fd.as_raw_fd(), name, limit)
+    }
+
     /// The directory of one thread of this process (`task/<tid>`), read as is.
     pub fn thread(&self, tid: Pid) -> io::Result<ProcDir> {
         let name = cstring(&format!("task/{tid}"))?;

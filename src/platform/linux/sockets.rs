@@ -54,9 +54,6 @@ const MAX_THREAD_TABLES: usize = 1024;
 /// Upper bound on one pass of the fd iterator: 64 MiB is 2.8M socket records. A
 /// pass cut there is thrown away and the scan walks `/proc` (its budgets bound it).
 const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
-/// A process holding at most this many sockets (by the iterator) is checked by
-/// re-reading each fd link; one holding more, by its start time (one `stat`).
-const LINK_CHECKS: usize = 3;
 /// A query for up to this many pids makes one iterator pass per process (a
 /// link each); for more, one pass over every task serves them all.
 const MAX_PID_PASSES: usize = 64;
@@ -995,13 +992,13 @@ impl<'q> Scan<'q> {
 
     /// The sockets of one process from records carrying the kernel's facts: no
     /// table is read. They are attributed only to the process the iterator saw
-    /// (the pid may have been reused since): one holding more than
-    /// [`LINK_CHECKS`] sockets must have started when its records' leader did
-    /// (`stat`, one read); otherwise, or when that cannot be told, each fd link
-    /// must still name its socket (at `task/<tid>/fd/<n>` for a thread's own
-    /// table, at most [`COPIES_TRIED`] listings of one fd). No fd budget is
-    /// spent: a process costs a bounded number of reads whatever it holds, and
-    /// the pass's records are bounded by [`MAX_ITERATOR_BYTES`].
+    /// (the pid may have been reused since): it must have started when its
+    /// records' leader did (the leader's `stat`, one read). Only when that cannot
+    /// be told must each fd link still name its socket (at `task/<tid>/fd/<n>`
+    /// for a thread's own table, at most [`COPIES_TRIED`] listings of one fd):
+    /// threads that hand a table on and exit would leave no link to read. Rows
+    /// come out of the holder's real uid's budget ([`FD_BUDGET_PER_UID`]), as
+    /// the walk's fds do.
     fn scan_facts(&self, pid: Pid, listed: &[SocketFd], out: &mut Partial) {
         let dir = match ProcDir::open(pid) {
             Ok(dir) => dir,
@@ -1025,7 +1022,23 @@ impl<'q> Scan<'q> {
                 _ => groups.push(vec![record]),
             }
         }
-        let same_process = groups.len() > LINK_CHECKS && Self::started_as_seen(&dir, &groups);
+        // Each user's share, as the walk's: a user who dups one socket into
+        // hundreds of thousands of fds gets no more rows (nor memory) than there.
+        let uid = groups
+            .first()
+            .and_then(|g| g.first())
+            .map(|r| r.uid)
+            .filter(|&uid| uid != 0);
+        if let Some(uid) = uid {
+            let granted = self.take_fds(uid, groups.len());
+            let cut = granted < groups.len();
+            groups.truncate(granted);
+            self.settle_fds(uid, 0, cut);
+            if cut {
+                out.skipped += 1;
+            }
+        }
+        let same_process = Self::started_as_seen(&dir, &groups);
         let deadline = crate::deadline::Deadline::current();
         let mut link = [0u8; 64];
         let mut found: Vec<SocketInfo> = Vec::new();
@@ -1089,7 +1102,9 @@ impl<'q> Scan<'q> {
             return false;
         };
         let tick_ns = 1_000_000_000 / per_second.max(1);
-        let Ok(stat) = dir.read(c"stat", procfs::MAX_SMALL_BYTES) else {
+        // The leader's own: a zombie leader keeps its start, and a live thread's
+        // (what `ProcDir::read` would fall back to) never matches.
+        let Ok(stat) = dir.read_leader(c"stat", procfs::MAX_SMALL_BYTES) else {
             return false;
         };
         procfs::parse_stat(&String::from_utf8_lossy(&stat))
@@ -1537,6 +1552,7 @@ mod tests {
             fd,
             inode,
             leader_start: 0,
+            uid: 0,
             facts: None,
         };
         let protocols = ProtocolSet::ALL;
@@ -1592,8 +1608,8 @@ mod tests {
     }
 
     /// Records with the kernel's facts need no table: their rows are the facts.
-    /// They are attributed only to the process the iterator saw: a process with
-    /// few sockets by re-reading each link, one with more by its start time.
+    /// They are attributed only to the process the iterator saw: by its leader's
+    /// start time, else (no start, another start) by re-reading each link.
     #[test]
     fn records_with_facts_are_attributed_to_the_process_the_iterator_saw() {
         use std::os::fd::AsRawFd;
@@ -1622,6 +1638,7 @@ mod tests {
             fd,
             inode,
             leader_start,
+            uid: 0,
             facts: Some(facts(4242)),
         };
         let protocols = ProtocolSet::ALL;
@@ -1634,7 +1651,7 @@ mod tests {
             .iter()
             .map(|s| (s.as_raw_fd() as u32, inode_of(s)))
             .collect();
-        // One socket: its link is read again. The row is the facts.
+        // No start read: the link is read again. The row is the facts.
         let (fd, inode) = held[0];
         let found = run(vec![record(fd, inode, 0)]);
         assert_eq!(found.len(), 1, "{found:?}");
@@ -1648,9 +1665,9 @@ mod tests {
             (i64::from(fd), inode, 4242, "4026531840")
         );
         // The fd now holds another socket (the pid or the fd was reused): nothing.
-        assert!(run(vec![record(fd, held[1].1, started)]).is_empty());
-        // Five sockets and the leader's start: `stat` decides, no link is read, so
-        // a record whose fd is closed by now still stands (this process held it).
+        assert!(run(vec![record(fd, held[1].1, 0)]).is_empty());
+        // The leader's start: `stat` decides and no link is read, so a record
+        // whose fd is closed by now still stands (this very process held it).
         let five = |start: u64| {
             let mut records: Vec<SocketFd> = held
                 .iter()
@@ -1660,9 +1677,11 @@ mod tests {
             run(records)
         };
         assert_eq!(five(started).len(), 5);
+        assert_eq!(run(vec![record(fd, held[1].1, started)]).len(), 1);
         // Another start (a process that took the pid): each link decides, and the
         // closed one is not attributed.
         assert_eq!(five(started + 10 * tick_ns).len(), 4);
+        assert!(run(vec![record(fd, held[1].1, started + 10 * tick_ns)]).is_empty());
         assert_eq!(five(0).len(), 4, "no start read: links decide");
         // A socket type no table lists is no row.
         let mut seqpacket = record(fd, inode, 0);
