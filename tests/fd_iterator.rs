@@ -87,6 +87,10 @@ except OSError:
 l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(); keep("tcp_listen", l)
 a = socket.create_connection(l.getsockname()); keep("tcp_client", a)
 b, _ = l.accept(); keep("tcp_server", b)
+# TCP in CLOSE (unbound; bound, not listening): in no table, so no row on
+# either path (not printed: no row is expected).
+held.append(socket.socket())
+bound = socket.socket(); bound.bind(("127.0.0.1", 0)); held.append(bound)
 try:
     # MPTCP (IPPROTO_MPTCP 262), open to any user where net.mptcp.enabled = 1:
     # TCP on the wire, so reported as TCP on both paths.

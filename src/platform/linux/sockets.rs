@@ -139,6 +139,7 @@ const IPPROTO_MPTCP: i32 = 262;
 /// `struct sock`, as its table line would give it; `None` for a socket type no
 /// table lists (SOCK_SEQPACKET; an SCTP stream is not TCP).
 pub fn facts_entry(inode: u64, facts: &fd_iterator::SocketFacts) -> Option<TableEntry> {
+    const TCP_CLOSE: u8 = 7;
     const SOCK_STREAM: u16 = 1;
     const SOCK_DGRAM: u16 = 2;
     const SOCK_RAW: u16 = 3;
@@ -164,11 +165,13 @@ pub fn facts_entry(inode: u64, facts: &fd_iterator::SocketFacts) -> Option<Table
         SOCK_RAW => (SocketType::Raw, 0, 0),
         _ => return None,
     };
-    let tcp_state = if socket_type == SocketType::Stream && protocol == IPPROTO_TCP {
-        tcp_state_name(facts.state)
-    } else {
-        ""
-    };
+    let tcp = socket_type == SocketType::Stream && protocol == IPPROTO_TCP;
+    // A TCP socket in CLOSE (never connected nor listening, or reset) is in no
+    // table and sends nothing: the walk never lists it, so neither does this.
+    if tcp && facts.state == TCP_CLOSE {
+        return None;
+    }
+    let tcp_state = if tcp { tcp_state_name(facts.state) } else { "" };
     Some(TableEntry {
         inode,
         family,
@@ -1724,6 +1727,11 @@ mod tests {
         );
         let udp = facts_entry(7, &facts(2, 17, 1)).expect("udp");
         assert_eq!((udp.socket_type, udp.tcp_state), (SocketType::Dgram, ""));
+        // TCP in CLOSE is in no table (the walk never lists it); a closed UDP
+        // socket (state 7 too) is a row, as the walk's xattr names it.
+        assert!(facts_entry(7, &facts(1, 6, 7)).is_none());
+        assert!(facts_entry(7, &facts(1, 262, 7)).is_none());
+        assert!(facts_entry(7, &facts(2, 17, 7)).is_some());
         // An MPTCP stream is TCP, with its state; SCTP streams are not TCP; no
         // family but IPv4/IPv6.
         let mptcp = facts_entry(7, &facts(1, 262, 1)).expect("stream");
