@@ -576,33 +576,23 @@ pub fn socks_reasons_with_tables(
     // The sockets that name this host's addresses, and the listeners clients may
     // reach (with their owners).
     let mut ownerless_addresses: HashSet<(String, IpAddr)> = HashSet::new();
-    let (universe, listeners): (Vec<SocketInfo>, Vec<SocketInfo>) = match whole_host_tcp {
+    // Every TCP socket on the host, when a client may reach another process's
+    // listener that the scan did not see.
+    let universe: Option<Vec<SocketInfo>> = match whole_host_tcp {
         Some(all) if needs_whole_host => {
             match ownerless_view(host, &tcp, &clients, namespace_tcp) {
-                Some(addresses) => (
-                    {
-                        ownerless_addresses = addresses;
-                        Vec::new()
-                    },
-                    tcp.iter()
-                        .filter(|s| is_listener(s))
-                        .map(|s| (*s).clone())
-                        .collect(),
-                ),
-                None => {
-                    let all: Vec<SocketInfo> = all().into_iter().filter(is_tcp).collect();
-                    let listeners = all.iter().filter(|s| is_listener(s)).cloned().collect();
-                    (all, listeners)
+                Some(addresses) => {
+                    ownerless_addresses = addresses;
+                    None
                 }
+                None => Some(all().into_iter().filter(is_tcp).collect()),
             }
         }
-        _ => (
-            Vec::new(),
-            tcp.iter()
-                .filter(|s| is_listener(s))
-                .map(|s| (*s).clone())
-                .collect(),
-        ),
+        _ => None,
+    };
+    let listeners: Vec<&SocketInfo> = match &universe {
+        Some(all) => all.iter().filter(|s| is_listener(s)).collect(),
+        None => tcp.iter().copied().filter(|s| is_listener(s)).collect(),
     };
     // Worked out on first need: only a client to an address other than
     // loopback asks (every TCP socket's local address is parsed for it).
@@ -610,13 +600,14 @@ pub fn socks_reasons_with_tables(
     let is_local = |namespace: &str, ip: IpAddr| {
         local_addresses
             .get_or_init(|| {
-                let mut local = local_addresses_of(universe.iter().chain(tcp.iter().copied()));
+                let mut local =
+                    local_addresses_of(universe.iter().flatten().chain(tcp.iter().copied()));
                 local.extend(ownerless_addresses.iter().map(|(n, ip)| (n.as_str(), *ip)));
                 local
             })
             .contains(&(namespace, ip))
     };
-    let listener_index = Listeners::new(&listeners);
+    let listener_index = Listeners::new(listeners.iter().copied());
 
     let mut c = Classifier {
         host,
