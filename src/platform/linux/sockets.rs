@@ -57,6 +57,9 @@ const MAX_ITERATOR_BYTES: usize = 64 * 1024 * 1024;
 /// A query for up to this many pids makes one iterator pass per process (a
 /// link each); for more, one pass over every task serves them all.
 const MAX_PID_PASSES: usize = 64;
+/// The longest one process's own pass may take (at most an eighth of the time
+/// left); past it that process is walked.
+const MAX_PID_PASS_TIME: std::time::Duration = std::time::Duration::from_millis(250);
 /// The longest a full scan's fd iterator pass may take (at most a quarter of
 /// the scan's time): ~4 ms on 7,000 fds, ~50 ms on 115,000.
 const MAX_ITERATOR_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -592,6 +595,8 @@ pub struct Scan<'q> {
     /// The socket fds the fd iterator saw, by process: only these are read (each
     /// re-checked through the process's own directory); `None`: walk every fd.
     candidates: Option<HashMap<Pid, Vec<SocketFd>>>,
+    /// Processes walked whatever the candidates say (see `walking`).
+    walk: HashSet<Pid>,
 }
 
 /// One user's share of a scan's fd walk.
@@ -618,7 +623,15 @@ impl<'q> Scan<'q> {
             own: std::sync::OnceLock::new(),
             full,
             candidates: None,
+            walk: HashSet::new(),
         }
+    }
+
+    /// Walks these processes' fds although the scan has iterator records (their
+    /// own pass was cut).
+    pub fn walking(mut self, pids: Vec<Pid>) -> Self {
+        self.walk = pids.into_iter().collect();
+        self
     }
 
     /// Reads only these iterator records instead of walking each process's fds.
@@ -633,10 +646,13 @@ impl<'q> Scan<'q> {
         self
     }
 
-    /// The processes the iterator saw holding sockets, in pid order.
+    /// The processes the iterator saw holding sockets and those to walk, in pid
+    /// order.
     fn candidate_pids(&self) -> Option<Vec<Pid>> {
         let mut pids: Vec<Pid> = self.candidates.as_ref()?.keys().copied().collect();
+        pids.extend(self.walk.iter().copied());
         pids.sort_unstable();
+        pids.dedup();
         Some(pids)
     }
 
@@ -784,7 +800,11 @@ impl<'q> Scan<'q> {
     /// Walks one process's fds, and those of any thread with an fd table of its
     /// own; its sockets are appended to `out`.
     fn scan_process(&self, pid: Pid, out: &mut Partial) {
-        if let Some(candidates) = &self.candidates {
+        if let Some(candidates) = self
+            .candidates
+            .as_ref()
+            .filter(|_| !self.walk.contains(&pid))
+        {
             let listed = candidates.get(&pid).map(Vec::as_slice).unwrap_or_default();
             // A record without facts (no `struct sock` behind the file, or no
             // namespace read) is resolved through the tables as before.
@@ -1324,57 +1344,92 @@ fn scan_with_iterator(protocols: &ProtocolSet, pids: Option<&[Pid]>) -> Option<S
         .remaining()
         .map_or(MAX_ITERATOR_TIME, |left| (left / 4).min(MAX_ITERATOR_TIME));
     let pass_deadline = deadline.min(crate::deadline::Deadline::after(limit));
-    let mut records = Vec::new();
-    let mut cut = None;
-    match pids {
-        Some(pids) if pids.len() <= MAX_PID_PASSES => {
-            let mut bytes = 0;
-            for &pid in pids {
-                let Ok(pid) = u32::try_from(pid) else {
-                    continue; // no such process
-                };
-                let pass = iterator
-                    .socket_fds_of(pid, MAX_ITERATOR_BYTES - bytes, pass_deadline)
-                    .inspect_err(failed_pass)
-                    .ok()?;
-                bytes += pass.records.len() * fd_iterator::RECORD_BYTES;
-                records.extend(pass.records);
-                if pass.cut.is_some() {
-                    cut = pass.cut;
-                    break;
-                }
-            }
-        }
+    let (records, walk) = match pids {
+        Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
             let pass = iterator
                 .socket_fds(MAX_ITERATOR_BYTES, pass_deadline)
                 .inspect_err(failed_pass)
                 .ok()?;
-            records = pass.records;
-            cut = pass.cut;
-            if let Some(pids) = pids {
-                let wanted: HashSet<Pid> = pids.iter().copied().collect();
-                records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
+            match (pass.cut, pids) {
+                (Some(why), _) if deadline.expired() => {
+                    return Some(SocketScan {
+                        incomplete: vec![format!("{why}: the socket scan stopped early")],
+                        ..Default::default()
+                    });
+                }
+                // One pass over every task is held up (a user's thousands of
+                // threads listing one huge fd table): each process gets a pass
+                // of its own instead, and only one whose own pass is held up
+                // too is walked (under its user's budget).
+                (Some(why), _) => {
+                    log::warn!("{why}; one pass per process instead");
+                    let all = match pids {
+                        Some(pids) => pids.to_vec(),
+                        None => procfs::list_pids().ok()?,
+                    };
+                    pid_passes(iterator, &all, &deadline)?
+                }
+                (None, Some(pids)) => {
+                    let wanted: HashSet<Pid> = pids.iter().copied().collect();
+                    let mut records = pass.records;
+                    records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
+                    (records, Vec::new())
+                }
+                (None, None) => (pass.records, Vec::new()),
             }
         }
-    }
-    if let Some(why) = cut {
-        if deadline.expired() {
-            return Some(SocketScan {
-                incomplete: vec![format!("{why}: the socket scan stopped early")],
-                ..Default::default()
-            });
-        }
-        log::warn!("{why}; walking /proc instead");
-        return None;
-    }
-    let scan = Scan::new(protocols, pids.is_none()).with_candidates(records);
+    };
+    let scan = Scan::new(protocols, pids.is_none())
+        .with_candidates(records)
+        .walking(walk);
     let order = match pids {
         // The caller's order; one holding no socket costs a check that it exists.
         Some(pids) => pids.to_vec(),
         None => scan.candidate_pids().unwrap_or_default(),
     };
     Some(scan.run(&order))
+}
+
+/// One pass per process (a link each): their records, and the processes to walk
+/// instead: those whose own pass was cut (at its share of the time or at the
+/// byte bound) or not made before the deadline. `None` when a pass fails.
+fn pid_passes(
+    iterator: &fd_iterator::FdIterator,
+    pids: &[Pid],
+    deadline: &crate::deadline::Deadline,
+) -> Option<(Vec<SocketFd>, Vec<Pid>)> {
+    let mut records = Vec::new();
+    let mut walk = Vec::new();
+    let mut bytes = 0;
+    for &pid in pids {
+        let Ok(tgid) = u32::try_from(pid) else {
+            continue; // no such process
+        };
+        if deadline.expired() {
+            walk.push(pid); // the walk notes the deadline
+            continue;
+        }
+        let share = deadline
+            .remaining()
+            .map_or(MAX_PID_PASS_TIME, |left| (left / 8).min(MAX_PID_PASS_TIME));
+        let pass = iterator
+            .socket_fds_of(
+                tgid,
+                MAX_ITERATOR_BYTES.saturating_sub(bytes),
+                deadline.min(crate::deadline::Deadline::after(share)),
+            )
+            .inspect_err(failed_pass)
+            .ok()?;
+        if let Some(why) = pass.cut {
+            log::warn!("process {pid}: {why}; walking it");
+            walk.push(pid);
+            continue;
+        }
+        bytes += pass.records.len() * fd_iterator::RECORD_BYTES;
+        records.extend(pass.records);
+    }
+    Some((records, walk))
 }
 
 fn failed_pass(e: &fd_iterator::FdIteratorError) {
