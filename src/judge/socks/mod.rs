@@ -138,6 +138,9 @@ struct Classifier<'a> {
     /// Processes whose environment was cut at the read limit.
     truncated_environments: HashSet<Pid>,
     preloads: HashMap<Pid, Preload>,
+    /// What the client loop asks of each process, gathered once (one lookup
+    /// per connection: a busy process holds thousands).
+    client_facts: HashMap<Pid, ClientFacts>,
     /// Whether the host's preload list may name a library: read once per scan
     /// (at the first environment read), never kept across scans.
     host_preload_list: Option<bool>,
@@ -152,7 +155,40 @@ struct Classifier<'a> {
     probes: HashMap<SocketAddr, ProbeOutcome>,
 }
 
+/// A process's SOCKS facts every one of its connections is judged by.
+struct ClientFacts {
+    proxies: Vec<ProxyEndpoint>,
+    environment_truncated: bool,
+    preload: Preload,
+}
+
 impl<'a> Classifier<'a> {
+    /// For one connection: whether it goes to a proxy its owner's environment
+    /// names, whether that environment was cut, and its owner's preload.
+    fn client_signals(&mut self, client: &SocketInfo) -> (bool, bool, Preload) {
+        let signals = |facts: &ClientFacts| {
+            (
+                facts
+                    .proxies
+                    .iter()
+                    .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port)),
+                facts.environment_truncated,
+                facts.preload,
+            )
+        };
+        if let Some(facts) = self.client_facts.get(&client.pid) {
+            return signals(facts);
+        }
+        let facts = ClientFacts {
+            proxies: self.environment_proxies(client.pid).to_vec(),
+            environment_truncated: self.environment_truncated(client.pid),
+            preload: self.preloads_socks(client.pid),
+        };
+        let found = signals(&facts);
+        self.client_facts.insert(client.pid, facts);
+        found
+    }
+
     fn process(&mut self, pid: Pid) -> Option<&ProcessInfo> {
         let host = self.host;
         self.processes
@@ -618,6 +654,7 @@ pub fn socks_reasons_with_tables(
         environment_proxies: HashMap::new(),
         truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
+        client_facts: HashMap::new(),
         host_preload_list: None,
         sees_host_files: HashSet::new(),
         executables,
@@ -642,13 +679,10 @@ pub fn socks_reasons_with_tables(
         if u16::try_from(client.remote_port).is_ok_and(|p| config.ports.contains(&p)) {
             reasons.push(REASON_PORT);
         }
-        let to_env_proxy = c
-            .environment_proxies(client.pid)
-            .iter()
-            .any(|p| endpoint_matches(p, &client.remote_address, client.remote_port));
+        let (to_env_proxy, environment_truncated, preload) = c.client_signals(client);
         if to_env_proxy {
             reasons.push(REASON_ENV_PROXY);
-        } else if c.environment_truncated(client.pid) {
+        } else if environment_truncated {
             // Fail closed: the proxy variable may be in the part not read.
             reasons.push(REASON_ENV_TRUNCATED);
         }
@@ -658,7 +692,6 @@ pub fn socks_reasons_with_tables(
             reasons.push(REASON_SYSTEM_PROXY);
         }
         let ends = listener_index.reached_by(client, &is_local);
-        let preload = c.preloads_socks(client.pid);
         let preloaded = preload == Preload::Yes;
         // A local listener the wrapped client's proxychains config names as SOCKS.
         let to_proxychains_target = preloaded
