@@ -661,6 +661,135 @@ fn a_user_holding_many_socket_fds_is_cut_at_its_budget_through_the_iterator() {
     assert!(run.wall_seconds < 60.0, "{:.2} s", run.wall_seconds);
 }
 
+/// One process: a UDP socket dup'd `argv[1]` times, then an ICMP ping socket
+/// connected to 192.0.2.11 (its highest fd, its only `icmp` one: a row of its own
+/// or, past the 64 rows kept per process, a summary of its own); then `argv[2]`
+/// chains of threads, each living 100 µs (or 100 s with `argv[3]` = "slow"),
+/// starting its successor and exiting; the leader exits. Red team: a pass over
+/// its tasks resumes at the thread it stopped at, and that thread is gone.
+const CHURNING_HOLDER: &str = r#"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static int life;
+static pthread_attr_t attr;
+static void *chain(void *unused) {
+    usleep(life);
+    pthread_t next;
+    while (pthread_create(&next, &attr, chain, 0)) usleep(100);
+    return unused;
+}
+int main(int argc, char **argv) {
+    int dups = atoi(argv[1]), chains = atoi(argv[2]);
+    life = strcmp(argv[3], "slow") == 0 ? 100000000 : 100;
+    struct rlimit limit;
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, "192.0.2.10", &to.sin_addr);
+    sendto(udp, "x", 1, 0, (void *)&to, sizeof to);
+    for (int i = 0; i < dups; i++) dup(udp);
+    int last = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+    struct sockaddr_in peer = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "192.0.2.11", &peer.sin_addr);
+    if (last < 0 || connect(last, (void *)&peer, sizeof peer) != 0) {
+        printf("error=no ping socket\n");
+        return 1;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 65536);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t first;
+    for (int i = 0; i < chains; i++) pthread_create(&first, &attr, chain, 0);
+    syscall(SYS_exit, 0);
+}
+"#;
+
+/// Red team (high): a process whose threads keep replacing each other while
+/// its fds are read lost its highest sockets (there a SOCKS connection) from
+/// every full scan, on both paths, and the result said nothing (exit 0). The pass
+/// per process now compares its thread list before and after, and the walk
+/// counts a thread that exits mid-read: either the connection is a row or the
+/// result says the process may lack sockets (exit 2). The twin, the same
+/// program with threads living 100 s, is complete with its connection.
+#[test]
+fn a_process_whose_threads_keep_replacing_each_other_is_not_silently_cut_short() {
+    const TEST: &str =
+        "a_process_whose_threads_keep_replacing_each_other_is_not_silently_cut_short";
+    if !common::is_root() {
+        return common::skip(TEST, "needs root");
+    }
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("churn");
+    let source = attacker.write("churn.c", CHURNING_HOLDER.as_bytes(), false);
+    let binary = attacker.home.join("churn");
+    let built = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        return common::skip(TEST, "no C compiler");
+    }
+    let start = |speed: &str| {
+        let mut command = attacker.command(&binary);
+        command.args(["19000", "3", speed]);
+        common::spawn_ready(command)
+    };
+    let (Ok(churning), Ok(steady)) = (start("fast"), start("slow")) else {
+        return common::skip(TEST, "no ping socket for this user (ping_group_range)");
+    };
+    let has_connection = |run: &Measured, child: &common::ReadyChild| {
+        json_lines(&run.stdout).iter().any(|r| {
+            r["pid"].as_i64() == Some(i64::from(child.pid)) && r["protocol_name"] == "icmp"
+        })
+    };
+    for fd_iterator in ["true", "false"] {
+        let run = measure_an1256(&[
+            "--fd-iterator",
+            fd_iterator,
+            "query",
+            "--json",
+            "SELECT pid, fd, protocol_name, state FROM nonstandard_protocol_sockets",
+        ]);
+        eprintln!(
+            "iterator {fd_iterator}: {:.2} s wall, exit {:?}, churning row: {}",
+            run.wall_seconds,
+            run.code,
+            has_connection(&run, &churning)
+        );
+        let said = run.code == Some(2) && run.stderr.contains(&format!("process {}", churning.pid));
+        assert!(
+            has_connection(&run, &churning) || said,
+            "iterator {fd_iterator}: the churning process's connection is missing and \
+             nothing says so: exit {:?}, {}",
+            run.code,
+            run.stderr
+        );
+        assert!(
+            has_connection(&run, &steady),
+            "iterator {fd_iterator}: the twin's connection: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(&format!("process {}", steady.pid)),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 /// One process: a UDP socket, `argv[2]` dups of /dev/null, `argv[1]` idle
 /// threads; then its leader exits, so the kernel's fd iterator lists the one
 /// fd table once per thread. Prints `threads=<n>` and `ready`.

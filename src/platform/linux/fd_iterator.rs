@@ -122,6 +122,9 @@ pub struct SocketFds {
     pub records: Vec<SocketFd>,
     /// Cut at the byte bound or the deadline: sockets past the cut are missing.
     pub cut: Option<String>,
+    /// Why the pass may have ended early without saying so (see
+    /// `socket_fds_of`): sockets past that point may be missing.
+    pub unsure: Option<String>,
 }
 
 /// Why the iterator cannot be made or read here; the caller walks `/proc` instead.
@@ -1104,7 +1107,7 @@ impl FdIterator {
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
     ) -> Result<SocketFds, FdIteratorError> {
-        let records = Self::read_pass(&self.link, max_bytes, deadline)?;
+        let (records, _) = Self::read_pass(&self.link, max_bytes, deadline)?;
         if records.cut.is_none() {
             PASSES.with(|p| p.set(p.get() + 1));
         }
@@ -1120,7 +1123,20 @@ impl FdIterator {
         deadline: crate::deadline::Deadline,
     ) -> Result<SocketFds, FdIteratorError> {
         let link = Self::link(&self.program, Some(pid))?;
-        let mut records = Self::read_pass(&link, max_bytes, deadline)?;
+        // Each read resumes the pass at the thread it stopped at; if that thread
+        // has exited by then, the kernel ends the pass as if it were whole
+        // (task_group_seq_get_next), and a short read cannot tell that end from
+        // the real one. The pass is whole if no thread came or went meanwhile: a
+        // thread made during the pass joins the end of the list, so one that
+        // came and went had only threads made after it, also gone, behind it.
+        let before = thread_ids(pid);
+        let (mut records, reads) = Self::read_pass(&link, max_bytes, deadline)?;
+        if records.cut.is_none() && thread_ids(pid) != before {
+            records.unsure = Some(format!(
+                "process {pid}: its threads came or went while its fds were read \
+                 ({reads} reads): sockets past a read may be missing"
+            ));
+        }
         records.records.retain(|r| r.tgid == pid);
         if records.cut.is_none() {
             PID_PASSES.with(|p| p.set(p.get() + 1));
@@ -1128,11 +1144,13 @@ impl FdIterator {
         Ok(records)
     }
 
+    /// One pass's records, and in how many reads (the kernel resumes the pass
+    /// at each).
     fn read_pass(
         link: &OwnedFd,
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
-    ) -> Result<SocketFds, FdIteratorError> {
+    ) -> Result<(SocketFds, usize), FdIteratorError> {
         let mut attr = IterCreateAttr {
             link_fd: link.as_raw_fd() as u32,
             flags: 0,
@@ -1150,11 +1168,13 @@ impl FdIterator {
         // deadline.
         let mut chunk = vec![0u8; RECORD_BYTES * 64];
         let mut cut = None;
+        let mut reads = 0;
         loop {
             if deadline.expired() {
                 cut = Some("deadline passed while reading the fd iterator".to_string());
                 break;
             }
+            reads += 1;
             let n = match file.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -1184,11 +1204,28 @@ impl FdIterator {
         if data.len() % RECORD_BYTES != 0 && cut.is_none() {
             return Err(FdIteratorError::PartialRecord(data.len()));
         }
-        Ok(SocketFds {
-            records: parse_records(&data),
-            cut,
-        })
+        Ok((
+            SocketFds {
+                records: parse_records(&data),
+                cut,
+                unsure: None,
+            },
+            reads,
+        ))
     }
+}
+
+/// The thread ids of process `pid` in order (empty when it cannot be listed).
+fn thread_ids(pid: u32) -> Vec<u32> {
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.sort_unstable();
+    tids
 }
 
 thread_local! {

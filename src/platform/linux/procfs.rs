@@ -416,6 +416,18 @@ impl ProcDir {
         self.fd.as_raw_fd()
     }
 
+    /// False when reads were moved to a live thread (the leader is a zombie)
+    /// and that thread has exited since: what was read through it may have been
+    /// cut short.
+    pub fn moved_reads_thread_lives(&self) -> bool {
+        match self.thread.get() {
+            Some(Some(thread)) => {
+                read_bounded_at(thread.as_raw_fd(), c"stat", MAX_SMALL_BYTES).is_ok()
+            }
+            _ => true,
+        }
+    }
+
     /// Reads an entry of the leader itself, at most `limit` bytes, never from
     /// another thread (a zombie leader's `stat` still gives the process's start).
     pub fn read_leader(&self, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {

@@ -489,6 +489,9 @@ struct Partial {
     skipped: usize,
     errors: Vec<String>,
     executables: HashMap<Pid, String>,
+    /// Processes that live on but whose fds could not all be read (a thread
+    /// gone mid-read): the answer says so (bounded like `errors`).
+    unsure: Vec<String>,
 }
 
 impl Partial {
@@ -838,6 +841,16 @@ impl<'q> Scan<'q> {
             found: Vec::new(),
         };
         let walked = walk.table(&dir);
+        // An exited leader's table is read through one of its threads; one that
+        // exited meanwhile may have ended the listing early (threads that keep
+        // replacing each other): said, not silent.
+        if walked.is_ok() && !dir.moved_reads_thread_lives() && Self::lives_on(&dir) {
+            out.skipped += 1;
+            out.unsure.push(format!(
+                "process {pid}: the thread its fds were read through exited meanwhile: its \
+                 sockets may be missing"
+            ));
+        }
         if walked.is_ok() {
             // A thread's table that cannot be walked leaves the process's other
             // sockets standing; the process counts as not walked whole.
@@ -848,8 +861,15 @@ impl<'q> Scan<'q> {
                     threads.iter().try_for_each(|thread| walk.table(thread))
                 });
             if let Err(e) = threads {
-                if !procfs::is_vanished(&e) {
-                    out.skipped += 1;
+                out.skipped += 1;
+                if procfs::is_vanished(&e) {
+                    // The process lives on; that thread's table (or its successor
+                    // in a relay of short-lived threads) was not read whole.
+                    out.unsure.push(format!(
+                        "process {pid}: a thread with an fd table of its own exited while \
+                         it was read: its sockets may be missing"
+                    ));
+                } else {
                     out.note(format!("threads of process {pid}: {e}"));
                 }
             }
@@ -872,6 +892,14 @@ impl<'q> Scan<'q> {
             return out.skip(&e);
         }
         if let Err(e) = walked {
+            // Gone mid-read while the process lives on (an exited leader's table
+            // read through a thread that exited): not read whole, and said so.
+            if procfs::is_vanished(&e) && Self::lives_on(&dir) {
+                out.unsure.push(format!(
+                    "process {pid}: the thread its fds were read through exited: its \
+                     sockets may be missing"
+                ));
+            }
             return out.skip(&procfs::process_error(pid, &e));
         }
         if !found.is_empty() {
@@ -1109,6 +1137,21 @@ impl<'q> Scan<'q> {
         out.sockets.append(&mut found);
     }
 
+    /// Whether the process behind `dir` still runs: its leader, or (a zombie
+    /// leader) another of its threads.
+    fn lives_on(dir: &ProcDir) -> bool {
+        let leader = dir
+            .read_leader(c"stat", procfs::MAX_SMALL_BYTES)
+            .ok()
+            .and_then(|stat| procfs::parse_stat(&String::from_utf8_lossy(&stat)));
+        match leader {
+            None => false,
+            Some(stat) if stat.state != 'Z' => true,
+            Some(_) => std::fs::read_dir(format!("/proc/{}/task", dir.pid()))
+                .is_ok_and(|tasks| tasks.count() > 1),
+        }
+    }
+
     /// Whether the process `dir` opened started when the leader the records name
     /// did (`stat` field 22 against the program's `start_boottime`, in clock
     /// ticks). False whenever it cannot be told: records that disagree or lack a
@@ -1193,18 +1236,22 @@ impl<'q> Scan<'q> {
                 total.sockets.append(&mut part.sockets);
                 total.skipped += part.skipped;
                 total.executables.extend(part.executables);
+                total.unsure.extend(part.unsure);
                 for e in part.errors {
                     total.note(e);
                 }
             }
         }
-        let mut incomplete: Vec<String> = self
-            .tables
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-            .flat_map(|t| t.truncated.iter().cloned())
-            .collect();
+        total.unsure.truncate(MAX_ERRORS);
+        let mut incomplete: Vec<String> = std::mem::take(&mut total.unsure);
+        incomplete.extend(
+            self.tables
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .values()
+                .flat_map(|t| t.truncated.iter().cloned())
+                .collect::<Vec<_>>(),
+        );
         let mut cut: Vec<(u32, usize)> = self
             .fd_budgets
             .lock()
@@ -1344,7 +1391,7 @@ fn scan_with_iterator(protocols: &ProtocolSet, pids: Option<&[Pid]>) -> Option<S
         .remaining()
         .map_or(MAX_ITERATOR_TIME, |left| (left / 4).min(MAX_ITERATOR_TIME));
     let pass_deadline = deadline.min(crate::deadline::Deadline::after(limit));
-    let (records, walk) = match pids {
+    let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
             let pass = iterator
@@ -1374,33 +1421,53 @@ fn scan_with_iterator(protocols: &ProtocolSet, pids: Option<&[Pid]>) -> Option<S
                     let wanted: HashSet<Pid> = pids.iter().copied().collect();
                     let mut records = pass.records;
                     records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
-                    (records, Vec::new())
+                    PidPasses {
+                        records,
+                        ..PidPasses::default()
+                    }
                 }
-                (None, None) => (pass.records, Vec::new()),
+                (None, None) => PidPasses {
+                    records: pass.records,
+                    ..PidPasses::default()
+                },
             }
         }
     };
     let scan = Scan::new(protocols, pids.is_none())
-        .with_candidates(records)
-        .walking(walk);
+        .with_candidates(passes.records)
+        .walking(passes.walk);
     let order = match pids {
         // The caller's order; one holding no socket costs a check that it exists.
         Some(pids) => pids.to_vec(),
         None => scan.candidate_pids().unwrap_or_default(),
     };
-    Some(scan.run(&order))
+    let mut result = scan.run(&order);
+    result.incomplete.extend(passes.unsure);
+    Some(result)
+}
+
+/// What per-process passes gave: records, the processes to walk instead, and
+/// why the answer may lack sockets although nothing was cut.
+#[derive(Default)]
+struct PidPasses {
+    records: Vec<SocketFd>,
+    walk: Vec<Pid>,
+    unsure: Vec<String>,
 }
 
 /// One pass per process (a link each): their records, and the processes to walk
 /// instead: those whose own pass was cut (at its share of the time or at the
-/// byte bound) or not made before the deadline. `None` when a pass fails.
+/// byte bound), could not be told whole (its threads changed meanwhile; the
+/// answer says so, as the walk can miss the same sockets), or not made before
+/// the deadline. `None` when a pass fails.
 fn pid_passes(
     iterator: &fd_iterator::FdIterator,
     pids: &[Pid],
     deadline: &crate::deadline::Deadline,
-) -> Option<(Vec<SocketFd>, Vec<Pid>)> {
+) -> Option<PidPasses> {
     let mut records = Vec::new();
     let mut walk = Vec::new();
+    let mut unsure = Vec::new();
     let mut bytes = 0;
     for &pid in pids {
         let Ok(tgid) = u32::try_from(pid) else {
@@ -1426,10 +1493,19 @@ fn pid_passes(
             walk.push(pid);
             continue;
         }
+        if let Some(why) = pass.unsure {
+            unsure.push(why);
+            walk.push(pid);
+            continue;
+        }
         bytes += pass.records.len() * fd_iterator::RECORD_BYTES;
         records.extend(pass.records);
     }
-    Some((records, walk))
+    Some(PidPasses {
+        records,
+        walk,
+        unsure,
+    })
 }
 
 fn failed_pass(e: &fd_iterator::FdIteratorError) {
