@@ -882,8 +882,29 @@ fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
     assert_connected_row_of(&run, relay.pid);
     // The whole pass stops at 2 s; then each process gets a pass of its own,
     // and the hoarder's (cut at its share) is walked: ~36,000 fds, well within
-    // the limit.
-    assert_eq!(run.code, Some(0), "complete: {}", run.stderr);
+    // the limit. Nothing is cut; the only doubt the result may state is the
+    // relay's (its threads come and go during its own pass, which therefore
+    // cannot be told whole: it is walked and said).
+    let doubts: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("incomplete result"))
+        .collect();
+    let relay_only = format!("process {}: its threads came or went", relay.pid);
+    assert!(
+        run.code == Some(0)
+            || (run.code == Some(2)
+                && doubts.iter().all(|l| {
+                    l.split("; ").all(|part| {
+                        part.contains(&relay_only)
+                            || !part.contains("process ")
+                                && !part.contains("uid ")
+                                && !part.contains("deadline")
+                    })
+                })),
+        "complete but for the relay: {}",
+        run.stderr
+    );
     assert!(run.wall_seconds < 12.0, "{:.2} s", run.wall_seconds);
 }
 
