@@ -466,6 +466,39 @@ fn assert_connected_row_of(run: &Measured, pid: i32) {
     );
 }
 
+/// Processes of `attacker` running `code` (each prints `held=<n>`) until they
+/// hold `at_least` fds between them: the processes and the fds held.
+fn hoard(
+    attacker: &common::Attacker,
+    code: &str,
+    at_least: usize,
+) -> (Vec<common::ReadyChild>, usize) {
+    let mut hoarders = Vec::new();
+    let mut held = 0;
+    while held < at_least && hoarders.len() < 60 {
+        let hoarder = common::spawn_ready(attacker.python(code)).expect("hoarder starts");
+        let count = hoarder.int("held") as usize;
+        assert!(count > 500, "the hoarder held only {count} fds");
+        held += count;
+        hoarders.push(hoarder);
+    }
+    assert!(
+        held >= at_least,
+        "{held} fds in {} processes",
+        hoarders.len()
+    );
+    (hoarders, held)
+}
+
+/// Another user's process holding one connected UDP socket: the benign twin a
+/// hoarder must not push out of the result.
+fn connected_udp_holder(other: &common::Attacker) -> common::ReadyChild {
+    let script = other.write("holder.py", udp_holder(1).as_bytes(), false);
+    let mut command = other.command("/usr/bin/python3");
+    command.arg(&script);
+    common::spawn_ready(command).expect("holder starts")
+}
+
 /// A process of the user holding as many fds as its hard limit allows (dups of
 /// one pipe end, at most 19,000); prints `held=<n>` and `ready`.
 const FD_HOARDER: &str = "import os, resource, time\n\
@@ -492,25 +525,9 @@ fn a_user_holding_many_fds_is_cut_at_its_budget_and_others_are_walked() {
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("fdhoard");
-    let mut hoarders = Vec::new();
-    let mut held = 0;
-    while held < 300_000 && hoarders.len() < 60 {
-        let hoarder = common::spawn_ready(attacker.python(FD_HOARDER)).expect("hoarder starts");
-        let count = hoarder.int("held");
-        assert!(count > 500, "the hoarder held only {count} fds");
-        held += count;
-        hoarders.push(hoarder);
-    }
-    assert!(
-        held >= 300_000,
-        "{held} fds in {} processes",
-        hoarders.len()
-    );
+    let (hoarders, held) = hoard(&attacker, FD_HOARDER, 300_000);
     let other = common::attacker("fdhoard-twin");
-    let script = other.write("holder.py", udp_holder(1).as_bytes(), false);
-    let mut command = other.command("/usr/bin/python3");
-    command.arg(&script);
-    let holder = common::spawn_ready(command).expect("holder starts");
+    let holder = connected_udp_holder(&other);
 
     // The budget bounds the /proc walk; the BPF fd iterator (below) never walks
     // fds that are not sockets.
@@ -605,25 +622,8 @@ fn a_user_holding_many_socket_fds_is_cut_at_its_budget_through_the_iterator() {
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("sockhoard");
-    let mut hoarders = Vec::new();
-    let mut held = 0;
-    while held < 260_000 && hoarders.len() < 60 {
-        let hoarder = common::spawn_ready(attacker.python(SOCKET_HOARDER)).expect("hoarder starts");
-        let count = hoarder.int("held");
-        assert!(count > 500, "the hoarder held only {count} fds");
-        held += count;
-        hoarders.push(hoarder);
-    }
-    assert!(
-        held >= 260_000,
-        "{held} fds in {} processes",
-        hoarders.len()
-    );
-    let other = common::attacker("sockhoard-twin");
-    let script = other.write("holder.py", udp_holder(1).as_bytes(), false);
-    let mut command = other.command("/usr/bin/python3");
-    command.arg(&script);
-    let holder = common::spawn_ready(command).expect("holder starts");
+    let (hoarders, held) = hoard(&attacker, SOCKET_HOARDER, 260_000);
+    let holder = connected_udp_holder(&common::attacker("sockhoard-twin"));
     let run = measure_an1256(&[
         "query",
         "--json",

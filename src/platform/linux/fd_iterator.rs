@@ -1131,14 +1131,16 @@ impl FdIterator {
         // went had only threads made after it, also gone, behind it. A process
         // gone by the end has no socket left to miss. (A pass of one part ends
         // early only after a million fds in that read: not seen here.)
-        let before = thread_ids(pid);
+        let before = super::procfs::thread_ids(pid);
         let (mut records, reads) = Self::read_pass(&link, max_bytes, deadline)?;
-        let after = if reads > 2 {
-            thread_ids(pid)
-        } else {
-            before.clone()
+        let changed = reads > 2 && {
+            let after = super::procfs::thread_ids(pid);
+            // Gone by the end: no socket left to miss. Too many threads to list
+            // (or unlistable): it cannot be told whole.
+            let gone = after.as_ref().is_some_and(Vec::is_empty);
+            !gone && (before.is_none() || after != before)
         };
-        if records.cut.is_none() && !after.is_empty() && after != before {
+        if records.cut.is_none() && changed {
             records.unsure = Some(format!(
                 "process {pid}: its threads came or went while its fds were read \
                  ({reads} reads): sockets past a read may be missing"
@@ -1220,19 +1222,6 @@ impl FdIterator {
             reads,
         ))
     }
-}
-
-/// The thread ids of process `pid` in order (empty when it cannot be listed).
-fn thread_ids(pid: u32) -> Vec<u32> {
-    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    tids.sort_unstable();
-    tids
 }
 
 thread_local! {

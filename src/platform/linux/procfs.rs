@@ -136,6 +136,28 @@ fn ends_at_first_short_read(name: &CStr) -> bool {
     name.to_bytes() == b"environ"
 }
 
+/// The thread ids of process `pid` in order; `None` when they cannot be listed
+/// or number over [`MAX_THREADS_FOR_FD_TABLES`] (then nothing can be compared).
+pub fn thread_ids(pid: u32) -> Option<Vec<u32>> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut tids = Vec::new();
+    for entry in entries {
+        if tids.len() == MAX_THREADS_FOR_FD_TABLES {
+            return None;
+        }
+        if let Some(tid) = entry
+            .ok()?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse().ok())
+        {
+            tids.push(tid);
+        }
+    }
+    tids.sort_unstable();
+    Some(tids)
+}
+
 /// Reads at most `limit` bytes of an open file whose reads return less than
 /// asked only at its end (see `ends_at_first_short_read`).
 fn read_until_short(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
@@ -249,6 +271,16 @@ impl ProcDir {
             return read(self.raw_fd());
         }
         first
+    }
+
+    /// Whether the process still runs: its leader, or (a zombie leader) another
+    /// of its threads. False when the leader's `stat` cannot be read.
+    pub fn lives_on(&self) -> bool {
+        match read_bounded_at(self.fd.as_raw_fd(), c"stat", 512) {
+            Err(_) => false,
+            Ok(stat) if stat_state(&stat) != Some(b'Z') => true,
+            Ok(_) => self.live_thread().is_some(),
+        }
     }
 
     /// The leader's state in `stat` is `Z`.

@@ -138,6 +138,25 @@ pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
 /// user wherever `net.mptcp.enabled` is 1 (the default).
 const IPPROTO_MPTCP: i32 = 262;
 
+/// The fd link an iterator record names, under its process's directory:
+/// `fd/<n>`, or `task/<tid>/fd/<n>` for a thread's own table.
+fn record_link(record: &SocketFd) -> Option<std::ffi::CString> {
+    let path = if record.tid == record.tgid {
+        format!("fd/{}", record.fd)
+    } else {
+        format!("task/{}/fd/{}", record.tid, record.fd)
+    };
+    std::ffi::CString::new(path).ok()
+}
+
+/// Whether the link `name` under `dir` names the socket `inode` now.
+fn names_socket(dir: &ProcDir, name: &CStr, inode: u64, buffer: &mut [u8]) -> bool {
+    procfs::read_link_into(dir.leader_fd(), name, buffer).is_ok_and(|n| {
+        procfs::parse_bracketed_inode(buffer.get(..n).unwrap_or_default(), b"socket:[")
+            == Some(inode)
+    })
+}
+
 /// The entry of an IPv4/IPv6 socket from the facts the fd iterator read in its
 /// `struct sock`, as its table line would give it; `None` for a socket type no
 /// table lists (SOCK_SEQPACKET; an SCTP stream is not TCP).
@@ -844,7 +863,7 @@ impl<'q> Scan<'q> {
         // An exited leader's table is read through one of its threads; one that
         // exited meanwhile may have ended the listing early (threads that keep
         // replacing each other): said, not silent.
-        if walked.is_ok() && !dir.moved_reads_thread_lives() && Self::lives_on(&dir) {
+        if walked.is_ok() && !dir.moved_reads_thread_lives() && dir.lives_on() {
             out.skipped += 1;
             out.unsure.push(format!(
                 "process {pid}: the thread its fds were read through exited meanwhile: its \
@@ -894,7 +913,7 @@ impl<'q> Scan<'q> {
         if let Err(e) = walked {
             // Gone mid-read while the process lives on (an exited leader's table
             // read through a thread that exited): not read whole, and said so.
-            if procfs::is_vanished(&e) && Self::lives_on(&dir) {
+            if procfs::is_vanished(&e) && dir.lives_on() {
                 out.unsure.push(format!(
                     "process {pid}: the thread its fds were read through exited: its \
                      sockets may be missing"
@@ -1001,21 +1020,13 @@ impl<'q> Scan<'q> {
             if attributed.contains(&(record.fd, record.inode)) {
                 continue;
             }
-            let path = if record.tid == record.tgid {
-                format!("fd/{}", record.fd)
-            } else {
-                format!("task/{}/fd/{}", record.tid, record.fd)
-            };
-            let Ok(name) = std::ffi::CString::new(path) else {
+            let Some(name) = record_link(record) else {
                 continue;
             };
-            let Ok(n) = procfs::read_link_into(dir.leader_fd(), &name, &mut link) else {
-                continue; // closed, or the task is gone: nothing to attribute
-            };
-            if procfs::parse_bracketed_inode(link.get(..n).unwrap_or_default(), b"socket:[")
-                != Some(record.inode)
-            {
-                continue; // the fd now holds something else (pid or fd reuse)
+            if !names_socket(&dir, &name, record.inode, &mut link) {
+                // Closed, the task is gone, or the fd holds something else now
+                // (pid or fd reuse): nothing to attribute.
+                continue;
             }
             let inode = record.inode;
             let Some(net) = tables_of(record) else {
@@ -1100,22 +1111,8 @@ impl<'q> Scan<'q> {
             let Some(first) = group.first() else { continue };
             let still_held = same_process
                 || group.iter().any(|record| {
-                    let path = if record.tid == record.tgid {
-                        format!("fd/{}", record.fd)
-                    } else {
-                        format!("task/{}/fd/{}", record.tid, record.fd)
-                    };
-                    std::ffi::CString::new(path)
-                        .ok()
-                        .and_then(|name| {
-                            procfs::read_link_into(dir.leader_fd(), &name, &mut link).ok()
-                        })
-                        .is_some_and(|n| {
-                            procfs::parse_bracketed_inode(
-                                link.get(..n).unwrap_or_default(),
-                                b"socket:[",
-                            ) == Some(record.inode)
-                        })
+                    record_link(record)
+                        .is_some_and(|name| names_socket(&dir, &name, record.inode, &mut link))
                 });
             if !still_held {
                 continue; // closed, or the fd or the pid was reused: not this one's
@@ -1135,21 +1132,6 @@ impl<'q> Scan<'q> {
             }
         }
         out.sockets.append(&mut found);
-    }
-
-    /// Whether the process behind `dir` still runs: its leader, or (a zombie
-    /// leader) another of its threads.
-    fn lives_on(dir: &ProcDir) -> bool {
-        let leader = dir
-            .read_leader(c"stat", procfs::MAX_SMALL_BYTES)
-            .ok()
-            .and_then(|stat| procfs::parse_stat(&String::from_utf8_lossy(&stat)));
-        match leader {
-            None => false,
-            Some(stat) if stat.state != 'Z' => true,
-            Some(_) => std::fs::read_dir(format!("/proc/{}/task", dir.pid()))
-                .is_ok_and(|tasks| tasks.count() > 1),
-        }
     }
 
     /// Whether the process `dir` opened started when the leader the records name
