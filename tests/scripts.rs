@@ -79,18 +79,31 @@ fn write_script(path: &Path, body: &str, executable: bool) -> String {
 }
 
 fn spawn(program: &str, args: &[&str], cwd: &Path) -> Running {
-    let child = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env("PATH", CHILD_PATH)
-        // A pipe nobody writes to: stdin readers block instead of exiting.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-    Running(child)
+    let start = || {
+        Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", CHILD_PATH)
+            // A pipe nobody writes to: stdin readers block instead of exiting.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    // ETXTBSY: a child another test thread forked while this script was being
+    // written still holds its write descriptor until that child execs.
+    let mut child = start();
+    for _ in 0..50 {
+        match &child {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                child = start();
+            }
+            _ => break,
+        }
+    }
+    Running(child.unwrap_or_else(|e| panic!("spawn {program}: {e}")))
 }
 
 /// Reads the process until `ready` holds (an `env` or `#!` child needs a moment to
