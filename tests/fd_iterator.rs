@@ -371,3 +371,174 @@ fn a_socket_relayed_through_short_lived_threads_is_still_found() {
     // Before the leader's start decided, 0 of 5.
     assert!(seen >= 4, "found in {seen} of 5 full scans");
 }
+
+/// A python holding one UDP socket (its inode printed as `ino=`), made by a
+/// thread with its own fd table and, when `own_fs`, its own root and cwd
+/// (`unshare(CLONE_FILES | CLONE_FS)`; an errno is printed as `error=`), or by
+/// the main thread when neither. `in_holder` runs in the holding thread before
+/// the socket is made, `in_main` in the main thread once it is (both
+/// python statements, or `pass`).
+fn view_holder(own_table: bool, own_fs: bool, in_holder: &str, in_main: &str) -> String {
+    let flags = if own_fs { 0x400 | 0x200 } else { 0x400 };
+    let unshare = if own_table {
+        format!("if libc.unshare({flags}) != 0:\n        out('error', ctypes.get_errno())")
+    } else {
+        "pass".to_string()
+    };
+    format!(
+        r#"{PRELUDE}
+libc = ctypes.CDLL(None, use_errno=True)
+made = threading.Event()
+held = []
+def holder():
+    {unshare}
+    {in_holder}
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+    out("ino", ino(s))
+    made.set()
+if {own_table}:
+    threading.Thread(target=lambda: (holder(), time.sleep(600)), daemon=True).start()
+else:
+    holder()
+made.wait()
+{in_main}
+print("ready", flush=True)
+time.sleep(600)
+"#,
+        own_table = if own_table { "True" } else { "False" },
+    )
+}
+
+/// The `view` of the record of `child`'s socket (`ino=`) in one whole pass.
+fn view_of(pass: &fd_iterator::SocketFds, child: &ReadyChild) -> Option<bool> {
+    let inode = child.int("ino") as u64;
+    let found: Vec<_> = pass
+        .records
+        .iter()
+        .filter(|r| i64::from(r.tgid) == i64::from(child.pid) && r.inode == inode)
+        .collect();
+    assert_eq!(found.len(), 1, "pid {}: {found:?}", child.pid);
+    found[0].view
+}
+
+fn whole_pass() -> fd_iterator::SocketFds {
+    let iterator = fd_iterator::shared().expect("checked by iterator_here");
+    let pass = iterator
+        .socket_fds(
+            64 << 20,
+            an1256::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+        )
+        .expect("iterate");
+    assert!(pass.cut.is_none() && pass.unsure.is_none(), "{pass:?}");
+    pass
+}
+
+/// A mount of `/` bound at a directory, detached (lazily: a process chrooted
+/// into it keeps it) when dropped.
+struct BindOfRoot(std::path::PathBuf);
+
+impl Drop for BindOfRoot {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn each_record_says_whether_its_holder_shares_the_readers_view() {
+    let test = "each_record_says_whether_its_holder_shares_the_readers_view";
+    let Some(_whole_scans) = iterator_here(test) else {
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let attacker = common::attacker("fditer-view");
+    let empty = tempfile::tempdir().expect("an empty directory");
+    let empty_root = empty.path().to_str().expect("utf-8 temp path").to_string();
+    let chroot_empty = format!("os.chroot({empty_root:?})");
+    let spawn = |command| spawn_ready(command).expect("view holder");
+    let plain = view_holder(false, false, "pass", "pass");
+
+    // Benign twins: the same users, the same view (a chroot to "/" is no other root).
+    let root_host = spawn(python(&plain));
+    let user_host = spawn(attacker.python(&plain));
+    let root_chroot_slash = spawn(python(&view_holder(false, false, "pass", "os.chroot('/')")));
+    let thread_host = spawn(python(&view_holder(true, true, "pass", "pass")));
+    assert_eq!(thread_host.value("error"), None, "unshare failed");
+
+    // Another mount namespace (root may), the same root directory and user.
+    let mut in_mount_namespace = std::process::Command::new("unshare");
+    in_mount_namespace.args(["-m", "python3", "-c", &plain]);
+    let other_mounts = spawn(in_mount_namespace);
+    // Another root: an empty directory.
+    let other_root = spawn(python(&view_holder(false, false, "pass", &chroot_empty)));
+    // Another root that `/proc` cannot tell from the host's: a bind mount of `/`
+    // (the same st_dev and st_ino).
+    let bind_dir = tempfile::tempdir().expect("a mount point");
+    let bound = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg("/")
+        .arg(bind_dir.path())
+        .status()
+        .expect("run mount");
+    let bind_root = bound
+        .success()
+        .then(|| BindOfRoot(bind_dir.path().to_path_buf()));
+    let chroot_bind = format!("os.chroot({:?})", bind_dir.path().to_str().expect("utf-8"));
+    let bind_chroot = bind_root
+        .as_ref()
+        .map(|_| spawn(python(&view_holder(false, false, "pass", &chroot_bind))));
+    // A thread's own root (its holder thread chrooted), and a leader's (the
+    // holder thread stays in the host's root; `/proc/<pid>` shows the leader's).
+    let thread_root = spawn(python(&view_holder(true, true, &chroot_empty, "pass")));
+    let leader_root = spawn(python(&view_holder(true, true, "pass", &chroot_empty)));
+    // Another user namespace, made by the unprivileged user.
+    let mut in_user_namespace = attacker.command("unshare");
+    in_user_namespace.args(["-U", "-r", "python3", "-c", &plain]);
+    let other_users = spawn_ready(in_user_namespace);
+    if let Err(why) = &other_users {
+        skip(test, format!("no unprivileged user namespace here: {why}"));
+    }
+
+    let pass = whole_pass();
+    for (name, child) in [
+        ("root, host view", &root_host),
+        ("user, host view", &user_host),
+        ("chroot to /", &root_chroot_slash),
+        ("a thread with its own fd table and fs", &thread_host),
+    ] {
+        assert_eq!(view_of(&pass, child), Some(true), "{name}");
+    }
+    for (name, child) in [
+        ("another mount namespace", &other_mounts),
+        ("chroot into an empty directory", &other_root),
+        ("a thread chrooted", &thread_root),
+        ("the leader chrooted, not the holding thread", &leader_root),
+    ] {
+        assert_eq!(child.value("error"), None, "{name}: unshare failed");
+        assert_eq!(view_of(&pass, child), Some(false), "{name}");
+    }
+    match &bind_chroot {
+        Some(child) => {
+            // The premise: by (st_dev, st_ino) its root is the host's.
+            let theirs = std::fs::metadata(format!("/proc/{}/root/", child.pid)).expect("root");
+            let ours = std::fs::metadata("/").expect("/");
+            assert_eq!((theirs.dev(), theirs.ino()), (ours.dev(), ours.ino()));
+            assert_eq!(
+                view_of(&pass, child),
+                Some(false),
+                "chroot into a bind of /"
+            );
+        }
+        None => skip(
+            test,
+            "mount --bind / failed: the bind-mount root was not checked",
+        ),
+    }
+    if let Ok(child) = &other_users {
+        assert_eq!(view_of(&pass, child), Some(false), "another user namespace");
+    }
+}

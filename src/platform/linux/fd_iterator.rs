@@ -3,9 +3,10 @@
 //!
 //! The kernel runs a tiny program over every (task, fd) pair and writes one record
 //! per IPv4/IPv6 socket fd (see [`RECORD_BYTES`]): who holds it (tgid, tid, fd,
-//! the leader's start time), its inode, and what its `struct sock` says (family,
-//! type, protocol, state, ports, addresses, network namespace), so the caller
-//! needs no socket table. It visits each thread whose fd table differs from its
+//! the leader's start time, real uid, whether it shares the scanner's view of
+//! the files), its inode, and what its `struct sock` says (family, type,
+//! protocol, state, ports, addresses, network namespace), so the caller needs no
+//! socket table. It visits each thread whose fd table differs from its
 //! leader's, so a socket held only by a thread that did `unshare(CLONE_FILES)` is
 //! seen too. The caller checks that each process it opens is the one the records
 //! name before attributing them (the pid may have been reused since).
@@ -30,7 +31,8 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// has_facts u32, inode u64, leader_start u64 (ns since boot), net u32, family
 /// u16, type u16, protocol u16, state u8, pad u8, local_port u16 (host order),
 /// remote_port u16 (network order), local_v4 [4], remote_v4 [4], local_v6 [16],
-/// remote_v6 [16], uid u32 (the task's real uid), pad u32}` (see `at`).
+/// remote_v6 [16], uid u32 (the task's real uid), view u32 (0 not read, 1 the
+/// reader's view, 2 another: see [`SocketFd::view`])}` (see `at`).
 pub const RECORD_BYTES: usize = 96;
 /// The pid namespace every boot starts in (`PROC_PID_INIT_INO`): the only one in
 /// which the kernel's pids (what the program records) are `/proc`'s pids.
@@ -53,8 +55,26 @@ pub struct KernelLayout {
     /// `task->real_cred->uid.val`: whose share of a scan the socket takes.
     pub task_real_cred: u32,
     pub cred_uid: u32,
+    /// Where a task's view of the files is (see [`ViewLayout`]).
+    pub view: ViewLayout,
     /// Where a socket's facts are: `socket->sk`, then `struct sock` members.
     pub sock: SockLayout,
+}
+
+/// Offsets of what makes a task's view of the files: its user namespace
+/// (`task->real_cred->user_ns`, what `/proc/<pid>/ns/user` names), its mount
+/// namespace (`task->nsproxy->mnt_ns`) and its root (`task->fs->root`, a
+/// `struct path`: a mount and a dentry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewLayout {
+    pub cred_user_ns: u32,
+    /// NULL once the task is exiting.
+    pub task_nsproxy: u32,
+    pub nsproxy_mnt_ns: u32,
+    /// NULL once the task is exiting.
+    pub task_fs: u32,
+    pub fs_root_mnt: u32,
+    pub fs_root_dentry: u32,
 }
 
 /// Offsets in `struct socket`, `struct sock` (its `__sk_common` included) and
@@ -93,6 +113,15 @@ pub struct SocketFd {
     pub leader_start: u64,
     /// The holding task's real uid (`u32::MAX`: not read).
     pub uid: u32,
+    /// Whether the holding task and its process leader both share the reading
+    /// thread's view of the files: `Some(true)` when the user namespace, the
+    /// mount namespace and the root (mount and dentry) are the very same kernel
+    /// objects as the reader's, `Some(false)` when any differs, `None` when not
+    /// read (an exiting task's namespaces or root are gone). Pointer equality is
+    /// stricter than comparing `/proc` links and a root's (st_dev, st_ino): a
+    /// bind mount of `/` used as a chroot is another root here (the fail-closed
+    /// direction).
+    pub view: Option<bool>,
     /// What the kernel's `struct sock` said at the pass; `None` for a socket file
     /// the program found no `struct sock` behind (resolved through the tables).
     pub facts: Option<SocketFacts>,
@@ -224,7 +253,7 @@ struct Btf<'a> {
 }
 
 /// The names `parse_layout` looks up.
-const WANTED: [&str; 10] = [
+const WANTED: [&str; 12] = [
     "bpf_iter_task_file",
     "bpf_iter__task_file",
     "bpf_iter_meta",
@@ -235,6 +264,8 @@ const WANTED: [&str; 10] = [
     "sock",
     "net",
     "cred",
+    "nsproxy",
+    "fs_struct",
 ];
 
 /// Which bytes a name in [`WANTED`] starts with.
@@ -610,6 +641,14 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
         task_start_boottime: btf.member_offset("task_struct", "start_boottime", 8)?,
         task_real_cred: btf.member_offset("task_struct", "real_cred", 0)?,
         cred_uid: btf.path_offset("cred", &["uid", "val"], Expect::Int(4))?,
+        view: ViewLayout {
+            cred_user_ns: btf.member_offset("cred", "user_ns", 0)?,
+            task_nsproxy: btf.member_offset("task_struct", "nsproxy", 0)?,
+            nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns", 0)?,
+            task_fs: btf.member_offset("task_struct", "fs", 0)?,
+            fs_root_mnt: btf.path_offset("fs_struct", &["root", "mnt"], Expect::Pointer)?,
+            fs_root_dentry: btf.path_offset("fs_struct", &["root", "dentry"], Expect::Pointer)?,
+        },
         sock,
     })
 }
@@ -719,12 +758,17 @@ const ADD64_IMM: u8 = 0x07;
 const AND64_IMM: u8 = 0x57;
 const JEQ_IMM: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const JNE_IMM: u8 = 0x55;
+const JNE_REG: u8 = 0x5d; // BPF_JMP | BPF_JNE | BPF_X
+const JA: u8 = 0x05; // BPF_JMP | BPF_JA
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 /// `BPF_FUNC_seq_write` (GPL-only helper).
 const HELPER_SEQ_WRITE: i32 = 127;
 /// `BPF_FUNC_sock_from_file` (Linux 5.11): the `struct socket` of a socket file.
 const HELPER_SOCK_FROM_FILE: i32 = 162;
+/// `BPF_FUNC_get_current_task_btf` (Linux 5.11, tracing programs): the task
+/// running the program, here the thread reading the iterator.
+const HELPER_GET_CURRENT_TASK_BTF: i32 = 158;
 const S_IFMT: i32 = 0o170000;
 const S_IFSOCK: i32 = 0o140000;
 const AF_INET: i32 = 2;
@@ -746,6 +790,7 @@ fn offset16(value: u32) -> Result<i16, FdIteratorError> {
 /// Where the program's jumps land.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Label {
+    ViewDiffers,
     Sock,
     Facts,
     Write,
@@ -769,6 +814,12 @@ impl Assembler {
     fn jump(&mut self, code: u8, dst: u8, imm: i32, to: Label) {
         self.jumps.push((self.code.len(), to));
         self.emit(insn(code, dst, 0, 0, imm));
+    }
+
+    /// `if dst != src goto label`.
+    fn jump_unless_equal(&mut self, dst: u8, src: u8, to: Label) {
+        self.jumps.push((self.code.len(), to));
+        self.emit(insn(JNE_REG, dst, src, 0, 0));
     }
 
     fn label(&mut self, label: Label) {
@@ -828,7 +879,13 @@ mod at {
     pub const LOCAL_V6: i16 = 56;
     pub const REMOTE_V6: i16 = 72;
     pub const UID: i16 = 88;
+    pub const VIEW: i16 = 92;
 }
+
+/// [`at::VIEW`]: what the program writes (zero, left by the record's zeroing,
+/// is "not read").
+const VIEW_SAME: i32 = 1;
+const VIEW_OTHER: i32 = 2;
 
 /// The record is built on the stack at `r10 - RECORD_BYTES`.
 const fn on_stack(field: i16) -> i16 {
@@ -884,6 +941,18 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_real_cred)?, 0));
     a.jump(JEQ_IMM, 4, 0, Sock);
     a.copy(LDX_W, STX_W, 4, layout.cred_uid, on_stack(at::UID))?;
+    // The view: the holding task's, then its leader's (what `/proc/<pid>`
+    // shows), each against the reading thread's (r8; the file is done with).
+    a.emit(insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK_BTF));
+    a.emit(insn(MOV64_REG, 8, 0, 0, 0));
+    same_view(&mut a, layout, 7)?;
+    a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 7, 0, Sock);
+    same_view(&mut a, layout, 7)?;
+    a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME));
+    a.jump(JA, 0, 0, Sock);
+    a.label(ViewDiffers);
+    a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER));
     a.label(Sock);
     a.emit(insn(LDX_DW, 9, 9, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
     a.jump(JEQ_IMM, 9, 0, Write);
@@ -924,6 +993,38 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
     a.finish()
+}
+
+/// Jumps to `ViewDiffers` when the task in register `task` has another user
+/// namespace, mount namespace or root than the task in r8, and to `Sock` (the
+/// view left unread) when any of the task's is NULL (an exiting task); falls
+/// through when all are the same objects. Clobbers r1-r4. Each pointer is
+/// compared only once known non-NULL on the task's side, so two unreadable
+/// fields (a faulting load reads 0) never compare equal. Read without the
+/// task's locks, like `/proc`'s links: a task changing its root or namespaces
+/// during the pass is seen before or after the change, and a root read while
+/// it changes may pair the old mount with the new dentry (the same only if the
+/// host's mount and dentry were each in one of the two roots).
+fn same_view(a: &mut Assembler, layout: &KernelLayout, task: u8) -> Result<(), FdIteratorError> {
+    use Label::*;
+    let view = &layout.view;
+    // (container in the task, the pointer inside it): user namespace, mount
+    // namespace, root mount, root dentry.
+    let mut compare = |outer: u32, inner: u32| -> Result<(), FdIteratorError> {
+        a.emit(insn(LDX_DW, 1, task, offset16(outer)?, 0));
+        a.jump(JEQ_IMM, 1, 0, Sock);
+        a.emit(insn(LDX_DW, 2, 8, offset16(outer)?, 0));
+        a.emit(insn(LDX_DW, 3, 1, offset16(inner)?, 0));
+        a.jump(JEQ_IMM, 3, 0, Sock);
+        a.emit(insn(LDX_DW, 4, 2, offset16(inner)?, 0));
+        a.jump_unless_equal(3, 4, ViewDiffers);
+        Ok(())
+    };
+    compare(layout.task_real_cred, view.cred_user_ns)?;
+    compare(view.task_nsproxy, view.nsproxy_mnt_ns)?;
+    compare(view.task_fs, view.fs_root_mnt)?;
+    compare(view.task_fs, view.fs_root_dentry)?;
+    Ok(())
 }
 
 /// The license the kernel is told: `bpf_seq_write` is a GPL-only helper. We
@@ -1292,6 +1393,12 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
         inode: u64_field(at::INODE)?,
         leader_start: u64_field(at::LEADER_START)?,
         uid: u32_field(at::UID)?,
+        // Anything but the two values the program writes is "not read".
+        view: match u32_field(at::VIEW)? as i32 {
+            VIEW_SAME => Some(true),
+            VIEW_OTHER => Some(false),
+            _ => None,
+        },
         facts,
     })
 }
@@ -1458,7 +1565,49 @@ mod tests {
         let task_fwd = b.add("task_struct", KIND_FWD, false, 0, 0, &[]);
         let kuid = b.structure("", KIND_STRUCT, false, 4, &[("val", uint, 0)]);
         let kuid_t = b.add("kuid_t", KIND_TYPEDEF, false, 0, kuid, &[]);
-        let cred = b.structure("cred", KIND_STRUCT, false, 64, &[("uid", kuid_t, 8 * 8)]);
+        let user_ns = b.add("user_namespace", KIND_FWD, false, 0, 0, &[]);
+        let user_ns_ptr = b.ptr(user_ns);
+        let cred = b.structure(
+            "cred",
+            KIND_STRUCT,
+            false,
+            64,
+            &[("uid", kuid_t, 8 * 8), ("user_ns", user_ns_ptr, 40 * 8)],
+        );
+        let mnt_ns = b.add("mnt_namespace", KIND_FWD, false, 0, 0, &[]);
+        let mnt_ns_ptr = b.ptr(mnt_ns);
+        let nsproxy = b.structure(
+            "nsproxy",
+            KIND_STRUCT,
+            false,
+            72,
+            &[("count", int, 0), ("mnt_ns", mnt_ns_ptr, 24 * 8)],
+        );
+        let nsproxy_ptr = b.ptr(nsproxy);
+        let (vfsmount, dentry) = (
+            b.add("vfsmount", KIND_FWD, false, 0, 0, &[]),
+            b.add("dentry", KIND_FWD, false, 0, 0, &[]),
+        );
+        let (vfsmount_ptr, dentry_ptr) = (b.ptr(vfsmount), b.ptr(dentry));
+        let path = b.structure(
+            "path",
+            KIND_STRUCT,
+            false,
+            16,
+            &[("mnt", vfsmount_ptr, 0), ("dentry", dentry_ptr, 64)],
+        );
+        let fs = b.structure(
+            "fs_struct",
+            KIND_STRUCT,
+            false,
+            56,
+            &[
+                ("users", int, 0),
+                ("root", path, 24 * 8),
+                ("pwd", path, 40 * 8),
+            ],
+        );
+        let fs_ptr = b.ptr(fs);
         let cred_ptr = b.ptr(cred);
         let leader = b.ptr(task_fwd);
         let task = b.structure(
@@ -1472,6 +1621,8 @@ mod tests {
                 ("group_leader", leader, 1100 * 8),
                 ("start_boottime", ulong, 1600 * 8),
                 ("real_cred", cred_ptr, 1700 * 8),
+                ("fs", fs_ptr, 1800 * 8),
+                ("nsproxy", nsproxy_ptr, 1808 * 8),
             ],
         );
         add_socket_types(&mut b, ushort);
@@ -1630,6 +1781,14 @@ mod tests {
                 task_start_boottime: 1600,
                 task_real_cred: 1700,
                 cred_uid: 8,
+                view: ViewLayout {
+                    cred_user_ns: 40,
+                    task_nsproxy: 1808,
+                    nsproxy_mnt_ns: 24,
+                    task_fs: 1800,
+                    fs_root_mnt: 24,
+                    fs_root_dentry: 32,
+                },
                 sock: SockLayout {
                     socket_sk: 24,
                     family: 16,
@@ -1712,7 +1871,7 @@ mod tests {
         let jumps: Vec<(usize, i16)> = code
             .iter()
             .enumerate()
-            .filter(|(_, i)| i.code == JEQ_IMM || i.code == JNE_IMM)
+            .filter(|(_, i)| matches!(i.code, JEQ_IMM | JNE_IMM | JNE_REG | JA))
             .map(|(pc, i)| (pc, pc as i16 + 1 + i.off))
             .collect();
         assert!(jumps
@@ -1726,7 +1885,63 @@ mod tests {
             .filter(|i| i.code == CALL)
             .map(|i| i.imm)
             .collect();
-        assert_eq!(calls, [HELPER_SOCK_FROM_FILE, HELPER_SEQ_WRITE]);
+        assert_eq!(
+            calls,
+            [
+                HELPER_SOCK_FROM_FILE,
+                HELPER_GET_CURRENT_TASK_BTF,
+                HELPER_SEQ_WRITE
+            ]
+        );
+        // The view: 4 pointers (user namespace, mount namespace, root mount and
+        // dentry) compared for the holding task, then for its leader, each
+        // against the reading task's (r8, what the helper returned); any
+        // difference lands on "another view", and "the same view" is written
+        // only past all 8 comparisons.
+        let current = code
+            .iter()
+            .position(|i| *i == insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK_BTF))
+            .expect("get_current_task_btf");
+        assert_eq!(code[current + 1], insn(MOV64_REG, 8, 0, 0, 0));
+        let other = code
+            .iter()
+            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER))
+            .expect("the other-view mark");
+        let same = code
+            .iter()
+            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME))
+            .expect("the same-view mark");
+        let compared: Vec<usize> = jumps
+            .iter()
+            .filter(|&&(pc, _)| code[pc].code == JNE_REG)
+            .map(|&(pc, to)| {
+                assert_eq!(to as usize, other, "a difference is another view");
+                assert_eq!(code[pc].regs, 0x43, "r3 against r4: {:?}", code[pc]);
+                pc
+            })
+            .collect();
+        assert_eq!(compared.len(), 8);
+        assert!(compared.iter().all(|&pc| current < pc && pc < same));
+        assert_eq!(same + 2, other, "same: written, then past the other mark");
+        // Between the helper and the marks, every other jump is a NULL check
+        // (the task's pointer, or the field read through it) that leaves the
+        // view unread: it skips both marks.
+        for &(pc, to) in jumps.iter().filter(|&&(pc, _)| current < pc && pc < same) {
+            if code[pc].code == JEQ_IMM {
+                assert_eq!(code[pc].imm, 0);
+                assert!(to as usize > other, "{pc}: {:?}", code[pc]);
+            }
+        }
+        // The reader's pointers are loaded through r8, the task's through r7
+        // (the holder, then its leader).
+        let through = |base: u8| {
+            code[current..same]
+                .iter()
+                .filter(|i| i.code == LDX_DW && i.regs >> 4 == base)
+                .count()
+        };
+        assert_eq!(through(8), 8);
+        assert_eq!(through(7), 9, "8 fields and the leader");
         // Facts are marked whole last, just before the write.
         let mark = code
             .iter()
@@ -1808,6 +2023,7 @@ mod tests {
             (7, 8, 3, 99, None)
         );
         assert_eq!(parsed[0].leader_start, 5_000_000_000);
+        assert_eq!(parsed[0].view, None, "zero: not read");
         assert_eq!(
             parsed[1].facts,
             Some(SocketFacts {
@@ -1829,6 +2045,19 @@ mod tests {
         let facts = parse_records(&v4)[0].facts.expect("facts");
         assert_eq!(facts.remote, "198.51.100.7".parse::<IpAddr>().expect("v4"));
         assert_eq!(facts.local, "0.0.0.0".parse::<IpAddr>().expect("v4"));
+        // The view: only the program's two values say anything.
+        for (value, view) in [
+            (1u32, Some(true)),
+            (2, Some(false)),
+            (0, None),
+            (3, None),
+            (u32::MAX, None),
+            (0x100, None),
+        ] {
+            let mut with_view = bare.clone();
+            put_in(&mut with_view, at::VIEW, &value.to_ne_bytes());
+            assert_eq!(parse_records(&with_view)[0].view, view, "{value}");
+        }
     }
 
     #[test]
@@ -1906,6 +2135,7 @@ mod tests {
             unsafe { libc::getuid() },
             "the holder's real uid"
         );
+        assert_eq!(record.view, Some(true), "our own view");
         // A UNIX socket is not written at all.
         let (unix, _) = std::os::unix::net::UnixStream::pair().expect("pair");
         let with_unix = iterator

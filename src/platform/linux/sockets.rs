@@ -1669,6 +1669,7 @@ mod tests {
             inode,
             leader_start: 0,
             uid: 0,
+            view: None,
             facts: None,
         };
         let protocols = ProtocolSet::ALL;
@@ -1755,6 +1756,7 @@ mod tests {
             inode,
             leader_start,
             uid: 0,
+            view: None,
             facts: Some(facts(4242)),
         };
         let protocols = ProtocolSet::ALL;
