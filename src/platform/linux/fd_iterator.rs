@@ -766,9 +766,12 @@ const EXIT: u8 = 0x95;
 const HELPER_SEQ_WRITE: i32 = 127;
 /// `BPF_FUNC_sock_from_file` (Linux 5.11): the `struct socket` of a socket file.
 const HELPER_SOCK_FROM_FILE: i32 = 162;
-/// `BPF_FUNC_get_current_task_btf` (Linux 5.11, tracing programs): the task
-/// running the program, here the thread reading the iterator.
-const HELPER_GET_CURRENT_TASK_BTF: i32 = 158;
+/// `BPF_FUNC_get_current_task`: the address of the task running the program,
+/// here the thread reading the iterator.
+const HELPER_GET_CURRENT_TASK: i32 = 35;
+/// `BPF_FUNC_probe_read_kernel` (Linux 5.5; refused under lockdown
+/// "confidentiality": the program is then loaded without the view).
+const HELPER_PROBE_READ_KERNEL: i32 = 113;
 const S_IFMT: i32 = 0o170000;
 const S_IFSOCK: i32 = 0o140000;
 const AF_INET: i32 = 2;
@@ -887,6 +890,12 @@ mod at {
 const VIEW_SAME: i32 = 1;
 const VIEW_OTHER: i32 = 2;
 
+/// The reader's view pointers (user namespace, mount namespace, root mount,
+/// root dentry), copied below the record.
+const READER_VIEW: i16 = -(RECORD_BYTES as i16) - 32;
+// The record and the reader's view fit a BPF program's 512-byte stack.
+const _: () = assert!(READER_VIEW >= -512);
+
 /// The record is built on the stack at `r10 - RECORD_BYTES`.
 const fn on_stack(field: i16) -> i16 {
     field - RECORD_BYTES as i16
@@ -897,7 +906,9 @@ const fn on_stack(field: i16) -> i16 {
 /// carries its facts (family, type, protocol, state, ports, addresses,
 /// namespace); a socket of another family is not written; a socket file without
 /// a `struct sock` is written without facts (the caller resolves it as before).
-pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
+/// `with_view`: the record says whether the holder shares the reader's view
+/// (else its view is "not read").
+pub fn program(layout: &KernelLayout, with_view: bool) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let sock = &layout.sock;
     let mut a = Assembler::default();
@@ -941,18 +952,19 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_real_cred)?, 0));
     a.jump(JEQ_IMM, 4, 0, Sock);
     a.copy(LDX_W, STX_W, 4, layout.cred_uid, on_stack(at::UID))?;
-    // The view: the holding task's, then its leader's (what `/proc/<pid>`
-    // shows), each against the reading thread's (r8; the file is done with).
-    a.emit(insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK_BTF));
-    a.emit(insn(MOV64_REG, 8, 0, 0, 0));
-    same_view(&mut a, layout, 7)?;
-    a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 7, 0, Sock);
-    same_view(&mut a, layout, 7)?;
-    a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME));
-    a.jump(JA, 0, 0, Sock);
-    a.label(ViewDiffers);
-    a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER));
+    if with_view {
+        // The view: the holding task's, then its leader's (what `/proc/<pid>`
+        // shows), each against the reading thread's.
+        read_reader_view(&mut a, layout)?;
+        same_view(&mut a, layout, 7)?;
+        a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
+        a.jump(JEQ_IMM, 7, 0, Sock);
+        same_view(&mut a, layout, 7)?;
+        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME));
+        a.jump(JA, 0, 0, Sock);
+        a.label(ViewDiffers);
+        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER));
+    }
     a.label(Sock);
     a.emit(insn(LDX_DW, 9, 9, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
     a.jump(JEQ_IMM, 9, 0, Write);
@@ -995,35 +1007,69 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.finish()
 }
 
+/// The four pointers that make a task's view, as (the container's offset in
+/// `task_struct`, the pointer's offset in the container, where the reader's
+/// copy is on the stack).
+fn view_chains(layout: &KernelLayout) -> [(u32, u32, i16); 4] {
+    let view = &layout.view;
+    [
+        (layout.task_real_cred, view.cred_user_ns, READER_VIEW),
+        (view.task_nsproxy, view.nsproxy_mnt_ns, READER_VIEW + 8),
+        (view.task_fs, view.fs_root_mnt, READER_VIEW + 16),
+        (view.task_fs, view.fs_root_dentry, READER_VIEW + 24),
+    ]
+}
+
+/// Copies the reading thread's four view pointers to the stack below the
+/// record ([`READER_VIEW`]), or jumps to `Sock` (the view left unread) when one
+/// cannot be read. Through `bpf_get_current_task` (a plain number) and
+/// `bpf_probe_read_kernel`, not `bpf_get_current_task_btf`: every load through
+/// that trusted pointer makes the verifier search all of vmlinux's BTF by name
+/// for a "safe" type list (btf_nested_type_is_trusted), ~1 ms of CPU a load at
+/// each program load. Uses r8 (the file is done with).
+fn read_reader_view(a: &mut Assembler, layout: &KernelLayout) -> Result<(), FdIteratorError> {
+    a.emit(insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK));
+    a.emit(insn(MOV64_REG, 8, 0, 0, 0));
+    for (outer, inner, slot) in view_chains(layout) {
+        // *slot = *(current + outer), then *slot = *(*slot + inner).
+        for step in 0..2 {
+            a.emit(insn(MOV64_REG, 1, 10, 0, 0));
+            a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(slot)));
+            a.emit(insn(MOV64_IMM, 2, 0, 0, 8));
+            if step == 0 {
+                a.emit(insn(MOV64_REG, 3, 8, 0, 0));
+                a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(offset16(outer)?)));
+            } else {
+                a.emit(insn(LDX_DW, 3, 10, slot, 0));
+                a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(offset16(inner)?)));
+            }
+            a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
+            a.jump(JNE_IMM, 0, 0, Label::Sock);
+        }
+    }
+    Ok(())
+}
+
 /// Jumps to `ViewDiffers` when the task in register `task` has another user
-/// namespace, mount namespace or root than the task in r8, and to `Sock` (the
-/// view left unread) when any of the task's is NULL (an exiting task); falls
-/// through when all are the same objects. Clobbers r1-r4. Each pointer is
-/// compared only once known non-NULL on the task's side, so two unreadable
-/// fields (a faulting load reads 0) never compare equal. Read without the
-/// task's locks, like `/proc`'s links: a task changing its root or namespaces
-/// during the pass is seen before or after the change, and a root read while
-/// it changes may pair the old mount with the new dentry (the same only if the
-/// host's mount and dentry were each in one of the two roots).
+/// namespace, mount namespace or root than the reader's (on the stack), and to
+/// `Sock` (the view left unread) when any of the task's is NULL (an exiting
+/// task); falls through when all are the same objects. Clobbers r1, r3, r4.
+/// Each pointer is compared only once known non-NULL on the task's side, so
+/// two unreadable fields (a faulting load reads 0) never compare equal. Read
+/// without the task's locks, like `/proc`'s links: a task changing its root or
+/// namespaces during the pass is seen before or after the change, and a root
+/// read while it changes may pair the old mount with the new dentry (the same
+/// only if the host's mount and dentry were each in one of the two roots).
 fn same_view(a: &mut Assembler, layout: &KernelLayout, task: u8) -> Result<(), FdIteratorError> {
     use Label::*;
-    let view = &layout.view;
-    // (container in the task, the pointer inside it): user namespace, mount
-    // namespace, root mount, root dentry.
-    let mut compare = |outer: u32, inner: u32| -> Result<(), FdIteratorError> {
+    for (outer, inner, slot) in view_chains(layout) {
         a.emit(insn(LDX_DW, 1, task, offset16(outer)?, 0));
         a.jump(JEQ_IMM, 1, 0, Sock);
-        a.emit(insn(LDX_DW, 2, 8, offset16(outer)?, 0));
         a.emit(insn(LDX_DW, 3, 1, offset16(inner)?, 0));
         a.jump(JEQ_IMM, 3, 0, Sock);
-        a.emit(insn(LDX_DW, 4, 2, offset16(inner)?, 0));
+        a.emit(insn(LDX_DW, 4, 10, slot, 0));
         a.jump_unless_equal(3, 4, ViewDiffers);
-        Ok(())
-    };
-    compare(layout.task_real_cred, view.cred_user_ns)?;
-    compare(view.task_nsproxy, view.nsproxy_mnt_ns)?;
-    compare(view.task_fs, view.fs_root_mnt)?;
-    compare(view.task_fs, view.fs_root_dentry)?;
+    }
     Ok(())
 }
 
@@ -1127,8 +1173,8 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn loadprogram(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
-    let code = program(layout)?;
+fn loadprogram(layout: &KernelLayout, with_view: bool) -> Result<OwnedFd, FdIteratorError> {
+    let code = program(layout, with_view)?;
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_TRACING,
@@ -1170,14 +1216,30 @@ pub struct FdIterator {
     /// Kept for the per-process links (`socket_fds_of`).
     program: OwnedFd,
     link: OwnedFd,
+    reads_views: bool,
 }
 
 impl FdIterator {
     fn build() -> Result<FdIterator, FdIteratorError> {
         let layout = parse_layout(read_vmlinux_btf()?.bytes())?;
-        let program = loadprogram(&layout)?;
+        // A kernel that refuses the view's reads (lockdown) still gets the
+        // iterator; its records then say the view was not read.
+        let (program, reads_views) = match loadprogram(&layout, true) {
+            Ok(program) => (program, true),
+            Err(_) => (loadprogram(&layout, false)?, false),
+        };
         let link = Self::link(&program, None)?;
-        Ok(FdIterator { program, link })
+        Ok(FdIterator {
+            program,
+            link,
+            reads_views,
+        })
+    }
+
+    /// Whether records say whether their holder shares the reader's view
+    /// ([`SocketFd::view`]); if not, every record's view is `None`.
+    pub fn reads_views(&self) -> bool {
+        self.reads_views
     }
 
     /// A link of the program over every task, or over the threads of one process
@@ -1845,7 +1907,7 @@ mod tests {
     #[test]
     fn program_encoding() {
         let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
-        let code = program(&layout).expect("program");
+        let code = program(&layout, true).expect("program");
         // Only after the helper said "a socket": r1 = *(u64 *)(r8 + 32), f_inode.
         let helper = code
             .iter()
@@ -1885,23 +1947,19 @@ mod tests {
             .filter(|i| i.code == CALL)
             .map(|i| i.imm)
             .collect();
-        assert_eq!(
-            calls,
-            [
-                HELPER_SOCK_FROM_FILE,
-                HELPER_GET_CURRENT_TASK_BTF,
-                HELPER_SEQ_WRITE
-            ]
-        );
-        // The view: 4 pointers (user namespace, mount namespace, root mount and
-        // dentry) compared for the holding task, then for its leader, each
-        // against the reading task's (r8, what the helper returned); any
-        // difference lands on "another view", and "the same view" is written
-        // only past all 8 comparisons.
+        let mut expected = vec![HELPER_SOCK_FROM_FILE, HELPER_GET_CURRENT_TASK];
+        expected.extend([HELPER_PROBE_READ_KERNEL; 8]);
+        expected.push(HELPER_SEQ_WRITE);
+        assert_eq!(calls, expected);
+        // The view: the reader's 4 pointers (user namespace, mount namespace,
+        // root mount and dentry) read to the stack, each in two reads whose
+        // failure leaves the view unread; then compared with the holding
+        // task's, then its leader's: any difference lands on "another view",
+        // and "the same view" is written only past all 8 comparisons.
         let current = code
             .iter()
-            .position(|i| *i == insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK_BTF))
-            .expect("get_current_task_btf");
+            .position(|i| *i == insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK))
+            .expect("get_current_task");
         assert_eq!(code[current + 1], insn(MOV64_REG, 8, 0, 0, 0));
         let other = code
             .iter()
@@ -1917,31 +1975,60 @@ mod tests {
             .map(|&(pc, to)| {
                 assert_eq!(to as usize, other, "a difference is another view");
                 assert_eq!(code[pc].regs, 0x43, "r3 against r4: {:?}", code[pc]);
+                // r4: the reader's copy, from the stack below the record.
+                let reader = code[pc - 1];
+                assert_eq!((reader.code, reader.regs), (LDX_DW, 0xa4), "{reader:?}");
+                assert!((READER_VIEW..-(RECORD_BYTES as i16)).contains(&reader.off));
                 pc
             })
             .collect();
         assert_eq!(compared.len(), 8);
         assert!(compared.iter().all(|&pc| current < pc && pc < same));
         assert_eq!(same + 2, other, "same: written, then past the other mark");
-        // Between the helper and the marks, every other jump is a NULL check
-        // (the task's pointer, or the field read through it) that leaves the
-        // view unread: it skips both marks.
+        // Between the helper and the marks, every other jump is a failed read
+        // (r0 != 0 after a probe read) or a NULL check (the task's pointer, or
+        // the field read through it): the view is left unread, both marks
+        // skipped.
         for &(pc, to) in jumps.iter().filter(|&&(pc, _)| current < pc && pc < same) {
-            if code[pc].code == JEQ_IMM {
-                assert_eq!(code[pc].imm, 0);
-                assert!(to as usize > other, "{pc}: {:?}", code[pc]);
+            match code[pc].code {
+                JNE_IMM => {
+                    assert_eq!((code[pc].regs, code[pc].imm), (0, 0), "{:?}", code[pc]);
+                    assert_eq!(code[pc - 1], insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
+                }
+                JEQ_IMM => assert_eq!(code[pc].imm, 0),
+                JNE_REG => continue,
+                _ => panic!("{pc}: {:?}", code[pc]),
             }
+            assert!(to as usize > other, "{pc}: {:?}", code[pc]);
         }
-        // The reader's pointers are loaded through r8, the task's through r7
-        // (the holder, then its leader).
+        // The task's pointers are loaded through r7 (the holder, then its
+        // leader); the reader's are read by address from r8, never loaded.
         let through = |base: u8| {
             code[current..same]
                 .iter()
                 .filter(|i| i.code == LDX_DW && i.regs >> 4 == base)
                 .count()
         };
-        assert_eq!(through(8), 8);
-        assert_eq!(through(7), 9, "8 fields and the leader");
+        assert_eq!(through(8), 0);
+        assert_eq!(through(7), 9, "4 containers twice and the leader");
+        // Reads land in the reader's 32 bytes, 8 bytes each.
+        for call in code
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| **i == insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL))
+            .map(|(pc, _)| pc)
+        {
+            let setup = &code[call - 5..call];
+            assert_eq!(setup[0], insn(MOV64_REG, 1, 10, 0, 0));
+            assert!((i32::from(READER_VIEW)..-(RECORD_BYTES as i32) - 7).contains(&setup[1].imm));
+            assert_eq!(setup[2], insn(MOV64_IMM, 2, 0, 0, 8));
+        }
+        // Without the view: none of it, and the view stays zero ("not read").
+        let plain = program(&layout, false).expect("program");
+        assert!(plain.iter().all(|i| i.code != CALL
+            || i.imm == HELPER_SOCK_FROM_FILE
+            || i.imm == HELPER_SEQ_WRITE));
+        assert!(plain.iter().all(|i| i.off != on_stack(at::VIEW)));
         // Facts are marked whole last, just before the write.
         let mark = code
             .iter()
@@ -1965,13 +2052,16 @@ mod tests {
             },
             ..layout
         };
-        assert_eq!(program(&no_v6).expect("program").len(), code.len() - 8);
+        assert_eq!(
+            program(&no_v6, true).expect("program").len(),
+            code.len() - 8
+        );
         let far = KernelLayout {
             task_tgid: 40_000,
             ..layout
         };
         assert!(matches!(
-            program(&far),
+            program(&far, true),
             Err(FdIteratorError::OffsetTooFar(40_000))
         ));
     }
