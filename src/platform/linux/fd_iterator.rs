@@ -1288,15 +1288,15 @@ impl FdIterator {
         let link = Self::link(&self.program, Some(pid))?;
         // Each read resumes the pass at the thread it stopped at; if that thread
         // has exited by then, the kernel ends the pass as if it were whole
-        // (task_group_seq_get_next). A pass read in more than one part (records,
-        // then the end) is whole if no thread came or went meanwhile: a thread
+        // (task_group_seq_get_next). A pass the kernel resumed (see
+        // `read_pass`) is whole if no thread came or went meanwhile: a thread
         // made during the pass joins the end of the list, so one that came and
         // went had only threads made after it, also gone, behind it. A process
         // gone by the end has no socket left to miss. (A pass of one part ends
         // early only after a million fds in that read: not seen here.)
         let before = super::procfs::thread_ids(pid);
-        let (mut records, reads) = Self::read_pass(&link, max_bytes, deadline)?;
-        let changed = reads > 2 && {
+        let (mut records, Reads { reads, resumed }) = Self::read_pass(&link, max_bytes, deadline)?;
+        let changed = resumed && {
             let after = super::procfs::thread_ids(pid);
             // Gone by the end: no socket left to miss. Too many threads to list
             // (or unlistable): it cannot be told whole.
@@ -1316,13 +1316,12 @@ impl FdIterator {
         Ok(records)
     }
 
-    /// One pass's records, and in how many reads (the kernel resumes the pass
-    /// at each).
+    /// One pass's records, and how it was read.
     fn read_pass(
         link: &OwnedFd,
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
-    ) -> Result<(SocketFds, usize), FdIteratorError> {
+    ) -> Result<(SocketFds, Reads), FdIteratorError> {
         let mut attr = IterCreateAttr {
             link_fd: link.as_raw_fd() as u32,
             flags: 0,
@@ -1341,6 +1340,7 @@ impl FdIterator {
         let mut chunk = vec![0u8; RECORD_BYTES * 64];
         let mut cut = None;
         let mut reads = 0;
+        let (mut data_reads, mut resumed) = (0, false);
         loop {
             if deadline.expired() {
                 cut = Some("deadline passed while reading the fd iterator".to_string());
@@ -1351,12 +1351,11 @@ impl FdIterator {
                 Ok(0) => break,
                 Ok(n) => n,
                 // EAGAIN: a million objects passed without a socket; go on.
-                Err(e)
-                    if e.kind() == io::ErrorKind::Interrupted
-                        || e.kind() == io::ErrorKind::WouldBlock =>
-                {
-                    continue
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    resumed = true;
+                    continue;
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(FdIteratorError::Io {
                         what: "reading the fd iterator",
@@ -1372,6 +1371,13 @@ impl FdIterator {
                 break;
             }
             data.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            // A run of the program stops when the read's bytes are filled (a
+            // whole number of records: nothing is left over), at the end, or
+            // after a million objects. After a full read, the next read starts
+            // the pass again from where it stopped, even when it returns
+            // nothing: that is when a pass may end early, quietly.
+            data_reads += 1;
+            resumed |= n == chunk.len() || data_reads > 1;
         }
         if data.len() % RECORD_BYTES != 0 && cut.is_none() {
             return Err(FdIteratorError::PartialRecord(data.len()));
@@ -1382,9 +1388,17 @@ impl FdIterator {
                 cut,
                 unsure: None,
             },
-            reads,
+            Reads { reads, resumed },
         ))
     }
+}
+
+/// How one pass was read.
+struct Reads {
+    /// `read` calls made.
+    reads: usize,
+    /// Whether the kernel resumed the pass at least once (see `read_pass`).
+    resumed: bool,
 }
 
 thread_local! {
