@@ -6,7 +6,7 @@
 use crate::judge::classify::{self, Classification};
 use crate::judge::socks::{self, SocksConfig};
 use crate::judge::subject::{self, ProcessVerdict};
-use crate::model::{Pid, ProtocolSet, SocketInfo, SocketQuery};
+use crate::model::{Pid, SocketInfo, SocketQuery};
 use crate::platform::{self, Host};
 use std::collections::HashMap;
 
@@ -41,21 +41,12 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
     if query.protocols.is_empty() || query.pids.as_ref().is_some_and(Vec::is_empty) {
         return Observed::default();
     }
-    let scan = host.sockets(query);
+    let mut scan = host.sockets(query);
     if scan.skipped_processes > 0 {
         log::debug!("socket scan skipped {} processes", scan.skipped_processes);
     }
     let socks_reasons = if query.protocols.tcp {
-        let whole_host_tcp = || {
-            host.sockets(&SocketQuery {
-                pids: None,
-                protocols: ProtocolSet {
-                    tcp: true,
-                    ..ProtocolSet::NONE
-                },
-            })
-            .sockets
-        };
+        let whole_host_tcp = || host.host_tcp_sockets();
         let whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>> = match query.pids {
             Some(_) => Some(&whole_host_tcp),
             None => None,
@@ -67,6 +58,7 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
             whole_host_tcp,
             &scan.namespace_tcp,
             &scan.executables,
+            std::mem::take(&mut scan.environments),
         )
     } else {
         HashMap::new()
@@ -132,6 +124,7 @@ impl Owners {
 pub(crate) mod tests {
     use super::*;
     use crate::model::fixtures::{process, tcp};
+    use crate::model::ProtocolSet;
     use crate::platform::FakeHost;
 
     /// A client (pid 2) connected to a SOCKS server (pid 1) it does not own, and

@@ -1455,3 +1455,89 @@ fn only_kernel_threads_are_marked_kernel_threads() {
     assert!(!named.kernel_thread);
     child.kill();
 }
+
+/// The socket scan reads each TCP client's environment and view through the
+/// directory that named its fds, so the SOCKS check opens no process again: a
+/// client in its own user and mount namespace (an unprivileged user's) is read
+/// as not seeing the host's files, its twin as seeing them; a process holding
+/// only a listener, and every holder in the owners-only scan a `pid =` check
+/// asks for, have nothing read. By the fd iterator and by the walk alike.
+#[test]
+fn a_scan_reads_each_tcp_clients_environment_and_view_with_its_sockets() {
+    const TEST: &str = "a_scan_reads_each_tcp_clients_environment_and_view_with_its_sockets";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user)");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    let client = format!(
+        "import socket, time\ns = socket.create_connection(('127.0.0.1', {port}))\n\
+         print('ready', flush=True)\ntime.sleep(600)"
+    );
+    let user = common::attacker("scan-environment");
+    let mut command = user.command("unshare");
+    command
+        .args(["-Urm", "python3", "-c", &client])
+        .env("ALL_PROXY", format!("socks5://127.0.0.1:{port}"));
+    let Ok(inside) = spawn_ready(command) else {
+        return skip(TEST, "unprivileged user namespaces are not available");
+    };
+    let mut twin = user.python(&client);
+    twin.env("ALL_PROXY", format!("socks5://127.0.0.1:{port}"));
+    let twin = spawn_ready(twin).expect("twin");
+    let only_listening = spawn_ready(python(&script(
+        "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\nready()",
+    )))
+    .expect("listener");
+    let tcp = ProtocolSet {
+        tcp: true,
+        ..ProtocolSet::NONE
+    };
+    for fd_iterator in [true, false] {
+        let host = LinuxHost::new(HostConfig {
+            fd_iterator,
+            ..HostConfig::default()
+        });
+        let pids = vec![inside.pid, twin.pid, only_listening.pid];
+        for pids in [None, Some(pids)] {
+            let what = format!("fd_iterator {fd_iterator}, pids {pids:?}");
+            let scan = host.sockets(&SocketQuery {
+                pids: pids.clone(),
+                protocols: tcp,
+            });
+            let proxy = format!("ALL_PROXY=socks5://127.0.0.1:{port}");
+            for (pid, sees_host_files) in [(inside.pid, false), (twin.pid, true)] {
+                let read = scan
+                    .environments
+                    .get(&pid)
+                    .unwrap_or_else(|| panic!("{what}: {pid} not read: {scan:?}"));
+                assert_eq!(read.sees_host_files, sees_host_files, "{what}: {pid}");
+                assert!(
+                    read.variables.as_ref().is_some_and(|v| v.contains(&proxy)),
+                    "{what}: {pid}: {read:?}"
+                );
+            }
+            assert!(
+                scan.sockets.iter().any(|s| s.pid == only_listening.pid),
+                "{what}: the listener is seen"
+            );
+            assert!(
+                !scan.environments.contains_key(&only_listening.pid),
+                "{what}: a listener's holder is no client"
+            );
+            let owners_only = an1256::platform::linux::sockets::scan(
+                &SocketQuery {
+                    pids,
+                    protocols: tcp,
+                },
+                fd_iterator,
+                false,
+            );
+            assert!(
+                owners_only.sockets.iter().any(|s| s.pid == twin.pid),
+                "{what}: owners-only scan sees the twin"
+            );
+            assert!(owners_only.environments.is_empty(), "{what}: nothing read");
+        }
+    }
+}

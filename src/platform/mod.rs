@@ -267,6 +267,19 @@ pub trait Host: Send + Sync {
     }
     /// Inet sockets of the processes and protocols the query names.
     fn sockets(&self, query: &SocketQuery) -> SocketScan;
+    /// Every TCP socket on the host with its owner, and nothing else the SOCKS
+    /// check would read of their holders: what a `pid =` scan's check looks
+    /// at to find the owner of a listener its client reaches.
+    fn host_tcp_sockets(&self) -> Vec<crate::model::SocketInfo> {
+        self.sockets(&SocketQuery {
+            pids: None,
+            protocols: crate::model::ProtocolSet {
+                tcp: true,
+                ..crate::model::ProtocolSet::NONE
+            },
+        })
+        .sockets
+    }
     /// Every TCP socket of `pid`'s network namespace, owners not looked up (`pid`
     /// 0, `fd` -1): one table read instead of a walk of every process's fds. `None`
     /// when it cannot be told (the caller then walks).

@@ -31,7 +31,7 @@ pub mod proxychains;
 pub mod servers;
 pub mod ssh;
 
-use crate::model::{Pid, ProcessInfo, SocketInfo, SocketType, IPPROTO_TCP};
+use crate::model::{Pid, ProcessInfo, ScannedEnvironment, SocketInfo, SocketType, IPPROTO_TCP};
 use crate::platform::{Host, HostError};
 use config_files::{read_config, SshConfigReader};
 use probe::{probe_socks5, ProbeOutcome};
@@ -134,6 +134,9 @@ struct Classifier<'a> {
     processes: HashMap<Pid, Option<ProcessInfo>>,
     servers: HashMap<Pid, Option<KnownServer>>,
     environments: HashMap<Pid, Vec<String>>,
+    /// Environments the socket scan read (`SocketScan::environments`), taken
+    /// on first use.
+    scanned_environments: HashMap<Pid, ScannedEnvironment>,
     environment_proxies: HashMap<Pid, Vec<ProxyEndpoint>>,
     /// Processes whose environment was cut at the read limit.
     truncated_environments: HashSet<Pid>,
@@ -243,6 +246,22 @@ impl<'a> Classifier<'a> {
     /// needs (one open of the process for both).
     fn environment(&mut self, pid: Pid) -> &[String] {
         if !self.environments.contains_key(&pid) {
+            if let Some(scanned) = self.scanned_environments.remove(&pid) {
+                if scanned.sees_host_files {
+                    self.sees_host_files.insert(pid);
+                }
+                let environment = scanned.variables.unwrap_or_else(|| {
+                    // Fail closed, as for a read here: the signal is unknown.
+                    self.truncated_environments.insert(pid);
+                    Vec::new()
+                });
+                self.environments.insert(pid, environment);
+                return self
+                    .environments
+                    .get(&pid)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+            }
             // The process's view matters only while the host's list names none.
             let with_view = !self.host_preload_list();
             let read = self.host.environment_and_view(pid, with_view);
@@ -575,13 +594,15 @@ pub fn socks_reasons(
         whole_host_tcp,
         &HashMap::new(),
         &HashMap::new(),
+        HashMap::new(),
     )
 }
 
 /// [`socks_reasons`], given the whole TCP tables of network namespaces the scan
 /// already read (`SocketScan::namespace_tcp`), which are then not read again,
 /// and the holders' executable paths it read through the directory that named
-/// their fds (`SocketScan::executables`), which are then not read again either.
+/// their fds (`SocketScan::executables`), which are then not read again either,
+/// nor the environments it read (`SocketScan::environments`).
 pub fn socks_reasons_with_tables(
     host: &dyn Host,
     config: &SocksConfig,
@@ -589,6 +610,7 @@ pub fn socks_reasons_with_tables(
     whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
     namespace_tcp: &HashMap<String, Vec<SocketInfo>>,
     executables: &HashMap<Pid, String>,
+    environments: HashMap<Pid, ScannedEnvironment>,
 ) -> HashMap<SocketKey, Vec<&'static str>> {
     let mut out: HashMap<SocketKey, Vec<&'static str>> = HashMap::new();
     let tcp: Vec<&SocketInfo> = scanned.iter().filter(|s| is_tcp(s)).collect();
@@ -651,6 +673,7 @@ pub fn socks_reasons_with_tables(
         processes: HashMap::new(),
         servers: HashMap::new(),
         environments: HashMap::new(),
+        scanned_environments: environments,
         environment_proxies: HashMap::new(),
         truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
@@ -844,6 +867,69 @@ mod tests {
     /// Mapped files that could not be read whole may hide a SOCKS library: the
     /// connection is reported (`socks_preload_unknown`). Twins: a process that
     /// exited, one read whole, and one whose environment already names the
+    /// The environments the socket scan read are judged as the host's would
+    /// be, and the host is not asked for them: a proxy variable naming the
+    /// endpoint is `socks_env_proxy`, an environment the scan could not read
+    /// whole is `socks_env_truncated` (never clean); a client the scan read
+    /// nothing of is read from the host, as before.
+    #[test]
+    fn environments_the_scan_read_are_judged_without_asking_the_host() {
+        let mut host = FakeHost::default();
+        for pid in 20..=22 {
+            host.processes
+                .push(process(pid, "/usr/bin/curl", &["curl"]));
+        }
+        // What the host would say now: nothing for 20 and 21; a proxy for 22.
+        host.environments
+            .insert(22, vec!["ALL_PROXY=socks5://203.0.113.5:443".into()]);
+        let connection = |pid: Pid| {
+            tcp(
+                pid,
+                3,
+                ("10.0.0.2", 40000 + pid),
+                ("203.0.113.5", 443),
+                "ESTABLISHED",
+            )
+        };
+        let scanned: Vec<SocketInfo> = (20..=22).map(connection).collect();
+        let read_by_the_scan = HashMap::from([
+            (
+                20,
+                ScannedEnvironment {
+                    variables: Some(vec!["all_proxy=socks5h://203.0.113.5:443".into()]),
+                    sees_host_files: true,
+                },
+            ),
+            (
+                21,
+                ScannedEnvironment {
+                    variables: None,
+                    sees_host_files: false,
+                },
+            ),
+        ]);
+        let map = socks_reasons_with_tables(
+            &host,
+            &SocksConfig::default(),
+            &scanned,
+            None,
+            &HashMap::new(),
+            &HashMap::new(),
+            read_by_the_scan,
+        );
+        assert_eq!(reasons_of(&map, &scanned[0]), REASON_ENV_PROXY);
+        assert_eq!(reasons_of(&map, &scanned[1]), REASON_ENV_TRUNCATED);
+        assert_eq!(
+            reasons_of(&map, &scanned[2]),
+            REASON_ENV_PROXY,
+            "the host's"
+        );
+        // Without the scan's reads, the host's (empty) environments are clean.
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
+        assert_eq!(reasons_of(&map, &scanned[0]), "");
+        assert_eq!(reasons_of(&map, &scanned[1]), "");
+    }
+
     /// library (then it is `socks_preload`, known).
     #[test]
     fn an_unreadable_library_list_is_not_clean() {
@@ -1046,6 +1132,7 @@ mod tests {
             None,
             &HashMap::new(),
             &executables,
+            HashMap::new(),
         );
         assert!(map.is_empty(), "{map:?}");
         let calls = host.process_calls.lock().expect("calls").clone();
@@ -1066,6 +1153,7 @@ mod tests {
             None,
             &HashMap::new(),
             &executables,
+            HashMap::new(),
         );
         assert_eq!(reasons_of(&map, &client), REASON_LOCAL_PROXY);
         assert_eq!(reasons_of(&map, &listener), REASON_SERVER);
@@ -1371,6 +1459,7 @@ mod tests {
             Some(&counted),
             &known,
             &HashMap::new(),
+            HashMap::new(),
         );
         assert_eq!(calls.get(), 0, "only its own listener is reachable");
         assert_eq!(reasons_of(&map, &client), REASON_PORT);
@@ -1385,6 +1474,7 @@ mod tests {
             Some(&counted),
             &known,
             &HashMap::new(),
+            HashMap::new(),
         );
         assert_eq!(calls.get(), 1);
         // Without the scan's tables the host is asked for the namespace (here it

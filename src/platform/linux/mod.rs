@@ -533,7 +533,18 @@ impl Host for LinuxHost {
     }
 
     fn sockets(&self, query: &SocketQuery) -> SocketScan {
-        sockets::scan(query, self.config.fd_iterator)
+        sockets::scan(query, self.config.fd_iterator, true)
+    }
+
+    fn host_tcp_sockets(&self) -> Vec<crate::model::SocketInfo> {
+        let query = SocketQuery {
+            pids: None,
+            protocols: crate::model::ProtocolSet {
+                tcp: true,
+                ..crate::model::ProtocolSet::NONE
+            },
+        };
+        sockets::scan(&query, self.config.fd_iterator, false).sockets
     }
 
     fn process_events(

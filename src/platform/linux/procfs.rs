@@ -130,10 +130,22 @@ fn read_bounded_at(dirfd: RawFd, name: &CStr, limit: usize) -> io::Result<Vec<u8
 /// second read is needed to see the end. `environ`: the kernel copies the area
 /// page by page up to its end within one read, and a page it cannot copy fails
 /// the whole read (nothing of it is returned), so a short read is the end.
-/// Not `cmdline` (a process may rewrite its argv area) nor seq files (`maps`,
-/// `status`), which may return a record at a time.
+/// `stat`: one record (a `single_open` seq file, shown whole into a buffer
+/// grown to fit, then copied as far as the read asks). Not `cmdline` (a process
+/// may rewrite its argv area) nor seq files of many records (`maps`), which may
+/// return a record at a time.
 fn ends_at_first_short_read(name: &CStr) -> bool {
-    name.to_bytes() == b"environ"
+    matches!(name.to_bytes(), b"environ" | b"stat")
+}
+
+/// Reads at most `limit` bytes of the entry `name` of `dirfd`, with one read
+/// where a short read is the end (`ends_at_first_short_read`).
+fn read_entry_at(dirfd: RawFd, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {
+    if ends_at_first_short_read(name) {
+        read_until_short(open_at(dirfd, name, libc::O_RDONLY)?, limit)
+    } else {
+        read_bounded_at(dirfd, name, limit)
+    }
 }
 
 /// The thread ids of process `pid` in order; `None` when they cannot be listed
@@ -158,12 +170,42 @@ pub fn thread_ids(pid: u32) -> Option<Vec<u32>> {
     Some(tids)
 }
 
+/// The first read of [`read_until_short`]: `environ` and `stat` mostly fit.
+const FIRST_READ: usize = 16 * 1024;
+
+thread_local! {
+    /// Where [`read_until_short`] reads first: one buffer per thread, so a short
+    /// entry costs one copy of what it holds, not a fresh zeroed 16 KiB (a full
+    /// scan reads two such entries per holder, on several threads).
+    static FIRST_READ_BUFFER: std::cell::RefCell<Vec<u8>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Reads at most `limit` bytes of an open file whose reads return less than
 /// asked only at its end (see `ends_at_first_short_read`).
 fn read_until_short(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     let mut file = File::from(file);
-    let mut data = Vec::new();
-    let mut chunk = 16 * 1024;
+    let first = limit.min(FIRST_READ);
+    let read_first = |buffer: &mut Vec<u8>| -> io::Result<Vec<u8>> {
+        buffer.resize(first, 0);
+        loop {
+            match (&file).read(buffer.get_mut(..first).unwrap_or_default()) {
+                Ok(n) => return Ok(buffer.get(..n).unwrap_or_default().to_vec()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let mut data = FIRST_READ_BUFFER
+        .try_with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => read_first(&mut buffer),
+            Err(_) => read_first(&mut Vec::new()),
+        })
+        .unwrap_or_else(|_| read_first(&mut Vec::new()))?;
+    if data.len() < first {
+        return Ok(data);
+    }
+    let mut chunk = FIRST_READ * 2;
     loop {
         let room = limit.saturating_sub(data.len()).min(chunk);
         if room == 0 {
@@ -463,7 +505,7 @@ impl ProcDir {
     /// Reads an entry of the leader itself, at most `limit` bytes, never from
     /// another thread (a zombie leader's `stat` still gives the process's start).
     pub fn read_leader(&self, name: &CStr, limit: usize) -> io::Result<Vec<u8>> {
-        read_bounded_at(self.fd.as_raw_fd(), name, limit)
+        read_entry_at(self.fd.as_raw_fd(), name, limit)
     }
 
     /// The directory of one thread of this process (`task/<tid>`), read as is.
@@ -494,14 +536,7 @@ impl ProcDir {
             b"status" => status_says_zombie(data),
             _ => data.is_empty(),
         };
-        let read_at = |dirfd| {
-            if ends_at_first_short_read(name) {
-                read_until_short(open_at(dirfd, name, libc::O_RDONLY)?, limit)
-            } else {
-                read_bounded_at(dirfd, name, limit)
-            }
-        };
-        self.with_leader_fallback(read_at, zombie)
+        self.with_leader_fallback(|dirfd| read_entry_at(dirfd, name, limit), zombie)
     }
 
     /// `stat` of what an entry leads to (`fd/0` stats the open file itself).
@@ -1101,6 +1136,7 @@ mod tests {
         let read = dir.read(c"environ", MAX_ARGS_BYTES + 1).expect("read");
         assert_eq!(read, whole);
         assert!(ends_at_first_short_read(c"environ"));
+        assert!(ends_at_first_short_read(c"stat"));
         assert!(!ends_at_first_short_read(c"maps"));
         assert!(!ends_at_first_short_read(c"cmdline"));
     }

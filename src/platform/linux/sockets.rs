@@ -15,8 +15,9 @@ use super::netlink;
 use super::procfs::{self, ProcDir};
 use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
-    Pid, ProtocolSet, SocketInfo, SocketQuery, SocketScan, SocketType, FAMILY_INET, FAMILY_INET6,
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+    Pid, ProtocolSet, ScannedEnvironment, SocketInfo, SocketQuery, SocketScan, SocketType,
+    FAMILY_INET, FAMILY_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_UDPLITE,
 };
 use crate::platform::HostError;
 use std::collections::{HashMap, HashSet};
@@ -508,6 +509,7 @@ struct Partial {
     skipped: usize,
     errors: Vec<String>,
     executables: HashMap<Pid, String>,
+    environments: HashMap<Pid, ScannedEnvironment>,
     /// Processes that live on but whose fds could not all be read (a thread
     /// gone mid-read): the answer says so (bounded like `errors`).
     unsure: Vec<String>,
@@ -526,6 +528,46 @@ impl Partial {
             self.note(error.to_string());
         }
     }
+
+    /// What the observation of `found`, the sockets of the process behind `dir`,
+    /// reads next, read here on the worker through the directory that named
+    /// them (so it belongs to the process that held them, and the process is
+    /// opened once): its executable, and with `environments`, when it holds a
+    /// TCP connection (the SOCKS check reads every client's), its environment
+    /// and view.
+    fn read_holder(&mut self, dir: &ProcDir, found: &[SocketInfo], environments: bool) {
+        let pid = dir.pid();
+        if let Ok((path, _)) = dir.executable() {
+            self.executables.insert(pid, path);
+        }
+        if !environments || !found.iter().any(is_tcp_connection) {
+            return;
+        }
+        let variables = match super::environment_of(dir) {
+            Ok(variables) => Some(variables),
+            // Gone, or not ours to read: left to the SOCKS check, as before.
+            Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => return,
+            // Cut or unreadable: unknown, never clean.
+            Err(_) => None,
+        };
+        let sees_host_files = variables.is_some() && super::sees_host_files_of(dir);
+        self.environments.insert(
+            pid,
+            ScannedEnvironment {
+                variables,
+                sees_host_files,
+            },
+        );
+    }
+}
+
+/// A TCP socket with a peer, not a listener: what the SOCKS check judges as a
+/// client.
+fn is_tcp_connection(socket: &SocketInfo) -> bool {
+    socket.protocol == IPPROTO_TCP
+        && socket.socket_type == SocketType::Stream
+        && socket.tcp_state != "LISTEN"
+        && socket.remote_port != 0
 }
 
 /// One process's fd walk: what it found and how much of its user's budget it took.
@@ -619,6 +661,8 @@ pub struct Scan<'q> {
     candidates: Option<HashMap<Pid, Vec<SocketFd>>>,
     /// Processes walked whatever the candidates say (see `walking`).
     walk: HashSet<Pid>,
+    /// Whether TCP clients' holders have their environment read (see `scan`).
+    environments: bool,
 }
 
 /// One user's share of a scan's fd walk.
@@ -646,7 +690,14 @@ impl<'q> Scan<'q> {
             full,
             candidates: None,
             walk: HashSet::new(),
+            environments: false,
         }
+    }
+
+    /// Reads the environment and view of each TCP client's holder too.
+    pub fn reading_environments(mut self, environments: bool) -> Self {
+        self.environments = environments;
+        self
     }
 
     /// Walks these processes' fds although the scan has iterator records (their
@@ -926,10 +977,7 @@ impl<'q> Scan<'q> {
             // one copied by unshare) lists the same fd twice.
             let mut seen = HashSet::new();
             found.retain(|s| seen.insert((s.fd, s.socket)));
-            // Read here, on the worker, through the dirfd that named the fds.
-            if let Ok((path, _)) = dir.executable() {
-                out.executables.insert(pid, path);
-            }
+            out.read_holder(&dir, &found, self.environments);
         }
         out.sockets.append(&mut found);
     }
@@ -1045,9 +1093,7 @@ impl<'q> Scan<'q> {
             out.skipped += 1;
         }
         if !found.is_empty() {
-            if let Ok((path, _)) = dir.executable() {
-                out.executables.insert(pid, path);
-            }
+            out.read_holder(&dir, &found, self.environments);
         }
         out.sockets.append(&mut found);
     }
@@ -1127,9 +1173,7 @@ impl<'q> Scan<'q> {
             }
         }
         if !found.is_empty() {
-            if let Ok((path, _)) = dir.executable() {
-                out.executables.insert(pid, path);
-            }
+            out.read_holder(&dir, &found, self.environments);
         }
         out.sockets.append(&mut found);
     }
@@ -1218,6 +1262,7 @@ impl<'q> Scan<'q> {
                 total.sockets.append(&mut part.sockets);
                 total.skipped += part.skipped;
                 total.executables.extend(part.executables);
+                total.environments.extend(part.environments);
                 total.unsure.extend(part.unsure);
                 for e in part.errors {
                     total.note(e);
@@ -1258,6 +1303,7 @@ impl<'q> Scan<'q> {
             skipped_processes: total.skipped,
             errors: total.errors,
             executables: total.executables,
+            environments: total.environments,
             incomplete,
             namespace_tcp: self.namespace_tcp(),
         }
@@ -1318,7 +1364,9 @@ pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
 /// Runs a socket query against the live host. Its socket fds come from the fd
 /// iterator when `use_iterator` and the iterator is exact here (one pass over
 /// every task, or over each given process's tasks), else from a `/proc` walk.
-pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
+/// With `environments`, the environment and view of each TCP client's holder
+/// are read as well (`SocketScan::environments`), for the SOCKS check.
+pub fn scan(query: &SocketQuery, use_iterator: bool, environments: bool) -> SocketScan {
     if query.protocols.is_empty() {
         return SocketScan::default();
     }
@@ -1331,7 +1379,7 @@ pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
         list
     });
     if use_iterator {
-        if let Some(scan) = scan_with_iterator(&query.protocols, given.as_deref()) {
+        if let Some(scan) = scan_with_iterator(&query.protocols, given.as_deref(), environments) {
             return scan;
         }
     }
@@ -1347,7 +1395,9 @@ pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
             }
         },
     };
-    Scan::new(&query.protocols, query.pids.is_none()).run(&pids)
+    Scan::new(&query.protocols, query.pids.is_none())
+        .reading_environments(environments)
+        .run(&pids)
 }
 
 /// A scan over the fd iterator's records: of every task, or of the given
@@ -1355,7 +1405,11 @@ pub fn scan(query: &SocketQuery, use_iterator: bool) -> SocketScan {
 /// pass over every task kept to theirs). `None` when the iterator is not usable
 /// here (for given pids: not made yet), or a pass failed or was cut at its byte
 /// bound (walk `/proc`).
-fn scan_with_iterator(protocols: &ProtocolSet, pids: Option<&[Pid]>) -> Option<SocketScan> {
+fn scan_with_iterator(
+    protocols: &ProtocolSet,
+    pids: Option<&[Pid]>,
+    environments: bool,
+) -> Option<SocketScan> {
     let iterator = match pids {
         // Loading the program (~2.5 ms: BTF, verifier) costs a one-shot `pid =`
         // lookup more than the walk: only a made one is used (the extension makes
@@ -1416,6 +1470,7 @@ fn scan_with_iterator(protocols: &ProtocolSet, pids: Option<&[Pid]>) -> Option<S
         }
     };
     let scan = Scan::new(protocols, pids.is_none())
+        .reading_environments(environments)
         .with_candidates(passes.records)
         .walking(passes.walk);
     let order = match pids {
