@@ -534,8 +534,15 @@ impl Partial {
     /// them (so it belongs to the process that held them, and the process is
     /// opened once): its executable, and with `environments`, when it holds a
     /// TCP connection (the SOCKS check reads every client's), its environment
-    /// and view.
-    fn read_holder(&mut self, dir: &ProcDir, found: &[SocketInfo], environments: bool) {
+    /// and view. `view`: what the fd iterator's pass said of that view, when it
+    /// saw this very process (else it is read here).
+    fn read_holder(
+        &mut self,
+        dir: &ProcDir,
+        found: &[SocketInfo],
+        environments: bool,
+        view: Option<bool>,
+    ) {
         let pid = dir.pid();
         if let Ok((path, _)) = dir.executable() {
             self.executables.insert(pid, path);
@@ -550,7 +557,8 @@ impl Partial {
             // Cut or unreadable: unknown, never clean.
             Err(_) => None,
         };
-        let sees_host_files = variables.is_some() && super::sees_host_files_of(dir);
+        let sees_host_files =
+            variables.is_some() && view.unwrap_or_else(|| super::sees_host_files_of(dir));
         self.environments.insert(
             pid,
             ScannedEnvironment {
@@ -559,6 +567,22 @@ impl Partial {
             },
         );
     }
+}
+
+/// Whether the records say their holder shares the scanner's view of the files
+/// (`SocketFd::view`, read for stream sockets only): `Some(false)` when any
+/// says it does not, `Some(true)` when some say it does and none that it does
+/// not, `None` when none says.
+fn shared_view<'r>(records: impl Iterator<Item = &'r SocketFd>) -> Option<bool> {
+    let mut shared = None;
+    for record in records {
+        match record.view {
+            Some(false) => return Some(false),
+            Some(true) => shared = Some(true),
+            None => {}
+        }
+    }
+    shared
 }
 
 /// A TCP socket with a peer, not a listener: what the SOCKS check judges as a
@@ -977,7 +1001,7 @@ impl<'q> Scan<'q> {
             // one copied by unshare) lists the same fd twice.
             let mut seen = HashSet::new();
             found.retain(|s| seen.insert((s.fd, s.socket)));
-            out.read_holder(&dir, &found, self.environments);
+            out.read_holder(&dir, &found, self.environments, None);
         }
         out.sockets.append(&mut found);
     }
@@ -1093,7 +1117,7 @@ impl<'q> Scan<'q> {
             out.skipped += 1;
         }
         if !found.is_empty() {
-            out.read_holder(&dir, &found, self.environments);
+            out.read_holder(&dir, &found, self.environments, None);
         }
         out.sockets.append(&mut found);
     }
@@ -1173,7 +1197,13 @@ impl<'q> Scan<'q> {
             }
         }
         if !found.is_empty() {
-            out.read_holder(&dir, &found, self.environments);
+            // The pass's view of the files, when the process is the one it saw.
+            let view = if same_process {
+                shared_view(groups.iter().flatten())
+            } else {
+                None
+            };
+            out.read_holder(&dir, &found, self.environments, view);
         }
         out.sockets.append(&mut found);
     }
@@ -1863,6 +1893,34 @@ mod tests {
             ..facts(1)
         });
         assert!(run(vec![seqpacket]).is_empty());
+    }
+
+    #[test]
+    fn a_view_is_shared_when_a_record_says_so_and_none_says_otherwise() {
+        let record = |view| SocketFd {
+            tgid: 7,
+            tid: 7,
+            fd: 3,
+            inode: 1,
+            leader_start: 1,
+            uid: 0,
+            view,
+            facts: None,
+        };
+        let shared = |views: &[Option<bool>]| {
+            let records: Vec<SocketFd> = views.iter().map(|&v| record(v)).collect();
+            shared_view(records.iter())
+        };
+        assert_eq!(shared(&[Some(true), Some(true)]), Some(true));
+        assert_eq!(
+            shared(&[None, Some(true)]),
+            Some(true),
+            "a datagram socket's None"
+        );
+        assert_eq!(shared(&[None, None]), None);
+        assert_eq!(shared(&[None, Some(false)]), Some(false));
+        assert_eq!(shared(&[Some(true), Some(false)]), Some(false));
+        assert_eq!(shared(&[]), None, "no record says anything");
     }
 
     #[test]
