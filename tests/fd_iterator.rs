@@ -372,7 +372,8 @@ fn a_socket_relayed_through_short_lived_threads_is_still_found() {
     assert!(seen >= 4, "found in {seen} of 5 full scans");
 }
 
-/// A python holding one UDP socket (its inode printed as `ino=`), made by a
+/// A python holding one TCP socket (the view is read for stream sockets'
+/// holders; its inode printed as `ino=`), made by a
 /// thread with its own fd table and, when `own_fs`, its own root and cwd
 /// (`unshare(CLONE_FILES | CLONE_FS)`; an errno is printed as `error=`), or by
 /// the main thread when neither. `in_holder` runs in the holding thread before
@@ -393,7 +394,7 @@ held = []
 def holder():
     {unshare}
     {in_holder}
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     held.append(s)
     out("ino", ino(s))

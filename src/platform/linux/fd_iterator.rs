@@ -776,6 +776,7 @@ const S_IFMT: i32 = 0o170000;
 const S_IFSOCK: i32 = 0o140000;
 const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
+const SOCK_STREAM: i32 = 1;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
@@ -952,19 +953,6 @@ pub fn program(layout: &KernelLayout, with_view: bool) -> Result<Vec<Insn>, FdIt
     a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_real_cred)?, 0));
     a.jump(JEQ_IMM, 4, 0, Sock);
     a.copy(LDX_W, STX_W, 4, layout.cred_uid, on_stack(at::UID))?;
-    if with_view {
-        // The view: the holding task's, then its leader's (what `/proc/<pid>`
-        // shows), each against the reading thread's.
-        read_reader_view(&mut a, layout)?;
-        same_view(&mut a, layout, 7)?;
-        a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
-        a.jump(JEQ_IMM, 7, 0, Sock);
-        same_view(&mut a, layout, 7)?;
-        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME));
-        a.jump(JA, 0, 0, Sock);
-        a.label(ViewDiffers);
-        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER));
-    }
     a.label(Sock);
     a.emit(insn(LDX_DW, 9, 9, offset16(sock.socket_sk)?, 0)); // r9 = socket->sk
     a.jump(JEQ_IMM, 9, 0, Write);
@@ -994,6 +982,23 @@ pub fn program(layout: &KernelLayout, with_view: bool) -> Result<Vec<Insn>, FdIt
     a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
     // Facts are whole only once every field above is copied.
     a.emit(insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1));
+    if with_view {
+        // The view, of stream sockets' holders only (what the SOCKS check of a
+        // TCP client asks; a full scan holds several times as many other
+        // sockets): the holding task's, then its leader's (what `/proc/<pid>`
+        // shows), each against the reading thread's.
+        a.emit(insn(LDX_H, 2, 10, on_stack(at::TYPE), 0));
+        a.jump(JNE_IMM, 2, SOCK_STREAM, Write);
+        read_reader_view(&mut a, layout)?;
+        same_view(&mut a, layout, 7)?;
+        a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
+        a.jump(JEQ_IMM, 7, 0, Write);
+        same_view(&mut a, layout, 7)?;
+        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME));
+        a.jump(JA, 0, 0, Write);
+        a.label(ViewDiffers);
+        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER));
+    }
     a.label(Write);
     a.emit(insn(LDX_DW, 1, 6, 0, 0)); // r1 = ctx->meta
     a.emit(insn(LDX_DW, 1, 1, 0, 0)); // r1 = meta->seq
@@ -1021,7 +1026,7 @@ fn view_chains(layout: &KernelLayout) -> [(u32, u32, i16); 4] {
 }
 
 /// Copies the reading thread's four view pointers to the stack below the
-/// record ([`READER_VIEW`]), or jumps to `Sock` (the view left unread) when one
+/// record ([`READER_VIEW`]), or jumps to `Write` (the view left unread) when one
 /// cannot be read. Through `bpf_get_current_task` (a plain number) and
 /// `bpf_probe_read_kernel`, not `bpf_get_current_task_btf`: every load through
 /// that trusted pointer makes the verifier search all of vmlinux's BTF by name
@@ -1044,7 +1049,7 @@ fn read_reader_view(a: &mut Assembler, layout: &KernelLayout) -> Result<(), FdIt
                 a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(offset16(inner)?)));
             }
             a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
-            a.jump(JNE_IMM, 0, 0, Label::Sock);
+            a.jump(JNE_IMM, 0, 0, Label::Write);
         }
     }
     Ok(())
@@ -1052,7 +1057,7 @@ fn read_reader_view(a: &mut Assembler, layout: &KernelLayout) -> Result<(), FdIt
 
 /// Jumps to `ViewDiffers` when the task in register `task` has another user
 /// namespace, mount namespace or root than the reader's (on the stack), and to
-/// `Sock` (the view left unread) when any of the task's is NULL (an exiting
+/// `Write` (the view left unread) when any of the task's is NULL (an exiting
 /// task); falls through when all are the same objects. Clobbers r1, r3, r4.
 /// Each pointer is compared only once known non-NULL on the task's side, so
 /// two unreadable fields (a faulting load reads 0) never compare equal. Read
@@ -1064,9 +1069,9 @@ fn same_view(a: &mut Assembler, layout: &KernelLayout, task: u8) -> Result<(), F
     use Label::*;
     for (outer, inner, slot) in view_chains(layout) {
         a.emit(insn(LDX_DW, 1, task, offset16(outer)?, 0));
-        a.jump(JEQ_IMM, 1, 0, Sock);
+        a.jump(JEQ_IMM, 1, 0, Write);
         a.emit(insn(LDX_DW, 3, 1, offset16(inner)?, 0));
-        a.jump(JEQ_IMM, 3, 0, Sock);
+        a.jump(JEQ_IMM, 3, 0, Write);
         a.emit(insn(LDX_DW, 4, 10, slot, 0));
         a.jump_unless_equal(3, 4, ViewDiffers);
     }
@@ -2043,12 +2048,26 @@ mod tests {
             || i.imm == HELPER_SOCK_FROM_FILE
             || i.imm == HELPER_SEQ_WRITE));
         assert!(plain.iter().all(|i| i.off != on_stack(at::VIEW)));
-        // Facts are marked whole last, just before the write.
+        // Facts are marked whole once copied; then the view, for a stream
+        // socket only (any other goes straight to the write), then the write.
         let mark = code
             .iter()
             .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1))
             .expect("the facts mark");
-        assert_eq!(code[mark + 1], insn(LDX_DW, 1, 6, 0, 0));
+        let write = code
+            .iter()
+            .position(|i| *i == insn(LDX_DW, 1, 6, 0, 0))
+            .expect("the write");
+        assert_eq!(code[mark + 1], insn(LDX_H, 2, 10, on_stack(at::TYPE), 0));
+        let gate = code[mark + 2];
+        assert_eq!((gate.code, gate.regs, gate.imm), (JNE_IMM, 2, SOCK_STREAM));
+        assert_eq!(mark as i16 + 3 + gate.off, write as i16);
+        assert!(mark + 2 < current && other + 1 == write);
+        let plain_mark = plain
+            .iter()
+            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1))
+            .expect("the facts mark");
+        assert_eq!(plain[plain_mark + 1], insn(LDX_DW, 1, 6, 0, 0));
         // Stores stay inside the record on the stack.
         for i in code
             .iter()
@@ -2191,6 +2210,7 @@ mod tests {
             }
         };
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
         // SAFETY: st is plain data filled by fstat on an open fd.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: the fd is open and st is valid for writes.
@@ -2239,7 +2259,13 @@ mod tests {
             unsafe { libc::getuid() },
             "the holder's real uid"
         );
-        assert_eq!(record.view, Some(true), "our own view");
+        // The view is read for stream sockets' holders only.
+        assert_eq!(record.view, None, "a datagram socket's holder");
+        let stream = ours
+            .iter()
+            .find(|r| r.fd == listener.as_raw_fd() as u32)
+            .unwrap_or_else(|| panic!("{ours:?}"));
+        assert_eq!(stream.view, Some(true), "our own view");
         // A UNIX socket is not written at all.
         let (unix, _) = std::os::unix::net::UnixStream::pair().expect("pair");
         let with_unix = iterator
