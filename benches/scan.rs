@@ -162,6 +162,17 @@ fn main() {
     println!("process_code_signature all, warm cache   {warm:8.2} ms (target < 50)");
     println!("process_code_signature pid =, warm       {sig_pid:8.3} ms");
     println!("hit query through the embedded engine    {hits:8.2} ms");
+    #[cfg(target_os = "linux")]
+    match std::fs::read("/sys/kernel/btf/vmlinux") {
+        // What each CLI run pays before its first iterator pass (warm here).
+        Ok(blob) => {
+            let parse = median_ms(31, || {
+                let _ = an1256::platform::linux::fd_iterator::parse_layout(&blob);
+            });
+            println!("kernel BTF parse_layout (vmlinux), warm   {parse:8.3} ms");
+        }
+        Err(e) => println!("kernel BTF parse_layout: /sys/kernel/btf/vmlinux: {e}"),
+    }
     match sampler {
         Some((wall, cpu)) => {
             println!("sampler pass, warm (median of 5)         {wall:5} ms wall, {cpu} ms CPU")

@@ -232,6 +232,7 @@ const MAX_TYPE_CHAIN: usize = 32;
 /// One `struct btf_type` and where its trailing data starts.
 #[derive(Clone, Copy)]
 struct BtfType {
+    name_off: u32,
     kind: u8,
     kind_flag: bool,
     vlen: u16,
@@ -242,19 +243,26 @@ struct BtfType {
 }
 
 struct Btf<'a> {
-    /// Where each type starts in the type section, by id - 1 (decoded on use:
-    /// 4 bytes a type instead of a decoded copy of ~150k types).
-    types: Vec<u32>,
+    /// Where every [`CHECKPOINT_EVERY`]th type starts in the type section: type
+    /// `id` is found by walking forward from checkpoint `(id - 1) / CHECKPOINT_EVERY`
+    /// (~500 lookups a parse; a full index of ~130k types was ~0.5 MiB to
+    /// fault in and fill on every CLI run).
+    checkpoints: Vec<u32>,
+    /// How many types the section holds (ids 1..=count).
+    count: u32,
     type_section: &'a [u8],
     strings: &'a [u8],
-    /// (id, kind, name) of the structs and FUNCs named in [`WANTED`], found in the
+    /// (id, kind, name) of the structs named in [`WANTED`] and the FUNCs named
+    /// [`WANTED_FUNC`], found in the
     /// one pass over the types (vmlinux has ~150k types: no search per name).
     named: Vec<(u32, u8, &'static str)>,
 }
 
-/// The names `parse_layout` looks up.
-const WANTED: [&str; 12] = [
-    "bpf_iter_task_file",
+/// One checkpoint per this many types (see `Btf::checkpoints`).
+const CHECKPOINT_EVERY: u32 = 16;
+
+/// The struct names `parse_layout` looks up.
+const WANTED: [&str; 11] = [
     "bpf_iter__task_file",
     "bpf_iter_meta",
     "task_struct",
@@ -268,16 +276,31 @@ const WANTED: [&str; 12] = [
     "fs_struct",
 ];
 
-/// Which bytes a name in [`WANTED`] starts with.
-const WANTED_FIRST: [bool; 256] = {
+/// Which bytes a struct name in [`WANTED`] may start with.
+const WANTED_FIRST: [bool; 256] = first_bytes_of(&WANTED);
+/// The one FUNC `parse_layout` looks up: a FUNC (~56k in vmlinux) has its name
+/// read only when it starts with this name's first byte.
+const WANTED_FUNC: &str = "bpf_iter_task_file";
+const WANTED_FUNC_FIRST: [bool; 256] = first_bytes_of(&[WANTED_FUNC]);
+
+/// By kind, then a name's first byte: whether a type may be one `parse_layout`
+/// looks up (a struct in [`WANTED`], the FUNC [`WANTED_FUNC`]).
+const CANDIDATE: [[bool; 256]; 32] = {
+    let mut table = [[false; 256]; 32];
+    table[KIND_STRUCT as usize] = WANTED_FIRST;
+    table[KIND_FUNC as usize] = WANTED_FUNC_FIRST;
+    table
+};
+
+const fn first_bytes_of(names: &[&str]) -> [bool; 256] {
     let mut first = [false; 256];
     let mut i = 0;
-    while i < WANTED.len() {
-        first[WANTED[i].as_bytes()[0] as usize] = true;
+    while i < names.len() {
+        first[names[i].as_bytes()[0] as usize] = true;
         i += 1;
     }
     first
-};
+}
 
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(data.get(at..at + 2)?.try_into().ok()?))
@@ -287,14 +310,55 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// The bytes after a type's 12-byte header, by kind: `fixed + per_member *
+/// vlen`; `None` for a kind unknown here (it cannot be skipped). A table, not a
+/// `match`: kinds alternate unpredictably through ~130k types.
+const TRAILING: [Option<(usize, usize)>; 32] = {
+    let mut table = [None; 32];
+    let mut kind = 0;
+    while kind < 32 {
+        table[kind] = match kind as u8 {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => Some((4, 0)),
+            KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+            | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => Some((0, 0)),
+            KIND_ARRAY => Some((12, 0)),
+            KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => Some((0, 12)),
+            KIND_ENUM | KIND_FUNC_PROTO => Some((0, 8)),
+            _ => None,
+        };
+        kind += 1;
+    }
+    table
+};
+
+/// The `struct btf_type` at `at` in the type section and where the next one
+/// starts (checked to lie inside the section).
+#[inline(always)]
+fn decode_whole(type_section: &[u8], at: usize) -> Result<(BtfType, usize), FdIteratorError> {
+    let t = decode(type_section, at).ok_or_else(|| malformed("BTF type is cut"))?;
+    let Some((fixed, per_member)) = TRAILING[t.kind as usize & 0x1f] else {
+        return Err(malformed(format!("BTF kind {} is unknown here", t.kind)));
+    };
+    let next = t.extra + fixed + per_member * t.vlen as usize;
+    if next > type_section.len() {
+        return Err(malformed("BTF type data runs past its section"));
+    }
+    Ok((t, next))
+}
+
 /// The `struct btf_type` at `at` in the type section.
+#[inline(always)]
 fn decode(type_section: &[u8], at: usize) -> Option<BtfType> {
-    let info = u32_at(type_section, at + 4)?;
+    let header: &[u8; 12] = type_section.get(at..at.checked_add(12)?)?.try_into().ok()?;
+    let word =
+        |i: usize| u32::from_ne_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let info = word(4);
     Some(BtfType {
+        name_off: word(0),
         kind: ((info >> 24) & 0x1f) as u8,
         kind_flag: info >> 31 == 1,
         vlen: (info & 0xffff) as u16,
-        size_or_type: u32_at(type_section, at + 8)?,
+        size_or_type: word(8),
         extra: at + 12,
     })
 }
@@ -333,42 +397,39 @@ impl<'a> Btf<'a> {
         let base = hdr_len as usize;
         let type_section = section(blob, base, type_off, type_len)?;
         let strings = section(blob, base, str_off, str_len)?;
-        let mut types: Vec<u32> = Vec::with_capacity(type_section.len() / 16);
+        let mut checkpoints = Vec::with_capacity(type_section.len() / 1024);
         let mut named = Vec::new();
+        let mut count = 0u32;
         let mut at = 0;
         while at < type_section.len() {
             let start = u32::try_from(at).map_err(|_| malformed("BTF type section over 4 GiB"))?;
-            let name_off = u32_at(type_section, at).ok_or_else(|| malformed("BTF type is cut"))?;
-            let t = decode(type_section, at).ok_or_else(|| malformed("BTF type is cut"))?;
-            let (kind, extra, n) = (t.kind, t.extra, t.vlen as usize);
-            let trailing = match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
-                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
-                | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
-                KIND_ARRAY => 12,
-                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * n,
-                KIND_ENUM | KIND_FUNC_PROTO => 8 * n,
-                other => return Err(malformed(format!("BTF kind {other} is unknown here"))),
-            };
-            at = extra + trailing;
-            if at > type_section.len() {
-                return Err(malformed("BTF type data runs past its section"));
+            let (t, next) = decode_whole(type_section, at)?;
+            count = count
+                .checked_add(1)
+                .ok_or_else(|| malformed("BTF has over 4G types"))?;
+            if (count - 1) % CHECKPOINT_EVERY == 0 {
+                checkpoints.push(start);
             }
-            let rest = strings.get(name_off as usize..).unwrap_or_default();
-            // Most of ~150k names start with a letter no wanted name starts with.
-            let may_be_wanted = rest.first().is_some_and(|&b| WANTED_FIRST[b as usize]);
-            if (kind == KIND_STRUCT || kind == KIND_FUNC) && may_be_wanted {
-                let wanted = WANTED
+            let rest = strings.get(t.name_off as usize..).unwrap_or_default();
+            let first = rest.first().copied().unwrap_or(0);
+            if CANDIDATE[t.kind as usize & 0x1f][first as usize] {
+                let names: &[&str] = if t.kind == KIND_FUNC {
+                    &[WANTED_FUNC]
+                } else {
+                    &WANTED
+                };
+                let wanted = names
                     .iter()
                     .find(|w| rest.get(w.len()) == Some(&0) && rest.starts_with(w.as_bytes()));
                 if let Some(wanted) = wanted {
-                    named.push((types.len() as u32 + 1, kind, *wanted));
+                    named.push((count, t.kind, *wanted));
                 }
             }
-            types.push(start);
+            at = next;
         }
         Ok(Btf {
-            types,
+            checkpoints,
+            count,
             type_section,
             strings,
             named,
@@ -381,17 +442,31 @@ impl<'a> Btf<'a> {
         rest.get(..end)
     }
 
-    /// Type id `id` (1-based; 0 is void).
+    /// Type id `id` (1-based; 0 is void): decoded from its checkpoint forward.
     fn get(&self, id: u32) -> Result<BtfType, FdIteratorError> {
-        id.checked_sub(1)
-            .and_then(|i| self.types.get(i as usize))
-            .and_then(|&at| decode(self.type_section, at as usize))
-            .ok_or_else(|| malformed(format!("BTF type id {id} does not exist")))
+        let missing = || malformed(format!("BTF type id {id} does not exist"));
+        if id == 0 || id > self.count {
+            return Err(missing());
+        }
+        let index = id - 1;
+        let checkpoint = self
+            .checkpoints
+            .get((index / CHECKPOINT_EVERY) as usize)
+            .ok_or_else(missing)?;
+        let mut at = *checkpoint as usize;
+        for _ in 0..index % CHECKPOINT_EVERY {
+            at = decode_whole(self.type_section, at)?.1;
+        }
+        Ok(decode_whole(self.type_section, at)?.0)
     }
 
-    /// Ids of every struct or FUNC (`kind`) named `name`, one of [`WANTED`].
+    /// Ids of every struct or FUNC (`kind`) named `name`, one of [`WANTED`] or
+    /// [`WANTED_FUNC`].
     fn find(&self, kind: u8, name: &str) -> Vec<u32> {
-        debug_assert!(WANTED.contains(&name), "{name} is not indexed");
+        debug_assert!(
+            WANTED.contains(&name) || name == WANTED_FUNC,
+            "{name} is not indexed"
+        );
         self.named
             .iter()
             .filter(|(_, k, n)| *k == kind && *n == name)
@@ -575,7 +650,7 @@ enum Expect {
 /// Finds what the program needs in a BTF blob; any doubt is an error.
 pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
     let btf = Btf::parse(blob)?;
-    let iter_func_id = match btf.find(KIND_FUNC, "bpf_iter_task_file").as_slice() {
+    let iter_func_id = match btf.find(KIND_FUNC, WANTED_FUNC).as_slice() {
         [one] => *one,
         other => {
             return Err(refused(format!(
@@ -1844,6 +1919,44 @@ mod tests {
             128,
             &[("type", ushort, 4 * 8), ("sk", sock_ptr, 24 * 8)],
         );
+    }
+
+    #[test]
+    fn a_type_is_found_from_its_checkpoint() {
+        // Types of every trailing size, across several checkpoints.
+        let mut b = Builder::new();
+        let mut expected = Vec::new();
+        let every = CHECKPOINT_EVERY;
+        for i in 0..3 * every + 5 {
+            let id = match i % 4 {
+                0 => b.int("int", 4),
+                1 => b.ptr(i),
+                2 => b.structure("s", KIND_STRUCT, false, i, &[("a", 1, 0), ("b", 1, 32)]),
+                _ => b.add("e", KIND_ENUM, false, 3, i, &[1, 0, 2, 1, 3, 2]),
+            };
+            expected.push((
+                id,
+                [KIND_INT, KIND_PTR, KIND_STRUCT, KIND_ENUM][i as usize % 4],
+            ));
+        }
+        let blob = b.blob();
+        let btf = Btf::parse(&blob).expect("parse");
+        assert_eq!(btf.count, 3 * every + 5);
+        assert_eq!(btf.checkpoints.len(), 4);
+        for (id, kind) in &expected {
+            let t = btf.get(*id).expect("every id");
+            assert_eq!(t.kind, *kind, "id {id}");
+            // INT's size is 4; the others carry their index (id - 1).
+            let size = if *kind == KIND_INT { 4 } else { id - 1 };
+            assert_eq!(t.size_or_type, size, "id {id}");
+        }
+        // The checkpoints' own types and their neighbours, by hand.
+        for id in [1, every, every + 1, 2 * every, 2 * every + 1, 3 * every + 1] {
+            assert_eq!(btf.get(id).expect("id").kind, expected[id as usize - 1].1);
+        }
+        for missing in [0, 3 * every + 6, u32::MAX] {
+            assert!(btf.get(missing).is_err(), "{missing}");
+        }
     }
 
     #[test]
