@@ -1,7 +1,9 @@
 //! `cargo bench`: in-process figures on a busy host (starts bench/fixture.py):
 //! full socket scan, `pid =` lookups, process_code_signature cold and warm, the hit
 //! query through the embedded engine, and `ss -uapn` timed in the same run for a
-//! ratio. Prints medians; asserts nothing about time (figures go in the README).
+//! ratio, then paired CPU ratios of the full scan against `ss -uapn`/`ss -tapn` on
+//! the standard and TCP-heavy fixtures. Prints medians; asserts nothing about
+//! time (figures go in the README).
 
 use an1256::platform::{native, HostConfig};
 use an1256::tables::QueryContext;
@@ -20,6 +22,69 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// CPU time (user + system) this process has used, all threads, in ms.
+fn own_cpu_ms() -> f64 {
+    // SAFETY: getrusage fills a plain struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+/// CPU time (user + system) of one run of `program args`, in ms (wait4).
+fn command_cpu_ms(program: &str, args: &[&str]) -> f64 {
+    let Ok(mut child) = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return f64::NAN;
+    };
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return f64::NAN;
+    };
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 on our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointers; the child is ours and not yet reaped.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if reaped != pid {
+        let _ = child.wait();
+        return f64::NAN;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+/// Paired CPU ratios, in process as the extension runs it: per round one full
+/// scan (this process's CPU, all threads) against one `ss -uapn` and one
+/// `ss -tapn` (their CPU); the median of per-round ratios.
+fn paired_full_scan(profile: &str, rounds: usize, sockets: &Arc<dyn an1256::tables::TableDef>) {
+    let all = QueryContext::new();
+    let mut scan = Vec::new();
+    let (mut udp, mut tcp) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let before = own_cpu_ms();
+        let _ = sockets.generate(&all);
+        let ours = own_cpu_ms() - before;
+        scan.push(ours);
+        udp.push(ours / command_cpu_ms("ss", &["-uapn"]));
+        tcp.push(ours / command_cpu_ms("ss", &["-tapn"]));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "{profile}: full scan in process {:6.2} ms CPU; paired vs ss -uapn {:.2}, vs ss -tapn {:.2} (median of {rounds})",
+        median(scan),
+        median(udp),
+        median(tcp)
+    );
 }
 
 fn main() {
@@ -179,7 +244,26 @@ fn main() {
         }
         None => println!("sampler pass: could not open a store in a temp dir"),
     }
+    paired_full_scan("standard", 31, &sockets);
     stop(&mut fixture);
+    // The TCP-heavy fixture: 500 processes x 20 TCP connections.
+    let tcp_heavy = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/fixture.py"))
+        .args(["--profile", "tcp-heavy"])
+        .stdout(Stdio::piped())
+        .spawn();
+    if let Ok(mut fixture) = tcp_heavy {
+        let mut line = String::new();
+        if let Some(out) = fixture.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        if line.starts_with("ready") {
+            paired_full_scan("tcp-heavy", 21, &sockets);
+        } else {
+            println!("tcp-heavy: the fixture did not start");
+        }
+        stop(&mut fixture);
+    }
 }
 
 /// SIGTERM lets the fixture kill its children (SIGKILL would orphan them).

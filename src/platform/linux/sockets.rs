@@ -1174,6 +1174,7 @@ impl<'q> Scan<'q> {
         let deadline = crate::deadline::Deadline::current();
         let mut link = [0u8; 64];
         let mut found: Vec<SocketInfo> = Vec::new();
+        let mut namespace: Option<(u32, String)> = None;
         for group in &groups {
             if deadline.expired() {
                 break;
@@ -1191,7 +1192,15 @@ impl<'q> Scan<'q> {
             let Some(entry) = facts_entry(first.inode, &facts) else {
                 continue;
             };
-            let info = entry.to_socket_info(pid, i64::from(first.fd), &facts.net.to_string());
+            // One namespace's text per process (a process's sockets mostly share it).
+            if namespace.as_ref().is_none_or(|(net, _)| *net != facts.net) {
+                namespace = Some((facts.net, facts.net.to_string()));
+            }
+            let net = namespace
+                .as_ref()
+                .map(|(_, text)| text.as_str())
+                .unwrap_or_default();
+            let info = entry.to_socket_info(pid, i64::from(first.fd), net);
             if self.protocols.wants(&info) {
                 found.push(info);
             }
