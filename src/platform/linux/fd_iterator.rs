@@ -1301,12 +1301,35 @@ pub struct FdIterator {
 
 impl FdIterator {
     fn build() -> Result<FdIterator, FdIteratorError> {
+        let cache_dir = std::path::Path::new(LAYOUT_CACHE_DIR);
+        let key = LayoutCacheKey::here();
+        // This boot's layout as root kept it; any refusal, or a program the
+        // kernel does not take whole from it, and the BTF is parsed again.
+        if let Some(cached) = key
+            .as_ref()
+            .and_then(|key| load_layout_cache(cache_dir, key).ok())
+        {
+            match Self::from_layout(&cached) {
+                Ok(iterator) if iterator.reads_views => return Ok(iterator),
+                _ => {}
+            }
+        }
         let layout = parse_layout(read_vmlinux_btf()?.bytes())?;
+        let iterator = Self::from_layout(&layout)?;
+        if let Some(key) = &key {
+            if let Err(why) = store_layout_cache(cache_dir, key, &layout) {
+                log::debug!("kernel layout not kept in {LAYOUT_CACHE_DIR}: {why}");
+            }
+        }
+        Ok(iterator)
+    }
+
+    fn from_layout(layout: &KernelLayout) -> Result<FdIterator, FdIteratorError> {
         // A kernel that refuses the view's reads (lockdown) still gets the
         // iterator; its records then say the view was not read.
-        let (program, reads_views) = match loadprogram(&layout, true) {
+        let (program, reads_views) = match loadprogram(layout, true) {
             Ok(program) => (program, true),
-            Err(_) => (loadprogram(&layout, false)?, false),
+            Err(_) => (loadprogram(layout, false)?, false),
         };
         let link = Self::link(&program, None)?;
         Ok(FdIterator {
@@ -1556,6 +1579,353 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
             _ => None,
         },
         facts,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The parsed layout, kept for the rest of the boot
+
+/// Where root keeps the running kernel's parsed layout: parsing the BTF is
+/// ~1.2 ms of each CLI run's CPU (a fifth of a scan on an idle host), and the
+/// layout cannot change before the next boot. Owned by root, 0700; the file
+/// 0600. Anyone able to write there could make the program read the wrong
+/// fields (a view that always compares equal), so anything but exactly that
+/// (owner, mode, type, one link, the boot, the BTF's size, the format) is
+/// refused and the BTF parsed instead.
+const LAYOUT_CACHE_DIR: &str = "/run/an1256";
+const LAYOUT_CACHE_FILE: &CStr = c"kernel-layout";
+const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 1";
+/// A cache file is ~700 bytes.
+const MAX_LAYOUT_CACHE_BYTES: u64 = 4096;
+
+/// What a cached layout must have been made for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LayoutCacheKey {
+    /// `/proc/sys/kernel/random/boot_id`: new at every boot.
+    boot_id: String,
+    /// The size of `/sys/kernel/btf/vmlinux`.
+    btf_bytes: u64,
+}
+
+impl LayoutCacheKey {
+    /// This boot's key; `None` (no cache) unless we are root.
+    fn here() -> Option<LayoutCacheKey> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let mut boot_id = String::new();
+        std::fs::File::open("/proc/sys/kernel/random/boot_id")
+            .ok()?
+            .take(64)
+            .read_to_string(&mut boot_id)
+            .ok()?;
+        let boot_id = boot_id.trim_end().to_string();
+        if boot_id.len() != 36 || !boot_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return None;
+        }
+        let btf_bytes = std::fs::metadata(VMLINUX_BTF).ok()?.len();
+        Some(LayoutCacheKey { boot_id, btf_bytes })
+    }
+}
+
+/// Every field of a layout, named, in one fixed order (the cache's lines).
+fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); 29] {
+    let (v, s) = (&l.view, &l.sock);
+    [
+        ("iter_func_id", Some(l.iter_func_id)),
+        ("task_tgid", Some(l.task_tgid)),
+        ("task_pid", Some(l.task_pid)),
+        ("file_f_inode", Some(l.file_f_inode)),
+        ("inode_i_mode", Some(l.inode_i_mode)),
+        ("inode_i_ino", Some(l.inode_i_ino)),
+        ("task_group_leader", Some(l.task_group_leader)),
+        ("task_start_boottime", Some(l.task_start_boottime)),
+        ("task_real_cred", Some(l.task_real_cred)),
+        ("cred_uid", Some(l.cred_uid)),
+        ("view.cred_user_ns", Some(v.cred_user_ns)),
+        ("view.task_nsproxy", Some(v.task_nsproxy)),
+        ("view.nsproxy_mnt_ns", Some(v.nsproxy_mnt_ns)),
+        ("view.task_fs", Some(v.task_fs)),
+        ("view.fs_root_mnt", Some(v.fs_root_mnt)),
+        ("view.fs_root_dentry", Some(v.fs_root_dentry)),
+        ("sock.socket_sk", Some(s.socket_sk)),
+        ("sock.family", Some(s.family)),
+        ("sock.socket_type", Some(s.socket_type)),
+        ("sock.protocol", Some(s.protocol)),
+        ("sock.state", Some(s.state)),
+        ("sock.local_port", Some(s.local_port)),
+        ("sock.remote_port", Some(s.remote_port)),
+        ("sock.local_v4", Some(s.local_v4)),
+        ("sock.remote_v4", Some(s.remote_v4)),
+        ("sock.local_v6", s.local_v6),
+        ("sock.remote_v6", s.remote_v6),
+        ("sock.net", Some(s.net)),
+        ("sock.net_inum", Some(s.net_inum)),
+    ]
+}
+
+/// The layout from values in [`layout_fields`]' order (a struct literal's
+/// fields are evaluated in the order written); `None` if one is missing.
+fn layout_from_fields(values: [Option<u32>; 29]) -> Option<KernelLayout> {
+    let mut next = values.into_iter();
+    let mut required = || next.next().flatten();
+    let head = [(); 10].map(|()| required());
+    let view = [(); 6].map(|()| required());
+    let sock = [(); 9].map(|()| required());
+    let v6 = [next.next()?, next.next()?];
+    let net = [next.next()??, next.next()??];
+    let [iter_func_id, task_tgid, task_pid, file_f_inode, inode_i_mode, inode_i_ino, task_group_leader, task_start_boottime, task_real_cred, cred_uid] =
+        head;
+    let [cred_user_ns, task_nsproxy, nsproxy_mnt_ns, task_fs, fs_root_mnt, fs_root_dentry] = view;
+    let [socket_sk, family, socket_type, protocol, state, local_port, remote_port, local_v4, remote_v4] =
+        sock;
+    Some(KernelLayout {
+        iter_func_id: iter_func_id?,
+        task_tgid: task_tgid?,
+        task_pid: task_pid?,
+        file_f_inode: file_f_inode?,
+        inode_i_mode: inode_i_mode?,
+        inode_i_ino: inode_i_ino?,
+        task_group_leader: task_group_leader?,
+        task_start_boottime: task_start_boottime?,
+        task_real_cred: task_real_cred?,
+        cred_uid: cred_uid?,
+        view: ViewLayout {
+            cred_user_ns: cred_user_ns?,
+            task_nsproxy: task_nsproxy?,
+            nsproxy_mnt_ns: nsproxy_mnt_ns?,
+            task_fs: task_fs?,
+            fs_root_mnt: fs_root_mnt?,
+            fs_root_dentry: fs_root_dentry?,
+        },
+        sock: SockLayout {
+            socket_sk: socket_sk?,
+            family: family?,
+            socket_type: socket_type?,
+            protocol: protocol?,
+            state: state?,
+            local_port: local_port?,
+            remote_port: remote_port?,
+            local_v4: local_v4?,
+            remote_v4: remote_v4?,
+            local_v6: v6[0],
+            remote_v6: v6[1],
+            net: net[0],
+            net_inum: net[1],
+        },
+    })
+}
+
+/// The cache file's text.
+fn layout_cache_text(key: &LayoutCacheKey, layout: &KernelLayout) -> String {
+    let mut text = format!(
+        "{LAYOUT_CACHE_HEADER}\nboot_id {}\nbtf_bytes {}\n",
+        key.boot_id, key.btf_bytes
+    );
+    for (name, value) in layout_fields(layout) {
+        match value {
+            Some(value) => text.push_str(&format!("{name} {value}\n")),
+            None => text.push_str(&format!("{name} none\n")),
+        }
+    }
+    text
+}
+
+/// The layout in `text` if it was made for `key`, in this format, whole.
+fn parse_layout_cache(text: &str, key: &LayoutCacheKey) -> Result<KernelLayout, String> {
+    let mut lines = text.split('\n');
+    if lines.next() != Some(LAYOUT_CACHE_HEADER) {
+        return Err("another format".into());
+    }
+    if lines.next() != Some(&format!("boot_id {}", key.boot_id)) {
+        return Err("made for another boot".into());
+    }
+    if lines.next() != Some(&format!("btf_bytes {}", key.btf_bytes)) {
+        return Err("made for another BTF".into());
+    }
+    let names = layout_fields(&EMPTY_LAYOUT).map(|(name, _)| name);
+    let mut values = [None; 29];
+    for (slot, name) in values.iter_mut().zip(names) {
+        let line = lines.next().ok_or("cut short")?;
+        let value = line
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .ok_or_else(|| format!("no {name}"))?;
+        *slot = match value {
+            "none" => None,
+            number => Some(number.parse().map_err(|_| format!("{name} {number:?}"))?),
+        };
+    }
+    if lines.next() != Some("") || lines.next().is_some() {
+        return Err("trailing text".into());
+    }
+    layout_from_fields(values).ok_or_else(|| "a required field is none".into())
+}
+
+/// A layout of zeros: only its field names are used.
+const EMPTY_LAYOUT: KernelLayout = KernelLayout {
+    iter_func_id: 0,
+    task_tgid: 0,
+    task_pid: 0,
+    file_f_inode: 0,
+    inode_i_mode: 0,
+    inode_i_ino: 0,
+    task_group_leader: 0,
+    task_start_boottime: 0,
+    task_real_cred: 0,
+    cred_uid: 0,
+    view: ViewLayout {
+        cred_user_ns: 0,
+        task_nsproxy: 0,
+        nsproxy_mnt_ns: 0,
+        task_fs: 0,
+        fs_root_mnt: 0,
+        fs_root_dentry: 0,
+    },
+    sock: SockLayout {
+        socket_sk: 0,
+        family: 0,
+        socket_type: 0,
+        protocol: 0,
+        state: 0,
+        local_port: 0,
+        remote_port: 0,
+        local_v4: 0,
+        remote_v4: 0,
+        local_v6: None,
+        remote_v6: None,
+        net: 0,
+        net_inum: 0,
+    },
+};
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: st is plain data that fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is valid for writes.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// `dir`, opened without following a symlink, if it is a directory owned by
+/// root with mode 0700 (made so first when `create`).
+fn open_layout_cache_dir(dir: &std::path::Path, create: bool) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if create {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.to_string()),
+            _ => {}
+        }
+    }
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let fd = OwnedFd::from(opened);
+    let st = fstat(&fd).map_err(|e| e.to_string())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_uid != 0 || st.st_mode & 0o7777 != 0o700
+    {
+        return Err(format!(
+            "{} is not a directory of root's with mode 0700",
+            dir.display()
+        ));
+    }
+    Ok(fd)
+}
+
+/// The layout cached in `dir` for `key`, or why not.
+fn load_layout_cache(dir: &std::path::Path, key: &LayoutCacheKey) -> Result<KernelLayout, String> {
+    let dir_fd = open_layout_cache_dir(dir, false)?;
+    // SAFETY: dir_fd is an open directory; the name is NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            dir_fd.as_raw_fd(),
+            LAYOUT_CACHE_FILE.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error().to_string());
+    }
+    // SAFETY: openat returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = fstat(&fd).map_err(|e| e.to_string())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG
+        || st.st_uid != 0
+        || st.st_mode & 0o7777 != 0o600
+        || st.st_nlink != 1
+    {
+        return Err("not a regular file of root's with mode 0600 and one link".into());
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(MAX_LAYOUT_CACHE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_LAYOUT_CACHE_BYTES {
+        return Err("too large".into());
+    }
+    parse_layout_cache(&text, key)
+}
+
+/// Writes the layout for `key` into `dir` (made 0700 if missing): a private
+/// temporary file renamed over the old one.
+fn store_layout_cache(
+    dir: &std::path::Path,
+    key: &LayoutCacheKey,
+    layout: &KernelLayout,
+) -> Result<(), String> {
+    use std::io::Write;
+    let dir_fd = open_layout_cache_dir(dir, true)?;
+    let temporary = std::ffi::CString::new(format!("kernel-layout.{}", std::process::id()))
+        .map_err(|e| e.to_string())?;
+    // SAFETY: dir_fd is an open directory; the name is NUL-terminated.
+    unsafe { libc::unlinkat(dir_fd.as_raw_fd(), temporary.as_ptr(), 0) };
+    // SAFETY: as above; O_EXCL | O_NOFOLLOW make a new file or fail.
+    let fd = unsafe {
+        libc::openat(
+            dir_fd.as_raw_fd(),
+            temporary.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error().to_string());
+    }
+    // SAFETY: openat returned a new fd that nothing else owns.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let written = file
+        .write_all(layout_cache_text(key, layout).as_bytes())
+        .and_then(|()| {
+            // SAFETY: plain fchmod on our open fd (the umask may have taken bits).
+            match unsafe { libc::fchmod(file.as_raw_fd(), 0o600) } {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        })
+        .and_then(|()| {
+            // SAFETY: both names are NUL-terminated, in the open directory.
+            match unsafe {
+                libc::renameat(
+                    dir_fd.as_raw_fd(),
+                    temporary.as_ptr(),
+                    dir_fd.as_raw_fd(),
+                    LAYOUT_CACHE_FILE.as_ptr(),
+                )
+            } {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        });
+    written.map_err(|e| {
+        // SAFETY: as above.
+        unsafe { libc::unlinkat(dir_fd.as_raw_fd(), temporary.as_ptr(), 0) };
+        e.to_string()
     })
 }
 
@@ -1919,6 +2289,137 @@ mod tests {
             128,
             &[("type", ushort, 4 * 8), ("sk", sock_ptr, 24 * 8)],
         );
+    }
+
+    #[test]
+    fn the_layout_cache_is_used_only_exactly_as_root_left_it() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (chown)");
+            return;
+        }
+        let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
+        let key = LayoutCacheKey {
+            boot_id: "908a2e03-a59a-4970-910d-a2bbe5a8a137".into(),
+            btf_bytes: 5_516_713,
+        };
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("an1256");
+        let file = dir.join("kernel-layout");
+        let load = || load_layout_cache(&dir, &key);
+        let mode =
+            |path: &std::path::Path| std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777;
+        let chmod = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        let chown = |path: &std::path::Path, uid: u32| {
+            std::os::unix::fs::lchown(path, Some(uid), None).expect("chown")
+        };
+        assert!(load().is_err(), "nothing there yet");
+        store_layout_cache(&dir, &key, &layout).expect("store");
+        assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+        assert_eq!(load(), Ok(layout));
+        // Stored again over the old one; no temporary file is left.
+        store_layout_cache(&dir, &key, &layout).expect("store again");
+        assert_eq!(std::fs::read_dir(&dir).expect("list").count(), 1);
+        // Made for another boot, or another BTF.
+        let other_boot = LayoutCacheKey {
+            boot_id: "00000000-a59a-4970-910d-a2bbe5a8a137".into(),
+            ..key.clone()
+        };
+        assert_eq!(
+            load_layout_cache(&dir, &other_boot),
+            Err("made for another boot".into())
+        );
+        let other_btf = LayoutCacheKey {
+            btf_bytes: key.btf_bytes + 1,
+            ..key.clone()
+        };
+        assert!(load_layout_cache(&dir, &other_btf).is_err());
+        // Another owner, another mode, a second link: for the file, then the
+        // directory.
+        chown(&file, 12_345);
+        assert!(load().is_err(), "owned by another user");
+        chown(&file, 0);
+        for bad in [0o644, 0o640, 0o400, 0o4600] {
+            chmod(&file, bad);
+            assert!(load().is_err(), "mode {bad:o}");
+        }
+        chmod(&file, 0o600);
+        let link = parent.path().join("second-link");
+        std::fs::hard_link(&file, &link).expect("link");
+        assert!(load().is_err(), "two links");
+        std::fs::remove_file(&link).expect("unlink");
+        assert_eq!(load(), Ok(layout));
+        chown(&dir, 12_345);
+        assert!(load().is_err(), "a directory owned by another user");
+        chown(&dir, 0);
+        chmod(&dir, 0o755);
+        assert!(load().is_err(), "a directory of mode 0755");
+        chmod(&dir, 0o700);
+        assert_eq!(load(), Ok(layout));
+        // Symlinks: the file, the directory.
+        let real = parent.path().join("real-layout");
+        std::fs::rename(&file, &real).expect("move");
+        std::os::unix::fs::symlink(&real, &file).expect("symlink");
+        assert!(load().is_err(), "the file a symlink");
+        std::fs::remove_file(&file).expect("unlink");
+        std::fs::rename(&real, &file).expect("move back");
+        let moved = parent.path().join("moved");
+        std::fs::rename(&dir, &moved).expect("move dir");
+        std::os::unix::fs::symlink(&moved, &dir).expect("symlink dir");
+        assert!(load().is_err(), "the directory a symlink");
+        std::fs::remove_file(&dir).expect("unlink");
+        std::fs::rename(&moved, &dir).expect("move dir back");
+        assert_eq!(load(), Ok(layout));
+        // Garbage, cut, or extended text (root's, 0600): refused.
+        let good = std::fs::read_to_string(&file).expect("read");
+        let cut_at = good.len() / 2;
+        let required_none = good.replace("task_tgid 1024", "task_tgid none");
+        let wrong_name = good.replace("task_tgid 1024", "task_tgidx 1024");
+        let negative = good.replace("task_tgid 1024", "task_tgid -1");
+        let large = format!("{good}{}", "x".repeat(5000));
+        for (why, text) in [
+            ("garbage", "\u{1}\u{2}garbage\n".to_string()),
+            ("empty", String::new()),
+            ("cut", good[..cut_at].to_string()),
+            ("no last newline", good.trim_end().to_string()),
+            ("a line more", format!("{good}extra 1\n")),
+            ("a required field none", required_none),
+            ("a field misnamed", wrong_name),
+            ("a negative offset", negative),
+            ("too large", large),
+            ("another format", good.replace(" layout 1\n", " layout 2\n")),
+        ] {
+            std::fs::write(&file, text.as_bytes()).expect("write");
+            assert_eq!(mode(&file), 0o600);
+            assert!(load().is_err(), "{why}");
+        }
+        std::fs::write(&file, good.as_bytes()).expect("write");
+        assert_eq!(load(), Ok(layout));
+        // Without IPv6, the optional fields round-trip as none.
+        let no_v6 = KernelLayout {
+            sock: SockLayout {
+                local_v6: None,
+                remote_v6: None,
+                ..layout.sock
+            },
+            ..layout
+        };
+        store_layout_cache(&dir, &key, &no_v6).expect("store");
+        assert_eq!(load(), Ok(no_v6));
+        // Fields and their names go both ways in one order: 29 distinct values
+        // come back each in its place, through the file too.
+        let numbered: [Option<u32>; 29] = std::array::from_fn(|i| Some(i as u32 + 1));
+        let distinct = layout_from_fields(numbered).expect("every field set");
+        assert_eq!(layout_fields(&distinct).map(|(_, value)| value), numbered);
+        store_layout_cache(&dir, &key, &distinct).expect("store");
+        assert_eq!(load(), Ok(distinct));
+        // Every field is written, each under its own name.
+        let names = layout_fields(&layout).map(|(name, _)| name);
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
     }
 
     #[test]
