@@ -1389,17 +1389,17 @@ impl FdIterator {
         deadline: crate::deadline::Deadline,
     ) -> Result<SocketFds, FdIteratorError> {
         let link = Self::link(&self.program, Some(pid))?;
-        // Each read resumes the pass at the thread it stopped at; if that thread
-        // has exited by then, the kernel ends the pass as if it were whole
-        // (task_group_seq_get_next). A pass the kernel resumed (see
-        // `read_pass`) is whole if no thread came or went meanwhile: a thread
-        // made during the pass joins the end of the list, so one that came and
-        // went had only threads made after it, also gone, behind it. A process
-        // gone by the end has no socket left to miss. (A pass of one part ends
-        // early only after a million fds in that read: not seen here.)
+        // The kernel steps from thread to thread by looking up the thread it
+        // last visited (task_group_seq_get_next), at each thread it finishes
+        // and at each read it resumes: if that thread has exited by then, the
+        // pass ends as if it were whole, within one read as well as between
+        // reads. So a pass is whole only if no thread came or went meanwhile: a
+        // thread made during the pass joins the end of the list, so one that
+        // came and went had only threads made after it, also gone, behind it.
+        // A process gone by the end has no socket left to miss.
         let before = super::procfs::thread_ids(pid);
-        let (mut records, Reads { reads, resumed }) = Self::read_pass(&link, max_bytes, deadline)?;
-        let changed = resumed && {
+        let (mut records, reads) = Self::read_pass(&link, max_bytes, deadline)?;
+        let changed = {
             let after = super::procfs::thread_ids(pid);
             // Gone by the end: no socket left to miss. Too many threads to list
             // (or unlistable): it cannot be told whole.
@@ -1409,7 +1409,7 @@ impl FdIterator {
         if records.cut.is_none() && changed {
             records.unsure = Some(format!(
                 "process {pid}: its threads came or went while its fds were read \
-                 ({reads} reads): sockets past a read may be missing"
+                 ({reads} reads): sockets past a thread that exited may be missing"
             ));
         }
         records.records.retain(|r| r.tgid == pid);
@@ -1419,12 +1419,12 @@ impl FdIterator {
         Ok(records)
     }
 
-    /// One pass's records, and how it was read.
+    /// One pass's records, and in how many reads.
     fn read_pass(
         link: &OwnedFd,
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
-    ) -> Result<(SocketFds, Reads), FdIteratorError> {
+    ) -> Result<(SocketFds, usize), FdIteratorError> {
         let mut attr = IterCreateAttr {
             link_fd: link.as_raw_fd() as u32,
             flags: 0,
@@ -1443,7 +1443,6 @@ impl FdIterator {
         let mut chunk = vec![0u8; RECORD_BYTES * 64];
         let mut cut = None;
         let mut reads = 0;
-        let (mut data_reads, mut resumed) = (0, false);
         loop {
             if deadline.expired() {
                 cut = Some("deadline passed while reading the fd iterator".to_string());
@@ -1454,11 +1453,12 @@ impl FdIterator {
                 Ok(0) => break,
                 Ok(n) => n,
                 // EAGAIN: a million objects passed without a socket; go on.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    resumed = true;
-                    continue;
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    continue
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(FdIteratorError::Io {
                         what: "reading the fd iterator",
@@ -1474,13 +1474,6 @@ impl FdIterator {
                 break;
             }
             data.extend_from_slice(chunk.get(..n).unwrap_or_default());
-            // A run of the program stops when the read's bytes are filled (a
-            // whole number of records: nothing is left over), at the end, or
-            // after a million objects. After a full read, the next read starts
-            // the pass again from where it stopped, even when it returns
-            // nothing: that is when a pass may end early, quietly.
-            data_reads += 1;
-            resumed |= n == chunk.len() || data_reads > 1;
         }
         if data.len() % RECORD_BYTES != 0 && cut.is_none() {
             return Err(FdIteratorError::PartialRecord(data.len()));
@@ -1491,17 +1484,9 @@ impl FdIterator {
                 cut,
                 unsure: None,
             },
-            Reads { reads, resumed },
+            reads,
         ))
     }
-}
-
-/// How one pass was read.
-struct Reads {
-    /// `read` calls made.
-    reads: usize,
-    /// Whether the kernel resumed the pass at least once (see `read_pass`).
-    resumed: bool,
 }
 
 thread_local! {
