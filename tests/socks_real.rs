@@ -808,3 +808,86 @@ fn a_proxy_variable_deep_in_a_large_environment_is_found() {
     );
     assert_eq!(reasons(twin.pid), Vec::<String>::new());
 }
+
+/// Red team (medium): a page of the environment area the kernel cannot copy
+/// (the process made it PROT_NONE after start) makes a `/proc/<pid>/environ`
+/// read return nothing, or end early past its first read, and the environment
+/// was judged whole and clean: a client connected to the SOCKS proxy its
+/// `ALL_PROXY` names was no row. An environment shorter than the area `stat`
+/// gives is now unknown (`socks_env_truncated`): an empty read (small area)
+/// and a read cut after 16 KiB (`ALL_PROXY` last, on the hidden page). The
+/// twin, the same unprivileged client with its environment readable and no
+/// proxy variable, is no row.
+#[test]
+fn an_environment_the_kernel_cannot_read_whole_is_never_clean() {
+    const TEST: &str = "an_environment_the_kernel_cannot_read_whole_is_never_clean";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user)");
+    }
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let port = hold.port;
+    // Connects to the port, then (with `hide`) makes the environment area's
+    // last page unreadable: python copied its environment at start.
+    let client = "import ctypes, socket, sys, time\n\
+        port, hide = int(sys.argv[1]), sys.argv[2] == 'hide'\n\
+        text = open('/proc/self/stat').read()\n\
+        fields = text[text.rindex(')') + 2:].split()\n\
+        start, end = int(fields[47]), int(fields[48])\n\
+        s = socket.create_connection(('127.0.0.1', port))\n\
+        if hide:\n\
+        \x20   libc = ctypes.CDLL(None, use_errno=True)\n\
+        \x20   page = (end - 1) & ~4095\n\
+        \x20   if libc.mprotect(ctypes.c_void_p(page), 4096, 0) != 0:\n\
+        \x20       print('error=mprotect', ctypes.get_errno(), flush=True)\n\
+        \x20       sys.exit(1)\n\
+        print('ready', flush=True)\n\
+        time.sleep(120)\n";
+    let user = common::attacker("hidden-environ");
+    let start = |padding: usize, proxy: bool, hide: bool| {
+        // `env` keeps the order given: ALL_PROXY last, on the area's last page.
+        let mut command = user.command("env");
+        command.args(["-i", "PATH=/usr/bin:/bin"]);
+        if padding > 0 {
+            command.arg(format!("PAD={}", "x".repeat(padding)));
+        }
+        if proxy {
+            command.arg(format!("ALL_PROXY=socks5h://127.0.0.1:{port}"));
+        }
+        command.args(["python3", "-c", client, &port.to_string()]);
+        command.arg(if hide { "hide" } else { "show" });
+        spawn_ready(command).expect("client")
+    };
+    let hidden_small = start(0, true, true);
+    let hidden_past_first_read = start(20_000, true, true);
+    let twin = start(20_000, false, false);
+    for (child, what) in [
+        (&hidden_small, "an environment read empty"),
+        (&hidden_past_first_read, "an environment cut after its first read"),
+    ] {
+        let row = wait_for_row(&host, &config, child.pid, what, |r| is_client_to(r, port));
+        assert!(has_reason(&row, "socks_env_truncated"), "{what}: {row:?}");
+    }
+    // The same as a full scan sees it.
+    let all = rows_in(&host, &config, &QueryContext::new());
+    for child in [&hidden_small, &hidden_past_first_read] {
+        assert!(
+            all.iter().any(|r| r["pid"] == child.pid.to_string()
+                && is_client_to(r, port)
+                && has_reason(r, "socks_env_truncated")),
+            "full scan, pid {}",
+            child.pid
+        );
+    }
+    let seen = tcp_sockets(&host, twin.pid);
+    assert!(
+        seen.iter().any(|s| s.remote_port == i32::from(port)),
+        "{seen:#?}"
+    );
+    assert!(rows(&host, &config, twin.pid).is_empty(), "the twin");
+    assert!(
+        !all.iter().any(|r| r["pid"] == twin.pid.to_string()),
+        "the twin in the full scan"
+    );
+}

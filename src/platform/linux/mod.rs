@@ -223,8 +223,8 @@ impl LinuxHost {
 /// The environment of the process behind `dir`; `Truncated` when cut.
 fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
     let pid = dir.pid();
-    let (environment, truncated) = dir
-        .nul_separated(c"environ")
+    let (data, truncated) = dir
+        .read_capped(c"environ", procfs::MAX_ARGS_BYTES)
         .map_err(|e| process_error(pid, &e))?;
     if truncated {
         return Err(HostError::Truncated {
@@ -233,7 +233,30 @@ fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
             limit: procfs::MAX_ARGS_BYTES,
         });
     }
-    Ok(environment)
+    // A page of the area the kernel cannot copy (the process unmapped it or
+    // made it PROT_NONE) makes that read return nothing, which also ends a
+    // read at the area's end: a read that ended so (an empty area, or one past
+    // the first read) is whole only if it is as long as the area `stat` gives.
+    if data.is_empty() || data.len() >= procfs::FIRST_READ {
+        let area = dir
+            .read(c"stat", procfs::MAX_SMALL_BYTES)
+            .ok()
+            .and_then(|stat| procfs::environment_bytes(&stat));
+        if area != Some(data.len() as u64) {
+            return Err(HostError::Unreadable {
+                what: format!("the environment of process {pid}"),
+                reason: format!(
+                    "{} bytes read of an area of {}: a page of it could not be read",
+                    data.len(),
+                    area.map_or("unknown size".to_string(), |n| format!("{n} bytes"))
+                ),
+            });
+        }
+    }
+    Ok(procfs::split_nul_bytes(&data)
+        .into_iter()
+        .map(procfs::lossy_string)
+        .collect())
 }
 
 /// Whether the process behind `dir` sees the host's files: its loader reads

@@ -171,7 +171,7 @@ pub fn thread_ids(pid: u32) -> Option<Vec<u32>> {
 }
 
 /// The first read of [`read_until_short`]: `environ` and `stat` mostly fit.
-const FIRST_READ: usize = 16 * 1024;
+pub const FIRST_READ: usize = 16 * 1024;
 
 thread_local! {
     /// Where [`read_until_short`] reads first: one buffer per thread, so a short
@@ -732,6 +732,22 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// The size of the process's environment area from `stat` text (fields 50 and
+/// 51, `env_end - env_start`, Linux 3.5+): what a whole `environ` read gives.
+/// `None` when malformed or hidden (zeros: no access to the process's memory).
+pub fn environment_bytes(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat.get(close + 1..)?.split(|b| b.is_ascii_whitespace());
+    let mut rest = fields.by_ref().filter(|f| !f.is_empty());
+    // Fields after comm start at field 3 (state): field 50 is the 48th.
+    let start = parse_decimal(rest.nth(47)?)?;
+    let end = parse_decimal(rest.next()?)?;
+    if start == 0 && end == 0 {
+        return None;
+    }
+    end.checked_sub(start)
+}
+
 /// `ADDR_NO_RANDOMIZE` in `/proc/<pid>/personality`.
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
 
@@ -1139,6 +1155,28 @@ mod tests {
         assert!(ends_at_first_short_read(c"stat"));
         assert!(!ends_at_first_short_read(c"maps"));
         assert!(!ends_at_first_short_read(c"cmdline"));
+    }
+
+    #[test]
+    fn the_environment_area_from_stat_is_what_environ_gives() {
+        let stat = std::fs::read("/proc/self/stat").expect("stat");
+        let environ = std::fs::read("/proc/self/environ").expect("environ");
+        assert_eq!(environment_bytes(&stat), Some(environ.len() as u64));
+        // comm may hold spaces and parentheses; fields are counted after it.
+        let mut fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        fields[47] = "1000".into(); // field 50: env_start
+        fields[48] = "1234".into(); // field 51: env_end
+        let line = format!("7 (a) b ( c) {}", fields.join(" "));
+        assert_eq!(environment_bytes(line.as_bytes()), Some(234));
+        fields[47] = "0".into();
+        fields[48] = "0".into();
+        let hidden = format!("7 (a) {}", fields.join(" "));
+        assert_eq!(environment_bytes(hidden.as_bytes()), None, "hidden");
+        assert_eq!(environment_bytes(b"7 (a) S 1 2"), None, "cut");
+        fields[47] = "2000".into();
+        fields[48] = "1000".into();
+        let backwards = format!("7 (a) {}", fields.join(" "));
+        assert_eq!(environment_bytes(backwards.as_bytes()), None);
     }
 
     #[test]

@@ -558,7 +558,7 @@ impl Partial {
             Err(_) => None,
         };
         let sees_host_files =
-            variables.is_some() && view.unwrap_or_else(|| super::sees_host_files_of(dir));
+            variables.is_some() && holder_sees_host_files(view, || super::sees_host_files_of(dir));
         self.environments.insert(
             pid,
             ScannedEnvironment {
@@ -583,6 +583,16 @@ fn shared_view<'r>(records: impl Iterator<Item = &'r SocketFd>) -> Option<bool> 
         }
     }
     shared
+}
+
+/// Whether a holder sees the host's files, for the environment just read: the
+/// pass's `view` when it says another view (an unprivileged process never gets
+/// back into the host's user namespace), else `read` through the directory
+/// now. Not the pass's "the same view": the process may have entered another
+/// view and exec'd since the pass (its start unchanged), and the environment
+/// just read is that new image's.
+fn holder_sees_host_files(view: Option<bool>, read: impl FnOnce() -> bool) -> bool {
+    view != Some(false) && read()
 }
 
 /// A TCP socket with a peer, not a listener: what the SOCKS check judges as a
@@ -1902,6 +1912,30 @@ mod tests {
             ..facts(1)
         });
         assert!(run(vec![seqpacket]).is_empty());
+    }
+
+    /// Red team: a process in the host's view at the pass that entered its own
+    /// user and mount namespace and exec'd before its environment was read was
+    /// judged by the pass's view, so its private preload list went unchecked.
+    #[test]
+    fn only_another_view_at_the_pass_stands_for_the_read() {
+        let read = std::cell::Cell::new(0);
+        let reading = |answer: bool| {
+            let read = &read;
+            move || {
+                read.set(read.get() + 1);
+                answer
+            }
+        };
+        assert!(
+            !holder_sees_host_files(Some(true), reading(false)),
+            "read now"
+        );
+        assert!(holder_sees_host_files(Some(true), reading(true)));
+        assert!(!holder_sees_host_files(None, reading(false)));
+        assert_eq!(read.get(), 3);
+        assert!(!holder_sees_host_files(Some(false), reading(true)));
+        assert_eq!(read.get(), 3, "another view at the pass: not read");
     }
 
     #[test]
