@@ -34,6 +34,9 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// remote_v6 [16], uid u32 (the task's real uid), view u32 (0 not read, 1 the
 /// reader's view, 2 another: see [`SocketFd::view`])}` (see `at`).
 pub const RECORD_BYTES: usize = 96;
+/// Passes of one process's tasks made while its threads keep changing, before
+/// its result is said unsure (see `FdIterator::socket_fds_of`).
+const PASSES_PER_PROCESS: usize = 3;
 /// The pid namespace every boot starts in (`PROC_PID_INIT_INO`): the only one in
 /// which the kernel's pids (what the program records) are `/proc`'s pids.
 const INITIAL_PID_NAMESPACE: &[u8] = b"pid:[4026531836]";
@@ -1396,27 +1399,43 @@ impl FdIterator {
         // reads. So a pass is whole only if no thread came or went meanwhile: a
         // thread made during the pass joins the end of the list, so one that
         // came and went had only threads made after it, also gone, behind it.
-        // A process gone by the end has no socket left to miss.
-        let before = super::procfs::thread_ids(pid);
-        let (mut records, reads) = Self::read_pass(&link, max_bytes, deadline)?;
-        let changed = {
+        // A process gone by the end has no socket left to miss. A process
+        // whose threads changed is read again (a thread pool's churn is
+        // seldom constant), up to `PASSES_PER_PROCESS` times, then said unsure.
+        let mut before = super::procfs::thread_ids(pid);
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            let (mut records, reads) = Self::read_pass(&link, max_bytes, deadline)?;
             let after = super::procfs::thread_ids(pid);
             // Gone by the end: no socket left to miss. Too many threads to list
-            // (or unlistable): it cannot be told whole.
-            let gone = after.as_ref().is_some_and(Vec::is_empty);
-            !gone && (before.is_none() || after != before)
-        };
-        if records.cut.is_none() && changed {
-            records.unsure = Some(format!(
-                "process {pid}: its threads came or went while its fds were read \
-                 ({reads} reads): sockets past a thread that exited may be missing"
-            ));
+            // (or unlistable): it cannot be told whole (nor made so by another
+            // pass).
+            let gone = match &after {
+                Some(tids) => tids.is_empty(),
+                // Unlistable because the process is no more (not a reason to
+                // doubt what it held).
+                None => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            };
+            let unlistable = before.is_none() || after.is_none();
+            let changed = !gone && (unlistable || after != before);
+            if changed && records.cut.is_none() && !unlistable && passes < PASSES_PER_PROCESS {
+                before = after;
+                continue;
+            }
+            if records.cut.is_none() && changed {
+                records.unsure = Some(format!(
+                    "process {pid}: its threads came or went while its fds were read \
+                     ({passes} passes, the last in {reads} reads): sockets past a thread \
+                     that exited may be missing"
+                ));
+            }
+            records.records.retain(|r| r.tgid == pid);
+            if records.cut.is_none() {
+                PID_PASSES.with(|p| p.set(p.get() + 1));
+            }
+            return Ok(records);
         }
-        records.records.retain(|r| r.tgid == pid);
-        if records.cut.is_none() {
-            PID_PASSES.with(|p| p.set(p.get() + 1));
-        }
-        Ok(records)
     }
 
     /// One pass's records, and in how many reads.
