@@ -255,23 +255,19 @@ pub struct SocketScan {
     pub namespace_tcp: HashMap<String, Vec<SocketInfo>>,
     /// The environments of processes holding a TCP connection, read during the
     /// walk through the same held `/proc/<pid>` directory as their fds (the SOCKS
-    /// check asks for each of them; `Host::environment_and_view` is then not
-    /// called again). A missing pid is read as before. Never serialized: an
+    /// check asks for each of them; `Host::environment` is then not called
+    /// again). A missing pid is read as before. Never serialized: an
     /// environment holds secrets.
     #[serde(skip)]
     pub environments: HashMap<Pid, ScannedEnvironment>,
 }
 
-/// A socket holder's environment as the scan read it, with the view the SOCKS
-/// check's system preload rule needs.
+/// A socket holder's environment as the scan read it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScannedEnvironment {
     /// `None`: not read whole (cut at the read limit, or unreadable for a reason
     /// other than the process's exit), so a proxy variable cannot be ruled out.
     pub variables: Option<Vec<String>>,
-    /// Whether the process sees the host's own files: its user and mount
-    /// namespace and root are the scanner's.
-    pub sees_host_files: bool,
 }
 
 /// Code-trust verdict, as `process_code_signature.trust` reports it.

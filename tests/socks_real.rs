@@ -864,7 +864,10 @@ fn an_environment_the_kernel_cannot_read_whole_is_never_clean() {
     let twin = start(20_000, false, false);
     for (child, what) in [
         (&hidden_small, "an environment read empty"),
-        (&hidden_past_first_read, "an environment cut after its first read"),
+        (
+            &hidden_past_first_read,
+            "an environment cut after its first read",
+        ),
     ] {
         let row = wait_for_row(&host, &config, child.pid, what, |r| is_client_to(r, port));
         assert!(has_reason(&row, "socks_env_truncated"), "{what}: {row:?}");
@@ -880,6 +883,87 @@ fn an_environment_the_kernel_cannot_read_whole_is_never_clean() {
             child.pid
         );
     }
+    let seen = tcp_sockets(&host, twin.pid);
+    assert!(
+        seen.iter().any(|s| s.remote_port == i32::from(port)),
+        "{seen:#?}"
+    );
+    assert!(rows(&host, &config, twin.pid).is_empty(), "the twin");
+    assert!(
+        !all.iter().any(|r| r["pid"] == twin.pid.to_string()),
+        "the twin in the full scan"
+    );
+}
+
+/// Red team (medium, round 2): a process preloaded with a SOCKS library may
+/// rename `LD_PRELOAD` in its environment area once its loader ran (or move
+/// the area with `PR_SET_MM_MAP`, unprivileged); the mapping walk was skipped
+/// for an environment naming no preload, so the library went unseen. The
+/// mappings are now walked whatever the environment says: `socks_preload`.
+/// The twin, the same unprivileged client scrubbing the same variable with no
+/// such library loaded, is no row.
+#[test]
+fn a_preload_scrubbed_from_the_environment_is_still_seen_in_the_mappings() {
+    const TEST: &str = "a_preload_scrubbed_from_the_environment_is_still_seen_in_the_mappings";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user)");
+    }
+    let Some(library) = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .find(|l| std::path::Path::new(l).exists()) else {
+        return skip(TEST, "no libz.so.1 to preload");
+    };
+    let host = host();
+    let config = SocksConfig::default();
+    let hold = HoldServer::start();
+    let port = hold.port;
+    let user = common::attacker("scrubbed-preload");
+    // Any library will do as the preload: the check goes by its file name.
+    let bytes = std::fs::read(library).expect("libz");
+    let socks_library = user.write("libproxychains.so.4", &bytes, false);
+    let plain_library = user.write("libplain.so.1", &bytes, false);
+    // Renames LD_PRELOAD in place (same length, every page readable), then
+    // connects and holds the connection.
+    let client = "import ctypes, socket, sys, time\n\
+        text = open('/proc/self/stat').read()\n\
+        fields = text[text.rindex(')') + 2:].split()\n\
+        start, end = int(fields[47]), int(fields[48])\n\
+        area = ctypes.string_at(start, end - start)\n\
+        at = area.find(b'LD_PRELOAD=')\n\
+        if at < 0:\n\
+        \x20   print('error=no LD_PRELOAD', flush=True)\n\
+        \x20   sys.exit(1)\n\
+        ctypes.memmove(start + at, b'XD', 2)\n\
+        s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+        print('ready', flush=True)\n\
+        time.sleep(120)\n";
+    let start = |preload: &std::path::Path| {
+        let mut command = user.command("python3");
+        command
+            .env("LD_PRELOAD", preload)
+            .args(["-c", client, &port.to_string()]);
+        spawn_ready(command).expect("client")
+    };
+    let scrubbed = start(&socks_library);
+    let twin = start(&plain_library);
+    let environ = std::fs::read(format!("/proc/{}/environ", scrubbed.pid)).expect("environ");
+    assert!(
+        !environ.windows(11).any(|w| w == b"LD_PRELOAD="),
+        "the environment no longer names it"
+    );
+    let row = wait_for_row(&host, &config, scrubbed.pid, "to the port", |r| {
+        is_client_to(r, port)
+    });
+    assert!(has_reason(&row, "socks_preload"), "{row:?}");
+    let all = rows_in(&host, &config, &QueryContext::new());
+    assert!(
+        all.iter()
+            .any(|r| r["pid"] == scrubbed.pid.to_string() && has_reason(r, "socks_preload")),
+        "full scan"
+    );
     let seen = tcp_sockets(&host, twin.pid);
     assert!(
         seen.iter().any(|s| s.remote_port == i32::from(port)),

@@ -34,6 +34,8 @@ pub struct FakeHost {
     /// Every pid whose environment was read (`environment`,
     /// `environment_and_view`), in order.
     pub environment_reads: Mutex<Vec<Pid>>,
+    /// Every pid whose mapped libraries were read, in order.
+    pub library_reads: Mutex<Vec<Pid>>,
     /// Responsible process by pid (macOS notion), for tests.
     pub responsible: HashMap<Pid, Pid>,
     /// Standard input by pid; absent pids are `Unknown`.
@@ -259,6 +261,9 @@ impl Host for FakeHost {
     }
 
     fn mapped_libraries(&self, pid: Pid) -> Result<Vec<String>, HostError> {
+        if let Ok(mut reads) = self.library_reads.lock() {
+            reads.push(pid);
+        }
         if let Some(error) = self.library_errors.get(&pid) {
             return Err(error.clone());
         }

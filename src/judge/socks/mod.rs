@@ -144,11 +144,6 @@ struct Classifier<'a> {
     /// What the client loop asks of each process, gathered once (one lookup
     /// per connection: a busy process holds thousands).
     client_facts: HashMap<Pid, ClientFacts>,
-    /// Whether the host's preload list may name a library: read once per scan
-    /// (at the first environment read), never kept across scans.
-    host_preload_list: Option<bool>,
-    /// Processes whose environment read also found them seeing the host's files.
-    sees_host_files: HashSet<Pid>,
     /// Executable paths the socket scan read through the directory that named
     /// each holder's fds (`SocketScan::executables`).
     executables: &'a HashMap<Pid, String>,
@@ -242,14 +237,10 @@ impl<'a> Classifier<'a> {
         known
     }
 
-    /// The environment of `pid`, read with the view [`Self::may_map_a_preload`]
-    /// needs (one open of the process for both).
+    /// The environment of `pid`: the scan's read, else the host's.
     fn environment(&mut self, pid: Pid) -> &[String] {
         if !self.environments.contains_key(&pid) {
             if let Some(scanned) = self.scanned_environments.remove(&pid) {
-                if scanned.sees_host_files {
-                    self.sees_host_files.insert(pid);
-                }
                 let environment = scanned.variables.unwrap_or_else(|| {
                     // Fail closed, as for a read here: the signal is unknown.
                     self.truncated_environments.insert(pid);
@@ -262,13 +253,7 @@ impl<'a> Classifier<'a> {
                     .map(Vec::as_slice)
                     .unwrap_or_default();
             }
-            // The process's view matters only while the host's list names none.
-            let with_view = !self.host_preload_list();
-            let read = self.host.environment_and_view(pid, with_view);
-            if read.sees_host_files {
-                self.sees_host_files.insert(pid);
-            }
-            let environment = match read.environment {
+            let environment = match self.host.environment(pid) {
                 Ok(environment) => environment,
                 // Gone, or not ours to read (a non-root CLI): nothing to judge.
                 Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => Vec::new(),
@@ -285,14 +270,6 @@ impl<'a> Classifier<'a> {
             .get(&pid)
             .map(Vec::as_slice)
             .unwrap_or_default()
-    }
-
-    /// Whether the host's preload list may name a library (read once per scan).
-    fn host_preload_list(&mut self) -> bool {
-        let host = self.host;
-        *self
-            .host_preload_list
-            .get_or_insert_with(|| host.host_preload_list_may_name_a_library())
     }
 
     /// The SOCKS proxies `pid`'s environment names (parsed once per process).
@@ -317,10 +294,12 @@ impl<'a> Classifier<'a> {
         if let Some(known) = self.preloads.get(&pid) {
             return *known;
         }
+        // The mappings are walked whatever the environment says: a process may
+        // rewrite its environment area, or move it (PR_SET_MM_MAP, unprivileged),
+        // once its loader ran, so a missing LD_PRELOAD proves nothing; the
+        // mappings are the kernel's record of the code that runs.
         let found = if proxy::environment_preloads_socks(self.environment(pid)) {
             Preload::Yes
-        } else if !self.may_map_a_preload(pid) {
-            Preload::No
         } else {
             match self.host.mapped_libraries(pid) {
                 Ok(libs) if libs.iter().any(|l| proxy::is_socks_preload_library(l)) => Preload::Yes,
@@ -333,26 +312,6 @@ impl<'a> Classifier<'a> {
         };
         self.preloads.insert(pid, found);
         found
-    }
-
-    /// Whether a SOCKS library can be mapped in `pid` when its environment names
-    /// none: proxychains, torsocks and tsocks load through `LD_PRELOAD` (or
-    /// `DYLD_INSERT_LIBRARIES`), which their launchers set and children inherit,
-    /// or through the system preload list (the host's, unless the process has
-    /// a view of its own). With neither (and the environment read whole), the
-    /// mappings are not walked: a full scan's costliest SOCKS fact for every
-    /// process holding TCP. Code that loads such a library another way could as
-    /// well speak SOCKS itself, which no library check sees.
-    fn may_map_a_preload(&mut self, pid: Pid) -> bool {
-        if self.environment_truncated(pid) {
-            return true;
-        }
-        let environment = self.environment(pid);
-        proxy::PRELOAD_VARIABLES
-            .iter()
-            .any(|name| proxy::lookup(environment, name).is_some())
-            || self.host_preload_list()
-            || !self.sees_host_files.contains(&pid)
     }
 
     /// The SOCKS proxies in the proxychains config `pid` uses (first readable
@@ -678,8 +637,6 @@ pub fn socks_reasons_with_tables(
         truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
         client_facts: HashMap::new(),
-        host_preload_list: None,
-        sees_host_files: HashSet::new(),
         executables,
         proxychains: HashMap::new(),
         system_proxy: None,
@@ -897,16 +854,9 @@ mod tests {
                 20,
                 ScannedEnvironment {
                     variables: Some(vec!["all_proxy=socks5h://203.0.113.5:443".into()]),
-                    sees_host_files: true,
                 },
             ),
-            (
-                21,
-                ScannedEnvironment {
-                    variables: None,
-                    sees_host_files: false,
-                },
-            ),
+            (21, ScannedEnvironment { variables: None }),
         ]);
         let map = socks_reasons_with_tables(
             &host,
@@ -967,8 +917,13 @@ mod tests {
         assert_eq!(reasons_of(&map, &scanned[3]), REASON_PRELOAD);
     }
 
+    /// Red team: a process may rewrite or move its environment area once its
+    /// loader ran (LD_PRELOAD renamed in place, or PR_SET_MM_MAP to a clean
+    /// copy), so the mappings are walked whatever the environment says: a
+    /// mapped libproxychains is `socks_preload` with no preload variable in
+    /// sight, a walk that cannot finish is unknown, never clean.
     #[test]
-    fn mappings_are_walked_only_where_a_preload_can_come_from() {
+    fn mappings_are_walked_whatever_the_environment_says() {
         let mut host = FakeHost::default();
         let cut = HostError::Truncated {
             pid: 0,
@@ -976,20 +931,20 @@ mod tests {
             limit: 16 << 20,
         };
         let proxychains = vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".to_string()];
-        for pid in 40..=44 {
+        for pid in 40..=45 {
             host.processes
                 .push(process(pid, "/usr/bin/curl", &["curl"]));
             host.libraries.insert(pid, proxychains.clone());
             host.sees_host_files.insert(pid);
         }
-        // 40: nothing names a preload; a walk would have said "unknown".
+        // 40: nothing names a preload, and the walk cannot finish.
         host.library_errors.insert(40, cut);
         // 41: LD_PRELOAD names another file (it may load proxychains).
         host.environments
             .insert(41, vec!["LD_PRELOAD=/home/u/libz.so.1".into()]);
-        // 42: the system preload list may apply (another root or namespace).
+        // 42: another root or namespace.
         host.sees_host_files.remove(&42);
-        // 43: an environment read in part cannot rule LD_PRELOAD out.
+        // 43: an environment read in part.
         host.environment_errors.insert(
             43,
             HostError::Truncated {
@@ -1000,7 +955,10 @@ mod tests {
         );
         // 44: an empty LD_PRELOAD is still set.
         host.environments.insert(44, vec!["LD_PRELOAD=".into()]);
-        let scanned: Vec<SocketInfo> = (40..=44)
+        // 45: an environment scrubbed of its LD_PRELOAD.
+        host.environments
+            .insert(45, vec!["XD_PRELOAD=libproxychains.so.4".into()]);
+        let scanned: Vec<SocketInfo> = (40..=45)
             .map(|pid| {
                 tcp(
                     pid,
@@ -1012,31 +970,40 @@ mod tests {
             })
             .collect();
         let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
-        assert_eq!(reasons_of(&map, &scanned[0]), "", "not walked");
-        assert_eq!(reasons_of(&map, &scanned[1]), REASON_PRELOAD);
-        assert_eq!(reasons_of(&map, &scanned[2]), REASON_PRELOAD);
-        assert!(
-            reasons_of(&map, &scanned[3]).contains(REASON_PRELOAD),
-            "{}",
-            reasons_of(&map, &scanned[3])
+        assert_eq!(reasons_of(&map, &scanned[0]), REASON_PRELOAD_UNKNOWN);
+        for socket in &scanned[1..] {
+            assert!(
+                reasons_of(&map, socket).contains(REASON_PRELOAD),
+                "{}: {}",
+                socket.pid,
+                reasons_of(&map, socket)
+            );
+        }
+        // The host's preload list and the processes' views are not asked.
+        assert_eq!(
+            host.host_preload_list_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
         );
-        assert_eq!(reasons_of(&map, &scanned[4]), REASON_PRELOAD);
+        // Without a SOCKS library mapped, a clean environment is no row.
+        host.libraries.insert(45, vec!["/usr/lib/libz.so.1".into()]);
+        let map = socks_reasons(&host, &SocksConfig::default(), &scanned[5..], None);
+        assert!(map.is_empty(), "{map:?}");
     }
 
-    /// The host's preload list is read once per scan (and anew by the next), and
-    /// each process is read once for its environment and view, however many
-    /// connections it holds. A list that may name a library makes every process
-    /// a candidate, whatever its view.
+    /// Each process is read once for its environment and once for its
+    /// mappings, however many connections it holds.
     #[test]
-    fn the_host_preload_list_is_read_once_per_scan_and_each_process_once() {
+    fn each_process_is_read_once_however_many_connections_it_holds() {
         let mut host = FakeHost::default();
         let proxychains = vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".to_string()];
         let mut scanned = Vec::new();
         for pid in 50..=52 {
             host.processes
                 .push(process(pid, "/usr/bin/curl", &["curl"]));
-            host.libraries.insert(pid, proxychains.clone());
-            host.sees_host_files.insert(pid);
+            if pid == 52 {
+                host.libraries.insert(pid, proxychains.clone());
+            }
             for fd in 3..=5 {
                 scanned.push(tcp(
                     pid,
@@ -1047,26 +1014,14 @@ mod tests {
                 ));
             }
         }
-        let list_reads = || {
-            host.host_preload_list_reads
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
         let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
-        assert!(map.is_empty(), "no preload can apply: {map:?}");
-        assert_eq!(list_reads(), 1, "once per scan, not per process");
         let environment_reads = host.environment_reads.lock().expect("reads").clone();
         assert_eq!(environment_reads, vec![50, 51, 52], "once per process");
-
-        socks_reasons(&host, &SocksConfig::default(), &scanned, None);
-        assert_eq!(list_reads(), 2, "never kept across scans");
-
-        // The host's list may name a library: every mapping is walked, and no
-        // process's view is needed.
-        host.host_preload_list = true;
-        let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
-        assert_eq!(list_reads(), 3);
+        let library_reads = host.library_reads.lock().expect("reads").clone();
+        assert_eq!(library_reads, vec![50, 51, 52], "once per process");
         for socket in &scanned {
-            assert_eq!(reasons_of(&map, socket), REASON_PRELOAD);
+            let expected = if socket.pid == 52 { REASON_PRELOAD } else { "" };
+            assert_eq!(reasons_of(&map, socket), expected, "{}", socket.pid);
         }
     }
 

@@ -533,16 +533,8 @@ impl Partial {
     /// reads next, read here on the worker through the directory that named
     /// them (so it belongs to the process that held them, and the process is
     /// opened once): its executable, and with `environments`, when it holds a
-    /// TCP connection (the SOCKS check reads every client's), its environment
-    /// and view. `view`: what the fd iterator's pass said of that view, when it
-    /// saw this very process (else it is read here).
-    fn read_holder(
-        &mut self,
-        dir: &ProcDir,
-        found: &[SocketInfo],
-        environments: bool,
-        view: Option<bool>,
-    ) {
+    /// TCP connection (the SOCKS check reads every client's), its environment.
+    fn read_holder(&mut self, dir: &ProcDir, found: &[SocketInfo], environments: bool) {
         let pid = dir.pid();
         if let Ok((path, _)) = dir.executable() {
             self.executables.insert(pid, path);
@@ -557,42 +549,9 @@ impl Partial {
             // Cut or unreadable: unknown, never clean.
             Err(_) => None,
         };
-        let sees_host_files =
-            variables.is_some() && holder_sees_host_files(view, || super::sees_host_files_of(dir));
-        self.environments.insert(
-            pid,
-            ScannedEnvironment {
-                variables,
-                sees_host_files,
-            },
-        );
+        self.environments
+            .insert(pid, ScannedEnvironment { variables });
     }
-}
-
-/// Whether the records say their holder shares the scanner's view of the files
-/// (`SocketFd::view`, read for stream sockets only): `Some(false)` when any
-/// says it does not, `Some(true)` when some say it does and none that it does
-/// not, `None` when none says.
-fn shared_view<'r>(records: impl Iterator<Item = &'r SocketFd>) -> Option<bool> {
-    let mut shared = None;
-    for record in records {
-        match record.view {
-            Some(false) => return Some(false),
-            Some(true) => shared = Some(true),
-            None => {}
-        }
-    }
-    shared
-}
-
-/// Whether a holder sees the host's files, for the environment just read: the
-/// pass's `view` when it says another view (an unprivileged process never gets
-/// back into the host's user namespace), else `read` through the directory
-/// now. Not the pass's "the same view": the process may have entered another
-/// view and exec'd since the pass (its start unchanged), and the environment
-/// just read is that new image's.
-fn holder_sees_host_files(view: Option<bool>, read: impl FnOnce() -> bool) -> bool {
-    view != Some(false) && read()
 }
 
 /// A TCP socket with a peer, not a listener: what the SOCKS check judges as a
@@ -1011,7 +970,7 @@ impl<'q> Scan<'q> {
             // one copied by unshare) lists the same fd twice.
             let mut seen = HashSet::new();
             found.retain(|s| seen.insert((s.fd, s.socket)));
-            out.read_holder(&dir, &found, self.environments, None);
+            out.read_holder(&dir, &found, self.environments);
         }
         out.sockets.append(&mut found);
     }
@@ -1127,7 +1086,7 @@ impl<'q> Scan<'q> {
             out.skipped += 1;
         }
         if !found.is_empty() {
-            out.read_holder(&dir, &found, self.environments, None);
+            out.read_holder(&dir, &found, self.environments);
         }
         out.sockets.append(&mut found);
     }
@@ -1216,13 +1175,7 @@ impl<'q> Scan<'q> {
             }
         }
         if !found.is_empty() {
-            // The pass's view of the files, when the process is the one it saw.
-            let view = if same_process {
-                shared_view(groups.iter().flatten())
-            } else {
-                None
-            };
-            out.read_holder(&dir, &found, self.environments, view);
+            out.read_holder(&dir, &found, self.environments);
         }
         out.sockets.append(&mut found);
     }
@@ -1912,58 +1865,6 @@ mod tests {
             ..facts(1)
         });
         assert!(run(vec![seqpacket]).is_empty());
-    }
-
-    /// Red team: a process in the host's view at the pass that entered its own
-    /// user and mount namespace and exec'd before its environment was read was
-    /// judged by the pass's view, so its private preload list went unchecked.
-    #[test]
-    fn only_another_view_at_the_pass_stands_for_the_read() {
-        let read = std::cell::Cell::new(0);
-        let reading = |answer: bool| {
-            let read = &read;
-            move || {
-                read.set(read.get() + 1);
-                answer
-            }
-        };
-        assert!(
-            !holder_sees_host_files(Some(true), reading(false)),
-            "read now"
-        );
-        assert!(holder_sees_host_files(Some(true), reading(true)));
-        assert!(!holder_sees_host_files(None, reading(false)));
-        assert_eq!(read.get(), 3);
-        assert!(!holder_sees_host_files(Some(false), reading(true)));
-        assert_eq!(read.get(), 3, "another view at the pass: not read");
-    }
-
-    #[test]
-    fn a_view_is_shared_when_a_record_says_so_and_none_says_otherwise() {
-        let record = |view| SocketFd {
-            tgid: 7,
-            tid: 7,
-            fd: 3,
-            inode: 1,
-            leader_start: 1,
-            uid: 0,
-            view,
-            facts: None,
-        };
-        let shared = |views: &[Option<bool>]| {
-            let records: Vec<SocketFd> = views.iter().map(|&v| record(v)).collect();
-            shared_view(records.iter())
-        };
-        assert_eq!(shared(&[Some(true), Some(true)]), Some(true));
-        assert_eq!(
-            shared(&[None, Some(true)]),
-            Some(true),
-            "a datagram socket's None"
-        );
-        assert_eq!(shared(&[None, None]), None);
-        assert_eq!(shared(&[None, Some(false)]), Some(false));
-        assert_eq!(shared(&[Some(true), Some(false)]), Some(false));
-        assert_eq!(shared(&[]), None, "no record says anything");
     }
 
     #[test]
