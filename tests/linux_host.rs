@@ -1348,65 +1348,6 @@ fn a_setarch_exec_into_the_old_layout_never_reuses_the_old_images_facts() {
     assert_eq!(host.mapped_libraries(twin.pid).expect("cached"), libs);
 }
 
-/// The SOCKS check walks a process's mappings for a proxychains-like library
-/// only where a preload can come from. A user in a user and mount namespace of
-/// its own can bind a preload list of its choosing over `/etc/ld.so.preload`:
-/// the host's list (absent or empty) says nothing about it. The twin, the same
-/// user's process in the host's namespaces, sees the host's list.
-#[test]
-fn a_preload_list_in_another_mount_namespace_is_never_taken_for_the_hosts() {
-    const TEST: &str = "a_preload_list_in_another_mount_namespace_is_never_taken_for_the_hosts";
-    if !common::is_root() {
-        return skip(TEST, "needs root (attacker user)");
-    }
-    let host_list_empty = std::fs::read("/etc/ld.so.preload")
-        .map(|list| list.iter().all(|b| b.is_ascii_whitespace() || *b == b':'))
-        .unwrap_or(true);
-    if !host_list_empty {
-        return skip(TEST, "this host has a preload list");
-    }
-    let user = common::attacker("preload-list");
-    let list = user.write("ld.so.preload", b"/home/x/libproxychains.so.4\n", false);
-    let mut command = user.command("unshare");
-    command.args(["-Urm", "sh", "-c"]).arg(format!(
-        "mount --bind {} /etc/ld.so.preload 2>/dev/null || touch /etc/ld.so.preload; \
-         exec python3 -c \"print('ready', flush=True); import time; time.sleep(600)\"",
-        list.display()
-    ));
-    let Ok(inside) = spawn_ready(command) else {
-        return skip(TEST, "unprivileged user namespaces are not available");
-    };
-    let twin = spawn_ready(user.python("print('ready', flush=True)\nimport time\ntime.sleep(600)"))
-        .expect("twin");
-    let host = host();
-    assert!(
-        host.system_preload_may_apply(inside.pid),
-        "a process in its own namespaces may have its own preload list"
-    );
-    assert!(
-        !host.system_preload_may_apply(twin.pid),
-        "the twin sees the host's empty list"
-    );
-    // The SOCKS check reads the view with the environment, through one open.
-    let read = host.environment_and_view(inside.pid, true);
-    assert!(read.environment.is_ok(), "{:?}", read.environment);
-    assert!(
-        !read.sees_host_files,
-        "another namespace is not the host's view"
-    );
-    let read = host.environment_and_view(twin.pid, true);
-    assert!(
-        read.environment
-            .is_ok_and(|env| env.iter().any(|v| v.starts_with("PATH="))),
-        "the twin's environment"
-    );
-    assert!(read.sees_host_files, "the twin sees the host's files");
-    assert!(
-        !host.environment_and_view(twin.pid, false).sees_host_files,
-        "not read when not asked for"
-    );
-}
-
 /// `missing_since_start` against a real process's start: a path missing below a
 /// directory made before the process started is shown missing at start; after an
 /// entry there is made and removed (its ctime now), or for a process (this test)

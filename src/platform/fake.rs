@@ -25,14 +25,7 @@ pub struct FakeHost {
     pub library_errors: HashMap<Pid, HostError>,
     /// What `system_socks_proxy` returns.
     pub system_proxy: Option<(String, u16)>,
-    /// Pids that see the host's own files (`sees_host_files`); absent: not.
-    pub sees_host_files: std::collections::HashSet<Pid>,
-    /// What `host_preload_list_may_name_a_library` answers.
-    pub host_preload_list: bool,
-    /// How many times the host's preload list was read.
-    pub host_preload_list_reads: std::sync::atomic::AtomicUsize,
-    /// Every pid whose environment was read (`environment`,
-    /// `environment_and_view`), in order.
+    /// Every pid whose environment was read, in order.
     pub environment_reads: Mutex<Vec<Pid>>,
     /// Every pid whose mapped libraries were read, in order.
     pub library_reads: Mutex<Vec<Pid>>,
@@ -276,16 +269,6 @@ impl Host for FakeHost {
 
     fn system_socks_proxy(&self) -> Option<(String, u16)> {
         self.system_proxy.clone()
-    }
-
-    fn host_preload_list_may_name_a_library(&self) -> bool {
-        self.host_preload_list_reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.host_preload_list
-    }
-
-    fn sees_host_files(&self, pid: Pid) -> bool {
-        self.sees_host_files.contains(&pid)
     }
 
     fn responsible_pid(&self, pid: Pid) -> Option<Pid> {

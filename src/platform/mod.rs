@@ -230,14 +230,6 @@ impl Default for HostConfig {
     }
 }
 
-/// What [`Host::environment_and_view`] read of one process.
-#[derive(Clone, Debug)]
-pub struct EnvironmentAndView {
-    pub environment: Result<Vec<String>, HostError>,
-    /// `false` when not asked for, not read, or not the host's view.
-    pub sees_host_files: bool,
-}
-
 /// Everything the tables need from the operating system.
 pub trait Host: Send + Sync {
     /// `linux` or `darwin`, as osquery names platforms.
@@ -428,39 +420,6 @@ pub trait Host: Send + Sync {
         Err(HostError::Unsupported {
             what: format!("the mapped libraries of process {pid}"),
         })
-    }
-    /// Whether a system-wide preload list the process's loader reads (Linux:
-    /// `/etc/ld.so.preload`) may name a library. `false` only when the process
-    /// sees the host's own files and the host's list names none.
-    fn system_preload_may_apply(&self, pid: Pid) -> bool {
-        self.host_preload_list_may_name_a_library() || !self.sees_host_files(pid)
-    }
-    /// Whether the host's own system-wide preload list (Linux:
-    /// `/etc/ld.so.preload`) may name a library: `false` only when it is absent
-    /// or empty. Read anew at every call: a scan asks once and keeps the answer
-    /// for that scan only. The default makes no claim.
-    fn host_preload_list_may_name_a_library(&self) -> bool {
-        true
-    }
-    /// Whether the process sees the host's own files: its root, mount and user
-    /// namespace are the scanner's (one of its own may show other files at any
-    /// path, and may have done so when its loader ran). The default makes no
-    /// claim.
-    fn sees_host_files(&self, pid: Pid) -> bool {
-        let _ = pid;
-        false
-    }
-    /// [`Host::environment`] and, when `with_view`, [`Host::sees_host_files`],
-    /// read through one handle on the process (Linux: one `/proc/<pid>`
-    /// directory), so both describe the same process and it is opened once.
-    /// The view is not read when the environment could not be.
-    fn environment_and_view(&self, pid: Pid, with_view: bool) -> EnvironmentAndView {
-        let environment = self.environment(pid);
-        let sees_host_files = with_view && environment.is_ok() && self.sees_host_files(pid);
-        EnvironmentAndView {
-            environment,
-            sees_host_files,
-        }
     }
     /// Files mapped executable into the process (its program, the loader, its
     /// libraries), named as the host sees them: the kernel's record of the native

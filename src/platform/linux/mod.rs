@@ -220,7 +220,10 @@ impl LinuxHost {
 }
 
 /// The executable path of the process `dir` holds; empty for a kernel thread.
-/// The environment of the process behind `dir`; `Truncated` when cut.
+/// The environment of the process behind `dir`; `Truncated` when cut,
+/// `Unreadable` when a page of it could not be read. The process may rewrite
+/// its environment area, or move it (`PR_SET_MM_MAP`, unprivileged), at any
+/// time: what it holds is evidence of a variable, never of its absence.
 fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
     let pid = dir.pid();
     let (data, truncated) = dir
@@ -257,12 +260,6 @@ fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
         .into_iter()
         .map(procfs::lossy_string)
         .collect())
-}
-
-/// Whether the process behind `dir` sees the host's files: its loader reads
-/// the host's lists only in the host's user and mount namespace and root.
-fn sees_host_files_of(dir: &ProcDir) -> bool {
-    script_file::other_view(dir).is_none() && procfs::in_our_mount_namespace(dir)
 }
 
 fn executable_path_of(dir: &ProcDir) -> Result<String, HostError> {
@@ -911,45 +908,6 @@ impl Host for LinuxHost {
 
     fn environment(&self, pid: Pid) -> Result<Vec<String>, HostError> {
         environment_of(&ProcDir::open(pid)?)
-    }
-
-    fn host_preload_list_may_name_a_library(&self) -> bool {
-        const LIST: &str = "/etc/ld.so.preload";
-        const LIMIT: u64 = 64 * 1024;
-        match crate::platform::read_regular(LIST, LIMIT + 1) {
-            // Past the limit, a name may follow any amount of blank space.
-            Ok(list) if list.len() as u64 > LIMIT => true,
-            Ok(list) => list
-                .split(|b| b.is_ascii_whitespace() || *b == b':')
-                .any(|name| !name.is_empty()),
-            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
-        }
-    }
-
-    fn sees_host_files(&self, pid: Pid) -> bool {
-        ProcDir::open(pid).is_ok_and(|dir| sees_host_files_of(&dir))
-    }
-
-    fn environment_and_view(
-        &self,
-        pid: Pid,
-        with_view: bool,
-    ) -> crate::platform::EnvironmentAndView {
-        let dir = match ProcDir::open(pid) {
-            Ok(dir) => dir,
-            Err(e) => {
-                return crate::platform::EnvironmentAndView {
-                    environment: Err(e),
-                    sees_host_files: false,
-                }
-            }
-        };
-        let environment = environment_of(&dir);
-        let sees_host_files = with_view && environment.is_ok() && sees_host_files_of(&dir);
-        crate::platform::EnvironmentAndView {
-            environment,
-            sees_host_files,
-        }
     }
 
     fn mapped_code(&self, pid: Pid) -> Option<Result<Vec<String>, HostError>> {

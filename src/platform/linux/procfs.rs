@@ -235,19 +235,6 @@ pub fn read_bounded(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Whether the process is in the scanner's mount namespace (one of its own may
-/// mount other files over any path, its root's `/etc` included).
-pub fn in_our_mount_namespace(dir: &ProcDir) -> bool {
-    static OURS: OnceLock<Option<String>> = OnceLock::new();
-    let ours = OURS.get_or_init(|| {
-        std::fs::read_link("/proc/self/ns/mnt")
-            .ok()
-            .map(|link| link.to_string_lossy().into_owned())
-    });
-    ours.as_ref()
-        .is_some_and(|ours| dir.read_link(c"ns/mnt").is_ok_and(|theirs| theirs == *ours))
-}
-
 /// The state letter of `stat` text (`comm` may hold spaces and parentheses, so the
 /// state is read after the last `)`).
 fn stat_state(stat: &[u8]) -> Option<u8> {

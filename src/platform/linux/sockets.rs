@@ -687,7 +687,7 @@ impl<'q> Scan<'q> {
         }
     }
 
-    /// Reads the environment and view of each TCP client's holder too.
+    /// Reads the environment of each TCP client's holder too.
     pub fn reading_environments(mut self, environments: bool) -> Self {
         self.environments = environments;
         self
@@ -1366,8 +1366,8 @@ pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
 /// Runs a socket query against the live host. Its socket fds come from the fd
 /// iterator when `use_iterator` and the iterator is exact here (one pass over
 /// every task, or over each given process's tasks), else from a `/proc` walk.
-/// With `environments`, the environment and view of each TCP client's holder
-/// are read as well (`SocketScan::environments`), for the SOCKS check.
+/// With `environments`, the environment of each TCP client's holder is read
+/// as well (`SocketScan::environments`), for the SOCKS check.
 pub fn scan(query: &SocketQuery, use_iterator: bool, environments: bool) -> SocketScan {
     if query.protocols.is_empty() {
         return SocketScan::default();
