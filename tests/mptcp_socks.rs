@@ -13,13 +13,11 @@ use an1256::judge::socks::SocksConfig;
 use an1256::model::{ProtocolSet, SocketInfo, SocketQuery};
 use an1256::platform::linux::{fd_iterator, LinuxHost};
 use an1256::platform::{Host, HostConfig};
-use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
-use an1256::tables::{QueryContext, TableDef};
+use an1256::tables::QueryContext;
 use common::{python, skip, spawn_ready, FullScanLock, ReadyChild};
-use std::collections::HashMap;
 use std::sync::Arc;
 
-type NamedRow = HashMap<&'static str, String>;
+use common::NamedRow;
 
 const IPPROTO_MPTCP: i32 = 262;
 
@@ -90,22 +88,6 @@ fn host(fd_iterator: bool) -> Arc<LinuxHost> {
     }))
 }
 
-/// The table's rows for `context`, by column name.
-fn rows_in(host: &Arc<LinuxHost>, config: &SocksConfig, context: &QueryContext) -> Vec<NamedRow> {
-    NonstandardProtocolSockets::with_socks_config(host.clone(), config.clone())
-        .generate(context)
-        .expect("generate")
-        .into_iter()
-        .map(|row| {
-            COLUMNS
-                .iter()
-                .zip(row.iter())
-                .map(|(c, v)| (c.name, v.to_osquery_string()))
-                .collect()
-        })
-        .collect()
-}
-
 /// Every row of `child`'s connection (its inode), from a full scan and from a
 /// `pid =` query, with the iterator on and off: (how, its rows).
 fn rows_everywhere(
@@ -130,7 +112,7 @@ fn rows_everywhere(
         ] {
             let pid_passes = fd_iterator::pid_passes_on_this_thread();
             let full_passes = fd_iterator::passes_on_this_thread();
-            let rows: Vec<NamedRow> = rows_in(&host, config, &context)
+            let rows: Vec<NamedRow> = common::socket_rows_in(&host, config, &context)
                 .into_iter()
                 .filter(|r| r["pid"] == child.pid.to_string() && r["socket"] == inode)
                 .collect();

@@ -12,10 +12,8 @@ use an1256::judge::socks::SocksConfig;
 use an1256::model::{ProtocolSet, SocketQuery};
 use an1256::platform::linux::LinuxHost;
 use an1256::platform::{Host, HostConfig};
-use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
-use an1256::tables::{QueryContext, TableDef};
+use an1256::tables::QueryContext;
 use common::{python, skip, spawn_ready, which};
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -26,7 +24,7 @@ use std::time::{Duration, Instant};
 /// How long a program may take to connect or start listening.
 const SETTLE: Duration = Duration::from_secs(20);
 
-type NamedRow = HashMap<&'static str, String>;
+use common::NamedRow;
 
 /// A child process killed and reaped on drop.
 struct Running(Child);
@@ -99,28 +97,11 @@ fn host() -> Arc<LinuxHost> {
 }
 
 fn rows(host: &Arc<LinuxHost>, config: &SocksConfig, pid: i32) -> Vec<NamedRow> {
-    rows_in(
+    common::socket_rows_in(
         host,
         config,
         &QueryContext::new().with_equals("pid", pid.to_string()),
     )
-}
-
-/// The table's rows for a query context, by column name.
-fn rows_in(host: &Arc<LinuxHost>, config: &SocksConfig, context: &QueryContext) -> Vec<NamedRow> {
-    let table = NonstandardProtocolSockets::with_socks_config(host.clone(), config.clone());
-    table
-        .generate(context)
-        .expect("generate")
-        .into_iter()
-        .map(|row| {
-            COLUMNS
-                .iter()
-                .zip(row.iter())
-                .map(|(c, v)| (c.name, v.to_osquery_string()))
-                .collect()
-        })
-        .collect()
 }
 
 /// Polls the table for `pid` until `accept` finds a row, or the deadline passes.
@@ -416,7 +397,7 @@ fn proxychains_wrapped_clients_and_their_targets() {
         let server_pid = server.pid().to_string();
         let deadline = Instant::now() + SETTLE;
         let listener = loop {
-            let all = rows_in(&host, &config, &QueryContext::new());
+            let all = common::socket_rows_in(&host, &config, &QueryContext::new());
             if let Some(row) = all
                 .iter()
                 .find(|r| r["pid"] == server_pid && r["state"] == "LISTEN")
@@ -730,7 +711,7 @@ fn full_scan_without_constraints_finds_server_and_client() {
         QueryContext::new().with_equals("protocol_name", "socks"),
     ] {
         loop {
-            let rows = rows_in(&host, &config, &context);
+            let rows = common::socket_rows_in(&host, &config, &context);
             let server_row = rows
                 .iter()
                 .any(|r| r["pid"] == server.pid().to_string() && r["reason"] == "socks_server");
@@ -873,7 +854,7 @@ fn an_environment_the_kernel_cannot_read_whole_is_never_clean() {
         assert!(has_reason(&row, "socks_env_truncated"), "{what}: {row:?}");
     }
     // The same as a full scan sees it.
-    let all = rows_in(&host, &config, &QueryContext::new());
+    let all = common::socket_rows_in(&host, &config, &QueryContext::new());
     for child in [&hidden_small, &hidden_past_first_read] {
         assert!(
             all.iter().any(|r| r["pid"] == child.pid.to_string()
@@ -883,16 +864,7 @@ fn an_environment_the_kernel_cannot_read_whole_is_never_clean() {
             child.pid
         );
     }
-    let seen = tcp_sockets(&host, twin.pid);
-    assert!(
-        seen.iter().any(|s| s.remote_port == i32::from(port)),
-        "{seen:#?}"
-    );
-    assert!(rows(&host, &config, twin.pid).is_empty(), "the twin");
-    assert!(
-        !all.iter().any(|r| r["pid"] == twin.pid.to_string()),
-        "the twin in the full scan"
-    );
+    assert_quiet_twin(&host, &config, &all, twin.pid, port);
 }
 
 /// Red team (medium, round 2): a process preloaded with a SOCKS library may
@@ -958,20 +930,32 @@ fn a_preload_scrubbed_from_the_environment_is_still_seen_in_the_mappings() {
         is_client_to(r, port)
     });
     assert!(has_reason(&row, "socks_preload"), "{row:?}");
-    let all = rows_in(&host, &config, &QueryContext::new());
+    let all = common::socket_rows_in(&host, &config, &QueryContext::new());
     assert!(
         all.iter()
             .any(|r| r["pid"] == scrubbed.pid.to_string() && has_reason(r, "socks_preload")),
         "full scan"
     );
-    let seen = tcp_sockets(&host, twin.pid);
+    assert_quiet_twin(&host, &config, &all, twin.pid, port);
+}
+
+/// A benign twin connected to `port`: the host sees its connection, and it is
+/// no row, neither by `pid =` nor in the full scan's rows `all`.
+fn assert_quiet_twin(
+    host: &Arc<LinuxHost>,
+    config: &SocksConfig,
+    all: &[NamedRow],
+    twin: i32,
+    port: u16,
+) {
+    let seen = tcp_sockets(host, twin);
     assert!(
         seen.iter().any(|s| s.remote_port == i32::from(port)),
         "{seen:#?}"
     );
-    assert!(rows(&host, &config, twin.pid).is_empty(), "the twin");
+    assert!(rows(host, config, twin).is_empty(), "the twin");
     assert!(
-        !all.iter().any(|r| r["pid"] == twin.pid.to_string()),
+        !all.iter().any(|r| r["pid"] == twin.to_string()),
         "the twin in the full scan"
     );
 }

@@ -409,3 +409,30 @@ impl FullScanLock {
         }
     }
 }
+
+/// A `nonstandard_protocol_sockets` row by column name.
+pub type NamedRow = std::collections::HashMap<&'static str, String>;
+
+/// The socket table's rows for a query context on `host` with `config`, by
+/// column name.
+#[cfg(target_os = "linux")]
+pub fn socket_rows_in(
+    host: &std::sync::Arc<an1256::platform::linux::LinuxHost>,
+    config: &an1256::judge::socks::SocksConfig,
+    context: &an1256::tables::QueryContext,
+) -> Vec<NamedRow> {
+    use an1256::tables::nonstandard_protocol_sockets::{NonstandardProtocolSockets, COLUMNS};
+    use an1256::tables::TableDef;
+    NonstandardProtocolSockets::with_socks_config(host.clone(), config.clone())
+        .generate(context)
+        .expect("generate")
+        .into_iter()
+        .map(|row| {
+            COLUMNS
+                .iter()
+                .zip(row.iter())
+                .map(|(c, v)| (c.name, v.to_osquery_string()))
+                .collect()
+        })
+        .collect()
+}
