@@ -255,10 +255,17 @@ fn a_socket_only_a_thread_with_its_own_fd_table_holds_is_found() {
                 .is_ok_and(|l| l.to_string_lossy() != format!("socket:[{inode}]")),
         "{leader_link:?}"
     );
+    let pid_passes = fd_iterator::pid_passes_on_this_thread();
     let scan = full_scan(&host(true), true);
     let found = holding(&scan, child.pid, inode);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!((found[0].fd, found[0].protocol), (fd, 17));
+    // Read through a thread, not the leader: the process got a pass of its own,
+    // which tells a listing its thread ended early from a whole one.
+    assert!(
+        fd_iterator::pid_passes_on_this_thread() > pid_passes,
+        "no pass of its own"
+    );
 }
 
 #[test]

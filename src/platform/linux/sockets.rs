@@ -1455,19 +1455,15 @@ fn scan_with_iterator(
                     };
                     pid_passes(iterator, &all, &deadline)?
                 }
-                (None, Some(pids)) => {
-                    let wanted: HashSet<Pid> = pids.iter().copied().collect();
+                (None, pids) => {
                     let mut records = pass.records;
-                    records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
-                    PidPasses {
-                        records,
-                        ..PidPasses::default()
+                    if let Some(pids) = pids {
+                        let wanted: HashSet<Pid> = pids.iter().copied().collect();
+                        records
+                            .retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
                     }
+                    read_through_threads_again(iterator, records, &deadline)?
                 }
-                (None, None) => PidPasses {
-                    records: pass.records,
-                    ..PidPasses::default()
-                },
             }
         }
     };
@@ -1492,6 +1488,37 @@ struct PidPasses {
     records: Vec<SocketFd>,
     walk: Vec<Pid>,
     unsure: Vec<String>,
+}
+
+/// The records of one pass over every task, with each process whose fds it read
+/// through a thread other than the leader (an exited leader's table is listed
+/// by each of its threads; a thread may have a table of its own) given a pass
+/// of its own: such a thread may exit in the middle of its listing, and the
+/// kernel then ends that listing without a word, so sockets past that point
+/// would be missing from a pass that says nothing. The process's own pass
+/// compares its threads before and after (`pid_passes`).
+fn read_through_threads_again(
+    iterator: &fd_iterator::FdIterator,
+    mut records: Vec<SocketFd>,
+    deadline: &crate::deadline::Deadline,
+) -> Option<PidPasses> {
+    let again: Vec<Pid> = records
+        .iter()
+        .filter(|r| r.tid != r.tgid)
+        .filter_map(|r| Pid::try_from(r.tgid).ok())
+        .collect::<std::collections::BTreeSet<Pid>>()
+        .into_iter()
+        .collect();
+    if again.is_empty() {
+        return Some(PidPasses {
+            records,
+            ..PidPasses::default()
+        });
+    }
+    records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| again.binary_search(&p).is_err()));
+    let mut passes = pid_passes(iterator, &again, deadline)?;
+    passes.records.append(&mut records);
+    Some(passes)
 }
 
 /// One pass per process (a link each): their records, and the processes to walk
