@@ -242,6 +242,19 @@ fn stat_state(stat: &[u8]) -> Option<u8> {
     stat.get(close + 2).copied()
 }
 
+/// `PF_EXITING` in the stat `flags` field: the task has begun to exit.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `stat` text shows a task that has begun to exit: a zombie or dead
+/// state, or `PF_EXITING` in its flags; unreadable text counts as exiting.
+fn stat_says_exiting(stat: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stat);
+    match parse_stat(&text) {
+        Some(stat) => matches!(stat.state, 'Z' | 'X' | 'x') || stat.flags & PF_EXITING != 0,
+        None => true,
+    }
+}
+
 /// True when `status` text says the task is a zombie (`State:\tZ (zombie)`).
 fn status_says_zombie(status: &[u8]) -> bool {
     status
@@ -347,7 +360,7 @@ impl ProcDir {
                 continue;
             };
             let alive = read_bounded_at(fd.as_raw_fd(), c"stat", 512)
-                .is_ok_and(|stat| stat_state(&stat) != Some(b'Z'));
+                .is_ok_and(|stat| !stat_says_exiting(&stat));
             if alive {
                 return Some(fd);
             }
@@ -478,13 +491,15 @@ impl ProcDir {
     }
 
     /// False when reads were moved to a live thread (the leader is a zombie)
-    /// and that thread has exited since: what was read through it may have been
-    /// cut short.
+    /// and that thread has begun to exit since: what was read through it may
+    /// have been cut short. Exiting is told by `PF_EXITING` (set before the
+    /// thread lets go of its fd table, never cleared), not by the thread being
+    /// gone: an exiting thread's `fd` lists nothing, without an error, while its
+    /// `stat` still reads.
     pub fn moved_reads_thread_lives(&self) -> bool {
         match self.thread.get() {
-            Some(Some(thread)) => {
-                read_bounded_at(thread.as_raw_fd(), c"stat", MAX_SMALL_BYTES).is_ok()
-            }
+            Some(Some(thread)) => read_bounded_at(thread.as_raw_fd(), c"stat", MAX_SMALL_BYTES)
+                .is_ok_and(|stat| !stat_says_exiting(&stat)),
             _ => true,
         }
     }
@@ -1164,6 +1179,27 @@ mod tests {
         fields[48] = "1000".into();
         let backwards = format!("7 (a) {}", fields.join(" "));
         assert_eq!(environment_bytes(backwards.as_bytes()), None);
+    }
+
+    #[test]
+    fn exiting_tasks_from_stat() {
+        let line = |state: char, flags: u64| {
+            let mut fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+            fields[0] = state.to_string();
+            fields[6] = flags.to_string(); // field 9
+            format!("42 (a) b) {}", fields.join(" "))
+        };
+        assert!(!stat_says_exiting(line('S', 0x0040_0100).as_bytes()));
+        assert!(!stat_says_exiting(line('R', 0).as_bytes()));
+        assert!(
+            stat_says_exiting(line('R', 0x0040_0104).as_bytes()),
+            "PF_EXITING"
+        );
+        assert!(stat_says_exiting(line('Z', 0).as_bytes()));
+        assert!(stat_says_exiting(line('X', 0).as_bytes()));
+        assert!(stat_says_exiting(b"42 (a"), "cut");
+        let ours = std::fs::read("/proc/thread-self/stat").expect("stat");
+        assert!(!stat_says_exiting(&ours), "this thread");
     }
 
     #[test]
