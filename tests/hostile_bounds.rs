@@ -732,16 +732,9 @@ fn a_process_whose_threads_keep_replacing_each_other_is_not_silently_cut_short()
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("churn");
-    let source = attacker.write("churn.c", CHURNING_HOLDER.as_bytes(), false);
-    let binary = attacker.home.join("churn");
-    let built = Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
+    let Some(binary) = compiled(&attacker, "churn", CHURNING_HOLDER) else {
         return common::skip(TEST, "no C compiler");
-    }
+    };
     let start = |speed: &str| {
         let mut command = attacker.command(&binary);
         command.args(["19000", "3", speed]);
@@ -841,16 +834,9 @@ fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("fd-threads");
-    let source = attacker.write("hoard.c", THREADED_FD_HOARDER.as_bytes(), false);
-    let binary = attacker.home.join("hoard");
-    let built = Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
+    let Some(binary) = compiled(&attacker, "hoard", THREADED_FD_HOARDER) else {
         return common::skip(TEST, "no C compiler");
-    }
+    };
     let mut command = attacker.command(&binary);
     command.args(["4000", "18000"]);
     let hoarder = common::spawn_ready(command).expect("hoarder starts");
@@ -924,3 +910,17 @@ threading.Thread(target=body).start()
 print("ready", flush=True)
 libc.syscall(60, 0)
 "#;
+
+/// `source` (C, with pthreads) built as `name` in the attacker's home; `None`
+/// without a C compiler.
+fn compiled(attacker: &common::Attacker, name: &str, source: &str) -> Option<std::path::PathBuf> {
+    let file = attacker.write(&format!("{name}.c"), source.as_bytes(), false);
+    let binary = attacker.home.join(name);
+    Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&file)
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(binary)
+}

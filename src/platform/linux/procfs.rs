@@ -173,39 +173,12 @@ pub fn thread_ids(pid: u32) -> Option<Vec<u32>> {
 /// The first read of [`read_until_short`]: `environ` and `stat` mostly fit.
 pub const FIRST_READ: usize = 16 * 1024;
 
-thread_local! {
-    /// Where [`read_until_short`] reads first: one buffer per thread, so a short
-    /// entry costs one copy of what it holds, not a fresh zeroed 16 KiB (a full
-    /// scan reads two such entries per holder, on several threads).
-    static FIRST_READ_BUFFER: std::cell::RefCell<Vec<u8>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Reads at most `limit` bytes of an open file whose reads return less than
 /// asked only at its end (see `ends_at_first_short_read`).
 fn read_until_short(file: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
     let mut file = File::from(file);
-    let first = limit.min(FIRST_READ);
-    let read_first = |buffer: &mut Vec<u8>| -> io::Result<Vec<u8>> {
-        buffer.resize(first, 0);
-        loop {
-            match (&file).read(buffer.get_mut(..first).unwrap_or_default()) {
-                Ok(n) => return Ok(buffer.get(..n).unwrap_or_default().to_vec()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    let mut data = FIRST_READ_BUFFER
-        .try_with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => read_first(&mut buffer),
-            Err(_) => read_first(&mut Vec::new()),
-        })
-        .unwrap_or_else(|_| read_first(&mut Vec::new()))?;
-    if data.len() < first {
-        return Ok(data);
-    }
-    let mut chunk = FIRST_READ * 2;
+    let mut data = Vec::new();
+    let mut chunk = FIRST_READ;
     loop {
         let room = limit.saturating_sub(data.len()).min(chunk);
         if room == 0 {
@@ -630,13 +603,6 @@ impl ProcDir {
         let truncated = data.len() > limit;
         data.truncate(limit);
         Ok((data, truncated))
-    }
-
-    /// NUL-separated strings of `cmdline` or `environ` (lossy UTF-8), bounded by
-    /// `MAX_ARGS_BYTES`; the flag says the area was longer and has been cut.
-    pub fn nul_separated(&self, name: &CStr) -> io::Result<(Vec<String>, bool)> {
-        let (raw, truncated) = self.nul_separated_raw(name)?;
-        Ok((raw.into_iter().map(lossy_string).collect(), truncated))
     }
 
     /// NUL-separated byte strings of `cmdline` or `environ`, exactly as the kernel
