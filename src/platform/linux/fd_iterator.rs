@@ -3,13 +3,13 @@
 //!
 //! The kernel runs a tiny program over every (task, fd) pair and writes one record
 //! per IPv4/IPv6 socket fd (see [`RECORD_BYTES`]): who holds it (tgid, tid, fd,
-//! the leader's start time, real uid, whether it shares the scanner's view of
-//! the files), its inode, and what its `struct sock` says (family, type,
-//! protocol, state, ports, addresses, network namespace), so the caller needs no
-//! socket table. It visits each thread whose fd table differs from its
-//! leader's, so a socket held only by a thread that did `unshare(CLONE_FILES)` is
-//! seen too. The caller checks that each process it opens is the one the records
-//! name before attributing them (the pid may have been reused since).
+//! the leader's start time, real uid), its inode, and what its `struct sock`
+//! says (family, type, protocol, state, ports, addresses, network namespace),
+//! so the caller needs no socket table. It visits each thread whose fd table
+//! differs from its leader's, so a socket held only by a thread that did
+//! `unshare(CLONE_FILES)` is seen too. The caller checks that each process it
+//! opens is the one the records name before attributing them (the pid may have
+//! been reused since).
 //!
 //! Everything here is parsed and assembled by hand: the struct offsets the program
 //! needs come from the kernel's own BTF (`/sys/kernel/btf/vmlinux`), checked to be
@@ -28,12 +28,13 @@ use std::sync::OnceLock;
 const MAX_BTF_BYTES: u64 = 64 * 1024 * 1024;
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// One record the program writes per socket fd: `{tgid u32, tid u32, fd u32,
-/// has_facts u32, inode u64, leader_start u64 (ns since boot), net u32, family
-/// u16, type u16, protocol u16, state u8, pad u8, local_port u16 (host order),
-/// remote_port u16 (network order), local_v4 [4], remote_v4 [4], local_v6 [16],
-/// remote_v6 [16], uid u32 (the task's real uid), view u32 (0 not read, 1 the
-/// reader's view, 2 another: see [`SocketFd::view`])}` (see `at`).
-pub const RECORD_BYTES: usize = 96;
+/// uid u32 (the task's real uid), inode u64, leader_start u64 (ns since boot),
+/// net u32, family u16, type u16, protocol u16, state u8, has_facts u8,
+/// local_port u16 (host order), remote_port u16 (network order), local_v4 [4],
+/// remote_v4 [4], local_v6 [16], remote_v6 [16]}` (see `at`): no padding, and a
+/// multiple of 8 bytes, as the program zeroes it with 8-byte stack stores (the
+/// verifier takes only aligned stack accesses).
+pub const RECORD_BYTES: usize = 88;
 /// Passes of one process's tasks made while its threads keep changing, before
 /// its result is said unsure (see `FdIterator::socket_fds_of`).
 const PASSES_PER_PROCESS: usize = 3;
@@ -58,26 +59,8 @@ pub struct KernelLayout {
     /// `task->real_cred->uid.val`: whose share of a scan the socket takes.
     pub task_real_cred: u32,
     pub cred_uid: u32,
-    /// Where a task's view of the files is (see [`ViewLayout`]).
-    pub view: ViewLayout,
     /// Where a socket's facts are: `socket->sk`, then `struct sock` members.
     pub sock: SockLayout,
-}
-
-/// Offsets of what makes a task's view of the files: its user namespace
-/// (`task->real_cred->user_ns`, what `/proc/<pid>/ns/user` names), its mount
-/// namespace (`task->nsproxy->mnt_ns`) and its root (`task->fs->root`, a
-/// `struct path`: a mount and a dentry).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ViewLayout {
-    pub cred_user_ns: u32,
-    /// NULL once the task is exiting.
-    pub task_nsproxy: u32,
-    pub nsproxy_mnt_ns: u32,
-    /// NULL once the task is exiting.
-    pub task_fs: u32,
-    pub fs_root_mnt: u32,
-    pub fs_root_dentry: u32,
 }
 
 /// Offsets in `struct socket`, `struct sock` (its `__sk_common` included) and
@@ -116,15 +99,6 @@ pub struct SocketFd {
     pub leader_start: u64,
     /// The holding task's real uid (`u32::MAX`: not read).
     pub uid: u32,
-    /// Whether the holding task and its process leader both share the reading
-    /// thread's view of the files: `Some(true)` when the user namespace, the
-    /// mount namespace and the root (mount and dentry) are the very same kernel
-    /// objects as the reader's, `Some(false)` when any differs, `None` when not
-    /// read (an exiting task's namespaces or root are gone). Pointer equality is
-    /// stricter than comparing `/proc` links and a root's (st_dev, st_ino): a
-    /// bind mount of `/` used as a chroot is another root here (the fail-closed
-    /// direction).
-    pub view: Option<bool>,
     /// What the kernel's `struct sock` said at the pass; `None` for a socket file
     /// the program found no `struct sock` behind (resolved through the tables).
     pub facts: Option<SocketFacts>,
@@ -265,7 +239,7 @@ struct Btf<'a> {
 const CHECKPOINT_EVERY: u32 = 16;
 
 /// The struct names `parse_layout` looks up.
-const WANTED: [&str; 11] = [
+const WANTED: [&str; 9] = [
     "bpf_iter__task_file",
     "bpf_iter_meta",
     "task_struct",
@@ -275,8 +249,6 @@ const WANTED: [&str; 11] = [
     "sock",
     "net",
     "cred",
-    "nsproxy",
-    "fs_struct",
 ];
 
 /// Which bytes a struct name in [`WANTED`] may start with.
@@ -719,14 +691,6 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
         task_start_boottime: btf.member_offset("task_struct", "start_boottime", 8)?,
         task_real_cred: btf.member_offset("task_struct", "real_cred", 0)?,
         cred_uid: btf.path_offset("cred", &["uid", "val"], Expect::Int(4))?,
-        view: ViewLayout {
-            cred_user_ns: btf.member_offset("cred", "user_ns", 0)?,
-            task_nsproxy: btf.member_offset("task_struct", "nsproxy", 0)?,
-            nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns", 0)?,
-            task_fs: btf.member_offset("task_struct", "fs", 0)?,
-            fs_root_mnt: btf.path_offset("fs_struct", &["root", "mnt"], Expect::Pointer)?,
-            fs_root_dentry: btf.path_offset("fs_struct", &["root", "dentry"], Expect::Pointer)?,
-        },
         sock,
     })
 }
@@ -830,31 +794,23 @@ const STX_H: u8 = 0x6b;
 const STX_B: u8 = 0x73;
 const ST_DW: u8 = 0x7a; // BPF_ST | BPF_MEM | BPF_DW
 const ST_W: u8 = 0x62;
+const ST_B: u8 = 0x72;
 const MOV64_REG: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
 const MOV64_IMM: u8 = 0xb7;
 const ADD64_IMM: u8 = 0x07;
 const AND64_IMM: u8 = 0x57;
 const JEQ_IMM: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const JNE_IMM: u8 = 0x55;
-const JNE_REG: u8 = 0x5d; // BPF_JMP | BPF_JNE | BPF_X
-const JA: u8 = 0x05; // BPF_JMP | BPF_JA
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 /// `BPF_FUNC_seq_write` (GPL-only helper).
 const HELPER_SEQ_WRITE: i32 = 127;
 /// `BPF_FUNC_sock_from_file` (Linux 5.11): the `struct socket` of a socket file.
 const HELPER_SOCK_FROM_FILE: i32 = 162;
-/// `BPF_FUNC_get_current_task`: the address of the task running the program,
-/// here the thread reading the iterator.
-const HELPER_GET_CURRENT_TASK: i32 = 35;
-/// `BPF_FUNC_probe_read_kernel` (Linux 5.5; refused under lockdown
-/// "confidentiality": the program is then loaded without the view).
-const HELPER_PROBE_READ_KERNEL: i32 = 113;
 const S_IFMT: i32 = 0o170000;
 const S_IFSOCK: i32 = 0o140000;
 const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
-const SOCK_STREAM: i32 = 1;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
@@ -872,7 +828,6 @@ fn offset16(value: u32) -> Result<i16, FdIteratorError> {
 /// Where the program's jumps land.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Label {
-    ViewDiffers,
     Sock,
     Facts,
     Write,
@@ -896,12 +851,6 @@ impl Assembler {
     fn jump(&mut self, code: u8, dst: u8, imm: i32, to: Label) {
         self.jumps.push((self.code.len(), to));
         self.emit(insn(code, dst, 0, 0, imm));
-    }
-
-    /// `if dst != src goto label`.
-    fn jump_unless_equal(&mut self, dst: u8, src: u8, to: Label) {
-        self.jumps.push((self.code.len(), to));
-        self.emit(insn(JNE_REG, dst, src, 0, 0));
     }
 
     fn label(&mut self, label: Label) {
@@ -946,7 +895,7 @@ mod at {
     pub const TGID: i16 = 0;
     pub const TID: i16 = 4;
     pub const FD: i16 = 8;
-    pub const HAS_FACTS: i16 = 12;
+    pub const UID: i16 = 12;
     pub const INODE: i16 = 16;
     pub const LEADER_START: i16 = 24;
     pub const NET: i16 = 32;
@@ -954,26 +903,18 @@ mod at {
     pub const TYPE: i16 = 38;
     pub const PROTOCOL: i16 = 40;
     pub const STATE: i16 = 42;
+    /// One byte: 1 once every fact is copied.
+    pub const HAS_FACTS: i16 = 43;
     pub const LOCAL_PORT: i16 = 44;
     pub const REMOTE_PORT: i16 = 46;
     pub const LOCAL_V4: i16 = 48;
     pub const REMOTE_V4: i16 = 52;
     pub const LOCAL_V6: i16 = 56;
     pub const REMOTE_V6: i16 = 72;
-    pub const UID: i16 = 88;
-    pub const VIEW: i16 = 92;
 }
 
-/// [`at::VIEW`]: what the program writes (zero, left by the record's zeroing,
-/// is "not read").
-const VIEW_SAME: i32 = 1;
-const VIEW_OTHER: i32 = 2;
-
-/// The reader's view pointers (user namespace, mount namespace, root mount,
-/// root dentry), copied below the record.
-const READER_VIEW: i16 = -(RECORD_BYTES as i16) - 32;
-// The record and the reader's view fit a BPF program's 512-byte stack.
-const _: () = assert!(READER_VIEW >= -512);
+// The last field ends the record, and 8-byte stores zero it whole.
+const _: () = assert!(at::REMOTE_V6 as usize + 16 == RECORD_BYTES && RECORD_BYTES % 8 == 0);
 
 /// The record is built on the stack at `r10 - RECORD_BYTES`.
 const fn on_stack(field: i16) -> i16 {
@@ -985,9 +926,7 @@ const fn on_stack(field: i16) -> i16 {
 /// carries its facts (family, type, protocol, state, ports, addresses,
 /// namespace); a socket of another family is not written; a socket file without
 /// a `struct sock` is written without facts (the caller resolves it as before).
-/// `with_view`: the record says whether the holder shares the reader's view
-/// (else its view is "not read").
-pub fn program(layout: &KernelLayout, with_view: bool) -> Result<Vec<Insn>, FdIteratorError> {
+pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let sock = &layout.sock;
     let mut a = Assembler::default();
@@ -1059,24 +998,7 @@ pub fn program(layout: &KernelLayout, with_view: bool) -> Result<Vec<Insn>, FdIt
     a.jump(JEQ_IMM, 3, 0, Write);
     a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
     // Facts are whole only once every field above is copied.
-    a.emit(insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1));
-    if with_view {
-        // The view, of stream sockets' holders only (what the SOCKS check of a
-        // TCP client asks; a full scan holds several times as many other
-        // sockets): the holding task's, then its leader's (what `/proc/<pid>`
-        // shows), each against the reading thread's.
-        a.emit(insn(LDX_H, 2, 10, on_stack(at::TYPE), 0));
-        a.jump(JNE_IMM, 2, SOCK_STREAM, Write);
-        read_reader_view(&mut a, layout)?;
-        same_view(&mut a, layout, 7)?;
-        a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
-        a.jump(JEQ_IMM, 7, 0, Write);
-        same_view(&mut a, layout, 7)?;
-        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME));
-        a.jump(JA, 0, 0, Write);
-        a.label(ViewDiffers);
-        a.emit(insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER));
-    }
+    a.emit(insn(ST_B, 10, 0, on_stack(at::HAS_FACTS), 1));
     a.label(Write);
     a.emit(insn(LDX_DW, 1, 6, 0, 0)); // r1 = ctx->meta
     a.emit(insn(LDX_DW, 1, 1, 0, 0)); // r1 = meta->seq
@@ -1088,72 +1010,6 @@ pub fn program(layout: &KernelLayout, with_view: bool) -> Result<Vec<Insn>, FdIt
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
     a.finish()
-}
-
-/// The four pointers that make a task's view, as (the container's offset in
-/// `task_struct`, the pointer's offset in the container, where the reader's
-/// copy is on the stack).
-fn view_chains(layout: &KernelLayout) -> [(u32, u32, i16); 4] {
-    let view = &layout.view;
-    [
-        (layout.task_real_cred, view.cred_user_ns, READER_VIEW),
-        (view.task_nsproxy, view.nsproxy_mnt_ns, READER_VIEW + 8),
-        (view.task_fs, view.fs_root_mnt, READER_VIEW + 16),
-        (view.task_fs, view.fs_root_dentry, READER_VIEW + 24),
-    ]
-}
-
-/// Copies the reading thread's four view pointers to the stack below the
-/// record ([`READER_VIEW`]), or jumps to `Write` (the view left unread) when one
-/// cannot be read. Through `bpf_get_current_task` (a plain number) and
-/// `bpf_probe_read_kernel`, not `bpf_get_current_task_btf`: every load through
-/// that trusted pointer makes the verifier search all of vmlinux's BTF by name
-/// for a "safe" type list (btf_nested_type_is_trusted), ~1 ms of CPU a load at
-/// each program load. Uses r8 (the file is done with).
-fn read_reader_view(a: &mut Assembler, layout: &KernelLayout) -> Result<(), FdIteratorError> {
-    a.emit(insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK));
-    a.emit(insn(MOV64_REG, 8, 0, 0, 0));
-    for (outer, inner, slot) in view_chains(layout) {
-        // *slot = *(current + outer), then *slot = *(*slot + inner).
-        for step in 0..2 {
-            a.emit(insn(MOV64_REG, 1, 10, 0, 0));
-            a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(slot)));
-            a.emit(insn(MOV64_IMM, 2, 0, 0, 8));
-            if step == 0 {
-                a.emit(insn(MOV64_REG, 3, 8, 0, 0));
-                a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(offset16(outer)?)));
-            } else {
-                a.emit(insn(LDX_DW, 3, 10, slot, 0));
-                a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(offset16(inner)?)));
-            }
-            a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
-            a.jump(JNE_IMM, 0, 0, Label::Write);
-        }
-    }
-    Ok(())
-}
-
-/// Jumps to `ViewDiffers` when the task in register `task` has another user
-/// namespace, mount namespace or root than the reader's (on the stack), and to
-/// `Write` (the view left unread) when any of the task's is NULL (an exiting
-/// task); falls through when all are the same objects. Clobbers r1, r3, r4.
-/// Each pointer is compared only once known non-NULL on the task's side, so
-/// two unreadable fields (a faulting load reads 0) never compare equal. Read
-/// without the task's locks, like `/proc`'s links: a task changing its root or
-/// namespaces during the pass is seen before or after the change, and a root
-/// read while it changes may pair the old mount with the new dentry (the same
-/// only if the host's mount and dentry were each in one of the two roots).
-fn same_view(a: &mut Assembler, layout: &KernelLayout, task: u8) -> Result<(), FdIteratorError> {
-    use Label::*;
-    for (outer, inner, slot) in view_chains(layout) {
-        a.emit(insn(LDX_DW, 1, task, offset16(outer)?, 0));
-        a.jump(JEQ_IMM, 1, 0, Write);
-        a.emit(insn(LDX_DW, 3, 1, offset16(inner)?, 0));
-        a.jump(JEQ_IMM, 3, 0, Write);
-        a.emit(insn(LDX_DW, 4, 10, slot, 0));
-        a.jump_unless_equal(3, 4, ViewDiffers);
-    }
-    Ok(())
 }
 
 /// The license the kernel is told: `bpf_seq_write` is a GPL-only helper. We
@@ -1256,8 +1112,8 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn loadprogram(layout: &KernelLayout, with_view: bool) -> Result<OwnedFd, FdIteratorError> {
-    let code = program(layout, with_view)?;
+fn loadprogram(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
+    let code = program(layout)?;
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_TRACING,
@@ -1299,7 +1155,6 @@ pub struct FdIterator {
     /// Kept for the per-process links (`socket_fds_of`).
     program: OwnedFd,
     link: OwnedFd,
-    reads_views: bool,
 }
 
 impl FdIterator {
@@ -1312,9 +1167,8 @@ impl FdIterator {
             .as_ref()
             .and_then(|key| load_layout_cache(cache_dir, key).ok())
         {
-            match Self::from_layout(&cached) {
-                Ok(iterator) if iterator.reads_views => return Ok(iterator),
-                _ => {}
+            if let Ok(iterator) = Self::from_layout(&cached) {
+                return Ok(iterator);
             }
         }
         let layout = parse_layout(read_vmlinux_btf()?.bytes())?;
@@ -1328,24 +1182,9 @@ impl FdIterator {
     }
 
     fn from_layout(layout: &KernelLayout) -> Result<FdIterator, FdIteratorError> {
-        // A kernel that refuses the view's reads (lockdown) still gets the
-        // iterator; its records then say the view was not read.
-        let (program, reads_views) = match loadprogram(layout, true) {
-            Ok(program) => (program, true),
-            Err(_) => (loadprogram(layout, false)?, false),
-        };
+        let program = loadprogram(layout)?;
         let link = Self::link(&program, None)?;
-        Ok(FdIterator {
-            program,
-            link,
-            reads_views,
-        })
-    }
-
-    /// Whether records say whether their holder shares the reader's view
-    /// ([`SocketFd::view`]); if not, every record's view is `None`.
-    pub fn reads_views(&self) -> bool {
-        self.reads_views
+        Ok(FdIterator { program, link })
     }
 
     /// A link of the program over every task, or over the threads of one process
@@ -1539,7 +1378,7 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
         Some(u64::from_ne_bytes(r.get(at..at + 8)?.try_into().ok()?))
     };
     let bytes = |at: i16, n: usize| r.get(at as usize..at as usize + n);
-    let facts = if u32_field(at::HAS_FACTS)? == 1 {
+    let facts = if *r.get(at::HAS_FACTS as usize)? == 1 {
         let family = u16_field(at::FAMILY)?;
         let address = |v4: i16, v6: i16| -> Option<IpAddr> {
             if i32::from(family) == AF_INET {
@@ -1576,12 +1415,6 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
         inode: u64_field(at::INODE)?,
         leader_start: u64_field(at::LEADER_START)?,
         uid: u32_field(at::UID)?,
-        // Anything but the two values the program writes is "not read".
-        view: match u32_field(at::VIEW)? as i32 {
-            VIEW_SAME => Some(true),
-            VIEW_OTHER => Some(false),
-            _ => None,
-        },
         facts,
     })
 }
@@ -1593,14 +1426,19 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
 /// ~1.2 ms of each CLI run's CPU (a fifth of a scan on an idle host), and the
 /// layout cannot change before the next boot. Owned by root, 0700; the file
 /// 0600. Anyone able to write there could make the program read the wrong
-/// fields (a view that always compares equal), so anything but exactly that
-/// (owner, mode, type, one link, the boot, the BTF's size, the format) is
+/// fields (another uid or other facts for a socket), so anything but exactly
+/// that (owner, mode, type, one link, the boot, the BTF's size, the format) is
 /// refused and the BTF parsed instead.
 const LAYOUT_CACHE_DIR: &str = "/run/an1256";
 const LAYOUT_CACHE_FILE: &CStr = c"kernel-layout";
-const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 1";
-/// A cache file is ~700 bytes.
+/// Format 1 had six offsets more (`view.*`: the namespaces and root a program
+/// version compared with the scanner's): a new number, so a file written by
+/// such a build is refused and written anew, never read with its lines shifted.
+const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 2";
+/// A cache file is ~500 bytes.
 const MAX_LAYOUT_CACHE_BYTES: u64 = 4096;
+/// How many fields a layout has (the cache's lines after its key).
+const LAYOUT_FIELDS: usize = 23;
 
 /// What a cached layout must have been made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1634,8 +1472,8 @@ impl LayoutCacheKey {
 }
 
 /// Every field of a layout, named, in one fixed order (the cache's lines).
-fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); 29] {
-    let (v, s) = (&l.view, &l.sock);
+fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); LAYOUT_FIELDS] {
+    let s = &l.sock;
     [
         ("iter_func_id", Some(l.iter_func_id)),
         ("task_tgid", Some(l.task_tgid)),
@@ -1647,12 +1485,6 @@ fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); 29] {
         ("task_start_boottime", Some(l.task_start_boottime)),
         ("task_real_cred", Some(l.task_real_cred)),
         ("cred_uid", Some(l.cred_uid)),
-        ("view.cred_user_ns", Some(v.cred_user_ns)),
-        ("view.task_nsproxy", Some(v.task_nsproxy)),
-        ("view.nsproxy_mnt_ns", Some(v.nsproxy_mnt_ns)),
-        ("view.task_fs", Some(v.task_fs)),
-        ("view.fs_root_mnt", Some(v.fs_root_mnt)),
-        ("view.fs_root_dentry", Some(v.fs_root_dentry)),
         ("sock.socket_sk", Some(s.socket_sk)),
         ("sock.family", Some(s.family)),
         ("sock.socket_type", Some(s.socket_type)),
@@ -1671,17 +1503,15 @@ fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); 29] {
 
 /// The layout from values in [`layout_fields`]' order (a struct literal's
 /// fields are evaluated in the order written); `None` if one is missing.
-fn layout_from_fields(values: [Option<u32>; 29]) -> Option<KernelLayout> {
+fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayout> {
     let mut next = values.into_iter();
     let mut required = || next.next().flatten();
     let head = [(); 10].map(|()| required());
-    let view = [(); 6].map(|()| required());
     let sock = [(); 9].map(|()| required());
     let v6 = [next.next()?, next.next()?];
     let net = [next.next()??, next.next()??];
     let [iter_func_id, task_tgid, task_pid, file_f_inode, inode_i_mode, inode_i_ino, task_group_leader, task_start_boottime, task_real_cred, cred_uid] =
         head;
-    let [cred_user_ns, task_nsproxy, nsproxy_mnt_ns, task_fs, fs_root_mnt, fs_root_dentry] = view;
     let [socket_sk, family, socket_type, protocol, state, local_port, remote_port, local_v4, remote_v4] =
         sock;
     Some(KernelLayout {
@@ -1695,14 +1525,6 @@ fn layout_from_fields(values: [Option<u32>; 29]) -> Option<KernelLayout> {
         task_start_boottime: task_start_boottime?,
         task_real_cred: task_real_cred?,
         cred_uid: cred_uid?,
-        view: ViewLayout {
-            cred_user_ns: cred_user_ns?,
-            task_nsproxy: task_nsproxy?,
-            nsproxy_mnt_ns: nsproxy_mnt_ns?,
-            task_fs: task_fs?,
-            fs_root_mnt: fs_root_mnt?,
-            fs_root_dentry: fs_root_dentry?,
-        },
         sock: SockLayout {
             socket_sk: socket_sk?,
             family: family?,
@@ -1749,7 +1571,7 @@ fn parse_layout_cache(text: &str, key: &LayoutCacheKey) -> Result<KernelLayout, 
         return Err("made for another BTF".into());
     }
     let names = layout_fields(&EMPTY_LAYOUT).map(|(name, _)| name);
-    let mut values = [None; 29];
+    let mut values = [None; LAYOUT_FIELDS];
     for (slot, name) in values.iter_mut().zip(names) {
         let line = lines.next().ok_or("cut short")?;
         let value = line
@@ -1779,14 +1601,6 @@ const EMPTY_LAYOUT: KernelLayout = KernelLayout {
     task_start_boottime: 0,
     task_real_cred: 0,
     cred_uid: 0,
-    view: ViewLayout {
-        cred_user_ns: 0,
-        task_nsproxy: 0,
-        nsproxy_mnt_ns: 0,
-        task_fs: 0,
-        fs_root_mnt: 0,
-        fs_root_dentry: 0,
-    },
     sock: SockLayout {
         socket_sk: 0,
         family: 0,
@@ -2095,49 +1909,7 @@ mod tests {
         let task_fwd = b.add("task_struct", KIND_FWD, false, 0, 0, &[]);
         let kuid = b.structure("", KIND_STRUCT, false, 4, &[("val", uint, 0)]);
         let kuid_t = b.add("kuid_t", KIND_TYPEDEF, false, 0, kuid, &[]);
-        let user_ns = b.add("user_namespace", KIND_FWD, false, 0, 0, &[]);
-        let user_ns_ptr = b.ptr(user_ns);
-        let cred = b.structure(
-            "cred",
-            KIND_STRUCT,
-            false,
-            64,
-            &[("uid", kuid_t, 8 * 8), ("user_ns", user_ns_ptr, 40 * 8)],
-        );
-        let mnt_ns = b.add("mnt_namespace", KIND_FWD, false, 0, 0, &[]);
-        let mnt_ns_ptr = b.ptr(mnt_ns);
-        let nsproxy = b.structure(
-            "nsproxy",
-            KIND_STRUCT,
-            false,
-            72,
-            &[("count", int, 0), ("mnt_ns", mnt_ns_ptr, 24 * 8)],
-        );
-        let nsproxy_ptr = b.ptr(nsproxy);
-        let (vfsmount, dentry) = (
-            b.add("vfsmount", KIND_FWD, false, 0, 0, &[]),
-            b.add("dentry", KIND_FWD, false, 0, 0, &[]),
-        );
-        let (vfsmount_ptr, dentry_ptr) = (b.ptr(vfsmount), b.ptr(dentry));
-        let path = b.structure(
-            "path",
-            KIND_STRUCT,
-            false,
-            16,
-            &[("mnt", vfsmount_ptr, 0), ("dentry", dentry_ptr, 64)],
-        );
-        let fs = b.structure(
-            "fs_struct",
-            KIND_STRUCT,
-            false,
-            56,
-            &[
-                ("users", int, 0),
-                ("root", path, 24 * 8),
-                ("pwd", path, 40 * 8),
-            ],
-        );
-        let fs_ptr = b.ptr(fs);
+        let cred = b.structure("cred", KIND_STRUCT, false, 64, &[("uid", kuid_t, 8 * 8)]);
         let cred_ptr = b.ptr(cred);
         let leader = b.ptr(task_fwd);
         let task = b.structure(
@@ -2151,8 +1923,6 @@ mod tests {
                 ("group_leader", leader, 1100 * 8),
                 ("start_boottime", ulong, 1600 * 8),
                 ("real_cred", cred_ptr, 1700 * 8),
-                ("fs", fs_ptr, 1800 * 8),
-                ("nsproxy", nsproxy_ptr, 1808 * 8),
             ],
         );
         add_socket_types(&mut b, ushort);
@@ -2394,7 +2164,7 @@ mod tests {
             ("a field misnamed", wrong_name),
             ("a negative offset", negative),
             ("too large", large),
-            ("another format", good.replace(" layout 1\n", " layout 2\n")),
+            ("another format", good.replace(" layout 2\n", " layout 3\n")),
         ] {
             std::fs::write(&file, text.as_bytes()).expect("write");
             assert_eq!(mode(&file), 0o600);
@@ -2413,9 +2183,9 @@ mod tests {
         };
         store_layout_cache(&dir, &key, &no_v6).expect("store");
         assert_eq!(load(), Ok(no_v6));
-        // Fields and their names go both ways in one order: 29 distinct values
+        // Fields and their names go both ways in one order: distinct values
         // come back each in its place, through the file too.
-        let numbered: [Option<u32>; 29] = std::array::from_fn(|i| Some(i as u32 + 1));
+        let numbered: [Option<u32>; LAYOUT_FIELDS] = std::array::from_fn(|i| Some(i as u32 + 1));
         let distinct = layout_from_fields(numbered).expect("every field set");
         assert_eq!(layout_fields(&distinct).map(|(_, value)| value), numbered);
         store_layout_cache(&dir, &key, &distinct).expect("store");
@@ -2424,6 +2194,85 @@ mod tests {
         let names = layout_fields(&layout).map(|(name, _)| name);
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
+    }
+
+    /// A cache file as the build before format 2 wrote it (from a 6.x kernel):
+    /// six `view.*` lines between `cred_uid` and the socket's offsets.
+    const FORMAT_1_CACHE: &str = "an1256 kernel layout 1
+boot_id 908a2e03-a59a-4970-910d-a2bbe5a8a137
+btf_bytes 5516713
+iter_func_id 64261
+task_tgid 1268
+task_pid 1264
+file_f_inode 32
+inode_i_mode 0
+inode_i_ino 64
+task_group_leader 1328
+task_start_boottime 1560
+task_real_cred 1728
+cred_uid 8
+view.cred_user_ns 144
+view.task_nsproxy 1840
+view.nsproxy_mnt_ns 24
+view.task_fs 1816
+view.fs_root_mnt 24
+view.fs_root_dentry 32
+sock.socket_sk 24
+sock.family 16
+sock.socket_type 534
+sock.protocol 532
+sock.state 18
+sock.local_port 14
+sock.remote_port 12
+sock.local_v4 4
+sock.remote_v4 0
+sock.local_v6 72
+sock.remote_v6 56
+sock.net 48
+sock.net_inum 176
+";
+
+    #[test]
+    fn a_layout_cache_of_the_format_with_the_view_is_refused_then_written_anew() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = LayoutCacheKey {
+            boot_id: "908a2e03-a59a-4970-910d-a2bbe5a8a137".into(),
+            btf_bytes: 5_516_713,
+        };
+        assert_eq!(
+            parse_layout_cache(FORMAT_1_CACHE, &key),
+            Err("another format".into())
+        );
+        // Even under this format's header its lines are not this format's.
+        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 2\n");
+        assert_eq!(
+            parse_layout_cache(&relabelled, &key),
+            Err("no sock.socket_sk".into())
+        );
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped the file half: needs root (the cache is root's)");
+            return;
+        }
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("an1256");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let file = dir.join("kernel-layout");
+        std::fs::write(&file, FORMAT_1_CACHE).expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(
+            load_layout_cache(&dir, &key),
+            Err("another format".into()),
+            "exactly as root left it, but format 1"
+        );
+        // What `FdIterator::build` does on that refusal: parse, then store.
+        let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
+        store_layout_cache(&dir, &key, &layout).expect("store over format 1");
+        assert_eq!(load_layout_cache(&dir, &key), Ok(layout));
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(text.starts_with("an1256 kernel layout 2\n"), "{text}");
+        assert!(!text.contains("view"), "{text}");
     }
 
     #[test]
@@ -2480,14 +2329,6 @@ mod tests {
                 task_start_boottime: 1600,
                 task_real_cred: 1700,
                 cred_uid: 8,
-                view: ViewLayout {
-                    cred_user_ns: 40,
-                    task_nsproxy: 1808,
-                    nsproxy_mnt_ns: 24,
-                    task_fs: 1800,
-                    fs_root_mnt: 24,
-                    fs_root_dentry: 32,
-                },
                 sock: SockLayout {
                     socket_sk: 24,
                     family: 16,
@@ -2544,7 +2385,7 @@ mod tests {
     #[test]
     fn program_encoding() {
         let layout = parse_layout(&kernel_like(2, false).blob()).expect("layout");
-        let code = program(&layout, true).expect("program");
+        let code = program(&layout).expect("program");
         // Only after the helper said "a socket": r1 = *(u64 *)(r8 + 32), f_inode.
         let helper = code
             .iter()
@@ -2570,7 +2411,7 @@ mod tests {
         let jumps: Vec<(usize, i16)> = code
             .iter()
             .enumerate()
-            .filter(|(_, i)| matches!(i.code, JEQ_IMM | JNE_IMM | JNE_REG | JA))
+            .filter(|(_, i)| matches!(i.code, JEQ_IMM | JNE_IMM))
             .map(|(pc, i)| (pc, pc as i16 + 1 + i.off))
             .collect();
         assert!(jumps
@@ -2579,117 +2420,65 @@ mod tests {
         for &(_, to) in &jumps[..5] {
             assert_eq!(to as usize, exit);
         }
+        // Two helpers only: is it a socket, then the write.
         let calls: Vec<i32> = code
             .iter()
             .filter(|i| i.code == CALL)
             .map(|i| i.imm)
             .collect();
-        let mut expected = vec![HELPER_SOCK_FROM_FILE, HELPER_GET_CURRENT_TASK];
-        expected.extend([HELPER_PROBE_READ_KERNEL; 8]);
-        expected.push(HELPER_SEQ_WRITE);
-        assert_eq!(calls, expected);
-        // The view: the reader's 4 pointers (user namespace, mount namespace,
-        // root mount and dentry) read to the stack, each in two reads whose
-        // failure leaves the view unread; then compared with the holding
-        // task's, then its leader's: any difference lands on "another view",
-        // and "the same view" is written only past all 8 comparisons.
-        let current = code
-            .iter()
-            .position(|i| *i == insn(CALL, 0, 0, 0, HELPER_GET_CURRENT_TASK))
-            .expect("get_current_task");
-        assert_eq!(code[current + 1], insn(MOV64_REG, 8, 0, 0, 0));
-        let other = code
-            .iter()
-            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_OTHER))
-            .expect("the other-view mark");
-        let same = code
-            .iter()
-            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::VIEW), VIEW_SAME))
-            .expect("the same-view mark");
-        let compared: Vec<usize> = jumps
-            .iter()
-            .filter(|&&(pc, _)| code[pc].code == JNE_REG)
-            .map(|&(pc, to)| {
-                assert_eq!(to as usize, other, "a difference is another view");
-                assert_eq!(code[pc].regs, 0x43, "r3 against r4: {:?}", code[pc]);
-                // r4: the reader's copy, from the stack below the record.
-                let reader = code[pc - 1];
-                assert_eq!((reader.code, reader.regs), (LDX_DW, 0xa4), "{reader:?}");
-                assert!((READER_VIEW..-(RECORD_BYTES as i16)).contains(&reader.off));
-                pc
-            })
-            .collect();
-        assert_eq!(compared.len(), 8);
-        assert!(compared.iter().all(|&pc| current < pc && pc < same));
-        assert_eq!(same + 2, other, "same: written, then past the other mark");
-        // Between the helper and the marks, every other jump is a failed read
-        // (r0 != 0 after a probe read) or a NULL check (the task's pointer, or
-        // the field read through it): the view is left unread, both marks
-        // skipped.
-        for &(pc, to) in jumps.iter().filter(|&&(pc, _)| current < pc && pc < same) {
-            match code[pc].code {
-                JNE_IMM => {
-                    assert_eq!((code[pc].regs, code[pc].imm), (0, 0), "{:?}", code[pc]);
-                    assert_eq!(code[pc - 1], insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
-                }
-                JEQ_IMM => assert_eq!(code[pc].imm, 0),
-                JNE_REG => continue,
-                _ => panic!("{pc}: {:?}", code[pc]),
-            }
-            assert!(to as usize > other, "{pc}: {:?}", code[pc]);
-        }
-        // The task's pointers are loaded through r7 (the holder, then its
-        // leader); the reader's are read by address from r8, never loaded.
-        let through = |base: u8| {
-            code[current..same]
-                .iter()
-                .filter(|i| i.code == LDX_DW && i.regs >> 4 == base)
-                .count()
-        };
-        assert_eq!(through(8), 0);
-        assert_eq!(through(7), 9, "4 containers twice and the leader");
-        // Reads land in the reader's 32 bytes, 8 bytes each.
-        for call in code
+        assert_eq!(calls, [HELPER_SOCK_FROM_FILE, HELPER_SEQ_WRITE]);
+        // The record is zeroed whole, 8 bytes a store, before any field is set.
+        let zeroing: Vec<(usize, i16)> = code
             .iter()
             .enumerate()
-            .filter(|(_, i)| **i == insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL))
-            .map(|(pc, _)| pc)
-        {
-            let setup = &code[call - 5..call];
-            assert_eq!(setup[0], insn(MOV64_REG, 1, 10, 0, 0));
-            assert!((i32::from(READER_VIEW)..-(RECORD_BYTES as i32) - 7).contains(&setup[1].imm));
-            assert_eq!(setup[2], insn(MOV64_IMM, 2, 0, 0, 8));
-        }
-        // Without the view: none of it, and the view stays zero ("not read").
-        let plain = program(&layout, false).expect("program");
-        assert!(plain.iter().all(|i| i.code != CALL
-            || i.imm == HELPER_SOCK_FROM_FILE
-            || i.imm == HELPER_SEQ_WRITE));
-        assert!(plain.iter().all(|i| i.off != on_stack(at::VIEW)));
-        // Facts are marked whole once copied; then the view, for a stream
-        // socket only (any other goes straight to the write), then the write.
+            .filter(|(_, i)| i.code == ST_DW)
+            .map(|(pc, i)| (pc, i.off))
+            .collect();
+        let offsets: Vec<i16> = zeroing.iter().map(|&(_, off)| off).collect();
+        let expected: Vec<i16> = (0..RECORD_BYTES as i16 / 8)
+            .map(|slot| on_stack(slot * 8))
+            .collect();
+        assert_eq!(offsets, expected);
+        let first_field = code
+            .iter()
+            .position(|i| matches!(i.code, STX_DW | STX_W | STX_H | STX_B | ST_W | ST_B))
+            .expect("a field stored");
+        assert!(zeroing.iter().all(|&(pc, _)| pc < first_field));
+        // Facts are marked whole (one byte) once every one is copied, right
+        // before the write; only a socket without a `struct sock` or a network
+        // namespace jumps to the write unmarked.
         let mark = code
             .iter()
-            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1))
+            .position(|i| *i == insn(ST_B, 10, 0, on_stack(at::HAS_FACTS), 1))
             .expect("the facts mark");
         let write = code
             .iter()
             .position(|i| *i == insn(LDX_DW, 1, 6, 0, 0))
             .expect("the write");
-        assert_eq!(code[mark + 1], insn(LDX_H, 2, 10, on_stack(at::TYPE), 0));
-        let gate = code[mark + 2];
-        assert_eq!((gate.code, gate.regs, gate.imm), (JNE_IMM, 2, SOCK_STREAM));
-        assert_eq!(mark as i16 + 3 + gate.off, write as i16);
-        assert!(mark + 2 < current && other + 1 == write);
-        let plain_mark = plain
+        assert_eq!(mark + 1, write);
+        let unmarked: Vec<usize> = jumps
             .iter()
-            .position(|i| *i == insn(ST_W, 10, 0, on_stack(at::HAS_FACTS), 1))
-            .expect("the facts mark");
-        assert_eq!(plain[plain_mark + 1], insn(LDX_DW, 1, 6, 0, 0));
+            .filter(|&&(_, to)| to as usize == write)
+            .map(|&(pc, _)| pc)
+            .collect();
+        assert_eq!(unmarked.len(), 2, "{unmarked:?}");
+        for pc in unmarked {
+            assert_eq!((code[pc].code, code[pc].imm), (JEQ_IMM, 0), "a NULL check");
+        }
+        // The write hands over exactly the record: r2 = r10 - RECORD_BYTES, r3 = RECORD_BYTES.
+        assert_eq!(
+            code[write + 2..write + 6],
+            [
+                insn(MOV64_REG, 2, 10, 0, 0),
+                insn(ADD64_IMM, 2, 0, 0, -(RECORD_BYTES as i32)),
+                insn(MOV64_IMM, 3, 0, 0, RECORD_BYTES as i32),
+                insn(CALL, 0, 0, 0, HELPER_SEQ_WRITE),
+            ]
+        );
         // Stores stay inside the record on the stack.
         for i in code
             .iter()
-            .filter(|i| matches!(i.code, STX_DW | STX_W | STX_H | STX_B | ST_DW | ST_W))
+            .filter(|i| matches!(i.code, STX_DW | STX_W | STX_H | STX_B | ST_DW | ST_W | ST_B))
         {
             assert_eq!(i.regs & 0x0f, 10);
             assert!((-(RECORD_BYTES as i16)..0).contains(&i.off), "{i:?}");
@@ -2703,16 +2492,13 @@ mod tests {
             },
             ..layout
         };
-        assert_eq!(
-            program(&no_v6, true).expect("program").len(),
-            code.len() - 8
-        );
+        assert_eq!(program(&no_v6).expect("program").len(), code.len() - 8);
         let far = KernelLayout {
             task_tgid: 40_000,
             ..layout
         };
         assert!(matches!(
-            program(&far, true),
+            program(&far),
             Err(FdIteratorError::OffsetTooFar(40_000))
         ));
     }
@@ -2729,9 +2515,10 @@ mod tests {
         put(at::FD, &3u32.to_ne_bytes());
         put(at::INODE, &99u64.to_ne_bytes());
         put(at::LEADER_START, &5_000_000_000u64.to_ne_bytes());
+        put(at::UID, &1001u32.to_ne_bytes());
         let bare = record.clone();
         let mut put = |at: i16, bytes: &[u8]| put_in(&mut record, at, bytes);
-        put(at::HAS_FACTS, &1u32.to_ne_bytes());
+        put(at::HAS_FACTS, &[1]);
         put(at::NET, &4026531840u32.to_ne_bytes());
         put(at::FAMILY, &10u16.to_ne_bytes());
         put(at::TYPE, &2u16.to_ne_bytes());
@@ -2763,8 +2550,10 @@ mod tests {
             ),
             (7, 8, 3, 99, None)
         );
-        assert_eq!(parsed[0].leader_start, 5_000_000_000);
-        assert_eq!(parsed[0].view, None, "zero: not read");
+        assert_eq!(
+            (parsed[0].leader_start, parsed[0].uid),
+            (5_000_000_000, 1001)
+        );
         assert_eq!(
             parsed[1].facts,
             Some(SocketFacts {
@@ -2786,18 +2575,11 @@ mod tests {
         let facts = parse_records(&v4)[0].facts.expect("facts");
         assert_eq!(facts.remote, "198.51.100.7".parse::<IpAddr>().expect("v4"));
         assert_eq!(facts.local, "0.0.0.0".parse::<IpAddr>().expect("v4"));
-        // The view: only the program's two values say anything.
-        for (value, view) in [
-            (1u32, Some(true)),
-            (2, Some(false)),
-            (0, None),
-            (3, None),
-            (u32::MAX, None),
-            (0x100, None),
-        ] {
-            let mut with_view = bare.clone();
-            put_in(&mut with_view, at::VIEW, &value.to_ne_bytes());
-            assert_eq!(parse_records(&with_view)[0].view, view, "{value}");
+        // Facts only under the program's mark, exactly 1.
+        for mark in [0u8, 2, 0xff] {
+            let mut unmarked = record.clone();
+            put_in(&mut unmarked, at::HAS_FACTS, &[mark]);
+            assert_eq!(parse_records(&unmarked)[0].facts, None, "{mark}");
         }
     }
 
@@ -2828,7 +2610,6 @@ mod tests {
             }
         };
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
         // SAFETY: st is plain data filled by fstat on an open fd.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: the fd is open and st is valid for writes.
@@ -2877,13 +2658,6 @@ mod tests {
             unsafe { libc::getuid() },
             "the holder's real uid"
         );
-        // The view is read for stream sockets' holders only.
-        assert_eq!(record.view, None, "a datagram socket's holder");
-        let stream = ours
-            .iter()
-            .find(|r| r.fd == listener.as_raw_fd() as u32)
-            .unwrap_or_else(|| panic!("{ours:?}"));
-        assert_eq!(stream.view, Some(true), "our own view");
         // A UNIX socket is not written at all.
         let (unix, _) = std::os::unix::net::UnixStream::pair().expect("pair");
         let with_unix = iterator

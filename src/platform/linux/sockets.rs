@@ -1753,7 +1753,6 @@ mod tests {
             inode,
             leader_start: 0,
             uid: 0,
-            view: None,
             facts: None,
         };
         let protocols = ProtocolSet::ALL;
@@ -1840,7 +1839,6 @@ mod tests {
             inode,
             leader_start,
             uid: 0,
-            view: None,
             facts: Some(facts(4242)),
         };
         let protocols = ProtocolSet::ALL;
