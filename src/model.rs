@@ -262,11 +262,40 @@ pub struct SocketScan {
     pub environments: HashMap<Pid, ScannedEnvironment>,
 }
 
-/// A socket holder's environment as the scan read it.
+/// The environment variables the SOCKS check reads: proxy URLs, preloaded
+/// libraries and proxychains' config file. All a scan keeps of a socket
+/// holder's environment (`ScannedEnvironment`); the judge's own lists are
+/// tested to be in it.
+pub const SOCKS_ENVIRONMENT_VARIABLES: [&str; 11] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "socks_proxy",
+    "SOCKS_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+    "LD_PRELOAD",
+    "DYLD_INSERT_LIBRARIES",
+    "PROXYCHAINS_CONF_FILE",
+];
+
+/// Whether a `KEY=value` environment entry sets one of `names`.
+pub fn sets_one_of(entry: &[u8], names: &[&str]) -> bool {
+    names.iter().any(|name| {
+        entry
+            .strip_prefix(name.as_bytes())
+            .is_some_and(|rest| rest.first() == Some(&b'='))
+    })
+}
+
+/// A socket holder's environment as the scan read it: only the variables in
+/// [`SOCKS_ENVIRONMENT_VARIABLES`], in the order the process has them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScannedEnvironment {
-    /// `None`: not read whole (cut at the read limit, or unreadable for a reason
-    /// other than the process's exit), so a proxy variable cannot be ruled out.
+    /// `None`: not read whole (cut at the read limit, unreadable for a reason
+    /// other than the process's exit, or over the scan's budget for kept
+    /// variables), so a proxy variable cannot be ruled out.
     pub variables: Option<Vec<String>>,
 }
 

@@ -924,3 +924,111 @@ fn compiled(attacker: &common::Attacker, name: &str, source: &str) -> Option<std
         .is_ok_and(|s| s.success())
         .then_some(binary)
 }
+
+/// Many TCP clients whose proxy variables are huge: the scan reads each
+/// environment whole (up to 1 MiB) but keeps only the SOCKS check's variables,
+/// within a budget per scan worker, so they cost a scan a bounded amount of
+/// memory. Clients past the budget are judged unread (`socks_env_truncated`),
+/// never clean. The twin, the same clients with short proxy variables, is quiet.
+#[test]
+fn huge_proxy_variables_in_many_clients_cost_a_scan_bounded_memory() {
+    const TEST: &str = "huge_proxy_variables_in_many_clients_cost_a_scan_bounded_memory";
+    if !common::is_root() {
+        return common::skip(TEST, "needs root");
+    }
+    const CLIENTS: usize = 150;
+    // A listener, and CLIENTS forked children each connected to it: every one
+    // has the same environment area as the parent (copy on write, no memory).
+    let clients = "import os, socket, sys, time\n\
+        n = int(sys.argv[1])\n\
+        listener = socket.socket()\n\
+        listener.bind(('127.0.0.1', 0))\n\
+        listener.listen(n + 8)\n\
+        port = listener.getsockname()[1]\n\
+        for _ in range(n):\n\
+        \x20   if os.fork() == 0:\n\
+        \x20       s = socket.create_connection(('127.0.0.1', port))\n\
+        \x20       time.sleep(300)\n\
+        \x20       os._exit(0)\n\
+        held = [listener.accept()[0] for _ in range(n)]\n\
+        print('ready', flush=True)\n\
+        time.sleep(300)\n";
+    let attacker = common::attacker("huge-proxy-vars");
+    let start = |value_bytes: usize| {
+        // Eight variables the check reads, none naming a SOCKS proxy, each
+        // under the kernel's 128 KiB limit on one string: 1,000,000 bytes,
+        // under the 1 MiB read limit, so each environment is read whole.
+        let mut command = attacker.command("env");
+        command.args(["-i", "PATH=/usr/bin:/bin"]);
+        for name in [
+            "ALL_PROXY",
+            "all_proxy",
+            "socks_proxy",
+            "SOCKS_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "HTTP_PROXY",
+        ] {
+            let padding = "a".repeat(value_bytes.saturating_sub(20));
+            command.arg(format!("{name}=http://web:3128/{padding}"));
+        }
+        command.args(["python3", "-c", clients, &CLIENTS.to_string()]);
+        common::spawn_ready(command).expect("clients")
+    };
+    let _full_scan = full_scan_lock();
+    let scan = |holder: &common::ReadyChild| {
+        let run = measure_an1256(&[
+            "query",
+            "--json",
+            "SELECT pid, protocol_name, reason FROM nonstandard_protocol_sockets",
+        ]);
+        let flagged = |run: &Measured| {
+            let mine = format!("{}", holder.pid);
+            json_lines(&run.stdout)
+                .iter()
+                .filter(|r| {
+                    let pid = r["pid"].as_i64().unwrap_or(-1).to_string();
+                    // The holder's children hold the connections: its group.
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .map(|s| {
+                            s.rsplit(')').next().unwrap_or("").split_whitespace().nth(2)
+                                == Some(mine.as_str())
+                        })
+                        .unwrap_or(false)
+                        || pid == mine
+                })
+                .map(|r| r["reason"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        };
+        let reasons = flagged(&run);
+        (run, reasons)
+    };
+    let twin = start(40);
+    let (quiet, quiet_reasons) = scan(&twin);
+    drop(twin);
+    let huge = start(125_000);
+    let (loud, loud_reasons) = scan(&huge);
+    eprintln!(
+        "twin: peak RSS {} KiB, {} rows of its clients; huge variables: {} KiB, {} rows",
+        quiet.rss_kib,
+        quiet_reasons.len(),
+        loud.rss_kib,
+        loud_reasons.len()
+    );
+    assert!(quiet_reasons.is_empty(), "the twin: {quiet_reasons:?}");
+    // Kept: at most the 4 MiB budget on each of two workers; read: one 1 MiB
+    // environment at a time on each. Everything kept would be ~150 MB more.
+    let grew_kib = loud.rss_kib.saturating_sub(quiet.rss_kib);
+    assert!(
+        grew_kib < 16 * 1024,
+        "{CLIENTS} clients with 1 MB of proxy variables grew the scan by {grew_kib} KiB"
+    );
+    assert!(
+        !loud_reasons.is_empty()
+            && loud_reasons
+                .iter()
+                .all(|r| r.split(',').any(|r| r == "socks_env_truncated")),
+        "clients past the budget are unread, never clean: {loud_reasons:?}"
+    );
+}

@@ -31,7 +31,10 @@ pub mod proxychains;
 pub mod servers;
 pub mod ssh;
 
-use crate::model::{Pid, ProcessInfo, ScannedEnvironment, SocketInfo, SocketType, IPPROTO_TCP};
+use crate::model::{
+    sets_one_of, Pid, ProcessInfo, ScannedEnvironment, SocketInfo, SocketType, IPPROTO_TCP,
+    SOCKS_ENVIRONMENT_VARIABLES,
+};
 use crate::platform::{Host, HostError};
 use config_files::{read_config, SshConfigReader};
 use probe::{probe_socks5, ProbeOutcome};
@@ -254,7 +257,13 @@ impl<'a> Classifier<'a> {
                     .unwrap_or_default();
             }
             let environment = match self.host.environment(pid) {
-                Ok(environment) => environment,
+                // Kept as the scan keeps it: the check's variables only.
+                Ok(mut environment) => {
+                    environment.retain(|entry| {
+                        sets_one_of(entry.as_bytes(), &SOCKS_ENVIRONMENT_VARIABLES)
+                    });
+                    environment
+                }
                 // Gone, or not ours to read (a non-root CLI): nothing to judge.
                 Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => Vec::new(),
                 // Cut, withheld by the kernel, or unreadable: a proxy variable

@@ -201,6 +201,37 @@ mod tests {
         assert_eq!(parse_socks_url("socks5://[::1"), None);
     }
 
+    /// The scan keeps only `SOCKS_ENVIRONMENT_VARIABLES` of an environment: a
+    /// variable the check reads but the scan drops would always look unset.
+    #[test]
+    fn the_scan_keeps_every_variable_the_check_reads() {
+        use crate::model::{sets_one_of, SOCKS_ENVIRONMENT_VARIABLES};
+        let read = PROXY_VARIABLES
+            .iter()
+            .chain(&PRELOAD_VARIABLES)
+            .chain(&[super::super::proxychains::CONF_FILE_VARIABLE]);
+        for name in read {
+            assert!(SOCKS_ENVIRONMENT_VARIABLES.contains(name), "{name}");
+            assert!(sets_one_of(
+                format!("{name}=x").as_bytes(),
+                &SOCKS_ENVIRONMENT_VARIABLES
+            ));
+            assert!(sets_one_of(
+                format!("{name}=").as_bytes(),
+                &SOCKS_ENVIRONMENT_VARIABLES
+            ));
+            assert!(!sets_one_of(name.as_bytes(), &SOCKS_ENVIRONMENT_VARIABLES));
+            assert!(!sets_one_of(
+                format!("{name}X=x").as_bytes(),
+                &SOCKS_ENVIRONMENT_VARIABLES
+            ));
+            assert!(!sets_one_of(
+                format!("X{name}=x").as_bytes(),
+                &SOCKS_ENVIRONMENT_VARIABLES
+            ));
+        }
+    }
+
     #[test]
     fn environment_variables() {
         let env: Vec<String> = [

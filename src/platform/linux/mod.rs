@@ -225,6 +225,22 @@ impl LinuxHost {
 /// its environment area, or move it (`PR_SET_MM_MAP`, unprivileged), at any
 /// time: what it holds is evidence of a variable, never of its absence.
 fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
+    Ok(procfs::nul_separated(&environment_area(dir)?)
+        .map(|entry| procfs::lossy_string(entry.to_vec()))
+        .collect())
+}
+
+/// Only the variables of `names` in the environment of `dir`'s process, read
+/// whole as `environment_of` reads it; nothing else is copied or kept.
+fn environment_variables_of(dir: &ProcDir, names: &[&str]) -> Result<Vec<String>, HostError> {
+    Ok(procfs::nul_separated(&environment_area(dir)?)
+        .filter(|entry| crate::model::sets_one_of(entry, names))
+        .map(|entry| procfs::lossy_string(entry.to_vec()))
+        .collect())
+}
+
+/// The bytes of a process's environment area, whole or an error.
+fn environment_area(dir: &ProcDir) -> Result<Vec<u8>, HostError> {
     let pid = dir.pid();
     let (data, truncated) = dir
         .read_capped(c"environ", procfs::MAX_ARGS_BYTES)
@@ -256,10 +272,7 @@ fn environment_of(dir: &ProcDir) -> Result<Vec<String>, HostError> {
             });
         }
     }
-    Ok(procfs::split_nul_bytes(&data)
-        .into_iter()
-        .map(procfs::lossy_string)
-        .collect())
+    Ok(data)
 }
 
 fn executable_path_of(dir: &ProcDir) -> Result<String, HostError> {

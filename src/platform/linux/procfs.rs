@@ -658,11 +658,18 @@ pub fn split_nul(data: &[u8]) -> Vec<String> {
 
 /// Splits NUL-separated data into byte strings; a trailing NUL ends the last one.
 pub fn split_nul_bytes(data: &[u8]) -> Vec<Vec<u8>> {
+    nul_separated(data).map(<[u8]>::to_vec).collect()
+}
+
+/// The NUL-terminated strings of `data`, borrowed (see `split_nul_bytes`).
+pub fn nul_separated(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let data = data.strip_suffix(b"\0").unwrap_or(data);
+    let mut entries = data.split(|&b| b == 0);
+    // An empty area holds no string (split would give one empty one).
     if data.is_empty() {
-        return Vec::new();
+        entries.next();
     }
-    data.split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+    entries
 }
 
 /// The fields of `/proc/<pid>/stat` this crate uses.

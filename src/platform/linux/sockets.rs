@@ -17,7 +17,7 @@ use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
 use crate::model::{
     Pid, ProtocolSet, ScannedEnvironment, SocketInfo, SocketQuery, SocketScan, SocketType,
     FAMILY_INET, FAMILY_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    IPPROTO_UDPLITE,
+    IPPROTO_UDPLITE, SOCKS_ENVIRONMENT_VARIABLES,
 };
 use crate::platform::HostError;
 use std::collections::{HashMap, HashSet};
@@ -29,6 +29,11 @@ use std::sync::{Arc, Mutex};
 
 /// At most this many error notes per scan (they are for logs, not rows).
 pub const MAX_ERRORS: usize = 20;
+/// Bytes of socket holders' environment variables one scan worker keeps (only
+/// the SOCKS check's variables are kept; a process has a few hundred bytes of
+/// them). A holder read past it is kept as unknown, never clean: many
+/// processes with huge proxy variables cost a scan this much memory, no more.
+const MAX_KEPT_ENVIRONMENT_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound on one socket table read (a table line is ~150 bytes).
 const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
 /// Threads for a full scan: the walk is syscall-bound and the target host has 2 cores.
@@ -510,6 +515,8 @@ struct Partial {
     errors: Vec<String>,
     executables: HashMap<Pid, String>,
     environments: HashMap<Pid, ScannedEnvironment>,
+    /// Bytes of the variables in `environments` (see `MAX_KEPT_ENVIRONMENT_BYTES`).
+    environment_bytes: usize,
     /// Processes that live on but whose fds could not all be read (a thread
     /// gone mid-read): the answer says so (bounded like `errors`).
     unsure: Vec<String>,
@@ -542,8 +549,20 @@ impl Partial {
         if !environments || !found.iter().any(is_tcp_connection) {
             return;
         }
-        let variables = match super::environment_of(dir) {
-            Ok(variables) => Some(variables),
+        let variables = match super::environment_variables_of(dir, &SOCKS_ENVIRONMENT_VARIABLES) {
+            Ok(variables) => {
+                let bytes: usize = variables.iter().map(String::len).sum();
+                if self.environment_bytes + bytes <= MAX_KEPT_ENVIRONMENT_BYTES {
+                    self.environment_bytes += bytes;
+                    Some(variables)
+                } else {
+                    self.note(format!(
+                        "the proxy variables of process {pid} ({bytes} bytes) are past the \
+                         scan's {MAX_KEPT_ENVIRONMENT_BYTES}-byte budget: judged as unread"
+                    ));
+                    None
+                }
+            }
             // Gone, or not ours to read: left to the SOCKS check, as before.
             Err(HostError::Vanished(_) | HostError::PermissionDenied(_)) => return,
             // Cut or unreadable: unknown, never clean.
