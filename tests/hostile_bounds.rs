@@ -783,6 +783,90 @@ fn a_process_whose_threads_keep_replacing_each_other_is_not_silently_cut_short()
     }
 }
 
+/// Red team: through the /proc walk, the churning process above was missing
+/// from about 2 full scans in 30 with nothing said. Its leader is a zombie, so its
+/// fds are read through a live thread found by listing `task`; threads born
+/// after that listing are not in it and those in it soon die, so at times no
+/// live thread was found: the walk then read nothing and called the process
+/// gone (not living on), and the one thread table walked after it was cut when
+/// that thread exited, silently. Here each of many walks of the process alone
+/// must list its ping socket or name the process unsure; the steady twin's
+/// walks are complete every time.
+#[test]
+fn every_walk_of_a_process_whose_threads_keep_replacing_each_other_finds_it_or_says_so() {
+    const TEST: &str =
+        "every_walk_of_a_process_whose_threads_keep_replacing_each_other_finds_it_or_says_so";
+    const WALKS: usize = 2000;
+    if !common::is_root() {
+        return common::skip(TEST, "needs root");
+    }
+    // Its churning process makes any full scan beside it partial.
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("churnwalk");
+    let Some(binary) = compiled(&attacker, "churn", CHURNING_HOLDER) else {
+        return common::skip(TEST, "no C compiler");
+    };
+    let start = |speed: &str| {
+        let mut command = attacker.command(&binary);
+        command.args(["2000", "3", speed]);
+        common::spawn_ready(command)
+    };
+    let (Ok(churning), Ok(steady)) = (start("fast"), start("slow")) else {
+        return common::skip(TEST, "no ping socket for this user (ping_group_range)");
+    };
+    let host = an1256::platform::linux::LinuxHost::new(an1256::platform::HostConfig {
+        fd_iterator: false,
+        ..an1256::platform::HostConfig::default()
+    });
+    let walk = |pid: i32| {
+        an1256::platform::Host::sockets(
+            &host,
+            &an1256::model::SocketQuery {
+                pids: Some(vec![pid]),
+                protocols: an1256::model::ProtocolSet::ALL,
+            },
+        )
+    };
+    let has_ping = |scan: &an1256::model::SocketScan, pid: i32| {
+        scan.sockets
+            .iter()
+            .any(|s| s.pid == pid && s.protocol == 1 && s.remote_address == "192.0.2.11")
+    };
+    let (mut found, mut said, mut quiet) = (0, 0, Vec::new());
+    for walk_number in 0..WALKS {
+        let scan = walk(churning.pid);
+        let unsure = scan
+            .incomplete
+            .iter()
+            .any(|note| note.contains(&format!("process {}", churning.pid)));
+        if has_ping(&scan, churning.pid) {
+            found += 1;
+        } else if unsure {
+            said += 1;
+        } else {
+            quiet.push((walk_number, scan.incomplete, scan.errors));
+        }
+    }
+    eprintln!(
+        "{WALKS} walks of the churning process: ping socket found {found}, unsure {said}, \
+         missing with nothing said {}",
+        quiet.len()
+    );
+    assert!(
+        quiet.is_empty(),
+        "quiet misses (walk, incomplete, errors): {quiet:?}"
+    );
+    for _ in 0..20 {
+        let scan = walk(steady.pid);
+        assert!(has_ping(&scan, steady.pid), "the twin: {scan:?}");
+        assert!(
+            scan.incomplete.is_empty(),
+            "the twin: {:?}",
+            scan.incomplete
+        );
+    }
+}
+
 /// One process: a UDP socket, `argv[2]` dups of /dev/null, `argv[1]` idle
 /// threads; then its leader exits, so the kernel's fd iterator lists the one
 /// fd table once per thread. Prints `threads=<n>` and `ready`.

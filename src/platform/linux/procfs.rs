@@ -289,13 +289,34 @@ impl ProcDir {
     }
 
     /// Whether the process still runs: its leader, or (a zombie leader) another
-    /// of its threads. False when the leader's `stat` cannot be read.
+    /// of its threads. False when the leader's `stat` cannot be read. Other
+    /// threads are counted, not looked for in a `task` listing: a listing misses
+    /// threads born after it, and those it holds may be gone when looked at.
     pub fn lives_on(&self) -> bool {
         match read_bounded_at(self.fd.as_raw_fd(), c"stat", 512) {
             Err(_) => false,
             Ok(stat) if stat_state(&stat) != Some(b'Z') => true,
-            Ok(_) => self.live_thread().is_some(),
+            Ok(_) => self.has_threads_besides_leader(),
         }
+    }
+
+    /// Whether the thread group counts a task besides the leader: the link count
+    /// of `task` is 2 + the kernel's thread count (one `fstatat`, no listing).
+    /// False when it cannot be read (the process is gone).
+    pub fn has_threads_besides_leader(&self) -> bool {
+        self.task_link_count().is_ok_and(|links| links > 3)
+    }
+
+    /// The link count of `task`: 2 + the number of threads the kernel counts
+    /// (the leader, a zombie one too, and every thread not yet reaped).
+    fn task_link_count(&self) -> io::Result<u64> {
+        // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: "task" is NUL-terminated and st is a valid out-pointer.
+        if unsafe { libc::fstatat(self.fd.as_raw_fd(), c"task".as_ptr(), &mut st, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st.st_nlink)
     }
 
     /// The leader's state in `stat` is `Z`.
@@ -351,13 +372,7 @@ impl ProcDir {
     /// walking a table twice costs time, missing one hides sockets. The bool is
     /// true when there were more threads than are looked at.
     pub fn threads_with_own_fd_table(&self) -> io::Result<(Vec<ProcDir>, bool)> {
-        // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: "task" is NUL-terminated and st is a valid out-pointer.
-        if unsafe { libc::fstatat(self.fd.as_raw_fd(), c"task".as_ptr(), &mut st, 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if st.st_nlink <= 3 {
+        if self.task_link_count()? <= 3 {
             return Ok((Vec::new(), false));
         }
         let tasks = open_at(
@@ -463,18 +478,16 @@ impl ProcDir {
         self.fd.as_raw_fd()
     }
 
-    /// False when reads were moved to a live thread (the leader is a zombie)
-    /// and that thread has begun to exit since: what was read through it may
-    /// have been cut short. Exiting is told by `PF_EXITING` (set before the
-    /// thread lets go of its fd table, never cleared), not by the thread being
-    /// gone: an exiting thread's `fd` lists nothing, without an error, while its
-    /// `stat` still reads.
-    pub fn moved_reads_thread_lives(&self) -> bool {
-        match self.thread.get() {
-            Some(Some(thread)) => read_bounded_at(thread.as_raw_fd(), c"stat", MAX_SMALL_BYTES)
-                .is_ok_and(|stat| !stat_says_exiting(&stat)),
-            _ => true,
-        }
+    /// Whether the task reads go through (a live thread they were moved to,
+    /// else the leader, or for a thread's directory that thread) has begun to
+    /// exit, or cannot say: what was listed through it may have been cut short,
+    /// or (a zombie leader and no live thread found) nothing was listed at all.
+    /// Exiting is told by `PF_EXITING` (set before the task lets go of its fd
+    /// table, never cleared), not by the task being gone: an exiting task's
+    /// `fd` lists nothing, without an error, while its `stat` still reads.
+    pub fn reader_began_exiting(&self) -> bool {
+        read_bounded_at(self.raw_fd(), c"stat", MAX_SMALL_BYTES)
+            .map_or(true, |stat| stat_says_exiting(&stat))
     }
 
     /// Reads an entry of the leader itself, at most `limit` bytes, never from
@@ -1202,6 +1215,44 @@ mod tests {
         assert!(dir.read_link(c"fd/999999").is_err());
         assert!(!dir.switch_to_live_thread());
         assert_eq!(dir.raw_fd(), before);
+    }
+
+    /// Threads besides the leader are counted from `task`'s link count, and the
+    /// task reads go through is live: a one-thread child has no other thread;
+    /// this test process (the harness runs tests on threads) has; once the
+    /// child has exited (a zombie until reaped) its reader has begun exiting.
+    #[test]
+    fn other_threads_are_counted_and_an_exited_reader_is_told() {
+        let own = ProcDir::open(std::process::id() as Pid).expect("own /proc dir");
+        let spawned = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(1)));
+        assert!(own.has_threads_besides_leader());
+        assert!(!own.reader_began_exiting());
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("sleep");
+        let dir = ProcDir::open(child.id() as Pid).expect("child /proc dir");
+        assert!(!dir.has_threads_besides_leader());
+        assert!(!dir.reader_began_exiting());
+        assert!(dir.lives_on());
+        child.kill().expect("kill");
+        let zombie = || {
+            read_bounded_at(dir.fd.as_raw_fd(), c"stat", 512)
+                .is_ok_and(|stat| stat_state(&stat) == Some(b'Z'))
+        };
+        for _ in 0..6000 {
+            if zombie() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(zombie(), "killed child not a zombie within 30 s");
+        assert!(dir.reader_began_exiting());
+        assert!(!dir.lives_on());
+        child.wait().expect("reap");
+        assert!(dir.reader_began_exiting(), "gone: cannot say, so exited");
+        assert!(!dir.has_threads_besides_leader());
+        spawned.join().expect("join");
     }
 
     #[test]

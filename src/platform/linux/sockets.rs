@@ -923,37 +923,50 @@ impl<'q> Scan<'q> {
             found: Vec::new(),
         };
         let walked = walk.table(&dir);
-        // An exited leader's table is read through one of its threads; one that
-        // exited meanwhile may have ended the listing early (threads that keep
-        // replacing each other): said, not silent.
-        if walked.is_ok() && !dir.moved_reads_thread_lives() && dir.lives_on() {
+        // The task the fds were listed through (the leader, or for an exited
+        // leader one of its threads) may have begun to exit meanwhile and ended
+        // the listing early, or no thread was found alive to list through
+        // (threads that keep replacing each other): said, not silent, while the
+        // process has threads left (a lone leader that exits takes its sockets).
+        if walked.is_ok() && dir.has_threads_besides_leader() && dir.reader_began_exiting() {
             out.skipped += 1;
             out.unsure.push(format!(
-                "process {pid}: the thread its fds were read through exited meanwhile: its \
-                 sockets may be missing"
+                "process {pid}: the thread its fds were read through exited meanwhile, or \
+                 none was found alive: its sockets may be missing"
             ));
         }
         if walked.is_ok() {
             // A thread's table that cannot be walked leaves the process's other
-            // sockets standing; the process counts as not walked whole.
+            // sockets standing; the process counts as not walked whole. One whose
+            // thread began to exit may have been listed short, without an error.
+            let mut thread_exited = false;
             let threads = dir
                 .threads_with_own_fd_table()
                 .and_then(|(threads, too_many)| {
                     walk.cut |= too_many;
-                    threads.iter().try_for_each(|thread| walk.table(thread))
+                    threads.iter().try_for_each(|thread| {
+                        walk.table(thread)?;
+                        thread_exited |= thread.reader_began_exiting();
+                        Ok(())
+                    })
                 });
-            if let Err(e) = threads {
-                out.skipped += 1;
-                if procfs::is_vanished(&e) {
-                    // The process lives on; that thread's table (or its successor
-                    // in a relay of short-lived threads) was not read whole.
-                    out.unsure.push(format!(
-                        "process {pid}: a thread with an fd table of its own exited while \
-                         it was read: its sockets may be missing"
-                    ));
-                } else {
+            let cut_short = match threads {
+                Ok(()) => thread_exited,
+                Err(e) if procfs::is_vanished(&e) => true,
+                Err(e) => {
+                    out.skipped += 1;
                     out.note(format!("threads of process {pid}: {e}"));
+                    false
                 }
+            };
+            if cut_short && dir.lives_on() {
+                // That thread's table (or its successor's in a relay of
+                // short-lived threads) was not read whole.
+                out.skipped += 1;
+                out.unsure.push(format!(
+                    "process {pid}: a thread with an fd table of its own exited while \
+                     it was read: its sockets may be missing"
+                ));
             }
         }
         let FdWalk {
