@@ -1013,6 +1013,94 @@ fn executable_mappings_of(maps: OwnedFd) -> io::Result<Option<Vec<String>>> {
     Ok(Some(paths))
 }
 
+/// Where the kernel's pid allocation stood at one moment: the last pid it gave
+/// (`/proc/loadavg`'s last field) and how many tasks, threads included, were
+/// made since boot (`processes` in `/proc/stat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PidAllocation {
+    pub last_pid: u64,
+    pub tasks_made: u64,
+}
+
+/// Tasks whose making may not show in `last_pid` yet: the two reads are not
+/// one snapshot.
+const TASKS_MADE_SLACK: u64 = 64;
+
+impl PidAllocation {
+    /// Reads both counters: the last pid first, so a task made between the two
+    /// reads can only count in `tasks_made` (see `came_round_since`).
+    pub fn now() -> Option<PidAllocation> {
+        let loadavg = read_small_file(c"/proc/loadavg")?;
+        let stat = read_small_file(c"/proc/stat")?;
+        Some(PidAllocation {
+            last_pid: parse_loadavg_last_pid(&loadavg)?,
+            tasks_made: parse_stat_tasks_made(&stat)?,
+        })
+    }
+
+    /// Reads both counters in the other order, for the end of a span.
+    pub fn now_after() -> Option<PidAllocation> {
+        let stat = read_small_file(c"/proc/stat")?;
+        let loadavg = read_small_file(c"/proc/loadavg")?;
+        Some(PidAllocation {
+            last_pid: parse_loadavg_last_pid(&loadavg)?,
+            tasks_made: parse_stat_tasks_made(&stat)?,
+        })
+    }
+
+    /// Whether pid allocation may have gone past `pid_max` and started again
+    /// from the bottom between `self` and `later`: the last pid went down, or
+    /// more tasks were made than it went up (each new task moves it up at
+    /// least one, unless it came round). Then a pass over tasks in tid order
+    /// may have missed threads made meanwhile below where it was.
+    pub fn came_round_since(&self, later: &PidAllocation) -> bool {
+        let Some(advance) = later.last_pid.checked_sub(self.last_pid) else {
+            return true;
+        };
+        let made = later.tasks_made.saturating_sub(self.tasks_made);
+        made > advance.saturating_add(TASKS_MADE_SLACK)
+    }
+}
+
+/// A whole small file by absolute path (at most `MAX_SMALL_BYTES`, so a
+/// `/proc/stat` of thousands of CPUs is refused, not cut).
+fn read_small_file(path: &CStr) -> Option<Vec<u8>> {
+    // SAFETY: the path is NUL-terminated; the flags open no device for write.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor this function owns.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut data = Vec::new();
+    File::from(file)
+        .take(MAX_SMALL_BYTES as u64 + 1)
+        .read_to_end(&mut data)
+        .ok()?;
+    (data.len() <= MAX_SMALL_BYTES).then_some(data)
+}
+
+/// `0.20 0.18 0.12 1/80 11206\n` -> 11206.
+fn parse_loadavg_last_pid(text: &[u8]) -> Option<u64> {
+    let last = text
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(4)?;
+    parse_decimal(last)
+}
+
+/// The `processes N` line of `/proc/stat`.
+fn parse_stat_tasks_made(text: &[u8]) -> Option<u64> {
+    text.split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"processes "))
+        .and_then(|n| parse_decimal(n.trim_ascii()))
+}
+
 /// Every numeric entry of `/proc` (thread-group leaders).
 pub fn list_pids() -> io::Result<Vec<Pid>> {
     let mut pids = Vec::new();
@@ -1398,5 +1486,35 @@ mod tests {
                 "/tmp/my lib.so"
             ]
         );
+    }
+
+    #[test]
+    fn pid_allocation_coming_round_is_told() {
+        assert_eq!(
+            parse_loadavg_last_pid(b"0.20 0.18 0.12 1/80 11206\n"),
+            Some(11206)
+        );
+        assert_eq!(parse_loadavg_last_pid(b"0.20 0.18 0.12 1/80"), None);
+        let stat = b"cpu  1 2 3\nintr 5 6\nctxt 9\nbtime 1\nprocesses 52004286\nprocs_running 1\n";
+        assert_eq!(parse_stat_tasks_made(stat), Some(52_004_286));
+        assert_eq!(parse_stat_tasks_made(b"cpu 1\n"), None);
+        let at = |last_pid, tasks_made| PidAllocation {
+            last_pid,
+            tasks_made,
+        };
+        let before = at(30_000, 1_000_000);
+        // Quiet, or pids skipped (in use): not round.
+        assert!(!before.came_round_since(&at(30_000, 1_000_000)));
+        assert!(!before.came_round_since(&at(30_010, 1_000_010)));
+        assert!(!before.came_round_since(&at(30_500, 1_000_010)));
+        // A few tasks made between the two reads of one moment.
+        assert!(!before.came_round_since(&at(30_010, 1_000_050)));
+        // Down: came round.
+        assert!(before.came_round_since(&at(400, 1_003_200)));
+        // Up, but by far fewer than were made: came round, maybe more than once.
+        assert!(before.came_round_since(&at(30_100, 1_040_000)));
+        let now = PidAllocation::now().expect("loadavg and stat");
+        let later = PidAllocation::now_after().expect("again");
+        assert!(later.tasks_made >= now.tasks_made && later.last_pid >= 1);
     }
 }

@@ -1464,10 +1464,7 @@ fn scan_with_iterator(
     let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
-            let pass = iterator
-                .socket_fds(MAX_ITERATOR_BYTES, pass_deadline)
-                .inspect_err(failed_pass)
-                .ok()?;
+            let pass = whole_pass(iterator, pass_deadline)?;
             match (pass.cut, pids) {
                 (Some(why), _) if deadline.expired() => {
                     return Some(SocketScan {
@@ -1511,6 +1508,47 @@ fn scan_with_iterator(
     let mut result = scan.run(&order);
     result.incomplete.extend(passes.unsure);
     Some(result)
+}
+
+/// Passes over every task made before one during which pid allocation did not
+/// come round is taken as whole.
+const WHOLE_PASSES: usize = 2;
+
+/// One pass over every task, made again when pid allocation came round during
+/// it: the pass goes in tid order, so a thread made meanwhile below its
+/// position was not visited, and a process whose leader exited (its fds are
+/// listed only through its threads) could then be missing with no record to
+/// say so (a user whose threads keep replacing each other makes pids come round
+/// every second where `pid_max` is 32768). When every pass came round, the pass
+/// is said cut, and each process gets a pass of its own, which follows a
+/// process's own thread list (see `scan_with_iterator`).
+fn whole_pass(
+    iterator: &fd_iterator::FdIterator,
+    deadline: crate::deadline::Deadline,
+) -> Option<fd_iterator::SocketFds> {
+    for pass_number in 1..=WHOLE_PASSES {
+        let before = procfs::PidAllocation::now();
+        let mut pass = iterator
+            .socket_fds(MAX_ITERATOR_BYTES, deadline)
+            .inspect_err(failed_pass)
+            .ok()?;
+        let after = procfs::PidAllocation::now_after();
+        // Unknown counters: as if they came round (never taken as whole).
+        let came_round = match (before, after) {
+            (Some(before), Some(after)) => before.came_round_since(&after),
+            _ => true,
+        };
+        if !came_round || pass.cut.is_some() {
+            return Some(pass);
+        }
+        if pass_number == WHOLE_PASSES || deadline.expired() {
+            pass.cut = Some(format!(
+                "pid allocation came round during {pass_number} passes over every task"
+            ));
+            return Some(pass);
+        }
+    }
+    None
 }
 
 /// What per-process passes gave: records, the processes to walk instead, and
