@@ -270,6 +270,8 @@ impl Store {
     }
 
     fn with_conn(conn: Connection, path: &Path, read_only: Option<String>) -> Store {
+        // Every statement the store runs stays parsed (rusqlite keeps 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Store {
             conn: Mutex::new(conn),
             path: path.to_owned(),
@@ -376,6 +378,10 @@ impl Store {
     }
 }
 
+/// Prepared statements kept per connection: more than the store's distinct
+/// `prepare_cached` statements (~20), so the watch's and the sampler's writes
+/// never evict each other's.
+const STATEMENT_CACHE: usize = 64;
 /// Audit records of one write logged one by one (the rest are counted).
 const MAX_AUDIT_LOG_LINES: usize = 20;
 
