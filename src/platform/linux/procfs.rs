@@ -1101,6 +1101,21 @@ fn parse_stat_tasks_made(text: &[u8]) -> Option<u64> {
         .and_then(|n| parse_decimal(n.trim_ascii()))
 }
 
+/// Processes whose leader has exited while other threads live on: their fds
+/// are listed only through those threads, which a pass over tasks in tid order
+/// can miss (threads made below it meanwhile; see `sockets::whole_pass`). One
+/// `fstatat` per process (the thread count from `task`'s link count); `stat`
+/// only for one with threads.
+pub fn processes_whose_leader_exited() -> io::Result<Vec<Pid>> {
+    Ok(list_pids()?
+        .into_iter()
+        .filter(|&pid| {
+            ProcDir::open(pid)
+                .is_ok_and(|dir| dir.has_threads_besides_leader() && dir.leader_is_zombie())
+        })
+        .collect())
+}
+
 /// Every numeric entry of `/proc` (thread-group leaders).
 pub fn list_pids() -> io::Result<Vec<Pid>> {
     let mut pids = Vec::new();

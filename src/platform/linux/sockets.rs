@@ -1464,7 +1464,7 @@ fn scan_with_iterator(
     let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
-            let pass = whole_pass(iterator, pass_deadline)?;
+            let (pass, leaders_exited) = whole_pass(iterator, pass_deadline)?;
             match (pass.cut, pids) {
                 (Some(why), _) if deadline.expired() => {
                     return Some(SocketScan {
@@ -1486,12 +1486,14 @@ fn scan_with_iterator(
                 }
                 (None, pids) => {
                     let mut records = pass.records;
+                    let mut leaders_exited = leaders_exited;
                     if let Some(pids) = pids {
                         let wanted: HashSet<Pid> = pids.iter().copied().collect();
                         records
                             .retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
+                        leaders_exited.retain(|p| wanted.contains(p));
                     }
-                    read_through_threads_again(iterator, records, &deadline)?
+                    read_through_threads_again(iterator, records, &leaders_exited, &deadline)?
                 }
             }
         }
@@ -1521,11 +1523,14 @@ const WHOLE_PASSES: usize = 2;
 /// say so (a user whose threads keep replacing each other makes pids come round
 /// every second where `pid_max` is 32768). When every pass came round, the pass
 /// is said cut, and each process gets a pass of its own, which follows a
-/// process's own thread list (see `scan_with_iterator`).
+/// process's own thread list (see `scan_with_iterator`). The counters can be
+/// moved without a task being made (a clone that fails after its pid was
+/// given: red team), so the processes whose leader had exited when the pass
+/// ended are listed as well, for passes of their own (`.1`).
 fn whole_pass(
     iterator: &fd_iterator::FdIterator,
     deadline: crate::deadline::Deadline,
-) -> Option<fd_iterator::SocketFds> {
+) -> Option<(fd_iterator::SocketFds, Vec<Pid>)> {
     for pass_number in 1..=WHOLE_PASSES {
         let before = procfs::PidAllocation::now();
         let mut pass = iterator
@@ -1538,14 +1543,23 @@ fn whole_pass(
             (Some(before), Some(after)) => before.came_round_since(&after),
             _ => true,
         };
-        if !came_round || pass.cut.is_some() {
-            return Some(pass);
+        if pass.cut.is_some() {
+            return Some((pass, Vec::new()));
+        }
+        if !came_round {
+            return match procfs::processes_whose_leader_exited() {
+                Ok(pids) => Some((pass, pids)),
+                Err(e) => {
+                    pass.cut = Some(format!("/proc: {e}: processes whose leader exited unknown"));
+                    Some((pass, Vec::new()))
+                }
+            };
         }
         if pass_number == WHOLE_PASSES || deadline.expired() {
             pass.cut = Some(format!(
                 "pid allocation came round during {pass_number} passes over every task"
             ));
-            return Some(pass);
+            return Some((pass, Vec::new()));
         }
     }
     None
@@ -1565,17 +1579,20 @@ struct PidPasses {
 /// by each of its threads; a thread may have a table of its own) given a pass
 /// of its own: such a thread may exit in the middle of its listing, and the
 /// kernel then ends that listing without a word, so sockets past that point
-/// would be missing from a pass that says nothing. The process's own pass
-/// compares its threads before and after (`pid_passes`).
+/// would be missing from a pass that says nothing. So is each process in
+/// `leaders_exited`, which the pass may have missed whole. The process's own
+/// pass compares its threads before and after (`pid_passes`).
 fn read_through_threads_again(
     iterator: &fd_iterator::FdIterator,
     mut records: Vec<SocketFd>,
+    leaders_exited: &[Pid],
     deadline: &crate::deadline::Deadline,
 ) -> Option<PidPasses> {
     let again: Vec<Pid> = records
         .iter()
         .filter(|r| r.tid != r.tgid)
         .filter_map(|r| Pid::try_from(r.tgid).ok())
+        .chain(leaders_exited.iter().copied())
         .collect::<std::collections::BTreeSet<Pid>>()
         .into_iter()
         .collect();
