@@ -29,11 +29,16 @@ use std::sync::{Arc, Mutex};
 
 /// At most this many error notes per scan (they are for logs, not rows).
 pub const MAX_ERRORS: usize = 20;
-/// Bytes of socket holders' environment variables one scan worker keeps (only
-/// the SOCKS check's variables are kept; a process has a few hundred bytes of
-/// them). A holder read past it is kept as unknown, never clean: many
-/// processes with huge proxy variables cost a scan this much memory, no more.
-const MAX_KEPT_ENVIRONMENT_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of socket holders' environment variables one scan worker keeps for
+/// the holders of one user (only the SOCKS check's variables are kept; a
+/// process has a few hundred bytes of them). A holder past its user's share is
+/// kept as unknown, never clean: one user's many processes with huge proxy
+/// variables cannot spend another user's share (red team: they made other
+/// users' clients `socks_env_truncated`).
+const MAX_KEPT_ENVIRONMENT_BYTES_PER_USER: usize = 4 * 1024 * 1024;
+/// The same for every user together, per worker: what many users' holders can
+/// cost a scan in memory, no more.
+const MAX_KEPT_ENVIRONMENT_BYTES: usize = 16 * 1024 * 1024;
 /// Upper bound on one socket table read (a table line is ~150 bytes).
 const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
 /// Threads for a full scan: the walk is syscall-bound and the target host has 2 cores.
@@ -515,8 +520,10 @@ struct Partial {
     errors: Vec<String>,
     executables: HashMap<Pid, String>,
     environments: HashMap<Pid, ScannedEnvironment>,
-    /// Bytes of the variables in `environments` (see `MAX_KEPT_ENVIRONMENT_BYTES`).
+    /// Bytes of the variables in `environments`, in all and by the holder's
+    /// real uid (see `MAX_KEPT_ENVIRONMENT_BYTES`).
     environment_bytes: usize,
+    environment_bytes_by_user: HashMap<i64, usize>,
     /// Processes that live on but whose fds could not all be read (a thread
     /// gone mid-read): the answer says so (bounded like `errors`).
     unsure: Vec<String>,
@@ -552,15 +559,30 @@ impl Partial {
         let variables = match super::environment_variables_of(dir, &SOCKS_ENVIRONMENT_VARIABLES) {
             Ok(variables) => {
                 let bytes: usize = variables.iter().map(String::len).sum();
-                if self.environment_bytes + bytes <= MAX_KEPT_ENVIRONMENT_BYTES {
-                    self.environment_bytes += bytes;
+                if bytes == 0 {
                     Some(variables)
                 } else {
-                    self.note(format!(
-                        "the proxy variables of process {pid} ({bytes} bytes) are past the \
-                         scan's {MAX_KEPT_ENVIRONMENT_BYTES}-byte budget: judged as unread"
-                    ));
-                    None
+                    // The real uid: a process can make itself non-dumpable (its
+                    // /proc directory then root's), not another user.
+                    let user = dir
+                        .read(c"status", procfs::MAX_SMALL_BYTES)
+                        .ok()
+                        .and_then(|s| procfs::parse_status_uids(&String::from_utf8_lossy(&s)))
+                        .map_or(-1, |(real, _)| real);
+                    let spent = self.environment_bytes_by_user.entry(user).or_default();
+                    if *spent + bytes <= MAX_KEPT_ENVIRONMENT_BYTES_PER_USER
+                        && self.environment_bytes + bytes <= MAX_KEPT_ENVIRONMENT_BYTES
+                    {
+                        *spent += bytes;
+                        self.environment_bytes += bytes;
+                        Some(variables)
+                    } else {
+                        self.note(format!(
+                            "the proxy variables of process {pid} ({bytes} bytes) are past the \
+                             scan's budget for kept ones (uid {user}): judged as unread"
+                        ));
+                        None
+                    }
                 }
             }
             // Gone, or not ours to read: left to the SOCKS check, as before.
