@@ -262,11 +262,8 @@ pub struct SocketScan {
     pub environments: HashMap<Pid, ScannedEnvironment>,
 }
 
-/// The environment variables the SOCKS check reads: proxy URLs, preloaded
-/// libraries and proxychains' config file. All a scan keeps of a socket
-/// holder's environment (`ScannedEnvironment`); the judge's own lists are
-/// tested to be in it.
-pub const SOCKS_ENVIRONMENT_VARIABLES: [&str; 11] = [
+/// Variables whose value may name a SOCKS proxy, in the order they are reported.
+pub const PROXY_VARIABLES: [&str; 8] = [
     "ALL_PROXY",
     "all_proxy",
     "socks_proxy",
@@ -275,10 +272,29 @@ pub const SOCKS_ENVIRONMENT_VARIABLES: [&str; 11] = [
     "HTTPS_PROXY",
     "http_proxy",
     "HTTP_PROXY",
-    "LD_PRELOAD",
-    "DYLD_INSERT_LIBRARIES",
-    "PROXYCHAINS_CONF_FILE",
 ];
+
+/// Variables that preload libraries into every process started with them.
+pub const PRELOAD_VARIABLES: [&str; 2] = ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES"];
+
+/// The variable proxychains' launcher passes its config path in.
+pub const PROXYCHAINS_CONF_VARIABLE: &str = "PROXYCHAINS_CONF_FILE";
+
+/// The environment variables the SOCKS check reads: proxy URLs, preloaded
+/// libraries and proxychains' config file. All a scan keeps of a socket
+/// holder's environment (`ScannedEnvironment`).
+pub const SOCKS_ENVIRONMENT_VARIABLES: [&str; 11] = {
+    let mut all = [""; 11];
+    let mut i = 0;
+    while i < PROXY_VARIABLES.len() {
+        all[i] = PROXY_VARIABLES[i];
+        i += 1;
+    }
+    all[8] = PRELOAD_VARIABLES[0];
+    all[9] = PRELOAD_VARIABLES[1];
+    all[10] = PROXYCHAINS_CONF_VARIABLE;
+    all
+};
 
 /// Whether a `KEY=value` environment entry sets one of `names`.
 pub fn sets_one_of(entry: &[u8], names: &[&str]) -> bool {

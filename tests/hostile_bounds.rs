@@ -1134,16 +1134,7 @@ fn huge_proxy_variables_in_many_clients_cost_a_scan_bounded_memory() {
         // under the 1 MiB read limit, so each environment is read whole.
         let mut command = attacker.command("env");
         command.args(["-i", "PATH=/usr/bin:/bin"]);
-        for name in [
-            "ALL_PROXY",
-            "all_proxy",
-            "socks_proxy",
-            "SOCKS_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "http_proxy",
-            "HTTP_PROXY",
-        ] {
+        for name in an1256::model::PROXY_VARIABLES {
             let padding = "a".repeat(value_bytes.saturating_sub(20));
             command.arg(format!("{name}=http://web:3128/{padding}"));
         }

@@ -12,20 +12,8 @@
 
 use std::net::IpAddr;
 
-/// Variables whose value may name a SOCKS proxy, in the order they are reported.
-pub const PROXY_VARIABLES: [&str; 8] = [
-    "ALL_PROXY",
-    "all_proxy",
-    "socks_proxy",
-    "SOCKS_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "http_proxy",
-    "HTTP_PROXY",
-];
-
-/// Variables that preload libraries into every process started with them.
-pub const PRELOAD_VARIABLES: [&str; 2] = ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES"];
+/// The variables the check reads are the model's: the scan keeps exactly those.
+pub use crate::model::{PRELOAD_VARIABLES, PROXY_VARIABLES};
 
 /// Default port when a SOCKS URL names none.
 pub const DEFAULT_SOCKS_PORT: u16 = 1080;

@@ -14,7 +14,7 @@
 use super::proxy::{lookup, ProxyEndpoint};
 
 /// The environment variable the launcher passes the config path in.
-pub const CONF_FILE_VARIABLE: &str = "PROXYCHAINS_CONF_FILE";
+pub const CONF_FILE_VARIABLE: &str = crate::model::PROXYCHAINS_CONF_VARIABLE;
 
 /// Candidate config paths, in proxychains' order (the first readable one applies).
 pub fn config_paths(environment: &[String], home: Option<&str>, cwd: &str) -> Vec<String> {

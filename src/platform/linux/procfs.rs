@@ -1030,18 +1030,22 @@ impl PidAllocation {
     /// Reads both counters: the last pid first, so a task made between the two
     /// reads can only count in `tasks_made` (see `came_round_since`).
     pub fn now() -> Option<PidAllocation> {
-        let loadavg = read_small_file(c"/proc/loadavg")?;
-        let stat = read_small_file(c"/proc/stat")?;
-        Some(PidAllocation {
-            last_pid: parse_loadavg_last_pid(&loadavg)?,
-            tasks_made: parse_stat_tasks_made(&stat)?,
-        })
+        Self::read(true)
     }
 
     /// Reads both counters in the other order, for the end of a span.
     pub fn now_after() -> Option<PidAllocation> {
-        let stat = read_small_file(c"/proc/stat")?;
-        let loadavg = read_small_file(c"/proc/loadavg")?;
+        Self::read(false)
+    }
+
+    fn read(last_pid_first: bool) -> Option<PidAllocation> {
+        let (loadavg, stat) = if last_pid_first {
+            let loadavg = read_small_file(c"/proc/loadavg")?;
+            (loadavg, read_small_file(c"/proc/stat")?)
+        } else {
+            let stat = read_small_file(c"/proc/stat")?;
+            (read_small_file(c"/proc/loadavg")?, stat)
+        };
         Some(PidAllocation {
             last_pid: parse_loadavg_last_pid(&loadavg)?,
             tasks_made: parse_stat_tasks_made(&stat)?,
