@@ -1039,16 +1039,16 @@ impl PidAllocation {
     }
 
     fn read(last_pid_first: bool) -> Option<PidAllocation> {
-        let (loadavg, stat) = if last_pid_first {
+        let (loadavg, tasks_made) = if last_pid_first {
             let loadavg = read_small_file(c"/proc/loadavg")?;
-            (loadavg, read_small_file(c"/proc/stat")?)
+            (loadavg, read_tasks_made()?)
         } else {
-            let stat = read_small_file(c"/proc/stat")?;
-            (read_small_file(c"/proc/loadavg")?, stat)
+            let tasks_made = read_tasks_made()?;
+            (read_small_file(c"/proc/loadavg")?, tasks_made)
         };
         Some(PidAllocation {
             last_pid: parse_loadavg_last_pid(&loadavg)?,
-            tasks_made: parse_stat_tasks_made(&stat)?,
+            tasks_made,
         })
     }
 
@@ -1066,8 +1066,8 @@ impl PidAllocation {
     }
 }
 
-/// A whole small file by absolute path (at most `MAX_SMALL_BYTES`, so a
-/// `/proc/stat` of thousands of CPUs is refused, not cut).
+/// A whole small file by absolute path (at most `MAX_SMALL_BYTES`: longer is
+/// refused, not cut).
 fn read_small_file(path: &CStr) -> Option<Vec<u8>> {
     // SAFETY: the path is NUL-terminated; the flags open no device for write.
     let fd = unsafe {
@@ -1098,11 +1098,107 @@ fn parse_loadavg_last_pid(text: &[u8]) -> Option<u64> {
     parse_decimal(last)
 }
 
-/// The `processes N` line of `/proc/stat`.
-fn parse_stat_tasks_made(text: &[u8]) -> Option<u64> {
-    text.split(|&b| b == b'\n')
-        .find_map(|line| line.strip_prefix(b"processes "))
-        .and_then(|n| parse_decimal(n.trim_ascii()))
+/// The most of `/proc/stat` read to find its `processes` line: the lines
+/// before it grow with CPUs and interrupts (`intr` alone passes 64 KiB on a
+/// big host), not to megabytes.
+const MAX_PROC_STAT_BYTES: usize = 4 * 1024 * 1024;
+/// `/proc/stat` is read this much at a time, and only up to that line.
+const PROC_STAT_CHUNK: usize = 64 * 1024;
+
+/// Tasks made since boot: the `processes` line of `/proc/stat`.
+fn read_tasks_made() -> Option<u64> {
+    let fd = open_at(
+        libc::AT_FDCWD,
+        c"/proc/stat",
+        libc::O_RDONLY | libc::O_NOFOLLOW,
+    )
+    .ok()?;
+    tasks_made_in(File::from(fd), PROC_STAT_CHUNK, MAX_PROC_STAT_BYTES)
+}
+
+/// The `processes N` line of `/proc/stat` text read from `reader`, `chunk`
+/// bytes at a time, stopping at the end of that line; `None` when it is not
+/// within `limit` bytes, is malformed, or a read fails.
+fn tasks_made_in(mut reader: impl Read, chunk: usize, limit: usize) -> Option<u64> {
+    let mut finder = LineValueFinder::new(b"processes");
+    let mut buffer = vec![0u8; chunk.max(1)];
+    let mut total = 0;
+    loop {
+        let room = buffer.len().min(limit.saturating_sub(total));
+        if room == 0 {
+            return None;
+        }
+        let n = match reader.read(buffer.get_mut(..room)?) {
+            Ok(0) => return finder.finish(),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        total += n;
+        if let Some(value) = finder.feed(buffer.get(..n)?) {
+            return value;
+        }
+    }
+}
+
+/// The line `<key> <decimal>` found in text fed in pieces, keeping only the
+/// first bytes of the line at hand (a line before it may be megabytes long).
+struct LineValueFinder<'k> {
+    key: &'k [u8],
+    line: Vec<u8>,
+    too_long: bool,
+}
+
+/// Longer than any `<key> <u64>` line this looks for.
+const MAX_VALUE_LINE: usize = 64;
+
+impl<'k> LineValueFinder<'k> {
+    fn new(key: &'k [u8]) -> Self {
+        LineValueFinder {
+            key,
+            line: Vec::with_capacity(MAX_VALUE_LINE),
+            too_long: false,
+        }
+    }
+
+    /// The next piece of text: `Some` once the key's line has ended (holding
+    /// `None` when its value is malformed).
+    fn feed(&mut self, mut piece: &[u8]) -> Option<Option<u64>> {
+        while let Some(end) = piece.iter().position(|&b| b == b'\n') {
+            self.keep(piece.get(..end).unwrap_or_default());
+            if let Some(value) = self.line_ended() {
+                return Some(value);
+            }
+            piece = piece.get(end + 1..).unwrap_or_default();
+        }
+        self.keep(piece);
+        None
+    }
+
+    /// At the end of the text: its last line may lack a newline.
+    fn finish(mut self) -> Option<u64> {
+        self.line_ended().flatten()
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = MAX_VALUE_LINE - self.line.len();
+        self.too_long |= bytes.len() > room;
+        self.line
+            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+    }
+
+    /// The value when the line that just ended is the key's; the line is then
+    /// forgotten.
+    fn line_ended(&mut self) -> Option<Option<u64>> {
+        let value = self
+            .line
+            .strip_prefix(self.key)
+            .and_then(|rest| rest.strip_prefix(b" "))
+            .map(|digits| parse_decimal(digits.trim_ascii()).filter(|_| !self.too_long));
+        self.line.clear();
+        self.too_long = false;
+        value
+    }
 }
 
 /// Processes whose leader has exited while other threads live on: their fds
@@ -1514,9 +1610,11 @@ mod tests {
             Some(11206)
         );
         assert_eq!(parse_loadavg_last_pid(b"0.20 0.18 0.12 1/80"), None);
-        let stat = b"cpu  1 2 3\nintr 5 6\nctxt 9\nbtime 1\nprocesses 52004286\nprocs_running 1\n";
-        assert_eq!(parse_stat_tasks_made(stat), Some(52_004_286));
-        assert_eq!(parse_stat_tasks_made(b"cpu 1\n"), None);
+        let stat: &[u8] =
+            b"cpu  1 2 3\nintr 5 6\nctxt 9\nbtime 1\nprocesses 52004286\nprocs_running 1\n";
+        let tasks_made = |text: &[u8]| tasks_made_in(text, PROC_STAT_CHUNK, MAX_PROC_STAT_BYTES);
+        assert_eq!(tasks_made(stat), Some(52_004_286));
+        assert_eq!(tasks_made(b"cpu 1\n"), None);
         let at = |last_pid, tasks_made| PidAllocation {
             last_pid,
             tasks_made,
@@ -1535,5 +1633,75 @@ mod tests {
         let now = PidAllocation::now().expect("loadavg and stat");
         let later = PidAllocation::now_after().expect("again");
         assert!(later.tasks_made >= now.tasks_made && later.last_pid >= 1);
+    }
+
+    /// `/proc/stat` as a big host shows it: the `intr` line alone is 300 KiB
+    /// (one count per interrupt), far past the 64 KiB read of small files.
+    fn stat_with_a_huge_intr_line(intr_bytes: usize) -> (Vec<u8>, usize) {
+        let mut text = b"cpu  10 20 30 40\ncpu0 1 2 3 4\nintr 123456789".to_vec();
+        while text.len() < intr_bytes {
+            text.extend_from_slice(b" 0 17 4096");
+        }
+        text.extend_from_slice(b"\nctxt 99\nbtime 1700000000\n");
+        let processes_at = text.len();
+        text.extend_from_slice(b"processes 52004286\nprocs_running 2\nprocs_blocked 0\n");
+        text.extend_from_slice(b"softirq 5 1 2 3\n");
+        (text, processes_at)
+    }
+
+    /// The `processes` line is found past an `intr` line of 300 KiB, read in
+    /// pieces split anywhere: inside the keyword, between it and its value,
+    /// inside the digits, at the newline. Past the cap, or malformed: `None`.
+    #[test]
+    fn tasks_made_are_found_past_a_huge_intr_line() {
+        let (text, at) = stat_with_a_huge_intr_line(300 * 1024);
+        assert!(
+            at > 300 * 1024,
+            "an intr line past the 64 KiB small-file read"
+        );
+        let read = |reader: &mut dyn Read, chunk| tasks_made_in(reader, chunk, MAX_PROC_STAT_BYTES);
+        assert_eq!(
+            read(&mut text.as_slice(), PROC_STAT_CHUNK),
+            Some(52_004_286)
+        );
+        // A read never crosses `split`, so a piece ends there.
+        let line = "processes 52004286\n".len();
+        for split in (at - 1..=at + line).chain([at / 2, PROC_STAT_CHUNK]) {
+            let (head, tail) = text.split_at(split);
+            for chunk in [4096, 7, PROC_STAT_CHUNK] {
+                assert_eq!(
+                    read(&mut head.chain(tail), chunk),
+                    Some(52_004_286),
+                    "split at {split} ({} into the line), chunk {chunk}",
+                    split as i64 - at as i64
+                );
+            }
+        }
+        assert_eq!(read(&mut text.as_slice(), 1), Some(52_004_286));
+        // Only up to the end of the line is read.
+        let mut reader = text.as_slice();
+        assert_eq!(read(&mut reader, 1), Some(52_004_286));
+        assert_eq!(reader.len(), text.len() - at - line);
+        // The cap: the line not within it is not found.
+        assert_eq!(tasks_made_in(text.as_slice(), 4096, at), None);
+        assert_eq!(
+            tasks_made_in(text.as_slice(), 4096, at + line),
+            Some(52_004_286)
+        );
+        let (beyond, _) = stat_with_a_huge_intr_line(MAX_PROC_STAT_BYTES + 1);
+        assert_eq!(read(&mut beyond.as_slice(), PROC_STAT_CHUNK), None);
+        // Lines like it, malformed ones, and a last line with no newline.
+        let only = |text: &[u8]| read(&mut &text[..], 3);
+        assert_eq!(
+            only(b"procs_running 2\nprocesses_x 4\nprocesses 9\n"),
+            Some(9)
+        );
+        assert_eq!(only(b"processes 12x\nprocesses 9\n"), None);
+        assert_eq!(only(b"processes \n"), None);
+        assert_eq!(only(b"xprocesses 4\n"), None);
+        assert_eq!(only(b"cpu 1\nprocesses 77"), Some(77));
+        let long = format!("processes 1{}\n", " ".repeat(MAX_VALUE_LINE));
+        assert_eq!(only(long.as_bytes()), None);
+        assert_eq!(only(b""), None);
     }
 }

@@ -1435,7 +1435,12 @@ pub fn scan(query: &SocketQuery, use_iterator: bool, environments: bool) -> Sock
         list
     });
     if use_iterator {
-        if let Some(scan) = scan_with_iterator(&query.protocols, given.as_deref(), environments) {
+        if let Some(scan) = scan_with_iterator(
+            &query.protocols,
+            given.as_deref(),
+            environments,
+            &KERNEL_COUNTERS,
+        ) {
             return scan;
         }
     }
@@ -1465,6 +1470,7 @@ fn scan_with_iterator(
     protocols: &ProtocolSet,
     pids: Option<&[Pid]>,
     environments: bool,
+    counters: &AllocationCounters,
 ) -> Option<SocketScan> {
     let iterator = match pids {
         // Loading the program (~2.5 ms: BTF, verifier) costs a one-shot `pid =`
@@ -1486,7 +1492,7 @@ fn scan_with_iterator(
     let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
-            let (pass, leaders_exited) = whole_pass(iterator, pass_deadline)?;
+            let (pass, leaders_exited) = whole_pass(iterator, pass_deadline, counters)?;
             match (pass.cut, pids) {
                 (Some(why), _) if deadline.expired() => {
                     return Some(SocketScan {
@@ -1548,27 +1554,33 @@ const WHOLE_PASSES: usize = 2;
 /// process's own thread list (see `scan_with_iterator`). The counters can be
 /// moved without a task being made (a clone that fails after its pid was
 /// given: red team), so the processes whose leader had exited when the pass
-/// ended are listed as well, for passes of their own (`.1`).
+/// ended are listed as well, for passes of their own (`.1`). Counters that
+/// cannot be read leave the pass cut at once (a second pass could be told no
+/// better).
 fn whole_pass(
     iterator: &fd_iterator::FdIterator,
     deadline: crate::deadline::Deadline,
+    counters: &AllocationCounters,
 ) -> Option<(fd_iterator::SocketFds, Vec<Pid>)> {
     for pass_number in 1..=WHOLE_PASSES {
-        let before = procfs::PidAllocation::now();
+        let before = (counters.before)();
         let mut pass = iterator
             .socket_fds(MAX_ITERATOR_BYTES, deadline)
             .inspect_err(failed_pass)
             .ok()?;
-        let after = procfs::PidAllocation::now_after();
-        // Unknown counters: as if they came round (never taken as whole).
-        let came_round = match (before, after) {
-            (Some(before), Some(after)) => before.came_round_since(&after),
-            _ => true,
-        };
+        let after = (counters.after)();
         if pass.cut.is_some() {
             return Some((pass, Vec::new()));
         }
-        if !came_round {
+        let (Some(before), Some(after)) = (before, after) else {
+            pass.cut = Some(
+                "pid allocation unknown (/proc/loadavg or /proc/stat unreadable): the pass \
+                 over every task cannot be told whole"
+                    .into(),
+            );
+            return Some((pass, Vec::new()));
+        };
+        if !before.came_round_since(&after) {
             return match procfs::processes_whose_leader_exited() {
                 Ok(pids) => Some((pass, pids)),
                 Err(e) => {
@@ -1586,6 +1598,18 @@ fn whole_pass(
     }
     None
 }
+
+/// Where pid allocation stood before a whole pass and after it: the kernel's
+/// counters, or in a test what it makes of counters it cannot read.
+struct AllocationCounters {
+    before: fn() -> Option<procfs::PidAllocation>,
+    after: fn() -> Option<procfs::PidAllocation>,
+}
+
+const KERNEL_COUNTERS: AllocationCounters = AllocationCounters {
+    before: procfs::PidAllocation::now,
+    after: procfs::PidAllocation::now_after,
+};
 
 /// What per-process passes gave: records, the processes to walk instead, and
 /// why the answer may lack sockets although nothing was cut.
@@ -2138,5 +2162,61 @@ mod tests {
         assert_eq!(raw, [TableKind::Raw, TableKind::Raw6]);
         assert_eq!(tables_for(&ProtocolSet::ALL).len(), 10);
         assert!(tables_for(&ProtocolSet::NONE).is_empty());
+    }
+
+    /// Pid allocation counters that cannot be read (as a `/proc/stat` past
+    /// its cap would leave them) never let a pass over every task be taken as
+    /// whole: the pass comes back cut, saying why, without a second one, and
+    /// the full scan then gives each process a pass of its own, which still
+    /// finds our socket.
+    #[test]
+    fn unreadable_pid_allocation_counters_never_make_a_pass_whole() {
+        let iterator = match fd_iterator::shared() {
+            Ok(iterator) => iterator,
+            Err(why) => {
+                eprintln!("skipped: no fd iterator here: {why}");
+                return;
+            }
+        };
+        let unreadable = AllocationCounters {
+            before: || None,
+            after: || None,
+        };
+        let unreadable_after = AllocationCounters {
+            before: procfs::PidAllocation::now,
+            after: || None,
+        };
+        let deadline = crate::deadline::Deadline::after(std::time::Duration::from_secs(60));
+        for counters in [&unreadable, &unreadable_after] {
+            let whole_before = fd_iterator::passes_on_this_thread();
+            let (pass, leaders_exited) =
+                whole_pass(iterator, deadline, counters).expect("the pass runs");
+            assert!(
+                pass.cut
+                    .as_deref()
+                    .is_some_and(|why| why.contains("pid allocation unknown")),
+                "{:?}",
+                pass.cut
+            );
+            assert!(leaders_exited.is_empty());
+            assert_eq!(fd_iterator::passes_on_this_thread(), whole_before + 1);
+        }
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = i32::from(socket.local_addr().expect("bound").port());
+        let own = Pid::try_from(std::process::id()).expect("pid");
+        let pid_passes = fd_iterator::pid_passes_on_this_thread();
+        let scan = {
+            let _deadline = deadline.enter();
+            scan_with_iterator(&ProtocolSet::ALL, None, false, &unreadable)
+                .expect("an iterator scan")
+        };
+        let own_passes = fd_iterator::pid_passes_on_this_thread() - pid_passes;
+        assert!(own_passes > 1, "{own_passes} passes of their own");
+        assert!(
+            scan.sockets
+                .iter()
+                .any(|s| s.pid == own && s.protocol == 17 && s.local_port == port),
+            "our socket"
+        );
     }
 }
