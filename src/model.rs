@@ -260,6 +260,22 @@ pub struct SocketScan {
     /// environment holds secrets.
     #[serde(skip)]
     pub environments: HashMap<Pid, ScannedEnvironment>,
+    /// Whether each process holding a TCP connection maps a SOCKS library
+    /// (libproxychains, libtorsocks, libtsocks) executable, as one kernel pass
+    /// over every process's mappings saw it during the scan. A missing pid (not
+    /// walked whole, or no such pass here) is walked with
+    /// `Host::mapped_libraries`.
+    #[serde(skip)]
+    pub socks_libraries: HashMap<Pid, bool>,
+}
+
+/// What a socket scan learnt of the processes holding TCP connections, for the
+/// SOCKS check (`SocketScan::environments`, `SocketScan::socks_libraries`), so
+/// that it is not asked of the host again.
+#[derive(Clone, Debug, Default)]
+pub struct ScannedHolders {
+    pub environments: HashMap<Pid, ScannedEnvironment>,
+    pub socks_libraries: HashMap<Pid, bool>,
 }
 
 /// Variables whose value may name a SOCKS proxy, in the order they are reported.

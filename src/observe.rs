@@ -6,7 +6,7 @@
 use crate::judge::classify::{self, Classification};
 use crate::judge::socks::{self, SocksConfig};
 use crate::judge::subject::{self, ProcessVerdict};
-use crate::model::{Pid, SocketInfo, SocketQuery};
+use crate::model::{Pid, ScannedHolders, SocketInfo, SocketQuery};
 use crate::platform::{self, Host};
 use std::collections::HashMap;
 
@@ -58,7 +58,10 @@ pub fn observe_sockets(host: &dyn Host, socks: &SocksConfig, query: &SocketQuery
             whole_host_tcp,
             &scan.namespace_tcp,
             &scan.executables,
-            std::mem::take(&mut scan.environments),
+            ScannedHolders {
+                environments: std::mem::take(&mut scan.environments),
+                socks_libraries: std::mem::take(&mut scan.socks_libraries),
+            },
         )
     } else {
         HashMap::new()

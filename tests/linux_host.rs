@@ -1472,6 +1472,7 @@ fn a_scan_reads_each_tcp_clients_environment_with_its_sockets() {
                 },
                 fd_iterator,
                 false,
+                an1256::platform::linux::sockets::LibraryPassUse::Never,
             );
             assert!(
                 owners_only.sockets.iter().any(|s| s.pid == twin.pid),

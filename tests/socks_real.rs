@@ -963,3 +963,160 @@ fn assert_quiet_twin(
         "the twin in the full scan"
     );
 }
+
+/// The kernel's library pass (what a one-shot full scan asks when many TCP
+/// clients hold connections) against the mapping walk, name by name, with
+/// unprivileged clients preloading one library each: the SOCKS names (one too
+/// long for the dentry's inline name, so read from outside it) are found, the
+/// near misses (a letter short, a letter before) are not, both as the walk says.
+/// Every process the pass answered for agrees with its walk. A client whose
+/// leader exited is not answered for (its leader has no mappings of its own to
+/// walk): the judge walks it, and still finds its preload.
+#[test]
+fn the_library_pass_and_the_mapping_walk_agree_name_by_name() {
+    use an1256::judge::socks::proxy::is_socks_preload_library;
+    use an1256::platform::linux::sockets::{self, LibraryPassUse};
+    const TEST: &str = "the_library_pass_and_the_mapping_walk_agree_name_by_name";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user, the BPF iterator)");
+    }
+    let Some(library) = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .find(|l| Path::new(l).exists()) else {
+        return skip(TEST, "no libz.so.1 to preload");
+    };
+    let host = host();
+    let hold = HoldServer::start();
+    let user = common::attacker("library-pass");
+    let bytes = std::fs::read(library).expect("libz");
+    let long = format!("libproxychains{}.so", "-long".repeat(12));
+    let names: Vec<(String, bool)> = [
+        ("libproxychains.so.4", true),
+        ("libtorsocks.so", true),
+        ("libtsocks.so.0", true),
+        (long.as_str(), true),
+        ("libproxychain.so", false),
+        ("libtorsock.so", false),
+        ("libtsock.so", false),
+        ("xlibproxychains.so", false),
+        ("libplain.so.1", false),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.to_string(), s))
+    .collect();
+    let client = "import socket, sys, time\n\
+        s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+        print('ready', flush=True)\n\
+        time.sleep(120)\n";
+    // The leader exits; a thread holds the connection.
+    let leaderless = "import ctypes, socket, sys, threading, time\n\
+        def hold():\n\
+        \x20   s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+        \x20   print('ready', flush=True)\n\
+        \x20   time.sleep(120)\n\
+        threading.Thread(target=hold).start()\n\
+        time.sleep(1)\n\
+        ctypes.CDLL(None).syscall(60, 0)\n";
+    let start = |name: &str, code: &str| {
+        let path = user.write(name, &bytes, false);
+        let mut command = user.command("python3");
+        command
+            .env("LD_PRELOAD", &path)
+            .args(["-c", code, &hold.port.to_string()]);
+        spawn_ready(command).expect("client")
+    };
+    let clients: Vec<_> = names
+        .iter()
+        .map(|(name, socks)| (start(name, client), name.clone(), *socks))
+        .collect();
+    let without_leader = start("libproxychains.so.3", leaderless);
+    let deadline = Instant::now() + SETTLE;
+    while std::fs::read_to_string(format!("/proc/{}/stat", without_leader.pid))
+        .map_or(true, |stat| !stat.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "the leader never exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let query = SocketQuery {
+        pids: None,
+        protocols: ProtocolSet {
+            tcp: true,
+            ..ProtocolSet::NONE
+        },
+    };
+    let scan = sockets::scan(&query, true, true, LibraryPassUse::Always);
+    if scan.socks_libraries.is_empty() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(['.', '-']);
+        let version: (u32, u32) = (
+            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        );
+        assert!(version < (6, 7), "a 6.7+ kernel runs the library pass");
+        return skip(TEST, "no library pass on this kernel");
+    }
+    let walk = |pid: i32| {
+        host.mapped_libraries(pid)
+            .map(|libs| libs.iter().any(|l| is_socks_preload_library(l)))
+    };
+    for (child, name, socks) in &clients {
+        assert_eq!(
+            scan.socks_libraries.get(&child.pid),
+            Some(socks),
+            "{name}: the pass"
+        );
+        assert_eq!(walk(child.pid).ok(), Some(*socks), "{name}: the walk");
+    }
+    let mut compared = 0;
+    for (&pid, &found) in &scan.socks_libraries {
+        if let Ok(walked) = walk(pid) {
+            assert_eq!(found, walked, "process {pid}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= clients.len());
+    assert!(
+        !scan.socks_libraries.contains_key(&without_leader.pid),
+        "a process whose leader exited is left to the walk"
+    );
+    assert!(scan.sockets.iter().any(|s| s.pid == without_leader.pid));
+    let reasons = an1256::judge::socks::socks_reasons_with_tables(
+        host.as_ref(),
+        &SocksConfig::default(),
+        &scan.sockets,
+        None,
+        &scan.namespace_tcp,
+        &scan.executables,
+        an1256::model::ScannedHolders {
+            environments: scan.environments.clone(),
+            socks_libraries: scan.socks_libraries.clone(),
+        },
+    );
+    let reasons_of = |pid: i32| -> Vec<&'static str> {
+        scan.sockets
+            .iter()
+            .filter(|s| s.pid == pid && s.remote_port == i32::from(hold.port))
+            .filter_map(|s| reasons.get(&an1256::judge::socks::socket_key(s)))
+            .flatten()
+            .copied()
+            .collect()
+    };
+    assert!(
+        reasons_of(without_leader.pid).contains(&"socks_preload"),
+        "{:?}",
+        reasons_of(without_leader.pid)
+    );
+    for (child, name, socks) in &clients {
+        assert_eq!(
+            reasons_of(child.pid).contains(&"socks_preload"),
+            *socks,
+            "{name}: {:?}",
+            reasons_of(child.pid)
+        );
+    }
+}

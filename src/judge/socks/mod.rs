@@ -32,8 +32,8 @@ pub mod servers;
 pub mod ssh;
 
 use crate::model::{
-    sets_one_of, Pid, ProcessInfo, ScannedEnvironment, SocketInfo, SocketType, IPPROTO_TCP,
-    SOCKS_ENVIRONMENT_VARIABLES,
+    sets_one_of, Pid, ProcessInfo, ScannedEnvironment, ScannedHolders, SocketInfo, SocketType,
+    IPPROTO_TCP, SOCKS_ENVIRONMENT_VARIABLES,
 };
 use crate::platform::{Host, HostError};
 use config_files::{read_config, SshConfigReader};
@@ -144,6 +144,9 @@ struct Classifier<'a> {
     /// Processes whose environment was cut at the read limit.
     truncated_environments: HashSet<Pid>,
     preloads: HashMap<Pid, Preload>,
+    /// Whether each holder maps a SOCKS library, as the socket scan's kernel
+    /// pass saw it (`SocketScan::socks_libraries`); a missing pid is walked.
+    scanned_libraries: HashMap<Pid, bool>,
     /// What the client loop asks of each process, gathered once (one lookup
     /// per connection: a busy process holds thousands).
     client_facts: HashMap<Pid, ClientFacts>,
@@ -309,6 +312,12 @@ impl<'a> Classifier<'a> {
         // mappings are the kernel's record of the code that runs.
         let found = if proxy::environment_preloads_socks(self.environment(pid)) {
             Preload::Yes
+        } else if let Some(mapped) = self.scanned_libraries.get(&pid) {
+            if *mapped {
+                Preload::Yes
+            } else {
+                Preload::No
+            }
         } else {
             match self.host.mapped_libraries(pid) {
                 Ok(libs) if libs.iter().any(|l| proxy::is_socks_preload_library(l)) => Preload::Yes,
@@ -562,7 +571,7 @@ pub fn socks_reasons(
         whole_host_tcp,
         &HashMap::new(),
         &HashMap::new(),
-        HashMap::new(),
+        ScannedHolders::default(),
     )
 }
 
@@ -570,7 +579,8 @@ pub fn socks_reasons(
 /// already read (`SocketScan::namespace_tcp`), which are then not read again,
 /// and the holders' executable paths it read through the directory that named
 /// their fds (`SocketScan::executables`), which are then not read again either,
-/// nor the environments it read (`SocketScan::environments`).
+/// nor the environments it read or the mapped SOCKS libraries its kernel pass
+/// found (`ScannedHolders`).
 pub fn socks_reasons_with_tables(
     host: &dyn Host,
     config: &SocksConfig,
@@ -578,7 +588,7 @@ pub fn socks_reasons_with_tables(
     whole_host_tcp: Option<&dyn Fn() -> Vec<SocketInfo>>,
     namespace_tcp: &HashMap<String, Vec<SocketInfo>>,
     executables: &HashMap<Pid, String>,
-    environments: HashMap<Pid, ScannedEnvironment>,
+    holders: ScannedHolders,
 ) -> HashMap<SocketKey, Vec<&'static str>> {
     let mut out: HashMap<SocketKey, Vec<&'static str>> = HashMap::new();
     let tcp: Vec<&SocketInfo> = scanned.iter().filter(|s| is_tcp(s)).collect();
@@ -641,10 +651,11 @@ pub fn socks_reasons_with_tables(
         processes: HashMap::new(),
         servers: HashMap::new(),
         environments: HashMap::new(),
-        scanned_environments: environments,
+        scanned_environments: holders.environments,
         environment_proxies: HashMap::new(),
         truncated_environments: HashSet::new(),
         preloads: HashMap::new(),
+        scanned_libraries: holders.socks_libraries,
         client_facts: HashMap::new(),
         executables,
         proxychains: HashMap::new(),
@@ -874,7 +885,10 @@ mod tests {
             None,
             &HashMap::new(),
             &HashMap::new(),
-            read_by_the_scan,
+            ScannedHolders {
+                environments: read_by_the_scan,
+                ..ScannedHolders::default()
+            },
         );
         assert_eq!(reasons_of(&map, &scanned[0]), REASON_ENV_PROXY);
         assert_eq!(reasons_of(&map, &scanned[1]), REASON_ENV_TRUNCATED);
@@ -992,6 +1006,56 @@ mod tests {
         assert!(map.is_empty(), "{map:?}");
     }
 
+    /// What the scan's kernel pass found of a holder's mapped libraries is
+    /// judged without a walk (the host's walk, faked to say otherwise, is not
+    /// asked); a holder it left out is walked; a preload variable still counts
+    /// where the pass found no library.
+    #[test]
+    fn libraries_the_scan_found_are_judged_without_a_walk() {
+        let mut host = FakeHost::default();
+        let proxychains = vec!["/usr/lib/x86_64-linux-gnu/libproxychains.so.4".to_string()];
+        for pid in 50..=53 {
+            host.processes
+                .push(process(pid, "/usr/bin/curl", &["curl"]));
+        }
+        // 50: the pass found none; the walk would find one.
+        host.libraries.insert(50, proxychains.clone());
+        // 51: the pass found one; the walk would find none.
+        host.libraries.insert(51, vec!["/usr/lib/libz.so.1".into()]);
+        // 52: left out of the pass: walked.
+        host.libraries.insert(52, proxychains);
+        // 53: the pass found none, but LD_PRELOAD names one.
+        host.environments
+            .insert(53, vec!["LD_PRELOAD=/usr/lib/libtorsocks.so".into()]);
+        let scanned: Vec<SocketInfo> = (50..=53)
+            .map(|pid| {
+                tcp(
+                    pid,
+                    3,
+                    ("10.0.0.2", 40000 + pid),
+                    ("203.0.113.5", 443),
+                    "ESTABLISHED",
+                )
+            })
+            .collect();
+        let map = socks_reasons_with_tables(
+            &host,
+            &SocksConfig::default(),
+            &scanned,
+            None,
+            &HashMap::new(),
+            &HashMap::new(),
+            ScannedHolders {
+                socks_libraries: HashMap::from([(50, false), (51, true), (53, false)]),
+                ..ScannedHolders::default()
+            },
+        );
+        assert_eq!(reasons_of(&map, &scanned[0]), "");
+        assert_eq!(reasons_of(&map, &scanned[1]), REASON_PRELOAD);
+        assert_eq!(reasons_of(&map, &scanned[2]), REASON_PRELOAD);
+        assert_eq!(reasons_of(&map, &scanned[3]), REASON_PRELOAD);
+    }
+
     /// Each process is read once for its environment and once for its
     /// mappings, however many connections it holds.
     #[test]
@@ -1088,7 +1152,7 @@ mod tests {
             None,
             &HashMap::new(),
             &executables,
-            HashMap::new(),
+            ScannedHolders::default(),
         );
         assert!(map.is_empty(), "{map:?}");
         let calls = host.process_calls.lock().expect("calls").clone();
@@ -1109,7 +1173,7 @@ mod tests {
             None,
             &HashMap::new(),
             &executables,
-            HashMap::new(),
+            ScannedHolders::default(),
         );
         assert_eq!(reasons_of(&map, &client), REASON_LOCAL_PROXY);
         assert_eq!(reasons_of(&map, &listener), REASON_SERVER);
@@ -1415,7 +1479,7 @@ mod tests {
             Some(&counted),
             &known,
             &HashMap::new(),
-            HashMap::new(),
+            ScannedHolders::default(),
         );
         assert_eq!(calls.get(), 0, "only its own listener is reachable");
         assert_eq!(reasons_of(&map, &client), REASON_PORT);
@@ -1430,7 +1494,7 @@ mod tests {
             Some(&counted),
             &known,
             &HashMap::new(),
-            HashMap::new(),
+            ScannedHolders::default(),
         );
         assert_eq!(calls.get(), 1);
         // Without the scan's tables the host is asked for the namespace (here it

@@ -61,6 +61,29 @@ pub struct KernelLayout {
     pub cred_uid: u32,
     /// Where a socket's facts are: `socket->sk`, then `struct sock` members.
     pub sock: SockLayout,
+    /// What the library program needs (see `library_program`); `None` on a
+    /// kernel without the open-coded VMA iterator (before 6.7) or whose BTF
+    /// leaves any doubt: the caller then walks each holder's mappings.
+    pub libraries: Option<LibraryLayout>,
+}
+
+/// The `iter/task` FUNC, the VMA iterator kfuncs and the offsets the library
+/// program reads (`task->mm`, then each VMA's flags and file, the file's
+/// dentry and the dentry's name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LibraryLayout {
+    /// BTF id of the FUNC `bpf_iter_task`: what the program attaches to.
+    pub iter_func_id: u32,
+    pub vma_new: u32,
+    pub vma_next: u32,
+    pub vma_destroy: u32,
+    pub task_mm: u32,
+    pub vma_flags: u32,
+    pub vma_file: u32,
+    /// `file->f_path.dentry`.
+    pub file_dentry: u32,
+    /// `dentry->d_name.name`: the last component of the path `maps` prints.
+    pub dentry_name: u32,
 }
 
 /// Offsets in `struct socket`, `struct sock` (its `__sk_common` included) and
@@ -230,7 +253,7 @@ struct Btf<'a> {
     type_section: &'a [u8],
     strings: &'a [u8],
     /// (id, kind, name) of the structs named in [`WANTED`] and the FUNCs named
-    /// [`WANTED_FUNC`], found in the
+    /// in [`WANTED_FUNCS`], found in the
     /// one pass over the types (vmlinux has ~150k types: no search per name).
     named: Vec<(u32, u8, &'static str)>,
 }
@@ -239,11 +262,15 @@ struct Btf<'a> {
 const CHECKPOINT_EVERY: u32 = 16;
 
 /// The struct names `parse_layout` looks up.
-const WANTED: [&str; 9] = [
+const WANTED: [&str; 13] = [
     "bpf_iter__task_file",
+    "bpf_iter__task",
     "bpf_iter_meta",
+    "bpf_iter_task_vma",
     "task_struct",
+    "vm_area_struct",
     "file",
+    "dentry",
     "inode",
     "socket",
     "sock",
@@ -253,17 +280,23 @@ const WANTED: [&str; 9] = [
 
 /// Which bytes a struct name in [`WANTED`] may start with.
 const WANTED_FIRST: [bool; 256] = first_bytes_of(&WANTED);
-/// The one FUNC `parse_layout` looks up: a FUNC (~56k in vmlinux) has its name
-/// read only when it starts with this name's first byte.
-const WANTED_FUNC: &str = "bpf_iter_task_file";
-const WANTED_FUNC_FIRST: [bool; 256] = first_bytes_of(&[WANTED_FUNC]);
+/// The FUNCs `parse_layout` looks up: the iterators the programs attach to and
+/// the kfuncs the library program calls. A FUNC (~56k in vmlinux) has its name
+/// read only when it starts with one of these names' first bytes.
+const ITER_TASK_FILE: &str = "bpf_iter_task_file";
+const ITER_TASK: &str = "bpf_iter_task";
+const VMA_NEW: &str = "bpf_iter_task_vma_new";
+const VMA_NEXT: &str = "bpf_iter_task_vma_next";
+const VMA_DESTROY: &str = "bpf_iter_task_vma_destroy";
+const WANTED_FUNCS: [&str; 5] = [ITER_TASK_FILE, ITER_TASK, VMA_NEW, VMA_NEXT, VMA_DESTROY];
+const WANTED_FUNCS_FIRST: [bool; 256] = first_bytes_of(&WANTED_FUNCS);
 
 /// By kind, then a name's first byte: whether a type may be one `parse_layout`
-/// looks up (a struct in [`WANTED`], the FUNC [`WANTED_FUNC`]).
+/// looks up (a struct in [`WANTED`], a FUNC in [`WANTED_FUNCS`]).
 const CANDIDATE: [[bool; 256]; 32] = {
     let mut table = [[false; 256]; 32];
     table[KIND_STRUCT as usize] = WANTED_FIRST;
-    table[KIND_FUNC as usize] = WANTED_FUNC_FIRST;
+    table[KIND_FUNC as usize] = WANTED_FUNCS_FIRST;
     table
 };
 
@@ -389,7 +422,7 @@ impl<'a> Btf<'a> {
             let first = rest.first().copied().unwrap_or(0);
             if CANDIDATE[t.kind as usize & 0x1f][first as usize] {
                 let names: &[&str] = if t.kind == KIND_FUNC {
-                    &[WANTED_FUNC]
+                    &WANTED_FUNCS
                 } else {
                     &WANTED
                 };
@@ -436,10 +469,10 @@ impl<'a> Btf<'a> {
     }
 
     /// Ids of every struct or FUNC (`kind`) named `name`, one of [`WANTED`] or
-    /// [`WANTED_FUNC`].
+    /// [`WANTED_FUNCS`].
     fn find(&self, kind: u8, name: &str) -> Vec<u32> {
         debug_assert!(
-            WANTED.contains(&name) || name == WANTED_FUNC,
+            WANTED.contains(&name) || WANTED_FUNCS.contains(&name),
             "{name} is not indexed"
         );
         self.named
@@ -447,6 +480,17 @@ impl<'a> Btf<'a> {
             .filter(|(_, k, n)| *k == kind && *n == name)
             .map(|(id, _, _)| *id)
             .collect()
+    }
+
+    /// The one FUNC named `name`, one of [`WANTED_FUNCS`].
+    fn func_named(&self, name: &str) -> Result<u32, FdIteratorError> {
+        match self.find(KIND_FUNC, name).as_slice() {
+            [one] => Ok(*one),
+            other => Err(refused(format!(
+                "BTF has {} FUNCs named {name}",
+                other.len()
+            ))),
+        }
     }
 
     /// The one complete struct named `name`.
@@ -625,15 +669,7 @@ enum Expect {
 /// Finds what the program needs in a BTF blob; any doubt is an error.
 pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
     let btf = Btf::parse(blob)?;
-    let iter_func_id = match btf.find(KIND_FUNC, WANTED_FUNC).as_slice() {
-        [one] => *one,
-        other => {
-            return Err(refused(format!(
-                "BTF has {} FUNCs named bpf_iter_task_file",
-                other.len()
-            )))
-        }
-    };
+    let iter_func_id = btf.func_named(ITER_TASK_FILE)?;
     // The program's context: struct bpf_iter__task_file { meta@0; task@8; u32 fd@16;
     // file@24 } (kernel/bpf/task_iter.c); check that the running kernel agrees.
     for (member, bytes, expected) in [
@@ -680,6 +716,9 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
         net: btf.path_offset("sock", &["__sk_common", "skc_net", "net"], Expect::Pointer)?,
         net_inum: btf.path_offset("net", &["ns", "inum"], Expect::Int(4))?,
     };
+    let libraries = library_layout(&btf)
+        .inspect_err(|why| log::debug!("no kernel-side library check: {why}"))
+        .ok();
     Ok(KernelLayout {
         iter_func_id,
         task_tgid,
@@ -692,6 +731,45 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
         task_real_cred: btf.member_offset("task_struct", "real_cred", 0)?,
         cred_uid: btf.path_offset("cred", &["uid", "val"], Expect::Int(4))?,
         sock,
+        libraries,
+    })
+}
+
+/// `struct bpf_iter_task_vma`: the VMA iterator's state, on the library
+/// program's stack (`library_pass::stack::ITER`).
+const ITER_STATE_BYTES: usize = 8;
+
+/// What the library program needs, if the kernel has it all.
+fn library_layout(btf: &Btf) -> Result<LibraryLayout, FdIteratorError> {
+    // struct bpf_iter__task { meta@0; task@8 } (kernel/bpf/task_iter.c).
+    for (member, expected) in [("meta", 0), ("task", 8)] {
+        let offset = btf.member_offset("bpf_iter__task", member, 0)?;
+        if offset != expected {
+            return Err(refused(format!(
+                "bpf_iter__task.{member} is at {offset}, not {expected}"
+            )));
+        }
+    }
+    // The iterator's state lives on the program's stack, in the 8 bytes the
+    // program gives it.
+    let state = btf
+        .get(btf.struct_named("bpf_iter_task_vma")?)?
+        .size_or_type;
+    if state != ITER_STATE_BYTES as u32 {
+        return Err(refused(format!(
+            "struct bpf_iter_task_vma is {state} bytes, not {ITER_STATE_BYTES}"
+        )));
+    }
+    Ok(LibraryLayout {
+        iter_func_id: btf.func_named(ITER_TASK)?,
+        vma_new: btf.func_named(VMA_NEW)?,
+        vma_next: btf.func_named(VMA_NEXT)?,
+        vma_destroy: btf.func_named(VMA_DESTROY)?,
+        task_mm: btf.member_offset("task_struct", "mm", 0)?,
+        vma_flags: btf.member_offset("vm_area_struct", "vm_flags", 8)?,
+        vma_file: btf.member_offset("vm_area_struct", "vm_file", 0)?,
+        file_dentry: btf.path_offset("file", &["f_path", "dentry"], Expect::Pointer)?,
+        dentry_name: btf.path_offset("dentry", &["d_name", "name"], Expect::Pointer)?,
     })
 }
 
@@ -778,41 +856,48 @@ fn read_vmlinux_btf() -> Result<BtfBlob, FdIteratorError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
+    pub(super) code: u8,
+    pub(super) regs: u8,
+    pub(super) off: i16,
+    pub(super) imm: i32,
 }
 
-const LDX_DW: u8 = 0x79; // BPF_LDX | BPF_MEM | BPF_DW
-const LDX_W: u8 = 0x61;
-const LDX_H: u8 = 0x69;
-const LDX_B: u8 = 0x71;
-const STX_DW: u8 = 0x7b; // BPF_STX | BPF_MEM | BPF_DW
-const STX_W: u8 = 0x63;
-const STX_H: u8 = 0x6b;
-const STX_B: u8 = 0x73;
-const ST_DW: u8 = 0x7a; // BPF_ST | BPF_MEM | BPF_DW
-const ST_W: u8 = 0x62;
-const ST_B: u8 = 0x72;
-const MOV64_REG: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
-const MOV64_IMM: u8 = 0xb7;
-const ADD64_IMM: u8 = 0x07;
-const AND64_IMM: u8 = 0x57;
-const JEQ_IMM: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JNE_IMM: u8 = 0x55;
-const CALL: u8 = 0x85;
-const EXIT: u8 = 0x95;
+pub(super) const LDX_DW: u8 = 0x79; // BPF_LDX | BPF_MEM | BPF_DW
+pub(super) const LDX_W: u8 = 0x61;
+pub(super) const LDX_H: u8 = 0x69;
+pub(super) const LDX_B: u8 = 0x71;
+pub(super) const STX_DW: u8 = 0x7b; // BPF_STX | BPF_MEM | BPF_DW
+pub(super) const STX_W: u8 = 0x63;
+pub(super) const STX_H: u8 = 0x6b;
+pub(super) const STX_B: u8 = 0x73;
+pub(super) const ST_DW: u8 = 0x7a; // BPF_ST | BPF_MEM | BPF_DW
+pub(super) const ST_W: u8 = 0x62;
+pub(super) const ST_B: u8 = 0x72;
+pub(super) const MOV64_REG: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
+pub(super) const MOV64_IMM: u8 = 0xb7;
+pub(super) const ADD64_IMM: u8 = 0x07;
+pub(super) const AND64_IMM: u8 = 0x57;
+pub(super) const OR64_IMM: u8 = 0x47;
+pub(super) const LD_IMM64: u8 = 0x18; // BPF_LD | BPF_IMM | BPF_DW
+pub(super) const JA: u8 = 0x05;
+pub(super) const JEQ_IMM: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+pub(super) const JNE_IMM: u8 = 0x55;
+pub(super) const JEQ_REG: u8 = 0x1d; // BPF_JMP | BPF_JEQ | BPF_X
+pub(super) const JNE_REG: u8 = 0x5d;
+pub(super) const CALL: u8 = 0x85;
+pub(super) const EXIT: u8 = 0x95;
+/// `src_reg` of a call whose `imm` is a kfunc's BTF id.
+pub(super) const PSEUDO_KFUNC_CALL: u8 = 2;
 /// `BPF_FUNC_seq_write` (GPL-only helper).
-const HELPER_SEQ_WRITE: i32 = 127;
+pub(super) const HELPER_SEQ_WRITE: i32 = 127;
 /// `BPF_FUNC_sock_from_file` (Linux 5.11): the `struct socket` of a socket file.
-const HELPER_SOCK_FROM_FILE: i32 = 162;
-const S_IFMT: i32 = 0o170000;
-const S_IFSOCK: i32 = 0o140000;
-const AF_INET: i32 = 2;
+pub(super) const HELPER_SOCK_FROM_FILE: i32 = 162;
+pub(super) const S_IFMT: i32 = 0o170000;
+pub(super) const S_IFSOCK: i32 = 0o140000;
+pub(super) const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
 
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+pub(super) fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
         code,
         regs: (dst & 0x0f) | (src << 4),
@@ -821,7 +906,7 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     }
 }
 
-fn offset16(value: u32) -> Result<i16, FdIteratorError> {
+pub(super) fn offset16(value: u32) -> Result<i16, FdIteratorError> {
     i16::try_from(value).map_err(|_| FdIteratorError::OffsetTooFar(value))
 }
 
@@ -834,32 +919,67 @@ enum Label {
     Exit,
 }
 
-/// Straight-line code with forward jumps to labels, resolved at the end.
-#[derive(Default)]
-struct Assembler {
+/// Code with jumps to labels (forward, or back to a loop's head), resolved at
+/// the end; `L` names a program's labels.
+pub(super) struct Assembler<L> {
     code: Vec<Insn>,
-    jumps: Vec<(usize, Label)>,
-    labels: Vec<(Label, usize)>,
+    jumps: Vec<(usize, L)>,
+    labels: Vec<(L, usize)>,
 }
 
-impl Assembler {
-    fn emit(&mut self, i: Insn) {
+impl<L> Default for Assembler<L> {
+    fn default() -> Self {
+        Assembler {
+            code: Vec::new(),
+            jumps: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl<L: Copy + PartialEq + std::fmt::Debug> Assembler<L> {
+    pub(super) fn emit(&mut self, i: Insn) {
         self.code.push(i);
     }
 
     /// `if dst <op> imm goto label`.
-    fn jump(&mut self, code: u8, dst: u8, imm: i32, to: Label) {
+    pub(super) fn jump(&mut self, code: u8, dst: u8, imm: i32, to: L) {
         self.jumps.push((self.code.len(), to));
         self.emit(insn(code, dst, 0, 0, imm));
     }
 
-    fn label(&mut self, label: Label) {
+    /// `if dst <op> src goto label`.
+    pub(super) fn jump_reg(&mut self, code: u8, dst: u8, src: u8, to: L) {
+        self.jumps.push((self.code.len(), to));
+        self.emit(insn(code, dst, src, 0, 0));
+    }
+
+    /// `goto label`.
+    pub(super) fn goto(&mut self, to: L) {
+        self.jumps.push((self.code.len(), to));
+        self.emit(insn(JA, 0, 0, 0, 0));
+    }
+
+    /// `dst = imm` over 64 bits (two instructions).
+    pub(super) fn load_imm64(&mut self, dst: u8, imm: u64) {
+        self.emit(insn(LD_IMM64, dst, 0, 0, imm as u32 as i32));
+        self.emit(insn(0, 0, 0, 0, (imm >> 32) as u32 as i32));
+    }
+
+    /// A call of the kernel function whose BTF FUNC id (in vmlinux) is `id`.
+    pub(super) fn call_kfunc(&mut self, id: u32) -> Result<(), FdIteratorError> {
+        let imm = i32::try_from(id).map_err(|_| refused(format!("kfunc BTF id {id} too large")))?;
+        self.emit(insn(CALL, 0, PSEUDO_KFUNC_CALL, 0, imm));
+        Ok(())
+    }
+
+    pub(super) fn label(&mut self, label: L) {
         self.labels.push((label, self.code.len()));
     }
 
     /// `dst = *(size *)(src + offset)` then `*(size *)(r10 + at) = dst`: one field
     /// copied into the record.
-    fn copy(
+    pub(super) fn copy(
         &mut self,
         load: u8,
         store: u8,
@@ -872,7 +992,7 @@ impl Assembler {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<Insn>, FdIteratorError> {
+    pub(super) fn finish(mut self) -> Result<Vec<Insn>, FdIteratorError> {
         for (pc, to) in &self.jumps {
             let target = self
                 .labels
@@ -929,7 +1049,7 @@ const fn on_stack(field: i16) -> i16 {
 pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let sock = &layout.sock;
-    let mut a = Assembler::default();
+    let mut a = Assembler::<Label>::default();
     a.emit(insn(MOV64_REG, 6, 1, 0, 0)); // r6 = ctx
     a.emit(insn(LDX_DW, 7, 6, 8, 0)); // r7 = ctx->task
     a.jump(JEQ_IMM, 7, 0, Exit);
@@ -1113,7 +1233,15 @@ fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
 }
 
 fn loadprogram(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
-    let code = program(layout)?;
+    load_program(&program(layout)?, layout.iter_func_id, b"an1256_fds")
+}
+
+/// Loads `code` as an iterator program attached to the FUNC `attach_btf_id`.
+pub(super) fn load_program(
+    code: &[Insn],
+    attach_btf_id: u32,
+    name: &[u8],
+) -> Result<OwnedFd, FdIteratorError> {
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_TRACING,
@@ -1121,10 +1249,11 @@ fn loadprogram(layout: &KernelLayout) -> Result<OwnedFd, FdIteratorError> {
             insns: code.as_ptr() as u64,
             license: PROGRAM_LICENSE.as_ptr() as u64,
             expected_attach_type: BPF_TRACE_ITER,
-            attach_btf_id: layout.iter_func_id,
+            attach_btf_id,
             ..Default::default()
         };
-        attr.prog_name[..10].copy_from_slice(b"an1256_fds");
+        let named = name.len().min(attr.prog_name.len() - 1);
+        attr.prog_name[..named].copy_from_slice(&name[..named]);
         if let Some(log) = log {
             attr.log_level = 1;
             attr.log_size = log.len() as u32;
@@ -1155,6 +1284,7 @@ pub struct FdIterator {
     /// Kept for the per-process links (`socket_fds_of`).
     program: OwnedFd,
     link: OwnedFd,
+    layout: KernelLayout,
 }
 
 impl FdIterator {
@@ -1184,12 +1314,16 @@ impl FdIterator {
     fn from_layout(layout: &KernelLayout) -> Result<FdIterator, FdIteratorError> {
         let program = loadprogram(layout)?;
         let link = Self::link(&program, None)?;
-        Ok(FdIterator { program, link })
+        Ok(FdIterator {
+            program,
+            link,
+            layout: *layout,
+        })
     }
 
     /// A link of the program over every task, or over the threads of one process
     /// (`bpf_iter_link_info.task.pid`, Linux 6.1).
-    fn link(program: &OwnedFd, pid: Option<u32>) -> Result<OwnedFd, FdIteratorError> {
+    pub(super) fn link(program: &OwnedFd, pid: Option<u32>) -> Result<OwnedFd, FdIteratorError> {
         // union bpf_iter_link_info: its task member is {tid, pid, pid_fd}; the
         // union is 16 bytes (its cgroup member).
         let info: [u32; 4] = [0, pid.unwrap_or(0), 0, 0];
@@ -1220,6 +1354,11 @@ impl FdIterator {
             PASSES.with(|p| p.set(p.get() + 1));
         }
         Ok(records)
+    }
+
+    /// The kernel layout the program was made from.
+    pub fn layout(&self) -> &KernelLayout {
+        &self.layout
     }
 
     /// One pass over the fds of process `pid`'s threads only: its records alone
@@ -1283,68 +1422,99 @@ impl FdIterator {
         max_bytes: usize,
         deadline: crate::deadline::Deadline,
     ) -> Result<(SocketFds, usize), FdIteratorError> {
-        let mut attr = IterCreateAttr {
-            link_fd: link.as_raw_fd() as u32,
-            flags: 0,
-        };
-        let iterator =
-            bpf_fd(BPF_ITER_CREATE, &mut attr).map_err(|source| FdIteratorError::Io {
-                what: "BPF_ITER_CREATE",
-                source,
-            })?;
-        let mut file = std::fs::File::from(iterator);
-        let mut data = Vec::with_capacity(64 * 1024);
         // Small reads: the kernel runs the program until a read's bytes are
         // filled (or a million objects passed), so a huge fd table listed once per
         // thread of an exited leader cannot hold one read for seconds past the
         // deadline.
-        let mut chunk = vec![0u8; RECORD_BYTES * 64];
-        let mut cut = None;
-        let mut reads = 0;
-        loop {
-            if deadline.expired() {
-                cut = Some("deadline passed while reading the fd iterator".to_string());
-                break;
-            }
-            reads += 1;
-            let n = match file.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                // EAGAIN: a million objects passed without a socket; go on.
-                Err(e)
-                    if e.kind() == io::ErrorKind::Interrupted
-                        || e.kind() == io::ErrorKind::WouldBlock =>
-                {
-                    continue
-                }
-                Err(source) => {
-                    return Err(FdIteratorError::Io {
-                        what: "reading the fd iterator",
-                        source,
-                    })
-                }
-            };
-            if data.len() + n > max_bytes {
-                cut = Some(format!(
-                    "the fd iterator gave over {} MiB of socket records",
-                    max_bytes >> 20
-                ));
-                break;
-            }
-            data.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        }
-        if data.len() % RECORD_BYTES != 0 && cut.is_none() {
-            return Err(FdIteratorError::PartialRecord(data.len()));
-        }
+        let output = read_iterator(link, RECORD_BYTES, 64, max_bytes, deadline)?;
+        let cut = output.cut.map(|cut| match cut {
+            Cut::Deadline => "deadline passed while reading the fd iterator".to_string(),
+            Cut::Bytes => format!(
+                "the fd iterator gave over {} MiB of socket records",
+                max_bytes >> 20
+            ),
+        });
         Ok((
             SocketFds {
-                records: parse_records(&data),
+                records: parse_records(&output.data),
                 cut,
                 unsure: None,
             },
-            reads,
+            output.reads,
         ))
     }
+}
+
+/// Why an iterator's output stopped short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cut {
+    Deadline,
+    Bytes,
+}
+
+/// What reading one iterator made from `link` gave.
+pub(super) struct IteratorOutput {
+    /// Whole records only, unless `cut`.
+    pub data: Vec<u8>,
+    pub cut: Option<Cut>,
+    pub reads: usize,
+}
+
+/// Reads one iterator made from `link`, `chunk_records` records of
+/// `record_bytes` per read, until its end, `max_bytes` or `deadline`.
+pub(super) fn read_iterator(
+    link: &OwnedFd,
+    record_bytes: usize,
+    chunk_records: usize,
+    max_bytes: usize,
+    deadline: crate::deadline::Deadline,
+) -> Result<IteratorOutput, FdIteratorError> {
+    let mut attr = IterCreateAttr {
+        link_fd: link.as_raw_fd() as u32,
+        flags: 0,
+    };
+    let iterator = bpf_fd(BPF_ITER_CREATE, &mut attr).map_err(|source| FdIteratorError::Io {
+        what: "BPF_ITER_CREATE",
+        source,
+    })?;
+    let mut file = std::fs::File::from(iterator);
+    let mut data = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; record_bytes * chunk_records];
+    let mut cut = None;
+    let mut reads = 0;
+    loop {
+        if deadline.expired() {
+            cut = Some(Cut::Deadline);
+            break;
+        }
+        reads += 1;
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            // EAGAIN: a million objects passed without a record; go on.
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                continue
+            }
+            Err(source) => {
+                return Err(FdIteratorError::Io {
+                    what: "reading a BPF iterator",
+                    source,
+                })
+            }
+        };
+        if data.len() + n > max_bytes {
+            cut = Some(Cut::Bytes);
+            break;
+        }
+        data.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+    if data.len() % record_bytes != 0 && cut.is_none() {
+        return Err(FdIteratorError::PartialRecord(data.len()));
+    }
+    Ok(IteratorOutput { data, cut, reads })
 }
 
 thread_local! {
@@ -1432,13 +1602,14 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
 const LAYOUT_CACHE_DIR: &str = "/run/an1256";
 const LAYOUT_CACHE_FILE: &CStr = c"kernel-layout";
 /// Format 1 had six offsets more (`view.*`: the namespaces and root a program
-/// version compared with the scanner's): a new number, so a file written by
-/// such a build is refused and written anew, never read with its lines shifted.
-const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 2";
+/// version compared with the scanner's), format 2 lacked the library program's
+/// nine (`libraries.*`): a new number each time, so a file written by such a
+/// build is refused and written anew, never read with its lines shifted.
+const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 3";
 /// A cache file is ~500 bytes.
 const MAX_LAYOUT_CACHE_BYTES: u64 = 4096;
 /// How many fields a layout has (the cache's lines after its key).
-const LAYOUT_FIELDS: usize = 23;
+const LAYOUT_FIELDS: usize = 32;
 
 /// What a cached layout must have been made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1474,6 +1645,7 @@ impl LayoutCacheKey {
 /// Every field of a layout, named, in one fixed order (the cache's lines).
 fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); LAYOUT_FIELDS] {
     let s = &l.sock;
+    let lib = |field: fn(&LibraryLayout) -> u32| l.libraries.as_ref().map(field);
     [
         ("iter_func_id", Some(l.iter_func_id)),
         ("task_tgid", Some(l.task_tgid)),
@@ -1498,6 +1670,15 @@ fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); LAYOUT_FIELD
         ("sock.remote_v6", s.remote_v6),
         ("sock.net", Some(s.net)),
         ("sock.net_inum", Some(s.net_inum)),
+        ("libraries.iter_func_id", lib(|l| l.iter_func_id)),
+        ("libraries.vma_new", lib(|l| l.vma_new)),
+        ("libraries.vma_next", lib(|l| l.vma_next)),
+        ("libraries.vma_destroy", lib(|l| l.vma_destroy)),
+        ("libraries.task_mm", lib(|l| l.task_mm)),
+        ("libraries.vma_flags", lib(|l| l.vma_flags)),
+        ("libraries.vma_file", lib(|l| l.vma_file)),
+        ("libraries.file_dentry", lib(|l| l.file_dentry)),
+        ("libraries.dentry_name", lib(|l| l.dentry_name)),
     ]
 }
 
@@ -1510,6 +1691,25 @@ fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayo
     let sock = [(); 9].map(|()| required());
     let v6 = [next.next()?, next.next()?];
     let net = [next.next()??, next.next()??];
+    // All nine or none: a kernel without the library program has none.
+    let libraries = [(); 9].map(|()| next.next().flatten());
+    let libraries = match libraries {
+        [Some(iter_func_id), Some(vma_new), Some(vma_next), Some(vma_destroy), Some(task_mm), Some(vma_flags), Some(vma_file), Some(file_dentry), Some(dentry_name)] => {
+            Some(LibraryLayout {
+                iter_func_id,
+                vma_new,
+                vma_next,
+                vma_destroy,
+                task_mm,
+                vma_flags,
+                vma_file,
+                file_dentry,
+                dentry_name,
+            })
+        }
+        [None, None, None, None, None, None, None, None, None] => None,
+        _ => return None,
+    };
     let [iter_func_id, task_tgid, task_pid, file_f_inode, inode_i_mode, inode_i_ino, task_group_leader, task_start_boottime, task_real_cred, cred_uid] =
         head;
     let [socket_sk, family, socket_type, protocol, state, local_port, remote_port, local_v4, remote_v4] =
@@ -1540,6 +1740,7 @@ fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayo
             net: net[0],
             net_inum: net[1],
         },
+        libraries,
     })
 }
 
@@ -1616,6 +1817,7 @@ const EMPTY_LAYOUT: KernelLayout = KernelLayout {
         net: 0,
         net_inum: 0,
     },
+    libraries: None,
 };
 
 fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
@@ -2164,7 +2366,7 @@ mod tests {
             ("a field misnamed", wrong_name),
             ("a negative offset", negative),
             ("too large", large),
-            ("another format", good.replace(" layout 2\n", " layout 3\n")),
+            ("another format", good.replace(" layout 3\n", " layout 4\n")),
         ] {
             std::fs::write(&file, text.as_bytes()).expect("write");
             assert_eq!(mode(&file), 0o600);
@@ -2194,6 +2396,38 @@ mod tests {
         let names = layout_fields(&layout).map(|(name, _)| name);
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
+        // The library program's fields: all nine or none, never some.
+        let library_slots = names.iter().filter(|n| n.starts_with("libraries.")).count();
+        assert_eq!(library_slots, 9);
+        let first_library = LAYOUT_FIELDS - library_slots;
+        let mut without = numbered;
+        without[first_library..].fill(None);
+        let no_libraries = layout_from_fields(without).expect("none of the nine");
+        assert_eq!(no_libraries.libraries, None);
+        assert_eq!(no_libraries.sock, distinct.sock);
+        for missing in first_library..LAYOUT_FIELDS {
+            let mut partial = numbered;
+            partial[missing] = None;
+            assert_eq!(layout_from_fields(partial), None, "{}", names[missing]);
+        }
+        // A format-2 file (no `libraries.*` lines) is another format, and
+        // relabelled as this one, cut short.
+        store_layout_cache(&dir, &key, &distinct).expect("store");
+        let format_2: String = std::fs::read_to_string(&file)
+            .expect("read")
+            .replace(" layout 3\n", " layout 2\n")
+            .lines()
+            .filter(|line| !line.starts_with("libraries."))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(
+            parse_layout_cache(&format_2, &key),
+            Err("another format".into())
+        );
+        assert_eq!(
+            parse_layout_cache(&format_2.replace(" layout 2\n", " layout 3\n"), &key),
+            Err("no libraries.iter_func_id".into())
+        );
     }
 
     /// A cache file as the build before format 2 wrote it (from a 6.x kernel):
@@ -2244,7 +2478,7 @@ sock.net_inum 176
             Err("another format".into())
         );
         // Even under this format's header its lines are not this format's.
-        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 2\n");
+        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 3\n");
         assert_eq!(
             parse_layout_cache(&relabelled, &key),
             Err("no sock.socket_sk".into())
@@ -2271,7 +2505,7 @@ sock.net_inum 176
         store_layout_cache(&dir, &key, &layout).expect("store over format 1");
         assert_eq!(load_layout_cache(&dir, &key), Ok(layout));
         let text = std::fs::read_to_string(&file).expect("read");
-        assert!(text.starts_with("an1256 kernel layout 2\n"), "{text}");
+        assert!(text.starts_with("an1256 kernel layout 3\n"), "{text}");
         assert!(!text.contains("view"), "{text}");
     }
 
@@ -2344,6 +2578,8 @@ sock.net_inum 176
                     net: 48,
                     net_inum: 136,
                 },
+                // No VMA iterator in this BTF: no library program.
+                libraries: None,
             }
         );
     }
@@ -2597,6 +2833,19 @@ sock.net_inum 176
             layout.task_pid + 4,
             "pid and tgid are adjacent"
         );
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(['.', '-']);
+        let version: (u32, u32) = (
+            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        );
+        if version >= (6, 7) {
+            let libraries = layout
+                .libraries
+                .expect("6.7+: the library program's layout");
+            assert_ne!(libraries.vma_new, libraries.vma_next);
+            assert!(libraries.iter_func_id > 0);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod dpkg;
 pub mod fd_iterator;
+pub mod library_pass;
 pub mod netlink;
 pub mod proc_events;
 pub mod procfs;
@@ -566,7 +567,14 @@ impl Host for LinuxHost {
     }
 
     fn sockets(&self, query: &SocketQuery) -> SocketScan {
-        sockets::scan(query, self.config.fd_iterator, true)
+        // A one-shot run walks every TCP client's mappings afresh; the extension
+        // remembers them by process image (`mapped_libraries`).
+        let library_pass = if self.config.remember_process_facts {
+            sockets::LibraryPassUse::Never
+        } else {
+            sockets::LibraryPassUse::WhenItPays
+        };
+        sockets::scan(query, self.config.fd_iterator, true, library_pass)
     }
 
     fn host_tcp_sockets(&self) -> Vec<crate::model::SocketInfo> {
@@ -577,7 +585,13 @@ impl Host for LinuxHost {
                 ..crate::model::ProtocolSet::NONE
             },
         };
-        sockets::scan(&query, self.config.fd_iterator, false).sockets
+        sockets::scan(
+            &query,
+            self.config.fd_iterator,
+            false,
+            sockets::LibraryPassUse::Never,
+        )
+        .sockets
     }
 
     fn process_events(

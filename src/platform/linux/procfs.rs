@@ -1201,6 +1201,21 @@ impl<'k> LineValueFinder<'k> {
     }
 }
 
+/// How many tasks (threads included) exist now: the total of `/proc/loadavg`'s
+/// `running/total` field.
+pub fn tasks_now() -> Option<u64> {
+    parse_loadavg_tasks(&read_small_file(c"/proc/loadavg")?)
+}
+
+fn parse_loadavg_tasks(text: &[u8]) -> Option<u64> {
+    let field = text
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(3)?;
+    let slash = field.iter().position(|&b| b == b'/')?;
+    parse_decimal(field.get(slash + 1..)?)
+}
+
 /// Processes whose leader has exited while other threads live on: their fds
 /// are listed only through those threads, which a pass over tasks in tid order
 /// can miss (threads made below it meanwhile; see `sockets::whole_pass`). One

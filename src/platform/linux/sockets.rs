@@ -1362,6 +1362,7 @@ impl<'q> Scan<'q> {
             environments: total.environments,
             incomplete,
             namespace_tcp: self.namespace_tcp(),
+            socks_libraries: HashMap::new(),
         }
     }
 
@@ -1422,7 +1423,12 @@ pub fn namespace_tcp_sockets(pid: Pid) -> Option<Vec<SocketInfo>> {
 /// every task, or over each given process's tasks), else from a `/proc` walk.
 /// With `environments`, the environment of each TCP client's holder is read
 /// as well (`SocketScan::environments`), for the SOCKS check.
-pub fn scan(query: &SocketQuery, use_iterator: bool, environments: bool) -> SocketScan {
+pub fn scan(
+    query: &SocketQuery,
+    use_iterator: bool,
+    environments: bool,
+    library_pass: LibraryPassUse,
+) -> SocketScan {
     if query.protocols.is_empty() {
         return SocketScan::default();
     }
@@ -1440,6 +1446,7 @@ pub fn scan(query: &SocketQuery, use_iterator: bool, environments: bool) -> Sock
             given.as_deref(),
             environments,
             &KERNEL_COUNTERS,
+            library_pass,
         ) {
             return scan;
         }
@@ -1471,6 +1478,7 @@ fn scan_with_iterator(
     pids: Option<&[Pid]>,
     environments: bool,
     counters: &AllocationCounters,
+    library_pass: LibraryPassUse,
 ) -> Option<SocketScan> {
     let iterator = match pids {
         // Loading the program (~2.5 ms: BTF, verifier) costs a one-shot `pid =`
@@ -1485,10 +1493,7 @@ fn scan_with_iterator(
     // The pass gets a share of the time: a user can make it long (thousands of
     // threads of an exited leader, each listing one huge fd table), and the
     // walk that follows a cut bounds each user's fds by its budget.
-    let limit = deadline
-        .remaining()
-        .map_or(MAX_ITERATOR_TIME, |left| (left / 4).min(MAX_ITERATOR_TIME));
-    let pass_deadline = deadline.min(crate::deadline::Deadline::after(limit));
+    let pass_deadline = share_of(deadline);
     let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
@@ -1526,6 +1531,10 @@ fn scan_with_iterator(
             }
         }
     };
+    // A full scan's SOCKS check asks each TCP client's mappings: one kernel
+    // pass may answer for all of them (`pid =` scans walk their few).
+    let leader_starts = (library_pass != LibraryPassUse::Never && environments && pids.is_none())
+        .then(|| leader_starts(&passes.records));
     let scan = Scan::new(protocols, pids.is_none())
         .reading_environments(environments)
         .with_candidates(passes.records)
@@ -1537,7 +1546,106 @@ fn scan_with_iterator(
     };
     let mut result = scan.run(&order);
     result.incomplete.extend(passes.unsure);
+    let wanted = |holders: usize| match library_pass {
+        LibraryPassUse::Never => false,
+        LibraryPassUse::WhenItPays => pays_for_a_library_pass(holders),
+        LibraryPassUse::Always => holders > 0,
+    };
+    if let Some(starts) = leader_starts.filter(|_| wanted(result.environments.len())) {
+        result.socks_libraries = socks_libraries(iterator, &starts, &result, deadline);
+    }
     Some(result)
+}
+
+/// Whether a full scan asks the kernel's library pass (`library_pass`) which
+/// TCP clients map a SOCKS library, instead of the judge walking each one's
+/// mappings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LibraryPassUse {
+    /// The judge walks (the extension remembers each image's mappings).
+    Never,
+    /// When it costs less than the walks (`pays_for_a_library_pass`).
+    WhenItPays,
+    /// Whenever a TCP client holds a connection (tests of the pass).
+    Always,
+}
+
+/// TCP clients below which walking each one's mappings costs less than loading
+/// the library program (~3 ms: ~55 walks).
+const MIN_HOLDERS_FOR_LIBRARY_PASS: usize = 64;
+
+/// Whether one library pass over every process costs less than walking the
+/// mappings of `holders` TCP clients: it walks every process's address space
+/// (~20 µs each), a walk only a client's code mappings (~55 µs). So when the
+/// clients are many, and at least half as many as the host's tasks (threads
+/// counted: an overestimate of the processes walked).
+fn pays_for_a_library_pass(holders: usize) -> bool {
+    holders >= MIN_HOLDERS_FOR_LIBRARY_PASS
+        && procfs::tasks_now().is_some_and(|tasks| (holders as u64).saturating_mul(2) >= tasks)
+}
+
+/// A quarter of what is left before `deadline` (at most `MAX_ITERATOR_TIME`):
+/// a pass's share, so that what follows a cut pass still has time.
+fn share_of(deadline: crate::deadline::Deadline) -> crate::deadline::Deadline {
+    let limit = deadline
+        .remaining()
+        .map_or(MAX_ITERATOR_TIME, |left| (left / 4).min(MAX_ITERATOR_TIME));
+    deadline.min(crate::deadline::Deadline::after(limit))
+}
+
+/// Each process's leader start as the records give it (0 when they disagree).
+fn leader_starts(records: &[SocketFd]) -> HashMap<Pid, u64> {
+    let mut starts: HashMap<Pid, u64> = HashMap::new();
+    for record in records {
+        let Ok(pid) = Pid::try_from(record.tgid) else {
+            continue;
+        };
+        starts
+            .entry(pid)
+            .and_modify(|start| {
+                if *start != record.leader_start {
+                    *start = 0;
+                }
+            })
+            .or_insert(record.leader_start);
+    }
+    starts
+}
+
+/// Whether each TCP connection holder of `scan` maps a SOCKS library, from one
+/// pass of the library program: only for a holder the pass walked whole, under
+/// the leader start its socket records gave (not a later process under the
+/// same pid). The others are left out, for the judge to walk.
+fn socks_libraries(
+    iterator: &fd_iterator::FdIterator,
+    starts: &HashMap<Pid, u64>,
+    scan: &SocketScan,
+    deadline: crate::deadline::Deadline,
+) -> HashMap<Pid, bool> {
+    // A user can make the pass long (processes of 65,530 mappings each): it
+    // gets a share of the time, and the clients past a cut are walked.
+    let pass = match super::library_pass::pass(iterator, share_of(deadline)) {
+        Some(Ok(pass)) => pass,
+        Some(Err(why)) => {
+            log::debug!("library pass failed, walking each holder's mappings: {why}");
+            return HashMap::new();
+        }
+        None => return HashMap::new(),
+    };
+    if let Some(why) = &pass.cut {
+        log::debug!("{why}: the holders past it are walked");
+    }
+    scan.environments
+        .keys()
+        .filter_map(|&pid| {
+            let start = starts.get(&pid).copied().filter(|&start| start != 0)?;
+            let walk = pass.processes.get(&u32::try_from(pid).ok()?)?;
+            if walk.leader_start != start {
+                return None;
+            }
+            Some((pid, walk.socks_library?))
+        })
+        .collect()
 }
 
 /// Passes over every task made before one during which pid allocation did not
@@ -2207,8 +2315,14 @@ mod tests {
         let pid_passes = fd_iterator::pid_passes_on_this_thread();
         let scan = {
             let _deadline = deadline.enter();
-            scan_with_iterator(&ProtocolSet::ALL, None, false, &unreadable)
-                .expect("an iterator scan")
+            scan_with_iterator(
+                &ProtocolSet::ALL,
+                None,
+                false,
+                &unreadable,
+                LibraryPassUse::Never,
+            )
+            .expect("an iterator scan")
         };
         let own_passes = fd_iterator::pid_passes_on_this_thread() - pid_passes;
         assert!(own_passes > 1, "{own_passes} passes of their own");
