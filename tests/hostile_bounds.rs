@@ -1467,3 +1467,169 @@ fn a_thread_that_hops_below_the_pass_is_found_or_said() {
         "quiet misses (scan, incomplete): {quiet:?}"
     );
 }
+
+/// `count` processes (argv[1]), each holding one connected UDP socket and a
+/// second thread; with argv[2] `exited` each one's leader then exits (the
+/// thread lives on), else it stays. Prints `pids=<p>,<p>,…`, then `ready`.
+const THREADED_UDP_HOLDERS: &str = r#"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static void *idle(void *x) { for (;;) pause(); return x; }
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  long n = atol(argv[1]);
+  int leader_exits = !strcmp(argv[2], "exited");
+  printf("pids=");
+  for (long i = 0; i < n; i++) {
+    int ready[2];
+    if (pipe(ready)) return 1;
+    pid_t p = fork();
+    if (p < 0) return 1;
+    if (p == 0) {
+      close(ready[0]);
+      int s = socket(AF_INET, SOCK_DGRAM, 0);
+      struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(5000 + i % 1000) };
+      inet_pton(AF_INET, "192.0.2.7", &to.sin_addr);
+      if (s < 0 || connect(s, (struct sockaddr *)&to, sizeof to)) _exit(1);
+      pthread_attr_t a; pthread_attr_init(&a); pthread_attr_setstacksize(&a, 65536);
+      pthread_t t;
+      if (pthread_create(&t, &a, idle, 0)) _exit(1);
+      if (write(ready[1], "x", 1) != 1) _exit(1);
+      if (leader_exits) pthread_exit(0);
+      for (;;) pause();
+    }
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 1) return 1;
+    close(ready[0]);
+    printf("%s%d", i ? "," : "", p);
+  }
+  printf("\nready\n");
+  fflush(stdout);
+  for (;;) pause();
+}
+"#;
+
+/// A full scan on `host` with `limit` as its deadline: the scan, how long it
+/// took, and how many passes of their own processes got.
+fn timed_full_scan(
+    host: &an1256::platform::linux::LinuxHost,
+    limit: std::time::Duration,
+) -> (an1256::model::SocketScan, std::time::Duration, u64) {
+    let query = an1256::model::SocketQuery {
+        pids: None,
+        protocols: an1256::model::ProtocolSet::ALL,
+    };
+    let _deadline = an1256::deadline::Deadline::after(limit).enter();
+    let pid_passes = an1256::platform::linux::fd_iterator::pid_passes_on_this_thread();
+    let started = std::time::Instant::now();
+    let scan = an1256::platform::Host::sockets(host, &query);
+    let took = started.elapsed();
+    let passes = an1256::platform::linux::fd_iterator::pid_passes_on_this_thread() - pid_passes;
+    (scan, took, passes)
+}
+
+/// Issue 14: after each whole pass, every process whose leader exited while a
+/// thread lives on gets a pass of its own. A user who makes thousands of them
+/// makes every full scan pay a pass per process (~50 us each here): the
+/// listing of them and their passes stop at the scan's deadline, and the
+/// answer then says it was cut, never a quiet partial one. Given time, each
+/// holder is found. The twin, as many ordinary two-thread holders (leaders
+/// alive), costs no pass of its own and leaves the scan whole and quiet.
+#[test]
+fn thousands_of_processes_whose_leader_exited_cannot_hold_a_scan_past_its_deadline() {
+    const TEST: &str =
+        "thousands_of_processes_whose_leader_exited_cannot_hold_a_scan_past_its_deadline";
+    const HOLDERS: usize = 3000;
+    if !common::is_root() {
+        return common::skip(TEST, "needs root");
+    }
+    if an1256::platform::linux::fd_iterator::shared().is_err() {
+        return common::skip(TEST, "no BPF fd iterator here");
+    }
+    let _full_scan = full_scan_lock();
+    let host = an1256::platform::linux::LinuxHost::new(an1256::platform::HostConfig {
+        fd_iterator: true,
+        ..an1256::platform::HostConfig::default()
+    });
+    let generous = std::time::Duration::from_secs(60);
+    let start_holders = |tag: &str, mode: &str| {
+        let user = common::attacker(tag);
+        let kill = KillUser(user.name.clone());
+        let binary = compiled(&user, "holders", THREADED_UDP_HOLDERS)?;
+        let mut command = user.command(&binary);
+        command.args([HOLDERS.to_string(), mode.to_string()]);
+        let holders = common::spawn_ready(command).expect("holders start");
+        let pids: Vec<i32> = holders
+            .value("pids")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        assert_eq!(pids.len(), HOLDERS, "{:.300?}", holders.lines);
+        Some((holders, kill, pids))
+    };
+    let missing = |scan: &an1256::model::SocketScan, pids: &[i32]| {
+        let held: std::collections::HashSet<i32> = scan
+            .sockets
+            .iter()
+            .filter(|s| s.protocol == 17 && s.remote_port >= 5000)
+            .map(|s| s.pid)
+            .collect();
+        pids.iter().filter(|p| !held.contains(p)).count()
+    };
+
+    let Some((holders, kill, pids)) = start_holders("leaders-gone", "exited") else {
+        return common::skip(TEST, "no C compiler");
+    };
+    // Given time: each holder got a pass of its own and is found.
+    let (whole, took, passes) = timed_full_scan(&host, generous);
+    assert_eq!(missing(&whole, &pids), 0, "{:?}", whole.incomplete);
+    assert!(passes >= HOLDERS as u64, "{passes} passes of their own");
+    // A deadline well inside that: the scan ends near it and says what was cut.
+    let limit = (took / 4).max(std::time::Duration::from_millis(20));
+    let (cut, cut_took, _) = timed_full_scan(&host, limit);
+    eprintln!(
+        "{HOLDERS} processes whose leader exited: full scan {:.0} ms ({passes} passes of \
+         their own); under a {:.0} ms deadline {:.0} ms, {} holders missing, said: {:?}",
+        took.as_secs_f64() * 1e3,
+        limit.as_secs_f64() * 1e3,
+        cut_took.as_secs_f64() * 1e3,
+        missing(&cut, &pids),
+        cut.incomplete
+    );
+    assert!(
+        cut_took < limit + std::time::Duration::from_secs(3),
+        "{cut_took:?} for a {limit:?} deadline"
+    );
+    assert!(
+        !cut.incomplete.is_empty(),
+        "{} holders missing, nothing said",
+        missing(&cut, &pids)
+    );
+    drop(holders);
+    drop(kill);
+
+    let Some((twin, _kill_twin, twin_pids)) = start_holders("leaders-live", "alive") else {
+        return common::skip(TEST, "no C compiler");
+    };
+    let (quiet, twin_took, twin_passes) = timed_full_scan(&host, generous);
+    eprintln!(
+        "{HOLDERS} two-thread holders, leaders alive: full scan {:.0} ms, {twin_passes} \
+         passes of their own",
+        twin_took.as_secs_f64() * 1e3
+    );
+    assert!(quiet.incomplete.is_empty(), "{:?}", quiet.incomplete);
+    assert_eq!(missing(&quiet, &twin_pids), 0);
+    assert!(
+        twin_passes < HOLDERS as u64 / 10,
+        "{twin_passes} passes of their own for live leaders"
+    );
+    drop(twin);
+}

@@ -1220,15 +1220,33 @@ fn parse_loadavg_tasks(text: &[u8]) -> Option<u64> {
 /// are listed only through those threads, which a pass over tasks in tid order
 /// can miss (threads made below it meanwhile; see `sockets::whole_pass`). One
 /// `fstatat` per process (the thread count from `task`'s link count); `stat`
-/// only for one with threads.
-pub fn processes_whose_leader_exited() -> io::Result<Vec<Pid>> {
-    Ok(list_pids()?
-        .into_iter()
-        .filter(|&pid| {
-            ProcDir::open(pid)
-                .is_ok_and(|dir| dir.has_threads_besides_leader() && dir.leader_is_zombie())
-        })
-        .collect())
+/// only for one with threads. Of `among` only when given, else of every
+/// process. `None` when `deadline` passed first (a user can make the listing
+/// long: thousands of processes, each with threads).
+pub fn processes_whose_leader_exited(
+    among: Option<&[Pid]>,
+    deadline: crate::deadline::Deadline,
+) -> io::Result<Option<Vec<Pid>>> {
+    let every;
+    let pids = match among {
+        Some(pids) => pids,
+        None => {
+            every = list_pids()?;
+            every.as_slice()
+        }
+    };
+    let mut exited = Vec::new();
+    for &pid in pids {
+        if deadline.expired() {
+            return Ok(None);
+        }
+        if ProcDir::open(pid)
+            .is_ok_and(|dir| dir.has_threads_besides_leader() && dir.leader_is_zombie())
+        {
+            exited.push(pid);
+        }
+    }
+    Ok(Some(exited))
 }
 
 /// Every numeric entry of `/proc` (thread-group leaders).
@@ -1648,6 +1666,42 @@ mod tests {
         let now = PidAllocation::now().expect("loadavg and stat");
         let later = PidAllocation::now_after().expect("again");
         assert!(later.tasks_made >= now.tasks_made && later.last_pid >= 1);
+    }
+
+    /// The processes whose leader exited while a thread lives on: of the given
+    /// pids only when given, of every process else, and none told once the
+    /// deadline has passed (the caller then says the scan was cut).
+    #[test]
+    fn processes_whose_leader_exited_are_listed_within_the_deadline() {
+        let leader_exits = "import ctypes, threading, time\n\
+             threading.Thread(target=time.sleep, args=(30,)).start()\n\
+             ctypes.CDLL(None).syscall(60, 0)\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", leader_exits])
+            .spawn()
+            .expect("python3");
+        let pid = child.id() as Pid;
+        let own = std::process::id() as Pid;
+        let no_deadline = crate::deadline::Deadline::NONE;
+        let list = |among: Option<&[Pid]>, deadline| {
+            processes_whose_leader_exited(among, deadline).expect("/proc listed")
+        };
+        let mut listed = None;
+        for _ in 0..2000 {
+            listed = list(Some(&[own, pid]), no_deadline);
+            if listed.as_deref() == Some(&[pid][..]) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(listed, Some(vec![pid]), "the child's leader exited");
+        assert!(list(None, no_deadline).is_some_and(|every| every.contains(&pid)));
+        assert_eq!(list(Some(&[own]), no_deadline), Some(Vec::new()));
+        let passed = crate::deadline::Deadline::after(std::time::Duration::ZERO);
+        assert_eq!(list(None, passed), None);
+        assert_eq!(list(Some(&[pid]), passed), None);
+        child.kill().expect("kill");
+        child.wait().expect("reap");
     }
 
     /// `/proc/stat` as a big host shows it: the `intr` line alone is 300 KiB

@@ -1497,7 +1497,8 @@ fn scan_with_iterator(
     let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
-            let (pass, leaders_exited) = whole_pass(iterator, pass_deadline, counters)?;
+            let (pass, leaders_exited) =
+                whole_pass(iterator, pass_deadline, deadline, pids, counters)?;
             match (pass.cut, pids) {
                 (Some(why), _) if deadline.expired() => {
                     return Some(SocketScan {
@@ -1515,16 +1516,23 @@ fn scan_with_iterator(
                         Some(pids) => pids.to_vec(),
                         None => procfs::list_pids().ok()?,
                     };
-                    pid_passes(iterator, &all, &deadline)?
+                    let mut passes = pid_passes(iterator, &all, &deadline)?;
+                    if passes.late > 0 {
+                        passes.unsure.push(format!(
+                            "deadline passed before {} of {} processes had a pass of their \
+                             own ({why}): their sockets are unknown",
+                            passes.late,
+                            all.len()
+                        ));
+                    }
+                    passes
                 }
                 (None, pids) => {
                     let mut records = pass.records;
-                    let mut leaders_exited = leaders_exited;
                     if let Some(pids) = pids {
                         let wanted: HashSet<Pid> = pids.iter().copied().collect();
                         records
                             .retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
-                        leaders_exited.retain(|p| wanted.contains(p));
                     }
                     read_through_threads_again(iterator, records, &leaders_exited, &deadline)?
                 }
@@ -1661,19 +1669,22 @@ const WHOLE_PASSES: usize = 2;
 /// is said cut, and each process gets a pass of its own, which follows a
 /// process's own thread list (see `scan_with_iterator`). The counters can be
 /// moved without a task being made (a clone that fails after its pid was
-/// given: red team), so the processes whose leader had exited when the pass
-/// ended are listed as well, for passes of their own (`.1`). Counters that
-/// cannot be read leave the pass cut at once (a second pass could be told no
-/// better).
+/// given: red team), so the processes (of `among`, when given) whose leader
+/// had exited when the pass ended are listed as well, for passes of their own
+/// (`.1`); a listing the scan's deadline stops leaves the pass cut. Counters
+/// that cannot be read leave the pass cut at once (a second pass could be told
+/// no better).
 fn whole_pass(
     iterator: &fd_iterator::FdIterator,
+    pass_deadline: crate::deadline::Deadline,
     deadline: crate::deadline::Deadline,
+    among: Option<&[Pid]>,
     counters: &AllocationCounters,
 ) -> Option<(fd_iterator::SocketFds, Vec<Pid>)> {
     for pass_number in 1..=WHOLE_PASSES {
         let before = (counters.before)();
         let mut pass = iterator
-            .socket_fds(MAX_ITERATOR_BYTES, deadline)
+            .socket_fds(MAX_ITERATOR_BYTES, pass_deadline)
             .inspect_err(failed_pass)
             .ok()?;
         let after = (counters.after)();
@@ -1689,15 +1700,21 @@ fn whole_pass(
             return Some((pass, Vec::new()));
         };
         if !before.came_round_since(&after) {
-            return match procfs::processes_whose_leader_exited() {
-                Ok(pids) => Some((pass, pids)),
+            return match procfs::processes_whose_leader_exited(among, deadline) {
+                Ok(Some(pids)) => Some((pass, pids)),
+                Ok(None) => {
+                    pass.cut = Some(
+                        "deadline passed while listing the processes whose leader exited".into(),
+                    );
+                    Some((pass, Vec::new()))
+                }
                 Err(e) => {
                     pass.cut = Some(format!("/proc: {e}: processes whose leader exited unknown"));
                     Some((pass, Vec::new()))
                 }
             };
         }
-        if pass_number == WHOLE_PASSES || deadline.expired() {
+        if pass_number == WHOLE_PASSES || pass_deadline.expired() {
             pass.cut = Some(format!(
                 "pid allocation came round during {pass_number} passes over every task"
             ));
@@ -1726,6 +1743,8 @@ struct PidPasses {
     records: Vec<SocketFd>,
     walk: Vec<Pid>,
     unsure: Vec<String>,
+    /// Processes the deadline passed before (in `walk`, which stops at it too).
+    late: usize,
 }
 
 /// The records of one pass over every task, with each process whose fds it read
@@ -1759,6 +1778,15 @@ fn read_through_threads_again(
     records.retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| again.binary_search(&p).is_err()));
     let mut passes = pid_passes(iterator, &again, deadline)?;
     passes.records.append(&mut records);
+    if passes.late > 0 {
+        // A user can make thousands of such processes: the answer names them.
+        passes.unsure.push(format!(
+            "deadline passed before {} of {} processes whose leader exited or that were \
+             read through a thread had a pass of their own: their sockets are unknown",
+            passes.late,
+            again.len()
+        ));
+    }
     Some(passes)
 }
 
@@ -1775,6 +1803,7 @@ fn pid_passes(
     let mut records = Vec::new();
     let mut walk = Vec::new();
     let mut unsure = Vec::new();
+    let mut late = 0;
     let mut bytes = 0;
     for &pid in pids {
         let Ok(tgid) = u32::try_from(pid) else {
@@ -1782,6 +1811,7 @@ fn pid_passes(
         };
         if deadline.expired() {
             walk.push(pid); // the walk notes the deadline
+            late += 1;
             continue;
         }
         let share = deadline
@@ -1812,6 +1842,7 @@ fn pid_passes(
         records,
         walk,
         unsure,
+        late,
     })
 }
 
@@ -2298,7 +2329,7 @@ mod tests {
         for counters in [&unreadable, &unreadable_after] {
             let whole_before = fd_iterator::passes_on_this_thread();
             let (pass, leaders_exited) =
-                whole_pass(iterator, deadline, counters).expect("the pass runs");
+                whole_pass(iterator, deadline, deadline, None, counters).expect("the pass runs");
             assert!(
                 pass.cut
                     .as_deref()
