@@ -303,6 +303,46 @@ impl ProcDir {
     /// Whether the thread group counts a task besides the leader: the link count
     /// of `task` is 2 + the kernel's thread count (one `fstatat`, no listing).
     /// False when it cannot be read (the process is gone).
+    /// Whether a thread of this process has an fd table other than the
+    /// leader's (see `processes_read_through_threads`); true where that cannot
+    /// be told (a thread `kcmp` cannot compare, too many threads, the task list
+    /// unreadable while the process lives, the deadline).
+    pub fn has_thread_with_own_fd_table(&self, deadline: crate::deadline::Deadline) -> bool {
+        let Ok(tasks) = open_at(
+            self.fd.as_raw_fd(),
+            c"task",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        ) else {
+            return self.lives_on();
+        };
+        let Ok(stream) = DirStream::new(tasks) else {
+            return self.lives_on();
+        };
+        let mut seen = 0;
+        let mut own = false;
+        let listed = stream.for_each_name(|name| {
+            let Some(tid) = parse_decimal(name.to_bytes()).and_then(|t| Pid::try_from(t).ok())
+            else {
+                return true;
+            };
+            seen += 1;
+            if tid == self.pid {
+                return true;
+            }
+            own = seen > MAX_THREADS_FOR_FD_TABLES
+                || deadline.expired()
+                || match same_fd_table(self.pid, tid) {
+                    Ok(same) => !same,
+                    // The thread exited meanwhile: its table is gone with it
+                    // (or was the leader's).
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
+                    Err(_) => true,
+                };
+            !own
+        });
+        own || (listed.is_err() && self.lives_on())
+    }
+
     pub fn has_threads_besides_leader(&self) -> bool {
         self.task_link_count().is_ok_and(|links| links > 3)
     }
@@ -1216,14 +1256,21 @@ fn parse_loadavg_tasks(text: &[u8]) -> Option<u64> {
     parse_decimal(field.get(slash + 1..)?)
 }
 
-/// Processes whose leader has exited while other threads live on: their fds
-/// are listed only through those threads, which a pass over tasks in tid order
-/// can miss (threads made below it meanwhile; see `sockets::whole_pass`). One
-/// `fstatat` per process (the thread count from `task`'s link count); `stat`
-/// only for one with threads. Of `among` only when given, else of every
+/// Processes whose fds a pass over tasks in tid order can miss in part: those
+/// whose leader has exited while other threads live on (their fds are listed
+/// only through those threads), and those with a thread whose fd table is not
+/// the leader's (`unshare(CLONE_FILES)`: its fds are listed only through that
+/// thread). Either kind of thread may have been made below the pass meanwhile
+/// (see `sockets::whole_pass`; red team: a live leader's own-table thread
+/// hopping below a slow pass was missed by 1 full scan in 3, nothing said).
+/// One `fstatat` per process (the thread count from `task`'s link count); for
+/// one with threads, `stat`, then the task list and a `kcmp` per thread until
+/// one has a table of its own (where `kcmp` cannot tell, or there are too many
+/// threads to compare, the process is listed: a pass of its own costs time, a
+/// missed table hides sockets). Of `among` only when given, else of every
 /// process. `None` when `deadline` passed first (a user can make the listing
 /// long: thousands of processes, each with threads).
-pub fn processes_whose_leader_exited(
+pub fn processes_read_through_threads(
     among: Option<&[Pid]>,
     deadline: crate::deadline::Deadline,
 ) -> io::Result<Option<Vec<Pid>>> {
@@ -1235,18 +1282,21 @@ pub fn processes_whose_leader_exited(
             every.as_slice()
         }
     };
-    let mut exited = Vec::new();
+    let mut listed = Vec::new();
     for &pid in pids {
         if deadline.expired() {
             return Ok(None);
         }
-        if ProcDir::open(pid)
-            .is_ok_and(|dir| dir.has_threads_besides_leader() && dir.leader_is_zombie())
+        let Ok(dir) = ProcDir::open(pid) else {
+            continue;
+        };
+        if dir.has_threads_besides_leader()
+            && (dir.leader_is_zombie() || dir.has_thread_with_own_fd_table(deadline))
         {
-            exited.push(pid);
+            listed.push(pid);
         }
     }
-    Ok(Some(exited))
+    Ok(Some(listed))
 }
 
 /// Every numeric entry of `/proc` (thread-group leaders).
@@ -1668,11 +1718,13 @@ mod tests {
         assert!(later.tasks_made >= now.tasks_made && later.last_pid >= 1);
     }
 
-    /// The processes whose leader exited while a thread lives on: of the given
-    /// pids only when given, of every process else, and none told once the
-    /// deadline has passed (the caller then says the scan was cut).
+    /// The processes whose leader exited while a thread lives on, and those
+    /// with a thread whose fd table is its own: of the given pids only when
+    /// given, of every process else, and none told once the deadline has passed
+    /// (the caller then says the scan was cut). The twin: a live leader whose
+    /// thread shares its table is not listed.
     #[test]
-    fn processes_whose_leader_exited_are_listed_within_the_deadline() {
+    fn processes_read_through_threads_are_listed_within_the_deadline() {
         let leader_exits = "import ctypes, threading, time\n\
              threading.Thread(target=time.sleep, args=(30,)).start()\n\
              ctypes.CDLL(None).syscall(60, 0)\n";
@@ -1684,7 +1736,7 @@ mod tests {
         let own = std::process::id() as Pid;
         let no_deadline = crate::deadline::Deadline::NONE;
         let list = |among: Option<&[Pid]>, deadline| {
-            processes_whose_leader_exited(among, deadline).expect("/proc listed")
+            processes_read_through_threads(among, deadline).expect("/proc listed")
         };
         let mut listed = None;
         for _ in 0..2000 {
@@ -1702,6 +1754,45 @@ mod tests {
         assert_eq!(list(Some(&[pid]), passed), None);
         child.kill().expect("kill");
         child.wait().expect("reap");
+        // A live leader: one thread unshares its fd table (CLONE_FILES), the
+        // other child's thread keeps the leader's.
+        let threaded = |unshare: bool| {
+            let code = format!(
+                "import ctypes, sys, threading, time\n\
+                 libc = ctypes.CDLL(None, use_errno=True)\n\
+                 def run():\n\
+                 \x20   if {unshare} and libc.unshare(0x400) != 0:\n\
+                 \x20       sys.exit('unshare failed')\n\
+                 \x20   print('ready', flush=True)\n\
+                 \x20   time.sleep(30)\n\
+                 threading.Thread(target=run).start()\n",
+                unshare = if unshare { "True" } else { "False" }
+            );
+            let mut child = std::process::Command::new("python3")
+                .args(["-c", &code])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3");
+            let mut line = String::new();
+            use std::io::BufRead;
+            std::io::BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("ready");
+            assert_eq!(line.trim(), "ready");
+            child
+        };
+        let own_table = threaded(true);
+        let shared_table = threaded(false);
+        let (own_pid, shared_pid) = (own_table.id() as Pid, shared_table.id() as Pid);
+        assert_eq!(
+            list(Some(&[own_pid, shared_pid]), no_deadline),
+            Some(vec![own_pid]),
+            "a thread with a table of its own, not one sharing the leader's"
+        );
+        for mut child in [own_table, shared_table] {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+        }
     }
 
     /// `/proc/stat` as a big host shows it: the `intr` line alone is 300 KiB

@@ -1670,8 +1670,9 @@ const WHOLE_PASSES: usize = 2;
 /// process's own thread list (see `scan_with_iterator`). The counters can be
 /// moved without a task being made (a clone that fails after its pid was
 /// given: red team), so the processes (of `among`, when given) whose leader
-/// had exited when the pass ended are listed as well, for passes of their own
-/// (`.1`); a listing the scan's deadline stops leaves the pass cut. Counters
+/// had exited when the pass ended, or with a thread whose fd table is its own,
+/// are listed as well, for passes of their own (`.1`); a listing the scan's
+/// deadline stops leaves the pass cut. Counters
 /// that cannot be read leave the pass cut at once (a second pass could be told
 /// no better).
 fn whole_pass(
@@ -1700,16 +1701,18 @@ fn whole_pass(
             return Some((pass, Vec::new()));
         };
         if !before.came_round_since(&after) {
-            return match procfs::processes_whose_leader_exited(among, deadline) {
+            return match procfs::processes_read_through_threads(among, deadline) {
                 Ok(Some(pids)) => Some((pass, pids)),
                 Ok(None) => {
                     pass.cut = Some(
-                        "deadline passed while listing the processes whose leader exited".into(),
+                        "deadline passed while listing the processes read through threads".into(),
                     );
                     Some((pass, Vec::new()))
                 }
                 Err(e) => {
-                    pass.cut = Some(format!("/proc: {e}: processes whose leader exited unknown"));
+                    pass.cut = Some(format!(
+                        "/proc: {e}: processes read through threads unknown"
+                    ));
                     Some((pass, Vec::new()))
                 }
             };
