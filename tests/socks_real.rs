@@ -971,7 +971,10 @@ fn assert_quiet_twin(
 /// near misses (a letter short, a letter before) are not, both as the walk says.
 /// Every process the pass answered for agrees with its walk. A client whose
 /// leader exited is not answered for (its leader has no mappings of its own to
-/// walk): the judge walks it, and still finds its preload.
+/// walk): the judge walks it, and still finds its preload. So are two whose
+/// file's own name is not the one `maps` prints last (red team): a memfd named
+/// `x/libproxychains.so`, and a plain library bind-mounted (in a user
+/// namespace) onto `libproxychains.so.4`.
 #[test]
 fn the_library_pass_and_the_mapping_walk_agree_name_by_name() {
     use an1256::judge::socks::proxy::is_socks_preload_library;
@@ -1035,6 +1038,54 @@ fn the_library_pass_and_the_mapping_walk_agree_name_by_name() {
         .map(|(name, socks)| (start(name, client), name.clone(), *socks))
         .collect();
     let without_leader = start("libproxychains.so.3", leaderless);
+    let plain = user.write("plain.so", &bytes, false);
+    let memfd = {
+        let code = "import ctypes, os, socket, sys, time\n\
+            fd = os.memfd_create('x/libproxychains.so', 0)\n\
+            os.write(fd, open(sys.argv[2], 'rb').read())\n\
+            ctypes.CDLL('/proc/self/fd/%d' % fd)\n\
+            s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+            print('ready', flush=True)\n\
+            time.sleep(120)\n";
+        let mut command = user.command("python3");
+        command.args([
+            "-c",
+            code,
+            &hold.port.to_string(),
+            &plain.display().to_string(),
+        ]);
+        spawn_ready(command).expect("memfd client")
+    };
+    // A file bind-mounted onto a SOCKS library's name, where this host lets
+    // an unprivileged user make a mount namespace.
+    let bound = {
+        let target = user.write("bound/libproxychains.so.4", b"", false);
+        let code = "import ctypes, socket, sys, time\n\
+            ctypes.CDLL(sys.argv[2])\n\
+            s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+            print('ready', flush=True)\n\
+            time.sleep(120)\n";
+        let script = format!(
+            "mount --bind {} {} && exec python3 -c \"$0\" {} {}",
+            plain.display(),
+            target.display(),
+            hold.port,
+            target.display()
+        );
+        let mut probe = user.command("unshare");
+        probe.args(["-Urm", "true"]);
+        let can = probe.status().is_ok_and(|s| s.success());
+        if can {
+            let mut command = user.command("unshare");
+            command.args(["-Urm", "sh", "-c", &script, code]);
+            Some(spawn_ready(command).expect("bind-mounted client"))
+        } else {
+            eprintln!(
+                "{TEST}: no unprivileged mount namespace here: the bind-mount case is not run"
+            );
+            None
+        }
+    };
     let deadline = Instant::now() + SETTLE;
     while std::fs::read_to_string(format!("/proc/{}/stat", without_leader.pid))
         .map_or(true, |stat| !stat.contains(") Z "))
@@ -1111,6 +1162,20 @@ fn the_library_pass_and_the_mapping_walk_agree_name_by_name() {
         "{:?}",
         reasons_of(without_leader.pid)
     );
+    for (what, client) in [("memfd", Some(&memfd)), ("bind mount", bound.as_ref())] {
+        let Some(client) = client else { continue };
+        assert_eq!(walk(client.pid).ok(), Some(true), "{what}: the walk");
+        assert_ne!(
+            scan.socks_libraries.get(&client.pid),
+            Some(&false),
+            "{what}: the pass must leave it to the walk"
+        );
+        assert!(
+            reasons_of(client.pid).contains(&"socks_preload"),
+            "{what}: {:?}",
+            reasons_of(client.pid)
+        );
+    }
     for (child, name, socks) in &clients {
         assert_eq!(
             reasons_of(child.pid).contains(&"socks_preload"),

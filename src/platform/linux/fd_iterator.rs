@@ -82,8 +82,16 @@ pub struct LibraryLayout {
     pub vma_file: u32,
     /// `file->f_path.dentry`.
     pub file_dentry: u32,
-    /// `dentry->d_name.name`: the last component of the path `maps` prints.
+    /// `dentry->d_name.name`: the last component of the path `maps` prints,
+    /// unless the file is a mount's root (a file bind-mounted elsewhere:
+    /// `maps` names the mount point) or a pseudo file (`memfd:`, its own
+    /// parent: its name may hold a `/`). Those two are told by:
     pub dentry_name: u32,
+    /// `file->f_path.mnt`, then `mnt->mnt_root`.
+    pub file_mnt: u32,
+    pub mount_root: u32,
+    /// `dentry->d_parent`.
+    pub dentry_parent: u32,
 }
 
 /// Offsets in `struct socket`, `struct sock` (its `__sk_common` included) and
@@ -262,7 +270,7 @@ struct Btf<'a> {
 const CHECKPOINT_EVERY: u32 = 16;
 
 /// The struct names `parse_layout` looks up.
-const WANTED: [&str; 13] = [
+const WANTED: [&str; 14] = [
     "bpf_iter__task_file",
     "bpf_iter__task",
     "bpf_iter_meta",
@@ -271,6 +279,7 @@ const WANTED: [&str; 13] = [
     "vm_area_struct",
     "file",
     "dentry",
+    "vfsmount",
     "inode",
     "socket",
     "sock",
@@ -770,6 +779,9 @@ fn library_layout(btf: &Btf) -> Result<LibraryLayout, FdIteratorError> {
         vma_file: btf.member_offset("vm_area_struct", "vm_file", 0)?,
         file_dentry: btf.path_offset("file", &["f_path", "dentry"], Expect::Pointer)?,
         dentry_name: btf.path_offset("dentry", &["d_name", "name"], Expect::Pointer)?,
+        file_mnt: btf.path_offset("file", &["f_path", "mnt"], Expect::Pointer)?,
+        mount_root: btf.member_offset("vfsmount", "mnt_root", 0)?,
+        dentry_parent: btf.member_offset("dentry", "d_parent", 0)?,
     })
 }
 
@@ -1603,13 +1615,14 @@ const LAYOUT_CACHE_DIR: &str = "/run/an1256";
 const LAYOUT_CACHE_FILE: &CStr = c"kernel-layout";
 /// Format 1 had six offsets more (`view.*`: the namespaces and root a program
 /// version compared with the scanner's), format 2 lacked the library program's
-/// nine (`libraries.*`): a new number each time, so a file written by such a
-/// build is refused and written anew, never read with its lines shifted.
-const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 3";
+/// twelve (`libraries.*`), format 3 had nine of them: a new number each time,
+/// so a file written by such a build is refused and written anew, never read
+/// with its lines shifted.
+const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 4";
 /// A cache file is ~500 bytes.
 const MAX_LAYOUT_CACHE_BYTES: u64 = 4096;
 /// How many fields a layout has (the cache's lines after its key).
-const LAYOUT_FIELDS: usize = 32;
+const LAYOUT_FIELDS: usize = 35;
 
 /// What a cached layout must have been made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1679,6 +1692,9 @@ fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); LAYOUT_FIELD
         ("libraries.vma_file", lib(|l| l.vma_file)),
         ("libraries.file_dentry", lib(|l| l.file_dentry)),
         ("libraries.dentry_name", lib(|l| l.dentry_name)),
+        ("libraries.file_mnt", lib(|l| l.file_mnt)),
+        ("libraries.mount_root", lib(|l| l.mount_root)),
+        ("libraries.dentry_parent", lib(|l| l.dentry_parent)),
     ]
 }
 
@@ -1691,10 +1707,10 @@ fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayo
     let sock = [(); 9].map(|()| required());
     let v6 = [next.next()?, next.next()?];
     let net = [next.next()??, next.next()??];
-    // All nine or none: a kernel without the library program has none.
-    let libraries = [(); 9].map(|()| next.next().flatten());
+    // All twelve or none: a kernel without the library program has none.
+    let libraries = [(); 12].map(|()| next.next().flatten());
     let libraries = match libraries {
-        [Some(iter_func_id), Some(vma_new), Some(vma_next), Some(vma_destroy), Some(task_mm), Some(vma_flags), Some(vma_file), Some(file_dentry), Some(dentry_name)] => {
+        [Some(iter_func_id), Some(vma_new), Some(vma_next), Some(vma_destroy), Some(task_mm), Some(vma_flags), Some(vma_file), Some(file_dentry), Some(dentry_name), Some(file_mnt), Some(mount_root), Some(dentry_parent)] => {
             Some(LibraryLayout {
                 iter_func_id,
                 vma_new,
@@ -1705,9 +1721,12 @@ fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayo
                 vma_file,
                 file_dentry,
                 dentry_name,
+                file_mnt,
+                mount_root,
+                dentry_parent,
             })
         }
-        [None, None, None, None, None, None, None, None, None] => None,
+        libraries if libraries.iter().all(Option::is_none) => None,
         _ => return None,
     };
     let [iter_func_id, task_tgid, task_pid, file_f_inode, inode_i_mode, inode_i_ino, task_group_leader, task_start_boottime, task_real_cred, cred_uid] =
@@ -2366,7 +2385,7 @@ mod tests {
             ("a field misnamed", wrong_name),
             ("a negative offset", negative),
             ("too large", large),
-            ("another format", good.replace(" layout 3\n", " layout 4\n")),
+            ("another format", good.replace(" layout 4\n", " layout 5\n")),
         ] {
             std::fs::write(&file, text.as_bytes()).expect("write");
             assert_eq!(mode(&file), 0o600);
@@ -2396,9 +2415,9 @@ mod tests {
         let names = layout_fields(&layout).map(|(name, _)| name);
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        // The library program's fields: all nine or none, never some.
+        // The library program's fields: all twelve or none, never some.
         let library_slots = names.iter().filter(|n| n.starts_with("libraries.")).count();
-        assert_eq!(library_slots, 9);
+        assert_eq!(library_slots, 12);
         let first_library = LAYOUT_FIELDS - library_slots;
         let mut without = numbered;
         without[first_library..].fill(None);
@@ -2411,11 +2430,11 @@ mod tests {
             assert_eq!(layout_from_fields(partial), None, "{}", names[missing]);
         }
         // A format-2 file (no `libraries.*` lines) is another format, and
-        // relabelled as this one, cut short.
+        // relabelled as this one, short of its lines.
         store_layout_cache(&dir, &key, &distinct).expect("store");
         let format_2: String = std::fs::read_to_string(&file)
             .expect("read")
-            .replace(" layout 3\n", " layout 2\n")
+            .replace(" layout 4\n", " layout 2\n")
             .lines()
             .filter(|line| !line.starts_with("libraries."))
             .map(|line| format!("{line}\n"))
@@ -2425,7 +2444,7 @@ mod tests {
             Err("another format".into())
         );
         assert_eq!(
-            parse_layout_cache(&format_2.replace(" layout 2\n", " layout 3\n"), &key),
+            parse_layout_cache(&format_2.replace(" layout 2\n", " layout 4\n"), &key),
             Err("no libraries.iter_func_id".into())
         );
     }
@@ -2478,7 +2497,7 @@ sock.net_inum 176
             Err("another format".into())
         );
         // Even under this format's header its lines are not this format's.
-        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 3\n");
+        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 4\n");
         assert_eq!(
             parse_layout_cache(&relabelled, &key),
             Err("no sock.socket_sk".into())
@@ -2505,7 +2524,7 @@ sock.net_inum 176
         store_layout_cache(&dir, &key, &layout).expect("store over format 1");
         assert_eq!(load_layout_cache(&dir, &key), Ok(layout));
         let text = std::fs::read_to_string(&file).expect("read");
-        assert!(text.starts_with("an1256 kernel layout 3\n"), "{text}");
+        assert!(text.starts_with("an1256 kernel layout 4\n"), "{text}");
         assert!(!text.contains("view"), "{text}");
     }
 

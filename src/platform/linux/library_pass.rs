@@ -12,7 +12,9 @@
 //! it found such a library. A process it could not walk whole (the mmap lock
 //! contended, a name it could not read), a leader that exited, or a process
 //! made after the pass has no whole record: the caller walks its mappings as
-//! before. The offsets come from the same checked BTF layout as the fd
+//! before. So does a file whose own name is not what `maps` prints last: a
+//! mount's root (a file bind-mounted onto another name) or a pseudo file (a
+//! `memfd:` name may hold a `/`). The offsets come from the same checked BTF layout as the fd
 //! iterator's (`fd_iterator::LibraryLayout`).
 
 use std::collections::HashMap;
@@ -53,6 +55,9 @@ mod stack {
     pub const NAME: i16 = -24;
     /// The record written: tgid, flags, then the leader's start.
     pub const RECORD: i16 = -40;
+    /// The mapped file and its dentry, while they are compared.
+    pub const FILE: i16 = -48;
+    pub const DENTRY: i16 = -56;
     pub const TGID: i16 = RECORD;
     pub const FLAGS: i16 = RECORD + 4;
     pub const START: i16 = RECORD + 8;
@@ -147,7 +152,21 @@ pub fn program(
     // the kernel's BTF) for each pointer loaded from a trusted one, at each of
     // the loop body's verifications (~14 ms a load).
     probe_read(&mut a, 0, layout.vma_file, Loop)?; // none: anonymous
+    a.emit(insn(STX_DW, 10, 3, stack::FILE, 0));
     probe_read(&mut a, 3, layout.file_dentry, Unread)?;
+    a.emit(insn(STX_DW, 10, 3, stack::DENTRY, 0));
+    // Where `maps` would not print this name last (red team): a pseudo file,
+    // its own parent (`memfd:x/libproxychains.so`), or a mount's root (a file
+    // bind-mounted onto `…/libproxychains.so.4`): the walk judges it.
+    probe_read(&mut a, 3, layout.dentry_parent, Unread)?;
+    a.emit(insn(LDX_DW, 1, 10, stack::DENTRY, 0));
+    a.jump_reg(JEQ_REG, 3, 1, Unread);
+    a.emit(insn(LDX_DW, 3, 10, stack::FILE, 0));
+    probe_read(&mut a, 3, layout.file_mnt, Unread)?;
+    probe_read(&mut a, 3, layout.mount_root, Unread)?;
+    a.emit(insn(LDX_DW, 1, 10, stack::DENTRY, 0));
+    a.jump_reg(JEQ_REG, 3, 1, Unread);
+    a.emit(insn(MOV64_REG, 3, 1, 0, 0));
     probe_read(&mut a, 3, layout.dentry_name, Unread)?;
     a.emit(insn(MOV64_REG, 1, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::NAME)));
@@ -507,6 +526,9 @@ mod tests {
             vma_file: 160,
             file_dentry: 24,
             dentry_name: 40,
+            file_mnt: 16,
+            mount_root: 0,
+            dentry_parent: 24,
         };
         let code = program(&kernel, &layout).expect("program");
         let kfuncs: Vec<i32> = code
@@ -545,7 +567,10 @@ mod tests {
             .iter()
             .filter(|i| i.code == CALL && i.regs == 0 && i.imm == HELPER_PROBE_READ_KERNEL)
             .count();
-        assert_eq!(probes, 5, "mm, file, dentry, name's address, name");
+        assert_eq!(
+            probes, 8,
+            "mm, file, dentry, its parent, mount, its root, name's address, name"
+        );
     }
 
     #[test]
