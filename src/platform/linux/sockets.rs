@@ -1497,7 +1497,7 @@ fn scan_with_iterator(
     let passes = match pids {
         Some(pids) if pids.len() <= MAX_PID_PASSES => pid_passes(iterator, pids, &deadline)?,
         _ => {
-            let (pass, leaders_exited) =
+            let (pass, through_threads) =
                 whole_pass(iterator, pass_deadline, deadline, pids, counters)?;
             match (pass.cut, pids) {
                 (Some(why), _) if deadline.expired() => {
@@ -1534,7 +1534,7 @@ fn scan_with_iterator(
                         records
                             .retain(|r| Pid::try_from(r.tgid).is_ok_and(|p| wanted.contains(&p)));
                     }
-                    read_through_threads_again(iterator, records, &leaders_exited, &deadline)?
+                    read_through_threads_again(iterator, records, &through_threads, &deadline)?
                 }
             }
         }
@@ -1578,8 +1578,8 @@ pub enum LibraryPassUse {
     Always,
 }
 
-/// TCP clients below which walking each one's mappings costs less than loading
-/// the library program (~3 ms: ~55 walks).
+/// TCP clients below which walking each one's mappings costs less than the
+/// library pass's fixed cost (its program's load, ~1 ms, and a link).
 const MIN_HOLDERS_FOR_LIBRARY_PASS: usize = 64;
 
 /// Whether one library pass over every process costs less than walking the
@@ -1756,19 +1756,20 @@ struct PidPasses {
 /// of its own: such a thread may exit in the middle of its listing, and the
 /// kernel then ends that listing without a word, so sockets past that point
 /// would be missing from a pass that says nothing. So is each process in
-/// `leaders_exited`, which the pass may have missed whole. The process's own
+/// `through_threads` (`procfs::processes_read_through_threads`), which the
+/// pass may have missed whole. The process's own
 /// pass compares its threads before and after (`pid_passes`).
 fn read_through_threads_again(
     iterator: &fd_iterator::FdIterator,
     mut records: Vec<SocketFd>,
-    leaders_exited: &[Pid],
+    through_threads: &[Pid],
     deadline: &crate::deadline::Deadline,
 ) -> Option<PidPasses> {
     let again: Vec<Pid> = records
         .iter()
         .filter(|r| r.tid != r.tgid)
         .filter_map(|r| Pid::try_from(r.tgid).ok())
-        .chain(leaders_exited.iter().copied())
+        .chain(through_threads.iter().copied())
         .collect::<std::collections::BTreeSet<Pid>>()
         .into_iter()
         .collect();
@@ -2331,7 +2332,7 @@ mod tests {
         let deadline = crate::deadline::Deadline::after(std::time::Duration::from_secs(60));
         for counters in [&unreadable, &unreadable_after] {
             let whole_before = fd_iterator::passes_on_this_thread();
-            let (pass, leaders_exited) =
+            let (pass, through_threads) =
                 whole_pass(iterator, deadline, deadline, None, counters).expect("the pass runs");
             assert!(
                 pass.cut
@@ -2340,7 +2341,7 @@ mod tests {
                 "{:?}",
                 pass.cut
             );
-            assert!(leaders_exited.is_empty());
+            assert!(through_threads.is_empty());
             assert_eq!(fd_iterator::passes_on_this_thread(), whole_before + 1);
         }
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
