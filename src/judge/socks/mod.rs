@@ -781,6 +781,17 @@ mod tests {
 
     use crate::model::fixtures::{process, tcp};
 
+    /// Process `pid`'s established connection (fd 3) to 203.0.113.5:443.
+    fn https_connection(pid: Pid) -> SocketInfo {
+        tcp(
+            pid,
+            3,
+            ("10.0.0.2", 40000 + pid),
+            ("203.0.113.5", 443),
+            "ESTABLISHED",
+        )
+    }
+
     fn reasons_of(map: &HashMap<SocketKey, Vec<&'static str>>, socket: &SocketInfo) -> String {
         map.get(&socket_key(socket))
             .map(|r| r.join(","))
@@ -859,16 +870,7 @@ mod tests {
         // What the host would say now: nothing for 20 and 21; a proxy for 22.
         host.environments
             .insert(22, vec!["ALL_PROXY=socks5://203.0.113.5:443".into()]);
-        let connection = |pid: Pid| {
-            tcp(
-                pid,
-                3,
-                ("10.0.0.2", 40000 + pid),
-                ("203.0.113.5", 443),
-                "ESTABLISHED",
-            )
-        };
-        let scanned: Vec<SocketInfo> = (20..=22).map(connection).collect();
+        let scanned: Vec<SocketInfo> = (20..=22).map(https_connection).collect();
         let read_by_the_scan = HashMap::from([
             (
                 20,
@@ -923,16 +925,7 @@ mod tests {
             13,
             vec!["LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libproxychains.so.4".into()],
         );
-        let connection = |pid: Pid| {
-            tcp(
-                pid,
-                3,
-                ("10.0.0.2", 40000 + pid),
-                ("203.0.113.5", 443),
-                "ESTABLISHED",
-            )
-        };
-        let scanned: Vec<SocketInfo> = (10..=13).map(connection).collect();
+        let scanned: Vec<SocketInfo> = (10..=13).map(https_connection).collect();
         let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
         assert_eq!(reasons_of(&map, &scanned[0]), REASON_PRELOAD_UNKNOWN);
         assert_eq!(reasons_of(&map, &scanned[1]), "", "exited");
@@ -979,17 +972,7 @@ mod tests {
         // 45: an environment scrubbed of its LD_PRELOAD.
         host.environments
             .insert(45, vec!["XD_PRELOAD=libproxychains.so.4".into()]);
-        let scanned: Vec<SocketInfo> = (40..=45)
-            .map(|pid| {
-                tcp(
-                    pid,
-                    3,
-                    ("10.0.0.2", 40000 + pid),
-                    ("203.0.113.5", 443),
-                    "ESTABLISHED",
-                )
-            })
-            .collect();
+        let scanned: Vec<SocketInfo> = (40..=45).map(https_connection).collect();
         let map = socks_reasons(&host, &SocksConfig::default(), &scanned, None);
         assert_eq!(reasons_of(&map, &scanned[0]), REASON_PRELOAD_UNKNOWN);
         for socket in &scanned[1..] {
@@ -1027,17 +1010,7 @@ mod tests {
         // 53: the pass found none, but LD_PRELOAD names one.
         host.environments
             .insert(53, vec!["LD_PRELOAD=/usr/lib/libtorsocks.so".into()]);
-        let scanned: Vec<SocketInfo> = (50..=53)
-            .map(|pid| {
-                tcp(
-                    pid,
-                    3,
-                    ("10.0.0.2", 40000 + pid),
-                    ("203.0.113.5", 443),
-                    "ESTABLISHED",
-                )
-            })
-            .collect();
+        let scanned: Vec<SocketInfo> = (50..=53).map(https_connection).collect();
         let map = socks_reasons_with_tables(
             &host,
             &SocksConfig::default(),

@@ -748,6 +748,17 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
 /// program's stack (`library_pass::stack::ITER`).
 const ITER_STATE_BYTES: usize = 8;
 
+/// Whether the running kernel is one with the open-coded VMA iterator
+/// (Linux 6.7), which the library program needs: what tests expect of it.
+#[cfg(test)]
+pub(super) fn kernel_has_vma_iterator() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 7)
+}
+
 /// What the library program needs, if the kernel has it all.
 fn library_layout(btf: &Btf) -> Result<LibraryLayout, FdIteratorError> {
     // struct bpf_iter__task { meta@0; task@8 } (kernel/bpf/task_iter.c).
@@ -1809,8 +1820,9 @@ fn parse_layout_cache(text: &str, key: &LayoutCacheKey) -> Result<KernelLayout, 
     layout_from_fields(values).ok_or_else(|| "a required field is none".into())
 }
 
-/// A layout of zeros: only its field names are used.
-const EMPTY_LAYOUT: KernelLayout = KernelLayout {
+/// A layout of zeros: only its field names are used (and tests' layouts start
+/// from it).
+pub(super) const EMPTY_LAYOUT: KernelLayout = KernelLayout {
     iter_func_id: 0,
     task_tgid: 0,
     task_pid: 0,
@@ -2852,13 +2864,7 @@ sock.net_inum 176
             layout.task_pid + 4,
             "pid and tgid are adjacent"
         );
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let mut parts = release.trim().split(['.', '-']);
-        let version: (u32, u32) = (
-            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
-            parts.next().and_then(|p| p.parse().ok()).unwrap_or(0),
-        );
-        if version >= (6, 7) {
+        if kernel_has_vma_iterator() {
             let libraries = layout
                 .libraries
                 .expect("6.7+: the library program's layout");

@@ -399,15 +399,6 @@ mod tests {
         crate::deadline::Deadline::after(std::time::Duration::from_secs(60))
     }
 
-    /// Whether this kernel has the open-coded VMA iterator (Linux 6.7).
-    fn kernel_has_vma_iterator() -> bool {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let mut parts = release.trim().split(['.', '-']);
-        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        (major, minor) >= (6, 7)
-    }
-
     fn record(tgid: u32, flags: u32, start: u64) -> Vec<u8> {
         let mut r = Vec::new();
         r.extend_from_slice(&tgid.to_ne_bytes());
@@ -491,32 +482,10 @@ mod tests {
     #[test]
     fn the_program_calls_the_vma_iterator_and_writes_one_record() {
         let kernel = KernelLayout {
-            iter_func_id: 1,
             task_tgid: 1268,
             task_pid: 1264,
-            file_f_inode: 32,
-            inode_i_mode: 0,
-            inode_i_ino: 64,
-            task_group_leader: 1328,
             task_start_boottime: 1560,
-            task_real_cred: 1728,
-            cred_uid: 8,
-            sock: crate::platform::linux::fd_iterator::SockLayout {
-                socket_sk: 24,
-                family: 16,
-                socket_type: 534,
-                protocol: 532,
-                state: 18,
-                local_port: 14,
-                remote_port: 12,
-                local_v4: 4,
-                remote_v4: 0,
-                local_v6: Some(72),
-                remote_v6: Some(56),
-                net: 48,
-                net_inum: 176,
-            },
-            libraries: None,
+            ..fd_iterator::EMPTY_LAYOUT
         };
         let layout = LibraryLayout {
             iter_func_id: 2,
@@ -586,7 +555,7 @@ mod tests {
         };
         let Some(pass) = pass(iterator, deadline()) else {
             assert!(
-                !kernel_has_vma_iterator(),
+                !fd_iterator::kernel_has_vma_iterator(),
                 "a 6.7+ kernel must take the library program (see the warning logged)"
             );
             eprintln!("skipped: no library program on this kernel");

@@ -303,46 +303,6 @@ impl ProcDir {
     /// Whether the thread group counts a task besides the leader: the link count
     /// of `task` is 2 + the kernel's thread count (one `fstatat`, no listing).
     /// False when it cannot be read (the process is gone).
-    /// Whether a thread of this process has an fd table other than the
-    /// leader's (see `processes_read_through_threads`); true where that cannot
-    /// be told (a thread `kcmp` cannot compare, too many threads, the task list
-    /// unreadable while the process lives, the deadline).
-    pub fn has_thread_with_own_fd_table(&self, deadline: crate::deadline::Deadline) -> bool {
-        let Ok(tasks) = open_at(
-            self.fd.as_raw_fd(),
-            c"task",
-            libc::O_RDONLY | libc::O_DIRECTORY,
-        ) else {
-            return self.lives_on();
-        };
-        let Ok(stream) = DirStream::new(tasks) else {
-            return self.lives_on();
-        };
-        let mut seen = 0;
-        let mut own = false;
-        let listed = stream.for_each_name(|name| {
-            let Some(tid) = parse_decimal(name.to_bytes()).and_then(|t| Pid::try_from(t).ok())
-            else {
-                return true;
-            };
-            seen += 1;
-            if tid == self.pid {
-                return true;
-            }
-            own = seen > MAX_THREADS_FOR_FD_TABLES
-                || deadline.expired()
-                || match same_fd_table(self.pid, tid) {
-                    Ok(same) => !same,
-                    // The thread exited meanwhile: its table is gone with it
-                    // (or was the leader's).
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
-                    Err(_) => true,
-                };
-            !own
-        });
-        own || (listed.is_err() && self.lives_on())
-    }
-
     pub fn has_threads_besides_leader(&self) -> bool {
         self.task_link_count().is_ok_and(|links| links > 3)
     }
@@ -1264,8 +1224,8 @@ fn parse_loadavg_tasks(text: &[u8]) -> Option<u64> {
 /// (see `sockets::whole_pass`; red team: a live leader's own-table thread
 /// hopping below a slow pass was missed by 1 full scan in 3, nothing said).
 /// One `fstatat` per process (the thread count from `task`'s link count); for
-/// one with threads, `stat`, then the task list and a `kcmp` per thread until
-/// one has a table of its own (where `kcmp` cannot tell, or there are too many
+/// one with threads, `stat`, then the task list and a `kcmp` per thread, as
+/// the walk compares tables (where `kcmp` cannot tell, or there are too many
 /// threads to compare, the process is listed: a pass of its own costs time, a
 /// missed table hides sockets). Of `among` only when given, else of every
 /// process. `None` when `deadline` passed first (a user can make the listing
@@ -1291,12 +1251,23 @@ pub fn processes_read_through_threads(
             continue;
         };
         if dir.has_threads_besides_leader()
-            && (dir.leader_is_zombie() || dir.has_thread_with_own_fd_table(deadline))
+            && (dir.leader_is_zombie() || has_thread_with_own_fd_table(&dir))
         {
             listed.push(pid);
         }
     }
     Ok(Some(listed))
+}
+
+/// Whether a thread of `dir`'s process has an fd table of its own, as the walk
+/// tells them apart (`threads_with_own_fd_table`); true where that cannot be
+/// told (too many threads to compare, the task list unreadable while the
+/// process lives).
+fn has_thread_with_own_fd_table(dir: &ProcDir) -> bool {
+    match dir.threads_with_own_fd_table() {
+        Ok((own, too_many)) => !own.is_empty() || too_many,
+        Err(_) => dir.lives_on(),
+    }
 }
 
 /// Every numeric entry of `/proc` (thread-group leaders).
