@@ -211,15 +211,20 @@ impl ProtocolSet {
     /// kept when raw is wanted, or when the name its protocol gives is wanted (a
     /// raw ICMP socket is an `icmp` row).
     pub fn wants(&self, socket: &SocketInfo) -> bool {
-        if socket.socket_type == SocketType::Raw && self.raw {
+        self.wants_kind(socket.socket_type, socket.protocol)
+    }
+
+    /// [`ProtocolSet::wants`] for a socket of this type and protocol.
+    pub fn wants_kind(&self, socket_type: SocketType, protocol: i32) -> bool {
+        if socket_type == SocketType::Raw && self.raw {
             return true;
         }
-        match socket.protocol {
+        match protocol {
             IPPROTO_ICMP | IPPROTO_ICMPV6 => self.icmp,
             IPPROTO_UDP => self.udp,
             IPPROTO_UDPLITE => self.udplite,
-            IPPROTO_TCP if socket.socket_type == SocketType::Stream => self.tcp,
-            _ => socket.socket_type == SocketType::Raw && self.raw,
+            IPPROTO_TCP if socket_type == SocketType::Stream => self.tcp,
+            _ => socket_type == SocketType::Raw && self.raw,
         }
     }
 }

@@ -1510,6 +1510,273 @@ fn hider_below_the_pass_is_found_or_said(test: &str, role: &str, tag: &str) {
     );
 }
 
+/// The red team's hopping holder (F2) and lapper: `hop PORT HOP_US STATIC`
+/// binds UDP 127.0.0.1:PORT, prints `holder <pid>`, then every HOP_US µs forks
+/// and the parent exits, so the socket moves to a new process each hop (with
+/// STATIC 1 it never hops: the twin); `lap SECONDS` keeps the pid cursor
+/// lapping with clones that fail after their pid was given (a full fd table
+/// and CLONE_PIDFD), so a pass over every task keeps coming round.
+const FORK_HOPPER: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static char stack[65536];
+int main(int argc, char **argv) {
+  if (argc > 2 && !strcmp(argv[1], "lap")) {
+    time_t end = time(0) + atol(argv[2]);
+    struct rlimit r = {32, 32};
+    setrlimit(RLIMIT_NOFILE, &r);
+    while (open("/dev/null", O_RDONLY) >= 0) {}
+    while (time(0) < end) {
+      struct clone_args a; memset(&a, 0, sizeof a); int pidfd = -1;
+      a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                CLONE_SYSVSEM | CLONE_PIDFD;
+      a.pidfd = (unsigned long)&pidfd;
+      a.stack = (unsigned long)stack; a.stack_size = sizeof stack;
+      if (syscall(SYS_clone3, &a, sizeof a) == 0) for (;;) pause();
+    }
+    return 0;
+  }
+  if (argc < 5) return 2;
+  int port = atoi(argv[2]); long us = atol(argv[3]); int still = atoi(argv[4]);
+  time_t end = time(0) + 600;
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                          .sin_addr.s_addr = htonl(0x7f000001)};
+  if (s < 0 || bind(s, (void *)&a, sizeof a)) return 1;
+  printf("holder %d\n", getpid());
+  fflush(stdout);
+  if (fork()) return 0; /* the caller's child returns at once */
+  for (;;) {
+    usleep(us);
+    if (time(0) > end) _exit(0);
+    if (still) continue;
+    pid_t p = fork();
+    if (p < 0) { usleep(100000); continue; }
+    if (p) _exit(0);
+  }
+}
+"#;
+
+/// Red team (F2, high): a UDP socket whose holder forks every 2 ms and exits
+/// (its child gets a new pid), beside a lapper that keeps pid allocation
+/// coming round, was missed by the pass (its child's pid was behind the
+/// cursor), by the per-process fallback (a pid made after the list was taken)
+/// and by the walk, with exit 0. The scan now lists its namespace's datagram
+/// sockets before and after, and a user's socket open through the scan that no
+/// holder found is named. Each full scan must list the hopper's socket or name
+/// it; the twin (the same socket held still) is found every time, never named.
+#[test]
+fn a_socket_whose_holder_keeps_forking_is_found_or_said() {
+    const SCANS: usize = 12;
+    if !common::is_root() {
+        return common::skip(
+            "a_socket_whose_holder_keeps_forking_is_found_or_said",
+            "needs root",
+        );
+    }
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("forkhop");
+    let _kill = KillUser(attacker.name.clone());
+    let Some(binary) = compiled(&attacker, "hop", FORK_HOPPER) else {
+        return common::skip(
+            "a_socket_whose_holder_keeps_forking_is_found_or_said",
+            "no C compiler",
+        );
+    };
+    let port_of = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    let (hopping, still) = (port_of(), port_of());
+    for (port, is_still) in [(hopping, "0"), (still, "1")] {
+        let status = attacker
+            .command(&binary)
+            .args(["hop", &port.to_string(), "2000", is_still])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("the holder");
+        assert!(status.success(), "the holder of {port} did not start");
+    }
+    // The lapper's staller (a process whose leader exited, its threads listing
+    // 19,900 fds) makes a pass long enough for pids to come round in it.
+    let Some(lap) = compiled_with(
+        &attacker,
+        "lap",
+        PID_LAPPER,
+        &["-Wl,--no-as-needed", "-lgcc_s"],
+    ) else {
+        return common::skip(
+            "a_socket_whose_holder_keeps_forking_is_found_or_said",
+            "no C compiler",
+        );
+    };
+    let staller = attacker
+        .command(&lap)
+        .args(["stall", "1000", "20", "19900"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("the staller");
+    assert!(staller.success(), "the staller did not start");
+    let mut lapper = attacker
+        .command(&binary)
+        .args(["lap", "300"])
+        .spawn()
+        .expect("the lapper");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let host = an1256::platform::linux::LinuxHost::new(an1256::platform::HostConfig {
+        fd_iterator: true,
+        ..an1256::platform::HostConfig::default()
+    });
+    let query = an1256::model::SocketQuery {
+        pids: None,
+        protocols: an1256::model::ProtocolSet::ALL,
+    };
+    let named = |notes: &[String], port: u16| {
+        notes.iter().any(|note| {
+            note.contains(&format!("127.0.0.1:{port} (socket "))
+                && note.contains(&format!("of uid {}", attacker.uid))
+        })
+    };
+    let (mut found, mut said, mut quiet) = (0, 0, Vec::new());
+    for scan_number in 0..SCANS {
+        let scan = an1256::platform::Host::sockets(&host, &query);
+        let holds = |port: u16| {
+            scan.sockets
+                .iter()
+                .any(|s| s.local_port == i32::from(port) && s.protocol == 17)
+        };
+        assert!(
+            holds(still) && !named(&scan.incomplete, still),
+            "scan {scan_number}: the twin held still is found and never named: {:?}",
+            scan.incomplete
+        );
+        if holds(hopping) {
+            found += 1;
+        } else if named(&scan.incomplete, hopping) {
+            said += 1;
+        } else {
+            quiet.push((scan_number, scan.incomplete.clone()));
+        }
+    }
+    let _ = lapper.kill();
+    let _ = lapper.wait();
+    eprintln!(
+        "{SCANS} full scans: the hopping socket found {found}, named {said}, missing with \
+         nothing said {}",
+        quiet.len()
+    );
+    assert!(
+        quiet.is_empty(),
+        "quiet misses (scan, incomplete): {quiet:?}"
+    );
+}
+
+/// A UDP socket held by no process: sent over a UNIX socket pair to itself
+/// (SCM_RIGHTS) and closed, it lives in the pair's queue and still sends once
+/// received. No fd table holds it, so the pass never found it; the full scan
+/// now names it (and `an1256 query` exits 2 with its uid on stderr). The twin,
+/// the same socket kept as an fd, is found and never named.
+#[test]
+fn a_socket_held_by_no_process_is_named_and_its_held_twin_is_found() {
+    if !common::is_root() {
+        return common::skip(
+            "a_socket_held_by_no_process_is_named_and_its_held_twin_is_found",
+            "needs root",
+        );
+    }
+    let _full_scan = full_scan_lock();
+    let attacker = common::attacker("inflight");
+    let holder = "import socket, sys, time\n\
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        u.bind(('127.0.0.1', 0))\n\
+        port = u.getsockname()[1]\n\
+        if sys.argv[1] == 'inflight':\n\
+        \x20   a, b = socket.socketpair()\n\
+        \x20   socket.send_fds(a, [b'x'], [u.fileno()])\n\
+        \x20   u.close()\n\
+        print(f'port={port}', flush=True)\n\
+        print('ready', flush=True)\n\
+        time.sleep(300)\n";
+    let started = |how: &str| {
+        let mut command = attacker.command("python3");
+        command.args(["-c", holder, how]);
+        common::spawn_ready(command).expect("the holder")
+    };
+    let inflight = started("inflight");
+    let held = started("held");
+    let port = |child: &common::ReadyChild| -> u16 {
+        child
+            .value("port")
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    };
+    let (inflight_port, held_port) = (port(&inflight), port(&held));
+    let host = an1256::platform::linux::LinuxHost::new(an1256::platform::HostConfig {
+        fd_iterator: true,
+        ..an1256::platform::HostConfig::default()
+    });
+    let scan = an1256::platform::Host::sockets(
+        &host,
+        &an1256::model::SocketQuery {
+            pids: None,
+            protocols: an1256::model::ProtocolSet::ALL,
+        },
+    );
+    let name = |port: u16| format!("UDP socket 127.0.0.1:{port} (socket ");
+    let uid = format!("of uid {}", attacker.uid);
+    assert!(
+        scan.incomplete
+            .iter()
+            .any(|n| n.contains(&name(inflight_port)) && n.contains(&uid)),
+        "the socket in flight is named: {:?}",
+        scan.incomplete
+    );
+    assert!(
+        scan.sockets
+            .iter()
+            .any(|s| s.pid == held.pid && s.local_port == i32::from(held_port)),
+        "the twin is found"
+    );
+    assert!(
+        !scan.incomplete.iter().any(|n| n.contains(&name(held_port))),
+        "the twin is never named: {:?}",
+        scan.incomplete
+    );
+    // The CLI says so and exits 2 (an incomplete result).
+    let (code, _, stderr, _) = measured_an1256(&[
+        "query",
+        "--json",
+        "SELECT pid FROM nonstandard_protocol_sockets WHERE protocol_name = 'udp'",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&name(inflight_port)) && stderr.contains(&uid),
+        "{stderr}"
+    );
+    // A `pid =` query lists no census: the twin's own scan is complete.
+    let (code, _, stderr, _) = measured_an1256(&[
+        "query",
+        "--json",
+        &format!(
+            "SELECT pid FROM nonstandard_protocol_sockets WHERE pid = {}",
+            held.pid
+        ),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// `count` processes (argv[1]), each holding one connected UDP socket and a
 /// second thread; with argv[2] `exited` each one's leader then exits (the
 /// thread lives on), else it stays. Prints `pids=<p>,<p>,…`, then `ready`.

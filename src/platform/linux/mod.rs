@@ -14,6 +14,7 @@ pub mod rpm;
 pub mod script_file;
 pub mod socket_tables;
 pub mod sockets;
+pub mod unseen_sockets;
 pub mod userfile;
 
 use crate::model::{CodeIdentity, Pid, ProcessInfo, SocketQuery, SocketScan};

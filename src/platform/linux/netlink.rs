@@ -188,6 +188,7 @@ pub fn parse_diag_msg(payload: &[u8], kind: TableKind) -> Result<TableEntry, Dum
             remote: address(payload, 24, ipv6)?,
             remote_port: port_be(payload, 6)?,
             tcp_state,
+            uid: u32_ne(payload, 64)?,
         })
     })();
     entry.ok_or(short)
@@ -520,11 +521,14 @@ mod tests {
             v4([192, 0, 2, 10]),
             9,
         );
+        let mut m = m;
+        m[64..68].copy_from_slice(&1001u32.to_ne_bytes()); // idiag_uid
         let e = parse_diag_msg(&m, TableKind::Udp).unwrap();
         assert_eq!(
             (e.protocol, e.socket_type, e.tcp_state),
             (17, SocketType::Dgram, "")
         );
+        assert_eq!((e.uid, e.inode), (1001, 9));
         assert_eq!((e.local_port, e.remote_port), (50000, 53));
         assert_eq!(e.remote.to_string(), "192.0.2.10");
     }

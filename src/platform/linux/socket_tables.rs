@@ -117,7 +117,13 @@ pub struct TableEntry {
     pub remote_port: i32,
     /// TCP state name; empty for other protocols.
     pub tcp_state: &'static str,
+    /// The socket's owner (`sk_uid`: who made it) as its table gives it;
+    /// [`UNKNOWN_UID`] where no table was read.
+    pub uid: u32,
 }
+
+/// A [`TableEntry::uid`] that no table gave.
+pub const UNKNOWN_UID: u32 = u32::MAX;
 
 impl TableEntry {
     pub(super) fn is_ping(&self) -> bool {

@@ -13,7 +13,8 @@
 use super::fd_iterator::{self, SocketFd};
 use super::netlink;
 use super::procfs::{self, ProcDir};
-use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind};
+use super::socket_tables::{tables_for, tcp_state_name, TableEntry, TableKind, UNKNOWN_UID};
+use super::unseen_sockets;
 use crate::model::{
     Pid, ProtocolSet, ScannedEnvironment, SocketInfo, SocketQuery, SocketScan, SocketType,
     FAMILY_INET, FAMILY_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
@@ -121,7 +122,8 @@ pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
     let (remote, remote_port) = parse_endpoint(fields.next()?, ipv6)?;
     let state = u8::from_str_radix(fields.next()?, 16).ok()?;
     // tx:rx, tr:when, retrnsmt, uid, timeout, then the inode.
-    let inode: u64 = fields.nth(5)?.parse().ok()?;
+    let uid: u32 = fields.nth(3)?.parse().ok()?;
+    let inode: u64 = fields.nth(1)?.parse().ok()?;
     let (protocol, local_port) = match kind.protocol() {
         Some(protocol) => (protocol, local_port),
         // Raw sockets: the local "port" is the IP protocol given to socket(2).
@@ -142,6 +144,7 @@ pub fn parse_line(kind: TableKind, line: &str) -> Option<TableEntry> {
         remote,
         remote_port,
         tcp_state,
+        uid,
     })
 }
 
@@ -215,6 +218,8 @@ pub fn facts_entry(inode: u64, facts: &fd_iterator::SocketFacts) -> Option<Table
         remote: facts.remote,
         remote_port: i32::from(remote_port),
         tcp_state,
+        // The record's uid is its holder's, not the socket's.
+        uid: UNKNOWN_UID,
     })
 }
 
@@ -290,6 +295,7 @@ impl SockProtoName {
             remote: unspecified,
             remote_port: 0,
             tcp_state: "",
+            uid: UNKNOWN_UID,
         })
     }
 }
@@ -389,11 +395,21 @@ impl NetTables {
         self.entries.is_empty()
     }
 
+    /// Every listed socket (the first listing of a ping socket in both tables).
+    pub(super) fn entries(&self) -> impl Iterator<Item = &TableEntry> {
+        self.entries.values()
+    }
+
+    /// Why sockets may be missing from these tables (each cut at its byte cap).
+    pub(super) fn truncated(&self) -> &[String] {
+        &self.truncated
+    }
+
     /// Reads the wanted tables of the namespace `dir`'s process lives in, and the
     /// inodes alone of the `unwanted` ones (and of `net/unix` when `with_unix`). A
     /// table the kernel lacks (no IPv6, no UDP-Lite) is skipped; an unwanted one
     /// that cannot be read costs only the xattr calls it would have saved.
-    fn read(
+    pub(super) fn read(
         dir: &ProcDir,
         namespace: u64,
         kinds: &[TableKind],
@@ -1432,6 +1448,29 @@ pub fn scan(
     if query.protocols.is_empty() {
         return SocketScan::default();
     }
+    // A full scan run by root lists its namespace's datagram sockets before and
+    // after, to notice one whose holder it missed (`unseen_sockets`).
+    let census = (query.pids.is_none() && running_as_root())
+        .then(|| unseen_sockets::Census::take(&query.protocols))
+        .flatten();
+    let mut result = scan_holders(query, use_iterator, environments, library_pass);
+    unseen_sockets::check(census, &query.protocols, &mut result);
+    result
+}
+
+/// Whether this process runs as root: only then can a scan see every holder.
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// [`scan`]'s sockets, found through the processes holding them.
+fn scan_holders(
+    query: &SocketQuery,
+    use_iterator: bool,
+    environments: bool,
+    library_pass: LibraryPassUse,
+) -> SocketScan {
     // Given pids in the caller's order (the watch rotates it so that no process
     // is always last under the deadline), each once.
     let given = query.pids.as_ref().map(|list| {
@@ -1862,8 +1901,9 @@ mod tests {
 
     #[test]
     fn ipv4_udp_lines_are_little_endian_hex() {
-        let line = "  123: 0100007F:0035 0800A8C0:1F90 01 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 0";
+        let line = "  123: 0100007F:0035 0800A8C0:1F90 01 00000000:00000000 00:00000000 00000000  1001        0 12345 2 0000000000000000 0";
         let e = parse_line(TableKind::Udp, line).unwrap();
+        assert_eq!(e.uid, 1001);
         assert_eq!(e.local, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(e.local_port, 53);
         assert_eq!(e.remote, "192.168.0.8".parse::<IpAddr>().unwrap());

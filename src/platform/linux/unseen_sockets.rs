@@ -1,0 +1,377 @@
+//! A full scan's check on itself. The fd pass (or walk) finds sockets through
+//! the processes that hold them, and a holder that keeps moving can stay out of
+//! its way: a process that forks every few milliseconds and exits, its child
+//! given a pid the pass has gone by (red team: with the pid cursor lapped by
+//! failed clones, missed by the pass, by the per-process fallback, by the /proc
+//! walk and by `ss -p` alike), or a socket held by no fd table at all (in flight
+//! over a UNIX socket, registered with io_uring). The socket itself does not
+//! move: the scanner's own network namespace's datagram and raw sockets are
+//! listed before the scan and again after it, and one listed both times that
+//! the scan found no process holding was open through the whole scan, unseen.
+//! The result is then incomplete and says whose socket it is.
+//!
+//! Root's sockets are left out: the kernel's own (a WireGuard or VXLAN tunnel,
+//! an NFS client) are root's and held by no fd. Other network namespaces are
+//! not listed (their tables are read only through a process found in them).
+
+use super::procfs::ProcDir;
+use super::socket_tables::{TableEntry, UNKNOWN_UID};
+use super::sockets::NetTables;
+use crate::model::{Pid, ProtocolSet, SocketScan, SocketType, IPPROTO_TCP};
+use std::collections::{HashMap, HashSet};
+
+/// Unseen sockets named one by one in the note; the rest are counted.
+const MAX_NAMED: usize = 8;
+
+/// The datagram and raw sockets a scan reports, of users other than root, in
+/// the scanner's own network namespace at one moment, by inode.
+#[derive(Debug, Default)]
+pub struct Census {
+    namespace: u64,
+    sockets: HashMap<u64, TableEntry>,
+}
+
+impl Census {
+    /// Lists the sockets of `protocols` (TCP left out: its sockets are many and
+    /// SOCKS is judged per connection) in the scanner's own namespace. `None`
+    /// when the set has nothing but TCP.
+    pub fn take(protocols: &ProtocolSet) -> Option<Result<Census, String>> {
+        let kinds: Vec<_> = super::socket_tables::tables_for(protocols)
+            .into_iter()
+            .filter(|kind| kind.socket_type() != SocketType::Stream)
+            .collect();
+        if kinds.is_empty() {
+            return None;
+        }
+        Some(Self::read(protocols, &kinds))
+    }
+
+    fn read(
+        protocols: &ProtocolSet,
+        kinds: &[super::socket_tables::TableKind],
+    ) -> Result<Census, String> {
+        let own = Pid::try_from(std::process::id()).map_err(|e| e.to_string())?;
+        let dir = ProcDir::open(own).map_err(|e| e.to_string())?;
+        let namespace = dir.net_namespace().map_err(|e| e.to_string())?;
+        let tables =
+            NetTables::read(&dir, namespace, kinds, &[], false).map_err(|e| e.to_string())?;
+        if let Some(why) = tables.truncated().first() {
+            return Err(why.clone());
+        }
+        Ok(Census::of(namespace, tables.entries().copied(), protocols))
+    }
+
+    /// The census of `entries`: those a scan for `protocols` reports, owned by
+    /// a user other than root.
+    fn of(
+        namespace: u64,
+        entries: impl Iterator<Item = TableEntry>,
+        protocols: &ProtocolSet,
+    ) -> Census {
+        let sockets = entries
+            .filter(|e| e.inode != 0 && e.uid != 0 && e.uid != UNKNOWN_UID)
+            .filter(|e| !(e.protocol == IPPROTO_TCP && e.socket_type == SocketType::Stream))
+            .filter(|e| protocols.wants_kind(e.socket_type, e.protocol))
+            .map(|e| (e.inode, e))
+            .collect();
+        Census { namespace, sockets }
+    }
+
+    /// The sockets of this census still listed, the same, in `after`, that no
+    /// socket the scan found (by inode, `seen`) is: open through the whole scan,
+    /// held where the scan did not look. By uid, then inode.
+    pub fn unseen_by(&self, after: &Census, seen: &HashSet<u64>) -> Vec<TableEntry> {
+        if self.namespace != after.namespace {
+            return Vec::new();
+        }
+        let mut unseen: Vec<TableEntry> = self
+            .sockets
+            .iter()
+            .filter(|(inode, _)| !seen.contains(inode))
+            .filter_map(|(inode, entry)| {
+                let later = after.sockets.get(inode)?;
+                same_socket(entry, later).then_some(*entry)
+            })
+            .collect();
+        unseen.sort_by_key(|e| (e.uid, e.inode));
+        unseen
+    }
+}
+
+/// Whether two listings of one inode are one socket: made by one user, of one
+/// kind, at one local address (a datagram socket binds once).
+fn same_socket(before: &TableEntry, after: &TableEntry) -> bool {
+    before.uid == after.uid
+        && before.family == after.family
+        && before.protocol == after.protocol
+        && before.socket_type == after.socket_type
+        && before.local == after.local
+        && before.local_port == after.local_port
+}
+
+/// Ends a full scan's check: lists the sockets again and marks `scan`
+/// incomplete for each one `before` also listed that the scan did not find,
+/// or when either listing failed (nothing then tells a miss apart).
+pub fn check(
+    before: Option<Result<Census, String>>,
+    protocols: &ProtocolSet,
+    scan: &mut SocketScan,
+) {
+    let Some(before) = before else { return };
+    if crate::deadline::Deadline::current().expired() {
+        // Said already: the scan stopped early.
+        return;
+    }
+    let after = Census::take(protocols);
+    let (before, after) = match (before, after) {
+        (Ok(before), Some(Ok(after))) => (before, after),
+        (Err(why), _) | (_, Some(Err(why))) => {
+            scan.incomplete.push(format!(
+                "the sockets of this network namespace could not be listed ({why}): a socket \
+                 whose holder the scan missed would not be noticed"
+            ));
+            return;
+        }
+        (Ok(_), None) => return,
+    };
+    let seen: HashSet<u64> = scan.sockets.iter().map(|s| s.socket).collect();
+    if let Some(note) = note(&before.unseen_by(&after, &seen)) {
+        scan.incomplete.push(note);
+    }
+}
+
+/// The incomplete note naming unseen sockets (at most [`MAX_NAMED`]).
+pub fn note(unseen: &[TableEntry]) -> Option<String> {
+    if unseen.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = unseen.iter().take(MAX_NAMED).map(describe).collect();
+    let more = match unseen.len().saturating_sub(MAX_NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    Some(format!(
+        "{}{more} open through the whole scan, but no process was found holding {}: a \
+         holder that keeps moving (forking and exiting) or a socket held outside any fd \
+         table (in flight over a UNIX socket, io_uring); look at the uid's processes",
+        named.join(", "),
+        if unseen.len() == 1 { "it" } else { "them" },
+    ))
+}
+
+/// `UDP socket 127.0.0.1:47212 (socket 1234) of uid 1001`.
+fn describe(entry: &TableEntry) -> String {
+    let kind = match (entry.socket_type, entry.protocol) {
+        (SocketType::Raw, protocol) => format!("raw socket (IP protocol {protocol})"),
+        (_, 17) => "UDP socket".to_owned(),
+        (_, 136) => "UDP-Lite socket".to_owned(),
+        (_, 1 | 58) => "ICMP (ping) socket".to_owned(),
+        (_, protocol) => format!("socket of IP protocol {protocol}"),
+    };
+    let local = super::socket_tables::address_text(entry.local);
+    let local = if entry.family == crate::model::FAMILY_INET6 {
+        format!("[{local}]")
+    } else {
+        local
+    };
+    format!(
+        "{kind} {local}:{} (socket {}) of uid {}",
+        entry.local_port, entry.inode, entry.uid
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SocketInfo, FAMILY_INET, IPPROTO_ICMP, IPPROTO_UDP};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn entry(inode: u64, uid: u32, protocol: i32, socket_type: SocketType) -> TableEntry {
+        TableEntry {
+            inode,
+            family: FAMILY_INET,
+            protocol,
+            socket_type,
+            local: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local_port: 47212,
+            remote: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            remote_port: 0,
+            tcp_state: "",
+            uid,
+        }
+    }
+
+    fn udp(inode: u64, uid: u32) -> TableEntry {
+        entry(inode, uid, IPPROTO_UDP, SocketType::Dgram)
+    }
+
+    fn census(entries: &[TableEntry], protocols: &ProtocolSet) -> Census {
+        Census::of(7, entries.iter().copied(), protocols)
+    }
+
+    fn inodes(unseen: &[TableEntry]) -> Vec<u64> {
+        unseen.iter().map(|e| e.inode).collect()
+    }
+
+    #[test]
+    fn only_a_users_socket_listed_both_times_and_found_by_no_one_is_unseen() {
+        let all = ProtocolSet::ALL;
+        let before = census(
+            &[
+                udp(1, 1001),        // unseen
+                udp(2, 1001),        // found by the scan
+                udp(3, 0),           // root's: the kernel's own are root's
+                udp(4, 1001),        // closed during the scan
+                udp(5, UNKNOWN_UID), // no table said whose
+                udp(0, 1001),        // no inode: no fd can hold it
+                entry(6, 1001, IPPROTO_TCP, SocketType::Stream),
+            ],
+            &all,
+        );
+        let after = census(
+            &[
+                udp(1, 1001),
+                udp(2, 1001),
+                udp(3, 0),
+                udp(5, UNKNOWN_UID),
+                udp(9, 1001), // made during the scan
+                entry(6, 1001, IPPROTO_TCP, SocketType::Stream),
+            ],
+            &all,
+        );
+        let seen: HashSet<u64> = [2].into();
+        assert_eq!(inodes(&before.unseen_by(&after, &seen)), vec![1]);
+        // Found: nothing unseen.
+        let seen: HashSet<u64> = [1, 2].into();
+        assert!(before.unseen_by(&after, &seen).is_empty());
+    }
+
+    #[test]
+    fn a_socket_the_query_does_not_report_is_never_unseen() {
+        let udp_only = ProtocolSet {
+            udp: true,
+            ..ProtocolSet::NONE
+        };
+        let listed = [
+            udp(1, 1001),
+            entry(2, 1001, IPPROTO_ICMP, SocketType::Dgram),
+            entry(3, 1001, IPPROTO_ICMP, SocketType::Raw),
+        ];
+        let before = census(&listed, &udp_only);
+        let after = census(&listed, &udp_only);
+        assert_eq!(inodes(&before.unseen_by(&after, &HashSet::new())), vec![1]);
+        let raw = ProtocolSet {
+            raw: true,
+            ..ProtocolSet::NONE
+        };
+        let before = census(&listed, &raw);
+        let after = census(&listed, &raw);
+        assert_eq!(inodes(&before.unseen_by(&after, &HashSet::new())), vec![3]);
+        // wants_kind agrees with wants on every listed kind.
+        for set in [udp_only, raw, ProtocolSet::ALL] {
+            for e in &listed {
+                let info: SocketInfo = e.to_socket_info(1, 3, "7");
+                assert_eq!(set.wants(&info), set.wants_kind(e.socket_type, e.protocol));
+            }
+        }
+    }
+
+    #[test]
+    fn an_inode_listed_again_for_another_socket_is_not_the_one_that_was_open() {
+        let before = census(&[udp(1, 1001)], &ProtocolSet::ALL);
+        let mut other = udp(1, 1001);
+        other.local_port = 53;
+        let after = census(&[other], &ProtocolSet::ALL);
+        assert!(before.unseen_by(&after, &HashSet::new()).is_empty());
+        let mut other_user = udp(1, 1002);
+        other_user.local_port = 47212;
+        let after = census(&[other_user], &ProtocolSet::ALL);
+        assert!(before.unseen_by(&after, &HashSet::new()).is_empty());
+        // Another namespace's listing says nothing of this one's sockets.
+        let mut elsewhere = census(&[udp(1, 1001)], &ProtocolSet::ALL);
+        elsewhere.namespace = 8;
+        assert!(before.unseen_by(&elsewhere, &HashSet::new()).is_empty());
+    }
+
+    #[test]
+    fn the_note_names_each_socket_and_its_user_up_to_a_bound() {
+        assert_eq!(note(&[]), None);
+        let one = note(&[udp(41, 1001)]).unwrap_or_default();
+        assert!(
+            one.starts_with("UDP socket 127.0.0.1:47212 (socket 41) of uid 1001 open through"),
+            "{one}"
+        );
+        let many: Vec<TableEntry> = (0..20).map(|i| udp(100 + i, 1001)).collect();
+        let text = note(&many).unwrap_or_default();
+        assert_eq!(text.matches("of uid 1001").count(), MAX_NAMED, "{text}");
+        assert!(text.contains(" and 12 more open through"), "{text}");
+        let raw = describe(&entry(5, 7, IPPROTO_ICMP, SocketType::Raw));
+        assert_eq!(
+            raw,
+            "raw socket (IP protocol 1) 127.0.0.1:47212 (socket 5) of uid 7"
+        );
+    }
+
+    /// A real UDP socket made under another fsuid (sk_uid is the maker's) is
+    /// listed with that uid, both times, and is unseen until the scan found it;
+    /// root's own twin is never listed.
+    #[test]
+    fn a_real_socket_of_another_uid_is_listed_by_its_owner() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        const NOBODY: u32 = 65534;
+        // setfsuid is per thread: only this one makes the socket as NOBODY.
+        let made = std::thread::spawn(|| {
+            // SAFETY: setfsuid changes this thread's fs uid only; put back below.
+            unsafe { libc::setfsuid(NOBODY) };
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0");
+            // SAFETY: as above.
+            unsafe { libc::setfsuid(0) };
+            socket
+        })
+        .join();
+        let Ok(Ok(theirs)) = made else {
+            panic!("no socket made");
+        };
+        let Ok(ours) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            panic!("no socket made");
+        };
+        let port =
+            |s: &std::net::UdpSocket| s.local_addr().map(|a| i32::from(a.port())).unwrap_or(0);
+        let listed = |port: i32| -> Vec<TableEntry> {
+            let Some(Ok(census)) = Census::take(&ProtocolSet::ALL) else {
+                panic!("the census could not be taken");
+            };
+            census
+                .sockets
+                .values()
+                .filter(|e| e.local_port == port && e.protocol == IPPROTO_UDP)
+                .copied()
+                .collect()
+        };
+        assert!(
+            listed(port(&ours)).is_empty(),
+            "root's sockets are left out"
+        );
+        let theirs_listed = listed(port(&theirs));
+        assert_eq!(theirs_listed.len(), 1, "{theirs_listed:?}");
+        assert_eq!(theirs_listed[0].uid, NOBODY);
+        let (Some(Ok(before)), Some(Ok(after))) = (
+            Census::take(&ProtocolSet::ALL),
+            Census::take(&ProtocolSet::ALL),
+        ) else {
+            panic!("the census could not be taken");
+        };
+        let inode = theirs_listed[0].inode;
+        assert!(inodes(&before.unseen_by(&after, &HashSet::new())).contains(&inode));
+        let seen: HashSet<u64> = [inode].into();
+        assert!(!inodes(&before.unseen_by(&after, &seen)).contains(&inode));
+        drop(theirs);
+        let Some(Ok(closed)) = Census::take(&ProtocolSet::ALL) else {
+            panic!("the census could not be taken");
+        };
+        assert!(!inodes(&before.unseen_by(&closed, &HashSet::new())).contains(&inode));
+    }
+}
