@@ -395,21 +395,11 @@ impl NetTables {
         self.entries.is_empty()
     }
 
-    /// Every listed socket (the first listing of a ping socket in both tables).
-    pub(super) fn entries(&self) -> impl Iterator<Item = &TableEntry> {
-        self.entries.values()
-    }
-
-    /// Why sockets may be missing from these tables (each cut at its byte cap).
-    pub(super) fn truncated(&self) -> &[String] {
-        &self.truncated
-    }
-
     /// Reads the wanted tables of the namespace `dir`'s process lives in, and the
     /// inodes alone of the `unwanted` ones (and of `net/unix` when `with_unix`). A
     /// table the kernel lacks (no IPv6, no UDP-Lite) is skipped; an unwanted one
     /// that cannot be read costs only the xattr calls it would have saved.
-    pub(super) fn read(
+    fn read(
         dir: &ProcDir,
         namespace: u64,
         kinds: &[TableKind],
@@ -1450,12 +1440,42 @@ pub fn scan(
     }
     // A full scan run by root lists its namespace's datagram sockets before and
     // after, to notice one whose holder it missed (`unseen_sockets`).
-    let census = (query.pids.is_none() && running_as_root())
-        .then(|| unseen_sockets::Census::take(&query.protocols))
+    let before = (query.pids.is_none() && running_as_root())
+        .then(|| census(&query.protocols))
         .flatten();
     let mut result = scan_holders(query, use_iterator, environments, library_pass);
-    unseen_sockets::check(census, &query.protocols, &mut result);
+    // Past the deadline the result says already that the scan stopped early.
+    if let Some(before) = before.filter(|_| !crate::deadline::Deadline::current().expired()) {
+        if let Some(after) = census(&query.protocols) {
+            unseen_sockets::check(before, after, &mut result);
+        }
+    }
     result
+}
+
+/// The census of the scanner's own network namespace for `protocols` (see
+/// `unseen_sockets`); `None` when the set has nothing but TCP.
+pub(super) fn census(protocols: &ProtocolSet) -> Option<Result<unseen_sockets::Census, String>> {
+    let kinds = unseen_sockets::kinds(protocols);
+    if kinds.is_empty() {
+        return None;
+    }
+    let read = || -> Result<unseen_sockets::Census, String> {
+        let own = Pid::try_from(std::process::id()).map_err(|e| e.to_string())?;
+        let dir = ProcDir::open(own).map_err(|e| e.to_string())?;
+        let namespace = dir.net_namespace().map_err(|e| e.to_string())?;
+        let tables =
+            NetTables::read(&dir, namespace, &kinds, &[], false).map_err(|e| e.to_string())?;
+        if let Some(why) = tables.truncated.first() {
+            return Err(why.clone());
+        }
+        Ok(unseen_sockets::Census::of(
+            namespace,
+            tables.entries.values().copied(),
+            protocols,
+        ))
+    };
+    Some(read())
 }
 
 /// Whether this process runs as root: only then can a scan see every holder.

@@ -14,10 +14,8 @@
 //! an NFS client) are root's and held by no fd. Other network namespaces are
 //! not listed (their tables are read only through a process found in them).
 
-use super::procfs::ProcDir;
-use super::socket_tables::{TableEntry, UNKNOWN_UID};
-use super::sockets::NetTables;
-use crate::model::{Pid, ProtocolSet, SocketScan, SocketType, IPPROTO_TCP};
+use super::socket_tables::{tables_for, TableEntry, TableKind, UNKNOWN_UID};
+use crate::model::{ProtocolSet, SocketScan, SocketType, IPPROTO_TCP};
 use std::collections::{HashMap, HashSet};
 
 /// Unseen sockets named one by one in the note; the rest are counted.
@@ -31,39 +29,19 @@ pub struct Census {
     sockets: HashMap<u64, TableEntry>,
 }
 
+/// The tables a census for `protocols` lists: the datagram and raw ones (TCP
+/// left out: its sockets are many, and SOCKS is judged per connection).
+pub fn kinds(protocols: &ProtocolSet) -> Vec<TableKind> {
+    tables_for(protocols)
+        .into_iter()
+        .filter(|kind| kind.socket_type() != SocketType::Stream)
+        .collect()
+}
+
 impl Census {
-    /// Lists the sockets of `protocols` (TCP left out: its sockets are many and
-    /// SOCKS is judged per connection) in the scanner's own namespace. `None`
-    /// when the set has nothing but TCP.
-    pub fn take(protocols: &ProtocolSet) -> Option<Result<Census, String>> {
-        let kinds: Vec<_> = super::socket_tables::tables_for(protocols)
-            .into_iter()
-            .filter(|kind| kind.socket_type() != SocketType::Stream)
-            .collect();
-        if kinds.is_empty() {
-            return None;
-        }
-        Some(Self::read(protocols, &kinds))
-    }
-
-    fn read(
-        protocols: &ProtocolSet,
-        kinds: &[super::socket_tables::TableKind],
-    ) -> Result<Census, String> {
-        let own = Pid::try_from(std::process::id()).map_err(|e| e.to_string())?;
-        let dir = ProcDir::open(own).map_err(|e| e.to_string())?;
-        let namespace = dir.net_namespace().map_err(|e| e.to_string())?;
-        let tables =
-            NetTables::read(&dir, namespace, kinds, &[], false).map_err(|e| e.to_string())?;
-        if let Some(why) = tables.truncated().first() {
-            return Err(why.clone());
-        }
-        Ok(Census::of(namespace, tables.entries().copied(), protocols))
-    }
-
-    /// The census of `entries`: those a scan for `protocols` reports, owned by
-    /// a user other than root.
-    fn of(
+    /// The census of `entries` of the namespace `namespace`: those a scan for
+    /// `protocols` reports, owned by a user other than root.
+    pub fn of(
         namespace: u64,
         entries: impl Iterator<Item = TableEntry>,
         protocols: &ProtocolSet,
@@ -109,30 +87,19 @@ fn same_socket(before: &TableEntry, after: &TableEntry) -> bool {
         && before.local_port == after.local_port
 }
 
-/// Ends a full scan's check: lists the sockets again and marks `scan`
-/// incomplete for each one `before` also listed that the scan did not find,
-/// or when either listing failed (nothing then tells a miss apart).
-pub fn check(
-    before: Option<Result<Census, String>>,
-    protocols: &ProtocolSet,
-    scan: &mut SocketScan,
-) {
-    let Some(before) = before else { return };
-    if crate::deadline::Deadline::current().expired() {
-        // Said already: the scan stopped early.
-        return;
-    }
-    let after = Census::take(protocols);
+/// Ends a full scan's check with the listing taken `after` it: marks `scan`
+/// incomplete for each socket `before` also listed that the scan did not
+/// find, or when either listing failed (nothing then tells a miss apart).
+pub fn check(before: Result<Census, String>, after: Result<Census, String>, scan: &mut SocketScan) {
     let (before, after) = match (before, after) {
-        (Ok(before), Some(Ok(after))) => (before, after),
-        (Err(why), _) | (_, Some(Err(why))) => {
+        (Ok(before), Ok(after)) => (before, after),
+        (Err(why), _) | (_, Err(why)) => {
             scan.incomplete.push(format!(
                 "the sockets of this network namespace could not be listed ({why}): a socket \
                  whose holder the scan missed would not be noticed"
             ));
             return;
         }
-        (Ok(_), None) => return,
     };
     let seen: HashSet<u64> = scan.sockets.iter().map(|s| s.socket).collect();
     if let Some(note) = note(&before.unseen_by(&after, &seen)) {
@@ -207,6 +174,10 @@ mod tests {
 
     fn census(entries: &[TableEntry], protocols: &ProtocolSet) -> Census {
         Census::of(7, entries.iter().copied(), protocols)
+    }
+
+    fn take(protocols: &ProtocolSet) -> Option<Result<Census, String>> {
+        super::super::sockets::census(protocols)
     }
 
     fn inodes(unseen: &[TableEntry]) -> Vec<u64> {
@@ -341,7 +312,7 @@ mod tests {
         let port =
             |s: &std::net::UdpSocket| s.local_addr().map(|a| i32::from(a.port())).unwrap_or(0);
         let listed = |port: i32| -> Vec<TableEntry> {
-            let Some(Ok(census)) = Census::take(&ProtocolSet::ALL) else {
+            let Some(Ok(census)) = take(&ProtocolSet::ALL) else {
                 panic!("the census could not be taken");
             };
             census
@@ -358,10 +329,9 @@ mod tests {
         let theirs_listed = listed(port(&theirs));
         assert_eq!(theirs_listed.len(), 1, "{theirs_listed:?}");
         assert_eq!(theirs_listed[0].uid, NOBODY);
-        let (Some(Ok(before)), Some(Ok(after))) = (
-            Census::take(&ProtocolSet::ALL),
-            Census::take(&ProtocolSet::ALL),
-        ) else {
+        let (Some(Ok(before)), Some(Ok(after))) =
+            (take(&ProtocolSet::ALL), take(&ProtocolSet::ALL))
+        else {
             panic!("the census could not be taken");
         };
         let inode = theirs_listed[0].inode;
@@ -369,7 +339,7 @@ mod tests {
         let seen: HashSet<u64> = [inode].into();
         assert!(!inodes(&before.unseen_by(&after, &seen)).contains(&inode));
         drop(theirs);
-        let Some(Ok(closed)) = Census::take(&ProtocolSet::ALL) else {
+        let Some(Ok(closed)) = take(&ProtocolSet::ALL) else {
             panic!("the census could not be taken");
         };
         assert!(!inodes(&before.unseen_by(&closed, &HashSet::new())).contains(&inode));
