@@ -854,17 +854,10 @@ pub fn parse_status_uids(text: &str) -> Option<(i64, i64)> {
 }
 
 /// Boot time (`btime` line of `/proc/stat`), seconds since the epoch.
-pub fn parse_boot_time(text: &str) -> Option<i64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("btime "))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-/// Reads the boot time once from `/proc/stat`.
+/// Reads the boot time once from `/proc/stat` (its `btime` line, read up to
+/// like the `processes` line: past an `intr` line of any size within the cap).
 pub fn boot_time() -> Option<i64> {
-    let fd = open_at(libc::AT_FDCWD, c"/proc/stat", libc::O_RDONLY).ok()?;
-    let data = read_bounded(fd, 1024 * 1024).ok()?;
-    parse_boot_time(&String::from_utf8_lossy(&data))
+    i64::try_from(read_stat_value(b"btime")?).ok()
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 nearly everywhere).
@@ -1107,20 +1100,25 @@ const PROC_STAT_CHUNK: usize = 64 * 1024;
 
 /// Tasks made since boot: the `processes` line of `/proc/stat`.
 fn read_tasks_made() -> Option<u64> {
+    read_stat_value(b"processes")
+}
+
+/// The value of the `/proc/stat` line `<key> N`.
+fn read_stat_value(key: &[u8]) -> Option<u64> {
     let fd = open_at(
         libc::AT_FDCWD,
         c"/proc/stat",
         libc::O_RDONLY | libc::O_NOFOLLOW,
     )
     .ok()?;
-    tasks_made_in(File::from(fd), PROC_STAT_CHUNK, MAX_PROC_STAT_BYTES)
+    stat_value_in(File::from(fd), key, PROC_STAT_CHUNK, MAX_PROC_STAT_BYTES)
 }
 
-/// The `processes N` line of `/proc/stat` text read from `reader`, `chunk`
-/// bytes at a time, stopping at the end of that line; `None` when it is not
-/// within `limit` bytes, is malformed, or a read fails.
-fn tasks_made_in(mut reader: impl Read, chunk: usize, limit: usize) -> Option<u64> {
-    let mut finder = LineValueFinder::new(b"processes");
+/// The `<key> N` line of `/proc/stat` text read from `reader`, `chunk` bytes
+/// at a time, stopping at the end of that line; `None` when it is not within
+/// `limit` bytes, is malformed, or a read fails.
+fn stat_value_in(mut reader: impl Read, key: &[u8], chunk: usize, limit: usize) -> Option<u64> {
+    let mut finder = LineValueFinder::new(key);
     let mut buffer = vec![0u8; chunk.max(1)];
     let mut total = 0;
     loop {
@@ -1604,8 +1602,12 @@ mod tests {
         assert_eq!(parse_status_uids(status), Some((1000, 0)));
         assert_eq!(parse_status_uids("Name:\tx\n"), None);
         assert_eq!(parse_status_uids("Uid:\t1000\n"), None);
-        let stat = "cpu  1 2 3\nintr 5\nctxt 99\nbtime 1700000000\nprocesses 10\n";
-        assert_eq!(parse_boot_time(stat), Some(1_700_000_000));
+        let stat = b"cpu  1 2 3\nintr 5\nctxt 99\nbtime 1700000000\nprocesses 10\n";
+        let value = |key: &[u8]| stat_value_in(&stat[..], key, 7, MAX_PROC_STAT_BYTES);
+        assert_eq!(value(b"btime"), Some(1_700_000_000));
+        assert_eq!(value(b"processes"), Some(10));
+        assert_eq!(value(b"ctx"), None);
+        assert!(boot_time().is_some_and(|t| t > 1_000_000_000));
     }
 
     #[test]
@@ -1666,7 +1668,8 @@ mod tests {
         assert_eq!(parse_loadavg_last_pid(b"0.20 0.18 0.12 1/80"), None);
         let stat: &[u8] =
             b"cpu  1 2 3\nintr 5 6\nctxt 9\nbtime 1\nprocesses 52004286\nprocs_running 1\n";
-        let tasks_made = |text: &[u8]| tasks_made_in(text, PROC_STAT_CHUNK, MAX_PROC_STAT_BYTES);
+        let tasks_made =
+            |text: &[u8]| stat_value_in(text, b"processes", PROC_STAT_CHUNK, MAX_PROC_STAT_BYTES);
         assert_eq!(tasks_made(stat), Some(52_004_286));
         assert_eq!(tasks_made(b"cpu 1\n"), None);
         let at = |last_pid, tasks_made| PidAllocation {
@@ -1790,7 +1793,9 @@ mod tests {
             at > 300 * 1024,
             "an intr line past the 64 KiB small-file read"
         );
-        let read = |reader: &mut dyn Read, chunk| tasks_made_in(reader, chunk, MAX_PROC_STAT_BYTES);
+        let read = |reader: &mut dyn Read, chunk| {
+            stat_value_in(reader, b"processes", chunk, MAX_PROC_STAT_BYTES)
+        };
         assert_eq!(
             read(&mut text.as_slice(), PROC_STAT_CHUNK),
             Some(52_004_286)
@@ -1814,9 +1819,9 @@ mod tests {
         assert_eq!(read(&mut reader, 1), Some(52_004_286));
         assert_eq!(reader.len(), text.len() - at - line);
         // The cap: the line not within it is not found.
-        assert_eq!(tasks_made_in(text.as_slice(), 4096, at), None);
+        assert_eq!(stat_value_in(text.as_slice(), b"processes", 4096, at), None);
         assert_eq!(
-            tasks_made_in(text.as_slice(), 4096, at + line),
+            stat_value_in(text.as_slice(), b"processes", 4096, at + line),
             Some(52_004_286)
         );
         let (beyond, _) = stat_with_a_huge_intr_line(MAX_PROC_STAT_BYTES + 1);
