@@ -1360,6 +1360,13 @@ struct KillUser(String);
 
 impl Drop for KillUser {
     fn drop(&mut self) {
+        // kill(-1) by the user itself: the kernel signals every process of the
+        // user at once, so a holder that keeps forking cannot leave a child
+        // behind (a fork with a fatal signal pending fails), as it can between
+        // pkill's listing and its kills. It would make later full scans incomplete.
+        let _ = Command::new("runuser")
+            .args(["-u", &self.0, "--", "kill", "-9", "-1"])
+            .status();
         let _ = Command::new("pkill").args(["-9", "-u", &self.0]).status();
     }
 }
@@ -1548,7 +1555,7 @@ int main(int argc, char **argv) {
   }
   if (argc < 5) return 2;
   int port = atoi(argv[2]); long us = atol(argv[3]); int still = atoi(argv[4]);
-  time_t end = time(0) + 600;
+  time_t end = time(0) + 120;
   int s = socket(AF_INET, SOCK_DGRAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
                           .sin_addr.s_addr = htonl(0x7f000001)};
@@ -1672,6 +1679,22 @@ fn a_socket_whose_holder_keeps_forking_is_found_or_said() {
     }
     let _ = lapper.kill();
     let _ = lapper.wait();
+    drop(_kill);
+    // Killed processes take a moment to exit (the staller closes 19,900 fds);
+    // a hopper that escaped the kill would still be forking after 10 s.
+    let mut left = String::new();
+    for _ in 0..100 {
+        left = Command::new("pgrep")
+            .args(["-u", &attacker.name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if left.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.trim().is_empty(), "the hopper left processes: {left}");
     eprintln!(
         "{SCANS} full scans: the hopping socket found {found}, named {said}, missing with \
          nothing said {}",

@@ -1446,9 +1446,8 @@ pub fn scan(
     let mut result = scan_holders(query, use_iterator, environments, library_pass);
     // Past the deadline the result says already that the scan stopped early.
     if let Some(before) = before.filter(|_| !crate::deadline::Deadline::current().expired()) {
-        if let Some(after) = census(&query.protocols) {
-            unseen_sockets::check(before, after, &mut result);
-        }
+        let after = || census(&query.protocols).unwrap_or_else(|| Err("no table to list".into()));
+        unseen_sockets::check(before, after, &mut result);
     }
     result
 }

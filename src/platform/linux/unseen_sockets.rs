@@ -87,23 +87,36 @@ fn same_socket(before: &TableEntry, after: &TableEntry) -> bool {
         && before.local_port == after.local_port
 }
 
-/// Ends a full scan's check with the listing taken `after` it: marks `scan`
-/// incomplete for each socket `before` also listed that the scan did not
-/// find, or when either listing failed (nothing then tells a miss apart).
-pub fn check(before: Result<Census, String>, after: Result<Census, String>, scan: &mut SocketScan) {
-    let (before, after) = match (before, after) {
-        (Ok(before), Ok(after)) => (before, after),
-        (Err(why), _) | (_, Err(why)) => {
-            scan.incomplete.push(format!(
-                "the sockets of this network namespace could not be listed ({why}): a socket \
-                 whose holder the scan missed would not be noticed"
-            ));
-            return;
-        }
+/// Ends a full scan's check: marks `scan` incomplete for each socket `before`
+/// listed that the scan did not find and the listing taken `after` it lists
+/// the same, or when either listing failed (nothing then tells a miss apart).
+/// When the scan found every socket listed before, nothing is listed again.
+pub fn check(
+    before: Result<Census, String>,
+    after: impl FnOnce() -> Result<Census, String>,
+    scan: &mut SocketScan,
+) {
+    let cannot_list = |why: String| {
+        format!(
+            "the sockets of this network namespace could not be listed ({why}): a socket \
+             whose holder the scan missed would not be noticed"
+        )
+    };
+    let before = match before {
+        Ok(before) => before,
+        Err(why) => return scan.incomplete.push(cannot_list(why)),
     };
     let seen: HashSet<u64> = scan.sockets.iter().map(|s| s.socket).collect();
-    if let Some(note) = note(&before.unseen_by(&after, &seen)) {
-        scan.incomplete.push(note);
+    if before.sockets.keys().all(|inode| seen.contains(inode)) {
+        return;
+    }
+    match after() {
+        Ok(after) => {
+            if let Some(note) = note(&before.unseen_by(&after, &seen)) {
+                scan.incomplete.push(note);
+            }
+        }
+        Err(why) => scan.incomplete.push(cannot_list(why)),
     }
 }
 
@@ -265,6 +278,74 @@ mod tests {
     }
 
     #[test]
+    fn the_second_listing_is_taken_only_when_a_socket_listed_first_was_not_found() {
+        let scan_of = |inodes: &[u64]| SocketScan {
+            sockets: inodes
+                .iter()
+                .map(|&i| udp(i, 1001).to_socket_info(1, 3, "7"))
+                .collect(),
+            ..SocketScan::default()
+        };
+        let before = || Ok(census(&[udp(1, 1001), udp(2, 1001)], &ProtocolSet::ALL));
+        let mut listed_again = false;
+        let mut found_all = scan_of(&[1, 2]);
+        check(
+            before(),
+            || {
+                listed_again = true;
+                Err("not wanted".into())
+            },
+            &mut found_all,
+        );
+        assert!(!listed_again && found_all.incomplete.is_empty());
+        let mut one_missed = scan_of(&[2]);
+        check(
+            before(),
+            || Ok(census(&[udp(1, 1001)], &ProtocolSet::ALL)),
+            &mut one_missed,
+        );
+        assert_eq!(
+            one_missed.incomplete.len(),
+            1,
+            "{:?}",
+            one_missed.incomplete
+        );
+        assert!(one_missed.incomplete[0].contains("(socket 1) of uid 1001"));
+        // Closed during the scan: listed once only, nothing said.
+        let mut closed = scan_of(&[2]);
+        check(before(), || Ok(census(&[], &ProtocolSet::ALL)), &mut closed);
+        assert!(closed.incomplete.is_empty());
+        // A listing that failed says so: a miss could not be told apart.
+        for (first, second) in [(true, false), (false, true)] {
+            let mut failed = scan_of(&[2]);
+            let first: Result<Census, String> = if first {
+                Err("sock_diag: EPERM".into())
+            } else {
+                before()
+            };
+            check(
+                first,
+                || {
+                    if second {
+                        Err("sock_diag: EPERM".into())
+                    } else {
+                        before()
+                    }
+                },
+                &mut failed,
+            );
+            assert!(
+                failed
+                    .incomplete
+                    .iter()
+                    .any(|n| n.contains("could not be listed (sock_diag: EPERM)")),
+                "{:?}",
+                failed.incomplete
+            );
+        }
+    }
+
+    #[test]
     fn the_note_names_each_socket_and_its_user_up_to_a_bound() {
         assert_eq!(note(&[]), None);
         let one = note(&[udp(41, 1001)]).unwrap_or_default();
@@ -309,24 +390,31 @@ mod tests {
         let Ok(ours) = std::net::UdpSocket::bind("127.0.0.1:0") else {
             panic!("no socket made");
         };
-        let port =
-            |s: &std::net::UdpSocket| s.local_addr().map(|a| i32::from(a.port())).unwrap_or(0);
-        let listed = |port: i32| -> Vec<TableEntry> {
+        // Each socket by its inode: other users' sockets may share a port.
+        let inode = |s: &std::net::UdpSocket| -> u64 {
+            use std::os::fd::AsRawFd;
+            std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd()))
+                .ok()
+                .and_then(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    link.strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        let listed = |inode: u64| -> Vec<TableEntry> {
             let Some(Ok(census)) = take(&ProtocolSet::ALL) else {
                 panic!("the census could not be taken");
             };
-            census
-                .sockets
-                .values()
-                .filter(|e| e.local_port == port && e.protocol == IPPROTO_UDP)
-                .copied()
-                .collect()
+            census.sockets.get(&inode).copied().into_iter().collect()
         };
         assert!(
-            listed(port(&ours)).is_empty(),
+            listed(inode(&ours)).is_empty(),
             "root's sockets are left out"
         );
-        let theirs_listed = listed(port(&theirs));
+        let theirs_listed = listed(inode(&theirs));
         assert_eq!(theirs_listed.len(), 1, "{theirs_listed:?}");
         assert_eq!(theirs_listed[0].uid, NOBODY);
         let (Some(Ok(before)), Some(Ok(after))) =
@@ -334,14 +422,14 @@ mod tests {
         else {
             panic!("the census could not be taken");
         };
-        let inode = theirs_listed[0].inode;
-        assert!(inodes(&before.unseen_by(&after, &HashSet::new())).contains(&inode));
-        let seen: HashSet<u64> = [inode].into();
-        assert!(!inodes(&before.unseen_by(&after, &seen)).contains(&inode));
+        let theirs_inode = theirs_listed[0].inode;
+        assert!(inodes(&before.unseen_by(&after, &HashSet::new())).contains(&theirs_inode));
+        let seen: HashSet<u64> = [theirs_inode].into();
+        assert!(!inodes(&before.unseen_by(&after, &seen)).contains(&theirs_inode));
         drop(theirs);
         let Some(Ok(closed)) = take(&ProtocolSet::ALL) else {
             panic!("the census could not be taken");
         };
-        assert!(!inodes(&before.unseen_by(&closed, &HashSet::new())).contains(&inode));
+        assert!(!inodes(&before.unseen_by(&closed, &HashSet::new())).contains(&theirs_inode));
     }
 }
