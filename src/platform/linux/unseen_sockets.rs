@@ -13,9 +13,17 @@
 //! Root's sockets are left out: the kernel's own (a WireGuard or VXLAN tunnel,
 //! an NFS client) are root's and held by no fd. Other network namespaces are
 //! not listed (their tables are read only through a process found in them).
+//!
+//! A tripwire, not attribution (red team): a socket listed at one end only
+//! escapes it (made anew faster than a scan lasts, or taken off the tables
+//! between sends by `connect(AF_UNSPEC)`), as does one a trusted process holds
+//! a copy of (it is found). Recording the sender at send time would close those.
 
 use super::socket_tables::{tables_for, TableEntry, TableKind, UNKNOWN_UID};
-use crate::model::{ProtocolSet, SocketScan, SocketType, IPPROTO_TCP};
+use crate::model::{
+    ProtocolSet, SocketScan, SocketType, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_UDPLITE,
+};
 use std::collections::{HashMap, HashSet};
 
 /// Unseen sockets named one by one in the note; the rest are counted.
@@ -143,9 +151,9 @@ pub fn note(unseen: &[TableEntry]) -> Option<String> {
 fn describe(entry: &TableEntry) -> String {
     let kind = match (entry.socket_type, entry.protocol) {
         (SocketType::Raw, protocol) => format!("raw socket (IP protocol {protocol})"),
-        (_, 17) => "UDP socket".to_owned(),
-        (_, 136) => "UDP-Lite socket".to_owned(),
-        (_, 1 | 58) => "ICMP (ping) socket".to_owned(),
+        (_, IPPROTO_UDP) => "UDP socket".to_owned(),
+        (_, IPPROTO_UDPLITE) => "UDP-Lite socket".to_owned(),
+        (_, IPPROTO_ICMP | IPPROTO_ICMPV6) => "ICMP (ping) socket".to_owned(),
         (_, protocol) => format!("socket of IP protocol {protocol}"),
     };
     let local = super::socket_tables::address_text(entry.local);
@@ -163,7 +171,7 @@ fn describe(entry: &TableEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SocketInfo, FAMILY_INET, IPPROTO_ICMP, IPPROTO_UDP};
+    use crate::model::{SocketInfo, FAMILY_INET};
     use std::net::{IpAddr, Ipv4Addr};
 
     fn entry(inode: u64, uid: u32, protocol: i32, socket_type: SocketType) -> TableEntry {
