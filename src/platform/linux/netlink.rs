@@ -369,13 +369,15 @@ impl DiagSocket {
         }
     }
 
-    /// Dumps the sockets of table `kind` into `out`.
+    /// Dumps the sockets of table `kind` into `out`, handing `out` to
+    /// `received` after each datagram (which may drain it).
     fn dump(
         &self,
         kind: TableKind,
         sequence: u32,
         buffer: &mut [u8],
         out: &mut Vec<TableEntry>,
+        received: &mut dyn FnMut(&mut Vec<TableEntry>),
     ) -> Result<(), DumpError> {
         self.send_to_kernel(&build_request(kind, sequence))?;
         let mut bytes = 0usize;
@@ -389,7 +391,10 @@ impl DiagSocket {
             if bytes > MAX_DUMP_BYTES {
                 return Err(DumpError::TooLarge);
             }
-            match parse_datagram(buffer.get(..n).unwrap_or_default(), kind, sequence, out)? {
+            let datagram =
+                parse_datagram(buffer.get(..n).unwrap_or_default(), kind, sequence, out)?;
+            received(out);
+            match datagram {
                 Datagram::Done => return Ok(()),
                 Datagram::More => {}
                 Datagram::Foreign => {
@@ -425,8 +430,23 @@ impl Dumper {
         self.sequence = self.sequence.wrapping_add(1);
         let mut out = Vec::new();
         self.socket
-            .dump(kind, self.sequence, &mut self.buffer, &mut out)?;
+            .dump(kind, self.sequence, &mut self.buffer, &mut out, &mut |_| {})?;
         Ok(out)
+    }
+
+    /// Every socket of the table `kind` (a [`dumpable`] one), each handed to
+    /// `each` as its datagram arrives: no more than one datagram's are held.
+    /// On an error, those handed over so far are a part of the table.
+    pub fn dump_each(
+        &mut self,
+        kind: TableKind,
+        each: &mut dyn FnMut(TableEntry),
+    ) -> Result<(), DumpError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut out = Vec::new();
+        let mut drain = |received: &mut Vec<TableEntry>| received.drain(..).for_each(&mut *each);
+        self.socket
+            .dump(kind, self.sequence, &mut self.buffer, &mut out, &mut drain)
     }
 }
 

@@ -1459,22 +1459,52 @@ pub(super) fn census(protocols: &ProtocolSet) -> Option<Result<unseen_sockets::C
     if kinds.is_empty() {
         return None;
     }
-    let read = || -> Result<unseen_sockets::Census, String> {
-        let own = Pid::try_from(std::process::id()).map_err(|e| e.to_string())?;
-        let dir = ProcDir::open(own).map_err(|e| e.to_string())?;
-        let namespace = dir.net_namespace().map_err(|e| e.to_string())?;
-        let tables =
-            NetTables::read(&dir, namespace, &kinds, &[], false).map_err(|e| e.to_string())?;
-        if let Some(why) = tables.truncated.first() {
-            return Err(why.clone());
+    Some(read_census(protocols, &kinds))
+}
+
+/// Reads the census: each entry counted as it is parsed, so only the users'
+/// sockets are held (a table a user fills with sockets would cost a census
+/// as much as a scan's own table read holds, and twice over).
+fn read_census(
+    protocols: &ProtocolSet,
+    kinds: &[TableKind],
+) -> Result<unseen_sockets::Census, String> {
+    let own = Pid::try_from(std::process::id()).map_err(|e| e.to_string())?;
+    let dir = ProcDir::open(own).map_err(|e| e.to_string())?;
+    let namespace = dir.net_namespace().map_err(|e| e.to_string())?;
+    let mut census = unseen_sockets::Census::new(namespace);
+    // This thread's netlink socket sees this very namespace.
+    let mut dumper = netlink::Dumper::open()
+        .inspect_err(|e| log::debug!("no sock_diag socket, reading /proc: {e}"))
+        .ok();
+    for &kind in kinds {
+        if let Some(dumper) = dumper.as_mut().filter(|_| netlink::dumpable(kind)) {
+            match dumper.dump_each(kind, &mut |entry| census.add(entry, protocols)) {
+                Ok(()) => continue,
+                Err(e) => log::debug!("sock_diag failed, reading /proc {kind:?}: {e}"),
+            }
         }
-        Ok(unseen_sockets::Census::of(
-            namespace,
-            tables.entries.values().copied(),
-            protocols,
-        ))
-    };
-    Some(read())
+        let data = match dir.read(kind.file(), MAX_TABLE_BYTES + 1) {
+            Ok(data) => data,
+            // A table the kernel lacks (no IPv6, no UDP-Lite).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", kind.file().to_string_lossy())),
+        };
+        let (data, cut) = whole_lines_within(&data, MAX_TABLE_BYTES);
+        if cut {
+            return Err(format!(
+                "{} is over {} MiB",
+                kind.file().to_string_lossy(),
+                MAX_TABLE_BYTES >> 20
+            ));
+        }
+        for line in String::from_utf8_lossy(data).lines().skip(1) {
+            if let Some(entry) = parse_line(kind, line) {
+                census.add(entry, protocols);
+            }
+        }
+    }
+    Ok(census)
 }
 
 /// Whether this process runs as root: only then can a scan see every holder.

@@ -47,20 +47,26 @@ pub fn kinds(protocols: &ProtocolSet) -> Vec<TableKind> {
 }
 
 impl Census {
-    /// The census of `entries` of the namespace `namespace`: those a scan for
-    /// `protocols` reports, owned by a user other than root.
-    pub fn of(
-        namespace: u64,
-        entries: impl Iterator<Item = TableEntry>,
-        protocols: &ProtocolSet,
-    ) -> Census {
-        let sockets = entries
-            .filter(|e| e.inode != 0 && e.uid != 0 && e.uid != UNKNOWN_UID)
-            .filter(|e| !(e.protocol == IPPROTO_TCP && e.socket_type == SocketType::Stream))
-            .filter(|e| protocols.wants_kind(e.socket_type, e.protocol))
-            .map(|e| (e.inode, e))
-            .collect();
-        Census { namespace, sockets }
+    /// An empty census of the namespace `namespace`.
+    pub fn new(namespace: u64) -> Census {
+        Census {
+            namespace,
+            sockets: HashMap::new(),
+        }
+    }
+
+    /// Counts `entry` when a scan for `protocols` reports it and a user other
+    /// than root owns it (the rest is never held: a table of a million root
+    /// sockets costs a census nothing).
+    pub fn add(&mut self, entry: TableEntry, protocols: &ProtocolSet) {
+        let counted = entry.inode != 0
+            && entry.uid != 0
+            && entry.uid != UNKNOWN_UID
+            && !(entry.protocol == IPPROTO_TCP && entry.socket_type == SocketType::Stream)
+            && protocols.wants_kind(entry.socket_type, entry.protocol);
+        if counted {
+            self.sockets.insert(entry.inode, entry);
+        }
     }
 
     /// The sockets of this census still listed, the same, in `after`, that no
@@ -194,7 +200,11 @@ mod tests {
     }
 
     fn census(entries: &[TableEntry], protocols: &ProtocolSet) -> Census {
-        Census::of(7, entries.iter().copied(), protocols)
+        let mut census = Census::new(7);
+        for &entry in entries {
+            census.add(entry, protocols);
+        }
+        census
     }
 
     fn take(protocols: &ProtocolSet) -> Option<Result<Census, String>> {
