@@ -1441,25 +1441,31 @@ pub fn scan(
     // A full scan run by root lists its namespace's datagram sockets before and
     // after, to notice one whose holder it missed (`unseen_sockets`).
     let before = (query.pids.is_none() && running_as_root())
-        .then(|| census(&query.protocols))
+        .then(|| census(&query.protocols, None))
         .flatten();
     let mut result = scan_holders(query, use_iterator, environments, library_pass);
     // Past the deadline the result says already that the scan stopped early.
     if let Some(before) = before.filter(|_| !crate::deadline::Deadline::current().expired()) {
-        let after = || census(&query.protocols).unwrap_or_else(|| Err("no table to list".into()));
+        let after = |missed| {
+            census(&query.protocols, Some(missed)).unwrap_or_else(|| Err("no table to list".into()))
+        };
         unseen_sockets::check(before, after, &mut result);
     }
     result
 }
 
 /// The census of the scanner's own network namespace for `protocols` (see
-/// `unseen_sockets`); `None` when the set has nothing but TCP.
-pub(super) fn census(protocols: &ProtocolSet) -> Option<Result<unseen_sockets::Census, String>> {
+/// `unseen_sockets`), of the inodes `only` when given; `None` when the set has
+/// nothing but TCP.
+pub(super) fn census(
+    protocols: &ProtocolSet,
+    only: Option<HashSet<u64>>,
+) -> Option<Result<unseen_sockets::Census, String>> {
     let kinds = unseen_sockets::kinds(protocols);
     if kinds.is_empty() {
         return None;
     }
-    Some(read_census(protocols, &kinds))
+    Some(read_census(protocols, &kinds, only))
 }
 
 /// Reads the census: each entry counted as it is parsed, so only the users'
@@ -1468,11 +1474,12 @@ pub(super) fn census(protocols: &ProtocolSet) -> Option<Result<unseen_sockets::C
 fn read_census(
     protocols: &ProtocolSet,
     kinds: &[TableKind],
+    only: Option<HashSet<u64>>,
 ) -> Result<unseen_sockets::Census, String> {
     let own = Pid::try_from(std::process::id()).map_err(|e| e.to_string())?;
     let dir = ProcDir::open(own).map_err(|e| e.to_string())?;
     let namespace = dir.net_namespace().map_err(|e| e.to_string())?;
-    let mut census = unseen_sockets::Census::new(namespace);
+    let mut census = unseen_sockets::Census::new(namespace, only);
     // This thread's netlink socket sees this very namespace.
     let mut dumper = netlink::Dumper::open()
         .inspect_err(|e| log::debug!("no sock_diag socket, reading /proc: {e}"))

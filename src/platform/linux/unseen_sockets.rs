@@ -35,6 +35,9 @@ const MAX_NAMED: usize = 8;
 pub struct Census {
     namespace: u64,
     sockets: HashMap<u64, TableEntry>,
+    /// When given, only these inodes are kept: the listing after a scan needs
+    /// only the sockets listed before it that the scan did not find.
+    only: Option<HashSet<u64>>,
 }
 
 /// The tables a census for `protocols` lists: the datagram and raw ones (TCP
@@ -47,11 +50,13 @@ pub fn kinds(protocols: &ProtocolSet) -> Vec<TableKind> {
 }
 
 impl Census {
-    /// An empty census of the namespace `namespace`.
-    pub fn new(namespace: u64) -> Census {
+    /// An empty census of the namespace `namespace`, to keep the sockets of
+    /// `only` when given.
+    pub fn new(namespace: u64, only: Option<HashSet<u64>>) -> Census {
         Census {
             namespace,
             sockets: HashMap::new(),
+            only,
         }
     }
 
@@ -63,7 +68,11 @@ impl Census {
             && entry.uid != 0
             && entry.uid != UNKNOWN_UID
             && !(entry.protocol == IPPROTO_TCP && entry.socket_type == SocketType::Stream)
-            && protocols.wants_kind(entry.socket_type, entry.protocol);
+            && protocols.wants_kind(entry.socket_type, entry.protocol)
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(&entry.inode));
         if counted {
             self.sockets.insert(entry.inode, entry);
         }
@@ -102,12 +111,13 @@ fn same_socket(before: &TableEntry, after: &TableEntry) -> bool {
 }
 
 /// Ends a full scan's check: marks `scan` incomplete for each socket `before`
-/// listed that the scan did not find and the listing taken `after` it lists
-/// the same, or when either listing failed (nothing then tells a miss apart).
-/// When the scan found every socket listed before, nothing is listed again.
+/// listed that the scan did not find and the listing taken `after` it (given
+/// those sockets' inodes, the only ones it need keep) lists the same, or when
+/// either listing failed (nothing then tells a miss apart). When the scan
+/// found every socket listed before, nothing is listed again.
 pub fn check(
     before: Result<Census, String>,
-    after: impl FnOnce() -> Result<Census, String>,
+    after: impl FnOnce(HashSet<u64>) -> Result<Census, String>,
     scan: &mut SocketScan,
 ) {
     let cannot_list = |why: String| {
@@ -121,10 +131,16 @@ pub fn check(
         Err(why) => return scan.incomplete.push(cannot_list(why)),
     };
     let seen: HashSet<u64> = scan.sockets.iter().map(|s| s.socket).collect();
-    if before.sockets.keys().all(|inode| seen.contains(inode)) {
+    let missed: HashSet<u64> = before
+        .sockets
+        .keys()
+        .filter(|inode| !seen.contains(inode))
+        .copied()
+        .collect();
+    if missed.is_empty() {
         return;
     }
-    match after() {
+    match after(missed) {
         Ok(after) => {
             if let Some(note) = note(&before.unseen_by(&after, &seen)) {
                 scan.incomplete.push(note);
@@ -200,7 +216,7 @@ mod tests {
     }
 
     fn census(entries: &[TableEntry], protocols: &ProtocolSet) -> Census {
-        let mut census = Census::new(7);
+        let mut census = Census::new(7, None);
         for &entry in entries {
             census.add(entry, protocols);
         }
@@ -208,7 +224,7 @@ mod tests {
     }
 
     fn take(protocols: &ProtocolSet) -> Option<Result<Census, String>> {
-        super::super::sockets::census(protocols)
+        super::super::sockets::census(protocols, None)
     }
 
     fn inodes(unseen: &[TableEntry]) -> Vec<u64> {
@@ -309,7 +325,7 @@ mod tests {
         let mut found_all = scan_of(&[1, 2]);
         check(
             before(),
-            || {
+            |_| {
                 listed_again = true;
                 Err("not wanted".into())
             },
@@ -317,10 +333,29 @@ mod tests {
         );
         assert!(!listed_again && found_all.incomplete.is_empty());
         let mut one_missed = scan_of(&[2]);
+        let mut asked_for = HashSet::new();
         check(
             before(),
-            || Ok(census(&[udp(1, 1001)], &ProtocolSet::ALL)),
+            |missed| {
+                asked_for = missed.clone();
+                // Listed after: the missed socket and others, of which only
+                // the missed one is kept.
+                let mut after = Census::new(7, Some(missed));
+                for entry in [udp(1, 1001), udp(2, 1001), udp(3, 1001)] {
+                    after.add(entry, &ProtocolSet::ALL);
+                }
+                assert_eq!(
+                    inodes(&after.sockets.values().copied().collect::<Vec<_>>()),
+                    vec![1]
+                );
+                Ok(after)
+            },
             &mut one_missed,
+        );
+        assert_eq!(
+            asked_for,
+            [1].into(),
+            "only the socket not found is asked for"
         );
         assert_eq!(
             one_missed.incomplete.len(),
@@ -331,7 +366,11 @@ mod tests {
         assert!(one_missed.incomplete[0].contains("(socket 1) of uid 1001"));
         // Closed during the scan: listed once only, nothing said.
         let mut closed = scan_of(&[2]);
-        check(before(), || Ok(census(&[], &ProtocolSet::ALL)), &mut closed);
+        check(
+            before(),
+            |_| Ok(census(&[], &ProtocolSet::ALL)),
+            &mut closed,
+        );
         assert!(closed.incomplete.is_empty());
         // A listing that failed says so: a miss could not be told apart.
         for (first, second) in [(true, false), (false, true)] {
@@ -343,7 +382,7 @@ mod tests {
             };
             check(
                 first,
-                || {
+                |_| {
                     if second {
                         Err("sock_diag: EPERM".into())
                     } else {
