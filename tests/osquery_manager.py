@@ -317,6 +317,18 @@ def roundtrip(args, handler, server, process, result):
     result["extension_socket_removed"] = not os.path.exists(ext)
 
 
+def full_scan(args, handler, server, process, result):
+    """One unconstrained generate of the sockets table, as a scheduled hit query."""
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    result["generate_all"] = response_json(extension_call(
+        ext, "call", "table", "nonstandard_protocol_sockets",
+        {"action": "generate", "context": json.dumps({"constraints": []})}))
+    server.stop()
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+
+
 def sigterm(args, handler, server, process, result):
     uuid, result["registration"] = registration(handler)
     ext = "%s.%d" % (args.socket, uuid)
@@ -477,7 +489,8 @@ def idle_flood(args, handler, server, process, result):
     result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
 
 
-SCENARIOS = {"idle_flood": idle_flood, "roundtrip": roundtrip, "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
+SCENARIOS = {"idle_flood": idle_flood, "roundtrip": roundtrip, "full_scan": full_scan,
+             "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
              "baseline_write": baseline_write, "refused": refused, "duplicate": duplicate,
              "hang": hang}
 # Scenarios in which the manager does not see a (successful) registration first.

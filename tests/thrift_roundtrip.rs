@@ -5,6 +5,8 @@
 //!
 //! Needs `.venv` (run `scripts/setup-test-venv`; CI does).
 
+mod common;
+
 use serde_json::Value as Json;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -335,6 +337,65 @@ fn generate_over_thrift_returns_a_real_processes_udp_socket() {
     assert_eq!(
         report["concurrent_generate_codes"],
         serde_json::json!([0, 0, 0, 0])
+    );
+}
+
+/// Red team (F6): a user who keeps a UDP socket in flight (sent over a UNIX
+/// socket to itself and closed) makes every full scan incomplete, and an
+/// incomplete call was answered as a failure, whose rows osquery drops: the hit
+/// query returned nothing for the whole host. It now answers with its rows,
+/// status 0, and says it is incomplete in its message, naming the socket.
+#[test]
+fn an_incomplete_full_scan_answers_osquery_with_its_rows_and_says_so() {
+    if !common::is_root() {
+        return common::skip(
+            "an_incomplete_full_scan_answers_osquery_with_its_rows_and_says_so",
+            "needs root",
+        );
+    }
+    let _alone = common::FullScanLock::exclusive();
+    let attacker = common::attacker("thrift-inflight");
+    let mut command = attacker.command("python3");
+    command.args([
+        "-c",
+        "import socket, time\n\
+         held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         held.bind(('127.0.0.1', 0))\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         u.bind(('127.0.0.1', 0))\n\
+         a, b = socket.socketpair()\n\
+         socket.send_fds(a, [b'x'], [u.fileno()])\n\
+         print('held=%d' % held.getsockname()[1])\n\
+         print('inflight=%d' % u.getsockname()[1])\n\
+         u.close()\n\
+         print('ready', flush=True)\n\
+         time.sleep(300)\n",
+    ]);
+    let holder = common::spawn_ready(command).expect("the holder");
+    let (held, inflight) = (
+        holder.value("held").expect("held port").to_owned(),
+        holder.value("inflight").expect("in-flight port").to_owned(),
+    );
+    let report = run_scenario("full_scan", 0);
+    let reply = &report["generate_all"];
+    assert_eq!(
+        code(reply),
+        0,
+        "rows of a failed call are dropped by osquery"
+    );
+    let message = reply["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("incomplete: ")
+            && message.contains(&format!("UDP socket 127.0.0.1:{inflight} (socket "))
+            && message.contains(&format!("of uid {}", attacker.uid)),
+        "{message}"
+    );
+    let rows = reply["rows"].as_array().expect("rows");
+    assert!(
+        rows.iter().any(
+            |r| r["pid"] == holder.pid.to_string().as_str() && r["local_port"] == held.as_str()
+        ),
+        "the holder's own socket is a row: {reply}"
     );
 }
 
