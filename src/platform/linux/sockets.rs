@@ -341,11 +341,7 @@ impl NetTables {
 
     /// Parses a whole table file into this set.
     pub fn add_table(&mut self, kind: TableKind, text: &str) {
-        for line in text.lines().skip(1) {
-            if let Some(entry) = parse_line(kind, line) {
-                self.insert(entry);
-            }
-        }
+        each_table_entry(kind, text.as_bytes(), |entry| self.insert(entry));
     }
 
     /// The entry of a socket inode. `protoname` is asked only for a ping socket
@@ -447,13 +443,9 @@ impl NetTables {
             match dir.read(kind.file(), MAX_TABLE_BYTES + 1) {
                 Ok(data) if !wanted => {
                     let (data, _) = whole_lines_within(&data, MAX_TABLE_BYTES);
-                    let text = String::from_utf8_lossy(data);
-                    tables.other_kinds.extend(
-                        text.lines()
-                            .skip(1)
-                            .filter_map(|line| parse_line(kind, line))
-                            .map(|e| e.inode),
-                    );
+                    each_table_entry(kind, data, |e| {
+                        tables.other_kinds.insert(e.inode);
+                    });
                 }
                 Err(_) if !wanted => continue,
                 Ok(data) => {
@@ -482,6 +474,16 @@ impl NetTables {
                 dir.pid()
             ))),
             Err(e) => Err(procfs::process_error(dir.pid(), &e)),
+        }
+    }
+}
+
+/// Hands each entry of a `/proc/net` table's text (its header line skipped)
+/// to `each`; malformed lines are skipped.
+fn each_table_entry(kind: TableKind, data: &[u8], mut each: impl FnMut(TableEntry)) {
+    for line in String::from_utf8_lossy(data).lines().skip(1) {
+        if let Some(entry) = parse_line(kind, line) {
+            each(entry);
         }
     }
 }
@@ -1505,11 +1507,7 @@ fn read_census(
                 MAX_TABLE_BYTES >> 20
             ));
         }
-        for line in String::from_utf8_lossy(data).lines().skip(1) {
-            if let Some(entry) = parse_line(kind, line) {
-                census.add(entry, protocols);
-            }
-        }
+        each_table_entry(kind, data, |entry| census.add(entry, protocols));
     }
     Ok(census)
 }
