@@ -205,7 +205,7 @@ fn malformed(why: impl Into<String>) -> FdIteratorError {
     FdIteratorError::BtfMalformed(why.into())
 }
 
-fn refused(why: impl Into<String>) -> FdIteratorError {
+pub(super) fn refused(why: impl Into<String>) -> FdIteratorError {
     FdIteratorError::BtfRefused(why.into())
 }
 
@@ -250,7 +250,7 @@ struct BtfType {
     extra: usize,
 }
 
-struct Btf<'a> {
+pub(super) struct Btf<'a> {
     /// Where every [`CHECKPOINT_EVERY`]th type starts in the type section: type
     /// `id` is found by walking forward from checkpoint `(id - 1) / CHECKPOINT_EVERY`
     /// (~500 lookups a parse; a full index of ~130k types was ~0.5 MiB to
@@ -270,7 +270,7 @@ struct Btf<'a> {
 const CHECKPOINT_EVERY: u32 = 16;
 
 /// The struct names `parse_layout` looks up.
-const WANTED: [&str; 14] = [
+const WANTED: [&str; 16] = [
     "bpf_iter__task_file",
     "bpf_iter__task",
     "bpf_iter_meta",
@@ -285,6 +285,8 @@ const WANTED: [&str; 14] = [
     "sock",
     "net",
     "cred",
+    "mm_struct",
+    "super_block",
 ];
 
 /// Which bytes a struct name in [`WANTED`] may start with.
@@ -298,6 +300,10 @@ const VMA_NEW: &str = "bpf_iter_task_vma_new";
 const VMA_NEXT: &str = "bpf_iter_task_vma_next";
 const VMA_DESTROY: &str = "bpf_iter_task_vma_destroy";
 const WANTED_FUNCS: [&str; 5] = [ITER_TASK_FILE, ITER_TASK, VMA_NEW, VMA_NEXT, VMA_DESTROY];
+/// The tracepoint the send ledger's program attaches to (`send_ledger`): its
+/// typedef names the tracepoint's arguments.
+pub(super) const SEND_TRACEPOINT: &str = "btf_trace_sock_send_length";
+const WANTED_TYPEDEFS: [&str; 1] = [SEND_TRACEPOINT];
 const WANTED_FUNCS_FIRST: [bool; 256] = first_bytes_of(&WANTED_FUNCS);
 
 /// By kind, then a name's first byte: whether a type may be one `parse_layout`
@@ -306,6 +312,7 @@ const CANDIDATE: [[bool; 256]; 32] = {
     let mut table = [[false; 256]; 32];
     table[KIND_STRUCT as usize] = WANTED_FIRST;
     table[KIND_FUNC as usize] = WANTED_FUNCS_FIRST;
+    table[KIND_TYPEDEF as usize] = first_bytes_of(&WANTED_TYPEDEFS);
     table
 };
 
@@ -392,7 +399,7 @@ fn section(blob: &[u8], base: usize, off: u32, len: u32) -> Result<&[u8], FdIter
 }
 
 impl<'a> Btf<'a> {
-    fn parse(blob: &'a [u8]) -> Result<Btf<'a>, FdIteratorError> {
+    pub(super) fn parse(blob: &'a [u8]) -> Result<Btf<'a>, FdIteratorError> {
         let magic = u16_at(blob, 0).ok_or_else(|| malformed("BTF shorter than its header"))?;
         if magic != BTF_MAGIC {
             return Err(malformed(format!(
@@ -430,10 +437,10 @@ impl<'a> Btf<'a> {
             let rest = strings.get(t.name_off as usize..).unwrap_or_default();
             let first = rest.first().copied().unwrap_or(0);
             if CANDIDATE[t.kind as usize & 0x1f][first as usize] {
-                let names: &[&str] = if t.kind == KIND_FUNC {
-                    &WANTED_FUNCS
-                } else {
-                    &WANTED
+                let names: &[&str] = match t.kind {
+                    KIND_FUNC => &WANTED_FUNCS,
+                    KIND_TYPEDEF => &WANTED_TYPEDEFS,
+                    _ => &WANTED,
                 };
                 let wanted = names
                     .iter()
@@ -481,7 +488,9 @@ impl<'a> Btf<'a> {
     /// [`WANTED_FUNCS`].
     fn find(&self, kind: u8, name: &str) -> Vec<u32> {
         debug_assert!(
-            WANTED.contains(&name) || WANTED_FUNCS.contains(&name),
+            WANTED.contains(&name)
+                || WANTED_FUNCS.contains(&name)
+                || WANTED_TYPEDEFS.contains(&name),
             "{name} is not indexed"
         );
         self.named
@@ -492,11 +501,22 @@ impl<'a> Btf<'a> {
     }
 
     /// The one FUNC named `name`, one of [`WANTED_FUNCS`].
-    fn func_named(&self, name: &str) -> Result<u32, FdIteratorError> {
+    pub(super) fn func_named(&self, name: &str) -> Result<u32, FdIteratorError> {
         match self.find(KIND_FUNC, name).as_slice() {
             [one] => Ok(*one),
             other => Err(refused(format!(
                 "BTF has {} FUNCs named {name}",
+                other.len()
+            ))),
+        }
+    }
+
+    /// The one typedef named `name`, one of [`WANTED_TYPEDEFS`].
+    pub(super) fn typedef_named(&self, name: &str) -> Result<u32, FdIteratorError> {
+        match self.find(KIND_TYPEDEF, name).as_slice() {
+            [one] => Ok(*one),
+            other => Err(refused(format!(
+                "BTF has {} typedefs named {name}",
                 other.len()
             ))),
         }
@@ -590,7 +610,7 @@ impl<'a> Btf<'a> {
 
     /// The byte offset of `structure.member`, whose type must resolve to an
     /// integer of `int_bytes` bytes (or a pointer when `int_bytes` is 0).
-    fn member_offset(
+    pub(super) fn member_offset(
         &self,
         structure: &str,
         member: &str,
@@ -606,7 +626,7 @@ impl<'a> Btf<'a> {
 
     /// The byte offset of `structure.a.b…`: every member but the last must be a
     /// struct or union (named or not), the last what `expect` says.
-    fn path_offset(
+    pub(super) fn path_offset(
         &self,
         structure: &str,
         path: &[&str],
@@ -667,7 +687,7 @@ impl<'a> Btf<'a> {
 
 /// What the last member of a `path_offset` path must be.
 #[derive(Clone, Copy)]
-enum Expect {
+pub(super) enum Expect {
     Pointer,
     /// A whole integer of this many bytes (no bitfield).
     Int(u32),
@@ -702,29 +722,7 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
     let file_f_inode = btf.member_offset("file", "f_inode", 0)?;
     let inode_i_mode = btf.member_offset("inode", "i_mode", 2)?;
     let inode_i_ino = btf.member_offset("inode", "i_ino", 8)?;
-    let common =
-        |member: &str, expect: Expect| btf.path_offset("sock", &["__sk_common", member], expect);
-    let v6 = |member: &str| match common(member, Expect::Bytes(16)) {
-        Ok(offset) => Ok(Some(offset)),
-        // No member at all: a kernel without IPv6; any other doubt refuses.
-        Err(FdIteratorError::BtfRefused(why)) if why.ends_with(": 0 matching members") => Ok(None),
-        Err(e) => Err(e),
-    };
-    let sock = SockLayout {
-        socket_sk: btf.member_offset("socket", "sk", 0)?,
-        family: common("skc_family", Expect::Int(2))?,
-        socket_type: btf.member_offset("sock", "sk_type", 2)?,
-        protocol: btf.member_offset("sock", "sk_protocol", 2)?,
-        state: common("skc_state", Expect::Int(1))?,
-        local_port: common("skc_num", Expect::Int(2))?,
-        remote_port: common("skc_dport", Expect::Int(2))?,
-        local_v4: common("skc_rcv_saddr", Expect::Int(4))?,
-        remote_v4: common("skc_daddr", Expect::Int(4))?,
-        local_v6: v6("skc_v6_rcv_saddr")?,
-        remote_v6: v6("skc_v6_daddr")?,
-        net: btf.path_offset("sock", &["__sk_common", "skc_net", "net"], Expect::Pointer)?,
-        net_inum: btf.path_offset("net", &["ns", "inum"], Expect::Int(4))?,
-    };
+    let sock = sock_layout(&btf)?;
     let libraries = library_layout(&btf)
         .inspect_err(|why| log::debug!("no kernel-side library check: {why}"))
         .ok();
@@ -741,6 +739,33 @@ pub fn parse_layout(blob: &[u8]) -> Result<KernelLayout, FdIteratorError> {
         cred_uid: btf.path_offset("cred", &["uid", "val"], Expect::Int(4))?,
         sock,
         libraries,
+    })
+}
+
+/// Where a `struct sock`'s facts are (and `socket->sk`).
+pub(super) fn sock_layout(btf: &Btf) -> Result<SockLayout, FdIteratorError> {
+    let common =
+        |member: &str, expect: Expect| btf.path_offset("sock", &["__sk_common", member], expect);
+    let v6 = |member: &str| match common(member, Expect::Bytes(16)) {
+        Ok(offset) => Ok(Some(offset)),
+        // No member at all: a kernel without IPv6; any other doubt refuses.
+        Err(FdIteratorError::BtfRefused(why)) if why.ends_with(": 0 matching members") => Ok(None),
+        Err(e) => Err(e),
+    };
+    Ok(SockLayout {
+        socket_sk: btf.member_offset("socket", "sk", 0)?,
+        family: common("skc_family", Expect::Int(2))?,
+        socket_type: btf.member_offset("sock", "sk_type", 2)?,
+        protocol: btf.member_offset("sock", "sk_protocol", 2)?,
+        state: common("skc_state", Expect::Int(1))?,
+        local_port: common("skc_num", Expect::Int(2))?,
+        remote_port: common("skc_dport", Expect::Int(2))?,
+        local_v4: common("skc_rcv_saddr", Expect::Int(4))?,
+        remote_v4: common("skc_daddr", Expect::Int(4))?,
+        local_v6: v6("skc_v6_rcv_saddr")?,
+        remote_v6: v6("skc_v6_daddr")?,
+        net: btf.path_offset("sock", &["__sk_common", "skc_net", "net"], Expect::Pointer)?,
+        net_inum: btf.path_offset("net", &["ns", "inum"], Expect::Int(4))?,
     })
 }
 
@@ -799,7 +824,7 @@ fn library_layout(btf: &Btf) -> Result<LibraryLayout, FdIteratorError> {
 /// The kernel's BTF: mapped read-only where the kernel allows it (Linux 6.16+:
 /// no copy through `read` and no private buffer to fault in, ~10 ms of a CLI
 /// scan), else read.
-enum BtfBlob {
+pub(super) enum BtfBlob {
     Mapped {
         at: std::ptr::NonNull<libc::c_void>,
         len: usize,
@@ -808,7 +833,7 @@ enum BtfBlob {
 }
 
 impl BtfBlob {
-    fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         match self {
             // SAFETY: the mapping is `len` readable bytes and lives as long as self.
             BtfBlob::Mapped { at, len } => unsafe {
@@ -828,7 +853,7 @@ impl Drop for BtfBlob {
     }
 }
 
-fn read_vmlinux_btf() -> Result<BtfBlob, FdIteratorError> {
+pub(super) fn read_vmlinux_btf() -> Result<BtfBlob, FdIteratorError> {
     let unreadable = |source| FdIteratorError::BtfRead {
         path: VMLINUX_BTF,
         source,
@@ -918,7 +943,7 @@ pub(super) const HELPER_SOCK_FROM_FILE: i32 = 162;
 pub(super) const S_IFMT: i32 = 0o170000;
 pub(super) const S_IFSOCK: i32 = 0o140000;
 pub(super) const AF_INET: i32 = 2;
-const AF_INET6: i32 = 10;
+pub(super) const AF_INET6: i32 = 10;
 
 pub(super) fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
@@ -1236,7 +1261,7 @@ const _: () = {
 };
 
 /// `bpf(cmd, attr, sizeof attr)` returning a new fd.
-fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+pub(super) fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     // SAFETY: attr is a fully initialised #[repr(C)] bpf_attr prefix of the given
     // size; every pointer inside it is valid for the call.
     let rc = unsafe {
@@ -1265,13 +1290,24 @@ pub(super) fn load_program(
     attach_btf_id: u32,
     name: &[u8],
 ) -> Result<OwnedFd, FdIteratorError> {
+    load_tracing_program(code, attach_btf_id, BPF_TRACE_ITER, name)
+}
+
+/// Loads `code` as a tracing program of `expected_attach_type` (an iterator, an
+/// fentry…) for the FUNC `attach_btf_id`.
+pub(super) fn load_tracing_program(
+    code: &[Insn],
+    attach_btf_id: u32,
+    expected_attach_type: u32,
+    name: &[u8],
+) -> Result<OwnedFd, FdIteratorError> {
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_TRACING,
             insn_cnt: code.len() as u32,
             insns: code.as_ptr() as u64,
             license: PROGRAM_LICENSE.as_ptr() as u64,
-            expected_attach_type: BPF_TRACE_ITER,
+            expected_attach_type,
             attach_btf_id,
             ..Default::default()
         };
@@ -1997,7 +2033,7 @@ pub fn if_made() -> Option<&'static FdIterator> {
 /// The records name `/proc`'s pids, and every process is ours to read, only for a
 /// privileged scanner in the initial pid namespace whose `/proc` is that
 /// namespace's.
-fn exact_here() -> Result<(), FdIteratorError> {
+pub(super) fn exact_here() -> Result<(), FdIteratorError> {
     let unavailable = |why: String| FdIteratorError::Unavailable(why);
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| unavailable(format!("/proc/self/status: {e}")))?;

@@ -12,6 +12,7 @@ pub mod procfs;
 pub mod provenance;
 pub mod rpm;
 pub mod script_file;
+pub mod send_ledger;
 pub mod socket_tables;
 pub mod sockets;
 pub mod unseen_sockets;

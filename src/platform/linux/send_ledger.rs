@@ -1,0 +1,721 @@
+//! Who sent on each socket: a ledger the kernel keeps as sends happen, so a full
+//! scan can tell a socket used by a process it did not find holding it.
+//!
+//! A scan finds sockets through the processes that hold them at one moment, and
+//! the census (`unseen_sockets`) through the tables at two. The red team beat
+//! both: a socket taken off the tables between sends (`connect(AF_UNSPEC)`), one
+//! made anew faster than a scan lasts, a holder that forks away from the scan,
+//! or an untrusted process that sends on a socket a trusted one (`sleep`) holds a
+//! copy of, so the scan finds the socket through the trusted holder only.
+//!
+//! A BTF tracepoint program on `sock_send_length` (fired by every send that
+//! reaches a socket: `send*`, `write`, io_uring, once the tracepoint is on)
+//! records, for each IPv4/IPv6 datagram or raw socket a user other than root
+//! sends on, the socket's facts and the sender: tgid, uid, leader start,
+//! command name, executable (device, inode), and when. An entry not sent on for
+//! [`SEND_WINDOW_SECS`] is dropped when the ledger is read, so the ledger holds
+//! the sockets users sent on lately. TCP is left out: its sends are the hot
+//! path of a busy server, and SOCKS is judged per connection. (An fentry or
+//! LSM program on the send path would see the same; some kernels refuse
+//! those, as this one does, while tracepoints load.)
+//!
+//! The ledger is made once per process (`start`): the extension makes it when
+//! it starts serving, so it sees every send since; a one-shot scan does not pay
+//! to make it. It is a hash of [`CAPACITY`] entries: a send it had no room for
+//! is counted, and a scan that finds the count grown says its result is
+//! incomplete. The offsets come from the kernel's BTF, checked as the fd
+//! iterator's are; any doubt and there is no ledger (said in the log; scans
+//! rely on the census alone).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use super::fd_iterator::{
+    bpf_fd, exact_here, insn, load_tracing_program, offset16, read_vmlinux_btf, sock_layout,
+    Assembler, Btf, Expect, FdIteratorError, Insn, SockLayout, ADD64_IMM, AF_INET, AF_INET6, CALL,
+    EXIT, JEQ_IMM, JNE_IMM, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT,
+    STX_DW, STX_H, STX_W, ST_DW, ST_W,
+};
+
+/// Sockets users sent on within [`SEND_WINDOW_SECS`], at most: ~2 MiB of
+/// kernel memory, preallocated. A user who fills it makes scans say they are
+/// incomplete.
+pub const CAPACITY: u32 = 16384;
+/// How long a send is kept: a scan reports the senders of this long, and the
+/// extension's sampler (every 15 s) and packs (every 60 s) read within it.
+pub const SEND_WINDOW_SECS: u64 = 60;
+/// Entries visited per read at most (a key deleted while the ledger is read
+/// makes the kernel start over from the first).
+const MAX_STEPS: u32 = 4 * CAPACITY;
+
+/// Where each field of a ledger entry's value is.
+mod at {
+    pub const TGID: i16 = 0;
+    pub const UID: i16 = 4;
+    pub const LEADER_START: i16 = 8;
+    pub const EXE_INODE: i16 = 16;
+    pub const EXE_DEV: i16 = 24;
+    pub const FAMILY: i16 = 28;
+    pub const TYPE: i16 = 30;
+    pub const PROTOCOL: i16 = 32;
+    /// Host order.
+    pub const LOCAL_PORT: i16 = 34;
+    /// Network order.
+    pub const REMOTE_PORT: i16 = 36;
+    pub const SENT_AT: i16 = 40;
+    pub const COMM: i16 = 48;
+    pub const LOCAL_V4: i16 = 64;
+    pub const REMOTE_V4: i16 = 68;
+    pub const NET: i16 = 72;
+    pub const LOCAL_V6: i16 = 80;
+    pub const REMOTE_V6: i16 = 96;
+}
+/// Bytes of an entry's value: the remote IPv6 address ends it.
+pub const VALUE_BYTES: usize = 112;
+const _: () = assert!(at::REMOTE_V6 as usize + 16 == VALUE_BYTES && VALUE_BYTES % 8 == 0);
+
+/// The value on the stack at `r10 - VALUE_BYTES`, its key (the socket's inode)
+/// below it, and the counter's key below that.
+const VALUE: i16 = -(VALUE_BYTES as i16);
+const KEY: i16 = VALUE - 8;
+const COUNTER_KEY: i16 = KEY - 4;
+
+const fn on_stack(field: i16) -> i16 {
+    VALUE + field
+}
+
+// Helpers (include/uapi/linux/bpf.h, `enum bpf_func_id`).
+const HELPER_MAP_LOOKUP: i32 = 1;
+const HELPER_MAP_UPDATE: i32 = 2;
+const HELPER_PID_TGID: i32 = 14;
+const HELPER_UID_GID: i32 = 15;
+const HELPER_COMM: i32 = 16;
+const HELPER_BOOT_NS: i32 = 125;
+const HELPER_CURRENT_TASK_BTF: i32 = 158;
+/// `BPF_LD | BPF_IMM | BPF_DW` with this source register: the immediate is a map fd.
+const PSEUDO_MAP_FD: u8 = 1;
+const MOV32_REG: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X: zero-extends
+const RSH64_IMM: u8 = 0x77;
+/// `BPF_STX | BPF_ATOMIC | BPF_DW` with `imm = BPF_ADD`: `lock *(u64 *)(dst + off) += src`.
+const ATOMIC_ADD_DW: u8 = 0xdb;
+const SOCK_STREAM: i32 = 1;
+
+/// Where the program reads what it records, from the running kernel's BTF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderLayout {
+    /// BTF id of the tracepoint's typedef: what the program attaches to.
+    pub tracepoint: u32,
+    pub sock: SockLayout,
+    /// `sk->sk_socket`, then `socket->file`.
+    pub sock_socket: u32,
+    pub socket_file: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+}
+
+/// Finds what the program needs in a BTF blob; any doubt is an error.
+pub fn parse_sender_layout(blob: &[u8]) -> Result<SenderLayout, FdIteratorError> {
+    let btf = Btf::parse(blob)?;
+    Ok(SenderLayout {
+        tracepoint: btf.typedef_named(SEND_TRACEPOINT)?,
+        sock: sock_layout(&btf)?,
+        sock_socket: btf.member_offset("sock", "sk_socket", 0)?,
+        socket_file: btf.member_offset("socket", "file", 0)?,
+        file_f_inode: btf.member_offset("file", "f_inode", 0)?,
+        inode_i_ino: btf.member_offset("inode", "i_ino", 8)?,
+        inode_i_sb: btf.member_offset("inode", "i_sb", 0)?,
+        sb_s_dev: btf.member_offset("super_block", "s_dev", 4)?,
+        task_group_leader: btf.member_offset("task_struct", "group_leader", 0)?,
+        task_start_boottime: btf.member_offset("task_struct", "start_boottime", 8)?,
+        task_mm: btf.member_offset("task_struct", "mm", 0)?,
+        mm_exe_file: btf.path_offset("mm_struct", &["exe_file"], Expect::Pointer)?,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Label {
+    Inet,
+    Net,
+    Exe,
+    Record,
+    Exit,
+}
+
+/// `dst = map` (the map fd, resolved by the kernel at load).
+fn load_map(a: &mut Assembler<Label>, dst: u8, map: &OwnedFd) {
+    a.emit(insn(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map.as_raw_fd()));
+    a.emit(insn(0, 0, 0, 0, 0));
+}
+
+/// The program on the tracepoint `sock_send_length(struct sock *, int ret,
+/// int flags)`: one entry per (datagram or raw, IPv4 or IPv6) socket a user
+/// other than root sends on, its sender the last one; a send the ledger has no
+/// room for adds one to `dropped[0]`.
+pub fn send_program(
+    layout: &SenderLayout,
+    ledger: &OwnedFd,
+    dropped: &OwnedFd,
+) -> Result<Vec<Insn>, FdIteratorError> {
+    use Label::*;
+    let sock = &layout.sock;
+    let mut a = Assembler::<Label>::default();
+    a.emit(insn(LDX_DW, 7, 1, 0, 0)); // r7 = the struct sock
+    a.jump(JEQ_IMM, 7, 0, Exit);
+    a.emit(insn(LDX_H, 2, 7, offset16(sock.socket_type)?, 0));
+    a.jump(JEQ_IMM, 2, SOCK_STREAM, Exit);
+    a.emit(insn(LDX_H, 8, 7, offset16(sock.family)?, 0));
+    a.jump(JEQ_IMM, 8, AF_INET, Inet);
+    a.jump(JNE_IMM, 8, AF_INET6, Exit);
+    a.label(Inet);
+    a.emit(insn(CALL, 0, 0, 0, HELPER_UID_GID));
+    a.emit(insn(MOV32_REG, 0, 0, 0, 0)); // the uid: the low half
+    a.jump(JEQ_IMM, 0, 0, Exit); // root's sends are not kept (see `CAPACITY`)
+    a.emit(insn(MOV64_REG, 9, 0, 0, 0));
+    // The key: the socket's inode, through its file.
+    a.emit(insn(LDX_DW, 2, 7, offset16(layout.sock_socket)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exit);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.socket_file)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exit);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.file_f_inode)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exit);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.inode_i_ino)?, 0));
+    a.emit(insn(STX_DW, 10, 2, KEY, 0));
+    // The value zeroed whole: the helper may only read initialised stack.
+    for slot in 0..(VALUE_BYTES / 8) as i16 {
+        a.emit(insn(ST_DW, 10, 0, on_stack(slot * 8), 0));
+    }
+    a.emit(insn(STX_W, 10, 9, on_stack(at::UID), 0));
+    a.emit(insn(STX_H, 10, 8, on_stack(at::FAMILY), 0));
+    a.copy(LDX_H, STX_H, 7, sock.socket_type, on_stack(at::TYPE))?;
+    a.copy(LDX_H, STX_H, 7, sock.protocol, on_stack(at::PROTOCOL))?;
+    a.copy(LDX_H, STX_H, 7, sock.local_port, on_stack(at::LOCAL_PORT))?;
+    a.copy(LDX_H, STX_H, 7, sock.remote_port, on_stack(at::REMOTE_PORT))?;
+    a.copy(LDX_W, STX_W, 7, sock.local_v4, on_stack(at::LOCAL_V4))?;
+    a.copy(LDX_W, STX_W, 7, sock.remote_v4, on_stack(at::REMOTE_V4))?;
+    for (from, to) in [
+        (sock.local_v6, at::LOCAL_V6),
+        (sock.remote_v6, at::REMOTE_V6),
+    ] {
+        if let Some(from) = from {
+            a.copy(LDX_DW, STX_DW, 7, from, on_stack(to))?;
+            a.copy(LDX_DW, STX_DW, 7, from + 8, on_stack(to + 8))?;
+        }
+    }
+    a.emit(insn(LDX_DW, 3, 7, offset16(sock.net)?, 0));
+    a.jump(JEQ_IMM, 3, 0, Net);
+    a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
+    a.label(Net);
+    a.emit(insn(CALL, 0, 0, 0, HELPER_PID_TGID));
+    a.emit(insn(RSH64_IMM, 0, 0, 0, 32));
+    a.emit(insn(STX_W, 10, 0, on_stack(at::TGID), 0));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_BOOT_NS));
+    a.emit(insn(STX_DW, 10, 0, on_stack(at::SENT_AT), 0));
+    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(on_stack(at::COMM))));
+    a.emit(insn(MOV64_IMM, 2, 0, 0, 16));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_COMM));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_CURRENT_TASK_BTF));
+    a.emit(insn(MOV64_REG, 6, 0, 0, 0)); // r6 = the sending task
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exe);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
+    a.emit(insn(STX_DW, 10, 2, on_stack(at::LEADER_START), 0));
+    a.label(Exe);
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_mm)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Record);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.mm_exe_file)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Record);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.file_f_inode)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Record);
+    a.emit(insn(LDX_DW, 3, 2, offset16(layout.inode_i_ino)?, 0));
+    a.emit(insn(STX_DW, 10, 3, on_stack(at::EXE_INODE), 0));
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.inode_i_sb)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Record);
+    a.emit(insn(LDX_W, 3, 2, offset16(layout.sb_s_dev)?, 0));
+    a.emit(insn(STX_W, 10, 3, on_stack(at::EXE_DEV), 0));
+    a.label(Record);
+    load_map(&mut a, 1, ledger);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
+    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
+    a.emit(insn(MOV64_IMM, 4, 0, 0, 0)); // BPF_ANY
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+    a.jump(JEQ_IMM, 0, 0, Exit);
+    // No room: counted, so the scan can say so.
+    a.emit(insn(ST_W, 10, 0, COUNTER_KEY, 0));
+    load_map(&mut a, 1, dropped);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(COUNTER_KEY)));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+    a.jump(JEQ_IMM, 0, 0, Exit);
+    a.emit(insn(MOV64_IMM, 1, 0, 0, 1));
+    a.emit(insn(ATOMIC_ADD_DW, 0, 1, 0, 0));
+    a.label(Exit);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
+}
+
+/// One socket a user sent on, as the ledger recorded its last send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sending {
+    /// The socket's inode.
+    pub socket: u64,
+    /// The sending process (thread-group id: `/proc`'s pid in the initial pid
+    /// namespace) and its leader's start, ns since boot.
+    pub tgid: u32,
+    pub leader_start: u64,
+    pub uid: u32,
+    /// The sender's executable, as `stat` gives it (0, 0: not read).
+    pub exe_dev: u64,
+    pub exe_inode: u64,
+    pub family: u16,
+    /// `SOCK_DGRAM`, `SOCK_RAW`…
+    pub socket_type: u16,
+    pub protocol: u16,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    /// The socket's network namespace's inode (0: not read).
+    pub net: u32,
+    /// When, ns since boot (`CLOCK_BOOTTIME`).
+    pub sent_at: u64,
+    /// The sending thread's command name.
+    pub command: String,
+}
+
+/// Parses one entry (`key`, the socket's inode; `value`, [`VALUE_BYTES`]).
+pub fn parse_entry(key: u64, value: &[u8]) -> Option<Sending> {
+    if value.len() != VALUE_BYTES {
+        return None;
+    }
+    let bytes = |at: i16, n: usize| value.get(at as usize..at as usize + n);
+    let u16_at = |at: i16| Some(u16::from_ne_bytes(bytes(at, 2)?.try_into().ok()?));
+    let u32_at = |at: i16| Some(u32::from_ne_bytes(bytes(at, 4)?.try_into().ok()?));
+    let u64_at = |at: i16| Some(u64::from_ne_bytes(bytes(at, 8)?.try_into().ok()?));
+    let v6 = |at: i16| -> Option<[u8; 16]> { bytes(at, 16)?.try_into().ok() };
+    let family = u16_at(at::FAMILY)?;
+    let (local, remote) = if i32::from(family) == AF_INET6 {
+        (
+            IpAddr::V6(Ipv6Addr::from(v6(at::LOCAL_V6)?)),
+            IpAddr::V6(Ipv6Addr::from(v6(at::REMOTE_V6)?)),
+        )
+    } else {
+        // Stored in network order, as the kernel keeps them.
+        let v4 = |at: i16| -> Option<[u8; 4]> { bytes(at, 4)?.try_into().ok() };
+        (
+            IpAddr::V4(Ipv4Addr::from(v4(at::LOCAL_V4)?)),
+            IpAddr::V4(Ipv4Addr::from(v4(at::REMOTE_V4)?)),
+        )
+    };
+    let comm = bytes(at::COMM, 16)?;
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    Some(Sending {
+        socket: key,
+        tgid: u32_at(at::TGID)?,
+        leader_start: u64_at(at::LEADER_START)?,
+        uid: u32_at(at::UID)?,
+        exe_dev: user_dev(u32_at(at::EXE_DEV)?),
+        exe_inode: u64_at(at::EXE_INODE)?,
+        family,
+        socket_type: u16_at(at::TYPE)?,
+        protocol: u16_at(at::PROTOCOL)?,
+        local,
+        local_port: u16_at(at::LOCAL_PORT)?,
+        remote,
+        remote_port: u16::from_be(u16_at(at::REMOTE_PORT)?),
+        net: u32_at(at::NET)?,
+        sent_at: u64_at(at::SENT_AT)?,
+        command: String::from_utf8_lossy(comm.get(..end)?).into_owned(),
+    })
+}
+
+/// A kernel `dev_t` (12-bit major above a 20-bit minor) as `stat` encodes it.
+pub fn user_dev(kernel: u32) -> u64 {
+    let (major, minor) = (kernel >> 20, kernel & 0xf_ffff);
+    libc::makedev(major, minor)
+}
+
+/// What one read of the ledger gave.
+#[derive(Debug, Default)]
+pub struct LedgerRead {
+    /// Sends within [`SEND_WINDOW_SECS`], by uid then socket.
+    pub sendings: Vec<Sending>,
+    /// Sends not recorded (no room) since the ledger was last read.
+    pub dropped_since: u64,
+    /// The clock the sends are on (`CLOCK_BOOTTIME`, ns) at the read.
+    pub now: u64,
+}
+
+/// The ledger's maps and the link that keeps its program attached.
+pub struct SendLedger {
+    ledger: OwnedFd,
+    dropped: OwnedFd,
+    _link: OwnedFd,
+    /// The drop count the last read saw.
+    dropped_seen: AtomicU64,
+}
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_TRACE_RAW_TP: u32 = 23;
+
+/// `union bpf_attr` as BPF_MAP_CREATE reads it, up to `map_name`.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+/// `union bpf_attr` as the map element commands read it.
+#[repr(C)]
+#[derive(Default)]
+struct MapElemAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    value_or_next_key: u64,
+    flags: u64,
+}
+
+/// `union bpf_attr` as BPF_RAW_TRACEPOINT_OPEN reads it (no name: the
+/// program's own tracepoint).
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointAttr {
+    name: u64,
+    prog_fd: u32,
+    pad: u32,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(MapCreateAttr, map_name) == 28);
+    assert!(std::mem::size_of::<MapElemAttr>() == 32);
+    assert!(std::mem::size_of::<RawTracepointAttr>() == 16);
+};
+
+/// `bpf(cmd, attr, sizeof attr)` for a command that returns 0 or an error.
+fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+    // SAFETY: attr is a fully initialised #[repr(C)] bpf_attr prefix of the given
+    // size; every pointer inside it is valid for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            (attr as *mut T).cast::<libc::c_void>(),
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn io_error(what: &'static str) -> impl FnOnce(io::Error) -> FdIteratorError {
+    move |source| FdIteratorError::Io { what, source }
+}
+
+fn create_map(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    name: &[u8],
+) -> Result<OwnedFd, FdIteratorError> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        ..Default::default()
+    };
+    let named = name.len().min(attr.map_name.len() - 1);
+    attr.map_name[..named].copy_from_slice(&name[..named]);
+    bpf_fd(BPF_MAP_CREATE, &mut attr).map_err(io_error("BPF_MAP_CREATE"))
+}
+
+/// `CLOCK_BOOTTIME` in ns: the clock `bpf_ktime_get_boot_ns` reads.
+fn boot_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: now is valid for writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
+impl SendLedger {
+    /// Makes the maps, loads the program and attaches it.
+    pub fn build() -> Result<SendLedger, FdIteratorError> {
+        exact_here()?;
+        let layout = parse_sender_layout(read_vmlinux_btf()?.bytes())?;
+        let ledger = create_map(
+            BPF_MAP_TYPE_HASH,
+            8,
+            VALUE_BYTES as u32,
+            CAPACITY,
+            b"an1256_senders",
+        )?;
+        let dropped = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"an1256_dropped")?;
+        let program = load_tracing_program(
+            &send_program(&layout, &ledger, &dropped)?,
+            layout.tracepoint,
+            BPF_TRACE_RAW_TP,
+            b"an1256_sends",
+        )?;
+        let mut attr = RawTracepointAttr {
+            prog_fd: program.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        let link = bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+            .map_err(io_error("BPF_RAW_TRACEPOINT_OPEN"))?;
+        Ok(SendLedger {
+            ledger,
+            dropped,
+            _link: link,
+            dropped_seen: AtomicU64::new(0),
+        })
+    }
+
+    fn lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+        let mut attr = MapElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value_or_next_key: value.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        bpf_call(BPF_MAP_LOOKUP_ELEM, &mut attr)
+    }
+
+    fn delete(&self, socket: u64) {
+        let key = socket.to_ne_bytes();
+        let mut attr = MapElemAttr {
+            map_fd: self.ledger.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            ..Default::default()
+        };
+        // Gone already (a concurrent read dropped it) is as good.
+        let _ = bpf_call(BPF_MAP_DELETE_ELEM, &mut attr);
+    }
+
+    /// Sends not recorded since the ledger was made.
+    fn dropped_total(&self) -> Result<u64, FdIteratorError> {
+        let mut value = [0u8; 8];
+        Self::lookup(&self.dropped, &0u32.to_ne_bytes(), &mut value)
+            .map_err(io_error("BPF_MAP_LOOKUP_ELEM"))?;
+        Ok(u64::from_ne_bytes(value))
+    }
+
+    /// The sends within [`SEND_WINDOW_SECS`], and how many went unrecorded
+    /// since the last read; older entries are dropped. A read that cannot
+    /// finish within [`MAX_STEPS`] is an error.
+    pub fn read(&self) -> Result<LedgerRead, FdIteratorError> {
+        let now = boot_ns();
+        let oldest = now.saturating_sub(SEND_WINDOW_SECS * 1_000_000_000);
+        let mut found: HashMap<u64, Sending> = HashMap::new();
+        let mut stale = Vec::new();
+        let mut key: Option<[u8; 8]> = None;
+        let mut next = [0u8; 8];
+        let mut value = [0u8; VALUE_BYTES];
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > MAX_STEPS {
+                return Err(FdIteratorError::Unavailable(format!(
+                    "the send ledger changed under {MAX_STEPS} steps of reading it"
+                )));
+            }
+            let mut attr = MapElemAttr {
+                map_fd: self.ledger.as_raw_fd() as u32,
+                key: key.as_ref().map_or(0, |k| k.as_ptr() as u64),
+                value_or_next_key: next.as_mut_ptr() as u64,
+                ..Default::default()
+            };
+            match bpf_call(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                Err(e) => return Err(io_error("BPF_MAP_GET_NEXT_KEY")(e)),
+            }
+            key = Some(next);
+            let socket = u64::from_ne_bytes(next);
+            match Self::lookup(&self.ledger, &next, &mut value) {
+                Ok(()) => match parse_entry(socket, &value) {
+                    Some(sending) if sending.sent_at >= oldest => {
+                        found.insert(socket, sending);
+                    }
+                    _ => stale.push(socket),
+                },
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(io_error("BPF_MAP_LOOKUP_ELEM")(e)),
+            }
+        }
+        // Dropped after the walk: deleting under it would restart it.
+        for socket in stale {
+            self.delete(socket);
+        }
+        let dropped = self.dropped_total()?;
+        let before = self.dropped_seen.swap(dropped, Ordering::Relaxed);
+        let mut sendings: Vec<Sending> = found.into_values().collect();
+        sendings.sort_by_key(|s| (s.uid, s.socket));
+        Ok(LedgerRead {
+            sendings,
+            dropped_since: dropped.saturating_sub(before),
+            now,
+        })
+    }
+}
+
+static SHARED: OnceLock<Result<SendLedger, FdIteratorError>> = OnceLock::new();
+
+/// Makes the ledger for the life of this process (once), or says why not.
+pub fn start() -> Result<&'static SendLedger, &'static FdIteratorError> {
+    SHARED.get_or_init(SendLedger::build).as_ref()
+}
+
+/// The ledger if `start` made it; never makes it.
+pub fn running() -> Option<&'static SendLedger> {
+    SHARED.get()?.as_ref().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::MetadataExt;
+    use std::process::{Command, Stdio};
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// Python as uid 65534: sends one UDP datagram to itself, prints its
+    /// socket's inode and port, and waits for stdin to close.
+    fn sender() -> (std::process::Child, u64, u16) {
+        let script = "import os,socket,sys\n\
+                      s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                      s.bind(('127.0.0.1',0)); s.sendto(b'x',s.getsockname())\n\
+                      print(os.fstat(s.fileno()).st_ino,s.getsockname()[1],flush=True)\n\
+                      sys.stdin.read()\n";
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["/usr/bin/python3", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setpriv python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("inode line");
+        let mut fields = line
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().expect("a number"));
+        let (inode, port) = (fields.next().expect("inode"), fields.next().expect("port"));
+        (child, inode, port as u16)
+    }
+
+    #[test]
+    fn a_users_send_is_recorded_with_its_sender() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let ledger = match start() {
+            Ok(ledger) => ledger,
+            Err(why) => panic!("no send ledger: {why}"),
+        };
+        let (mut child, inode, port) = sender();
+        let read = ledger.read().expect("ledger read");
+        let python = std::fs::metadata(format!("/proc/{}/exe", child.id())).expect("exe");
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let entry = read.sendings.iter().find(|s| s.socket == inode);
+        let entry = entry.unwrap_or_else(|| panic!("no entry for socket {inode}: {read:?}"));
+        assert_eq!(entry.tgid, child.id());
+        assert_eq!(entry.uid, 65534);
+        assert_eq!(entry.command, "python3");
+        assert_eq!(
+            (entry.exe_dev, entry.exe_inode),
+            (python.dev(), python.ino())
+        );
+        assert_eq!(entry.socket_type, libc::SOCK_DGRAM as u16);
+        assert_eq!(entry.protocol, libc::IPPROTO_UDP as u16);
+        assert_eq!(
+            (entry.local, entry.local_port),
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        );
+        assert!(entry.sent_at <= read.now && entry.sent_at + 10_000_000_000 > read.now);
+        // Root's own send is never kept.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .send_to(b"x", socket.local_addr().expect("addr"))
+            .expect("send");
+        let own = std::fs::metadata(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&socket)
+        ))
+        .expect("socket")
+        .ino();
+        let read = ledger.read().expect("ledger read");
+        assert!(
+            !read.sendings.iter().any(|s| s.socket == own),
+            "root's send kept"
+        );
+    }
+
+    #[test]
+    fn an_entry_is_parsed_from_the_programs_layout() {
+        let mut value = [0u8; VALUE_BYTES];
+        value[0..4].copy_from_slice(&4242u32.to_ne_bytes());
+        value[4..8].copy_from_slice(&1001u32.to_ne_bytes());
+        value[24..28].copy_from_slice(&((8u32 << 20) | 3).to_ne_bytes());
+        value[28..30].copy_from_slice(&2u16.to_ne_bytes());
+        value[30..32].copy_from_slice(&2u16.to_ne_bytes());
+        value[32..34].copy_from_slice(&17u16.to_ne_bytes());
+        value[34..36].copy_from_slice(&5353u16.to_ne_bytes());
+        value[36..38].copy_from_slice(&53u16.to_be_bytes());
+        value[48..51].copy_from_slice(b"hop");
+        value[64..68].copy_from_slice(&[127, 0, 0, 1]);
+        value[68..72].copy_from_slice(&[192, 0, 2, 7]);
+        let entry = parse_entry(99, &value).expect("parsed");
+        assert_eq!((entry.socket, entry.tgid, entry.uid), (99, 4242, 1001));
+        assert_eq!(entry.exe_dev, libc::makedev(8, 3));
+        assert_eq!(entry.command, "hop");
+        assert_eq!(entry.local, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            (entry.remote, entry.remote_port),
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 53)
+        );
+        assert_eq!(entry.local_port, 5353);
+        assert!(parse_entry(99, &value[..VALUE_BYTES - 8]).is_none());
+    }
+}
