@@ -1354,23 +1354,6 @@ int main(int c,char**v){
 }
 "#;
 
-/// Kills every process of a test's attacker user when dropped, pass or fail
-/// (the lapper's processes are not children of the test).
-struct KillUser(String);
-
-impl Drop for KillUser {
-    fn drop(&mut self) {
-        // kill(-1) by the user itself: the kernel signals every process of the
-        // user at once, so a holder that keeps forking cannot leave a child
-        // behind (a fork with a fatal signal pending fails), as it can between
-        // pkill's listing and its kills. It would make later full scans incomplete.
-        let _ = Command::new("runuser")
-            .args(["-u", &self.0, "--", "kill", "-9", "-1"])
-            .status();
-        let _ = Command::new("pkill").args(["-9", "-u", &self.0]).status();
-    }
-}
-
 /// Red team (high, round 3): a whole pass's check that pids came round reads
 /// two counters an unprivileged user can move apart (failed clones move the
 /// last pid without counting a task), so a holder whose leader exited and whose
@@ -1413,7 +1396,7 @@ fn hider_below_the_pass_is_found_or_said(test: &str, role: &str, tag: &str) {
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker(tag);
-    let _kill = KillUser(attacker.name.clone());
+    let _kill = common::KillUser(attacker.name.clone());
     // libgcc_s linked in: a thread's exit loads it, and the hider's fd table
     // is full by then.
     let Some(binary) = compiled_with(
@@ -1593,7 +1576,7 @@ fn a_socket_whose_holder_keeps_forking_is_found_or_said() {
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("forkhop");
-    let _kill = KillUser(attacker.name.clone());
+    let _kill = common::KillUser(attacker.name.clone());
     let Some(binary) = compiled(&attacker, "hop", FORK_HOPPER) else {
         return common::skip(
             "a_socket_whose_holder_keeps_forking_is_found_or_said",
@@ -1893,7 +1876,7 @@ fn thousands_of_processes_whose_leader_exited_cannot_hold_a_scan_past_its_deadli
     let generous = std::time::Duration::from_secs(60);
     let start_holders = |tag: &str, mode: &str| {
         let user = common::attacker(tag);
-        let kill = KillUser(user.name.clone());
+        let kill = common::KillUser(user.name.clone());
         let binary = compiled(&user, "holders", THREADED_UDP_HOLDERS)?;
         let mut command = user.command(&binary);
         command.args([HOLDERS.to_string(), mode.to_string()]);

@@ -97,7 +97,9 @@ fn is_unspecified(address: &str) -> bool {
 /// `bound` / `connected` / `unbound` for datagram and raw sockets; the TCP state
 /// for stream sockets.
 pub fn state(socket: &SocketInfo) -> String {
-    if socket.socket_type == SocketType::Stream {
+    // A stream's TCP state; a datagram socket's state when the backend says it
+    // (`sent_not_held`: sent on by a process found not holding it).
+    if socket.socket_type == SocketType::Stream || !socket.tcp_state.is_empty() {
         return socket.tcp_state.clone();
     }
     if !is_unspecified(&socket.remote_address) || socket.remote_port != 0 {

@@ -677,5 +677,14 @@ pub fn prepare_for_serving() {
         if let Err(why) = linux::fd_iterator::shared() {
             log::info!("no BPF fd iterator, scans walk /proc: {why}");
         }
+        // From now on, who sends on each user's datagram socket is recorded:
+        // full scans give a socket sent on by a process they did not find
+        // holding it to that process (`linux::send_ledger`).
+        if let Err(why) = linux::send_ledger::start() {
+            log::warn!(
+                "no send ledger: full scans cannot attribute a socket whose sender they \
+                 miss ({why})"
+            );
+        }
     }
 }

@@ -436,3 +436,20 @@ pub fn socket_rows_in(
         })
         .collect()
 }
+
+/// Kills every process of a test's attacker user when dropped, pass or fail
+/// (the lapper's processes are not children of the test).
+pub struct KillUser(pub String);
+
+impl Drop for KillUser {
+    fn drop(&mut self) {
+        // kill(-1) by the user itself: the kernel signals every process of the
+        // user at once, so a holder that keeps forking cannot leave a child
+        // behind (a fork with a fatal signal pending fails), as it can between
+        // pkill's listing and its kills. It would make later full scans incomplete.
+        let _ = Command::new("runuser")
+            .args(["-u", &self.0, "--", "kill", "-9", "-1"])
+            .status();
+        let _ = Command::new("pkill").args(["-9", "-u", &self.0]).status();
+    }
+}

@@ -1453,7 +1453,75 @@ pub fn scan(
         };
         unseen_sockets::check(before, after, &mut result);
     }
+    if query.pids.is_none() {
+        if let Some(ledger) = super::send_ledger::running() {
+            attribute_senders(ledger, &query.protocols, &mut result);
+        }
+    }
     result
+}
+
+/// Gives the sockets users sent on lately that the scan did not find held by
+/// their senders to the processes that sent on them (`unseen_sockets`).
+fn attribute_senders(
+    ledger: &super::send_ledger::SendLedger,
+    protocols: &crate::model::ProtocolSet,
+    result: &mut SocketScan,
+) {
+    let read = ledger.read().map_err(|e| e.to_string());
+    let row = |sending: &super::send_ledger::Sending, pid: Pid| {
+        let facts = fd_iterator::SocketFacts {
+            net: sending.net,
+            family: sending.family,
+            socket_type: sending.socket_type,
+            protocol: sending.protocol,
+            state: 0,
+            local: sending.local,
+            local_port: sending.local_port,
+            remote: sending.remote,
+            remote_port: sending.remote_port,
+        };
+        let mut row =
+            facts_entry(sending.socket, &facts)?.to_socket_info(pid, -1, &sending.net.to_string());
+        row.tcp_state = unseen_sockets::SENT_NOT_HELD.to_owned();
+        Some(row)
+    };
+    let mut live = LiveHost::default();
+    if let Some(note) = unseen_sockets::attribute_senders(read, protocols, result, &mut live, row) {
+        if result.errors.len() < MAX_ERRORS {
+            result.errors.push(note);
+        }
+    }
+}
+
+/// The host's processes as the send ledger's attribution asks for them, each
+/// read once per scan.
+#[derive(Default)]
+struct LiveHost {
+    read: HashMap<Pid, Option<unseen_sockets::Runner>>,
+}
+
+impl unseen_sockets::LiveProcesses for LiveHost {
+    fn runner(&mut self, pid: Pid) -> Option<unseen_sockets::Runner> {
+        *self.read.entry(pid).or_insert_with(|| {
+            let dir = ProcDir::open(pid).ok()?;
+            let exe = dir.executable_file_id().ok()?;
+            let status = dir.read(c"status", 64 * 1024).ok()?;
+            let (real, _) = procfs::parse_status_uids(&String::from_utf8_lossy(&status))?;
+            Some(unseen_sockets::Runner {
+                uid: u32::try_from(real).ok()?,
+                exe,
+            })
+        })
+    }
+
+    fn pids(&mut self) -> Option<Vec<Pid>> {
+        procfs::list_pids().ok()
+    }
+
+    fn out_of_time(&self) -> bool {
+        crate::deadline::Deadline::current().expired()
+    }
 }
 
 /// The census of the scanner's own network namespace for `protocols` (see

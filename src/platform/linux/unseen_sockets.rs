@@ -19,10 +19,11 @@
 //! between sends by `connect(AF_UNSPEC)`), as does one a trusted process holds
 //! a copy of (it is found). Recording the sender at send time would close those.
 
+use super::send_ledger::{LedgerRead, Sending};
 use super::socket_tables::{tables_for, TableEntry, TableKind, UNKNOWN_UID};
 use crate::model::{
-    ProtocolSet, SocketScan, SocketType, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    IPPROTO_UDPLITE,
+    Pid, ProtocolSet, SocketInfo, SocketScan, SocketType, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -187,6 +188,157 @@ fn describe(entry: &TableEntry) -> String {
     format!(
         "{kind} {local}:{} (socket {}) of uid {}",
         entry.local_port, entry.inode, entry.uid
+    )
+}
+
+/// The `state` of a row the send ledger gave: a socket sent on by a process
+/// the scan did not find holding it (its `fd` is -1).
+pub const SENT_NOT_HELD: &str = "sent_not_held";
+
+/// Who a live process is, as far as attributing a send needs: its real uid and
+/// its executable's (device, inode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Runner {
+    pub uid: u32,
+    pub exe: (u64, u64),
+}
+
+/// What attributing the ledger's sends needs of the host.
+pub trait LiveProcesses {
+    /// The process `pid` now, if it still runs and can be read.
+    fn runner(&mut self, pid: Pid) -> Option<Runner>;
+    /// Every process now (`None`: the list could not be read).
+    fn pids(&mut self) -> Option<Vec<Pid>>;
+    /// Whether the scan's time is up: the search stops, and says so.
+    fn out_of_time(&self) -> bool;
+}
+
+/// Ends a full scan's check with the send ledger (`send_ledger`): each socket a
+/// user sent on lately, of a kind the scan reports, that the scan did not find
+/// held by its sender nor by a process running the sender's executable, becomes
+/// a row of the process that sent on it: the sender if it still runs, else a
+/// process of the same user running the same executable (a holder that forks
+/// away keeps its image). Its `fd` is -1 and its state [`SENT_NOT_HELD`]. A
+/// ledger that could not be read, lost sends, or a search cut short makes the
+/// result incomplete. A send no running process can be given (most often a
+/// short-lived command gone with its socket) is returned, for the log.
+pub fn attribute_senders(
+    read: Result<LedgerRead, String>,
+    protocols: &ProtocolSet,
+    scan: &mut SocketScan,
+    live: &mut impl LiveProcesses,
+    row: impl Fn(&Sending, Pid) -> Option<SocketInfo>,
+) -> Option<String> {
+    let read = match read {
+        Ok(read) => read,
+        Err(why) => {
+            scan.incomplete.push(format!(
+                "the send ledger could not be read ({why}): a socket sent on by a process \
+                 the scan missed would not be noticed"
+            ));
+            return None;
+        }
+    };
+    if read.dropped_since > 0 {
+        scan.incomplete.push(format!(
+            "{} sends on users' sockets were not recorded: the send ledger was full ({} \
+             sockets); a socket sent on by a process the scan missed may not be noticed",
+            read.dropped_since,
+            super::send_ledger::CAPACITY
+        ));
+    }
+    let mut holders: HashMap<u64, Vec<Pid>> = HashMap::new();
+    for socket in &scan.sockets {
+        holders.entry(socket.socket).or_default().push(socket.pid);
+    }
+    let mut everyone: Option<Option<Vec<Pid>>> = None;
+    let mut cut = false;
+    let mut unattributed = Vec::new();
+    for sending in &read.sendings {
+        let socket_type = match i32::from(sending.socket_type) {
+            libc::SOCK_DGRAM => SocketType::Dgram,
+            libc::SOCK_RAW => SocketType::Raw,
+            _ => continue,
+        };
+        if sending.uid == 0 || !protocols.wants_kind(socket_type, i32::from(sending.protocol)) {
+            continue;
+        }
+        let sender = Runner {
+            uid: sending.uid,
+            exe: (sending.exe_dev, sending.exe_inode),
+        };
+        let tgid = Pid::try_from(sending.tgid).unwrap_or(-1);
+        let held_by = holders.get(&sending.socket).map_or(&[][..], Vec::as_slice);
+        if held_by.contains(&tgid) {
+            continue;
+        }
+        let runs_sender = |live: &mut dyn LiveProcesses, pid: Pid| {
+            sender.exe != (0, 0) && live.runner(pid) == Some(sender)
+        };
+        if held_by.iter().any(|&pid| runs_sender(live, pid)) {
+            continue;
+        }
+        let found = if runs_sender(live, tgid) {
+            Some(tgid)
+        } else {
+            let all = everyone.get_or_insert_with(|| live.pids());
+            let mut found = None;
+            for &pid in all.iter().flatten() {
+                if live.out_of_time() {
+                    cut = true;
+                    break;
+                }
+                if pid != tgid && runs_sender(live, pid) {
+                    found = Some(pid);
+                    break;
+                }
+            }
+            found
+        };
+        match found.and_then(|pid| row(sending, pid)) {
+            Some(row) => scan.sockets.push(row),
+            None => unattributed.push(sending),
+        }
+    }
+    if unattributed.is_empty() {
+        return None;
+    }
+    let named = unattributed
+        .iter()
+        .take(MAX_NAMED)
+        .map(|s| describe_sending(s, read.now))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match unattributed.len().saturating_sub(MAX_NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    if cut || matches!(everyone, Some(None)) {
+        scan.incomplete.push(format!(
+            "{named}{more} sent on by processes the scan did not find, and the processes \
+             running their executables could not be {}",
+            if cut { "searched in time" } else { "listed" }
+        ));
+        return None;
+    }
+    Some(format!(
+        "{named}{more} sent on by processes that are gone, and no process runs their \
+         executables"
+    ))
+}
+
+/// `socket 1234 sent on 3 s ago by pid 4242 ("hop", uid 1001, executable 8:3 inode 77)`.
+fn describe_sending(sending: &Sending, now: u64) -> String {
+    format!(
+        "socket {} sent on {} s ago by pid {} ({:?}, uid {}, executable {}:{} inode {})",
+        sending.socket,
+        now.saturating_sub(sending.sent_at) / 1_000_000_000,
+        sending.tgid,
+        sending.command,
+        sending.uid,
+        libc::major(sending.exe_dev),
+        libc::minor(sending.exe_dev),
+        sending.exe_inode
     )
 }
 
@@ -488,5 +640,278 @@ mod tests {
             panic!("the census could not be taken");
         };
         assert!(!inodes(&before.unseen_by(&closed, &HashSet::new())).contains(&theirs_inode));
+    }
+
+    /// A host of processes given by pid: (real uid, executable).
+    #[derive(Default)]
+    struct FakeLive {
+        runners: HashMap<Pid, Runner>,
+        unlistable: bool,
+        out_of_time: bool,
+    }
+
+    impl LiveProcesses for FakeLive {
+        fn runner(&mut self, pid: Pid) -> Option<Runner> {
+            self.runners.get(&pid).copied()
+        }
+        fn pids(&mut self) -> Option<Vec<Pid>> {
+            let mut pids: Vec<Pid> = self.runners.keys().copied().collect();
+            pids.sort_unstable();
+            (!self.unlistable).then_some(pids)
+        }
+        fn out_of_time(&self) -> bool {
+            self.out_of_time
+        }
+    }
+
+    const HOP: (u64, u64) = (2049, 77);
+    const SLEEP: (u64, u64) = (2049, 12);
+
+    fn sending(socket: u64, tgid: u32, uid: u32, exe: (u64, u64)) -> Sending {
+        Sending {
+            socket,
+            tgid,
+            leader_start: 1,
+            uid,
+            exe_dev: exe.0,
+            exe_inode: exe.1,
+            family: 2,
+            socket_type: libc::SOCK_DGRAM as u16,
+            protocol: IPPROTO_UDP as u16,
+            local: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local_port: 47212,
+            remote: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            remote_port: 0,
+            net: 4026531840,
+            sent_at: 5_000_000_000,
+            command: "hop".into(),
+        }
+    }
+
+    fn held(pid: Pid, socket: u64) -> SocketInfo {
+        let mut info = udp(socket, 1001).to_socket_info(pid, 3, "4026531840");
+        info.pid = pid;
+        info
+    }
+
+    fn read_of(sendings: Vec<Sending>) -> Result<LedgerRead, String> {
+        Ok(LedgerRead {
+            sendings,
+            dropped_since: 0,
+            now: 9_000_000_000,
+        })
+    }
+
+    fn attributed(
+        sendings: Vec<Sending>,
+        found: Vec<SocketInfo>,
+        live: &mut FakeLive,
+    ) -> (SocketScan, Option<String>) {
+        let mut scan = SocketScan {
+            sockets: found,
+            ..SocketScan::default()
+        };
+        let row = |s: &Sending, pid: Pid| {
+            let mut info = udp(s.socket, s.uid).to_socket_info(pid, -1, "4026531840");
+            info.tcp_state = SENT_NOT_HELD.into();
+            Some(info)
+        };
+        let log = attribute_senders(read_of(sendings), &ProtocolSet::ALL, &mut scan, live, row);
+        (scan, log)
+    }
+
+    fn unheld(scan: &SocketScan) -> Vec<(Pid, u64)> {
+        scan.sockets
+            .iter()
+            .filter(|s| s.fd == -1 && s.tcp_state == SENT_NOT_HELD)
+            .map(|s| (s.pid, s.socket))
+            .collect()
+    }
+
+    #[test]
+    fn a_sender_found_holding_its_socket_adds_nothing() {
+        let mut live = FakeLive::default();
+        live.runners.insert(
+            40,
+            Runner {
+                uid: 1001,
+                exe: HOP,
+            },
+        );
+        let (scan, log) = attributed(
+            vec![sending(9, 40, 1001, HOP)],
+            vec![held(40, 9)],
+            &mut live,
+        );
+        assert_eq!(unheld(&scan), []);
+        assert_eq!((scan.incomplete.len(), log), (0, None));
+    }
+
+    #[test]
+    fn a_socket_a_trusted_process_holds_is_also_the_senders_row() {
+        // Red team F3: `sleep` holds the socket; the untrusted sender does not.
+        let mut live = FakeLive::default();
+        live.runners.insert(
+            40,
+            Runner {
+                uid: 1001,
+                exe: HOP,
+            },
+        );
+        live.runners.insert(
+            41,
+            Runner {
+                uid: 1001,
+                exe: SLEEP,
+            },
+        );
+        let (scan, _) = attributed(
+            vec![sending(9, 40, 1001, HOP)],
+            vec![held(41, 9)],
+            &mut live,
+        );
+        assert_eq!(unheld(&scan), [(40, 9)]);
+        assert!(scan.incomplete.is_empty());
+    }
+
+    #[test]
+    fn a_sender_that_forked_away_is_its_successor_running_the_same_executable() {
+        // The sender is gone; its child (the same image, the same user) runs.
+        // Another user's process of the same image is never given the socket.
+        let mut live = FakeLive::default();
+        live.runners.insert(
+            30,
+            Runner {
+                uid: 1002,
+                exe: HOP,
+            },
+        );
+        live.runners.insert(
+            52,
+            Runner {
+                uid: 1001,
+                exe: HOP,
+            },
+        );
+        let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(52, 9)]);
+        assert_eq!(log, None);
+    }
+
+    #[test]
+    fn a_holder_running_the_senders_executable_is_its_fork() {
+        // A worker that sent and exited; its parent, the same program, holds it.
+        let mut live = FakeLive::default();
+        live.runners.insert(
+            41,
+            Runner {
+                uid: 1001,
+                exe: HOP,
+            },
+        );
+        let (scan, log) = attributed(
+            vec![sending(9, 40, 1001, HOP)],
+            vec![held(41, 9)],
+            &mut live,
+        );
+        assert_eq!(unheld(&scan), []);
+        assert_eq!((scan.incomplete.len(), log), (0, None));
+    }
+
+    #[test]
+    fn a_sender_gone_with_nothing_running_its_executable_is_logged() {
+        let mut live = FakeLive::default();
+        live.runners.insert(
+            41,
+            Runner {
+                uid: 1001,
+                exe: SLEEP,
+            },
+        );
+        let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
+        assert_eq!(unheld(&scan), []);
+        assert!(scan.incomplete.is_empty());
+        let log = log.expect("a log note");
+        assert!(
+            log.contains("socket 9 sent on 4 s ago by pid 40 (\"hop\", uid 1001"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_search_cut_short_or_unlisted_makes_the_result_incomplete() {
+        for (unlistable, out_of_time, says) in [
+            (true, false, "could not be listed"),
+            (false, true, "could not be searched in time"),
+        ] {
+            let mut live = FakeLive {
+                unlistable,
+                out_of_time,
+                ..FakeLive::default()
+            };
+            live.runners.insert(
+                52,
+                Runner {
+                    uid: 1001,
+                    exe: HOP,
+                },
+            );
+            let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
+            assert_eq!(unheld(&scan), []);
+            assert_eq!(log, None);
+            assert!(
+                scan.incomplete.len() == 1 && scan.incomplete[0].contains(says),
+                "{:?}",
+                scan.incomplete
+            );
+        }
+    }
+
+    #[test]
+    fn lost_sends_or_an_unread_ledger_make_the_result_incomplete() {
+        let mut live = FakeLive::default();
+        let mut scan = SocketScan::default();
+        let row = |_: &Sending, _: Pid| None;
+        let lost = Ok(LedgerRead {
+            sendings: Vec::new(),
+            dropped_since: 12,
+            now: 0,
+        });
+        attribute_senders(lost, &ProtocolSet::ALL, &mut scan, &mut live, row);
+        assert!(scan.incomplete[0].starts_with("12 sends on users' sockets were not recorded"));
+        let mut scan = SocketScan::default();
+        attribute_senders(
+            Err("EPERM".into()),
+            &ProtocolSet::ALL,
+            &mut scan,
+            &mut live,
+            row,
+        );
+        assert!(scan.incomplete[0].contains("could not be read (EPERM)"));
+    }
+
+    #[test]
+    fn a_send_of_a_kind_the_query_does_not_report_or_with_no_executable_is_not_given() {
+        let mut live = FakeLive::default();
+        live.runners.insert(
+            40,
+            Runner {
+                uid: 1001,
+                exe: (0, 0),
+            },
+        );
+        let only_icmp = ProtocolSet {
+            icmp: true,
+            ..ProtocolSet::NONE
+        };
+        let mut scan = SocketScan::default();
+        let row = |s: &Sending, pid: Pid| Some(udp(s.socket, s.uid).to_socket_info(pid, -1, ""));
+        let sendings = vec![sending(9, 40, 1001, HOP)];
+        attribute_senders(read_of(sendings), &only_icmp, &mut scan, &mut live, row);
+        assert!(scan.sockets.is_empty() && scan.incomplete.is_empty());
+        // An executable the program could not read matches nothing, not everything.
+        let (scan, log) = attributed(vec![sending(9, 40, 1001, (0, 0))], vec![], &mut live);
+        assert_eq!(unheld(&scan), []);
+        assert!(log.is_some());
     }
 }

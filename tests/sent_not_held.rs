@@ -1,0 +1,195 @@
+//! The send ledger (`platform::linux::send_ledger`): a socket a user's process
+//! sent on, which the scan finds held by another process or by none, is also a
+//! row of the process that sent on it (`fd` -1, state `sent_not_held`).
+//!
+//! Red team F3 (high): an unsigned program hands its UDP socket to a trusted
+//! process (`sleep` inherits it) and keeps sending through it while hopping
+//! away from the scan. The scan found the socket only through `sleep`, the hit
+//! query dropped it as trusted, and nothing was said. Every attacker here runs
+//! as a user the test makes, each case beside a benign twin that stays quiet.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use an1256::model::{ProtocolSet, SocketInfo, SocketQuery};
+use an1256::platform::linux::send_ledger;
+use an1256::platform::Host;
+
+/// The unsigned sender: binds UDP 127.0.0.1, sends to itself once, then by
+/// mode: `keep` holds its socket; `handoff` gives it to `/usr/bin/sleep` and
+/// closes its own copy; `hop` hands it off too and forks, the parent exiting
+/// (its child, the same image, lives on without the socket); `once` closes it
+/// and exits after printing `ready` (a short-lived sender gone with its socket).
+const SENDER: &str = "import os, socket, subprocess, sys, time\n\
+mode = sys.argv[1]\n\
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+u.bind(('127.0.0.1', 0))\n\
+port = u.getsockname()[1]\n\
+u.sendto(b'x', ('127.0.0.1', port))\n\
+print(f'port={port}')\n\
+print(f'inode={os.fstat(u.fileno()).st_ino}')\n\
+if mode in ('handoff', 'hop'):\n\
+\x20   s = subprocess.Popen(['/usr/bin/sleep', '300'], pass_fds=[u.fileno()])\n\
+\x20   print(f'sleep={s.pid}')\n\
+\x20   u.close()\n\
+if mode == 'hop':\n\
+\x20   child = os.fork()\n\
+\x20   if child:\n\
+\x20       print(f'child={child}')\n\
+\x20       print('ready', flush=True)\n\
+\x20       os._exit(0)\n\
+\x20   time.sleep(300)\n\
+if mode == 'once':\n\
+\x20   u.close()\n\
+print('ready', flush=True)\n\
+if mode != 'once':\n\
+\x20   time.sleep(300)\n";
+
+fn full_scan(host: &an1256::platform::linux::LinuxHost) -> an1256::model::SocketScan {
+    host.sockets(&SocketQuery {
+        pids: None,
+        protocols: ProtocolSet::ALL,
+    })
+}
+
+fn sender(attacker: &common::Attacker, python: &std::path::Path, mode: &str) -> common::ReadyChild {
+    let mut command = attacker.command(python);
+    command.args(["-c", SENDER, mode]);
+    common::spawn_ready(command).unwrap_or_else(|e| panic!("the {mode} sender: {e}"))
+}
+
+fn rows_of(scan: &an1256::model::SocketScan, inode: i64) -> Vec<&SocketInfo> {
+    scan.sockets
+        .iter()
+        .filter(|s| s.socket == inode as u64)
+        .collect()
+}
+
+fn unheld(rows: &[&SocketInfo]) -> Vec<i32> {
+    rows.iter()
+        .filter(|s| s.fd == -1 && s.tcp_state == "sent_not_held")
+        .map(|s| s.pid)
+        .collect()
+}
+
+fn host() -> an1256::platform::linux::LinuxHost {
+    an1256::platform::linux::LinuxHost::new(an1256::platform::HostConfig {
+        fd_iterator: true,
+        ..an1256::platform::HostConfig::default()
+    })
+}
+
+fn start_ledger(test: &str) -> bool {
+    if !common::is_root() {
+        common::skip(test, "needs root");
+        return false;
+    }
+    if let Err(why) = send_ledger::start() {
+        panic!("no send ledger on this kernel: {why}");
+    }
+    true
+}
+
+#[test]
+fn a_socket_handed_to_a_trusted_process_is_also_its_unsigned_senders_row() {
+    if !start_ledger("a_socket_handed_to_a_trusted_process_is_also_its_unsigned_senders_row") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("handoff");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("relay", "handoff");
+    let handed = sender(&attacker, &python, "handoff");
+    let twin = sender(&attacker, &python, "keep");
+    let scan = full_scan(&host());
+    let (inode, sleep) = (handed.int("inode"), handed.int("sleep") as i32);
+    let rows = rows_of(&scan, inode);
+    assert!(
+        rows.iter().any(|s| s.pid == sleep && s.fd >= 0),
+        "sleep holds it: {rows:?}"
+    );
+    assert_eq!(unheld(&rows), [handed.pid], "the sender's row: {rows:?}");
+    let port = handed.int("port") as i32;
+    let row = rows.iter().find(|s| s.fd == -1).expect("the sender's row");
+    assert_eq!(
+        (row.protocol, row.local_address.as_str(), row.local_port),
+        (17, "127.0.0.1", port)
+    );
+    // The sender's executable, the unsigned copy, is the row's.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", handed.pid)).expect("exe");
+    assert_eq!(exe, python);
+    // The twin keeps its socket: one row, its own, held.
+    let twin_rows = rows_of(&scan, twin.int("inode"));
+    assert_eq!(
+        twin_rows
+            .iter()
+            .map(|s| (s.pid, s.fd >= 0))
+            .collect::<Vec<_>>(),
+        [(twin.pid, true)],
+        "{twin_rows:?}"
+    );
+    assert!(scan.incomplete.is_empty(), "{:?}", scan.incomplete);
+}
+
+#[test]
+fn a_sender_that_forked_away_is_found_through_its_child() {
+    if !start_ledger("a_sender_that_forked_away_is_found_through_its_child") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("forkaway");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("hopper", "forkaway");
+    let hopped = sender(&attacker, &python, "hop");
+    let (inode, child) = (hopped.int("inode"), hopped.int("child") as i32);
+    // The parent, the sender, exits once it printed `ready`.
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{}/exe", hopped.pid)).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let scan = full_scan(&host());
+    let rows = rows_of(&scan, inode);
+    assert_eq!(
+        unheld(&rows),
+        [child],
+        "the child runs the sender's image: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|s| s.pid == hopped.int("sleep") as i32 && s.fd >= 0),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_short_lived_sender_gone_with_its_socket_adds_no_row_and_no_warning() {
+    if !start_ledger("a_short_lived_sender_gone_with_its_socket_adds_no_row_and_no_warning") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("oneshot");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("lookup", "oneshot");
+    let once = sender(&attacker, &python, "once");
+    let inode = once.int("inode");
+    drop(once);
+    let scan = full_scan(&host());
+    assert_eq!(rows_of(&scan, inode).len(), 0);
+    assert!(
+        !scan
+            .incomplete
+            .iter()
+            .any(|n| n.contains(&format!("socket {inode} "))),
+        "{:?}",
+        scan.incomplete
+    );
+    assert!(
+        scan.errors
+            .iter()
+            .any(|n| n.contains(&format!("socket {inode} sent on")) && n.contains("are gone")),
+        "logged: {:?}",
+        scan.errors
+    );
+}
