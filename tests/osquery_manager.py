@@ -329,6 +329,27 @@ def full_scan(args, handler, server, process, result):
     result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
 
 
+def full_scan_after_send(args, handler, server, process, result):
+    """The extension serving, a user's process (--pid) is told to send (SIGUSR1)
+    and says it has (--wait-file appears); then one unconstrained generate."""
+    uuid, result["registration"] = registration(handler)
+    ext = "%s.%d" % (args.socket, uuid)
+    os.kill(args.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(args.wait_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result["sent"] = os.path.exists(args.wait_file)
+    result["generate_all"] = response_json(extension_call(
+        ext, "call", "table", "nonstandard_protocol_sockets",
+        {"action": "generate", "context": json.dumps({"constraints": []})}))
+    result["info"] = response_json(extension_call(
+        ext, "call", "table", "an1256_info",
+        {"action": "generate", "context": json.dumps({"constraints": []})}))
+    server.stop()
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+
+
 def sigterm(args, handler, server, process, result):
     uuid, result["registration"] = registration(handler)
     ext = "%s.%d" % (args.socket, uuid)
@@ -490,6 +511,7 @@ def idle_flood(args, handler, server, process, result):
 
 
 SCENARIOS = {"idle_flood": idle_flood, "roundtrip": roundtrip, "full_scan": full_scan,
+             "full_scan_after_send": full_scan_after_send,
              "sigterm": sigterm, "shutdown_rpc": shutdown_rpc,
              "baseline_write": baseline_write, "refused": refused, "duplicate": duplicate,
              "hang": hang}
@@ -506,6 +528,7 @@ def main():
     parser.add_argument("--work", required=True, help="private directory for the sockets")
     parser.add_argument("--pid", type=int, default=0, help="pid to constrain generate to")
     parser.add_argument("--identity", default="", help="baseline identity to write")
+    parser.add_argument("--wait-file", default="", help="file whose existence says the --pid sent")
     parser.add_argument("--umask", type=lambda v: int(v, 8), default=None,
                         help="octal umask the extension starts with")
     args = parser.parse_args()

@@ -399,6 +399,94 @@ fn an_incomplete_full_scan_answers_osquery_with_its_rows_and_says_so() {
     );
 }
 
+/// Red team F3 over a real Thrift round trip: the extension, serving, records
+/// sends. An unsigned program as a test user, told to send once the extension
+/// is up, sends on its UDP socket, hands it to `/usr/bin/sleep` and closes its
+/// own copy. The unconstrained generate osquery's hit query makes answers a
+/// row of the sender (fd -1, state `sent_not_held`, its own path), beside
+/// sleep's; its twin, which keeps its socket, has one row, its own.
+#[test]
+fn a_full_scan_gives_a_socket_handed_to_a_trusted_process_to_its_sender() {
+    if !common::is_root() {
+        return common::skip(
+            "a_full_scan_gives_a_socket_handed_to_a_trusted_process_to_its_sender",
+            "needs root",
+        );
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("thrift-handoff");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("relay", "thrift-handoff");
+    let sent = attacker.home.join("sent");
+    let script = "import os, signal, socket, subprocess, sys, time\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n\
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        u.bind(('127.0.0.1', 0))\n\
+        port = u.getsockname()[1]\n\
+        print(f'port={port}')\n\
+        print('ready', flush=True)\n\
+        if sys.argv[1] == 'keep':\n\
+        \x20   u.sendto(b'x', ('127.0.0.1', port))\n\
+        \x20   time.sleep(300)\n\
+        signal.sigwait({signal.SIGUSR1})\n\
+        u.sendto(b'x', ('127.0.0.1', port))\n\
+        s = subprocess.Popen(['/usr/bin/sleep', '300'], pass_fds=[u.fileno()])\n\
+        u.close()\n\
+        open(sys.argv[2], 'w').write(str(s.pid))\n\
+        time.sleep(300)\n";
+    let start = |mode: &str| {
+        let mut command = attacker.command(&python);
+        command.arg("-c").arg(script).arg(mode).arg(&sent);
+        common::spawn_ready(command).expect("the sender")
+    };
+    let sender = start("handoff");
+    let twin = start("keep");
+    let report = run_scenario_with(
+        "full_scan_after_send",
+        sender.pid as u32,
+        &["--wait-file", sent.to_str().expect("a UTF-8 path")],
+    );
+    assert_eq!(report["sent"], true, "{report}");
+    let sleep = std::fs::read_to_string(&sent).expect("sleep's pid");
+    let reply = &report["generate_all"];
+    let rows = reply["rows"].as_array().expect("rows");
+    let port = sender.value("port").expect("port");
+    let of_port = |port: &str| -> Vec<(String, String, String, String)> {
+        rows.iter()
+            .filter(|r| r["local_port"] == port && r["protocol"] == "17")
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap_or_default().to_owned();
+                (text("pid"), text("fd"), text("state"), text("path"))
+            })
+            .collect()
+    };
+    let handed = of_port(port);
+    assert!(
+        handed
+            .iter()
+            .any(|(pid, fd, _, _)| *pid == sleep && fd != "-1"),
+        "sleep's row: {handed:?}"
+    );
+    assert!(
+        handed.contains(&(
+            sender.pid.to_string(),
+            "-1".into(),
+            "sent_not_held".into(),
+            python.to_string_lossy().into_owned()
+        )),
+        "the sender's row: {handed:?}\n{}",
+        report["extension_stderr"]
+    );
+    let info = &report["info"]["rows"][0];
+    assert_eq!(info["send_ledger"], "running", "{info}");
+    let kept = of_port(twin.value("port").expect("port"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (kept[0].0.as_str(), kept[0].2.as_str()),
+        (twin.pid.to_string().as_str(), "bound")
+    );
+}
+
 /// Issue 11: idle and garbage connections must not take the extension's workers.
 /// osquery-rust-ng's stock server (thrift's 10-worker pool, no read timeout) let
 /// ten idle connections wedge every table call while pings still answered.

@@ -453,6 +453,12 @@ pub trait Host: Send + Sync {
     }
     /// A source of process events (exec, fork, exit) for the watch of untrusted
     /// processes, or why there is none here (the watch then lists pids every second).
+    /// Whether full scans attribute sockets to their senders: `running`, or why
+    /// not; empty where there is no such record (macOS, one-shot modes).
+    fn send_ledger_status(&self) -> String {
+        String::new()
+    }
+
     fn process_events(&self) -> Result<Box<dyn ProcessEvents>, EventSourceError> {
         Err(EventSourceError::Unsupported)
     }

@@ -50,6 +50,7 @@ super::table_row! {
         failed_observation_writes: BIGINT = "Writes of observations (sampler passes, watch ticks) that failed since the extension started: store locked past its wait, unavailable, read-only, I/O",
         lost_observations: BIGINT = "Observations given up after a failed write (missing from an1256_observations and from learning): a failed sampler pass's, and the watch's past 4096 held",
         last_observation_write_error: TEXT = "Who failed to write observations last, and why",
+        send_ledger: TEXT = "Linux: `running` when full scans give a socket sent on by a process they did not find holding it to that process (the kernel records each user's datagram sends), else why not; empty in one-shot modes and on macOS",
     }
 }
 
@@ -135,6 +136,7 @@ impl Table for An1256Info {
             failed_observation_writes: int(unwritten.failed_writes),
             lost_observations: int(unwritten.given_up),
             last_observation_write_error: unwritten.last_error,
+            send_ledger: b.host().send_ledger_status(),
         }])
     }
 }

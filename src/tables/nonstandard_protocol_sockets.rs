@@ -15,7 +15,7 @@ super::table_row! {
     /// One row of `nonstandard_protocol_sockets`.
     pub struct SocketRow, cells SocketCells {
         pid: INTEGER [index] = "Owning process id (INDEX: `pid =` reads only that process's fds)",
-        fd: INTEGER = "File descriptor number in the owner",
+        fd: INTEGER = "File descriptor number in the owner; -1 for a summary row, or for a socket the process sent on without holding it when scanned (state `sent_not_held`)",
         socket: BIGINT = "Kernel socket id (inode on Linux)",
         family: INTEGER = "2 (IPv4) or 10 (IPv6), as osquery reports",
         protocol: INTEGER = "IP protocol number: 1, 58, 17, 136, 255, 0…; 6 for SOCKS over TCP",
@@ -25,7 +25,7 @@ super::table_row! {
         local_port: INTEGER = "Local port (0 for raw sockets)",
         remote_address: TEXT = "Remote address (unspecified when not connected)",
         remote_port: INTEGER = "Remote port",
-        state: TEXT = "TCP state, or bound / connected / unbound for datagram and raw sockets",
+        state: TEXT = "TCP state, or bound / connected / unbound for datagram and raw sockets; `sent_not_held` (Linux extension): a user's socket this process sent on in the last 60 s that the scan found held by another process or by none (handed to a trusted process, or its holder forked away)",
         remote_scope: TEXT = "loopback, private, link_local, multicast, public or unspecified",
         reason: TEXT = "Why the row is here, comma list: icmp_socket, udp_socket, raw_socket, socks_*",
         path: TEXT = "Executable path of the process holding the socket (unlike osquery's process_open_sockets.path, which is a unix socket's path)",

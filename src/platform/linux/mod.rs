@@ -603,6 +603,10 @@ impl Host for LinuxHost {
             .map(|c| Box::new(c) as Box<dyn crate::platform::ProcessEvents>)
     }
 
+    fn send_ledger_status(&self) -> String {
+        send_ledger::status()
+    }
+
     fn namespace_tcp_sockets(&self, pid: Pid) -> Option<Vec<crate::model::SocketInfo>> {
         sockets::namespace_tcp_sockets(pid)
     }

@@ -600,6 +600,16 @@ pub fn start() -> Result<&'static SendLedger, &'static FdIteratorError> {
     SHARED.get_or_init(SendLedger::build).as_ref()
 }
 
+/// `running`, why `start` could not make the ledger, or empty when nothing
+/// asked for it (a one-shot run).
+pub fn status() -> String {
+    match SHARED.get() {
+        Some(Ok(_)) => "running".to_owned(),
+        Some(Err(why)) => why.to_string(),
+        None => String::new(),
+    }
+}
+
 /// The ledger if `start` made it; never makes it.
 pub fn running() -> Option<&'static SendLedger> {
     SHARED.get()?.as_ref().ok()
