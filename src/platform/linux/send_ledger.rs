@@ -31,8 +31,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use super::fd_iterator::{
     bpf_fd, exact_here, insn, load_tracing_program, offset16, read_vmlinux_btf, sock_layout,
@@ -353,7 +352,8 @@ pub fn user_dev(kernel: u32) -> u64 {
 pub struct LedgerRead {
     /// Sends within [`SEND_WINDOW_SECS`], by uid then socket.
     pub sendings: Vec<Sending>,
-    /// Sends not recorded (no room) since the ledger was last read.
+    /// Sends not recorded (no room) within [`SEND_WINDOW_SECS`]: every read in
+    /// the window after a loss says so, whoever read first.
     pub dropped_since: u64,
     /// The clock the sends are on (`CLOCK_BOOTTIME`, ns) at the read.
     pub now: u64,
@@ -364,8 +364,37 @@ pub struct SendLedger {
     ledger: OwnedFd,
     dropped: OwnedFd,
     _link: OwnedFd,
-    /// The drop count the last read saw.
-    dropped_seen: AtomicU64,
+    /// Losses as reads saw them.
+    losses: Mutex<Losses>,
+}
+
+/// The drop count the last read saw, and the losses of the window.
+#[derive(Debug, Default)]
+struct Losses {
+    seen: u64,
+    recent: u64,
+    last_at: u64,
+}
+
+impl Losses {
+    /// Takes the drop count `total` at `now`; the sends lost within the window.
+    fn take(&mut self, total: u64, now: u64) -> u64 {
+        let window = SEND_WINDOW_SECS * 1_000_000_000;
+        let new = total.saturating_sub(self.seen);
+        self.seen = self.seen.max(total);
+        if new > 0 {
+            if now.saturating_sub(self.last_at) > window {
+                self.recent = 0;
+            }
+            self.recent = self.recent.saturating_add(new);
+            self.last_at = now;
+        }
+        if self.recent > 0 && now.saturating_sub(self.last_at) <= window {
+            self.recent
+        } else {
+            0
+        }
+    }
 }
 
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -501,7 +530,7 @@ impl SendLedger {
             ledger,
             dropped,
             _link: link,
-            dropped_seen: AtomicU64::new(0),
+            losses: Mutex::new(Losses::default()),
         })
     }
 
@@ -582,12 +611,15 @@ impl SendLedger {
             self.delete(socket);
         }
         let dropped = self.dropped_total()?;
-        let before = self.dropped_seen.swap(dropped, Ordering::Relaxed);
+        let lost = match self.losses.lock() {
+            Ok(mut losses) => losses.take(dropped, now),
+            Err(poisoned) => poisoned.into_inner().take(dropped, now),
+        };
         let mut sendings: Vec<Sending> = found.into_values().collect();
         sendings.sort_by_key(|s| (s.uid, s.socket));
         Ok(LedgerRead {
             sendings,
-            dropped_since: dropped.saturating_sub(before),
+            dropped_since: lost,
             now,
         })
     }
@@ -700,6 +732,19 @@ mod tests {
             !read.sendings.iter().any(|s| s.socket == own),
             "root's send kept"
         );
+    }
+
+    #[test]
+    fn a_loss_is_said_by_every_read_within_the_window_then_forgotten() {
+        const S: u64 = 1_000_000_000;
+        let mut losses = Losses::default();
+        assert_eq!(losses.take(0, 100 * S), 0);
+        assert_eq!(losses.take(7, 101 * S), 7);
+        assert_eq!(losses.take(7, 130 * S), 7, "a second reader in the window");
+        assert_eq!(losses.take(9, 150 * S), 9);
+        assert_eq!(losses.take(9, 150 * S + SEND_WINDOW_SECS * S), 9);
+        assert_eq!(losses.take(9, 151 * S + SEND_WINDOW_SECS * S), 0);
+        assert_eq!(losses.take(10, 400 * S), 1, "a later loss counts alone");
     }
 
     #[test]
