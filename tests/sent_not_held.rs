@@ -129,6 +129,18 @@ fn a_socket_handed_to_a_trusted_process_is_also_its_unsigned_senders_row() {
         "{twin_rows:?}"
     );
     assert!(scan.incomplete.is_empty(), "{:?}", scan.incomplete);
+    // `pid =` the sender gives it too; `pid =` the twin, only its own.
+    let of_pids = |pid: i32| {
+        host().sockets(&SocketQuery {
+            pids: Some(vec![pid]),
+            protocols: ProtocolSet::ALL,
+        })
+    };
+    let by_pid = of_pids(handed.pid);
+    assert_eq!(unheld(&rows_of(&by_pid, inode)), [handed.pid]);
+    assert!(by_pid.errors.is_empty(), "{:?}", by_pid.errors);
+    let twin_only = of_pids(twin.pid);
+    assert_eq!(unheld(&rows_of(&twin_only, inode)), Vec::<i32>::new());
 }
 
 #[test]

@@ -1453,19 +1453,18 @@ pub fn scan(
         };
         unseen_sockets::check(before, after, &mut result);
     }
-    if query.pids.is_none() {
-        if let Some(ledger) = super::send_ledger::running() {
-            attribute_senders(ledger, &query.protocols, &mut result);
-        }
+    if let Some(ledger) = super::send_ledger::running() {
+        attribute_senders(ledger, query, &mut result);
     }
     result
 }
 
 /// Gives the sockets users sent on lately that the scan did not find held by
-/// their senders to the processes that sent on them (`unseen_sockets`).
+/// their senders to the processes that sent on them (`unseen_sockets`); a
+/// scan of given pids, to those of them.
 fn attribute_senders(
     ledger: &super::send_ledger::SendLedger,
-    protocols: &crate::model::ProtocolSet,
+    query: &SocketQuery,
     result: &mut SocketScan,
 ) {
     let read = ledger.read().map_err(|e| e.to_string());
@@ -1487,7 +1486,15 @@ fn attribute_senders(
         Some(row)
     };
     let mut live = LiveHost::default();
-    if let Some(note) = unseen_sockets::attribute_senders(read, protocols, result, &mut live, row) {
+    let constrained = query.pids.as_deref();
+    if let Some(note) = unseen_sockets::attribute_senders(
+        read,
+        &query.protocols,
+        constrained,
+        result,
+        &mut live,
+        row,
+    ) {
         if result.errors.len() < MAX_ERRORS {
             result.errors.push(note);
         }
@@ -1508,9 +1515,12 @@ impl unseen_sockets::LiveProcesses for LiveHost {
             let exe = dir.executable_file_id().ok()?;
             let status = dir.read(c"status", 64 * 1024).ok()?;
             let (real, _) = procfs::parse_status_uids(&String::from_utf8_lossy(&status))?;
+            let stat = dir.read(c"stat", 64 * 1024).ok()?;
+            let stat = procfs::parse_stat(&String::from_utf8_lossy(&stat))?;
             Some(unseen_sockets::Runner {
                 uid: u32::try_from(real).ok()?,
                 exe,
+                start: stat.start_ticks.saturating_mul(tick_ns()),
             })
         })
     }
@@ -1522,6 +1532,15 @@ impl unseen_sockets::LiveProcesses for LiveHost {
     fn out_of_time(&self) -> bool {
         crate::deadline::Deadline::current().expired()
     }
+
+    fn tick_ns(&self) -> u64 {
+        tick_ns()
+    }
+}
+
+/// ns per clock tick, as the kernel rounds a start time into `/proc/<pid>/stat`.
+fn tick_ns() -> u64 {
+    1_000_000_000 / u64::try_from(procfs::clock_ticks()).unwrap_or(100).max(1)
 }
 
 /// The census of the scanner's own network namespace for `protocols` (see

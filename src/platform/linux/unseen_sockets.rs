@@ -195,13 +195,19 @@ fn describe(entry: &TableEntry) -> String {
 /// the scan did not find holding it (its `fd` is -1).
 pub const SENT_NOT_HELD: &str = "sent_not_held";
 
-/// Who a live process is, as far as attributing a send needs: its real uid and
-/// its executable's (device, inode).
+/// Who a live process is, as far as attributing a send needs: its real uid,
+/// its executable's (device, inode), and when its leader started (ns since
+/// boot, to the clock tick `/proc` gives).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Runner {
     pub uid: u32,
     pub exe: (u64, u64),
+    pub start: u64,
 }
+
+/// Processes of the sender's image given one sent-on socket at most; more
+/// make the result incomplete.
+const MAX_HEIRS: usize = 8;
 
 /// What attributing the ledger's sends needs of the host.
 pub trait LiveProcesses {
@@ -211,20 +217,25 @@ pub trait LiveProcesses {
     fn pids(&mut self) -> Option<Vec<Pid>>;
     /// Whether the scan's time is up: the search stops, and says so.
     fn out_of_time(&self) -> bool;
+    /// The clock tick `Runner::start` is rounded down to, in ns.
+    fn tick_ns(&self) -> u64;
 }
 
-/// Ends a full scan's check with the send ledger (`send_ledger`): each socket a
-/// user sent on lately, of a kind the scan reports, that the scan did not find
-/// held by its sender nor by a process running the sender's executable, becomes
-/// a row of the process that sent on it: the sender if it still runs, else a
-/// process of the same user running the same executable (a holder that forks
-/// away keeps its image). Its `fd` is -1 and its state [`SENT_NOT_HELD`]. A
-/// ledger that could not be read, lost sends, or a search cut short makes the
-/// result incomplete. A send no running process can be given (most often a
+/// Ends a scan's check with the send ledger (`send_ledger`): each socket a user
+/// sent on lately, of a kind the scan reports, that the scan did not find held
+/// by its sender becomes a row (`fd` -1, state [`SENT_NOT_HELD`]) of the sender
+/// if it still runs (the same user, image and start), else of each process of
+/// the same user running the same image that started since the sender did: a
+/// holder that forks away keeps its image, and a process older than the sender
+/// cannot descend from it. At most [`MAX_HEIRS`] of them; more, a ledger that
+/// could not be read, lost sends, or a search cut short make the result
+/// incomplete. `constrained` (a `pid =` scan) looks among those pids only and
+/// says nothing of the rest. A send no process can be given (most often a
 /// short-lived command gone with its socket) is returned, for the log.
 pub fn attribute_senders(
     read: Result<LedgerRead, String>,
     protocols: &ProtocolSet,
+    constrained: Option<&[Pid]>,
     scan: &mut SocketScan,
     live: &mut impl LiveProcesses,
     row: impl Fn(&Sending, Pid) -> Option<SocketInfo>,
@@ -251,10 +262,21 @@ pub fn attribute_senders(
     for socket in &scan.sockets {
         holders.entry(socket.socket).or_default().push(socket.pid);
     }
-    let mut everyone: Option<Option<Vec<Pid>>> = None;
+    let mut everyone: Option<Option<Vec<Pid>>> = constrained.map(|pids| Some(pids.to_vec()));
+    let tick = live.tick_ns().max(1);
     let mut cut = false;
     let mut unattributed = Vec::new();
-    for sending in &read.sendings {
+    let mut crowded = Vec::new();
+    // A scan of given pids looks only at sends of their users and images.
+    let asked_images: Option<Vec<Runner>> =
+        constrained.map(|pids| pids.iter().filter_map(|&pid| live.runner(pid)).collect());
+    let mut not_looked_at = 0;
+    for (index, sending) in read.sendings.iter().enumerate() {
+        if live.out_of_time() {
+            cut = true;
+            not_looked_at = read.sendings.len() - index;
+            break;
+        }
         let socket_type = match i32::from(sending.socket_type) {
             libc::SOCK_DGRAM => SocketType::Dgram,
             libc::SOCK_RAW => SocketType::Raw,
@@ -263,68 +285,111 @@ pub fn attribute_senders(
         if sending.uid == 0 || !protocols.wants_kind(socket_type, i32::from(sending.protocol)) {
             continue;
         }
-        let sender = Runner {
-            uid: sending.uid,
-            exe: (sending.exe_dev, sending.exe_inode),
-        };
         let tgid = Pid::try_from(sending.tgid).unwrap_or(-1);
         let held_by = holders.get(&sending.socket).map_or(&[][..], Vec::as_slice);
         if held_by.contains(&tgid) {
             continue;
         }
-        let runs_sender = |live: &mut dyn LiveProcesses, pid: Pid| {
-            sender.exe != (0, 0) && live.runner(pid) == Some(sender)
-        };
-        if held_by.iter().any(|&pid| runs_sender(live, pid)) {
+        let exe = (sending.exe_dev, sending.exe_inode);
+        if asked_images.as_ref().is_some_and(|images| {
+            !images
+                .iter()
+                .any(|r| exe != (0, 0) && r.uid == sending.uid && r.exe == exe)
+        }) {
             continue;
         }
-        let found = if runs_sender(live, tgid) {
-            Some(tgid)
+        // An executable the program could not read matches nothing.
+        let of_image = |runner: Option<Runner>| {
+            runner.filter(|r| exe != (0, 0) && r.uid == sending.uid && r.exe == exe)
+        };
+        let is_sender = of_image(live.runner(tgid)).is_some_and(|r| {
+            r.start <= sending.leader_start && sending.leader_start < r.start + tick
+        });
+        let asked = |pid: Pid| constrained.is_none_or(|pids| pids.contains(&pid));
+        let heirs: Vec<Pid> = if is_sender {
+            // The sender runs: it alone sent; a scan of other pids has no row of it.
+            if asked(tgid) {
+                vec![tgid]
+            } else {
+                continue;
+            }
         } else {
             let all = everyone.get_or_insert_with(|| live.pids());
-            let mut found = None;
+            let mut heirs = Vec::new();
             for &pid in all.iter().flatten() {
                 if live.out_of_time() {
                     cut = true;
                     break;
                 }
-                if pid != tgid && runs_sender(live, pid) {
-                    found = Some(pid);
-                    break;
+                let started_since = of_image(live.runner(pid))
+                    .is_some_and(|r| r.start + tick > sending.leader_start);
+                if started_since {
+                    heirs.push(pid);
+                    if heirs.len() > MAX_HEIRS {
+                        break;
+                    }
                 }
             }
-            found
+            heirs
         };
-        match found.and_then(|pid| row(sending, pid)) {
-            Some(row) => scan.sockets.push(row),
-            None => unattributed.push(sending),
+        if heirs.len() > MAX_HEIRS {
+            crowded.push(sending);
         }
+        let rows: Vec<SocketInfo> = heirs
+            .iter()
+            .take(MAX_HEIRS)
+            .filter_map(|&pid| row(sending, pid))
+            .collect();
+        if rows.is_empty() && constrained.is_none() {
+            unattributed.push(sending);
+        }
+        scan.sockets.extend(rows);
+    }
+    if !crowded.is_empty() {
+        scan.incomplete.push(format!(
+            "{} sent on by processes the scan did not find, and over {MAX_HEIRS} processes \
+             of their users run their executables: only {MAX_HEIRS} are given each socket",
+            named_sendings(&crowded, read.now)
+        ));
+    }
+    if cut || matches!(everyone, Some(None)) {
+        let not_looked_at = match not_looked_at {
+            0 => String::new(),
+            n => format!(" ({n} sends not looked at)"),
+        };
+        scan.incomplete.push(format!(
+            "the processes running the executables of senders the scan did not find could \
+             not be {}{not_looked_at}{}",
+            if cut { "searched in time" } else { "listed" },
+            if unattributed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", named_sendings(&unattributed, read.now))
+            }
+        ));
+        return None;
     }
     if unattributed.is_empty() {
         return None;
     }
-    let named = unattributed
+    Some(format!(
+        "{} sent on by processes that are gone, and no process of their users started \
+         since runs their executables",
+        named_sendings(&unattributed, read.now)
+    ))
+}
+
+/// The first [`MAX_NAMED`] sends described, then how many more.
+fn named_sendings(sendings: &[&Sending], now: u64) -> String {
+    let named: Vec<String> = sendings
         .iter()
         .take(MAX_NAMED)
-        .map(|s| describe_sending(s, read.now))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let more = match unattributed.len().saturating_sub(MAX_NAMED) {
-        0 => String::new(),
-        n => format!(" and {n} more"),
-    };
-    if cut || matches!(everyone, Some(None)) {
-        scan.incomplete.push(format!(
-            "{named}{more} sent on by processes the scan did not find, and the processes \
-             running their executables could not be {}",
-            if cut { "searched in time" } else { "listed" }
-        ));
-        return None;
+        .map(|s| describe_sending(s, now))
+        .collect();
+    match sendings.len().saturating_sub(MAX_NAMED) {
+        0 => named.join(", "),
+        n => format!("{} and {n} more", named.join(", ")),
     }
-    Some(format!(
-        "{named}{more} sent on by processes that are gone, and no process runs their \
-         executables"
-    ))
 }
 
 /// `socket 1234 sent on 3 s ago by pid 4242 ("hop", uid 1001, executable 8:3 inode 77)`.
@@ -642,7 +707,7 @@ mod tests {
         assert!(!inodes(&before.unseen_by(&closed, &HashSet::new())).contains(&theirs_inode));
     }
 
-    /// A host of processes given by pid: (real uid, executable).
+    /// A host of processes given by pid.
     #[derive(Default)]
     struct FakeLive {
         runners: HashMap<Pid, Runner>,
@@ -662,16 +727,40 @@ mod tests {
         fn out_of_time(&self) -> bool {
             self.out_of_time
         }
+        fn tick_ns(&self) -> u64 {
+            TICK
+        }
     }
 
+    /// 10 ms ticks; the sender's leader started at 1.003 s, which `/proc`
+    /// gives as 1.000 s.
+    const TICK: u64 = 10_000_000;
+    const SENDER_START: u64 = 1_003_000_000;
     const HOP: (u64, u64) = (2049, 77);
     const SLEEP: (u64, u64) = (2049, 12);
+
+    fn live(runners: &[(Pid, u32, (u64, u64), u64)]) -> FakeLive {
+        let mut live = FakeLive::default();
+        for &(pid, uid, exe, start) in runners {
+            live.runners.insert(pid, Runner { uid, exe, start });
+        }
+        live
+    }
+
+    /// The sender (pid 40, uid 1001, HOP) as `/proc` shows it while it runs.
+    const SENDER: (Pid, u32, (u64, u64), u64) = (40, 1001, HOP, 1_000_000_000);
+
+    fn live_with_sender(others: &[(Pid, u32, (u64, u64), u64)]) -> FakeLive {
+        let mut all = vec![SENDER];
+        all.extend_from_slice(others);
+        live(&all)
+    }
 
     fn sending(socket: u64, tgid: u32, uid: u32, exe: (u64, u64)) -> Sending {
         Sending {
             socket,
             tgid,
-            leader_start: 1,
+            leader_start: SENDER_START,
             uid,
             exe_dev: exe.0,
             exe_inode: exe.1,
@@ -689,9 +778,7 @@ mod tests {
     }
 
     fn held(pid: Pid, socket: u64) -> SocketInfo {
-        let mut info = udp(socket, 1001).to_socket_info(pid, 3, "4026531840");
-        info.pid = pid;
-        info
+        udp(socket, 1001).to_socket_info(pid, 3, "4026531840")
     }
 
     fn read_of(sendings: Vec<Sending>) -> Result<LedgerRead, String> {
@@ -702,7 +789,14 @@ mod tests {
         })
     }
 
-    fn attributed(
+    fn row(s: &Sending, pid: Pid) -> Option<SocketInfo> {
+        let mut info = udp(s.socket, s.uid).to_socket_info(pid, -1, "4026531840");
+        info.tcp_state = SENT_NOT_HELD.into();
+        Some(info)
+    }
+
+    fn attributed_in(
+        constrained: Option<&[Pid]>,
         sendings: Vec<Sending>,
         found: Vec<SocketInfo>,
         live: &mut FakeLive,
@@ -711,13 +805,17 @@ mod tests {
             sockets: found,
             ..SocketScan::default()
         };
-        let row = |s: &Sending, pid: Pid| {
-            let mut info = udp(s.socket, s.uid).to_socket_info(pid, -1, "4026531840");
-            info.tcp_state = SENT_NOT_HELD.into();
-            Some(info)
-        };
-        let log = attribute_senders(read_of(sendings), &ProtocolSet::ALL, &mut scan, live, row);
+        let read = read_of(sendings);
+        let log = attribute_senders(read, &ProtocolSet::ALL, constrained, &mut scan, live, row);
         (scan, log)
+    }
+
+    fn attributed(
+        sendings: Vec<Sending>,
+        found: Vec<SocketInfo>,
+        live: &mut FakeLive,
+    ) -> (SocketScan, Option<String>) {
+        attributed_in(None, sendings, found, live)
     }
 
     fn unheld(scan: &SocketScan) -> Vec<(Pid, u64)> {
@@ -730,14 +828,7 @@ mod tests {
 
     #[test]
     fn a_sender_found_holding_its_socket_adds_nothing() {
-        let mut live = FakeLive::default();
-        live.runners.insert(
-            40,
-            Runner {
-                uid: 1001,
-                exe: HOP,
-            },
-        );
+        let mut live = live(&[SENDER]);
         let (scan, log) = attributed(
             vec![sending(9, 40, 1001, HOP)],
             vec![held(40, 9)],
@@ -750,21 +841,7 @@ mod tests {
     #[test]
     fn a_socket_a_trusted_process_holds_is_also_the_senders_row() {
         // Red team F3: `sleep` holds the socket; the untrusted sender does not.
-        let mut live = FakeLive::default();
-        live.runners.insert(
-            40,
-            Runner {
-                uid: 1001,
-                exe: HOP,
-            },
-        );
-        live.runners.insert(
-            41,
-            Runner {
-                uid: 1001,
-                exe: SLEEP,
-            },
-        );
+        let mut live = live(&[SENDER, (41, 1001, SLEEP, 2_000_000_000)]);
         let (scan, _) = attributed(
             vec![sending(9, 40, 1001, HOP)],
             vec![held(41, 9)],
@@ -775,59 +852,93 @@ mod tests {
     }
 
     #[test]
-    fn a_sender_that_forked_away_is_its_successor_running_the_same_executable() {
-        // The sender is gone; its child (the same image, the same user) runs.
-        // Another user's process of the same image is never given the socket.
-        let mut live = FakeLive::default();
-        live.runners.insert(
-            30,
-            Runner {
-                uid: 1002,
-                exe: HOP,
-            },
-        );
-        live.runners.insert(
-            52,
-            Runner {
-                uid: 1001,
-                exe: HOP,
-            },
-        );
-        let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
-        assert_eq!(unheld(&scan), [(52, 9)]);
-        assert_eq!(log, None);
-    }
-
-    #[test]
-    fn a_holder_running_the_senders_executable_is_its_fork() {
-        // A worker that sent and exited; its parent, the same program, holds it.
-        let mut live = FakeLive::default();
-        live.runners.insert(
-            41,
-            Runner {
-                uid: 1001,
-                exe: HOP,
-            },
-        );
+    fn a_sender_that_forked_away_is_each_process_of_its_image_started_since() {
+        // The sender is gone; its child (the same image and user, started
+        // since) runs. Neither another user's process of that image, nor one
+        // of the same user's that started before the sender (it cannot descend
+        // from it), nor the holder of another image, is given the socket.
+        let mut live = live(&[
+            (30, 1002, HOP, 2_000_000_000),
+            (31, 1001, HOP, 990_000_000),
+            (41, 1001, SLEEP, 2_000_000_000),
+            (52, 1001, HOP, 1_000_000_000),
+            (53, 1001, HOP, 3_000_000_000),
+        ]);
         let (scan, log) = attributed(
             vec![sending(9, 40, 1001, HOP)],
             vec![held(41, 9)],
             &mut live,
         );
-        assert_eq!(unheld(&scan), []);
+        assert_eq!(unheld(&scan), [(52, 9), (53, 9)]);
         assert_eq!((scan.incomplete.len(), log), (0, None));
     }
 
     #[test]
-    fn a_sender_gone_with_nothing_running_its_executable_is_logged() {
-        let mut live = FakeLive::default();
-        live.runners.insert(
-            41,
-            Runner {
-                uid: 1001,
-                exe: SLEEP,
-            },
+    fn a_pid_taken_again_by_a_process_of_the_same_image_is_an_heir_not_the_sender() {
+        // Pid 40 again, the same user and image, started after the sender: a
+        // later process (it may descend from it), given the socket as an heir.
+        // Started before it (impossible for a reused pid, but say a wrong
+        // start): not the sender, not an heir.
+        for (start, given) in [(5_000_000_000, vec![(40, 9)]), (900_000_000, vec![])] {
+            let mut live = live(&[(40, 1001, HOP, start)]);
+            let (scan, _) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
+            assert_eq!(unheld(&scan), given, "start {start}");
+        }
+    }
+
+    #[test]
+    fn a_holder_of_the_senders_image_does_not_excuse_the_sender() {
+        // Red team: a trusted interpreter process of the same user holding the
+        // socket must not hide the script that sent on it.
+        let mut live = live(&[SENDER, (41, 1001, HOP, 500_000_000)]);
+        let (scan, _) = attributed(
+            vec![sending(9, 40, 1001, HOP)],
+            vec![held(41, 9)],
+            &mut live,
         );
+        assert_eq!(unheld(&scan), [(40, 9)]);
+    }
+
+    #[test]
+    fn over_the_bound_of_heirs_the_result_is_incomplete() {
+        let runners: Vec<(Pid, u32, (u64, u64), u64)> = (100..120)
+            .map(|pid| (pid, 1001, HOP, 2_000_000_000))
+            .collect();
+        let mut live = live(&runners);
+        let (scan, _) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
+        assert_eq!(unheld(&scan).len(), MAX_HEIRS);
+        assert!(
+            scan.incomplete.len() == 1
+                && scan.incomplete[0].contains("over 8 processes of their users"),
+            "{:?}",
+            scan.incomplete
+        );
+    }
+
+    #[test]
+    fn a_scan_of_given_pids_gives_sockets_to_those_only_and_logs_nothing_else() {
+        let mut live = live(&[
+            (52, 1001, HOP, 2_000_000_000),
+            (53, 1001, HOP, 3_000_000_000),
+        ]);
+        let sendings = vec![sending(9, 40, 1001, HOP), sending(10, 60, 1001, SLEEP)];
+        let (scan, log) = attributed_in(Some(&[53]), sendings, vec![], &mut live);
+        assert_eq!(unheld(&scan), [(53, 9)]);
+        assert_eq!((scan.incomplete.len(), log), (0, None));
+        // The sender runs: a scan of another pid of its image gives it nothing.
+        let mut live = live_with_sender(&[(53, 1001, HOP, 3_000_000_000)]);
+        let sendings = vec![sending(9, 40, 1001, HOP)];
+        let (scan, log) = attributed_in(Some(&[53]), sendings, vec![], &mut live);
+        assert_eq!(unheld(&scan), []);
+        assert_eq!((scan.incomplete.len(), log), (0, None));
+        let sendings = vec![sending(9, 40, 1001, HOP)];
+        let (scan, _) = attributed_in(Some(&[40]), sendings, vec![], &mut live);
+        assert_eq!(unheld(&scan), [(40, 9)]);
+    }
+
+    #[test]
+    fn a_sender_gone_with_nothing_running_its_executable_is_logged() {
+        let mut live = live(&[(41, 1001, SLEEP, 2_000_000_000)]);
         let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
         assert_eq!(unheld(&scan), []);
         assert!(scan.incomplete.is_empty());
@@ -841,21 +952,16 @@ mod tests {
     #[test]
     fn a_search_cut_short_or_unlisted_makes_the_result_incomplete() {
         for (unlistable, out_of_time, says) in [
-            (true, false, "could not be listed"),
-            (false, true, "could not be searched in time"),
+            (true, false, "could not be listed: socket 9 sent on"),
+            (
+                false,
+                true,
+                "could not be searched in time (1 sends not looked at)",
+            ),
         ] {
-            let mut live = FakeLive {
-                unlistable,
-                out_of_time,
-                ..FakeLive::default()
-            };
-            live.runners.insert(
-                52,
-                Runner {
-                    uid: 1001,
-                    exe: HOP,
-                },
-            );
+            let mut live = live(&[(52, 1001, HOP, 2_000_000_000)]);
+            live.unlistable = unlistable;
+            live.out_of_time = out_of_time;
             let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
             assert_eq!(unheld(&scan), []);
             assert_eq!(log, None);
@@ -871,43 +977,29 @@ mod tests {
     fn lost_sends_or_an_unread_ledger_make_the_result_incomplete() {
         let mut live = FakeLive::default();
         let mut scan = SocketScan::default();
-        let row = |_: &Sending, _: Pid| None;
         let lost = Ok(LedgerRead {
             sendings: Vec::new(),
             dropped_since: 12,
             now: 0,
         });
-        attribute_senders(lost, &ProtocolSet::ALL, &mut scan, &mut live, row);
+        attribute_senders(lost, &ProtocolSet::ALL, None, &mut scan, &mut live, row);
         assert!(scan.incomplete[0].starts_with("12 sends on users' sockets were not recorded"));
         let mut scan = SocketScan::default();
-        attribute_senders(
-            Err("EPERM".into()),
-            &ProtocolSet::ALL,
-            &mut scan,
-            &mut live,
-            row,
-        );
+        let unread = Err("EPERM".into());
+        attribute_senders(unread, &ProtocolSet::ALL, None, &mut scan, &mut live, row);
         assert!(scan.incomplete[0].contains("could not be read (EPERM)"));
     }
 
     #[test]
     fn a_send_of_a_kind_the_query_does_not_report_or_with_no_executable_is_not_given() {
-        let mut live = FakeLive::default();
-        live.runners.insert(
-            40,
-            Runner {
-                uid: 1001,
-                exe: (0, 0),
-            },
-        );
+        let mut live = live(&[(40, 1001, (0, 0), 1_000_000_000)]);
         let only_icmp = ProtocolSet {
             icmp: true,
             ..ProtocolSet::NONE
         };
         let mut scan = SocketScan::default();
-        let row = |s: &Sending, pid: Pid| Some(udp(s.socket, s.uid).to_socket_info(pid, -1, ""));
-        let sendings = vec![sending(9, 40, 1001, HOP)];
-        attribute_senders(read_of(sendings), &only_icmp, &mut scan, &mut live, row);
+        let sendings = read_of(vec![sending(9, 40, 1001, HOP)]);
+        attribute_senders(sendings, &only_icmp, None, &mut scan, &mut live, row);
         assert!(scan.sockets.is_empty() && scan.incomplete.is_empty());
         // An executable the program could not read matches nothing, not everything.
         let (scan, log) = attributed(vec![sending(9, 40, 1001, (0, 0))], vec![], &mut live);
