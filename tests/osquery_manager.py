@@ -317,16 +317,25 @@ def roundtrip(args, handler, server, process, result):
     result["extension_socket_removed"] = not os.path.exists(ext)
 
 
+def generate_all(ext, table):
+    """One unconstrained generate of `table`, as a scheduled query makes it."""
+    return response_json(extension_call(
+        ext, "call", "table", table,
+        {"action": "generate", "context": json.dumps({"constraints": []})}))
+
+
+def stop_manager(server, process, result):
+    server.stop()
+    code, waited = wait_exit(process, EXIT_TIMEOUT)
+    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+
+
 def full_scan(args, handler, server, process, result):
     """One unconstrained generate of the sockets table, as a scheduled hit query."""
     uuid, result["registration"] = registration(handler)
     ext = "%s.%d" % (args.socket, uuid)
-    result["generate_all"] = response_json(extension_call(
-        ext, "call", "table", "nonstandard_protocol_sockets",
-        {"action": "generate", "context": json.dumps({"constraints": []})}))
-    server.stop()
-    code, waited = wait_exit(process, EXIT_TIMEOUT)
-    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+    result["generate_all"] = generate_all(ext, "nonstandard_protocol_sockets")
+    stop_manager(server, process, result)
 
 
 def full_scan_after_send(args, handler, server, process, result):
@@ -339,15 +348,9 @@ def full_scan_after_send(args, handler, server, process, result):
     while not os.path.exists(args.wait_file) and time.monotonic() < deadline:
         time.sleep(0.05)
     result["sent"] = os.path.exists(args.wait_file)
-    result["generate_all"] = response_json(extension_call(
-        ext, "call", "table", "nonstandard_protocol_sockets",
-        {"action": "generate", "context": json.dumps({"constraints": []})}))
-    result["info"] = response_json(extension_call(
-        ext, "call", "table", "an1256_info",
-        {"action": "generate", "context": json.dumps({"constraints": []})}))
-    server.stop()
-    code, waited = wait_exit(process, EXIT_TIMEOUT)
-    result["exit_after_manager_loss"] = {"code": code, "seconds": waited}
+    result["generate_all"] = generate_all(ext, "nonstandard_protocol_sockets")
+    result["info"] = generate_all(ext, "an1256_info")
+    stop_manager(server, process, result)
 
 
 def sigterm(args, handler, server, process, result):

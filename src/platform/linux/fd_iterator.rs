@@ -967,6 +967,17 @@ enum Label {
     Exit,
 }
 
+/// Stack offsets (from r10) a socket's ports and addresses are copied to.
+#[derive(Clone, Copy)]
+pub(super) struct Endpoints {
+    pub local_port: i16,
+    pub remote_port: i16,
+    pub local_v4: i16,
+    pub remote_v4: i16,
+    pub local_v6: i16,
+    pub remote_v6: i16,
+}
+
 /// Code with jumps to labels (forward, or back to a loop's head), resolved at
 /// the end; `L` names a program's labels.
 pub(super) struct Assembler<L> {
@@ -1037,6 +1048,28 @@ impl<L: Copy + PartialEq + std::fmt::Debug> Assembler<L> {
     ) -> Result<(), FdIteratorError> {
         self.emit(insn(load, 2, src, offset16(offset)?, 0));
         self.emit(insn(store, 10, 2, at, 0));
+        Ok(())
+    }
+
+    /// Copies a `struct sock`'s ports and addresses (in register `from`) to
+    /// the stack slots `to` names (an IPv6 address only where the kernel has
+    /// IPv6).
+    pub(super) fn copy_endpoints(
+        &mut self,
+        from: u8,
+        sock: &SockLayout,
+        to: Endpoints,
+    ) -> Result<(), FdIteratorError> {
+        self.copy(LDX_H, STX_H, from, sock.local_port, to.local_port)?;
+        self.copy(LDX_H, STX_H, from, sock.remote_port, to.remote_port)?;
+        self.copy(LDX_W, STX_W, from, sock.local_v4, to.local_v4)?;
+        self.copy(LDX_W, STX_W, from, sock.remote_v4, to.remote_v4)?;
+        for (address, at) in [(sock.local_v6, to.local_v6), (sock.remote_v6, to.remote_v6)] {
+            if let Some(address) = address {
+                self.copy(LDX_DW, STX_DW, from, address, at)?;
+                self.copy(LDX_DW, STX_DW, from, address + 8, at + 8)?;
+            }
+        }
         Ok(())
     }
 
@@ -1149,19 +1182,18 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.copy(LDX_H, STX_H, 9, sock.socket_type, on_stack(at::TYPE))?;
     a.copy(LDX_H, STX_H, 9, sock.protocol, on_stack(at::PROTOCOL))?;
     a.copy(LDX_B, STX_B, 9, sock.state, on_stack(at::STATE))?;
-    a.copy(LDX_H, STX_H, 9, sock.local_port, on_stack(at::LOCAL_PORT))?;
-    a.copy(LDX_H, STX_H, 9, sock.remote_port, on_stack(at::REMOTE_PORT))?;
-    a.copy(LDX_W, STX_W, 9, sock.local_v4, on_stack(at::LOCAL_V4))?;
-    a.copy(LDX_W, STX_W, 9, sock.remote_v4, on_stack(at::REMOTE_V4))?;
-    for (from, to) in [
-        (sock.local_v6, at::LOCAL_V6),
-        (sock.remote_v6, at::REMOTE_V6),
-    ] {
-        if let Some(from) = from {
-            a.copy(LDX_DW, STX_DW, 9, from, on_stack(to))?;
-            a.copy(LDX_DW, STX_DW, 9, from + 8, on_stack(to + 8))?;
-        }
-    }
+    a.copy_endpoints(
+        9,
+        sock,
+        Endpoints {
+            local_port: on_stack(at::LOCAL_PORT),
+            remote_port: on_stack(at::REMOTE_PORT),
+            local_v4: on_stack(at::LOCAL_V4),
+            remote_v4: on_stack(at::REMOTE_V4),
+            local_v6: on_stack(at::LOCAL_V6),
+            remote_v6: on_stack(at::REMOTE_V6),
+        },
+    )?;
     a.emit(insn(LDX_DW, 3, 9, offset16(sock.net)?, 0)); // r3 = sk->skc_net.net
     a.jump(JEQ_IMM, 3, 0, Write);
     a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
@@ -1260,8 +1292,8 @@ const _: () = {
     assert!(std::mem::size_of::<Insn>() == 8);
 };
 
-/// `bpf(cmd, attr, sizeof attr)` returning a new fd.
-pub(super) fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+/// `bpf(cmd, attr, sizeof attr)`: what the kernel returned, or its error.
+pub(super) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: attr is a fully initialised #[repr(C)] bpf_attr prefix of the given
     // size; every pointer inside it is valid for the call.
     let rc = unsafe {
@@ -1275,6 +1307,12 @@ pub(super) fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> 
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(rc)
+}
+
+/// `bpf(cmd, attr, sizeof attr)` returning a new fd.
+pub(super) fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    let rc = bpf(cmd, attr)?;
     let fd = i32::try_from(rc).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

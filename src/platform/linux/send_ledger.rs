@@ -34,10 +34,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
 use super::fd_iterator::{
-    bpf_fd, exact_here, insn, load_tracing_program, offset16, read_vmlinux_btf, sock_layout,
-    Assembler, Btf, Expect, FdIteratorError, Insn, SockLayout, ADD64_IMM, AF_INET, AF_INET6, CALL,
-    EXIT, JEQ_IMM, JNE_IMM, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT,
-    STX_DW, STX_H, STX_W, ST_DW, ST_W,
+    bpf, bpf_fd, exact_here, insn, load_tracing_program, offset16, read_vmlinux_btf, sock_layout,
+    Assembler, Btf, Endpoints, Expect, FdIteratorError, Insn, SockLayout, ADD64_IMM, AF_INET,
+    AF_INET6, CALL, EXIT, JEQ_IMM, JNE_IMM, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG,
+    SEND_TRACEPOINT, STX_DW, STX_H, STX_W, ST_DW, ST_W,
 };
 
 /// Sockets users sent on within [`SEND_WINDOW_SECS`], at most: ~2 MiB of
@@ -197,19 +197,18 @@ pub fn send_program(
     a.emit(insn(STX_H, 10, 8, on_stack(at::FAMILY), 0));
     a.copy(LDX_H, STX_H, 7, sock.socket_type, on_stack(at::TYPE))?;
     a.copy(LDX_H, STX_H, 7, sock.protocol, on_stack(at::PROTOCOL))?;
-    a.copy(LDX_H, STX_H, 7, sock.local_port, on_stack(at::LOCAL_PORT))?;
-    a.copy(LDX_H, STX_H, 7, sock.remote_port, on_stack(at::REMOTE_PORT))?;
-    a.copy(LDX_W, STX_W, 7, sock.local_v4, on_stack(at::LOCAL_V4))?;
-    a.copy(LDX_W, STX_W, 7, sock.remote_v4, on_stack(at::REMOTE_V4))?;
-    for (from, to) in [
-        (sock.local_v6, at::LOCAL_V6),
-        (sock.remote_v6, at::REMOTE_V6),
-    ] {
-        if let Some(from) = from {
-            a.copy(LDX_DW, STX_DW, 7, from, on_stack(to))?;
-            a.copy(LDX_DW, STX_DW, 7, from + 8, on_stack(to + 8))?;
-        }
-    }
+    a.copy_endpoints(
+        7,
+        sock,
+        Endpoints {
+            local_port: on_stack(at::LOCAL_PORT),
+            remote_port: on_stack(at::REMOTE_PORT),
+            local_v4: on_stack(at::LOCAL_V4),
+            remote_v4: on_stack(at::REMOTE_V4),
+            local_v6: on_stack(at::LOCAL_V6),
+            remote_v6: on_stack(at::REMOTE_V6),
+        },
+    )?;
     a.emit(insn(LDX_DW, 3, 7, offset16(sock.net)?, 0));
     a.jump(JEQ_IMM, 3, 0, Net);
     a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
@@ -449,20 +448,7 @@ const _: () = {
 
 /// `bpf(cmd, attr, sizeof attr)` for a command that returns 0 or an error.
 fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
-    // SAFETY: attr is a fully initialised #[repr(C)] bpf_attr prefix of the given
-    // size; every pointer inside it is valid for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            (attr as *mut T).cast::<libc::c_void>(),
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    bpf(cmd, attr).map(|_| ())
 }
 
 fn io_error(what: &'static str) -> impl FnOnce(io::Error) -> FdIteratorError {
