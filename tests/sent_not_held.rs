@@ -19,7 +19,9 @@ use an1256::platform::Host;
 /// mode: `keep` holds its socket; `handoff` gives it to `/usr/bin/sleep` and
 /// closes its own copy; `hop` hands it off too and forks, the parent exiting
 /// (its child, the same image, lives on without the socket); `once` closes it
-/// and exits after printing `ready` (a short-lived sender gone with its socket).
+/// and exits after printing `ready` (a short-lived sender gone with its socket);
+/// `cosend` connects it, makes it `/usr/bin/cat`'s stdout, closes its own copy
+/// and has cat send a line on it (the last sender is then trusted).
 const SENDER: &str = "import os, socket, subprocess, sys, time\n\
 mode = sys.argv[1]\n\
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
@@ -41,6 +43,14 @@ if mode == 'hop':\n\
 \x20   time.sleep(300)\n\
 if mode == 'once':\n\
 \x20   u.close()\n\
+if mode == 'cosend':\n\
+\x20   u.connect(('127.0.0.1', port))\n\
+\x20   c = subprocess.Popen(['/usr/bin/cat'], stdin=subprocess.PIPE, stdout=u.fileno())\n\
+\x20   u.close()\n\
+\x20   c.stdin.write(b'y\\n')\n\
+\x20   c.stdin.flush()\n\
+\x20   print(f'cat={c.pid}')\n\
+\x20   time.sleep(0.3)\n\
 print('ready', flush=True)\n\
 if mode != 'once':\n\
 \x20   time.sleep(300)\n";
@@ -204,4 +214,25 @@ fn a_short_lived_sender_gone_with_its_socket_adds_no_row_and_no_warning() {
         "logged: {:?}",
         scan.errors
     );
+}
+
+/// Red team: the ledger kept one sender per socket, the last. An unsigned
+/// program that sent, then had `/usr/bin/cat` (holding the socket as its
+/// stdout) send after it, left only cat on record, found holding the socket.
+/// Each sender now has its entry.
+#[test]
+fn a_trusted_co_sender_does_not_take_the_unsigned_senders_place() {
+    if !start_ledger("a_trusted_co_sender_does_not_take_the_unsigned_senders_place") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("cosend");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("cosender", "cosend");
+    let cosent = sender(&attacker, &python, "cosend");
+    let scan = full_scan(&host());
+    let rows = rows_of(&scan, cosent.int("inode"));
+    let cat = cosent.int("cat") as i32;
+    assert!(rows.iter().any(|s| s.pid == cat && s.fd == 1), "{rows:?}");
+    assert_eq!(unheld(&rows), [cosent.pid], "{rows:?}");
 }

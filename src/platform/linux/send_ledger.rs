@@ -40,9 +40,9 @@ use super::fd_iterator::{
     SEND_TRACEPOINT, STX_DW, STX_H, STX_W, ST_DW, ST_W,
 };
 
-/// Sockets users sent on within [`SEND_WINDOW_SECS`], at most: ~2 MiB of
-/// kernel memory, preallocated. A user who fills it makes scans say they are
-/// incomplete.
+/// (socket, sending process) pairs of users' sends within
+/// [`SEND_WINDOW_SECS`], at most: ~2 MiB of kernel memory, preallocated. A user
+/// who fills it makes scans say they are incomplete.
 pub const CAPACITY: u32 = 16384;
 /// How long a send is kept: a scan reports the senders of this long, and the
 /// extension's sampler (every 15 s) and packs (every 60 s) read within it.
@@ -77,10 +77,16 @@ mod at {
 pub const VALUE_BYTES: usize = 112;
 const _: () = assert!(at::REMOTE_V6 as usize + 16 == VALUE_BYTES && VALUE_BYTES % 8 == 0);
 
-/// The value on the stack at `r10 - VALUE_BYTES`, its key (the socket's inode)
-/// below it, and the counter's key below that.
+/// An entry's key: the socket's inode, then the sender's tgid (and 4 zero
+/// bytes). One entry per sender: a trusted process sending on the socket after
+/// an untrusted one does not take the untrusted one's place.
+pub const KEY_BYTES: usize = 16;
+
+/// The value on the stack at `r10 - VALUE_BYTES`, its key below it, and the
+/// counter's key below that.
 const VALUE: i16 = -(VALUE_BYTES as i16);
-const KEY: i16 = VALUE - 8;
+const KEY: i16 = VALUE - KEY_BYTES as i16;
+const KEY_TGID: i16 = KEY + 8;
 const COUNTER_KEY: i16 = KEY - 4;
 
 const fn on_stack(field: i16) -> i16 {
@@ -158,8 +164,8 @@ fn load_map(a: &mut Assembler<Label>, dst: u8, map: &OwnedFd) {
 
 /// The program on the tracepoint `sock_send_length(struct sock *, int ret,
 /// int flags)`: one entry per (datagram or raw, IPv4 or IPv6) socket a user
-/// other than root sends on, its sender the last one; a send the ledger has no
-/// room for adds one to `dropped[0]`.
+/// other than root sends on and process that sends on it, its last send; a
+/// send the ledger has no room for adds one to `dropped[0]`.
 pub fn send_program(
     layout: &SenderLayout,
     ledger: &OwnedFd,
@@ -216,6 +222,8 @@ pub fn send_program(
     a.emit(insn(CALL, 0, 0, 0, HELPER_PID_TGID));
     a.emit(insn(RSH64_IMM, 0, 0, 0, 32));
     a.emit(insn(STX_W, 10, 0, on_stack(at::TGID), 0));
+    a.emit(insn(STX_W, 10, 0, KEY_TGID, 0));
+    a.emit(insn(ST_W, 10, 0, KEY_TGID + 4, 0));
     a.emit(insn(CALL, 0, 0, 0, HELPER_BOOT_NS));
     a.emit(insn(STX_DW, 10, 0, on_stack(at::SENT_AT), 0));
     a.emit(insn(MOV64_REG, 1, 10, 0, 0));
@@ -265,7 +273,8 @@ pub fn send_program(
     a.finish()
 }
 
-/// One socket a user sent on, as the ledger recorded its last send.
+/// A socket a user's process sent on, as the ledger recorded that process's
+/// last send on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sending {
     /// The socket's inode.
@@ -294,8 +303,8 @@ pub struct Sending {
     pub command: String,
 }
 
-/// Parses one entry (`key`, the socket's inode; `value`, [`VALUE_BYTES`]).
-pub fn parse_entry(key: u64, value: &[u8]) -> Option<Sending> {
+/// Parses one entry (`socket`, its key's inode; `value`, [`VALUE_BYTES`]).
+pub fn parse_entry(socket: u64, value: &[u8]) -> Option<Sending> {
     if value.len() != VALUE_BYTES {
         return None;
     }
@@ -321,7 +330,7 @@ pub fn parse_entry(key: u64, value: &[u8]) -> Option<Sending> {
     let comm = bytes(at::COMM, 16)?;
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     Some(Sending {
-        socket: key,
+        socket,
         tgid: u32_at(at::TGID)?,
         leader_start: u64_at(at::LEADER_START)?,
         uid: u32_at(at::UID)?,
@@ -349,7 +358,7 @@ pub fn user_dev(kernel: u32) -> u64 {
 /// What one read of the ledger gave.
 #[derive(Debug, Default)]
 pub struct LedgerRead {
-    /// Sends within [`SEND_WINDOW_SECS`], by uid then socket.
+    /// Sends within [`SEND_WINDOW_SECS`], by uid, socket, then sender.
     pub sendings: Vec<Sending>,
     /// Sends not recorded (no room) within [`SEND_WINDOW_SECS`]: every read in
     /// the window after a loss says so, whoever read first.
@@ -494,7 +503,7 @@ impl SendLedger {
         let layout = parse_sender_layout(read_vmlinux_btf()?.bytes())?;
         let ledger = create_map(
             BPF_MAP_TYPE_HASH,
-            8,
+            KEY_BYTES as u32,
             VALUE_BYTES as u32,
             CAPACITY,
             b"an1256_senders",
@@ -530,8 +539,7 @@ impl SendLedger {
         bpf_call(BPF_MAP_LOOKUP_ELEM, &mut attr)
     }
 
-    fn delete(&self, socket: u64) {
-        let key = socket.to_ne_bytes();
+    fn delete(&self, key: &[u8; KEY_BYTES]) {
         let mut attr = MapElemAttr {
             map_fd: self.ledger.as_raw_fd() as u32,
             key: key.as_ptr() as u64,
@@ -555,10 +563,10 @@ impl SendLedger {
     pub fn read(&self) -> Result<LedgerRead, FdIteratorError> {
         let now = boot_ns();
         let oldest = now.saturating_sub(SEND_WINDOW_SECS * 1_000_000_000);
-        let mut found: HashMap<u64, Sending> = HashMap::new();
+        let mut found: HashMap<[u8; KEY_BYTES], Sending> = HashMap::new();
         let mut stale = Vec::new();
-        let mut key: Option<[u8; 8]> = None;
-        let mut next = [0u8; 8];
+        let mut key: Option<[u8; KEY_BYTES]> = None;
+        let mut next = [0u8; KEY_BYTES];
         let mut value = [0u8; VALUE_BYTES];
         let mut steps = 0u32;
         loop {
@@ -580,21 +588,23 @@ impl SendLedger {
                 Err(e) => return Err(io_error("BPF_MAP_GET_NEXT_KEY")(e)),
             }
             key = Some(next);
-            let socket = u64::from_ne_bytes(next);
+            let mut inode = [0u8; 8];
+            inode.copy_from_slice(&next[..8]);
+            let socket = u64::from_ne_bytes(inode);
             match Self::lookup(&self.ledger, &next, &mut value) {
                 Ok(()) => match parse_entry(socket, &value) {
                     Some(sending) if sending.sent_at >= oldest => {
-                        found.insert(socket, sending);
+                        found.insert(next, sending);
                     }
-                    _ => stale.push(socket),
+                    _ => stale.push(next),
                 },
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(io_error("BPF_MAP_LOOKUP_ELEM")(e)),
             }
         }
         // Dropped after the walk: deleting under it would restart it.
-        for socket in stale {
-            self.delete(socket);
+        for key in &stale {
+            self.delete(key);
         }
         let dropped = self.dropped_total()?;
         let lost = match self.losses.lock() {
@@ -602,7 +612,7 @@ impl SendLedger {
             Err(poisoned) => poisoned.into_inner().take(dropped, now),
         };
         let mut sendings: Vec<Sending> = found.into_values().collect();
-        sendings.sort_by_key(|s| (s.uid, s.socket));
+        sendings.sort_by_key(|s| (s.uid, s.socket, s.tgid));
         Ok(LedgerRead {
             sendings,
             dropped_since: lost,

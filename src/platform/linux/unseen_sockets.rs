@@ -262,6 +262,9 @@ pub fn attribute_senders(
     for socket in &scan.sockets {
         holders.entry(socket.socket).or_default().push(socket.pid);
     }
+    // One row per (process, socket): two gone senders of one socket may have
+    // the same heir.
+    let mut given: HashSet<(Pid, u64)> = scan.sockets.iter().map(|s| (s.pid, s.socket)).collect();
     let mut everyone: Option<Option<Vec<Pid>>> = constrained.map(|pids| Some(pids.to_vec()));
     let tick = live.tick_ns().max(1);
     let mut cut = false;
@@ -335,14 +338,15 @@ pub fn attribute_senders(
         if heirs.len() > MAX_HEIRS {
             crowded.push(sending);
         }
+        if heirs.is_empty() && constrained.is_none() {
+            unattributed.push(sending);
+        }
         let rows: Vec<SocketInfo> = heirs
             .iter()
             .take(MAX_HEIRS)
+            .filter(|&&pid| given.insert((pid, sending.socket)))
             .filter_map(|&pid| row(sending, pid))
             .collect();
-        if rows.is_empty() && constrained.is_none() {
-            unattributed.push(sending);
-        }
         scan.sockets.extend(rows);
     }
     if !crowded.is_empty() {
@@ -884,6 +888,21 @@ mod tests {
             let (scan, _) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
             assert_eq!(unheld(&scan), given, "start {start}");
         }
+    }
+
+    #[test]
+    fn each_sender_of_one_socket_is_given_it_once() {
+        // The untrusted sender and a trusted co-sender (sleep's image), which
+        // holds it: the untrusted one's row stays. Two gone senders with one
+        // heir give it one row.
+        let mut live = live_with_sender(&[(41, 1001, SLEEP, 500_000_000)]);
+        let sendings = vec![sending(9, 40, 1001, HOP), sending(9, 41, 1001, SLEEP)];
+        let (scan, _) = attributed(sendings, vec![held(41, 9)], &mut live);
+        assert_eq!(unheld(&scan), [(40, 9)]);
+        let mut heir = self::live(&[(52, 1001, HOP, 2_000_000_000)]);
+        let sendings = vec![sending(9, 40, 1001, HOP), sending(9, 44, 1001, HOP)];
+        let (scan, _) = attributed(sendings, vec![], &mut heir);
+        assert_eq!(unheld(&scan), [(52, 9)]);
     }
 
     #[test]
