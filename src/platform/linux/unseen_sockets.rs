@@ -208,6 +208,9 @@ pub struct Runner {
 /// Processes of the sender's image given one sent-on socket at most; more
 /// make the result incomplete.
 const MAX_HEIRS: usize = 8;
+/// Rows the ledger gives one scan at most (as many as it holds sends; with
+/// heirs it could give 8 times as many): more make the result incomplete.
+const MAX_GIVEN_ROWS: usize = super::send_ledger::CAPACITY as usize;
 
 /// What attributing the ledger's sends needs of the host.
 pub trait LiveProcesses {
@@ -274,6 +277,7 @@ pub fn attribute_senders(
     let asked_images: Option<Vec<Runner>> =
         constrained.map(|pids| pids.iter().filter_map(|&pid| live.runner(pid)).collect());
     let mut not_looked_at = 0;
+    let mut given_rows = 0;
     for (index, sending) in read.sendings.iter().enumerate() {
         if live.out_of_time() {
             cut = true;
@@ -347,6 +351,14 @@ pub fn attribute_senders(
             .filter(|&&pid| given.insert((pid, sending.socket)))
             .filter_map(|&pid| row(sending, pid))
             .collect();
+        if given_rows + rows.len() > MAX_GIVEN_ROWS {
+            scan.incomplete.push(format!(
+                "sockets sent on by processes the scan did not find were given {MAX_GIVEN_ROWS} \
+                 rows, the most one scan gives; the rest were not looked at"
+            ));
+            break;
+        }
+        given_rows += rows.len();
         scan.sockets.extend(rows);
     }
     if !crowded.is_empty() {
@@ -929,6 +941,27 @@ mod tests {
         assert!(
             scan.incomplete.len() == 1
                 && scan.incomplete[0].contains("over 8 processes of their users"),
+            "{:?}",
+            scan.incomplete
+        );
+    }
+
+    #[test]
+    fn the_rows_one_scan_gives_are_bounded() {
+        // Gone senders of 2,100 sockets, each with 8 heirs: 16,800 rows asked.
+        let heirs: Vec<(Pid, u32, (u64, u64), u64)> = (100..108)
+            .map(|pid| (pid, 1001, HOP, 2_000_000_000))
+            .collect();
+        let mut live = live(&heirs);
+        let sendings = (0..2100)
+            .map(|i| sending(1000 + i, 40, 1001, HOP))
+            .collect();
+        let (scan, _) = attributed(sendings, vec![], &mut live);
+        assert_eq!(unheld(&scan).len(), MAX_GIVEN_ROWS);
+        assert!(
+            scan.incomplete
+                .iter()
+                .any(|n| n.contains("the most one scan gives")),
             "{:?}",
             scan.incomplete
         );
