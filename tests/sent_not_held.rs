@@ -236,3 +236,92 @@ fn a_trusted_co_sender_does_not_take_the_unsigned_senders_place() {
     assert!(rows.iter().any(|s| s.pid == cat && s.fd == 1), "{rows:?}");
     assert_eq!(unheld(&rows), [cosent.pid], "{rows:?}");
 }
+
+/// Red team F-A: the unsigned sender forks a child of its image, sends, then
+/// execs `/usr/bin/sleep` keeping the socket: its pid was found holding the
+/// socket (as sleep, trusted) and so counted as its sender. The pid no longer
+/// runs what sent: the child of the sender's image, started since, is given it.
+#[test]
+fn a_sender_that_execs_a_trusted_program_is_found_through_its_child() {
+    if !start_ledger("a_sender_that_execs_a_trusted_program_is_found_through_its_child") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("execaway");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("execer", "execaway");
+    let mut command = attacker.command(&python);
+    command.args([
+        "-c",
+        "import os, socket, time\n\
+         child = os.fork()\n\
+         if child == 0:\n\
+         \x20   time.sleep(300)\n\
+         \x20   os._exit(0)\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         u.bind(('127.0.0.1', 0))\n\
+         u.sendto(b'x', u.getsockname())\n\
+         u.set_inheritable(True)\n\
+         print(f'inode={os.fstat(u.fileno()).st_ino}')\n\
+         print(f'child={child}')\n\
+         print('ready', flush=True)\n\
+         os.execv('/usr/bin/sleep', ['sleep', '300'])\n",
+    ]);
+    let execer = common::spawn_ready(command).expect("the sender");
+    let (inode, child) = (execer.int("inode"), execer.int("child") as i32);
+    // Until it runs sleep.
+    for _ in 0..100 {
+        let exe = std::fs::read_link(format!("/proc/{}/exe", execer.pid)).unwrap_or_default();
+        if exe == std::path::Path::new("/usr/bin/sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let scan = full_scan(&host());
+    let rows = rows_of(&scan, inode);
+    assert!(
+        rows.iter().any(|s| s.pid == execer.pid && s.fd >= 0),
+        "{rows:?}"
+    );
+    assert_eq!(unheld(&rows), [child], "{rows:?}");
+}
+
+/// Red team F-D: an unsigned script forks a child per beacon, which sends and
+/// exits; a process of the same image started before (a decoy, the lowest
+/// pid) took the socket. The parent, running the image, is given it; the
+/// decoy, which cannot descend from the sender, is not.
+#[test]
+fn a_child_per_send_leads_to_its_parent_and_not_to_an_older_decoy() {
+    if !start_ledger("a_child_per_send_leads_to_its_parent_and_not_to_an_older_decoy") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("perchild");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("beacon", "perchild");
+    let mut decoy = attacker.command(&python);
+    decoy.args([
+        "-c",
+        "import time\nprint('ready', flush=True)\ntime.sleep(300)\n",
+    ]);
+    let decoy = common::spawn_ready(decoy).expect("the decoy");
+    let mut command = attacker.command(&python);
+    command.args([
+        "-c",
+        "import os, socket, sys, time\n\
+         child = os.fork()\n\
+         if child == 0:\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   s.sendto(b'beacon', ('127.0.0.1', 9))\n\
+         \x20   print(f'inode={os.fstat(s.fileno()).st_ino}', flush=True)\n\
+         \x20   os._exit(0)\n\
+         os.waitpid(child, 0)\n\
+         print('ready', flush=True)\n\
+         time.sleep(300)\n",
+    ]);
+    let beacon = common::spawn_ready(command).expect("the beacon");
+    let scan = full_scan(&host());
+    let rows = rows_of(&scan, beacon.int("inode"));
+    assert_eq!(unheld(&rows), [beacon.pid], "{rows:?}");
+    assert!(!rows.iter().any(|s| s.pid == decoy.pid), "{rows:?}");
+}

@@ -25,7 +25,7 @@ super::table_row! {
         local_port: INTEGER = "Local port (0 for raw sockets)",
         remote_address: TEXT = "Remote address (unspecified when not connected)",
         remote_port: INTEGER = "Remote port",
-        state: TEXT = "TCP state, or bound / connected / unbound for datagram and raw sockets; `sent_not_held` (Linux extension): a user's socket this process sent on in the last 60 s that the scan found held by another process or by none (handed to a trusted process, its holder forked away, or closed since)",
+        state: TEXT = "TCP state, or bound / connected / unbound for datagram and raw sockets; `sent_not_held` (Linux extension): a user's socket this process (or one of the image that sent) sent on in the last 120 s that the scan found held by another process or by none (handed to a trusted process, its holder forked away, or closed since)",
         remote_scope: TEXT = "loopback, private, link_local, multicast, public or unspecified",
         reason: TEXT = "Why the row is here, comma list: icmp_socket, udp_socket, raw_socket, socks_*",
         path: TEXT = "Executable path of the process holding the socket (unlike osquery's process_open_sockets.path, which is a unix socket's path)",

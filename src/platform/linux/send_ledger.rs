@@ -44,9 +44,11 @@ use super::fd_iterator::{
 /// [`SEND_WINDOW_SECS`], at most: ~2 MiB of kernel memory, preallocated. A user
 /// who fills it makes scans say they are incomplete.
 pub const CAPACITY: u32 = 16384;
-/// How long a send is kept: a scan reports the senders of this long, and the
-/// extension's sampler (every 15 s) and packs (every 60 s) read within it.
-pub const SEND_WINDOW_SECS: u64 = 60;
+/// How long a send is kept: a scan reports the senders of this long. The
+/// extension's sampler reads every 15 s; packs every 60 s, give or take
+/// osquery's splay (red team: a 60 s window let sends just after one pack run
+/// expire before the next).
+pub const SEND_WINDOW_SECS: u64 = 120;
 /// Entries visited per read at most (a key deleted while the ledger is read
 /// makes the kernel start over from the first).
 const MAX_STEPS: u32 = 4 * CAPACITY;
@@ -72,10 +74,12 @@ mod at {
     pub const NET: i16 = 72;
     pub const LOCAL_V6: i16 = 80;
     pub const REMOTE_V6: i16 = 96;
+    pub const PARENT_TGID: i16 = 112;
+    pub const PARENT_START: i16 = 120;
 }
-/// Bytes of an entry's value: the remote IPv6 address ends it.
-pub const VALUE_BYTES: usize = 112;
-const _: () = assert!(at::REMOTE_V6 as usize + 16 == VALUE_BYTES && VALUE_BYTES % 8 == 0);
+/// Bytes of an entry's value: the parent's start ends it.
+pub const VALUE_BYTES: usize = 128;
+const _: () = assert!(at::PARENT_START as usize + 8 == VALUE_BYTES && VALUE_BYTES % 8 == 0);
 
 /// An entry's key: the socket's inode, then the sender's tgid (and 4 zero
 /// bytes). One entry per sender: a trusted process sending on the socket after
@@ -122,6 +126,8 @@ pub struct SenderLayout {
     pub inode_i_ino: u32,
     pub inode_i_sb: u32,
     pub sb_s_dev: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
     pub task_group_leader: u32,
     pub task_start_boottime: u32,
     pub task_mm: u32,
@@ -140,6 +146,8 @@ pub fn parse_sender_layout(blob: &[u8]) -> Result<SenderLayout, FdIteratorError>
         inode_i_ino: btf.member_offset("inode", "i_ino", 8)?,
         inode_i_sb: btf.member_offset("inode", "i_sb", 0)?,
         sb_s_dev: btf.member_offset("super_block", "s_dev", 4)?,
+        task_tgid: btf.member_offset("task_struct", "tgid", 4)?,
+        task_real_parent: btf.member_offset("task_struct", "real_parent", 0)?,
         task_group_leader: btf.member_offset("task_struct", "group_leader", 0)?,
         task_start_boottime: btf.member_offset("task_struct", "start_boottime", 8)?,
         task_mm: btf.member_offset("task_struct", "mm", 0)?,
@@ -151,6 +159,7 @@ pub fn parse_sender_layout(blob: &[u8]) -> Result<SenderLayout, FdIteratorError>
 enum Label {
     Inet,
     Net,
+    Parent,
     Exe,
     Record,
     Exit,
@@ -233,9 +242,20 @@ pub fn send_program(
     a.emit(insn(CALL, 0, 0, 0, HELPER_CURRENT_TASK_BTF));
     a.emit(insn(MOV64_REG, 6, 0, 0, 0)); // r6 = the sending task
     a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Exe);
+    a.jump(JEQ_IMM, 2, 0, Parent);
     a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
     a.emit(insn(STX_DW, 10, 2, on_stack(at::LEADER_START), 0));
+    // The parent, and its leader's start: a sender that forks a child per send
+    // lives on as that parent.
+    a.label(Parent);
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_real_parent)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exe);
+    a.emit(insn(LDX_W, 3, 2, offset16(layout.task_tgid)?, 0));
+    a.emit(insn(STX_W, 10, 3, on_stack(at::PARENT_TGID), 0));
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exe);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
+    a.emit(insn(STX_DW, 10, 2, on_stack(at::PARENT_START), 0));
     a.label(Exe);
     a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_mm)?, 0));
     a.jump(JEQ_IMM, 2, 0, Record);
@@ -283,6 +303,9 @@ pub struct Sending {
     /// namespace) and its leader's start, ns since boot.
     pub tgid: u32,
     pub leader_start: u64,
+    /// The sender's parent then (0: not read) and its leader's start.
+    pub parent_tgid: u32,
+    pub parent_start: u64,
     pub uid: u32,
     /// The sender's executable, as `stat` gives it (0, 0: not read).
     pub exe_dev: u64,
@@ -333,6 +356,8 @@ pub fn parse_entry(socket: u64, value: &[u8]) -> Option<Sending> {
         socket,
         tgid: u32_at(at::TGID)?,
         leader_start: u64_at(at::LEADER_START)?,
+        parent_tgid: u32_at(at::PARENT_TGID)?,
+        parent_start: u64_at(at::PARENT_START)?,
         uid: u32_at(at::UID)?,
         exe_dev: user_dev(u32_at(at::EXE_DEV)?),
         exe_inode: u64_at(at::EXE_INODE)?,

@@ -1525,6 +1525,13 @@ impl unseen_sockets::LiveProcesses for LiveHost {
         })
     }
 
+    fn image(&mut self, pid: Pid) -> Option<(u64, u64)> {
+        if let Some(known) = self.read.get(&pid) {
+            return known.map(|r| r.exe);
+        }
+        ProcDir::open(pid).ok()?.executable_file_id().ok()
+    }
+
     fn pids(&mut self) -> Option<Vec<Pid>> {
         procfs::list_pids().ok()
     }

@@ -205,6 +205,9 @@ pub struct Runner {
     pub start: u64,
 }
 
+/// Processes by (real uid, executable), each with its start: who runs an image.
+type ImageIndex = HashMap<(u32, (u64, u64)), Vec<(u64, Pid)>>;
+
 /// Processes of the sender's image given one sent-on socket at most; more
 /// make the result incomplete.
 const MAX_HEIRS: usize = 8;
@@ -216,6 +219,9 @@ const MAX_GIVEN_ROWS: usize = super::send_ledger::CAPACITY as usize;
 pub trait LiveProcesses {
     /// The process `pid` now, if it still runs and can be read.
     fn runner(&mut self, pid: Pid) -> Option<Runner>;
+    /// Only the executable `pid` runs now: what a search of every process reads
+    /// first (one `statx`), the rest only for a process of a wanted image.
+    fn image(&mut self, pid: Pid) -> Option<(u64, u64)>;
     /// Every process now (`None`: the list could not be read).
     fn pids(&mut self) -> Option<Vec<Pid>>;
     /// Whether the scan's time is up: the search stops, and says so.
@@ -268,14 +274,18 @@ pub fn attribute_senders(
     // One row per (process, socket): two gone senders of one socket may have
     // the same heir.
     let mut given: HashSet<(Pid, u64)> = scan.sockets.iter().map(|s| (s.pid, s.socket)).collect();
-    let mut everyone: Option<Option<Vec<Pid>>> = constrained.map(|pids| Some(pids.to_vec()));
     let tick = live.tick_ns().max(1);
+    // Processes by (uid, image), with their starts: made once, from every pid
+    // (or the scan's own), when a sender is first found gone.
+    let mut by_image: Option<Option<ImageIndex>> = None;
     let mut cut = false;
     let mut unattributed = Vec::new();
     let mut crowded = Vec::new();
-    // A scan of given pids looks only at sends of their users and images.
+    // A scan of given pids looks only at sends of their users and images, or
+    // by them.
     let asked_images: Option<Vec<Runner>> =
         constrained.map(|pids| pids.iter().filter_map(|&pid| live.runner(pid)).collect());
+    let asked = |pid: Pid| constrained.is_none_or(|pids| pids.contains(&pid));
     let mut not_looked_at = 0;
     let mut given_rows = 0;
     for (index, sending) in read.sendings.iter().enumerate() {
@@ -293,52 +303,91 @@ pub fn attribute_senders(
             continue;
         }
         let tgid = Pid::try_from(sending.tgid).unwrap_or(-1);
-        let held_by = holders.get(&sending.socket).map_or(&[][..], Vec::as_slice);
-        if held_by.contains(&tgid) {
-            continue;
-        }
+        // An executable the program could not read matches nothing.
         let exe = (sending.exe_dev, sending.exe_inode);
+        let known_image = exe != (0, 0);
         if asked_images.as_ref().is_some_and(|images| {
-            !images
-                .iter()
-                .any(|r| exe != (0, 0) && r.uid == sending.uid && r.exe == exe)
+            !asked(tgid)
+                && !images
+                    .iter()
+                    .any(|r| known_image && r.uid == sending.uid && r.exe == exe)
         }) {
             continue;
         }
-        // An executable the program could not read matches nothing.
-        let of_image = |runner: Option<Runner>| {
-            runner.filter(|r| exe != (0, 0) && r.uid == sending.uid && r.exe == exe)
-        };
-        let is_sender = of_image(live.runner(tgid)).is_some_and(|r| {
-            r.start <= sending.leader_start && sending.leader_start < r.start + tick
-        });
-        let asked = |pid: Pid| constrained.is_none_or(|pids| pids.contains(&pid));
-        let heirs: Vec<Pid> = if is_sender {
-            // The sender runs: it alone sent; a scan of other pids has no row of it.
-            if asked(tgid) {
-                vec![tgid]
-            } else {
-                continue;
-            }
-        } else {
-            let all = everyone.get_or_insert_with(|| live.pids());
-            let mut heirs = Vec::new();
-            for &pid in all.iter().flatten() {
-                if live.out_of_time() {
-                    cut = true;
-                    break;
-                }
-                let started_since = of_image(live.runner(pid))
-                    .is_some_and(|r| r.start + tick > sending.leader_start);
-                if started_since {
-                    heirs.push(pid);
-                    if heirs.len() > MAX_HEIRS {
-                        break;
+        // A start `/proc` gives (rounded down to its tick) is the kernel's `at`.
+        let started_as = |given: u64, at: u64| given <= at && at < given + tick;
+        // The sender's process, as it is now: the same pid, user and start,
+        // whatever it runs (it may have exec'd since it sent).
+        let process = live
+            .runner(tgid)
+            .filter(|r| r.uid == sending.uid && started_as(r.start, sending.leader_start));
+        let same_image = process.is_some_and(|r| known_image && r.exe == exe);
+        let held_by = holders.get(&sending.socket).map_or(&[][..], Vec::as_slice);
+        // Found holding it, still what sent: its own row says it all.
+        if same_image && held_by.contains(&tgid) {
+            continue;
+        }
+        let mut heirs: Vec<Pid> = Vec::new();
+        if process.is_some() && asked(tgid) {
+            heirs.push(tgid);
+        }
+        if !same_image && known_image {
+            // The image that sent runs no more in that process (gone, or
+            // exec'd into another): every process of the same user and image
+            // started since (a holder that forks away keeps its image; an older
+            // one cannot descend from it), and the sender's parent if it runs
+            // that image (a sender that forks a child per send lives on in it).
+            let index = by_image.get_or_insert_with(|| {
+                let pids = match constrained {
+                    Some(pids) => Some(pids.to_vec()),
+                    None => live.pids(),
+                }?;
+                let wanted: HashSet<(u64, u64)> = read
+                    .sendings
+                    .iter()
+                    .map(|s| (s.exe_dev, s.exe_inode))
+                    .filter(|&exe| exe != (0, 0))
+                    .collect();
+                let mut index = ImageIndex::new();
+                for pid in pids {
+                    if live.out_of_time() {
+                        return None;
+                    }
+                    if !live.image(pid).is_some_and(|exe| wanted.contains(&exe)) {
+                        continue;
+                    }
+                    if let Some(r) = live.runner(pid) {
+                        index
+                            .entry((r.uid, r.exe))
+                            .or_default()
+                            .push((r.start, pid));
                     }
                 }
+                Some(index)
+            });
+            let Some(index) = index else {
+                cut = cut || live.out_of_time();
+                unattributed.push(sending);
+                continue;
+            };
+            let of_image = index
+                .get(&(sending.uid, exe))
+                .map_or(&[][..], Vec::as_slice);
+            let parent = Pid::try_from(sending.parent_tgid).unwrap_or(-1);
+            let parent_runs = |&&(start, pid): &&(u64, Pid)| {
+                pid == parent && started_as(start, sending.parent_start)
+            };
+            let later = |&&(start, _): &&(u64, Pid)| start + tick > sending.leader_start;
+            let found = of_image
+                .iter()
+                .filter(parent_runs)
+                .chain(of_image.iter().filter(later));
+            for &(_, pid) in found {
+                if !heirs.contains(&pid) {
+                    heirs.push(pid);
+                }
             }
-            heirs
-        };
+        }
         if heirs.len() > MAX_HEIRS {
             crowded.push(sending);
         }
@@ -368,7 +417,7 @@ pub fn attribute_senders(
             named_sendings(&crowded, read.now)
         ));
     }
-    if cut || matches!(everyone, Some(None)) {
+    if cut || matches!(by_image, Some(None)) {
         let not_looked_at = match not_looked_at {
             0 => String::new(),
             n => format!(" ({n} sends not looked at)"),
@@ -735,6 +784,9 @@ mod tests {
         fn runner(&mut self, pid: Pid) -> Option<Runner> {
             self.runners.get(&pid).copied()
         }
+        fn image(&mut self, pid: Pid) -> Option<(u64, u64)> {
+            self.runners.get(&pid).map(|r| r.exe)
+        }
         fn pids(&mut self) -> Option<Vec<Pid>> {
             let mut pids: Vec<Pid> = self.runners.keys().copied().collect();
             pids.sort_unstable();
@@ -777,6 +829,8 @@ mod tests {
             socket,
             tgid,
             leader_start: SENDER_START,
+            parent_tgid: 0,
+            parent_start: 0,
             uid,
             exe_dev: exe.0,
             exe_inode: exe.1,
@@ -900,6 +954,54 @@ mod tests {
             let (scan, _) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
             assert_eq!(unheld(&scan), given, "start {start}");
         }
+    }
+
+    #[test]
+    fn a_sender_that_exec_d_a_trusted_program_is_not_found_holding_its_socket() {
+        // Red team F-A: the sender sends, then execs /usr/bin/sleep keeping the
+        // socket (its pid is found holding it, now as sleep); a child of the
+        // unsigned image it forked first lives on. Both are given it: the pid
+        // (already a row) is not repeated, the child gets a row.
+        let mut live = live(&[
+            (40, 1001, SLEEP, 1_000_000_000),
+            (52, 1001, HOP, 2_000_000_000),
+        ]);
+        let (scan, _) = attributed(
+            vec![sending(9, 40, 1001, HOP)],
+            vec![held(40, 9)],
+            &mut live,
+        );
+        assert_eq!(unheld(&scan), [(52, 9)]);
+    }
+
+    #[test]
+    fn a_sender_that_exec_d_a_fresh_copy_of_itself_keeps_its_row() {
+        // Red team F-B: the same pid and start, another image (a fresh copy,
+        // another inode): the process is given it whatever it runs now.
+        let mut live = live(&[(40, 1001, (2049, 78), 1_000_000_000)]);
+        let (scan, log) = attributed(vec![sending(9, 40, 1001, HOP)], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(40, 9)]);
+        assert_eq!(log, None);
+    }
+
+    #[test]
+    fn a_sender_forked_per_send_lives_on_in_its_parent_not_in_an_older_decoy() {
+        // Red team F-D: evil.py forks a child per beacon, which sends and
+        // exits; a trusted pydoc (the same interpreter image, the same user)
+        // started before is the lowest pid. The parent, running the image and
+        // started as recorded, is given it; the decoy is not.
+        let mut live = live(&[(20, 1001, HOP, 100_000_000), (30, 1001, HOP, 500_000_000)]);
+        let mut child = sending(9, 40, 1001, HOP);
+        child.parent_tgid = 30;
+        child.parent_start = 505_000_000;
+        let (scan, log) = attributed(vec![child.clone()], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(30, 9)]);
+        assert_eq!(log, None);
+        // A parent pid taken since by another process of the image: not it.
+        child.parent_start = 700_000_000;
+        let (scan, log) = attributed(vec![child], vec![], &mut live);
+        assert_eq!(unheld(&scan), []);
+        assert!(log.is_some());
     }
 
     #[test]
@@ -1053,8 +1155,13 @@ mod tests {
         let sendings = read_of(vec![sending(9, 40, 1001, HOP)]);
         attribute_senders(sendings, &only_icmp, None, &mut scan, &mut live, row);
         assert!(scan.sockets.is_empty() && scan.incomplete.is_empty());
-        // An executable the program could not read matches nothing, not everything.
-        let (scan, log) = attributed(vec![sending(9, 40, 1001, (0, 0))], vec![], &mut live);
+        // An executable the program could not read matches nothing, not
+        // everything: the sender itself (its pid, user and start) is given it,
+        // and once it is gone, no one.
+        let (scan, _) = attributed(vec![sending(9, 40, 1001, (0, 0))], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(40, 9)]);
+        let mut gone = self::live(&[(52, 1001, (0, 0), 2_000_000_000)]);
+        let (scan, log) = attributed(vec![sending(9, 40, 1001, (0, 0))], vec![], &mut gone);
         assert_eq!(unheld(&scan), []);
         assert!(log.is_some());
     }
