@@ -21,13 +21,15 @@ use an1256::platform::Host;
 /// (its child, the same image, lives on without the socket); `once` closes it
 /// and exits after printing `ready` (a short-lived sender gone with its socket);
 /// `cosend` connects it, makes it `/usr/bin/cat`'s stdout, closes its own copy
-/// and has cat send a line on it (the last sender is then trusted).
+/// and has cat send a line on it (the last sender is then trusted); `catonly`
+/// does the same without sending itself first (cat alone sends).
 const SENDER: &str = "import os, socket, subprocess, sys, time\n\
 mode = sys.argv[1]\n\
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
 u.bind(('127.0.0.1', 0))\n\
 port = u.getsockname()[1]\n\
-u.sendto(b'x', ('127.0.0.1', port))\n\
+if mode != 'catonly':\n\
+\x20   u.sendto(b'x', ('127.0.0.1', port))\n\
 print(f'port={port}')\n\
 print(f'inode={os.fstat(u.fileno()).st_ino}')\n\
 if mode in ('handoff', 'hop'):\n\
@@ -43,7 +45,7 @@ if mode == 'hop':\n\
 \x20   time.sleep(300)\n\
 if mode == 'once':\n\
 \x20   u.close()\n\
-if mode == 'cosend':\n\
+if mode in ('cosend', 'catonly'):\n\
 \x20   u.connect(('127.0.0.1', port))\n\
 \x20   c = subprocess.Popen(['/usr/bin/cat'], stdin=subprocess.PIPE, stdout=u.fileno())\n\
 \x20   u.close()\n\
@@ -324,4 +326,27 @@ fn a_child_per_send_leads_to_its_parent_and_not_to_an_older_decoy() {
     let rows = rows_of(&scan, beacon.int("inode"));
     assert_eq!(unheld(&rows), [beacon.pid], "{rows:?}");
     assert!(!rows.iter().any(|s| s.pid == decoy.pid), "{rows:?}");
+}
+
+/// Red team (known gap of the send ledger, closed): an unsigned program makes a
+/// socket, hands it to `/usr/bin/cat` and never sends on it itself: cat, the
+/// only sender, holds it and is trusted. The ledger now keeps who made each
+/// socket (a `cgroup/sock_create` program), and a send by another process
+/// records the maker too.
+#[test]
+fn a_socket_only_a_trusted_program_sends_on_is_its_unsigned_makers_row() {
+    if !start_ledger("a_socket_only_a_trusted_program_sends_on_is_its_unsigned_makers_row") {
+        return;
+    }
+    assert_eq!(send_ledger::status(), "running");
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("catonly");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("maker", "catonly");
+    let maker = sender(&attacker, &python, "catonly");
+    let scan = full_scan(&host());
+    let rows = rows_of(&scan, maker.int("inode"));
+    let cat = maker.int("cat") as i32;
+    assert!(rows.iter().any(|s| s.pid == cat && s.fd == 1), "{rows:?}");
+    assert_eq!(unheld(&rows), [maker.pid], "{rows:?}");
 }

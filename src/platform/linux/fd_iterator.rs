@@ -1221,7 +1221,7 @@ const PROGRAM_LICENSE: &CStr = c"Dual MIT/GPL";
 // bpf(2)
 
 const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
+pub(super) const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_ITER: u32 = 28;
@@ -1259,14 +1259,14 @@ struct ProgLoadAttr {
 /// `union bpf_attr` as BPF_LINK_CREATE reads it (iterator form).
 #[repr(C)]
 #[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_fd: u32,
-    attach_type: u32,
-    flags: u32,
-    iter_info: u64,
-    iter_info_len: u32,
-    pad: u32,
+pub(super) struct LinkCreateAttr {
+    pub prog_fd: u32,
+    pub target_fd: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    pub iter_info: u64,
+    pub iter_info_len: u32,
+    pub pad: u32,
 }
 
 /// `union bpf_attr` as BPF_ITER_CREATE reads it.
@@ -1339,9 +1339,27 @@ pub(super) fn load_tracing_program(
     expected_attach_type: u32,
     name: &[u8],
 ) -> Result<OwnedFd, FdIteratorError> {
+    load_program_of(
+        BPF_PROG_TYPE_TRACING,
+        code,
+        attach_btf_id,
+        expected_attach_type,
+        name,
+    )
+}
+
+/// Loads `code` as a program of `prog_type` for `expected_attach_type` (and
+/// the FUNC `attach_btf_id` of a tracing program; 0 otherwise).
+pub(super) fn load_program_of(
+    prog_type: u32,
+    code: &[Insn],
+    attach_btf_id: u32,
+    expected_attach_type: u32,
+    name: &[u8],
+) -> Result<OwnedFd, FdIteratorError> {
     let load = |log: Option<&mut Vec<u8>>| {
         let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_TRACING,
+            prog_type,
             insn_cnt: code.len() as u32,
             insns: code.as_ptr() as u64,
             license: PROGRAM_LICENSE.as_ptr() as u64,

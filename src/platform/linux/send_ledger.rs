@@ -34,10 +34,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
 use super::fd_iterator::{
-    bpf, bpf_fd, exact_here, insn, load_tracing_program, offset16, read_vmlinux_btf, sock_layout,
-    Assembler, Btf, Endpoints, Expect, FdIteratorError, Insn, SockLayout, ADD64_IMM, AF_INET,
-    AF_INET6, CALL, EXIT, JEQ_IMM, JNE_IMM, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG,
-    SEND_TRACEPOINT, STX_DW, STX_H, STX_W, ST_DW, ST_W,
+    bpf, bpf_fd, exact_here, insn, load_program_of, load_tracing_program, offset16,
+    read_vmlinux_btf, sock_layout, Assembler, Btf, Endpoints, Expect, FdIteratorError, Insn,
+    LinkCreateAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6, BPF_LINK_CREATE, CALL, EXIT, JEQ_IMM,
+    JEQ_REG, JNE_IMM, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT,
+    STX_DW, STX_H, STX_W, ST_B, ST_DW, ST_W,
 };
 
 /// (socket, sending process) pairs of users' sends within
@@ -67,6 +68,9 @@ mod at {
     pub const LOCAL_PORT: i16 = 34;
     /// Network order.
     pub const REMOTE_PORT: i16 = 36;
+    /// One byte: 1 when the entry is the socket's maker's, written at a send by
+    /// another process (see `creator_program`).
+    pub const MADE: i16 = 38;
     pub const SENT_AT: i16 = 40;
     pub const COMM: i16 = 48;
     pub const LOCAL_V4: i16 = 64;
@@ -105,6 +109,9 @@ const HELPER_UID_GID: i32 = 15;
 const HELPER_COMM: i32 = 16;
 const HELPER_BOOT_NS: i32 = 125;
 const HELPER_CURRENT_TASK_BTF: i32 = 158;
+/// `bpf_sk_storage_get(map, sk, value, flags)`.
+const HELPER_SK_STORAGE_GET: i32 = 107;
+const SK_STORAGE_GET_F_CREATE: i32 = 1;
 /// `BPF_LD | BPF_IMM | BPF_DW` with this source register: the immediate is a map fd.
 const PSEUDO_MAP_FD: u8 = 1;
 const MOV32_REG: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X: zero-extends
@@ -161,7 +168,10 @@ enum Label {
     Net,
     Parent,
     Exe,
-    Record,
+    Identified,
+    Recorded,
+    Made,
+    Allow,
     Exit,
 }
 
@@ -169,6 +179,60 @@ enum Label {
 fn load_map(a: &mut Assembler<Label>, dst: u8, map: &OwnedFd) {
     a.emit(insn(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map.as_raw_fd()));
     a.emit(insn(0, 0, 0, 0, 0));
+}
+
+/// Writes who the current task is at `base + at(field)`: its tgid, when (now),
+/// its command name, its leader's start, its parent and the parent's start,
+/// and its executable (inode, device); a field it cannot read stays as it was
+/// (zeroed). Uses r0-r6.
+fn identify_current(
+    a: &mut Assembler<Label>,
+    layout: &SenderLayout,
+    base: u8,
+    at: fn(i16) -> i16,
+) -> Result<(), FdIteratorError> {
+    use Label::*;
+    a.emit(insn(CALL, 0, 0, 0, HELPER_PID_TGID));
+    a.emit(insn(RSH64_IMM, 0, 0, 0, 32));
+    a.emit(insn(STX_W, base, 0, at(at::TGID), 0));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_BOOT_NS));
+    a.emit(insn(STX_DW, base, 0, at(at::SENT_AT), 0));
+    a.emit(insn(MOV64_REG, 1, base, 0, 0));
+    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(at(at::COMM))));
+    a.emit(insn(MOV64_IMM, 2, 0, 0, 16));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_COMM));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_CURRENT_TASK_BTF));
+    a.emit(insn(MOV64_REG, 6, 0, 0, 0)); // r6 = the current task
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Parent);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
+    a.emit(insn(STX_DW, base, 2, at(at::LEADER_START), 0));
+    // The parent, and its leader's start: a sender that forks a child per send
+    // lives on as that parent.
+    a.label(Parent);
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_real_parent)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exe);
+    a.emit(insn(LDX_W, 3, 2, offset16(layout.task_tgid)?, 0));
+    a.emit(insn(STX_W, base, 3, at(at::PARENT_TGID), 0));
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exe);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
+    a.emit(insn(STX_DW, base, 2, at(at::PARENT_START), 0));
+    a.label(Exe);
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_mm)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Identified);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.mm_exe_file)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Identified);
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.file_f_inode)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Identified);
+    a.emit(insn(LDX_DW, 3, 2, offset16(layout.inode_i_ino)?, 0));
+    a.emit(insn(STX_DW, base, 3, at(at::EXE_INODE), 0));
+    a.emit(insn(LDX_DW, 2, 2, offset16(layout.inode_i_sb)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Identified);
+    a.emit(insn(LDX_W, 3, 2, offset16(layout.sb_s_dev)?, 0));
+    a.emit(insn(STX_W, base, 3, at(at::EXE_DEV), 0));
+    a.label(Identified);
+    Ok(())
 }
 
 /// The program on the tracepoint `sock_send_length(struct sock *, int ret,
@@ -179,6 +243,7 @@ pub fn send_program(
     layout: &SenderLayout,
     ledger: &OwnedFd,
     dropped: &OwnedFd,
+    makers: Option<&OwnedFd>,
 ) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let sock = &layout.sock;
@@ -228,69 +293,154 @@ pub fn send_program(
     a.jump(JEQ_IMM, 3, 0, Net);
     a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
     a.label(Net);
-    a.emit(insn(CALL, 0, 0, 0, HELPER_PID_TGID));
-    a.emit(insn(RSH64_IMM, 0, 0, 0, 32));
-    a.emit(insn(STX_W, 10, 0, on_stack(at::TGID), 0));
-    a.emit(insn(STX_W, 10, 0, KEY_TGID, 0));
+    identify_current(&mut a, layout, 10, on_stack)?;
+    a.emit(insn(LDX_W, 2, 10, on_stack(at::TGID), 0));
+    a.emit(insn(STX_W, 10, 2, KEY_TGID, 0));
     a.emit(insn(ST_W, 10, 0, KEY_TGID + 4, 0));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_BOOT_NS));
-    a.emit(insn(STX_DW, 10, 0, on_stack(at::SENT_AT), 0));
-    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(on_stack(at::COMM))));
-    a.emit(insn(MOV64_IMM, 2, 0, 0, 16));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_COMM));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_CURRENT_TASK_BTF));
-    a.emit(insn(MOV64_REG, 6, 0, 0, 0)); // r6 = the sending task
-    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Parent);
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
-    a.emit(insn(STX_DW, 10, 2, on_stack(at::LEADER_START), 0));
-    // The parent, and its leader's start: a sender that forks a child per send
-    // lives on as that parent.
-    a.label(Parent);
-    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_real_parent)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Exe);
-    a.emit(insn(LDX_W, 3, 2, offset16(layout.task_tgid)?, 0));
-    a.emit(insn(STX_W, 10, 3, on_stack(at::PARENT_TGID), 0));
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Exe);
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
-    a.emit(insn(STX_DW, 10, 2, on_stack(at::PARENT_START), 0));
-    a.label(Exe);
-    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_mm)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Record);
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.mm_exe_file)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Record);
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.file_f_inode)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Record);
-    a.emit(insn(LDX_DW, 3, 2, offset16(layout.inode_i_ino)?, 0));
-    a.emit(insn(STX_DW, 10, 3, on_stack(at::EXE_INODE), 0));
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.inode_i_sb)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Record);
-    a.emit(insn(LDX_W, 3, 2, offset16(layout.sb_s_dev)?, 0));
-    a.emit(insn(STX_W, 10, 3, on_stack(at::EXE_DEV), 0));
-    a.label(Record);
-    load_map(&mut a, 1, ledger);
+    record(&mut a, ledger, dropped, Recorded);
+    // The socket's maker, when another process made it: an entry of its own,
+    // so a program that makes a socket and has trusted ones send on it is a
+    // sender too.
+    if let Some(makers) = makers {
+        load_map(&mut a, 1, makers);
+        a.emit(insn(MOV64_REG, 2, 7, 0, 0));
+        a.emit(insn(MOV64_IMM, 3, 0, 0, 0));
+        a.emit(insn(MOV64_IMM, 4, 0, 0, 0));
+        a.emit(insn(CALL, 0, 0, 0, HELPER_SK_STORAGE_GET));
+        a.jump(JEQ_IMM, 0, 0, Exit);
+        a.emit(insn(MOV64_REG, 8, 0, 0, 0)); // r8 = what the maker left
+        a.emit(insn(LDX_W, 2, 8, at::TGID, 0));
+        a.emit(insn(LDX_W, 3, 10, on_stack(at::TGID), 0));
+        a.jump_reg(JEQ_REG, 2, 3, Exit);
+        a.jump(JEQ_IMM, 2, 0, Exit);
+        a.emit(insn(STX_W, 10, 2, KEY_TGID, 0));
+        for (load, store, field) in [
+            (LDX_W, STX_W, at::TGID),
+            (LDX_W, STX_W, at::UID),
+            (LDX_DW, STX_DW, at::LEADER_START),
+            (LDX_DW, STX_DW, at::EXE_INODE),
+            (LDX_W, STX_W, at::EXE_DEV),
+            (LDX_DW, STX_DW, at::COMM),
+            (LDX_DW, STX_DW, at::COMM + 8),
+            (LDX_W, STX_W, at::PARENT_TGID),
+            (LDX_DW, STX_DW, at::PARENT_START),
+        ] {
+            a.emit(insn(load, 2, 8, field, 0));
+            a.emit(insn(store, 10, 2, on_stack(field), 0));
+        }
+        a.emit(insn(ST_B, 10, 0, on_stack(at::MADE), 1));
+        record(&mut a, ledger, dropped, Made);
+    }
+    a.label(Exit);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
+}
+
+/// What a maker's record holds: the identity fields of an entry's value
+/// (tgid, uid, leader start, executable, when, command, parent), at the same
+/// offsets.
+pub const MAKER_BYTES: usize = VALUE_BYTES;
+
+// `struct bpf_sock` (include/uapi/linux/bpf.h): what a `cgroup/sock_create`
+// program reads of the socket being made.
+const BPF_SOCK_FAMILY: i16 = 4;
+const BPF_SOCK_TYPE: i16 = 8;
+
+/// The `cgroup/sock_create` program: when a user other than root makes an
+/// IPv4/IPv6 datagram or raw socket, who made it, kept with the socket
+/// (socket-local storage, freed with it). It never refuses a socket.
+pub fn maker_program(
+    layout: &SenderLayout,
+    makers: &OwnedFd,
+) -> Result<Vec<Insn>, FdIteratorError> {
+    use Label::*;
+    let mut a = Assembler::<Label>::default();
+    a.emit(insn(MOV64_REG, 6, 1, 0, 0)); // r6 = ctx, the socket
+    a.emit(insn(LDX_W, 2, 6, BPF_SOCK_TYPE, 0));
+    a.jump(JEQ_IMM, 2, SOCK_STREAM, Allow);
+    a.emit(insn(LDX_W, 2, 6, BPF_SOCK_FAMILY, 0));
+    a.jump(JEQ_IMM, 2, AF_INET, Inet);
+    a.jump(JNE_IMM, 2, AF_INET6, Allow);
+    a.label(Inet);
+    a.emit(insn(CALL, 0, 0, 0, HELPER_UID_GID));
+    a.emit(insn(MOV32_REG, 0, 0, 0, 0));
+    a.jump(JEQ_IMM, 0, 0, Allow);
+    a.emit(insn(MOV64_REG, 9, 0, 0, 0));
+    load_map(&mut a, 1, makers);
+    a.emit(insn(MOV64_REG, 2, 6, 0, 0));
+    a.emit(insn(MOV64_IMM, 3, 0, 0, 0));
+    a.emit(insn(MOV64_IMM, 4, 0, 0, SK_STORAGE_GET_F_CREATE));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_SK_STORAGE_GET));
+    a.jump(JEQ_IMM, 0, 0, Allow);
+    a.emit(insn(MOV64_REG, 7, 0, 0, 0)); // r7 = the maker's record
+    a.emit(insn(STX_W, 7, 9, at::UID, 0));
+    identify_current(&mut a, layout, 7, |field| field)?;
+    a.label(Allow);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 1));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
+}
+
+/// A BTF blob of two types, what a socket-storage map must be given: `int`
+/// (id 1, its key) and an array of ints of [`MAKER_BYTES`] (id 2, its value).
+fn maker_btf() -> Vec<u8> {
+    const KIND_INT: u32 = 1;
+    const KIND_ARRAY: u32 = 3;
+    let strings: &[u8] = b"\0int\0";
+    let mut types = Vec::new();
+    for word in [
+        1,                // name "int"
+        KIND_INT << 24,   // info
+        4,                // size
+        (1 << 24) | 32,   // signed, 32 bits
+        0,                // no name
+        KIND_ARRAY << 24, // info
+        0,
+        1, // element type
+        1, // index type
+        (MAKER_BYTES / 4) as u32,
+    ] {
+        types.extend_from_slice(&u32::to_ne_bytes(word));
+    }
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&0xEB9Fu16.to_ne_bytes());
+    blob.extend_from_slice(&[1, 0]); // version 1, no flags
+    for word in [
+        24,
+        0,
+        types.len() as u32,
+        types.len() as u32,
+        strings.len() as u32,
+    ] {
+        blob.extend_from_slice(&u32::to_ne_bytes(word));
+    }
+    blob.extend_from_slice(&types);
+    blob.extend_from_slice(strings);
+    blob
+}
+
+/// Puts the entry on the stack into the ledger; a send it has no room for
+/// adds one to `dropped[0]`.
+fn record(a: &mut Assembler<Label>, ledger: &OwnedFd, dropped: &OwnedFd, next: Label) {
+    load_map(a, 1, ledger);
     a.emit(insn(MOV64_REG, 2, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
     a.emit(insn(MOV64_REG, 3, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
     a.emit(insn(MOV64_IMM, 4, 0, 0, 0)); // BPF_ANY
     a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
-    a.jump(JEQ_IMM, 0, 0, Exit);
+    a.jump(JEQ_IMM, 0, 0, next);
     // No room: counted, so the scan can say so.
     a.emit(insn(ST_W, 10, 0, COUNTER_KEY, 0));
-    load_map(&mut a, 1, dropped);
+    load_map(a, 1, dropped);
     a.emit(insn(MOV64_REG, 2, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(COUNTER_KEY)));
     a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
-    a.jump(JEQ_IMM, 0, 0, Exit);
+    a.jump(JEQ_IMM, 0, 0, next);
     a.emit(insn(MOV64_IMM, 1, 0, 0, 1));
     a.emit(insn(ATOMIC_ADD_DW, 0, 1, 0, 0));
-    a.label(Exit);
-    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
-    a.emit(insn(EXIT, 0, 0, 0, 0));
-    a.finish()
+    a.label(next);
 }
 
 /// A socket a user's process sent on, as the ledger recorded that process's
@@ -324,6 +474,8 @@ pub struct Sending {
     pub sent_at: u64,
     /// The sending thread's command name.
     pub command: String,
+    /// The entry is the socket's maker's, written at another process's send.
+    pub made: bool,
 }
 
 /// Parses one entry (`socket`, its key's inode; `value`, [`VALUE_BYTES`]).
@@ -371,6 +523,7 @@ pub fn parse_entry(socket: u64, value: &[u8]) -> Option<Sending> {
         net: u32_at(at::NET)?,
         sent_at: u64_at(at::SENT_AT)?,
         command: String::from_utf8_lossy(comm.get(..end)?).into_owned(),
+        made: bytes(at::MADE, 1)? == [1],
     })
 }
 
@@ -397,6 +550,8 @@ pub struct SendLedger {
     ledger: OwnedFd,
     dropped: OwnedFd,
     _link: OwnedFd,
+    /// The maker program's link (to the cgroup v2 root), or why there is none.
+    makers: Result<OwnedFd, String>,
     /// Losses as reads saw them.
     losses: Mutex<Losses>,
 }
@@ -437,9 +592,14 @@ const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_SK_STORAGE: u32 = 24;
+const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_BTF_LOAD: libc::c_long = 18;
+const BPF_PROG_TYPE_CGROUP_SOCK: u32 = 9;
+const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
 const BPF_TRACE_RAW_TP: u32 = 23;
 
-/// `union bpf_attr` as BPF_MAP_CREATE reads it, up to `map_name`.
+/// `union bpf_attr` as BPF_MAP_CREATE reads it, up to `btf_value_type_id`.
 #[repr(C)]
 #[derive(Default)]
 struct MapCreateAttr {
@@ -451,6 +611,21 @@ struct MapCreateAttr {
     inner_map_fd: u32,
     numa_node: u32,
     map_name: [u8; 16],
+    map_ifindex: u32,
+    btf_fd: u32,
+    btf_key_type_id: u32,
+    btf_value_type_id: u32,
+}
+
+/// `union bpf_attr` as BPF_BTF_LOAD reads it.
+#[repr(C)]
+#[derive(Default)]
+struct BtfLoadAttr {
+    btf: u64,
+    btf_log_buf: u64,
+    btf_size: u32,
+    btf_log_size: u32,
+    btf_log_level: u32,
 }
 
 /// `union bpf_attr` as the map element commands read it.
@@ -476,6 +651,8 @@ struct RawTracepointAttr {
 
 const _: () = {
     assert!(std::mem::offset_of!(MapCreateAttr, map_name) == 28);
+    assert!(std::mem::offset_of!(MapCreateAttr, btf_value_type_id) == 56);
+    assert!(std::mem::size_of::<BtfLoadAttr>() == 32);
     assert!(std::mem::size_of::<MapElemAttr>() == 32);
     assert!(std::mem::size_of::<RawTracepointAttr>() == 16);
 };
@@ -521,6 +698,69 @@ fn boot_ns() -> u64 {
         .saturating_add(now.tv_nsec as u64)
 }
 
+/// The socket-local storage the maker program writes (with its BTF).
+fn maker_storage() -> Result<OwnedFd, String> {
+    let blob = maker_btf();
+    let mut load = BtfLoadAttr {
+        btf: blob.as_ptr() as u64,
+        btf_size: blob.len() as u32,
+        ..Default::default()
+    };
+    let btf = bpf_fd(BPF_BTF_LOAD, &mut load).map_err(|e| format!("BPF_BTF_LOAD: {e}"))?;
+    let mut attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_SK_STORAGE,
+        key_size: 4,
+        value_size: MAKER_BYTES as u32,
+        map_flags: BPF_F_NO_PREALLOC,
+        btf_fd: btf.as_raw_fd() as u32,
+        btf_key_type_id: 1,
+        btf_value_type_id: 2,
+        ..Default::default()
+    };
+    attr.map_name[..12].copy_from_slice(b"an1256_maker");
+    bpf_fd(BPF_MAP_CREATE, &mut attr).map_err(|e| format!("socket storage: {e}"))
+}
+
+/// The cgroup v2 hierarchy's root: where the maker program sees every
+/// process's sockets made.
+fn cgroup2_root() -> Result<std::path::PathBuf, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (mount, kind) = line.split_once(" - ")?;
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let root = fields.get(3) == Some(&"/");
+            let at = fields.get(4)?;
+            (kind.split(' ').next() == Some("cgroup2") && root)
+                .then(|| std::path::PathBuf::from(at))
+        })
+        .ok_or_else(|| "no cgroup v2 hierarchy is mounted".to_owned())
+}
+
+/// Loads the maker program and links it to the cgroup v2 root.
+fn attach_maker(layout: &SenderLayout, makers: &OwnedFd) -> Result<OwnedFd, String> {
+    let program = load_program_of(
+        BPF_PROG_TYPE_CGROUP_SOCK,
+        &maker_program(layout, makers).map_err(|e| e.to_string())?,
+        0,
+        BPF_CGROUP_INET_SOCK_CREATE,
+        b"an1256_makers",
+    )
+    .map_err(|e| e.to_string())?;
+    let root = cgroup2_root()?;
+    let cgroup = std::fs::File::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let mut attr = LinkCreateAttr {
+        prog_fd: program.as_raw_fd() as u32,
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_INET_SOCK_CREATE,
+        ..Default::default()
+    };
+    bpf_fd(BPF_LINK_CREATE, &mut attr)
+        .map_err(|e| format!("BPF_LINK_CREATE on {}: {e}", root.display()))
+}
+
 impl SendLedger {
     /// Makes the maps, loads the program and attaches it.
     pub fn build() -> Result<SendLedger, FdIteratorError> {
@@ -534,8 +774,18 @@ impl SendLedger {
             b"an1256_senders",
         )?;
         let dropped = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"an1256_dropped")?;
+        // Who made each socket: without it the ledger still runs, and says so.
+        let makers = maker_storage().and_then(|makers| {
+            let link = attach_maker(&layout, &makers)?;
+            Ok((makers, link))
+        });
         let program = load_tracing_program(
-            &send_program(&layout, &ledger, &dropped)?,
+            &send_program(
+                &layout,
+                &ledger,
+                &dropped,
+                makers.as_ref().ok().map(|(map, _)| map),
+            )?,
             layout.tracepoint,
             BPF_TRACE_RAW_TP,
             b"an1256_sends",
@@ -550,6 +800,7 @@ impl SendLedger {
             ledger,
             dropped,
             _link: link,
+            makers: makers.map(|(_, link)| link),
             losses: Mutex::new(Losses::default()),
         })
     }
@@ -657,7 +908,10 @@ pub fn start() -> Result<&'static SendLedger, &'static FdIteratorError> {
 /// asked for it (a one-shot run).
 pub fn status() -> String {
     match SHARED.get() {
-        Some(Ok(_)) => "running".to_owned(),
+        Some(Ok(ledger)) => match &ledger.makers {
+            Ok(_) => "running".to_owned(),
+            Err(why) => format!("running; who makes each socket is not recorded: {why}"),
+        },
         Some(Err(why)) => why.to_string(),
         None => String::new(),
     }
@@ -717,6 +971,7 @@ mod tests {
             Err(why) => panic!("no send ledger: {why}"),
         };
         let (mut child, inode, port) = sender();
+        assert_eq!(status(), "running");
         let read = ledger.read().expect("ledger read");
         let python = std::fs::metadata(format!("/proc/{}/exe", child.id())).expect("exe");
         drop(child.stdin.take());
@@ -726,6 +981,7 @@ mod tests {
         assert_eq!(entry.tgid, child.id());
         assert_eq!(entry.uid, 65534);
         assert_eq!(entry.command, "python3");
+        assert!(!entry.made);
         assert_eq!(
             (entry.exe_dev, entry.exe_inode),
             (python.dev(), python.ino())
@@ -753,6 +1009,87 @@ mod tests {
             !read.sendings.iter().any(|s| s.socket == own),
             "root's send kept"
         );
+    }
+
+    #[test]
+    fn a_socket_only_a_trusted_program_sends_on_has_its_maker_recorded() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let ledger = match start() {
+            Ok(ledger) => ledger,
+            Err(why) => panic!("no send ledger: {why}"),
+        };
+        // Python as uid 65534 makes a connected UDP socket, makes it cat's
+        // stdout, closes its own copy, and never sends: cat does.
+        let script = "import os,socket,subprocess,sys,time\n\
+                      s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                      s.bind(('127.0.0.1',0)); s.connect(s.getsockname())\n\
+                      c=subprocess.Popen(['/usr/bin/cat'],stdin=subprocess.PIPE,stdout=s.fileno())\n\
+                      print(os.fstat(s.fileno()).st_ino,c.pid,flush=True)\n\
+                      s.close(); c.stdin.write(b'y\\n'); c.stdin.flush(); time.sleep(0.3)\n\
+                      print('sent',flush=True)\n\
+                      sys.stdin.read()\n";
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["/usr/bin/python3", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setpriv python3");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let _sent = lines.next();
+        let mut fields = first
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let (inode, cat) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+        let read = ledger.read().expect("ledger read");
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let of_socket: Vec<(u32, bool, &str)> = read
+            .sendings
+            .iter()
+            .filter(|s| s.socket == inode)
+            .map(|s| (s.tgid, s.made, s.command.as_str()))
+            .collect();
+        assert!(
+            of_socket.contains(&(cat as u32, false, "cat")),
+            "{of_socket:?}"
+        );
+        assert!(
+            of_socket.contains(&(child.id(), true, "python3")),
+            "{of_socket:?}"
+        );
+        assert_eq!(of_socket.len(), 2, "{of_socket:?}");
+    }
+
+    #[test]
+    fn the_maker_program_never_refuses_a_socket() {
+        // A cgroup/sock_create program returning 0 would refuse every socket
+        // on the host: its one exit returns 1.
+        let layout = SenderLayout {
+            tracepoint: 1,
+            sock: crate::platform::linux::fd_iterator::EMPTY_LAYOUT.sock,
+            sock_socket: 0,
+            socket_file: 0,
+            file_f_inode: 0,
+            inode_i_ino: 0,
+            inode_i_sb: 0,
+            sb_s_dev: 0,
+            task_tgid: 0,
+            task_real_parent: 0,
+            task_group_leader: 0,
+            task_start_boottime: 0,
+            task_mm: 0,
+            mm_exe_file: 0,
+        };
+        let map = OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
+        let code = maker_program(&layout, &map).expect("assembled");
+        let exits: Vec<usize> = (0..code.len()).filter(|&i| code[i].code == EXIT).collect();
+        assert_eq!(exits.len(), 1);
+        assert_eq!(code[exits[0] - 1], insn(MOV64_IMM, 0, 0, 0, 1));
     }
 
     #[test]

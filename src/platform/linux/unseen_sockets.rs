@@ -457,12 +457,14 @@ fn named_sendings(sendings: &[&Sending], now: u64) -> String {
     }
 }
 
-/// `socket 1234 sent on 3 s ago by pid 4242 ("hop", uid 1001, executable 8:3 inode 77)`.
+/// `socket 1234 sent on 3 s ago by pid 4242 ("hop", uid 1001, executable 8:3
+/// inode 77)`; `made by` when the entry is the socket's maker's.
 fn describe_sending(sending: &Sending, now: u64) -> String {
     format!(
-        "socket {} sent on {} s ago by pid {} ({:?}, uid {}, executable {}:{} inode {})",
+        "socket {} sent on {} s ago {} pid {} ({:?}, uid {}, executable {}:{} inode {})",
         sending.socket,
         now.saturating_sub(sending.sent_at) / 1_000_000_000,
+        if sending.made { "(made by)" } else { "by" },
         sending.tgid,
         sending.command,
         sending.uid,
@@ -844,6 +846,7 @@ mod tests {
             net: 4026531840,
             sent_at: 5_000_000_000,
             command: "hop".into(),
+            made: false,
         }
     }
 
