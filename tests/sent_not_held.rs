@@ -350,3 +350,50 @@ fn a_socket_only_a_trusted_program_sends_on_is_its_unsigned_makers_row() {
     assert!(rows.iter().any(|s| s.pid == cat && s.fd == 1), "{rows:?}");
     assert_eq!(unheld(&rows), [maker.pid], "{rows:?}");
 }
+
+/// Red team round 2: the implant's sends are made by a grandchild whose
+/// intermediate exited first (reparented to init: its parent at the send is
+/// not the implant), or by a child that execs a fresh copy of the code (another
+/// image). The ledger keeps who forked each process: the implant, a forker on
+/// record of the same user, alive, is given the socket.
+#[test]
+fn a_double_forked_or_re_exec_d_sender_leads_to_the_implant() {
+    if !start_ledger("a_double_forked_or_re_exec_d_sender_leads_to_the_implant") {
+        return;
+    }
+    assert_eq!(send_ledger::status(), "running");
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("dfork");
+    let _kill = common::KillUser(attacker.name.clone());
+    let python = attacker.unsigned_python_copy("implant", "dfork");
+    let copy = attacker.unsigned_python_copy("fresh", "dfork-copy");
+    let send = "import os, socket\n\
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                s.sendto(b'beacon', ('127.0.0.1', 9))\n\
+                print(f'inode={os.fstat(s.fileno()).st_ino}', flush=True)\n";
+    // `implant -c SCRIPT HOW COPY SEND`: the implant forks; the child sends
+    // through a grandchild after it exits, or execs COPY to run SEND.
+    let script = "import os, sys, time\n\
+         how, copy, send = sys.argv[1], sys.argv[2], sys.argv[3]\n\
+         child = os.fork()\n\
+         if child == 0:\n\
+         \x20   if how == 'exec-copy':\n\
+         \x20       os.execv(copy, [copy, '-c', send])\n\
+         \x20   if os.fork():\n\
+         \x20       os._exit(0)\n\
+         \x20   time.sleep(0.3)\n\
+         \x20   exec(send)\n\
+         \x20   os._exit(0)\n\
+         os.waitpid(child, 0)\n\
+         time.sleep(0.6)\n\
+         print('ready', flush=True)\n\
+         time.sleep(300)\n";
+    for how in ["double-fork", "exec-copy"] {
+        let mut command = attacker.command(&python);
+        command.arg("-c").arg(script).arg(how).arg(&copy).arg(send);
+        let implant = common::spawn_ready(command).expect("the implant");
+        let scan = full_scan(&host());
+        let rows = rows_of(&scan, implant.int("inode"));
+        assert_eq!(unheld(&rows), [implant.pid], "{how}: {rows:?}");
+    }
+}

@@ -303,7 +303,10 @@ const WANTED_FUNCS: [&str; 5] = [ITER_TASK_FILE, ITER_TASK, VMA_NEW, VMA_NEXT, V
 /// The tracepoint the send ledger's program attaches to (`send_ledger`): its
 /// typedef names the tracepoint's arguments.
 pub(super) const SEND_TRACEPOINT: &str = "btf_trace_sock_send_length";
-const WANTED_TYPEDEFS: [&str; 1] = [SEND_TRACEPOINT];
+/// Where it learns who forked each process, and when a process is gone.
+pub(super) const FORK_TRACEPOINT: &str = "btf_trace_sched_process_fork";
+pub(super) const EXIT_TRACEPOINT: &str = "btf_trace_sched_process_exit";
+const WANTED_TYPEDEFS: [&str; 3] = [SEND_TRACEPOINT, FORK_TRACEPOINT, EXIT_TRACEPOINT];
 const WANTED_FUNCS_FIRST: [bool; 256] = first_bytes_of(&WANTED_FUNCS);
 
 /// By kind, then a name's first byte: whether a type may be one `parse_layout`

@@ -36,9 +36,9 @@ use std::sync::{Mutex, OnceLock};
 use super::fd_iterator::{
     bpf, bpf_fd, exact_here, insn, load_program_of, load_tracing_program, offset16,
     read_vmlinux_btf, sock_layout, Assembler, Btf, Endpoints, Expect, FdIteratorError, Insn,
-    LinkCreateAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6, BPF_LINK_CREATE, CALL, EXIT, JEQ_IMM,
-    JEQ_REG, JNE_IMM, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT,
-    STX_DW, STX_H, STX_W, ST_B, ST_DW, ST_W,
+    LinkCreateAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6, BPF_LINK_CREATE, CALL, EXIT,
+    EXIT_TRACEPOINT, FORK_TRACEPOINT, JEQ_IMM, JEQ_REG, JNE_IMM, JNE_REG, LDX_DW, LDX_H, LDX_W,
+    LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT, STX_DW, STX_H, STX_W, ST_B, ST_DW, ST_W,
 };
 
 /// (socket, sending process) pairs of users' sends within
@@ -80,10 +80,20 @@ mod at {
     pub const REMOTE_V6: i16 = 96;
     pub const PARENT_TGID: i16 = 112;
     pub const PARENT_START: i16 = 120;
+    /// [`LINEAGE_DEPTH`] tgids, then as many leader starts: the lineage (see
+    /// `fork_program`), copied at the send.
+    pub const FORKERS: i16 = 128;
+    pub const FORKER_STARTS: i16 = 144;
 }
-/// Bytes of an entry's value: the parent's start ends it.
-pub const VALUE_BYTES: usize = 128;
-const _: () = assert!(at::PARENT_START as usize + 8 == VALUE_BYTES && VALUE_BYTES % 8 == 0);
+/// Forkers kept per process: the one that forked it, and that one's three.
+pub const LINEAGE_DEPTH: usize = 4;
+/// Bytes of an entry's value: the forkers' starts end it.
+pub const VALUE_BYTES: usize = 176;
+const _: () = assert!(
+    at::FORKERS as usize + 4 * LINEAGE_DEPTH == at::FORKER_STARTS as usize
+        && at::FORKER_STARTS as usize + 8 * LINEAGE_DEPTH == VALUE_BYTES
+        && VALUE_BYTES % 8 == 0
+);
 
 /// An entry's key: the socket's inode, then the sender's tgid (and 4 zero
 /// bytes). One entry per sender: a trusted process sending on the socket after
@@ -104,6 +114,7 @@ const fn on_stack(field: i16) -> i16 {
 // Helpers (include/uapi/linux/bpf.h, `enum bpf_func_id`).
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_MAP_UPDATE: i32 = 2;
+const HELPER_MAP_DELETE: i32 = 3;
 const HELPER_PID_TGID: i32 = 14;
 const HELPER_UID_GID: i32 = 15;
 const HELPER_COMM: i32 = 16;
@@ -125,6 +136,10 @@ const SOCK_STREAM: i32 = 1;
 pub struct SenderLayout {
     /// BTF id of the tracepoint's typedef: what the program attaches to.
     pub tracepoint: u32,
+    /// The same, of the fork and exit tracepoints (the lineage).
+    pub fork_tracepoint: u32,
+    pub exit_tracepoint: u32,
+    pub task_pid: u32,
     pub sock: SockLayout,
     /// `sk->sk_socket`, then `socket->file`.
     pub sock_socket: u32,
@@ -146,6 +161,9 @@ pub fn parse_sender_layout(blob: &[u8]) -> Result<SenderLayout, FdIteratorError>
     let btf = Btf::parse(blob)?;
     Ok(SenderLayout {
         tracepoint: btf.typedef_named(SEND_TRACEPOINT)?,
+        fork_tracepoint: btf.typedef_named(FORK_TRACEPOINT)?,
+        exit_tracepoint: btf.typedef_named(EXIT_TRACEPOINT)?,
+        task_pid: btf.member_offset("task_struct", "pid", 4)?,
         sock: sock_layout(&btf)?,
         sock_socket: btf.member_offset("sock", "sk_socket", 0)?,
         socket_file: btf.member_offset("socket", "file", 0)?,
@@ -169,6 +187,7 @@ enum Label {
     Parent,
     Exe,
     Identified,
+    Lineaged,
     Recorded,
     Made,
     Allow,
@@ -244,6 +263,7 @@ pub fn send_program(
     ledger: &OwnedFd,
     dropped: &OwnedFd,
     makers: Option<&OwnedFd>,
+    lineages: Option<&OwnedFd>,
 ) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let sock = &layout.sock;
@@ -294,6 +314,32 @@ pub fn send_program(
     a.copy(LDX_W, STX_W, 3, sock.net_inum, on_stack(at::NET))?;
     a.label(Net);
     identify_current(&mut a, layout, 10, on_stack)?;
+    // The sender's forkers, from its lineage (if it is the process the entry
+    // was made for: the same leader start).
+    if let Some(lineages) = lineages {
+        a.emit(insn(LDX_W, 2, 10, on_stack(at::TGID), 0));
+        a.emit(insn(STX_W, 10, 2, COUNTER_KEY, 0));
+        load_map(&mut a, 1, lineages);
+        a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+        a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(COUNTER_KEY)));
+        a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+        a.jump(JEQ_IMM, 0, 0, Lineaged);
+        a.emit(insn(LDX_DW, 2, 0, lineage::START, 0));
+        a.emit(insn(LDX_DW, 3, 10, on_stack(at::LEADER_START), 0));
+        a.jump_reg(JNE_REG, 2, 3, Lineaged);
+        for i in 0..LINEAGE_DEPTH as i16 {
+            let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
+            a.copy(LDX_W, STX_W, 0, tgid as u32, on_stack(at::FORKERS + 4 * i))?;
+            a.copy(
+                LDX_DW,
+                STX_DW,
+                0,
+                start as u32,
+                on_stack(at::FORKER_STARTS + 8 * i),
+            )?;
+        }
+        a.label(Lineaged);
+    }
     a.emit(insn(LDX_W, 2, 10, on_stack(at::TGID), 0));
     a.emit(insn(STX_W, 10, 2, KEY_TGID, 0));
     a.emit(insn(ST_W, 10, 0, KEY_TGID + 4, 0));
@@ -328,6 +374,11 @@ pub fn send_program(
             a.emit(insn(load, 2, 8, field, 0));
             a.emit(insn(store, 10, 2, on_stack(field), 0));
         }
+        // The sender's forkers are not the maker's.
+        for i in 0..LINEAGE_DEPTH as i16 {
+            a.emit(insn(ST_W, 10, 0, on_stack(at::FORKERS + 4 * i), 0));
+            a.emit(insn(ST_DW, 10, 0, on_stack(at::FORKER_STARTS + 8 * i), 0));
+        }
         a.emit(insn(ST_B, 10, 0, on_stack(at::MADE), 1));
         record(&mut a, ledger, dropped, Made);
     }
@@ -335,6 +386,134 @@ pub fn send_program(
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
     a.finish()
+}
+
+/// Processes whose lineage is kept at most (live processes of users other than
+/// root forked since the ledger started); a fork with no room is counted as a
+/// lost send.
+pub const LINEAGE_CAPACITY: u32 = 65536;
+
+/// A lineage entry (by tgid): the process's leader start, then the tgids and
+/// leader starts of [`LINEAGE_DEPTH`] forkers, nearest first.
+mod lineage {
+    pub const START: i16 = 0;
+    pub const TGIDS: i16 = 8;
+    pub const STARTS: i16 = 24;
+    pub const BYTES: usize = 56;
+}
+const _: () = assert!(
+    lineage::TGIDS as usize + 4 * LINEAGE_DEPTH == lineage::STARTS as usize
+        && lineage::STARTS as usize + 8 * LINEAGE_DEPTH == lineage::BYTES
+);
+
+/// The program on `sched_process_fork(struct task_struct *parent, struct
+/// task_struct *child)`, `parent` being the forking task: the new process's
+/// lineage is its forker, then its forker's (a `CLONE_PARENT` child is given
+/// the real parent of its forker, a double-forked one init, but its forkers
+/// stay on record). Threads and root's forks are not kept.
+pub fn fork_program(
+    layout: &SenderLayout,
+    lineages: &OwnedFd,
+    dropped: &OwnedFd,
+) -> Result<Vec<Insn>, FdIteratorError> {
+    use Label::*;
+    const VALUE: i16 = -(lineage::BYTES as i16);
+    const KEY: i16 = VALUE - 4;
+    const FORKER_KEY: i16 = KEY - 4;
+    let mut a = Assembler::<Label>::default();
+    a.emit(insn(LDX_DW, 6, 1, 0, 0)); // r6 = the forking task
+    a.emit(insn(LDX_DW, 7, 1, 8, 0)); // r7 = the new one
+    a.jump(JEQ_IMM, 6, 0, Exit);
+    a.jump(JEQ_IMM, 7, 0, Exit);
+    a.emit(insn(CALL, 0, 0, 0, HELPER_UID_GID));
+    a.emit(insn(MOV32_REG, 0, 0, 0, 0));
+    a.jump(JEQ_IMM, 0, 0, Exit);
+    a.emit(insn(LDX_W, 8, 7, offset16(layout.task_tgid)?, 0));
+    a.emit(insn(LDX_W, 9, 6, offset16(layout.task_tgid)?, 0));
+    a.jump_reg(JEQ_REG, 8, 9, Exit); // a thread
+    a.emit(insn(STX_W, 10, 8, KEY, 0));
+    a.emit(insn(STX_W, 10, 9, FORKER_KEY, 0));
+    for slot in 0..(lineage::BYTES / 8) as i16 {
+        a.emit(insn(ST_DW, 10, 0, VALUE + slot * 8, 0));
+    }
+    a.copy(
+        LDX_DW,
+        STX_DW,
+        7,
+        layout.task_start_boottime,
+        VALUE + lineage::START,
+    )?;
+    a.emit(insn(STX_W, 10, 9, VALUE + lineage::TGIDS, 0));
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Inet);
+    a.copy(
+        LDX_DW,
+        STX_DW,
+        2,
+        layout.task_start_boottime,
+        VALUE + lineage::STARTS,
+    )?;
+    a.label(Inet);
+    load_map(&mut a, 1, lineages);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(FORKER_KEY)));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+    a.jump(JEQ_IMM, 0, 0, Net);
+    for i in 0..(LINEAGE_DEPTH as i16 - 1) {
+        let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
+        a.copy(LDX_W, STX_W, 0, tgid as u32, VALUE + tgid + 4)?;
+        a.copy(LDX_DW, STX_DW, 0, start as u32, VALUE + start + 8)?;
+    }
+    a.label(Net);
+    load_map(&mut a, 1, lineages);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
+    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
+    a.emit(insn(MOV64_IMM, 4, 0, 0, 0));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+    a.jump(JEQ_IMM, 0, 0, Exit);
+    count_lost(&mut a, dropped, FORKER_KEY, Exit);
+    a.label(Exit);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
+}
+
+/// The program on `sched_process_exit(struct task_struct *, …)`: a process's
+/// lineage leaves with its leader.
+pub fn exit_program(
+    layout: &SenderLayout,
+    lineages: &OwnedFd,
+) -> Result<Vec<Insn>, FdIteratorError> {
+    use Label::*;
+    let mut a = Assembler::<Label>::default();
+    a.emit(insn(LDX_DW, 6, 1, 0, 0));
+    a.jump(JEQ_IMM, 6, 0, Exit);
+    a.emit(insn(LDX_W, 2, 6, offset16(layout.task_tgid)?, 0));
+    a.emit(insn(LDX_W, 3, 6, offset16(layout.task_pid)?, 0));
+    a.jump_reg(JNE_REG, 2, 3, Exit);
+    a.emit(insn(STX_W, 10, 2, -4, 0));
+    load_map(&mut a, 1, lineages);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, -4));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_DELETE));
+    a.label(Exit);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
+}
+
+/// Adds one to `dropped[0]` (its key written at `r10 + key`), then `next`.
+fn count_lost(a: &mut Assembler<Label>, dropped: &OwnedFd, key: i16, next: Label) {
+    a.emit(insn(ST_W, 10, 0, key, 0));
+    load_map(a, 1, dropped);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+    a.jump(JEQ_IMM, 0, 0, next);
+    a.emit(insn(MOV64_IMM, 1, 0, 0, 1));
+    a.emit(insn(ATOMIC_ADD_DW, 0, 1, 0, 0));
 }
 
 /// What a maker's record holds: the identity fields of an entry's value
@@ -432,14 +611,7 @@ fn record(a: &mut Assembler<Label>, ledger: &OwnedFd, dropped: &OwnedFd, next: L
     a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
     a.jump(JEQ_IMM, 0, 0, next);
     // No room: counted, so the scan can say so.
-    a.emit(insn(ST_W, 10, 0, COUNTER_KEY, 0));
-    load_map(a, 1, dropped);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(COUNTER_KEY)));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
-    a.jump(JEQ_IMM, 0, 0, next);
-    a.emit(insn(MOV64_IMM, 1, 0, 0, 1));
-    a.emit(insn(ATOMIC_ADD_DW, 0, 1, 0, 0));
+    count_lost(a, dropped, COUNTER_KEY, next);
     a.label(next);
 }
 
@@ -476,6 +648,9 @@ pub struct Sending {
     pub command: String,
     /// The entry is the socket's maker's, written at another process's send.
     pub made: bool,
+    /// Who made the sender, nearest first: its parent at the send, then the
+    /// processes that forked it and its forebears (tgid, leader start).
+    pub ancestors: Vec<(u32, u64)>,
 }
 
 /// Parses one entry (`socket`, its key's inode; `value`, [`VALUE_BYTES`]).
@@ -524,6 +699,23 @@ pub fn parse_entry(socket: u64, value: &[u8]) -> Option<Sending> {
         sent_at: u64_at(at::SENT_AT)?,
         command: String::from_utf8_lossy(comm.get(..end)?).into_owned(),
         made: bytes(at::MADE, 1)? == [1],
+        ancestors: {
+            let mut ancestors = Vec::new();
+            let parent = (u32_at(at::PARENT_TGID)?, u64_at(at::PARENT_START)?);
+            if parent.0 != 0 {
+                ancestors.push(parent);
+            }
+            for i in 0..LINEAGE_DEPTH as i16 {
+                let forker = (
+                    u32_at(at::FORKERS + 4 * i)?,
+                    u64_at(at::FORKER_STARTS + 8 * i)?,
+                );
+                if forker.0 != 0 && !ancestors.contains(&forker) {
+                    ancestors.push(forker);
+                }
+            }
+            ancestors
+        },
     })
 }
 
@@ -552,6 +744,8 @@ pub struct SendLedger {
     _link: OwnedFd,
     /// The maker program's link (to the cgroup v2 root), or why there is none.
     makers: Result<OwnedFd, String>,
+    /// The fork and exit programs' links, or why there are none.
+    lineages: Result<[OwnedFd; 2], String>,
     /// Losses as reads saw them.
     losses: Mutex<Losses>,
 }
@@ -739,6 +933,43 @@ fn cgroup2_root() -> Result<std::path::PathBuf, String> {
         .ok_or_else(|| "no cgroup v2 hierarchy is mounted".to_owned())
 }
 
+/// The lineage map, and the fork and exit programs attached.
+fn attach_lineage(
+    layout: &SenderLayout,
+    dropped: &OwnedFd,
+) -> Result<(OwnedFd, [OwnedFd; 2]), String> {
+    let lineages = create_map(
+        BPF_MAP_TYPE_HASH,
+        4,
+        lineage::BYTES as u32,
+        LINEAGE_CAPACITY,
+        b"an1256_lineage",
+    )
+    .map_err(|e| e.to_string())?;
+    let attach = |code: Vec<Insn>, tracepoint: u32, name: &[u8]| {
+        let program = load_tracing_program(&code, tracepoint, BPF_TRACE_RAW_TP, name)
+            .map_err(|e| e.to_string())?;
+        let mut attr = RawTracepointAttr {
+            prog_fd: program.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+            .map_err(|e| format!("BPF_RAW_TRACEPOINT_OPEN: {e}"))
+    };
+    // The exit program first: no entry is made that could not leave.
+    let exit = attach(
+        exit_program(layout, &lineages).map_err(|e| e.to_string())?,
+        layout.exit_tracepoint,
+        b"an1256_exits",
+    )?;
+    let fork = attach(
+        fork_program(layout, &lineages, dropped).map_err(|e| e.to_string())?,
+        layout.fork_tracepoint,
+        b"an1256_forks",
+    )?;
+    Ok((lineages, [exit, fork]))
+}
+
 /// Loads the maker program and links it to the cgroup v2 root.
 fn attach_maker(layout: &SenderLayout, makers: &OwnedFd) -> Result<OwnedFd, String> {
     let program = load_program_of(
@@ -774,17 +1005,20 @@ impl SendLedger {
             b"an1256_senders",
         )?;
         let dropped = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"an1256_dropped")?;
-        // Who made each socket: without it the ledger still runs, and says so.
+        // Who made each socket, and who forked each process: without them the
+        // ledger still runs, and says so.
         let makers = maker_storage().and_then(|makers| {
             let link = attach_maker(&layout, &makers)?;
             Ok((makers, link))
         });
+        let lineages = attach_lineage(&layout, &dropped);
         let program = load_tracing_program(
             &send_program(
                 &layout,
                 &ledger,
                 &dropped,
                 makers.as_ref().ok().map(|(map, _)| map),
+                lineages.as_ref().ok().map(|(map, _)| map),
             )?,
             layout.tracepoint,
             BPF_TRACE_RAW_TP,
@@ -801,6 +1035,7 @@ impl SendLedger {
             dropped,
             _link: link,
             makers: makers.map(|(_, link)| link),
+            lineages: lineages.map(|(_, links)| links),
             losses: Mutex::new(Losses::default()),
         })
     }
@@ -908,10 +1143,16 @@ pub fn start() -> Result<&'static SendLedger, &'static FdIteratorError> {
 /// asked for it (a one-shot run).
 pub fn status() -> String {
     match SHARED.get() {
-        Some(Ok(ledger)) => match &ledger.makers {
-            Ok(_) => "running".to_owned(),
-            Err(why) => format!("running; who makes each socket is not recorded: {why}"),
-        },
+        Some(Ok(ledger)) => {
+            let mut status = "running".to_owned();
+            if let Err(why) = &ledger.makers {
+                status.push_str(&format!("; who makes each socket is not recorded: {why}"));
+            }
+            if let Err(why) = &ledger.lineages {
+                status.push_str(&format!("; who forks each process is not recorded: {why}"));
+            }
+            status
+        }
         Some(Err(why)) => why.to_string(),
         None => String::new(),
     }
@@ -1071,6 +1312,9 @@ mod tests {
         // on the host: its one exit returns 1.
         let layout = SenderLayout {
             tracepoint: 1,
+            fork_tracepoint: 2,
+            exit_tracepoint: 3,
+            task_pid: 0,
             sock: crate::platform::linux::fd_iterator::EMPTY_LAYOUT.sock,
             sock_socket: 0,
             socket_file: 0,

@@ -205,8 +205,12 @@ pub struct Runner {
     pub start: u64,
 }
 
-/// Processes by (real uid, executable), each with its start: who runs an image.
-type ImageIndex = HashMap<(u32, (u64, u64)), Vec<(u64, Pid)>>;
+/// Processes by (real uid, executable's inode number), each with its start:
+/// who runs an image. By inode number alone: the kernel's device of a file on
+/// an overlay of two filesystems is the overlay's, `statx`'s the layer's (red
+/// team); a number shared across filesystems only adds rows (more heirs), and
+/// the check that a holder still runs what sent compares both.
+type ImageIndex = HashMap<(u32, u64), Vec<(u64, Pid)>>;
 
 /// Processes of the sender's image given one sent-on socket at most; more
 /// make the result incomplete.
@@ -331,34 +335,51 @@ pub fn attribute_senders(
         if process.is_some() && asked(tgid) {
             heirs.push(tgid);
         }
+        if !same_image {
+            // Whoever made the sender, as it was made (its parent then, and
+            // the processes that forked its forebears, kept by the ledger
+            // through reparenting), while it runs as recorded, whatever its
+            // image: a program that forks, double-forks or execs a copy per
+            // send lives on in one of them (red team). Of the sender's user.
+            for &(ancestor, start) in &sending.ancestors {
+                let Ok(pid) = Pid::try_from(ancestor) else {
+                    continue;
+                };
+                let runs = live
+                    .runner(pid)
+                    .is_some_and(|r| r.uid == sending.uid && started_as(r.start, start));
+                if runs && asked(pid) && !heirs.contains(&pid) {
+                    heirs.push(pid);
+                }
+            }
+        }
         if !same_image && known_image {
             // The image that sent runs no more in that process (gone, or
             // exec'd into another): every process of the same user and image
             // started since (a holder that forks away keeps its image; an older
-            // one cannot descend from it), and the sender's parent if it runs
-            // that image (a sender that forks a child per send lives on in it).
+            // one cannot descend from it).
             let index = by_image.get_or_insert_with(|| {
                 let pids = match constrained {
                     Some(pids) => Some(pids.to_vec()),
                     None => live.pids(),
                 }?;
-                let wanted: HashSet<(u64, u64)> = read
+                let wanted: HashSet<u64> = read
                     .sendings
                     .iter()
-                    .map(|s| (s.exe_dev, s.exe_inode))
-                    .filter(|&exe| exe != (0, 0))
+                    .map(|s| s.exe_inode)
+                    .filter(|&inode| inode != 0)
                     .collect();
                 let mut index = ImageIndex::new();
                 for pid in pids {
                     if live.out_of_time() {
                         return None;
                     }
-                    if !live.image(pid).is_some_and(|exe| wanted.contains(&exe)) {
+                    if !live.image(pid).is_some_and(|exe| wanted.contains(&exe.1)) {
                         continue;
                     }
                     if let Some(r) = live.runner(pid) {
                         index
-                            .entry((r.uid, r.exe))
+                            .entry((r.uid, r.exe.1))
                             .or_default()
                             .push((r.start, pid));
                     }
@@ -371,18 +392,10 @@ pub fn attribute_senders(
                 continue;
             };
             let of_image = index
-                .get(&(sending.uid, exe))
+                .get(&(sending.uid, exe.1))
                 .map_or(&[][..], Vec::as_slice);
-            let parent = Pid::try_from(sending.parent_tgid).unwrap_or(-1);
-            let parent_runs = |&&(start, pid): &&(u64, Pid)| {
-                pid == parent && started_as(start, sending.parent_start)
-            };
             let later = |&&(start, _): &&(u64, Pid)| start + tick > sending.leader_start;
-            let found = of_image
-                .iter()
-                .filter(parent_runs)
-                .chain(of_image.iter().filter(later));
-            for &(_, pid) in found {
+            for &(_, pid) in of_image.iter().filter(later) {
                 if !heirs.contains(&pid) {
                     heirs.push(pid);
                 }
@@ -847,6 +860,7 @@ mod tests {
             sent_at: 5_000_000_000,
             command: "hop".into(),
             made: false,
+            ancestors: Vec::new(),
         }
     }
 
@@ -995,16 +1009,47 @@ mod tests {
         // started as recorded, is given it; the decoy is not.
         let mut live = live(&[(20, 1001, HOP, 100_000_000), (30, 1001, HOP, 500_000_000)]);
         let mut child = sending(9, 40, 1001, HOP);
-        child.parent_tgid = 30;
-        child.parent_start = 505_000_000;
+        child.ancestors = vec![(30, 505_000_000)];
         let (scan, log) = attributed(vec![child.clone()], vec![], &mut live);
         assert_eq!(unheld(&scan), [(30, 9)]);
         assert_eq!(log, None);
         // A parent pid taken since by another process of the image: not it.
-        child.parent_start = 700_000_000;
+        child.ancestors = vec![(30, 700_000_000)];
         let (scan, log) = attributed(vec![child], vec![], &mut live);
         assert_eq!(unheld(&scan), []);
         assert!(log.is_some());
+    }
+
+    #[test]
+    fn a_sender_is_given_to_its_forkers_of_its_user_whatever_they_run() {
+        // Red team round 2: a double fork (the intermediate gone, the
+        // grandchild reparented), a CLONE_PARENT child, a child that execs a
+        // fresh copy: the implant is a forker on record, running another
+        // image or older than the sender. Root's (runuser) is not given it.
+        let mut live = live(&[
+            (1, 0, SLEEP, 0),
+            (25, 1001, (2049, 90), 100_000_000),
+            (30, 1002, HOP, 100_000_000),
+        ]);
+        let mut child = sending(9, 40, 1001, HOP);
+        child.ancestors = vec![
+            (1, 0),
+            (33, 200_000_000),
+            (25, 105_000_000),
+            (30, 100_000_000),
+        ];
+        let (scan, log) = attributed(vec![child], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(25, 9)]);
+        assert_eq!(log, None);
+    }
+
+    #[test]
+    fn an_heir_on_an_overlay_is_found_by_its_inode_number() {
+        // Red team round 2 (F2): the kernel's device of an overlay file (0:41)
+        // is not the one statx gives (a layer's, 0:43); the numbers agree.
+        let mut live = live(&[(52, 1001, (43, HOP.1), 2_000_000_000)]);
+        let (scan, _) = attributed(vec![sending(9, 40, 1001, (41, HOP.1))], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(52, 9)]);
     }
 
     #[test]
