@@ -218,6 +218,10 @@ const MAX_HEIRS: usize = 8;
 /// Rows the ledger gives one scan at most (as many as it holds sends; with
 /// heirs it could give 8 times as many): more make the result incomplete.
 const MAX_GIVEN_ROWS: usize = super::send_ledger::CAPACITY as usize;
+/// Rows one user's sends are given in one scan at most (red team: one user's
+/// flood gave every scan 16,384 rows for two minutes); the rest are counted in
+/// the result's incomplete note.
+const MAX_ROWS_PER_USER: usize = 1024;
 
 /// What attributing the ledger's sends needs of the host.
 pub trait LiveProcesses {
@@ -292,6 +296,8 @@ pub fn attribute_senders(
     let asked = |pid: Pid| constrained.is_none_or(|pids| pids.contains(&pid));
     let mut not_looked_at = 0;
     let mut given_rows = 0;
+    let mut rows_by_user: HashMap<u32, usize> = HashMap::new();
+    let mut over_by_user: std::collections::BTreeMap<u32, usize> = Default::default();
     for (index, sending) in read.sendings.iter().enumerate() {
         if live.out_of_time() {
             cut = true;
@@ -413,6 +419,12 @@ pub fn attribute_senders(
             .filter(|&&pid| given.insert((pid, sending.socket)))
             .filter_map(|&pid| row(sending, pid))
             .collect();
+        let of_user = rows_by_user.entry(sending.uid).or_insert(0);
+        if *of_user + rows.len() > MAX_ROWS_PER_USER {
+            *over_by_user.entry(sending.uid).or_insert(0) += 1;
+            continue;
+        }
+        *of_user += rows.len();
         if given_rows + rows.len() > MAX_GIVEN_ROWS {
             scan.incomplete.push(format!(
                 "sockets sent on by processes the scan did not find were given {MAX_GIVEN_ROWS} \
@@ -422,6 +434,12 @@ pub fn attribute_senders(
         }
         given_rows += rows.len();
         scan.sockets.extend(rows);
+    }
+    for (uid, over) in &over_by_user {
+        scan.incomplete.push(format!(
+            "{over} sockets of uid {uid} sent on by processes the scan did not find were not \
+             given rows: {MAX_ROWS_PER_USER} at most per user"
+        ));
     }
     if !crowded.is_empty() {
         scan.incomplete.push(format!(
@@ -1097,14 +1115,37 @@ mod tests {
     }
 
     #[test]
-    fn the_rows_one_scan_gives_are_bounded() {
-        // Gone senders of 2,100 sockets, each with 8 heirs: 16,800 rows asked.
+    fn the_rows_one_users_sends_are_given_are_bounded() {
         let heirs: Vec<(Pid, u32, (u64, u64), u64)> = (100..108)
             .map(|pid| (pid, 1001, HOP, 2_000_000_000))
             .collect();
         let mut live = live(&heirs);
-        let sendings = (0..2100)
-            .map(|i| sending(1000 + i, 40, 1001, HOP))
+        let sendings = (0..200).map(|i| sending(1000 + i, 40, 1001, HOP)).collect();
+        let (scan, _) = attributed(sendings, vec![], &mut live);
+        assert_eq!(unheld(&scan).len(), MAX_ROWS_PER_USER);
+        assert!(
+            scan.incomplete
+                .iter()
+                .any(|n| n.starts_with("72 sockets of uid 1001")
+                    && n.contains("1024 at most per user")),
+            "{:?}",
+            scan.incomplete
+        );
+    }
+
+    #[test]
+    fn the_rows_one_scan_gives_are_bounded() {
+        // Gone senders of 2,100 sockets of 21 users, each user's image with 8
+        // heirs: 16,800 rows asked, 800 of each user's.
+        let heirs: Vec<(Pid, u32, (u64, u64), u64)> = (0..21u32)
+            .flat_map(|user| {
+                (0..8u32)
+                    .map(move |i| ((100 + user * 8 + i) as Pid, 2000 + user, HOP, 2_000_000_000))
+            })
+            .collect();
+        let mut live = live(&heirs);
+        let sendings = (0..2100u64)
+            .map(|i| sending(1000 + i, 40, 2000 + (i % 21) as u32, HOP))
             .collect();
         let (scan, _) = attributed(sendings, vec![], &mut live);
         assert_eq!(unheld(&scan).len(), MAX_GIVEN_ROWS);
