@@ -316,11 +316,18 @@ pub fn attribute_senders(
         // An executable the program could not read matches nothing.
         let exe = (sending.exe_dev, sending.exe_inode);
         let known_image = exe != (0, 0);
+        let asked_forebear = || {
+            sending
+                .ancestors
+                .iter()
+                .any(|&(ancestor, _)| Pid::try_from(ancestor).is_ok_and(asked))
+        };
         if asked_images.as_ref().is_some_and(|images| {
             !asked(tgid)
+                && !asked_forebear()
                 && !images
                     .iter()
-                    .any(|r| known_image && r.uid == sending.uid && r.exe == exe)
+                    .any(|r| known_image && r.uid == sending.uid && r.exe.1 == exe.1)
         }) {
             continue;
         }
@@ -1174,6 +1181,12 @@ mod tests {
         let (scan, log) = attributed_in(Some(&[53]), sendings, vec![], &mut live);
         assert_eq!(unheld(&scan), []);
         assert_eq!((scan.incomplete.len(), log), (0, None));
+        // A scan of a forker of the sender (another image) gives it to it.
+        let mut forker = self::live(&[(25, 1001, SLEEP, 100_000_000)]);
+        let mut child = sending(9, 40, 1001, HOP);
+        child.ancestors = vec![(25, 105_000_000)];
+        let (scan, _) = attributed_in(Some(&[25]), vec![child], vec![], &mut forker);
+        assert_eq!(unheld(&scan), [(25, 9)]);
         let sendings = vec![sending(9, 40, 1001, HOP)];
         let (scan, _) = attributed_in(Some(&[40]), sendings, vec![], &mut live);
         assert_eq!(unheld(&scan), [(40, 9)]);
