@@ -732,7 +732,7 @@ fn a_process_whose_threads_keep_replacing_each_other_is_not_silently_cut_short()
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("churn");
-    let Some(binary) = compiled(&attacker, "churn", CHURNING_HOLDER) else {
+    let Some(binary) = common::compiled(&attacker, "churn", CHURNING_HOLDER) else {
         return common::skip(TEST, "no C compiler");
     };
     let start = |speed: &str| {
@@ -803,7 +803,7 @@ fn every_walk_of_a_process_whose_threads_keep_replacing_each_other_finds_it_or_s
     // Its churning process makes any full scan beside it partial.
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("churnwalk");
-    let Some(binary) = compiled(&attacker, "churn", CHURNING_HOLDER) else {
+    let Some(binary) = common::compiled(&attacker, "churn", CHURNING_HOLDER) else {
         return common::skip(TEST, "no C compiler");
     };
     let start = |speed: &str| {
@@ -887,7 +887,7 @@ fn every_full_scan_beside_threads_that_make_pids_come_round_finds_them_or_says_s
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("churnround");
-    let Some(binary) = compiled(&attacker, "churn", CHURNING_HOLDER) else {
+    let Some(binary) = common::compiled(&attacker, "churn", CHURNING_HOLDER) else {
         return common::skip(TEST, "no C compiler");
     };
     let start = |speed: &str| {
@@ -995,7 +995,7 @@ fn threads_listing_one_huge_fd_table_cannot_hold_up_the_full_scan() {
     }
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("fd-threads");
-    let Some(binary) = compiled(&attacker, "hoard", THREADED_FD_HOARDER) else {
+    let Some(binary) = common::compiled(&attacker, "hoard", THREADED_FD_HOARDER) else {
         return common::skip(TEST, "no C compiler");
     };
     let mut command = attacker.command(&binary);
@@ -1071,31 +1071,6 @@ threading.Thread(target=body).start()
 print("ready", flush=True)
 libc.syscall(60, 0)
 "#;
-
-/// `source` (C, with pthreads) built as `name` in the attacker's home; `None`
-/// without a C compiler.
-fn compiled(attacker: &common::Attacker, name: &str, source: &str) -> Option<std::path::PathBuf> {
-    compiled_with(attacker, name, source, &[])
-}
-
-/// `compiled`, with more arguments for the linker (after the source).
-fn compiled_with(
-    attacker: &common::Attacker,
-    name: &str,
-    source: &str,
-    link: &[&str],
-) -> Option<std::path::PathBuf> {
-    let file = attacker.write(&format!("{name}.c"), source.as_bytes(), false);
-    let binary = attacker.home.join(name);
-    Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&binary)
-        .arg(&file)
-        .args(link)
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(binary)
-}
 
 /// Many TCP clients whose proxy variables are huge: the scan reads each
 /// environment whole (up to 1 MiB) but keeps only the SOCKS check's variables,
@@ -1399,7 +1374,7 @@ fn hider_below_the_pass_is_found_or_said(test: &str, role: &str, tag: &str) {
     let _kill = common::KillUser(attacker.name.clone());
     // libgcc_s linked in: a thread's exit loads it, and the hider's fd table
     // is full by then.
-    let Some(binary) = compiled_with(
+    let Some(binary) = common::compiled_with(
         &attacker,
         "lap",
         PID_LAPPER,
@@ -1577,7 +1552,7 @@ fn a_socket_whose_holder_keeps_forking_is_found_or_said() {
     let _full_scan = full_scan_lock();
     let attacker = common::attacker("forkhop");
     let _kill = common::KillUser(attacker.name.clone());
-    let Some(binary) = compiled(&attacker, "hop", FORK_HOPPER) else {
+    let Some(binary) = common::compiled(&attacker, "hop", FORK_HOPPER) else {
         return common::skip(
             "a_socket_whose_holder_keeps_forking_is_found_or_said",
             "no C compiler",
@@ -1601,7 +1576,7 @@ fn a_socket_whose_holder_keeps_forking_is_found_or_said() {
     }
     // The lapper's staller (a process whose leader exited, its threads listing
     // 19,900 fds) makes a pass long enough for pids to come round in it.
-    let Some(lap) = compiled_with(
+    let Some(lap) = common::compiled_with(
         &attacker,
         "lap",
         PID_LAPPER,
@@ -1877,7 +1852,7 @@ fn thousands_of_processes_whose_leader_exited_cannot_hold_a_scan_past_its_deadli
     let start_holders = |tag: &str, mode: &str| {
         let user = common::attacker(tag);
         let kill = common::KillUser(user.name.clone());
-        let binary = compiled(&user, "holders", THREADED_UDP_HOLDERS)?;
+        let binary = common::compiled(&user, "holders", THREADED_UDP_HOLDERS)?;
         let mut command = user.command(&binary);
         command.args([HOLDERS.to_string(), mode.to_string()]);
         let holders = common::spawn_ready(command).expect("holders start");

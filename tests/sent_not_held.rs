@@ -397,3 +397,122 @@ fn a_double_forked_or_re_exec_d_sender_leads_to_the_implant() {
         assert_eq!(unheld(&rows), [implant.pid], "{how}: {rows:?}");
     }
 }
+
+/// The red team's third round, as one program. `chain N`: the implant forks a
+/// chain of N processes, each intermediate exiting once it has forked; the
+/// last sends (its forkers on record are dead intermediates, its parent init).
+/// `leader`: the implant forks I, I forks S and exits; S's leader calls
+/// `pthread_exit` and a second thread sends (the leader's exit was taken for
+/// the process's). `cat`: a child makes a connected UDP socket and execs
+/// `/usr/bin/cat` on it (the maker and the sender share a pid); the implant
+/// sends through cat. `maker`: the implant forks I, I forks M and exits; M
+/// makes the socket, starts cat on it and exits (the maker's forkers lead to
+/// the implant). Each prints `inode=N`, then the implant `ready`.
+const ROUND_THREE: &str = r#"
+#define _GNU_SOURCE
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = 0x0900};
+static void beacon(void) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  to.sin_addr.s_addr = htonl(0x7f000001);
+  sendto(s, "beacon", 6, 0, (void *)&to, sizeof to);
+  struct stat st; fstat(s, &st);
+  printf("inode=%lu\n", (unsigned long)st.st_ino); fflush(stdout);
+  close(s);
+}
+static void *second(void *unused) { usleep(150000); beacon(); exit(0); return unused; }
+int main(int argc, char **argv) {
+  usleep(100000);
+  if (!strcmp(argv[1], "chain")) {
+    int n = atoi(argv[2]);
+    if (!fork()) {
+      for (int i = 1; i < n; i++) if (fork()) _exit(0);
+      usleep(200000); beacon(); _exit(0);
+    }
+  } else if (!strcmp(argv[1], "leader")) {
+    if (!fork()) {
+      if (fork()) _exit(0);
+      pthread_t t; pthread_create(&t, 0, second, 0); pthread_exit(0);
+    }
+  } else if (!strcmp(argv[1], "maker")) {
+    int p[2]; pipe(p);
+    if (!fork()) {
+      if (fork()) _exit(0);
+      usleep(100000);
+      int s = socket(AF_INET, SOCK_DGRAM, 0);
+      to.sin_addr.s_addr = htonl(0x7f000001);
+      connect(s, (void *)&to, sizeof to);
+      struct stat st; fstat(s, &st);
+      printf("inode=%lu\n", (unsigned long)st.st_ino); fflush(stdout);
+      if (!fork()) {
+        dup2(p[0], 0); dup2(s, 1); close(p[0]); close(p[1]); close(s);
+        execl("/usr/bin/cat", "cat", (char *)0); _exit(1);
+      }
+      _exit(0);
+    }
+    close(p[0]); usleep(300000); write(p[1], "beacon\n", 7);
+  } else {
+    int p[2]; pipe(p);
+    if (!fork()) {
+      int s = socket(AF_INET, SOCK_DGRAM, 0);
+      to.sin_addr.s_addr = htonl(0x7f000001);
+      connect(s, (void *)&to, sizeof to);
+      struct stat st; fstat(s, &st);
+      printf("inode=%lu\n", (unsigned long)st.st_ino); fflush(stdout);
+      dup2(p[0], 0); dup2(s, 1); close(p[0]); close(p[1]); close(s);
+      execl("/usr/bin/cat", "cat", (char *)0); _exit(1);
+    }
+    close(p[0]); usleep(200000); write(p[1], "beacon\n", 7);
+  }
+  usleep(600000);
+  printf("ready\n"); fflush(stdout);
+  for (;;) pause();
+}
+"#;
+
+/// Red team round 3: a fork chain of five and of eight (R3-A), a leader that
+/// exits before its thread sends (R3-B), a socket made and then exec'd into cat
+/// (R3-C), a gone maker whose intermediate exited (R3-D). The implant, alive,
+/// is given each socket.
+#[test]
+fn chains_exited_leaders_and_makers_that_exec_lead_to_the_implant() {
+    if !start_ledger("chains_exited_leaders_and_makers_that_exec_lead_to_the_implant") {
+        return;
+    }
+    let _full_scan = common::FullScanLock::shared();
+    let attacker = common::attacker("round3");
+    let _kill = common::KillUser(attacker.name.clone());
+    let Some(binary) = common::compiled(&attacker, "implant3", ROUND_THREE) else {
+        return common::skip(
+            "chains_exited_leaders_and_makers_that_exec_lead_to_the_implant",
+            "no C compiler",
+        );
+    };
+    let mut missed = Vec::new();
+    let ways: [&[&str]; 5] = [
+        &["chain", "5"],
+        &["chain", "8"],
+        &["leader"],
+        &["cat"],
+        &["maker"],
+    ];
+    for how in ways {
+        let mut command = attacker.command(&binary);
+        command.args(how);
+        let implant = common::spawn_ready(command).expect("the implant");
+        let scan = full_scan(&host());
+        let rows = rows_of(&scan, implant.int("inode"));
+        if !unheld(&rows).contains(&implant.pid) {
+            missed.push(format!("{how:?}: {rows:?}"));
+        }
+    }
+    assert!(missed.is_empty(), "the implant was not given: {missed:#?}");
+}

@@ -453,3 +453,28 @@ impl Drop for KillUser {
         let _ = Command::new("pkill").args(["-9", "-u", &self.0]).status();
     }
 }
+
+/// `source` (C, with pthreads) built as `name` in the attacker's home; `None`
+/// without a C compiler.
+pub fn compiled(attacker: &Attacker, name: &str, source: &str) -> Option<std::path::PathBuf> {
+    compiled_with(attacker, name, source, &[])
+}
+
+/// `compiled`, with more arguments for the linker (after the source).
+pub fn compiled_with(
+    attacker: &Attacker,
+    name: &str,
+    source: &str,
+    link: &[&str],
+) -> Option<std::path::PathBuf> {
+    let file = attacker.write(&format!("{name}.c"), source.as_bytes(), false);
+    let binary = attacker.home.join(name);
+    Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(&file)
+        .args(link)
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(binary)
+}

@@ -270,7 +270,7 @@ pub(super) struct Btf<'a> {
 const CHECKPOINT_EVERY: u32 = 16;
 
 /// The struct names `parse_layout` looks up.
-const WANTED: [&str; 16] = [
+const WANTED: [&str; 17] = [
     "bpf_iter__task_file",
     "bpf_iter__task",
     "bpf_iter_meta",
@@ -287,6 +287,7 @@ const WANTED: [&str; 16] = [
     "cred",
     "mm_struct",
     "super_block",
+    "signal_struct",
 ];
 
 /// Which bytes a struct name in [`WANTED`] may start with.

@@ -140,6 +140,9 @@ pub struct SenderLayout {
     pub fork_tracepoint: u32,
     pub exit_tracepoint: u32,
     pub task_pid: u32,
+    /// `task->signal`, then `signal->live.counter`: threads of the group alive.
+    pub task_signal: u32,
+    pub signal_live: u32,
     pub sock: SockLayout,
     /// `sk->sk_socket`, then `socket->file`.
     pub sock_socket: u32,
@@ -164,6 +167,8 @@ pub fn parse_sender_layout(blob: &[u8]) -> Result<SenderLayout, FdIteratorError>
         fork_tracepoint: btf.typedef_named(FORK_TRACEPOINT)?,
         exit_tracepoint: btf.typedef_named(EXIT_TRACEPOINT)?,
         task_pid: btf.member_offset("task_struct", "pid", 4)?,
+        task_signal: btf.member_offset("task_struct", "signal", 0)?,
+        signal_live: btf.path_offset("signal_struct", &["live", "counter"], Expect::Int(4))?,
         sock: sock_layout(&btf)?,
         sock_socket: btf.member_offset("sock", "sk_socket", 0)?,
         socket_file: btf.member_offset("socket", "file", 0)?,
@@ -188,9 +193,14 @@ enum Label {
     Exe,
     Identified,
     Lineaged,
+    Maker,
     Recorded,
     Made,
     Allow,
+    /// The fork program's: the next forker to look at, and the next slot to
+    /// try for forker `i`.
+    Candidate(i16),
+    Slot(i16, i16),
     Exit,
 }
 
@@ -344,9 +354,10 @@ pub fn send_program(
     a.emit(insn(STX_W, 10, 2, KEY_TGID, 0));
     a.emit(insn(ST_W, 10, 0, KEY_TGID + 4, 0));
     record(&mut a, ledger, dropped, Recorded);
-    // The socket's maker, when another process made it: an entry of its own,
-    // so a program that makes a socket and has trusted ones send on it is a
-    // sender too.
+    // The socket's maker, when another process, or another image of this
+    // one, made it (red team: made, then exec'd into cat): an entry of its
+    // own (its key marked), so a program that makes a socket and has trusted
+    // ones send on it is a sender too.
     if let Some(makers) = makers {
         load_map(&mut a, 1, makers);
         a.emit(insn(MOV64_REG, 2, 7, 0, 0));
@@ -356,10 +367,18 @@ pub fn send_program(
         a.jump(JEQ_IMM, 0, 0, Exit);
         a.emit(insn(MOV64_REG, 8, 0, 0, 0)); // r8 = what the maker left
         a.emit(insn(LDX_W, 2, 8, at::TGID, 0));
-        a.emit(insn(LDX_W, 3, 10, on_stack(at::TGID), 0));
-        a.jump_reg(JEQ_REG, 2, 3, Exit);
         a.jump(JEQ_IMM, 2, 0, Exit);
+        a.emit(insn(LDX_W, 3, 10, on_stack(at::TGID), 0));
+        a.jump_reg(JNE_REG, 2, 3, Maker);
+        a.emit(insn(LDX_DW, 3, 8, at::LEADER_START, 0));
+        a.emit(insn(LDX_DW, 4, 10, on_stack(at::LEADER_START), 0));
+        a.jump_reg(JNE_REG, 3, 4, Maker);
+        a.emit(insn(LDX_DW, 3, 8, at::EXE_INODE, 0));
+        a.emit(insn(LDX_DW, 4, 10, on_stack(at::EXE_INODE), 0));
+        a.jump_reg(JEQ_REG, 3, 4, Exit);
+        a.label(Maker);
         a.emit(insn(STX_W, 10, 2, KEY_TGID, 0));
+        a.emit(insn(ST_W, 10, 0, KEY_TGID + 4, 1));
         for (load, store, field) in [
             (LDX_W, STX_W, at::TGID),
             (LDX_W, STX_W, at::UID),
@@ -374,10 +393,13 @@ pub fn send_program(
             a.emit(insn(load, 2, 8, field, 0));
             a.emit(insn(store, 10, 2, on_stack(field), 0));
         }
-        // The sender's forkers are not the maker's.
+        // The maker's forkers, as it made the socket.
         for i in 0..LINEAGE_DEPTH as i16 {
-            a.emit(insn(ST_W, 10, 0, on_stack(at::FORKERS + 4 * i), 0));
-            a.emit(insn(ST_DW, 10, 0, on_stack(at::FORKER_STARTS + 8 * i), 0));
+            let (tgid, start) = (at::FORKERS + 4 * i, at::FORKER_STARTS + 8 * i);
+            a.emit(insn(LDX_W, 2, 8, tgid, 0));
+            a.emit(insn(STX_W, 10, 2, on_stack(tgid), 0));
+            a.emit(insn(LDX_DW, 2, 8, start, 0));
+            a.emit(insn(STX_DW, 10, 2, on_stack(start), 0));
         }
         a.emit(insn(ST_B, 10, 0, on_stack(at::MADE), 1));
         record(&mut a, ledger, dropped, Made);
@@ -388,9 +410,9 @@ pub fn send_program(
     a.finish()
 }
 
-/// Processes whose lineage is kept at most (live processes of users other than
-/// root forked since the ledger started); a fork with no room is counted as a
-/// lost send.
+/// Processes whose lineage is kept at most (live processes forked since the
+/// ledger started, root's included: an implant a root helper started must be
+/// found alive); a fork with no room is counted as a lost send.
 pub const LINEAGE_CAPACITY: u32 = 65536;
 
 /// A lineage entry (by tgid): the process's leader start, then the tgids and
@@ -408,9 +430,12 @@ const _: () = assert!(
 
 /// The program on `sched_process_fork(struct task_struct *parent, struct
 /// task_struct *child)`, `parent` being the forking task: the new process's
-/// lineage is its forker, then its forker's (a `CLONE_PARENT` child is given
-/// the real parent of its forker, a double-forked one init, but its forkers
-/// stay on record). Threads and root's forks are not kept.
+/// lineage is its forker, then those of its forker's forkers still alive
+/// (their own lineage entries there with the same start), nearest first: a
+/// chain of intermediates that exit leaves the live ancestor in reach (red
+/// team: a chain of five hid the implant). A `CLONE_PARENT` child is given the
+/// real parent of its forker, a double-forked one init, but its forkers stay on
+/// record. Threads are not kept.
 pub fn fork_program(
     layout: &SenderLayout,
     lineages: &OwnedFd,
@@ -420,14 +445,14 @@ pub fn fork_program(
     const VALUE: i16 = -(lineage::BYTES as i16);
     const KEY: i16 = VALUE - 4;
     const FORKER_KEY: i16 = KEY - 4;
+    /// The forker's entry, copied: the map's value may change under us.
+    const FORKERS_OF: i16 = FORKER_KEY - lineage::BYTES as i16;
+    const LOOKUP_KEY: i16 = FORKERS_OF - 4;
     let mut a = Assembler::<Label>::default();
     a.emit(insn(LDX_DW, 6, 1, 0, 0)); // r6 = the forking task
     a.emit(insn(LDX_DW, 7, 1, 8, 0)); // r7 = the new one
     a.jump(JEQ_IMM, 6, 0, Exit);
     a.jump(JEQ_IMM, 7, 0, Exit);
-    a.emit(insn(CALL, 0, 0, 0, HELPER_UID_GID));
-    a.emit(insn(MOV32_REG, 0, 0, 0, 0));
-    a.jump(JEQ_IMM, 0, 0, Exit);
     a.emit(insn(LDX_W, 8, 7, offset16(layout.task_tgid)?, 0));
     a.emit(insn(LDX_W, 9, 6, offset16(layout.task_tgid)?, 0));
     a.jump_reg(JEQ_REG, 8, 9, Exit); // a thread
@@ -435,6 +460,7 @@ pub fn fork_program(
     a.emit(insn(STX_W, 10, 9, FORKER_KEY, 0));
     for slot in 0..(lineage::BYTES / 8) as i16 {
         a.emit(insn(ST_DW, 10, 0, VALUE + slot * 8, 0));
+        a.emit(insn(ST_DW, 10, 0, FORKERS_OF + slot * 8, 0));
     }
     a.copy(
         LDX_DW,
@@ -454,15 +480,45 @@ pub fn fork_program(
         VALUE + lineage::STARTS,
     )?;
     a.label(Inet);
+    // The forker's own forkers, copied.
     load_map(&mut a, 1, lineages);
     a.emit(insn(MOV64_REG, 2, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(FORKER_KEY)));
     a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
     a.jump(JEQ_IMM, 0, 0, Net);
-    for i in 0..(LINEAGE_DEPTH as i16 - 1) {
+    for i in 0..LINEAGE_DEPTH as i16 {
         let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
-        a.copy(LDX_W, STX_W, 0, tgid as u32, VALUE + tgid + 4)?;
-        a.copy(LDX_DW, STX_DW, 0, start as u32, VALUE + start + 8)?;
+        a.copy(LDX_W, STX_W, 0, tgid as u32, FORKERS_OF + tgid)?;
+        a.copy(LDX_DW, STX_DW, 0, start as u32, FORKERS_OF + start)?;
+    }
+    // Each of them still alive goes in the next free slot (r9 counts the
+    // slots filled; the forker took the first).
+    a.emit(insn(MOV64_IMM, 9, 0, 0, 1));
+    for i in 0..LINEAGE_DEPTH as i16 {
+        let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
+        a.emit(insn(LDX_W, 2, 10, FORKERS_OF + tgid, 0));
+        a.jump(JEQ_IMM, 2, 0, Net);
+        a.emit(insn(STX_W, 10, 2, LOOKUP_KEY, 0));
+        load_map(&mut a, 1, lineages);
+        a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+        a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(LOOKUP_KEY)));
+        a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+        a.jump(JEQ_IMM, 0, 0, Candidate(i + 1));
+        a.emit(insn(LDX_DW, 2, 0, lineage::START, 0));
+        a.emit(insn(LDX_DW, 3, 10, FORKERS_OF + start, 0));
+        a.jump_reg(JNE_REG, 2, 3, Candidate(i + 1));
+        for slot in 1..LINEAGE_DEPTH as i16 {
+            a.jump(JNE_IMM, 9, i32::from(slot), Slot(i, slot + 1));
+            a.emit(insn(LDX_W, 2, 10, FORKERS_OF + tgid, 0));
+            a.emit(insn(STX_W, 10, 2, VALUE + lineage::TGIDS + 4 * slot, 0));
+            a.emit(insn(STX_DW, 10, 3, VALUE + lineage::STARTS + 8 * slot, 0));
+            a.emit(insn(ADD64_IMM, 9, 0, 0, 1));
+            a.goto(Candidate(i + 1));
+            a.label(Slot(i, slot + 1));
+        }
+        // Every slot filled.
+        a.goto(Net);
+        a.label(Candidate(i + 1));
     }
     a.label(Net);
     load_map(&mut a, 1, lineages);
@@ -481,7 +537,9 @@ pub fn fork_program(
 }
 
 /// The program on `sched_process_exit(struct task_struct *, …)`: a process's
-/// lineage leaves with its leader.
+/// lineage leaves with its last thread (`signal->live` is 0 once the group is
+/// dead; red team: on the leader's own exit, a process whose leader called
+/// `pthread_exit`, or whose other thread exec'd, lost its lineage alive).
 pub fn exit_program(
     layout: &SenderLayout,
     lineages: &OwnedFd,
@@ -490,9 +548,11 @@ pub fn exit_program(
     let mut a = Assembler::<Label>::default();
     a.emit(insn(LDX_DW, 6, 1, 0, 0));
     a.jump(JEQ_IMM, 6, 0, Exit);
+    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_signal)?, 0));
+    a.jump(JEQ_IMM, 2, 0, Exit);
+    a.emit(insn(LDX_W, 3, 2, offset16(layout.signal_live)?, 0));
+    a.jump(JNE_IMM, 3, 0, Exit);
     a.emit(insn(LDX_W, 2, 6, offset16(layout.task_tgid)?, 0));
-    a.emit(insn(LDX_W, 3, 6, offset16(layout.task_pid)?, 0));
-    a.jump_reg(JNE_REG, 2, 3, Exit);
     a.emit(insn(STX_W, 10, 2, -4, 0));
     load_map(&mut a, 1, lineages);
     a.emit(insn(MOV64_REG, 2, 10, 0, 0));
@@ -532,6 +592,7 @@ const BPF_SOCK_TYPE: i16 = 8;
 pub fn maker_program(
     layout: &SenderLayout,
     makers: &OwnedFd,
+    lineages: Option<&OwnedFd>,
 ) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let mut a = Assembler::<Label>::default();
@@ -555,6 +616,26 @@ pub fn maker_program(
     a.emit(insn(MOV64_REG, 7, 0, 0, 0)); // r7 = the maker's record
     a.emit(insn(STX_W, 7, 9, at::UID, 0));
     identify_current(&mut a, layout, 7, |field| field)?;
+    // Its forkers, from its lineage (if the entry is this process's).
+    if let Some(lineages) = lineages {
+        a.emit(insn(LDX_W, 2, 7, at::TGID, 0));
+        a.emit(insn(STX_W, 10, 2, -4, 0));
+        load_map(&mut a, 1, lineages);
+        a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+        a.emit(insn(ADD64_IMM, 2, 0, 0, -4));
+        a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+        a.jump(JEQ_IMM, 0, 0, Allow);
+        a.emit(insn(LDX_DW, 2, 0, lineage::START, 0));
+        a.emit(insn(LDX_DW, 3, 7, at::LEADER_START, 0));
+        a.jump_reg(JNE_REG, 2, 3, Allow);
+        for i in 0..LINEAGE_DEPTH as i16 {
+            let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
+            a.emit(insn(LDX_W, 2, 0, tgid, 0));
+            a.emit(insn(STX_W, 7, 2, at::FORKERS + 4 * i, 0));
+            a.emit(insn(LDX_DW, 2, 0, start, 0));
+            a.emit(insn(STX_DW, 7, 2, at::FORKER_STARTS + 8 * i, 0));
+        }
+    }
     a.label(Allow);
     a.emit(insn(MOV64_IMM, 0, 0, 0, 1));
     a.emit(insn(EXIT, 0, 0, 0, 0));
@@ -971,10 +1052,14 @@ fn attach_lineage(
 }
 
 /// Loads the maker program and links it to the cgroup v2 root.
-fn attach_maker(layout: &SenderLayout, makers: &OwnedFd) -> Result<OwnedFd, String> {
+fn attach_maker(
+    layout: &SenderLayout,
+    makers: &OwnedFd,
+    lineages: Option<&OwnedFd>,
+) -> Result<OwnedFd, String> {
     let program = load_program_of(
         BPF_PROG_TYPE_CGROUP_SOCK,
-        &maker_program(layout, makers).map_err(|e| e.to_string())?,
+        &maker_program(layout, makers, lineages).map_err(|e| e.to_string())?,
         0,
         BPF_CGROUP_INET_SOCK_CREATE,
         b"an1256_makers",
@@ -1007,11 +1092,12 @@ impl SendLedger {
         let dropped = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"an1256_dropped")?;
         // Who made each socket, and who forked each process: without them the
         // ledger still runs, and says so.
+        let lineages = attach_lineage(&layout, &dropped);
         let makers = maker_storage().and_then(|makers| {
-            let link = attach_maker(&layout, &makers)?;
+            let lineage_map = lineages.as_ref().ok().map(|(map, _)| map);
+            let link = attach_maker(&layout, &makers, lineage_map)?;
             Ok((makers, link))
         });
-        let lineages = attach_lineage(&layout, &dropped);
         let program = load_tracing_program(
             &send_program(
                 &layout,
@@ -1315,6 +1401,8 @@ mod tests {
             fork_tracepoint: 2,
             exit_tracepoint: 3,
             task_pid: 0,
+            task_signal: 0,
+            signal_live: 0,
             sock: crate::platform::linux::fd_iterator::EMPTY_LAYOUT.sock,
             sock_socket: 0,
             socket_file: 0,
@@ -1330,7 +1418,7 @@ mod tests {
             mm_exe_file: 0,
         };
         let map = OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
-        let code = maker_program(&layout, &map).expect("assembled");
+        let code = maker_program(&layout, &map, Some(&map)).expect("assembled");
         let exits: Vec<usize> = (0..code.len()).filter(|&i| code[i].code == EXIT).collect();
         assert_eq!(exits.len(), 1);
         assert_eq!(code[exits[0] - 1], insn(MOV64_IMM, 0, 0, 0, 1));
