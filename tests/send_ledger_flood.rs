@@ -10,7 +10,7 @@ use an1256::model::{ProtocolSet, SocketQuery};
 use an1256::platform::linux::send_ledger;
 use an1256::platform::Host;
 
-const LOST: &str = "sends on users' sockets were not recorded";
+const LOST: &str = "sends on users' sockets (or forks) were not recorded";
 
 #[test]
 fn a_user_who_fills_the_send_ledger_makes_full_scans_say_so() {

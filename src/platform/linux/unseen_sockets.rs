@@ -269,10 +269,12 @@ pub fn attribute_senders(
     };
     if read.dropped_since > 0 {
         scan.incomplete.push(format!(
-            "{} sends on users' sockets were not recorded: the send ledger was full ({} \
-             sockets); a socket sent on by a process the scan missed may not be noticed",
+            "{} sends on users' sockets (or forks) were not recorded: the send ledger \
+             ({} sockets) or the lineage ({} processes) was full; a socket sent on by a \
+             process the scan missed may not be noticed",
             read.dropped_since,
-            super::send_ledger::CAPACITY
+            super::send_ledger::CAPACITY,
+            super::send_ledger::LINEAGE_CAPACITY
         ));
     }
     let mut holders: HashMap<u64, Vec<Pid>> = HashMap::new();
@@ -1239,7 +1241,8 @@ mod tests {
             now: 0,
         });
         attribute_senders(lost, &ProtocolSet::ALL, None, &mut scan, &mut live, row);
-        assert!(scan.incomplete[0].starts_with("12 sends on users' sockets were not recorded"));
+        assert!(scan.incomplete[0]
+            .starts_with("12 sends on users' sockets (or forks) were not recorded"));
         let mut scan = SocketScan::default();
         let unread = Err("EPERM".into());
         attribute_senders(unread, &ProtocolSet::ALL, None, &mut scan, &mut live, row);
