@@ -407,7 +407,10 @@ fn a_double_forked_or_re_exec_d_sender_leads_to_the_implant() {
 /// `/usr/bin/cat` on it (the maker and the sender share a pid); the implant
 /// sends through cat. `maker`: the implant forks I, I forks M and exits; M
 /// makes the socket, starts cat on it and exits (the maker's forkers lead to
-/// the implant). Each prints `inode=N`, then the implant `ready`.
+/// the implant). `xargs`: the implant runs `timeout timeout timeout xargs`,
+/// which runs a copy of it that sends (four live trusted forkers fill the
+/// sender's slots; red team round 4). Each prints `inode=N`, then the implant
+/// `ready`.
 const ROUND_THREE: &str = r#"
 #define _GNU_SOURCE
 #include <netinet/in.h>
@@ -430,8 +433,18 @@ static void beacon(void) {
 }
 static void *second(void *unused) { usleep(150000); beacon(); exit(0); return unused; }
 int main(int argc, char **argv) {
+  if (!strcmp(argv[1], "s")) { beacon(); return 0; }
   usleep(100000);
-  if (!strcmp(argv[1], "chain")) {
+  if (!strcmp(argv[1], "xargs")) {
+    int p[2]; pipe(p);
+    if (!fork()) {
+      dup2(p[0], 0); close(p[0]); close(p[1]);
+      execl("/usr/bin/timeout", "timeout", "1000", "/usr/bin/timeout", "1000",
+            "/usr/bin/timeout", "1000", "/usr/bin/xargs", "-L1", argv[0], "s", (char *)0);
+      _exit(1);
+    }
+    close(p[0]); usleep(300000); write(p[1], "x\n", 2);
+  } else if (!strcmp(argv[1], "chain")) {
     int n = atoi(argv[2]);
     if (!fork()) {
       for (int i = 1; i < n; i++) if (fork()) _exit(0);
@@ -497,12 +510,13 @@ fn chains_exited_leaders_and_makers_that_exec_lead_to_the_implant() {
         );
     };
     let mut missed = Vec::new();
-    let ways: [&[&str]; 5] = [
+    let ways: [&[&str]; 6] = [
         &["chain", "5"],
         &["chain", "8"],
         &["leader"],
         &["cat"],
         &["maker"],
+        &["xargs"],
     ];
     for how in ways {
         let mut command = attacker.command(&binary);

@@ -825,8 +825,9 @@ pub struct SendLedger {
     _link: OwnedFd,
     /// The maker program's link (to the cgroup v2 root), or why there is none.
     makers: Result<OwnedFd, String>,
-    /// The fork and exit programs' links, or why there are none.
-    lineages: Result<[OwnedFd; 2], String>,
+    /// The lineage map and the fork and exit programs' links, or why there
+    /// are none.
+    lineages: Result<(OwnedFd, [OwnedFd; 2]), String>,
     /// Losses as reads saw them.
     losses: Mutex<Losses>,
 }
@@ -1121,7 +1122,7 @@ impl SendLedger {
             dropped,
             _link: link,
             makers: makers.map(|(_, link)| link),
-            lineages: lineages.map(|(_, links)| links),
+            lineages,
             losses: Mutex::new(Losses::default()),
         })
     }
@@ -1144,6 +1145,25 @@ impl SendLedger {
         };
         // Gone already (a concurrent read dropped it) is as good.
         let _ = bpf_call(BPF_MAP_DELETE_ELEM, &mut attr);
+    }
+
+    /// The lineage of the live process `tgid`: its leader start (ns since
+    /// boot) and its forkers on record, nearest first; `None` without one.
+    pub fn lineage(&self, tgid: u32) -> Option<(u64, Vec<(u32, u64)>)> {
+        let (map, _) = self.lineages.as_ref().ok()?;
+        let mut value = [0u8; lineage::BYTES];
+        Self::lookup(map, &tgid.to_ne_bytes(), &mut value).ok()?;
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(value.get(at..at + 4)?.try_into().ok()?));
+        let u64_at = |at: usize| Some(u64::from_ne_bytes(value.get(at..at + 8)?.try_into().ok()?));
+        let start = u64_at(lineage::START as usize)?;
+        let mut forkers = Vec::new();
+        for i in 0..LINEAGE_DEPTH {
+            let tgid = u32_at(lineage::TGIDS as usize + 4 * i)?;
+            if tgid != 0 {
+                forkers.push((tgid, u64_at(lineage::STARTS as usize + 8 * i)?));
+            }
+        }
+        Some((start, forkers))
     }
 
     /// Sends not recorded since the ledger was made.

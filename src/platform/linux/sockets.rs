@@ -1485,7 +1485,10 @@ fn attribute_senders(
         row.tcp_state = unseen_sockets::SENT_NOT_HELD.to_owned();
         Some(row)
     };
-    let mut live = LiveHost::default();
+    let mut live = LiveHost {
+        read: HashMap::new(),
+        ledger: Some(ledger),
+    };
     let constrained = query.pids.as_deref();
     if let Some(note) = unseen_sockets::attribute_senders(
         read,
@@ -1504,11 +1507,12 @@ fn attribute_senders(
 /// The host's processes as the send ledger's attribution asks for them, each
 /// read once per scan.
 #[derive(Default)]
-struct LiveHost {
+struct LiveHost<'a> {
     read: HashMap<Pid, Option<unseen_sockets::Runner>>,
+    ledger: Option<&'a super::send_ledger::SendLedger>,
 }
 
-impl unseen_sockets::LiveProcesses for LiveHost {
+impl unseen_sockets::LiveProcesses for LiveHost<'_> {
     fn runner(&mut self, pid: Pid) -> Option<unseen_sockets::Runner> {
         *self.read.entry(pid).or_insert_with(|| {
             let dir = ProcDir::open(pid).ok()?;
@@ -1542,6 +1546,10 @@ impl unseen_sockets::LiveProcesses for LiveHost {
 
     fn tick_ns(&self) -> u64 {
         tick_ns()
+    }
+
+    fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)> {
+        self.ledger?.lineage(u32::try_from(pid).ok()?)
     }
 }
 

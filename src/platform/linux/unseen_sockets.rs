@@ -236,7 +236,14 @@ pub trait LiveProcesses {
     fn out_of_time(&self) -> bool;
     /// The clock tick `Runner::start` is rounded down to, in ns.
     fn tick_ns(&self) -> u64;
+    /// The lineage the ledger keeps of the live process `pid`: its leader
+    /// start (ns since boot, exact) and its forkers on record, nearest first.
+    fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)>;
 }
+
+/// Forebears looked at per send at most, walking the lineage up from the
+/// sender (through live forkers' own lineages).
+const MAX_FOREBEARS: usize = 64;
 
 /// Ends a scan's check with the send ledger (`send_ledger`): each socket a user
 /// sent on lately, of a kind the scan reports, that the scan did not find held
@@ -356,15 +363,32 @@ pub fn attribute_senders(
             // through reparenting), while it runs as recorded, whatever its
             // image: a program that forks, double-forks or execs a copy per
             // send lives on in one of them (red team). Of the sender's user.
-            for &(ancestor, start) in &sending.ancestors {
+            // The walk goes on up through each live forebear's own lineage
+            // (red team: four live trusted forkers, `timeout` and `xargs`,
+            // filled the sender's slots and left the implant above them).
+            let mut queue: std::collections::VecDeque<(u32, u64)> =
+                sending.ancestors.iter().copied().collect();
+            let mut seen: HashSet<u32> = HashSet::new();
+            while let Some((ancestor, start)) = queue.pop_front() {
+                if seen.len() >= MAX_FOREBEARS {
+                    break;
+                }
                 let Ok(pid) = Pid::try_from(ancestor) else {
                     continue;
                 };
-                let runs = live
-                    .runner(pid)
-                    .is_some_and(|r| r.uid == sending.uid && started_as(r.start, start));
-                if runs && asked(pid) && !heirs.contains(&pid) {
+                if pid <= 1 || !seen.insert(ancestor) {
+                    continue;
+                }
+                let Some(r) = live.runner(pid).filter(|r| started_as(r.start, start)) else {
+                    continue;
+                };
+                if r.uid == sending.uid && asked(pid) && !heirs.contains(&pid) {
                     heirs.push(pid);
+                }
+                if let Some((exact, forkers)) = live.forkers(pid) {
+                    if exact == start {
+                        queue.extend(forkers);
+                    }
                 }
             }
         }
@@ -818,6 +842,7 @@ mod tests {
     #[derive(Default)]
     struct FakeLive {
         runners: HashMap<Pid, Runner>,
+        lineage: HashMap<Pid, (u64, Vec<(u32, u64)>)>,
         unlistable: bool,
         out_of_time: bool,
     }
@@ -839,6 +864,9 @@ mod tests {
         }
         fn tick_ns(&self) -> u64 {
             TICK
+        }
+        fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)> {
+            self.lineage.get(&pid).cloned()
         }
     }
 
@@ -1077,6 +1105,43 @@ mod tests {
         let mut live = live(&[(52, 1001, (43, HOP.1), 2_000_000_000)]);
         let (scan, _) = attributed(vec![sending(9, 40, 1001, (41, HOP.1))], vec![], &mut live);
         assert_eq!(unheld(&scan), [(52, 9)]);
+    }
+
+    #[test]
+    fn the_lineage_is_walked_up_through_live_forkers_to_the_implant() {
+        // Red team round 4: implant 25 -> timeout 60 -> timeout 61 -> timeout
+        // 62 -> xargs 63 -> the sender (gone). The sender's four slots hold
+        // xargs and the timeouts; the implant is in the last timeout's lineage.
+        // Each live forebear of the user is given it (six at most here).
+        let mut live = live(&[
+            (25, 1001, HOP, 100_000_000),
+            (60, 1001, SLEEP, 200_000_000),
+            (61, 1001, SLEEP, 210_000_000),
+            (62, 1001, SLEEP, 220_000_000),
+            (63, 1001, (2049, 91), 230_000_000),
+        ]);
+        live.lineage.insert(
+            62,
+            (
+                220_000_001,
+                vec![(61, 210_000_001), (60, 200_000_001), (25, 100_000_001)],
+            ),
+        );
+        live.lineage.insert(25, (100_000_001, vec![(1, 0)]));
+        let mut child = sending(9, 70, 1001, HOP);
+        child.ancestors = vec![
+            (63, 230_000_001),
+            (62, 220_000_001),
+            (61, 210_000_001),
+            (60, 200_000_001),
+        ];
+        let (scan, log) = attributed(vec![child.clone()], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(63, 9), (62, 9), (61, 9), (60, 9), (25, 9)]);
+        assert_eq!(log, None);
+        // A lineage entry of another process under that pid leads nowhere.
+        live.lineage.insert(62, (999, vec![(25, 100_000_001)]));
+        let (scan, _) = attributed(vec![child], vec![], &mut live);
+        assert_eq!(unheld(&scan), [(63, 9), (62, 9), (61, 9), (60, 9)]);
     }
 
     #[test]
