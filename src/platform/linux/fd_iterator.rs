@@ -296,7 +296,7 @@ const WANTED_FIRST: [bool; 256] = first_bytes_of(&WANTED);
 /// the kfuncs the library program calls. A FUNC (~56k in vmlinux) has its name
 /// read only when it starts with one of these names' first bytes.
 const ITER_TASK_FILE: &str = "bpf_iter_task_file";
-const ITER_TASK: &str = "bpf_iter_task";
+pub(super) const ITER_TASK: &str = "bpf_iter_task";
 const VMA_NEW: &str = "bpf_iter_task_vma_new";
 const VMA_NEXT: &str = "bpf_iter_task_vma_next";
 const VMA_DESTROY: &str = "bpf_iter_task_vma_destroy";

@@ -34,11 +34,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
 use super::fd_iterator::{
-    bpf, bpf_fd, exact_here, insn, load_program_of, load_tracing_program, offset16,
-    read_vmlinux_btf, sock_layout, Assembler, Btf, Endpoints, Expect, FdIteratorError, Insn,
-    LinkCreateAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6, BPF_LINK_CREATE, CALL, EXIT,
-    EXIT_TRACEPOINT, FORK_TRACEPOINT, JEQ_IMM, JEQ_REG, JNE_IMM, JNE_REG, LDX_DW, LDX_H, LDX_W,
-    LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT, STX_DW, STX_H, STX_W, ST_B, ST_DW, ST_W,
+    bpf, bpf_fd, exact_here, insn, load_program, load_program_of, load_tracing_program, offset16,
+    read_iterator, read_vmlinux_btf, sock_layout, Assembler, Btf, Endpoints, Expect, FdIterator,
+    FdIteratorError, Insn, LinkCreateAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6,
+    BPF_LINK_CREATE, CALL, EXIT, EXIT_TRACEPOINT, FORK_TRACEPOINT, ITER_TASK, JEQ_IMM, JEQ_REG,
+    JNE_IMM, JNE_REG, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT,
+    STX_DW, STX_H, STX_W, ST_B, ST_DW, ST_W,
 };
 
 /// (socket, sending process) pairs of users' sends within
@@ -115,6 +116,8 @@ const fn on_stack(field: i16) -> i16 {
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_MAP_UPDATE: i32 = 2;
 const HELPER_MAP_DELETE: i32 = 3;
+/// `BPF_NOEXIST`: an update that makes an entry only.
+const BPF_NOEXIST: i32 = 1;
 const HELPER_PID_TGID: i32 = 14;
 const HELPER_UID_GID: i32 = 15;
 const HELPER_COMM: i32 = 16;
@@ -140,6 +143,9 @@ pub struct SenderLayout {
     pub fork_tracepoint: u32,
     pub exit_tracepoint: u32,
     pub task_pid: u32,
+    /// BTF id of the FUNC `bpf_iter_task`: the pass that gives the processes
+    /// already running their lineage (`None`: they have none).
+    pub iter_task: Option<u32>,
     /// `task->signal`, then `signal->live.counter`: threads of the group alive.
     pub task_signal: u32,
     pub signal_live: u32,
@@ -167,6 +173,7 @@ pub fn parse_sender_layout(blob: &[u8]) -> Result<SenderLayout, FdIteratorError>
         fork_tracepoint: btf.typedef_named(FORK_TRACEPOINT)?,
         exit_tracepoint: btf.typedef_named(EXIT_TRACEPOINT)?,
         task_pid: btf.member_offset("task_struct", "pid", 4)?,
+        iter_task: btf.func_named(ITER_TASK).ok(),
         task_signal: btf.member_offset("task_struct", "signal", 0)?,
         signal_live: btf.path_offset("signal_struct", &["live", "counter"], Expect::Int(4))?,
         sock: sock_layout(&btf)?,
@@ -530,6 +537,61 @@ pub fn fork_program(
     a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
     a.jump(JEQ_IMM, 0, 0, Exit);
     count_lost(&mut a, dropped, FORKER_KEY, Exit);
+    a.label(Exit);
+    a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
+    a.emit(insn(EXIT, 0, 0, 0, 0));
+    a.finish()
+}
+
+/// The `iter/task` program run once as the ledger starts: each process
+/// already running is given a lineage (its start, and its parent now as its
+/// forker), so the fork program counts it alive (red team round 4: an implant
+/// started before the extension counted as dead). An entry the fork program
+/// made meanwhile is kept.
+pub fn existing_program(
+    layout: &SenderLayout,
+    lineages: &OwnedFd,
+) -> Result<Vec<Insn>, FdIteratorError> {
+    use Label::*;
+    const VALUE: i16 = -(lineage::BYTES as i16);
+    const KEY: i16 = VALUE - 4;
+    let mut a = Assembler::<Label>::default();
+    a.emit(insn(LDX_DW, 6, 1, 8, 0)); // r6 = ctx->task
+    a.jump(JEQ_IMM, 6, 0, Exit);
+    a.emit(insn(LDX_W, 2, 6, offset16(layout.task_tgid)?, 0));
+    a.emit(insn(LDX_W, 3, 6, offset16(layout.task_pid)?, 0));
+    a.jump_reg(JNE_REG, 2, 3, Exit); // leaders only
+    a.emit(insn(STX_W, 10, 2, KEY, 0));
+    for slot in 0..(lineage::BYTES / 8) as i16 {
+        a.emit(insn(ST_DW, 10, 0, VALUE + slot * 8, 0));
+    }
+    a.copy(
+        LDX_DW,
+        STX_DW,
+        6,
+        layout.task_start_boottime,
+        VALUE + lineage::START,
+    )?;
+    a.emit(insn(LDX_DW, 7, 6, offset16(layout.task_real_parent)?, 0));
+    a.jump(JEQ_IMM, 7, 0, Net);
+    a.copy(LDX_W, STX_W, 7, layout.task_tgid, VALUE + lineage::TGIDS)?;
+    a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
+    a.jump(JEQ_IMM, 7, 0, Net);
+    a.copy(
+        LDX_DW,
+        STX_DW,
+        7,
+        layout.task_start_boottime,
+        VALUE + lineage::STARTS,
+    )?;
+    a.label(Net);
+    load_map(&mut a, 1, lineages);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
+    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
+    a.emit(insn(MOV64_IMM, 4, 0, 0, BPF_NOEXIST));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
     a.label(Exit);
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
@@ -1049,6 +1111,22 @@ fn attach_lineage(
         layout.fork_tracepoint,
         b"an1256_forks",
     )?;
+    // The processes already running, after the fork program is attached: one
+    // forked in between has its entry already, and keeps it.
+    if let Some(iter_task) = layout.iter_task {
+        let code = existing_program(layout, &lineages).map_err(|e| e.to_string())?;
+        let program =
+            load_program(&code, iter_task, b"an1256_existing").map_err(|e| e.to_string())?;
+        let link = FdIterator::link(&program, None).map_err(|e| e.to_string())?;
+        read_iterator(
+            &link,
+            1,
+            4096,
+            1 << 20,
+            crate::deadline::Deadline::after(std::time::Duration::from_secs(10)),
+        )
+        .map_err(|e| format!("the running processes' lineage: {e}"))?;
+    }
     Ok((lineages, [exit, fork]))
 }
 
@@ -1319,6 +1397,12 @@ mod tests {
         };
         let (mut child, inode, port) = sender();
         assert_eq!(status(), "running");
+        // This process, and its parent, ran before the ledger: they have a
+        // lineage (their parent as their forker) all the same.
+        let parent = std::os::unix::process::parent_id();
+        let own = ledger.lineage(std::process::id()).expect("own lineage");
+        assert_eq!(own.1.first().map(|f| f.0), Some(parent));
+        assert!(ledger.lineage(parent).is_some(), "the parent's lineage");
         let read = ledger.read().expect("ledger read");
         let python = std::fs::metadata(format!("/proc/{}/exe", child.id())).expect("exe");
         drop(child.stdin.take());
@@ -1421,6 +1505,7 @@ mod tests {
             fork_tracepoint: 2,
             exit_tracepoint: 3,
             task_pid: 0,
+            iter_task: None,
             task_signal: 0,
             signal_live: 0,
             sock: crate::platform::linux::fd_iterator::EMPTY_LAYOUT.sock,
