@@ -116,6 +116,8 @@ const fn on_stack(field: i16) -> i16 {
 const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_MAP_UPDATE: i32 = 2;
 const HELPER_MAP_DELETE: i32 = 3;
+/// `BPF_ANY`: an update that makes or replaces the entry.
+const BPF_ANY: i32 = 0;
 /// `BPF_NOEXIST`: an update that makes an entry only.
 const BPF_NOEXIST: i32 = 1;
 const HELPER_PID_TGID: i32 = 14;
@@ -215,6 +217,49 @@ enum Label {
 fn load_map(a: &mut Assembler<Label>, dst: u8, map: &OwnedFd) {
     a.emit(insn(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map.as_raw_fd()));
     a.emit(insn(0, 0, 0, 0, 0));
+}
+
+/// `r0 = bpf_map_lookup_elem(map, r10 + key)`.
+fn map_lookup(a: &mut Assembler<Label>, map: &OwnedFd, key: i16) {
+    load_map(a, 1, map);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+}
+
+/// `r0 = bpf_map_update_elem(map, r10 + key, r10 + value, flags)`.
+fn map_update(a: &mut Assembler<Label>, map: &OwnedFd, key: i16, value: i16, flags: i32) {
+    load_map(a, 1, map);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
+    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(value)));
+    a.emit(insn(MOV64_IMM, 4, 0, 0, flags));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+}
+
+/// `bpf_map_delete_elem(map, r10 + key)`.
+fn map_delete(a: &mut Assembler<Label>, map: &OwnedFd, key: i16) {
+    load_map(a, 1, map);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_DELETE));
+}
+
+/// Copies [`LINEAGE_DEPTH`] forkers (tgids, then leader starts) from
+/// `from + tgids/starts` to `to + tgids/starts`: a lineage into a ledger value,
+/// a maker's record, or back.
+fn copy_forkers(
+    a: &mut Assembler<Label>,
+    (from, from_tgids, from_starts): (u8, i16, i16),
+    (to, to_tgids, to_starts): (u8, i16, i16),
+) {
+    for i in 0..LINEAGE_DEPTH as i16 {
+        a.emit(insn(LDX_W, 2, from, from_tgids + 4 * i, 0));
+        a.emit(insn(STX_W, to, 2, to_tgids + 4 * i, 0));
+        a.emit(insn(LDX_DW, 2, from, from_starts + 8 * i, 0));
+        a.emit(insn(STX_DW, to, 2, to_starts + 8 * i, 0));
+    }
 }
 
 /// Writes who the current task is at `base + at(field)`: its tgid, when (now),
@@ -336,25 +381,16 @@ pub fn send_program(
     if let Some(lineages) = lineages {
         a.emit(insn(LDX_W, 2, 10, on_stack(at::TGID), 0));
         a.emit(insn(STX_W, 10, 2, COUNTER_KEY, 0));
-        load_map(&mut a, 1, lineages);
-        a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-        a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(COUNTER_KEY)));
-        a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+        map_lookup(&mut a, lineages, COUNTER_KEY);
         a.jump(JEQ_IMM, 0, 0, Lineaged);
         a.emit(insn(LDX_DW, 2, 0, lineage::START, 0));
         a.emit(insn(LDX_DW, 3, 10, on_stack(at::LEADER_START), 0));
         a.jump_reg(JNE_REG, 2, 3, Lineaged);
-        for i in 0..LINEAGE_DEPTH as i16 {
-            let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
-            a.copy(LDX_W, STX_W, 0, tgid as u32, on_stack(at::FORKERS + 4 * i))?;
-            a.copy(
-                LDX_DW,
-                STX_DW,
-                0,
-                start as u32,
-                on_stack(at::FORKER_STARTS + 8 * i),
-            )?;
-        }
+        copy_forkers(
+            &mut a,
+            (0, lineage::TGIDS, lineage::STARTS),
+            (10, on_stack(at::FORKERS), on_stack(at::FORKER_STARTS)),
+        );
         a.label(Lineaged);
     }
     a.emit(insn(LDX_W, 2, 10, on_stack(at::TGID), 0));
@@ -401,13 +437,11 @@ pub fn send_program(
             a.emit(insn(store, 10, 2, on_stack(field), 0));
         }
         // The maker's forkers, as it made the socket.
-        for i in 0..LINEAGE_DEPTH as i16 {
-            let (tgid, start) = (at::FORKERS + 4 * i, at::FORKER_STARTS + 8 * i);
-            a.emit(insn(LDX_W, 2, 8, tgid, 0));
-            a.emit(insn(STX_W, 10, 2, on_stack(tgid), 0));
-            a.emit(insn(LDX_DW, 2, 8, start, 0));
-            a.emit(insn(STX_DW, 10, 2, on_stack(start), 0));
-        }
+        copy_forkers(
+            &mut a,
+            (8, at::FORKERS, at::FORKER_STARTS),
+            (10, on_stack(at::FORKERS), on_stack(at::FORKER_STARTS)),
+        );
         a.emit(insn(ST_B, 10, 0, on_stack(at::MADE), 1));
         record(&mut a, ledger, dropped, Made);
     }
@@ -488,16 +522,17 @@ pub fn fork_program(
     )?;
     a.label(Inet);
     // The forker's own forkers, copied.
-    load_map(&mut a, 1, lineages);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(FORKER_KEY)));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+    map_lookup(&mut a, lineages, FORKER_KEY);
     a.jump(JEQ_IMM, 0, 0, Net);
-    for i in 0..LINEAGE_DEPTH as i16 {
-        let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
-        a.copy(LDX_W, STX_W, 0, tgid as u32, FORKERS_OF + tgid)?;
-        a.copy(LDX_DW, STX_DW, 0, start as u32, FORKERS_OF + start)?;
-    }
+    copy_forkers(
+        &mut a,
+        (0, lineage::TGIDS, lineage::STARTS),
+        (
+            10,
+            FORKERS_OF + lineage::TGIDS,
+            FORKERS_OF + lineage::STARTS,
+        ),
+    );
     // Each of them still alive goes in the next free slot (r9 counts the
     // slots filled; the forker took the first).
     a.emit(insn(MOV64_IMM, 9, 0, 0, 1));
@@ -506,10 +541,7 @@ pub fn fork_program(
         a.emit(insn(LDX_W, 2, 10, FORKERS_OF + tgid, 0));
         a.jump(JEQ_IMM, 2, 0, Net);
         a.emit(insn(STX_W, 10, 2, LOOKUP_KEY, 0));
-        load_map(&mut a, 1, lineages);
-        a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-        a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(LOOKUP_KEY)));
-        a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+        map_lookup(&mut a, lineages, LOOKUP_KEY);
         a.jump(JEQ_IMM, 0, 0, Candidate(i + 1));
         a.emit(insn(LDX_DW, 2, 0, lineage::START, 0));
         a.emit(insn(LDX_DW, 3, 10, FORKERS_OF + start, 0));
@@ -528,13 +560,7 @@ pub fn fork_program(
         a.label(Candidate(i + 1));
     }
     a.label(Net);
-    load_map(&mut a, 1, lineages);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
-    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
-    a.emit(insn(MOV64_IMM, 4, 0, 0, 0));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+    map_update(&mut a, lineages, KEY, VALUE, BPF_ANY);
     a.jump(JEQ_IMM, 0, 0, Exit);
     count_lost(&mut a, dropped, FORKER_KEY, Exit);
     a.label(Exit);
@@ -585,13 +611,7 @@ pub fn existing_program(
         VALUE + lineage::STARTS,
     )?;
     a.label(Net);
-    load_map(&mut a, 1, lineages);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
-    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
-    a.emit(insn(MOV64_IMM, 4, 0, 0, BPF_NOEXIST));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+    map_update(&mut a, lineages, KEY, VALUE, BPF_NOEXIST);
     a.label(Exit);
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
@@ -616,10 +636,7 @@ pub fn exit_program(
     a.jump(JNE_IMM, 3, 0, Exit);
     a.emit(insn(LDX_W, 2, 6, offset16(layout.task_tgid)?, 0));
     a.emit(insn(STX_W, 10, 2, -4, 0));
-    load_map(&mut a, 1, lineages);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, -4));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_DELETE));
+    map_delete(&mut a, lineages, -4);
     a.label(Exit);
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
@@ -629,10 +646,7 @@ pub fn exit_program(
 /// Adds one to `dropped[0]` (its key written at `r10 + key`), then `next`.
 fn count_lost(a: &mut Assembler<Label>, dropped: &OwnedFd, key: i16, next: Label) {
     a.emit(insn(ST_W, 10, 0, key, 0));
-    load_map(a, 1, dropped);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+    map_lookup(a, dropped, key);
     a.jump(JEQ_IMM, 0, 0, next);
     a.emit(insn(MOV64_IMM, 1, 0, 0, 1));
     a.emit(insn(ATOMIC_ADD_DW, 0, 1, 0, 0));
@@ -682,21 +696,16 @@ pub fn maker_program(
     if let Some(lineages) = lineages {
         a.emit(insn(LDX_W, 2, 7, at::TGID, 0));
         a.emit(insn(STX_W, 10, 2, -4, 0));
-        load_map(&mut a, 1, lineages);
-        a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-        a.emit(insn(ADD64_IMM, 2, 0, 0, -4));
-        a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+        map_lookup(&mut a, lineages, -4);
         a.jump(JEQ_IMM, 0, 0, Allow);
         a.emit(insn(LDX_DW, 2, 0, lineage::START, 0));
         a.emit(insn(LDX_DW, 3, 7, at::LEADER_START, 0));
         a.jump_reg(JNE_REG, 2, 3, Allow);
-        for i in 0..LINEAGE_DEPTH as i16 {
-            let (tgid, start) = (lineage::TGIDS + 4 * i, lineage::STARTS + 8 * i);
-            a.emit(insn(LDX_W, 2, 0, tgid, 0));
-            a.emit(insn(STX_W, 7, 2, at::FORKERS + 4 * i, 0));
-            a.emit(insn(LDX_DW, 2, 0, start, 0));
-            a.emit(insn(STX_DW, 7, 2, at::FORKER_STARTS + 8 * i, 0));
-        }
+        copy_forkers(
+            &mut a,
+            (0, lineage::TGIDS, lineage::STARTS),
+            (7, at::FORKERS, at::FORKER_STARTS),
+        );
     }
     a.label(Allow);
     a.emit(insn(MOV64_IMM, 0, 0, 0, 1));
@@ -745,13 +754,7 @@ fn maker_btf() -> Vec<u8> {
 /// Puts the entry on the stack into the ledger; a send it has no room for
 /// adds one to `dropped[0]`.
 fn record(a: &mut Assembler<Label>, ledger: &OwnedFd, dropped: &OwnedFd, next: Label) {
-    load_map(a, 1, ledger);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(KEY)));
-    a.emit(insn(MOV64_REG, 3, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 3, 0, 0, i32::from(VALUE)));
-    a.emit(insn(MOV64_IMM, 4, 0, 0, 0)); // BPF_ANY
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE));
+    map_update(a, ledger, KEY, VALUE, BPF_ANY);
     a.jump(JEQ_IMM, 0, 0, next);
     // No room: counted, so the scan can say so.
     count_lost(a, dropped, COUNTER_KEY, next);
