@@ -771,9 +771,6 @@ pub struct Sending {
     /// namespace) and its leader's start, ns since boot.
     pub tgid: u32,
     pub leader_start: u64,
-    /// The sender's parent then (0: not read) and its leader's start.
-    pub parent_tgid: u32,
-    pub parent_start: u64,
     pub uid: u32,
     /// The sender's executable, as `stat` gives it (0, 0: not read).
     pub exe_dev: u64,
@@ -829,8 +826,6 @@ pub fn parse_entry(socket: u64, value: &[u8]) -> Option<Sending> {
         socket,
         tgid: u32_at(at::TGID)?,
         leader_start: u64_at(at::LEADER_START)?,
-        parent_tgid: u32_at(at::PARENT_TGID)?,
-        parent_start: u64_at(at::PARENT_START)?,
         uid: u32_at(at::UID)?,
         exe_dev: user_dev(u32_at(at::EXE_DEV)?),
         exe_inode: u64_at(at::EXE_INODE)?,
@@ -893,6 +888,9 @@ pub struct SendLedger {
     /// The lineage map and the fork and exit programs' links, or why there
     /// are none.
     lineages: Result<(OwnedFd, [OwnedFd; 2]), String>,
+    /// Why the processes running when the ledger started have no lineage, or
+    /// only some (their forks' lineages then stop at them).
+    existing: Option<String>,
     /// Losses as reads saw them.
     losses: Mutex<Losses>,
 }
@@ -1114,23 +1112,32 @@ fn attach_lineage(
         layout.fork_tracepoint,
         b"an1256_forks",
     )?;
-    // The processes already running, after the fork program is attached: one
-    // forked in between has its entry already, and keeps it.
-    if let Some(iter_task) = layout.iter_task {
-        let code = existing_program(layout, &lineages).map_err(|e| e.to_string())?;
-        let program =
-            load_program(&code, iter_task, b"an1256_existing").map_err(|e| e.to_string())?;
-        let link = FdIterator::link(&program, None).map_err(|e| e.to_string())?;
-        read_iterator(
+    Ok((lineages, [exit, fork]))
+}
+
+/// Gives the processes already running a lineage (`existing_program`), after
+/// the fork program is attached: one forked in between has its entry
+/// already, and keeps it. Why some or all have none, if so.
+fn lineage_of_existing(layout: &SenderLayout, lineages: &OwnedFd) -> Option<String> {
+    let Some(iter_task) = layout.iter_task else {
+        return Some("this kernel has no task iterator".to_owned());
+    };
+    let pass = || -> Result<Option<String>, FdIteratorError> {
+        let code = existing_program(layout, lineages)?;
+        let program = load_program(&code, iter_task, b"an1256_existing")?;
+        let link = FdIterator::link(&program, None)?;
+        let output = read_iterator(
             &link,
             1,
             4096,
             1 << 20,
             crate::deadline::Deadline::after(std::time::Duration::from_secs(10)),
-        )
-        .map_err(|e| format!("the running processes' lineage: {e}"))?;
-    }
-    Ok((lineages, [exit, fork]))
+        )?;
+        Ok(output
+            .cut
+            .map(|_| "the pass over them was cut at 10 s".to_owned()))
+    };
+    pass().unwrap_or_else(|e| Some(e.to_string()))
 }
 
 /// Loads the maker program and links it to the cgroup v2 root.
@@ -1175,6 +1182,10 @@ impl SendLedger {
         // Who made each socket, and who forked each process: without them the
         // ledger still runs, and says so.
         let lineages = attach_lineage(&layout, &dropped);
+        let existing = match &lineages {
+            Ok((map, _)) => lineage_of_existing(&layout, map),
+            Err(_) => None,
+        };
         let makers = maker_storage().and_then(|makers| {
             let lineage_map = lineages.as_ref().ok().map(|(map, _)| map);
             let link = attach_maker(&layout, &makers, lineage_map)?;
@@ -1204,6 +1215,7 @@ impl SendLedger {
             _link: link,
             makers: makers.map(|(_, link)| link),
             lineages,
+            existing,
             losses: Mutex::new(Losses::default()),
         })
     }
@@ -1337,6 +1349,11 @@ pub fn status() -> String {
             }
             if let Err(why) = &ledger.lineages {
                 status.push_str(&format!("; who forks each process is not recorded: {why}"));
+            }
+            if let Some(why) = &ledger.existing {
+                status.push_str(&format!(
+                    "; the processes running when it started have no lineage: {why}"
+                ));
             }
             status
         }

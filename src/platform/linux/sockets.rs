@@ -1487,7 +1487,7 @@ fn attribute_senders(
     };
     let mut live = LiveHost {
         read: HashMap::new(),
-        ledger: Some(ledger),
+        ledger,
     };
     let constrained = query.pids.as_deref();
     if let Some(note) = unseen_sockets::attribute_senders(
@@ -1506,10 +1506,9 @@ fn attribute_senders(
 
 /// The host's processes as the send ledger's attribution asks for them, each
 /// read once per scan.
-#[derive(Default)]
 struct LiveHost<'a> {
     read: HashMap<Pid, Option<unseen_sockets::Runner>>,
-    ledger: Option<&'a super::send_ledger::SendLedger>,
+    ledger: &'a super::send_ledger::SendLedger,
 }
 
 impl unseen_sockets::LiveProcesses for LiveHost<'_> {
@@ -1549,7 +1548,7 @@ impl unseen_sockets::LiveProcesses for LiveHost<'_> {
     }
 
     fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)> {
-        self.ledger?.lineage(u32::try_from(pid).ok()?)
+        self.ledger.lineage(u32::try_from(pid).ok()?)
     }
 }
 

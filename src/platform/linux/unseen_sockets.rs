@@ -899,8 +899,6 @@ mod tests {
             socket,
             tgid,
             leader_start: SENDER_START,
-            parent_tgid: 0,
-            parent_start: 0,
             uid,
             exe_dev: exe.0,
             exe_inode: exe.1,
