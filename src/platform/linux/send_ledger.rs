@@ -866,6 +866,10 @@ pub fn user_dev(kernel: u32) -> u64 {
     libc::makedev(major, minor)
 }
 
+/// A live process's lineage: its leader start (ns since boot, exact) and its
+/// forkers on record (tgid, leader start), nearest first.
+pub type Lineage = (u64, Vec<(u32, u64)>);
+
 /// What one read of the ledger gave.
 #[derive(Debug, Default)]
 pub struct LedgerRead {
@@ -1242,7 +1246,7 @@ impl SendLedger {
 
     /// The lineage of the live process `tgid`: its leader start (ns since
     /// boot) and its forkers on record, nearest first; `None` without one.
-    pub fn lineage(&self, tgid: u32) -> Option<(u64, Vec<(u32, u64)>)> {
+    pub fn lineage(&self, tgid: u32) -> Option<Lineage> {
         let (map, _) = self.lineages.as_ref().ok()?;
         let mut value = [0u8; lineage::BYTES];
         Self::lookup(map, &tgid.to_ne_bytes(), &mut value).ok()?;

@@ -1487,6 +1487,7 @@ fn attribute_senders(
     };
     let mut live = LiveHost {
         read: HashMap::new(),
+        lineages: HashMap::new(),
         ledger,
     };
     let constrained = query.pids.as_deref();
@@ -1508,6 +1509,9 @@ fn attribute_senders(
 /// read once per scan.
 struct LiveHost<'a> {
     read: HashMap<Pid, Option<unseen_sockets::Runner>>,
+    /// Lineages read from the kernel map, once per pid per scan (a walk per
+    /// send would otherwise read the same forebears for each of thousands).
+    lineages: HashMap<Pid, Option<super::send_ledger::Lineage>>,
     ledger: &'a super::send_ledger::SendLedger,
 }
 
@@ -1547,8 +1551,12 @@ impl unseen_sockets::LiveProcesses for LiveHost<'_> {
         tick_ns()
     }
 
-    fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)> {
-        self.ledger.lineage(u32::try_from(pid).ok()?)
+    fn forkers(&mut self, pid: Pid) -> Option<super::send_ledger::Lineage> {
+        let ledger = self.ledger;
+        self.lineages
+            .entry(pid)
+            .or_insert_with(|| ledger.lineage(u32::try_from(pid).ok()?))
+            .clone()
     }
 }
 

@@ -19,7 +19,7 @@
 //! between sends by `connect(AF_UNSPEC)`), as does one a trusted process holds
 //! a copy of (it is found). Recording the sender at send time would close those.
 
-use super::send_ledger::{LedgerRead, Sending};
+use super::send_ledger::{LedgerRead, Lineage, Sending};
 use super::socket_tables::{tables_for, TableEntry, TableKind, UNKNOWN_UID};
 use crate::model::{
     Pid, ProtocolSet, SocketInfo, SocketScan, SocketType, IPPROTO_ICMP, IPPROTO_ICMPV6,
@@ -238,7 +238,7 @@ pub trait LiveProcesses {
     fn tick_ns(&self) -> u64;
     /// The lineage the ledger keeps of the live process `pid`: its leader
     /// start (ns since boot, exact) and its forkers on record, nearest first.
-    fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)>;
+    fn forkers(&mut self, pid: Pid) -> Option<Lineage>;
 }
 
 /// Forebears looked at per send at most, walking the lineage up from the
@@ -842,7 +842,7 @@ mod tests {
     #[derive(Default)]
     struct FakeLive {
         runners: HashMap<Pid, Runner>,
-        lineage: HashMap<Pid, (u64, Vec<(u32, u64)>)>,
+        lineage: HashMap<Pid, Lineage>,
         unlistable: bool,
         out_of_time: bool,
     }
@@ -865,7 +865,7 @@ mod tests {
         fn tick_ns(&self) -> u64 {
             TICK
         }
-        fn forkers(&mut self, pid: Pid) -> Option<(u64, Vec<(u32, u64)>)> {
+        fn forkers(&mut self, pid: Pid) -> Option<Lineage> {
             self.lineage.get(&pid).cloned()
         }
     }
