@@ -1216,6 +1216,107 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.finish()
 }
 
+// ---------------------------------------------------------------------------
+// Maps
+
+/// `bpf_map_lookup_elem` (include/uapi/linux/bpf.h, `enum bpf_func_id`).
+pub(super) const HELPER_MAP_LOOKUP: i32 = 1;
+/// `BPF_LD | BPF_IMM | BPF_DW` with this source register: the immediate is a map fd.
+pub(super) const PSEUDO_MAP_FD: u8 = 1;
+pub(super) const BPF_MAP_CREATE: libc::c_long = 0;
+pub(super) const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+pub(super) const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+pub(super) const BPF_MAP_TYPE_HASH: u32 = 1;
+pub(super) const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// `union bpf_attr` as BPF_MAP_CREATE reads it, up to `btf_value_type_id`.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct MapCreateAttr {
+    pub(super) map_type: u32,
+    pub(super) key_size: u32,
+    pub(super) value_size: u32,
+    pub(super) max_entries: u32,
+    pub(super) map_flags: u32,
+    pub(super) inner_map_fd: u32,
+    pub(super) numa_node: u32,
+    pub(super) map_name: [u8; 16],
+    pub(super) map_ifindex: u32,
+    pub(super) btf_fd: u32,
+    pub(super) btf_key_type_id: u32,
+    pub(super) btf_value_type_id: u32,
+}
+
+/// `union bpf_attr` as the map element commands read it.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct MapElemAttr {
+    pub(super) map_fd: u32,
+    pub(super) pad: u32,
+    pub(super) key: u64,
+    pub(super) value_or_next_key: u64,
+    pub(super) flags: u64,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(MapCreateAttr, map_name) == 28);
+    assert!(std::mem::offset_of!(MapCreateAttr, btf_value_type_id) == 56);
+    assert!(std::mem::size_of::<MapElemAttr>() == 32);
+};
+
+/// `bpf(cmd, attr, sizeof attr)` for a command that returns 0 or an error.
+pub(super) fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+    bpf(cmd, attr).map(|_| ())
+}
+
+pub(super) fn io_error(what: &'static str) -> impl FnOnce(io::Error) -> FdIteratorError {
+    move |source| FdIteratorError::Io { what, source }
+}
+
+/// A map of `map_type` (`flags`: `BPF_F_NO_PREALLOC` or 0).
+pub(super) fn create_map(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+    name: &[u8],
+) -> Result<OwnedFd, FdIteratorError> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: flags,
+        ..Default::default()
+    };
+    let named = name.len().min(attr.map_name.len() - 1);
+    attr.map_name[..named].copy_from_slice(&name[..named]);
+    bpf_fd(BPF_MAP_CREATE, &mut attr).map_err(io_error("BPF_MAP_CREATE"))
+}
+
+/// `dst = map` (the map fd, resolved by the kernel at load).
+pub(super) fn load_map<L: Copy + PartialEq + std::fmt::Debug>(
+    a: &mut Assembler<L>,
+    dst: u8,
+    map: &OwnedFd,
+) {
+    a.emit(insn(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map.as_raw_fd()));
+    a.emit(insn(0, 0, 0, 0, 0));
+}
+
+/// `r0 = bpf_map_lookup_elem(map, r10 + key)`.
+pub(super) fn map_lookup<L: Copy + PartialEq + std::fmt::Debug>(
+    a: &mut Assembler<L>,
+    map: &OwnedFd,
+    key: i16,
+) {
+    load_map(a, 1, map);
+    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
+}
+
 /// The license the kernel is told: `bpf_seq_write` is a GPL-only helper. We
 /// license the text of this small embedded program (the instructions above) as
 /// "Dual MIT/GPL", as Cilium does for its BPF programs; the crate stays Apache-2.0.

@@ -34,12 +34,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
 use super::fd_iterator::{
-    bpf, bpf_fd, exact_here, insn, load_program, load_program_of, load_tracing_program, offset16,
-    read_iterator, read_vmlinux_btf, sock_layout, Assembler, Btf, Endpoints, Expect, FdIterator,
-    FdIteratorError, Insn, LinkCreateAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6,
-    BPF_LINK_CREATE, CALL, EXIT, EXIT_TRACEPOINT, FORK_TRACEPOINT, ITER_TASK, JEQ_IMM, JEQ_REG,
-    JNE_IMM, JNE_REG, LDX_DW, LDX_H, LDX_W, LD_IMM64, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT,
-    STX_DW, STX_H, STX_W, ST_B, ST_DW, ST_W,
+    bpf_call, bpf_fd, create_map, exact_here, insn, io_error, load_map, load_program,
+    load_program_of, load_tracing_program, map_lookup, offset16, read_iterator, read_vmlinux_btf,
+    sock_layout, Assembler, Btf, Endpoints, Expect, FdIterator, FdIteratorError, Insn,
+    LinkCreateAttr, MapCreateAttr, MapElemAttr, SockLayout, ADD64_IMM, AF_INET, AF_INET6,
+    BPF_F_NO_PREALLOC, BPF_LINK_CREATE, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM, BPF_MAP_LOOKUP_ELEM,
+    BPF_MAP_TYPE_HASH, CALL, EXIT, EXIT_TRACEPOINT, FORK_TRACEPOINT, ITER_TASK, JEQ_IMM, JEQ_REG,
+    JNE_IMM, JNE_REG, LDX_DW, LDX_H, LDX_W, MOV64_IMM, MOV64_REG, SEND_TRACEPOINT, STX_DW, STX_H,
+    STX_W, ST_B, ST_DW, ST_W,
 };
 
 /// (socket, sending process) pairs of users' sends within
@@ -113,7 +115,6 @@ const fn on_stack(field: i16) -> i16 {
 }
 
 // Helpers (include/uapi/linux/bpf.h, `enum bpf_func_id`).
-const HELPER_MAP_LOOKUP: i32 = 1;
 const HELPER_MAP_UPDATE: i32 = 2;
 const HELPER_MAP_DELETE: i32 = 3;
 /// `BPF_ANY`: an update that makes or replaces the entry.
@@ -128,8 +129,6 @@ const HELPER_CURRENT_TASK_BTF: i32 = 158;
 /// `bpf_sk_storage_get(map, sk, value, flags)`.
 const HELPER_SK_STORAGE_GET: i32 = 107;
 const SK_STORAGE_GET_F_CREATE: i32 = 1;
-/// `BPF_LD | BPF_IMM | BPF_DW` with this source register: the immediate is a map fd.
-const PSEUDO_MAP_FD: u8 = 1;
 const MOV32_REG: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X: zero-extends
 const RSH64_IMM: u8 = 0x77;
 /// `BPF_STX | BPF_ATOMIC | BPF_DW` with `imm = BPF_ADD`: `lock *(u64 *)(dst + off) += src`.
@@ -211,20 +210,6 @@ enum Label {
     Candidate(i16),
     Slot(i16, i16),
     Exit,
-}
-
-/// `dst = map` (the map fd, resolved by the kernel at load).
-fn load_map(a: &mut Assembler<Label>, dst: u8, map: &OwnedFd) {
-    a.emit(insn(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map.as_raw_fd()));
-    a.emit(insn(0, 0, 0, 0, 0));
-}
-
-/// `r0 = bpf_map_lookup_elem(map, r10 + key)`.
-fn map_lookup(a: &mut Assembler<Label>, map: &OwnedFd, key: i16) {
-    load_map(a, 1, map);
-    a.emit(insn(MOV64_REG, 2, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 2, 0, 0, i32::from(key)));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP));
 }
 
 /// `r0 = bpf_map_update_elem(map, r10 + key, r10 + value, flags)`.
@@ -928,37 +913,14 @@ impl Losses {
     }
 }
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
-const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_SK_STORAGE: u32 = 24;
-const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_PROG_TYPE_CGROUP_SOCK: u32 = 9;
 const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
 const BPF_TRACE_RAW_TP: u32 = 23;
-
-/// `union bpf_attr` as BPF_MAP_CREATE reads it, up to `btf_value_type_id`.
-#[repr(C)]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
-    map_ifindex: u32,
-    btf_fd: u32,
-    btf_key_type_id: u32,
-    btf_value_type_id: u32,
-}
 
 /// `union bpf_attr` as BPF_BTF_LOAD reads it.
 #[repr(C)]
@@ -969,17 +931,6 @@ struct BtfLoadAttr {
     btf_size: u32,
     btf_log_size: u32,
     btf_log_level: u32,
-}
-
-/// `union bpf_attr` as the map element commands read it.
-#[repr(C)]
-#[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    pad: u32,
-    key: u64,
-    value_or_next_key: u64,
-    flags: u64,
 }
 
 /// `union bpf_attr` as BPF_RAW_TRACEPOINT_OPEN reads it (no name: the
@@ -993,40 +944,9 @@ struct RawTracepointAttr {
 }
 
 const _: () = {
-    assert!(std::mem::offset_of!(MapCreateAttr, map_name) == 28);
-    assert!(std::mem::offset_of!(MapCreateAttr, btf_value_type_id) == 56);
     assert!(std::mem::size_of::<BtfLoadAttr>() == 32);
-    assert!(std::mem::size_of::<MapElemAttr>() == 32);
     assert!(std::mem::size_of::<RawTracepointAttr>() == 16);
 };
-
-/// `bpf(cmd, attr, sizeof attr)` for a command that returns 0 or an error.
-fn bpf_call<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
-    bpf(cmd, attr).map(|_| ())
-}
-
-fn io_error(what: &'static str) -> impl FnOnce(io::Error) -> FdIteratorError {
-    move |source| FdIteratorError::Io { what, source }
-}
-
-fn create_map(
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    name: &[u8],
-) -> Result<OwnedFd, FdIteratorError> {
-    let mut attr = MapCreateAttr {
-        map_type,
-        key_size,
-        value_size,
-        max_entries,
-        ..Default::default()
-    };
-    let named = name.len().min(attr.map_name.len() - 1);
-    attr.map_name[..named].copy_from_slice(&name[..named]);
-    bpf_fd(BPF_MAP_CREATE, &mut attr).map_err(io_error("BPF_MAP_CREATE"))
-}
 
 /// `CLOCK_BOOTTIME` in ns: the clock `bpf_ktime_get_boot_ns` reads.
 fn boot_ns() -> u64 {
@@ -1092,6 +1012,7 @@ fn attach_lineage(
         4,
         lineage::BYTES as u32,
         LINEAGE_CAPACITY,
+        0,
         b"an1256_lineage",
     )
     .map_err(|e| e.to_string())?;
@@ -1180,9 +1101,10 @@ impl SendLedger {
             KEY_BYTES as u32,
             VALUE_BYTES as u32,
             CAPACITY,
+            0,
             b"an1256_senders",
         )?;
-        let dropped = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"an1256_dropped")?;
+        let dropped = create_map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"an1256_dropped")?;
         // Who made each socket, and who forked each process: without them the
         // ledger still runs, and says so.
         let lineages = attach_lineage(&layout, &dropped);
