@@ -1185,3 +1185,125 @@ fn the_library_pass_and_the_mapping_walk_agree_name_by_name() {
         );
     }
 }
+
+/// A one-shot full scan remembers (in root's `/run/an1256`) each process the
+/// library pass walked whole and found no SOCKS library in, under its start,
+/// exec count and the kernel's count of mmap write locks, and does not walk it
+/// again while all three are the same. An unprivileged client that loads
+/// `libproxychains.so.4` with `dlopen` after such a walk, or execs itself with
+/// it preloaded, moves a count: the next pass walks it and finds the library.
+/// The twin, an idle client, is not walked again (it is said unchanged) and
+/// stays clean.
+#[test]
+fn a_library_loaded_after_a_remembered_walk_is_found_at_the_next_pass() {
+    use an1256::platform::linux::{fd_iterator, library_pass};
+    const TEST: &str = "a_library_loaded_after_a_remembered_walk_is_found_at_the_next_pass";
+    if !common::is_root() {
+        return skip(TEST, "needs root (attacker user, the BPF iterator)");
+    }
+    let Some(library) = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .find(|l| Path::new(l).exists()) else {
+        return skip(TEST, "no libz.so.1 to load");
+    };
+    let Ok(iterator) = fd_iterator::shared() else {
+        return skip(TEST, "no fd iterator here");
+    };
+    let remembers = iterator
+        .layout()
+        .libraries
+        .is_some_and(|l| l.image_change.is_some());
+    if !remembers {
+        return skip(
+            TEST,
+            "no library pass, or no counts of change, on this kernel",
+        );
+    }
+    let hold = HoldServer::start();
+    let user = common::attacker("remembered-walk");
+    let bytes = std::fs::read(library).expect("libz");
+    let socks_library = user.write("libproxychains.so.4", &bytes, false);
+    // Connects, says ready, then waits for its trigger file: `load` dlopens
+    // the library, `exec` execs this same script with it preloaded.
+    let client = "import ctypes, os, socket, sys, time\n\
+        s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+        print('ready', flush=True)\n\
+        trigger, library, done = sys.argv[2], sys.argv[3], sys.argv[4]\n\
+        while not os.path.exists(trigger):\n\
+        \x20   time.sleep(0.01)\n\
+        how = open(trigger).read().strip()\n\
+        if how == 'load':\n\
+        \x20   ctypes.CDLL(library)\n\
+        \x20   open(done, 'w').close()\n\
+        \x20   time.sleep(120)\n\
+        elif how == 'exec':\n\
+        \x20   env = dict(os.environ, LD_PRELOAD=library)\n\
+        \x20   os.execve(sys.executable, [sys.executable, '-c', 'import time; open(' + repr(done) + ', \"w\").close(); time.sleep(120)'], env)\n";
+    let start = |tag: &str| {
+        let trigger = user.home.join(format!("{tag}.trigger"));
+        let done = user.home.join(format!("{tag}.done"));
+        let mut command = user.command("python3");
+        command.args([
+            "-c",
+            client,
+            &hold.port.to_string(),
+            &trigger.to_string_lossy(),
+            &socks_library.to_string_lossy(),
+            &done.to_string_lossy(),
+        ]);
+        (spawn_ready(command).expect("client"), trigger, done)
+    };
+    let (loader, load_trigger, load_done) = start("load");
+    let (execer, exec_trigger, exec_done) = start("exec");
+    let (twin, _, _) = start("twin");
+    let pass = || {
+        library_pass::pass(iterator, an1256::deadline::Deadline::after(SETTLE))
+            .expect("a 6.7+ kernel runs the library pass")
+            .expect("the pass reads")
+            .processes
+    };
+    let walk_of = |walks: &std::collections::HashMap<u32, library_pass::LibraryWalk>, pid: i32| {
+        *walks
+            .get(&u32::try_from(pid).expect("pid"))
+            .unwrap_or_else(|| panic!("process {pid} is in the pass"))
+    };
+    // Other tests' passes rewrite the file too: a few passes may be needed
+    // before all three are relied on.
+    let mut relied_on = false;
+    for _ in 0..10 {
+        let walks = pass();
+        let clients = [loader.pid, execer.pid, twin.pid].map(|pid| walk_of(&walks, pid));
+        for walk in &clients {
+            assert_eq!(walk.socks_library, Some(false), "{walk:?}");
+        }
+        if clients.iter().all(|w| w.unchanged) {
+            relied_on = true;
+            break;
+        }
+    }
+    assert!(relied_on, "unchanged clients are not walked again");
+    for (trigger, how, done) in [
+        (&load_trigger, "load", &load_done),
+        (&exec_trigger, "exec", &exec_done),
+    ] {
+        std::fs::write(trigger, how).expect("trigger");
+        let waited = Instant::now();
+        while !done.exists() {
+            assert!(waited.elapsed() < SETTLE, "the client did not {how}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let walks = pass();
+    for (pid, what) in [(loader.pid, "dlopen"), (execer.pid, "exec with LD_PRELOAD")] {
+        let walk = walk_of(&walks, pid);
+        assert!(!walk.unchanged, "{what}: walked again");
+        assert_eq!(walk.socks_library, Some(true), "{what}: {walk:?}");
+    }
+    let twin_walk = walk_of(&walks, twin.pid);
+    assert_eq!(twin_walk.socks_library, Some(false), "the twin");
+}

@@ -92,6 +92,18 @@ pub struct LibraryLayout {
     pub mount_root: u32,
     /// `dentry->d_parent`.
     pub dentry_parent: u32,
+    /// What tells that a process's mappings may have changed since a walk;
+    /// `None` where the kernel does not count it (no walk is then remembered).
+    pub image_change: Option<ImageChangeLayout>,
+}
+
+/// `task->self_exec_id` (one more at each exec) and `mm->mm_lock_seq` (the
+/// count the kernel moves at each take and release of the mmap write lock,
+/// without which no mapping is made, moved or removed; `CONFIG_PER_VMA_LOCK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageChangeLayout {
+    pub task_exec_id: u32,
+    pub mm_seq: u32,
 }
 
 /// Offsets in `struct socket`, `struct sock` (its `__sk_common` included) and
@@ -822,6 +834,21 @@ fn library_layout(btf: &Btf) -> Result<LibraryLayout, FdIteratorError> {
         file_mnt: btf.path_offset("file", &["f_path", "mnt"], Expect::Pointer)?,
         mount_root: btf.member_offset("vfsmount", "mnt_root", 0)?,
         dentry_parent: btf.member_offset("dentry", "d_parent", 0)?,
+        image_change: image_change_layout(btf),
+    })
+}
+
+/// `None` where either count is missing, or not what it should be.
+fn image_change_layout(btf: &Btf) -> Option<ImageChangeLayout> {
+    let task_exec_id = btf.member_offset("task_struct", "self_exec_id", 8).ok()?;
+    // A `seqcount_t` since Linux 6.13, an `int` before.
+    let mm_seq = btf
+        .path_offset("mm_struct", &["mm_lock_seq", "sequence"], Expect::Int(4))
+        .or_else(|_| btf.member_offset("mm_struct", "mm_lock_seq", 4))
+        .ok()?;
+    Some(ImageChangeLayout {
+        task_exec_id,
+        mm_seq,
     })
 }
 
@@ -1819,31 +1846,32 @@ fn parse_record(r: &[u8]) -> Option<SocketFd> {
 /// fields (another uid or other facts for a socket), so anything but exactly
 /// that (owner, mode, type, one link, the boot, the BTF's size, the format) is
 /// refused and the BTF parsed instead.
-const LAYOUT_CACHE_DIR: &str = "/run/an1256";
+pub(super) const LAYOUT_CACHE_DIR: &str = "/run/an1256";
 const LAYOUT_CACHE_FILE: &CStr = c"kernel-layout";
 /// Format 1 had six offsets more (`view.*`: the namespaces and root a program
 /// version compared with the scanner's), format 2 lacked the library program's
-/// twelve (`libraries.*`), format 3 had nine of them: a new number each time,
+/// twelve (`libraries.*`), format 3 had nine of them, format 4 lacked the two
+/// counts of `libraries.image_change`: a new number each time,
 /// so a file written by such a build is refused and written anew, never read
 /// with its lines shifted.
-const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 4";
+const LAYOUT_CACHE_HEADER: &str = "an1256 kernel layout 5";
 /// A cache file is ~500 bytes.
 const MAX_LAYOUT_CACHE_BYTES: u64 = 4096;
 /// How many fields a layout has (the cache's lines after its key).
-const LAYOUT_FIELDS: usize = 35;
+const LAYOUT_FIELDS: usize = 37;
 
 /// What a cached layout must have been made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct LayoutCacheKey {
+pub(super) struct LayoutCacheKey {
     /// `/proc/sys/kernel/random/boot_id`: new at every boot.
-    boot_id: String,
+    pub(super) boot_id: String,
     /// The size of `/sys/kernel/btf/vmlinux`.
     btf_bytes: u64,
 }
 
 impl LayoutCacheKey {
     /// This boot's key; `None` (no cache) unless we are root.
-    fn here() -> Option<LayoutCacheKey> {
+    pub(super) fn here() -> Option<LayoutCacheKey> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return None;
@@ -1867,6 +1895,12 @@ impl LayoutCacheKey {
 fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); LAYOUT_FIELDS] {
     let s = &l.sock;
     let lib = |field: fn(&LibraryLayout) -> u32| l.libraries.as_ref().map(field);
+    let change = |field: fn(&ImageChangeLayout) -> u32| {
+        l.libraries
+            .as_ref()
+            .and_then(|l| l.image_change.as_ref())
+            .map(field)
+    };
     [
         ("iter_func_id", Some(l.iter_func_id)),
         ("task_tgid", Some(l.task_tgid)),
@@ -1903,6 +1937,8 @@ fn layout_fields(l: &KernelLayout) -> [(&'static str, Option<u32>); LAYOUT_FIELD
         ("libraries.file_mnt", lib(|l| l.file_mnt)),
         ("libraries.mount_root", lib(|l| l.mount_root)),
         ("libraries.dentry_parent", lib(|l| l.dentry_parent)),
+        ("libraries.task_exec_id", change(|c| c.task_exec_id)),
+        ("libraries.mm_seq", change(|c| c.mm_seq)),
     ]
 }
 
@@ -1917,6 +1953,15 @@ fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayo
     let net = [next.next()??, next.next()??];
     // All twelve or none: a kernel without the library program has none.
     let libraries = [(); 12].map(|()| next.next().flatten());
+    // Both or neither, and only with the library program's.
+    let image_change = match [next.next()?, next.next()?] {
+        [Some(task_exec_id), Some(mm_seq)] => Some(ImageChangeLayout {
+            task_exec_id,
+            mm_seq,
+        }),
+        [None, None] => None,
+        _ => return None,
+    };
     let libraries = match libraries {
         [Some(iter_func_id), Some(vma_new), Some(vma_next), Some(vma_destroy), Some(task_mm), Some(vma_flags), Some(vma_file), Some(file_dentry), Some(dentry_name), Some(file_mnt), Some(mount_root), Some(dentry_parent)] => {
             Some(LibraryLayout {
@@ -1932,9 +1977,10 @@ fn layout_from_fields(values: [Option<u32>; LAYOUT_FIELDS]) -> Option<KernelLayo
                 file_mnt,
                 mount_root,
                 dentry_parent,
+                image_change,
             })
         }
-        libraries if libraries.iter().all(Option::is_none) => None,
+        libraries if libraries.iter().all(Option::is_none) && image_change.is_none() => None,
         _ => return None,
     };
     let [iter_func_id, task_tgid, task_pid, file_f_inode, inode_i_mode, inode_i_ino, task_group_leader, task_start_boottime, task_real_cred, cred_uid] =
@@ -2087,12 +2133,38 @@ fn open_layout_cache_dir(dir: &std::path::Path, create: bool) -> Result<OwnedFd,
 
 /// The layout cached in `dir` for `key`, or why not.
 fn load_layout_cache(dir: &std::path::Path, key: &LayoutCacheKey) -> Result<KernelLayout, String> {
+    let bytes = read_private_file(dir, LAYOUT_CACHE_FILE, MAX_LAYOUT_CACHE_BYTES)?;
+    let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+    parse_layout_cache(&text, key)
+}
+
+/// Writes the layout for `key` into `dir` (made 0700 if missing).
+fn store_layout_cache(
+    dir: &std::path::Path,
+    key: &LayoutCacheKey,
+    layout: &KernelLayout,
+) -> Result<(), String> {
+    write_private_file(
+        dir,
+        LAYOUT_CACHE_FILE,
+        layout_cache_text(key, layout).as_bytes(),
+    )
+}
+
+/// The bytes of `name` in root's private directory `dir`, only if it is
+/// exactly as root left it: a regular file of root's, mode 0600, one link, at
+/// most `max` bytes.
+pub(super) fn read_private_file(
+    dir: &std::path::Path,
+    name: &CStr,
+    max: u64,
+) -> Result<Vec<u8>, String> {
     let dir_fd = open_layout_cache_dir(dir, false)?;
     // SAFETY: dir_fd is an open directory; the name is NUL-terminated.
     let fd = unsafe {
         libc::openat(
             dir_fd.as_raw_fd(),
-            LAYOUT_CACHE_FILE.as_ptr(),
+            name.as_ptr(),
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
         )
     };
@@ -2109,28 +2181,29 @@ fn load_layout_cache(dir: &std::path::Path, key: &LayoutCacheKey) -> Result<Kern
     {
         return Err("not a regular file of root's with mode 0600 and one link".into());
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     std::fs::File::from(fd)
-        .take(MAX_LAYOUT_CACHE_BYTES + 1)
-        .read_to_string(&mut text)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_LAYOUT_CACHE_BYTES {
+    if bytes.len() as u64 > max {
         return Err("too large".into());
     }
-    parse_layout_cache(&text, key)
+    Ok(bytes)
 }
 
-/// Writes the layout for `key` into `dir` (made 0700 if missing): a private
-/// temporary file renamed over the old one.
-fn store_layout_cache(
+/// Writes `bytes` as `name` in root's private directory `dir` (made 0700 if
+/// missing): a private temporary file renamed over the old one.
+pub(super) fn write_private_file(
     dir: &std::path::Path,
-    key: &LayoutCacheKey,
-    layout: &KernelLayout,
+    name: &CStr,
+    bytes: &[u8],
 ) -> Result<(), String> {
     use std::io::Write;
     let dir_fd = open_layout_cache_dir(dir, true)?;
-    let temporary = std::ffi::CString::new(format!("kernel-layout.{}", std::process::id()))
-        .map_err(|e| e.to_string())?;
+    let temporary =
+        std::ffi::CString::new(format!("{}.{}", name.to_string_lossy(), std::process::id()))
+            .map_err(|e| e.to_string())?;
     // SAFETY: dir_fd is an open directory; the name is NUL-terminated.
     unsafe { libc::unlinkat(dir_fd.as_raw_fd(), temporary.as_ptr(), 0) };
     // SAFETY: as above; O_EXCL | O_NOFOLLOW make a new file or fail.
@@ -2148,7 +2221,7 @@ fn store_layout_cache(
     // SAFETY: openat returned a new fd that nothing else owns.
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let written = file
-        .write_all(layout_cache_text(key, layout).as_bytes())
+        .write_all(bytes)
         .and_then(|()| {
             // SAFETY: plain fchmod on our open fd (the umask may have taken bits).
             match unsafe { libc::fchmod(file.as_raw_fd(), 0o600) } {
@@ -2163,7 +2236,7 @@ fn store_layout_cache(
                     dir_fd.as_raw_fd(),
                     temporary.as_ptr(),
                     dir_fd.as_raw_fd(),
-                    LAYOUT_CACHE_FILE.as_ptr(),
+                    name.as_ptr(),
                 )
             } {
                 0 => Ok(()),
@@ -2594,7 +2667,7 @@ mod tests {
             ("a field misnamed", wrong_name),
             ("a negative offset", negative),
             ("too large", large),
-            ("another format", good.replace(" layout 4\n", " layout 5\n")),
+            ("another format", good.replace(" layout 5\n", " layout 6\n")),
         ] {
             std::fs::write(&file, text.as_bytes()).expect("write");
             assert_eq!(mode(&file), 0o600);
@@ -2624,9 +2697,10 @@ mod tests {
         let names = layout_fields(&layout).map(|(name, _)| name);
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        // The library program's fields: all twelve or none, never some.
+        // The library program's fields: all twelve or none, never some; its
+        // two counts of change both or neither, and only with the twelve.
         let library_slots = names.iter().filter(|n| n.starts_with("libraries.")).count();
-        assert_eq!(library_slots, 12);
+        assert_eq!(library_slots, 14);
         let first_library = LAYOUT_FIELDS - library_slots;
         let mut without = numbered;
         without[first_library..].fill(None);
@@ -2643,7 +2717,7 @@ mod tests {
         store_layout_cache(&dir, &key, &distinct).expect("store");
         let format_2: String = std::fs::read_to_string(&file)
             .expect("read")
-            .replace(" layout 4\n", " layout 2\n")
+            .replace(" layout 5\n", " layout 2\n")
             .lines()
             .filter(|line| !line.starts_with("libraries."))
             .map(|line| format!("{line}\n"))
@@ -2653,7 +2727,7 @@ mod tests {
             Err("another format".into())
         );
         assert_eq!(
-            parse_layout_cache(&format_2.replace(" layout 2\n", " layout 4\n"), &key),
+            parse_layout_cache(&format_2.replace(" layout 2\n", " layout 5\n"), &key),
             Err("no libraries.iter_func_id".into())
         );
     }
@@ -2706,7 +2780,7 @@ sock.net_inum 176
             Err("another format".into())
         );
         // Even under this format's header its lines are not this format's.
-        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 4\n");
+        let relabelled = FORMAT_1_CACHE.replace(" layout 1\n", " layout 5\n");
         assert_eq!(
             parse_layout_cache(&relabelled, &key),
             Err("no sock.socket_sk".into())
@@ -2733,7 +2807,7 @@ sock.net_inum 176
         store_layout_cache(&dir, &key, &layout).expect("store over format 1");
         assert_eq!(load_layout_cache(&dir, &key), Ok(layout));
         let text = std::fs::read_to_string(&file).expect("read");
-        assert!(text.starts_with("an1256 kernel layout 4\n"), "{text}");
+        assert!(text.starts_with("an1256 kernel layout 5\n"), "{text}");
         assert!(!text.contains("view"), "{text}");
     }
 
@@ -3067,6 +3141,14 @@ sock.net_inum 176
                 .expect("6.7+: the library program's layout");
             assert_ne!(libraries.vma_new, libraries.vma_next);
             assert!(libraries.iter_func_id > 0);
+            // This kernel (per-VMA locks) counts mmap write locks.
+            if std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .is_ok_and(|r| r.starts_with("6.18"))
+            {
+                let change = libraries.image_change.expect("6.18: both counts");
+                assert_ne!(change.task_exec_id, 0);
+                assert_ne!(change.mm_seq, 0);
+            }
         }
     }
 

@@ -16,27 +16,50 @@
 //! mount's root (a file bind-mounted onto another name) or a pseudo file (a
 //! `memfd:` name may hold a `/`). The offsets come from the same checked BTF layout as the fd
 //! iterator's (`fd_iterator::LibraryLayout`).
+//!
+//! Walking is most of a one-shot full scan's cost on a host of TCP clients
+//! (~200 ns a mapping; 25,000 mappings in the benchmark's 200 Python clients).
+//! So a process walked whole that held no such library is remembered, in
+//! root's `/run/an1256/library-walks`, under its leader's start, its exec
+//! count (`self_exec_id`) and the kernel's count of mmap write locks
+//! (`mm_lock_seq`, the count the kernel's own lockless readers of an address
+//! space rely on). No mapping is made, moved or removed without that lock,
+//! and an exec gives a new count, so while all three are the same the walk
+//! would find what it found: the program then writes `UNCHANGED` and does not
+//! walk. A walk is relied on for [`REMEMBER_WALK_SECS`] at most, far less than
+//! bringing the count round takes. Only a whole walk that read every name and
+//! found none is remembered; a library found, or any doubt, is walked again.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
-use std::sync::OnceLock;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Mutex, OnceLock};
 
 use super::fd_iterator::{
-    insn, load_program, offset16, read_iterator, Assembler, Cut, FdIterator, FdIteratorError, Insn,
-    KernelLayout, LibraryLayout, ADD64_IMM, AND64_IMM, CALL, EXIT, HELPER_SEQ_WRITE, JEQ_IMM,
-    JEQ_REG, JNE_IMM, JNE_REG, LDX_B, LDX_DW, LDX_H, LDX_W, MOV64_IMM, MOV64_REG, OR64_IMM, STX_DW,
-    STX_W, ST_DW,
+    bpf, bpf_call, create_map, insn, load_program, map_lookup, offset16, read_iterator,
+    read_private_file, write_private_file, Assembler, Cut, FdIterator, FdIteratorError,
+    ImageChangeLayout, Insn, KernelLayout, LayoutCacheKey, LibraryLayout, MapElemAttr, ADD64_IMM,
+    AND64_IMM, BPF_F_NO_PREALLOC, BPF_MAP_DELETE_ELEM, BPF_MAP_TYPE_HASH, CALL, EXIT,
+    HELPER_SEQ_WRITE, JEQ_IMM, JEQ_REG, JNE_IMM, JNE_REG, LAYOUT_CACHE_DIR, LDX_B, LDX_DW, LDX_H,
+    LDX_W, MOV64_IMM, MOV64_REG, OR64_IMM, STX_DW, STX_W, ST_DW,
 };
 
 /// One record per process leader walked: `{tgid u32, flags u32, leader_start
-/// u64 (ns since boot)}`.
-pub const RECORD_BYTES: usize = 16;
+/// u64 (ns since boot), exec_id u64, mm_seq u32, 0 u32}` (the last two counts
+/// only with [`STEADY`]).
+pub const RECORD_BYTES: usize = 32;
 /// The walk went through every VMA of the address space.
 pub const WALKED: u32 = 1;
 /// An executable file mapping's name starts like a SOCKS library's.
 pub const FOUND: u32 = 2;
 /// A mapped file's name could not be read: the walk proves nothing.
 pub const NAME_UNREAD: u32 = 4;
+/// Not walked: the process's image and mappings are as when an earlier walk,
+/// remembered, found none (see [`remembered`]).
+pub const UNCHANGED: u32 = 8;
+/// The counts of change were read, with no writer of the mappings at work:
+/// a walk that found none may be remembered under them.
+pub const STEADY: u32 = 16;
 /// `VM_EXEC` (include/linux/mm.h; the same on every architecture).
 const VM_EXEC: i32 = 0x4;
 /// `BPF_FUNC_probe_read_kernel`.
@@ -55,14 +78,28 @@ mod stack {
     pub const ITER: i16 = -8;
     /// The first 16 bytes of a mapped file's name.
     pub const NAME: i16 = -24;
-    /// The record written: tgid, flags, then the leader's start.
-    pub const RECORD: i16 = -40;
+    /// The record written (`RECORD_BYTES`): tgid, flags, the leader's
+    /// start, the exec count, the mappings' count.
+    pub const RECORD: i16 = -56;
     /// The mapped file and its dentry, while they are compared.
-    pub const FILE: i16 = -48;
-    pub const DENTRY: i16 = -56;
+    pub const FILE: i16 = -64;
+    pub const DENTRY: i16 = -72;
+    /// The address space.
+    pub const MM: i16 = -80;
     pub const TGID: i16 = RECORD;
     pub const FLAGS: i16 = RECORD + 4;
     pub const START: i16 = RECORD + 8;
+    pub const EXEC_ID: i16 = RECORD + 16;
+    pub const MM_SEQ: i16 = RECORD + 24;
+}
+
+/// A remembered walk in the program's map, by tgid: the start and counts of
+/// change it was made under.
+mod remembered_at {
+    pub const START: i16 = 0;
+    pub const EXEC_ID: i16 = 8;
+    pub const MM_SEQ: i16 = 16;
+    pub const BYTES: usize = 24;
 }
 
 /// Library file names (their first bytes) that route a process's connections
@@ -74,6 +111,8 @@ const TSOCKS: &[u8; 9] = b"libtsocks";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Label {
+    Walk,
+    Write,
     Loop,
     Proxychains,
     Torsocks,
@@ -112,6 +151,7 @@ fn head(name: &[u8]) -> Option<u64> {
 pub fn program(
     kernel: &KernelLayout,
     layout: &LibraryLayout,
+    remembered: Option<&OwnedFd>,
 ) -> Result<Vec<Insn>, FdIteratorError> {
     use Label::*;
     let not_ascii = || FdIteratorError::BtfRefused("a library name is not ASCII".into());
@@ -133,11 +173,17 @@ pub fn program(
     // a probe, as the file below: a pointer loaded from the task costs the
     // verifier a search of the BTF).
     probe_read(&mut a, 7, layout.task_mm, Exit)?;
-    a.emit(insn(ST_DW, 10, 0, stack::RECORD, 0));
-    a.emit(insn(ST_DW, 10, 0, stack::RECORD + 8, 0));
+    a.emit(insn(STX_DW, 10, 3, stack::MM, 0));
+    for slot in 0..(RECORD_BYTES / 8) as i16 {
+        a.emit(insn(ST_DW, 10, 0, stack::RECORD + slot * 8, 0));
+    }
     a.copy(LDX_W, STX_W, 7, kernel.task_tgid, stack::TGID)?;
     a.copy(LDX_DW, STX_DW, 7, kernel.task_start_boottime, stack::START)?;
     a.emit(insn(MOV64_IMM, 8, 0, 0, 0)); // r8 = flags
+    if let (Some(change), Some(remembered)) = (layout.image_change, remembered) {
+        unchanged_since_remembered(&mut a, change, remembered)?;
+    }
+    a.label(Walk);
     a.emit(insn(MOV64_REG, 1, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::ITER)));
     a.emit(insn(MOV64_REG, 2, 7, 0, 0));
@@ -145,7 +191,7 @@ pub fn program(
     a.call_kfunc(layout.vma_new)?;
     // Failed (the mmap lock contended): no walk; the iterator is still destroyed.
     a.jump(JNE_IMM, 0, 0, Done);
-    a.emit(insn(MOV64_IMM, 8, 0, 0, WALKED as i32));
+    a.emit(insn(OR64_IMM, 8, 0, 0, WALKED as i32));
     a.label(Loop);
     a.emit(insn(MOV64_REG, 1, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::ITER)));
@@ -236,6 +282,7 @@ pub fn program(
     a.emit(insn(MOV64_REG, 1, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::ITER)));
     a.call_kfunc(layout.vma_destroy)?;
+    a.label(Write);
     a.emit(insn(STX_W, 10, 8, stack::FLAGS, 0));
     a.emit(insn(MOV64_REG, 1, 9, 0, 0)); // r1 = meta->seq
     a.emit(insn(MOV64_REG, 2, 10, 0, 0));
@@ -246,6 +293,47 @@ pub fn program(
     a.emit(insn(MOV64_IMM, 0, 0, 0, 0));
     a.emit(insn(EXIT, 0, 0, 0, 0));
     a.finish()
+}
+
+/// The counts of change into the record, then, if the remembered walk of this
+/// process (by tgid) was under the same start and counts: `UNCHANGED`, and on
+/// to the write, with no walk. Counts read while a writer held the mappings
+/// are not `STEADY`: never remembered, nor taken as unchanged.
+fn unchanged_since_remembered(
+    a: &mut Assembler<Label>,
+    change: ImageChangeLayout,
+    remembered: &OwnedFd,
+) -> Result<(), FdIteratorError> {
+    use Label::*;
+    a.copy(LDX_DW, STX_DW, 7, change.task_exec_id, stack::EXEC_ID)?;
+    a.emit(insn(LDX_DW, 3, 10, stack::MM, 0));
+    let mm_seq =
+        i32::try_from(change.mm_seq).map_err(|_| FdIteratorError::OffsetTooFar(change.mm_seq))?;
+    a.emit(insn(ADD64_IMM, 3, 0, 0, mm_seq));
+    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::MM_SEQ)));
+    a.emit(insn(MOV64_IMM, 2, 0, 0, 4));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
+    a.jump(JNE_IMM, 0, 0, Walk);
+    // Odd: a writer holds the mmap lock (the kernel's own speculation test).
+    a.emit(insn(LDX_W, 1, 10, stack::MM_SEQ, 0));
+    a.emit(insn(AND64_IMM, 1, 0, 0, 1));
+    a.jump(JNE_IMM, 1, 0, Walk);
+    a.emit(insn(MOV64_IMM, 8, 0, 0, STEADY as i32));
+    map_lookup(a, remembered, stack::TGID);
+    a.jump(JEQ_IMM, 0, 0, Walk);
+    for (load, at, mine) in [
+        (LDX_DW, remembered_at::START, stack::START),
+        (LDX_DW, remembered_at::EXEC_ID, stack::EXEC_ID),
+        (LDX_W, remembered_at::MM_SEQ, stack::MM_SEQ),
+    ] {
+        a.emit(insn(load, 1, 0, at, 0));
+        a.emit(insn(load, 2, 10, mine, 0));
+        a.jump_reg(JNE_REG, 1, 2, Walk);
+    }
+    a.emit(insn(OR64_IMM, 8, 0, 0, UNCHANGED as i32));
+    a.goto(Write);
+    Ok(())
 }
 
 /// `r3 = *(u64 *)(base + offset)` through `bpf_probe_read_kernel` (into the
@@ -278,9 +366,51 @@ fn probe_read(
     Ok(())
 }
 
-/// The program's link, made on first need (`None`: this kernel has no such
-/// program, or refused it).
-static LINK: OnceLock<Option<OwnedFd>> = OnceLock::new();
+/// The program, its link, and the map of walks it may rely on.
+struct Program {
+    link: OwnedFd,
+    /// `None` where the kernel gives no counts of change (every process is
+    /// walked at every pass).
+    remembered: Option<OwnedFd>,
+    /// The tgids this process put in the map (taken out before each pass).
+    in_map: Mutex<Vec<u32>>,
+}
+
+/// The program, made on first need (`None`: this kernel has no such program,
+/// or refused it).
+static PROGRAM: OnceLock<Option<Program>> = OnceLock::new();
+
+/// How long a walk that found no SOCKS library is relied on, from the walk (a
+/// pass that relies on it does not renew it). Within it a process is not walked
+/// again while its start, exec count and mappings' count are the same. The
+/// mappings' count moves twice at each take of the mmap write lock, so
+/// bringing it round to a remembered value takes 2^31 takes: ~16 minutes at
+/// 457 ns an `mprotect` (this host), far more than this.
+pub const REMEMBER_WALK_SECS: u64 = 60;
+/// Walks remembered at most: past it, processes are walked. The map is
+/// sized to the host's tasks (its buckets are allocated whole: 1 MiB, ~0.7
+/// ms of a CLI run, at the most).
+const REMEMBERED_CAPACITY: u32 = 65_536;
+const MIN_REMEMBERED_CAPACITY: u32 = 1024;
+/// Root's file of remembered walks, in `LAYOUT_CACHE_DIR` (read only exactly
+/// as root left it: `read_private_file`): one-shot runs are separate processes.
+const REMEMBERED_FILE: &CStr = c"library-walks";
+const REMEMBERED_HEADER: &[u8] = b"an1256 library walks 1\n";
+/// Per walk: tgid u32, mm_seq u32, start u64, exec_id u64, walked_at u64.
+const REMEMBERED_RECORD_BYTES: usize = 32;
+/// The header, a boot id and its newline, and a full map's records.
+const MAX_REMEMBERED_BYTES: u64 =
+    (REMEMBERED_HEADER.len() + 37 + REMEMBERED_RECORD_BYTES * REMEMBERED_CAPACITY as usize) as u64;
+
+/// A walk that found no SOCKS library, and what it was made under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    pub start: u64,
+    pub exec_id: u64,
+    pub mm_seq: u32,
+    /// `CLOCK_BOOTTIME` ns at the pass that walked.
+    pub walked_at: u64,
+}
 
 /// One pass of the program over every process; `None` where this kernel has
 /// no such program (the caller walks each process's mappings).
@@ -288,26 +418,240 @@ pub fn pass(
     iterator: &FdIterator,
     deadline: crate::deadline::Deadline,
 ) -> Option<Result<LibraryPass, FdIteratorError>> {
-    let link = LINK
+    let program = PROGRAM
         .get_or_init(|| {
             let kernel = iterator.layout();
             let layout = kernel.libraries?;
-            load(kernel, &layout)
-                .and_then(|program| FdIterator::link(&program, None))
+            make_program(kernel, &layout)
                 .inspect_err(|why| log::warn!("no kernel-side library check: {why}"))
                 .ok()
         })
         .as_ref()?;
-    Some(read(link, deadline))
+    let now = super::boot_ns();
+    let dir = std::path::Path::new(LAYOUT_CACHE_DIR);
+    // Root's own file, this boot's: nothing is remembered otherwise.
+    let boot = LayoutCacheKey::here().map(|key| key.boot_id);
+    let before = match (&program.remembered, &boot) {
+        (Some(map), Some(boot)) if now > 0 => {
+            let walks = read_private_file(dir, REMEMBERED_FILE, MAX_REMEMBERED_BYTES)
+                .map(|bytes| decode_remembered(&bytes, boot, now))
+                .unwrap_or_default();
+            program.fill(map, &walks);
+            Some(walks)
+        }
+        _ => None,
+    };
+    let result = read(&program.link, deadline);
+    if let (Ok(pass), Some(before), Some(boot)) = (&result, &before, &boot) {
+        let after = remember(before, &pass.processes, now);
+        if &after != before {
+            if let Err(why) =
+                write_private_file(dir, REMEMBERED_FILE, &encode_remembered(boot, &after))
+            {
+                log::debug!("library walks not kept in {LAYOUT_CACHE_DIR}: {why}");
+            }
+        }
+    }
+    Some(result)
 }
 
-/// The program, loaded.
+fn make_program(kernel: &KernelLayout, layout: &LibraryLayout) -> Result<Program, FdIteratorError> {
+    let remembered = match layout.image_change {
+        Some(_) => create_map(
+            BPF_MAP_TYPE_HASH,
+            4,
+            remembered_at::BYTES as u32,
+            super::procfs::tasks_now()
+                .and_then(|tasks| u32::try_from(tasks).ok())
+                .map_or(REMEMBERED_CAPACITY, |tasks| {
+                    tasks
+                        .checked_next_power_of_two()
+                        .unwrap_or(REMEMBERED_CAPACITY)
+                        .clamp(MIN_REMEMBERED_CAPACITY, REMEMBERED_CAPACITY)
+                }),
+            BPF_F_NO_PREALLOC,
+            b"an1256_walks",
+        )
+        .inspect_err(|why| log::debug!("no library walks remembered: {why}"))
+        .ok(),
+        None => None,
+    };
+    let program = load(kernel, layout, remembered.as_ref())?;
+    Ok(Program {
+        link: FdIterator::link(&program, None)?,
+        remembered,
+        in_map: Mutex::new(Vec::new()),
+    })
+}
+
+impl Program {
+    /// The map holds `walks` and nothing else (as far as the kernel takes
+    /// them: a walk it did not take is made again).
+    fn fill(&self, map: &OwnedFd, walks: &HashMap<u32, Remembered>) {
+        let mut in_map = self.in_map.lock().unwrap_or_else(|e| e.into_inner());
+        for tgid in in_map.drain(..) {
+            let key = tgid.to_ne_bytes();
+            let mut attr = MapElemAttr {
+                map_fd: map.as_raw_fd() as u32,
+                key: key.as_ptr() as u64,
+                ..Default::default()
+            };
+            // Gone already is as good.
+            let _ = bpf_call(BPF_MAP_DELETE_ELEM, &mut attr);
+        }
+        if walks.is_empty() {
+            return;
+        }
+        let mut keys = Vec::with_capacity(walks.len());
+        let mut values = Vec::with_capacity(walks.len() * remembered_at::BYTES);
+        for (&tgid, walk) in walks {
+            keys.push(tgid);
+            values.extend_from_slice(&walk.start.to_ne_bytes());
+            values.extend_from_slice(&walk.exec_id.to_ne_bytes());
+            values.extend_from_slice(&walk.mm_seq.to_ne_bytes());
+            values.extend_from_slice(&0u32.to_ne_bytes());
+        }
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: values.as_ptr() as u64,
+            count: keys.len() as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        if let Err(why) = bpf(BPF_MAP_UPDATE_BATCH, &mut attr) {
+            log::debug!("library walks not all remembered in the kernel: {why}");
+        }
+        // Each may be in: all are taken out next time.
+        *in_map = keys;
+    }
+}
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
+/// `union bpf_attr` as the map batch commands read it.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<BatchAttr>() == 56);
+
+/// The walks a pass leaves to remember: those it relied on, as remembered
+/// (their time unchanged), and those it made whole under steady counts that
+/// found none, at `now`. A process the pass did not meet is forgotten.
+pub fn remember(
+    before: &HashMap<u32, Remembered>,
+    walks: &HashMap<u32, LibraryWalk>,
+    now: u64,
+) -> HashMap<u32, Remembered> {
+    walks
+        .iter()
+        .filter_map(|(&tgid, walk)| {
+            let (exec_id, mm_seq) = walk.counts?;
+            if walk.socks_library != Some(false) {
+                return None;
+            }
+            let kept = if walk.unchanged {
+                *before.get(&tgid)?
+            } else {
+                Remembered {
+                    start: walk.leader_start,
+                    exec_id,
+                    mm_seq,
+                    walked_at: now,
+                }
+            };
+            let same =
+                (kept.start, kept.exec_id, kept.mm_seq) == (walk.leader_start, exec_id, mm_seq);
+            same.then_some((tgid, kept))
+        })
+        .collect()
+}
+
+/// The file's bytes: the header, this boot's id, then one record per walk.
+pub fn encode_remembered(boot: &str, walks: &HashMap<u32, Remembered>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        REMEMBERED_HEADER.len() + boot.len() + 1 + walks.len() * REMEMBERED_RECORD_BYTES,
+    );
+    out.extend_from_slice(REMEMBERED_HEADER);
+    out.extend_from_slice(boot.as_bytes());
+    out.push(b'\n');
+    for (&tgid, walk) in walks.iter().take(REMEMBERED_CAPACITY as usize) {
+        out.extend_from_slice(&tgid.to_ne_bytes());
+        out.extend_from_slice(&walk.mm_seq.to_ne_bytes());
+        out.extend_from_slice(&walk.start.to_ne_bytes());
+        out.extend_from_slice(&walk.exec_id.to_ne_bytes());
+        out.extend_from_slice(&walk.walked_at.to_ne_bytes());
+    }
+    out
+}
+
+/// The walks in `bytes` still to be relied on at `now`: written this boot
+/// (`boot`), walked at most [`REMEMBER_WALK_SECS`] before `now` and not after
+/// it. Another format or boot, or a cut record, leaves nothing remembered; a
+/// tgid written twice is left out.
+pub fn decode_remembered(bytes: &[u8], boot: &str, now: u64) -> HashMap<u32, Remembered> {
+    let mut walks = HashMap::new();
+    let records = bytes
+        .strip_prefix(REMEMBERED_HEADER)
+        .and_then(|rest| rest.strip_prefix(boot.as_bytes()))
+        .and_then(|rest| rest.strip_prefix(b"\n"));
+    let Some(records) = records.filter(|r| r.len() % REMEMBERED_RECORD_BYTES == 0) else {
+        return walks;
+    };
+    let oldest = now.saturating_sub(REMEMBER_WALK_SECS * 1_000_000_000);
+    let mut twice = Vec::new();
+    for r in records.chunks_exact(REMEMBERED_RECORD_BYTES) {
+        let u32_at = |at: usize| {
+            r.get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        let u64_at = |at: usize| {
+            r.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_ne_bytes)
+        };
+        let (Some(tgid), Some(mm_seq), Some(start), Some(exec_id), Some(walked_at)) =
+            (u32_at(0), u32_at(4), u64_at(8), u64_at(16), u64_at(24))
+        else {
+            continue;
+        };
+        if walked_at > now || walked_at < oldest {
+            continue;
+        }
+        let walk = Remembered {
+            start,
+            exec_id,
+            mm_seq,
+            walked_at,
+        };
+        if walks.insert(tgid, walk).is_some() {
+            twice.push(tgid);
+        }
+    }
+    for tgid in twice {
+        walks.remove(&tgid);
+    }
+    walks
+}
+
+/// The program, loaded (relying on `remembered` walks where given).
 pub(super) fn load(
     kernel: &KernelLayout,
     layout: &LibraryLayout,
+    remembered: Option<&OwnedFd>,
 ) -> Result<OwnedFd, FdIteratorError> {
     load_program(
-        &program(kernel, layout)?,
+        &program(kernel, layout, remembered)?,
         layout.iter_func_id,
         b"an1256_libs",
     )
@@ -319,9 +663,15 @@ pub struct LibraryWalk {
     /// The leader's start, ns since boot: tells the process from a later one
     /// under the same pid.
     pub leader_start: u64,
-    /// `Some(found)` when its whole address space was walked; `None` when not
-    /// (the caller walks its mappings).
+    /// `Some(found)` when its whole address space was walked (or was
+    /// unchanged since a walk that found none); `None` when not (the caller
+    /// walks its mappings).
     pub socks_library: Option<bool>,
+    /// Not walked: unchanged since a remembered walk ([`UNCHANGED`]).
+    pub unchanged: bool,
+    /// The exec count and mappings' count, read with no writer at work
+    /// ([`STEADY`]).
+    pub counts: Option<(u64, u32)>,
 }
 
 /// One pass's walks, by pid.
@@ -376,10 +726,16 @@ fn parse_record(r: &[u8]) -> Option<(u32, LibraryWalk)> {
     let tgid = u32::from_ne_bytes(r.get(0..4)?.try_into().ok()?);
     let flags = u32::from_ne_bytes(r.get(4..8)?.try_into().ok()?);
     let leader_start = u64::from_ne_bytes(r.get(8..16)?.try_into().ok()?);
+    let exec_id = u64::from_ne_bytes(r.get(16..24)?.try_into().ok()?);
+    let mm_seq = u32::from_ne_bytes(r.get(24..28)?.try_into().ok()?);
+    let unchanged = flags & UNCHANGED != 0;
     // A library found is found, whatever else the walk met; none found proves
-    // nothing unless every name was read in a whole walk.
-    let socks_library = if flags & !(WALKED | FOUND | NAME_UNREAD) != 0 {
+    // nothing unless every name was read in a whole walk, or the process is
+    // unchanged since one (and then nothing else is said of it).
+    let socks_library = if flags & !(WALKED | FOUND | NAME_UNREAD | UNCHANGED | STEADY) != 0 {
         None
+    } else if unchanged {
+        (flags == UNCHANGED | STEADY).then_some(false)
     } else if flags & FOUND != 0 {
         Some(true)
     } else {
@@ -390,6 +746,8 @@ fn parse_record(r: &[u8]) -> Option<(u32, LibraryWalk)> {
         LibraryWalk {
             leader_start,
             socks_library,
+            unchanged,
+            counts: (flags & STEADY != 0).then_some((exec_id, mm_seq)),
         },
     ))
 }
@@ -404,11 +762,131 @@ mod tests {
     }
 
     fn record(tgid: u32, flags: u32, start: u64) -> Vec<u8> {
+        record_with_counts(tgid, flags, start, 7, 42)
+    }
+
+    fn record_with_counts(tgid: u32, flags: u32, start: u64, exec_id: u64, mm_seq: u32) -> Vec<u8> {
         let mut r = Vec::new();
         r.extend_from_slice(&tgid.to_ne_bytes());
         r.extend_from_slice(&flags.to_ne_bytes());
         r.extend_from_slice(&start.to_ne_bytes());
+        r.extend_from_slice(&exec_id.to_ne_bytes());
+        r.extend_from_slice(&mm_seq.to_ne_bytes());
+        r.extend_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(r.len(), RECORD_BYTES);
         r
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+    const BOOT: &str = "908a2e03-a59a-4970-910d-a2bbe5a8a137";
+
+    fn remembered(start: u64, exec_id: u64, mm_seq: u32, walked_at: u64) -> Remembered {
+        Remembered {
+            start,
+            exec_id,
+            mm_seq,
+            walked_at,
+        }
+    }
+
+    /// "Unchanged" says none only as the program writes it (with steady
+    /// counts and nothing else); the counts are kept only when steady.
+    #[test]
+    fn unchanged_says_none_only_with_steady_counts_and_nothing_else() {
+        let mut data = Vec::new();
+        for (tgid, flags) in [
+            (1, UNCHANGED | STEADY),
+            (2, UNCHANGED),
+            (3, UNCHANGED | STEADY | FOUND),
+            (4, UNCHANGED | STEADY | WALKED),
+            (5, WALKED | STEADY),
+            (6, WALKED),
+        ] {
+            data.extend(record_with_counts(tgid, flags, 100, 3, 8));
+        }
+        let walks = parse_records(&data);
+        let walk = |tgid: u32| walks[&tgid];
+        assert_eq!(walk(1).socks_library, Some(false));
+        assert!(walk(1).unchanged);
+        assert_eq!(walk(1).counts, Some((3, 8)));
+        for tgid in [2, 3, 4] {
+            assert_eq!(walk(tgid).socks_library, None, "{tgid}");
+        }
+        assert_eq!(walk(5).socks_library, Some(false));
+        assert!(!walk(5).unchanged);
+        assert_eq!(walk(5).counts, Some((3, 8)));
+        assert_eq!(walk(6).counts, None, "not steady: no counts");
+    }
+
+    /// What a pass leaves to remember: its clean walks under steady counts at
+    /// its time; the remembered walks it relied on, with their own time; never
+    /// a library found, a walk unsure, counts not steady, a process it did not
+    /// meet, or an unchanged one whose remembered walk it cannot match.
+    #[test]
+    fn a_pass_remembers_clean_steady_walks_and_keeps_the_time_of_those_it_relied_on() {
+        let before: HashMap<u32, Remembered> = [
+            (10, remembered(100, 3, 8, 5 * SECOND)),
+            (11, remembered(100, 3, 8, 5 * SECOND)),
+            (12, remembered(100, 3, 8, 5 * SECOND)),
+        ]
+        .into();
+        let mut data = Vec::new();
+        for (tgid, flags, seq) in [
+            (1, WALKED | STEADY, 8),
+            (2, WALKED | STEADY | FOUND, 8),
+            (3, WALKED | STEADY | NAME_UNREAD, 8),
+            (4, WALKED, 8),
+            (5, STEADY, 8),
+            (10, UNCHANGED | STEADY, 8),
+            (11, UNCHANGED | STEADY, 9),
+            (13, UNCHANGED | STEADY, 8),
+        ] {
+            data.extend(record_with_counts(tgid, flags, 100, 3, seq));
+        }
+        let now = 50 * SECOND;
+        let after = remember(&before, &parse_records(&data), now);
+        let expected: HashMap<u32, Remembered> = [
+            (1, remembered(100, 3, 8, now)),
+            (10, remembered(100, 3, 8, 5 * SECOND)),
+        ]
+        .into();
+        assert_eq!(after, expected);
+    }
+
+    /// The file round-trips, and only this boot's walks of the last
+    /// `REMEMBER_WALK_SECS` come back; anything malformed, nothing.
+    #[test]
+    fn remembered_walks_come_back_only_from_this_boot_and_within_their_time() {
+        let now = 1000 * SECOND;
+        let walks: HashMap<u32, Remembered> = [
+            (1, remembered(11, 1, 2, now)),
+            (2, remembered(12, 1, 2, now - REMEMBER_WALK_SECS * SECOND)),
+            (
+                3,
+                remembered(13, 1, 2, now - REMEMBER_WALK_SECS * SECOND - 1),
+            ),
+            (4, remembered(14, 1, 2, now + 1)),
+        ]
+        .into();
+        let bytes = encode_remembered(BOOT, &walks);
+        let back = decode_remembered(&bytes, BOOT, now);
+        let expected: HashMap<u32, Remembered> = [(1, walks[&1]), (2, walks[&2])].into();
+        assert_eq!(back, expected, "too old and from the future are left out");
+        let other_boot = BOOT.replace('9', "8");
+        assert!(decode_remembered(&bytes, &other_boot, now).is_empty());
+        assert!(
+            decode_remembered(&bytes[..bytes.len() - 1], BOOT, now).is_empty(),
+            "cut"
+        );
+        let mut other_format = bytes.clone();
+        other_format[REMEMBERED_HEADER.len() - 2] = b'2';
+        assert!(decode_remembered(&other_format, BOOT, now).is_empty());
+        assert!(decode_remembered(b"", BOOT, now).is_empty());
+        // A tgid written twice is left out, whichever is right.
+        let mut twice = encode_remembered(BOOT, &[(1, walks[&1])].into());
+        let record = twice[twice.len() - REMEMBERED_RECORD_BYTES..].to_vec();
+        twice.extend_from_slice(&record);
+        assert!(decode_remembered(&twice, BOOT, now).is_empty());
     }
 
     /// Only a whole walk says "none"; a library found is found; anything
@@ -423,7 +901,7 @@ mod tests {
             (3, WALKED | FOUND | NAME_UNREAD),
             (4, WALKED | NAME_UNREAD),
             (5, 0),
-            (6, WALKED | 8),
+            (6, WALKED | 64),
             (7, WALKED),
             (7, WALKED | FOUND),
             (8, WALKED),
@@ -485,6 +963,17 @@ mod tests {
     /// the `next` call, and a 16-byte record written once.
     #[test]
     fn the_program_calls_the_vma_iterator_and_writes_one_record() {
+        for remembering in [false, true] {
+            program_shape(remembering);
+        }
+    }
+
+    /// With remembered walks (`remembering`), the program also reads the
+    /// counts, looks its tgid up once, and goes from the three compares
+    /// straight to the write, past every kfunc.
+    fn program_shape(remembering: bool) {
+        use std::os::fd::AsRawFd;
+        let map = OwnedFd::from(std::fs::File::open("/dev/null").expect("an fd"));
         let kernel = KernelLayout {
             task_tgid: 1268,
             task_pid: 1264,
@@ -504,8 +993,59 @@ mod tests {
             file_mnt: 16,
             mount_root: 0,
             dentry_parent: 24,
+            image_change: remembering.then_some(ImageChangeLayout {
+                task_exec_id: 2000,
+                mm_seq: 120,
+            }),
         };
-        let code = program(&kernel, &layout).expect("program");
+        // Both needed: the counts alone, or the map alone, remember nothing.
+        if remembering {
+            let counts_only = program(&kernel, &layout, None).expect("program");
+            let map_only = program(
+                &kernel,
+                &LibraryLayout {
+                    image_change: None,
+                    ..layout
+                },
+                Some(&map),
+            )
+            .expect("program");
+            for code in [counts_only, map_only] {
+                assert!(!code.iter().any(|i| i.imm == map.as_raw_fd()));
+            }
+        }
+        let code = program(&kernel, &layout, Some(&map)).expect("program");
+        let lookups: Vec<usize> = (0..code.len())
+            .filter(|&pc| code[pc].code == CALL && code[pc].regs == 0 && code[pc].imm == 1)
+            .collect();
+        if remembering {
+            assert_eq!(lookups.len(), 1, "one lookup, of this tgid");
+            let lookup = lookups[0];
+            assert_eq!(code[lookup - 4].imm, map.as_raw_fd(), "in the map");
+            assert_eq!(code[lookup - 2].regs, 2 | (10 << 4));
+            assert_eq!(code[lookup - 1].imm, i32::from(stack::TGID));
+            // Three compares of a remembered field with its own, each to
+            // the walk, then a jump past the destroy kfunc to the write.
+            let compares: Vec<&Insn> = code[lookup..]
+                .iter()
+                .filter(|i| i.code == JNE_REG)
+                .take(3)
+                .collect();
+            assert_eq!(compares.len(), 3);
+            let goto = code[lookup..]
+                .iter()
+                .position(|i| i.code == fd_iterator::JA)
+                .map(|at| at + lookup)
+                .expect("the jump to the write");
+            let to = (goto as i64 + 1 + i64::from(code[goto].off)) as usize;
+            let destroy = code
+                .iter()
+                .position(|i| i.code == CALL && i.imm == 70003)
+                .expect("destroy");
+            assert_eq!(to, destroy + 1, "straight to the write");
+        } else {
+            assert!(lookups.is_empty());
+        }
         let kfuncs: Vec<i32> = code
             .iter()
             .filter(|i| i.code == CALL && i.regs >> 4 == 2)
@@ -543,8 +1083,9 @@ mod tests {
             .filter(|i| i.code == CALL && i.regs == 0 && i.imm == HELPER_PROBE_READ_KERNEL)
             .count();
         assert_eq!(
-            probes, 8,
-            "mm, file, dentry, its parent, mount, its root, name's address, name"
+            probes,
+            8 + usize::from(remembering),
+            "mm, (mm's count), file, dentry, its parent, mount, its root, name's address, name"
         );
     }
 

@@ -1034,6 +1034,19 @@ fn path_base(
 }
 
 /// A clock's reading in nanoseconds; `None` if it cannot be read.
+/// `CLOCK_BOOTTIME` in ns: the clock `bpf_ktime_get_boot_ns` reads.
+pub(super) fn boot_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: now is valid for writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
 fn clock_ns(clock: libc::clockid_t) -> Option<i128> {
     // SAFETY: timespec is plain data; clock_gettime fills it or fails.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };

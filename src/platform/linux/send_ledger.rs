@@ -33,6 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
+use super::boot_ns;
 use super::fd_iterator::{
     bpf_call, bpf_fd, create_map, exact_here, insn, io_error, load_map, load_program,
     load_program_of, load_tracing_program, map_lookup, offset16, read_iterator, read_vmlinux_btf,
@@ -947,19 +948,6 @@ const _: () = {
     assert!(std::mem::size_of::<BtfLoadAttr>() == 32);
     assert!(std::mem::size_of::<RawTracepointAttr>() == 16);
 };
-
-/// `CLOCK_BOOTTIME` in ns: the clock `bpf_ktime_get_boot_ns` reads.
-fn boot_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: now is valid for writes.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
-    (now.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec as u64)
-}
 
 /// The socket-local storage the maker program writes (with its BTF).
 fn maker_storage() -> Result<OwnedFd, String> {
