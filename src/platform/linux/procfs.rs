@@ -151,7 +151,16 @@ fn read_entry_at(dirfd: RawFd, name: &CStr, limit: usize) -> io::Result<Vec<u8>>
 /// The thread ids of process `pid` in order; `None` when they cannot be listed
 /// or number over [`MAX_THREADS_FOR_FD_TABLES`] (then nothing can be compared).
 pub fn thread_ids(pid: u32) -> Option<Vec<u32>> {
-    let entries = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    let task = format!("/proc/{pid}/task");
+    // The link count of `task` is 2 + the group's thread count (every thread
+    // not yet reaped, as the listing gives them). One thread is the leader,
+    // listed while its group lives: one `statx` instead of a listing's five
+    // calls (the watch checks each watched process so every second).
+    if std::fs::metadata(&task).ok()?.nlink() == 3 {
+        return Some(vec![pid]);
+    }
+    let entries = std::fs::read_dir(&task).ok()?;
     let mut tids = Vec::new();
     for entry in entries {
         if tids.len() == MAX_THREADS_FOR_FD_TABLES {
@@ -1786,6 +1795,43 @@ mod tests {
     /// The `processes` line is found past an `intr` line of 300 KiB, read in
     /// pieces split anywhere: inside the keyword, between it and its value,
     /// inside the digits, at the newline. Past the cap, or malformed: `None`.
+    /// A single thread is told by the link count alone, and is the leader;
+    /// a second thread makes it a listing, with both.
+    #[test]
+    fn thread_ids_are_the_leader_alone_or_every_thread_listed() {
+        use std::io::BufRead;
+        let mut one = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = one.id();
+        assert_eq!(thread_ids(pid), Some(vec![pid]));
+        let _ = one.kill();
+        let _ = one.wait();
+        let mut two = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import threading, time\n\
+                 threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
+                 print('ready', flush=True)\n\
+                 time.sleep(30)\n",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(two.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready");
+        let pid = two.id();
+        let tids = thread_ids(pid).expect("listed");
+        assert_eq!(tids.len(), 2, "{tids:?}");
+        assert!(tids.contains(&pid), "{tids:?}");
+        let _ = two.kill();
+        let _ = two.wait();
+        assert_eq!(thread_ids(pid), None, "gone");
+    }
+
     #[test]
     fn tasks_made_are_found_past_a_huge_intr_line() {
         let (text, at) = stat_with_a_huge_intr_line(300 * 1024);
