@@ -299,9 +299,9 @@ pub fn attribute_senders(
     let mut unattributed = Vec::new();
     let mut crowded = Vec::new();
     // A scan of given pids looks only at sends of their users and images, or
-    // by them.
-    let asked_images: Option<Vec<Runner>> =
-        constrained.map(|pids| pids.iter().filter_map(|&pid| live.runner(pid)).collect());
+    // by them: their runners are read at the first send that asks (the watch
+    // scans its pids every second, mostly with no user's send to look at).
+    let mut asked_images: Option<Vec<Runner>> = None;
     let asked = |pid: Pid| constrained.is_none_or(|pids| pids.contains(&pid));
     let mut not_looked_at = 0;
     let mut given_rows = 0;
@@ -331,14 +331,15 @@ pub fn attribute_senders(
                 .iter()
                 .any(|&(ancestor, _)| Pid::try_from(ancestor).is_ok_and(asked))
         };
-        if asked_images.as_ref().is_some_and(|images| {
-            !asked(tgid)
-                && !asked_forebear()
-                && !images
-                    .iter()
-                    .any(|r| known_image && r.uid == sending.uid && r.exe.1 == exe.1)
-        }) {
-            continue;
+        if let Some(pids) = constrained {
+            let images = asked_images
+                .get_or_insert_with(|| pids.iter().filter_map(|&pid| live.runner(pid)).collect());
+            let theirs = images
+                .iter()
+                .any(|r| known_image && r.uid == sending.uid && r.exe.1 == exe.1);
+            if !asked(tgid) && !asked_forebear() && !theirs {
+                continue;
+            }
         }
         // A start `/proc` gives (rounded down to its tick) is the kernel's `at`.
         let started_as = |given: u64, at: u64| given <= at && at < given + tick;
@@ -845,10 +846,12 @@ mod tests {
         lineage: HashMap<Pid, Lineage>,
         unlistable: bool,
         out_of_time: bool,
+        runners_read: usize,
     }
 
     impl LiveProcesses for FakeLive {
         fn runner(&mut self, pid: Pid) -> Option<Runner> {
+            self.runners_read += 1;
             self.runners.get(&pid).copied()
         }
         fn image(&mut self, pid: Pid) -> Option<(u64, u64)> {
@@ -1255,6 +1258,27 @@ mod tests {
         let sendings = vec![sending(9, 40, 1001, HOP)];
         let (scan, _) = attributed_in(Some(&[40]), sendings, vec![], &mut live);
         assert_eq!(unheld(&scan), [(40, 9)]);
+    }
+
+    /// The watch scans its pids every second: with no user's send of a kind
+    /// asked for, no process is read; the first such send reads each asked
+    /// pid once.
+    #[test]
+    fn a_scan_of_given_pids_reads_them_only_for_a_users_send() {
+        let mut live = live(&[
+            (52, 1001, HOP, 2_000_000_000),
+            (53, 1001, HOP, 3_000_000_000),
+        ]);
+        let roots = sending(9, 40, 0, HOP);
+        let mut stream = sending(10, 40, 1001, HOP);
+        stream.socket_type = libc::SOCK_STREAM as u16;
+        let (scan, _) = attributed_in(Some(&[52, 53]), vec![roots, stream], vec![], &mut live);
+        assert_eq!(unheld(&scan), []);
+        assert_eq!(live.runners_read, 0);
+        let users = vec![sending(11, 40, 1001, HOP), sending(12, 41, 1001, HOP)];
+        let (scan, _) = attributed_in(Some(&[52, 53]), users, vec![], &mut live);
+        assert_eq!(unheld(&scan), [(52, 11), (53, 11), (52, 12), (53, 12)]);
+        assert!(live.runners_read >= 2, "{}", live.runners_read);
     }
 
     #[test]
