@@ -884,12 +884,7 @@ fn a_preload_scrubbed_from_the_environment_is_still_seen_in_the_mappings() {
     if !common::is_root() {
         return skip(TEST, "needs root (attacker user)");
     }
-    let Some(library) = [
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/usr/lib/x86_64-linux-gnu/libz.so.1",
-    ]
-    .into_iter()
-    .find(|l| std::path::Path::new(l).exists()) else {
+    let Some(library) = libz() else {
         return skip(TEST, "no libz.so.1 to preload");
     };
     let host = host();
@@ -943,6 +938,19 @@ fn a_preload_scrubbed_from_the_environment_is_still_seen_in_the_mappings() {
     assert_quiet_twin(&host, &config, &all, twin.pid, port);
 }
 
+/// A system library to copy under a SOCKS library's name (the check goes by
+/// the file's name), if this host has one.
+fn libz() -> Option<&'static str> {
+    [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .find(|l| Path::new(l).exists())
+}
+
 /// A benign twin connected to `port`: the host sees its connection, and it is
 /// no row, neither by `pid =` nor in the full scan's rows `all`.
 fn assert_quiet_twin(
@@ -983,14 +991,7 @@ fn the_library_pass_and_the_mapping_walk_agree_name_by_name() {
     if !common::is_root() {
         return skip(TEST, "needs root (attacker user, the BPF iterator)");
     }
-    let Some(library) = [
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/usr/lib/x86_64-linux-gnu/libz.so.1",
-        "/lib/aarch64-linux-gnu/libz.so.1",
-        "/usr/lib/aarch64-linux-gnu/libz.so.1",
-    ]
-    .into_iter()
-    .find(|l| Path::new(l).exists()) else {
+    let Some(library) = libz() else {
         return skip(TEST, "no libz.so.1 to preload");
     };
     let host = host();
@@ -1201,14 +1202,7 @@ fn a_library_loaded_after_a_remembered_walk_is_found_at_the_next_pass() {
     if !common::is_root() {
         return skip(TEST, "needs root (attacker user, the BPF iterator)");
     }
-    let Some(library) = [
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/usr/lib/x86_64-linux-gnu/libz.so.1",
-        "/lib/aarch64-linux-gnu/libz.so.1",
-        "/usr/lib/aarch64-linux-gnu/libz.so.1",
-    ]
-    .into_iter()
-    .find(|l| Path::new(l).exists()) else {
+    let Some(library) = libz() else {
         return skip(TEST, "no libz.so.1 to load");
     };
     let Ok(iterator) = fd_iterator::shared() else {

@@ -221,10 +221,7 @@ pub fn program(
     a.jump_reg(JEQ_REG, 3, 1, Unread);
     a.emit(insn(MOV64_REG, 3, 1, 0, 0));
     probe_read(&mut a, 3, layout.dentry_name, Unread)?;
-    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::NAME)));
-    a.emit(insn(MOV64_IMM, 2, 0, 0, 16));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
+    probe_read_to(&mut a, stack::NAME, 16);
     a.jump(JNE_IMM, 0, 0, Unread);
     // The first 8 bytes name the library; the rest of its prefix follows.
     // Bytes past a shorter name's NUL cannot match: the NUL is compared first.
@@ -310,10 +307,7 @@ fn unchanged_since_remembered(
     let mm_seq =
         i32::try_from(change.mm_seq).map_err(|_| FdIteratorError::OffsetTooFar(change.mm_seq))?;
     a.emit(insn(ADD64_IMM, 3, 0, 0, mm_seq));
-    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::MM_SEQ)));
-    a.emit(insn(MOV64_IMM, 2, 0, 0, 4));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
+    probe_read_to(a, stack::MM_SEQ, 4);
     a.jump(JNE_IMM, 0, 0, Walk);
     // Odd: a writer holds the mmap lock (the kernel's own speculation test).
     a.emit(insn(LDX_W, 1, 10, stack::MM_SEQ, 0));
@@ -347,10 +341,7 @@ fn probe_read(
     let offset = i32::try_from(offset).map_err(|_| FdIteratorError::OffsetTooFar(offset))?;
     a.emit(insn(MOV64_REG, 3, base, 0, 0));
     a.emit(insn(ADD64_IMM, 3, 0, 0, offset));
-    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
-    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::NAME)));
-    a.emit(insn(MOV64_IMM, 2, 0, 0, 8));
-    a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
+    probe_read_to(a, stack::NAME, 8);
     // A failed read leaves zeros: where a null pointer goes where a failure
     // does, the one test of the value is both (each branch in the loop costs
     // the verifier more states: the program loads in 1.5 ms, not 1.9).
@@ -365,6 +356,14 @@ fn probe_read(
     a.emit(insn(LDX_DW, 3, 10, stack::NAME, 0));
     a.jump(JEQ_IMM, 3, 0, null);
     Ok(())
+}
+
+/// `r0 = bpf_probe_read_kernel(r10 + slot, bytes, r3)`.
+fn probe_read_to(a: &mut Assembler<Label>, slot: i16, bytes: i32) {
+    a.emit(insn(MOV64_REG, 1, 10, 0, 0));
+    a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(slot)));
+    a.emit(insn(MOV64_IMM, 2, 0, 0, bytes));
+    a.emit(insn(CALL, 0, 0, 0, HELPER_PROBE_READ_KERNEL));
 }
 
 /// The program, its link, and the map of walks it may rely on.
