@@ -25,10 +25,14 @@
 //! (`mm_lock_seq`, the count the kernel's own lockless readers of an address
 //! space rely on). No mapping is made, moved or removed without that lock,
 //! and an exec gives a new count, so while all three are the same the walk
-//! would find what it found: the program then writes `UNCHANGED` and does not
-//! walk. A walk is relied on for [`REMEMBER_WALK_SECS`] at most, far less than
-//! bringing the count round takes. Only a whole walk that read every name and
-//! found none is remembered; a library found, or any doubt, is walked again.
+//! would find the same mappings: the program then writes `UNCHANGED` and does
+//! not walk. A walk is relied on for [`REMEMBER_WALK_SECS`] at most, far less
+//! than bringing the count round takes. Only a whole walk that read every name
+//! and found none, with no exec during it, is remembered; a library found, or
+//! any doubt, is walked again. What the counts do not see is a mapped file
+//! renamed: a library a user maps under a plain name and then renames to a
+//! SOCKS one is seen once the walk's time is up (red team; the user could as
+//! well have kept the plain name, which no walk tells from any library).
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -112,6 +116,7 @@ const TSOCKS: &[u8; 9] = b"libtsocks";
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Label {
     Walk,
+    NotSteady,
     Write,
     Loop,
     Proxychains,
@@ -279,6 +284,9 @@ pub fn program(
     a.emit(insn(MOV64_REG, 1, 10, 0, 0));
     a.emit(insn(ADD64_IMM, 1, 0, 0, i32::from(stack::ITER)));
     a.call_kfunc(layout.vma_destroy)?;
+    if let (Some(change), Some(_)) = (layout.image_change, remembered) {
+        still_the_same_image(&mut a, layout, change)?;
+    }
     a.label(Write);
     a.emit(insn(STX_W, 10, 8, stack::FLAGS, 0));
     a.emit(insn(MOV64_REG, 1, 9, 0, 0)); // r1 = meta->seq
@@ -330,8 +338,31 @@ fn unchanged_since_remembered(
     Ok(())
 }
 
+/// After a walk: the counts read before it hold for what it walked only if no
+/// exec swapped the address space meanwhile (the walk takes the task's mm
+/// afresh); else they are not `STEADY` (red team: an exec between the reads).
+fn still_the_same_image(
+    a: &mut Assembler<Label>,
+    layout: &LibraryLayout,
+    change: ImageChangeLayout,
+) -> Result<(), FdIteratorError> {
+    use Label::*;
+    // Whatever the flags: a branch on them would make the verifier tell the
+    // loop's states apart by them (r8 precise), ~0.5 ms more at each load.
+    probe_read(a, 7, layout.task_mm, NotSteady)?;
+    a.emit(insn(LDX_DW, 1, 10, stack::MM, 0));
+    a.jump_reg(JNE_REG, 3, 1, NotSteady);
+    a.emit(insn(LDX_DW, 1, 7, offset16(change.task_exec_id)?, 0));
+    a.emit(insn(LDX_DW, 2, 10, stack::EXEC_ID, 0));
+    a.jump_reg(JEQ_REG, 1, 2, Write);
+    a.label(NotSteady);
+    a.emit(insn(AND64_IMM, 8, 0, 0, !(STEADY as i32)));
+    Ok(())
+}
+
 /// `r3 = *(u64 *)(base + offset)` through `bpf_probe_read_kernel` (into the
-/// name buffer); to `unread` if the read fails, to `null` if it gives 0.
+/// name buffer); to `null` if it gives 0, and if the read fails to `null`
+/// too where that is the pass's end or the counts' doubt, else to `Unread`.
 fn probe_read(
     a: &mut Assembler<Label>,
     base: u8,
@@ -345,10 +376,9 @@ fn probe_read(
     // A failed read leaves zeros: where a null pointer goes where a failure
     // does, the one test of the value is both (each branch in the loop costs
     // the verifier more states: the program loads in 1.5 ms, not 1.9).
-    let failed = if null == Label::Exit {
-        Label::Exit
-    } else {
-        Label::Unread
+    let failed = match null {
+        Label::Exit | Label::NotSteady => null,
+        _ => Label::Unread,
     };
     if null != failed {
         a.jump(JNE_IMM, 0, 0, failed);
@@ -384,9 +414,10 @@ static PROGRAM: OnceLock<Option<Program>> = OnceLock::new();
 /// pass that relies on it does not renew it). Within it a process is not walked
 /// again while its start, exec count and mappings' count are the same. The
 /// mappings' count moves twice at each take of the mmap write lock, so
-/// bringing it round to a remembered value takes 2^31 takes: ~16 minutes at
-/// 457 ns an `mprotect` (this host), far more than this.
-pub const REMEMBER_WALK_SECS: u64 = 60;
+/// bringing it round to a remembered value takes 2^31 takes: 223 s at 104 ns
+/// a `brk(0)`, the cheapest take the red team found on this host (an
+/// `mprotect` is 0.5-1.4 µs), over 7 times this.
+pub const REMEMBER_WALK_SECS: u64 = 30;
 /// Walks remembered at most: past it, processes are walked. The map is
 /// sized to the host's tasks (its buckets are allocated whole: 1 MiB, ~0.7
 /// ms of a CLI run, at the most).
@@ -1042,7 +1073,19 @@ mod tests {
                 .iter()
                 .position(|i| i.code == CALL && i.imm == 70003)
                 .expect("destroy");
-            assert_eq!(to, destroy + 1, "straight to the write");
+            assert!(to > destroy, "past the walk");
+            // After the walk, an exec that swapped the address space (mm or
+            // exec count no longer what was read) takes `STEADY` away.
+            let unsteady = code[destroy..]
+                .iter()
+                .filter(|i| i.code == AND64_IMM && i.regs == 8 && i.imm == !(STEADY as i32))
+                .count();
+            assert_eq!(unsteady, 1);
+            assert_eq!(
+                (code[to].code, code[to].off),
+                (STX_W, stack::FLAGS),
+                "straight to the write"
+            );
         } else {
             assert!(lookups.is_empty());
         }
@@ -1084,8 +1127,9 @@ mod tests {
             .count();
         assert_eq!(
             probes,
-            8 + usize::from(remembering),
-            "mm, (mm's count), file, dentry, its parent, mount, its root, name's address, name"
+            8 + 2 * usize::from(remembering),
+            "mm, (its count), file, dentry, its parent, mount, its root, name's address, name, \
+             (mm again after the walk)"
         );
     }
 
