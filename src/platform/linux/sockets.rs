@@ -413,10 +413,9 @@ impl NetTables {
         // Netlink sees the calling thread's namespace only: use it for that one,
         // through one socket for all its dumps (opened at the first dumpable table).
         let mut dumper: Option<Option<netlink::Dumper>> = None;
-        let all = kinds.iter().map(|&k| (k, true));
-        for (kind, wanted) in all.chain(unwanted.iter().map(|&k| (k, false))) {
-            let usable = netlink::dumpable(kind).then(|| {
-                dumper.get_or_insert_with(|| {
+        let usable_dumper = |dumper: &mut Option<Option<netlink::Dumper>>| {
+            dumper
+                .get_or_insert_with(|| {
                     if netlink::own_net_namespace().ok() != Some(namespace) {
                         return None;
                     }
@@ -424,8 +423,42 @@ impl NetTables {
                         .inspect_err(|e| log::debug!("no sock_diag socket, reading /proc: {e}"))
                         .ok()
                 })
-            });
-            if let Some(Some(dumper)) = usable {
+                .is_some()
+        };
+        // Both TCP tables in one dump: one walk of the kernel's TCP hash
+        // instead of one per family (most of a `pid =` lookup's time).
+        let mut dumped_together: Vec<(TableKind, bool)> = Vec::new();
+        for (set, wanted) in [(kinds, true), (unwanted, false)] {
+            let both = set.contains(&TableKind::Tcp) && set.contains(&TableKind::Tcp6);
+            if !both || !usable_dumper(&mut dumper) {
+                continue;
+            }
+            let Some(Some(tcp_dumper)) = dumper.as_mut() else {
+                continue;
+            };
+            match tcp_dumper.dump_tcp_both_families() {
+                Ok(entries) if !wanted => {
+                    tables.other_kinds.extend(entries.iter().map(|e| e.inode));
+                }
+                Ok(entries) => {
+                    for entry in entries {
+                        tables.insert(entry);
+                    }
+                }
+                Err(e) => {
+                    log::debug!("one TCP dump of both families failed, one by family: {e}");
+                    continue;
+                }
+            }
+            dumped_together.extend([(TableKind::Tcp, wanted), (TableKind::Tcp6, wanted)]);
+        }
+        let all = kinds.iter().map(|&k| (k, true));
+        for (kind, wanted) in all.chain(unwanted.iter().map(|&k| (k, false))) {
+            if dumped_together.contains(&(kind, wanted)) {
+                continue;
+            }
+            let usable = netlink::dumpable(kind).then(|| usable_dumper(&mut dumper));
+            if let (Some(true), Some(Some(dumper))) = (usable, dumper.as_mut()) {
                 match dumper.dump(kind) {
                     Ok(entries) if !wanted => {
                         tables.other_kinds.extend(entries.iter().map(|e| e.inode));
