@@ -21,10 +21,13 @@ def ino(s):
     return os.fstat(s.fileno()).st_ino
 "#;
 
-/// Whether the iterator can run here (prints why not); if so, a shared hold on
-/// full scans: these tests assert their full scans of the host are whole and
-/// take the iterator, which another test's fd hoarder (hostile_bounds, maybe in
-/// another binary's run) would make false.
+/// Whether the iterator can run here (prints why not); if so, a hold on full
+/// scans: these tests assert their full scans of the host are whole and take
+/// the iterator, which another test's fd hoarder (hostile_bounds, maybe in
+/// another binary's run) would make false. Exclusive: a test here tearing its
+/// threaded holder down while another one's scan reads it made that scan
+/// partial ("the thread its fds were read through exited meanwhile", one CI
+/// run of many).
 fn iterator_here(test: &str) -> Option<FullScanLock> {
     if !common::is_root() {
         skip(test, "needs root");
@@ -34,7 +37,7 @@ fn iterator_here(test: &str) -> Option<FullScanLock> {
         skip(test, format!("no BPF fd iterator: {why}"));
         return None;
     }
-    Some(FullScanLock::shared())
+    Some(FullScanLock::exclusive())
 }
 
 fn host(fd_iterator: bool) -> LinuxHost {
