@@ -1082,6 +1082,24 @@ impl<L: Copy + PartialEq + std::fmt::Debug> Assembler<L> {
         Ok(())
     }
 
+    /// `*(u64 *)(base + at) = task->group_leader->start_boottime`, the task in
+    /// register `task` (r2 is overwritten); to `null` when it has no leader.
+    pub(super) fn copy_leader_start(
+        &mut self,
+        task: u8,
+        layout: (u32, u32),
+        base: u8,
+        at: i16,
+        null: L,
+    ) -> Result<(), FdIteratorError> {
+        let (group_leader, start_boottime) = layout;
+        self.emit(insn(LDX_DW, 2, task, offset16(group_leader)?, 0));
+        self.jump(JEQ_IMM, 2, 0, null);
+        self.emit(insn(LDX_DW, 2, 2, offset16(start_boottime)?, 0));
+        self.emit(insn(STX_DW, base, 2, at, 0));
+        Ok(())
+    }
+
     /// Copies a `struct sock`'s ports and addresses (in register `from`) to
     /// the stack slots `to` names (an IPv6 address only where the kernel has
     /// IPv6).
@@ -1190,15 +1208,8 @@ pub fn program(layout: &KernelLayout) -> Result<Vec<Insn>, FdIteratorError> {
     a.copy(LDX_W, STX_W, 7, layout.task_pid, on_stack(at::TID))?;
     a.emit(insn(LDX_W, 2, 6, 16, 0)); // ctx->fd
     a.emit(insn(STX_W, 10, 2, on_stack(at::FD), 0));
-    a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 4, 0, Sock);
-    a.copy(
-        LDX_DW,
-        STX_DW,
-        4,
-        layout.task_start_boottime,
-        on_stack(at::LEADER_START),
-    )?;
+    let leader = (layout.task_group_leader, layout.task_start_boottime);
+    a.copy_leader_start(7, leader, 10, on_stack(at::LEADER_START), Sock)?;
     a.emit(insn(LDX_DW, 4, 7, offset16(layout.task_real_cred)?, 0));
     a.jump(JEQ_IMM, 4, 0, Sock);
     a.copy(LDX_W, STX_W, 4, layout.cred_uid, on_stack(at::UID))?;

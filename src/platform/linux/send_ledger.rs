@@ -270,10 +270,8 @@ fn identify_current(
     a.emit(insn(CALL, 0, 0, 0, HELPER_COMM));
     a.emit(insn(CALL, 0, 0, 0, HELPER_CURRENT_TASK_BTF));
     a.emit(insn(MOV64_REG, 6, 0, 0, 0)); // r6 = the current task
-    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Parent);
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
-    a.emit(insn(STX_DW, base, 2, at(at::LEADER_START), 0));
+    let leader = (layout.task_group_leader, layout.task_start_boottime);
+    a.copy_leader_start(6, leader, base, at(at::LEADER_START), Parent)?;
     // The parent, and its leader's start: a sender that forks a child per send
     // lives on as that parent.
     a.label(Parent);
@@ -281,10 +279,7 @@ fn identify_current(
     a.jump(JEQ_IMM, 2, 0, Exe);
     a.emit(insn(LDX_W, 3, 2, offset16(layout.task_tgid)?, 0));
     a.emit(insn(STX_W, base, 3, at(at::PARENT_TGID), 0));
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Exe);
-    a.emit(insn(LDX_DW, 2, 2, offset16(layout.task_start_boottime)?, 0));
-    a.emit(insn(STX_DW, base, 2, at(at::PARENT_START), 0));
+    a.copy_leader_start(2, leader, base, at(at::PARENT_START), Exe)?;
     a.label(Exe);
     a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_mm)?, 0));
     a.jump(JEQ_IMM, 2, 0, Identified);
@@ -497,15 +492,8 @@ pub fn fork_program(
         VALUE + lineage::START,
     )?;
     a.emit(insn(STX_W, 10, 9, VALUE + lineage::TGIDS, 0));
-    a.emit(insn(LDX_DW, 2, 6, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 2, 0, Inet);
-    a.copy(
-        LDX_DW,
-        STX_DW,
-        2,
-        layout.task_start_boottime,
-        VALUE + lineage::STARTS,
-    )?;
+    let leader = (layout.task_group_leader, layout.task_start_boottime);
+    a.copy_leader_start(6, leader, 10, VALUE + lineage::STARTS, Inet)?;
     a.label(Inet);
     // The forker's own forkers, copied.
     map_lookup(&mut a, lineages, FORKER_KEY);
@@ -587,15 +575,8 @@ pub fn existing_program(
     a.emit(insn(LDX_DW, 7, 6, offset16(layout.task_real_parent)?, 0));
     a.jump(JEQ_IMM, 7, 0, Net);
     a.copy(LDX_W, STX_W, 7, layout.task_tgid, VALUE + lineage::TGIDS)?;
-    a.emit(insn(LDX_DW, 7, 7, offset16(layout.task_group_leader)?, 0));
-    a.jump(JEQ_IMM, 7, 0, Net);
-    a.copy(
-        LDX_DW,
-        STX_DW,
-        7,
-        layout.task_start_boottime,
-        VALUE + lineage::STARTS,
-    )?;
+    let leader = (layout.task_group_leader, layout.task_start_boottime);
+    a.copy_leader_start(7, leader, 10, VALUE + lineage::STARTS, Net)?;
     a.label(Net);
     map_update(&mut a, lineages, KEY, VALUE, BPF_NOEXIST);
     a.label(Exit);
