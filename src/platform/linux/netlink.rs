@@ -452,33 +452,16 @@ impl Dumper {
 
     /// Every socket of the table `kind` (a [`dumpable`] one).
     pub fn dump(&mut self, kind: TableKind) -> Result<Vec<TableEntry>, DumpError> {
-        self.sequence = self.sequence.wrapping_add(1);
         let mut out = Vec::new();
-        let request = build_request(kind, self.sequence);
-        self.socket.dump(
-            kind,
-            &request,
-            self.sequence,
-            &mut self.buffer,
-            &mut out,
-            &mut |_| {},
-        )?;
+        self.each_of(kind, build_request, &mut |entry| out.push(entry))?;
         Ok(out)
     }
 
     /// Every TCP socket of both families, in one dump (see [`TCPDIAG_GETSOCK`]).
     pub fn dump_tcp_both_families(&mut self) -> Result<Vec<TableEntry>, DumpError> {
-        self.sequence = self.sequence.wrapping_add(1);
         let mut out = Vec::new();
-        let request = build_both_families_tcp_request(self.sequence);
-        self.socket.dump(
-            TableKind::Tcp,
-            &request,
-            self.sequence,
-            &mut self.buffer,
-            &mut out,
-            &mut |_| {},
-        )?;
+        let request = |_, sequence| build_both_families_tcp_request(sequence);
+        self.each_of(TableKind::Tcp, request, &mut |entry| out.push(entry))?;
         Ok(out)
     }
 
@@ -490,16 +473,27 @@ impl Dumper {
         kind: TableKind,
         each: &mut dyn FnMut(TableEntry),
     ) -> Result<(), DumpError> {
+        self.each_of(kind, build_request, each)
+    }
+
+    /// One dump of the request `request` makes for `kind` and a new sequence
+    /// number, its sockets handed to `each` datagram by datagram.
+    fn each_of<const N: usize>(
+        &mut self,
+        kind: TableKind,
+        request: impl Fn(TableKind, u32) -> [u8; N],
+        each: &mut dyn FnMut(TableEntry),
+    ) -> Result<(), DumpError> {
         self.sequence = self.sequence.wrapping_add(1);
-        let mut out = Vec::new();
+        let request = request(kind, self.sequence);
+        let mut received = Vec::new();
         let mut drain = |received: &mut Vec<TableEntry>| received.drain(..).for_each(&mut *each);
-        let request = build_request(kind, self.sequence);
         self.socket.dump(
             kind,
             &request,
             self.sequence,
             &mut self.buffer,
-            &mut out,
+            &mut received,
             &mut drain,
         )
     }
@@ -795,21 +789,13 @@ mod tests {
     /// entry (addresses, ports, state, family) on every one of them.
     #[test]
     fn netlink_and_proc_agree_on_own_tcp_sockets() {
-        use std::net::{TcpListener, TcpStream};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        let mut held: Vec<u64> = vec![inode_of(&listener), inode_of(&client), inode_of(&server)];
-        // IPv6 dual-stack listener reached over IPv4 (a v4-mapped peer), when available.
-        let v6 = TcpListener::bind("[::]:0").ok().and_then(|l6| {
-            let port = l6.local_addr().ok()?.port();
-            let c = TcpStream::connect(("127.0.0.1", port)).ok()?;
-            let (s, _) = l6.accept().ok()?;
-            Some((l6, c, s))
-        });
-        if let Some((l6, c, s)) = &v6 {
-            held.extend([inode_of(l6), inode_of(c), inode_of(s)]);
-        }
+        let OwnTcp {
+            listener,
+            client,
+            server,
+            v6,
+            held,
+        } = OwnTcp::open();
         let Some(from_netlink) = agree_both_ways([TableKind::Tcp, TableKind::Tcp6], &held) else {
             return;
         };
@@ -839,12 +825,52 @@ mod tests {
         drop((client, server, v6));
     }
 
+    /// This process's TCP sockets: an IPv4 listener and a connected pair, and
+    /// (when available) an IPv6 dual-stack listener reached over IPv4 (a
+    /// v4-mapped peer) with its pair; `held` their inodes.
+    struct OwnTcp {
+        listener: std::net::TcpListener,
+        client: std::net::TcpStream,
+        server: std::net::TcpStream,
+        v6: Option<(
+            std::net::TcpListener,
+            std::net::TcpStream,
+            std::net::TcpStream,
+        )>,
+        held: Vec<u64>,
+    }
+
+    impl OwnTcp {
+        fn open() -> OwnTcp {
+            use std::net::{TcpListener, TcpStream};
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            let mut held = vec![inode_of(&listener), inode_of(&client), inode_of(&server)];
+            let v6 = TcpListener::bind("[::]:0").ok().and_then(|l6| {
+                let port = l6.local_addr().ok()?.port();
+                let c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                let (s, _) = l6.accept().ok()?;
+                Some((l6, c, s))
+            });
+            if let Some((l6, c, s)) = &v6 {
+                held.extend([inode_of(l6), inode_of(c), inode_of(s)]);
+            }
+            OwnTcp {
+                listener,
+                client,
+                server,
+                v6,
+                held,
+            }
+        }
+    }
+
     /// One dump of both families gives what the two dumps by family give:
     /// the same entries for this process's IPv4 and IPv6 (and v4-mapped)
     /// listeners and connections.
     #[test]
     fn one_tcp_dump_of_both_families_is_the_two_by_family() {
-        use std::net::{TcpListener, TcpStream};
         let mut dumper = match Dumper::open() {
             Ok(d) => d,
             Err(e) => {
@@ -852,19 +878,14 @@ mod tests {
                 return;
             }
         };
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (server, _) = listener.accept().expect("accept");
-        let mut held = vec![inode_of(&listener), inode_of(&client), inode_of(&server)];
-        let v6 = TcpListener::bind("[::]:0").ok().and_then(|l6| {
-            let port = l6.local_addr().ok()?.port();
-            let c = TcpStream::connect(("127.0.0.1", port)).ok()?;
-            let (s, _) = l6.accept().ok()?;
-            Some((l6, c, s))
-        });
-        if let Some((l6, c, s)) = &v6 {
-            held.extend([inode_of(l6), inode_of(c), inode_of(s)]);
-        }
+        // Every socket kept open until the end (a pattern's `..` would close them).
+        let OwnTcp {
+            listener: _listener,
+            client,
+            server,
+            v6,
+            held,
+        } = OwnTcp::open();
         let by_inode = |entries: Vec<TableEntry>| -> std::collections::HashMap<u64, TableEntry> {
             entries.into_iter().map(|e| (e.inode, e)).collect()
         };
